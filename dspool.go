@@ -1,0 +1,167 @@
+// Package dspool holds the domain types shared by every part of dspool: jobs,
+// nodes, pools, users and the error codes that cross package boundaries.
+//
+// It imports nothing outside the standard library and does no I/O, so any other
+// package can depend on it.
+package dspool
+
+import (
+	"time"
+)
+
+// JobState is where a job is in its lifecycle:
+// queued -> running -> succeeded | failed | cancelled.
+type JobState string
+
+const (
+	JobQueued    JobState = "queued"
+	JobRunning   JobState = "running"
+	JobSucceeded JobState = "succeeded"
+	JobFailed    JobState = "failed"
+	JobCancelled JobState = "cancelled"
+)
+
+// Terminal reports whether no further transition can happen.
+func (s JobState) Terminal() bool {
+	return s == JobSucceeded || s == JobFailed || s == JobCancelled
+}
+
+// Valid reports whether s is one of the known states.
+func (s JobState) Valid() bool {
+	switch s {
+	case JobQueued, JobRunning, JobSucceeded, JobFailed, JobCancelled:
+		return true
+	}
+	return false
+}
+
+// Reason says why an attempt ended in failure.
+type Reason string
+
+const (
+	ReasonExit       Reason = "exit"        // the command exited non-zero or was killed by a signal
+	ReasonTimeout    Reason = "timeout"     // the job's time limit passed
+	ReasonNodeLost   Reason = "node_lost"   // the node stopped heartbeating past its grace period
+	ReasonStartError Reason = "start_error" // the command could not be started
+)
+
+// Job is a batch command with its resources and its current state.
+type Job struct {
+	ID       int64    `json:"id"`
+	Name     string   `json:"name"`
+	User     string   `json:"user"`
+	Pool     string   `json:"pool"`
+	State    JobState `json:"state"`
+	Reason   Reason   `json:"reason,omitempty"`
+	ExitCode *int     `json:"exit_code"`
+	Message  string   `json:"message,omitempty"`
+	// Attempt numbers executions from 1; it is the fencing token every report
+	// from an agent must carry.
+	Attempt         int               `json:"attempt"`
+	Node            string            `json:"node,omitempty"`
+	CPUs            MilliCPU          `json:"cpus"`
+	Memory          Bytes             `json:"memory"`
+	GPUs            int               `json:"gpus"`
+	GPUIndices      []int             `json:"gpu_indices,omitempty"`
+	TimeLimit       Duration          `json:"time_limit,omitempty"`
+	Retries         int               `json:"retries"`
+	Priority        int               `json:"priority"`
+	Env             map[string]string `json:"env,omitempty"`
+	Workdir         string            `json:"workdir"`
+	Command         []string          `json:"command"`
+	CancelRequested bool              `json:"cancel_requested,omitempty"`
+	SubmittedAt     time.Time         `json:"submitted_at"`
+	StartedAt       *time.Time        `json:"started_at"`
+	FinishedAt      *time.Time        `json:"finished_at"`
+}
+
+// Attempt is one execution of a job on one node.
+type Attempt struct {
+	Job        int64      `json:"job"`
+	Number     int        `json:"attempt"`
+	Node       string     `json:"node"`
+	GPUIndices []int      `json:"gpu_indices,omitempty"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	ExitCode   *int       `json:"exit_code"`
+	Reason     Reason     `json:"reason,omitempty"`
+	Message    string     `json:"message,omitempty"`
+}
+
+// NodeState is where a node is in its lifecycle:
+// provisioning -> ready -> draining -> gone; ready -> lost -> ready | gone;
+// provisioning -> failed when its setup script fails.
+type NodeState string
+
+const (
+	NodeProvisioning NodeState = "provisioning"
+	NodeReady        NodeState = "ready"
+	NodeDraining     NodeState = "draining"
+	NodeLost         NodeState = "lost"
+	NodeFailed       NodeState = "failed"
+	NodeGone         NodeState = "gone"
+)
+
+// GPU is one accelerator found on a node.
+type GPU struct {
+	Index  int    `json:"index"`
+	Name   string `json:"name,omitempty"`
+	UUID   string `json:"uuid,omitempty"`
+	Memory Bytes  `json:"memory,omitempty"`
+}
+
+// Inventory is what a node has to offer.
+type Inventory struct {
+	CPUs   MilliCPU `json:"cpus"`
+	Memory Bytes    `json:"memory"`
+	GPUs   []GPU    `json:"gpus"`
+}
+
+// Usage is what a node reports it is using right now.
+type Usage struct {
+	Load1     float64 `json:"load1"`
+	MemUsed   Bytes   `json:"mem_used"`
+	Attempts  int     `json:"attempts"`
+	ShareFree Bytes   `json:"share_free,omitempty"`
+}
+
+// Node is one machine of a pool, running an agent.
+type Node struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Pool      string            `json:"pool"`
+	State     NodeState         `json:"state"`
+	Message   string            `json:"message,omitempty"`
+	Inventory Inventory         `json:"inventory"`
+	Allocated Allocation        `json:"allocated"`
+	Usage     Usage             `json:"usage"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Version   string            `json:"version,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+	LastSeen  *time.Time        `json:"last_seen"`
+}
+
+// Allocation is the part of a node's inventory held by running attempts.
+type Allocation struct {
+	CPUs   MilliCPU `json:"cpus"`
+	Memory Bytes    `json:"memory"`
+	GPUs   []int    `json:"gpus"`
+}
+
+// User is an identity with a fixed uid/gid that is the same on every node.
+type User struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	UID       int       `json:"uid"`
+	GID       int       `json:"gid"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Token is an API token's metadata; the secret itself is shown once at
+// creation and stored only as a hash.
+type Token struct {
+	ID        int64     `json:"id"`
+	User      string    `json:"user"`
+	CreatedAt time.Time `json:"created_at"`
+}

@@ -1,0 +1,147 @@
+package dspool
+
+import (
+	"fmt"
+	"time"
+)
+
+// Work is a kind of work a pool takes.
+type Work string
+
+const (
+	WorkBatch       Work = "batch"
+	WorkInteractive Work = "interactive"
+)
+
+// Providers a pool may name.
+const (
+	ProviderLocal  = "local"
+	ProviderStatic = "static"
+)
+
+// NodeSize is the size of every node of a pool.
+type NodeSize struct {
+	CPUs   MilliCPU `json:"cpus" yaml:"cpus"`
+	Memory Bytes    `json:"memory" yaml:"memory"`
+	GPUs   int      `json:"gpus,omitempty" yaml:"gpus"`
+}
+
+// Pool is a named set of identical nodes.
+type Pool struct {
+	Name     string   `json:"name" yaml:"name"`
+	Provider string   `json:"provider" yaml:"provider"`
+	Node     NodeSize `json:"node" yaml:"node"`
+	// Count is how many nodes the provider keeps: agent processes for
+	// local, the expected number of joined machines for static.
+	Count int    `json:"count" yaml:"count"`
+	Work  []Work `json:"work" yaml:"work"`
+	// Setup runs once as root with /bin/sh when a node starts, before it
+	// takes work; a node whose setup fails is marked failed with its output.
+	Setup        string            `json:"setup,omitempty" yaml:"setup"`
+	SetupTimeout Duration          `json:"setup_timeout,omitempty" yaml:"setup_timeout"`
+	OutputLimit  Bytes             `json:"output_limit,omitempty" yaml:"output_limit"`
+	Labels       map[string]string `json:"labels,omitempty" yaml:"labels"`
+	CreatedAt    time.Time         `json:"created_at,omitempty" yaml:"-"`
+	UpdatedAt    time.Time         `json:"updated_at,omitempty" yaml:"-"`
+}
+
+// Pool defaults and bounds.
+const (
+	MaxPoolCount        = 10000
+	MaxSetupBytes       = 64 << 10
+	DefaultSetupTimeout = 10 * time.Minute
+	DefaultOutputLimit  = Bytes(1 << 30)
+	MaxLabels           = 64
+)
+
+// Takes reports whether the pool accepts work w.
+func (p *Pool) Takes(w Work) bool {
+	for _, x := range p.Work {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// Normalize fills defaults and validates p. prefix is prepended to field
+// names ("pools[1].") so errors point into the file the user wrote.
+func (p *Pool) Normalize(prefix string) error {
+	f := func(name string) string { return prefix + name }
+	if err := ValidateName(f("name"), p.Name); err != nil {
+		return err
+	}
+	switch p.Provider {
+	case "":
+		p.Provider = ProviderLocal
+	case ProviderLocal, ProviderStatic:
+	default:
+		return Invalid(f("provider"), "%s is not a provider: use local or static", quote(p.Provider))
+	}
+	if p.Node.CPUs <= 0 || p.Node.CPUs > MaxCPUs*1000 {
+		return Invalid(f("node.cpus"), "must be between 0.001 and %d", MaxCPUs)
+	}
+	if p.Node.Memory <= 0 || p.Node.Memory > MaxBytes {
+		return Invalid(f("node.memory"), "must be a size between 1 byte and 1 EiB, e.g. 16GiB")
+	}
+	if p.Node.GPUs < 0 || p.Node.GPUs > MaxGPUs {
+		return Invalid(f("node.gpus"), "must be between 0 and %d", MaxGPUs)
+	}
+	if p.Count < 0 || p.Count > MaxPoolCount {
+		return Invalid(f("count"), "must be between 0 and %d", MaxPoolCount)
+	}
+	if len(p.Work) == 0 {
+		p.Work = []Work{WorkBatch, WorkInteractive}
+	}
+	seen := map[Work]bool{}
+	for i, w := range p.Work {
+		if w != WorkBatch && w != WorkInteractive {
+			return Invalid(fmt.Sprintf("%swork[%d]", prefix, i), "%s is not a kind of work: use batch or interactive", quote(string(w)))
+		}
+		if seen[w] {
+			return Invalid(fmt.Sprintf("%swork[%d]", prefix, i), "%s is listed twice", w)
+		}
+		seen[w] = true
+	}
+	if err := checkText(f("setup"), p.Setup, MaxSetupBytes, true); err != nil {
+		return err
+	}
+	if p.SetupTimeout < 0 || time.Duration(p.SetupTimeout) > 24*time.Hour {
+		return Invalid(f("setup_timeout"), "must be between 1s and 24h")
+	}
+	if p.SetupTimeout == 0 {
+		p.SetupTimeout = Duration(DefaultSetupTimeout)
+	}
+	if p.OutputLimit < 0 || p.OutputLimit > MaxBytes {
+		return Invalid(f("output_limit"), "must be a size up to 1 EiB")
+	}
+	if p.OutputLimit == 0 {
+		p.OutputLimit = DefaultOutputLimit
+	}
+	if len(p.Labels) > MaxLabels {
+		return Invalid(f("labels"), "has %d labels: at most %d", len(p.Labels), MaxLabels)
+	}
+	for _, k := range sortedKeys(p.Labels) {
+		if err := checkText(f("labels"), k, 63, false); err != nil || k == "" {
+			return Invalid(f("labels"), "label name %s must be 1-63 printable characters", quote(k))
+		}
+		if err := checkText(f("labels."+k), p.Labels[k], 253, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fits reports why a job of the given size can never run on a node of this
+// pool, or "" when it can.
+func (p *Pool) Fits(cpus MilliCPU, mem Bytes, gpus int) string {
+	switch {
+	case cpus > p.Node.CPUs:
+		return fmt.Sprintf("it asks for %s cpus and nodes of pool %s have %s", cpus, p.Name, p.Node.CPUs)
+	case mem > p.Node.Memory:
+		return fmt.Sprintf("it asks for %s of memory and nodes of pool %s have %s", mem, p.Name, p.Node.Memory)
+	case gpus > p.Node.GPUs:
+		return fmt.Sprintf("it asks for %d gpus and nodes of pool %s have %d", gpus, p.Name, p.Node.GPUs)
+	}
+	return ""
+}

@@ -1,0 +1,214 @@
+package dspool
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// JobSpec is what a user submits. Zero values mean the defaults filled in by
+// Normalize.
+type JobSpec struct {
+	Pool           string            `json:"pool,omitempty"`
+	Name           string            `json:"name,omitempty"`
+	CPUs           MilliCPU          `json:"cpus,omitempty"`
+	Memory         Bytes             `json:"memory,omitempty"`
+	GPUs           int               `json:"gpus,omitempty"`
+	TimeLimit      Duration          `json:"time_limit,omitempty"`
+	Retries        int               `json:"retries,omitempty"`
+	Priority       int               `json:"priority,omitempty"`
+	Env            map[string]string `json:"env,omitempty"`
+	Workdir        string            `json:"workdir,omitempty"`
+	Command        []string          `json:"command"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+}
+
+// Defaults and bounds of a job.
+const (
+	DefaultPool      = "default"
+	DefaultJobCPUs   = MilliCPU(1000)
+	DefaultJobMemory = Bytes(512 << 20)
+	MaxGPUs          = 256
+	MaxRetries       = 100
+	MaxPriority      = 1000
+	MaxTimeLimit     = 365 * 24 * time.Hour
+	MaxEnv           = 256
+	MaxArgsBytes     = 128 << 10
+	MaxNameLen       = 128
+	MaxPathLen       = 1024
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidName reports whether s can name a pool or a user: lowercase letters,
+// digits and '-', starting with a letter, at most 63 characters.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidateName returns an EInvalid error naming field when s is not a valid
+// pool or user name.
+func ValidateName(field, s string) error {
+	if !ValidName(s) {
+		return Invalid(field, "%s is not a valid name: use 1-63 lowercase letters, digits and '-', starting with a letter", quote(s))
+	}
+	return nil
+}
+
+// reservedEnv are variables a job may not set: they change how the loader
+// or shells behave, or they are set by dspool itself.
+var reservedEnv = map[string]bool{
+	"BASH_ENV": true, "ENV": true, "IFS": true, "SHELLOPTS": true, "BASHOPTS": true, "PS4": true,
+	"HOME": true, "USER": true, "LOGNAME": true, "CUDA_VISIBLE_DEVICES": true, "NVIDIA_VISIBLE_DEVICES": true,
+}
+
+func reservedEnvName(k string) bool {
+	return reservedEnv[k] || strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DSPOOL_") ||
+		strings.HasPrefix(k, "BASH_FUNC_") || strings.HasPrefix(k, "GCONV_")
+}
+
+// Normalize fills defaults and validates s, returning an EInvalid error that
+// names the first offending field.
+func (s *JobSpec) Normalize() error {
+	if s.Pool == "" {
+		s.Pool = DefaultPool
+	}
+	if err := ValidateName("pool", s.Pool); err != nil {
+		return err
+	}
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return Invalid("command", "is empty: give the program to run and its arguments, e.g. `dspool job submit -- python train.py`")
+	}
+	total := 0
+	for i, a := range s.Command {
+		if err := checkText(fmt.Sprintf("command[%d]", i), a, MaxArgsBytes, true); err != nil {
+			return err
+		}
+		total += len(a) + 1
+	}
+	if s.Name == "" {
+		s.Name = path.Base(s.Command[0])
+		if len(s.Name) > MaxNameLen {
+			s.Name = s.Name[:MaxNameLen]
+		}
+		if !utf8.ValidString(s.Name) {
+			s.Name = strings.ToValidUTF8(s.Name, "?")
+		}
+	}
+	if err := checkText("name", s.Name, MaxNameLen, false); err != nil {
+		return err
+	}
+	if s.CPUs == 0 {
+		s.CPUs = DefaultJobCPUs
+	}
+	if s.CPUs < 0 || s.CPUs > MaxCPUs*1000 {
+		return Invalid("cpus", "%s is out of range: give a number of cpus between 0.001 and %d", s.CPUs, MaxCPUs)
+	}
+	if s.Memory == 0 {
+		s.Memory = DefaultJobMemory
+	}
+	if s.Memory < 0 || s.Memory > MaxBytes {
+		return Invalid("memory", "%d is out of range: give a size between 1 byte and 1 EiB, e.g. 4GiB", s.Memory)
+	}
+	if s.GPUs < 0 || s.GPUs > MaxGPUs {
+		return Invalid("gpus", "%d is out of range: give 0 to %d gpus", s.GPUs, MaxGPUs)
+	}
+	if s.TimeLimit < 0 || time.Duration(s.TimeLimit) > MaxTimeLimit {
+		return Invalid("time_limit", "%s is out of range: give a positive duration up to 8760h, or none", time.Duration(s.TimeLimit))
+	}
+	if s.TimeLimit != 0 && time.Duration(s.TimeLimit) < time.Second {
+		return Invalid("time_limit", "%s is too short: give at least 1s", time.Duration(s.TimeLimit))
+	}
+	if s.Retries < 0 || s.Retries > MaxRetries {
+		return Invalid("retries", "%d is out of range: give 0 to %d", s.Retries, MaxRetries)
+	}
+	if s.Priority < -MaxPriority || s.Priority > MaxPriority {
+		return Invalid("priority", "%d is out of range: give -%d to %d", s.Priority, MaxPriority, MaxPriority)
+	}
+	if len(s.Env) > MaxEnv {
+		return Invalid("env", "has %d variables: at most %d", len(s.Env), MaxEnv)
+	}
+	for _, k := range sortedKeys(s.Env) {
+		field := "env." + k
+		if !envNameRE.MatchString(k) || len(k) > 256 {
+			return Invalid("env", "%s is not a valid variable name: use letters, digits and '_', not starting with a digit", quote(k))
+		}
+		if reservedEnvName(k) {
+			return Invalid(field, "is set by dspool or changes how programs load, so a job cannot set it")
+		}
+		if err := checkText(field, s.Env[k], MaxArgsBytes, true); err != nil {
+			return err
+		}
+		total += len(k) + len(s.Env[k]) + 2
+	}
+	if total > MaxArgsBytes {
+		return Invalid("command", "command and env together are %d bytes: at most %d", total, MaxArgsBytes)
+	}
+	if s.Workdir != "" {
+		if err := ValidateRelPath("workdir", s.Workdir); err != nil {
+			return err
+		}
+		s.Workdir = path.Clean(s.Workdir)
+	}
+	if err := checkText("idempotency_key", s.IdempotencyKey, 128, false); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ValidateRelPath checks that p is a relative path that stays beneath the
+// directory it is resolved in: no "..", not absolute, no NUL.
+func ValidateRelPath(field, p string) error {
+	if err := checkText(field, p, MaxPathLen, false); err != nil {
+		return err
+	}
+	if path.IsAbs(p) {
+		return Invalid(field, "%s is absolute: give a path relative to your home directory on the share", quote(p))
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return Invalid(field, "%s leaves your home directory: remove the '..'", quote(p))
+		}
+	}
+	return nil
+}
+
+// checkText rejects invalid UTF-8, NUL bytes, control characters (unless
+// multiline text is allowed) and text longer than max bytes.
+func checkText(field, s string, max int, allowControl bool) error {
+	if len(s) > max {
+		return Invalid(field, "is %d bytes long: at most %d", len(s), max)
+	}
+	if !utf8.ValidString(s) {
+		return Invalid(field, "is not valid UTF-8")
+	}
+	for _, r := range s {
+		if r == 0 {
+			return Invalid(field, "contains a NUL byte")
+		}
+		if !allowControl && unicode.IsControl(r) {
+			return Invalid(field, "contains control character %U", r)
+		}
+	}
+	return nil
+}
+
+func quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
