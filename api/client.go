@@ -1,0 +1,280 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// Client calls the dspool API. The zero value is not usable: set Server.
+type Client struct {
+	// Server is the base URL, e.g. http://127.0.0.1:8080.
+	Server string
+	// Token authenticates the caller (an API token, or a node credential
+	// for agent calls).
+	Token string
+	// HTTP is the client to use; nil means a client with sensible timeouts.
+	HTTP *http.Client
+}
+
+var defaultHTTP = &http.Client{Transport: &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	MaxIdleConnsPerHost:   64,
+	IdleConnTimeout:       90 * time.Second,
+	ResponseHeaderTimeout: 0, // long polls (wait, logs -f) answer late by design
+	TLSHandshakeTimeout:   10 * time.Second,
+}}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return defaultHTTP
+}
+
+// UnavailableError wraps a failure to reach the server at all, so callers
+// can retry with the same idempotency key.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string {
+	return "cannot reach the dspool server: " + e.Err.Error() + " (is `dspool up` or `dspool server` running? check --server / DSPOOL_SERVER)"
+}
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+func (c *Client) request(ctx context.Context, method, path string, body any, hdr http.Header) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Server, "/")+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &UnavailableError{Err: err}
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	var eb ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &eb) == nil && eb.Error != nil {
+		return eb.Error
+	}
+	code := dspool.EInternal
+	switch resp.StatusCode {
+	case 400:
+		code = dspool.EInvalid
+	case 401:
+		code = dspool.EUnauthorized
+	case 403:
+		code = dspool.EForbidden
+	case 404:
+		code = dspool.ENotFound
+	case 409:
+		code = dspool.EConflict
+	case 413:
+		code = dspool.ETooLarge
+	case 429, 502, 503, 504:
+		code = dspool.EUnavailable
+	}
+	return &dspool.Error{Code: code, Message: fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(b)))}
+}
+
+// Do sends a JSON request and decodes a JSON answer into out (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.request(ctx, method, path, body, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// WhoAmI returns the caller.
+func (c *Client) WhoAmI(ctx context.Context) (*dspool.User, error) {
+	var u dspool.User
+	return &u, c.Do(ctx, "GET", "/api/v1/whoami", nil, &u)
+}
+
+// SubmitJob submits a job. When spec has an idempotency key, a failure to
+// reach the server is retried (same key, so never duplicated) for up to
+// retryFor.
+func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor time.Duration) (*dspool.Job, error) {
+	deadline := time.Now().Add(retryFor)
+	backoff := 50 * time.Millisecond
+	for {
+		var j dspool.Job
+		err := c.Do(ctx, "POST", "/api/v1/jobs", spec, &j)
+		var ue *UnavailableError
+		if err == nil || spec.IdempotencyKey == "" || (!errors.As(err, &ue) && dspool.ErrorCode(err) != dspool.EUnavailable) || time.Now().After(deadline) {
+			if err != nil {
+				return nil, err
+			}
+			return &j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// Job returns a job with its attempts.
+func (c *Client) Job(ctx context.Context, id int64) (*JobDetail, error) {
+	var j JobDetail
+	return &j, c.Do(ctx, "GET", "/api/v1/jobs/"+strconv.FormatInt(id, 10), nil, &j)
+}
+
+// JobQuery selects jobs for Jobs.
+type JobQuery struct {
+	States   []string
+	AllUsers bool
+	Pool     string
+	Limit    int
+	Before   int64
+}
+
+// Jobs lists jobs, newest first.
+func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobList, error) {
+	v := url.Values{}
+	if len(q.States) > 0 {
+		v.Set("state", strings.Join(q.States, ","))
+	}
+	if q.AllUsers {
+		v.Set("all", "true")
+	}
+	if q.Pool != "" {
+		v.Set("pool", q.Pool)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Before > 0 {
+		v.Set("before", strconv.FormatInt(q.Before, 10))
+	}
+	var l JobList
+	return &l, c.Do(ctx, "GET", "/api/v1/jobs?"+v.Encode(), nil, &l)
+}
+
+// CancelJob cancels a job.
+func (c *Client) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
+	var j dspool.Job
+	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+strconv.FormatInt(id, 10)+"/cancel", nil, &j)
+}
+
+// WaitJob long-polls until the job has finished or timeout passes, and
+// returns its state then.
+func (c *Client) WaitJob(ctx context.Context, id int64, timeout time.Duration) (*dspool.Job, error) {
+	var j dspool.Job
+	path := fmt.Sprintf("/api/v1/jobs/%d/wait?timeout=%s", id, timeout)
+	return &j, c.Do(ctx, "GET", path, nil, &j)
+}
+
+// Logs streams the output of a job's attempt (0 means the latest). With
+// follow, the stream stays open until the attempt ends.
+func (c *Client) Logs(ctx context.Context, id int64, attempt int, follow bool) (io.ReadCloser, error) {
+	path := fmt.Sprintf("/api/v1/jobs/%d/logs?attempt=%d&follow=%t", id, attempt, follow)
+	resp, err := c.request(ctx, "GET", path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// ApplyPools creates or updates pools, all or none.
+func (c *Client) ApplyPools(ctx context.Context, pools []*dspool.Pool) ([]*dspool.Pool, error) {
+	var out PoolApply
+	return out.Pools, c.Do(ctx, "POST", "/api/v1/pools", &PoolApply{Pools: pools}, &out)
+}
+
+// Pools lists pools.
+func (c *Client) Pools(ctx context.Context) ([]*PoolDetail, error) {
+	var out []*PoolDetail
+	return out, c.Do(ctx, "GET", "/api/v1/pools", nil, &out)
+}
+
+// Pool returns a pool with its nodes.
+func (c *Client) Pool(ctx context.Context, name string) (*PoolDetail, error) {
+	var out PoolDetail
+	return &out, c.Do(ctx, "GET", "/api/v1/pools/"+url.PathEscape(name), nil, &out)
+}
+
+// JoinToken creates a join token for a pool.
+func (c *Client) JoinToken(ctx context.Context, pool string) (*JoinToken, error) {
+	var out JoinToken
+	return &out, c.Do(ctx, "POST", "/api/v1/pools/"+url.PathEscape(pool)+"/join-tokens", nil, &out)
+}
+
+// Nodes lists nodes, of one pool when pool is not empty.
+func (c *Client) Nodes(ctx context.Context, pool string) ([]*dspool.Node, error) {
+	var out []*dspool.Node
+	return out, c.Do(ctx, "GET", "/api/v1/nodes?pool="+url.QueryEscape(pool), nil, &out)
+}
+
+// CreateUser creates a user.
+func (c *Client) CreateUser(ctx context.Context, u UserCreate) (*dspool.User, error) {
+	var out dspool.User
+	return &out, c.Do(ctx, "POST", "/api/v1/users", &u, &out)
+}
+
+// Users lists users.
+func (c *Client) Users(ctx context.Context) ([]*dspool.User, error) {
+	var out []*dspool.User
+	return out, c.Do(ctx, "GET", "/api/v1/users", nil, &out)
+}
+
+// CreateToken creates an API token for a user (the caller when empty).
+func (c *Client) CreateToken(ctx context.Context, user string) (*NewToken, error) {
+	var out NewToken
+	return &out, c.Do(ctx, "POST", "/api/v1/tokens", &TokenCreate{User: user}, &out)
+}
+
+// Register registers a new node with a join token.
+func (c *Client) Register(ctx context.Context, r RegisterRequest) (*RegisterResponse, error) {
+	var out RegisterResponse
+	return &out, c.Do(ctx, "POST", "/api/v1/agents/register", &r, &out)
+}

@@ -1,0 +1,160 @@
+// Package api is dspool's wire protocol: the request and response types of
+// the REST API under /api/v1 and of the agent protocol, and a typed Go client
+// that the CLI, the agent and the tests use.
+//
+// It never talks to the store; it only speaks HTTP.
+package api
+
+import (
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// JobDetail is a job with its attempts.
+type JobDetail struct {
+	*dspool.Job
+	Attempts []dspool.Attempt `json:"attempts"`
+}
+
+// JobList is a page of jobs, newest first; Next is the value to pass as
+// before= for the next page (0 when there is none).
+type JobList struct {
+	Jobs []*dspool.Job `json:"jobs"`
+	Next int64         `json:"next,omitempty"`
+}
+
+// PoolApply is the body of POST /api/v1/pools: all pools are validated
+// before any is stored.
+type PoolApply struct {
+	Pools []*dspool.Pool `json:"pools"`
+}
+
+// PoolDetail is a pool with its nodes.
+type PoolDetail struct {
+	*dspool.Pool
+	Nodes []*dspool.Node `json:"nodes"`
+}
+
+// JoinToken is a secret an agent presents to join Pool.
+type JoinToken struct {
+	Pool  string `json:"pool"`
+	Token string `json:"token"`
+}
+
+// UserCreate is the body of POST /api/v1/users.
+type UserCreate struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin,omitempty"`
+}
+
+// TokenCreate is the body of POST /api/v1/tokens; an empty User means the
+// caller.
+type TokenCreate struct {
+	User string `json:"user,omitempty"`
+}
+
+// NewToken is a created API token: Secret is shown only here.
+type NewToken struct {
+	dspool.Token
+	Secret string `json:"token"`
+}
+
+// ErrorBody is every error response.
+type ErrorBody struct {
+	Error *dspool.Error `json:"error"`
+}
+
+// Agent protocol. An agent registers once with a join token over plain
+// HTTPS, then holds one upgraded connection multiplexed with yamux: it sends
+// heartbeats to the server, and the server sends it attempts to start and to
+// kill, each an HTTP request on its own stream.
+
+// RegisterRequest is the body of POST /api/v1/agents/register.
+type RegisterRequest struct {
+	JoinToken string            `json:"join_token"`
+	Pool      string            `json:"pool,omitempty"`
+	Name      string            `json:"name"`
+	Inventory dspool.Inventory  `json:"inventory"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Version   string            `json:"version,omitempty"`
+}
+
+// RegisterResponse gives the new node its identity and credential.
+type RegisterResponse struct {
+	Node       string `json:"node"`
+	Name       string `json:"name"`
+	Pool       string `json:"pool"`
+	Credential string `json:"credential"`
+}
+
+// AttemptRef names one attempt of one job.
+type AttemptRef struct {
+	Job     int64 `json:"job"`
+	Attempt int   `json:"attempt"`
+}
+
+// RunAs is the account an attempt runs as.
+type RunAs struct {
+	Name string `json:"name"`
+	UID  int    `json:"uid"`
+	GID  int    `json:"gid"`
+}
+
+// AttemptSpec tells an agent to start one attempt. Paths are relative to the
+// share's root.
+type AttemptSpec struct {
+	AttemptRef
+	Name        string            `json:"name"`
+	Pool        string            `json:"pool"`
+	User        RunAs             `json:"user"`
+	Command     []string          `json:"command"`
+	Env         map[string]string `json:"env,omitempty"`
+	Workdir     string            `json:"workdir"`
+	Home        string            `json:"home"`
+	JobDir      string            `json:"job_dir"`
+	Log         string            `json:"log"`
+	CPUs        dspool.MilliCPU   `json:"cpus"`
+	Memory      dspool.Bytes      `json:"memory"`
+	GPUs        []int             `json:"gpus"`
+	TimeLimit   dspool.Duration   `json:"time_limit,omitempty"`
+	KillGrace   dspool.Duration   `json:"kill_grace"`
+	OutputLimit dspool.Bytes      `json:"output_limit"`
+}
+
+// AttemptStatus is what an agent knows of one attempt.
+type AttemptStatus struct {
+	AttemptRef
+	Running    bool                  `json:"running"`
+	StartedAt  *time.Time            `json:"started_at,omitempty"`
+	FinishedAt *time.Time            `json:"finished_at,omitempty"`
+	Result     *dspool.AttemptResult `json:"result,omitempty"`
+}
+
+// Heartbeat is sent by an agent on every change and at its interval. An
+// agent sends one at a time, so the server sees its snapshots in order, and
+// each lists every attempt the agent knows of in this boot that the server
+// has not acknowledged as finished.
+type Heartbeat struct {
+	Boot      string           `json:"boot"`
+	State     dspool.NodeState `json:"state"` // provisioning, ready or failed
+	Message   string           `json:"message,omitempty"`
+	Inventory dspool.Inventory `json:"inventory"`
+	Usage     dspool.Usage     `json:"usage"`
+	Version   string           `json:"version,omitempty"`
+	Attempts  []AttemptStatus  `json:"attempts"`
+}
+
+// HeartbeatReply tells the agent what to do.
+type HeartbeatReply struct {
+	Pool     *dspool.Pool    `json:"pool,omitempty"`
+	Interval dspool.Duration `json:"interval"`
+	Start    []AttemptSpec   `json:"start,omitempty"`
+	Kill     []AttemptRef    `json:"kill,omitempty"`
+	// Ack lists finished attempts the server has recorded: the agent may
+	// forget them.
+	Ack []AttemptRef `json:"ack,omitempty"`
+}
+
+// AgentUpgrade is the Upgrade header value of the agent connection.
+const AgentUpgrade = "dspool-agent/1"

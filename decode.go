@@ -1,0 +1,101 @@
+package dspool
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// DecodeJSON decodes data into the struct pointed to by v, refusing unknown
+// fields, and returns an EInvalid error that names the offending field by its
+// JSON path ("node.cpus") when a value has the wrong type or form.
+func DecodeJSON(data []byte, v any) error {
+	return decodeInto("", data, reflect.ValueOf(v).Elem())
+}
+
+func decodeInto(prefix string, data []byte, rv reflect.Value) error {
+	data = bytes.TrimSpace(data)
+	if rv.Kind() != reflect.Struct || rv.Type().Implements(unmarshalerType) || reflect.PointerTo(rv.Type()).Implements(unmarshalerType) {
+		return decodeValue(prefix, data, rv)
+	}
+	if bytes.Equal(data, []byte("null")) {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		what := "the body"
+		if prefix != "" {
+			what = prefix
+		}
+		return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a JSON object: %s", what, cleanJSONError(err))
+	}
+	known := map[string]reflect.Value{}
+	t := rv.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := strings.Split(f.Tag.Get("json"), ",")[0]
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			return fmt.Errorf("decode: embedded field %s not supported", f.Name)
+		}
+		if name == "" {
+			name = f.Name
+		}
+		known[name] = rv.Field(i)
+	}
+	for k, raw := range fields {
+		fv, ok := known[k]
+		if !ok {
+			return Invalid(prefix+k, "is not a known field: check its spelling")
+		}
+		if err := decodeInto(prefix+k+".", raw, fv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
+
+func decodeValue(prefix string, data []byte, rv reflect.Value) error {
+	field := strings.TrimSuffix(prefix, ".")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(rv.Addr().Interface()); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			sub := field
+			if te.Field != "" {
+				sub = field + "." + te.Field
+			}
+			return Invalid(sub, "must be %s, not a JSON %s", kindName(te.Type), te.Value)
+		}
+		return Invalid(field, "%s", cleanJSONError(err))
+	}
+	return nil
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Slice:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "a whole number"
+	}
+	return "a " + t.Kind().String()
+}
+
+func cleanJSONError(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}

@@ -1,0 +1,73 @@
+package scheduler_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/scheduler"
+)
+
+// BenchmarkPlan plans 100,000 queued jobs of mixed shapes on 10,000 nodes of
+// two pools: 8 cpus and 32GiB each, one in four with 4 GPUs. In "empty" the
+// nodes are free and about a third of the jobs fit; in "nearly-full" each
+// node has at most 1 cpu and 2GiB left, so most jobs fit nowhere.
+func BenchmarkPlan(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		used func(r *rand.Rand, n *scheduler.Node)
+	}{
+		{name: "empty", used: func(*rand.Rand, *scheduler.Node) {}},
+		{name: "nearly-full", used: func(r *rand.Rand, n *scheduler.Node) {
+			n.FreeCPUs = cpus(float64(r.IntN(3)) / 2)
+			n.FreeMem = gib(float64(r.IntN(3)))
+			if len(n.FreeGPUs) > 0 {
+				n.FreeGPUs = n.FreeGPUs[:r.IntN(2)]
+			}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := rand.New(rand.NewPCG(7, 8))
+			nodes := benchNodes(r, 10_000, bc.used)
+			jobs := benchJobs(r, 100_000)
+			placed := 0
+			for b.Loop() {
+				placed = len(scheduler.Plan(nodes, jobs))
+			}
+			secs := b.Elapsed().Seconds()
+			b.ReportMetric(float64(placed), "placements")
+			b.ReportMetric(float64(placed*b.N)/secs, "placements/s")
+			b.ReportMetric(float64(len(jobs)*b.N)/secs, "jobs/s")
+		})
+	}
+}
+
+func benchNodes(r *rand.Rand, n int, used func(*rand.Rand, *scheduler.Node)) []scheduler.Node {
+	nodes := make([]scheduler.Node, n)
+	for i := range nodes {
+		nd := scheduler.Node{ID: fmt.Sprintf("node-%05d", i), Pool: []string{"a", "b"}[i%2],
+			CPUs: cpus(8), Memory: gib(32), FreeCPUs: cpus(8), FreeMem: gib(32)}
+		if i%8 == 1 || i%8 == 2 { // one node in four of each pool
+			nd.FreeGPUs = []int{0, 1, 2, 3}
+		}
+		used(r, &nd)
+		nodes[i] = nd
+	}
+	return nodes
+}
+
+func benchJobs(r *rand.Rand, n int) []scheduler.Job {
+	cpuShapes := []dspool.MilliCPU{cpus(0.5), cpus(1), cpus(1), cpus(2), cpus(4), cpus(8)}
+	memShapes := []dspool.Bytes{gib(0.5), gib(1), gib(2), gib(4), gib(8), gib(16)}
+	jobs := make([]scheduler.Job, n)
+	for i := range jobs {
+		j := scheduler.Job{ID: int64(i), Pool: []string{"a", "b"}[r.IntN(2)], Priority: r.IntN(4),
+			CPUs: cpuShapes[r.IntN(len(cpuShapes))], Memory: memShapes[r.IntN(len(memShapes))]}
+		if r.IntN(10) == 0 {
+			j.GPUs = 1 + r.IntN(4)
+		}
+		jobs[i] = j
+	}
+	return jobs
+}

@@ -1,0 +1,286 @@
+// Package scheduler places queued jobs on nodes. It is a pure function: no I/O,
+// no clock, no goroutines.
+//
+// Plan walks the queue once, highest Priority first and, within a priority,
+// lowest ID (oldest) first. Each job goes to the best node of its own pool
+// that fits it, and what it takes is subtracted from that node for the rest
+// of the plan.
+//
+// Fit: a node fits a job when FreeCPUs >= CPUs, FreeMem >= Memory and
+// len(FreeGPUs) >= GPUs.
+//
+// Score: among the nodes that fit, the job takes the first by, in order:
+//
+//  1. fewest free GPUs;
+//  2. fewest free cpus;
+//  3. least free memory;
+//  4. node ID, in string order.
+//
+// "Free" is what is free at that point of the plan, before this job. The job
+// holds the lowest free GPU indices of the node it gets.
+//
+// Rule 1 keeps GPUs together: a GPU job goes to the node with the fewest GPUs
+// left that still has enough, and a job that needs no GPU goes first to a
+// node with no free GPU (a cpu-only node, or a GPU node whose GPUs are all
+// held), so the cpus and memory next to free GPUs stay for jobs that need
+// those GPUs. Rules 2 and 3 are best fit: the most used node that fits is
+// filled first, so empty nodes are chosen last and stay empty for the
+// autoscaler to remove. Amounts are absolute, not fractions of capacity: the
+// nodes of a pool are all the same size, so the two orders agree; Node.CPUs
+// and Node.Memory are carried for callers and not read here. Rule 4 makes the
+// plan deterministic: the same nodes and jobs, in any order, give the same
+// plan, provided node IDs and job IDs are unique.
+//
+// Backfill: a job that fits no node is skipped, not waited for, and later
+// jobs, even of lower priority, may still be placed if they fit.
+// Nothing is reserved for a skipped job, so a large job can wait behind a
+// stream of small ones; the caller sees what stays queued and is the place
+// to act on it. A job asking for a negative amount of anything is never
+// placed.
+package scheduler
+
+import (
+	"cmp"
+	"slices"
+	"sort"
+
+	"github.com/dspool/dspool"
+)
+
+// Node is a ready node that can take batch work, with what is free on it now.
+type Node struct {
+	ID       string
+	Pool     string
+	CPUs     dspool.MilliCPU // capacity
+	Memory   dspool.Bytes    // capacity
+	FreeCPUs dspool.MilliCPU
+	FreeMem  dspool.Bytes
+	FreeGPUs []int // indices of GPUs not held by any attempt, ascending
+}
+
+// Job is a queued job.
+type Job struct {
+	ID       int64 // submission order: lower is older
+	Pool     string
+	Priority int // higher first
+	CPUs     dspool.MilliCPU
+	Memory   dspool.Bytes
+	GPUs     int
+}
+
+// Placement puts one job on one node, holding the listed GPU indices.
+type Placement struct {
+	Job  int64
+	Node string
+	GPUs []int
+}
+
+// Plan returns placements for the jobs that fit now. It does not modify its arguments.
+//
+// Placements come in the order the jobs were considered. Their GPU slices are
+// Plan's own: they share no memory with nodes or with each other.
+func Plan(nodes []Node, jobs []Job) []Placement {
+	pools := indexPools(nodes)
+	var out []Placement
+	for _, i := range queue(jobs) {
+		j := &jobs[i]
+		p := pools[j.Pool]
+		if p == nil || j.CPUs < 0 || j.Memory < 0 || j.GPUs < 0 {
+			continue
+		}
+		if pl, ok := p.place(j); ok {
+			out = append(out, pl)
+		}
+	}
+	return out
+}
+
+// queue returns the positions of jobs in the order Plan considers them. The
+// position breaks ties between equal IDs, so even bad input has one order.
+func queue(jobs []Job) []int {
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		x, y := &jobs[a], &jobs[b]
+		if c := cmp.Compare(y.Priority, x.Priority); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(x.ID, y.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	return order
+}
+
+// shape is what a job asks for.
+type shape struct {
+	cpus dspool.MilliCPU
+	mem  dspool.Bytes
+	gpus int
+}
+
+// covers reports whether s asks for at least as much as t in every dimension.
+func (s shape) covers(t shape) bool {
+	return s.cpus >= t.cpus && s.mem >= t.mem && s.gpus >= t.gpus
+}
+
+// entry is a node in its pool's index: its free cpus and memory, and its rank.
+type entry struct {
+	cpus dspool.MilliCPU
+	mem  dspool.Bytes
+	rank int32 // the node's position in pool.ids
+}
+
+// compare orders entries by score rules 2 to 4.
+func compare(a, b entry) int {
+	if c := cmp.Compare(a.cpus, b.cpus); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.mem, b.mem); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.rank, b.rank)
+}
+
+// maxFailed bounds pool.failed, so checking it stays O(1) per job.
+const maxFailed = 32
+
+// pool is the working state of one pool's nodes during a plan.
+type pool struct {
+	ids  []string // node IDs by rank, in string order
+	gpus [][]int  // free GPU indices by rank; Plan's own copy
+	// byGPUs[k] holds the nodes with k free GPUs, sorted by compare. Rule 1
+	// is then the order of the buckets, and rules 2 to 4 the order in one.
+	byGPUs [][]entry
+	// failed holds shapes that found no node, none covering another. Free
+	// resources only shrink during a plan, so a job covering one of them
+	// cannot fit either.
+	failed []shape
+}
+
+// indexPools builds the working state of every pool that has nodes.
+func indexPools(nodes []Node) map[string]*pool {
+	members := map[string][]int{}
+	for i := range nodes {
+		members[nodes[i].Pool] = append(members[nodes[i].Pool], i)
+	}
+	pools := make(map[string]*pool, len(members))
+	for name, idx := range members {
+		pools[name] = newPool(nodes, idx)
+	}
+	return pools
+}
+
+// newPool indexes nodes[idx], which all belong to one pool.
+func newPool(nodes []Node, idx []int) *pool {
+	// Rank by ID; the input position breaks ties between duplicate IDs.
+	slices.SortFunc(idx, func(a, b int) int {
+		if c := cmp.Compare(nodes[a].ID, nodes[b].ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	total := 0
+	for _, i := range idx {
+		total += len(nodes[i].FreeGPUs)
+	}
+	flat := make([]int, 0, total)
+	p := &pool{ids: make([]string, len(idx)), gpus: make([][]int, len(idx))}
+	for r, i := range idx {
+		n := &nodes[i]
+		p.ids[r] = n.ID
+		start := len(flat)
+		flat = append(flat, n.FreeGPUs...)
+		free := flat[start:len(flat):len(flat)]
+		slices.Sort(free) // documented as ascending; lowest-first relies on it
+		p.gpus[r] = free
+		p.add(entry{cpus: n.FreeCPUs, mem: n.FreeMem, rank: int32(r)}, len(free))
+	}
+	for _, b := range p.byGPUs {
+		slices.SortFunc(b, compare)
+	}
+	return p
+}
+
+// add appends e to bucket k, unsorted.
+func (p *pool) add(e entry, k int) {
+	for len(p.byGPUs) <= k {
+		p.byGPUs = append(p.byGPUs, nil)
+	}
+	p.byGPUs[k] = append(p.byGPUs[k], e)
+}
+
+// place puts j on the best node of p that fits it, if any.
+func (p *pool) place(j *Job) (Placement, bool) {
+	want := shape{cpus: j.CPUs, mem: j.Memory, gpus: j.GPUs}
+	for _, f := range p.failed {
+		if want.covers(f) {
+			return Placement{}, false
+		}
+	}
+	// Buckets in rule 1 order: the first one with a fitting node has the best.
+	for k := want.gpus; k < len(p.byGPUs); k++ {
+		if i, ok := find(p.byGPUs[k], want.cpus, want.mem); ok {
+			return p.take(k, i, j.ID, want), true
+		}
+	}
+	p.remember(want)
+	return Placement{}, false
+}
+
+// find returns the position of the first entry of es with at least cpus and
+// mem free. Within each run of entries with equal cpus, memory ascends, so the
+// fitting entries of a run are a suffix: the search costs two binary searches
+// per distinct free-cpu amount, of which a pool has few.
+func find(es []entry, cpus dspool.MilliCPU, mem dspool.Bytes) (int, bool) {
+	i := sort.Search(len(es), func(k int) bool { return es[k].cpus >= cpus })
+	for i < len(es) {
+		run := es[i:]
+		c := run[0].cpus
+		end := sort.Search(len(run), func(k int) bool { return run[k].cpus > c })
+		if run[end-1].mem >= mem {
+			return i + sort.Search(end, func(k int) bool { return run[k].mem >= mem }), true
+		}
+		i += end
+	}
+	return 0, false
+}
+
+// take gives node byGPUs[k][i] to the job and moves it to where its new
+// free resources sort.
+func (p *pool) take(k, i int, job int64, want shape) Placement {
+	es := p.byGPUs[k]
+	e := es[i]
+	e.cpus -= want.cpus
+	e.mem -= want.mem
+	free := p.gpus[e.rank]
+	var held []int
+	if want.gpus > 0 {
+		held = free[:want.gpus:want.gpus]
+		p.gpus[e.rank] = free[want.gpus:]
+		p.byGPUs[k] = slices.Delete(es, i, i+1)
+		b := p.byGPUs[k-want.gpus]
+		at, _ := slices.BinarySearchFunc(b, e, compare)
+		p.byGPUs[k-want.gpus] = slices.Insert(b, at, e)
+	} else {
+		// The node only moves left in its bucket, past the nodes whose free
+		// amounts lie between its old and new ones: usually a few.
+		at, _ := slices.BinarySearchFunc(es[:i], e, compare)
+		copy(es[at+1:i+1], es[at:i])
+		es[at] = e
+	}
+	return Placement{Job: job, Node: p.ids[e.rank], GPUs: held}
+}
+
+// remember records that nothing in p fits s. No remembered shape covers s,
+// or place would not have searched; those s covers are dropped, as s now
+// catches every job they would.
+func (p *pool) remember(s shape) {
+	p.failed = slices.DeleteFunc(p.failed, func(f shape) bool { return f.covers(s) })
+	if len(p.failed) < maxFailed {
+		p.failed = append(p.failed, s)
+	}
+}

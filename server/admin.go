@@ -1,0 +1,199 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+func (s *Server) applyPools(w http.ResponseWriter, r *http.Request) {
+	var req api.PoolApply
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(req.Pools) == 0 {
+		s.fail(w, r, dspool.Invalid("pools", "is empty: give at least one pool"))
+		return
+	}
+	seen := map[string]bool{}
+	for i, p := range req.Pools {
+		prefix := fmt.Sprintf("pools[%d].", i)
+		if p == nil {
+			s.fail(w, r, dspool.Invalid(prefix[:len(prefix)-1], "is null"))
+			return
+		}
+		if err := p.Normalize(prefix); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if seen[p.Name] {
+			s.fail(w, r, dspool.Invalid(prefix+"name", "pool %s appears twice", p.Name))
+			return
+		}
+		seen[p.Name] = true
+	}
+	out := make([]*dspool.Pool, 0, len(req.Pools))
+	for _, p := range req.Pools {
+		saved, err := s.db.PutPool(r.Context(), p)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out = append(out, saved)
+	}
+	s.hub.poolsChanged()
+	s.Kick()
+	writeJSON(w, http.StatusOK, api.PoolApply{Pools: out})
+}
+
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request) {
+	pools, err := s.db.Pools(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	nodes, err := s.nodes(r, "")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]*api.PoolDetail, 0, len(pools))
+	for _, p := range pools {
+		d := &api.PoolDetail{Pool: p, Nodes: []*dspool.Node{}}
+		for _, n := range nodes {
+			if n.Pool == p.Name {
+				d.Nodes = append(d.Nodes, n)
+			}
+		}
+		out = append(out, d)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getPool(w http.ResponseWriter, r *http.Request) {
+	p, err := s.db.Pool(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	nodes, err := s.nodes(r, p.Name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if nodes == nil {
+		nodes = []*dspool.Node{}
+	}
+	writeJSON(w, http.StatusOK, api.PoolDetail{Pool: p, Nodes: nodes})
+}
+
+func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
+	p, err := s.db.Pool(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tok := NewSecret("dspj_")
+	if err := s.db.CreateJoinToken(r.Context(), p.Name, HashSecret(tok)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: tok})
+}
+
+// nodes lists nodes with what the hub knows live: allocation, usage and
+// last contact.
+func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
+	nodes, err := s.db.Nodes(r.Context(), pool, false)
+	if err != nil {
+		return nil, err
+	}
+	active, err := s.db.ActiveJobs(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*dspool.Node{}
+	for _, n := range nodes {
+		byID[n.ID] = n
+		n.Allocated.GPUs = []int{}
+		s.hub.decorate(n)
+	}
+	for _, j := range active {
+		if n := byID[j.Node]; n != nil && j.State == dspool.JobRunning {
+			n.Allocated.CPUs += j.CPUs
+			n.Allocated.Memory += j.Memory
+			n.Allocated.GPUs = append(n.Allocated.GPUs, j.GPUIndices...)
+		}
+	}
+	return nodes, nil
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	nodes, err := s.nodes(r, r.URL.Query().Get("pool"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if nodes == nil {
+		nodes = []*dspool.Node{}
+	}
+	writeJSON(w, http.StatusOK, nodes)
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	users, err := s.db.Users(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, users)
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	var req api.UserCreate
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	u, err := s.db.CreateUser(r.Context(), req.Name, req.Admin)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, u)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req api.TokenCreate
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	caller := userFrom(r)
+	target := caller
+	if req.User != "" && req.User != caller.Name {
+		if !caller.Admin {
+			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin creates tokens for other users"))
+			return
+		}
+		u, err := s.db.User(r.Context(), req.User)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		target = u
+	}
+	secret := NewSecret("dsp_")
+	t, err := s.db.CreateToken(r.Context(), target.ID, HashSecret(secret))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, api.NewToken{Token: *t, Secret: secret})
+}
+

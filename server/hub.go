@@ -1,0 +1,497 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
+	"github.com/dspool/dspool/sqlite"
+	"github.com/hashicorp/yamux"
+)
+
+// hub holds one multiplexed connection per agent. Agents dial out to the
+// server, so nodes need no inbound port; the server then calls the agent
+// over streams of that same connection.
+type hub struct {
+	s  *Server
+	mu sync.Mutex
+	// conns are the agents connected now, by node id.
+	conns map[string]*agentConn
+	// seen is the last contact with each node that has been connected since
+	// this server started.
+	seen  map[string]time.Time
+	users map[string]*dspool.User
+	pools map[string]*dspool.Pool
+}
+
+type agentConn struct {
+	node    string
+	pool    string
+	sess    *yamux.Session
+	client  *http.Client
+	srv     *http.Server
+	hbMu    sync.Mutex // heartbeats of one agent are handled one at a time
+	boot    string
+	state   dspool.NodeState
+	inv     dspool.Inventory
+	usage   dspool.Usage
+	sentHdr bool
+}
+
+func newHub(s *Server) *hub {
+	return &hub{s: s, conns: map[string]*agentConn{}, seen: map[string]time.Time{},
+		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}}
+}
+
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func (h *hub) register(w http.ResponseWriter, r *http.Request) {
+	var req api.RegisterRequest
+	if err := readJSON(r, &req); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	pool, err := h.s.db.JoinTokenPool(r.Context(), HashSecret(req.JoinToken))
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	if req.Pool != "" && req.Pool != pool {
+		h.s.fail(w, r, dspool.Invalid("pool", "this join token is for pool %s, not %s", pool, req.Pool))
+		return
+	}
+	if req.Name == "" {
+		req.Name = "node"
+	}
+	if !nodeNameRE.MatchString(req.Name) {
+		h.s.fail(w, r, dspool.Invalid("name", "%q is not a valid node name: letters, digits, '.', '_' and '-', at most 63", req.Name))
+		return
+	}
+	id := NewSecret("")[:12]
+	name := req.Name
+	if existing, _ := h.s.db.Nodes(r.Context(), "", false); existing != nil {
+		for _, n := range existing {
+			if n.Name == name {
+				name = req.Name + "-" + id[:4]
+				break
+			}
+		}
+	}
+	cred := NewSecret("dspn_")
+	n := &dspool.Node{ID: "n-" + id, Name: name, Pool: pool, State: dspool.NodeProvisioning,
+		Inventory: req.Inventory, Labels: req.Labels, Version: req.Version, CreatedAt: h.s.cfg.Now()}
+	if err := h.s.db.CreateNode(r.Context(), n, HashSecret(cred)); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	h.s.log.Info("node registered", "node", n.ID, "name", n.Name, "pool", pool)
+	writeJSON(w, http.StatusCreated, api.RegisterResponse{Node: n.ID, Name: n.Name, Pool: pool, Credential: cred})
+}
+
+func yamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.LogOutput = io.Discard
+	c.KeepAliveInterval = 5 * time.Second
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.StreamOpenTimeout = 10 * time.Second
+	return c
+}
+
+// connect upgrades an authenticated agent's request to the multiplexed
+// connection and serves it until it breaks.
+func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
+	node, err := h.s.db.NodeByCredential(r.Context(), HashSecret(bearer(r)))
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	if r.Header.Get("Upgrade") != api.AgentUpgrade {
+		h.s.fail(w, r, dspool.Invalid("Upgrade", "the agent connection needs Upgrade: %s", api.AgentUpgrade))
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", api.AgentUpgrade)
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return
+	}
+	sess, err := yamux.Server(&bufConn{Conn: conn, r: brw.Reader}, yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return
+	}
+	ac := &agentConn{node: node.ID, pool: node.Pool, sess: sess, state: node.State}
+	ac.client = &http.Client{Transport: &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return sess.Open() },
+		MaxIdleConnsPerHost: 8,
+	}, Timeout: 30 * time.Second}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) { h.serveHeartbeat(ac, w, r) })
+	ac.srv = &http.Server{Handler: h.s.limitBody(mux), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+
+	h.mu.Lock()
+	old := h.conns[node.ID]
+	h.conns[node.ID] = ac
+	h.seen[node.ID] = h.s.cfg.Now()
+	h.mu.Unlock()
+	if old != nil {
+		old.sess.Close()
+	}
+	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
+	_ = ac.srv.Serve(sess)
+	h.mu.Lock()
+	if h.conns[node.ID] == ac {
+		delete(h.conns, node.ID)
+		h.seen[node.ID] = h.s.cfg.Now()
+	}
+	h.mu.Unlock()
+	h.s.log.Info("agent disconnected", "node", node.ID)
+}
+
+// bufConn reads first what the HTTP server had already buffered.
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (h *hub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ac := range h.conns {
+		ac.sess.Close()
+	}
+}
+
+func (h *hub) connected() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+func (h *hub) poolsChanged() {
+	h.mu.Lock()
+	h.pools = map[string]*dspool.Pool{}
+	for _, ac := range h.conns {
+		ac.sentHdr = false
+	}
+	h.mu.Unlock()
+}
+
+// lastSeen returns when the node was last heard from, and whether it is
+// connected now.
+func (h *hub) lastSeen(id string) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.conns[id]; ok {
+		return h.s.cfg.Now(), true
+	}
+	t, ok := h.seen[id]
+	if !ok {
+		t = h.s.started
+	}
+	return t, false
+}
+
+// decorate adds live facts to a node read from the store.
+func (h *hub) decorate(n *dspool.Node) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ac, ok := h.conns[n.ID]; ok {
+		n.Usage = ac.usage
+		t := h.s.cfg.Now().UTC()
+		n.LastSeen = &t
+	} else if t, ok := h.seen[n.ID]; ok {
+		t := t.UTC()
+		n.LastSeen = &t
+	}
+}
+
+// ready returns the nodes that can take work now, by id.
+func (h *hub) ready() map[string]*agentConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]*agentConn{}
+	for id, ac := range h.conns {
+		if ac.state == dspool.NodeReady {
+			out[id] = ac
+		}
+	}
+	return out
+}
+
+func (h *hub) conn(id string) *agentConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.conns[id]
+}
+
+func (h *hub) pool(ctx context.Context, name string) (*dspool.Pool, error) {
+	h.mu.Lock()
+	p := h.pools[name]
+	h.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	p, err := h.s.db.Pool(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.pools[name] = p
+	h.mu.Unlock()
+	return p, nil
+}
+
+func (h *hub) user(ctx context.Context, name string) (*dspool.User, error) {
+	h.mu.Lock()
+	u := h.users[name]
+	h.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	u, err := h.s.db.User(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.users[name] = u
+	h.mu.Unlock()
+	return u, nil
+}
+
+// spec turns a placed job into what its agent needs to start it.
+func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error) {
+	u, err := h.user(ctx, j.User)
+	if err != nil {
+		return nil, fmt.Errorf("user of job %d: %w", j.ID, err)
+	}
+	p, err := h.pool(ctx, j.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("pool of job %d: %w", j.ID, err)
+	}
+	wd := share.JobDir(j.ID)
+	if j.Workdir != "" {
+		wd = path.Join(share.Home(u.Name), j.Workdir)
+	}
+	return &api.AttemptSpec{
+		AttemptRef: api.AttemptRef{Job: j.ID, Attempt: j.Attempt},
+		Name:       j.Name, Pool: j.Pool,
+		User:    api.RunAs{Name: u.Name, UID: u.UID, GID: u.GID},
+		Command: j.Command, Env: j.Env,
+		Workdir: wd, Home: share.Home(u.Name), JobDir: share.JobDir(j.ID), Log: share.Log(j.ID, j.Attempt),
+		CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUIndices, TimeLimit: j.TimeLimit,
+		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
+	}, nil
+}
+
+// call sends one request to an agent over its connection.
+func (h *hub) call(ctx context.Context, node, path string, body any) error {
+	ac := h.conn(node)
+	if ac == nil {
+		return fmt.Errorf("node %s is not connected", node)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := ac.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("call node %s %s: %w", node, path, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("call node %s %s: %s", node, path, resp.Status)
+	}
+	return nil
+}
+
+// start pushes a placed attempt to its agent. A failed push is repaired by
+// the next heartbeat, which resends every placed attempt the agent does not
+// report (agents start each attempt at most once).
+func (h *hub) start(j *dspool.Job) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spec, err := h.spec(ctx, j)
+	if err == nil {
+		err = h.call(ctx, j.Node, "/attempts", spec)
+	}
+	if err != nil {
+		h.s.log.Warn("push attempt", "job", j.ID, "attempt", j.Attempt, "node", j.Node, "err", err)
+	}
+}
+
+func (h *hub) kill(node string, ref api.AttemptRef) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.call(ctx, node, "/kill", ref); err != nil {
+			h.s.log.Warn("push kill", "job", ref.Job, "attempt", ref.Attempt, "node", node, "err", err)
+		}
+	}()
+}
+
+func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Request) {
+	var hb api.Heartbeat
+	if err := readJSON(r, &hb); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	ac.hbMu.Lock()
+	defer ac.hbMu.Unlock()
+	reply, err := h.heartbeat(r.Context(), ac, &hb)
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// heartbeat reconciles what the agent reports with the store: it records
+// starts and ends of current attempts, refuses stale ones (telling the agent
+// to kill them), and resends placed attempts the agent does not know.
+func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (*api.HeartbeatReply, error) {
+	now := h.s.cfg.Now()
+	node, err := h.s.db.Node(ctx, ac.node)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.seen[ac.node] = now
+	ac.usage, ac.inv, ac.boot = hb.Usage, hb.Inventory, hb.Boot
+	sendPool := !ac.sentHdr
+	ac.sentHdr = true
+	h.mu.Unlock()
+
+	state := hb.State
+	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
+		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
+	}
+	if node.State == dspool.NodeDraining && state == dspool.NodeReady {
+		state = dspool.NodeDraining
+	}
+	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil {
+		node.State, node.Message, node.Inventory, node.Version = state, hb.Message, hb.Inventory, hb.Version
+		t := now
+		node.LastSeen = &t
+		if err := h.s.db.UpdateNode(ctx, node); err != nil {
+			return nil, err
+		}
+		h.s.Kick()
+	}
+	h.mu.Lock()
+	ac.state = state
+	h.mu.Unlock()
+
+	reply := &api.HeartbeatReply{Interval: dspool.Duration(h.s.cfg.Heartbeat)}
+	if sendPool {
+		p, err := h.pool(ctx, node.Pool)
+		if err != nil {
+			return nil, err
+		}
+		reply.Pool = p
+	}
+	running, err := h.s.db.ListJobs(ctx, sqlite.JobFilter{Node: ac.node, States: []dspool.JobState{dspool.JobRunning}})
+	if err != nil {
+		return nil, err
+	}
+	current := map[int64]*dspool.Job{}
+	for _, j := range running {
+		current[j.ID] = j
+	}
+	reported := map[int64]bool{}
+	for _, a := range hb.Attempts {
+		j := current[a.Job]
+		fenced := j == nil || j.Fence(a.Attempt, ac.node) != nil
+		if !fenced {
+			reported[a.Job] = true
+		}
+		if a.Running {
+			if fenced || j.CancelRequested {
+				reply.Kill = append(reply.Kill, a.AttemptRef)
+				continue
+			}
+			if j.StartedAt == nil && a.StartedAt != nil {
+				if _, err := h.s.db.MarkStarted(ctx, a.Job, a.Attempt, ac.node, *a.StartedAt); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+					return nil, err
+				}
+				h.s.notify(a.Job)
+			}
+			continue
+		}
+		if !fenced && a.Result != nil {
+			at := now
+			if a.FinishedAt != nil {
+				at = *a.FinishedAt
+			}
+			if a.StartedAt != nil && j.StartedAt == nil {
+				_, _ = h.s.db.MarkStarted(ctx, a.Job, a.Attempt, ac.node, *a.StartedAt)
+			}
+			if _, err := h.s.db.FinishAttempt(ctx, a.Job, a.Attempt, ac.node, *a.Result, at); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+				return nil, err
+			}
+			h.s.notify(a.Job)
+			h.s.Kick()
+		}
+		reply.Ack = append(reply.Ack, a.AttemptRef)
+	}
+	for _, j := range running {
+		if reported[j.ID] {
+			continue
+		}
+		if j.StartedAt != nil {
+			// The agent had started it and no longer knows it: it restarted.
+			r := dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: "the node's agent restarted and lost this attempt"}
+			if _, err := h.s.db.FinishAttempt(ctx, j.ID, j.Attempt, ac.node, r, now); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+				return nil, err
+			}
+			h.s.notify(j.ID)
+			h.s.Kick()
+			continue
+		}
+		if j.CancelRequested {
+			r := dspool.AttemptResult{Message: "cancelled before it started"}
+			if _, err := h.s.db.FinishAttempt(ctx, j.ID, j.Attempt, ac.node, r, now); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+				return nil, err
+			}
+			h.s.notify(j.ID)
+			continue
+		}
+		spec, err := h.spec(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		reply.Start = append(reply.Start, *spec)
+	}
+	return reply, nil
+}
+
+func sameInventory(a, b dspool.Inventory) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}

@@ -1,0 +1,303 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
+	"github.com/dspool/dspool/sqlite"
+)
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, userFrom(r))
+}
+
+func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
+	var spec dspool.JobSpec
+	if err := readJSON(r, &spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if k := r.Header.Get("Idempotency-Key"); k != "" && spec.IdempotencyKey == "" {
+		spec.IdempotencyKey = k
+	}
+	if err := spec.Normalize(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pool, err := s.db.Pool(r.Context(), spec.Pool)
+	if dspool.ErrorCode(err) == dspool.ENotFound {
+		s.fail(w, r, dspool.Invalid("pool", "no pool named %q: list pools with `dspool pool list`", spec.Pool))
+		return
+	} else if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !pool.Takes(dspool.WorkBatch) {
+		s.fail(w, r, dspool.Invalid("pool", "pool %s takes no batch work: submit to a pool whose work includes batch", pool.Name))
+		return
+	}
+	if why := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); why != "" {
+		field := "cpus"
+		switch {
+		case spec.Memory > pool.Node.Memory:
+			field = "memory"
+		case spec.GPUs > pool.Node.GPUs:
+			field = "gpus"
+		}
+		s.fail(w, r, dspool.Invalid(field, "this job can never run: %s; ask for less or submit to a bigger pool", why))
+		return
+	}
+	u := userFrom(r)
+	job, created, err := s.db.SubmitJob(r.Context(), u.ID, &spec)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		s.metrics.submitted.Inc()
+		s.Kick()
+	}
+	writeJSON(w, status, job)
+}
+
+// jobFor loads job {id} if the caller may see it; another user's job is
+// not found, not forbidden, so its existence does not leak.
+func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return nil, dspool.Invalid("id", "%q is not a job id: job ids are positive numbers", r.PathValue("id"))
+	}
+	j, err := s.db.Job(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if u := userFrom(r); !u.Admin && j.User != u.Name {
+		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found", id)
+	}
+	return j, nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.jobFor(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	as, err := s.db.Attempts(r.Context(), j.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.JobDetail{Job: j, Attempts: as})
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	u := userFrom(r)
+	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: 100}
+	if q.Get("all") == "true" {
+		if !u.Admin {
+			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin sees every user's jobs: drop --all-users"))
+			return
+		}
+		f.User = ""
+	}
+	if st := q.Get("state"); st != "" {
+		for _, x := range strings.Split(st, ",") {
+			if !dspool.JobState(x).Valid() {
+				s.fail(w, r, dspool.Invalid("state", "%q is not a job state: use queued, running, succeeded, failed or cancelled", x))
+				return
+			}
+			f.States = append(f.States, dspool.JobState(x))
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 10000 {
+			s.fail(w, r, dspool.Invalid("limit", "must be a number from 1 to 10000"))
+			return
+		}
+		f.Limit = n
+	}
+	if b := q.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			s.fail(w, r, dspool.Invalid("before", "must be a job id"))
+			return
+		}
+		f.Before = n
+	}
+	jobs, err := s.db.ListJobs(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := api.JobList{Jobs: jobs}
+	if out.Jobs == nil {
+		out.Jobs = []*dspool.Job{}
+	}
+	if len(jobs) == f.Limit {
+		out.Next = jobs[len(jobs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.jobFor(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	j, err = s.db.CancelJob(r.Context(), j.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if j.State == dspool.JobRunning {
+		s.hub.kill(j.Node, api.AttemptRef{Job: j.ID, Attempt: j.Attempt})
+	}
+	s.notify(j.ID)
+	writeJSON(w, http.StatusOK, j)
+}
+
+func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) {
+	timeout := 60 * time.Second
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			s.fail(w, r, dspool.Invalid("timeout", "must be a duration up to 10m"))
+			return
+		}
+		timeout = d
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		j, err := s.jobFor(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c := s.watch(j.ID)
+		if j.State.Terminal() {
+			s.unwatch(j.ID, c)
+			writeJSON(w, http.StatusOK, j)
+			return
+		}
+		// Re-read after subscribing, so a change in between is not missed.
+		if j2, err := s.db.Job(r.Context(), j.ID); err == nil && j2.State.Terminal() {
+			s.unwatch(j.ID, c)
+			writeJSON(w, http.StatusOK, j2)
+			return
+		}
+		select {
+		case <-c:
+		case <-deadline.C:
+			s.unwatch(j.ID, c)
+			writeJSON(w, http.StatusOK, j)
+			return
+		case <-r.Context().Done():
+			s.unwatch(j.ID, c)
+			return
+		}
+	}
+}
+
+// jobLogs streams an attempt's output from the share. With follow=true it
+// keeps the response open, sending what the job writes, until the attempt
+// has ended and the file is read to its end.
+func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
+	j, err := s.jobFor(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	attempt := j.Attempt
+	if a := r.URL.Query().Get("attempt"); a != "" && a != "0" {
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 1 || n > j.Attempt {
+			s.fail(w, r, dspool.Invalid("attempt", "job %d has attempts 1 to %d", j.ID, j.Attempt))
+			return
+		}
+		attempt = n
+	}
+	follow := r.URL.Query().Get("follow") == "true"
+	path := filepath.Join(s.cfg.Share, filepath.FromSlash(share.Log(j.ID, attempt)))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{})
+	var f *os.File
+	buf := make([]byte, 32<<10)
+	var wrote bool
+	for {
+		if f == nil {
+			f, err = os.Open(path)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.fail(w, r, err)
+				return
+			}
+			if f != nil {
+				defer f.Close()
+			}
+		}
+		if f != nil {
+			for {
+				n, err := f.Read(buf)
+				if n > 0 {
+					if _, werr := w.Write(buf[:n]); werr != nil {
+						return
+					}
+					wrote = true
+				}
+				if err == io.EOF || n == 0 {
+					break
+				}
+				if err != nil {
+					return
+				}
+			}
+		}
+		if !wrote {
+			w.WriteHeader(http.StatusOK)
+			wrote = true
+		}
+		_ = rc.Flush()
+		cur, err := s.db.Job(r.Context(), j.ID)
+		if err != nil {
+			return
+		}
+		// The attempt is over once the job moved past it; one more read after
+		// that catches the last bytes the agent wrote before reporting.
+		done := cur.Attempt != attempt || cur.State != dspool.JobRunning && cur.State != dspool.JobQueued
+		if !follow || done && f != nil {
+			if f != nil && done {
+				_, _ = io.CopyBuffer(w, f, buf)
+			}
+			return
+		}
+		if done && f == nil {
+			return
+		}
+		c := s.watch(j.ID)
+		select {
+		case <-c:
+		case <-time.After(250 * time.Millisecond):
+			s.unwatch(j.ID, c)
+		case <-r.Context().Done():
+			s.unwatch(j.ID, c)
+			return
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	submitted prometheus.Counter
+	schedule  prometheus.Histogram
+	placed    prometheus.Counter
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{
+		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_submitted_total", Help: "Jobs accepted (durable)."}),
+		placed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_placed_total", Help: "Attempts placed on nodes."}),
+		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dspool_scheduling_seconds", Help: "Time of one scheduling pass: snapshot, plan and commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	s.reg.MustRegister(m.submitted, m.placed, m.schedule, &stateCollector{s: s},
+		prometheus.NewGoCollector())
+	return m
+}
+
+var (
+	descJobs   = prometheus.NewDesc("dspool_jobs", "Jobs by state.", []string{"state"}, nil)
+	descQueue  = prometheus.NewDesc("dspool_queue_length", "Jobs waiting to be placed.", nil, nil)
+	descNodes  = prometheus.NewDesc("dspool_nodes", "Nodes by state.", []string{"state"}, nil)
+	descAgents = prometheus.NewDesc("dspool_agents_connected", "Agents holding a connection now.", nil, nil)
+)
+
+// stateCollector reads counts from the store at scrape time, so the figures
+// are the truth rather than a cache.
+type stateCollector struct{ s *Server }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descJobs
+	ch <- descQueue
+	ch <- descNodes
+	ch <- descAgents
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if counts, err := c.s.db.CountJobs(ctx); err == nil {
+		for _, st := range []dspool.JobState{dspool.JobQueued, dspool.JobRunning, dspool.JobSucceeded, dspool.JobFailed, dspool.JobCancelled} {
+			ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(counts[st]), string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(counts[dspool.JobQueued]))
+	}
+	if nodes, err := c.s.db.Nodes(ctx, "", false); err == nil {
+		by := map[dspool.NodeState]int{}
+		for _, n := range nodes {
+			by[n.State]++
+		}
+		for _, st := range []dspool.NodeState{dspool.NodeProvisioning, dspool.NodeReady, dspool.NodeDraining, dspool.NodeLost, dspool.NodeFailed} {
+			ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(by[st]), string(st))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(c.s.hub.connected()))
+}

@@ -1,0 +1,180 @@
+package server
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/scheduler"
+	"github.com/dspool/dspool/sqlite"
+)
+
+func (s *Server) scheduleLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-t.C:
+		}
+		if err := s.schedule(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("scheduling pass", "err", err)
+		}
+	}
+}
+
+// schedule runs one pass: snapshot the queue and the ready nodes, plan,
+// commit the placements in one transaction, then push them to the agents.
+func (s *Server) schedule(ctx context.Context) error {
+	began := time.Now()
+	active, err := s.db.ActiveJobs(ctx)
+	if err != nil {
+		return err
+	}
+	var queued []scheduler.Job
+	attempts := map[int64]int{}
+	for _, j := range active {
+		if j.State == dspool.JobQueued {
+			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs})
+			attempts[j.ID] = j.Attempt
+		}
+	}
+	if len(queued) == 0 {
+		return nil
+	}
+	nodes, err := s.snapshotNodes(ctx, active)
+	if err != nil || len(nodes) == 0 {
+		return err
+	}
+	plan := scheduler.Plan(nodes, queued)
+	if len(plan) == 0 {
+		return nil
+	}
+	ps := make([]sqlite.Placement, len(plan))
+	for i, p := range plan {
+		ps[i] = sqlite.Placement{Job: p.Job, Attempt: attempts[p.Job], Node: p.Node, GPUs: p.GPUs}
+	}
+	placed, err := s.db.Place(ctx, ps)
+	if err != nil {
+		return err
+	}
+	s.metrics.schedule.Observe(time.Since(began).Seconds())
+	s.metrics.placed.Add(float64(len(placed)))
+	for _, j := range placed {
+		s.notify(j.ID)
+		go s.hub.start(j)
+	}
+	return nil
+}
+
+// snapshotNodes returns the ready nodes of pools that take batch work, with
+// what running attempts leave free on them.
+func (s *Server) snapshotNodes(ctx context.Context, active []*dspool.Job) ([]scheduler.Node, error) {
+	ready := s.hub.ready()
+	byID := map[string]*scheduler.Node{}
+	var ids []string
+	for id, ac := range ready {
+		p, err := s.hub.pool(ctx, ac.pool)
+		if err != nil {
+			continue
+		}
+		if !p.Takes(dspool.WorkBatch) {
+			continue
+		}
+		inv := ac.inv
+		n := &scheduler.Node{ID: id, Pool: ac.pool, CPUs: inv.CPUs, Memory: inv.Memory, FreeCPUs: inv.CPUs, FreeMem: inv.Memory}
+		for _, g := range inv.GPUs {
+			n.FreeGPUs = append(n.FreeGPUs, g.Index)
+		}
+		byID[id] = n
+		ids = append(ids, id)
+	}
+	for _, j := range active {
+		n := byID[j.Node]
+		if n == nil || j.State != dspool.JobRunning {
+			continue
+		}
+		n.FreeCPUs -= j.CPUs
+		n.FreeMem -= j.Memory
+		for _, g := range j.GPUIndices {
+			for i, f := range n.FreeGPUs {
+				if f == g {
+					n.FreeGPUs = append(n.FreeGPUs[:i], n.FreeGPUs[i+1:]...)
+					break
+				}
+			}
+		}
+	}
+	sort.Strings(ids)
+	out := make([]scheduler.Node, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *byID[id])
+	}
+	return out, nil
+}
+
+// monitorLoop marks nodes lost when they have been silent past the grace
+// period, and requeues their attempts.
+func (s *Server) monitorLoop(ctx context.Context) {
+	every := s.cfg.NodeGrace / 4
+	if every > time.Second {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var suspectSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := s.db.Nodes(ctx, "", false)
+		if err != nil {
+			s.log.Error("node monitor", "err", err)
+			continue
+		}
+		now := s.cfg.Now()
+		var silent []*dspool.Node
+		live := 0
+		for _, n := range nodes {
+			if n.State == dspool.NodeLost || n.State == dspool.NodeFailed {
+				continue
+			}
+			live++
+			last, connected := s.hub.lastSeen(n.ID)
+			if !connected && now.Sub(last) > s.cfg.NodeGrace {
+				silent = append(silent, n)
+			}
+		}
+		// When most of the fleet goes silent at once, the likelier fault is
+		// this server's network: hold off requeueing everything for a while.
+		if len(silent) >= 3 && len(silent)*2 > live {
+			if suspectSince.IsZero() {
+				suspectSince = now
+				s.log.Error("most nodes went silent at once: suspecting this server's network, not requeueing yet", "silent", len(silent), "nodes", live)
+			}
+			if now.Sub(suspectSince) < 4*s.cfg.NodeGrace {
+				continue
+			}
+		} else {
+			suspectSince = time.Time{}
+		}
+		for _, n := range silent {
+			msg := "no heartbeat for " + s.cfg.NodeGrace.String()
+			changed, err := s.db.LoseNode(ctx, n.ID, msg)
+			if err != nil {
+				s.log.Error("mark node lost", "node", n.ID, "err", err)
+				continue
+			}
+			s.log.Warn("node lost", "node", n.ID, "name", n.Name, "attempts", len(changed))
+			for _, j := range changed {
+				s.notify(j.ID)
+			}
+			s.Kick()
+		}
+	}
+}

@@ -1,0 +1,328 @@
+// Package server is dspool's control plane: the REST API under /api/v1, the
+// agent hub that holds each node's connection, the scheduling loop around
+// scheduler.Plan and the node monitor.
+//
+// The store is the truth; what server keeps in memory (connections, last
+// contact, waiters) is a cache it can rebuild after a restart. It never runs
+// user commands itself.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Server. Zero values mean the defaults.
+type Config struct {
+	Store *sqlite.DB
+	// Share is the path where this machine mounts the share; the server
+	// reads job logs from it.
+	Share  string
+	Logger *slog.Logger
+	// NodeGrace is how long a node may be silent before its attempts are
+	// marked node_lost (default 30s).
+	NodeGrace time.Duration
+	// Heartbeat is the interval agents heartbeat at when nothing changes
+	// (default 2s).
+	Heartbeat time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL (default 10s).
+	KillGrace time.Duration
+	// MaxBody bounds request bodies (default 1 MiB).
+	MaxBody int64
+	Now     func() time.Time
+	Version string
+}
+
+// Server is the control plane.
+type Server struct {
+	cfg     Config
+	db      *sqlite.DB
+	log     *slog.Logger
+	hub     *hub
+	kick    chan struct{}
+	metrics *metrics
+	reg     *prometheus.Registry
+	started time.Time
+
+	mu      sync.Mutex
+	waiters map[int64][]chan struct{}
+}
+
+// New returns a server; call Run to start its loops and Handler to serve.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.NodeGrace == 0 {
+		cfg.NodeGrace = 30 * time.Second
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.KillGrace == 0 {
+		cfg.KillGrace = 10 * time.Second
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg: cfg, db: cfg.Store, log: cfg.Logger,
+		kick: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
+		reg: prometheus.NewRegistry(), started: cfg.Now(),
+	}
+	s.hub = newHub(s)
+	s.metrics = newMetrics(s)
+	return s
+}
+
+// Run runs the scheduling loop and the node monitor until ctx ends.
+func (s *Server) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
+	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
+	<-ctx.Done()
+	s.hub.closeAll()
+	wg.Wait()
+}
+
+// Handler returns the HTTP handler for the API, the agent endpoints and
+// /metrics.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.auth != authNone {
+			h = s.authenticate(r.auth, h)
+		}
+		mux.Handle(r.method+" "+r.path, s.limitBody(h))
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+// NewHTTPServer wraps h with the timeouts and limits every listener of
+// dspool uses.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+type authLevel int
+
+const (
+	authNone authLevel = iota
+	authUser
+	authAdmin
+)
+
+type route struct {
+	method, path string
+	auth         authLevel
+	handler      http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/api/v1/openapi.json", authNone, s.openapi},
+		{"GET", "/api/v1/whoami", authUser, s.whoami},
+		{"POST", "/api/v1/jobs", authUser, s.submitJob},
+		{"GET", "/api/v1/jobs", authUser, s.listJobs},
+		{"GET", "/api/v1/jobs/{id}", authUser, s.getJob},
+		{"POST", "/api/v1/jobs/{id}/cancel", authUser, s.cancelJob},
+		{"GET", "/api/v1/jobs/{id}/wait", authUser, s.waitJob},
+		{"GET", "/api/v1/jobs/{id}/logs", authUser, s.jobLogs},
+		{"GET", "/api/v1/pools", authUser, s.listPools},
+		{"POST", "/api/v1/pools", authAdmin, s.applyPools},
+		{"GET", "/api/v1/pools/{name}", authUser, s.getPool},
+		{"POST", "/api/v1/pools/{name}/join-tokens", authAdmin, s.createJoinToken},
+		{"GET", "/api/v1/nodes", authUser, s.listNodes},
+		{"GET", "/api/v1/users", authAdmin, s.listUsers},
+		{"POST", "/api/v1/users", authAdmin, s.createUser},
+		{"POST", "/api/v1/tokens", authUser, s.createToken},
+		{"POST", "/api/v1/agents/register", authNone, s.hub.register},
+		{"GET", "/api/v1/agents/connect", authNone, s.hub.connect},
+	}
+}
+
+type ctxKey int
+
+const userKey ctxKey = 0
+
+func userFrom(r *http.Request) *dspool.User { return r.Context().Value(userKey).(*dspool.User) }
+
+// HashSecret is how every token, join token and node credential is stored.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// NewSecret returns a random secret with a prefix that says what it is.
+func NewSecret(prefix string) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func (s *Server) authenticate(level authLevel, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if tok == "" {
+			writeError(w, dspool.Errorf(dspool.EUnauthorized, "no API token: log in with `dspool up`, or pass --token / DSPOOL_TOKEN"))
+			return
+		}
+		u, err := s.db.UserByToken(r.Context(), HashSecret(tok))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if level == authAdmin && !u.Admin {
+			writeError(w, dspool.Errorf(dspool.EForbidden, "this needs an admin: ask an admin of this pool"))
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), userKey, u)))
+	}
+}
+
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBody {
+			writeError(w, dspool.Errorf(dspool.ETooLarge, "request body is %d bytes: at most %d", r.ContentLength, s.cfg.MaxBody))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readJSON decodes the body into v, naming the offending field on error.
+func readJSON(r *http.Request, v any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return dspool.Errorf(dspool.ETooLarge, "request body is over %d bytes", mbe.Limit)
+		}
+		return dspool.Errorf(dspool.EInvalid, "read body: %v", err)
+	}
+	if len(b) == 0 {
+		return dspool.Errorf(dspool.EInvalid, "request body is empty: send a JSON object")
+	}
+	return dspool.DecodeJSON(b, v)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+var statusOf = map[string]int{
+	dspool.EInvalid:      http.StatusBadRequest,
+	dspool.ENotFound:     http.StatusNotFound,
+	dspool.EConflict:     http.StatusConflict,
+	dspool.EUnauthorized: http.StatusUnauthorized,
+	dspool.EForbidden:    http.StatusForbidden,
+	dspool.ETooLarge:     http.StatusRequestEntityTooLarge,
+	dspool.EUnavailable:  http.StatusServiceUnavailable,
+	dspool.EInternal:     http.StatusInternalServerError,
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var e *dspool.Error
+	if !errors.As(err, &e) {
+		e = &dspool.Error{Code: dspool.EInternal, Message: "internal error: see the server log"}
+	}
+	writeJSON(w, statusOf[e.Code], api.ErrorBody{Error: e})
+}
+
+// fail logs internal errors once, here, and answers the request.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if dspool.ErrorCode(err) == dspool.EInternal {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, err)
+}
+
+// notify wakes everyone waiting on job id.
+func (s *Server) notify(id int64) {
+	s.mu.Lock()
+	ws := s.waiters[id]
+	delete(s.waiters, id)
+	s.mu.Unlock()
+	for _, c := range ws {
+		close(c)
+	}
+}
+
+// watch returns a channel closed at the next change of job id.
+func (s *Server) watch(id int64) chan struct{} {
+	c := make(chan struct{})
+	s.mu.Lock()
+	s.waiters[id] = append(s.waiters[id], c)
+	s.mu.Unlock()
+	return c
+}
+
+func (s *Server) unwatch(id int64, c chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[id]
+	for i, x := range ws {
+		if x == c {
+			s.waiters[id] = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(s.waiters[id]) == 0 {
+		delete(s.waiters, id)
+	}
+}
+
+// Kick asks the scheduling loop to run soon.
+func (s *Server) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}

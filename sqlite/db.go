@@ -1,0 +1,198 @@
+// Package sqlite is dspool's embedded store: the durable truth about users,
+// tokens, pools, nodes and jobs, in one SQLite file (modernc.org/sqlite, pure
+// Go).
+//
+// Every state change is one transaction through a single writer connection;
+// reads use a separate pool and never block writes (WAL). A write returns only
+// once it is durable (synchronous=FULL). Job state rules are not decided here:
+// they come from the dspool package's transitions.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dspool/dspool"
+	_ "modernc.org/sqlite"
+)
+
+// DB is an open store.
+type DB struct {
+	w, r   *sql.DB
+	path   string
+	submit chan *submitReq
+	done   chan struct{}
+	now    func() time.Time
+}
+
+// Options configures Open.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// UIDBase is the first uid/gid given to users; 0 means 20000.
+	UIDBase int
+}
+
+const schemaVersion = 1
+
+const schema = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE users (
+	id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, uid INTEGER NOT NULL UNIQUE,
+	gid INTEGER NOT NULL, admin INTEGER NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE tokens (
+	id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),
+	hash BLOB NOT NULL UNIQUE, created_at INTEGER NOT NULL);
+CREATE TABLE pools (name TEXT PRIMARY KEY, spec TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+CREATE TABLE join_tokens (hash BLOB PRIMARY KEY, pool TEXT NOT NULL REFERENCES pools(name), created_at INTEGER NOT NULL);
+CREATE TABLE nodes (
+	id TEXT PRIMARY KEY, name TEXT NOT NULL, pool TEXT NOT NULL, state TEXT NOT NULL,
+	message TEXT NOT NULL DEFAULT '', inventory TEXT NOT NULL DEFAULT '{}', labels TEXT NOT NULL DEFAULT '{}',
+	version TEXT NOT NULL DEFAULT '', cred_hash BLOB NOT NULL UNIQUE,
+	created_at INTEGER NOT NULL, last_seen INTEGER);
+CREATE TABLE jobs (
+	id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),
+	name TEXT NOT NULL, pool TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+	exit_code INTEGER, message TEXT NOT NULL DEFAULT '', attempt INTEGER NOT NULL, node TEXT NOT NULL DEFAULT '',
+	cpus INTEGER NOT NULL, memory INTEGER NOT NULL, gpus INTEGER NOT NULL, gpu_indices TEXT NOT NULL DEFAULT '',
+	time_limit INTEGER NOT NULL, retries INTEGER NOT NULL, priority INTEGER NOT NULL,
+	env TEXT NOT NULL, workdir TEXT NOT NULL, command TEXT NOT NULL,
+	cancel_requested INTEGER NOT NULL DEFAULT 0, idem_key TEXT NOT NULL DEFAULT '',
+	submitted_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER);
+CREATE UNIQUE INDEX jobs_idem ON jobs(user_id, idem_key) WHERE idem_key != '';
+CREATE INDEX jobs_queue ON jobs(state, priority DESC, id) WHERE state IN ('queued', 'running');
+CREATE INDEX jobs_user ON jobs(user_id, id);
+CREATE TABLE attempts (
+	job_id INTEGER NOT NULL REFERENCES jobs(id), number INTEGER NOT NULL, node TEXT NOT NULL,
+	gpu_indices TEXT NOT NULL DEFAULT '', started_at INTEGER, finished_at INTEGER,
+	exit_code INTEGER, reason TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (job_id, number));
+`
+
+// Open opens (creating if needed) the store at path. A file that is not a
+// dspool store, or one from a newer version, is refused with an error that
+// names it.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.UIDBase == 0 {
+		opts.UIDBase = 20000
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	db := &DB{w: w, r: r, path: path, submit: make(chan *submitReq, 1024), done: make(chan struct{}), now: opts.Now}
+	if err := db.migrate(ctx, opts.UIDBase); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	go db.submitLoop()
+	return db, nil
+}
+
+func (db *DB) migrate(ctx context.Context, uidBase int) error {
+	var v int
+	if err := db.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version (is this a dspool store?): %w", err)
+	}
+	switch {
+	case v == schemaVersion:
+		var ok string
+		if err := db.w.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ok); err != nil || ok != "ok" {
+			return fmt.Errorf("integrity check failed (%s %v): restore it from a backup; dspool will not start on a damaged store", ok, err)
+		}
+		return nil
+	case v > schemaVersion:
+		return fmt.Errorf("schema version %d is newer than this dspool understands (%d): upgrade dspool", v, schemaVersion)
+	}
+	var tables int
+	if err := db.w.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master").Scan(&tables); err != nil {
+		return err
+	}
+	if tables > 0 {
+		return errors.New("has tables but no dspool schema version: it is not a dspool store")
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES ('uid_base', ?)", fmt.Sprint(uidBase)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close stops the writer and closes the file.
+func (db *DB) Close() error {
+	close(db.done)
+	err := db.w.Close()
+	if err2 := db.r.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+
+// Path is the store's file.
+func (db *DB) Path() string { return db.path }
+
+func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func unixNano(t time.Time) int64 { return t.UnixNano() }
+
+func fromNano(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := time.Unix(0, n.Int64).UTC()
+	return &t
+}
+
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func notFound(what string, id any) error {
+	return dspool.Errorf(dspool.ENotFound, "%s %v not found", what, id)
+}

@@ -1,0 +1,114 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/dspool/dspool"
+)
+
+func scanUser(s scanner) (*dspool.User, error) {
+	var u dspool.User
+	var created sql.NullInt64
+	var admin int
+	if err := s.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created); err != nil {
+		return nil, err
+	}
+	u.Admin = admin != 0
+	u.CreatedAt = *fromNano(created)
+	return &u, nil
+}
+
+const userCols = `id, name, uid, gid, admin, created_at`
+
+// CreateUser creates a user with the next free uid/gid (the same number for
+// both). A taken name is an EConflict error.
+func (db *DB) CreateUser(ctx context.Context, name string, admin bool) (*dspool.User, error) {
+	if err := dspool.ValidateName("name", name); err != nil {
+		return nil, err
+	}
+	var u *dspool.User
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var base string
+		if err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'uid_base'`).Scan(&base); err != nil {
+			return err
+		}
+		b, _ := strconv.Atoi(base)
+		var uid int
+		if err := tx.QueryRow(`SELECT COALESCE(MAX(uid) + 1, ?) FROM users`, b).Scan(&uid); err != nil {
+			return err
+		}
+		a := 0
+		if admin {
+			a = 1
+		}
+		_, err := tx.Exec(`INSERT INTO users (name, uid, gid, admin, created_at) VALUES (?, ?, ?, ?, ?)`,
+			name, uid, uid, a, unixNano(db.now()))
+		if err != nil {
+			if strings.Contains(err.Error(), "UNIQUE") {
+				return dspool.Errorf(dspool.EConflict, "user %s already exists", name)
+			}
+			return fmt.Errorf("create user: %w", err)
+		}
+		u, err = scanUser(tx.QueryRow(`SELECT `+userCols+` FROM users WHERE name = ?`, name))
+		return err
+	})
+	return u, err
+}
+
+// User returns the user called name.
+func (db *DB) User(ctx context.Context, name string) (*dspool.User, error) {
+	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("user", name)
+	}
+	return u, err
+}
+
+// Users lists users by name.
+func (db *DB) Users(ctx context.Context) ([]*dspool.User, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*dspool.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// CreateToken stores the hash of a new API token for user.
+func (db *DB) CreateToken(ctx context.Context, userID int64, hash []byte) (*dspool.Token, error) {
+	var t dspool.Token
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now()
+		if err := tx.QueryRow(`INSERT INTO tokens (user_id, hash, created_at) VALUES (?, ?, ?) RETURNING id`,
+			userID, hash, unixNano(now)).Scan(&t.ID); err != nil {
+			return fmt.Errorf("create token: %w", err)
+		}
+		t.CreatedAt = now.UTC()
+		return tx.QueryRow(`SELECT name FROM users WHERE id = ?`, userID).Scan(&t.User)
+	})
+	return &t, err
+}
+
+// UserByToken returns the user owning the token with this hash, or an
+// EUnauthorized error.
+func (db *DB) UserByToken(ctx context.Context, hash []byte) (*dspool.User, error) {
+	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at
+		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dspool.Errorf(dspool.EUnauthorized, "token not recognised")
+	}
+	return u, err
+}

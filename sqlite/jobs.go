@@ -1,0 +1,510 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+const jobCols = `j.id, u.name, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
+	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanJob(s scanner) (*dspool.Job, error) {
+	var j dspool.Job
+	var exit, submitted sql.NullInt64
+	var started, finished sql.NullInt64
+	var gpus, env, cmd string
+	var timeLimit int64
+	var cancel int
+	if err := s.Scan(&j.ID, &j.User, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
+		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
+		&cancel, &submitted, &started, &finished); err != nil {
+		return nil, err
+	}
+	if exit.Valid {
+		c := int(exit.Int64)
+		j.ExitCode = &c
+	}
+	j.GPUIndices = parseInts(gpus)
+	j.TimeLimit = dspool.Duration(timeLimit)
+	j.CancelRequested = cancel != 0
+	if err := json.Unmarshal([]byte(env), &j.Env); err != nil {
+		return nil, fmt.Errorf("job %d env: %w", j.ID, err)
+	}
+	if err := json.Unmarshal([]byte(cmd), &j.Command); err != nil {
+		return nil, fmt.Errorf("job %d command: %w", j.ID, err)
+	}
+	j.SubmittedAt = *fromNano(submitted)
+	j.StartedAt = fromNano(started)
+	j.FinishedAt = fromNano(finished)
+	return &j, nil
+}
+
+func formatInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) []int {
+	if s == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	out := make([]int, 0, len(parts))
+	for _, p := range parts {
+		if n, err := strconv.Atoi(p); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+type submitReq struct {
+	ctx     context.Context
+	userID  int64
+	spec    *dspool.JobSpec
+	job     *dspool.Job
+	created bool
+	err     error
+	done    chan struct{}
+}
+
+// SubmitJob stores a new queued job for userID and returns it once it is
+// durable. When spec carries an idempotency key the user already used, the
+// existing job is returned with created false and nothing is stored.
+//
+// Concurrent submissions are committed together (group commit): one fsync
+// makes a whole batch durable.
+func (db *DB) SubmitJob(ctx context.Context, userID int64, spec *dspool.JobSpec) (*dspool.Job, bool, error) {
+	req := &submitReq{ctx: ctx, userID: userID, spec: spec, done: make(chan struct{})}
+	select {
+	case db.submit <- req:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	case <-db.done:
+		return nil, false, dspool.Errorf(dspool.EUnavailable, "store is closing: retry")
+	}
+	<-req.done
+	return req.job, req.created, req.err
+}
+
+const maxBatch = 256
+
+func (db *DB) submitLoop() {
+	for {
+		var batch []*submitReq
+		select {
+		case r := <-db.submit:
+			batch = append(batch, r)
+		case <-db.done:
+			return
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.submit:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []*submitReq) {
+	now := db.now()
+	err := db.tx(context.Background(), func(tx *sql.Tx) error {
+		for _, r := range batch {
+			r.job, r.created, r.err = nil, false, nil
+			if r.ctx.Err() != nil {
+				r.err = r.ctx.Err()
+				continue
+			}
+			r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, now)
+			if r.err != nil && dspool.ErrorCode(r.err) == dspool.EInternal {
+				return r.err
+			}
+		}
+		return nil
+	})
+	for _, r := range batch {
+		if err != nil {
+			r.job, r.created, r.err = nil, false, fmt.Errorf("submit job: %w", err)
+		}
+		close(r.done)
+	}
+}
+
+func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dspool.Job, bool, error) {
+	if s.IdempotencyKey != "" {
+		row := tx.QueryRow(`SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
+			WHERE j.user_id = ? AND j.idem_key = ?`, userID, s.IdempotencyKey)
+		j, err := scanJob(row)
+		if err == nil {
+			return j, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, err
+		}
+	}
+	env, _ := json.Marshal(s.Env)
+	if s.Env == nil {
+		env = []byte("{}")
+	}
+	cmd, _ := json.Marshal(s.Command)
+	var id int64
+	err := tx.QueryRow(`INSERT INTO jobs (user_id, name, pool, state, attempt, cpus, memory, gpus, time_limit,
+		retries, priority, env, workdir, command, idem_key, submitted_at)
+		VALUES (?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		userID, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now)).Scan(&id)
+	if err != nil {
+		return nil, false, fmt.Errorf("insert job: %w", err)
+	}
+	j, err := getJob(tx, id)
+	return j, err == nil, err
+}
+
+type querier interface {
+	QueryRow(string, ...any) *sql.Row
+}
+
+func getJob(q querier, id int64) (*dspool.Job, error) {
+	j, err := scanJob(q.QueryRow(`SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("job", id)
+	}
+	return j, err
+}
+
+// Job returns job id.
+func (db *DB) Job(ctx context.Context, id int64) (*dspool.Job, error) {
+	j, err := scanJob(db.r.QueryRowContext(ctx, `SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("job", id)
+	}
+	return j, err
+}
+
+// JobFilter selects jobs for ListJobs. Zero fields select everything.
+type JobFilter struct {
+	User   string
+	States []dspool.JobState
+	Pool   string
+	Node   string
+	// Before returns only jobs with a smaller id (pagination, newest first).
+	Before int64
+	Limit  int
+}
+
+// ListJobs returns jobs matching f, newest first.
+func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) {
+	var where []string
+	var args []any
+	if f.User != "" {
+		where = append(where, "u.name = ?")
+		args = append(args, f.User)
+	}
+	if len(f.States) > 0 {
+		where = append(where, "j.state IN (?"+strings.Repeat(",?", len(f.States)-1)+")")
+		for _, s := range f.States {
+			args = append(args, string(s))
+		}
+	}
+	if f.Pool != "" {
+		where = append(where, "j.pool = ?")
+		args = append(args, f.Pool)
+	}
+	if f.Node != "" {
+		where = append(where, "j.node = ?")
+		args = append(args, f.Node)
+	}
+	if f.Before > 0 {
+		where = append(where, "j.id < ?")
+		args = append(args, f.Before)
+	}
+	q := `SELECT ` + jobCols + ` FROM jobs j JOIN users u ON u.id = j.user_id`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY j.id DESC"
+	if f.Limit > 0 {
+		q += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*dspool.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// ActiveJobs returns every queued and running job, oldest first: the
+// scheduler's view of the queue and of what holds node resources.
+func (db *DB) ActiveJobs(ctx context.Context) ([]*dspool.Job, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
+		WHERE j.state IN ('queued', 'running') ORDER BY j.id`)
+	if err != nil {
+		return nil, fmt.Errorf("active jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*dspool.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// CountJobs returns how many jobs are in each state.
+func (db *DB) CountJobs(ctx context.Context) (map[dspool.JobState]int, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT state, count(*) FROM jobs GROUP BY state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[dspool.JobState]int{}
+	for rows.Next() {
+		var s dspool.JobState
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// Attempts returns the attempts of job id, first first.
+func (db *DB) Attempts(ctx context.Context, id int64) ([]dspool.Attempt, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT job_id, number, node, gpu_indices, started_at, finished_at, exit_code, reason, message
+		FROM attempts WHERE job_id = ? ORDER BY number`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []dspool.Attempt
+	for rows.Next() {
+		var a dspool.Attempt
+		var gpus string
+		var started, finished, exit sql.NullInt64
+		if err := rows.Scan(&a.Job, &a.Number, &a.Node, &gpus, &started, &finished, &exit, &a.Reason, &a.Message); err != nil {
+			return nil, err
+		}
+		a.GPUIndices = parseInts(gpus)
+		a.StartedAt, a.FinishedAt = fromNano(started), fromNano(finished)
+		if exit.Valid {
+			c := int(exit.Int64)
+			a.ExitCode = &c
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Placement assigns a queued job's current attempt to a node.
+type Placement struct {
+	Job     int64
+	Attempt int
+	Node    string
+	GPUs    []int
+}
+
+// Place applies placements in one transaction. A placement whose job is no
+// longer queued at that attempt (cancelled meanwhile) is skipped; the jobs
+// actually placed are returned.
+func (db *DB) Place(ctx context.Context, ps []Placement) ([]*dspool.Job, error) {
+	now := db.now()
+	var placed []*dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		placed = placed[:0]
+		for _, p := range ps {
+			res, err := tx.Exec(`UPDATE jobs SET state = 'running', node = ?, gpu_indices = ?, reason = '',
+				exit_code = NULL, message = '', started_at = NULL, finished_at = NULL
+				WHERE id = ? AND state = 'queued' AND attempt = ?`, p.Node, formatInts(p.GPUs), p.Job, p.Attempt)
+			if err != nil {
+				return fmt.Errorf("place job %d: %w", p.Job, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			if _, err := tx.Exec(`INSERT INTO attempts (job_id, number, node, gpu_indices) VALUES (?, ?, ?, ?)`,
+				p.Job, p.Attempt, p.Node, formatInts(p.GPUs)); err != nil {
+				return fmt.Errorf("record attempt %d of job %d: %w", p.Attempt, p.Job, err)
+			}
+			j, err := getJob(tx, p.Job)
+			if err != nil {
+				return err
+			}
+			placed = append(placed, j)
+		}
+		return nil
+	})
+	_ = now
+	return placed, err
+}
+
+// MarkStarted records that the agent started attempt of job on node. A stale
+// report is refused with an EConflict error.
+func (db *DB) MarkStarted(ctx context.Context, id int64, attempt int, node string, at time.Time) (*dspool.Job, error) {
+	var j *dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if j, err = getJob(tx, id); err != nil {
+			return err
+		}
+		if err := j.Fence(attempt, node); err != nil {
+			return err
+		}
+		if j.StartedAt != nil {
+			return nil
+		}
+		j.StartedAt = &at
+		if _, err := tx.Exec(`UPDATE jobs SET started_at = ? WHERE id = ?`, unixNano(at), id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`UPDATE attempts SET started_at = ? WHERE job_id = ? AND number = ?`, unixNano(at), id, attempt)
+		return err
+	})
+	return j, err
+}
+
+// FinishAttempt records how attempt of job on node ended and moves the job
+// on (succeeded, failed, cancelled or queued again for a retry). A stale
+// report is refused with an EConflict error and changes nothing.
+func (db *DB) FinishAttempt(ctx context.Context, id int64, attempt int, node string, r dspool.AttemptResult, at time.Time) (*dspool.Job, error) {
+	var j *dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if j, err = getJob(tx, id); err != nil {
+			return err
+		}
+		if err := j.Fence(attempt, node); err != nil {
+			return err
+		}
+		return finish(tx, j, r, at)
+	})
+	return j, err
+}
+
+func finish(tx *sql.Tx, j *dspool.Job, r dspool.AttemptResult, at time.Time) error {
+	attempt := j.Attempt
+	if _, err := tx.Exec(`UPDATE attempts SET finished_at = ?, exit_code = ?, reason = ?, message = ?,
+		started_at = COALESCE(started_at, ?) WHERE job_id = ? AND number = ?`,
+		unixNano(at), nullInt(r.ExitCode), string(reasonOf(r)), r.Message, nullTime(j.StartedAt), j.ID, attempt); err != nil {
+		return fmt.Errorf("finish attempt: %w", err)
+	}
+	j.Finish(r, at)
+	return saveJob(tx, j)
+}
+
+func reasonOf(r dspool.AttemptResult) dspool.Reason {
+	if r.Reason == "" && !r.Succeeded() {
+		return dspool.ReasonExit
+	}
+	return r.Reason
+}
+
+func saveJob(tx *sql.Tx, j *dspool.Job) error {
+	cancel := 0
+	if j.CancelRequested {
+		cancel = 1
+	}
+	_, err := tx.Exec(`UPDATE jobs SET state = ?, reason = ?, exit_code = ?, message = ?, attempt = ?, node = ?,
+		gpu_indices = ?, cancel_requested = ?, started_at = ?, finished_at = ? WHERE id = ?`,
+		string(j.State), string(j.Reason), nullInt(j.ExitCode), j.Message, j.Attempt, j.Node,
+		formatInts(j.GPUIndices), cancel, nullTime(j.StartedAt), nullTime(j.FinishedAt), j.ID)
+	if err != nil {
+		return fmt.Errorf("save job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// CancelJob cancels job id: at once when queued, by request when running
+// (the agent confirms). Cancelling a finished job is an EConflict error.
+func (db *DB) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
+	var j *dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if j, err = getJob(tx, id); err != nil {
+			return err
+		}
+		if err := j.Cancel(db.now()); err != nil {
+			return err
+		}
+		return saveJob(tx, j)
+	})
+	return j, err
+}
+
+// LoseNode ends every running attempt on node with reason node_lost (retried
+// when retries are left) and marks the node lost. It returns the jobs changed.
+func (db *DB) LoseNode(ctx context.Context, node, message string) ([]*dspool.Job, error) {
+	now := db.now()
+	var changed []*dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		changed = changed[:0]
+		if _, err := tx.Exec(`UPDATE nodes SET state = 'lost', message = ? WHERE id = ? AND state NOT IN ('gone', 'failed')`, message, node); err != nil {
+			return err
+		}
+		rows, err := tx.Query(`SELECT id FROM jobs WHERE state = 'running' AND node = ?`, node)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		for _, id := range ids {
+			j, err := getJob(tx, id)
+			if err != nil {
+				return err
+			}
+			r := dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: message}
+			if err := finish(tx, j, r, now); err != nil {
+				return err
+			}
+			changed = append(changed, j)
+		}
+		return nil
+	})
+	return changed, err
+}

@@ -1,0 +1,183 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dspool/dspool"
+)
+
+// PutPool creates or replaces a pool (already validated).
+func (db *DB) PutPool(ctx context.Context, p *dspool.Pool) (*dspool.Pool, error) {
+	out := *p
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UTC()
+		var created sql.NullInt64
+		err := tx.QueryRow(`SELECT created_at FROM pools WHERE name = ?`, p.Name).Scan(&created)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		out.CreatedAt, out.UpdatedAt = now, now
+		if created.Valid {
+			out.CreatedAt = *fromNano(created)
+		}
+		spec, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(`INSERT INTO pools (name, spec, created_at, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at`,
+			p.Name, string(spec), unixNano(out.CreatedAt), unixNano(now))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("put pool %s: %w", p.Name, err)
+	}
+	return &out, nil
+}
+
+// Pool returns pool name.
+func (db *DB) Pool(ctx context.Context, name string) (*dspool.Pool, error) {
+	var spec string
+	err := db.r.QueryRowContext(ctx, `SELECT spec FROM pools WHERE name = ?`, name).Scan(&spec)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("pool", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p dspool.Pool
+	return &p, json.Unmarshal([]byte(spec), &p)
+}
+
+// Pools lists pools by name.
+func (db *DB) Pools(ctx context.Context) ([]*dspool.Pool, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT spec FROM pools ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*dspool.Pool
+	for rows.Next() {
+		var spec string
+		if err := rows.Scan(&spec); err != nil {
+			return nil, err
+		}
+		var p dspool.Pool
+		if err := json.Unmarshal([]byte(spec), &p); err != nil {
+			return nil, err
+		}
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
+// CreateJoinToken stores the hash of a join token for pool.
+func (db *DB) CreateJoinToken(ctx context.Context, pool string, hash []byte) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO join_tokens (hash, pool, created_at) VALUES (?, ?, ?)`, hash, pool, unixNano(db.now()))
+		return err
+	})
+}
+
+// JoinTokenPool returns the pool a join token with this hash joins, or an
+// EUnauthorized error.
+func (db *DB) JoinTokenPool(ctx context.Context, hash []byte) (string, error) {
+	var pool string
+	err := db.r.QueryRowContext(ctx, `SELECT pool FROM join_tokens WHERE hash = ?`, hash).Scan(&pool)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", dspool.Errorf(dspool.EUnauthorized, "join token not recognised: print a new one with `dspool pool join-token POOL`")
+	}
+	return pool, err
+}
+
+const nodeCols = `id, name, pool, state, message, inventory, labels, version, created_at, last_seen`
+
+func scanNode(s scanner) (*dspool.Node, error) {
+	var n dspool.Node
+	var inv, labels string
+	var created, seen sql.NullInt64
+	if err := s.Scan(&n.ID, &n.Name, &n.Pool, &n.State, &n.Message, &inv, &labels, &n.Version, &created, &seen); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(inv), &n.Inventory); err != nil {
+		return nil, fmt.Errorf("node %s inventory: %w", n.ID, err)
+	}
+	if err := json.Unmarshal([]byte(labels), &n.Labels); err != nil {
+		return nil, fmt.Errorf("node %s labels: %w", n.ID, err)
+	}
+	n.CreatedAt = *fromNano(created)
+	n.LastSeen = fromNano(seen)
+	return &n, nil
+}
+
+// CreateNode stores a newly registered node with the hash of its credential.
+func (db *DB) CreateNode(ctx context.Context, n *dspool.Node, credHash []byte) error {
+	inv, _ := json.Marshal(n.Inventory)
+	labels, _ := json.Marshal(n.Labels)
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO nodes (id, name, pool, state, message, inventory, labels, version, cred_hash, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, n.ID, n.Name, n.Pool, string(n.State), n.Message, string(inv), string(labels),
+			n.Version, credHash, unixNano(n.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("create node: %w", err)
+		}
+		return nil
+	})
+}
+
+// NodeByCredential returns the node whose credential has this hash, or an
+// EUnauthorized error.
+func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, error) {
+	n, err := scanNode(db.r.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE cred_hash = ?`, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, dspool.Errorf(dspool.EUnauthorized, "node credential not recognised: remove the agent's state directory and join again with a new join token")
+	}
+	return n, err
+}
+
+// Node returns node id.
+func (db *DB) Node(ctx context.Context, id string) (*dspool.Node, error) {
+	n, err := scanNode(db.r.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`, id, id, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("node", id)
+	}
+	return n, err
+}
+
+// Nodes lists nodes, of one pool when pool is not empty, gone ones omitted
+// unless all is set.
+func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node, error) {
+	q := `SELECT ` + nodeCols + ` FROM nodes WHERE (? = '' OR pool = ?)`
+	if !all {
+		q += ` AND state != 'gone'`
+	}
+	rows, err := db.r.QueryContext(ctx, q+` ORDER BY pool, name`, pool, pool)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*dspool.Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// UpdateNode writes a node's state, message, inventory, version and last
+// contact.
+func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
+	inv, _ := json.Marshal(n.Inventory)
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ? WHERE id = ?`,
+			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), n.ID)
+		return err
+	})
+}

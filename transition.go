@@ -1,0 +1,94 @@
+package dspool
+
+import (
+	"fmt"
+	"time"
+)
+
+// Job state transitions live here, in one place, so the store, the tests and
+// the simulator apply exactly the same rules. None of them does I/O.
+
+// Fence checks that a report about attempt on node is about the job's current
+// attempt. A stale report (an older attempt, another node, or a job that is
+// no longer running) is an EConflict error and must be refused.
+func (j *Job) Fence(attempt int, node string) error {
+	if j.State != JobRunning || j.Attempt != attempt || j.Node != node {
+		return Errorf(EConflict, "stale report for job %d attempt %d on node %s: the job is %s at attempt %d on node %q",
+			j.ID, attempt, node, j.State, j.Attempt, j.Node)
+	}
+	return nil
+}
+
+// Place moves a queued job to running on node, holding gpus.
+func (j *Job) Place(node string, gpus []int, now time.Time) error {
+	if j.State != JobQueued {
+		return Errorf(EConflict, "job %d is %s, not queued", j.ID, j.State)
+	}
+	j.State = JobRunning
+	j.Node = node
+	j.GPUIndices = gpus
+	j.Reason, j.ExitCode, j.Message = "", nil, ""
+	j.StartedAt, j.FinishedAt = nil, nil
+	_ = now // the attempt starts when the agent says so, not at placement
+	return nil
+}
+
+// AttemptResult is how an attempt ended.
+type AttemptResult struct {
+	ExitCode *int   `json:"exit_code"`
+	Reason   Reason `json:"reason,omitempty"` // empty when the command exited 0
+	Message  string `json:"message,omitempty"`
+}
+
+// Succeeded reports whether the attempt exited 0 without a failure reason.
+func (r AttemptResult) Succeeded() bool {
+	return r.Reason == "" && r.ExitCode != nil && *r.ExitCode == 0
+}
+
+// Finish applies the end of the current attempt: succeeded, cancelled if a
+// cancel was requested, back to queued with attempt+1 if it failed with
+// retries left, else failed. The caller has checked the fence.
+func (j *Job) Finish(r AttemptResult, now time.Time) {
+	j.ExitCode = r.ExitCode
+	j.Message = r.Message
+	j.Reason = r.Reason
+	switch {
+	case j.CancelRequested:
+		j.State = JobCancelled
+		j.Reason = ""
+	case r.Succeeded():
+		j.State = JobSucceeded
+		j.Reason = ""
+	default:
+		if j.Reason == "" {
+			j.Reason = ReasonExit
+		}
+		if j.Attempt <= j.Retries {
+			j.State = JobQueued
+			j.Attempt++
+			j.Node, j.GPUIndices = "", nil
+			j.StartedAt = nil
+			return
+		}
+		j.State = JobFailed
+	}
+	t := now
+	j.FinishedAt = &t
+}
+
+// Cancel cancels a queued job at once; a running job gets CancelRequested and
+// becomes cancelled when its agent confirms the process tree is gone (or its
+// node is lost). Cancelling a finished job is an EConflict error.
+func (j *Job) Cancel(now time.Time) error {
+	switch j.State {
+	case JobQueued:
+		j.State = JobCancelled
+		t := now
+		j.FinishedAt = &t
+		return nil
+	case JobRunning:
+		j.CancelRequested = true
+		return nil
+	}
+	return &Error{Code: EConflict, Message: fmt.Sprintf("job %d already %s", j.ID, j.State)}
+}
