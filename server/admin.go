@@ -196,4 +196,3 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusCreated, api.NewToken{Token: *t, Secret: secret})
 }
-

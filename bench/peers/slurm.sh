@@ -316,7 +316,7 @@ cmd_measure() {
   local N_SUBMIT=${N_SUBMIT:-200} N_MAKESPAN=${N_MAKESPAN:-1000} N_LATENCY=${N_LATENCY:-20}
   local PARALLEL=${PARALLEL:-8} MPAR=${MAKESPAN_PARALLEL:-${PARALLEL:-8}}
   local PHASES=" ${PHASES:-submit makespan latency} "
-  local v nodes_idle total_cpus load_start err=""
+  local v sp st nodes_idle total_cpus load_start err=""
   local submit_per_s=null submit_ok=null submit_s=null
   local makespan_s=null makespan_drain_s=null makespan_done=null makespan_submit_s=null
   local lat_p50=null lat_p90=null lat_n=0
@@ -329,13 +329,15 @@ cmd_measure() {
   [ -s "$SLURM_CONF" ] || die "no cluster config at $SLURM_CONF; run: $0 up"
   timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP' || die "slurmctld is not answering; run: $0 up"
   v=$(slurm_version)
+  sp=$(scontrol show config 2>/dev/null | awk -F' = ' '$1 ~ /^SchedulerParameters/ {print $2}')
+  st=$(scontrol show config 2>/dev/null | awk -F' = ' '$1 ~ /^SchedulerType/ {print $2}')
   nodes_idle=$(sinfo -h -N -o '%N %t' | awk '$2=="idle"||$2=="mixed"||$2=="allocated"{n++} END{print n+0}')
   total_cpus=$(sinfo -h -o '%C' | awk -F/ '{print $4}')
   [ "$nodes_idle" -ge "$NODES" ] || die "only $nodes_idle of $NODES nodes are usable: $(sinfo -h -N -o '%N:%t' | tr '\n' ' ')"
   mkdir -p "$W"; cd "$W" || die "cannot cd to $W"
   wait_drained 120 || die "the cluster still has jobs queued; cancel them or run '$0 down; $0 up'"
   load_start=$(cut -d' ' -f1 /proc/loadavg)
-  log "measure: Slurm $v, $NODES nodes x $CPUS cpus ($total_cpus total), $(nproc) real cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  log "measure: Slurm $v ($st, SchedulerParameters=$sp), $NODES nodes x $CPUS cpus ($total_cpus total), $(nproc) real cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
   # ---- 1. submission rate
   if [[ "$PHASES" == *" submit "* ]] && [ "$N_SUBMIT" -gt 0 ]; then
@@ -392,7 +394,11 @@ cmd_measure() {
     log "latency: $N_LATENCY sequential jobs on an idle cluster"
     for i in $(seq 1 "$N_LATENCY"); do
       wait_drained 120 || { err="$err latency: cluster not idle before sample $i;"; break; }
-      sleep 0.5   # let completion/epilog traffic settle so each sample sees an idle controller
+      # slurmctld starts pending jobs from a background loop that wakes about once a second,
+      # so latency depends on when within that second a job arrives. Spread submit times evenly
+      # over the second (golden-ratio sequence, reproducible) instead of phase-locking to it;
+      # the 0.3 s floor lets completion traffic of the previous sample settle.
+      sleep "$(awk -v i="$i" 'BEGIN{x=i*0.6180339887; printf "%.3f", 0.3+x-int(x)}')"
       f=$ld/$i
       t0=$(now)
       sbatch --parsable -o /dev/null -e /dev/null -J lat$i --wrap "date +%s.%N > $f.tmp && mv $f.tmp $f" >/dev/null \
@@ -412,8 +418,8 @@ cmd_measure() {
   fi
 
   local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
-  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_n":%d,"load1_start":%s,"load1":%s%s}\n' \
-    "$(echo "$v" | cut -d. -f1-2)" "$v" "$NODES" "$CPUS" "$(nproc)" "$SCHED_PARAMS" \
+  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"scheduler":"%s","sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_n":%d,"load1_start":%s,"load1":%s%s}\n' \
+    "$(echo "$v" | cut -d. -f1-2)" "$v" "$NODES" "$CPUS" "$(nproc)" "$st" "${sp// /}" \
     "$submit_per_s" "$submit_ok" "$submit_s" "$PARALLEL" \
     "$makespan_s" "$makespan_done" "$makespan_drain_s" "$makespan_submit_s" "$MPAR" \
     "$lat_p50" "$lat_p90" "$lat_n" "$load_start" "$load1" \

@@ -1,0 +1,534 @@
+// Package agent is dspool's node agent. It joins a pool with a join token,
+// dials out to the control plane over one authenticated, multiplexed
+// connection, heartbeats its inventory and attempts, runs the setup script,
+// and runs each job attempt as its user in a cgroup, with output on the share.
+//
+// The agent keeps its attempts running when the server is unreachable and
+// reconnects; it never decides on its own that a job should run: it only
+// starts what the server placed on it, at most once per attempt.
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/hashicorp/yamux"
+)
+
+// Config configures an agent. Zero values mean the defaults.
+type Config struct {
+	Server    string // control plane URL
+	JoinToken string // needed only the first time (no credential in StateDir)
+	Pool      string // optional check that the join token is for this pool
+	Name      string // node name; default the hostname
+	// StateDir keeps the node's identity and credential (mode 0600).
+	StateDir string
+	// Share is where this machine mounts the share.
+	Share string
+	// Inventory overrides; zero means detect.
+	CPUs   dspool.MilliCPU
+	Memory dspool.Bytes
+	GPUs   int // -1: detect with nvidia-smi; N >= 0: declare N GPUs
+	Labels map[string]string
+	// PidsLimit bounds the processes of one attempt (default 4096).
+	PidsLimit int
+	Logger    *slog.Logger
+	Version   string
+	// Executable is the dspool binary used as the exec shim; default this
+	// process's own executable.
+	Executable string
+}
+
+// Agent is a running node agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	exe      string
+	root     bool
+	boot     string
+	node     string
+	nodeName string
+	cred     string
+	inv      dspool.Inventory
+	cgroups  *cgroups
+	accounts accounts
+
+	mu       sync.Mutex
+	attempts map[api.AttemptRef]*attempt
+	state    dspool.NodeState
+	message  string
+	setupRan bool
+	dirty    chan struct{}
+}
+
+type identity struct {
+	Node       string `json:"node"`
+	Name       string `json:"name"`
+	Pool       string `json:"pool"`
+	Server     string `json:"server"`
+	Credential string `json:"credential"`
+}
+
+// New prepares an agent: it finds its inventory and cgroups, and loads its
+// identity from StateDir when it has one.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.Server == "" {
+		return nil, errors.New("no server: give --server URL")
+	}
+	if cfg.Share == "" {
+		return nil, errors.New("no share: give --share DIR, where this machine mounts the pool's share")
+	}
+	if st, err := os.Stat(cfg.Share); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("share %s is not a directory: mount the pool's share there first", cfg.Share)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("no state directory: give --state DIR")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.PidsLimit == 0 {
+		cfg.PidsLimit = 4096
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	exe := cfg.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find own executable for the exec shim: %w", err)
+		}
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	ag := &Agent{cfg: cfg, log: cfg.Logger, exe: exe, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
+		attempts: map[api.AttemptRef]*attempt{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
+		accounts: accounts{done: map[string]bool{}}}
+	ag.inv = dspool.Inventory{CPUs: cfg.CPUs, Memory: cfg.Memory}
+	if ag.inv.CPUs == 0 {
+		ag.inv.CPUs = NumCPU()
+	}
+	if ag.inv.Memory == 0 {
+		ag.inv.Memory = MemTotal()
+	}
+	if cfg.GPUs < 0 {
+		ag.inv.GPUs = DetectGPUs(ctx)
+	} else {
+		for i := 0; i < cfg.GPUs; i++ {
+			ag.inv.GPUs = append(ag.inv.GPUs, dspool.GPU{Index: i, Name: "declared"})
+		}
+	}
+	if ag.inv.GPUs == nil {
+		ag.inv.GPUs = []dspool.GPU{}
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if b, err := os.ReadFile(ag.identityPath()); err == nil {
+		var id identity
+		if err := json.Unmarshal(b, &id); err != nil {
+			return nil, fmt.Errorf("read %s: %w (remove it to join again)", ag.identityPath(), err)
+		}
+		ag.node, ag.nodeName, ag.cred = id.Node, id.Name, id.Credential
+	}
+	return ag, nil
+}
+
+func (ag *Agent) identityPath() string { return filepath.Join(ag.cfg.StateDir, "node.json") }
+
+// Node returns the node id (after registration).
+func (ag *Agent) Node() string { return ag.node }
+
+func (ag *Agent) client() *api.Client { return &api.Client{Server: ag.cfg.Server} }
+
+// register joins the pool once; the credential is kept in StateDir.
+func (ag *Agent) register(ctx context.Context) error {
+	if ag.cred != "" {
+		return nil
+	}
+	if ag.cfg.JoinToken == "" {
+		return errors.New("this node has not joined a pool yet: give --join-token (print one with `dspool pool join-token POOL`)")
+	}
+	resp, err := ag.client().Register(ctx, api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
+		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version})
+	if err != nil {
+		return fmt.Errorf("join pool: %w", err)
+	}
+	b, _ := json.MarshalIndent(identity{Node: resp.Node, Name: resp.Name, Pool: resp.Pool, Server: ag.cfg.Server, Credential: resp.Credential}, "", "  ")
+	if err := os.WriteFile(ag.identityPath(), b, 0o600); err != nil {
+		return fmt.Errorf("save node identity: %w", err)
+	}
+	ag.node, ag.nodeName, ag.cred = resp.Node, resp.Name, resp.Credential
+	ag.log.Info("joined pool", "pool", resp.Pool, "node", resp.Node, "name", resp.Name)
+	return nil
+}
+
+// Run registers if needed and keeps the connection to the server up until
+// ctx ends; then it stops every attempt (SIGTERM, then SIGKILL).
+func (ag *Agent) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := ag.register(ctx)
+		if err == nil {
+			break
+		}
+		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" {
+			return err
+		}
+		ag.log.Warn("register", "err", err)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	if ag.root {
+		cg, err := detectCgroups(ag.node)
+		if err != nil {
+			ag.log.Warn("no cgroups: jobs run without cpu/memory/pids limits", "err", err)
+		} else {
+			cg.cleanup()
+			ag.cgroups = cg
+		}
+	}
+	defer ag.stopAll()
+	backoff = 100 * time.Millisecond
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := ag.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if dspool.ErrorCode(err) == dspool.EUnauthorized {
+			return err
+		}
+		if time.Since(began) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		ag.log.Warn("connection to server lost; attempts keep running, reconnecting", "err", err, "in", backoff)
+		if !sleep(ctx, backoff) {
+			break
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// dial opens the upgraded connection to the server.
+func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	u, err := url.Parse(ag.cfg.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server URL: %w", err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	var conn net.Conn
+	if u.Scheme == "https" {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: u.Hostname()}}).DialContext(ctx, "tcp", host)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", host)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	req, _ := http.NewRequest("GET", ag.cfg.Server+"/api/v1/agents/connect", nil)
+	req.Header.Set("Authorization", "Bearer "+ag.cred)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", api.AgentUpgrade)
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		var eb api.ErrorBody
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		conn.Close()
+		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
+			return nil, nil, eb.Error
+		}
+		return nil, nil, fmt.Errorf("server refused the agent connection: %s", resp.Status)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, br, nil
+}
+
+type readConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *readConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// session serves one connection: the server's requests on streams it
+// opens, and this agent's heartbeats on streams the agent opens.
+func (ag *Agent) session(ctx context.Context) error {
+	conn, br, err := ag.dial(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.KeepAliveInterval = 5 * time.Second
+	cfg.ConnectionWriteTimeout = 10 * time.Second
+	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, cfg)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer sess.Close()
+	ag.log.Info("connected to server", "server", ag.cfg.Server, "node", ag.node)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /attempts", ag.serveStart)
+	mux.HandleFunc("POST /kill", ag.serveKill)
+	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 4<<20), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(sess) }()
+	defer srv.Close()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext:         func(context.Context, string, string) (net.Conn, error) { return sess.Open() },
+		MaxIdleConnsPerHost: 2,
+	}, Timeout: 30 * time.Second}
+	return ag.heartbeatLoop(ctx, sess, hc)
+}
+
+func (ag *Agent) serveStart(w http.ResponseWriter, r *http.Request) {
+	var spec api.AttemptSpec
+	if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ag.accept(spec)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (ag *Agent) serveKill(w http.ResponseWriter, r *http.Request) {
+	var ref api.AttemptRef
+	if err := json.NewDecoder(r.Body).Decode(&ref); err != nil {
+		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ag.mu.Lock()
+	a := ag.attempts[ref]
+	ag.mu.Unlock()
+	if a != nil {
+		ag.kill(a, "")
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// accept starts an attempt unless this agent already knows it: the server
+// may send the same attempt more than once, and it must run at most once.
+func (ag *Agent) accept(spec api.AttemptSpec) {
+	ag.mu.Lock()
+	if _, ok := ag.attempts[spec.AttemptRef]; ok {
+		ag.mu.Unlock()
+		return
+	}
+	a := &attempt{spec: spec, done: make(chan struct{})}
+	ag.attempts[spec.AttemptRef] = a
+	ag.mu.Unlock()
+	ag.launch(a)
+}
+
+func (ag *Agent) changed() {
+	select {
+	case ag.dirty <- struct{}{}:
+	default:
+	}
+}
+
+func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client) error {
+	interval := 2 * time.Second
+	for {
+		reply, err := ag.heartbeat(ctx, hc)
+		if err != nil {
+			return err
+		}
+		if reply.Interval > 0 {
+			interval = time.Duration(reply.Interval)
+		}
+		ag.apply(ctx, reply)
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-sess.CloseChan():
+			t.Stop()
+			return errors.New("connection closed")
+		case <-ag.dirty:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (ag *Agent) snapshot() *api.Heartbeat {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(), Version: ag.cfg.Version,
+		Attempts: []api.AttemptStatus{}}
+	if hb.State == dspool.NodeReady {
+		if _, err := os.Stat(ag.cfg.Share); err != nil {
+			hb.State, hb.Message = dspool.NodeFailed, "the share is not reachable at "+ag.cfg.Share+": "+err.Error()
+		}
+	}
+	for _, a := range ag.attempts {
+		hb.Attempts = append(hb.Attempts, a.status())
+		if a.status().Running {
+			hb.Usage.Attempts++
+		}
+	}
+	sort.Slice(hb.Attempts, func(i, j int) bool { return hb.Attempts[i].Job < hb.Attempts[j].Job })
+	return hb
+}
+
+func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.HeartbeatReply, error) {
+	b, _ := json.Marshal(ag.snapshot())
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://server/heartbeat", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("heartbeat refused: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var reply api.HeartbeatReply
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	return &reply, nil
+}
+
+func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
+	for _, ref := range r.Ack {
+		ag.mu.Lock()
+		if a := ag.attempts[ref]; a != nil && !a.status().Running {
+			delete(ag.attempts, ref)
+		}
+		ag.mu.Unlock()
+	}
+	for _, ref := range r.Kill {
+		ag.mu.Lock()
+		a := ag.attempts[ref]
+		ag.mu.Unlock()
+		if a != nil {
+			ag.log.Warn("killing a stale attempt", "job", ref.Job, "attempt", ref.Attempt)
+			ag.kill(a, "")
+		}
+	}
+	for _, spec := range r.Start {
+		ag.accept(spec)
+	}
+	if r.Pool != nil {
+		ag.mu.Lock()
+		first := !ag.setupRan
+		ag.setupRan = true
+		ag.mu.Unlock()
+		if first {
+			go ag.setup(ctx, r.Pool)
+		}
+	}
+}
+
+// setup runs the pool's setup script once, as root, before the node takes
+// work; a failure marks the node failed with the script's output.
+func (ag *Agent) setup(ctx context.Context, p *dspool.Pool) {
+	state, msg := dspool.NodeReady, ""
+	if p.Setup != "" {
+		ag.log.Info("running the pool's setup script", "pool", p.Name)
+		sctx, cancel := context.WithTimeout(ctx, time.Duration(p.SetupTimeout))
+		cmd := exec.CommandContext(sctx, "/bin/sh", "-c", p.Setup)
+		cmd.Dir = ag.cfg.Share
+		cmd.Env = append(os.Environ(), "DSPOOL_SHARE="+ag.cfg.Share, "DSPOOL_POOL="+p.Name, "DSPOOL_NODE="+ag.nodeName)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.WaitDelay = 5 * time.Second
+		err := cmd.Run()
+		cancel()
+		if err != nil {
+			o := out.String()
+			if len(o) > 4000 {
+				o = "..." + o[len(o)-4000:]
+			}
+			if sctx.Err() == context.DeadlineExceeded {
+				err = fmt.Errorf("timed out after %s", time.Duration(p.SetupTimeout))
+			}
+			state, msg = dspool.NodeFailed, fmt.Sprintf("setup script failed (%v); its output:\n%s", err, o)
+			ag.log.Error("setup script failed", "err", err)
+		}
+	}
+	ag.mu.Lock()
+	ag.state, ag.message = state, msg
+	ag.mu.Unlock()
+	ag.changed()
+}
+
+// stopAll ends every running attempt (SIGTERM, SIGKILL after each one's
+// grace) and waits for them.
+func (ag *Agent) stopAll() {
+	ag.mu.Lock()
+	var all []*attempt
+	for _, a := range ag.attempts {
+		all = append(all, a)
+	}
+	ag.mu.Unlock()
+	for _, a := range all {
+		ag.kill(a, "")
+	}
+	for _, a := range all {
+		select {
+		case <-a.done:
+		case <-time.After(time.Duration(a.spec.KillGrace) + 5*time.Second):
+		}
+	}
+}

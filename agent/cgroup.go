@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// cgroups finds where this machine lets the agent create cgroups: the
+// unified v2 hierarchy when it offers memory, cpu and pids, else the v1
+// memory, cpu and pids hierarchies.
+type cgroups struct {
+	root string // v2 mount, or v1's parent of the controller mounts
+	v2   bool
+	base string // relative dir under each hierarchy: dspool/<node>
+}
+
+func detectCgroups(node string) (*cgroups, error) {
+	const mnt = "/sys/fs/cgroup"
+	if b, err := os.ReadFile(filepath.Join(mnt, "cgroup.controllers")); err == nil {
+		have := strings.Fields(string(b))
+		if contains(have, "memory") && contains(have, "pids") && contains(have, "cpu") {
+			c := &cgroups{root: mnt, v2: true, base: filepath.Join("dspool", node)}
+			for _, dir := range []string{mnt, filepath.Join(mnt, "dspool")} {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return nil, err
+				}
+				if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0); err != nil {
+					return nil, fmt.Errorf("enable cgroup v2 controllers in %s: %w", dir, err)
+				}
+			}
+			return c, os.MkdirAll(filepath.Join(mnt, c.base), 0o755)
+		}
+	}
+	c := &cgroups{root: mnt, base: filepath.Join("dspool", node)}
+	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+		if _, err := os.Stat(filepath.Join(mnt, ctrl, "tasks")); err != nil {
+			return nil, fmt.Errorf("no cgroup v1 %s controller at %s", ctrl, filepath.Join(mnt, ctrl))
+		}
+		if err := os.MkdirAll(filepath.Join(mnt, ctrl, c.base), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroup is one attempt's cgroup, across one (v2) or several (v1)
+// hierarchies.
+type cgroup struct {
+	dirs []string
+	// procs is the cgroup.procs file of every hierarchy: the shim writes its
+	// pid to each before it execs the job.
+	procs []string
+}
+
+func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pids int) (*cgroup, error) {
+	g := &cgroup{}
+	write := func(dir, file, val string) error {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
+			return fmt.Errorf("cgroup %s: set %s=%s: %w", dir, file, val, err)
+		}
+		return nil
+	}
+	quota := strconv.FormatInt(int64(cpus)*100, 10) // per 100000us period
+	if int64(cpus)*100 < 1000 {
+		quota = "1000"
+	}
+	if c.v2 {
+		dir := filepath.Join(c.root, c.base, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, err
+		}
+		g.dirs = []string{dir}
+		g.procs = []string{filepath.Join(dir, "cgroup.procs")}
+		for _, kv := range [][2]string{{"memory.max", strconv.FormatInt(int64(mem), 10)}, {"memory.swap.max", "0"},
+			{"cpu.max", quota + " 100000"}, {"pids.max", strconv.Itoa(pids)}} {
+			if err := write(dir, kv[0], kv[1]); err != nil && kv[0] != "memory.swap.max" {
+				g.remove()
+				return nil, err
+			}
+		}
+		return g, nil
+	}
+	limits := map[string][][2]string{
+		"memory": {{"memory.limit_in_bytes", strconv.FormatInt(int64(mem), 10)}, {"memory.memsw.limit_in_bytes", strconv.FormatInt(int64(mem), 10)}},
+		"cpu":    {{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", quota}},
+		"pids":   {{"pids.max", strconv.Itoa(pids)}},
+	}
+	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+		dir := filepath.Join(c.root, ctrl, c.base, name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			g.remove()
+			return nil, err
+		}
+		g.dirs = append(g.dirs, dir)
+		g.procs = append(g.procs, filepath.Join(dir, "cgroup.procs"))
+		for _, kv := range limits[ctrl] {
+			// memsw exists only with swap accounting; the memory limit alone
+			// still holds.
+			if err := write(dir, kv[0], kv[1]); err != nil && kv[0] != "memory.memsw.limit_in_bytes" {
+				g.remove()
+				return nil, err
+			}
+		}
+	}
+	return g, nil
+}
+
+// pids lists the processes in the cgroup.
+func (g *cgroup) pids() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range g.procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// signal sends sig to every process in the cgroup, daemons included.
+func (g *cgroup) signal(sig syscall.Signal) {
+	for _, pid := range g.pids() {
+		_ = syscall.Kill(pid, sig)
+	}
+}
+
+// oomKilled reports whether the kernel killed a process of the cgroup for
+// exceeding its memory limit.
+func (g *cgroup) oomKilled() bool {
+	for _, d := range g.dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "memory.events")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
+					return true
+				}
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(d, "memory.oom_control")); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// remove kills what is left and removes the cgroup directories.
+func (g *cgroup) remove() {
+	for i := 0; i < 50 && len(g.pids()) > 0; i++ {
+		g.signal(syscall.SIGKILL)
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range g.dirs {
+		_ = os.Remove(d)
+	}
+}
+
+// cleanup removes cgroups left by an earlier run of this node's agent,
+// killing any process still in them, so nothing of a lost boot keeps running.
+func (c *cgroups) cleanup() {
+	var parents []string
+	if c.v2 {
+		parents = []string{filepath.Join(c.root, c.base)}
+	} else {
+		for _, ctrl := range []string{"memory", "cpu", "pids"} {
+			parents = append(parents, filepath.Join(c.root, ctrl, c.base))
+		}
+	}
+	for _, p := range parents {
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			if e.IsDir() {
+				g := &cgroup{dirs: []string{filepath.Join(p, e.Name())}, procs: []string{filepath.Join(p, e.Name(), "cgroup.procs")}}
+				g.remove()
+			}
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
+)
+
+// attempt is one attempt this agent has been told to run.
+type attempt struct {
+	spec api.AttemptSpec
+
+	mu         sync.Mutex
+	running    bool
+	startedAt  *time.Time
+	finishedAt *time.Time
+	result     *dspool.AttemptResult
+	killReason dspool.Reason // why the agent killed it, if it did
+	killing    bool
+	pgid       int
+	cg         *cgroup
+	done       chan struct{}
+}
+
+func (a *attempt) status() api.AttemptStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return api.AttemptStatus{AttemptRef: a.spec.AttemptRef, Running: a.result == nil,
+		StartedAt: a.startedAt, FinishedAt: a.finishedAt, Result: a.result}
+}
+
+// launch starts the attempt and returns at once; the attempt reports its
+// own end through a.finish.
+func (ag *Agent) launch(a *attempt) {
+	err := ag.start(a)
+	if err != nil {
+		ag.log.Warn("attempt did not start", "job", a.spec.Job, "attempt", a.spec.Attempt, "err", err)
+		a.finish(dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: err.Error()})
+		ag.changed()
+	}
+}
+
+func (a *attempt) finish(r dspool.AttemptResult) {
+	a.mu.Lock()
+	now := time.Now().UTC()
+	a.finishedAt = &now
+	a.result = &r
+	a.running = false
+	a.mu.Unlock()
+	close(a.done)
+}
+
+func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
+	gpus := make([]string, len(s.GPUs))
+	for i, g := range s.GPUs {
+		gpus[i] = strconv.Itoa(g)
+	}
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home, "USER=" + s.User.Name, "LOGNAME=" + s.User.Name, "SHELL=/bin/bash", "LANG=C.UTF-8",
+		"DSPOOL_JOB_ID=" + strconv.FormatInt(s.Job, 10), "DSPOOL_JOB_NAME=" + s.Name,
+		"DSPOOL_ATTEMPT=" + strconv.Itoa(s.Attempt), "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName,
+		"DSPOOL_SHARE=" + ag.cfg.Share, "DSPOOL_JOB_DIR=" + filepath.Join(ag.cfg.Share, s.JobDir),
+		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
+		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
+	}
+	for k, v := range s.Env {
+		if p := strings.Index(k, "="); p < 0 {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func (ag *Agent) start(a *attempt) error {
+	s := &a.spec
+	uid, gid := -1, -1
+	if ag.root && s.User.UID != 0 {
+		uid, gid = s.User.UID, s.User.GID
+		if err := ag.accounts.ensure(s.User, filepath.Join(ag.cfg.Share, s.Home)); err != nil {
+			return err
+		}
+	}
+	// Directories: home and the job's directory belong to the user; the
+	// parents stay root's.
+	for _, d := range []string{"home", "jobs"} {
+		if err := share.MkdirAll(ag.cfg.Share, d, -1, -1, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := share.MkdirAll(ag.cfg.Share, s.Home, uid, gid, 0o700); err != nil {
+		return err
+	}
+	if err := share.MkdirAll(ag.cfg.Share, s.JobDir, uid, gid, 0o750); err != nil {
+		return err
+	}
+	if err := share.MkdirAll(ag.cfg.Share, s.Workdir, uid, gid, 0o750); err != nil {
+		return err
+	}
+	logf, err := share.OpenFile(ag.cfg.Share, s.Log, uid, gid, 0o640)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	cfg := shimConfig{UID: uid, GID: gid, Dir: filepath.Join(ag.cfg.Share, s.Workdir), Argv: s.Command}
+	if ag.cgroups != nil {
+		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
+		cg, err := ag.cgroups.create(name, s.CPUs, s.Memory, ag.cfg.PidsLimit)
+		if err != nil {
+			return fmt.Errorf("create cgroup: %w", err)
+		}
+		a.cg = cg
+		cfg.Procs = cg.procs
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		errR.Close()
+		errW.Close()
+		return err
+	}
+	cmd := exec.Command(ag.exe, ShimArg)
+	cmd.Env = ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = outW, outW
+	cmd.ExtraFiles = []*os.File{cfgR, errW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Dir = "/"
+	err = cmd.Start()
+	cfgR.Close()
+	errW.Close()
+	outW.Close()
+	if err != nil {
+		cfgW.Close()
+		errR.Close()
+		outR.Close()
+		if a.cg != nil {
+			a.cg.remove()
+		}
+		return fmt.Errorf("start: %w", err)
+	}
+	_ = json.NewEncoder(cfgW).Encode(cfg)
+	cfgW.Close()
+	a.mu.Lock()
+	a.pgid = cmd.Process.Pid
+	a.running = true
+	a.mu.Unlock()
+
+	// Copy output to the share, capped; the copy goes on (discarding) past
+	// the cap so the job never blocks on a full pipe.
+	logDup, err := dupFile(logf)
+	if err != nil {
+		return err
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		defer logDup.Close()
+		copyCapped(logDup, outR, int64(s.OutputLimit))
+		outR.Close()
+	}()
+	startMsg, _ := io.ReadAll(io.LimitReader(errR, 4096))
+	errR.Close()
+	now := time.Now().UTC()
+	a.mu.Lock()
+	a.startedAt = &now
+	a.mu.Unlock()
+	ag.changed()
+	go ag.supervise(a, cmd, string(startMsg), copied)
+	return nil
+}
+
+func dupFile(f *os.File) (*os.File, error) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+func copyCapped(dst io.Writer, src io.Reader, limit int64) {
+	buf := make([]byte, 32<<10)
+	var n int64
+	truncated := false
+	for {
+		m, err := src.Read(buf)
+		if m > 0 && !truncated {
+			w := int64(m)
+			if n+w > limit {
+				w = limit - n
+				truncated = true
+			}
+			_, _ = dst.Write(buf[:w])
+			n += w
+			if truncated {
+				fmt.Fprintf(dst, "\n[dspool: output truncated at %s; raise the pool's output_limit to keep more]\n", dspool.Bytes(limit))
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// supervise waits for the attempt's main process, enforces the time limit,
+// kills whatever the job left behind, and records the result.
+func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, startMsg string, copied chan struct{}) {
+	s := &a.spec
+	var limit <-chan time.Time
+	if s.TimeLimit > 0 {
+		t := time.NewTimer(time.Duration(s.TimeLimit))
+		defer t.Stop()
+		limit = t.C
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	select {
+	case waitErr = <-exited:
+	case <-limit:
+		ag.kill(a, dspool.ReasonTimeout)
+		waitErr = <-exited
+	}
+	// The main process is gone: kill what it left (daemons included) so
+	// the attempt ends with its whole tree.
+	a.signal(syscall.SIGKILL)
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	r := dspool.AttemptResult{}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) {
+		ws := ee.Sys().(syscall.WaitStatus)
+		code = ws.ExitStatus()
+		if ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	} else if waitErr != nil {
+		r.Message = waitErr.Error()
+		code = -1
+	}
+	r.ExitCode = &code
+	if startMsg != "" {
+		r.Reason, r.Message, r.ExitCode = dspool.ReasonStartError, startMsg, nil
+	}
+	a.mu.Lock()
+	reason := a.killReason
+	a.mu.Unlock()
+	if reason != "" && r.Reason == "" {
+		r.Reason = reason
+		if reason == dspool.ReasonTimeout {
+			r.Message = fmt.Sprintf("time limit of %s reached", time.Duration(s.TimeLimit))
+		}
+	} else if r.Reason == "" && code != 0 {
+		r.Reason = dspool.ReasonExit
+		if a.cg != nil && a.cg.oomKilled() {
+			r.Message = fmt.Sprintf("killed for using more than its memory limit of %s", s.Memory)
+		}
+	}
+	if a.cg != nil {
+		a.cg.remove()
+	}
+	a.finish(r)
+	ag.log.Info("attempt finished", "job", s.Job, "attempt", s.Attempt, "exit", code, "reason", r.Reason)
+	ag.changed()
+}
+
+// signal sends sig to the attempt's process group and to every process in
+// its cgroup.
+func (a *attempt) signal(sig syscall.Signal) {
+	a.mu.Lock()
+	pgid, cg := a.pgid, a.cg
+	a.mu.Unlock()
+	if pgid > 0 {
+		_ = syscall.Kill(-pgid, sig)
+	}
+	if cg != nil {
+		cg.signal(sig)
+	}
+}
+
+// kill sends SIGTERM to the whole tree, then SIGKILL after the grace period.
+func (ag *Agent) kill(a *attempt, reason dspool.Reason) {
+	a.mu.Lock()
+	if a.killing || a.result != nil {
+		a.mu.Unlock()
+		return
+	}
+	a.killing = true
+	if a.killReason == "" {
+		a.killReason = reason
+	}
+	a.mu.Unlock()
+	a.signal(syscall.SIGTERM)
+	go func() {
+		select {
+		case <-a.done:
+		case <-time.After(time.Duration(a.spec.KillGrace)):
+			a.signal(syscall.SIGKILL)
+		}
+	}()
+}

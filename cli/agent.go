@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/agent"
+	"github.com/spf13/cobra"
+)
+
+func (a *App) agentCmd() *cobra.Command {
+	var cfg agent.Config
+	var cpus, memory string
+	var labels []string
+	c := &cobra.Command{
+		Use:   "agent --server URL --join-token TOKEN --share DIR",
+		Short: "Run a node agent: join a pool and run its work on this machine",
+		Long: `Run a node agent. It joins the pool of its join token once (keeping the node's
+credential in --state), dials out to the server (no inbound port needed), and
+runs the jobs placed on this machine. Run it as root so jobs run as their
+users, in cgroups.
+
+The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
+		Example: `  dspool agent --server http://pool.example:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
+  dspool agent --server http://10.0.0.1:8080 --join-token dspj_... --pool gpu --gpus 2 --share /mnt/dspool`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cpus != "" {
+				if cfg.CPUs, err = dspool.ParseCPU(cpus); err != nil {
+					return dspool.Invalid("--cpus", "%v", err)
+				}
+			}
+			if memory != "" {
+				if cfg.Memory, err = dspool.ParseBytes(memory); err != nil {
+					return dspool.Invalid("--memory", "%v", err)
+				}
+			}
+			for _, kv := range labels {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return dspool.Invalid("--label", "%q is not K=V", kv)
+				}
+				if cfg.Labels == nil {
+					cfg.Labels = map[string]string{}
+				}
+				cfg.Labels[k] = v
+			}
+			if cfg.JoinToken == "" {
+				cfg.JoinToken = a.Getenv("DSPOOL_JOIN_TOKEN")
+			}
+			if cfg.Server == "" {
+				cfg.Server = a.Getenv("DSPOOL_SERVER")
+			}
+			if cfg.StateDir == "" {
+				if os.Geteuid() == 0 {
+					cfg.StateDir = "/var/lib/dspool/agent"
+				} else {
+					dir := a.Getenv("XDG_STATE_HOME")
+					if dir == "" {
+						home, _ := os.UserHomeDir()
+						dir = filepath.Join(home, ".local", "state")
+					}
+					cfg.StateDir = filepath.Join(dir, "dspool", "agent")
+				}
+			}
+			cfg.Logger = logger(os.Stderr)
+			cfg.Version = Version
+			ag, err := agent.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			return ag.Run(cmd.Context())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&cfg.Server, "server", "", "control plane URL (or DSPOOL_SERVER)")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join token from `dspool pool join-token POOL` (or DSPOOL_JOIN_TOKEN); needed only the first time")
+	f.StringVar(&cfg.Pool, "pool", "", "check that the join token is for this pool")
+	f.StringVar(&cfg.Name, "name", "", "node name (default: the hostname)")
+	f.StringVar(&cfg.StateDir, "state", "", "where the node keeps its identity (default /var/lib/dspool/agent as root)")
+	f.StringVar(&cfg.Share, "share", "", "where this machine mounts the pool's share")
+	f.StringVar(&cpus, "cpus", "", "cpus to offer (default: all)")
+	f.StringVar(&memory, "memory", "", "memory to offer, e.g. 64GiB (default: all)")
+	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer (default: those nvidia-smi finds)")
+	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
+	f.IntVar(&cfg.PidsLimit, "pids-limit", 4096, "most processes one job attempt may have")
+	return c
+}

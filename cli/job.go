@@ -1,0 +1,461 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func (a *App) jobCmd() *cobra.Command {
+	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs"}
+	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd())
+	return c
+}
+
+func (a *App) jobSubmitCmd() *cobra.Command {
+	var spec dspool.JobSpec
+	var cpus, memory string
+	var env []string
+	var wait bool
+	var timeLimit time.Duration
+	c := &cobra.Command{
+		Use:   "submit [flags] -- COMMAND [ARGS...]",
+		Short: "Submit a batch job",
+		Long: `Submit a batch job. The command runs as you, on a node of the pool, in
+jobs/ID on the share (or --workdir, relative to your home on the share). Its
+arguments are passed as they are: no shell is involved unless you run one.`,
+		Example: `  dspool job submit -- python train.py --epochs 10
+  dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --name train -- python train.py
+  dspool job submit --wait -- sh -c 'echo hello > out.txt'`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Command = args
+			var err error
+			if cpus != "" {
+				if spec.CPUs, err = dspool.ParseCPU(cpus); err != nil {
+					return dspool.Invalid("--cpus", "%v", err)
+				}
+				if spec.CPUs == 0 {
+					return dspool.Invalid("--cpus", "must be more than 0")
+				}
+			}
+			if memory != "" {
+				if spec.Memory, err = dspool.ParseBytes(memory); err != nil {
+					return dspool.Invalid("--memory", "%v", err)
+				}
+				if spec.Memory == 0 {
+					return dspool.Invalid("--memory", "must be more than 0")
+				}
+			}
+			spec.TimeLimit = dspool.Duration(timeLimit)
+			for _, kv := range env {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return dspool.Invalid("--env", "%q is not K=V", kv)
+				}
+				if spec.Env == nil {
+					spec.Env = map[string]string{}
+				}
+				spec.Env[k] = v
+			}
+			if spec.IdempotencyKey == "" {
+				b := make([]byte, 16)
+				_, _ = rand.Read(b)
+				spec.IdempotencyKey = hex.EncodeToString(b)
+			}
+			if err := spec.Normalize(); err != nil {
+				return err
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			// Retrying with the same key is safe: the server stores the job
+			// once whatever happens to the connection.
+			j, err := cl.SubmitJob(cmd.Context(), &spec, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			if !wait {
+				return a.printJobs([]*dspool.Job{j})
+			}
+			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
+			j, err = a.waitOne(cmd.Context(), cl, j.ID, 0)
+			if err != nil {
+				return err
+			}
+			if err := a.printJobs([]*dspool.Job{j}); err != nil {
+				return err
+			}
+			return jobExit(j)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&spec.Pool, "pool", "", "pool to run in (default \"default\")")
+	f.StringVar(&spec.Name, "name", "", "job name (default: the command's base name)")
+	f.StringVar(&cpus, "cpus", "", "cpus to hold, e.g. 1, 0.5, 8 (default 1)")
+	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB, 16GiB (default 512MiB)")
+	f.IntVar(&spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
+	f.DurationVar(&timeLimit, "time", 0, "time limit, e.g. 30m, 2h (default none)")
+	f.IntVar(&spec.Retries, "retries", 0, "how many times to retry a failed attempt")
+	f.IntVar(&spec.Priority, "priority", 0, "higher runs first (-1000 to 1000)")
+	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
+	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
+	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")
+	return c
+}
+
+// jobExit turns a finished job into the CLI's exit status.
+func jobExit(j *dspool.Job) error {
+	switch j.State {
+	case dspool.JobSucceeded:
+		return nil
+	case dspool.JobFailed:
+		if j.ExitCode != nil && *j.ExitCode > 0 && *j.ExitCode < 256 {
+			return &ExitError{Code: *j.ExitCode}
+		}
+	}
+	return &ExitError{Code: 1}
+}
+
+// waitOne waits for a job to finish, showing a progress line on a terminal.
+func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
+	began := time.Now()
+	tty := isTerminal(a.Stderr)
+	var last string
+	defer func() {
+		if tty && last != "" {
+			fmt.Fprint(a.Stderr, "\r\033[K")
+		}
+	}()
+	for {
+		poll := 2 * time.Second
+		if !tty {
+			poll = 60 * time.Second
+		}
+		if timeout > 0 {
+			left := timeout - time.Since(began)
+			if left <= 0 {
+				return nil, dspool.Errorf(dspool.EUnavailable, "job %d did not finish within %s", id, timeout)
+			}
+			poll = min(poll, left)
+		}
+		j, err := cl.WaitJob(ctx, id, poll)
+		if err != nil {
+			return nil, err
+		}
+		if j.State.Terminal() {
+			return j, nil
+		}
+		if tty {
+			line := fmt.Sprintf("job %d %s", id, j.State)
+			if j.State == dspool.JobQueued {
+				line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
+			} else if j.Node != "" {
+				line += " on " + j.Node
+			}
+			last = fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds()))
+			fmt.Fprintf(a.Stderr, "\r\033[K%s", last)
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func (a *App) printJobs(jobs []*dspool.Job) error {
+	var v any = jobs
+	if len(jobs) == 1 {
+		v = jobs[0]
+	}
+	return a.print(v, []string{"ID", "NAME", "USER", "POOL", "STATE", "REASON", "EXIT", "ATTEMPT", "NODE", "CPUS", "MEMORY", "GPUS", "AGE"}, func(add func(...any)) {
+		for _, j := range jobs {
+			exit := "-"
+			if j.ExitCode != nil {
+				exit = strconv.Itoa(*j.ExitCode)
+			}
+			state := string(j.State)
+			if j.CancelRequested && j.State == dspool.JobRunning {
+				state = "cancelling"
+			}
+			add(j.ID, j.Name, j.User, j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(j.Node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt))
+		}
+	})
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func age(t time.Time) string {
+	d := time.Since(t)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, dspool.Invalid("ID", "%q is not a job id: job ids are positive numbers (see `dspool job list`)", s)
+	}
+	return id, nil
+}
+
+func (a *App) jobListCmd() *cobra.Command {
+	var q api.JobQuery
+	var states string
+	c := &cobra.Command{
+		Use: "list", Short: "List your jobs, newest first", Args: cobra.NoArgs,
+		Example: "  dspool job list\n  dspool job list --state queued,running\n  dspool job list --all-users -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if states != "" {
+				q.States = strings.Split(states, ",")
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			l, err := cl.Jobs(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			if ok, _ := a.json(); ok {
+				return a.print(l, nil, nil)
+			}
+			return a.printJobs(l.Jobs)
+		},
+	}
+	c.Flags().StringVar(&states, "state", "", "only jobs in these states (comma-separated: queued,running,succeeded,failed,cancelled)")
+	c.Flags().BoolVar(&q.AllUsers, "all-users", false, "every user's jobs (admin)")
+	c.Flags().StringVar(&q.Pool, "pool", "", "only jobs of this pool")
+	c.Flags().IntVar(&q.Limit, "limit", 100, "at most this many jobs")
+	c.Flags().Int64Var(&q.Before, "before", 0, "only jobs older than this id (next page)")
+	return c
+}
+
+func (a *App) jobShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "show ID", Short: "Show a job and its attempts", Args: cobra.ExactArgs(1),
+		Example: "  dspool job show 12\n  dspool job show 12 -o json",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, err := cl.Job(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			if ok, err := a.json(); ok || err != nil {
+				return a.print(j, nil, nil)
+			}
+			w := a.Stdout
+			fmt.Fprintf(w, "Job %d: %s\n", j.ID, sanitize(j.Name))
+			fmt.Fprintf(w, "  user:       %s\n  pool:       %s\n  state:      %s\n", j.User, j.Pool, j.State)
+			if j.Reason != "" {
+				fmt.Fprintf(w, "  reason:     %s\n", j.Reason)
+			}
+			if j.ExitCode != nil {
+				fmt.Fprintf(w, "  exit code:  %d\n", *j.ExitCode)
+			}
+			if j.Message != "" {
+				fmt.Fprintf(w, "  message:    %s\n", sanitize(j.Message))
+			}
+			fmt.Fprintf(w, "  command:    %s\n", sanitize(strings.Join(quoteArgs(j.Command), " ")))
+			fmt.Fprintf(w, "  resources:  %s cpus, %s memory, %d gpus", j.CPUs, j.Memory, j.GPUs)
+			if len(j.GPUIndices) > 0 {
+				fmt.Fprintf(w, " (%v)", j.GPUIndices)
+			}
+			fmt.Fprintln(w)
+			if j.TimeLimit > 0 {
+				fmt.Fprintf(w, "  time limit: %s\n", time.Duration(j.TimeLimit))
+			}
+			fmt.Fprintf(w, "  attempt:    %d (retries allowed: %d)\n", j.Attempt, j.Retries)
+			fmt.Fprintf(w, "  submitted:  %s\n", j.SubmittedAt.Local().Format(time.DateTime))
+			if j.StartedAt != nil {
+				fmt.Fprintf(w, "  started:    %s\n", j.StartedAt.Local().Format(time.DateTime))
+			}
+			if j.FinishedAt != nil {
+				fmt.Fprintf(w, "  finished:   %s\n", j.FinishedAt.Local().Format(time.DateTime))
+			}
+			if len(j.Attempts) > 0 {
+				fmt.Fprintln(w, "\nAttempts:")
+				return a.print(nil, []string{"  #", "NODE", "STARTED", "FINISHED", "EXIT", "REASON", "MESSAGE"}, func(add func(...any)) {
+					for _, at := range j.Attempts {
+						exit := "-"
+						if at.ExitCode != nil {
+							exit = strconv.Itoa(*at.ExitCode)
+						}
+						add(fmt.Sprintf("  %d", at.Number), at.Node, clock(at.StartedAt), clock(at.FinishedAt), exit, dash(string(at.Reason)), dash(firstLine(at.Message)))
+					}
+				})
+			}
+			return nil
+		},
+	}
+}
+
+func clock(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("15:04:05")
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, s := range args {
+		if s == "" || strings.ContainsAny(s, " \t\n'\"\\$`;&|<>()*?[]#~") {
+			out[i] = "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		} else {
+			out[i] = s
+		}
+	}
+	return out
+}
+
+func (a *App) jobLogsCmd() *cobra.Command {
+	var follow bool
+	var attempt int
+	c := &cobra.Command{
+		Use: "logs ID", Short: "Print a job's output (stdout and stderr)", Args: cobra.ExactArgs(1),
+		Long:    "Print a job's combined stdout and stderr, read from the share. With -f, keep printing until the attempt ends.",
+		Example: "  dspool job logs 12\n  dspool job logs -f 12\n  dspool job logs --attempt 1 12",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			rc, err := cl.Logs(cmd.Context(), id, attempt, follow)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			var w io.Writer = a.Stdout
+			if isTerminal(a.Stdout) {
+				w = &escapingWriter{w: a.Stdout}
+			}
+			_, err = io.Copy(w, rc)
+			if err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("the log stream broke: %w (run the command again to read it from the start)", err)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the job's attempt ends")
+	c.Flags().IntVar(&attempt, "attempt", 0, "which attempt (default the latest)")
+	return c
+}
+
+// escapingWriter shows control characters instead of letting a job's
+// output drive the user's terminal.
+type escapingWriter struct{ w io.Writer }
+
+func (e *escapingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(e.w, sanitize(strings.ToValidUTF8(string(p), "\uFFFD"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (a *App) jobCancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "cancel ID...", Short: "Cancel jobs", Args: cobra.MinimumNArgs(1),
+		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree.",
+		Example: "  dspool job cancel 12\n  dspool job cancel 12 13 14",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			var out []*dspool.Job
+			for _, s := range args {
+				id, err := parseID(s)
+				if err != nil {
+					return err
+				}
+				j, err := cl.CancelJob(cmd.Context(), id)
+				if err != nil {
+					return err
+				}
+				out = append(out, j)
+			}
+			return a.printJobs(out)
+		},
+	}
+}
+
+func (a *App) jobWaitCmd() *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use: "wait ID...", Short: "Wait for jobs to finish", Args: cobra.MinimumNArgs(1),
+		Long:    "Wait until every job has finished; exit 0 only if all succeeded.",
+		Example: "  dspool job wait 12\n  dspool job wait --timeout 1h 12 13 14",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			var out []*dspool.Job
+			for _, s := range args {
+				id, err := parseID(s)
+				if err != nil {
+					return err
+				}
+				j, err := a.waitOne(cmd.Context(), cl, id, timeout)
+				if err != nil {
+					return err
+				}
+				out = append(out, j)
+			}
+			if err := a.printJobs(out); err != nil {
+				return err
+			}
+			for _, j := range out {
+				if j.State != dspool.JobSucceeded {
+					return &ExitError{Code: 1}
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait forever)")
+	return c
+}

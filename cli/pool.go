@@ -1,0 +1,302 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/poolfile"
+	"github.com/spf13/cobra"
+)
+
+func (a *App) poolCmd() *cobra.Command {
+	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them"}
+	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd())
+	return c
+}
+
+func (a *App) poolApplyCmd() *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use: "apply -f FILE", Short: "Create or update pools from a YAML file", Args: cobra.NoArgs,
+		Long: `Create or update pools from a YAML file: either one pool, or a list under
+"pools:". All pools are checked before any is changed.
+
+  pools:
+    - name: gpu
+      provider: local          # local (agent processes here) or static (machines that join)
+      node: {cpus: 8, memory: 32GiB, gpus: 1}
+      count: 2
+      work: [batch, interactive]
+      setup: |                 # runs once as root when a node starts
+        apt-get install -y python3-numpy
+      labels: {zone: lab}`,
+		Example: "  dspool pool apply -f pools.yaml\n  cat pools.yaml | dspool pool apply -f -",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return dspool.Invalid("-f", "give the pool file with -f FILE (or -f - for stdin)")
+			}
+			var data []byte
+			var err error
+			if file == "-" {
+				data, err = io.ReadAll(io.LimitReader(a.Stdin, poolfile.MaxSize+1))
+			} else {
+				data, err = readLimited(file, poolfile.MaxSize+1)
+			}
+			if err != nil {
+				return err
+			}
+			pools, err := poolfile.Parse(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			saved, err := cl.ApplyPools(cmd.Context(), pools)
+			if err != nil {
+				return err
+			}
+			return a.printPools(saved, nil)
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "pool file (YAML), - for stdin")
+	return c
+}
+
+func readLimited(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
+func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) error {
+	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "COUNT", "NODES READY", "WORK", "LABELS"}, func(add func(...any)) {
+		for _, p := range pools {
+			ready, total := 0, len(nodes[p.Name])
+			for _, n := range nodes[p.Name] {
+				if n.State == dspool.NodeReady {
+					ready++
+				}
+			}
+			size := fmt.Sprintf("%s cpu, %s", p.Node.CPUs, p.Node.Memory)
+			if p.Node.GPUs > 0 {
+				size += fmt.Sprintf(", %d gpu", p.Node.GPUs)
+			}
+			work := make([]string, len(p.Work))
+			for i, w := range p.Work {
+				work[i] = string(w)
+			}
+			var labels []string
+			for k, v := range p.Labels {
+				labels = append(labels, k+"="+v)
+			}
+			readyCol := fmt.Sprintf("%d/%d", ready, total)
+			if nodes == nil {
+				readyCol = "-"
+			}
+			add(p.Name, p.Provider, size, p.Count, readyCol, strings.Join(work, ","), dash(strings.Join(labels, ",")))
+		}
+	})
+}
+
+func (a *App) poolListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "list", Short: "List pools", Args: cobra.NoArgs,
+		Example: "  dspool pool list\n  dspool pool list -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			ds, err := cl.Pools(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if ok, _ := a.json(); ok {
+				return a.print(ds, nil, nil)
+			}
+			pools := make([]*dspool.Pool, len(ds))
+			nodes := map[string][]*dspool.Node{}
+			for i, d := range ds {
+				pools[i] = d.Pool
+				nodes[d.Name] = d.Nodes
+			}
+			return a.printPools(pools, nodes)
+		},
+	}
+}
+
+func (a *App) poolShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "show NAME", Short: "Show a pool and its nodes", Args: cobra.ExactArgs(1),
+		Example: "  dspool pool show default",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := cl.Pool(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if ok, _ := a.json(); ok {
+				return a.print(d, nil, nil)
+			}
+			if err := a.printPools([]*dspool.Pool{d.Pool}, map[string][]*dspool.Node{d.Name: d.Nodes}); err != nil {
+				return err
+			}
+			if d.Setup != "" {
+				fmt.Fprintf(a.Stdout, "\nSetup script:\n%s\n", sanitize(d.Setup))
+			}
+			fmt.Fprintln(a.Stdout, "\nNodes:")
+			return a.printNodes(d.Nodes)
+		},
+	}
+}
+
+func (a *App) poolJoinTokenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "join-token NAME", Short: "Print a new join token for a pool (admin)", Args: cobra.ExactArgs(1),
+		Long:    "Print a new join token: an agent started with it joins the pool. The server keeps only its hash.",
+		Example: "  dspool pool join-token default\n  dspool agent --server http://HOST:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			t, err := cl.JoinToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if ok, _ := a.json(); ok {
+				return a.print(t, nil, nil)
+			}
+			fmt.Fprintln(a.Stdout, t.Token)
+			return nil
+		},
+	}
+}
+
+func (a *App) nodeCmd() *cobra.Command {
+	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools"}
+	var pool string
+	list := &cobra.Command{
+		Use: "list", Short: "List nodes", Args: cobra.NoArgs,
+		Example: "  dspool node list\n  dspool node list --pool gpu -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := cl.Nodes(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			return a.printNodes(nodes)
+		},
+	}
+	list.Flags().StringVar(&pool, "pool", "", "only nodes of this pool")
+	c.AddCommand(list)
+	return c
+}
+
+func (a *App) printNodes(nodes []*dspool.Node) error {
+	return a.print(nodes, []string{"ID", "NAME", "POOL", "STATE", "CPUS", "MEMORY", "GPUS", "ATTEMPTS", "LOAD", "LAST SEEN", "MESSAGE"}, func(add func(...any)) {
+		for _, n := range nodes {
+			seen := "-"
+			if n.LastSeen != nil {
+				seen = age(*n.LastSeen) + " ago"
+			}
+			add(n.ID, n.Name, n.Pool, n.State,
+				fmt.Sprintf("%s/%s", n.Allocated.CPUs, n.Inventory.CPUs),
+				fmt.Sprintf("%s/%s", n.Allocated.Memory, n.Inventory.Memory),
+				fmt.Sprintf("%d/%d", len(n.Allocated.GPUs), len(n.Inventory.GPUs)),
+				n.Usage.Attempts, fmt.Sprintf("%.2f", n.Usage.Load1), seen, dash(firstLine(n.Message)))
+		}
+	})
+}
+
+func (a *App) userCmd() *cobra.Command {
+	c := &cobra.Command{Use: "user", Short: "Manage users (admin)"}
+	var admin bool
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: cobra.ExactArgs(1),
+		Example: "  dspool user create alice\n  dspool token create --user alice",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			u, err := cl.CreateUser(cmd.Context(), api.UserCreate{Name: args[0], Admin: admin})
+			if err != nil {
+				return err
+			}
+			return a.printUsers([]*dspool.User{u})
+		},
+	}
+	create.Flags().BoolVar(&admin, "admin", false, "make the user an admin")
+	list := &cobra.Command{
+		Use: "list", Short: "List users", Args: cobra.NoArgs, Example: "  dspool user list -o json",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			us, err := cl.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.printUsers(us)
+		},
+	}
+	c.AddCommand(create, list)
+	return c
+}
+
+func (a *App) printUsers(us []*dspool.User) error {
+	var v any = us
+	if len(us) == 1 {
+		v = us[0]
+	}
+	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "CREATED"}, func(add func(...any)) {
+		for _, u := range us {
+			add(u.Name, u.UID, u.GID, u.Admin, u.CreatedAt.Local().Format("2006-01-02 15:04"))
+		}
+	})
+}
+
+func (a *App) tokenCmd() *cobra.Command {
+	c := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	var user string
+	create := &cobra.Command{
+		Use: "create", Short: "Create an API token (for another user: admin)", Args: cobra.NoArgs,
+		Long:    "Create an API token and print it once; the server keeps only its hash. Use it with --token or DSPOOL_TOKEN.",
+		Example: "  dspool token create\n  DSPOOL_TOKEN=$(dspool token create --user alice) dspool job list",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			t, err := cl.CreateToken(cmd.Context(), user)
+			if err != nil {
+				return err
+			}
+			if ok, _ := a.json(); ok {
+				return a.print(t, nil, nil)
+			}
+			fmt.Fprintln(a.Stdout, t.Secret)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you)")
+	c.AddCommand(create)
+	return c
+}

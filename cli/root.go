@@ -1,0 +1,220 @@
+// Package cli is the dspool command line: one cobra command tree shared by
+// users (job, pool, node, user, token) and operators (up, server, agent).
+// It talks to the control plane only through the api client.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/spf13/cobra"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// App carries what every command needs; tests build one with their own
+// writers and environment.
+type App struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	Getenv         func(string) string
+
+	server, token, output, configPath string
+}
+
+// Config is the CLI's saved login, written by `dspool up` (mode 0600).
+type Config struct {
+	Server string `json:"server"`
+	Token  string `json:"token"`
+}
+
+// Main runs the CLI with args and returns the process exit code.
+func Main(ctx context.Context, args []string) int {
+	app := &App{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv}
+	return app.Run(ctx, args)
+}
+
+// ExitError makes the process exit with Code after printing nothing more.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// Run runs one command line.
+func (a *App) Run(ctx context.Context, args []string) int {
+	root := a.Root()
+	root.SetArgs(args)
+	root.SetOut(a.Stdout)
+	root.SetErr(a.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	fmt.Fprintln(a.Stderr, "dspool: "+explain(err))
+	return 1
+}
+
+func explain(err error) string {
+	var e *dspool.Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case dspool.EUnauthorized:
+			return e.Error() + " (check --token / DSPOOL_TOKEN, or run `dspool up` to log in)"
+		}
+		return e.Error()
+	}
+	return err.Error()
+}
+
+// Root builds the command tree.
+func (a *App) Root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dspool",
+		Short: "A self-hosted shared compute pool for data-science teams",
+		Long: `dspool runs a team's batch jobs and interactive sessions on a shared pool of
+CPU and GPU machines, with one front-end address and one shared store.
+
+Start everything on this machine with ` + "`dspool up`" + `, then submit work from
+another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.server, "server", "", "control plane URL (default: DSPOOL_SERVER, then the saved login)")
+	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: $XDG_CONFIG_HOME/dspool/config.json)")
+	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.versionCmd())
+	return root
+}
+
+func (a *App) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+		Example: "  dspool version",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(a.Stdout, "dspool", Version)
+			return nil
+		},
+	}
+}
+
+func (a *App) defaultConfigPath() string {
+	if a.configPath != "" {
+		return a.configPath
+	}
+	if p := a.Getenv("DSPOOL_CONFIG"); p != "" {
+		return p
+	}
+	dir := a.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "dspool", "config.json")
+}
+
+func (a *App) loadConfig() Config {
+	var c Config
+	if b, err := os.ReadFile(a.defaultConfigPath()); err == nil {
+		_ = json.Unmarshal(b, &c)
+	}
+	return c
+}
+
+func (a *App) saveConfig(c Config) (string, error) {
+	p := a.defaultConfigPath()
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return "", err
+	}
+	b, _ := json.MarshalIndent(c, "", "  ")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return "", err
+	}
+	return p, os.Rename(tmp, p)
+}
+
+// client returns an API client: flags, then the environment, then the saved
+// login.
+func (a *App) client() (*api.Client, error) {
+	c := a.loadConfig()
+	server := firstOf(a.server, a.Getenv("DSPOOL_SERVER"), c.Server)
+	token := firstOf(a.token, a.Getenv("DSPOOL_TOKEN"), c.Token)
+	if server == "" {
+		return nil, errors.New("no server to talk to: start one with `dspool up`, or pass --server URL (or DSPOOL_SERVER)")
+	}
+	return &api.Client{Server: server, Token: token}, nil
+}
+
+func firstOf(xs ...string) string {
+	for _, x := range xs {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+func (a *App) json() (bool, error) {
+	switch a.output {
+	case "json":
+		return true, nil
+	case "table", "":
+		return false, nil
+	}
+	return false, dspool.Invalid("--output", "%q is not an output format: use table or json", a.output)
+}
+
+// print writes v as JSON with -o json, else as a table from rows.
+func (a *App) print(v any, header []string, rows func(add func(...any))) error {
+	asJSON, err := a.json()
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(a.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	rows(func(cols ...any) {
+		s := make([]string, len(cols))
+		for i, c := range cols {
+			s[i] = sanitize(fmt.Sprint(c))
+		}
+		fmt.Fprintln(tw, strings.Join(s, "\t"))
+	})
+	return tw.Flush()
+}
+
+// sanitize makes text from users safe to show on a terminal: control
+// characters (escape sequences among them) are shown, not obeyed.
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,372 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/provider/local"
+	"github.com/dspool/dspool/server"
+	"github.com/dspool/dspool/sqlite"
+	"github.com/goccy/go-yaml"
+	"github.com/spf13/cobra"
+)
+
+// planeOptions are the settings `up` and `server` share.
+type planeOptions struct {
+	Listen    string          `json:"listen"`
+	Data      string          `json:"data"`
+	Share     string          `json:"share"`
+	NodeGrace dspool.Duration `json:"node_grace"`
+	KillGrace dspool.Duration `json:"kill_grace"`
+	Heartbeat dspool.Duration `json:"heartbeat"`
+	Admin     string          `json:"admin"`
+	UIDBase   int             `json:"uid_base"`
+}
+
+func (o *planeOptions) flags(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
+	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
+	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
+	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
+}
+
+type durationFlag dspool.Duration
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return ""
+	}
+	return time.Duration(*d).String()
+}
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 2m)", s)
+	}
+	*d = durationFlag(v)
+	return nil
+}
+func (d *durationFlag) Type() string { return "duration" }
+
+func logger(w *os.File) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// plane is a running control plane.
+type plane struct {
+	db    *sqlite.DB
+	srv   *server.Server
+	http  *http.Server
+	url   string
+	ln    net.Listener
+	admin *dspool.User
+}
+
+func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
+	if err := os.MkdirAll(o.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(o.Share, 0o755); err != nil {
+		return nil, fmt.Errorf("share: %w", err)
+	}
+	for _, d := range []string{"home", "jobs", "data"} {
+		if err := os.MkdirAll(filepath.Join(o.Share, d), 0o755); err != nil {
+			return nil, fmt.Errorf("share: %w", err)
+		}
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(o.Data, "dspool.db"), sqlite.Options{UIDBase: o.UIDBase})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen on %s: %w (is another dspool running? pass --listen HOST:PORT)", o.Listen, err)
+	}
+	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
+		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler())}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	p.url = "http://" + net.JoinHostPort(host, port)
+	return p, nil
+}
+
+// serve runs the control plane until ctx ends.
+func (p *plane) serve(ctx context.Context) {
+	loops, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.srv.Run(loops) }()
+	go func() { defer wg.Done(); _ = p.http.Serve(p.ln) }()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.http.Shutdown(sctx)
+	stop()
+	wg.Wait()
+	p.db.Close()
+}
+
+// ensureAdmin creates the first admin on a new store. It returns the admin.
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string) (*dspool.User, bool, error) {
+	users, err := db.Users(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, u := range users {
+		if u.Admin {
+			return u, false, nil
+		}
+	}
+	u, err := db.CreateUser(ctx, name, true)
+	return u, true, err
+}
+
+func defaultAdminName() string {
+	if u, err := user.Current(); err == nil && u.Uid != "0" && dspool.ValidName(u.Username) {
+		return u.Username
+	}
+	return "admin"
+}
+
+func (a *App) upCmd() *cobra.Command {
+	o := planeOptions{Listen: "127.0.0.1:8080"}
+	nodes := 0
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run a whole pool on this machine: control plane, local agents, store and share",
+		Long: `Run a whole dspool on this machine, in the foreground: the control plane, a
+local pool of agent processes, the store (SQLite) and the share (a directory),
+all under one data directory. It logs this machine's CLI in, so
+` + "`dspool job submit`" + ` works from another terminal at once. Ctrl-C stops the
+agents and their jobs cleanly; running it again on the same directory resumes
+the same pools, jobs and users.`,
+		Example: "  dspool up\n  dspool up --nodes 4 --data /tmp/pool --listen 127.0.0.1:9090",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Data == "" {
+				dir := a.Getenv("XDG_DATA_HOME")
+				if dir == "" {
+					home, _ := os.UserHomeDir()
+					dir = filepath.Join(home, ".local", "share")
+				}
+				o.Data = filepath.Join(dir, "dspool")
+			}
+			if nodes < 0 || nodes > 256 {
+				return dspool.Invalid("--nodes", "must be between 0 and 256")
+			}
+			o.Share = filepath.Join(o.Data, "share")
+			return a.up(cmd.Context(), o, nodes, cmd.Flags().Changed("nodes"))
+		},
+	}
+	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, share, agents (default $XDG_DATA_HOME/dspool)")
+	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool")
+	o.flags(c)
+	return c
+}
+
+func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) error {
+	log := logger(os.Stderr)
+	p, err := startPlane(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	admin, _, err := ensureAdmin(ctx, p.db, defaultAdminName())
+	if err != nil {
+		p.db.Close()
+		return err
+	}
+	if err := a.defaultPool(ctx, p.db, nodes, nodesSet); err != nil {
+		p.db.Close()
+		return err
+	}
+	cfgPath, err := a.login(ctx, p, admin)
+	if err != nil {
+		p.db.Close()
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		p.db.Close()
+		return err
+	}
+	prov := local.New(local.Options{Exe: exe, Server: p.url, DataDir: o.Data, Share: o.Share, Logger: log})
+	tokens := map[string]string{}
+	joinToken := func(pool string) (string, error) {
+		if t, ok := tokens[pool]; ok {
+			return t, nil
+		}
+		t := server.NewSecret("dspj_")
+		if err := p.db.CreateJoinToken(ctx, pool, server.HashSecret(t)); err != nil {
+			return "", err
+		}
+		tokens[pool] = t
+		return t, nil
+	}
+	served := make(chan struct{})
+	go func() { p.serve(ctx); close(served) }()
+	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   dspool job submit --wait -- echo hello\nPress Ctrl-C to stop.\n",
+		p.url, o.Data, o.Share, admin.Name, cfgPath)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		pools, err := p.db.Pools(ctx)
+		if err == nil {
+			if err := prov.Reconcile(pools, joinToken); err != nil {
+				log.Error("local pool", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(a.Stderr, "stopping agents and their jobs...")
+			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.KillGrace)+30*time.Second)
+			prov.Stop(sctx)
+			cancel()
+			<-served
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// defaultPool creates the pool "default", sized from this machine, on a
+// new store; --nodes given again changes its count.
+func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSet bool) error {
+	existing, err := db.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	if len(existing) > 0 {
+		if !nodesSet {
+			return nil
+		}
+		for _, p := range existing {
+			if p.Name == dspool.DefaultPool && p.Provider == dspool.ProviderLocal && p.Count != nodes {
+				p.Count = nodes
+				_, err := db.PutPool(ctx, p)
+				return err
+			}
+		}
+		return nil
+	}
+	n := max(nodes, 1)
+	cpus := dspool.MilliCPU(runtime.NumCPU()*1000) / dspool.MilliCPU(n)
+	mem := agent.MemTotal() / dspool.Bytes(n)
+	if cpus < 1000 {
+		cpus = 1000
+	}
+	p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderLocal, Node: dspool.NodeSize{CPUs: cpus, Memory: mem}, Count: nodes}
+	if err := p.Normalize(""); err != nil {
+		return err
+	}
+	_, err = db.PutPool(ctx, p)
+	return err
+}
+
+// login writes the CLI config with this server and a working admin token,
+// reusing the saved token when it still authenticates.
+func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, error) {
+	c := a.loadConfig()
+	if c.Token != "" {
+		if u, err := p.db.UserByToken(ctx, server.HashSecret(c.Token)); err == nil && u.ID == admin.ID {
+			c.Server = p.url
+			return a.saveConfig(c)
+		}
+	}
+	secret := server.NewSecret("dsp_")
+	if _, err := p.db.CreateToken(ctx, admin.ID, server.HashSecret(secret)); err != nil {
+		return "", err
+	}
+	return a.saveConfig(Config{Server: p.url, Token: secret})
+}
+
+func (a *App) serverCmd() *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use:   "server --config FILE",
+		Short: "Run the control plane alone (agents join from other machines)",
+		Long: `Run the control plane alone. The config file (YAML):
+
+  listen: 0.0.0.0:8080
+  data: /var/lib/dspool      # the store
+  share: /mnt/dspool         # where this machine mounts the share (to read job logs)
+  admin: admin               # first admin, created on a new store
+  node_grace: 30s
+  kill_grace: 10s
+
+On a new store it creates the first admin and writes its API token to
+DATA/admin-token (mode 0600).`,
+		Example: "  dspool server --config /etc/dspool/server.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return dspool.Invalid("--config", "give the server's config file")
+			}
+			b, err := readLimited(file, 1<<20)
+			if err != nil {
+				return err
+			}
+			js, err := yaml.YAMLToJSON(b)
+			if err != nil {
+				return fmt.Errorf("%s: not valid YAML: %w", file, err)
+			}
+			o := planeOptions{Listen: "127.0.0.1:8080", Admin: "admin"}
+			if err := dspool.DecodeJSON(js, &o); err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			if o.Data == "" {
+				return dspool.Invalid("data", "%s: give the data directory for the store", file)
+			}
+			if o.Share == "" {
+				return dspool.Invalid("share", "%s: give the directory where this machine mounts the share", file)
+			}
+			return a.serve(cmd.Context(), o)
+		},
+	}
+	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
+	return c
+}
+
+func (a *App) serve(ctx context.Context, o planeOptions) error {
+	log := logger(os.Stderr)
+	p, err := startPlane(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	admin, created, err := ensureAdmin(ctx, p.db, o.Admin)
+	if err != nil {
+		p.db.Close()
+		return err
+	}
+	if created {
+		secret := server.NewSecret("dsp_")
+		if _, err := p.db.CreateToken(ctx, admin.ID, server.HashSecret(secret)); err != nil {
+			p.db.Close()
+			return err
+		}
+		path := filepath.Join(o.Data, "admin-token")
+		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+			p.db.Close()
+			return err
+		}
+		fmt.Fprintf(a.Stdout, "created admin %s; its API token is in %s\n", admin.Name, path)
+	}
+	fmt.Fprintf(a.Stdout, "dspool server listening on %s\n", p.ln.Addr())
+	p.serve(ctx)
+	return nil
+}
