@@ -40,6 +40,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
+	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
 }
 
 type durationFlag dspool.Duration
@@ -75,8 +76,15 @@ type plane struct {
 }
 
 func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
-	if err := os.MkdirAll(o.Data, 0o700); err != nil {
+	// The data directory is traversable but not listable: jobs running as
+	// their users must reach the share inside it; the store file is 0600.
+	if err := os.MkdirAll(o.Data, 0o711); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		if dir := untraversable(o.Share); dir != "" {
+			log.Warn("jobs run as their users and cannot reach the share: a parent directory is not searchable by others; use --data elsewhere (e.g. /var/lib/dspool) or chmod o+x it", "dir", dir)
+		}
 	}
 	if err := os.MkdirAll(o.Share, 0o755); err != nil {
 		return nil, fmt.Errorf("share: %w", err)
@@ -86,9 +94,13 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, fmt.Errorf("share: %w", err)
 		}
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(o.Data, "dspool.db"), sqlite.Options{UIDBase: o.UIDBase})
+	dbPath := filepath.Join(o.Data, "dspool.db")
+	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{UIDBase: o.UIDBase})
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
+		_ = os.Chmod(f, 0o600)
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -137,6 +149,23 @@ func ensureAdmin(ctx context.Context, db *sqlite.DB, name string) (*dspool.User,
 	return u, true, err
 }
 
+// untraversable returns the first directory above path that other users
+// cannot search, or "".
+func untraversable(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 {
+			return dir
+		}
+		if dir == "/" {
+			return ""
+		}
+	}
+}
+
 func defaultAdminName() string {
 	if u, err := user.Current(); err == nil && u.Uid != "0" && dspool.ValidName(u.Username) {
 		return u.Username
@@ -160,12 +189,7 @@ the same pools, jobs and users.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.Data == "" {
-				dir := a.Getenv("XDG_DATA_HOME")
-				if dir == "" {
-					home, _ := os.UserHomeDir()
-					dir = filepath.Join(home, ".local", "share")
-				}
-				o.Data = filepath.Join(dir, "dspool")
+				o.Data = a.defaultDataDir()
 			}
 			if nodes < 0 || nodes > 256 {
 				return dspool.Invalid("--nodes", "must be between 0 and 256")
@@ -174,7 +198,7 @@ the same pools, jobs and users.`,
 			return a.up(cmd.Context(), o, nodes, cmd.Flags().Changed("nodes"))
 		},
 	}
-	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, share, agents (default $XDG_DATA_HOME/dspool)")
+	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, share, agents (default $XDG_DATA_HOME/dspool; /var/lib/dspool as root)")
 	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool")
 	o.flags(c)
 	return c
@@ -369,4 +393,18 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	fmt.Fprintf(a.Stdout, "dspool server listening on %s\n", p.ln.Addr())
 	p.serve(ctx)
 	return nil
+}
+
+// defaultDataDir is $XDG_DATA_HOME/dspool, or /var/lib/dspool for root,
+// whose home other users (the jobs' users) cannot enter.
+func (a *App) defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/dspool"
+	}
+	dir := a.Getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(dir, "dspool")
 }

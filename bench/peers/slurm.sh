@@ -319,7 +319,7 @@ cmd_measure() {
   local v sp st nodes_idle total_cpus load_start err=""
   local submit_per_s=null submit_ok=null submit_s=null
   local makespan_s=null makespan_drain_s=null makespan_done=null makespan_submit_s=null
-  local lat_p50=null lat_p90=null lat_n=0
+  local lat_p50=null lat_p90=null lat_min=null lat_max=null lat_n=0
   local k
   for k in N_SUBMIT N_MAKESPAN N_LATENCY PARALLEL MPAR MAX_WAIT; do
     [[ "${!k}" =~ ^[0-9]+$ ]] || die "$k must be a non-negative integer (got '${!k}')"
@@ -412,17 +412,19 @@ cmd_measure() {
     if [ "$lat_n" -gt 0 ]; then
       lat_p50=$(percentile 50 < "$ld/lat" | awk '{printf "%.1f", $1}')
       lat_p90=$(percentile 90 < "$ld/lat" | awk '{printf "%.1f", $1}')
+      lat_min=$(percentile 0 < "$ld/lat" | awk '{printf "%.1f", $1}')
+      lat_max=$(percentile 100 < "$ld/lat" | awk '{printf "%.1f", $1}')
     fi
     wait_drained 120 || true
-    log "latency: n=$lat_n p50=${lat_p50}ms p90=${lat_p90}ms"
+    log "latency: n=$lat_n min=${lat_min}ms p50=${lat_p50}ms p90=${lat_p90}ms max=${lat_max}ms"
   fi
 
   local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
-  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"scheduler":"%s","sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_n":%d,"load1_start":%s,"load1":%s%s}\n' \
+  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"scheduler":"%s","sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_min_ms":%s,"latency_max_ms":%s,"latency_n":%d,"load1_start":%s,"load1":%s%s}\n' \
     "$(echo "$v" | cut -d. -f1-2)" "$v" "$NODES" "$CPUS" "$(nproc)" "$st" "${sp// /}" \
     "$submit_per_s" "$submit_ok" "$submit_s" "$PARALLEL" \
     "$makespan_s" "$makespan_done" "$makespan_drain_s" "$makespan_submit_s" "$MPAR" \
-    "$lat_p50" "$lat_p90" "$lat_n" "$load_start" "$load1" \
+    "$lat_p50" "$lat_p90" "$lat_min" "$lat_max" "$lat_n" "$load_start" "$load1" \
     "$([ -n "$err" ] && printf ',"error":"%s"' "$(echo "$err" | sed 's/^ //; s/"/'"'"'/g')")"
   [ -z "$err" ] || die "measurement incomplete:$err"
 }
