@@ -1,0 +1,400 @@
+// Command batch benchmarks dspool's batch path (submission rate, makespan of
+// many trivial jobs, submit->start latency) on a local pool of 4 nodes x 2
+// cpus, runs the Slurm peer (bench/peers/slurm.sh) with the same sizes, and
+// prints both side by side. See bench/README.md.
+//
+//	go run ./bench/batch [-short] [-no-peer] [-json out.json] [-dspool BIN] [-keep]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+const (
+	benchPool = "bench" // local provider: 4 agent processes x 2 cpus
+	holdPool  = "hold"  // static pool without machines: its jobs never start
+	nodes     = 4
+)
+
+// Sizes are how many jobs each measurement uses.
+type Sizes struct {
+	API        int `json:"api"`
+	APIClients int `json:"api_clients"`
+	CLI        int `json:"cli"`
+	Parallel   int `json:"parallel"` // CLI processes at a time, and makespan submitters
+	Makespan   int `json:"makespan"`
+	Latency    int `json:"latency"`
+}
+
+// Result is what was measured on dspool.
+type Result struct {
+	APISubmitPerS   float64 `json:"api_submit_per_s"`
+	APICancelPerS   float64 `json:"api_cancel_per_s"`
+	CLISubmitPerS   float64 `json:"cli_submit_per_s"`
+	MakespanS       float64 `json:"makespan_s"`        // first submit -> last finished_at
+	MakespanSubmitS float64 `json:"makespan_submit_s"` // first submit -> last submit acknowledged
+	MakespanDrainS  float64 `json:"makespan_drain_s"`  // first submit -> none queued or running (polled)
+	LatencyP50Ms    float64 `json:"latency_p50_ms"`
+	LatencyP90Ms    float64 `json:"latency_p90_ms"`
+	LatencyMinMs    float64 `json:"latency_min_ms"`
+	LatencyMaxMs    float64 `json:"latency_max_ms"`
+	Load1Before     float64 `json:"load1_before"`
+	Load1After      float64 `json:"load1_after"`
+}
+
+func main() {
+	short := flag.Bool("short", false, "small sizes: a quick check that everything works")
+	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
+	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	noPeer := flag.Bool("no-peer", false, "do not run the Slurm peer")
+	peer := flag.String("peer", "", "peer script (default: bench/peers/slurm.sh in this module)")
+	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log)")
+	flag.Parse()
+	n := Sizes{API: 10000, APIClients: 16, CLI: 200, Parallel: 8, Makespan: 1000, Latency: 50}
+	if *short {
+		n = Sizes{API: 500, APIClients: 16, CLI: 40, Parallel: 8, Makespan: 100, Latency: 10}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, n, *bin, *jsonOut, *peer, *noPeer, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep bool) error {
+	load := load1()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if err != nil || root == "." || root == filepath.Dir(os.DevNull) {
+		return fmt.Errorf("run this inside the dspool module (go env GOMOD: %v)", err)
+	}
+	tmp, err := os.MkdirTemp("", "dspool-bench-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		logf("keeping %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	// Jobs run as their users, not as root: the data directory must be traversable.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if bin == "" {
+		bin = filepath.Join(tmp, "dspool")
+		logf("building %s", bin)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dspool")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build dspool: %w", err)
+		}
+	}
+	res, err := benchDspool(ctx, bin, tmp, n)
+	if err != nil {
+		return fmt.Errorf("dspool: %w (its log: %s; keep it with -keep)", err, filepath.Join(tmp, "up.log"))
+	}
+	res.Load1Before = load
+
+	var slurm map[string]any
+	peerNote := "skipped (-no-peer)"
+	if !noPeer {
+		if peer == "" {
+			peer = filepath.Join(root, "bench", "peers", "slurm.sh")
+		}
+		if slurm, err = runPeer(ctx, peer, filepath.Join(tmp, "slurm"), n); err != nil {
+			peerNote = "failed: " + err.Error()
+			logf("slurm peer %s", peerNote)
+		} else {
+			peerNote = ""
+		}
+	}
+	return report(os.Stdout, jsonOut, n, res, slurm, peerNote)
+}
+
+// benchDspool starts `dspool up` with the two pools and runs every measurement.
+func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error) {
+	r := &Result{}
+	up, err := startUp(ctx, bin, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer up.stop()
+	cl := up.cl
+
+	// a. API submissions into a pool that cannot start them; cancelled after
+	// so that the scheduler does not carry them through the later phases.
+	logf("API: %d submissions, %d clients", n.API, n.APIClients)
+	ids, took, err := submit(ctx, cl, holdPool, n.API, n.APIClients)
+	if err != nil {
+		return nil, fmt.Errorf("API submit: %w", err)
+	}
+	r.APISubmitPerS = float64(n.API) / took.Seconds()
+	t0 := time.Now()
+	if err := parallel(ctx, n.API, n.APIClients, func(i int) error { _, err := cl.CancelJob(ctx, ids[i]); return err }); err != nil {
+		return nil, fmt.Errorf("cancel: %w", err)
+	}
+	r.APICancelPerS = float64(n.API) / time.Since(t0).Seconds()
+	logf("API: %.0f submissions/s, %.0f cancels/s", r.APISubmitPerS, r.APICancelPerS)
+
+	// b. CLI: one `dspool job submit` process per job; the jobs run on the
+	// bench pool meanwhile, as the peer's do.
+	logf("CLI: %d `dspool job submit` processes, %d at a time", n.CLI, n.Parallel)
+	t0 = time.Now()
+	err = parallel(ctx, n.CLI, n.Parallel, func(int) error {
+		cmd := exec.CommandContext(ctx, bin, "job", "submit", "--pool", benchPool, "--cpus", "1", "--", "true")
+		cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+up.config)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("CLI submit: %w", err)
+	}
+	r.CLISubmitPerS = float64(n.CLI) / time.Since(t0).Seconds()
+	logf("CLI: %.1f submissions/s; draining", r.CLISubmitPerS)
+	if err := waitIdle(ctx, cl); err != nil {
+		return nil, err
+	}
+
+	// c. Makespan: from the first submission to the last job's finished_at.
+	logf("makespan: %d jobs, %d submitters", n.Makespan, n.Parallel)
+	t0 = time.Now()
+	if ids, took, err = submit(ctx, cl, benchPool, n.Makespan, n.Parallel); err != nil {
+		return nil, fmt.Errorf("makespan submit: %w", err)
+	}
+	r.MakespanSubmitS = took.Seconds()
+	if err := waitIdle(ctx, cl); err != nil {
+		return nil, err
+	}
+	r.MakespanDrainS = time.Since(t0).Seconds()
+	l, err := cl.Jobs(ctx, api.JobQuery{AllUsers: true, Pool: benchPool, Limit: 10000})
+	if err != nil {
+		return nil, err
+	}
+	var last time.Time
+	done := 0
+	for _, j := range l.Jobs {
+		if slices.Contains(ids, j.ID) {
+			if j.State != dspool.JobSucceeded || j.FinishedAt == nil {
+				return nil, fmt.Errorf("makespan job %d ended %s (%s) %s", j.ID, j.State, j.Reason, j.Message)
+			}
+			if done++; j.FinishedAt.After(last) {
+				last = *j.FinishedAt
+			}
+		}
+	}
+	if done != n.Makespan {
+		return nil, fmt.Errorf("makespan: only %d of %d jobs in the job list", done, n.Makespan)
+	}
+	r.MakespanS = last.Sub(t0).Seconds()
+	logf("makespan: %.2fs (submitted in %.2fs, drained at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
+
+	// d. Latency on an idle pool: started_at (the agent's clock, this
+	// machine's) minus the time just before the submit call; each job
+	// finishes before the next is submitted.
+	logf("latency: %d sequential jobs", n.Latency)
+	var lat []float64
+	for range n.Latency {
+		t0 := time.Now()
+		j, err := cl.SubmitJob(ctx, spec(benchPool), 0)
+		for err == nil && !j.State.Terminal() {
+			j, err = cl.WaitJob(ctx, j.ID, time.Minute)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
+		if j.State != dspool.JobSucceeded || j.StartedAt == nil {
+			return nil, fmt.Errorf("latency job %d ended %s: %s", j.ID, j.State, j.Message)
+		}
+		lat = append(lat, float64(j.StartedAt.Sub(t0).Microseconds())/1000)
+	}
+	slices.Sort(lat)
+	r.LatencyP50Ms, r.LatencyP90Ms = percentile(lat, 50), percentile(lat, 90)
+	r.LatencyMinMs, r.LatencyMaxMs = lat[0], lat[len(lat)-1]
+	logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
+	r.Load1After = load1()
+	return r, nil
+}
+
+// upProc is a running `dspool up` and a client logged in to it.
+type upProc struct {
+	cmd    *exec.Cmd
+	config string // DSPOOL_CONFIG: the CLI login
+	cl     *api.Client
+	done   chan struct{}
+}
+
+func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
+	log, err := os.Create(filepath.Join(dir, "up.log"))
+	if err != nil {
+		return nil, err
+	}
+	u := &upProc{config: filepath.Join(dir, "config.json"), done: make(chan struct{})}
+	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--heartbeat", "200ms", "--nodes", "0")
+	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
+	u.cmd.Stdout, u.cmd.Stderr = log, log
+	if err := u.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = u.cmd.Wait(); close(u.done) }()
+
+	// `dspool up` writes the login once it listens; then apply the pools and
+	// wait for the bench pool's agents.
+	size, batch := dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, []dspool.Work{dspool.WorkBatch}
+	pools := []*dspool.Pool{
+		{Name: benchPool, Provider: dspool.ProviderLocal, Node: size, Count: nodes, Work: batch},
+		{Name: holdPool, Provider: dspool.ProviderStatic, Node: size, Count: 0, Work: batch},
+	}
+	t0, applied := time.Now(), false
+	err = poll(ctx, time.Minute, func() (bool, error) {
+		select {
+		case <-u.done:
+			return false, errors.New("`dspool up` exited")
+		default:
+		}
+		var login struct{ Server, Token string }
+		if b, err := os.ReadFile(u.config); err != nil || json.Unmarshal(b, &login) != nil {
+			return false, nil
+		}
+		u.cl = &api.Client{Server: login.Server, Token: login.Token}
+		if !applied {
+			_, err := u.cl.ApplyPools(ctx, pools)
+			applied = err == nil
+			return false, err
+		}
+		ns, err := u.cl.Nodes(ctx, benchPool)
+		ready := 0
+		for _, n := range ns {
+			if n.State == dspool.NodeReady {
+				ready++
+			}
+		}
+		return ready == nodes, err
+	})
+	if err != nil {
+		u.stop()
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	logf("dspool up at %s with %d ready nodes in %.1fs", u.cl.Server, nodes, time.Since(t0).Seconds())
+	return u, nil
+}
+
+// stop sends the Ctrl-C that `dspool up` expects; it kills it after 45s.
+func (u *upProc) stop() {
+	_ = u.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-u.done:
+	case <-time.After(45 * time.Second):
+		_ = u.cmd.Process.Kill()
+		<-u.done
+	}
+}
+
+func spec(pool string) *dspool.JobSpec {
+	return &dspool.JobSpec{Pool: pool, CPUs: 1000, Command: []string{"true"}}
+}
+
+// submit submits n jobs `true` to pool from workers goroutines sharing one client.
+func submit(ctx context.Context, cl *api.Client, pool string, n, workers int) ([]int64, time.Duration, error) {
+	ids := make([]int64, n)
+	t0 := time.Now()
+	err := parallel(ctx, n, workers, func(i int) error {
+		j, err := cl.SubmitJob(ctx, spec(pool), 0)
+		if err == nil {
+			ids[i] = j.ID
+		}
+		return err
+	})
+	return ids, time.Since(t0), err
+}
+
+// waitIdle polls until no job of the bench pool is queued or running.
+func waitIdle(ctx context.Context, cl *api.Client) error {
+	return poll(ctx, 30*time.Minute, func() (bool, error) {
+		l, err := cl.Jobs(ctx, api.JobQuery{States: []string{"queued", "running"}, AllUsers: true, Pool: benchPool, Limit: 1})
+		return err == nil && len(l.Jobs) == 0, err
+	})
+}
+
+// parallel runs f(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if err := f(i); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+// poll calls done every 20ms until it reports true, fails or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, done func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok, err := done(); ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// percentile is the nearest-rank p-th percentile of sorted xs, as the peer computes it.
+func percentile(xs []float64, p float64) float64 {
+	k := int(math.Ceil(float64(len(xs)) * p / 100))
+	return xs[min(max(k, 1), len(xs))-1]
+}
+
+func load1() float64 {
+	var l float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &l)
+	}
+	return l
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"text/tabwriter"
+	"time"
+)
+
+// runPeer brings the Slurm peer up in dir (unless SLURM_BENCH_DIR is set),
+// measures it with the same sizes and takes it down. It returns the JSON
+// line the peer printed, with an error if it failed.
+func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, error) {
+	if _, err := os.Stat(script); err != nil {
+		return nil, err
+	}
+	peer := func(ctx context.Context, verb string, env ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "bash", script, verb)
+		cmd.Env = append([]string{"SLURM_BENCH_DIR=" + dir}, append(os.Environ(), env...)...)
+		cmd.Stderr = os.Stderr // the peer's progress
+		return cmd.Output()
+	}
+	logf("slurm: %s up", script)
+	if _, err := peer(ctx, "up"); err != nil {
+		return nil, fmt.Errorf("up: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := peer(ctx, "down"); err != nil {
+			logf("slurm: down: %v", err)
+		}
+	}()
+	out, err := peer(ctx, "measure", fmt.Sprint("N_SUBMIT=", n.CLI), fmt.Sprint("N_MAKESPAN=", n.Makespan),
+		fmt.Sprint("N_LATENCY=", n.Latency), fmt.Sprint("PARALLEL=", n.Parallel))
+	var m map[string]any
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if jerr := json.Unmarshal(lines[len(lines)-1], &m); jerr != nil && err == nil {
+		err = fmt.Errorf("no JSON line from measure: %w", jerr)
+	}
+	if err != nil {
+		return m, fmt.Errorf("measure: %w", err)
+	}
+	return m, nil
+}
+
+// Row is one line of the table; Ratio is dspool / slurm.
+type Row struct {
+	Metric string   `json:"metric"`
+	Dspool float64  `json:"dspool"`
+	Slurm  *float64 `json:"slurm"`
+	Ratio  *float64 `json:"ratio"`
+	Target string   `json:"target,omitempty"`
+	Met    *bool    `json:"met,omitempty"`
+}
+
+func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]any, peerNote string) error {
+	sl := func(key string) *float64 {
+		if v, ok := slurm[key].(float64); ok {
+			return &v
+		}
+		return nil
+	}
+	rows := []Row{
+		{Metric: fmt.Sprintf("API submissions/s (%d jobs, %d clients)", n.API, n.APIClients), Dspool: r.APISubmitPerS},
+		{Metric: fmt.Sprintf("CLI submissions/s (%d jobs, %d procs)", n.CLI, n.Parallel), Dspool: r.CLISubmitPerS,
+			Slurm: sl("submit_per_s"), Target: ">= 50x slurm"},
+		{Metric: fmt.Sprintf("makespan of %d jobs (s)", n.Makespan), Dspool: r.MakespanS, Slurm: sl("makespan_s"), Target: "<= slurm/20"},
+		{Metric: fmt.Sprintf("submit->start p50 (ms, %d jobs)", n.Latency), Dspool: r.LatencyP50Ms, Slurm: sl("latency_p50_ms"), Target: "<= 50 ms"},
+		{Metric: fmt.Sprintf("submit->start p90 (ms, %d jobs)", n.Latency), Dspool: r.LatencyP90Ms, Slurm: sl("latency_p90_ms")},
+		{Metric: "load1 before", Dspool: r.Load1Before, Slurm: sl("load1_start")},
+		{Metric: "load1 after", Dspool: r.Load1After, Slurm: sl("load1")},
+	}
+	for i := range rows {
+		if s := rows[i].Slurm; s != nil && *s != 0 {
+			ratio := rows[i].Dspool / *s
+			rows[i].Ratio = &ratio
+		}
+	}
+	met := func(i int, ok bool) { rows[i].Met = &ok }
+	if s := rows[1].Slurm; s != nil {
+		met(1, r.CLISubmitPerS >= 50**s)
+	}
+	if s := rows[2].Slurm; s != nil {
+		met(2, r.MakespanS <= *s/20)
+	}
+	met(3, r.LatencyP50Ms <= 50)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "metric\t dspool\t slurm\t ratio\t target")
+	for _, x := range rows {
+		sl, ratio, target := "-", "-", x.Target
+		if x.Slurm != nil {
+			sl = num(*x.Slurm)
+		}
+		if x.Ratio != nil {
+			ratio = fmt.Sprintf("%.3gx", *x.Ratio)
+		}
+		switch {
+		case x.Met != nil && *x.Met:
+			target += " (met)"
+		case x.Met != nil:
+			target += " (MISSED)"
+		case target != "":
+			target += " (no peer figure)"
+		}
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\n", x.Metric, num(x.Dspool), sl, ratio, target)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "dspool: makespan jobs submitted in %.2fs, queue empty at %.2fs; latency min %.1f max %.1f ms; %.0f API cancels/s\n",
+		r.MakespanSubmitS, r.MakespanDrainS, r.LatencyMinMs, r.LatencyMaxMs, r.APICancelPerS)
+	if peerNote != "" {
+		fmt.Fprintln(w, "slurm peer:", peerNote)
+	}
+	if e, ok := slurm["error"]; ok {
+		fmt.Fprintln(w, "slurm peer reported:", e)
+	}
+	if jsonOut == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(map[string]any{"time": time.Now().UTC(), "sizes": n, "dspool": r,
+		"slurm": slurm, "peer_note": peerNote, "rows": rows}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(jsonOut, append(b, '\n'), 0o644)
+}
+
+func num(f float64) string {
+	if f >= 100 || f <= -100 {
+		return fmt.Sprintf("%.0f", f)
+	}
+	return fmt.Sprintf("%.3g", f)
+}

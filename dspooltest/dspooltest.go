@@ -1,0 +1,241 @@
+// Package dspooltest starts a whole dspool in-process for tests: a control
+// plane on a real SQLite store behind an httptest server, and real agents
+// that run real processes, in one line:
+//
+//	p := dspooltest.New(t, dspooltest.Options{Nodes: 2})
+//
+// A test binary that starts agents must call dspooltest.Main from TestMain,
+// because agents re-execute the test binary as their exec shim.
+package dspooltest
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/server"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// Main runs the exec shim when the test binary is started as one, else the
+// tests.
+func Main(m interface{ Run() int }) {
+	if len(os.Args) > 1 && os.Args[1] == agent.ShimArg {
+		agent.RunShim()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// Options configures New. Zero values mean the defaults.
+type Options struct {
+	// Nodes is how many agents join the pool "default" (default 0).
+	Nodes int
+	// NodeCPUs and NodeMemory size the default pool (default 2 cpus, 2GiB).
+	NodeCPUs   dspool.MilliCPU
+	NodeMemory dspool.Bytes
+	NodeGPUs   int
+	// NodeGrace is the server's grace for silent nodes (default 2s).
+	NodeGrace time.Duration
+	// UIDBase is the first uid given to users (default 40000). When the
+	// test runs as root, agents create these accounts on this machine: give
+	// each test that runs jobs its own base, since the admin is named after
+	// it ("admin<UIDBase>") and a name must keep its uid.
+	UIDBase int
+}
+
+// Pool is a running in-process pool.
+type Pool struct {
+	t      testing.TB
+	URL    string
+	Share  string
+	DB     *sqlite.DB
+	Server *server.Server
+	// Admin is a client authenticated as the first admin.
+	Admin *api.Client
+
+	dir    string
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	agents []*Agent
+	wg     sync.WaitGroup
+}
+
+// Agent is one in-process agent.
+type Agent struct {
+	*agent.Agent
+	// Link carries the agent's connection to the server.
+	Link   *Link
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Stop stops the agent (and its attempts) and waits for it.
+func (a *Agent) Stop() {
+	a.cancel()
+	<-a.done
+}
+
+// New starts a control plane and opts.Nodes agents, all stopped at the end
+// of the test.
+func New(t testing.TB, opts Options) *Pool {
+	t.Helper()
+	if opts.NodeCPUs == 0 {
+		opts.NodeCPUs = 2000
+	}
+	if opts.NodeMemory == 0 {
+		opts.NodeMemory = 2 << 30
+	}
+	if opts.NodeGrace == 0 {
+		opts.NodeGrace = 2 * time.Second
+	}
+	if opts.UIDBase == 0 {
+		opts.UIDBase = 40000
+	}
+	dir := t.TempDir()
+	// Jobs run as their users when the test runs as root: they must reach
+	// the share.
+	_ = os.Chmod(filepath.Dir(dir), 0o755)
+	_ = os.Chmod(dir, 0o755)
+	share := filepath.Join(dir, "share")
+	if err := os.MkdirAll(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "dspool.db"), sqlite.Options{UIDBase: opts.UIDBase})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond})
+	hs := httptest.NewServer(srv.Handler())
+	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); srv.Run(ctx) }()
+	t.Cleanup(func() {
+		p.mu.Lock()
+		agents := p.agents
+		p.mu.Unlock()
+		for _, a := range agents {
+			a.Stop()
+		}
+		cancel()
+		hs.CloseClientConnections()
+		hs.Close()
+		p.wg.Wait()
+		db.Close()
+	})
+	admin, err := db.CreateUser(ctx, fmt.Sprintf("admin%d", opts.UIDBase), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Admin = p.ClientFor(admin)
+	pool := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic,
+		Node: dspool.NodeSize{CPUs: opts.NodeCPUs, Memory: opts.NodeMemory, GPUs: opts.NodeGPUs}, Count: opts.Nodes}
+	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < opts.Nodes; i++ {
+		p.AddAgent(dspool.DefaultPool, agent.Config{CPUs: opts.NodeCPUs, Memory: opts.NodeMemory, GPUs: opts.NodeGPUs})
+	}
+	p.WaitReady(dspool.DefaultPool, opts.Nodes)
+	return p
+}
+
+// ClientFor returns a client authenticated as u, with a new token.
+func (p *Pool) ClientFor(u *dspool.User) *api.Client {
+	secret := server.NewSecret("dsp_")
+	if _, err := p.DB.CreateToken(context.Background(), u.ID, server.HashSecret(secret)); err != nil {
+		p.t.Fatal(err)
+	}
+	return &api.Client{Server: p.URL, Token: secret}
+}
+
+// AddAgent starts an agent that joins pool with a new join token; cfg's
+// inventory fields are used as given (zero GPUs means none).
+func (p *Pool) AddAgent(pool string, cfg agent.Config) *Agent {
+	p.t.Helper()
+	tok, err := p.Admin.JoinToken(context.Background(), pool)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	n := len(p.agents)
+	p.mu.Unlock()
+	link := newLink(p.t, p.URL[len("http://"):])
+	cfg.Server, cfg.JoinToken, cfg.Pool = link.URL(), tok.Token, pool
+	cfg.Share = p.Share
+	cfg.StateDir = filepath.Join(p.dir, "agents", fmt.Sprint(n))
+	if cfg.Name == "" {
+		cfg.Name = fmt.Sprintf("%s-%d", pool, n)
+	}
+	ag, err := agent.New(context.Background(), cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{Agent: ag, Link: link, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		if err := ag.Run(ctx); err != nil {
+			p.t.Logf("agent %s: %v", cfg.Name, err)
+		}
+	}()
+	p.mu.Lock()
+	p.agents = append(p.agents, a)
+	p.mu.Unlock()
+	return a
+}
+
+// WaitReady waits until pool has n ready nodes.
+func (p *Pool) WaitReady(pool string, n int) {
+	p.t.Helper()
+	p.Eventually(10*time.Second, func() bool {
+		nodes, err := p.Admin.Nodes(context.Background(), pool)
+		if err != nil {
+			return false
+		}
+		ready := 0
+		for _, nd := range nodes {
+			if nd.State == dspool.NodeReady {
+				ready++
+			}
+		}
+		return ready >= n
+	}, "%d ready nodes in pool %s", n, pool)
+}
+
+// Eventually polls cond until it holds or timeout passes.
+func (p *Pool) Eventually(timeout time.Duration, cond func() bool, what string, args ...any) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out after %s waiting for "+what, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Wait waits for job id to finish and returns it.
+func (p *Pool) Wait(c *api.Client, id int64) *dspool.Job {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		j, err := c.WaitJob(ctx, id, 10*time.Second)
+		if err != nil {
+			p.t.Fatalf("wait for job %d: %v", id, err)
+		}
+		if j.State.Terminal() {
+			return j
+		}
+	}
+}

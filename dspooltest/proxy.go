@@ -1,0 +1,76 @@
+package dspooltest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// Link is a TCP proxy between one agent and the server that a test can cut
+// (a network partition: connections drop and new ones are refused) and
+// restore.
+type Link struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+}
+
+func newLink(t testing.TB, target string) *Link {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Link{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	go l.serve()
+	t.Cleanup(func() { ln.Close(); l.Cut() })
+	return l
+}
+
+// URL is the address the agent dials.
+func (l *Link) URL() string { return "http://" + l.ln.Addr().String() }
+
+func (l *Link) serve() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		if l.cut {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", l.target)
+		if err != nil {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.conns[c], l.conns[up] = true, true
+		l.mu.Unlock()
+		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+	}
+}
+
+// Cut drops every connection through the link and refuses new ones.
+func (l *Link) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.conns = map[net.Conn]bool{}
+}
+
+// Restore lets connections through again.
+func (l *Link) Restore() {
+	l.mu.Lock()
+	l.cut = false
+	l.mu.Unlock()
+}

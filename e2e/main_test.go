@@ -1,0 +1,440 @@
+// Package e2e_test runs dspool end to end: the real binary, built once, as
+// `dspool up`, `dspool server` and `dspool agent` processes, driven through
+// the CLI, the API client and raw HTTP, the way users and operators drive it.
+//
+// It must never reach into dspool's packages' internals, share state between
+// tests, or wait with a sleep: it polls with a deadline.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+// bin is the dspool binary built by TestMain.
+var bin string
+
+// xdgHome keeps every command away from the real user's configuration.
+var xdgHome string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "dspool-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		fmt.Fprintf(os.Stderr, "e2e: find the module root with `go env GOMOD`: %v\n", err)
+		return 1
+	}
+	root := filepath.Dir(string(bytes.TrimSpace(out)))
+	bin = filepath.Join(dir, "dspool")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/dspool")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build dspool: %v\n%s", err, out)
+		return 1
+	}
+	xdgHome = filepath.Join(dir, "xdg")
+	return m.Run()
+}
+
+// requireRoot skips tests whose point is running jobs as their users, in
+// cgroups, which only an agent running as root does.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: agents run jobs as their dspool users (setuid, useradd) and in cgroups only as root")
+	}
+}
+
+// uidBase gives each test its own range of uids, so the OS accounts that
+// agents create for different tests' users never claim the same uid.
+func uidBase(test int) int { return 30000 + 100*test }
+
+// tempDir is a t.TempDir that users other than root can traverse: jobs run
+// as their users and must reach the share inside it.
+func tempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// baseEnv is the environment of every process the tests start: this
+// process's, without any dspool login or setting that could leak in.
+func baseEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "DSPOOL_") || strings.HasPrefix(k, "XDG_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "XDG_CONFIG_HOME="+xdgHome+"/config", "XDG_DATA_HOME="+xdgHome+"/data", "XDG_STATE_HOME="+xdgHome+"/state")
+}
+
+// eventually polls cond every tick until it holds, failing the test after
+// timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond) // a poll tick, not a wait for an event
+	}
+}
+
+// cli runs the dspool binary with env added to baseEnv and returns what it
+// printed and its exit code.
+func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(baseEnv(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("dspool %s: %v\nstderr: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), errb.String(), code
+}
+
+// cliOK runs the CLI and fails the test unless it exits 0.
+func cliOK(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, errs, code := cli(t, env, args...)
+	if code != 0 {
+		t.Fatalf("dspool %s: exit code %d, want 0\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+// cliJSON runs the CLI with -o json, requires exit 0 and decodes its output
+// into v.
+func cliJSON(t *testing.T, env []string, v any, args ...string) {
+	t.Helper()
+	out := cliOK(t, env, append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("dspool %s -o json: %v\noutput: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// upConfig is how startUp runs `dspool up`. The zero value runs one node on
+// a new data directory.
+type upConfig struct {
+	Nodes   int    // local agents of the pool "default" (--nodes); 0 means 1
+	UIDBase int    // --uid-base; 0 means the default
+	Data    string // data directory; "" means a new one
+	Login   string // CLI login file (DSPOOL_CONFIG); "" means a new one
+}
+
+// upProc is a running `dspool up`.
+type upProc struct {
+	URL   string
+	Data  string
+	Share string
+	Login string
+
+	t      *testing.T
+	cmd    *exec.Cmd
+	done   chan struct{}
+	stdout string
+	stderr string
+	stop   sync.Once
+}
+
+// startUp runs `dspool up` with short timings, waits until it is up and
+// its nodes are ready, and stops it when the test ends.
+func startUp(t *testing.T, c upConfig) *upProc {
+	t.Helper()
+	if c.Nodes == 0 {
+		c.Nodes = 1
+	}
+	dir := tempDir(t)
+	if c.Data == "" {
+		c.Data = filepath.Join(dir, "data")
+	}
+	if c.Login == "" {
+		c.Login = filepath.Join(dir, "login.json")
+	}
+	u := &upProc{Data: c.Data, Share: filepath.Join(c.Data, "share"), Login: c.Login, t: t, done: make(chan struct{}),
+		stdout: filepath.Join(dir, "up.out"), stderr: filepath.Join(dir, "up.err")}
+	args := []string{"up", "--data", c.Data, "--listen", "127.0.0.1:0", "--nodes", strconv.Itoa(c.Nodes),
+		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms"}
+	if c.UIDBase != 0 {
+		args = append(args, "--uid-base", strconv.Itoa(c.UIDBase))
+	}
+	u.cmd = startProc(t, []string{"DSPOOL_CONFIG=" + c.Login}, u.stdout, u.stderr, args...)
+	go func() { _ = u.cmd.Wait(); close(u.done) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			u.dumpLogs()
+		}
+		u.Stop()
+	})
+	eventually(t, 30*time.Second, "`dspool up` to print its address", func() bool {
+		select {
+		case <-u.done:
+			u.dumpLogs()
+			t.Fatalf("dspool up exited early: %v", u.cmd.ProcessState)
+		default:
+		}
+		b, _ := os.ReadFile(u.stdout)
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "dspool is up at "); ok {
+				u.URL = strings.TrimSpace(rest)
+				return true
+			}
+		}
+		return false
+	})
+	u.waitNodes(t, "", c.Nodes)
+	return u
+}
+
+// startProc starts the binary with stdout and stderr going to files, in its
+// own process group so that nothing the test does to it reaches the test.
+func startProc(t *testing.T, env []string, stdout, stderr string, args ...string) *exec.Cmd {
+	t.Helper()
+	outf, err := os.Create(stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outf.Close()
+	errf, err := os.Create(stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdout, cmd.Stderr = outf, errf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dspool %s: %v", strings.Join(args, " "), err)
+	}
+	return cmd
+}
+
+// Stop stops `dspool up` as Ctrl-C does and waits for it; it kills it if
+// it does not exit in time.
+func (u *upProc) Stop() {
+	u.stop.Do(func() {
+		_ = u.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-u.done:
+		case <-time.After(45 * time.Second):
+			u.t.Errorf("dspool up did not exit within 45s of SIGINT; killing it")
+			_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGKILL)
+			<-u.done
+		}
+	})
+}
+
+func (u *upProc) dumpLogs() {
+	for _, f := range []string{u.stdout, u.stderr} {
+		u.t.Logf("%s:\n%s", f, tail(f, 4000))
+	}
+	logs, _ := filepath.Glob(filepath.Join(u.Data, "agents", "*.log"))
+	for _, f := range logs {
+		u.t.Logf("%s:\n%s", f, tail(f, 2000))
+	}
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// env is the environment of the admin's CLI, logged in by `dspool up`.
+func (u *upProc) env() []string { return []string{"DSPOOL_CONFIG=" + u.Login} }
+
+// userEnv is the environment of another user's CLI: the server and a token,
+// and no saved login.
+func (u *upProc) userEnv(token string) []string {
+	return []string{"DSPOOL_SERVER=" + u.URL, "DSPOOL_TOKEN=" + token,
+		"DSPOOL_CONFIG=" + filepath.Join(filepath.Dir(u.Login), "no-login.json")}
+}
+
+// adminToken is the admin's token from the login file `dspool up` wrote.
+func (u *upProc) adminToken(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(u.Login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Server string `json:"server"`
+		Token  string `json:"token"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatalf("login file %s: %v", u.Login, err)
+	}
+	if c.Server != u.URL || c.Token == "" {
+		t.Fatalf("login file %s: server %q, token set %v; want server %q and a token", u.Login, c.Server, c.Token != "", u.URL)
+	}
+	return c.Token
+}
+
+// waitNodes waits until pool (every pool when "") has want ready nodes
+// connected now.
+func (u *upProc) waitNodes(t *testing.T, pool string, want int) []*dspool.Node {
+	t.Helper()
+	var ready []*dspool.Node
+	args := []string{"node", "list", "-o", "json"}
+	if pool != "" {
+		args = append(args, "--pool", pool)
+	}
+	eventually(t, 30*time.Second, fmt.Sprintf("%d ready nodes in pool %q", want, pool), func() bool {
+		out, _, code := cli(t, u.env(), args...)
+		var nodes []*dspool.Node
+		if code != 0 || json.Unmarshal([]byte(out), &nodes) != nil {
+			return false
+		}
+		ready = connectedReady(nodes)
+		return len(ready) == want
+	})
+	return ready
+}
+
+// connectedReady returns the nodes that are ready and connected now. A
+// restarted server lists the nodes its store knows as they were until they
+// reconnect or their grace ends, so ready alone is not enough.
+func connectedReady(nodes []*dspool.Node) []*dspool.Node {
+	var out []*dspool.Node
+	for _, n := range nodes {
+		if n.State == dspool.NodeReady && n.LastSeen != nil && time.Since(*n.LastSeen) < 2*time.Second {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// createUser creates a dspool user as the admin and returns it with a
+// token of its own. The OS account an agent creates for it is removed when
+// the test ends (when the test created it).
+func (u *upProc) createUser(t *testing.T, name string) (*dspool.User, string) {
+	t.Helper()
+	removeAccountAfter(t, name)
+	var usr dspool.User
+	cliJSON(t, u.env(), &usr, "user", "create", name)
+	if usr.Name != name || usr.UID == 0 {
+		t.Fatalf("user create %s: got %+v", name, usr)
+	}
+	token := strings.TrimSpace(cliOK(t, u.env(), "token", "create", "--user", name))
+	if !strings.HasPrefix(token, "dsp_") {
+		t.Fatalf("token create --user %s printed %q, want a token starting dsp_", name, token)
+	}
+	return &usr, token
+}
+
+// removeAccountAfter deletes the OS account and group called name when the
+// test ends, unless it existed before: agents create one for every dspool
+// user that runs a job.
+func removeAccountAfter(t *testing.T, name string) {
+	if _, err := user.Lookup(name); err == nil {
+		return
+	}
+	t.Cleanup(func() {
+		if _, err := user.Lookup(name); err != nil {
+			return
+		}
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			t.Logf("userdel %s: %v: %s", name, err, out)
+		}
+		_ = exec.Command("groupdel", name).Run()
+	})
+}
+
+// job returns a job as `dspool job show -o json` prints it.
+func job(t *testing.T, env []string, id int64) *api.JobDetail {
+	t.Helper()
+	var j api.JobDetail
+	cliJSON(t, env, &j, "job", "show", strconv.FormatInt(id, 10))
+	return &j
+}
+
+// submit submits a job without waiting and returns its id.
+func submit(t *testing.T, env []string, args ...string) int64 {
+	t.Helper()
+	var j dspool.Job
+	out := cliOK(t, env, append([]string{"job", "submit", "-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), &j); err != nil || j.ID == 0 {
+		t.Fatalf("job submit %s: %v\noutput: %s", strings.Join(args, " "), err, out)
+	}
+	return j.ID
+}
+
+// waitJob waits for a job to finish with `dspool job wait` and returns it.
+func waitJob(t *testing.T, env []string, id int64) *api.JobDetail {
+	t.Helper()
+	_, errs, code := cli(t, env, "job", "wait", "--timeout", "90s", strconv.FormatInt(id, 10))
+	if code != 0 && code != 1 {
+		t.Fatalf("job wait %d: exit code %d: %s", id, code, errs)
+	}
+	j := job(t, env, id)
+	if !j.State.Terminal() {
+		t.Fatalf("job %d is %s after job wait", id, j.State)
+	}
+	return j
+}
+
+// waitState polls a job until it is in state want.
+func waitState(t *testing.T, env []string, id int64, want dspool.JobState, timeout time.Duration) *api.JobDetail {
+	t.Helper()
+	var j *api.JobDetail
+	eventually(t, timeout, fmt.Sprintf("job %d to be %s", id, want), func() bool {
+		j = job(t, env, id)
+		return j.State == want
+	})
+	return j
+}
+
+func itoa(id int64) string { return strconv.FormatInt(id, 10) }
+
+func exitCode(j *dspool.Job) string {
+	if j.ExitCode == nil {
+		return "null"
+	}
+	return strconv.Itoa(*j.ExitCode)
+}
