@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,16 +30,16 @@ const (
 	benchPool = "bench" // local provider: 4 agent processes x 2 cpus
 	holdPool  = "hold"  // static pool without machines: its jobs never start
 	nodes     = 4
+	clients   = 16 // API submitters
+	procs     = 8  // CLI submit processes at a time, and makespan submitters (the peer's PARALLEL)
 )
 
 // Sizes are how many jobs each measurement uses.
 type Sizes struct {
-	API        int `json:"api"`
-	APIClients int `json:"api_clients"`
-	CLI        int `json:"cli"`
-	Parallel   int `json:"parallel"` // CLI processes at a time, and makespan submitters
-	Makespan   int `json:"makespan"`
-	Latency    int `json:"latency"`
+	API      int `json:"api"`
+	CLI      int `json:"cli"`
+	Makespan int `json:"makespan"`
+	Latency  int `json:"latency"`
 }
 
 // Result is what was measured on dspool.
@@ -64,12 +63,12 @@ func main() {
 	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	noPeer := flag.Bool("no-peer", false, "do not run the Slurm peer")
-	peer := flag.String("peer", "", "peer script (default: bench/peers/slurm.sh in this module)")
+	peer := flag.String("peer", "bench/peers/slurm.sh", "the Slurm peer's script")
 	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log)")
 	flag.Parse()
-	n := Sizes{API: 10000, APIClients: 16, CLI: 200, Parallel: 8, Makespan: 1000, Latency: 50}
+	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50}
 	if *short {
-		n = Sizes{API: 500, APIClients: 16, CLI: 40, Parallel: 8, Makespan: 100, Latency: 10}
+		n = Sizes{API: 500, CLI: 40, Makespan: 100, Latency: 10}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,11 +80,6 @@ func main() {
 
 func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep bool) error {
 	load := load1()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err != nil || root == "." || root == filepath.Dir(os.DevNull) {
-		return fmt.Errorf("run this inside the dspool module (go env GOMOD: %v)", err)
-	}
 	tmp, err := os.MkdirTemp("", "dspool-bench-")
 	if err != nil {
 		return err
@@ -102,8 +96,8 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	if bin == "" {
 		bin = filepath.Join(tmp, "dspool")
 		logf("building %s", bin)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dspool")
-		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build dspool: %w", err)
 		}
@@ -117,9 +111,6 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	var slurm map[string]any
 	peerNote := "skipped (-no-peer)"
 	if !noPeer {
-		if peer == "" {
-			peer = filepath.Join(root, "bench", "peers", "slurm.sh")
-		}
 		if slurm, err = runPeer(ctx, peer, filepath.Join(tmp, "slurm"), n); err != nil {
 			peerNote = "failed: " + err.Error()
 			logf("slurm peer %s", peerNote)
@@ -142,24 +133,20 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 
 	// a. API submissions into a pool that cannot start them; cancelled after
 	// so that the scheduler does not carry them through the later phases.
-	logf("API: %d submissions, %d clients", n.API, n.APIClients)
-	ids, took, err := submit(ctx, cl, holdPool, n.API, n.APIClients)
-	if err != nil {
+	logf("API: %d submissions, %d clients", n.API, clients)
+	ids := make([]int64, n.API)
+	if r.APISubmitPerS, err = parallel(ctx, n.API, clients, func(i int) error { return submit(ctx, cl, holdPool, &ids[i]) }); err != nil {
 		return nil, fmt.Errorf("API submit: %w", err)
 	}
-	r.APISubmitPerS = float64(n.API) / took.Seconds()
-	t0 := time.Now()
-	if err := parallel(ctx, n.API, n.APIClients, func(i int) error { _, err := cl.CancelJob(ctx, ids[i]); return err }); err != nil {
+	if r.APICancelPerS, err = parallel(ctx, n.API, clients, func(i int) error { _, err := cl.CancelJob(ctx, ids[i]); return err }); err != nil {
 		return nil, fmt.Errorf("cancel: %w", err)
 	}
-	r.APICancelPerS = float64(n.API) / time.Since(t0).Seconds()
 	logf("API: %.0f submissions/s, %.0f cancels/s", r.APISubmitPerS, r.APICancelPerS)
 
 	// b. CLI: one `dspool job submit` process per job; the jobs run on the
 	// bench pool meanwhile, as the peer's do.
-	logf("CLI: %d `dspool job submit` processes, %d at a time", n.CLI, n.Parallel)
-	t0 = time.Now()
-	err = parallel(ctx, n.CLI, n.Parallel, func(int) error {
+	logf("CLI: %d `dspool job submit` processes, %d at a time", n.CLI, procs)
+	r.CLISubmitPerS, err = parallel(ctx, n.CLI, procs, func(int) error {
 		cmd := exec.CommandContext(ctx, bin, "job", "submit", "--pool", benchPool, "--cpus", "1", "--", "true")
 		cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+up.config)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -170,41 +157,37 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("CLI submit: %w", err)
 	}
-	r.CLISubmitPerS = float64(n.CLI) / time.Since(t0).Seconds()
 	logf("CLI: %.1f submissions/s; draining", r.CLISubmitPerS)
 	if err := waitIdle(ctx, cl); err != nil {
 		return nil, err
 	}
 
 	// c. Makespan: from the first submission to the last job's finished_at.
-	logf("makespan: %d jobs, %d submitters", n.Makespan, n.Parallel)
-	t0 = time.Now()
-	if ids, took, err = submit(ctx, cl, benchPool, n.Makespan, n.Parallel); err != nil {
+	logf("makespan: %d jobs, %d submitters", n.Makespan, procs)
+	t0, ids := time.Now(), make([]int64, n.Makespan)
+	if _, err = parallel(ctx, n.Makespan, procs, func(i int) error { return submit(ctx, cl, benchPool, &ids[i]) }); err != nil {
 		return nil, fmt.Errorf("makespan submit: %w", err)
 	}
-	r.MakespanSubmitS = took.Seconds()
+	r.MakespanSubmitS = time.Since(t0).Seconds()
 	if err := waitIdle(ctx, cl); err != nil {
 		return nil, err
 	}
 	r.MakespanDrainS = time.Since(t0).Seconds()
-	l, err := cl.Jobs(ctx, api.JobQuery{AllUsers: true, Pool: benchPool, Limit: 10000})
+	// Newest first: the makespan jobs are the last n.Makespan of the bench pool.
+	l, err := cl.Jobs(ctx, api.JobQuery{AllUsers: true, Pool: benchPool, Limit: n.Makespan})
+	if err == nil && len(l.Jobs) != n.Makespan {
+		err = fmt.Errorf("makespan: %d jobs listed, want %d", len(l.Jobs), n.Makespan)
+	}
 	if err != nil {
 		return nil, err
 	}
 	var last time.Time
-	done := 0
 	for _, j := range l.Jobs {
-		if slices.Contains(ids, j.ID) {
-			if j.State != dspool.JobSucceeded || j.FinishedAt == nil {
-				return nil, fmt.Errorf("makespan job %d ended %s (%s) %s", j.ID, j.State, j.Reason, j.Message)
-			}
-			if done++; j.FinishedAt.After(last) {
-				last = *j.FinishedAt
-			}
+		if !slices.Contains(ids, j.ID) || j.State != dspool.JobSucceeded || j.FinishedAt == nil {
+			return nil, fmt.Errorf("makespan: job %d ended %s (%s) %s", j.ID, j.State, j.Reason, j.Message)
+		} else if j.FinishedAt.After(last) {
+			last = *j.FinishedAt
 		}
-	}
-	if done != n.Makespan {
-		return nil, fmt.Errorf("makespan: only %d of %d jobs in the job list", done, n.Makespan)
 	}
 	r.MakespanS = last.Sub(t0).Seconds()
 	logf("makespan: %.2fs (submitted in %.2fs, drained at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
@@ -315,18 +298,13 @@ func spec(pool string) *dspool.JobSpec {
 	return &dspool.JobSpec{Pool: pool, CPUs: 1000, Command: []string{"true"}}
 }
 
-// submit submits n jobs `true` to pool from workers goroutines sharing one client.
-func submit(ctx context.Context, cl *api.Client, pool string, n, workers int) ([]int64, time.Duration, error) {
-	ids := make([]int64, n)
-	t0 := time.Now()
-	err := parallel(ctx, n, workers, func(i int) error {
-		j, err := cl.SubmitJob(ctx, spec(pool), 0)
-		if err == nil {
-			ids[i] = j.ID
-		}
-		return err
-	})
-	return ids, time.Since(t0), err
+// submit submits a job `true` to pool and sets *id.
+func submit(ctx context.Context, cl *api.Client, pool string, id *int64) error {
+	j, err := cl.SubmitJob(ctx, spec(pool), 0)
+	if err == nil {
+		*id = j.ID
+	}
+	return err
 }
 
 // waitIdle polls until no job of the bench pool is queued or running.
@@ -337,8 +315,10 @@ func waitIdle(ctx context.Context, cl *api.Client) error {
 	})
 }
 
-// parallel runs f(0..n-1) on workers goroutines and returns the first error.
-func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
+// parallel runs f(0..n-1) on workers goroutines; it returns how many f
+// completed per second, or the first error.
+func parallel(ctx context.Context, n, workers int, f func(i int) error) (float64, error) {
+	t0 := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan int)
@@ -360,7 +340,7 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 	}
 	close(next)
 	wg.Wait()
-	return context.Cause(ctx)
+	return float64(n) / time.Since(t0).Seconds(), context.Cause(ctx)
 }
 
 // poll calls done every 20ms until it reports true, fails or timeout passes.
