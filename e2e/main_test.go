@@ -438,3 +438,17 @@ func exitCode(j *dspool.Job) string {
 	}
 	return strconv.Itoa(*j.ExitCode)
 }
+
+// writeFile writes content to a new file in a temporary directory.
+func writeFile(t *testing.T, pattern, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}

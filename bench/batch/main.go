@@ -1,9 +1,6 @@
-// Command batch benchmarks dspool's batch path (submission rate, makespan of
-// many trivial jobs, submit->start latency) on a local pool of 4 nodes x 2
-// cpus, runs the Slurm peer (bench/peers/slurm.sh) with the same sizes, and
-// prints both side by side. See bench/README.md.
-//
-//	go run ./bench/batch [-short] [-no-peer] [-json out.json] [-dspool BIN] [-keep]
+// Command batch measures dspool's batch path (submissions/s, makespan,
+// submit->start latency) on 4 local nodes x 2 cpus, and the Slurm peer
+// (bench/peers/slurm.sh) with the same sizes. See bench/README.md.
 package main
 
 import (
@@ -19,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,11 +109,9 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	var slurm map[string]any
 	peerNote := "skipped (-no-peer)"
 	if !noPeer {
+		peerNote = ""
 		if slurm, err = runPeer(ctx, peer, filepath.Join(tmp, "slurm"), n); err != nil {
 			peerNote = "failed: " + err.Error()
-			logf("slurm peer %s", peerNote)
-		} else {
-			peerNote = ""
 		}
 	}
 	return report(os.Stdout, jsonOut, n, res, slurm, peerNote)
@@ -321,24 +317,17 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) (float64
 	t0 := time.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	next := make(chan int)
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for i := range next {
+			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 				if err := f(i); err != nil {
 					cancel(err)
 				}
 			}
 		})
 	}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-		}
-	}
-	close(next)
 	wg.Wait()
 	return float64(n) / time.Since(t0).Seconds(), context.Cause(ctx)
 }

@@ -16,9 +16,6 @@ import (
 // measures it with the same sizes and takes it down. It returns the JSON
 // line the peer printed, with an error if it failed.
 func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, error) {
-	if _, err := os.Stat(script); err != nil {
-		return nil, err
-	}
 	peer := func(ctx context.Context, verb string, env ...string) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, "bash", script, verb)
 		cmd.Env = append([]string{"SLURM_BENCH_DIR=" + dir}, append(os.Environ(), env...)...)
@@ -44,7 +41,7 @@ func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, 
 		err = fmt.Errorf("no JSON line from measure: %w", jerr)
 	}
 	if err != nil {
-		return m, fmt.Errorf("measure: %w", err)
+		return m, fmt.Errorf("measure: %w (%v)", err, m["error"])
 	}
 	return m, nil
 }
@@ -113,9 +110,6 @@ func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]an
 		r.MakespanSubmitS, r.LatencyMinMs, r.LatencyMaxMs, r.APICancelPerS)
 	if peerNote != "" {
 		fmt.Fprintln(w, "slurm peer:", peerNote)
-	}
-	if e, ok := slurm["error"]; ok {
-		fmt.Fprintln(w, "slurm peer reported:", e)
 	}
 	if jsonOut == "" {
 		return nil

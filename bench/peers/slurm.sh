@@ -119,8 +119,8 @@ stop_pidfiles() {
 }
 
 stop_daemons() {
-  local i files=()
-  for i in $(seq 1 "$NODES"); do files+=("$S/run/slurmd-n$i.pid"); done
+  local files=()
+  shopt -s nullglob; files=("$S"/run/slurmd-*.pid); shopt -u nullglob   # whatever NODES was at 'up'
   stop_pidfiles slurmd "${files[@]}"
   stop_pidfiles slurmctld "$S/run/slurmctld.pid"
   stop_pidfiles munged "$M/munged.pid"
