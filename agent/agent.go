@@ -211,7 +211,6 @@ func (ag *Agent) Run(ctx context.Context) error {
 			ag.cgroups = cg
 		}
 	}
-	defer ag.stopAll()
 	backoff = 100 * time.Millisecond
 	for ctx.Err() == nil {
 		began := time.Now()
@@ -231,7 +230,35 @@ func (ag *Agent) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+	ag.shutdown()
 	return nil
+}
+
+// shutdown stops every attempt, then tells the server how they ended (as
+// node_lost: the node went away under them, so they are retried when their
+// job allows), so a restarted pool does not have to guess.
+func (ag *Agent) shutdown() {
+	ag.stopAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	conn, br, err := ag.dial(ctx)
+	if err != nil {
+		return
+	}
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, cfg)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	defer sess.Close()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(context.Context, string, string) (net.Conn, error) { return sess.Open() },
+	}}
+	if _, err := ag.heartbeat(ctx, hc); err != nil {
+		ag.log.Warn("final report to the server", "err", err)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -523,7 +550,7 @@ func (ag *Agent) stopAll() {
 	}
 	ag.mu.Unlock()
 	for _, a := range all {
-		ag.kill(a, "")
+		ag.kill(a, dspool.ReasonNodeLost)
 	}
 	for _, a := range all {
 		select {

@@ -276,8 +276,11 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, startMsg string, copied ch
 	a.mu.Unlock()
 	if reason != "" && r.Reason == "" {
 		r.Reason = reason
-		if reason == dspool.ReasonTimeout {
+		switch reason {
+		case dspool.ReasonTimeout:
 			r.Message = fmt.Sprintf("time limit of %s reached", time.Duration(s.TimeLimit))
+		case dspool.ReasonNodeLost:
+			r.Message = "the node's agent stopped"
 		}
 	} else if r.Reason == "" && code != 0 {
 		r.Reason = dspool.ReasonExit

@@ -242,8 +242,12 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		tokens[pool] = t
 		return t, nil
 	}
+	// The control plane outlives the agents on shutdown, so they can report
+	// how their attempts ended.
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
 	served := make(chan struct{})
-	go func() { p.serve(ctx); close(served) }()
+	go func() { p.serve(serveCtx); close(served) }()
 	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   dspool job submit --wait -- echo hello\nPress Ctrl-C to stop.\n",
 		p.url, o.Data, o.Share, admin.Name, cfgPath)
 	tick := time.NewTicker(2 * time.Second)
@@ -261,6 +265,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.KillGrace)+30*time.Second)
 			prov.Stop(sctx)
 			cancel()
+			stopServing()
 			<-served
 			return nil
 		case <-tick.C:
