@@ -18,7 +18,8 @@ import (
 )
 
 func (a *App) jobCmd() *cobra.Command {
-	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs"}
+	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
+		Example: "  dspool job submit --cpus 2 --memory 4GiB -- python train.py\n  dspool job list\n  dspool job logs -f 12"}
 	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd())
 	return c
 }

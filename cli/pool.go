@@ -13,7 +13,8 @@ import (
 )
 
 func (a *App) poolCmd() *cobra.Command {
-	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them"}
+	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them",
+		Example: "  dspool pool apply -f pools.yaml\n  dspool pool list\n  dspool pool join-token gpu"}
 	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd())
 	return c
 }
@@ -186,7 +187,7 @@ func (a *App) poolJoinTokenCmd() *cobra.Command {
 }
 
 func (a *App) nodeCmd() *cobra.Command {
-	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools"}
+	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools", Example: "  dspool node list --pool gpu"}
 	var pool string
 	list := &cobra.Command{
 		Use: "list", Short: "List nodes", Args: cobra.NoArgs,
@@ -225,7 +226,7 @@ func (a *App) printNodes(nodes []*dspool.Node) error {
 }
 
 func (a *App) userCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Manage users (admin)"}
+	c := &cobra.Command{Use: "user", Short: "Manage users (admin)", Example: "  dspool user create alice\n  dspool user list"}
 	var admin bool
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: cobra.ExactArgs(1),
@@ -274,7 +275,7 @@ func (a *App) printUsers(us []*dspool.User) error {
 }
 
 func (a *App) tokenCmd() *cobra.Command {
-	c := &cobra.Command{Use: "token", Short: "Manage API tokens"}
+	c := &cobra.Command{Use: "token", Short: "Manage API tokens", Example: "  dspool token create --user alice"}
 	var user string
 	create := &cobra.Command{
 		Use: "create", Short: "Create an API token (for another user: admin)", Args: cobra.NoArgs,

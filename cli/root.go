@@ -89,6 +89,7 @@ CPU and GPU machines, with one front-end address and one shared store.
 
 Start everything on this machine with ` + "`dspool up`" + `, then submit work from
 another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
+		Example:       "  dspool up\n  dspool job submit --wait -- echo hello",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
