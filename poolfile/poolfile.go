@@ -51,7 +51,7 @@ func Parse(data []byte) ([]*dspool.Pool, error) {
 			Pools []rawJSON `json:"pools"`
 		}
 		if err := dspool.DecodeJSON(js, &raw); err != nil {
-			return nil, err
+			return nil, inFile(err)
 		}
 		for i, r := range raw.Pools {
 			var p dspool.Pool
@@ -95,8 +95,17 @@ func (r *rawJSON) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// inFile names the file as the field of an error about the document as a
+// whole.
+func inFile(err error) error {
+	if e, ok := err.(*dspool.Error); ok && e.Field == "" {
+		e.Field = "file"
+	}
+	return err
+}
+
 func decodePool(prefix string, js []byte, p *dspool.Pool) error {
-	err := dspool.DecodeJSON(js, p)
+	err := inFile(dspool.DecodeJSON(js, p))
 	if e, ok := err.(*dspool.Error); ok && prefix != "" {
 		e.Field = prefix + strings.TrimPrefix(e.Field, ".")
 		if e.Field == prefix {

@@ -246,7 +246,11 @@ func readJSON(r *http.Request, v any) error {
 	if len(b) == 0 {
 		return dspool.Errorf(dspool.EInvalid, "request body is empty: send a JSON object")
 	}
-	return dspool.DecodeJSON(b, v)
+	err = dspool.DecodeJSON(b, v)
+	if e, ok := err.(*dspool.Error); ok && e.Field == "" {
+		e.Field = "body"
+	}
+	return err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -55,7 +55,13 @@ export SLURM_CONF=$S/etc/slurm.conf
 
 [ "${BASH_VERSINFO[0]:-0}" -ge 5 ] || { echo "slurm.sh: bash >= 5 required" >&2; exit 1; }
 log() { printf '[slurm-bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+UP_CLEANUP=0
+die() {
+  log "ERROR: $*"
+  # a failed 'up' does not leave half a cluster running
+  [ "$UP_CLEANUP" = 1 ] && { UP_CLEANUP=0; log "stopping the daemons this 'up' started"; stop_daemons; }
+  exit 1
+}
 now() { printf '%s\n' "${EPOCHREALTIME/,/.}"; }     # bash >= 5: wall clock without a fork
 sub() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b-a}'; }
 deadline() { echo $(( $(date +%s) + $1 )); }
@@ -246,9 +252,11 @@ cmd_up() {
   : > "$S/log/slurmctld.log"; for p in $(seq 1 "$NODES"); do : > "$S/log/slurmd-n$p.log"; done
   write_conf
   log "starting munged"
+  UP_CLEANUP=1
   start_munge
   log "starting slurmctld on 127.0.0.1:$PORT and $NODES slurmd (ports $((PORT+1))-$((PORT+NODES)))"
   start_slurm
+  UP_CLEANUP=0
   sinfo -N -o '%N %t %c %P' >&2
   log "Slurm $v up: $NODES nodes x $CPUS cpus; SchedulerParameters=${SCHED_PARAMS:-<default>}; export SLURM_CONF=$SLURM_CONF"
 }
