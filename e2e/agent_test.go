@@ -16,7 +16,6 @@ import (
 // TestAgentJoins starts a second agent as its own process, joined over
 // loopback to a static pool with a join token, and runs a job on it.
 func TestAgentJoins(t *testing.T) {
-	requireRoot(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(4)})
 	_, token := up.createUser(t, "e2edave4")
 	user := up.userEnv(token)
@@ -62,6 +61,7 @@ type agentProc struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	stderr string
+	state  string // --state
 	once   sync.Once
 }
 
@@ -69,6 +69,11 @@ type agentProc struct {
 func startAgent(t *testing.T, dir string, args ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{done: make(chan struct{}), stderr: filepath.Join(dir, "agent.err")}
+	for i, arg := range args[:len(args)-1] {
+		if arg == "--state" {
+			a.state = args[i+1]
+		}
+	}
 	a.cmd = startProc(t, nil, filepath.Join(dir, "agent.out"), a.stderr, append([]string{"agent"}, args...)...)
 	go func() { _ = a.cmd.Wait(); close(a.done) }()
 	t.Cleanup(func() {
@@ -76,6 +81,7 @@ func startAgent(t *testing.T, dir string, args ...string) *agentProc {
 			t.Logf("%s:\n%s", a.stderr, tail(a.stderr, 4000))
 		}
 		a.stop(t)
+		removeNodeCgroups(a.state)
 	})
 	return a
 }

@@ -24,18 +24,113 @@ import (
 // acknowledged, each job exists once and runs exactly once, and the agents
 // ride it out without restarting.
 func TestServerKill9(t *testing.T) {
-	requireRoot(t)
-	const (
-		clients = 500
-		killAt  = 100 // acknowledgements before the kill
-		admin   = "e2eadm6"
-	)
+	const clients = 500
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := startServerPool(t, ctx)
+	// The first job creates the user's OS account alone (a first job on two
+	// agents at once is TestNewUserOnTwoAgents).
+	first, err := p.admin.SubmitJob(ctx, &dspool.JobSpec{Command: []string{"true"}, CPUs: 100, Memory: 64 << 20}, 0)
+	if err != nil {
+		t.Fatalf("first job: %v", err)
+	}
+	if j := waitAPIJob(t, ctx, p.admin, first.ID); j.State != dspool.JobSucceeded {
+		t.Fatalf("first job: state %s, reason %s, message %q; want succeeded", j.State, j.Reason, j.Message)
+	}
+
+	ids := p.submitThroughKill(t, ctx, clients, 100)
+	acked := map[int64]bool{}
+	for _, id := range ids {
+		acked[id] = true
+	}
+	if len(acked) != clients {
+		t.Errorf("%d distinct job ids acknowledged to %d clients with distinct keys, want %d", len(acked), clients, clients)
+	}
+	var pending []int64
+	if !poll(3*time.Minute, func() bool {
+		pending = pending[:0]
+		for _, j := range listJobs(t, ctx, p.admin) {
+			if !j.State.Terminal() {
+				pending = append(pending, j.ID)
+			}
+		}
+		return len(pending) == 0
+	}) {
+		t.Fatalf("after 3 minutes %d jobs have not finished: %v", len(pending), pending)
+	}
+
+	stored := listJobs(t, ctx, p.admin)
+	if stored[first.ID] == nil {
+		t.Errorf("the first job %d is not in the server's list", first.ID)
+	}
+	delete(stored, first.ID)
+	if len(stored) != clients {
+		t.Errorf("the server lists %d jobs besides the first, want exactly %d: one per idempotency key", len(stored), clients)
+	}
+	for id := range acked {
+		j := stored[id]
+		if j == nil {
+			t.Errorf("acknowledged job %d is not in the server's list", id)
+			continue
+		}
+		if j.State != dspool.JobSucceeded || j.Attempt != 1 {
+			t.Errorf("job %d: state %s, attempt %d, reason %q, message %q; want succeeded at attempt 1",
+				id, j.State, j.Attempt, j.Reason, j.Message)
+		}
+		ran := filepath.Join(p.share, "jobs", itoa(id), "ran")
+		if b, err := os.ReadFile(ran); err != nil {
+			t.Errorf("job %d: %v", id, err)
+		} else if string(b) != itoa(id)+"\n" {
+			t.Errorf("job %d ran %d times: %s holds %q, want %q", id, strings.Count(string(b), "\n"), ran, b, itoa(id)+"\n")
+		}
+	}
+
+	// A client that never heard back submits again with its key after the
+	// restart: it gets its job, not a second one.
+	for i := 0; i < clients; i += 50 {
+		spec := &dspool.JobSpec{Command: []string{"sh", "-c", "echo again >> ran"}, IdempotencyKey: fmt.Sprintf("e2e-kill9-%d", i)}
+		j, err := p.admin.SubmitJob(ctx, spec, 10*time.Second)
+		if err != nil {
+			t.Errorf("submit again with key %s: %v", spec.IdempotencyKey, err)
+		} else if j.ID != ids[i] {
+			t.Errorf("submit again with key %s: got job %d, want the first job %d", spec.IdempotencyKey, j.ID, ids[i])
+		}
+	}
+	if n := len(listJobs(t, ctx, p.admin)); n != clients+1 {
+		t.Errorf("after submitting again with used keys the server lists %d jobs, want %d as before", n, clients+1)
+	}
+
+	for i, a := range p.agents {
+		if a.exited() {
+			t.Errorf("agent %d (pid %d) exited while the server was killed and restarted: %v", i+1, a.cmd.Process.Pid, a.cmd.ProcessState)
+		}
+	}
+	if a, b := nodeIDs(waitAPINodes(t, ctx, p.admin, 2)), nodeIDs(p.nodes); a != b {
+		t.Errorf("nodes after the restart: %s, want the same nodes as before: %s", a, b)
+	}
+}
+
+// serverPool is a `dspool server` with two agents of its own, each a
+// process the test started.
+type serverPool struct {
+	dir, share, config string
+	srv                *serverProc
+	admin              *api.Client
+	agents             []*agentProc
+	nodes              []*dspool.Node // ready at the start
+}
+
+// startServerPool runs `dspool server` and two agents that join its static
+// pool "default".
+func startServerPool(t *testing.T, ctx context.Context) *serverPool {
+	t.Helper()
+	const admin = "e2eadm6"
 	removeAccountAfter(t, admin)
-	dir := tempDir(t)
-	data := filepath.Join(dir, "data")
-	share := filepath.Join(data, "share")
+	p := &serverPool{dir: tempDir(t)}
+	data := filepath.Join(p.dir, "data")
+	p.share = filepath.Join(data, "share")
 	addr := freeAddr(t)
-	config := writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %s
+	p.config = writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %s
 data: %s
 share: %s
 admin: %s
@@ -43,43 +138,45 @@ uid_base: %d
 node_grace: 30s
 kill_grace: 1s
 heartbeat: 200ms
-`, addr, data, share, admin, uidBase(6)))
-	srv := startServer(t, dir, "1", config)
-
+`, addr, data, p.share, admin, uidBase(6)))
+	p.srv = startServer(t, p.dir, "1", p.config)
 	tok, err := os.ReadFile(filepath.Join(data, "admin-token"))
 	if err != nil {
 		t.Fatalf("the server wrote no admin token: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	adminAPI := &api.Client{Server: "http://" + addr, Token: strings.TrimSpace(string(tok))}
-	if _, err := adminAPI.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.ProviderStatic,
+	p.admin = &api.Client{Server: "http://" + addr, Token: strings.TrimSpace(string(tok))}
+	if _, err := p.admin.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.ProviderStatic,
 		Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, Count: 2}}); err != nil {
 		t.Fatalf("apply pool default: %v", err)
 	}
-	join, err := adminAPI.JoinToken(ctx, "default")
+	join, err := p.admin.JoinToken(ctx, "default")
 	if err != nil {
 		t.Fatalf("join token: %v", err)
 	}
-	var agents []*agentProc
 	for i := 1; i <= 2; i++ {
-		adir := filepath.Join(dir, fmt.Sprintf("agent-%d", i))
-		if err := os.Mkdir(adir, 0o755); err != nil {
+		dir := filepath.Join(p.dir, fmt.Sprintf("agent-%d", i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		agents = append(agents, startAgent(t, adir, "--server", adminAPI.Server, "--join-token", join.Token,
-			"--pool", "default", "--name", fmt.Sprintf("e2e-kill-%d", i), "--share", share,
-			"--state", filepath.Join(adir, "state"), "--cpus", "2", "--memory", "2GiB"))
+		p.agents = append(p.agents, startAgent(t, dir, "--server", p.admin.Server, "--join-token", join.Token,
+			"--pool", "default", "--name", fmt.Sprintf("e2e-kill-%d", i), "--share", p.share,
+			"--state", filepath.Join(dir, "state"), "--cpus", "2", "--memory", "2GiB"))
 	}
-	nodesBefore := waitAPINodes(t, ctx, adminAPI, 2)
+	p.nodes = waitAPINodes(t, ctx, p.admin, 2)
+	return p
+}
 
-	// Every client submits one job with its own idempotency key. The
-	// transport kills the server the moment the killAt-th job is
-	// acknowledged, so the others are in flight or not yet sent.
-	tr := &killingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), killAt: killAt,
-		kill: func() { _ = srv.cmd.Process.Kill() }, killed: make(chan struct{})}
+// submitThroughKill has clients submit one job each, concurrently, each
+// with its own idempotency key; it kills the server with SIGKILL the moment
+// the killAt-th job is acknowledged, so that the others are in flight or not
+// yet sent, and starts it again. It returns the job id each client got.
+func (p *serverPool) submitThroughKill(t *testing.T, ctx context.Context, clients, killAt int) []int64 {
+	t.Helper()
+	old := p.srv
+	tr := &killingTransport{base: http.DefaultTransport.(*http.Transport).Clone(), killAt: int64(killAt),
+		kill: func() { _ = old.cmd.Process.Kill() }, killed: make(chan struct{})}
 	tr.base.MaxIdleConnsPerHost = clients
-	cl := &api.Client{Server: adminAPI.Server, Token: adminAPI.Token, HTTP: &http.Client{Transport: tr}}
+	cl := &api.Client{Server: p.admin.Server, Token: p.admin.Token, HTTP: &http.Client{Transport: tr}}
 	ids := make([]int64, clients)
 	errs := make([]error, clients)
 	var wg sync.WaitGroup
@@ -101,10 +198,9 @@ heartbeat: 200ms
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("%d of %d submissions acknowledged in 2 minutes: the server was never killed", tr.acked.Load(), killAt)
 	}
-	<-srv.done
-	srv2 := startServer(t, dir, "2", config)
+	<-old.done
+	p.srv = startServer(t, p.dir, "2", p.config)
 	wg.Wait()
-
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("client %d: submission not acknowledged: %v", i, err)
@@ -118,94 +214,34 @@ heartbeat: 200ms
 	if tr.broken.Load() == 0 {
 		t.Errorf("no submission was in flight when the server was killed: the test proved nothing")
 	}
-	acked := map[int64]bool{}
-	for _, id := range ids {
-		acked[id] = true
-	}
-	if len(acked) != clients {
-		t.Errorf("%d distinct job ids acknowledged to %d clients with distinct keys, want %d", len(acked), clients, clients)
-	}
+	return ids
+}
 
-	// Every acknowledged job runs to success, once.
-	eventually(t, 3*time.Minute, "every job to finish", func() bool {
-		l, err := adminAPI.Jobs(ctx, api.JobQuery{AllUsers: true, Limit: 10000})
-		if err != nil {
-			return false
-		}
-		for _, j := range l.Jobs {
-			if !j.State.Terminal() {
-				return false
-			}
-		}
-		return true
-	})
-	stored := map[int64]*dspool.Job{}
+// listJobs lists every user's jobs by id, a page at a time, failing the
+// test if a job shows on two pages.
+func listJobs(t *testing.T, ctx context.Context, cl *api.Client) map[int64]*dspool.Job {
+	t.Helper()
+	all := map[int64]*dspool.Job{}
 	var before int64
-	for page := 0; ; page++ {
-		l, err := adminAPI.Jobs(ctx, api.JobQuery{AllUsers: true, Limit: 100, Before: before})
+	for {
+		l, err := cl.Jobs(ctx, api.JobQuery{AllUsers: true, Limit: 100, Before: before})
 		if err != nil {
 			t.Fatalf("list jobs before %d: %v", before, err)
 		}
 		for _, j := range l.Jobs {
-			if stored[j.ID] != nil {
-				t.Errorf("job %d listed twice across pages", j.ID)
+			if all[j.ID] != nil {
+				t.Fatalf("job %d listed twice across pages", j.ID)
 			}
-			stored[j.ID] = j
+			all[j.ID] = j
 		}
 		if l.Next == 0 {
-			break
+			return all
 		}
-		if page > clients {
-			t.Fatalf("job list pages never end")
+		if l.Next >= before && before != 0 {
+			t.Fatalf("job list: page before %d points to the next page before %d: pages never end", before, l.Next)
 		}
 		before = l.Next
 	}
-	if len(stored) != clients {
-		t.Errorf("the server lists %d jobs, want exactly %d: one per idempotency key", len(stored), clients)
-	}
-	// A client that never heard back submits again with its key after the
-	// restart: it gets its job, not a second one.
-	for i := 0; i < clients; i += 50 {
-		spec := &dspool.JobSpec{Command: []string{"sh", "-c", "echo again >> ran"}, IdempotencyKey: fmt.Sprintf("e2e-kill9-%d", i)}
-		j, err := adminAPI.SubmitJob(ctx, spec, 10*time.Second)
-		if err != nil {
-			t.Errorf("submit again with key %s: %v", spec.IdempotencyKey, err)
-		} else if j.ID != ids[i] {
-			t.Errorf("submit again with key %s: got job %d, want the first job %d", spec.IdempotencyKey, j.ID, ids[i])
-		}
-	}
-	if l, err := adminAPI.Jobs(ctx, api.JobQuery{AllUsers: true, Limit: 10000}); err != nil || len(l.Jobs) != clients {
-		t.Errorf("after submitting again with used keys: %v jobs (%v), want %d", len(l.Jobs), err, clients)
-	}
-	for id := range acked {
-		j := stored[id]
-		if j == nil {
-			t.Errorf("acknowledged job %d is not in the server's list", id)
-			continue
-		}
-		if j.State != dspool.JobSucceeded || j.Attempt != 1 {
-			t.Errorf("job %d: state %s, attempt %d, reason %q, message %q; want succeeded at attempt 1",
-				id, j.State, j.Attempt, j.Reason, j.Message)
-		}
-		ran := filepath.Join(share, "jobs", itoa(id), "ran")
-		b, err := os.ReadFile(ran)
-		if err != nil {
-			t.Errorf("job %d: %v", id, err)
-		} else if string(b) != itoa(id)+"\n" {
-			t.Errorf("job %d ran %d times: %s holds %q, want %q", id, strings.Count(string(b), "\n"), ran, b, itoa(id)+"\n")
-		}
-	}
-
-	for i, a := range agents {
-		if a.exited() {
-			t.Errorf("agent %d (pid %d) exited while the server was killed and restarted: %v", i+1, a.cmd.Process.Pid, a.cmd.ProcessState)
-		}
-	}
-	nodesAfter := waitAPINodes(t, ctx, adminAPI, 2)
-	if a, b := nodeIDs(nodesAfter), nodeIDs(nodesBefore); a != b {
-		t.Errorf("nodes after the restart: %s, want the same nodes as before: %s", a, b)
-	}
-	srv2.stop(t)
 }
 
 // killingTransport counts acknowledged submissions and calls kill, once,

@@ -20,13 +20,18 @@ import (
 // TestJobs runs batch jobs through the CLI against `dspool up --nodes 2`,
 // as a user who is not the admin.
 func TestJobs(t *testing.T) {
-	requireRoot(t)
 	up := startUp(t, upConfig{Nodes: 2, UIDBase: uidBase(1)})
 	alice, token := up.createUser(t, "e2ejobs1")
 	env := up.userEnv(token)
 	// Small jobs, so that the subtests' jobs run side by side.
 	small := []string{"--cpus", "0.1", "--memory", "64MiB"}
 	sub := func(args ...string) []string { return append(append([]string{}, small...), args...) }
+	// The user's first job creates their OS account alone: the subtests'
+	// jobs then start on both nodes at once (a first job on two agents at
+	// once is TestNewUserOnTwoAgents).
+	if j, errs, code := submitWait(t, env, sub("--", "true")...); code != 0 {
+		t.Fatalf("the user's first job: exit code %d, state %s, reason %s, message %q (stderr: %s)", code, j.State, j.Reason, j.Message, errs)
+	}
 
 	t.Run("output and files", func(t *testing.T) {
 		t.Parallel()
@@ -62,6 +67,7 @@ func TestJobs(t *testing.T) {
 		if uid != alice.UID {
 			t.Fatalf("user list: uid of %s is %d, want %d as user create said", j.User, uid, alice.UID)
 		}
+		requireRoot(t)
 		st, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -73,6 +79,7 @@ func TestJobs(t *testing.T) {
 
 	t.Run("runs as the user's uid", func(t *testing.T) {
 		t.Parallel()
+		requireRoot(t)
 		j, _, code := submitWait(t, env, sub("--", "id", "-u")...)
 		if code != 0 {
 			t.Fatalf("submit --wait id -u: exit code %d, state %s", code, j.State)
@@ -128,6 +135,7 @@ func TestJobs(t *testing.T) {
 
 	t.Run("cancel kills daemons", func(t *testing.T) {
 		t.Parallel()
+		requireRoot(t) // cgroups: setsid takes the daemon out of the job's process group
 		id := submit(t, env, sub("--", "sh", "-c", "setsid sleep 4242 & sleep 60")...)
 		eventually(t, 30*time.Second, "the job's daemon `sleep 4242` to run", func() bool {
 			return len(procs(alice.UID, "sleep", "4242")) > 0
@@ -209,7 +217,7 @@ func TestJobs(t *testing.T) {
 				}
 			}
 			if obj["name"] != "fields" || obj["user"] != alice.Name || obj["pool"] != "default" || obj["state"] != "failed" ||
-				obj["reason"] != "exit" || obj["exit_code"] != float64(3) || obj["attempt"] != float64(1) || obj["node"] == "" {
+				obj["reason"] != "exit" || obj["exit_code"] != float64(3) || obj["attempt"] != float64(1) || obj["node"] == nil || obj["node"] == "" {
 				t.Errorf("%s -o json: got %v, want name fields, user %s, pool default, failed, exit, exit_code 3, attempt 1, a node", name, obj, alice.Name)
 			}
 		}

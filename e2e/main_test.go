@@ -70,6 +70,24 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// runsAs is the uid u's jobs run as: theirs when agents run as root, else
+// the agents' own.
+func runsAs(u *dspool.User) int {
+	if os.Geteuid() == 0 {
+		return u.UID
+	}
+	return os.Geteuid()
+}
+
+// knownBug skips a test that a known product bug makes fail, unless
+// E2E_KNOWN_BUGS=1 asks to run it anyway (to check a fix).
+func knownBug(t *testing.T, bug string) {
+	t.Helper()
+	if os.Getenv("E2E_KNOWN_BUGS") != "1" {
+		t.Skip("known product bug (run with E2E_KNOWN_BUGS=1 to check a fix): " + bug)
+	}
+}
+
 // uidBase gives each test its own range of uids, so the OS accounts that
 // agents create for different tests' users never claim the same uid.
 func uidBase(test int) int { return 30000 + 100*test }
@@ -101,17 +119,25 @@ func baseEnv() []string {
 	return append(env, "XDG_CONFIG_HOME="+xdgHome+"/config", "XDG_DATA_HOME="+xdgHome+"/data", "XDG_STATE_HOME="+xdgHome+"/state")
 }
 
-// eventually polls cond every tick until it holds, failing the test after
-// timeout.
+// eventually polls cond until it holds, failing the test after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// poll calls cond every tick until it holds or timeout passes, and reports
+// whether it held.
+func poll(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			return false
 		}
 		time.Sleep(50 * time.Millisecond) // a poll tick, not a wait for an event
 	}
+	return true
 }
 
 // cli runs the dspool binary with env added to baseEnv and returns what it
@@ -172,12 +198,13 @@ type upProc struct {
 	Share string
 	Login string
 
-	t      *testing.T
-	cmd    *exec.Cmd
-	done   chan struct{}
-	stdout string
-	stderr string
-	stop   sync.Once
+	t        *testing.T
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stdout   string
+	stderr   string
+	stop     sync.Once
+	accounts []string // OS accounts to remove once it has stopped
 }
 
 // startUp runs `dspool up` with short timings, waits until it is up and
@@ -208,11 +235,15 @@ func startUp(t *testing.T, c upConfig) *upProc {
 			u.dumpLogs()
 		}
 		u.Stop()
+		for _, name := range u.accounts {
+			removeAccount(t, name)
+		}
+		states, _ := filepath.Glob(filepath.Join(u.Data, "agents", "*"))
+		removeNodeCgroups(states...)
 	})
 	eventually(t, 30*time.Second, "`dspool up` to print its address", func() bool {
 		select {
 		case <-u.done:
-			u.dumpLogs()
 			t.Fatalf("dspool up exited early: %v", u.cmd.ProcessState)
 		default:
 		}
@@ -230,7 +261,7 @@ func startUp(t *testing.T, c upConfig) *upProc {
 }
 
 // startProc starts the binary with stdout and stderr going to files, in its
-// own process group so that nothing the test does to it reaches the test.
+// own process group, which the test kills whole if it will not stop.
 func startProc(t *testing.T, env []string, stdout, stderr string, args ...string) *exec.Cmd {
 	t.Helper()
 	outf, err := os.Create(stdout)
@@ -351,11 +382,13 @@ func connectedReady(nodes []*dspool.Node) []*dspool.Node {
 }
 
 // createUser creates a dspool user as the admin and returns it with a
-// token of its own. The OS account an agent creates for it is removed when
-// the test ends (when the test created it).
+// token of its own. The OS account an agent creates for it is removed once
+// `dspool up` has stopped, unless it existed before.
 func (u *upProc) createUser(t *testing.T, name string) (*dspool.User, string) {
 	t.Helper()
-	removeAccountAfter(t, name)
+	if _, err := user.Lookup(name); err != nil {
+		u.accounts = append(u.accounts, name)
+	}
 	var usr dspool.User
 	cliJSON(t, u.env(), &usr, "user", "create", name)
 	if usr.Name != name || usr.UID == 0 {
@@ -370,20 +403,23 @@ func (u *upProc) createUser(t *testing.T, name string) (*dspool.User, string) {
 
 // removeAccountAfter deletes the OS account and group called name when the
 // test ends, unless it existed before: agents create one for every dspool
-// user that runs a job.
+// user that runs a job. Call it before starting what runs jobs, so that it
+// runs after they have stopped.
 func removeAccountAfter(t *testing.T, name string) {
 	if _, err := user.Lookup(name); err == nil {
 		return
 	}
-	t.Cleanup(func() {
-		if _, err := user.Lookup(name); err != nil {
-			return
-		}
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			t.Logf("userdel %s: %v: %s", name, err, out)
-		}
-		_ = exec.Command("groupdel", name).Run()
-	})
+	t.Cleanup(func() { removeAccount(t, name) })
+}
+
+func removeAccount(t *testing.T, name string) {
+	if _, err := user.Lookup(name); err != nil {
+		return
+	}
+	if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+		t.Logf("userdel %s: %v: %s", name, err, out)
+	}
+	_ = exec.Command("groupdel", name).Run()
 }
 
 // job returns a job as `dspool job show -o json` prints it.
@@ -403,20 +439,6 @@ func submit(t *testing.T, env []string, args ...string) int64 {
 		t.Fatalf("job submit %s: %v\noutput: %s", strings.Join(args, " "), err, out)
 	}
 	return j.ID
-}
-
-// waitJob waits for a job to finish with `dspool job wait` and returns it.
-func waitJob(t *testing.T, env []string, id int64) *api.JobDetail {
-	t.Helper()
-	_, errs, code := cli(t, env, "job", "wait", "--timeout", "90s", strconv.FormatInt(id, 10))
-	if code != 0 && code != 1 {
-		t.Fatalf("job wait %d: exit code %d: %s", id, code, errs)
-	}
-	j := job(t, env, id)
-	if !j.State.Terminal() {
-		t.Fatalf("job %d is %s after job wait", id, j.State)
-	}
-	return j
 }
 
 // waitState polls a job until it is in state want.
@@ -451,4 +473,24 @@ func writeFile(t *testing.T, pattern, content string) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// removeNodeCgroups removes the (empty) cgroups that the agents with these
+// state directories made for their nodes: agents leave them behind.
+func removeNodeCgroups(stateDirs ...string) {
+	for _, dir := range stateDirs {
+		b, err := os.ReadFile(filepath.Join(dir, "node.json"))
+		if err != nil {
+			continue
+		}
+		var id struct {
+			Node string `json:"node"`
+		}
+		if json.Unmarshal(b, &id) != nil || id.Node == "" || strings.ContainsAny(id.Node, "/.") {
+			continue
+		}
+		for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids"} {
+			_ = os.Remove(filepath.Join(root, "dspool", id.Node))
+		}
+	}
 }

@@ -13,7 +13,6 @@ import (
 // TestRestart stops `dspool up` as Ctrl-C does and starts it again on the
 // same data directory: pools, users, tokens and jobs are as they were.
 func TestRestart(t *testing.T) {
-	requireRoot(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(3)})
 	carol, token := up.createUser(t, "e2ecarol3")
 	applyPool(t, up, "name: idle\nprovider: static\nnode: {cpus: 1, memory: 1GiB}\ncount: 0\nlabels: {kind: e2e}\n")
@@ -52,7 +51,7 @@ func TestRestart(t *testing.T) {
 	if code := up.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("dspool up stopped by SIGINT exited %d, want 0", code)
 	}
-	if left := procs(carol.UID, "sleep", "60"); len(left) > 0 {
+	if left := procs(runsAs(carol), "sleep", "60"); len(left) > 0 {
 		t.Errorf("after dspool up stopped, the user's job still runs: pids %v", left)
 	}
 

@@ -12,7 +12,6 @@ import (
 // TestUsersIsolation checks that a user with a token of their own sees
 // their own jobs and nothing of the admin's.
 func TestUsersIsolation(t *testing.T) {
-	requireRoot(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(2)})
 	admin := up.env()
 	bob, token := up.createUser(t, "e2ebob2")
