@@ -7,13 +7,101 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 )
 
 // DecodeJSON decodes data into the struct pointed to by v, refusing unknown
 // fields, and returns an EInvalid error that names the offending field by its
 // JSON path ("node.cpus") when a value has the wrong type or form.
 func DecodeJSON(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return Invalid(invalidUTF8Field(data), "is not valid UTF-8")
+	}
 	return decodeInto("", data, reflect.ValueOf(v).Elem())
+}
+
+// invalidUTF8Field finds the JSON path of the first invalid UTF-8 byte, for
+// an error that names it ("" when it is outside any field).
+func invalidUTF8Field(data []byte) string {
+	bad := 0
+	for bad < len(data) {
+		r, size := utf8.DecodeRune(data[bad:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		bad += size
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		key    string
+		index  int
+		isList bool
+		expect bool // next string in an object is a key
+	}
+	var stack []frame
+	path := func() string {
+		var b strings.Builder
+		for i, f := range stack {
+			if f.isList {
+				fmt.Fprintf(&b, "[%d]", f.index)
+			} else if f.key != "" {
+				if i > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.key)
+			}
+		}
+		return b.String()
+	}
+	// value records that a value (scalar or closed container) was read in
+	// the innermost container.
+	value := func() {
+		if n := len(stack); n > 0 {
+			if stack[n-1].isList {
+				stack[n-1].index++
+			} else {
+				stack[n-1].expect = true
+			}
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return path()
+		}
+		top := len(stack) - 1
+		isKey := top >= 0 && !stack[top].isList && stack[top].expect
+		if dec.InputOffset() > int64(bad) {
+			if top >= 0 && stack[top].isList {
+				stack[top].index++
+			} else if s, ok := tok.(string); ok && isKey {
+				stack[top].key = s
+			}
+			return path()
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top >= 0 && stack[top].isList {
+					stack[top].index++
+				}
+				stack = append(stack, frame{isList: t == '[', index: -1, expect: t == '{'})
+			default:
+				stack = stack[:top]
+				if top > 0 && !stack[top-1].isList {
+					stack[top-1].expect = true
+				}
+			}
+		default:
+			if isKey {
+				stack[top].key, _ = t.(string)
+				stack[top].expect = false
+			} else {
+				value()
+			}
+		}
+	}
 }
 
 func decodeInto(prefix string, data []byte, rv reflect.Value) error {
@@ -29,6 +117,10 @@ func decodeInto(prefix string, data []byte, rv reflect.Value) error {
 		what := "the body"
 		if prefix != "" {
 			what = prefix
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a JSON object, not a JSON %s", what, te.Value)
 		}
 		return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a JSON object: %s", what, cleanJSONError(err))
 	}

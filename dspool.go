@@ -52,13 +52,13 @@ type Job struct {
 	User     string   `json:"user"`
 	Pool     string   `json:"pool"`
 	State    JobState `json:"state"`
-	Reason   Reason   `json:"reason,omitempty"`
+	Reason   Reason   `json:"reason"`
 	ExitCode *int     `json:"exit_code"`
 	Message  string   `json:"message,omitempty"`
 	// Attempt numbers executions from 1; it is the fencing token every report
 	// from an agent must carry.
 	Attempt         int               `json:"attempt"`
-	Node            string            `json:"node,omitempty"`
+	Node            string            `json:"node"`
 	CPUs            MilliCPU          `json:"cpus"`
 	Memory          Bytes             `json:"memory"`
 	GPUs            int               `json:"gpus"`

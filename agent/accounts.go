@@ -26,37 +26,46 @@ func (a *accounts) ensure(u api.RunAs, home string) error {
 		return nil
 	}
 	var err error
-	// useradd takes a lock on /etc/passwd: agents sharing a host retry.
+	// Agents sharing a host race to create the same account: useradd and
+	// groupadd then fail (lock busy, uid or group already taken). Each try
+	// starts by looking the account up again, so losing the race is fine;
+	// a real mismatch is reported by that lookup and not retried.
 	for i := 0; i < 20; i++ {
-		if err = a.ensureOnce(u, home); err == nil {
+		err = a.ensureOnce(u, home)
+		if err == nil {
 			a.done[u.Name] = true
 			return nil
 		}
-		if !strings.Contains(err.Error(), "lock") && !strings.Contains(err.Error(), "exit status 10") && !strings.Contains(err.Error(), "exit status 1:") {
+		if _, mismatch := err.(*mismatchError); mismatch {
 			return err
 		}
-		time.Sleep(time.Duration(20*(i+1)) * time.Millisecond)
+		time.Sleep(time.Duration(10*(i+1)) * time.Millisecond)
 	}
 	return err
 }
+
+// mismatchError is an account that exists with other ids than dspool's.
+type mismatchError struct{ msg string }
+
+func (e *mismatchError) Error() string { return e.msg }
 
 func (a *accounts) ensureOnce(u api.RunAs, home string) error {
 	uid, gid := strconv.Itoa(u.UID), strconv.Itoa(u.GID)
 	if byID, err := user.LookupId(uid); err == nil {
 		if byID.Username != u.Name {
-			return fmt.Errorf("uid %d belongs to %q on this node, not %q: free that uid or change dspool's uid base", u.UID, byID.Username, u.Name)
+			return &mismatchError{fmt.Sprintf("uid %d belongs to %q on this node, not %q: free that uid or change dspool's uid base", u.UID, byID.Username, u.Name)}
 		}
 		return nil
 	}
 	if byName, err := user.Lookup(u.Name); err == nil {
-		return fmt.Errorf("account %q exists on this node with uid %s, but dspool gives it uid %d: the uids must match on every node", u.Name, byName.Uid, u.UID)
+		return &mismatchError{fmt.Sprintf("account %q exists on this node with uid %s, but dspool gives it uid %d: the uids must match on every node", u.Name, byName.Uid, u.UID)}
 	}
 	if g, err := user.LookupGroupId(gid); err != nil {
 		if out, err := exec.Command("groupadd", "-g", gid, u.Name).CombinedOutput(); err != nil {
 			return fmt.Errorf("groupadd %s: %v: %s", u.Name, err, strings.TrimSpace(string(out)))
 		}
 	} else if g.Name != u.Name {
-		return fmt.Errorf("gid %d belongs to group %q on this node, not %q", u.GID, g.Name, u.Name)
+		return &mismatchError{fmt.Sprintf("gid %d belongs to group %q on this node, not %q", u.GID, g.Name, u.Name)}
 	}
 	out, err := exec.Command("useradd", "-u", uid, "-g", gid, "-M", "-N", "-d", home, "-s", "/bin/bash", u.Name).CombinedOutput()
 	if err != nil {

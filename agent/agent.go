@@ -239,6 +239,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 // job allows), so a restarted pool does not have to guess.
 func (ag *Agent) shutdown() {
 	ag.stopAll()
+	if ag.cgroups != nil {
+		ag.cgroups.removeAll()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	conn, br, err := ag.dial(ctx)

@@ -202,3 +202,15 @@ func (c *cgroups) cleanup() {
 		}
 	}
 }
+
+// removeAll removes this node's cgroups, its own directory included.
+func (c *cgroups) removeAll() {
+	c.cleanup()
+	if c.v2 {
+		_ = os.Remove(filepath.Join(c.root, c.base))
+		return
+	}
+	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+		_ = os.Remove(filepath.Join(c.root, ctrl, c.base))
+	}
+}

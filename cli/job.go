@@ -89,14 +89,14 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 				return err
 			}
 			if !wait {
-				return a.printJobs([]*dspool.Job{j})
+				return a.printJob(j)
 			}
 			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
 			j, err = a.waitOne(cmd.Context(), cl, j.ID, 0)
 			if err != nil {
 				return err
 			}
-			if err := a.printJobs([]*dspool.Job{j}); err != nil {
+			if err := a.printJob(j); err != nil {
 				return err
 			}
 			return jobExit(j)
@@ -178,11 +178,17 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// printJobs prints jobs as a table, or as a JSON array.
 func (a *App) printJobs(jobs []*dspool.Job) error {
-	var v any = jobs
-	if len(jobs) == 1 {
-		v = jobs[0]
-	}
+	return a.printJobsAs(jobs, jobs)
+}
+
+// printJob prints one job as a table, or as a JSON object.
+func (a *App) printJob(j *dspool.Job) error {
+	return a.printJobsAs(j, []*dspool.Job{j})
+}
+
+func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 	return a.print(v, []string{"ID", "NAME", "USER", "POOL", "STATE", "REASON", "EXIT", "ATTEMPT", "NODE", "CPUS", "MEMORY", "GPUS", "AGE"}, func(add func(...any)) {
 		for _, j := range jobs {
 			exit := "-"

@@ -240,7 +240,7 @@ func (a *App) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printUsers([]*dspool.User{u})
+			return a.printUsersAs(u, []*dspool.User{u})
 		},
 	}
 	create.Flags().BoolVar(&admin, "admin", false, "make the user an admin")
@@ -262,11 +262,10 @@ func (a *App) userCmd() *cobra.Command {
 	return c
 }
 
-func (a *App) printUsers(us []*dspool.User) error {
-	var v any = us
-	if len(us) == 1 {
-		v = us[0]
-	}
+func (a *App) printUsers(us []*dspool.User) error { return a.printUsersAs(us, us) }
+
+// printUsersAs prints users as a table, or v as JSON.
+func (a *App) printUsersAs(v any, us []*dspool.User) error {
 	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "CREATED"}, func(add func(...any)) {
 		for _, u := range us {
 			add(u.Name, u.UID, u.GID, u.Admin, u.CreatedAt.Local().Format("2006-01-02 15:04"))

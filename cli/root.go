@@ -69,12 +69,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 
 func explain(err error) string {
 	var e *dspool.Error
-	if errors.As(err, &e) {
-		switch e.Code {
-		case dspool.EUnauthorized:
-			return e.Error() + " (check --token / DSPOOL_TOKEN, or run `dspool up` to log in)"
-		}
-		return e.Error()
+	if errors.As(err, &e) && e.Code == dspool.EUnauthorized {
+		return err.Error() + " (check --token / DSPOOL_TOKEN, or run `dspool up` to log in)"
 	}
 	return err.Error()
 }

@@ -200,6 +200,7 @@ the same pools, jobs and users.`,
 	}
 	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, share, agents (default $XDG_DATA_HOME/dspool; /var/lib/dspool as root)")
 	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool")
+	c.Flags().StringVar(&o.Admin, "admin", "", "name of the first admin on a new store (default: your login name, or admin as root)")
 	o.flags(c)
 	return c
 }
@@ -210,7 +211,14 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	if err != nil {
 		return err
 	}
-	admin, _, err := ensureAdmin(ctx, p.db, defaultAdminName())
+	if o.Admin == "" {
+		o.Admin = defaultAdminName()
+	}
+	if err := dspool.ValidateName("--admin", o.Admin); err != nil {
+		p.db.Close()
+		return err
+	}
+	admin, _, err := ensureAdmin(ctx, p.db, o.Admin)
 	if err != nil {
 		p.db.Close()
 		return err

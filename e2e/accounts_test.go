@@ -16,9 +16,6 @@ import (
 // and every job must still run.
 func TestNewUserOnTwoAgents(t *testing.T) {
 	requireRoot(t)
-	knownBug(t, "agent/accounts.go ensure retries useradd/groupadd only on 'lock', 'exit status 10' and 'exit status 1:'; "+
-		"when another agent on the same machine creates the account first, useradd fails with exit status 4 (UID not unique) "+
-		"or 9 (name in use) and the job fails with start_error instead of finding the account on a retry")
 	up := startUp(t, upConfig{Nodes: 2, UIDBase: uidBase(7)})
 	nodes := up.waitNodes(t, "default", 2)
 	whole := nodes[0].Inventory.CPUs // one job per node: the two start together

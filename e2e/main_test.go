@@ -79,15 +79,6 @@ func runsAs(u *dspool.User) int {
 	return os.Geteuid()
 }
 
-// knownBug skips a test that a known product bug makes fail, unless
-// E2E_KNOWN_BUGS=1 asks to run it anyway (to check a fix).
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("E2E_KNOWN_BUGS") != "1" {
-		t.Skip("known product bug (run with E2E_KNOWN_BUGS=1 to check a fix): " + bug)
-	}
-}
-
 // uidBase gives each test its own range of uids, so the OS accounts that
 // agents create for different tests' users never claim the same uid.
 func uidBase(test int) int { return 30000 + 100*test }
