@@ -30,6 +30,9 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 // commit the placements in one transaction, then push them to the agents.
 func (s *Server) schedule(ctx context.Context) error {
 	began := time.Now()
+	if len(s.hub.ready()) == 0 {
+		return nil
+	}
 	active, err := s.db.ActiveJobs(ctx)
 	if err != nil {
 		return err
@@ -72,7 +75,7 @@ func (s *Server) schedule(ctx context.Context) error {
 
 // snapshotNodes returns the ready nodes of pools that take batch work, with
 // what running attempts leave free on them.
-func (s *Server) snapshotNodes(ctx context.Context, active []*dspool.Job) ([]scheduler.Node, error) {
+func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) ([]scheduler.Node, error) {
 	ready := s.hub.ready()
 	byID := map[string]*scheduler.Node{}
 	var ids []string

@@ -67,6 +67,7 @@ CREATE TABLE jobs (
 CREATE UNIQUE INDEX jobs_idem ON jobs(user_id, idem_key) WHERE idem_key != '';
 CREATE INDEX jobs_queue ON jobs(state, priority DESC, id) WHERE state IN ('queued', 'running');
 CREATE INDEX jobs_user ON jobs(user_id, id);
+CREATE INDEX jobs_node ON jobs(node) WHERE state = 'running';
 CREATE TABLE attempts (
 	job_id INTEGER NOT NULL REFERENCES jobs(id), number INTEGER NOT NULL, node TEXT NOT NULL,
 	gpu_indices TEXT NOT NULL DEFAULT '', started_at INTEGER, finished_at INTEGER,

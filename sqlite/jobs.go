@@ -220,9 +220,20 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 		args = append(args, f.User)
 	}
 	if len(f.States) > 0 {
-		where = append(where, "j.state IN (?"+strings.Repeat(",?", len(f.States)-1)+")")
+		// States are written into the statement (they are a closed set) so
+		// SQLite can prove a partial index applies, which it cannot with
+		// bound parameters.
+		var lits []string
 		for _, s := range f.States {
-			args = append(args, string(s))
+			if !s.Valid() {
+				return nil, dspool.Invalid("state", "%q is not a job state", s)
+			}
+			lits = append(lits, "'"+string(s)+"'")
+		}
+		if len(lits) == 1 {
+			where = append(where, "j.state = "+lits[0])
+		} else {
+			where = append(where, "j.state IN ("+strings.Join(lits, ",")+")")
 		}
 	}
 	if f.Pool != "" {
@@ -261,21 +272,38 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 	return out, rows.Err()
 }
 
+// ActiveJob is what the scheduler needs of a queued or running job.
+type ActiveJob struct {
+	ID         int64
+	Pool       string
+	State      dspool.JobState
+	Priority   int
+	Attempt    int
+	CPUs       dspool.MilliCPU
+	Memory     dspool.Bytes
+	GPUs       int
+	Node       string
+	GPUIndices []int
+}
+
 // ActiveJobs returns every queued and running job, oldest first: the
-// scheduler's view of the queue and of what holds node resources.
-func (db *DB) ActiveJobs(ctx context.Context) ([]*dspool.Job, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
-		WHERE j.state IN ('queued', 'running') ORDER BY j.id`)
+// scheduler's view of the queue and of what holds node resources. It reads
+// only the columns placement needs.
+func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, pool, state, priority, attempt, cpus, memory, gpus, node, gpu_indices
+		FROM jobs WHERE state IN ('queued', 'running') ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
 	defer rows.Close()
-	var out []*dspool.Job
+	var out []ActiveJob
 	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
+		var j ActiveJob
+		var gpus string
+		if err := rows.Scan(&j.ID, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus); err != nil {
 			return nil, err
 		}
+		j.GPUIndices = parseInts(gpus)
 		out = append(out, j)
 	}
 	return out, rows.Err()
