@@ -54,16 +54,12 @@ type Config struct {
 	PidsLimit int
 	Logger    *slog.Logger
 	Version   string
-	// Executable is the dspool binary used as the exec shim; default this
-	// process's own executable.
-	Executable string
 }
 
 // Agent is a running node agent.
 type Agent struct {
 	cfg      Config
 	log      *slog.Logger
-	exe      string
 	root     bool
 	boot     string
 	node     string
@@ -113,16 +109,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	exe := cfg.Executable
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find own executable for the exec shim: %w", err)
-		}
-	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	ag := &Agent{cfg: cfg, log: cfg.Logger, exe: exe, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
+	ag := &Agent{cfg: cfg, log: cfg.Logger, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
 		attempts: map[api.AttemptRef]*attempt{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
 		accounts: accounts{done: map[string]bool{}}}
 	ag.inv = dspool.Inventory{CPUs: cfg.CPUs, Memory: cfg.Memory}

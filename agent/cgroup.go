@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"golang.org/x/sys/unix"
 )
 
 // cgroups finds where this machine lets the agent create cgroups: the
@@ -63,14 +64,19 @@ func contains(xs []string, x string) bool {
 // cgroup is one attempt's cgroup, across one (v2) or several (v1)
 // hierarchies.
 type cgroup struct {
+	v2   bool
 	dirs []string
-	// procs is the cgroup.procs file of every hierarchy: the shim writes its
-	// pid to each before it execs the job.
+	// procs lists the cgroup.procs file of every hierarchy, to find and
+	// signal every process of the attempt.
 	procs []string
+	// tasks (v1) are the files a forking thread joins; dirFD (v2) is the
+	// directory clone3 places the child in.
+	tasks []string
+	dirFD int
 }
 
 func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pids int) (*cgroup, error) {
-	g := &cgroup{}
+	g := &cgroup{v2: c.v2, dirFD: -1}
 	write := func(dir, file, val string) error {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
 			return fmt.Errorf("cgroup %s: set %s=%s: %w", dir, file, val, err)
@@ -95,6 +101,12 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 				return nil, err
 			}
 		}
+		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			g.remove()
+			return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+		}
+		g.dirFD = fd
 		return g, nil
 	}
 	limits := map[string][][2]string{
@@ -110,6 +122,7 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 		}
 		g.dirs = append(g.dirs, dir)
 		g.procs = append(g.procs, filepath.Join(dir, "cgroup.procs"))
+		g.tasks = append(g.tasks, filepath.Join(dir, "tasks"))
 		for _, kv := range limits[ctrl] {
 			// memsw exists only with swap accounting; the memory limit alone
 			// still holds.
@@ -122,9 +135,10 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 	return g, nil
 }
 
-// pids lists the processes in the cgroup.
+// pids lists the processes in the cgroup, never the agent itself (one of
+// its threads passes through a job's cgroup to fork the job).
 func (g *cgroup) pids() []int {
-	seen := map[int]bool{}
+	seen := map[int]bool{os.Getpid(): true}
 	var out []int
 	for _, p := range g.procs {
 		b, err := os.ReadFile(p)
@@ -172,6 +186,10 @@ func (g *cgroup) oomKilled() bool {
 
 // remove kills what is left and removes the cgroup directories.
 func (g *cgroup) remove() {
+	if g.dirFD >= 0 {
+		_ = unix.Close(g.dirFD)
+		g.dirFD = -1
+	}
 	for i := 0; i < 50 && len(g.pids()) > 0; i++ {
 		g.signal(syscall.SIGKILL)
 		time.Sleep(20 * time.Millisecond)
@@ -196,7 +214,7 @@ func (c *cgroups) cleanup() {
 		entries, _ := os.ReadDir(p)
 		for _, e := range entries {
 			if e.IsDir() {
-				g := &cgroup{dirs: []string{filepath.Join(p, e.Name())}, procs: []string{filepath.Join(p, e.Name(), "cgroup.procs")}}
+				g := &cgroup{dirs: []string{filepath.Join(p, e.Name())}, procs: []string{filepath.Join(p, e.Name(), "cgroup.procs")}, dirFD: -1}
 				g.remove()
 			}
 		}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +115,11 @@ func (ag *Agent) start(a *attempt) error {
 	}
 	defer logf.Close()
 
-	cfg := shimConfig{UID: uid, GID: gid, Dir: filepath.Join(ag.cfg.Share, s.Workdir), Argv: s.Command}
+	env := ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))
+	path, err := lookPath(s.Command[0], envValue(env, "PATH"))
+	if err != nil {
+		return err
+	}
 	if ag.cgroups != nil {
 		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
 		cg, err := ag.cgroups.create(name, s.CPUs, s.Memory, ag.cfg.PidsLimit)
@@ -124,57 +127,33 @@ func (ag *Agent) start(a *attempt) error {
 			return fmt.Errorf("create cgroup: %w", err)
 		}
 		a.cg = cg
-		cfg.Procs = cg.procs
-	}
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		cfgW.Close()
-		return err
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		cfgR.Close()
-		cfgW.Close()
-		errR.Close()
-		errW.Close()
+		a.removeCgroup()
 		return err
 	}
-	cmd := exec.Command(ag.exe, ShimArg)
-	cmd.Env = ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))
-	cmd.Stdin = nil
-	cmd.Stdout, cmd.Stderr = outW, outW
-	cmd.ExtraFiles = []*os.File{cfgR, errW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Dir = "/"
-	err = cmd.Start()
-	cfgR.Close()
-	errW.Close()
+	cmd := &exec.Cmd{Path: path, Args: s.Command, Env: env, Dir: filepath.Join(ag.cfg.Share, s.Workdir),
+		Stdout: outW, Stderr: outW, SysProcAttr: sysProcAttr(uid, gid, a.cg)}
+	err = spawn(cmd, a.cg)
 	outW.Close()
 	if err != nil {
-		cfgW.Close()
-		errR.Close()
 		outR.Close()
-		if a.cg != nil {
-			a.cg.remove()
-		}
-		return fmt.Errorf("start: %w", err)
+		a.removeCgroup()
+		return fmt.Errorf("start %s: %w", s.Command[0], unwrapExec(err))
 	}
-	_ = json.NewEncoder(cfgW).Encode(cfg)
-	cfgW.Close()
+	now := time.Now().UTC()
 	a.mu.Lock()
 	a.pgid = cmd.Process.Pid
 	a.running = true
+	a.startedAt = &now
 	a.mu.Unlock()
 
 	// Copy output to the share, capped; the copy goes on (discarding) past
 	// the cap so the job never blocks on a full pipe.
 	logDup, err := dupFile(logf)
 	if err != nil {
+		outR.Close()
 		return err
 	}
 	copied := make(chan struct{})
@@ -184,15 +163,34 @@ func (ag *Agent) start(a *attempt) error {
 		copyCapped(logDup, outR, int64(s.OutputLimit))
 		outR.Close()
 	}()
-	startMsg, _ := io.ReadAll(io.LimitReader(errR, 4096))
-	errR.Close()
-	now := time.Now().UTC()
-	a.mu.Lock()
-	a.startedAt = &now
-	a.mu.Unlock()
 	ag.changed()
-	go ag.supervise(a, cmd, string(startMsg), copied)
+	go ag.supervise(a, cmd, copied)
 	return nil
+}
+
+func (a *attempt) removeCgroup() {
+	if a.cg != nil {
+		a.cg.remove()
+	}
+}
+
+// unwrapExec drops os/exec's "fork/exec PATH:" prefix, which repeats what
+// the caller already says.
+func unwrapExec(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func dupFile(f *os.File) (*os.File, error) {
@@ -230,7 +228,7 @@ func copyCapped(dst io.Writer, src io.Reader, limit int64) {
 
 // supervise waits for the attempt's main process, enforces the time limit,
 // kills whatever the job left behind, and records the result.
-func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, startMsg string, copied chan struct{}) {
+func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 	s := &a.spec
 	var limit <-chan time.Time
 	if s.TimeLimit > 0 {
@@ -268,9 +266,6 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, startMsg string, copied ch
 		code = -1
 	}
 	r.ExitCode = &code
-	if startMsg != "" {
-		r.Reason, r.Message, r.ExitCode = dspool.ReasonStartError, startMsg, nil
-	}
 	a.mu.Lock()
 	reason := a.killReason
 	a.mu.Unlock()
@@ -288,9 +283,7 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, startMsg string, copied ch
 			r.Message = fmt.Sprintf("killed for using more than its memory limit of %s", s.Memory)
 		}
 	}
-	if a.cg != nil {
-		a.cg.remove()
-	}
+	a.removeCgroup()
 	a.finish(r)
 	ag.log.Info("attempt finished", "job", s.Job, "attempt", s.Attempt, "exit", code, "reason", r.Reason)
 	ag.changed()

@@ -12,8 +12,6 @@ import (
 	"github.com/dspool/dspool/dspooltest"
 )
 
-func TestMain(m *testing.M) { dspooltest.Main(m) }
-
 func logOf(t *testing.T, p *dspooltest.Pool, j *dspool.Job) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(p.Share, "jobs", strconv.FormatInt(j.ID, 10), "attempt-"+strconv.Itoa(j.Attempt)+".log"))

@@ -3,9 +3,6 @@
 // that run real processes, in one line:
 //
 //	p := dspooltest.New(t, dspooltest.Options{Nodes: 2})
-//
-// A test binary that starts agents must call dspooltest.Main from TestMain,
-// because agents re-execute the test binary as their exec shim.
 package dspooltest
 
 import (
@@ -24,16 +21,6 @@ import (
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
 )
-
-// Main runs the exec shim when the test binary is started as one, else the
-// tests.
-func Main(m interface{ Run() int }) {
-	if len(os.Args) > 1 && os.Args[1] == agent.ShimArg {
-		agent.RunShim()
-		return
-	}
-	os.Exit(m.Run())
-}
 
 // Options configures New. Zero values mean the defaults.
 type Options struct {

@@ -20,8 +20,6 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
-func TestMain(m *testing.M) { dspooltest.Main(m) }
-
 // TestOpenAPIMatchesRoutes fails when a route and the OpenAPI document
 // disagree, in either direction.
 func TestOpenAPIMatchesRoutes(t *testing.T) {

@@ -8,15 +8,10 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/dspool/dspool/agent"
 	"github.com/dspool/dspool/cli"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == agent.ShimArg {
-		agent.RunShim()
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Main(ctx, os.Args[1:])
 	stop()

@@ -1,0 +1,129 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// spawn starts cmd so that the new process is in the attempt's cgroup from
+// its first instruction and can never gain privileges, without an
+// intermediate exec:
+//
+//   - it forks from a dedicated OS thread that first sets no_new_privs (a
+//     per-thread flag the child inherits) and, on cgroup v1, joins the
+//     attempt's cgroups (v1 lets one thread move alone: a child is born in
+//     its forking thread's cgroups);
+//   - on cgroup v2 the kernel places the child directly (clone3 with
+//     CLONE_INTO_CGROUP, SysProcAttr.UseCgroupFD);
+//   - the thread is never unlocked, so the Go runtime ends it with the
+//     goroutine, and the flag and cgroup membership go with it.
+//
+// No parent-death signal is set: it would fire when that thread ends.
+func spawn(cmd *exec.Cmd, cg *cgroup) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Deliberately no UnlockOSThread: see above.
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			errc <- fmt.Errorf("set no_new_privs: %w", err)
+			return
+		}
+		if cg == nil || cg.v2 {
+			errc <- cmd.Start()
+			return
+		}
+		tid := strconv.Itoa(unix.Gettid())
+		// The thread goes back where it was after the fork: if the runtime
+		// keeps it (the main thread is never ended, only parked), the
+		// agent must not stay in the job's cgroup, or killing the job's
+		// cgroup would kill the agent.
+		home, err := threadCgroups(tid, cg.tasks)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer func() {
+			for _, t := range home {
+				_ = os.WriteFile(t, []byte(tid), 0)
+			}
+		}()
+		for _, t := range cg.tasks {
+			if err := os.WriteFile(t, []byte(tid), 0); err != nil {
+				errc <- fmt.Errorf("join cgroup %s: %w", filepath.Dir(t), err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// threadCgroups returns, for each v1 tasks file of the job's cgroups, the
+// tasks file of the cgroup the thread is in now, read from
+// /proc/self/task/TID/cgroup ("ID:controllers:/path").
+func threadCgroups(tid string, jobTasks []string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/task/" + tid + "/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read own cgroups: %w", err)
+	}
+	var out []string
+	for _, t := range jobTasks {
+		// .../cgroup/<controller>/dspool/<node>/<job>/tasks
+		rel := strings.TrimPrefix(t, "/sys/fs/cgroup/")
+		ctrl, _, _ := strings.Cut(rel, "/")
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.SplitN(line, ":", 3)
+			if len(f) != 3 {
+				continue
+			}
+			for _, c := range strings.Split(f[1], ",") {
+				if c == ctrl {
+					out = append(out, filepath.Join("/sys/fs/cgroup", ctrl, f[2], "tasks"))
+				}
+			}
+		}
+	}
+	if len(out) != len(jobTasks) {
+		return nil, fmt.Errorf("find own cgroups for %v in %q", jobTasks, b)
+	}
+	return out, nil
+}
+
+// lookPath finds file in the directories of path (the job's PATH, not the
+// agent's), as a shell would.
+func lookPath(file, path string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, nil
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found in PATH=%s", file, path)
+}
+
+// sysProcAttr is how every attempt starts: its own process group (so the
+// whole tree can be signalled) and, when the agent is root, the user's ids.
+func sysProcAttr(uid, gid int, cg *cgroup) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true}
+	if uid >= 0 {
+		a.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
+	}
+	if cg != nil && cg.v2 && cg.dirFD >= 0 {
+		a.UseCgroupFD, a.CgroupFD = true, cg.dirFD
+	}
+	return a
+}
