@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -47,7 +46,7 @@ type Result struct {
 	CLISubmitPerS   float64 `json:"cli_submit_per_s"`
 	MakespanS       float64 `json:"makespan_s"`        // first submit -> last finished_at
 	MakespanSubmitS float64 `json:"makespan_submit_s"` // first submit -> last submit acknowledged
-	MakespanDrainS  float64 `json:"makespan_drain_s"`  // first submit -> none queued or running (polled)
+	MakespanDrainS  float64 `json:"makespan_drain_s"`  // first submit -> the client has seen all finished
 	LatencyP50Ms    float64 `json:"latency_p50_ms"`
 	LatencyP90Ms    float64 `json:"latency_p90_ms"`
 	LatencyMinMs    float64 `json:"latency_min_ms"`
@@ -165,28 +164,21 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 		return nil, fmt.Errorf("makespan submit: %w", err)
 	}
 	r.MakespanSubmitS = time.Since(t0).Seconds()
-	if err := waitIdle(ctx, cl); err != nil {
-		return nil, err
+	// Long-poll each job (no table scans meanwhile, unlike polling the list).
+	finished := make([]time.Time, n.Makespan)
+	if _, err = parallel(ctx, n.Makespan, procs, func(i int) error {
+		j, err := wait(ctx, cl, ids[i])
+		if err == nil {
+			finished[i] = *j.FinishedAt
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("makespan: %w", err)
 	}
 	r.MakespanDrainS = time.Since(t0).Seconds()
-	// Newest first: the makespan jobs are the last n.Makespan of the bench pool.
-	l, err := cl.Jobs(ctx, api.JobQuery{AllUsers: true, Pool: benchPool, Limit: n.Makespan})
-	if err == nil && len(l.Jobs) != n.Makespan {
-		err = fmt.Errorf("makespan: %d jobs listed, want %d", len(l.Jobs), n.Makespan)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var last time.Time
-	for _, j := range l.Jobs {
-		if !slices.Contains(ids, j.ID) || j.State != dspool.JobSucceeded || j.FinishedAt == nil {
-			return nil, fmt.Errorf("makespan: job %d ended %s (%s) %s", j.ID, j.State, j.Reason, j.Message)
-		} else if j.FinishedAt.After(last) {
-			last = *j.FinishedAt
-		}
-	}
+	last := slices.MaxFunc(finished, time.Time.Compare)
 	r.MakespanS = last.Sub(t0).Seconds()
-	logf("makespan: %.2fs (submitted in %.2fs, drained at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
+	logf("makespan: %.2fs (submitted in %.2fs, all seen finished at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
 
 	// d. Latency on an idle pool: started_at (the agent's clock, this
 	// machine's) minus the time just before the submit call; each job
@@ -196,19 +188,17 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	for range n.Latency {
 		t0 := time.Now()
 		j, err := cl.SubmitJob(ctx, spec(benchPool), 0)
-		for err == nil && !j.State.Terminal() {
-			j, err = cl.WaitJob(ctx, j.ID, time.Minute)
+		if err == nil {
+			j, err = wait(ctx, cl, j.ID)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("latency: %w", err)
 		}
-		if j.State != dspool.JobSucceeded || j.StartedAt == nil {
-			return nil, fmt.Errorf("latency job %d ended %s: %s", j.ID, j.State, j.Message)
-		}
 		lat = append(lat, float64(j.StartedAt.Sub(t0).Microseconds())/1000)
 	}
 	slices.Sort(lat)
-	r.LatencyP50Ms, r.LatencyP90Ms = percentile(lat, 50), percentile(lat, 90)
+	// Nearest-rank percentiles, as the peer computes them: ceil(n*p/100)-th.
+	r.LatencyP50Ms, r.LatencyP90Ms = lat[(len(lat)+1)/2-1], lat[(9*len(lat)+9)/10-1]
 	r.LatencyMinMs, r.LatencyMaxMs = lat[0], lat[len(lat)-1]
 	logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
 	r.Load1After = load1()
@@ -303,6 +293,18 @@ func submit(ctx context.Context, cl *api.Client, pool string, id *int64) error {
 	return err
 }
 
+// wait waits for job id to finish; it must have succeeded.
+func wait(ctx context.Context, cl *api.Client, id int64) (*dspool.Job, error) {
+	j, err := cl.WaitJob(ctx, id, time.Minute)
+	for err == nil && !j.State.Terminal() {
+		j, err = cl.WaitJob(ctx, id, time.Minute)
+	}
+	if err == nil && (j.State != dspool.JobSucceeded || j.StartedAt == nil || j.FinishedAt == nil) {
+		err = fmt.Errorf("job %d ended %s (%s): %s", j.ID, j.State, j.Reason, j.Message)
+	}
+	return j, err
+}
+
 // waitIdle polls until no job of the bench pool is queued or running.
 func waitIdle(ctx context.Context, cl *api.Client) error {
 	return poll(ctx, 30*time.Minute, func() (bool, error) {
@@ -332,11 +334,11 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) (float64
 	return float64(n) / time.Since(t0).Seconds(), context.Cause(ctx)
 }
 
-// poll calls done every 20ms until it reports true, fails or timeout passes.
+// poll calls done every 50ms until it reports true, fails or timeout passes.
 func poll(ctx context.Context, timeout time.Duration, done func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	t := time.NewTicker(20 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if ok, err := done(); ok || err != nil {
@@ -348,12 +350,6 @@ func poll(ctx context.Context, timeout time.Duration, done func() (bool, error))
 		case <-t.C:
 		}
 	}
-}
-
-// percentile is the nearest-rank p-th percentile of sorted xs, as the peer computes it.
-func percentile(xs []float64, p float64) float64 {
-	k := int(math.Ceil(float64(len(xs)) * p / 100))
-	return xs[min(max(k, 1), len(xs))-1]
 }
 
 func load1() float64 {
