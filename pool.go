@@ -2,6 +2,7 @@ package dspool
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -81,8 +82,8 @@ func (p *Pool) Normalize(prefix string) error {
 	if p.Node.CPUs <= 0 || p.Node.CPUs > MaxCPUs*1000 {
 		return Invalid(f("node.cpus"), "must be between 0.001 and %d", MaxCPUs)
 	}
-	if p.Node.Memory <= 0 || p.Node.Memory > MaxBytes {
-		return Invalid(f("node.memory"), "must be a size between 1 byte and 1 EiB, e.g. 16GiB")
+	if p.Node.Memory < MinMemory || p.Node.Memory > MaxBytes {
+		return Invalid(f("node.memory"), "%d bytes is out of range: give a size between 1MiB and 1EiB with its unit, e.g. 16GiB", p.Node.Memory)
 	}
 	if p.Node.GPUs < 0 || p.Node.GPUs > MaxGPUs {
 		return Invalid(f("node.gpus"), "must be between 0 and %d", MaxGPUs)
@@ -132,16 +133,30 @@ func (p *Pool) Normalize(prefix string) error {
 	return nil
 }
 
-// Fits reports why a job of the given size can never run on a node of this
-// pool, or "" when it can.
-func (p *Pool) Fits(cpus MilliCPU, mem Bytes, gpus int) string {
-	switch {
-	case cpus > p.Node.CPUs:
-		return fmt.Sprintf("it asks for %s cpus and nodes of pool %s have %s", cpus, p.Name, p.Node.CPUs)
-	case mem > p.Node.Memory:
-		return fmt.Sprintf("it asks for %s of memory and nodes of pool %s have %s", mem, p.Name, p.Node.Memory)
-	case gpus > p.Node.GPUs:
-		return fmt.Sprintf("it asks for %d gpus and nodes of pool %s have %d", gpus, p.Name, p.Node.GPUs)
+// Fits returns an EInvalid error naming the field when a job of the given
+// size can never run on a node of this pool (every dimension that is too
+// big is listed), or nil when it can.
+func (p *Pool) Fits(cpus MilliCPU, mem Bytes, gpus int) error {
+	var field string
+	var why []string
+	add := func(f, s string) {
+		if field == "" {
+			field = f
+		}
+		why = append(why, s)
 	}
-	return ""
+	if cpus > p.Node.CPUs {
+		add("cpus", fmt.Sprintf("%s cpus (nodes have %s)", cpus, p.Node.CPUs))
+	}
+	if mem > p.Node.Memory {
+		add("memory", fmt.Sprintf("%s of memory (nodes have %s)", mem, p.Node.Memory))
+	}
+	if gpus > p.Node.GPUs {
+		add("gpus", fmt.Sprintf("%d gpus (nodes have %d)", gpus, p.Node.GPUs))
+	}
+	if field == "" {
+		return nil
+	}
+	return Invalid(field, "this job can never run in pool %s: it asks for %s; ask for less or submit to a bigger pool (`dspool pool list`)",
+		p.Name, strings.Join(why, " and "))
 }

@@ -34,13 +34,16 @@ const (
 	DefaultJobCPUs   = MilliCPU(1000)
 	DefaultJobMemory = Bytes(512 << 20)
 	MaxGPUs          = 256
-	MaxRetries       = 100
-	MaxPriority      = 1000
-	MaxTimeLimit     = 365 * 24 * time.Hour
-	MaxEnv           = 256
-	MaxArgsBytes     = 128 << 10
-	MaxNameLen       = 128
-	MaxPathLen       = 1024
+	// MinMemory is the least memory a job or node may have: less is
+	// almost surely a size given without its unit.
+	MinMemory    = Bytes(1 << 20)
+	MaxRetries   = 100
+	MaxPriority  = 1000
+	MaxTimeLimit = 365 * 24 * time.Hour
+	MaxEnv       = 256
+	MaxArgsBytes = 128 << 10
+	MaxNameLen   = 128
+	MaxPathLen   = 1024
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
@@ -111,8 +114,8 @@ func (s *JobSpec) Normalize() error {
 	if s.Memory == 0 {
 		s.Memory = DefaultJobMemory
 	}
-	if s.Memory < 0 || s.Memory > MaxBytes {
-		return Invalid("memory", "%d is out of range: give a size between 1 byte and 1 EiB, e.g. 4GiB", s.Memory)
+	if s.Memory < MinMemory || s.Memory > MaxBytes {
+		return Invalid("memory", "%d bytes is out of range: give a size between 1MiB and 1EiB with its unit, e.g. 4GiB", s.Memory)
 	}
 	if s.GPUs < 0 || s.GPUs > MaxGPUs {
 		return Invalid("gpus", "%d is out of range: give 0 to %d gpus", s.GPUs, MaxGPUs)

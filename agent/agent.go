@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -75,6 +76,7 @@ type Agent struct {
 	message  string
 	setupRan bool
 	dirty    chan struct{}
+	lock     *os.File // held for the agent's life
 }
 
 type identity struct {
@@ -134,6 +136,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	// One agent per identity: a second one would fight the first over its
+	// node's attempts and cgroups.
+	lock, err := os.OpenFile(filepath.Join(cfg.StateDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("another agent is running with state directory %s: stop it, or give this one its own --state", cfg.StateDir)
+	}
+	ag.lock = lock
 	if b, err := os.ReadFile(ag.identityPath()); err == nil {
 		var id identity
 		if err := json.Unmarshal(b, &id); err != nil {
@@ -220,6 +233,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	ag.shutdown()
+	ag.lock.Close()
 	return nil
 }
 

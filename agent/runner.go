@@ -47,6 +47,11 @@ func (ag *Agent) launch(a *attempt) {
 	err := ag.start(a)
 	if err != nil {
 		ag.log.Warn("attempt did not start", "job", a.spec.Job, "attempt", a.spec.Attempt, "err", err)
+		// Say it where users look first: the job's log.
+		if f, ferr := share.OpenFile(ag.cfg.Share, a.spec.Log, -1, -1, 0o640); ferr == nil {
+			fmt.Fprintf(f, "dspool: the job could not start: %v\n", err)
+			f.Close()
+		}
 		a.finish(dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: err.Error()})
 		ag.changed()
 	}

@@ -25,6 +25,9 @@ type Client struct {
 	Token string
 	// HTTP is the client to use; nil means a client with sensible timeouts.
 	HTTP *http.Client
+	// Retrying, when set, is told the first time SubmitJob retries because
+	// the server cannot be reached.
+	Retrying func(error)
 }
 
 var defaultHTTP = &http.Client{Transport: &http.Transport{
@@ -151,6 +154,9 @@ func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor t
 				return nil, err
 			}
 			return &j, nil
+		}
+		if c.Retrying != nil && backoff == 50*time.Millisecond {
+			c.Retrying(err)
 		}
 		select {
 		case <-ctx.Done():

@@ -77,14 +77,14 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 	}
 	f := c.Flags()
 	f.StringVar(&cfg.Server, "server", "", "control plane URL (or DSPOOL_SERVER)")
-	f.StringVar(&cfg.JoinToken, "join-token", "", "join token from `dspool pool join-token POOL` (or DSPOOL_JOIN_TOKEN); needed only the first time")
+	f.StringVar(&cfg.JoinToken, "join-token", "", "join token printed by 'dspool pool join-token POOL' (better: DSPOOL_JOIN_TOKEN, kept out of ps); needed only the first time")
 	f.StringVar(&cfg.Pool, "pool", "", "check that the join token is for this pool")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the hostname)")
 	f.StringVar(&cfg.StateDir, "state", "", "where the node keeps its identity (default /var/lib/dspool/agent as root)")
 	f.StringVar(&cfg.Share, "share", "", "where this machine mounts the pool's share")
 	f.StringVar(&cpus, "cpus", "", "cpus to offer (default: all)")
 	f.StringVar(&memory, "memory", "", "memory to offer, e.g. 64GiB (default: all)")
-	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer (default: those nvidia-smi finds)")
+	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer; -1: those nvidia-smi finds")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.IntVar(&cfg.PidsLimit, "pids-limit", 4096, "most processes one job attempt may have")
 	return c

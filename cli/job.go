@@ -29,7 +29,6 @@ func (a *App) jobSubmitCmd() *cobra.Command {
 	var cpus, memory string
 	var env []string
 	var wait bool
-	var timeLimit time.Duration
 	c := &cobra.Command{
 		Use:   "submit [flags] -- COMMAND [ARGS...]",
 		Short: "Submit a batch job",
@@ -39,7 +38,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 		Example: `  dspool job submit -- python train.py --epochs 10
   dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --name train -- python train.py
   dspool job submit --wait -- sh -c 'echo hello > out.txt'`,
-		Args: cobra.MinimumNArgs(1),
+		Args: args(1, -1, "the command to run after --", "dspool job submit -- python train.py"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Command = args
 			var err error
@@ -59,7 +58,6 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 					return dspool.Invalid("--memory", "must be more than 0")
 				}
 			}
-			spec.TimeLimit = dspool.Duration(timeLimit)
 			for _, kv := range env {
 				k, v, ok := strings.Cut(kv, "=")
 				if !ok {
@@ -84,6 +82,9 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 			}
 			// Retrying with the same key is safe: the server stores the job
 			// once whatever happens to the connection.
+			cl.Retrying = func(err error) {
+				fmt.Fprintf(a.Stderr, "dspool: %v; retrying for up to 30 s (the same submission is never stored twice)\n", err)
+			}
 			j, err := cl.SubmitJob(cmd.Context(), &spec, 30*time.Second)
 			if err != nil {
 				return err
@@ -108,7 +109,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	f.StringVar(&cpus, "cpus", "", "cpus to hold, e.g. 1, 0.5, 8 (default 1)")
 	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB, 16GiB (default 512MiB)")
 	f.IntVar(&spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
-	f.DurationVar(&timeLimit, "time", 0, "time limit, e.g. 30m, 2h (default none)")
+	f.Var((*durationFlag)(&spec.TimeLimit), "time", "time limit, e.g. 30m, 2h (default none)")
 	f.IntVar(&spec.Retries, "retries", 0, "how many times to retry a failed attempt")
 	f.IntVar(&spec.Priority, "priority", 0, "higher runs first (-1000 to 1000)")
 	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
@@ -155,6 +156,9 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		}
 		j, err := cl.WaitJob(ctx, id, poll)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("stopped waiting; job %d goes on (see it with `dspool job show %d`, stop it with `dspool job cancel %d`)", id, id, id)
+			}
 			return nil, err
 		}
 		if j.State.Terminal() {
@@ -189,6 +193,7 @@ func (a *App) printJob(j *dspool.Job) error {
 }
 
 func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
+	names := a.nodeNames(jobs)
 	return a.print(v, []string{"ID", "NAME", "USER", "POOL", "STATE", "REASON", "EXIT", "ATTEMPT", "NODE", "CPUS", "MEMORY", "GPUS", "AGE"}, func(add func(...any)) {
 		for _, j := range jobs {
 			exit := "-"
@@ -199,9 +204,41 @@ func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 			if j.CancelRequested && j.State == dspool.JobRunning {
 				state = "cancelling"
 			}
-			add(j.ID, j.Name, j.User, j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(j.Node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt))
+			node := j.Node
+			if n := names[node]; n != "" {
+				node = n
+			}
+			add(j.ID, j.Name, j.User, j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt))
 		}
 	})
+}
+
+// nodeNames maps node ids to names for tables (people know nodes by name);
+// nothing when output is JSON or the lookup fails.
+func (a *App) nodeNames(jobs []*dspool.Job) map[string]string {
+	if ok, _ := a.json(); ok {
+		return nil
+	}
+	need := false
+	for _, j := range jobs {
+		need = need || j.Node != ""
+	}
+	if !need {
+		return nil
+	}
+	cl, err := a.client()
+	if err != nil {
+		return nil
+	}
+	nodes, err := cl.Nodes(context.Background(), "")
+	if err != nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, n := range nodes {
+		m[n.ID] = n.Name
+	}
+	return m
 }
 
 func dash(s string) string {
@@ -236,7 +273,7 @@ func (a *App) jobListCmd() *cobra.Command {
 	var q api.JobQuery
 	var states string
 	c := &cobra.Command{
-		Use: "list", Short: "List your jobs, newest first", Args: cobra.NoArgs,
+		Use: "list", Short: "List your jobs, newest first", Args: args(0, 0, "", "dspool job list --state running"),
 		Example: "  dspool job list\n  dspool job list --state queued,running\n  dspool job list --all-users -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if states != "" {
@@ -253,7 +290,13 @@ func (a *App) jobListCmd() *cobra.Command {
 			if ok, _ := a.json(); ok {
 				return a.print(l, nil, nil)
 			}
-			return a.printJobs(l.Jobs)
+			if err := a.printJobs(l.Jobs); err != nil {
+				return err
+			}
+			if l.Next != 0 {
+				fmt.Fprintf(a.Stderr, "(more jobs: dspool job list --before %d)\n", l.Next)
+			}
+			return nil
 		},
 	}
 	c.Flags().StringVar(&states, "state", "", "only jobs in these states (comma-separated: queued,running,succeeded,failed,cancelled)")
@@ -266,7 +309,7 @@ func (a *App) jobListCmd() *cobra.Command {
 
 func (a *App) jobShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "show ID", Short: "Show a job and its attempts", Args: cobra.ExactArgs(1),
+		Use: "show ID", Short: "Show a job and its attempts", Args: args(1, 1, "one job id", "dspool job show 12"),
 		Example: "  dspool job show 12\n  dspool job show 12 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseID(args[0])
@@ -358,7 +401,7 @@ func (a *App) jobLogsCmd() *cobra.Command {
 	var follow bool
 	var attempt int
 	c := &cobra.Command{
-		Use: "logs ID", Short: "Print a job's output (stdout and stderr)", Args: cobra.ExactArgs(1),
+		Use: "logs ID", Short: "Print a job's output (stdout and stderr)", Args: args(1, 1, "one job id", "dspool job logs -f 12"),
 		Long:    "Print a job's combined stdout and stderr, read from the share. With -f, keep printing until the attempt ends.",
 		Example: "  dspool job logs 12\n  dspool job logs -f 12\n  dspool job logs --attempt 1 12",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -404,7 +447,7 @@ func (e *escapingWriter) Write(p []byte) (int, error) {
 
 func (a *App) jobCancelCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "cancel ID...", Short: "Cancel jobs", Args: cobra.MinimumNArgs(1),
+		Use: "cancel ID...", Short: "Cancel jobs", Args: args(1, -1, "the ids of the jobs to cancel", "dspool job cancel 12 13"),
 		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree.",
 		Example: "  dspool job cancel 12\n  dspool job cancel 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -430,9 +473,9 @@ func (a *App) jobCancelCmd() *cobra.Command {
 }
 
 func (a *App) jobWaitCmd() *cobra.Command {
-	var timeout time.Duration
+	var timeout dspool.Duration
 	c := &cobra.Command{
-		Use: "wait ID...", Short: "Wait for jobs to finish", Args: cobra.MinimumNArgs(1),
+		Use: "wait ID...", Short: "Wait for jobs to finish", Args: args(1, -1, "the ids of the jobs to wait for", "dspool job wait 12 13"),
 		Long:    "Wait until every job has finished; exit 0 only if all succeeded.",
 		Example: "  dspool job wait 12\n  dspool job wait --timeout 1h 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -446,7 +489,7 @@ func (a *App) jobWaitCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				j, err := a.waitOne(cmd.Context(), cl, id, timeout)
+				j, err := a.waitOne(cmd.Context(), cl, id, time.Duration(timeout))
 				if err != nil {
 					return err
 				}
@@ -463,6 +506,6 @@ func (a *App) jobWaitCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (default: wait forever)")
+	c.Flags().Var((*durationFlag)(&timeout), "timeout", "give up after this long (default: wait forever)")
 	return c
 }

@@ -22,7 +22,7 @@ func (a *App) poolCmd() *cobra.Command {
 func (a *App) poolApplyCmd() *cobra.Command {
 	var file string
 	c := &cobra.Command{
-		Use: "apply -f FILE", Short: "Create or update pools from a YAML file", Args: cobra.NoArgs,
+		Use: "apply -f FILE", Short: "Create or update pools from a YAML file", Args: args(0, 1, "one pool file", "dspool pool apply -f pools.yaml"),
 		Long: `Create or update pools from a YAML file: either one pool, or a list under
 "pools:". All pools are checked before any is changed.
 
@@ -36,7 +36,10 @@ func (a *App) poolApplyCmd() *cobra.Command {
         apt-get install -y python3-numpy
       labels: {zone: lab}`,
 		Example: "  dspool pool apply -f pools.yaml\n  cat pools.yaml | dspool pool apply -f -",
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if file == "" && len(argv) == 1 {
+				file = argv[0]
+			}
 			if file == "" {
 				return dspool.Invalid("-f", "give the pool file with -f FILE (or -f - for stdin)")
 			}
@@ -79,9 +82,9 @@ func readLimited(path string, n int64) ([]byte, error) {
 }
 
 func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) error {
-	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "COUNT", "NODES READY", "WORK", "LABELS"}, func(add func(...any)) {
+	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "READY/COUNT", "WORK", "LABELS"}, func(add func(...any)) {
 		for _, p := range pools {
-			ready, total := 0, len(nodes[p.Name])
+			ready := 0
 			for _, n := range nodes[p.Name] {
 				if n.State == dspool.NodeReady {
 					ready++
@@ -99,11 +102,11 @@ func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) 
 			for k, v := range p.Labels {
 				labels = append(labels, k+"="+v)
 			}
-			readyCol := fmt.Sprintf("%d/%d", ready, total)
+			readyCol := fmt.Sprintf("%d/%d", ready, p.Count)
 			if nodes == nil {
-				readyCol = "-"
+				readyCol = fmt.Sprintf("-/%d", p.Count)
 			}
-			add(p.Name, p.Provider, size, p.Count, readyCol, strings.Join(work, ","), dash(strings.Join(labels, ",")))
+			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), dash(strings.Join(labels, ",")))
 		}
 	})
 }
@@ -137,7 +140,7 @@ func (a *App) poolListCmd() *cobra.Command {
 
 func (a *App) poolShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "show NAME", Short: "Show a pool and its nodes", Args: cobra.ExactArgs(1),
+		Use: "show NAME", Short: "Show a pool and its nodes", Args: args(1, 1, "one pool name", "dspool pool show default"),
 		Example: "  dspool pool show default",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
@@ -165,7 +168,7 @@ func (a *App) poolShowCmd() *cobra.Command {
 
 func (a *App) poolJoinTokenCmd() *cobra.Command {
 	return &cobra.Command{
-		Use: "join-token NAME", Short: "Print a new join token for a pool (admin)", Args: cobra.ExactArgs(1),
+		Use: "join-token NAME", Short: "Print a new join token for a pool (admin)", Args: args(1, 1, "one pool name", "dspool pool join-token default"),
 		Long:    "Print a new join token: an agent started with it joins the pool. The server keeps only its hash.",
 		Example: "  dspool pool join-token default\n  dspool agent --server http://HOST:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -205,7 +208,36 @@ func (a *App) nodeCmd() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&pool, "pool", "", "only nodes of this pool")
-	c.AddCommand(list)
+	show := &cobra.Command{
+		Use: "show NAME", Short: "Show a node, with its full message (e.g. a failed setup script's output)",
+		Args: args(1, 1, "one node name or id", "dspool node show default-1"), Example: "  dspool node show default-1",
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := cl.Nodes(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if n.Name == argv[0] || n.ID == argv[0] {
+					if ok, _ := a.json(); ok {
+						return a.print(n, nil, nil)
+					}
+					if err := a.printNodes([]*dspool.Node{n}); err != nil {
+						return err
+					}
+					if n.Message != "" {
+						fmt.Fprintf(a.Stdout, "\nMessage:\n%s\n", sanitize(n.Message))
+					}
+					return nil
+				}
+			}
+			return dspool.Errorf(dspool.ENotFound, "no node %q: list them with `dspool node list`", argv[0])
+		},
+	}
+	c.AddCommand(list, show)
 	return c
 }
 
@@ -229,7 +261,7 @@ func (a *App) userCmd() *cobra.Command {
 	c := &cobra.Command{Use: "user", Short: "Manage users (admin)", Example: "  dspool user create alice\n  dspool user list"}
 	var admin bool
 	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: cobra.ExactArgs(1),
+		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: args(1, 1, "the new user's name", "dspool user create alice"),
 		Example: "  dspool user create alice\n  dspool token create --user alice",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()

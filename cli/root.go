@@ -93,7 +93,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.server, "server", "", "control plane URL (default: DSPOOL_SERVER, then the saved login)")
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: $XDG_CONFIG_HOME/dspool/config.json)")
+	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
 	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.versionCmd())
 	return root
 }
@@ -214,4 +214,21 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// args checks a command's positional arguments and, when they are wrong,
+// says what to give with an example, instead of cobra's "accepts 1 arg(s)".
+func args(min, max int, what, example string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, got []string) error {
+		if len(got) >= min && (max < 0 || len(got) <= max) {
+			return nil
+		}
+		if max == 0 {
+			return fmt.Errorf("%s takes no arguments (got %q); e.g. %s", cmd.CommandPath(), strings.Join(got, " "), example)
+		}
+		if len(got) < min {
+			return fmt.Errorf("%s needs %s; e.g. %s", cmd.CommandPath(), what, example)
+		}
+		return fmt.Errorf("%s takes only %s (got %d arguments); e.g. %s", cmd.CommandPath(), what, len(got), example)
+	}
 }

@@ -10,7 +10,10 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -54,7 +57,10 @@ func (d *durationFlag) String() string {
 func (d *durationFlag) Set(s string) error {
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 2m)", s)
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("%q has no unit: write e.g. %ss or %sm", s, s, s)
+		}
+		return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 2m, 1h30m)", s)
 	}
 	*d = durationFlag(v)
 	return nil
@@ -73,6 +79,7 @@ type plane struct {
 	url   string
 	ln    net.Listener
 	admin *dspool.User
+	lock  *os.File
 }
 
 func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
@@ -94,9 +101,14 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, fmt.Errorf("share: %w", err)
 		}
 	}
+	lock, err := lockDir(o.Data)
+	if err != nil {
+		return nil, err
+	}
 	dbPath := filepath.Join(o.Data, "dspool.db")
 	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{UIDBase: o.UIDBase})
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	for _, f := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
@@ -105,11 +117,12 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		db.Close()
+		lock.Close()
 		return nil, fmt.Errorf("listen on %s: %w (is another dspool running? pass --listen HOST:PORT)", o.Listen, err)
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
-	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler())}
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -131,7 +144,30 @@ func (p *plane) serve(ctx context.Context) {
 	_ = p.http.Shutdown(sctx)
 	stop()
 	wg.Wait()
+	p.close()
+}
+
+func (p *plane) close() {
 	p.db.Close()
+	p.lock.Close()
+}
+
+// lockDir takes an exclusive lock on dir (released when the process ends),
+// so two control planes never share one store, share and set of local
+// agents.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(f.Name())
+		f.Close()
+		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", strings.TrimSpace(string(b)), dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
 
 // ensureAdmin creates the first admin on a new store. It returns the admin.
@@ -215,26 +251,26 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		o.Admin = defaultAdminName()
 	}
 	if err := dspool.ValidateName("--admin", o.Admin); err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	admin, _, err := ensureAdmin(ctx, p.db, o.Admin)
 	if err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	if err := a.defaultPool(ctx, p.db, nodes, nodesSet); err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	cfgPath, err := a.login(ctx, p, admin)
 	if err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	prov := local.New(local.Options{Exe: exe, Server: p.url, DataDir: o.Data, Share: o.Share, Logger: log})
@@ -387,18 +423,18 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	}
 	admin, created, err := ensureAdmin(ctx, p.db, o.Admin)
 	if err != nil {
-		p.db.Close()
+		p.close()
 		return err
 	}
 	if created {
 		secret := server.NewSecret("dsp_")
 		if _, err := p.db.CreateToken(ctx, admin.ID, server.HashSecret(secret)); err != nil {
-			p.db.Close()
+			p.close()
 			return err
 		}
 		path := filepath.Join(o.Data, "admin-token")
 		if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-			p.db.Close()
+			p.close()
 			return err
 		}
 		fmt.Fprintf(a.Stdout, "created admin %s; its API token is in %s\n", admin.Name, path)

@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,6 +120,7 @@ func New(t testing.TB, opts Options) *Pool {
 		hs.CloseClientConnections()
 		hs.Close()
 		p.wg.Wait()
+		p.removeAccounts()
 		db.Close()
 	})
 	admin, err := db.CreateUser(ctx, fmt.Sprintf("admin%d", opts.UIDBase), true)
@@ -134,6 +138,22 @@ func New(t testing.TB, opts Options) *Pool {
 	}
 	p.WaitReady(dspool.DefaultPool, opts.Nodes)
 	return p
+}
+
+// removeAccounts deletes the OS accounts agents created for this test's
+// users (those whose home is on this test's share), so test runs as root do
+// not pile up accounts on the machine.
+func (p *Pool) removeAccounts() {
+	users, err := p.DB.Users(context.Background())
+	if err != nil {
+		return
+	}
+	for _, u := range users {
+		if acct, err := user.Lookup(u.Name); err == nil && strings.HasPrefix(acct.HomeDir, p.Share+"/") {
+			_ = exec.Command("userdel", u.Name).Run()
+			_ = exec.Command("groupdel", u.Name).Run()
+		}
+	}
 }
 
 // ClientFor returns a client authenticated as u, with a new token.

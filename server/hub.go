@@ -156,10 +156,11 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	}
 	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
 	_ = ac.srv.Serve(sess)
+	// seen keeps the last heartbeat: a connection that took a while to be
+	// found dead must not extend the node's grace.
 	h.mu.Lock()
 	if h.conns[node.ID] == ac {
 		delete(h.conns, node.ID)
-		h.seen[node.ID] = h.s.cfg.Now()
 	}
 	h.mu.Unlock()
 	h.s.log.Info("agent disconnected", "node", node.ID)

@@ -45,15 +45,8 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, dspool.Invalid("pool", "pool %s takes no batch work: submit to a pool whose work includes batch", pool.Name))
 		return
 	}
-	if why := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); why != "" {
-		field := "cpus"
-		switch {
-		case spec.Memory > pool.Node.Memory:
-			field = "memory"
-		case spec.GPUs > pool.Node.GPUs:
-			field = "gpus"
-		}
-		s.fail(w, r, dspool.Invalid(field, "this job can never run: %s; ask for less or submit to a bigger pool", why))
+	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	u := userFrom(r)
