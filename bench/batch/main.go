@@ -93,7 +93,10 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	if bin == "" {
 		bin = filepath.Join(tmp, "dspool")
 		logf("building %s", bin)
+		// A static build, as releases are: no dynamic loader at each start
+		// of the CLI.
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("build dspool: %w", err)
