@@ -273,7 +273,12 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
-	prov := local.New(local.Options{Exe: exe, Server: p.url, DataDir: o.Data, Share: o.Share, Logger: log})
+	prov := local.New(local.Options{Exe: exe, Server: p.url, DataDir: o.Data, Share: o.Share, Logger: log,
+		Removed: func(pool, name string) {
+			if _, err := p.db.RetireNode(context.Background(), pool, name); err != nil {
+				log.Error("retire node", "pool", pool, "node", name, "err", err)
+			}
+		}})
 	tokens := map[string]string{}
 	joinToken := func(pool string) (string, error) {
 		if t, ok := tokens[pool]; ok {
@@ -302,6 +307,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 			if err := prov.Reconcile(pools, joinToken); err != nil {
 				log.Error("local pool", "err", err)
 			}
+			retireStrays(ctx, p.db, prov, pools, log)
 		}
 		select {
 		case <-ctx.Done():
@@ -313,6 +319,26 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 			<-served
 			return nil
 		case <-tick.C:
+		}
+	}
+}
+
+// retireStrays marks gone the nodes of local pools that no agent will ever
+// come back for (the pool shrank while dspool was down).
+func retireStrays(ctx context.Context, db *sqlite.DB, prov *local.Provider, pools []*dspool.Pool, log *slog.Logger) {
+	for _, pool := range pools {
+		if pool.Provider != dspool.ProviderLocal {
+			continue
+		}
+		nodes, err := db.Nodes(ctx, pool.Name, false)
+		if err != nil {
+			return
+		}
+		for _, n := range nodes {
+			if !prov.Wanted(pool, n.Name) {
+				log.Info("retiring a node its local pool no longer has", "pool", pool.Name, "node", n.Name)
+				_, _ = db.RetireNode(ctx, pool.Name, n.Name)
+			}
 		}
 	}
 }

@@ -500,11 +500,21 @@ func (db *DB) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
 // LoseNode ends every running attempt on node with reason node_lost (retried
 // when retries are left) and marks the node lost. It returns the jobs changed.
 func (db *DB) LoseNode(ctx context.Context, node, message string) ([]*dspool.Job, error) {
+	return db.endNode(ctx, node, dspool.NodeLost, message)
+}
+
+// endNode moves a node to state (lost or gone) and ends its running
+// attempts with reason node_lost.
+func (db *DB) endNode(ctx context.Context, node string, state dspool.NodeState, message string) ([]*dspool.Job, error) {
 	now := db.now()
 	var changed []*dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		changed = changed[:0]
-		if _, err := tx.Exec(`UPDATE nodes SET state = 'lost', message = ? WHERE id = ? AND state NOT IN ('gone', 'failed')`, message, node); err != nil {
+		from := `state NOT IN ('gone', 'failed')` // a failed node is not lost: it told us why
+		if state == dspool.NodeGone {
+			from = `state != 'gone'`
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET state = ?, message = ? WHERE id = ? AND `+from, string(state), message, node); err != nil {
 			return err
 		}
 		rows, err := tx.Query(`SELECT id FROM jobs WHERE state = 'running' AND node = ?`, node)

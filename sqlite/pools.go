@@ -181,3 +181,18 @@ func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 		return err
 	})
 }
+
+// RetireNode marks the node called name in pool gone: it was removed on
+// purpose, so it is neither lost nor expected back. Attempts still running
+// there end with reason node_lost (retried when their job allows).
+func (db *DB) RetireNode(ctx context.Context, pool, name string) ([]*dspool.Job, error) {
+	var id string
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM nodes WHERE pool = ? AND name = ? AND state != 'gone'`, pool, name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db.endNode(ctx, id, dspool.NodeGone, "removed from the pool")
+}

@@ -27,6 +27,9 @@ type Options struct {
 	Logger  *slog.Logger
 	// ExtraArgs are appended to every agent's command line.
 	ExtraArgs []string
+	// Removed is called after an agent that Reconcile stopped (its pool
+	// shrank) has exited, so its node can be retired.
+	Removed func(pool, name string)
 }
 
 // Provider keeps, for each local pool, Count agent processes running.
@@ -42,6 +45,7 @@ type proc struct {
 	cmd        *exec.Cmd
 	done       chan struct{}
 	stopping   bool
+	surplus    bool // stopped because its pool shrank
 	restarts   int
 	lastStart  time.Time
 }
@@ -72,7 +76,7 @@ func (p *Provider) Reconcile(pools []*dspool.Pool, joinToken func(pool string) (
 	for name, pr := range p.procs {
 		if want[name] == nil && !pr.stopping {
 			p.opts.Logger.Info("stopping local agent", "node", name)
-			pr.stopping = true
+			pr.stopping, pr.surplus = true, true
 			_ = pr.cmd.Process.Signal(syscall.SIGTERM)
 		}
 	}
@@ -141,9 +145,31 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string) error {
 		if pr.stopping && p.procs[name] == pr {
 			delete(p.procs, name)
 		}
+		surplus := pr.surplus
 		p.mu.Unlock()
+		if surplus && p.opts.Removed != nil {
+			p.opts.Removed(pr.pool, name)
+		}
 	}()
 	return nil
+}
+
+// Wanted reports whether name is an agent the provider keeps or is still
+// stopping: a node by any other name in a local pool is a stray (a pool that
+// shrank while no one ran it).
+func (p *Provider) Wanted(pool *dspool.Pool, name string) bool {
+	p.mu.Lock()
+	_, managed := p.procs[name]
+	p.mu.Unlock()
+	if managed {
+		return true
+	}
+	for i := 1; i <= pool.Count; i++ {
+		if name == fmt.Sprintf("%s-%d", pool.Name, i) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop sends SIGTERM to every agent (each stops its jobs: SIGTERM, then
