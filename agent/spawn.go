@@ -15,53 +15,61 @@ import (
 
 // spawn starts cmd so that the new process is in the attempt's cgroup from
 // its first instruction and can never gain privileges, without an
-// intermediate exec:
+// intermediate exec. It forks from an OS thread locked for the purpose,
+// which first sets no_new_privs (a per-thread flag the child inherits) and,
+// on cgroup v1, joins the attempt's cgroups (v1 lets one thread move alone,
+// and a child is born in its forking thread's cgroups); on cgroup v2 the
+// kernel places the child directly (clone3 with CLONE_INTO_CGROUP).
 //
-//   - it forks from a dedicated OS thread that first sets no_new_privs (a
-//     per-thread flag the child inherits) and, on cgroup v1, joins the
-//     attempt's cgroups (v1 lets one thread move alone: a child is born in
-//     its forking thread's cgroups);
-//   - on cgroup v2 the kernel places the child directly (clone3 with
-//     CLONE_INTO_CGROUP, SysProcAttr.UseCgroupFD);
-//   - the thread is never unlocked, so the Go runtime ends it with the
-//     goroutine, and the flag and cgroup membership go with it.
-//
-// No parent-death signal is set: it would fire when that thread ends.
+// After the fork the thread moves back to the agent's cgroups and returns to
+// the runtime, so the child's parent-death signal (tied to the forking
+// thread) fires only when the agent dies: a job never outlives its agent to
+// run beside its own retry. The thread keeps no_new_privs, which changes
+// nothing for an agent that is already root. If it cannot move back, it is
+// never unlocked, and the runtime ends it rather than leave the agent in a
+// job's cgroup.
 func spawn(cmd *exec.Cmd, cg *cgroup) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Deliberately no UnlockOSThread: see above.
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			errc <- fmt.Errorf("set no_new_privs: %w", err)
 			return
 		}
 		if cg == nil || cg.v2 {
 			errc <- cmd.Start()
+			runtime.UnlockOSThread()
 			return
 		}
 		tid := strconv.Itoa(unix.Gettid())
-		// The thread goes back where it was after the fork: if the runtime
-		// keeps it (the main thread is never ended, only parked), the
-		// agent must not stay in the job's cgroup, or killing the job's
-		// cgroup would kill the agent.
 		home, err := threadCgroups(tid, cg.tasks)
 		if err != nil {
 			errc <- err
 			return
 		}
-		defer func() {
+		restore := func() bool {
+			ok := true
 			for _, t := range home {
-				_ = os.WriteFile(t, []byte(tid), 0)
+				if err := os.WriteFile(t, []byte(tid), 0); err != nil {
+					ok = false
+				}
 			}
-		}()
+			return ok
+		}
 		for _, t := range cg.tasks {
 			if err := os.WriteFile(t, []byte(tid), 0); err != nil {
+				if restore() {
+					runtime.UnlockOSThread()
+				}
 				errc <- fmt.Errorf("join cgroup %s: %w", filepath.Dir(t), err)
 				return
 			}
 		}
-		errc <- cmd.Start()
+		err = cmd.Start()
+		if restore() {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -118,7 +126,7 @@ func lookPath(file, path string) (string, error) {
 // sysProcAttr is how every attempt starts: its own process group (so the
 // whole tree can be signalled) and, when the agent is root, the user's ids.
 func sysProcAttr(uid, gid int, cg *cgroup) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true}
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if uid >= 0 {
 		a.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}
 	}
