@@ -445,27 +445,39 @@ func (e *escapingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// eachJob applies fn to every job id in args, in order, stopping at the
+// first error.
+func (a *App) eachJob(args []string, fn func(*api.Client, int64) (*dspool.Job, error)) ([]*dspool.Job, error) {
+	cl, err := a.client()
+	if err != nil {
+		return nil, err
+	}
+	var out []*dspool.Job
+	for _, s := range args {
+		id, err := parseID(s)
+		if err != nil {
+			return nil, err
+		}
+		j, err := fn(cl, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
 func (a *App) jobCancelCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "cancel ID...", Short: "Cancel jobs", Args: args(1, -1, "the ids of the jobs to cancel", "dspool job cancel 12 13"),
 		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree.",
 		Example: "  dspool job cancel 12\n  dspool job cancel 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
+			out, err := a.eachJob(args, func(cl *api.Client, id int64) (*dspool.Job, error) {
+				return cl.CancelJob(cmd.Context(), id)
+			})
 			if err != nil {
 				return err
-			}
-			var out []*dspool.Job
-			for _, s := range args {
-				id, err := parseID(s)
-				if err != nil {
-					return err
-				}
-				j, err := cl.CancelJob(cmd.Context(), id)
-				if err != nil {
-					return err
-				}
-				out = append(out, j)
 			}
 			return a.printJobs(out)
 		},
@@ -479,21 +491,11 @@ func (a *App) jobWaitCmd() *cobra.Command {
 		Long:    "Wait until every job has finished; exit 0 only if all succeeded.",
 		Example: "  dspool job wait 12\n  dspool job wait --timeout 1h 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
+			out, err := a.eachJob(args, func(cl *api.Client, id int64) (*dspool.Job, error) {
+				return a.waitOne(cmd.Context(), cl, id, time.Duration(timeout))
+			})
 			if err != nil {
 				return err
-			}
-			var out []*dspool.Job
-			for _, s := range args {
-				id, err := parseID(s)
-				if err != nil {
-					return err
-				}
-				j, err := a.waitOne(cmd.Context(), cl, id, time.Duration(timeout))
-				if err != nil {
-					return err
-				}
-				out = append(out, j)
 			}
 			if err := a.printJobs(out); err != nil {
 				return err

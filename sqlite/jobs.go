@@ -367,7 +367,6 @@ type Placement struct {
 // longer queued at that attempt (cancelled meanwhile) is skipped; the jobs
 // actually placed are returned.
 func (db *DB) Place(ctx context.Context, ps []Placement) ([]*dspool.Job, error) {
-	now := db.now()
 	var placed []*dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		placed = placed[:0]
@@ -393,13 +392,29 @@ func (db *DB) Place(ctx context.Context, ps []Placement) ([]*dspool.Job, error) 
 		}
 		return nil
 	})
-	_ = now
 	return placed, err
 }
 
 // MarkStarted records that the agent started attempt of job on node. A stale
 // report is refused with an EConflict error.
 func (db *DB) MarkStarted(ctx context.Context, id int64, attempt int, node string, at time.Time) (*dspool.Job, error) {
+	return db.fenced(ctx, id, attempt, node, func(tx *sql.Tx, j *dspool.Job) error {
+		if j.StartedAt != nil {
+			return nil
+		}
+		j.StartedAt = &at
+		if _, err := tx.Exec(`UPDATE jobs SET started_at = ? WHERE id = ?`, unixNano(at), id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`UPDATE attempts SET started_at = ? WHERE job_id = ? AND number = ?`, unixNano(at), id, attempt)
+		return err
+	})
+}
+
+// fenced runs fn in a transaction on job id, only if attempt on node is its
+// current attempt (else an EConflict error), and returns the job as fn
+// left it.
+func (db *DB) fenced(ctx context.Context, id int64, attempt int, node string, fn func(*sql.Tx, *dspool.Job) error) (*dspool.Job, error) {
 	var j *dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var err error
@@ -409,15 +424,7 @@ func (db *DB) MarkStarted(ctx context.Context, id int64, attempt int, node strin
 		if err := j.Fence(attempt, node); err != nil {
 			return err
 		}
-		if j.StartedAt != nil {
-			return nil
-		}
-		j.StartedAt = &at
-		if _, err := tx.Exec(`UPDATE jobs SET started_at = ? WHERE id = ?`, unixNano(at), id); err != nil {
-			return err
-		}
-		_, err = tx.Exec(`UPDATE attempts SET started_at = ? WHERE job_id = ? AND number = ?`, unixNano(at), id, attempt)
-		return err
+		return fn(tx, j)
 	})
 	return j, err
 }
@@ -426,18 +433,9 @@ func (db *DB) MarkStarted(ctx context.Context, id int64, attempt int, node strin
 // on (succeeded, failed, cancelled or queued again for a retry). A stale
 // report is refused with an EConflict error and changes nothing.
 func (db *DB) FinishAttempt(ctx context.Context, id int64, attempt int, node string, r dspool.AttemptResult, at time.Time) (*dspool.Job, error) {
-	var j *dspool.Job
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if j, err = getJob(tx, id); err != nil {
-			return err
-		}
-		if err := j.Fence(attempt, node); err != nil {
-			return err
-		}
+	return db.fenced(ctx, id, attempt, node, func(tx *sql.Tx, j *dspool.Job) error {
 		return finish(tx, j, r, at)
 	})
-	return j, err
 }
 
 func finish(tx *sql.Tx, j *dspool.Job, r dspool.AttemptResult, at time.Time) error {
