@@ -129,6 +129,10 @@ func (s *Server) monitorLoop(ctx context.Context) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var suspectSince time.Time
+	// handled remembers the last contact of failed nodes already dealt with:
+	// a failed node keeps its state, but its attempts still end when it goes
+	// silent, once.
+	handled := map[string]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -144,11 +148,18 @@ func (s *Server) monitorLoop(ctx context.Context) {
 		var silent []*dspool.Node
 		live := 0
 		for _, n := range nodes {
-			if n.State == dspool.NodeLost || n.State == dspool.NodeFailed {
+			if n.State == dspool.NodeLost {
+				continue
+			}
+			last, connected := s.hub.lastSeen(n.ID)
+			if n.State == dspool.NodeFailed {
+				if !connected && now.Sub(last) > s.cfg.NodeGrace && !handled[n.ID].Equal(last) {
+					handled[n.ID] = last
+					silent = append(silent, n)
+				}
 				continue
 			}
 			live++
-			last, connected := s.hub.lastSeen(n.ID)
 			if !connected && now.Sub(last) > s.cfg.NodeGrace {
 				silent = append(silent, n)
 			}
