@@ -241,6 +241,10 @@ func (ag *Agent) Run(ctx context.Context) error {
 // node_lost: the node went away under them, so they are retried when their
 // job allows), so a restarted pool does not have to guess.
 func (ag *Agent) shutdown() {
+	ag.mu.Lock()
+	n := len(ag.attempts)
+	ag.mu.Unlock()
+	ag.log.Info("agent stopping", "attempts", n)
 	ag.stopAll()
 	if ag.cgroups != nil {
 		ag.cgroups.removeAll()

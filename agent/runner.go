@@ -280,7 +280,7 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 		case dspool.ReasonTimeout:
 			r.Message = fmt.Sprintf("time limit of %s reached", time.Duration(s.TimeLimit))
 		case dspool.ReasonNodeLost:
-			r.Message = "the node's agent stopped"
+			r.Message = "stopped because its node's agent was shut down (dspool up or the agent stopped); retried if the job has retries left"
 		}
 	} else if r.Reason == "" && code != 0 {
 		r.Reason = dspool.ReasonExit

@@ -357,6 +357,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 				fmt.Fprintf(w, "  finished:   %s\n", j.FinishedAt.Local().Format(time.DateTime))
 			}
 			if len(j.Attempts) > 0 {
+				names := a.nodeNames([]*dspool.Job{{Node: j.Attempts[0].Node}})
 				fmt.Fprintln(w, "\nAttempts:")
 				return a.print(nil, []string{"  #", "NODE", "STARTED", "FINISHED", "EXIT", "REASON", "MESSAGE"}, func(add func(...any)) {
 					for _, at := range j.Attempts {
@@ -364,7 +365,11 @@ func (a *App) jobShowCmd() *cobra.Command {
 						if at.ExitCode != nil {
 							exit = strconv.Itoa(*at.ExitCode)
 						}
-						add(fmt.Sprintf("  %d", at.Number), at.Node, clock(at.StartedAt), clock(at.FinishedAt), exit, dash(string(at.Reason)), dash(firstLine(at.Message)))
+						node := at.Node
+						if n := names[node]; n != "" {
+							node = n
+						}
+						add(fmt.Sprintf("  %d", at.Number), node, clock(at.StartedAt), clock(at.FinishedAt), exit, dash(string(at.Reason)), dash(firstLine(at.Message)))
 					}
 				})
 			}

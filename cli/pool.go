@@ -65,7 +65,13 @@ func (a *App) poolApplyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.printPools(saved, nil)
+			nodes := map[string][]*dspool.Node{}
+			if all, err := cl.Nodes(cmd.Context(), ""); err == nil {
+				for _, n := range all {
+					nodes[n.Pool] = append(nodes[n.Pool], n)
+				}
+			}
+			return a.printPools(saved, nodes)
 		},
 	}
 	c.Flags().StringVarP(&file, "file", "f", "", "pool file (YAML), - for stdin")
@@ -203,6 +209,11 @@ func (a *App) nodeCmd() *cobra.Command {
 			nodes, err := cl.Nodes(cmd.Context(), pool)
 			if err != nil {
 				return err
+			}
+			if len(nodes) == 0 {
+				if ok, _ := a.json(); !ok {
+					fmt.Fprintln(a.Stderr, "(no nodes yet: local pools start theirs within seconds; machines join with `dspool agent`, see `dspool pool join-token`)")
+				}
 			}
 			return a.printNodes(nodes)
 		},

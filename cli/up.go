@@ -297,8 +297,12 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	defer stopServing()
 	served := make(chan struct{})
 	go func() { p.serve(serveCtx); close(served) }()
-	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   dspool job submit --wait -- echo hello\nPress Ctrl-C to stop.\n",
-		p.url, o.Data, o.Share, admin.Name, cfgPath)
+	self := "dspool"
+	if strings.Contains(os.Args[0], "/") && !strings.Contains(os.Args[0], "go-build") {
+		self = os.Args[0]
+	}
+	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   %s job submit --wait -- echo hello\nPress Ctrl-C to stop.\n",
+		p.url, o.Data, o.Share, admin.Name, cfgPath, self)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
