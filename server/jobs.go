@@ -76,7 +76,7 @@ func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
 		return nil, err
 	}
 	if u := userFrom(r); !u.Admin && j.User != u.Name {
-		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found", id)
+		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found: list yours with `dspool job list`", id)
 	}
 	return j, nil
 }

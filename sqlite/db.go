@@ -194,6 +194,14 @@ func nullTime(t *time.Time) any {
 	return t.UnixNano()
 }
 
+// notFoundHint says where to look instead, per kind of thing.
+var notFoundHint = map[string]string{
+	"job":  "list yours with `dspool job list`",
+	"pool": "list pools with `dspool pool list`",
+	"node": "list nodes with `dspool node list`",
+	"user": "list users with `dspool user list`",
+}
+
 func notFound(what string, id any) error {
-	return dspool.Errorf(dspool.ENotFound, "%s %v not found", what, id)
+	return dspool.Errorf(dspool.ENotFound, "%s %v not found: %s", what, id, notFoundHint[what])
 }
