@@ -59,7 +59,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated
 		s.metrics.submitted.Inc()
-		s.Kick()
+		s.submitted(job.Pool, job.CPUs, job.Memory, job.GPUs)
 	}
 	writeJSON(w, status, job)
 }

@@ -31,8 +31,10 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 func (s *Server) schedule(ctx context.Context) error {
 	began := time.Now()
 	if len(s.hub.ready()) == 0 {
+		s.setHeadroom(map[string]headroom{})
 		return nil
 	}
+	s.setHeadroom(nil) // unknown while the pass runs
 	active, err := s.db.ActiveJobs(ctx)
 	if err != nil {
 		return err
@@ -53,6 +55,7 @@ func (s *Server) schedule(ctx context.Context) error {
 		return err
 	}
 	plan := scheduler.Plan(nodes, queued)
+	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
 		return nil
 	}
@@ -71,6 +74,84 @@ func (s *Server) schedule(ctx context.Context) error {
 		go s.hub.start(j)
 	}
 	return nil
+}
+
+// headroom is the most of each resource that any one node of a pool had
+// free after the last scheduling pass: a job asking for more in any
+// dimension cannot be placed until capacity is freed (which starts a pass of
+// its own), so submitting it need not start one.
+type headroom struct {
+	cpus dspool.MilliCPU
+	mem  dspool.Bytes
+	gpus int
+}
+
+func headroomAfter(nodes []scheduler.Node, jobs []scheduler.Job, plan []scheduler.Placement) map[string]headroom {
+	size := make(map[int64]*scheduler.Job, len(plan))
+	for i := range jobs {
+		size[jobs[i].ID] = &jobs[i]
+	}
+	type free struct {
+		cpus dspool.MilliCPU
+		mem  dspool.Bytes
+		gpus int
+	}
+	left := make(map[string]*free, len(nodes))
+	for _, n := range nodes {
+		left[n.ID] = &free{n.FreeCPUs, n.FreeMem, len(n.FreeGPUs)}
+	}
+	for _, p := range plan {
+		if f, j := left[p.Node], size[p.Job]; f != nil && j != nil {
+			f.cpus -= j.CPUs
+			f.mem -= j.Memory
+			f.gpus -= len(p.GPUs)
+		}
+	}
+	out := map[string]headroom{}
+	for _, n := range nodes {
+		h, f := out[n.Pool], left[n.ID]
+		h.cpus, h.mem, h.gpus = max(h.cpus, f.cpus), max(h.mem, f.mem), max(h.gpus, f.gpus)
+		out[n.Pool] = h
+	}
+	return out
+}
+
+// setHeadroom publishes the headroom of the last pass (nil: unknown). A
+// submission that was not kicked because of stale headroom is kicked now if
+// the new headroom has room.
+func (s *Server) setHeadroom(h map[string]headroom) {
+	s.hmu.Lock()
+	s.headroom = h
+	kick := false
+	if s.skipped && h != nil {
+		for _, x := range h {
+			if x.cpus > 0 {
+				kick = true
+			}
+		}
+		if kick {
+			s.skipped = false
+		}
+	}
+	s.hmu.Unlock()
+	if kick {
+		s.Kick()
+	}
+}
+
+// submitted starts a scheduling pass for a new job unless the last pass
+// showed no node of its pool with room for it.
+func (s *Server) submitted(pool string, cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) {
+	s.hmu.Lock()
+	h, known := s.headroom[pool]
+	fits := s.headroom == nil || known && cpus <= h.cpus && mem <= h.mem && gpus <= h.gpus
+	if !fits {
+		s.skipped = true
+	}
+	s.hmu.Unlock()
+	if fits {
+		s.Kick()
+	}
 }
 
 // snapshotNodes returns the ready nodes of pools that take batch work, with

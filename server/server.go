@@ -62,6 +62,10 @@ type Server struct {
 
 	mu      sync.Mutex
 	waiters map[int64][]chan struct{}
+
+	hmu      sync.Mutex
+	headroom map[string]headroom // nil: unknown
+	skipped  bool                // a submission was not kicked since the last headroom with room
 }
 
 // New returns a server; call Run to start its loops and Handler to serve.
