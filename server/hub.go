@@ -425,6 +425,8 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		current[j.ID] = j
 	}
 	reported := map[int64]bool{}
+	var reports []sqlite.Report
+	ended := false
 	for _, a := range hb.Attempts {
 		j := current[a.Job]
 		fenced := j == nil || j.Fence(a.Attempt, ac.node) != nil
@@ -434,29 +436,21 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		if a.Running {
 			if fenced || j.CancelRequested {
 				reply.Kill = append(reply.Kill, a.AttemptRef)
-				continue
-			}
-			if j.StartedAt == nil && a.StartedAt != nil {
-				if _, err := h.s.db.MarkStarted(ctx, a.Job, a.Attempt, ac.node, *a.StartedAt); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
-					return nil, err
-				}
-				h.s.notify(a.Job)
+			} else if j.StartedAt == nil && a.StartedAt != nil {
+				reports = append(reports, sqlite.Report{Job: a.Job, Attempt: a.Attempt, StartedAt: a.StartedAt})
 			}
 			continue
 		}
 		if !fenced && a.Result != nil {
-			at := now
+			r := sqlite.Report{Job: a.Job, Attempt: a.Attempt, Result: a.Result, At: now}
 			if a.FinishedAt != nil {
-				at = *a.FinishedAt
+				r.At = *a.FinishedAt
 			}
-			if a.StartedAt != nil && j.StartedAt == nil {
-				_, _ = h.s.db.MarkStarted(ctx, a.Job, a.Attempt, ac.node, *a.StartedAt)
+			if j.StartedAt == nil {
+				r.StartedAt = a.StartedAt
 			}
-			if _, err := h.s.db.FinishAttempt(ctx, a.Job, a.Attempt, ac.node, *a.Result, at); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
-				return nil, err
-			}
-			h.s.notify(a.Job)
-			h.s.Kick()
+			reports = append(reports, r)
+			ended = true
 		}
 		reply.Ack = append(reply.Ack, a.AttemptRef)
 	}
@@ -464,29 +458,34 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		if reported[j.ID] {
 			continue
 		}
-		if j.StartedAt != nil {
+		switch {
+		case j.StartedAt != nil:
 			// The agent had started it and no longer knows it: it restarted.
-			r := dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: "the node's agent restarted and lost this attempt"}
-			if _, err := h.s.db.FinishAttempt(ctx, j.ID, j.Attempt, ac.node, r, now); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+				Result: &dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: "the node's agent restarted and lost this attempt"}})
+			ended = true
+		case j.CancelRequested:
+			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+				Result: &dspool.AttemptResult{Message: "cancelled before it started"}})
+		default:
+			spec, err := h.spec(ctx, j)
+			if err != nil {
 				return nil, err
 			}
-			h.s.notify(j.ID)
-			h.s.Kick()
-			continue
+			reply.Start = append(reply.Start, *spec)
 		}
-		if j.CancelRequested {
-			r := dspool.AttemptResult{Message: "cancelled before it started"}
-			if _, err := h.s.db.FinishAttempt(ctx, j.ID, j.Attempt, ac.node, r, now); err != nil && dspool.ErrorCode(err) != dspool.EConflict {
-				return nil, err
-			}
-			h.s.notify(j.ID)
-			continue
-		}
-		spec, err := h.spec(ctx, j)
+	}
+	if len(reports) > 0 {
+		changed, err := h.s.db.ApplyReports(ctx, ac.node, reports)
 		if err != nil {
 			return nil, err
 		}
-		reply.Start = append(reply.Start, *spec)
+		for _, id := range changed {
+			h.s.notify(id)
+		}
+		if ended {
+			h.s.Kick()
+		}
 	}
 	return reply, nil
 }

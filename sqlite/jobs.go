@@ -399,16 +399,20 @@ func (db *DB) Place(ctx context.Context, ps []Placement) ([]*dspool.Job, error) 
 // report is refused with an EConflict error.
 func (db *DB) MarkStarted(ctx context.Context, id int64, attempt int, node string, at time.Time) (*dspool.Job, error) {
 	return db.fenced(ctx, id, attempt, node, func(tx *sql.Tx, j *dspool.Job) error {
-		if j.StartedAt != nil {
-			return nil
-		}
-		j.StartedAt = &at
-		if _, err := tx.Exec(`UPDATE jobs SET started_at = ? WHERE id = ?`, unixNano(at), id); err != nil {
-			return err
-		}
-		_, err := tx.Exec(`UPDATE attempts SET started_at = ? WHERE job_id = ? AND number = ?`, unixNano(at), id, attempt)
-		return err
+		return markStarted(tx, j, at)
 	})
+}
+
+func markStarted(tx *sql.Tx, j *dspool.Job, at time.Time) error {
+	if j.StartedAt != nil {
+		return nil
+	}
+	j.StartedAt = &at
+	if _, err := tx.Exec(`UPDATE jobs SET started_at = ? WHERE id = ?`, unixNano(at), j.ID); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`UPDATE attempts SET started_at = ? WHERE job_id = ? AND number = ?`, unixNano(at), j.ID, j.Attempt)
+	return err
 }
 
 // fenced runs fn in a transaction on job id, only if attempt on node is its
@@ -418,15 +422,63 @@ func (db *DB) fenced(ctx context.Context, id int64, attempt int, node string, fn
 	var j *dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if j, err = getJob(tx, id); err != nil {
-			return err
-		}
-		if err := j.Fence(attempt, node); err != nil {
+		j, err = fencedJob(tx, id, attempt, node)
+		if err != nil {
 			return err
 		}
 		return fn(tx, j)
 	})
 	return j, err
+}
+
+func fencedJob(tx *sql.Tx, id int64, attempt int, node string) (*dspool.Job, error) {
+	j, err := getJob(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	return j, j.Fence(attempt, node)
+}
+
+// Report is what an agent says of one attempt: that it started, and/or how
+// it ended.
+type Report struct {
+	Job       int64
+	Attempt   int
+	StartedAt *time.Time
+	Result    *dspool.AttemptResult
+	At        time.Time // when it ended
+}
+
+// ApplyReports records the reports of one heartbeat from node in one
+// transaction (one fsync for all of them). Stale reports are skipped; the
+// ids of the jobs that changed are returned.
+func (db *DB) ApplyReports(ctx context.Context, node string, rs []Report) ([]int64, error) {
+	var changed []int64
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		changed = changed[:0]
+		for _, r := range rs {
+			j, err := fencedJob(tx, r.Job, r.Attempt, node)
+			if dspool.ErrorCode(err) == dspool.EConflict || dspool.ErrorCode(err) == dspool.ENotFound {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if r.StartedAt != nil {
+				if err := markStarted(tx, j, *r.StartedAt); err != nil {
+					return err
+				}
+			}
+			if r.Result != nil {
+				if err := finish(tx, j, *r.Result, r.At); err != nil {
+					return err
+				}
+			}
+			changed = append(changed, r.Job)
+		}
+		return nil
+	})
+	return changed, err
 }
 
 // FinishAttempt records how attempt of job on node ended and moves the job

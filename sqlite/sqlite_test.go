@@ -132,3 +132,40 @@ func TestRefusesForeignOrDamagedFile(t *testing.T) {
 		t.Error("the foreign file was modified")
 	}
 }
+
+func TestApplyReportsSkipsStale(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"))
+	ctx := context.Background()
+	u, _ := db.CreateUser(ctx, "alice", false)
+	var ids []int64
+	for i := 0; i < 2; i++ {
+		spec := dspool.JobSpec{Command: []string{"true"}}
+		_ = spec.Normalize()
+		j, _, err := db.SubmitJob(ctx, u.ID, &spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	if _, err := db.Place(ctx, []sqlite.Placement{{Job: ids[0], Attempt: 1, Node: "n1"}, {Job: ids[1], Attempt: 1, Node: "n2"}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	code := 0
+	changed, err := db.ApplyReports(ctx, "n1", []sqlite.Report{
+		{Job: ids[0], Attempt: 1, StartedAt: &now, Result: &dspool.AttemptResult{ExitCode: &code}, At: now},
+		{Job: ids[1], Attempt: 1, StartedAt: &now, Result: &dspool.AttemptResult{ExitCode: &code}, At: now}, // n2's job: stale
+		{Job: 999, Attempt: 1, StartedAt: &now}, // unknown
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 1 || changed[0] != ids[0] {
+		t.Errorf("changed = %v, want only job %d", changed, ids[0])
+	}
+	a, _ := db.Job(ctx, ids[0])
+	b, _ := db.Job(ctx, ids[1])
+	if a.State != dspool.JobSucceeded || a.StartedAt == nil || b.State != dspool.JobRunning || b.StartedAt != nil {
+		t.Errorf("got %s (started %v) and %s (started %v), want succeeded/started and running/not started", a.State, a.StartedAt, b.State, b.StartedAt)
+	}
+}
