@@ -226,14 +226,21 @@ func (h *hub) decorate(n *dspool.Node) {
 	}
 }
 
-// ready returns the nodes that can take work now, by id.
-func (h *hub) ready() map[string]*agentConn {
+// readyNode is a copy of what the scheduler needs of a connected node.
+type readyNode struct {
+	pool string
+	inv  dspool.Inventory
+}
+
+// ready returns the nodes that can take work now, by id, copied under the
+// lock (heartbeats update them concurrently).
+func (h *hub) ready() map[string]readyNode {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := map[string]*agentConn{}
+	out := map[string]readyNode{}
 	for id, ac := range h.conns {
 		if ac.state == dspool.NodeReady {
-			out[id] = ac
+			out[id] = readyNode{pool: ac.pool, inv: ac.inv}
 		}
 	}
 	return out
