@@ -312,11 +312,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 		Use: "show ID", Short: "Show a job and its attempts", Args: args(1, 1, "one job id", "dspool job show 12"),
 		Example: "  dspool job show 12\n  dspool job show 12 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := a.client()
+			cl, id, err := a.jobArg(args[0])
 			if err != nil {
 				return err
 			}
@@ -410,11 +406,7 @@ func (a *App) jobLogsCmd() *cobra.Command {
 		Long:    "Print a job's combined stdout and stderr, read from the share. With -f, keep printing until the attempt ends.",
 		Example: "  dspool job logs 12\n  dspool job logs -f 12\n  dspool job logs --attempt 1 12",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := a.client()
+			cl, id, err := a.jobArg(args[0])
 			if err != nil {
 				return err
 			}
@@ -450,16 +442,22 @@ func (e *escapingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// jobArg parses a job id argument and returns a client to ask about it.
+func (a *App) jobArg(s string) (*api.Client, int64, error) {
+	id, err := parseID(s)
+	if err != nil {
+		return nil, 0, err
+	}
+	cl, err := a.client()
+	return cl, id, err
+}
+
 // eachJob applies fn to every job id in args, in order, stopping at the
 // first error.
 func (a *App) eachJob(args []string, fn func(*api.Client, int64) (*dspool.Job, error)) ([]*dspool.Job, error) {
-	cl, err := a.client()
-	if err != nil {
-		return nil, err
-	}
 	var out []*dspool.Job
 	for _, s := range args {
-		id, err := parseID(s)
+		cl, id, err := a.jobArg(s)
 		if err != nil {
 			return nil, err
 		}

@@ -53,13 +53,10 @@ func TestSetupScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A pass runs at least every second; give it several.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		cur, err := p.Admin.Job(ctx, j.ID)
-		if err != nil || cur.State != dspool.JobQueued {
-			t.Fatalf("job on the failed node's pool: %v %v, want it to stay queued", cur.State, err)
-		}
-		time.Sleep(100 * time.Millisecond) // watching that nothing happens
+	// A pass runs at least every second: a long poll spanning several passes
+	// answers with the job's state then (or early, had it run and ended).
+	cur, err := p.Admin.WaitJob(ctx, j.ID, 3*time.Second)
+	if err != nil || cur.State != dspool.JobQueued {
+		t.Fatalf("job on the failed node's pool: %v %v, want it to stay queued", cur.State, err)
 	}
 }
