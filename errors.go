@@ -55,3 +55,13 @@ func ErrorCode(err error) string {
 	}
 	return EInternal
 }
+
+// Message is what to tell a user about err: the message of an *Error, and
+// for any other error a pointer to the log rather than its internals.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	return "an internal error occurred; an admin finds it in the server's log"
+}

@@ -38,12 +38,14 @@ type Pool struct {
 	Work  []Work `json:"work" yaml:"work"`
 	// Setup runs once as root with /bin/sh when a node starts, before it
 	// takes work; a node whose setup fails is marked failed with its output.
-	Setup        string            `json:"setup,omitempty" yaml:"setup"`
-	SetupTimeout Duration          `json:"setup_timeout,omitempty" yaml:"setup_timeout"`
-	OutputLimit  Bytes             `json:"output_limit,omitempty" yaml:"output_limit"`
-	Labels       map[string]string `json:"labels,omitempty" yaml:"labels"`
-	CreatedAt    time.Time         `json:"created_at,omitempty" yaml:"-"`
-	UpdatedAt    time.Time         `json:"updated_at,omitempty" yaml:"-"`
+	Setup        string   `json:"setup,omitempty" yaml:"setup"`
+	SetupTimeout Duration `json:"setup_timeout,omitempty" yaml:"setup_timeout"`
+	OutputLimit  Bytes    `json:"output_limit,omitempty" yaml:"output_limit"`
+	// Sessions configures interactive sessions in pools that take them.
+	Sessions  *SessionSpec      `json:"sessions,omitempty" yaml:"sessions"`
+	Labels    map[string]string `json:"labels,omitempty" yaml:"labels"`
+	CreatedAt time.Time         `json:"created_at,omitempty" yaml:"-"`
+	UpdatedAt time.Time         `json:"updated_at,omitempty" yaml:"-"`
 }
 
 // Pool defaults and bounds.
@@ -118,6 +120,16 @@ func (p *Pool) Normalize(prefix string) error {
 	}
 	if p.OutputLimit == 0 {
 		p.OutputLimit = DefaultOutputLimit
+	}
+	if p.Takes(WorkInteractive) {
+		if p.Sessions == nil {
+			p.Sessions = &SessionSpec{}
+		}
+		if err := p.Sessions.normalize(prefix, p.Node); err != nil {
+			return err
+		}
+	} else if p.Sessions != nil {
+		return Invalid(f("sessions"), "pool %s does not take interactive work: add interactive to work, or remove sessions", p.Name)
 	}
 	if len(p.Labels) > MaxLabels {
 		return Invalid(f("labels"), "has %d labels: at most %d", len(p.Labels), MaxLabels)

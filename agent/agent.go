@@ -53,8 +53,11 @@ type Config struct {
 	Labels map[string]string
 	// PidsLimit bounds the processes of one attempt (default 4096).
 	PidsLimit int
-	Logger    *slog.Logger
-	Version   string
+	// SFTPServer is the command line of the sftp subsystem of sessions,
+	// run as the user (dspool's own: DSPOOL sftp-server); empty: no sftp.
+	SFTPServer []string
+	Logger     *slog.Logger
+	Version    string
 }
 
 // Agent is a running node agent.
@@ -76,7 +79,12 @@ type Agent struct {
 	message  string
 	setupRan bool
 	dirty    chan struct{}
-	lock     *os.File // held for the agent's life
+
+	smu      sync.Mutex
+	sessions map[string]*hosted
+	sftpExe  *os.File // the sftp subsystem's program, opened at start
+
+	lock *os.File // held for the agent's life
 }
 
 type identity struct {
@@ -114,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	ag := &Agent{cfg: cfg, log: cfg.Logger, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
-		attempts: map[api.AttemptRef]*attempt{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
+		attempts: map[api.AttemptRef]*attempt{}, sessions: map[string]*hosted{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
 		accounts: accounts{done: map[string]bool{}}}
 	ag.inv = dspool.Inventory{CPUs: cfg.CPUs, Memory: cfg.Memory}
 	if ag.inv.CPUs == 0 {
@@ -132,6 +140,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	if ag.inv.GPUs == nil {
 		ag.inv.GPUs = []dspool.GPU{}
+	}
+	if len(cfg.SFTPServer) > 0 {
+		f, err := os.Open(cfg.SFTPServer[0])
+		if err != nil {
+			return nil, fmt.Errorf("sftp server: %w", err)
+		}
+		ag.sftpExe = f
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -358,10 +373,14 @@ func (ag *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
+	defer ag.endAllSessions()
 	ag.log.Info("connected to server", "server", ag.cfg.Server, "node", ag.node)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /attempts", ag.serveStart)
 	mux.HandleFunc("POST /kill", ag.serveKill)
+	mux.HandleFunc("POST /sessions/channel", ag.serveChannel)
+	mux.HandleFunc("POST /sessions/forward", ag.serveForward)
+	mux.HandleFunc("POST /sessions/end", ag.serveSessionEnd)
 	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 4<<20), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(sess) }()
 	defer srv.Close()

@@ -284,3 +284,59 @@ func (c *Client) Register(ctx context.Context, r RegisterRequest) (*RegisterResp
 	var out RegisterResponse
 	return &out, c.Do(ctx, "POST", "/api/v1/agents/register", &r, &out)
 }
+
+// AddKey registers an SSH public key (one authorized_keys line) for a user
+// (the caller when empty).
+func (c *Client) AddKey(ctx context.Context, user, key string) (*dspool.SSHKey, error) {
+	var out dspool.SSHKey
+	return &out, c.Do(ctx, "POST", "/api/v1/keys", &KeyAdd{User: user, Key: key}, &out)
+}
+
+// Keys lists a user's SSH keys (the caller's when empty; every user's when
+// all, for admins).
+func (c *Client) Keys(ctx context.Context, user string, all bool) ([]*dspool.SSHKey, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	var out struct {
+		Keys []*dspool.SSHKey `json:"keys"`
+	}
+	return out.Keys, c.Do(ctx, "GET", "/api/v1/keys?"+q.Encode(), nil, &out)
+}
+
+// RemoveKey removes an SSH key by id or fingerprint.
+func (c *Client) RemoveKey(ctx context.Context, key string) (*dspool.SSHKey, error) {
+	var out dspool.SSHKey
+	return &out, c.Do(ctx, "DELETE", "/api/v1/keys/"+url.PathEscape(key), nil, &out)
+}
+
+// Sessions lists interactive sessions: the caller's, or every user's when
+// all (admins); ended ones too when ended.
+func (c *Client) Sessions(ctx context.Context, all, ended bool) ([]*dspool.Session, error) {
+	q := url.Values{}
+	if all {
+		q.Set("all", "true")
+	}
+	if ended {
+		q.Set("ended", "true")
+	}
+	var out SessionList
+	return out.Sessions, c.Do(ctx, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out)
+}
+
+// Session returns one session.
+func (c *Client) Session(ctx context.Context, id string) (*dspool.Session, error) {
+	var out dspool.Session
+	return &out, c.Do(ctx, "GET", "/api/v1/sessions/"+url.PathEscape(id), nil, &out)
+}
+
+// KillSession ends a session: its connections are closed with a message and
+// its processes killed.
+func (c *Client) KillSession(ctx context.Context, id string) (*dspool.Session, error) {
+	var out dspool.Session
+	return &out, c.Do(ctx, "POST", "/api/v1/sessions/"+url.PathEscape(id)+"/kill", nil, &out)
+}

@@ -68,6 +68,9 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 			}
 			cfg.Logger = logger(os.Stderr)
 			cfg.Version = Version
+			if exe, err := os.Executable(); err == nil {
+				cfg.SFTPServer = []string{exe, "sftp-server"}
+			}
 			ag, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err

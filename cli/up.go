@@ -18,16 +18,19 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/gateway/sshgw"
 	"github.com/dspool/dspool/provider/local"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 )
 
 // planeOptions are the settings `up` and `server` share.
 type planeOptions struct {
 	Listen    string          `json:"listen"`
+	SSHListen string          `json:"ssh_listen"`
 	Data      string          `json:"data"`
 	Share     string          `json:"share"`
 	NodeGrace dspool.Duration `json:"node_grace"`
@@ -40,6 +43,7 @@ type planeOptions struct {
 func (o *planeOptions) flags(c *cobra.Command) {
 	f := c.Flags()
 	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
+	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
@@ -78,6 +82,8 @@ type plane struct {
 	http  *http.Server
 	url   string
 	ln    net.Listener
+	ssh   *sshgw.Gateway
+	sshLn net.Listener
 	admin *dspool.User
 	lock  *os.File
 }
@@ -123,6 +129,23 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
+	if o.SSHListen != "" && o.SSHListen != "off" {
+		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
+		if err != nil {
+			ln.Close()
+			p.close()
+			return nil, err
+		}
+		sln, err := net.Listen("tcp", o.SSHListen)
+		if err != nil {
+			ln.Close()
+			p.close()
+			return nil, fmt.Errorf("listen on %s for SSH: %w (pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err)
+		}
+		p.sshLn = sln
+		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log})
+		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()))
+	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -138,7 +161,15 @@ func (p *plane) serve(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); p.srv.Run(loops) }()
 	go func() { defer wg.Done(); _ = p.http.Serve(p.ln) }()
+	if p.ssh != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.ssh.Serve(p.sshLn) }()
+	}
 	<-ctx.Done()
+	if p.ssh != nil {
+		p.ssh.Close()
+		p.sshLn.Close()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = p.http.Shutdown(sctx)
@@ -210,7 +241,7 @@ func defaultAdminName() string {
 }
 
 func (a *App) upCmd() *cobra.Command {
-	o := planeOptions{Listen: "127.0.0.1:8080"}
+	o := planeOptions{Listen: "127.0.0.1:8080", SSHListen: "127.0.0.1:2222"}
 	nodes := 0
 	c := &cobra.Command{
 		Use:   "up",
@@ -301,8 +332,13 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	if strings.Contains(os.Args[0], "/") && !strings.Contains(os.Args[0], "go-build") {
 		self = os.Args[0]
 	}
-	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   %s job submit --wait -- echo hello\nPress Ctrl-C to stop.\n",
+	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   %s job submit --wait -- echo hello\n",
 		p.url, o.Data, o.Share, admin.Name, cfgPath, self)
+	if p.ssh != nil {
+		host, port, _ := net.SplitHostPort(p.sshLn.Addr().String())
+		fmt.Fprintf(a.Stdout, "  ssh:   %s key add ~/.ssh/id_ed25519.pub, then ssh -p %s %s@%s\n", self, port, admin.Name, host)
+	}
+	fmt.Fprintf(a.Stdout, "Press Ctrl-C to stop.\n")
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -406,6 +442,7 @@ func (a *App) serverCmd() *cobra.Command {
 		Long: `Run the control plane alone. The config file (YAML):
 
   listen: 0.0.0.0:8080
+  ssh_listen: 0.0.0.0:2222   # the SSH gateway; off to disable
   data: /var/lib/dspool      # the store
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
@@ -428,7 +465,7 @@ DATA/admin-token (mode 0600).`,
 			if err != nil {
 				return fmt.Errorf("%s: not valid YAML: %w", file, err)
 			}
-			o := planeOptions{Listen: "127.0.0.1:8080", Admin: "admin"}
+			o := planeOptions{Listen: "127.0.0.1:8080", SSHListen: "127.0.0.1:2222", Admin: "admin"}
 			if err := dspool.DecodeJSON(js, &o); err != nil {
 				return fmt.Errorf("%s: %w", file, err)
 			}

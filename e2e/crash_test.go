@@ -131,6 +131,7 @@ func startServerPool(t *testing.T, ctx context.Context) *serverPool {
 	p.share = filepath.Join(data, "share")
 	addr := freeAddr(t)
 	p.config = writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %s
+ssh_listen: "off"
 data: %s
 share: %s
 admin: %s

@@ -12,7 +12,7 @@ import (
 func TestSecondUpOnSameDataIsRefused(t *testing.T) {
 	up := startUp(t, upConfig{UIDBase: uidBase(8)})
 	_, stderr, code := cli(t, []string{"DSPOOL_CONFIG=" + filepath.Join(tempDir(t), "other.json")},
-		"up", "--data", up.Data, "--listen", "127.0.0.1:0")
+		"up", "--data", up.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "off")
 	if code == 0 || !strings.Contains(stderr, "another dspool") || !strings.Contains(stderr, up.Data) {
 		t.Fatalf("second up: exit %d, stderr %q; want a refusal naming %s", code, stderr, up.Data)
 	}

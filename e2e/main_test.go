@@ -184,10 +184,11 @@ type upConfig struct {
 
 // upProc is a running `dspool up`.
 type upProc struct {
-	URL   string
-	Data  string
-	Share string
-	Login string
+	URL     string
+	SSHPort string // the SSH gateway's port on 127.0.0.1
+	Data    string
+	Share   string
+	Login   string
 
 	t        *testing.T
 	cmd      *exec.Cmd
@@ -214,7 +215,7 @@ func startUp(t *testing.T, c upConfig) *upProc {
 	}
 	u := &upProc{Data: c.Data, Share: filepath.Join(c.Data, "share"), Login: c.Login, t: t, done: make(chan struct{}),
 		stdout: filepath.Join(dir, "up.out"), stderr: filepath.Join(dir, "up.err")}
-	args := []string{"up", "--data", c.Data, "--listen", "127.0.0.1:0", "--nodes", strconv.Itoa(c.Nodes),
+	args := []string{"up", "--data", c.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--nodes", strconv.Itoa(c.Nodes),
 		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms"}
 	if c.UIDBase != 0 {
 		args = append(args, "--uid-base", strconv.Itoa(c.UIDBase))
@@ -242,7 +243,10 @@ func startUp(t *testing.T, c upConfig) *upProc {
 		for _, line := range strings.Split(string(b), "\n") {
 			if rest, ok := strings.CutPrefix(line, "dspool is up at "); ok {
 				u.URL = strings.TrimSpace(rest)
-				return true
+			}
+			if _, rest, ok := strings.Cut(line, "then ssh -p "); ok {
+				u.SSHPort, _, _ = strings.Cut(rest, " ")
+				return u.URL != ""
 			}
 		}
 		return false

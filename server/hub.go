@@ -159,11 +159,14 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	// seen keeps the last heartbeat: a connection that took a while to be
 	// found dead must not extend the node's grace.
 	h.mu.Lock()
-	if h.conns[node.ID] == ac {
+	current := h.conns[node.ID] == ac
+	if current {
 		delete(h.conns, node.ID)
 	}
 	h.mu.Unlock()
 	h.s.log.Info("agent disconnected", "node", node.ID)
+	// The agent ends its sessions when it loses this connection.
+	h.s.sessions.nodeGone(node.ID, fmt.Sprintf("node %s lost its connection to the control plane", node.Name))
 }
 
 // bufConn reads first what the HTTP server had already buffered.

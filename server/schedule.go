@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -35,6 +36,8 @@ func (s *Server) schedule(ctx context.Context) error {
 		return nil
 	}
 	s.setHeadroom(nil) // unknown while the pass runs
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
 	active, err := s.db.ActiveJobs(ctx)
 	if err != nil {
 		return err
@@ -176,6 +179,12 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 		byID[id] = n
 		ids = append(ids, id)
 	}
+	for id, r := range s.sessions.reserved() {
+		if n := byID[id]; n != nil {
+			n.FreeCPUs -= r.CPUs
+			n.FreeMem -= r.Memory
+		}
+	}
 	for _, j := range active {
 		n := byID[j.Node]
 		if n == nil || j.State != dspool.JobRunning {
@@ -266,6 +275,7 @@ func (s *Server) monitorLoop(ctx context.Context) {
 				continue
 			}
 			s.log.Warn("node lost", "node", n.ID, "name", n.Name, "attempts", len(changed))
+			s.sessions.nodeGone(n.ID, fmt.Sprintf("node %s stopped answering", n.Name))
 			for _, j := range changed {
 				s.notify(j.ID)
 			}

@@ -55,6 +55,10 @@ type Server struct {
 	db      *sqlite.DB
 	log     *slog.Logger
 	hub     *hub
+	// sessions are the live interactive sessions; placeMu serializes
+	// placing sessions with scheduling passes.
+	sessions *sessions
+	placeMu  sync.Mutex
 	kick    chan struct{}
 	metrics *metrics
 	reg     *prometheus.Registry
@@ -94,16 +98,24 @@ func New(cfg Config) *Server {
 		reg: prometheus.NewRegistry(), started: cfg.Now(),
 	}
 	s.hub = newHub(s)
+	s.sessions = newSessions(s)
 	s.metrics = newMetrics(s)
 	return s
 }
 
 // Run runs the scheduling loop and the node monitor until ctx ends.
 func (s *Server) Run(ctx context.Context) {
+	// Sessions lived in the connections of the previous control plane.
+	if n, err := s.db.EndAllSessions(ctx, "the control plane restarted"); err != nil {
+		s.log.Error("end the sessions of the previous run", "err", err)
+	} else if n > 0 {
+		s.log.Info("ended the sessions of the previous run", "sessions", n)
+	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
+	go func() { defer wg.Done(); s.sessions.recordLoop(ctx) }()
 	<-ctx.Done()
 	s.hub.closeAll()
 	wg.Wait()
@@ -172,6 +184,12 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/users", authAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, s.createUser},
 		{"POST", "/api/v1/tokens", authUser, s.createToken},
+		{"GET", "/api/v1/keys", authUser, s.listKeys},
+		{"POST", "/api/v1/keys", authUser, s.addKey},
+		{"DELETE", "/api/v1/keys/{key}", authUser, s.removeKey},
+		{"GET", "/api/v1/sessions", authUser, s.listSessions},
+		{"GET", "/api/v1/sessions/{id}", authUser, s.getSession},
+		{"POST", "/api/v1/sessions/{id}/kill", authUser, s.killSession},
 		{"POST", "/api/v1/agents/register", authNone, s.hub.register},
 		{"GET", "/api/v1/agents/connect", authNone, s.hub.connect},
 	}

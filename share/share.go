@@ -17,6 +17,10 @@ import (
 // Home is a user's home directory, relative to the share's root.
 func Home(user string) string { return "home/" + user }
 
+// Notebooks is a user's notebook directory, relative to the share's root;
+// interactive sessions link it at ~/notebooks/remote.
+func Notebooks(user string) string { return "notebooks/" + user }
+
 // JobDir is a job's directory (default working directory, logs), relative
 // to the share's root.
 func JobDir(id int64) string { return "jobs/" + strconv.FormatInt(id, 10) }
@@ -59,6 +63,30 @@ func OpenFile(root, rel string, uid, gid int, perm os.FileMode) (*os.File, error
 		}
 	}
 	return os.NewFile(uintptr(fd), path.Join(root, rel)), nil
+}
+
+// Symlink creates the symlink rel -> target beneath root, owned by uid:gid,
+// unless something already exists at rel (a user may have replaced it; their
+// choice is kept). The parent of rel is reached without following symlinks.
+func Symlink(root, rel, target string, uid, gid int) error {
+	dir, name := path.Split(rel)
+	dfd, err := walk(root, strings.TrimSuffix(dir, "/"), false, -1, -1, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	if err := unix.Symlinkat(target, dfd, name); err != nil {
+		if err == unix.EEXIST {
+			return nil
+		}
+		return fmt.Errorf("link %s in the share: %w", rel, err)
+	}
+	if uid >= 0 {
+		if err := unix.Fchownat(dfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %s in the share: %w", rel, err)
+		}
+	}
+	return nil
 }
 
 func walk(root, rel string, create bool, uid, gid int, perm os.FileMode) (int, error) {

@@ -38,7 +38,27 @@ type Options struct {
 	UIDBase int
 }
 
-const schemaVersion = 1
+// schemaVersion is the version a store has after every migration.
+var schemaVersion = 1 + len(migrations)
+
+// migrations[i] upgrades a store from version i+1 to i+2. A new store gets
+// schema (version 1), then each of them, in one transaction.
+var migrations = []string{
+	// 2: SSH keys and interactive sessions.
+	`CREATE TABLE ssh_keys (
+		id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),
+		fingerprint TEXT NOT NULL UNIQUE, type TEXT NOT NULL, key TEXT NOT NULL, comment TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL, last_used INTEGER);
+	CREATE INDEX ssh_keys_user ON ssh_keys(user_id);
+	CREATE TABLE sessions (
+		id TEXT PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), kind TEXT NOT NULL,
+		pool TEXT NOT NULL, node TEXT NOT NULL, cpus INTEGER NOT NULL, memory INTEGER NOT NULL,
+		state TEXT NOT NULL, remote TEXT NOT NULL DEFAULT '', started_at INTEGER NOT NULL, last_activity INTEGER NOT NULL,
+		ended_at INTEGER, end_reason TEXT NOT NULL DEFAULT '', bytes_in INTEGER NOT NULL DEFAULT 0,
+		bytes_out INTEGER NOT NULL DEFAULT 0, connections INTEGER NOT NULL DEFAULT 0);
+	CREATE INDEX sessions_active ON sessions(state) WHERE state != 'ended';
+	CREATE INDEX sessions_user ON sessions(user_id, started_at);`,
+}
 
 const schema = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,6 +136,12 @@ func (db *DB) migrate(ctx context.Context, uidBase int) error {
 		return fmt.Errorf("read schema version (is this a dspool store?): %w", err)
 	}
 	switch {
+	case v >= 1 && v < schemaVersion:
+		var ok string
+		if err := db.w.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ok); err != nil || ok != "ok" {
+			return fmt.Errorf("integrity check failed (%s %v): restore it from a backup; dspool will not start on a damaged store", ok, err)
+		}
+		return db.upgrade(ctx, v)
 	case v == schemaVersion:
 		var ok string
 		if err := db.w.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&ok); err != nil || ok != "ok" {
@@ -143,10 +169,33 @@ func (db *DB) migrate(ctx context.Context, uidBase int) error {
 	if _, err := tx.ExecContext(ctx, "INSERT INTO meta(key, value) VALUES ('uid_base', ?)", fmt.Sprint(uidBase)); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+	if err := migrate(ctx, tx, 1); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// upgrade brings a store of version v to schemaVersion in one transaction.
+func (db *DB) upgrade(ctx context.Context, v int) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := migrate(ctx, tx, v); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func migrate(ctx context.Context, tx *sql.Tx, from int) error {
+	for v := from; v < schemaVersion; v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			return fmt.Errorf("upgrade the schema to version %d: %w", v+1, err)
+		}
+	}
+	_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion))
+	return err
 }
 
 // Close stops the writer and closes the file.
@@ -196,10 +245,12 @@ func nullTime(t *time.Time) any {
 
 // notFoundHint says where to look instead, per kind of thing.
 var notFoundHint = map[string]string{
-	"job":  "list yours with `dspool job list`",
-	"pool": "list pools with `dspool pool list`",
-	"node": "list nodes with `dspool node list`",
-	"user": "list users with `dspool user list`",
+	"job":     "list yours with `dspool job list`",
+	"pool":    "list pools with `dspool pool list`",
+	"node":    "list nodes with `dspool node list`",
+	"user":    "list users with `dspool user list`",
+	"key":     "list keys with `dspool key list`",
+	"session": "list sessions with `dspool session list`",
 }
 
 func notFound(what string, id any) error {

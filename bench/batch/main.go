@@ -222,7 +222,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		return nil, err
 	}
 	u := &upProc{config: filepath.Join(dir, "config.json"), done: make(chan struct{})}
-	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--ssh-listen", "off",
 		"--heartbeat", "200ms", "--nodes", "0")
 	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
 	u.cmd.Stdout, u.cmd.Stderr = log, log

@@ -1,0 +1,564 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
+)
+
+// hosted is an interactive session on this node: the processes of every
+// SSH channel of one user's session, in one cgroup sized by the pool's
+// session reservation. It ends when the control plane says so, or when the
+// connection to the control plane is lost (its SSH connections went with it).
+type hosted struct {
+	setup api.SessionSetup
+	home  string // absolute
+	uid   int    // -1: run as the agent's own user
+	gid   int
+	cg    *cgroup
+
+	mu    sync.Mutex
+	pgids map[int]bool
+	ended bool
+}
+
+var sessionIDRE = regexp.MustCompile(`^s-[a-z0-9]{1,40}$`)
+
+// hostSession returns the session, setting it up the first time: the
+// user's account, home (0700) and notebook link on the share, and the cgroup.
+func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
+	if !sessionIDRE.MatchString(s.Session) || !dspool.ValidName(s.User.Name) ||
+		s.Home != share.Home(s.User.Name) || s.Notebooks != share.Notebooks(s.User.Name) {
+		return nil, fmt.Errorf("malformed session %q for user %q", s.Session, s.User.Name)
+	}
+	ag.smu.Lock()
+	defer ag.smu.Unlock()
+	if h := ag.sessions[s.Session]; h != nil {
+		return h, nil
+	}
+	h := &hosted{setup: s, home: filepath.Join(ag.cfg.Share, s.Home), uid: -1, gid: -1, pgids: map[int]bool{}}
+	if ag.root && s.User.UID != 0 {
+		h.uid, h.gid = s.User.UID, s.User.GID
+		if err := ag.accounts.ensure(s.User, h.home); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{"home", "notebooks"} {
+		if err := share.MkdirAll(ag.cfg.Share, d, -1, -1, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{s.Home, s.Notebooks, s.Home + "/notebooks"} {
+		if err := share.MkdirAll(ag.cfg.Share, d, h.uid, h.gid, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), h.uid, h.gid); err != nil {
+		return nil, err
+	}
+	if ag.cgroups != nil {
+		cg, err := ag.cgroups.create(s.Session, s.CPUs, s.Memory, ag.cfg.PidsLimit)
+		if err != nil {
+			return nil, fmt.Errorf("create cgroup: %w", err)
+		}
+		h.cg = cg
+	}
+	ag.sessions[s.Session] = h
+	ag.log.Info("session started", "session", s.Session, "user", s.User.Name)
+	return h, nil
+}
+
+// end kills every process left in the session and removes its cgroup.
+func (h *hosted) end() {
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		return
+	}
+	h.ended = true
+	pgids := make([]int, 0, len(h.pgids))
+	for p := range h.pgids {
+		pgids = append(pgids, p)
+	}
+	h.mu.Unlock()
+	for _, p := range pgids {
+		_ = syscall.Kill(-p, syscall.SIGKILL)
+	}
+	if h.cg != nil {
+		h.cg.signal(syscall.SIGKILL)
+		h.cg.remove()
+	}
+}
+
+func (ag *Agent) endSession(id string) {
+	ag.smu.Lock()
+	h := ag.sessions[id]
+	delete(ag.sessions, id)
+	ag.smu.Unlock()
+	if h != nil {
+		h.end()
+		ag.log.Info("session ended", "session", id)
+	}
+}
+
+// endAllSessions ends every session: their SSH connections lived in the
+// control plane this agent just lost.
+func (ag *Agent) endAllSessions() {
+	ag.smu.Lock()
+	ids := make([]string, 0, len(ag.sessions))
+	for id := range ag.sessions {
+		ids = append(ids, id)
+	}
+	ag.smu.Unlock()
+	for _, id := range ids {
+		ag.endSession(id)
+	}
+}
+
+func (ag *Agent) serveSessionEnd(w http.ResponseWriter, r *http.Request) {
+	var req api.SessionEnd
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad session end: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	ag.endSession(req.Session)
+	w.WriteHeader(http.StatusOK)
+}
+
+// hijack answers 101 and returns the stream, reading first what the HTTP
+// server had buffered.
+func hijack(w http.ResponseWriter) (net.Conn, error) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", api.SessionUpgrade)
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &readConn{Conn: conn, r: brw.Reader}, nil
+}
+
+// clientEnv is what an SSH client may set in a session (OpenSSH's AcceptEnv
+// on Debian): the locale.
+func clientEnv(k, v string) bool {
+	if k != "LANG" && !strings.HasPrefix(k, "LC_") || len(k) > 32 || len(v) > 256 {
+		return false
+	}
+	for _, c := range k + v {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (ag *Agent) sessionEnv(h *hosted, req *api.ChannelRequest, shell string) []string {
+	s := &req.SessionSetup
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + h.home, "USER=" + s.User.Name, "LOGNAME=" + s.User.Name, "SHELL=" + shell, "LANG=C.UTF-8",
+		"DSPOOL_SESSION=" + s.Session, "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName, "DSPOOL_SHARE=" + ag.cfg.Share,
+	}
+	if req.Client != "" {
+		env = append(env, "SSH_CLIENT="+req.Client, "SSH_CONNECTION="+req.Client+" "+req.Server)
+	}
+	if req.PTY != nil && req.PTY.Term != "" {
+		env = append(env, "TERM="+req.PTY.Term)
+	}
+	for k, v := range req.Env {
+		if clientEnv(k, v) {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// command is the process a channel runs, as OpenSSH runs it: a login shell,
+// or the command line given to the user's shell with -c.
+func (ag *Agent) command(req *api.ChannelRequest) (string, []string, error) {
+	shell := "/bin/bash"
+	if _, err := os.Stat(shell); err != nil {
+		shell = "/bin/sh"
+	}
+	switch req.Kind {
+	case api.ChannelShell:
+		return shell, []string{"-" + filepath.Base(shell)}, nil
+	case api.ChannelExec:
+		return shell, []string{filepath.Base(shell), "-c", req.Command}, nil
+	case api.ChannelSubsystem:
+		if req.Command != "sftp" {
+			return "", nil, fmt.Errorf("subsystem %q is not offered: only sftp is", req.Command)
+		}
+		if ag.sftpExe == nil {
+			return "", nil, errors.New("sftp is not available on this node")
+		}
+		// The program runs from the descriptor the agent opened: the user
+		// may not be able to reach its path (a private build directory).
+		return "/proc/self/fd/3", ag.cfg.SFTPServer, nil
+	}
+	return "", nil, fmt.Errorf("unknown channel kind %q", req.Kind)
+}
+
+func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
+	var req api.ChannelRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad channel request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	h, err := ag.hostSession(req.SessionSetup)
+	if err != nil {
+		http.Error(w, "set up the session: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	path, argv, err := ag.command(&req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cmd := &exec.Cmd{Path: path, Args: argv, Env: ag.sessionEnv(h, &req, path), Dir: h.home,
+		SysProcAttr: sysProcAttr(h.uid, h.gid, h.cg)}
+	if req.Kind == api.ChannelSubsystem {
+		cmd.ExtraFiles = []*os.File{ag.sftpExe}
+	}
+	p, err := startProc(cmd, h, req.PTY)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("start %s: %v", argv[0], unwrapExec(err)), http.StatusInternalServerError)
+		return
+	}
+	conn, err := hijack(w)
+	if err != nil {
+		p.hangup()
+		return
+	}
+	p.serve(conn)
+}
+
+// proc is one process of a session with its stdio.
+type proc struct {
+	cmd    *exec.Cmd
+	h      *hosted
+	ptmx   *os.File // with a terminal
+	stdin  *os.File // without one
+	stdout *os.File
+	stderr *os.File
+}
+
+func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY) (*proc, error) {
+	p := &proc{cmd: cmd, h: h}
+	var child []*os.File
+	if t != nil {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			return nil, fmt.Errorf("open a terminal: %w", err)
+		}
+		_ = pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(min(t.Cols, 1<<15)), Rows: uint16(min(t.Rows, 1<<15))})
+		if h.uid >= 0 {
+			_ = tty.Chown(h.uid, h.gid)
+			_ = tty.Chmod(0o620)
+		}
+		p.ptmx = ptmx
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr.Setpgid = false
+		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+		child = []*os.File{tty}
+	} else {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			inR.Close()
+			inW.Close()
+			return nil, err
+		}
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			inR.Close()
+			inW.Close()
+			outR.Close()
+			outW.Close()
+			return nil, err
+		}
+		p.stdin, p.stdout, p.stderr = inW, outR, errR
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+		child = []*os.File{inR, outW, errW}
+	}
+	err := spawn(cmd, h.cg)
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		p.closeAll()
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		p.closeAll()
+		return nil, errors.New("the session has ended")
+	}
+	h.pgids[cmd.Process.Pid] = true
+	h.mu.Unlock()
+	return p, nil
+}
+
+func (p *proc) closeAll() {
+	for _, f := range []*os.File{p.ptmx, p.stdin, p.stdout, p.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// hangup tells the process group its client is gone: SIGHUP, then SIGKILL
+// a few seconds later if it is still there.
+func (p *proc) hangup() {
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGHUP)
+	_ = syscall.Kill(-pgid, syscall.SIGCONT)
+	time.AfterFunc(5*time.Second, func() {
+		p.h.mu.Lock()
+		alive := p.h.pgids[pgid]
+		p.h.mu.Unlock()
+		if alive {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// drainAfterExit is how long output is still read after the process exits,
+// from children that keep its stdout open (OpenSSH waits for them forever).
+const drainAfterExit = 2 * time.Second
+
+// serve pumps frames between the stream and the process until it exits.
+func (p *proc) serve(conn net.Conn) {
+	defer conn.Close()
+	fw := api.NewFrameWriter(conn)
+	var copies sync.WaitGroup
+	pump := func(typ byte, f *os.File) {
+		defer copies.Done()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				if fw.WriteFrame(typ, buf[:n]) != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	if p.ptmx != nil {
+		copies.Add(1)
+		go pump(api.FrameData, p.ptmx)
+	} else {
+		copies.Add(2)
+		go pump(api.FrameData, p.stdout)
+		go pump(api.FrameStderr, p.stderr)
+	}
+	clientGone := make(chan struct{})
+	go func() {
+		defer close(clientGone)
+		p.input(api.NewFrameReader(bufio.NewReaderSize(conn, 64<<10)))
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-exited:
+	case <-clientGone:
+		p.hangup()
+		werr = <-exited
+	}
+	pgid := p.cmd.Process.Pid
+	p.h.mu.Lock()
+	delete(p.h.pgids, pgid)
+	p.h.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { copies.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainAfterExit):
+	}
+	p.closeAll()
+	<-drained
+	_ = fw.WriteFrame(api.FrameExit, exitFrame(werr))
+}
+
+// input applies the control plane's frames to the process.
+func (p *proc) input(fr *api.FrameReader) {
+	in := p.stdin
+	if p.ptmx != nil {
+		in = p.ptmx
+	}
+	for {
+		typ, b, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch typ {
+		case api.FrameData:
+			if _, err := in.Write(b); err != nil && p.ptmx == nil {
+				// The process closed its stdin; keep reading frames so the
+				// stream still carries control.
+				in = nil
+			}
+		case api.FrameEOF:
+			if p.stdin != nil {
+				p.stdin.Close()
+			}
+		case api.FrameWindow:
+			if p.ptmx != nil && len(b) == 8 {
+				cols, rows := binary.BigEndian.Uint32(b[:4]), binary.BigEndian.Uint32(b[4:])
+				_ = pty.Setsize(p.ptmx, &pty.Winsize{Cols: uint16(min(cols, 1<<15)), Rows: uint16(min(rows, 1<<15))})
+			}
+		case api.FrameSignal:
+			if sig, ok := signals[string(b)]; ok {
+				_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+			}
+		}
+		if in == nil {
+			in = devNull
+		}
+	}
+}
+
+var devNull, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+
+// signals are the names SSH gives signals (RFC 4254 6.10).
+var signals = map[string]syscall.Signal{
+	"ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM, "FPE": syscall.SIGFPE, "HUP": syscall.SIGHUP,
+	"ILL": syscall.SIGILL, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL, "PIPE": syscall.SIGPIPE,
+	"QUIT": syscall.SIGQUIT, "SEGV": syscall.SIGSEGV, "TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1,
+	"USR2": syscall.SIGUSR2,
+}
+
+func exitFrame(werr error) []byte {
+	e := api.Exit{}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		ws := ee.Sys().(syscall.WaitStatus)
+		e.Status = ws.ExitStatus()
+		if ws.Signaled() {
+			for name, s := range signals {
+				if s == ws.Signal() {
+					e.Signal = name
+				}
+			}
+			if e.Signal == "" {
+				e.Status = 128 + int(ws.Signal())
+			}
+		}
+	} else if werr != nil {
+		e.Status, e.Message = 255, werr.Error()
+	}
+	b, _ := json.Marshal(e)
+	return b
+}
+
+// serveForward connects a stream to a TCP address as seen from this node,
+// for `ssh -L`, within the pool's forwarding policy.
+func (ag *Agent) serveForward(w http.ResponseWriter, r *http.Request) {
+	var req api.ForwardRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "bad forward request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, err := ag.hostSession(req.SessionSetup); err != nil {
+		http.Error(w, "set up the session: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	addr, err := forwardAddr(ctx, req.Forwarding, req.Host, req.Port)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("connect to %s:%d: %v", req.Host, req.Port, err), http.StatusBadGateway)
+		return
+	}
+	conn, err := hijack(w)
+	if err != nil {
+		c.Close()
+		return
+	}
+	splice(conn, c.(*net.TCPConn))
+}
+
+// forwardAddr resolves where a forward may go under policy: "local" allows
+// only the node's loopback addresses.
+func forwardAddr(ctx context.Context, policy, host string, port int) (string, error) {
+	if port < 1 || port > 65535 {
+		return "", fmt.Errorf("port %d is out of range", port)
+	}
+	switch policy {
+	case dspool.ForwardNone:
+		return "", errors.New("port forwarding is off in this pool (sessions.forwarding: none)")
+	case dspool.ForwardAny:
+		return net.JoinHostPort(host, fmt.Sprint(port)), nil
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return "", fmt.Errorf("resolve %s: %v", host, err)
+	}
+	for _, ip := range ips {
+		if !ip.IP.IsLoopback() {
+			return "", fmt.Errorf("forwarding to %s is not allowed: this pool forwards only to the node itself (localhost); ask an admin for sessions.forwarding: any", host)
+		}
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("resolve %s: no address", host)
+	}
+	return net.JoinHostPort(ips[0].IP.String(), fmt.Sprint(port)), nil
+}
+
+// splice copies both ways, passing each side's end of input on as a
+// half-close, until both directions are done.
+func splice(stream net.Conn, c *net.TCPConn) {
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = io.Copy(c, stream)
+		_ = c.CloseWrite()
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = io.Copy(stream, c)
+		_ = stream.Close() // a stream's Close is a half-close: it can still be read
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+	stream.Close()
+	c.Close()
+}

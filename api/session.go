@@ -1,0 +1,189 @@
+package api
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/dspool/dspool"
+)
+
+// KeyAdd is the body of POST /api/v1/keys: Key is one line of an
+// authorized_keys file; an empty User means the caller.
+type KeyAdd struct {
+	User string `json:"user,omitempty"`
+	Key  string `json:"key"`
+}
+
+// SessionList is the answer of GET /api/v1/sessions.
+type SessionList struct {
+	Sessions []*dspool.Session `json:"sessions"`
+}
+
+// SessionUpgrade is the Upgrade token of a stream the control plane opens
+// to an agent for one channel of an interactive session.
+const SessionUpgrade = "dspool-session/1"
+
+// SessionSetup is what an agent needs to host a session: the account, the
+// home on the share, and the reservation that bounds its processes. Every
+// channel request carries it, so the first one sets the session up.
+type SessionSetup struct {
+	Session    string          `json:"session"`
+	Pool       string          `json:"pool"`
+	User       RunAs           `json:"user"`
+	Home       string          `json:"home"`      // relative to the share
+	Notebooks  string          `json:"notebooks"` // relative to the share; linked at ~/notebooks/remote
+	CPUs       dspool.MilliCPU `json:"cpus"`
+	Memory     dspool.Bytes    `json:"memory"`
+	Forwarding string          `json:"forwarding"`
+}
+
+// Channel kinds.
+const (
+	ChannelShell     = "shell"
+	ChannelExec      = "exec"
+	ChannelSubsystem = "subsystem"
+)
+
+// PTY is a terminal the client asked for.
+type PTY struct {
+	Term string `json:"term"`
+	Cols uint32 `json:"cols"`
+	Rows uint32 `json:"rows"`
+}
+
+// ChannelRequest starts one process of a session: POST /sessions/channel
+// with Upgrade: dspool-session/1. After the 101 answer the stream carries
+// frames (see WriteFrame).
+type ChannelRequest struct {
+	SessionSetup
+	Kind    string            `json:"kind"`
+	Command string            `json:"command,omitempty"` // exec: the command line; subsystem: its name
+	PTY     *PTY              `json:"pty,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	// Client is "IP PORT" of the SSH client, and Server "IP PORT" of the
+	// gateway, for SSH_CLIENT and SSH_CONNECTION.
+	Client string `json:"client,omitempty"`
+	Server string `json:"server,omitempty"`
+}
+
+// ForwardRequest connects a stream to Host:Port as seen from the node:
+// POST /sessions/forward with Upgrade; after the 101 answer the stream
+// carries the connection's bytes.
+type ForwardRequest struct {
+	SessionSetup
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// SessionEnd ends a session on its node: every process left in it is
+// killed. POST /sessions/end.
+type SessionEnd struct {
+	Session string `json:"session"`
+}
+
+// Exit is how a session's process ended.
+type Exit struct {
+	Status  int    `json:"status"`
+	Signal  string `json:"signal,omitempty"` // without SIG, as SSH names it
+	Message string `json:"message,omitempty"`
+}
+
+// Frame types of a session channel stream. The control plane sends Data
+// (stdin), EOF, Window and Signal; the agent sends Data (stdout), Stderr,
+// and Exit last.
+const (
+	FrameData   byte = 1
+	FrameStderr byte = 2
+	FrameEOF    byte = 3
+	FrameWindow byte = 4 // 4 bytes cols, 4 bytes rows, big endian
+	FrameSignal byte = 5 // the signal name
+	FrameExit   byte = 6 // JSON Exit
+)
+
+// MaxFrame is the largest frame payload; a larger one breaks the stream.
+const MaxFrame = 64 << 10
+
+// ErrFrame is a malformed frame.
+var ErrFrame = errors.New("malformed session frame")
+
+// FrameWriter writes frames from several goroutines, each frame whole.
+type FrameWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+// NewFrameWriter returns a FrameWriter on w.
+func NewFrameWriter(w io.Writer) *FrameWriter { return &FrameWriter{w: w} }
+
+// WriteFrame writes one frame: a type byte, a 4-byte big-endian length and
+// the payload. Payloads longer than MaxFrame are split.
+func (fw *FrameWriter) WriteFrame(typ byte, p []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	for {
+		n := min(len(p), MaxFrame)
+		if cap(fw.buf) < 5+n {
+			fw.buf = make([]byte, 5+max(n, 32<<10))
+		}
+		b := fw.buf[:5+n]
+		b[0] = typ
+		binary.BigEndian.PutUint32(b[1:5], uint32(n))
+		copy(b[5:], p[:n])
+		if _, err := fw.w.Write(b); err != nil {
+			return err
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+}
+
+// Write writes p as Data frames, so a FrameWriter is an io.Writer.
+func (fw *FrameWriter) Write(p []byte) (int, error) {
+	if err := fw.WriteFrame(FrameData, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// FrameReader reads frames.
+type FrameReader struct {
+	r   io.Reader
+	hdr [5]byte
+	buf []byte
+}
+
+// NewFrameReader returns a FrameReader on r.
+func NewFrameReader(r io.Reader) *FrameReader { return &FrameReader{r: r} }
+
+// ReadFrame reads the next frame. The payload is valid until the next
+// call. A truncated frame, an unknown type or an oversized length is
+// ErrFrame; a clean end between frames is io.EOF.
+func (fr *FrameReader) ReadFrame() (byte, []byte, error) {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return 0, nil, fmt.Errorf("%w: truncated header", ErrFrame)
+		}
+		return 0, nil, err
+	}
+	typ, n := fr.hdr[0], binary.BigEndian.Uint32(fr.hdr[1:])
+	if typ < FrameData || typ > FrameExit {
+		return 0, nil, fmt.Errorf("%w: type %d", ErrFrame, typ)
+	}
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrame, n, MaxFrame)
+	}
+	if cap(fr.buf) < int(n) {
+		fr.buf = make([]byte, max(int(n), 32<<10))
+	}
+	b := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		return 0, nil, fmt.Errorf("%w: truncated payload: %v", ErrFrame, err)
+	}
+	return typ, b, nil
+}

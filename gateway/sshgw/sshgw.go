@@ -1,0 +1,669 @@
+// Package sshgw is dspool's SSH front door: `ssh USER@pool` (or
+// USER+POOL@pool) authenticates by public key, lands on a node of an
+// interactive pool, and every channel of the connection (shells, commands,
+// sftp, port forwards) is carried to that node over its agent's
+// connection. The gateway terminates SSH; nodes never see the client's
+// keys and accept session streams only from the control plane.
+package sshgw
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"golang.org/x/crypto/ssh"
+)
+
+// Session is a connection's hold on an interactive session (server.Lease).
+type Session interface {
+	ID() string
+	NodeName() string
+	Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, error)
+	Forward(ctx context.Context, host string, port int) (net.Conn, error)
+	In(n int)
+	Out(n int)
+	Done() <-chan struct{}
+	Reason() string
+	Close()
+}
+
+// Backend is what the gateway needs of the control plane.
+type Backend interface {
+	// Authenticate returns the user a login may act as with the key of
+	// this fingerprint, or an error.
+	Authenticate(ctx context.Context, login dspool.Login, fingerprint string) (*dspool.User, error)
+	// OpenSession routes a connection of user to a session in pool
+	// (empty: the default interactive pool).
+	OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (Session, error)
+}
+
+// Config configures a Gateway. Zero values mean the defaults.
+type Config struct {
+	HostKey ssh.Signer
+	Backend Backend
+	Logger  *slog.Logger
+	// HandshakeTimeout bounds the time from connect to authenticated
+	// (default 30s).
+	HandshakeTimeout time.Duration
+	// MaxUnauthenticated bounds connections not yet authenticated, in
+	// total (default 256) and per source address (default 16).
+	MaxUnauthenticated int
+	MaxPerSource       int
+	// KeepAlive is how often an idle client is probed (default 30s); a
+	// client that misses three probes is dropped.
+	KeepAlive time.Duration
+}
+
+// Gateway is a running SSH front door.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+	ssh *ssh.ServerConfig
+
+	mu       sync.Mutex
+	unauth   int
+	bySource map[string]int
+	conns    map[*ssh.ServerConn]struct{}
+	closed   bool
+}
+
+// New returns a gateway; call Serve with a listener.
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	if cfg.MaxUnauthenticated == 0 {
+		cfg.MaxUnauthenticated = 256
+	}
+	if cfg.MaxPerSource == 0 {
+		cfg.MaxPerSource = 16
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, bySource: map[string]int{}, conns: map[*ssh.ServerConn]struct{}{}}
+	g.ssh = &ssh.ServerConfig{
+		MaxAuthTries:      6,
+		ServerVersion:     "SSH-2.0-dspool",
+		PublicKeyCallback: g.publicKey,
+	}
+	g.ssh.AddHostKey(cfg.HostKey)
+	return g
+}
+
+// Permission extensions that carry the authenticated user from the key
+// callback to the connection. x/crypto/ssh hands the connection the
+// Permissions returned for the key that was actually verified, not the last
+// key offered (CVE-2024-45337), so nothing else is trusted.
+const (
+	extUser = "dspool-user"
+	extUID  = "dspool-uid"
+	extGID  = "dspool-gid"
+	extPool = "dspool-pool"
+	extKey  = "dspool-key"
+)
+
+func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	login, err := dspool.ParseLogin(meta.User())
+	if err != nil {
+		g.log.Info("ssh login refused", "remote", meta.RemoteAddr().String(), "err", err)
+		return nil, errors.New("invalid login")
+	}
+	fp := ssh.FingerprintSHA256(key)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := g.cfg.Backend.Authenticate(ctx, login, fp)
+	if err != nil {
+		g.log.Info("ssh key refused", "login", login.User, "remote", meta.RemoteAddr().String(), "key", fp)
+		return nil, errors.New("key refused")
+	}
+	return &ssh.Permissions{Extensions: map[string]string{
+		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Pool, extKey: fp,
+	}}, nil
+}
+
+// Serve accepts connections on ln until it is closed.
+func (g *Gateway) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			g.mu.Lock()
+			closed := g.closed
+			g.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		src := sourceOf(c.RemoteAddr())
+		if !g.admit(src) {
+			g.log.Warn("ssh connection dropped: too many unauthenticated connections", "remote", src)
+			c.Close()
+			continue
+		}
+		go g.serveConn(c, src)
+	}
+}
+
+// Close closes every connection; Serve returns once its listener is closed.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	g.closed = true
+	conns := make([]*ssh.ServerConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func sourceOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+func (g *Gateway) admit(src string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.unauth >= g.cfg.MaxUnauthenticated || g.bySource[src] >= g.cfg.MaxPerSource {
+		return false
+	}
+	g.unauth++
+	g.bySource[src]++
+	return true
+}
+
+func (g *Gateway) authenticated(src string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.unauth--
+	if g.bySource[src]--; g.bySource[src] <= 0 {
+		delete(g.bySource, src)
+	}
+}
+
+func (g *Gateway) serveConn(c net.Conn, src string) {
+	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
+	g.authenticated(src)
+	if err != nil {
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		sc.Close()
+		return
+	}
+	g.conns[sc] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.conns, sc)
+		g.mu.Unlock()
+	}()
+	ext := sc.Permissions.Extensions
+	uid, _ := strconv.Atoi(ext[extUID])
+	gid, _ := strconv.Atoi(ext[extGID])
+	u := &dspool.User{Name: ext[extUser], UID: uid, GID: gid}
+	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}}
+	cc.serve(chans, reqs, ext[extPool])
+}
+
+// LoadOrCreateHostKey reads the host key at path, creating an Ed25519 key
+// (mode 0600) the first time, so the gateway's fingerprint stays the same
+// across restarts.
+func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		blk, err := ssh.MarshalPrivateKey(priv, "dspool gateway host key")
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create host key %s: %w", path, err)
+		}
+		if _, err := f.Write(pem.EncodeToMemory(blk)); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write host key %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		b, err = os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read host key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w (remove it to make a new one; clients will see a new fingerprint)", path, err)
+	}
+	return s, nil
+}
+
+// clientConn is one authenticated SSH connection.
+type clientConn struct {
+	g    *Gateway
+	sc   *ssh.ServerConn
+	user *dspool.User
+	sess Session // nil when no session could be opened
+	// refusal is shown on every channel when sess is nil.
+	refusal string
+
+	mu       sync.Mutex
+	channels map[*channel]struct{}
+	ended    string
+}
+
+func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, pool string) {
+	defer cc.sc.Close()
+	go ssh.DiscardRequests(reqs) // keepalives answered; tcpip-forward (-R) refused
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String())
+	cancel()
+	if err != nil {
+		cc.refusal = "dspool: " + dspool.Message(err)
+		cc.g.log.Info("ssh session refused", "user", cc.user.Name, "err", err)
+	} else {
+		cc.sess = sess
+		defer sess.Close()
+		go cc.watch()
+		cc.g.log.Info("ssh login", "user", cc.user.Name, "session", sess.ID(), "node", sess.NodeName(),
+			"remote", cc.sc.RemoteAddr().String(), "key", cc.sc.Permissions.Extensions[extKey])
+	}
+	go cc.keepAlive()
+	for nc := range chans {
+		switch nc.ChannelType() {
+		case "session":
+			go cc.session(nc)
+		case "direct-tcpip":
+			go cc.forward(nc)
+		default:
+			_ = nc.Reject(ssh.UnknownChannelType, "dspool offers session and direct-tcpip channels only")
+		}
+	}
+}
+
+// watch ends the connection when the session is ended from outside.
+func (cc *clientConn) watch() {
+	<-cc.sess.Done()
+	msg := fmt.Sprintf("\r\ndspool: your session on node %s has ended: %s. Files on the share are intact; log in again for a new session.\r\n",
+		cc.sess.NodeName(), cc.sess.Reason())
+	cc.mu.Lock()
+	cc.ended = msg
+	chs := make([]*channel, 0, len(cc.channels))
+	for ch := range cc.channels {
+		chs = append(chs, ch)
+	}
+	cc.mu.Unlock()
+	for _, ch := range chs {
+		ch.abort(msg)
+	}
+	// Give the messages a moment to leave before the connection closes.
+	time.Sleep(200 * time.Millisecond)
+	cc.sc.Close()
+}
+
+func (cc *clientConn) keepAlive() {
+	t := time.NewTicker(cc.g.cfg.KeepAlive)
+	defer t.Stop()
+	missed := 0
+	for range t.C {
+		res := make(chan error, 1)
+		go func() {
+			_, _, err := cc.sc.SendRequest("keepalive@openssh.com", true, nil)
+			res <- err
+		}()
+		select {
+		case err := <-res:
+			if err != nil {
+				return // the connection is closed
+			}
+			missed = 0
+		case <-time.After(cc.g.cfg.KeepAlive):
+			if missed++; missed >= 3 {
+				cc.g.log.Info("ssh client stopped answering", "user", cc.user.Name)
+				cc.sc.Close()
+				return
+			}
+		}
+	}
+}
+
+// forward serves a direct-tcpip channel (ssh -L) through the node.
+func (cc *clientConn) forward(nc ssh.NewChannel) {
+	var p struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil || p.Port > 65535 {
+		_ = nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
+		return
+	}
+	if cc.sess == nil {
+		_ = nc.Reject(ssh.Prohibited, cc.refusal)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	stream, err := cc.sess.Forward(ctx, p.Host, int(p.Port))
+	cancel()
+	if err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, "dspool: "+err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		stream.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	done := make(chan struct{}, 2)
+	go func() {
+		n, _ := io.Copy(stream, ch)
+		cc.sess.In(int(n))
+		_ = stream.Close() // half-close: the answer still comes back
+		done <- struct{}{}
+	}()
+	go func() {
+		n, _ := io.Copy(ch, stream)
+		cc.sess.Out(int(n))
+		_ = ch.CloseWrite()
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+	ch.Close()
+	stream.Close()
+}
+
+// channel is one session channel: a shell, command or subsystem.
+type channel struct {
+	cc *clientConn
+	ch ssh.Channel
+
+	mu      sync.Mutex
+	fw      *api.FrameWriter
+	stream  net.Conn
+	done    bool
+	aborted bool
+}
+
+func (cc *clientConn) session(nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	c := &channel{cc: cc, ch: ch}
+	cc.mu.Lock()
+	ended := cc.ended
+	cc.channels[c] = struct{}{}
+	cc.mu.Unlock()
+	defer func() {
+		cc.mu.Lock()
+		delete(cc.channels, c)
+		cc.mu.Unlock()
+	}()
+	if ended != "" {
+		c.abort(ended)
+		return
+	}
+	req := api.ChannelRequest{Env: map[string]string{}, Client: hostPort(cc.sc.RemoteAddr()), Server: hostPort(cc.sc.LocalAddr())}
+	for r := range reqs {
+		switch r.Type {
+		case "pty-req":
+			var p struct {
+				Term          string
+				Cols, Rows    uint32
+				Width, Height uint32
+				Modes         string
+			}
+			if c.started() || ssh.Unmarshal(r.Payload, &p) != nil || len(p.Term) > 64 {
+				_ = r.Reply(false, nil)
+				continue
+			}
+			req.PTY = &api.PTY{Term: p.Term, Cols: p.Cols, Rows: p.Rows}
+			_ = r.Reply(true, nil)
+		case "env":
+			var p struct{ Name, Value string }
+			if c.started() || ssh.Unmarshal(r.Payload, &p) != nil || len(req.Env) >= 64 {
+				_ = r.Reply(false, nil)
+				continue
+			}
+			req.Env[p.Name] = p.Value
+			_ = r.Reply(r.WantReply, nil)
+		case "shell", "exec", "subsystem":
+			if c.started() {
+				_ = r.Reply(false, nil)
+				continue
+			}
+			req.Kind = r.Type
+			if r.Type != "shell" {
+				var p struct{ Command string }
+				if ssh.Unmarshal(r.Payload, &p) != nil {
+					_ = r.Reply(false, nil)
+					continue
+				}
+				req.Command = p.Command
+			}
+			if !c.start(r, req) {
+				return
+			}
+		case "window-change":
+			var p struct{ Cols, Rows, Width, Height uint32 }
+			if ssh.Unmarshal(r.Payload, &p) == nil {
+				b := make([]byte, 8)
+				binary.BigEndian.PutUint32(b, p.Cols)
+				binary.BigEndian.PutUint32(b[4:], p.Rows)
+				c.control(api.FrameWindow, b)
+			}
+			_ = r.Reply(r.WantReply, nil)
+		case "signal":
+			var p struct{ Signal string }
+			if ssh.Unmarshal(r.Payload, &p) == nil {
+				c.control(api.FrameSignal, []byte(p.Signal))
+			}
+			_ = r.Reply(r.WantReply, nil)
+		default:
+			// auth-agent-req@openssh.com (agent forwarding), x11-req,
+			// break and the rest: refused.
+			_ = r.Reply(false, nil)
+		}
+	}
+}
+
+func hostPort(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return ""
+	}
+	return host + " " + port
+}
+
+func (c *channel) started() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stream != nil || c.done
+}
+
+func (c *channel) control(typ byte, b []byte) {
+	c.mu.Lock()
+	fw := c.fw
+	c.mu.Unlock()
+	if fw != nil {
+		_ = fw.WriteFrame(typ, b)
+	}
+}
+
+// start opens the process on the node and pumps the channel. It returns
+// false when the channel is finished.
+func (c *channel) start(r *ssh.Request, req api.ChannelRequest) bool {
+	sess := c.cc.sess
+	if sess == nil {
+		_, _ = fmt.Fprintf(c.ch.Stderr(), "%s\r\n", c.cc.refusal)
+		c.exit(r, api.Exit{Status: 255})
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stream, err := sess.Channel(ctx, req)
+	cancel()
+	if err != nil {
+		_, _ = fmt.Fprintf(c.ch.Stderr(), "dspool: %s could not start on node %s: %v\r\n", req.Kind, sess.NodeName(), err)
+		c.exit(r, api.Exit{Status: 255})
+		return false
+	}
+	c.mu.Lock()
+	c.stream = stream
+	c.fw = api.NewFrameWriter(stream)
+	aborted := c.aborted
+	c.mu.Unlock()
+	if aborted {
+		stream.Close()
+		return false
+	}
+	_ = r.Reply(true, nil)
+	go c.input()
+	go c.output()
+	return true
+}
+
+// exit answers the request (if it waits for one) with success, reports e
+// and closes the channel.
+func (c *channel) exit(r *ssh.Request, e api.Exit) {
+	c.mu.Lock()
+	c.done = true
+	c.mu.Unlock()
+	if r != nil {
+		_ = r.Reply(true, nil)
+	}
+	sendExit(c.ch, e)
+	_ = c.ch.Close()
+}
+
+func sendExit(ch ssh.Channel, e api.Exit) {
+	if e.Signal != "" {
+		_, _ = ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Message    string
+			Lang       string
+		}{e.Signal, false, e.Message, ""}))
+	} else {
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(e.Status)}))
+	}
+	_ = ch.CloseWrite()
+}
+
+// input carries the client's bytes to the process.
+func (c *channel) input() {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.ch.Read(buf)
+		if n > 0 {
+			c.cc.sess.In(n)
+			if c.fw.WriteFrame(api.FrameData, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			_ = c.fw.WriteFrame(api.FrameEOF, nil)
+			return
+		}
+	}
+}
+
+// output carries the process's output and exit to the client.
+func (c *channel) output() {
+	fr := api.NewFrameReader(c.stream)
+	defer c.stream.Close()
+	for {
+		typ, b, err := fr.ReadFrame()
+		if err != nil {
+			c.mu.Lock()
+			aborted := c.aborted
+			c.mu.Unlock()
+			if !aborted {
+				_, _ = fmt.Fprintf(c.ch.Stderr(), "\r\ndspool: lost the connection to node %s; this session has ended. Files on the share are intact; log in again for a new session.\r\n", c.cc.sess.NodeName())
+				c.exit(nil, api.Exit{Status: 255})
+			}
+			return
+		}
+		switch typ {
+		case api.FrameData:
+			c.cc.sess.Out(len(b))
+			if _, err := c.ch.Write(b); err != nil {
+				return
+			}
+		case api.FrameStderr:
+			c.cc.sess.Out(len(b))
+			if _, err := c.ch.Stderr().Write(b); err != nil {
+				return
+			}
+		case api.FrameExit:
+			var e api.Exit
+			if err := json.Unmarshal(b, &e); err != nil {
+				e = api.Exit{Status: 255}
+			}
+			c.exit(nil, e)
+			return
+		}
+	}
+}
+
+// abort ends the channel with a message: the session was ended from outside.
+func (c *channel) abort(msg string) {
+	c.mu.Lock()
+	if c.aborted || c.done {
+		c.mu.Unlock()
+		return
+	}
+	c.aborted = true
+	stream := c.stream
+	c.mu.Unlock()
+	_, _ = io.WriteString(c.ch.Stderr(), msg)
+	c.exit(nil, api.Exit{Status: 255})
+	if stream != nil {
+		stream.Close()
+	}
+}

@@ -1,0 +1,263 @@
+package sshgw_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/dspooltest"
+	"github.com/dspool/dspool/gateway/sshgw"
+	"golang.org/x/crypto/ssh"
+)
+
+type fixture struct {
+	p    *dspooltest.Pool
+	addr string
+	gw   *sshgw.Gateway
+}
+
+// start runs an in-process pool with one interactive node (1 cpu; a
+// session reserves all of it) and a gateway in front of it.
+func start(t *testing.T, uidBase int, cfg sshgw.Config) *fixture {
+	t.Helper()
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: uidBase})
+	ctx := context.Background()
+	pool := &dspool.Pool{Name: "inter", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+		Sessions: &dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20, Default: true}}
+	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
+		t.Fatal(err)
+	}
+	p.AddAgent("inter", agent.Config{Name: "inter-1", CPUs: 1000, Memory: 1 << 30})
+	p.WaitReady("inter", 1)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	host, _ := ssh.NewSignerFromKey(priv)
+	cfg.HostKey, cfg.Backend = host, sshgw.ServerBackend(p.Server)
+	gw := sshgw.New(cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gw.Serve(ln) }()
+	t.Cleanup(func() { ln.Close(); gw.Close() })
+	return &fixture{p: p, addr: ln.Addr().String(), gw: gw}
+}
+
+// user creates a dspool user with a registered key, returning the key.
+func (f *fixture) user(t *testing.T, name string) (*dspool.User, ssh.Signer) {
+	t.Helper()
+	ctx := context.Background()
+	u, err := f.p.Admin.CreateUser(ctx, api.UserCreate{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	if _, err := f.p.Admin.AddKey(ctx, name, string(ssh.MarshalAuthorizedKey(signer.PublicKey()))); err != nil {
+		t.Fatal(err)
+	}
+	return u, signer
+}
+
+func (f *fixture) dial(login string, key ssh.Signer) (*ssh.Client, error) {
+	return ssh.Dial("tcp", f.addr, &ssh.ClientConfig{User: login, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+}
+
+func run(t *testing.T, c *ssh.Client, cmd string) (string, string, error) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out, errb strings.Builder
+	s.Stdout, s.Stderr = &out, &errb
+	err = s.Run(cmd)
+	return out.String(), errb.String(), err
+}
+
+func runsAs(u *dspool.User) int {
+	if os.Geteuid() == 0 {
+		return u.UID
+	}
+	return os.Geteuid()
+}
+
+// TestSessionsShareNodesWithJobs: a session holds its reservation, so a job
+// that needs the same cpu waits until the session ends; a second user finds
+// the pool full and is told so on their terminal.
+func TestSessionsShareNodesWithJobs(t *testing.T) {
+	f := start(t, 46000, sshgw.Config{})
+	ada, adaKey := f.user(t, "ada")
+	_, bobKey := f.user(t, "bob")
+	c, err := f.dial("ada", adaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, c, "id -u; echo $DSPOOL_NODE")
+	if err != nil || out != strconv.Itoa(runsAs(ada))+"\ninter-1\n" {
+		t.Fatalf("ada's command: %q, %v", out, err)
+	}
+	// A second connection of ada joins her session (one reservation).
+	c2, err := f.dial("ada+inter", adaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run(t, c2, "echo $DSPOOL_SESSION"); err != nil || !strings.HasPrefix(out, "s-") {
+		t.Fatalf("second connection: %q, %v", out, err)
+	}
+	ctx := context.Background()
+	list, err := f.p.Admin.Sessions(ctx, true, false)
+	if err != nil || len(list) != 1 || list[0].Connections != 2 || list[0].CPUs != 1000 {
+		t.Fatalf("sessions: %+v, %v; want one session with two connections", list, err)
+	}
+
+	bc, err := f.dial("bob", bobKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs, err := run(t, bc, "true")
+	var ee *ssh.ExitError
+	if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "are full") {
+		t.Fatalf("bob on a full pool: %v, stderr %q; want exit 255 and a message", err, errs)
+	}
+	bc.Close()
+
+	j, err := f.p.Admin.SubmitJob(ctx, &dspool.JobSpec{Pool: "inter", CPUs: 1000, Command: []string{"true"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := f.p.Admin.WaitJob(ctx, j.ID, 2*time.Second); err != nil || cur.State != dspool.JobQueued {
+		t.Fatalf("job while the session holds the node: %v, %v; want queued", cur.State, err)
+	}
+	c.Close()
+	c2.Close()
+	if done := f.p.Wait(f.p.Admin, j.ID); done.State != dspool.JobSucceeded {
+		t.Fatalf("job after the session ended: %s", done.State)
+	}
+	ended, err := f.p.Admin.Sessions(ctx, true, true)
+	if err != nil || len(ended) != 1 || ended[0].State != dspool.SessionEnded || ended[0].EndReason != "the user logged out" || ended[0].BytesOut == 0 {
+		t.Fatalf("ended sessions: %+v, %v", ended, err)
+	}
+}
+
+// TestForwardAndKill: ssh -L reaches a port on the node; killing the
+// session from the API ends the client's command with a message.
+func TestForwardAndKill(t *testing.T) {
+	f := start(t, 46100, sshgw.Config{})
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			conn, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(conn, conn); conn.Close() }()
+		}
+	}()
+	conn, err := c.Dial("tcp", echo.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("through the node ", 10000)
+	go func() { _, _ = io.WriteString(conn, msg); conn.(interface{ CloseWrite() error }).CloseWrite() }()
+	got, err := io.ReadAll(conn)
+	if err != nil || string(got) != msg {
+		t.Fatalf("echo through the forward: %d bytes, %v; want %d", len(got), err, len(msg))
+	}
+	conn.Close()
+
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	s.Stderr = &errb
+	stdout, _ := s.StdoutPipe()
+	if err := s.Start("echo started; exec sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	list, err := f.p.Admin.Sessions(context.Background(), true, false)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("sessions: %+v, %v", list, err)
+	}
+	if _, err := f.p.Admin.KillSession(context.Background(), list[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	werr := make(chan error, 1)
+	go func() { werr <- s.Wait() }()
+	select {
+	case err := <-werr:
+		var ee *ssh.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errb.String(), "has ended") {
+			t.Fatalf("killed session: %v, stderr %q", err, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command outlived its killed session by 10s")
+	}
+}
+
+// TestPreAuthLimits: connections that never authenticate are bounded per
+// source and dropped at the handshake timeout.
+func TestPreAuthLimits(t *testing.T) {
+	f := start(t, 46200, sshgw.Config{MaxPerSource: 2, HandshakeTimeout: 500 * time.Millisecond})
+	var idle []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	// Both slots are taken: the next connection is closed at once.
+	extra, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := io.ReadAll(extra); err != nil {
+		t.Fatalf("a third unauthenticated connection from one source: %v; want it closed at once", err)
+	}
+	// The idle ones are dropped at the handshake timeout (after the server
+	// sent its version line).
+	for _, c := range idle {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || !strings.HasPrefix(string(b), "SSH-2.0-dspool") {
+			t.Fatalf("idle connection: read %q, %v; want the version line, then a close", b, err)
+		}
+	}
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatalf("a real login after the idle connections were dropped: %v", err)
+	}
+	c.Close()
+}

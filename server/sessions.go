@@ -1,0 +1,457 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/scheduler"
+	"github.com/dspool/dspool/share"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// sessions holds the live interactive sessions. A session is a user's
+// presence on one node of a pool: it reserves the pool's per-session
+// cpus and memory there (the batch scheduler sees them as taken), and every
+// connection of that user to that pool joins it until the last one closes.
+type sessions struct {
+	s  *Server
+	mu sync.Mutex
+	// live sessions by id, and by user and pool.
+	live   map[string]*Lease
+	byUser map[[2]string]*Lease
+}
+
+func newSessions(s *Server) *sessions {
+	return &sessions{s: s, live: map[string]*Lease{}, byUser: map[[2]string]*Lease{}}
+}
+
+// Lease is one connection's hold on a session. Close it when the connection
+// ends; the session ends with its last lease.
+type Lease struct {
+	sm    *sessions
+	rec   dspool.Session // immutable after creation, but for the counters below
+	setup api.SessionSetup
+	conns int // guarded by sm.mu
+	done  chan struct{}
+	why   atomic.Pointer[string]
+
+	in, out atomic.Int64
+	last    atomic.Int64 // unix nanoseconds of the last byte either way
+	saved   atomic.Int64 // last value of last written to the store
+}
+
+// ID is the session's id; Node and NodeName where it runs.
+func (l *Lease) ID() string       { return l.rec.ID }
+func (l *Lease) Node() string     { return l.rec.Node }
+func (l *Lease) NodeName() string { return l.rec.NodeName }
+func (l *Lease) Pool() string     { return l.rec.Pool }
+
+// Done is closed when the session ends for a reason other than its
+// connections closing (killed, node lost); Reason says why.
+func (l *Lease) Done() <-chan struct{} { return l.done }
+func (l *Lease) Reason() string {
+	if p := l.why.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// In and Out count bytes from and to the user.
+func (l *Lease) In(n int) {
+	l.in.Add(int64(n))
+	l.last.Store(time.Now().UnixNano())
+}
+func (l *Lease) Out(n int) {
+	l.out.Add(int64(n))
+	l.last.Store(time.Now().UnixNano())
+}
+
+func (l *Lease) activity() sqlite.SessionActivity {
+	return sqlite.SessionActivity{ID: l.rec.ID, LastActivity: time.Unix(0, l.last.Load()), BytesIn: l.in.Load(), BytesOut: l.out.Load()}
+}
+
+// Close gives the lease back; the last one ends the session.
+func (l *Lease) Close() {
+	sm := l.sm
+	sm.mu.Lock()
+	l.conns--
+	last := l.conns == 0
+	if last {
+		sm.forget(l)
+	}
+	sm.mu.Unlock()
+	if last {
+		sm.finish(l, "the user logged out")
+	}
+}
+
+// forget removes l from the maps; sm.mu is held.
+func (sm *sessions) forget(l *Lease) {
+	if sm.live[l.rec.ID] == l {
+		delete(sm.live, l.rec.ID)
+	}
+	k := [2]string{l.rec.User, l.rec.Pool}
+	if sm.byUser[k] == l {
+		delete(sm.byUser, k)
+	}
+}
+
+// finish records the end of a session and tells its node to clean up.
+func (sm *sessions) finish(l *Lease, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sm.s.db.EndSession(ctx, l.activity(), reason, sm.s.cfg.Now()); err != nil {
+		sm.s.log.Error("record session end", "session", l.rec.ID, "err", err)
+	}
+	if err := sm.s.hub.call(ctx, l.rec.Node, "/sessions/end", api.SessionEnd{Session: l.rec.ID}); err != nil {
+		sm.s.log.Debug("end session on node", "session", l.rec.ID, "err", err)
+	}
+	sm.s.log.Info("session ended", "session", l.rec.ID, "user", l.rec.User, "node", l.rec.Node, "reason", reason)
+	sm.s.Kick() // its reservation is free for jobs
+}
+
+// end ends a session from outside: its connections are told why and closed.
+func (sm *sessions) end(l *Lease, reason string) bool {
+	sm.mu.Lock()
+	if sm.live[l.rec.ID] != l {
+		sm.mu.Unlock()
+		return false
+	}
+	sm.forget(l)
+	sm.mu.Unlock()
+	l.why.Store(&reason)
+	close(l.done)
+	sm.finish(l, reason)
+	return true
+}
+
+// nodeGone ends every session on a node.
+func (sm *sessions) nodeGone(node, reason string) {
+	sm.mu.Lock()
+	var ls []*Lease
+	for _, l := range sm.live {
+		if l.rec.Node == node {
+			ls = append(ls, l)
+		}
+	}
+	sm.mu.Unlock()
+	for _, l := range ls {
+		sm.end(l, reason)
+	}
+}
+
+// reserved sums the reservations of live sessions by node.
+func (sm *sessions) reserved() map[string]sqlite.NodeLoad {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	out := map[string]sqlite.NodeLoad{}
+	for _, l := range sm.live {
+		r := out[l.rec.Node]
+		r.CPUs += l.rec.CPUs
+		r.Memory += l.rec.Memory
+		out[l.rec.Node] = r
+	}
+	return out
+}
+
+func (sm *sessions) count() int {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	return len(sm.live)
+}
+
+// record writes the counters of sessions with new activity.
+func (sm *sessions) record(ctx context.Context) {
+	sm.mu.Lock()
+	var acts []sqlite.SessionActivity
+	for _, l := range sm.live {
+		if last := l.last.Load(); last != l.saved.Load() {
+			a := l.activity()
+			a.Connections = l.conns
+			acts = append(acts, a)
+			l.saved.Store(last)
+		}
+	}
+	sm.mu.Unlock()
+	if err := sm.s.db.RecordActivity(ctx, acts); err != nil && ctx.Err() == nil {
+		sm.s.log.Error("record session activity", "err", err)
+	}
+}
+
+func (sm *sessions) recordLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sm.record(ctx)
+		}
+	}
+}
+
+// interactivePool returns the pool a login lands in: the one it names, or
+// the default interactive pool.
+func (s *Server) interactivePool(ctx context.Context, name string) (*dspool.Pool, error) {
+	if name != "" {
+		p, err := s.hub.pool(ctx, name)
+		if err != nil {
+			return nil, dspool.Errorf(dspool.ENotFound, "pool %s does not exist: log in as USER or USER+POOL with a pool from `dspool pool list`", name)
+		}
+		if !p.Takes(dspool.WorkInteractive) {
+			return nil, dspool.Errorf(dspool.EInvalid, "pool %s does not take interactive sessions: choose a pool whose work includes interactive", name)
+		}
+		return p, nil
+	}
+	pools, err := s.db.Pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var inter []*dspool.Pool
+	for _, p := range pools {
+		if p.Takes(dspool.WorkInteractive) {
+			if p.Sessions != nil && p.Sessions.Default {
+				return p, nil
+			}
+			inter = append(inter, p)
+		}
+	}
+	for _, p := range inter {
+		if p.Name == dspool.DefaultPool {
+			return p, nil
+		}
+	}
+	switch len(inter) {
+	case 0:
+		return nil, dspool.Errorf(dspool.EUnavailable, "no pool takes interactive sessions: an admin adds interactive to a pool's work")
+	case 1:
+		return inter[0], nil
+	}
+	names := make([]string, len(inter))
+	for i, p := range inter {
+		names[i] = p.Name
+	}
+	return nil, dspool.Errorf(dspool.EInvalid, "several pools take sessions and none is the default: log in as USER+POOL, with POOL one of %s", strings.Join(names, ", "))
+}
+
+// OpenSession gives a connection of user a lease on a session in the pool
+// named (empty: the default interactive pool): the user's existing session
+// there, or a new one on the least-loaded ready node with room for it.
+func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (*Lease, error) {
+	p, err := s.interactivePool(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	sm := s.sessions
+	// Placing a session and a scheduling pass must not both count the same
+	// free capacity.
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
+
+	ready := s.hub.ready()
+	sm.mu.Lock()
+	if l := sm.byUser[[2]string{user.Name, p.Name}]; l != nil {
+		if _, ok := ready[l.rec.Node]; ok {
+			l.conns++
+			sm.mu.Unlock()
+			return l, nil
+		}
+	}
+	sm.mu.Unlock()
+
+	load, err := s.db.RunningLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held := sm.reserved()
+	counts := sm.perNode()
+	var nodes []scheduler.SessionNode
+	for id, n := range ready {
+		if n.pool != p.Name {
+			continue
+		}
+		l, r := load[id], held[id]
+		nodes = append(nodes, scheduler.SessionNode{Node: scheduler.Node{ID: id, Pool: n.pool, CPUs: n.inv.CPUs, Memory: n.inv.Memory,
+			FreeCPUs: n.inv.CPUs - l.CPUs - r.CPUs, FreeMem: n.inv.Memory - l.Memory - r.Memory}, Sessions: counts[id]})
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
+	settings := p.SessionSettings()
+	cpus, mem := settings.CPUs, settings.Memory
+	id, _, ok := scheduler.Route(nodes, "", cpus, mem)
+	if !ok {
+		if len(nodes) == 0 {
+			return nil, dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)
+		}
+		return nil, dspool.Errorf(dspool.EUnavailable, "all %d ready nodes of pool %s are full: none has %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
+			len(nodes), p.Name, cpus, mem)
+	}
+	node, err := s.db.Node(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	rec := dspool.Session{ID: newSessionID(), User: user.Name, Kind: dspool.SessionSSH, Pool: p.Name,
+		Node: id, NodeName: node.Name, CPUs: cpus, Memory: mem, State: dspool.SessionActive, Remote: remote,
+		Connections: 1, StartedAt: now, LastActivity: now}
+	if err := s.db.CreateSession(ctx, &rec); err != nil {
+		return nil, err
+	}
+	l := &Lease{sm: sm, rec: rec, conns: 1, done: make(chan struct{}),
+		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: user.Name, UID: user.UID, GID: user.GID},
+			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding}}
+	l.last.Store(now.UnixNano())
+	l.saved.Store(now.UnixNano())
+	sm.mu.Lock()
+	sm.live[rec.ID] = l
+	sm.byUser[[2]string{user.Name, p.Name}] = l
+	sm.mu.Unlock()
+	s.log.Info("session started", "session", rec.ID, "user", user.Name, "pool", p.Name, "node", id)
+	return l, nil
+}
+
+// newSessionID returns a random id of the form agents accept, s-[a-z0-9]+.
+func newSessionID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "s-" + hex.EncodeToString(b)
+}
+
+func (sm *sessions) perNode() map[string]int {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	out := map[string]int{}
+	for _, l := range sm.live {
+		out[l.rec.Node]++
+	}
+	return out
+}
+
+// Channel starts a process of the session on its node and returns the
+// stream that carries its frames.
+func (l *Lease) Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, error) {
+	req.SessionSetup = l.setup
+	return l.sm.s.hub.upgrade(ctx, l.rec.Node, "/sessions/channel", req)
+}
+
+// Forward connects to host:port as seen from the session's node.
+func (l *Lease) Forward(ctx context.Context, host string, port int) (net.Conn, error) {
+	return l.sm.s.hub.upgrade(ctx, l.rec.Node, "/sessions/forward", api.ForwardRequest{SessionSetup: l.setup, Host: host, Port: port})
+}
+
+// upgrade opens a stream to an agent and upgrades it with a POST of body.
+// A refusal is returned as an error carrying the agent's message.
+func (h *hub) upgrade(ctx context.Context, node, path string, body any) (net.Conn, error) {
+	ac := h.conn(node)
+	if ac == nil {
+		return nil, fmt.Errorf("node %s is not connected", node)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := ac.sess.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open a stream to node %s: %w", node, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = stream.SetDeadline(dl)
+	}
+	req, _ := http.NewRequest("POST", "http://agent"+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", api.SessionUpgrade)
+	if err := req.Write(stream); err != nil {
+		stream.Close()
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	br := bufio.NewReader(stream)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		stream.Close()
+		return nil, fmt.Errorf("node %s: %w", node, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		stream.Close()
+		return nil, &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
+	}
+	_ = stream.SetDeadline(time.Time{})
+	return &bufConn{Conn: stream, r: br}, nil
+}
+
+// agentRefusal is an agent's answer other than 101.
+type agentRefusal struct {
+	status int
+	msg    string
+}
+
+func (e *agentRefusal) Error() string { return e.msg }
+
+// IsRefusal reports whether err is the node's refusal (its message is meant
+// for the user) rather than a broken connection.
+func IsRefusal(err error) bool {
+	var r *agentRefusal
+	return errors.As(err, &r)
+}
+
+// Authenticate returns the user a login may act as when it presents the
+// key with this fingerprint: the key must belong to the user the login
+// names. It records the key's use.
+func (s *Server) Authenticate(ctx context.Context, login dspool.Login, fingerprint string) (*dspool.User, error) {
+	k, err := s.db.KeyByFingerprint(ctx, fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	if k.User != login.User {
+		return nil, dspool.Errorf(dspool.EUnauthorized, "key %s is not %s's", fingerprint, login.User)
+	}
+	u, err := s.db.User(ctx, k.User)
+	if err != nil {
+		return nil, err
+	}
+	_ = s.db.TouchKey(ctx, k.ID, s.cfg.Now())
+	return u, nil
+}
+
+// decorate adds the live counters to a session read from the store.
+func (sm *sessions) decorate(x *dspool.Session) {
+	sm.mu.Lock()
+	l := sm.live[x.ID]
+	conns := 0
+	if l != nil {
+		conns = l.conns
+	}
+	sm.mu.Unlock()
+	if l == nil {
+		return
+	}
+	x.Connections = conns
+	x.BytesIn, x.BytesOut = l.in.Load(), l.out.Load()
+	x.LastActivity = time.Unix(0, l.last.Load()).UTC()
+}
+
+// kill ends a live session by id.
+func (sm *sessions) kill(id, reason string) bool {
+	sm.mu.Lock()
+	l := sm.live[id]
+	sm.mu.Unlock()
+	return l != nil && sm.end(l, reason)
+}

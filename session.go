@@ -1,0 +1,151 @@
+package dspool
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SessionKind is how a user reaches an interactive session.
+type SessionKind string
+
+const (
+	SessionSSH     SessionKind = "ssh"
+	SessionJupyter SessionKind = "jupyter"
+)
+
+// SessionState is where a session is in its life.
+type SessionState string
+
+const (
+	SessionPending SessionState = "pending" // waiting for a node
+	SessionActive  SessionState = "active"
+	SessionEnded   SessionState = "ended"
+)
+
+// Session is a user's interactive presence on one node of a pool: every SSH
+// connection of that user to the pool lands on the same node and shares the
+// session and its reservation, until the last one closes.
+type Session struct {
+	ID           string       `json:"id"`
+	User         string       `json:"user"`
+	Kind         SessionKind  `json:"kind"`
+	Pool         string       `json:"pool"`
+	Node         string       `json:"node"`
+	NodeName     string       `json:"node_name,omitempty"`
+	CPUs         MilliCPU     `json:"cpus"`
+	Memory       Bytes        `json:"memory"`
+	State        SessionState `json:"state"`
+	Remote       string       `json:"remote,omitempty"`
+	Connections  int          `json:"connections"`
+	StartedAt    time.Time    `json:"started_at"`
+	LastActivity time.Time    `json:"last_activity"`
+	EndedAt      *time.Time   `json:"ended_at,omitempty"`
+	EndReason    string       `json:"end_reason,omitempty"`
+	BytesIn      int64        `json:"bytes_in"`
+	BytesOut     int64        `json:"bytes_out"`
+}
+
+// SSHKey is a public key a user logs in with.
+type SSHKey struct {
+	ID          int64      `json:"id"`
+	User        string     `json:"user"`
+	Type        string     `json:"type"`
+	Fingerprint string     `json:"fingerprint"` // SHA256:..., as ssh-keygen -l prints it
+	Comment     string     `json:"comment,omitempty"`
+	Key         string     `json:"key"` // authorized_keys format, without the comment
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsed    *time.Time `json:"last_used,omitempty"`
+}
+
+// SessionSpec is how a pool serves interactive sessions.
+type SessionSpec struct {
+	// CPUs and Memory are reserved on the node for each session, so jobs
+	// and sessions share nodes without oversubscription; they also bound
+	// what the session's processes may use.
+	CPUs   MilliCPU `json:"cpus" yaml:"cpus"`
+	Memory Bytes    `json:"memory" yaml:"memory"`
+	// Default makes this the pool of logins that name no pool.
+	Default bool `json:"default,omitempty" yaml:"default"`
+	// Forwarding says where `ssh -L` may connect from the node: "local"
+	// (the node's loopback, the default), "any", or "none".
+	Forwarding string `json:"forwarding" yaml:"forwarding"`
+}
+
+// Session defaults.
+const (
+	DefaultSessionCPUs   = MilliCPU(1000)
+	DefaultSessionMemory = Bytes(2 << 30)
+	ForwardLocal         = "local"
+	ForwardAny           = "any"
+	ForwardNone          = "none"
+)
+
+func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
+	if s.CPUs < 0 || s.CPUs > node.CPUs {
+		return Invalid(prefix+"sessions.cpus", "must be between 0.001 and the node's %s cpus", node.CPUs)
+	}
+	if s.CPUs == 0 {
+		s.CPUs = min(DefaultSessionCPUs, node.CPUs)
+	}
+	if s.Memory < 0 || s.Memory > node.Memory || s.Memory > 0 && s.Memory < MinMemory {
+		return Invalid(prefix+"sessions.memory", "must be between 1MiB and the node's %s", node.Memory)
+	}
+	if s.Memory == 0 {
+		s.Memory = min(DefaultSessionMemory, node.Memory)
+	}
+	switch s.Forwarding {
+	case "":
+		s.Forwarding = ForwardLocal
+	case ForwardLocal, ForwardAny, ForwardNone:
+	default:
+		return Invalid(prefix+"sessions.forwarding", "%s is not a forwarding policy: use local, any or none", quote(s.Forwarding))
+	}
+	return nil
+}
+
+// Login is what an SSH login name asks for: USER, or USER+POOL to land in a
+// named interactive pool.
+type Login struct {
+	User string
+	Pool string // empty: the default interactive pool
+}
+
+// MaxLoginLen bounds an SSH login name.
+const MaxLoginLen = 127
+
+// ParseLogin parses an SSH login name. Names are dspool names (lowercase
+// letters, digits and '-'), so a login can never name something else.
+func ParseLogin(s string) (Login, error) {
+	if len(s) > MaxLoginLen {
+		return Login{}, Invalid("login", "is %d bytes long: at most %d", len(s), MaxLoginLen)
+	}
+	user, pool, hasPool := strings.Cut(s, "+")
+	if err := ValidateName("login", user); err != nil {
+		return Login{}, Invalid("login", "%s: log in as USER or USER+POOL, where USER is a dspool user name", quote(user))
+	}
+	if hasPool {
+		if err := ValidateName("login", pool); err != nil {
+			return Login{}, Invalid("login", "pool %s in %s: log in as USER or USER+POOL, where POOL is an interactive pool", quote(pool), quote(s))
+		}
+	}
+	return Login{User: user, Pool: pool}, nil
+}
+
+func (l Login) String() string {
+	if l.Pool == "" {
+		return l.User
+	}
+	return fmt.Sprintf("%s+%s", l.User, l.Pool)
+}
+
+// SessionSettings returns the pool's session settings, with the defaults
+// for a pool stored before it had any.
+func (p *Pool) SessionSettings() SessionSpec {
+	if p.Sessions != nil {
+		return *p.Sessions
+	}
+	var s SessionSpec
+	_ = s.normalize("", p.Node)
+	return s
+}
