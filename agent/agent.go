@@ -270,9 +270,7 @@ func (ag *Agent) shutdown() {
 	if err != nil {
 		return
 	}
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, cfg)
+	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
 		return
@@ -330,7 +328,7 @@ func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		conn.Close()
 		return nil, nil, err
 	}
-	br := bufio.NewReader(conn)
+	br := bufio.NewReaderSize(conn, 256<<10) // also the connection's read buffer: fewer system calls for bulk session data
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
@@ -363,11 +361,7 @@ func (ag *Agent) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	cfg.KeepAliveInterval = 5 * time.Second
-	cfg.ConnectionWriteTimeout = 10 * time.Second
-	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, cfg)
+	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
 		return err

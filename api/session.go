@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/hashicorp/yamux"
 )
 
 // KeyAdd is the body of POST /api/v1/keys: Key is one line of an
@@ -104,7 +106,11 @@ const (
 )
 
 // MaxFrame is the largest frame payload; a larger one breaks the stream.
-const MaxFrame = 64 << 10
+const MaxFrame = 1 << 20
+
+// pumpChunk is how much Pump reads into one frame: big frames mean fewer
+// writes (and system calls) per byte on the agent connection.
+const pumpChunk = 256 << 10
 
 // ErrFrame is a malformed frame.
 var ErrFrame = errors.New("malformed session frame")
@@ -139,6 +145,37 @@ func (fw *FrameWriter) WriteFrame(typ byte, p []byte) error {
 		p = p[n:]
 		if len(p) == 0 {
 			return nil
+		}
+	}
+}
+
+// Pump copies r to frames of type typ until r ends, reading straight into
+// the frame buffer (no copy between reading and writing). It returns the
+// bytes copied and r's error (nil at EOF) or the write error.
+func (fw *FrameWriter) Pump(typ byte, r io.Reader, count func(int)) (int64, error) {
+	buf := make([]byte, 5+pumpChunk)
+	var total int64
+	for {
+		n, err := r.Read(buf[5:])
+		if n > 0 {
+			buf[0] = typ
+			binary.BigEndian.PutUint32(buf[1:5], uint32(n))
+			fw.mu.Lock()
+			_, werr := fw.w.Write(buf[:5+n])
+			fw.mu.Unlock()
+			if werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+			if count != nil {
+				count(n)
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
 		}
 	}
 }
@@ -179,7 +216,7 @@ func (fr *FrameReader) ReadFrame() (byte, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrame, n, MaxFrame)
 	}
 	if cap(fr.buf) < int(n) {
-		fr.buf = make([]byte, max(int(n), 32<<10))
+		fr.buf = make([]byte, max(int(n), pumpChunk))
 	}
 	b := fr.buf[:n]
 	if _, err := io.ReadFull(fr.r, b); err != nil {
@@ -187,3 +224,20 @@ func (fr *FrameReader) ReadFrame() (byte, []byte, error) {
 	}
 	return typ, b, nil
 }
+
+// MuxConfig is the yamux configuration of the agent connection, the same on
+// both ends: keepalives find a dead peer within seconds, and a stream may
+// have StreamWindow bytes in flight, so one session's bulk copy is not held
+// back by window updates.
+func MuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.LogOutput = io.Discard
+	c.KeepAliveInterval = 5 * time.Second
+	c.ConnectionWriteTimeout = 10 * time.Second
+	c.StreamOpenTimeout = 10 * time.Second
+	c.MaxStreamWindowSize = StreamWindow
+	return c
+}
+
+// StreamWindow is the most a stream of the agent connection buffers.
+const StreamWindow = 2 << 20

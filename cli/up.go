@@ -29,21 +29,24 @@ import (
 
 // planeOptions are the settings `up` and `server` share.
 type planeOptions struct {
-	Listen    string          `json:"listen"`
-	SSHListen string          `json:"ssh_listen"`
-	Data      string          `json:"data"`
-	Share     string          `json:"share"`
-	NodeGrace dspool.Duration `json:"node_grace"`
-	KillGrace dspool.Duration `json:"kill_grace"`
-	Heartbeat dspool.Duration `json:"heartbeat"`
-	Admin     string          `json:"admin"`
-	UIDBase   int             `json:"uid_base"`
+	Listen    string `json:"listen"`
+	SSHListen string `json:"ssh_listen"`
+	// SSHCiphers are the gateway's ciphers (default AES-GCM only).
+	SSHCiphers []string        `json:"ssh_ciphers"`
+	Data       string          `json:"data"`
+	Share      string          `json:"share"`
+	NodeGrace  dspool.Duration `json:"node_grace"`
+	KillGrace  dspool.Duration `json:"kill_grace"`
+	Heartbeat  dspool.Duration `json:"heartbeat"`
+	Admin      string          `json:"admin"`
+	UIDBase    int             `json:"uid_base"`
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
 	f := c.Flags()
 	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
 	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
+	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
@@ -130,6 +133,11 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	if o.SSHListen != "" && o.SSHListen != "off" {
+		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
+			ln.Close()
+			p.close()
+			return nil, err
+		}
 		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
 		if err != nil {
 			ln.Close()
@@ -143,7 +151,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, fmt.Errorf("listen on %s for SSH: %w (pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err)
 		}
 		p.sshLn = sln
-		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log})
+		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers})
 		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()))
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -273,6 +281,7 @@ the same pools, jobs and users.`,
 }
 
 func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) error {
+	tuneGC()
 	log := logger(os.Stderr)
 	p, err := startPlane(ctx, o, log)
 	if err != nil {
@@ -442,7 +451,8 @@ func (a *App) serverCmd() *cobra.Command {
 		Long: `Run the control plane alone. The config file (YAML):
 
   listen: 0.0.0.0:8080
-  ssh_listen: 0.0.0.0:2222   # the SSH gateway; off to disable
+  ssh_listen: 0.0.0.0:2222   # the SSH gateway; "off" to disable
+  ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   data: /var/lib/dspool      # the store
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
@@ -483,6 +493,7 @@ DATA/admin-token (mode 0600).`,
 }
 
 func (a *App) serve(ctx context.Context, o planeOptions) error {
+	tuneGC()
 	log := logger(os.Stderr)
 	p, err := startPlane(ctx, o, log)
 	if err != nil {

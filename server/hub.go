@@ -100,15 +100,6 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, api.RegisterResponse{Node: n.ID, Name: n.Name, Pool: pool, Credential: cred})
 }
 
-func yamuxConfig() *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.LogOutput = io.Discard
-	c.KeepAliveInterval = 5 * time.Second
-	c.ConnectionWriteTimeout = 10 * time.Second
-	c.StreamOpenTimeout = 10 * time.Second
-	return c
-}
-
 // connect upgrades an authenticated agent's request to the multiplexed
 // connection and serves it until it breaks.
 func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +123,9 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	sess, err := yamux.Server(&bufConn{Conn: conn, r: brw.Reader}, yamuxConfig())
+	// What the HTTP server buffered comes first; a large buffer after it
+	// reads bulk session output in few system calls.
+	sess, err := yamux.Server(&bufConn{Conn: conn, r: bufio.NewReaderSize(brw.Reader, 256<<10)}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
 		return

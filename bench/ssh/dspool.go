@@ -29,7 +29,7 @@ type upProc struct {
 
 // startUp starts `dspool up` in dir and waits until it is logged in, its
 // agents are ready and its gateway accepts connections.
-func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
+func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, error) {
 	apiPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -49,6 +49,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		"--uid-base", strconv.Itoa(uidBase()),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
 		"--ssh-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)))
+	u.cmd.Args = append(u.cmd.Args, extra...)
 	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
 	u.cmd.Stdout, u.cmd.Stderr = log, log
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGINT} // should this program be killed

@@ -162,7 +162,12 @@ func cell(f *float64, t *Target) string {
 	}
 }
 
-func shortCipher(c string) string { return strings.TrimSuffix(c, "@openssh.com") }
+func shortCipher(c string) string {
+	if c == "" {
+		return "default cipher"
+	}
+	return strings.TrimSuffix(c, "@openssh.com")
+}
 
 func met(ok bool) string {
 	if ok {

@@ -29,7 +29,7 @@ type fixture struct {
 
 // start runs an in-process pool with one interactive node (1 cpu; a
 // session reserves all of it) and a gateway in front of it.
-func start(t *testing.T, uidBase int, cfg sshgw.Config) *fixture {
+func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 	t.Helper()
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: uidBase})
 	ctx := context.Background()
@@ -54,7 +54,7 @@ func start(t *testing.T, uidBase int, cfg sshgw.Config) *fixture {
 }
 
 // user creates a dspool user with a registered key, returning the key.
-func (f *fixture) user(t *testing.T, name string) (*dspool.User, ssh.Signer) {
+func (f *fixture) user(t testing.TB, name string) (*dspool.User, ssh.Signer) {
 	t.Helper()
 	ctx := context.Background()
 	u, err := f.p.Admin.CreateUser(ctx, api.UserCreate{Name: name})
@@ -260,4 +260,37 @@ func TestPreAuthLimits(t *testing.T) {
 		t.Fatalf("a real login after the idle connections were dropped: %v", err)
 	}
 	c.Close()
+}
+
+// BenchmarkThroughput sends b.N MiB through the gateway into `cat
+// >/dev/null` on the node. bench/ssh compares the real binary with OpenSSH;
+// this one is for profiling the path in one process.
+func BenchmarkThroughput(b *testing.B) {
+	f := start(b, 46300, sshgw.Config{})
+	_, key := f.user(b, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, _ := s.StdinPipe()
+	if err := s.Start("cat >/dev/null"); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	b.SetBytes(1 << 20)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := in.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	in.Close()
+	if err := s.Wait(); err != nil {
+		b.Fatal(err)
+	}
 }
