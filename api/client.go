@@ -340,3 +340,15 @@ func (c *Client) KillSession(ctx context.Context, id string) (*dspool.Session, e
 	var out dspool.Session
 	return &out, c.Do(ctx, "POST", "/api/v1/sessions/"+url.PathEscape(id)+"/kill", nil, &out)
 }
+
+// SetPassword sets a user's password (yours, or any user's as an admin); an
+// empty password removes it.
+func (c *Client) SetPassword(ctx context.Context, user, password string) error {
+	return c.Do(ctx, "PUT", "/api/v1/users/"+url.PathEscape(user)+"/password", &PasswordSet{Password: password}, nil)
+}
+
+// Whoami returns the user the client's token acts as.
+func (c *Client) Whoami(ctx context.Context) (*dspool.User, error) {
+	var out dspool.User
+	return &out, c.Do(ctx, "GET", "/api/v1/whoami", nil, &out)
+}

@@ -19,6 +19,12 @@ type KeyAdd struct {
 	Key  string `json:"key"`
 }
 
+// PasswordSet is the body of PUT /api/v1/users/{name}/password; an empty
+// Password removes it.
+type PasswordSet struct {
+	Password string `json:"password"`
+}
+
 // SessionList is the answer of GET /api/v1/sessions.
 type SessionList struct {
 	Sessions []*dspool.Session `json:"sessions"`

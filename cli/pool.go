@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/poolfile"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 func (a *App) poolCmd() *cobra.Command {
@@ -269,7 +271,7 @@ func (a *App) printNodes(nodes []*dspool.Node) error {
 }
 
 func (a *App) userCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Manage users (admin)", Example: "  dspool user create alice\n  dspool user list"}
+	c := &cobra.Command{Use: "user", Short: "Manage users (admin) and your password", Example: "  dspool user create alice\n  dspool user list\n  dspool user passwd"}
 	var admin bool
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: args(1, 1, "the new user's name", "dspool user create alice"),
@@ -301,8 +303,86 @@ func (a *App) userCmd() *cobra.Command {
 			return a.printUsers(us)
 		},
 	}
-	c.AddCommand(create, list)
+	var remove bool
+	passwd := &cobra.Command{
+		Use: "passwd [USER]", Short: "Set your password (or, as an admin, another user's)",
+		Long: `Set a password, for logins that take one (the SSH gateway when it allows
+passwords, the web login). On a terminal it asks twice without echo; otherwise
+it reads the first line of standard input. At least 8 characters.`,
+		Args: args(0, 1, "at most one user name", "dspool user passwd alice"),
+		Example: `  dspool user passwd
+  dspool user passwd alice
+  printf '%s\n' "$PW" | dspool user passwd alice
+  dspool user passwd --remove alice`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			} else {
+				me, err := cl.Whoami(cmd.Context())
+				if err != nil {
+					return err
+				}
+				name = me.Name
+			}
+			pw := ""
+			if !remove {
+				if pw, err = a.readPassword(name); err != nil {
+					return err
+				}
+			}
+			if err := cl.SetPassword(cmd.Context(), name, pw); err != nil {
+				return err
+			}
+			if remove {
+				fmt.Fprintf(a.Stderr, "password of %s removed\n", name)
+			} else {
+				fmt.Fprintf(a.Stderr, "password of %s set\n", name)
+			}
+			return nil
+		},
+	}
+	passwd.Flags().BoolVar(&remove, "remove", false, "remove the password: key and token logins only")
+	c.AddCommand(create, list, passwd)
 	return c
+}
+
+// readPassword asks for a new password twice on a terminal, or reads the
+// first line of standard input.
+func (a *App) readPassword(user string) (string, error) {
+	if f, ok := a.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		ask := func(prompt string) (string, error) {
+			fmt.Fprint(a.Stderr, prompt)
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(a.Stderr)
+			return string(b), err
+		}
+		pw, err := ask(fmt.Sprintf("New password for %s: ", user))
+		if err != nil {
+			return "", err
+		}
+		again, err := ask("Again: ")
+		if err != nil {
+			return "", err
+		}
+		if pw != again {
+			return "", dspool.Invalid("password", "the two entries differ: nothing changed; run the command again")
+		}
+		return pw, nil
+	}
+	line, err := bufio.NewReader(io.LimitReader(a.Stdin, 4096)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if line == "" {
+		return "", dspool.Invalid("password", "standard input is empty: give the password on its first line")
+	}
+	return line, nil
 }
 
 func (a *App) printUsers(us []*dspool.User) error { return a.printUsersAs(us, us) }

@@ -32,20 +32,23 @@ type planeOptions struct {
 	Listen    string `json:"listen"`
 	SSHListen string `json:"ssh_listen"`
 	// SSHCiphers are the gateway's ciphers (default AES-GCM only).
-	SSHCiphers []string        `json:"ssh_ciphers"`
-	Data       string          `json:"data"`
-	Share      string          `json:"share"`
-	NodeGrace  dspool.Duration `json:"node_grace"`
-	KillGrace  dspool.Duration `json:"kill_grace"`
-	Heartbeat  dspool.Duration `json:"heartbeat"`
-	Admin      string          `json:"admin"`
-	UIDBase    int             `json:"uid_base"`
+	SSHCiphers []string `json:"ssh_ciphers"`
+	// SSHPasswordAuth allows password logins at the gateway.
+	SSHPasswordAuth bool            `json:"ssh_password_auth"`
+	Data            string          `json:"data"`
+	Share           string          `json:"share"`
+	NodeGrace       dspool.Duration `json:"node_grace"`
+	KillGrace       dspool.Duration `json:"kill_grace"`
+	Heartbeat       dspool.Duration `json:"heartbeat"`
+	Admin           string          `json:"admin"`
+	UIDBase         int             `json:"uid_base"`
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
 	f := c.Flags()
 	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
 	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
+	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
@@ -151,7 +154,8 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, fmt.Errorf("listen on %s for SSH: %w (pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err)
 		}
 		p.sshLn = sln
-		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers})
+		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers,
+			PasswordAuth: o.SSHPasswordAuth})
 		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()))
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
@@ -453,6 +457,7 @@ func (a *App) serverCmd() *cobra.Command {
   listen: 0.0.0.0:8080
   ssh_listen: 0.0.0.0:2222   # the SSH gateway; "off" to disable
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
+  ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   data: /var/lib/dspool      # the store
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store

@@ -156,6 +156,13 @@ func (p *Pool) removeAccounts() {
 	}
 }
 
+// Agents returns the agents started so far.
+func (p *Pool) Agents() []*Agent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Agent(nil), p.agents...)
+}
+
 // ClientFor returns a client authenticated as u, with a new token.
 func (p *Pool) ClientFor(u *dspool.User) *api.Client {
 	secret := server.NewSecret("dsp_")

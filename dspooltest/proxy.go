@@ -11,11 +11,12 @@ import (
 // (a network partition: connections drop and new ones are refused) and
 // restore.
 type Link struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	cut     bool
+	stalled bool
+	conns   map[net.Conn]bool
 }
 
 func newLink(t testing.TB, target string) *Link {
@@ -52,8 +53,8 @@ func (l *Link) serve() {
 		}
 		l.conns[c], l.conns[up] = true, true
 		l.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, up); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(l.gate(up), c); up.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(l.gate(c), up); up.Close(); c.Close() }()
 	}
 }
 
@@ -68,9 +69,35 @@ func (l *Link) Cut() {
 	l.conns = map[net.Conn]bool{}
 }
 
+// Stall makes the link a black hole: connections stay open but nothing
+// gets through (a silent partition, found only by timeouts).
+func (l *Link) Stall() {
+	l.mu.Lock()
+	l.stalled = true
+	l.mu.Unlock()
+}
+
 // Restore lets connections through again.
 func (l *Link) Restore() {
 	l.mu.Lock()
-	l.cut = false
+	l.cut, l.stalled = false, false
 	l.mu.Unlock()
+}
+
+// gate drops what is written through it while the link is stalled.
+func (l *Link) gate(w io.Writer) io.Writer { return gateWriter{l, w} }
+
+type gateWriter struct {
+	l *Link
+	w io.Writer
+}
+
+func (g gateWriter) Write(p []byte) (int, error) {
+	g.l.mu.Lock()
+	stalled := g.l.stalled
+	g.l.mu.Unlock()
+	if stalled {
+		return len(p), nil
+	}
+	return g.w.Write(p)
 }

@@ -309,16 +309,66 @@ func TestSSHGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("keepalives are answered and agent forwarding is off", func(t *testing.T) {
+		// With one unanswered keepalive allowed a second apart, ssh would
+		// give up during the sleep if the gateway did not answer them.
+		out, errs, code := ada.ssh(t, ada.Name, nil, "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=1", "sleep 3; echo alive")
+		if code != 0 || out != "alive\n" {
+			t.Fatalf("with keepalives: exit %d, out %q, stderr %q", code, out, errs)
+		}
+		sock := filepath.Join(tempDir(t), "agent.sock")
+		agentCmd := exec.Command("ssh-agent", "-D", "-a", sock)
+		if err := agentCmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = agentCmd.Process.Kill(); _ = agentCmd.Wait() }()
+		eventually(t, 10*time.Second, "ssh-agent to listen", func() bool { _, err := os.Stat(sock); return err == nil })
+		cmd := exec.Command("ssh", append(ada.sshOpts(up.SSHPort, "-A"), ada.Name+"@127.0.0.1", `echo "[$SSH_AUTH_SOCK]"`)...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+		b, err := cmd.Output()
+		if err != nil || string(b) != "[]\n" {
+			t.Fatalf("ssh -A: %q, %v; want no agent socket in the session", b, err)
+		}
+	})
+
+	t.Run("dynamic forwarding, as VS Code Remote-SSH uses it", func(t *testing.T) {
+		if _, err := exec.LookPath("curl"); err != nil {
+			t.Skip("needs curl (apt-get install curl)")
+		}
+		port := freePort(t)
+		serve := exec.Command("ssh", append(ada.sshOpts(up.SSHPort), ada.Name+"@127.0.0.1",
+			"mkdir -p www2 && echo socks-ok > www2/index.html && exec python3 -m http.server "+port+" --bind 127.0.0.1 --directory www2")...)
+		if err := serve.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = serve.Process.Kill(); _ = serve.Wait() }()
+		socks := freePort(t)
+		// VS Code runs `ssh -T -D PORT host bash` and talks through the
+		// SOCKS proxy to its server on the remote's loopback.
+		fwd := exec.Command("ssh", append(ada.sshOpts(up.SSHPort, "-T", "-D", "127.0.0.1:"+socks), ada.Name+"@127.0.0.1", "bash")...)
+		stdin, _ := fwd.StdinPipe()
+		if err := fwd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { stdin.Close(); _ = fwd.Process.Kill(); _ = fwd.Wait() }()
+		var out []byte
+		eventually(t, 30*time.Second, "an answer through ssh -D", func() bool {
+			var err error
+			out, err = exec.Command("curl", "-s", "--max-time", "5", "--socks5-hostname", "127.0.0.1:"+socks, "http://localhost:"+port+"/").Output()
+			return err == nil && len(out) > 0
+		})
+		if string(out) != "socks-ok\n" {
+			t.Fatalf("through ssh -D: %q", out)
+		}
+	})
+
 	t.Run("wrong key, unknown user and bad login names are refused", func(t *testing.T) {
 		for _, login := range []string{ada.Name, "nosuchuser", "root", "ADA", ada.Name + "+nosuchpool"} {
+			// bob's key for any other login, even one naming a pool that
+			// does not exist, is refused before the pool is looked at.
 			_, errs, code := bob.ssh(t, login, nil, "true")
-			want := "Permission denied"
-			if login == ada.Name+"+nosuchpool" {
-				// bob's key as ada: refused before any pool is looked at.
-				want = "Permission denied"
-			}
-			if code != 255 || !strings.Contains(errs, want) {
-				t.Errorf("bob's key as %q: exit %d, stderr %q; want %q", login, code, errs, want)
+			if code != 255 || !strings.Contains(errs, "Permission denied") {
+				t.Errorf("bob's key as %q: exit %d, stderr %q; want Permission denied", login, code, errs)
 			}
 		}
 		_, errs, code := ada.ssh(t, ada.Name+"+nosuchpool", nil, "true")
@@ -408,6 +458,18 @@ func TestSSHGateway(t *testing.T) {
 			t.Fatalf("after the node came back: %q", out)
 		}
 	})
+
+	t.Run("a removed key no longer logs in", func(t *testing.T) {
+		var keys []*dspool.SSHKey
+		cliJSON(t, up.userEnv(bob.token), &keys, "key", "list")
+		if len(keys) != 1 || keys[0].LastUsed == nil {
+			t.Fatalf("bob's keys: %+v; want one, used", keys)
+		}
+		cliOK(t, up.userEnv(bob.token), "key", "remove", keys[0].Fingerprint)
+		if _, errs, code := bob.ssh(t, bob.Name, nil, "true"); code != 255 || !strings.Contains(errs, "Permission denied") {
+			t.Fatalf("after key remove: exit %d, stderr %q", code, errs)
+		}
+	})
 }
 
 // TestSSHKeyConfusion is CVE-2024-45337's scenario against the gateway: a
@@ -483,4 +545,30 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestSSHHostKeyStable: the gateway's host key is kept in the data
+// directory, so clients see the same fingerprint after a restart.
+func TestSSHHostKeyStable(t *testing.T) {
+	requireRoot(t)
+	requireSSHClients(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(14)})
+	scan := func(port string) string {
+		t.Helper()
+		out, err := exec.Command("ssh-keyscan", "-T", "10", "-t", "ed25519", "-p", port, "127.0.0.1").Output()
+		if err != nil || !strings.Contains(string(out), "ssh-ed25519 ") {
+			t.Fatalf("ssh-keyscan: %q, %v", out, err)
+		}
+		f := strings.Fields(string(out))
+		return f[len(f)-1]
+	}
+	before := scan(up.SSHPort)
+	up.Stop()
+	up2 := startUp(t, upConfig{UIDBase: uidBase(14), Data: up.Data, Login: up.Login})
+	if after := scan(up2.SSHPort); after != before {
+		t.Fatalf("host key changed across a restart: %s, then %s", before, after)
+	}
+	if st, err := os.Stat(filepath.Join(up.Data, "ssh_host_ed25519_key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("host key file: %v, %v; want mode 0600", st, err)
+	}
 }

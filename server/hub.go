@@ -198,8 +198,18 @@ func (h *hub) poolsChanged() {
 func (h *hub) lastSeen(id string) (time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if _, ok := h.conns[id]; ok {
-		return h.s.cfg.Now(), true
+	if ac, ok := h.conns[id]; ok {
+		now := h.s.cfg.Now()
+		last := h.seen[id]
+		if now.Sub(last) <= h.s.cfg.NodeGrace {
+			return now, true
+		}
+		// Connected, but no heartbeat for the whole grace: the connection
+		// is half-open (a silent partition). Close it; the disconnect ends
+		// the node's sessions, and the node is lost like any silent one.
+		h.s.log.Warn("agent connection silent past the grace; closing it", "node", id, "last_heartbeat", last)
+		go ac.sess.Close()
+		return last, false
 	}
 	t, ok := h.seen[id]
 	if !ok {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rsa"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/password"
 	"github.com/dspool/dspool/sqlite"
 	"golang.org/x/crypto/ssh"
 )
@@ -203,4 +205,57 @@ func (s *Server) killSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, x)
+}
+
+func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
+	var req api.PasswordSet
+	if err := readJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	target, err := s.target(r, name, "sets passwords")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hash := ""
+	if req.Password != "" {
+		if hash, err = password.Hash(req.Password); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	if err := s.db.SetPassword(r.Context(), target, hash); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("password changed", "user", target, "by", userFrom(r).Name, "removed", hash == "")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// passwordChecks bounds concurrent password checks: each takes 19 MiB and
+// tens of milliseconds of cpu, and a flood of guesses must not starve the
+// control plane.
+var passwordChecks = make(chan struct{}, 4)
+
+// AuthenticatePassword returns the user a login names when pw is their
+// password. Unknown users and users without a password take as long to
+// refuse as a wrong password.
+func (s *Server) AuthenticatePassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
+	select {
+	case passwordChecks <- struct{}{}:
+		defer func() { <-passwordChecks }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	hash, err := s.db.PasswordHash(ctx, login.User)
+	if err != nil || hash == "" {
+		_ = password.VerifyMissing(pw)
+		return nil, dspool.Errorf(dspool.EUnauthorized, "wrong user or password")
+	}
+	if err := password.Verify(hash, pw); err != nil {
+		return nil, dspool.Errorf(dspool.EUnauthorized, "wrong user or password")
+	}
+	return s.db.User(ctx, login.User)
 }

@@ -51,18 +51,18 @@ type Config struct {
 
 // Server is the control plane.
 type Server struct {
-	cfg     Config
-	db      *sqlite.DB
-	log     *slog.Logger
-	hub     *hub
+	cfg Config
+	db  *sqlite.DB
+	log *slog.Logger
+	hub *hub
 	// sessions are the live interactive sessions; placeMu serializes
 	// placing sessions with scheduling passes.
 	sessions *sessions
 	placeMu  sync.Mutex
-	kick    chan struct{}
-	metrics *metrics
-	reg     *prometheus.Registry
-	started time.Time
+	kick     chan struct{}
+	metrics  *metrics
+	reg      *prometheus.Registry
+	started  time.Time
 
 	mu      sync.Mutex
 	waiters map[int64][]chan struct{}
@@ -183,6 +183,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/nodes", authUser, s.listNodes},
 		{"GET", "/api/v1/users", authAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, s.createUser},
+		{"PUT", "/api/v1/users/{name}/password", authUser, s.setPassword},
 		{"POST", "/api/v1/tokens", authUser, s.createToken},
 		{"GET", "/api/v1/keys", authUser, s.listKeys},
 		{"POST", "/api/v1/keys", authUser, s.addKey},

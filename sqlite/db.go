@@ -58,6 +58,8 @@ var migrations = []string{
 		bytes_out INTEGER NOT NULL DEFAULT 0, connections INTEGER NOT NULL DEFAULT 0);
 	CREATE INDEX sessions_active ON sessions(state) WHERE state != 'ended';
 	CREATE INDEX sessions_user ON sessions(user_id, started_at);`,
+	// 3: passwords (argon2id, PHC string format), for password logins.
+	`ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';`,
 }
 
 const schema = `

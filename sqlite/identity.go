@@ -112,3 +112,25 @@ func (db *DB) UserByToken(ctx context.Context, hash []byte) (*dspool.User, error
 	}
 	return u, err
 }
+
+// SetPassword stores a user's password hash ("" removes the password).
+func (db *DB) SetPassword(ctx context.Context, name, hash string) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+	if err != nil {
+		return fmt.Errorf("set password: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return notFound("user", name)
+	}
+	return nil
+}
+
+// PasswordHash returns a user's password hash, "" when the user has none.
+func (db *DB) PasswordHash(ctx context.Context, name string) (string, error) {
+	var h string
+	err := db.r.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE name = ?`, name).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("user", name)
+	}
+	return h, err
+}

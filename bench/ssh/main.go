@@ -152,7 +152,22 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	return report(os.Stdout, jsonOut, r)
+	if err := report(os.Stdout, jsonOut, r); err != nil {
+		return err
+	}
+	// A figure missing from dspool's side is a failure of the run (CI runs
+	// this to prove the path works); the peer may be absent.
+	if d := r.Dspool; d != nil {
+		if d.Error != "" {
+			return fmt.Errorf("dspool gateway: %s", d.Error)
+		}
+		for c, tp := range d.Throughput {
+			if tp.Error != "" {
+				return fmt.Errorf("dspool gateway, %s: %s", shortCipher(c), tp.Error)
+			}
+		}
+	}
+	return nil
 }
 
 // benchDspool builds dspool unless bin is given, starts `dspool up` with

@@ -16,6 +16,10 @@ func (b serverBackend) Authenticate(ctx context.Context, login dspool.Login, fp 
 	return b.s.Authenticate(ctx, login, fp)
 }
 
+func (b serverBackend) AuthenticatePassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
+	return b.s.AuthenticatePassword(ctx, login, pw)
+}
+
 func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote string) (Session, error) {
 	l, err := b.s.OpenSession(ctx, u, pool, remote)
 	if err != nil {

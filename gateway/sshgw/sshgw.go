@@ -49,6 +49,9 @@ type Backend interface {
 	// Authenticate returns the user a login may act as with the key of
 	// this fingerprint, or an error.
 	Authenticate(ctx context.Context, login dspool.Login, fingerprint string) (*dspool.User, error)
+	// AuthenticatePassword returns the user a login names when password
+	// is theirs.
+	AuthenticatePassword(ctx context.Context, login dspool.Login, password string) (*dspool.User, error)
 	// OpenSession routes a connection of user to a session in pool
 	// (empty: the default interactive pool).
 	OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (Session, error)
@@ -71,6 +74,9 @@ type Config struct {
 	KeepAlive time.Duration
 	// Ciphers are the ciphers offered (default DefaultCiphers).
 	Ciphers []string
+	// PasswordAuth allows password logins (for users who set one with
+	// `dspool user passwd`); keys only when false.
+	PasswordAuth bool
 }
 
 // DefaultCiphers are AES-GCM only. SSH clients pick the first cipher of
@@ -132,6 +138,9 @@ func New(cfg Config) *Gateway {
 		ServerVersion:     "SSH-2.0-dspool",
 		PublicKeyCallback: g.publicKey,
 	}
+	if cfg.PasswordAuth {
+		g.ssh.PasswordCallback = g.password
+	}
 	g.ssh.AddHostKey(cfg.HostKey)
 	return g
 }
@@ -162,9 +171,28 @@ func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 		g.log.Info("ssh key refused", "login", login.User, "remote", meta.RemoteAddr().String(), "key", fp)
 		return nil, errors.New("key refused")
 	}
+	return permissions(u, login, fp), nil
+}
+
+func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+	login, err := dspool.ParseLogin(meta.User())
+	if err != nil {
+		return nil, errors.New("invalid login")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := g.cfg.Backend.AuthenticatePassword(ctx, login, string(pw))
+	if err != nil {
+		g.log.Info("ssh password refused", "login", login.User, "remote", meta.RemoteAddr().String())
+		return nil, errors.New("password refused")
+	}
+	return permissions(u, login, "password"), nil
+}
+
+func permissions(u *dspool.User, login dspool.Login, how string) *ssh.Permissions {
 	return &ssh.Permissions{Extensions: map[string]string{
-		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Pool, extKey: fp,
-	}}, nil
+		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Pool, extKey: how,
+	}}
 }
 
 // Serve accepts connections on ln until it is closed.

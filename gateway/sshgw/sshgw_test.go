@@ -25,6 +25,7 @@ type fixture struct {
 	p    *dspooltest.Pool
 	addr string
 	gw   *sshgw.Gateway
+	host ssh.Signer
 }
 
 // start runs an in-process pool with one interactive node (1 cpu; a
@@ -50,7 +51,7 @@ func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 	}
 	go func() { _ = gw.Serve(ln) }()
 	t.Cleanup(func() { ln.Close(); gw.Close() })
-	return &fixture{p: p, addr: ln.Addr().String(), gw: gw}
+	return &fixture{p: p, addr: ln.Addr().String(), gw: gw, host: host}
 }
 
 // user creates a dspool user with a registered key, returning the key.
@@ -292,5 +293,90 @@ func BenchmarkThroughput(b *testing.B) {
 	in.Close()
 	if err := s.Wait(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestPasswordLogin: password logins are refused unless the gateway allows
+// them, and then only with the user's own password.
+func TestPasswordLogin(t *testing.T) {
+	f := start(t, 46400, sshgw.Config{PasswordAuth: true})
+	ada, _ := f.user(t, "ada")
+	ctx := context.Background()
+	if err := f.p.Admin.SetPassword(ctx, "ada", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(addr, login, pw string) (*ssh.Client, error) {
+		return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: login, Auth: []ssh.AuthMethod{ssh.Password(pw)},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	}
+	c, err := dial(f.addr, "ada", "correct horse battery")
+	if err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	out, _, err := run(t, c, "id -u")
+	c.Close()
+	if err != nil || out != strconv.Itoa(runsAs(ada))+"\n" {
+		t.Fatalf("session: %q, %v", out, err)
+	}
+	for _, bad := range [][2]string{{"ada", "wrong horse battery"}, {"nobody", "correct horse battery"}, {"admin46400", "correct horse battery"}} {
+		if c, err := dial(f.addr, bad[0], bad[1]); err == nil {
+			c.Close()
+			t.Errorf("login %s with password %q succeeded", bad[0], bad[1])
+		}
+	}
+	// The same user and password at a gateway that takes keys only.
+	keysOnly := sshgw.New(sshgw.Config{HostKey: f.host, Backend: sshgw.ServerBackend(f.p.Server)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { _ = keysOnly.Serve(ln) }()
+	defer keysOnly.Close()
+	if c, err := dial(ln.Addr().String(), "ada", "correct horse battery"); err == nil || !strings.Contains(err.Error(), "no supported methods remain") {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("password at a keys-only gateway: %v", err)
+	}
+}
+
+// TestSilentPartition: when a node's connection goes silent (no reset, no
+// answers), its sessions end with a message within the node grace period.
+func TestSilentPartition(t *testing.T) {
+	f := start(t, 46500, sshgw.Config{})
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	s.Stderr = &errb
+	stdout, _ := s.StdoutPipe()
+	if err := s.Start("echo started; exec sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(stdout, buf); err != nil {
+		t.Fatal(err)
+	}
+	f.p.Agents()[0].Link.Stall()
+	began := time.Now()
+	werr := make(chan error, 1)
+	go func() { werr <- s.Wait() }()
+	select {
+	case err := <-werr:
+		var ee *ssh.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errb.String(), "inter-1") {
+			t.Fatalf("session over a silent link: %v, stderr %q", err, errb.String())
+		}
+		t.Logf("ended %v after the link went silent", time.Since(began).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("the session outlived a silent link by 15s")
 	}
 }
