@@ -29,10 +29,11 @@ func newMetrics(s *Server) *metrics {
 }
 
 var (
-	descJobs   = prometheus.NewDesc("dspool_jobs", "Jobs by state.", []string{"state"}, nil)
-	descQueue  = prometheus.NewDesc("dspool_queue_length", "Jobs waiting to be placed.", nil, nil)
-	descNodes  = prometheus.NewDesc("dspool_nodes", "Nodes by state.", []string{"state"}, nil)
-	descAgents = prometheus.NewDesc("dspool_agents_connected", "Agents holding a connection now.", nil, nil)
+	descJobs     = prometheus.NewDesc("dspool_jobs", "Jobs by state.", []string{"state"}, nil)
+	descQueue    = prometheus.NewDesc("dspool_queue_length", "Jobs waiting to be placed.", nil, nil)
+	descNodes    = prometheus.NewDesc("dspool_nodes", "Nodes by state.", []string{"state"}, nil)
+	descAgents   = prometheus.NewDesc("dspool_agents_connected", "Agents holding a connection now.", nil, nil)
+	descSessions = prometheus.NewDesc("dspool_sessions", "Interactive sessions open now.", nil, nil)
 )
 
 // stateCollector reads counts from the store at scrape time, so the figures
@@ -44,6 +45,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descQueue
 	ch <- descNodes
 	ch <- descAgents
+	ch <- descSessions
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -65,4 +67,5 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descAgents, prometheus.GaugeValue, float64(c.s.hub.connected()))
+	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(c.s.sessions.count()))
 }

@@ -47,7 +47,8 @@ type Lease struct {
 	sm    *sessions
 	rec   dspool.Session // immutable after creation, but for the counters below
 	setup api.SessionSetup
-	conns int // guarded by sm.mu
+	conns int  // guarded by sm.mu
+	ended bool // guarded by sm.mu: finished (by its last lease or from outside)
 	done  chan struct{}
 	why   atomic.Pointer[string]
 
@@ -91,8 +92,9 @@ func (l *Lease) Close() {
 	sm := l.sm
 	sm.mu.Lock()
 	l.conns--
-	last := l.conns == 0
+	last := l.conns == 0 && !l.ended
 	if last {
+		l.ended = true
 		sm.forget(l)
 	}
 	sm.mu.Unlock()
@@ -129,10 +131,11 @@ func (sm *sessions) finish(l *Lease, reason string) {
 // end ends a session from outside: its connections are told why and closed.
 func (sm *sessions) end(l *Lease, reason string) bool {
 	sm.mu.Lock()
-	if sm.live[l.rec.ID] != l {
+	if l.ended {
 		sm.mu.Unlock()
 		return false
 	}
+	l.ended = true
 	sm.forget(l)
 	sm.mu.Unlock()
 	l.why.Store(&reason)
