@@ -297,7 +297,8 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 	uid, _ := strconv.Atoi(ext[extUID])
 	gid, _ := strconv.Atoi(ext[extGID])
 	u := &dspool.User{Name: ext[extUser], UID: uid, GID: gid}
-	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}}
+	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}, closed: make(chan struct{})}
+	defer close(cc.closed)
 	cc.serve(chans, reqs, ext[extPool])
 }
 
@@ -357,9 +358,33 @@ type clientConn struct {
 	// refusal is shown on every channel when sess is nil.
 	refusal string
 
+	closed chan struct{} // closed when the connection ends
+
 	mu       sync.Mutex
 	channels map[*channel]struct{}
+	open     int // channels of any kind open now
 	ended    string
+}
+
+// MaxChannels bounds the channels (shells, commands, forwards) one
+// connection may have open at once, as OpenSSH's MaxSessions does.
+const MaxChannels = 64
+
+// take reserves a channel slot; false when the connection has MaxChannels.
+func (cc *clientConn) take() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.open >= MaxChannels {
+		return false
+	}
+	cc.open++
+	return true
+}
+
+func (cc *clientConn) release() {
+	cc.mu.Lock()
+	cc.open--
+	cc.mu.Unlock()
 }
 
 func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, pool string) {
@@ -381,10 +406,19 @@ func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Reques
 	go cc.keepAlive()
 	for nc := range chans {
 		switch nc.ChannelType() {
-		case "session":
-			go cc.session(nc)
-		case "direct-tcpip":
-			go cc.forward(nc)
+		case "session", "direct-tcpip":
+			if !cc.take() {
+				_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("dspool: at most %d channels per connection", MaxChannels))
+				continue
+			}
+			go func() {
+				defer cc.release()
+				if nc.ChannelType() == "session" {
+					cc.session(nc)
+				} else {
+					cc.forward(nc)
+				}
+			}()
 		default:
 			_ = nc.Reject(ssh.UnknownChannelType, "dspool offers session and direct-tcpip channels only")
 		}
@@ -393,7 +427,11 @@ func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Reques
 
 // watch ends the connection when the session is ended from outside.
 func (cc *clientConn) watch() {
-	<-cc.sess.Done()
+	select {
+	case <-cc.sess.Done():
+	case <-cc.closed:
+		return
+	}
 	msg := fmt.Sprintf("\r\ndspool: your session on node %s has ended: %s. Files on the share are intact; log in again for a new session.\r\n",
 		cc.sess.NodeName(), cc.sess.Reason())
 	cc.mu.Lock()
@@ -415,7 +453,12 @@ func (cc *clientConn) keepAlive() {
 	t := time.NewTicker(cc.g.cfg.KeepAlive)
 	defer t.Stop()
 	missed := 0
-	for range t.C {
+	for {
+		select {
+		case <-cc.closed:
+			return
+		case <-t.C:
+		}
 		res := make(chan error, 1)
 		go func() {
 			_, _, err := cc.sc.SendRequest("keepalive@openssh.com", true, nil)

@@ -380,3 +380,35 @@ func TestSilentPartition(t *testing.T) {
 		t.Fatal("the session outlived a silent link by 15s")
 	}
 }
+
+// TestChannelLimit: one connection holds at most MaxChannels channels.
+func TestChannelLimit(t *testing.T) {
+	f := start(t, 46600, sshgw.Config{})
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var open []*ssh.Session
+	for i := 0; i < sshgw.MaxChannels; i++ {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatalf("channel %d: %v", i+1, err)
+		}
+		open = append(open, s)
+	}
+	if _, err := c.NewSession(); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("channel %d: %v; want a refusal", sshgw.MaxChannels+1, err)
+	}
+	open[0].Close()
+	// The slot is given back once the channel is closed on both sides.
+	var s *ssh.Session
+	f.p.Eventually(5*time.Second, func() bool {
+		s, err = c.NewSession()
+		return err == nil
+	}, "a channel slot to free up")
+	if out, err := s.Output("echo ok"); err != nil || string(out) != "ok\n" {
+		t.Fatalf("after a slot freed up: %q, %v", out, err)
+	}
+}
