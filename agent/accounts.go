@@ -53,12 +53,12 @@ func (a *accounts) ensureOnce(u api.RunAs, home string) error {
 	uid, gid := strconv.Itoa(u.UID), strconv.Itoa(u.GID)
 	if byID, err := user.LookupId(uid); err == nil {
 		if byID.Username != u.Name {
-			return &mismatchError{fmt.Sprintf("uid %d belongs to %q on this node, not %q: free that uid or change dspool's uid base", u.UID, byID.Username, u.Name)}
+			return &mismatchError{fmt.Sprintf("uid %d belongs to account %q on this node, but dspool gives it to user %q: remove or renumber that account on this node, or use a dspool store whose --uid-base range is free here", u.UID, byID.Username, u.Name)}
 		}
 		return nil
 	}
 	if byName, err := user.Lookup(u.Name); err == nil {
-		return &mismatchError{fmt.Sprintf("account %q exists on this node with uid %s, but dspool gives it uid %d: the uids must match on every node", u.Name, byName.Uid, u.UID)}
+		return &mismatchError{fmt.Sprintf("account %q exists on this node with uid %s, but dspool gives it uid %d, and a user's uid must be the same on every node: if it is left from an earlier dspool, remove it (userdel %s); otherwise give the dspool user another name", u.Name, byName.Uid, u.UID, u.Name)}
 	}
 	if g, err := user.LookupGroupId(gid); err != nil {
 		if out, err := exec.Command("groupadd", "-g", gid, u.Name).CombinedOutput(); err != nil {

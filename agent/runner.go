@@ -47,8 +47,14 @@ func (ag *Agent) launch(a *attempt) {
 	err := ag.start(a)
 	if err != nil {
 		ag.log.Warn("attempt did not start", "job", a.spec.Job, "attempt", a.spec.Attempt, "err", err)
-		// Say it where users look first: the job's log.
-		if f, ferr := share.OpenFile(ag.cfg.Share, a.spec.Log, -1, -1, 0o640); ferr == nil {
+		// Say it where users look first: the job's log (its directory may
+		// not exist yet; it is the user's once the job runs).
+		uid, gid := -1, -1
+		if ag.root && a.spec.User.UID != 0 {
+			uid, gid = a.spec.User.UID, a.spec.User.GID
+		}
+		_ = share.MkdirAll(ag.cfg.Share, a.spec.JobDir, uid, gid, 0o750)
+		if f, ferr := share.OpenFile(ag.cfg.Share, a.spec.Log, uid, gid, 0o640); ferr == nil {
 			fmt.Fprintf(f, "dspool: the job could not start: %v\n", err)
 			f.Close()
 		}

@@ -306,9 +306,11 @@ func (a *App) userCmd() *cobra.Command {
 	var remove bool
 	passwd := &cobra.Command{
 		Use: "passwd [USER]", Short: "Set your password (or, as an admin, another user's)",
-		Long: `Set a password, for logins that take one (the SSH gateway when it allows
-passwords, the web login). On a terminal it asks twice without echo; otherwise
-it reads the first line of standard input. At least 8 characters.`,
+		Long: `Set a password, stored as an argon2id hash. SSH logins take it only when the
+server allows passwords (dspool up --ssh-password-auth, or ssh_password_auth:
+true); by default they take keys only (dspool key add). On a terminal it asks
+twice without echo; otherwise it reads the first line of standard input. At
+least 8 characters.`,
 		Args: args(0, 1, "at most one user name", "dspool user passwd alice"),
 		Example: `  dspool user passwd
   dspool user passwd alice

@@ -95,68 +95,82 @@ type plane struct {
 }
 
 func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
+	sshOn := o.SSHListen != "" && o.SSHListen != "off"
+	if sshOn {
+		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
+			return nil, err
+		}
+	}
 	// The data directory is traversable but not listable: jobs running as
 	// their users must reach the share inside it; the store file is 0600.
 	if err := os.MkdirAll(o.Data, 0o711); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(o.Data)
+	if err != nil {
+		return nil, err
+	}
+	// Take the addresses before creating anything, so that a start that
+	// fails on a busy port leaves no new store behind (whose uid base, for
+	// one, would then be fixed).
+	var lns []net.Listener
+	fail := func(err error) (*plane, error) {
+		for _, l := range lns {
+			l.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w (is another dspool running? pass --listen HOST:PORT)", o.Listen, err))
+	}
+	lns = append(lns, ln)
+	var sln net.Listener
+	if sshOn {
+		if sln, err = net.Listen("tcp", o.SSHListen); err != nil {
+			return fail(fmt.Errorf("listen on %s for SSH: %w (is another dspool running? pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err))
+		}
+		lns = append(lns, sln)
 	}
 	if os.Geteuid() == 0 {
 		if dir := untraversable(o.Share); dir != "" {
 			log.Warn("jobs run as their users and cannot reach the share: a parent directory is not searchable by others; use --data elsewhere (e.g. /var/lib/dspool) or chmod o+x it", "dir", dir)
 		}
 	}
-	if err := os.MkdirAll(o.Share, 0o755); err != nil {
-		return nil, fmt.Errorf("share: %w", err)
-	}
-	for _, d := range []string{"home", "jobs", "data"} {
+	for _, d := range []string{"", "home", "jobs", "data"} {
 		if err := os.MkdirAll(filepath.Join(o.Share, d), 0o755); err != nil {
-			return nil, fmt.Errorf("share: %w", err)
+			return fail(fmt.Errorf("share: %w", err))
 		}
-	}
-	lock, err := lockDir(o.Data)
-	if err != nil {
-		return nil, err
 	}
 	dbPath := filepath.Join(o.Data, "dspool.db")
 	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{UIDBase: o.UIDBase})
 	if err != nil {
-		lock.Close()
-		return nil, err
+		return fail(err)
 	}
 	for _, f := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
 		_ = os.Chmod(f, 0o600)
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		db.Close()
-		lock.Close()
-		return nil, fmt.Errorf("listen on %s: %w (is another dspool running? pass --listen HOST:PORT)", o.Listen, err)
+	if o.UIDBase != 0 {
+		if base, err := db.UIDBase(ctx); err == nil && base != o.UIDBase {
+			db.Close()
+			return fail(dspool.Invalid("uid_base", "the store in %s was made with uid base %d, and its users keep their uids: drop --uid-base (uid_base), or give a new --data for a new store", o.Data, base))
+		}
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
-	if o.SSHListen != "" && o.SSHListen != "off" {
-		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
-			ln.Close()
-			p.close()
-			return nil, err
-		}
+	if sshOn {
 		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
 		if err != nil {
-			ln.Close()
-			p.close()
-			return nil, err
-		}
-		sln, err := net.Listen("tcp", o.SSHListen)
-		if err != nil {
-			ln.Close()
-			p.close()
-			return nil, fmt.Errorf("listen on %s for SSH: %w (pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err)
+			db.Close()
+			return fail(err)
 		}
 		p.sshLn = sln
 		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers,
 			PasswordAuth: o.SSHPasswordAuth})
-		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()))
+		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()),
+			"password_logins", o.SSHPasswordAuth)
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
@@ -303,6 +317,9 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
+	if os.Geteuid() == 0 {
+		warnAccountClashes(ctx, p.db, log)
+	}
 	if err := a.defaultPool(ctx, p.db, nodes, nodesSet); err != nil {
 		p.close()
 		return err
@@ -376,6 +393,24 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	}
 }
 
+// warnAccountClashes says which dspool users have an account on this
+// machine with another uid: local agents cannot run their work until it is
+// removed (a leftover from an earlier store, most often).
+func warnAccountClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
+	users, err := db.Users(ctx)
+	if err != nil {
+		return
+	}
+	for _, u := range users {
+		acct, err := user.Lookup(u.Name)
+		if err != nil || acct.Uid == strconv.Itoa(u.UID) {
+			continue
+		}
+		log.Warn("an account with this user's name has another uid on this machine: their jobs and sessions cannot run here until it is removed (userdel) or the store is made with a --uid-base that matches",
+			"user", u.Name, "dspool_uid", u.UID, "account_uid", acct.Uid)
+	}
+}
+
 // retireStrays marks gone the nodes of local pools that no agent will ever
 // come back for (the pool shrank while dspool was down).
 func retireStrays(ctx context.Context, db *sqlite.DB, prov *local.Provider, pools []*dspool.Pool, log *slog.Logger) {
@@ -434,6 +469,10 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 // reusing the saved token when it still authenticates.
 func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, error) {
 	c := a.loadConfig()
+	if c.Server != "" && c.Server != p.url {
+		fmt.Fprintf(a.Stderr, "dspool: the CLI login in %s was for %s; it now points to this pool (set DSPOOL_CONFIG to keep logins apart)\n",
+			a.defaultConfigPath(), c.Server)
+	}
 	if c.Token != "" {
 		if u, err := p.db.UserByToken(ctx, server.HashSecret(c.Token)); err == nil && u.ID == admin.ID {
 			c.Server = p.url

@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -45,4 +47,26 @@ func TestCLIErrorsSayWhatToDo(t *testing.T) {
 	// A pool file given without -f is taken as the file.
 	f := writeFile(t, "pool-*.yaml", "name: extra\nprovider: static\nnode: {cpus: 1, memory: 1GiB}\n")
 	cliOK(t, up.env(), "pool", "apply", f)
+}
+
+// TestUpStartsCleanOrNotAtAll: a start that fails on a busy port leaves no
+// store behind, and a store's uid base cannot be changed by a later flag.
+func TestUpStartsCleanOrNotAtAll(t *testing.T) {
+	up := startUp(t, upConfig{UIDBase: uidBase(15)})
+	busy := strings.TrimPrefix(up.URL, "http://")
+	fresh := filepath.Join(tempDir(t), "fresh")
+	_, stderr, code := cli(t, []string{"DSPOOL_CONFIG=" + filepath.Join(tempDir(t), "other.json")},
+		"up", "--data", fresh, "--listen", "127.0.0.1:0", "--ssh-listen", busy)
+	if code == 0 || !strings.Contains(stderr, "--ssh-listen") {
+		t.Fatalf("up on a busy SSH port: exit %d, stderr %q; want a refusal naming --ssh-listen", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "dspool.db")); !os.IsNotExist(err) {
+		t.Fatalf("the failed start left a store: %v", err)
+	}
+	up.Stop()
+	_, stderr, code = cli(t, up.env(), "up", "--data", up.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "off",
+		"--uid-base", strconv.Itoa(uidBase(15)+50))
+	if code == 0 || !strings.Contains(stderr, "uid base "+strconv.Itoa(uidBase(15))) {
+		t.Fatalf("up with another --uid-base on an existing store: exit %d, stderr %q; want a refusal", code, stderr)
+	}
 }

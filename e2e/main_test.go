@@ -485,7 +485,16 @@ func removeNodeCgroups(stateDirs ...string) {
 			continue
 		}
 		for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/pids"} {
-			_ = os.Remove(filepath.Join(root, "dspool", id.Node))
+			node := filepath.Join(root, "dspool", id.Node)
+			// The cgroups of attempts and sessions an agent killed with
+			// SIGKILL left behind (empty: their processes died with it).
+			children, _ := os.ReadDir(node)
+			for _, c := range children {
+				if c.IsDir() {
+					_ = os.Remove(filepath.Join(node, c.Name()))
+				}
+			}
+			_ = os.Remove(node)
 		}
 	}
 }

@@ -302,8 +302,12 @@ func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remot
 		if len(nodes) == 0 {
 			return nil, dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)
 		}
-		return nil, dspool.Errorf(dspool.EUnavailable, "all %d ready nodes of pool %s are full: none has %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
-			len(nodes), p.Name, cpus, mem)
+		which := fmt.Sprintf("all %d ready nodes of pool %s are full: none has", len(nodes), p.Name)
+		if len(nodes) == 1 {
+			which = fmt.Sprintf("the ready node of pool %s is full: it does not have", p.Name)
+		}
+		return nil, dspool.Errorf(dspool.EUnavailable, "%s %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
+			which, cpus, mem)
 	}
 	node, err := s.db.Node(ctx, id)
 	if err != nil {

@@ -134,3 +134,13 @@ func (db *DB) PasswordHash(ctx context.Context, name string) (string, error) {
 	}
 	return h, err
 }
+
+// UIDBase is the first uid/gid the store gives users, fixed when it was
+// created.
+func (db *DB) UIDBase(ctx context.Context) (int, error) {
+	var v string
+	if err := db.r.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'uid_base'`).Scan(&v); err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}

@@ -130,7 +130,7 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 	}
 	_, errs, err := run(t, bc, "true")
 	var ee *ssh.ExitError
-	if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "are full") {
+	if !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "is full") {
 		t.Fatalf("bob on a full pool: %v, stderr %q; want exit 255 and a message", err, errs)
 	}
 	bc.Close()
