@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -93,7 +94,8 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 // uidBase returns a first uid/gid for dspool's users such that the few it
 // gives out here are free on this machine (its agents create the accounts
 // with these ids), outside useradd's range (UID_MAX is 60000 on Debian).
-func uidBase() int {
+// It is chosen once: a restart on the same store must give the same base.
+var uidBase = sync.OnceValue(func() int {
 	free := func(base int) bool {
 		for id := base; id < base+10; id++ {
 			if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
@@ -110,7 +112,7 @@ func uidBase() int {
 		base += 100
 	}
 	return base
-}
+})
 
 // readyNodes counts the default pool's ready nodes.
 func (u *upProc) readyNodes(ctx context.Context) (int, error) {

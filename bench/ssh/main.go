@@ -286,13 +286,17 @@ func measure(ctx context.Context, t *Target, e endpoint, n Sizes) {
 		if ctx.Err() != nil {
 			return
 		}
-		logf("%s: %d x %d MiB through `ssh -c %s ... 'cat >/dev/null'`", t.Name, n.TputRuns, n.MiB, c)
+		flag := "-c " + c + " "
+		if c == "" {
+			flag = ""
+		}
+		logf("%s: %d x %d MiB through `ssh %s... 'cat >/dev/null'`", t.Name, n.TputRuns, n.MiB, flag)
 		tp := throughput(ctx, n, sshClient, e.args("ERROR", c, "cat >/dev/null"))
 		t.Throughput[c] = tp
 		if tp.Error != "" {
-			logf("%s: %s: %s", t.Name, c, tp.Error)
+			logf("%s: %s: %s", t.Name, shortCipher(c), tp.Error)
 		} else {
-			logf("%s: %s: %.0f MiB/s", t.Name, c, tp.MiBPerS)
+			logf("%s: %s: %.0f MiB/s", t.Name, shortCipher(c), tp.MiBPerS)
 		}
 	}
 }
