@@ -53,6 +53,10 @@ type Config struct {
 	Labels map[string]string
 	// PidsLimit bounds the processes of one attempt (default 4096).
 	PidsLimit int
+	// FramedSessions carries the stdin and stdout of session processes in
+	// frames on the agent's one connection, instead of a connection of
+	// their own per process (for networks that allow an agent only one).
+	FramedSessions bool
 	// SFTPServer is the command line of the sftp subsystem of sessions,
 	// run as the user (dspool's own: DSPOOL sftp-server); empty: no sftp.
 	SFTPServer []string
@@ -297,6 +301,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // dial opens the upgraded connection to the server.
 func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	// The reader is also the connection's read buffer: a large one reads
+	// bulk session output in few system calls.
+	return ag.dialUpgrade(ctx, "/api/v1/agents/connect", api.AgentUpgrade, nil, 256<<10)
+}
+
+// dialUpgrade opens a connection to the server and upgrades it with a GET
+// of path, authenticated by the node's credential. The reader holds what
+// the server sent after its answer.
+func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, error) {
 	u, err := url.Parse(ag.cfg.Server)
 	if err != nil {
 		return nil, nil, fmt.Errorf("server URL: %w", err)
@@ -320,15 +333,18 @@ func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
-	req, _ := http.NewRequest("GET", ag.cfg.Server+"/api/v1/agents/connect", nil)
+	req, _ := http.NewRequest("GET", ag.cfg.Server+path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Authorization", "Bearer "+ag.cred)
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", api.AgentUpgrade)
+	req.Header.Set("Upgrade", upgrade)
 	if err := req.Write(conn); err != nil {
 		conn.Close()
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(conn, 256<<10) // also the connection's read buffer: fewer system calls for bulk session data
+	br := bufio.NewReaderSize(conn, bufSize)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
@@ -341,7 +357,7 @@ func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
 			return nil, nil, eb.Error
 		}
-		return nil, nil, fmt.Errorf("server refused the agent connection: %s", resp.Status)
+		return nil, nil, fmt.Errorf("server refused the %s connection: %s", upgrade, resp.Status)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, br, nil

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -146,13 +147,14 @@ func (ag *Agent) serveSessionEnd(w http.ResponseWriter, r *http.Request) {
 
 // hijack answers 101 and returns the stream, reading first what the HTTP
 // server had buffered.
-func hijack(w http.ResponseWriter) (net.Conn, error) {
+func hijack(w http.ResponseWriter, dataMode string) (net.Conn, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetDeadline(time.Time{})
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", api.SessionUpgrade)
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n%s: %s\r\n\r\n",
+		api.SessionUpgrade, api.DataModeHeader, dataMode)
 	if err := brw.Flush(); err != nil {
 		conn.Close()
 		return nil, err
@@ -247,8 +249,26 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("start %s: %v", argv[0], unwrapExec(err)), http.StatusInternalServerError)
 		return
 	}
-	conn, err := hijack(w)
+	// stdin and stdout on a connection of their own, when the control
+	// plane asks: from socket to pipe and back with splice(2), never through
+	// this process's memory. Without it, they go in frames.
+	mode := api.DataModeFrames
+	if req.Data != "" && !ag.cfg.FramedSessions {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		data, br, err := ag.dialUpgrade(ctx, "/api/v1/agents/data", api.DataUpgrade, http.Header{api.DataTokenHeader: {req.Data}}, 4096)
+		cancel()
+		if err != nil {
+			ag.log.Warn("session data connection; using frames", "session", req.Session, "err", err)
+		} else {
+			p.data, p.dataBuf = data, br
+			mode = api.DataModeConn
+		}
+	}
+	conn, err := hijack(w, mode)
 	if err != nil {
+		if p.data != nil {
+			p.data.Close()
+		}
 		p.hangup()
 		return
 	}
@@ -263,6 +283,10 @@ type proc struct {
 	stdin  *os.File // without one
 	stdout *os.File
 	stderr *os.File
+	// data carries stdin and stdout when set (dataBuf holds what arrived
+	// with the connection's answer); otherwise they are in frames.
+	data    net.Conn
+	dataBuf *bufio.Reader
 }
 
 func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY) (*proc, error) {
@@ -360,7 +384,8 @@ func (p *proc) hangup() {
 // from children that keep its stdout open (OpenSSH waits for them forever).
 const drainAfterExit = 2 * time.Second
 
-// serve pumps frames between the stream and the process until it exits.
+// serve carries the process's stdio and control until it exits: frames on
+// the stream, and stdin and stdout on the data connection when there is one.
 func (p *proc) serve(conn net.Conn) {
 	defer conn.Close()
 	fw := api.NewFrameWriter(conn)
@@ -369,12 +394,26 @@ func (p *proc) serve(conn net.Conn) {
 		defer copies.Done()
 		_, _ = fw.Pump(typ, f, nil)
 	}
+	out := p.stdout
 	if p.ptmx != nil {
+		out = p.ptmx
+	}
+	switch {
+	case p.data != nil:
+		defer p.data.Close()
 		copies.Add(1)
-		go pump(api.FrameData, p.ptmx)
-	} else {
-		copies.Add(2)
-		go pump(api.FrameData, p.stdout)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(p.data, out) // splice(2) from the pipe to the socket
+			closeWrite(p.data)
+		}()
+		go p.stdinFromData()
+	default:
+		copies.Add(1)
+		go pump(api.FrameData, out)
+	}
+	if p.ptmx == nil {
+		copies.Add(1)
 		go pump(api.FrameStderr, p.stderr)
 	}
 	clientGone := make(chan struct{})
@@ -402,8 +441,41 @@ func (p *proc) serve(conn net.Conn) {
 	case <-time.After(drainAfterExit):
 	}
 	p.closeAll()
+	if p.data != nil {
+		closeWrite(p.data) // stdout ends before the exit is sent
+	}
 	<-drained
 	_ = fw.WriteFrame(api.FrameExit, exitFrame(werr))
+}
+
+// stdinFromData copies the data connection to the process's stdin until the
+// control plane closes its side, then closes stdin.
+func (p *proc) stdinFromData() {
+	in := p.stdin
+	if p.ptmx != nil {
+		in = p.ptmx
+	}
+	if n := p.dataBuf.Buffered(); n > 0 {
+		b, _ := p.dataBuf.Peek(n)
+		_, _ = in.Write(b)
+	}
+	raw := p.data
+	if rc, ok := raw.(*readConn); ok {
+		raw = rc.Conn
+	}
+	_, _ = io.Copy(in, raw) // splice(2) from the socket to the pipe
+	if p.stdin != nil {
+		p.stdin.Close()
+	}
+}
+
+func closeWrite(c net.Conn) {
+	if rc, ok := c.(*readConn); ok {
+		c = rc.Conn
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
 
 // input applies the control plane's frames to the process.
@@ -502,7 +574,7 @@ func (ag *Agent) serveForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("connect to %s:%d: %v", req.Host, req.Port, err), http.StatusBadGateway)
 		return
 	}
-	conn, err := hijack(w)
+	conn, err := hijack(w, "")
 	if err != nil {
 		c.Close()
 		return

@@ -75,7 +75,22 @@ type ChannelRequest struct {
 	// gateway, for SSH_CLIENT and SSH_CONNECTION.
 	Client string `json:"client,omitempty"`
 	Server string `json:"server,omitempty"`
+	// Data, when set, asks the agent to carry stdin and stdout on a
+	// connection of their own (DataUpgrade, this token in DataTokenHeader)
+	// rather than in frames: the bytes then go from socket to pipe without
+	// passing through the agent's memory. The agent's 101 answer says which
+	// it did in DataModeHeader.
+	Data string `json:"data,omitempty"`
 }
+
+// The data connection of a session channel.
+const (
+	DataUpgrade     = "dspool-data/1"
+	DataTokenHeader = "Dspool-Channel"
+	DataModeHeader  = "Dspool-Data"
+	DataModeConn    = "conn"   // stdin and stdout are on the data connection
+	DataModeFrames  = "frames" // everything is in frames on the stream
+)
 
 // ForwardRequest connects a stream to Host:Port as seen from the node:
 // POST /sessions/forward with Upgrade; after the 101 answer the stream

@@ -81,6 +81,7 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 	}
 	f := c.Flags()
 	f.StringVar(&cfg.Server, "server", "", "control plane URL (or DSPOOL_SERVER)")
+	f.BoolVar(&cfg.FramedSessions, "framed-sessions", false, "carry SSH sessions' stdin/stdout inside the agent's one connection (slower; for networks that allow an agent one connection)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "join token printed by 'dspool pool join-token POOL' (better: DSPOOL_JOIN_TOKEN, kept out of ps); needed only the first time")
 	f.StringVar(&cfg.Pool, "pool", "", "check that the join token is for this pool")
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the hostname)")

@@ -53,8 +53,22 @@ func (l *Link) serve() {
 		}
 		l.conns[c], l.conns[up] = true, true
 		l.mu.Unlock()
-		go func() { _, _ = io.Copy(l.gate(up), c); up.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(l.gate(c), up); up.Close(); c.Close() }()
+		// Each direction passes its end on as a half-close, as TCP does;
+		// an error in either closes both.
+		var wg sync.WaitGroup
+		wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer wg.Done()
+			if _, err := io.Copy(l.gate(dst), src); err != nil {
+				dst.Close()
+				src.Close()
+				return
+			}
+			_ = dst.(*net.TCPConn).CloseWrite()
+		}
+		go pipe(up, c)
+		go pipe(c, up)
+		go func() { wg.Wait(); up.Close(); c.Close() }()
 	}
 }
 

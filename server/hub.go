@@ -34,6 +34,8 @@ type hub struct {
 	seen  map[string]time.Time
 	users map[string]*dspool.User
 	pools map[string]*dspool.Pool
+	// data are the data connections session channels wait for, by token.
+	data map[string]*pendingData
 }
 
 type agentConn struct {
@@ -52,7 +54,7 @@ type agentConn struct {
 
 func newHub(s *Server) *hub {
 	return &hub{s: s, conns: map[string]*agentConn{}, seen: map[string]time.Time{},
-		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}}
+		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}, data: map[string]*pendingData{}}
 }
 
 var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -169,6 +171,15 @@ type bufConn struct {
 }
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite ends the writing half: of a TCP connection, or (a yamux
+// stream's Close is already a half-close) of a stream.
+func (c *bufConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
 
 func (h *hub) closeAll() {
 	h.mu.Lock()

@@ -193,6 +193,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/sessions/{id}/kill", authUser, s.killSession},
 		{"POST", "/api/v1/agents/register", authNone, s.hub.register},
 		{"GET", "/api/v1/agents/connect", authNone, s.hub.connect},
+		{"GET", "/api/v1/agents/data", authNone, s.hub.acceptData},
 	}
 }
 

@@ -350,32 +350,50 @@ func (sm *sessions) perNode() map[string]int {
 	return out
 }
 
-// Channel starts a process of the session on its node and returns the
-// stream that carries its frames.
-func (l *Lease) Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, error) {
+// Channel starts a process of the session on its node. It returns the
+// stream that carries its frames and, when the agent opened one, the
+// connection that carries its stdin and stdout (nil: they are in frames).
+func (l *Lease) Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, net.Conn, error) {
 	req.SessionSetup = l.setup
-	return l.sm.s.hub.upgrade(ctx, l.rec.Node, "/sessions/channel", req)
+	h := l.sm.s.hub
+	req.Data = h.expectData(l.rec.Node)
+	defer h.forgetData(req.Data)
+	stream, hdr, err := h.upgrade(ctx, l.rec.Node, "/sessions/channel", req)
+	if err != nil {
+		return nil, nil, err
+	}
+	if hdr.Get(api.DataModeHeader) != api.DataModeConn {
+		return stream, nil, nil
+	}
+	data, err := h.awaitData(ctx, req.Data)
+	if err != nil {
+		stream.Close()
+		return nil, nil, fmt.Errorf("node %s did not open the channel's data connection: %w", l.rec.NodeName, err)
+	}
+	return stream, data, nil
 }
 
 // Forward connects to host:port as seen from the session's node.
 func (l *Lease) Forward(ctx context.Context, host string, port int) (net.Conn, error) {
-	return l.sm.s.hub.upgrade(ctx, l.rec.Node, "/sessions/forward", api.ForwardRequest{SessionSetup: l.setup, Host: host, Port: port})
+	c, _, err := l.sm.s.hub.upgrade(ctx, l.rec.Node, "/sessions/forward", api.ForwardRequest{SessionSetup: l.setup, Host: host, Port: port})
+	return c, err
 }
 
-// upgrade opens a stream to an agent and upgrades it with a POST of body.
-// A refusal is returned as an error carrying the agent's message.
-func (h *hub) upgrade(ctx context.Context, node, path string, body any) (net.Conn, error) {
+// upgrade opens a stream to an agent and upgrades it with a POST of body;
+// it returns the stream and the agent's answer's header. A refusal is
+// returned as an error carrying the agent's message.
+func (h *hub) upgrade(ctx context.Context, node, path string, body any) (net.Conn, http.Header, error) {
 	ac := h.conn(node)
 	if ac == nil {
-		return nil, fmt.Errorf("node %s is not connected", node)
+		return nil, nil, fmt.Errorf("node %s is not connected", node)
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stream, err := ac.sess.Open()
 	if err != nil {
-		return nil, fmt.Errorf("open a stream to node %s: %w", node, err)
+		return nil, nil, fmt.Errorf("open a stream to node %s: %w", node, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = stream.SetDeadline(dl)
@@ -386,22 +404,138 @@ func (h *hub) upgrade(ctx context.Context, node, path string, body any) (net.Con
 	req.Header.Set("Upgrade", api.SessionUpgrade)
 	if err := req.Write(stream); err != nil {
 		stream.Close()
-		return nil, fmt.Errorf("node %s: %w", node, err)
+		return nil, nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	br := bufio.NewReader(stream)
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		stream.Close()
-		return nil, fmt.Errorf("node %s: %w", node, err)
+		return nil, nil, fmt.Errorf("node %s: %w", node, err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
 		stream.Close()
-		return nil, &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
+		return nil, nil, &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
 	}
 	_ = stream.SetDeadline(time.Time{})
-	return &bufConn{Conn: stream, r: br}, nil
+	return &bufConn{Conn: stream, r: br}, resp.Header, nil
+}
+
+// pendingData is a data connection the control plane expects from a node.
+// Guarded by hub.mu.
+type pendingData struct {
+	node  string
+	conn  net.Conn      // set when it arrives
+	ready chan struct{} // closed when it arrives
+	gone  bool          // nobody waits any more: close what arrives
+}
+
+// expectData returns a new token for a data connection from node.
+func (h *hub) expectData(node string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	tok := hex.EncodeToString(b)
+	h.mu.Lock()
+	h.data[tok] = &pendingData{node: node, ready: make(chan struct{})}
+	h.mu.Unlock()
+	return tok
+}
+
+// forgetData drops a token; a connection that arrived for it and was not
+// taken is closed.
+func (h *hub) forgetData(tok string) {
+	h.mu.Lock()
+	p := h.data[tok]
+	delete(h.data, tok)
+	var leftover net.Conn
+	if p != nil {
+		p.gone = true
+		leftover, p.conn = p.conn, nil
+	}
+	h.mu.Unlock()
+	if leftover != nil {
+		leftover.Close()
+	}
+}
+
+func (h *hub) awaitData(ctx context.Context, tok string) (net.Conn, error) {
+	h.mu.Lock()
+	p := h.data[tok]
+	h.mu.Unlock()
+	if p == nil {
+		return nil, errors.New("unknown data token")
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.ready:
+		h.mu.Lock()
+		c := p.conn
+		p.conn = nil
+		h.mu.Unlock()
+		if c == nil {
+			return nil, errors.New("taken twice")
+		}
+		return c, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errors.New("timed out")
+	}
+}
+
+// data takes a node's data connection for a session channel: GET
+// /api/v1/agents/data with the node's credential and the channel's token.
+func (h *hub) acceptData(w http.ResponseWriter, r *http.Request) {
+	node, err := h.s.db.NodeByCredential(r.Context(), HashSecret(bearer(r)))
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	if r.Header.Get("Upgrade") != api.DataUpgrade {
+		h.s.fail(w, r, dspool.Invalid("Upgrade", "a data connection needs Upgrade: %s", api.DataUpgrade))
+		return
+	}
+	tok := r.Header.Get(api.DataTokenHeader)
+	h.mu.Lock()
+	p := h.data[tok]
+	ok := p != nil && p.node == node.ID && !p.gone && p.conn == nil && !closed(p.ready)
+	h.mu.Unlock()
+	if !ok {
+		h.s.fail(w, r, dspool.Errorf(dspool.ENotFound, "no channel of this node expects a data connection with that token"))
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", api.DataUpgrade)
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return
+	}
+	c := &bufConn{Conn: conn, r: brw.Reader}
+	h.mu.Lock()
+	if p.gone || closed(p.ready) {
+		h.mu.Unlock()
+		conn.Close()
+		return
+	}
+	p.conn = c
+	close(p.ready)
+	h.mu.Unlock()
+}
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // agentRefusal is an agent's answer other than 101.

@@ -35,7 +35,9 @@ import (
 type Session interface {
 	ID() string
 	NodeName() string
-	Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, error)
+	// Channel starts a process; it returns the stream of its frames and,
+	// when the node opened one, the connection of its stdin and stdout.
+	Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, net.Conn, error)
 	Forward(ctx context.Context, host string, port int) (net.Conn, error)
 	In(n int)
 	Out(n int)
@@ -536,6 +538,7 @@ type channel struct {
 	mu      sync.Mutex
 	fw      *api.FrameWriter
 	stream  net.Conn
+	data    net.Conn // stdin and stdout, when not in frames
 	done    bool
 	aborted bool
 }
@@ -656,7 +659,7 @@ func (c *channel) start(r *ssh.Request, req api.ChannelRequest) bool {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	stream, err := sess.Channel(ctx, req)
+	stream, data, err := sess.Channel(ctx, req)
 	cancel()
 	if err != nil {
 		_, _ = fmt.Fprintf(c.ch.Stderr(), "dspool: %s could not start on node %s: %v\r\n", req.Kind, sess.NodeName(), err)
@@ -664,12 +667,15 @@ func (c *channel) start(r *ssh.Request, req api.ChannelRequest) bool {
 		return false
 	}
 	c.mu.Lock()
-	c.stream = stream
+	c.stream, c.data = stream, data
 	c.fw = api.NewFrameWriter(stream)
 	aborted := c.aborted
 	c.mu.Unlock()
 	if aborted {
 		stream.Close()
+		if data != nil {
+			data.Close()
+		}
 		return false
 	}
 	_ = r.Reply(true, nil)
@@ -707,15 +713,47 @@ func sendExit(ch ssh.Channel, e api.Exit) {
 
 // input carries the client's bytes to the process.
 func (c *channel) input() {
-	if _, err := c.fw.Pump(api.FrameData, c.ch, c.cc.sess.In); err == nil {
-		_ = c.fw.WriteFrame(api.FrameEOF, nil)
+	if c.data == nil {
+		if _, err := c.fw.Pump(api.FrameData, c.ch, c.cc.sess.In); err == nil {
+			_ = c.fw.WriteFrame(api.FrameEOF, nil)
+		}
+		return
 	}
+	buf := make([]byte, 256<<10)
+	if _, err := io.CopyBuffer(counter{c.data, c.cc.sess.In}, c.ch, buf); err == nil {
+		if cw, ok := c.data.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}
+}
+
+// counter counts what is written through it.
+type counter struct {
+	w     io.Writer
+	count func(int)
+}
+
+func (c counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.count(n)
+	return n, err
 }
 
 // output carries the process's output and exit to the client.
 func (c *channel) output() {
 	fr := api.NewFrameReader(c.stream)
 	defer c.stream.Close()
+	stdout := make(chan struct{})
+	if c.data != nil {
+		defer c.data.Close()
+		go func() {
+			defer close(stdout)
+			buf := make([]byte, 256<<10)
+			_, _ = io.CopyBuffer(counter{c.ch, c.cc.sess.Out}, c.data, buf)
+		}()
+	} else {
+		close(stdout)
+	}
 	for {
 		typ, b, err := fr.ReadFrame()
 		if err != nil {
@@ -744,6 +782,12 @@ func (c *channel) output() {
 			if err := json.Unmarshal(b, &e); err != nil {
 				e = api.Exit{Status: 255}
 			}
+			// The agent ends stdout before it sends the exit: all of it
+			// reaches the client first.
+			select {
+			case <-stdout:
+			case <-time.After(10 * time.Second):
+			}
 			c.exit(nil, e)
 			return
 		}
@@ -758,11 +802,14 @@ func (c *channel) abort(msg string) {
 		return
 	}
 	c.aborted = true
-	stream := c.stream
+	stream, data := c.stream, c.data
 	c.mu.Unlock()
 	_, _ = io.WriteString(c.ch.Stderr(), msg)
 	c.exit(nil, api.Exit{Status: 255})
 	if stream != nil {
 		stream.Close()
+	}
+	if data != nil {
+		data.Close()
 	}
 }

@@ -32,6 +32,12 @@ type fixture struct {
 // session reserves all of it) and a gateway in front of it.
 func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 	t.Helper()
+	return startWith(t, uidBase, cfg, agent.Config{})
+}
+
+// startWith is start with the agent's configuration.
+func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fixture {
+	t.Helper()
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: uidBase})
 	ctx := context.Background()
 	pool := &dspool.Pool{Name: "inter", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
@@ -39,7 +45,8 @@ func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
 		t.Fatal(err)
 	}
-	p.AddAgent("inter", agent.Config{Name: "inter-1", CPUs: 1000, Memory: 1 << 30})
+	ac.Name, ac.CPUs, ac.Memory = "inter-1", 1000, 1<<30
+	p.AddAgent("inter", ac)
 	p.WaitReady("inter", 1)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	host, _ := ssh.NewSignerFromKey(priv)
@@ -410,5 +417,54 @@ func TestChannelLimit(t *testing.T) {
 	}, "a channel slot to free up")
 	if out, err := s.Output("echo ok"); err != nil || string(out) != "ok\n" {
 		t.Fatalf("after a slot freed up: %q, %v", out, err)
+	}
+}
+
+// TestFramedSessions: with the agent's one connection only, stdin and stdout
+// travel in frames, with the same results.
+func TestFramedSessions(t *testing.T) {
+	f := startWith(t, 46700, sshgw.Config{}, agent.Config{FramedSessions: true})
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Repeat("0123456789abcdef", 200000) // 3.2 MB through stdin and back
+	s.Stdin = strings.NewReader(data)
+	var errb strings.Builder
+	s.Stderr = &errb
+	out, err := s.Output("cat; echo done >&2; exit 4")
+	var ee *ssh.ExitError
+	if string(out) != data || !errors.As(err, &ee) || ee.ExitStatus() != 4 || errb.String() != "done\n" {
+		t.Fatalf("framed: %d bytes back of %d, err %v, stderr %q", len(out), len(data), err, errb.String())
+	}
+}
+
+// TestBulkBothWays: a large stdin comes back whole on stdout, in order, and
+// stdout is complete before the exit status.
+func TestBulkBothWays(t *testing.T) {
+	f := start(t, 46800, sshgw.Config{})
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := strings.Repeat(strconv.Itoa(i)+"abcdefghijklmnopqrstuvwxyz", 400000) // about 11 MB
+		s.Stdin = strings.NewReader(data)
+		out, err := s.Output("cat")
+		if err != nil || string(out) != data {
+			t.Fatalf("round %d: %d bytes back of %d, %v", i, len(out), len(data), err)
+		}
 	}
 }
