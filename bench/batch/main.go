@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,14 +22,16 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/bench/internal/host"
 )
 
 const (
-	benchPool = "bench" // local provider: 4 agent processes x 2 cpus
-	holdPool  = "hold"  // static pool without machines: its jobs never start
-	nodes     = 4
-	clients   = 16 // API submitters
-	procs     = 8  // CLI submit processes at a time, and makespan submitters (the peer's PARALLEL)
+	benchAdmin = "dspoolbatch" // the admin `up` creates; the jobs run as it
+	benchPool  = "bench"       // local provider: 4 agent processes x 2 cpus
+	holdPool   = "hold"        // static pool without machines: its jobs never start
+	nodes      = 4
+	clients    = 16 // API submitters
+	procs      = 8  // CLI submit processes at a time, and makespan submitters (the peer's PARALLEL)
 )
 
 // Sizes are how many jobs each measurement uses.
@@ -122,6 +125,11 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 // benchDspool starts `dspool up` with the two pools and runs every measurement.
 func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error) {
 	r := &Result{}
+	// The jobs run as the admin `up` creates; as root its agents create
+	// that account, which is removed once they have stopped, if it is new.
+	if os.Geteuid() == 0 && !host.UserExists(benchAdmin) {
+		defer host.RemoveUser(benchAdmin, logf)
+	}
 	up, err := startUp(ctx, bin, dir)
 	if err != nil {
 		return nil, err
@@ -223,7 +231,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	}
 	u := &upProc{config: filepath.Join(dir, "config.json"), done: make(chan struct{})}
 	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--ssh-listen", "off",
-		"--heartbeat", "200ms", "--nodes", "0")
+		"--heartbeat", "200ms", "--nodes", "0", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase()))
 	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
 	u.cmd.Stdout, u.cmd.Stderr = log, log
 	if err := u.cmd.Start(); err != nil {

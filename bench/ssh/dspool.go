@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dspool/dspool/bench/internal/host"
 )
 
 const upNodes = 2 // local agents of the default pool
@@ -47,7 +47,7 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 	}
 	defer log.Close()
 	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--nodes", strconv.Itoa(upNodes),
-		"--uid-base", strconv.Itoa(uidBase()),
+		"--uid-base", strconv.Itoa(host.UIDBase()),
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
 		"--ssh-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)))
 	u.cmd.Args = append(u.cmd.Args, extra...)
@@ -90,29 +90,6 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 	logf("dspool: up with %d ready nodes, gateway on 127.0.0.1:%d, in %.1fs", upNodes, sshPort, time.Since(t0).Seconds())
 	return u, nil
 }
-
-// uidBase returns a first uid/gid for dspool's users such that the few it
-// gives out here are free on this machine (its agents create the accounts
-// with these ids), outside useradd's range (UID_MAX is 60000 on Debian).
-// It is chosen once: a restart on the same store must give the same base.
-var uidBase = sync.OnceValue(func() int {
-	free := func(base int) bool {
-		for id := base; id < base+10; id++ {
-			if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
-				return false
-			}
-			if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
-				return false
-			}
-		}
-		return true
-	}
-	base := 61000
-	for base < 65000 && !free(base) {
-		base += 100
-	}
-	return base
-})
 
 // readyNodes counts the default pool's ready nodes.
 func (u *upProc) readyNodes(ctx context.Context) (int, error) {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dspool/dspool/bench/internal/host"
 )
 
 const (
@@ -190,12 +192,12 @@ func benchDspool(ctx context.Context, bin, dir string, e endpoint, n Sizes) *Tar
 	}
 	// dspool's agents create the account of the user a session runs as,
 	// and leave it: remove it once they are stopped, if it is new.
-	if userExists(benchUser) {
+	if host.UserExists(benchUser) {
 		logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", benchUser)
 	} else {
 		defer func() {
-			if userExists(benchUser) {
-				removeUser(benchUser)
+			if host.UserExists(benchUser) {
+				host.RemoveUser(benchUser, logf)
 			}
 		}()
 	}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dspool/dspool/bench/internal/host"
 )
 
 const sshd = "/usr/sbin/sshd" // sshd must be started by its absolute path
@@ -43,7 +43,7 @@ func startSSHD(ctx context.Context, dir, authorizedKey string) (p *sshdPeer, err
 			p.stop()
 		}
 	}()
-	if !userExists(benchUser) {
+	if !host.UserExists(benchUser) {
 		if err := command(ctx, "useradd", "-m", "-s", "/bin/bash", benchUser); err != nil {
 			return p, err
 		}
@@ -135,29 +135,8 @@ func (p *sshdPeer) stop() {
 		}
 	}
 	if p.createdUser {
-		removeUser(benchUser, "-r")
+		host.RemoveUser(benchUser, logf, "-r")
 	}
-}
-
-// removeUser runs userdel flags name, retrying for 10s: the processes of
-// the user's last session may still be exiting, and userdel refuses while
-// they run. It does not use the run's context: it also runs after Ctrl-C.
-func removeUser(name string, flags ...string) {
-	args := append(flags, name)
-	var err error
-	for range 50 {
-		if err = command(context.Background(), "userdel", args...); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	logf("%v; remove the user with `userdel %s`", err, strings.Join(args, " "))
-}
-
-// userExists reports whether this machine has an account name.
-func userExists(name string) bool {
-	_, err := user.Lookup(name)
-	return err == nil
 }
 
 // command runs name args within 30s; its output goes into the error.

@@ -1,0 +1,64 @@
+// Package host holds what the benchmarks need of the machine they run on:
+// free uids for the accounts dspool's agents create, and removing those
+// accounts afterwards.
+package host
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// UIDBase returns a first uid/gid for dspool's users such that the few a
+// benchmark gives out are free on this machine (agents create the accounts
+// with these ids), outside useradd's range (UID_MAX is 60000 on Debian). It
+// is chosen once per process: a restart on the same store must give the
+// same base.
+var UIDBase = sync.OnceValue(func() int {
+	free := func(base int) bool {
+		for id := base; id < base+10; id++ {
+			if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
+				return false
+			}
+			if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
+				return false
+			}
+		}
+		return true
+	}
+	base := 61000
+	for base < 65000 && !free(base) {
+		base += 100
+	}
+	return base
+})
+
+// UserExists reports whether this machine has an account name.
+func UserExists(name string) bool {
+	_, err := user.Lookup(name)
+	return err == nil
+}
+
+// RemoveUser deletes the account name (userdel with flags), retrying for
+// 10 s while its last processes exit; it says how to do it by hand if it
+// cannot.
+func RemoveUser(name string, logf func(string, ...any), flags ...string) {
+	args := append(flags, name)
+	var err error
+	for range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, cerr := exec.CommandContext(ctx, "userdel", args...).CombinedOutput()
+		cancel()
+		if cerr == nil {
+			return
+		}
+		err = fmt.Errorf("userdel %v: %v: %s", args, cerr, strings.TrimSpace(string(out)))
+		time.Sleep(200 * time.Millisecond)
+	}
+	logf("%v; remove the user with `userdel %s`", err, strings.Join(args, " "))
+}
