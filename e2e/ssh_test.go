@@ -572,3 +572,41 @@ func TestSSHHostKeyStable(t *testing.T) {
 		t.Fatalf("host key file: %v, %v; want mode 0600", st, err)
 	}
 }
+
+// TestAgentListensNowhere: a node takes session streams only on the
+// connection it dialled to the control plane; its agent has no listening
+// socket anyone could reach.
+func TestAgentListensNowhere(t *testing.T) {
+	requireRoot(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(16)})
+	pid := agentPID(t, filepath.Join(up.Data, "agents", "default-1"))
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockets := map[string]bool{}
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(target, "socket:[") {
+			sockets[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	if len(sockets) == 0 {
+		t.Fatal("the agent has no sockets at all; is it connected?")
+	}
+	for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || !sockets[f[9]] {
+				continue
+			}
+			// TCP state 0A is LISTEN; any UDP socket would take datagrams.
+			if strings.HasPrefix(table, "udp") || f[3] == "0A" {
+				t.Errorf("the agent has a %s socket open to others: %s", table, line)
+			}
+		}
+	}
+}
