@@ -38,7 +38,10 @@ import (
 
 // Config configures an agent. Zero values mean the defaults.
 type Config struct {
-	Server    string // control plane URL
+	Server string // control plane URL
+	// ServerCA is a PEM file of certificates to trust for an https Server
+	// beyond the system's (a private CA, or the server's own certificate).
+	ServerCA  string
 	JoinToken string // needed only the first time (no credential in StateDir)
 	Pool      string // optional check that the join token is for this pool
 	Name      string // node name; default the hostname
@@ -83,6 +86,9 @@ type Agent struct {
 	message  string
 	setupRan bool
 	dirty    chan struct{}
+
+	tls  *tls.Config  // for an https server
+	http *http.Client // for API calls (registration)
 
 	smu      sync.Mutex
 	sessions map[string]*hosted
@@ -145,6 +151,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.GPUs == nil {
 		ag.inv.GPUs = []dspool.GPU{}
 	}
+	var err error
+	if ag.tls, err = api.TLSConfig(cfg.ServerCA); err != nil {
+		return nil, fmt.Errorf("--server-ca: %w", err)
+	}
+	if ag.http, err = api.NewHTTPClient(cfg.ServerCA); err != nil {
+		return nil, fmt.Errorf("--server-ca: %w", err)
+	}
 	if len(cfg.SFTPServer) > 0 {
 		f, err := os.Open(cfg.SFTPServer[0])
 		if err != nil {
@@ -181,7 +194,7 @@ func (ag *Agent) identityPath() string { return filepath.Join(ag.cfg.StateDir, "
 // Node returns the node id (after registration).
 func (ag *Agent) Node() string { return ag.node }
 
-func (ag *Agent) client() *api.Client { return &api.Client{Server: ag.cfg.Server} }
+func (ag *Agent) client() *api.Client { return &api.Client{Server: ag.cfg.Server, HTTP: ag.http} }
 
 // register joins the pool once; the credential is kept in StateDir.
 func (ag *Agent) register(ctx context.Context) error {
@@ -325,7 +338,9 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	var conn net.Conn
 	if u.Scheme == "https" {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: u.Hostname()}}).DialContext(ctx, "tcp", host)
+		cfg := ag.tls.Clone()
+		cfg.ServerName = u.Hostname()
+		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
 	} else {
 		conn, err = d.DialContext(ctx, "tcp", host)
 	}

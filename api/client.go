@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +51,16 @@ func (c *Client) http() *http.Client {
 type UnavailableError struct{ Err error }
 
 func (e *UnavailableError) Error() string {
+	var unknown x509.UnknownAuthorityError
+	var name x509.HostnameError
+	switch {
+	case errors.As(e.Err, &unknown):
+		return "the dspool server's certificate is not signed by an authority this machine trusts: " + e.Err.Error() +
+			" (give the CA's or the server's certificate in DSPOOL_CA=FILE)"
+	case errors.As(e.Err, &name):
+		return "the dspool server's certificate does not name this address: " + e.Err.Error() +
+			" (use --server with a name the certificate holds)"
+	}
 	return "cannot reach the dspool server: " + e.Err.Error() + " (is `dspool up` or `dspool server` running? check --server / DSPOOL_SERVER)"
 }
 func (e *UnavailableError) Unwrap() error { return e.Err }

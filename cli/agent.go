@@ -54,6 +54,9 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 			if cfg.Server == "" {
 				cfg.Server = a.Getenv("DSPOOL_SERVER")
 			}
+			if cfg.ServerCA == "" {
+				cfg.ServerCA = a.Getenv("DSPOOL_CA")
+			}
 			if cfg.StateDir == "" {
 				if os.Geteuid() == 0 {
 					cfg.StateDir = "/var/lib/dspool/agent"
@@ -81,6 +84,7 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 	}
 	f := c.Flags()
 	f.StringVar(&cfg.Server, "server", "", "control plane URL (or DSPOOL_SERVER)")
+	f.StringVar(&cfg.ServerCA, "server-ca", "", "PEM file of certificates to trust for an https server, beyond the system's (or DSPOOL_CA)")
 	f.BoolVar(&cfg.FramedSessions, "framed-sessions", false, "carry SSH sessions' stdin/stdout inside the agent's one connection (slower; for networks that allow an agent one connection)")
 	f.StringVar(&cfg.JoinToken, "join-token", "", "join token printed by 'dspool pool join-token POOL' (better: DSPOOL_JOIN_TOKEN, kept out of ps); needed only the first time")
 	f.StringVar(&cfg.Pool, "pool", "", "check that the join token is for this pool")

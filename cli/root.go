@@ -37,6 +37,9 @@ type App struct {
 type Config struct {
 	Server string `json:"server"`
 	Token  string `json:"token"`
+	// CA is a PEM file of certificates to trust for an https server,
+	// beyond the system's.
+	CA string `json:"ca,omitempty"`
 }
 
 // Main runs the CLI with args and returns the process exit code.
@@ -155,7 +158,15 @@ func (a *App) client() (*api.Client, error) {
 	if server == "" {
 		return nil, errors.New("no server to talk to: start one with `dspool up`, or pass --server URL (or DSPOOL_SERVER)")
 	}
-	return &api.Client{Server: server, Token: token}, nil
+	cl := &api.Client{Server: server, Token: token}
+	if ca := firstOf(a.Getenv("DSPOOL_CA"), c.CA); ca != "" {
+		h, err := api.NewHTTPClient(ca)
+		if err != nil {
+			return nil, fmt.Errorf("DSPOOL_CA: %w", err)
+		}
+		cl.HTTP = h
+	}
+	return cl, nil
 }
 
 func firstOf(xs ...string) string {

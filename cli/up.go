@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,20 +35,25 @@ type planeOptions struct {
 	// SSHCiphers are the gateway's ciphers (default AES-GCM only).
 	SSHCiphers []string `json:"ssh_ciphers"`
 	// SSHPasswordAuth allows password logins at the gateway.
-	SSHPasswordAuth bool            `json:"ssh_password_auth"`
-	Data            string          `json:"data"`
-	Share           string          `json:"share"`
-	NodeGrace       dspool.Duration `json:"node_grace"`
-	KillGrace       dspool.Duration `json:"kill_grace"`
-	Heartbeat       dspool.Duration `json:"heartbeat"`
-	Admin           string          `json:"admin"`
-	UIDBase         int             `json:"uid_base"`
+	SSHPasswordAuth bool `json:"ssh_password_auth"`
+	// TLSCert and TLSKey (PEM files) serve the API over HTTPS.
+	TLSCert   string          `json:"tls_cert"`
+	TLSKey    string          `json:"tls_key"`
+	Data      string          `json:"data"`
+	Share     string          `json:"share"`
+	NodeGrace dspool.Duration `json:"node_grace"`
+	KillGrace dspool.Duration `json:"kill_grace"`
+	Heartbeat dspool.Duration `json:"heartbeat"`
+	Admin     string          `json:"admin"`
+	UIDBase   int             `json:"uid_base"`
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
 	f := c.Flags()
 	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
 	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) to serve the API over HTTPS, with --tls-key")
+	f.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
@@ -83,11 +89,17 @@ func logger(w *os.File) *slog.Logger {
 
 // plane is a running control plane.
 type plane struct {
-	db    *sqlite.DB
-	srv   *server.Server
-	http  *http.Server
-	url   string
-	ln    net.Listener
+	db   *sqlite.DB
+	srv  *server.Server
+	http *http.Server
+	url  string
+	ln   net.Listener
+	// agentURL is where local agents reach the control plane: the API
+	// address, or a plain loopback one (agentLn) when the API is HTTPS.
+	agentURL string
+	agentLn  net.Listener
+	// ca is the certificate file the CLI login trusts (the API's own).
+	ca    string
 	ssh   *sshgw.Gateway
 	sshLn net.Listener
 	admin *dspool.User
@@ -96,6 +108,17 @@ type plane struct {
 
 func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
 	sshOn := o.SSHListen != "" && o.SSHListen != "off"
+	var cert *tls.Certificate
+	if o.TLSCert != "" || o.TLSKey != "" {
+		if o.TLSCert == "" || o.TLSKey == "" {
+			return nil, dspool.Invalid("tls_cert", "give both a certificate and its key (--tls-cert and --tls-key), or neither")
+		}
+		c, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, dspool.Invalid("tls_cert", "cannot load %s and %s: %v", o.TLSCert, o.TLSKey, err)
+		}
+		cert = &c
+	}
 	if sshOn {
 		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
 			return nil, err
@@ -160,6 +183,15 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
+	scheme := "http"
+	if cert != nil {
+		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.
+		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+		if abs, err := filepath.Abs(o.TLSCert); err == nil {
+			p.ca = abs
+		}
+	}
 	if sshOn {
 		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
 		if err != nil {
@@ -176,8 +208,25 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	p.url = "http://" + net.JoinHostPort(host, port)
+	p.url = scheme + "://" + net.JoinHostPort(host, port)
+	p.agentURL = p.url
 	return p, nil
+}
+
+// localAgents gives agents on this machine a plain loopback address when
+// the API is HTTPS (its certificate need not name 127.0.0.1; loopback
+// traffic never leaves the machine).
+func (p *plane) localAgents() error {
+	if !strings.HasPrefix(p.url, "https://") {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen on loopback for local agents: %w", err)
+	}
+	p.agentLn = ln
+	p.agentURL = "http://" + ln.Addr().String()
+	return nil
 }
 
 // serve runs the control plane until ctx ends.
@@ -187,6 +236,10 @@ func (p *plane) serve(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); p.srv.Run(loops) }()
 	go func() { defer wg.Done(); _ = p.http.Serve(p.ln) }()
+	if p.agentLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.http.Serve(p.agentLn) }()
+	}
 	if p.ssh != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = p.ssh.Serve(p.sshLn) }()
@@ -334,7 +387,11 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
-	prov := local.New(local.Options{Exe: exe, Server: p.url, DataDir: o.Data, Share: o.Share, Logger: log,
+	if err := p.localAgents(); err != nil {
+		p.close()
+		return err
+	}
+	prov := local.New(local.Options{Exe: exe, Server: p.agentURL, DataDir: o.Data, Share: o.Share, Logger: log,
 		Removed: func(pool, name string) {
 			if _, err := p.db.RetireNode(context.Background(), pool, name); err != nil {
 				log.Error("retire node", "pool", pool, "node", name, "err", err)
@@ -475,7 +532,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 	}
 	if c.Token != "" {
 		if u, err := p.db.UserByToken(ctx, server.HashSecret(c.Token)); err == nil && u.ID == admin.ID {
-			c.Server = p.url
+			c.Server, c.CA = p.url, p.ca
 			return a.saveConfig(c)
 		}
 	}
@@ -483,7 +540,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 	if _, err := p.db.CreateToken(ctx, admin.ID, server.HashSecret(secret)); err != nil {
 		return "", err
 	}
-	return a.saveConfig(Config{Server: p.url, Token: secret})
+	return a.saveConfig(Config{Server: p.url, Token: secret, CA: p.ca})
 }
 
 func (a *App) serverCmd() *cobra.Command {
@@ -497,6 +554,8 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_listen: 0.0.0.0:2222   # the SSH gateway; "off" to disable
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
+  tls_cert: /etc/dspool/tls.crt   # serve the API over HTTPS (agents: --server https://..., --server-ca if private)
+  tls_key: /etc/dspool/tls.key
   data: /var/lib/dspool      # the store
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
@@ -561,7 +620,7 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		}
 		fmt.Fprintf(a.Stdout, "created admin %s; its API token is in %s\n", admin.Name, path)
 	}
-	fmt.Fprintf(a.Stdout, "dspool server listening on %s\n", p.ln.Addr())
+	fmt.Fprintf(a.Stdout, "dspool server listening on %s (%s)\n", p.ln.Addr(), p.url)
 	p.serve(ctx)
 	return nil
 }
