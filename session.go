@@ -70,6 +70,42 @@ type SessionSpec struct {
 	// Forwarding says where `ssh -L` may connect from the node: "local"
 	// (the node's loopback, the default), "any", or "none".
 	Forwarding string `json:"forwarding" yaml:"forwarding"`
+	// Jupyter is the command line of users' Jupyter servers (default
+	// DefaultJupyter); dspool adds the address, base URL and root directory.
+	Jupyter []string `json:"jupyter,omitempty" yaml:"jupyter"`
+	// JupyterTimeout bounds a Jupyter server's start (default 60s).
+	JupyterTimeout Duration `json:"jupyter_timeout,omitempty" yaml:"jupyter_timeout"`
+}
+
+// DefaultJupyter runs Debian's jupyter-server with the system Python.
+var DefaultJupyter = []string{"/usr/bin/python3", "-m", "jupyter_server"}
+
+// DefaultJupyterTimeout bounds a Jupyter server's start.
+const DefaultJupyterTimeout = 60 * time.Second
+
+// NotebookState is where a user's Jupyter server is in its life.
+type NotebookState string
+
+const (
+	NotebookStarting NotebookState = "starting"
+	NotebookReady    NotebookState = "ready"
+	NotebookStopped  NotebookState = "stopped"
+	NotebookFailed   NotebookState = "failed"
+)
+
+// Notebook is a user's Jupyter server, reached at URL through the control
+// plane.
+type Notebook struct {
+	User      string        `json:"user"`
+	Pool      string        `json:"pool"`
+	Node      string        `json:"node,omitempty"`
+	NodeName  string        `json:"node_name,omitempty"`
+	Session   string        `json:"session,omitempty"`
+	State     NotebookState `json:"state"`
+	URL       string        `json:"url"`
+	StartedAt time.Time     `json:"started_at"`
+	ReadyAt   *time.Time    `json:"ready_at,omitempty"`
+	Message   string        `json:"message,omitempty"`
 }
 
 // Session defaults.
@@ -93,6 +129,20 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 	}
 	if s.Memory == 0 {
 		s.Memory = min(DefaultSessionMemory, node.Memory)
+	}
+	if len(s.Jupyter) == 0 {
+		s.Jupyter = append([]string(nil), DefaultJupyter...)
+	}
+	for i, a := range s.Jupyter {
+		if err := checkText(fmt.Sprintf("%ssessions.jupyter[%d]", prefix, i), a, 4096, false); err != nil || a == "" {
+			return Invalid(fmt.Sprintf("%ssessions.jupyter[%d]", prefix, i), "must be non-empty printable text")
+		}
+	}
+	if s.JupyterTimeout < 0 || time.Duration(s.JupyterTimeout) > time.Hour {
+		return Invalid(prefix+"sessions.jupyter_timeout", "must be between 1s and 1h")
+	}
+	if s.JupyterTimeout == 0 {
+		s.JupyterTimeout = Duration(DefaultJupyterTimeout)
 	}
 	switch s.Forwarding {
 	case "":

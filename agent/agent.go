@@ -406,6 +406,9 @@ func (ag *Agent) session(ctx context.Context) error {
 	mux.HandleFunc("POST /sessions/channel", ag.serveChannel)
 	mux.HandleFunc("POST /sessions/forward", ag.serveForward)
 	mux.HandleFunc("POST /sessions/end", ag.serveSessionEnd)
+	mux.HandleFunc("POST /sessions/notebook", ag.serveNotebook)
+	mux.HandleFunc("POST /sessions/notebook/stop", ag.serveNotebookStop)
+	mux.HandleFunc("POST /sessions/notebook/connect", ag.serveNotebookConnect)
 	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 4<<20), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(sess) }()
 	defer srv.Close()

@@ -39,6 +39,7 @@ type hosted struct {
 
 	mu    sync.Mutex
 	pgids map[int]bool
+	nb    *notebookProc // the user's Jupyter server, if one runs here
 	ended bool
 }
 

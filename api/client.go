@@ -363,3 +363,22 @@ func (c *Client) Whoami(ctx context.Context) (*dspool.User, error) {
 	var out dspool.User
 	return &out, c.Do(ctx, "GET", "/api/v1/whoami", nil, &out)
 }
+
+// StartNotebook starts your Jupyter server (in pool; empty: the default
+// interactive pool), or returns the one starting or running.
+func (c *Client) StartNotebook(ctx context.Context, pool string) (*dspool.Notebook, error) {
+	var out dspool.Notebook
+	return &out, c.Do(ctx, "POST", "/api/v1/notebook", &NotebookStart{Pool: pool}, &out)
+}
+
+// Notebook returns your Jupyter server's state.
+func (c *Client) Notebook(ctx context.Context) (*dspool.Notebook, error) {
+	var out dspool.Notebook
+	return &out, c.Do(ctx, "GET", "/api/v1/notebook", nil, &out)
+}
+
+// StopNotebook stops your Jupyter server.
+func (c *Client) StopNotebook(ctx context.Context) (*dspool.Notebook, error) {
+	var out dspool.Notebook
+	return &out, c.Do(ctx, "DELETE", "/api/v1/notebook", nil, &out)
+}

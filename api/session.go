@@ -262,3 +262,32 @@ func MuxConfig() *yamux.Config {
 
 // StreamWindow is the most a stream of the agent connection buffers.
 const StreamWindow = 2 << 20
+
+// NotebookStart is the body of POST /api/v1/notebook: the interactive pool
+// (empty: the default one).
+type NotebookStart struct {
+	Pool string `json:"pool,omitempty"`
+}
+
+// NotebookSpec starts a user's Jupyter server in their session:
+// POST /sessions/notebook. The agent answers once it serves, with
+// NotebookStarted, or with an error holding its last log lines.
+type NotebookSpec struct {
+	SessionSetup
+	Command []string        `json:"command"`
+	BaseURL string          `json:"base_url"` // /user/NAME/
+	Token   string          `json:"token"`    // the server's secret; the control plane sends it, browsers never see it
+	Timeout dspool.Duration `json:"timeout"`
+}
+
+// NotebookStarted is the agent's answer to NotebookSpec.
+type NotebookStarted struct {
+	Port int `json:"port"`
+}
+
+// NotebookRef names the Jupyter server of a session: POST
+// /sessions/notebook/stop, and POST /sessions/notebook/connect (Upgrade:
+// a stream to the server's port on the node's loopback).
+type NotebookRef struct {
+	Session string `json:"session"`
+}

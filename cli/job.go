@@ -135,16 +135,11 @@ func jobExit(j *dspool.Job) error {
 // waitOne waits for a job to finish, showing a progress line on a terminal.
 func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
 	began := time.Now()
-	tty := isTerminal(a.Stderr)
-	var last string
-	defer func() {
-		if tty && last != "" {
-			fmt.Fprint(a.Stderr, "\r\033[K")
-		}
-	}()
+	p := a.progress()
+	defer p.done()
 	for {
 		poll := 2 * time.Second
-		if !tty {
+		if !p.tty {
 			poll = 60 * time.Second
 		}
 		if timeout > 0 {
@@ -164,16 +159,13 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		if j.State.Terminal() {
 			return j, nil
 		}
-		if tty {
-			line := fmt.Sprintf("job %d %s", id, j.State)
-			if j.State == dspool.JobQueued {
-				line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
-			} else if j.Node != "" {
-				line += " on " + j.Node
-			}
-			last = fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds()))
-			fmt.Fprintf(a.Stderr, "\r\033[K%s", last)
+		line := fmt.Sprintf("job %d %s", id, j.State)
+		if j.State == dspool.JobQueued {
+			line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
+		} else if j.Node != "" {
+			line += " on " + j.Node
 		}
+		p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 	}
 }
 

@@ -98,7 +98,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.sftpServerCmd(), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.notebookCmd(), a.sftpServerCmd(), a.versionCmd())
 	return root
 }
 
@@ -253,5 +253,30 @@ func args(min, max int, what, example string) cobra.PositionalArgs {
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+}
+
+// progress is a line that updates in place on a terminal (and says nothing
+// elsewhere): "waiting for a node in pool gpu: job 3 queued, 14 s".
+type progress struct {
+	w    io.Writer
+	tty  bool
+	last string
+}
+
+func (a *App) progress() *progress { return &progress{w: a.Stderr, tty: isTerminal(a.Stderr)} }
+
+func (p *progress) update(line string) {
+	if p.tty {
+		p.last = line
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	}
+}
+
+// done clears the line.
+func (p *progress) done() {
+	if p.tty && p.last != "" {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.last = ""
 	}
 }

@@ -57,12 +57,13 @@ type Server struct {
 	hub *hub
 	// sessions are the live interactive sessions; placeMu serializes
 	// placing sessions with scheduling passes.
-	sessions *sessions
-	placeMu  sync.Mutex
-	kick     chan struct{}
-	metrics  *metrics
-	reg      *prometheus.Registry
-	started  time.Time
+	sessions  *sessions
+	notebooks *notebooks
+	placeMu   sync.Mutex
+	kick      chan struct{}
+	metrics   *metrics
+	reg       *prometheus.Registry
+	started   time.Time
 
 	mu      sync.Mutex
 	waiters map[int64][]chan struct{}
@@ -99,6 +100,7 @@ func New(cfg Config) *Server {
 	}
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
+	s.notebooks = newNotebooks(s)
 	s.metrics = newMetrics(s)
 	return s
 }
@@ -132,6 +134,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.Handle(r.method+" "+r.path, s.limitBody(h))
 	}
+	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
+	// files go through here), so no body limit.
+	mux.Handle("/user/{name}/", s.authenticate(authUser, s.serveUser))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -188,6 +193,9 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/keys", authUser, s.listKeys},
 		{"POST", "/api/v1/keys", authUser, s.addKey},
 		{"DELETE", "/api/v1/keys/{key}", authUser, s.removeKey},
+		{"GET", "/api/v1/notebook", authUser, s.notebookStatus},
+		{"POST", "/api/v1/notebook", authUser, s.startNotebook},
+		{"DELETE", "/api/v1/notebook", authUser, s.stopNotebook},
 		{"GET", "/api/v1/sessions", authUser, s.listSessions},
 		{"GET", "/api/v1/sessions/{id}", authUser, s.getSession},
 		{"POST", "/api/v1/sessions/{id}/kill", authUser, s.killSession},

@@ -258,6 +258,10 @@ func (s *Server) interactivePool(ctx context.Context, name string) (*dspool.Pool
 // named (empty: the default interactive pool): the user's existing session
 // there, or a new one on the least-loaded ready node with room for it.
 func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (*Lease, error) {
+	return s.openSession(ctx, user, pool, remote, dspool.SessionSSH)
+}
+
+func (s *Server) openSession(ctx context.Context, user *dspool.User, pool, remote string, kind dspool.SessionKind) (*Lease, error) {
 	p, err := s.interactivePool(ctx, pool)
 	if err != nil {
 		return nil, err
@@ -314,7 +318,7 @@ func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remot
 		return nil, err
 	}
 	now := s.cfg.Now().UTC()
-	rec := dspool.Session{ID: newSessionID(), User: user.Name, Kind: dspool.SessionSSH, Pool: p.Name,
+	rec := dspool.Session{ID: newSessionID(), User: user.Name, Kind: kind, Pool: p.Name,
 		Node: id, NodeName: node.Name, CPUs: cpus, Memory: mem, State: dspool.SessionActive, Remote: remote,
 		Connections: 1, StartedAt: now, LastActivity: now}
 	if err := s.db.CreateSession(ctx, &rec); err != nil {

@@ -1,0 +1,286 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+// notebooks are users' Jupyter servers. Each runs in its user's session
+// (sharing the node and reservation with their SSH connections), listens on
+// the node's loopback, and is reached only through the control plane at
+// /user/NAME/, which adds the server's secret: browsers never see it.
+type notebooks struct {
+	s  *Server
+	mu sync.Mutex
+	by map[string]*notebook // by user
+}
+
+type notebook struct {
+	rec   dspool.Notebook // guarded by notebooks.mu
+	lease *Lease
+	token string
+	proxy *httputil.ReverseProxy
+}
+
+func newNotebooks(s *Server) *notebooks {
+	return &notebooks{s: s, by: map[string]*notebook{}}
+}
+
+func (nbs *notebooks) get(user string) (*notebook, dspool.Notebook) {
+	nbs.mu.Lock()
+	defer nbs.mu.Unlock()
+	nb := nbs.by[user]
+	if nb == nil {
+		return nil, dspool.Notebook{User: user, State: dspool.NotebookStopped}
+	}
+	return nb, nb.rec
+}
+
+func (nbs *notebooks) set(nb *notebook, f func(*dspool.Notebook)) {
+	nbs.mu.Lock()
+	f(&nb.rec)
+	nbs.mu.Unlock()
+}
+
+// start starts the user's Jupyter server unless one is starting or ready.
+func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, base string) (dspool.Notebook, error) {
+	nbs.mu.Lock()
+	if nb := nbs.by[u.Name]; nb != nil && (nb.rec.State == dspool.NotebookStarting || nb.rec.State == dspool.NotebookReady) {
+		rec := nb.rec
+		nbs.mu.Unlock()
+		return rec, nil
+	}
+	nbs.mu.Unlock()
+	lease, err := nbs.s.openSession(ctx, u, pool, remote, dspool.SessionJupyter)
+	if err != nil {
+		return dspool.Notebook{}, err
+	}
+	p, err := nbs.s.hub.pool(ctx, lease.Pool())
+	if err != nil {
+		lease.Close()
+		return dspool.Notebook{}, err
+	}
+	settings := p.SessionSettings()
+	tok := make([]byte, 24)
+	_, _ = rand.Read(tok)
+	nb := &notebook{lease: lease, token: hex.EncodeToString(tok), rec: dspool.Notebook{User: u.Name, Pool: lease.Pool(),
+		Node: lease.Node(), NodeName: lease.NodeName(), Session: lease.ID(), State: dspool.NotebookStarting,
+		URL: base + "/user/" + u.Name + "/", StartedAt: nbs.s.cfg.Now().UTC()}}
+	nb.proxy = nbs.proxy(nb)
+	nbs.mu.Lock()
+	if cur := nbs.by[u.Name]; cur != nil && (cur.rec.State == dspool.NotebookStarting || cur.rec.State == dspool.NotebookReady) {
+		rec := cur.rec
+		nbs.mu.Unlock()
+		lease.Close() // a concurrent start won
+		return rec, nil
+	}
+	nbs.by[u.Name] = nb
+	rec := nb.rec
+	nbs.mu.Unlock()
+	spec := api.NotebookSpec{SessionSetup: lease.setup, Command: settings.Jupyter, BaseURL: "/user/" + u.Name + "/",
+		Token: nb.token, Timeout: settings.JupyterTimeout}
+	go nbs.launch(nb, spec)
+	go nbs.watch(nb)
+	return rec, nil
+}
+
+// launch asks the node to start the server and records how it went.
+func (nbs *notebooks) launch(nb *notebook, spec api.NotebookSpec) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(spec.Timeout)+15*time.Second)
+	defer cancel()
+	var started api.NotebookStarted
+	err := nbs.s.hub.callJSON(ctx, nb.lease.Node(), "/sessions/notebook", spec, &started)
+	now := nbs.s.cfg.Now().UTC()
+	if err != nil {
+		nbs.s.log.Warn("jupyter server did not start", "user", nb.rec.User, "err", err)
+		nbs.set(nb, func(r *dspool.Notebook) {
+			r.State, r.Message = dspool.NotebookFailed, err.Error()
+		})
+		nb.lease.Close()
+		return
+	}
+	nbs.set(nb, func(r *dspool.Notebook) {
+		if r.State == dspool.NotebookStarting {
+			r.State, r.ReadyAt = dspool.NotebookReady, &now
+		}
+	})
+	nbs.s.log.Info("jupyter server ready", "user", nb.rec.User, "node", nb.rec.NodeName, "in", now.Sub(nb.rec.StartedAt).Round(time.Millisecond))
+}
+
+// watch marks the server stopped when its session ends from outside (a
+// killed session, a lost node).
+func (nbs *notebooks) watch(nb *notebook) {
+	<-nb.lease.Done()
+	nbs.set(nb, func(r *dspool.Notebook) {
+		if r.State == dspool.NotebookStarting || r.State == dspool.NotebookReady {
+			r.State, r.Message = dspool.NotebookStopped, nb.lease.Reason()
+		}
+	})
+}
+
+// stop stops the user's server and gives its session lease back.
+func (nbs *notebooks) stop(ctx context.Context, user string) dspool.Notebook {
+	nbs.mu.Lock()
+	nb := nbs.by[user]
+	if nb == nil || nb.rec.State == dspool.NotebookStopped || nb.rec.State == dspool.NotebookFailed {
+		nbs.mu.Unlock()
+		_, rec := nbs.get(user)
+		return rec
+	}
+	nb.rec.State, nb.rec.Message = dspool.NotebookStopped, "stopped by the user"
+	rec := nb.rec
+	nbs.mu.Unlock()
+	if err := nbs.s.hub.call(ctx, nb.lease.Node(), "/sessions/notebook/stop", api.NotebookRef{Session: nb.lease.ID()}); err != nil {
+		nbs.s.log.Debug("stop jupyter server", "user", user, "err", err)
+	}
+	nb.lease.Close()
+	return rec
+}
+
+// proxy forwards to the server through a stream to its node.
+func (nbs *notebooks) proxy(nb *notebook) *httputil.ReverseProxy {
+	target := &url.URL{Scheme: "http", Host: "notebook"}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.URL.Path, pr.Out.URL.RawPath = pr.In.URL.Path, pr.In.URL.RawPath
+			pr.Out.Host = pr.In.Host // Jupyter compares Origin with Host
+			// dspool's credentials stay here; the server's own secret goes.
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Set("Authorization", "token "+nb.token)
+			stripCookies(pr.Out, "dspool")
+		},
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				c, _, err := nbs.s.hub.upgrade(ctx, nb.lease.Node(), "/sessions/notebook/connect", api.NotebookRef{Session: nb.lease.ID()})
+				return c, err
+			},
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			nbs.s.fail(w, r, dspool.Errorf(dspool.EUnavailable, "your Jupyter server on node %s does not answer: %v; see `dspool notebook status`", nb.rec.NodeName, err))
+		},
+	}
+}
+
+// stripCookies removes the cookies whose names start with prefix.
+func stripCookies(r *http.Request, prefix string) {
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if !strings.HasPrefix(c.Name, prefix) {
+			r.AddCookie(c)
+		}
+	}
+}
+
+// serveUser proxies /user/NAME/... to NAME's Jupyter server. Only NAME
+// reaches it: anyone else, admins included, gets a 404.
+func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
+	u := userFrom(r)
+	name := r.PathValue("name")
+	notFound := dspool.Errorf(dspool.ENotFound, "no Jupyter server of yours at /user/%s/: start yours with `dspool notebook start`", name)
+	if u.Name != name {
+		s.fail(w, r, notFound)
+		return
+	}
+	nb, rec := s.notebooks.get(name)
+	if nb == nil || rec.State != dspool.NotebookReady {
+		s.fail(w, r, dspool.Errorf(dspool.ENotFound, "your Jupyter server is %s: start it with `dspool notebook start`", rec.State))
+		return
+	}
+	if isUpgrade(r) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if o, err := url.Parse(origin); err != nil || o.Host != r.Host {
+				s.fail(w, r, dspool.Errorf(dspool.EForbidden, "a websocket from origin %q is not allowed here", origin))
+				return
+			}
+		}
+	}
+	nb.lease.In(int(max(r.ContentLength, 0)))
+	nb.proxy.ServeHTTP(w, r)
+}
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") ||
+		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
+	var req api.NotebookStart
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, r.RemoteAddr, s.baseURL(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, rec)
+}
+
+func (s *Server) notebookStatus(w http.ResponseWriter, r *http.Request) {
+	_, rec := s.notebooks.get(userFrom(r).Name)
+	if rec.URL == "" {
+		rec.URL = s.baseURL(r) + "/user/" + rec.User + "/"
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) stopNotebook(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.notebooks.stop(r.Context(), userFrom(r).Name))
+}
+
+// callJSON posts body to an agent and decodes its JSON answer into out; an
+// answer other than 2xx is an error carrying the agent's message.
+func (h *hub) callJSON(ctx context.Context, node, path string, body, out any) error {
+	ac := h.conn(node)
+	if ac == nil {
+		return fmt.Errorf("node %s is not connected", node)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: ac.client.Transport}).Do(req)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", node, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+		return fmt.Errorf("%s", strings.TrimSpace(string(msg)))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
