@@ -135,10 +135,26 @@ func poll(timeout time.Duration, cond func() bool) bool {
 // printed and its exit code.
 func cli(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return cliWithInput(t, env, "", args...)
+}
+
+// cmdIn runs the CLI with stdin and fails the test unless it exits 0.
+func cmdIn(t *testing.T, env []string, stdin string, args ...string) string {
+	t.Helper()
+	out, errs, code := cliWithInput(t, env, stdin, args...)
+	if code != 0 {
+		t.Fatalf("dspool %s: exit code %d, want 0\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func cliWithInput(t *testing.T, env []string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

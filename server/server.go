@@ -136,7 +136,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
 	// files go through here), so no body limit.
-	mux.Handle("/user/{name}/", s.authenticate(authUser, s.serveUser))
+	mux.Handle("/user/{name}/", s.authenticateWith(authUser, checkJupyterXSRF, s.serveUser))
+	mux.HandleFunc("GET /{$}", s.servePage)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -235,14 +239,19 @@ func bearer(r *http.Request) string {
 }
 
 func (s *Server) authenticate(level authLevel, next http.HandlerFunc) http.HandlerFunc {
+	return s.authenticateWith(level, checkXSRF, next)
+}
+
+// authenticateWith resolves the caller (API token or login cookie), checks
+// the level, and for cookie logins applies xsrf to the request.
+func (s *Server) authenticateWith(level authLevel, xsrf func(*http.Request, *webLogin) error, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if tok == "" {
-			writeError(w, dspool.Errorf(dspool.EUnauthorized, "no API token: log in with `dspool up`, or pass --token / DSPOOL_TOKEN"))
+		u, login, err := s.caller(r)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
-		u, err := s.db.UserByToken(r.Context(), HashSecret(tok))
-		if err != nil {
+		if err := xsrf(r, login); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -60,6 +60,12 @@ var migrations = []string{
 	CREATE INDEX sessions_user ON sessions(user_id, started_at);`,
 	// 3: passwords (argon2id, PHC string format), for password logins.
 	`ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';`,
+	// 4: browser logins: the hash of the cookie, and the XSRF token of the
+	// login.
+	`CREATE TABLE web_sessions (
+		hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), xsrf TEXT NOT NULL,
+		created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+	CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);`,
 }
 
 const schema = `

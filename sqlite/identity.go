@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dspool/dspool"
 )
@@ -143,4 +144,48 @@ func (db *DB) UIDBase(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(v)
+}
+
+// CreateWebSession stores a browser login: the hash of its cookie and its
+// XSRF token, valid until expires.
+func (db *DB) CreateWebSession(ctx context.Context, userID int64, hash []byte, xsrf string, expires time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now()
+		if _, err := tx.Exec(`DELETE FROM web_sessions WHERE expires_at < ?`, unixNano(now)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(`INSERT INTO web_sessions (hash, user_id, xsrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
+			hash, userID, xsrf, unixNano(now), unixNano(expires))
+		return err
+	})
+}
+
+// WebSession returns the user and XSRF token of a browser login, or an
+// EUnauthorized error when it is unknown or expired.
+func (db *DB) WebSession(ctx context.Context, hash []byte) (*dspool.User, string, error) {
+	var xsrf string
+	var expires int64
+	row := db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at, w.xsrf, w.expires_at
+		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.hash = ?`, hash)
+	var u dspool.User
+	var created sql.NullInt64
+	var admin int
+	if err := row.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &xsrf, &expires); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, "", dspool.Errorf(dspool.EUnauthorized, "your login has ended: log in again")
+		}
+		return nil, "", err
+	}
+	if time.Unix(0, expires).Before(db.now()) {
+		return nil, "", dspool.Errorf(dspool.EUnauthorized, "your login has expired: log in again")
+	}
+	u.Admin = admin != 0
+	u.CreatedAt = *fromNano(created)
+	return &u, xsrf, nil
+}
+
+// DeleteWebSession ends a browser login.
+func (db *DB) DeleteWebSession(ctx context.Context, hash []byte) error {
+	_, err := db.w.ExecContext(ctx, `DELETE FROM web_sessions WHERE hash = ?`, hash)
+	return err
 }

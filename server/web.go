@@ -1,0 +1,269 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// The browser front end: a login form (name and password), a page to start
+// and stop your Jupyter server, and the cookie that authenticates the page's
+// API calls and /user/NAME/.
+//
+// The cookie is HttpOnly, SameSite=Lax, Secure under TLS, and only its hash
+// is stored. A request the cookie authenticates that changes something must
+// carry the login's XSRF token (X-XSRF-Token; the page has it), or, towards
+// a Jupyter server, Jupyter's own double-submit pair (the _xsrf cookie and
+// the X-XSRFToken header its pages send): Jupyter skips its own check for
+// requests that carry its token, which the proxy adds.
+
+const (
+	sessionCookie = "dspool_session"
+	webLoginTTL   = 7 * 24 * time.Hour
+)
+
+type webLoginKey struct{}
+
+// webLogin is how a request was authenticated by cookie.
+type webLogin struct{ xsrf string }
+
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// caller returns the user a request acts for: by API token, else by login
+// cookie (then with the login).
+func (s *Server) caller(r *http.Request) (*dspool.User, *webLogin, error) {
+	if tok := bearer(r); tok != "" {
+		u, err := s.db.UserByToken(r.Context(), HashSecret(tok))
+		return u, nil, err
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "no API token: log in with `dspool up`, or pass --token / DSPOOL_TOKEN")
+	}
+	u, xsrf, err := s.db.WebSession(r.Context(), HashSecret(c.Value))
+	if err != nil {
+		return nil, nil, err
+	}
+	return u, &webLogin{xsrf: xsrf}, nil
+}
+
+func safeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }
+
+func sameToken(a, b string) bool {
+	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// checkXSRF refuses a state change authenticated by cookie without the
+// login's XSRF token.
+func checkXSRF(r *http.Request, login *webLogin) error {
+	if login == nil || safeMethod(r.Method) {
+		return nil
+	}
+	tok := r.Header.Get("X-XSRF-Token")
+	if tok == "" {
+		tok = r.PostFormValue("_xsrf")
+	}
+	if !sameToken(tok, login.xsrf) {
+		return dspool.Errorf(dspool.EForbidden, "this request lacks the page's XSRF token: reload the page and try again")
+	}
+	return nil
+}
+
+// checkJupyterXSRF is Jupyter's own double-submit check, which Jupyter
+// skips for the token-authenticated requests the proxy sends it.
+func checkJupyterXSRF(r *http.Request, login *webLogin) error {
+	if login == nil || safeMethod(r.Method) || isUpgrade(r) {
+		return nil
+	}
+	c, err := r.Cookie("_xsrf")
+	if err != nil || !sameToken(r.Header.Get("X-XSRFToken"), c.Value) {
+		if sameToken(r.Header.Get("X-XSRF-Token"), login.xsrf) {
+			return nil
+		}
+		return dspool.Errorf(dspool.EForbidden, "this request lacks its XSRF token (the _xsrf cookie and an X-XSRFToken header): reload the page")
+	}
+	return nil
+}
+
+// sameOrigin refuses a request whose Origin (when a browser sends one) is
+// not this server.
+func sameOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	o, err := url.Parse(origin)
+	return err == nil && o.Host == r.Host
+}
+
+func (s *Server) setSecurityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+}
+
+type pageData struct {
+	User  *dspool.User
+	XSRF  string
+	Error string
+	Name  string
+}
+
+func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		s.fail(w, r, dspool.Errorf(dspool.ENotFound, "no page %s: the pool's page is /", r.URL.Path))
+		return
+	}
+	s.setSecurityHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	u, login, err := s.caller(r)
+	if err != nil || login == nil {
+		_ = pageTmpl.Execute(w, pageData{})
+		return
+	}
+	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf})
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	s.setSecurityHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// A login from another site's form would log the browser in as the
+	// attacker (login CSRF).
+	if !sameOrigin(r) {
+		w.WriteHeader(http.StatusForbidden)
+		_ = pageTmpl.Execute(w, pageData{Error: "This login form was sent from another site; use the pool's own page."})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	name, pw := r.PostFormValue("username"), r.PostFormValue("password")
+	login, err := dspool.ParseLogin(name)
+	if err == nil && login.Pool != "" {
+		err = dspool.Invalid("username", "give your user name alone")
+	}
+	var u *dspool.User
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		u, err = s.AuthenticatePassword(ctx, login, pw)
+		cancel()
+	}
+	if err != nil {
+		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = pageTmpl.Execute(w, pageData{Error: "Wrong user name or password. Set a password with `dspool user passwd`.", Name: name})
+		return
+	}
+	secret, xsrf := newToken(), newToken()
+	expires := s.cfg.Now().Add(webLoginTTL)
+	if err := s.db.CreateWebSession(r.Context(), u.ID, HashSecret(secret), xsrf, expires); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	s.log.Info("web login", "user", u.Name, "remote", r.RemoteAddr)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	_, login, err := s.caller(r)
+	if err == nil && login != nil {
+		if err := checkXSRF(r, login); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		c, _ := r.Cookie(sessionCookie)
+		_ = s.db.DeleteWebSession(r.Context(), HashSecret(c.Value))
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write([]byte(pageScript))
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dspool</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{{if .User}}<meta name="xsrf" content="{{.XSRF}}"><meta name="user" content="{{.User.Name}}">{{end}}
+<style>
+body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem} label{display:block;margin:.6rem 0 .2rem} input{font:inherit;padding:.3rem;width:16rem}
+button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .error{color:#a00}
+#state{font-weight:600} .muted{color:#666} pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;font-size:.8rem}
+</style></head><body>
+<h1>dspool</h1>
+{{if .User}}
+<p>Logged in as <b>{{.User.Name}}</b>.</p>
+<h2>Your Jupyter server</h2>
+<p>State: <span id="state">…</span> <span id="where" class="muted"></span></p>
+<p id="progress" class="muted"></p>
+<p><button id="start">Start my server</button><button id="stop">Stop</button> <a id="open" hidden>Open</a></p>
+<pre id="message" hidden></pre>
+<form method="post" action="/logout"><input type="hidden" name="_xsrf" value="{{.XSRF}}"><button>Log out</button></form>
+<script src="/static/page.js"></script>
+{{else}}
+<form method="post" action="/login">
+{{if .Error}}<p class="error">{{.Error}}</p>{{end}}
+<label for="username">User name</label><input id="username" name="username" value="{{.Name}}" autocomplete="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<p><button>Log in</button></p>
+</form>
+{{end}}
+</body></html>
+`))
+
+const pageScript = `"use strict";
+const xsrf = document.querySelector('meta[name=xsrf]').content;
+const $ = (id) => document.getElementById(id);
+let began = 0;
+function show(nb) {
+  $('state').textContent = nb.state;
+  $('where').textContent = nb.node_name ? 'on node ' + nb.node_name + ' of pool ' + nb.pool : '';
+  const running = nb.state === 'starting' || nb.state === 'ready';
+  $('start').disabled = running;
+  $('stop').disabled = !running;
+  $('open').hidden = nb.state !== 'ready';
+  $('open').href = nb.url;
+  $('progress').textContent = nb.state === 'starting' ? 'starting, ' + Math.round((Date.now() - began) / 1000) + ' s' : '';
+  $('message').hidden = !nb.message;
+  $('message').textContent = nb.message || '';
+}
+async function api(method) {
+  const r = await fetch('/api/v1/notebook', {method, headers: {'X-XSRF-Token': xsrf}, credentials: 'same-origin'});
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error ? body.error.message : r.statusText);
+  return body;
+}
+async function poll() {
+  try {
+    const nb = await api('GET');
+    show(nb);
+    if (nb.state === 'starting') setTimeout(poll, 500);
+  } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
+}
+$('start').onclick = async () => {
+  began = Date.now();
+  try { show(await api('POST')); poll(); } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
+};
+$('stop').onclick = async () => { try { show(await api('DELETE')); } catch (e) { $('message').textContent = e.message; } };
+began = Date.now();
+poll();
+`
