@@ -75,13 +75,19 @@ type SessionSpec struct {
 	Jupyter []string `json:"jupyter,omitempty" yaml:"jupyter"`
 	// JupyterTimeout bounds a Jupyter server's start (default 60s).
 	JupyterTimeout Duration `json:"jupyter_timeout,omitempty" yaml:"jupyter_timeout"`
+	// JupyterIdle is how long a Jupyter server may go unused (no busy
+	// kernel, no traffic, no cpu) before it is stopped (default 1h).
+	JupyterIdle Duration `json:"jupyter_idle,omitempty" yaml:"jupyter_idle"`
 }
 
 // DefaultJupyter runs Debian's jupyter-server with the system Python.
 var DefaultJupyter = []string{"/usr/bin/python3", "-m", "jupyter_server"}
 
-// DefaultJupyterTimeout bounds a Jupyter server's start.
-const DefaultJupyterTimeout = 60 * time.Second
+// Jupyter server defaults.
+const (
+	DefaultJupyterTimeout = 60 * time.Second
+	DefaultJupyterIdle    = time.Hour
+)
 
 // NotebookState is where a user's Jupyter server is in its life.
 type NotebookState string
@@ -105,7 +111,11 @@ type Notebook struct {
 	URL       string        `json:"url"`
 	StartedAt time.Time     `json:"started_at"`
 	ReadyAt   *time.Time    `json:"ready_at,omitempty"`
-	Message   string        `json:"message,omitempty"`
+	// IdleSince is when it was last used (a busy kernel, traffic, cpu);
+	// StopsAt, when it will be stopped for being idle.
+	IdleSince *time.Time `json:"idle_since,omitempty"`
+	StopsAt   *time.Time `json:"stops_at,omitempty"`
+	Message   string     `json:"message,omitempty"`
 }
 
 // Session defaults.
@@ -143,6 +153,12 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 	}
 	if s.JupyterTimeout == 0 {
 		s.JupyterTimeout = Duration(DefaultJupyterTimeout)
+	}
+	if s.JupyterIdle < 0 || s.JupyterIdle > 0 && time.Duration(s.JupyterIdle) < time.Second || time.Duration(s.JupyterIdle) > 30*24*time.Hour {
+		return Invalid(prefix+"sessions.jupyter_idle", "must be between 1s and 30 days")
+	}
+	if s.JupyterIdle == 0 {
+		s.JupyterIdle = Duration(DefaultJupyterIdle)
 	}
 	switch s.Forwarding {
 	case "":

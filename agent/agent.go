@@ -409,6 +409,7 @@ func (ag *Agent) session(ctx context.Context) error {
 	mux.HandleFunc("POST /sessions/notebook", ag.serveNotebook)
 	mux.HandleFunc("POST /sessions/notebook/stop", ag.serveNotebookStop)
 	mux.HandleFunc("POST /sessions/notebook/connect", ag.serveNotebookConnect)
+	mux.HandleFunc("POST /sessions/notebook/activity", ag.serveNotebookActivity)
 	srv := &http.Server{Handler: http.MaxBytesHandler(mux, 4<<20), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(sess) }()
 	defer srv.Close()

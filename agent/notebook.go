@@ -24,10 +24,12 @@ import (
 // notebookProc is a user's Jupyter server, a process of their session,
 // listening on the node's loopback only.
 type notebookProc struct {
-	cmd  *exec.Cmd
-	port int
-	log  *tailLog
-	done chan struct{} // closed when the process has exited
+	cmd   *exec.Cmd
+	port  int
+	base  string // its base URL, /user/NAME/
+	token string
+	log   *tailLog
+	done  chan struct{} // closed when the process has exited
 }
 
 // tailLog keeps the last lines a process printed.
@@ -132,7 +134,7 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 		outR.Close()
 		return nil, fmt.Errorf("start the Jupyter server (%s): %w", spec.Command[0], unwrapExec(err))
 	}
-	nb := &notebookProc{cmd: cmd, port: port, log: &tailLog{}, done: make(chan struct{})}
+	nb := &notebookProc{cmd: cmd, port: port, base: spec.BaseURL, token: spec.Token, log: &tailLog{}, done: make(chan struct{})}
 	pgid := cmd.Process.Pid
 	h.mu.Lock()
 	h.nb = nb
@@ -270,4 +272,96 @@ func (ag *Agent) serveNotebookConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	splice(conn, c.(*net.TCPConn))
+}
+
+// serveNotebookActivity reports what the server has used: cpu of its
+// process tree (kernels included) and its kernels' states.
+func (ag *Agent) serveNotebookActivity(w http.ResponseWriter, r *http.Request) {
+	nb := ag.notebookOf(w, r)
+	if nb == nil {
+		return
+	}
+	act := api.NotebookActivity{CPUSeconds: treeCPU(nb.cmd.Process.Pid)}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d%sapi/kernels", nb.port, nb.base), nil)
+	req.Header.Set("Authorization", "token "+nb.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, "ask the Jupyter server for its kernels: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	var kernels []struct {
+		State string `json:"execution_state"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&kernels); err != nil {
+		http.Error(w, "the Jupyter server's kernels: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	act.Kernels = len(kernels)
+	for _, k := range kernels {
+		if k.State == "busy" {
+			act.KernelsBusy++
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(act)
+}
+
+// treeCPU is the cpu time, in seconds, that a process and all its
+// descendants have used so far (from /proc; processes that already exited
+// count through their parents' reaped children).
+func treeCPU(root int) float64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	type proc struct {
+		ppid  int
+		ticks int64
+	}
+	procs := map[int]proc{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// The command may hold spaces and parentheses: fields start after
+		// the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		var ticks int64
+		for _, k := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+			v, _ := strconv.ParseInt(f[k], 10, 64)
+			ticks += v
+		}
+		procs[pid] = proc{ppid: ppid, ticks: ticks}
+	}
+	in := map[int]bool{root: true}
+	for changed := true; changed; {
+		changed = false
+		for pid, p := range procs {
+			if !in[pid] && in[p.ppid] {
+				in[pid] = true
+				changed = true
+			}
+		}
+	}
+	var ticks int64
+	for pid := range in {
+		ticks += procs[pid].ticks
+	}
+	return float64(ticks) / 100 // USER_HZ
 }

@@ -291,3 +291,12 @@ type NotebookStarted struct {
 type NotebookRef struct {
 	Session string `json:"session"`
 }
+
+// NotebookActivity is what a node sees of a Jupyter server's use: the cpu
+// its process tree has used in all, and whether a kernel is busy now.
+// POST /sessions/notebook/activity with a NotebookRef.
+type NotebookActivity struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	KernelsBusy int     `json:"kernels_busy"`
+	Kernels     int     `json:"kernels"`
+}

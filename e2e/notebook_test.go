@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 )
 
 func requireJupyter(t *testing.T) {
@@ -174,4 +175,97 @@ func procsWith(uid int, arg string) []int {
 		}
 	}
 	return out
+}
+
+// TestNotebookCulling: with a short idle period, an unused server is
+// stopped with its reason, and one whose kernel is busy (no browser
+// attached) is left alone.
+func TestNotebookCulling(t *testing.T) {
+	requireRoot(t)
+	requireJupyter(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(20)})
+	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	ctx := context.Background()
+	pool, err := adm.Pool(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Pool.Sessions.JupyterIdle = dspool.Duration(3 * time.Second)
+	if _, err := adm.ApplyPools(ctx, []*dspool.Pool{pool.Pool}); err != nil {
+		t.Fatal(err)
+	}
+	_, idleTok := up.createUser(t, "e2ecull20a")
+	busy, busyTok := up.createUser(t, "e2ecull20b")
+	var nb dspool.Notebook
+	cliJSON(t, up.userEnv(idleTok), &nb, "notebook", "start", "--wait")
+	cliJSON(t, up.userEnv(busyTok), &nb, "notebook", "start", "--wait")
+
+	// The busy user's kernel computes for 40 s; the websocket goes away.
+	req, _ := http.NewRequest("POST", nb.URL+"api/kernels", strings.NewReader(`{"name":"python3"}`))
+	req.Header.Set("Authorization", "Bearer "+busyTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kernel struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&kernel)
+	resp.Body.Close()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(nb.URL, "http")+"api/kernels/"+kernel.ID+"/channels",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + busyTok}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := json.Marshal(map[string]any{
+		"header":        map[string]any{"msg_id": "sleep", "username": busy.Name, "session": "e2e", "msg_type": "execute_request", "version": "5.3"},
+		"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
+		"content": map[string]any{"code": "import time\nt = time.time()\nwhile time.time() - t < 40:\n    pass", "silent": false, "store_history": false,
+			"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true}})
+	if err := c.Write(wctx, websocket.MessageText, run); err != nil {
+		t.Fatal(err)
+	}
+	for { // until the kernel says it is busy with that code
+		_, data, err := c.Read(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Header struct {
+				MsgType string `json:"msg_type"`
+			} `json:"header"`
+			ParentHeader struct {
+				MsgID string `json:"msg_id"`
+			} `json:"parent_header"`
+			Content struct {
+				State string `json:"execution_state"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(data, &m) == nil && m.Header.MsgType == "status" && m.ParentHeader.MsgID == "sleep" && m.Content.State == "busy" {
+			break
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
+
+	var idle dspool.Notebook
+	eventually(t, 20*time.Second, "the idle server to be culled", func() bool {
+		cliJSON(t, up.userEnv(idleTok), &idle, "notebook", "status")
+		return idle.State != dspool.NotebookReady
+	})
+	if idle.State != dspool.NotebookStopped || !strings.Contains(idle.Message, "unused") {
+		t.Fatalf("the idle server: %+v", idle)
+	}
+	eventually(t, 10*time.Second, "the culled server's session to end with the reason", func() bool {
+		var sessions []*dspool.Session
+		cliJSON(t, up.userEnv(idleTok), &sessions, "session", "list", "--ended")
+		return len(sessions) == 1 && sessions[0].State == dspool.SessionEnded && strings.Contains(sessions[0].EndReason, "unused")
+	})
+	// For twice its idle period, the busy kernel's server keeps running.
+	for began := time.Now(); time.Since(began) < 6*time.Second; {
+		cliJSON(t, up.userEnv(busyTok), &nb, "notebook", "status")
+		if nb.State != dspool.NotebookReady || nb.StopsAt == nil {
+			t.Fatalf("the server with a busy kernel, %v after the idle one was culled: %+v", time.Since(began), nb)
+		}
+	}
+	cliJSON(t, up.userEnv(busyTok), &nb, "notebook", "stop")
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -34,6 +35,15 @@ type notebook struct {
 	lease *Lease
 	token string
 	proxy *httputil.ReverseProxy
+	idle  time.Duration // the pool's jupyter_idle
+
+	traffic atomic.Int64 // unix nanoseconds of the last byte through the proxy
+	// Guarded by notebooks.mu: the last use seen, the cpu of the last
+	// sample and when to sample next.
+	lastUse   time.Time
+	lastCPU   float64
+	lastCheck time.Time
+	nextCheck time.Time
 }
 
 func newNotebooks(s *Server) *notebooks {
@@ -77,7 +87,7 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 	settings := p.SessionSettings()
 	tok := make([]byte, 24)
 	_, _ = rand.Read(tok)
-	nb := &notebook{lease: lease, token: hex.EncodeToString(tok), rec: dspool.Notebook{User: u.Name, Pool: lease.Pool(),
+	nb := &notebook{lease: lease, token: hex.EncodeToString(tok), idle: time.Duration(settings.JupyterIdle), rec: dspool.Notebook{User: u.Name, Pool: lease.Pool(),
 		Node: lease.Node(), NodeName: lease.NodeName(), Session: lease.ID(), State: dspool.NotebookStarting,
 		URL: base + "/user/" + u.Name + "/", StartedAt: nbs.s.cfg.Now().UTC()}}
 	nb.proxy = nbs.proxy(nb)
@@ -107,15 +117,21 @@ func (nbs *notebooks) launch(nb *notebook, spec api.NotebookSpec) {
 	now := nbs.s.cfg.Now().UTC()
 	if err != nil {
 		nbs.s.log.Warn("jupyter server did not start", "user", nb.rec.User, "err", err)
+		failed := false
 		nbs.set(nb, func(r *dspool.Notebook) {
-			r.State, r.Message = dspool.NotebookFailed, err.Error()
+			if r.State == dspool.NotebookStarting { // not stopped meanwhile (which gave the lease back)
+				r.State, r.Message, failed = dspool.NotebookFailed, err.Error(), true
+			}
 		})
-		nb.lease.Close()
+		if failed {
+			nb.lease.CloseWith("its Jupyter server did not start")
+		}
 		return
 	}
 	nbs.set(nb, func(r *dspool.Notebook) {
 		if r.State == dspool.NotebookStarting {
 			r.State, r.ReadyAt = dspool.NotebookReady, &now
+			nb.lastUse, nb.lastCheck, nb.nextCheck = now, now, now
 		}
 	})
 	nbs.s.log.Info("jupyter server ready", "user", nb.rec.User, "node", nb.rec.NodeName, "in", now.Sub(nb.rec.StartedAt).Round(time.Millisecond))
@@ -136,18 +152,30 @@ func (nbs *notebooks) watch(nb *notebook) {
 func (nbs *notebooks) stop(ctx context.Context, user string) dspool.Notebook {
 	nbs.mu.Lock()
 	nb := nbs.by[user]
-	if nb == nil || nb.rec.State == dspool.NotebookStopped || nb.rec.State == dspool.NotebookFailed {
-		nbs.mu.Unlock()
+	nbs.mu.Unlock()
+	if nb == nil {
 		_, rec := nbs.get(user)
 		return rec
 	}
-	nb.rec.State, nb.rec.Message = dspool.NotebookStopped, "stopped by the user"
+	return nbs.stopWith(ctx, nb, "stopped by the user")
+}
+
+func (nbs *notebooks) stopWith(ctx context.Context, nb *notebook, reason string) dspool.Notebook {
+	nbs.mu.Lock()
+	if nb.rec.State == dspool.NotebookStopped || nb.rec.State == dspool.NotebookFailed {
+		rec := nb.rec
+		nbs.mu.Unlock()
+		return rec
+	}
+	nb.rec.State, nb.rec.Message = dspool.NotebookStopped, reason
+	nb.rec.StopsAt = nil
 	rec := nb.rec
+	user := nb.rec.User
 	nbs.mu.Unlock()
 	if err := nbs.s.hub.call(ctx, nb.lease.Node(), "/sessions/notebook/stop", api.NotebookRef{Session: nb.lease.ID()}); err != nil {
 		nbs.s.log.Debug("stop jupyter server", "user", user, "err", err)
 	}
-	nb.lease.Close()
+	nb.lease.CloseWith("its Jupyter server " + reason)
 	return rec
 }
 
@@ -167,7 +195,10 @@ func (nbs *notebooks) proxy(nb *notebook) *httputil.ReverseProxy {
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				c, _, err := nbs.s.hub.upgrade(ctx, nb.lease.Node(), "/sessions/notebook/connect", api.NotebookRef{Session: nb.lease.ID()})
-				return c, err
+				if err != nil {
+					return nil, err
+				}
+				return &trafficConn{Conn: c, nb: nb}, nil
 			},
 			MaxIdleConnsPerHost: 16,
 			IdleConnTimeout:     90 * time.Second,
@@ -175,6 +206,91 @@ func (nbs *notebooks) proxy(nb *notebook) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			nbs.s.fail(w, r, dspool.Errorf(dspool.EUnavailable, "your Jupyter server on node %s does not answer: %v; see `dspool notebook status`", nb.rec.NodeName, err))
 		},
+	}
+}
+
+// trafficConn counts what passes to and from a Jupyter server (requests,
+// answers and websocket frames alike) as use of the server and its session.
+type trafficConn struct {
+	net.Conn
+	nb *notebook
+}
+
+func (c *trafficConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.nb.traffic.Store(time.Now().UnixNano())
+		c.nb.lease.Out(n)
+	}
+	return n, err
+}
+
+func (c *trafficConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.nb.traffic.Store(time.Now().UnixNano())
+		c.nb.lease.In(n)
+	}
+	return n, err
+}
+
+// cullLoop stops Jupyter servers that went unused for their pool's idle
+// period: no kernel busy, no traffic through the proxy, and no cpu used by
+// the server's process tree. A busy kernel with no browser attached keeps
+// its server.
+func (nbs *notebooks) cullLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := nbs.s.cfg.Now()
+		nbs.mu.Lock()
+		var due []*notebook
+		for _, nb := range nbs.by {
+			if nb.rec.State == dspool.NotebookReady && !now.Before(nb.nextCheck) {
+				due = append(due, nb)
+			}
+		}
+		nbs.mu.Unlock()
+		for _, nb := range due {
+			nbs.check(ctx, nb, now)
+		}
+	}
+}
+
+// check samples a server's use and stops it when it has been idle too long.
+func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	var act api.NotebookActivity
+	err := nbs.s.hub.callJSON(cctx, nb.lease.Node(), "/sessions/notebook/activity", api.NotebookRef{Session: nb.lease.ID()}, &act)
+	cancel()
+	nbs.mu.Lock()
+	every := min(max(nb.idle/6, time.Second), time.Minute)
+	nb.nextCheck = now.Add(every)
+	if err == nil {
+		// A kernel at work, or more cpu than an idle server and kernels
+		// use (1% of one cpu), is use.
+		wall := now.Sub(nb.lastCheck).Seconds()
+		if act.KernelsBusy > 0 || wall > 0 && act.CPUSeconds-nb.lastCPU > 0.01*wall {
+			nb.lastUse = now
+		}
+		nb.lastCPU, nb.lastCheck = act.CPUSeconds, now
+	}
+	if t := time.Unix(0, nb.traffic.Load()); t.After(nb.lastUse) {
+		nb.lastUse = t
+	}
+	since, stops := nb.lastUse.UTC(), nb.lastUse.Add(nb.idle).UTC()
+	nb.rec.IdleSince, nb.rec.StopsAt = &since, &stops
+	cull := err == nil && !now.Before(stops) && nb.rec.State == dspool.NotebookReady
+	nbs.mu.Unlock()
+	if cull {
+		reason := fmt.Sprintf("stopped after %s unused (no busy kernel, no traffic, no cpu since %s)", nb.idle, since.Format(time.RFC3339))
+		nbs.s.log.Info("jupyter server culled", "user", nb.rec.User, "idle", nb.idle, "since", since)
+		nbs.stopWith(ctx, nb, reason)
 	}
 }
 
@@ -212,7 +328,6 @@ func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	nb.lease.In(int(max(r.ContentLength, 0)))
 	nb.proxy.ServeHTTP(w, r)
 }
 

@@ -114,7 +114,8 @@ func (s *Server) Run(ctx context.Context) {
 		s.log.Info("ended the sessions of the previous run", "sessions", n)
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
 	go func() { defer wg.Done(); s.sessions.recordLoop(ctx) }()

@@ -88,7 +88,11 @@ func (l *Lease) activity() sqlite.SessionActivity {
 }
 
 // Close gives the lease back; the last one ends the session.
-func (l *Lease) Close() {
+func (l *Lease) Close() { l.CloseWith("the user logged out") }
+
+// CloseWith gives the lease back; if it is the last one, the session ends
+// with reason.
+func (l *Lease) CloseWith(reason string) {
 	sm := l.sm
 	sm.mu.Lock()
 	l.conns--
@@ -99,7 +103,7 @@ func (l *Lease) Close() {
 	}
 	sm.mu.Unlock()
 	if last {
-		sm.finish(l, "the user logged out")
+		sm.finish(l, reason)
 	}
 }
 

@@ -215,6 +215,7 @@ button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .
 <h2>Your Jupyter server</h2>
 <p>State: <span id="state">…</span> <span id="where" class="muted"></span></p>
 <p id="progress" class="muted"></p>
+<p id="idle" class="error"></p>
 <p><button id="start">Start my server</button><button id="stop">Stop</button> <a id="open" hidden>Open</a></p>
 <pre id="message" hidden></pre>
 <form method="post" action="/logout"><input type="hidden" name="_xsrf" value="{{.XSRF}}"><button>Log out</button></form>
@@ -245,6 +246,14 @@ function show(nb) {
   $('progress').textContent = nb.state === 'starting' ? 'starting, ' + Math.round((Date.now() - began) / 1000) + ' s' : '';
   $('message').hidden = !nb.message;
   $('message').textContent = nb.message || '';
+  $('idle').textContent = '';
+  if (nb.state === 'ready' && nb.stops_at && nb.idle_since) {
+    const left = new Date(nb.stops_at) - Date.now(), period = new Date(nb.stops_at) - new Date(nb.idle_since);
+    if (left < Math.min(10 * 60 * 1000, period / 4)) {
+      $('idle').textContent = 'Unused since ' + new Date(nb.idle_since).toLocaleTimeString() +
+        ': it will be stopped in ' + Math.max(0, Math.round(left / 1000)) + ' s unless a kernel runs or you use it.';
+    }
+  }
 }
 async function api(method) {
   const r = await fetch('/api/v1/notebook', {method, headers: {'X-XSRF-Token': xsrf}, credentials: 'same-origin'});
@@ -256,7 +265,7 @@ async function poll() {
   try {
     const nb = await api('GET');
     show(nb);
-    if (nb.state === 'starting') setTimeout(poll, 500);
+    setTimeout(poll, nb.state === 'starting' ? 500 : 5000);
   } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
 }
 $('start').onclick = async () => {
