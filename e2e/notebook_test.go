@@ -269,3 +269,36 @@ func TestNotebookCulling(t *testing.T) {
 	}
 	cliJSON(t, up.userEnv(busyTok), &nb, "notebook", "stop")
 }
+
+// TestNotebookStartFailure: a server that cannot start fails with its last
+// log lines, and its session's reservation is given back.
+func TestNotebookStartFailure(t *testing.T) {
+	requireRoot(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(21)})
+	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	ctx := context.Background()
+	pool, err := adm.Pool(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dspool appends its --ServerApp options, which sh takes as $0 and on.
+	pool.Pool.Sessions.Jupyter = []string{"/bin/sh", "-c", "echo starting up; echo 'ImportError: no module named jupyter_server' >&2; exit 3"}
+	if _, err := adm.ApplyPools(ctx, []*dspool.Pool{pool.Pool}); err != nil {
+		t.Fatal(err)
+	}
+	_, tok := up.createUser(t, "e2enbfail21")
+	_, stderr, code := cli(t, up.userEnv(tok), "notebook", "start", "--wait")
+	if code == 0 || !strings.Contains(stderr, "exited while starting") || !strings.Contains(stderr, "ImportError: no module named jupyter_server") {
+		t.Fatalf("notebook start --wait: exit %d, stderr %q; want the failure with the server's last lines", code, stderr)
+	}
+	var nb dspool.Notebook
+	cliJSON(t, up.userEnv(tok), &nb, "notebook", "status")
+	if nb.State != dspool.NotebookFailed || !strings.Contains(nb.Message, "starting up") {
+		t.Fatalf("status after the failure: %+v", nb)
+	}
+	eventually(t, 10*time.Second, "the session to end", func() bool {
+		var ss []*dspool.Session
+		cliJSON(t, up.userEnv(tok), &ss, "session", "list")
+		return len(ss) == 0
+	})
+}

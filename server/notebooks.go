@@ -320,13 +320,19 @@ func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, dspool.Errorf(dspool.ENotFound, "your Jupyter server is %s: start it with `dspool notebook start`", rec.State))
 		return
 	}
+	rc := http.NewResponseController(w)
 	if isUpgrade(r) {
-		if origin := r.Header.Get("Origin"); origin != "" {
-			if o, err := url.Parse(origin); err != nil || o.Host != r.Host {
-				s.fail(w, r, dspool.Errorf(dspool.EForbidden, "a websocket from origin %q is not allowed here", origin))
-				return
-			}
+		if !sameOrigin(r) {
+			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "a websocket from origin %q is not allowed here", r.Header.Get("Origin")))
+			return
 		}
+		// A kernel's websocket lives for hours: the server's read timeout
+		// is for requests, not for the connection it becomes.
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	} else {
+		// Uploads come through here too.
+		_ = rc.SetReadDeadline(time.Now().Add(10 * time.Minute))
 	}
 	nb.proxy.ServeHTTP(w, r)
 }
