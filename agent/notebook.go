@@ -237,7 +237,8 @@ func (ag *Agent) notebookOf(w http.ResponseWriter, r *http.Request) *notebookPro
 	nb := h.nb
 	h.mu.Unlock()
 	if nb == nil {
-		http.Error(w, "no Jupyter server runs in this session", http.StatusNotFound)
+		// Gone, not "not found": it ran, and exited (Quit, or a crash).
+		http.Error(w, "no Jupyter server runs in this session", http.StatusGone)
 		return nil
 	}
 	return nb

@@ -138,12 +138,16 @@ func TestNotebook(t *testing.T) {
 		t.Fatalf("no Jupyter server or kernel of uid %d running", uid)
 	}
 
-	cliJSON(t, env, &nb, "notebook", "stop")
-	if nb.State != dspool.NotebookStopped {
-		t.Fatalf("after stop: %+v", nb)
+	// Jupyter's own Quit ends the server; dspool notices.
+	if code, b := do("POST", "api/shutdown", adaTok, ""); code != http.StatusOK {
+		t.Fatalf("Jupyter's shutdown: %d %s", code, b)
 	}
+	eventually(t, 30*time.Second, "the server to be seen stopped", func() bool {
+		cliJSON(t, env, &nb, "notebook", "status")
+		return nb.State == dspool.NotebookStopped && strings.Contains(nb.Message, "exited")
+	})
 	if code, _ := do("GET", "api/status", adaTok, ""); code != http.StatusNotFound {
-		t.Fatalf("the proxy after stop: %d", code)
+		t.Fatalf("the proxy after the server exited: %d", code)
 	}
 	eventually(t, 15*time.Second, "the server and its kernel to exit", func() bool {
 		return len(procsWith(uid, "jupyter_server")) == 0 && len(procsWith(uid, "ipykernel_launcher")) == 0

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -269,7 +270,7 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 	err := nbs.s.hub.callJSON(cctx, nb.lease.Node(), "/sessions/notebook/activity", api.NotebookRef{Session: nb.lease.ID()}, &act)
 	cancel()
 	nbs.mu.Lock()
-	every := min(max(nb.idle/6, time.Second), time.Minute)
+	every := min(max(nb.idle/6, time.Second), 10*time.Second)
 	nb.nextCheck = now.Add(every)
 	if err == nil {
 		// A kernel at work, or more cpu than an idle server and kernels
@@ -287,6 +288,11 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 	nb.rec.IdleSince, nb.rec.StopsAt = &since, &stops
 	cull := err == nil && !now.Before(stops) && nb.rec.State == dspool.NotebookReady
 	nbs.mu.Unlock()
+	var refusal *agentRefusal
+	if errors.As(err, &refusal) && refusal.status == http.StatusGone {
+		nbs.stopWith(ctx, nb, "exited on its own (Jupyter's Quit, or a crash)")
+		return
+	}
 	if cull {
 		reason := fmt.Sprintf("stopped after %s unused (no busy kernel, no traffic, no cpu since %s)", nb.idle, since.Format(time.RFC3339))
 		nbs.s.log.Info("jupyter server culled", "user", nb.rec.User, "idle", nb.idle, "since", since)
@@ -401,7 +407,7 @@ func (h *hub) callJSON(ctx context.Context, node, path string, body, out any) er
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
-		return fmt.Errorf("%s", strings.TrimSpace(string(msg)))
+		return &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
 }
