@@ -3,7 +3,9 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -305,4 +307,85 @@ func TestNotebookStartFailure(t *testing.T) {
 		cliJSON(t, up.userEnv(tok), &ss, "session", "list")
 		return len(ss) == 0
 	})
+}
+
+// TestProxyOneRequestInOneOut: requests that try to smuggle a second one
+// past the proxy (Content-Length beside chunked encoding, bytes after the
+// body) reach the user's server as at most the one request the proxy
+// authenticated; pipelined requests each arrive once.
+func TestProxyOneRequestInOneOut(t *testing.T) {
+	requireRoot(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(24)})
+	fake := filepath.Join(tempDir(t), "fake_jupyter.py")
+	src, err := os.ReadFile("testdata/fake_jupyter.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fake, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	ctx := context.Background()
+	pool, err := adm.Pool(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Pool.Sessions.Jupyter = []string{"/usr/bin/python3", fake}
+	if _, err := adm.ApplyPools(ctx, []*dspool.Pool{pool.Pool}); err != nil {
+		t.Fatal(err)
+	}
+	u, tok := up.createUser(t, "e2esmuggle24")
+	var nb dspool.Notebook
+	cliJSON(t, up.userEnv(tok), &nb, "notebook", "start", "--wait")
+	log := filepath.Join(up.Share, "home", u.Name, "requests.log")
+	addr := strings.TrimPrefix(up.URL, "http://")
+	base := "/user/" + u.Name + "/"
+	send := func(raw string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		// The last request says Connection: close; the server ends the
+		// connection after answering it.
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	auth := "Host: " + addr + "\r\nAuthorization: Bearer " + tok + "\r\n"
+	lines := func() []string {
+		b, _ := os.ReadFile(log)
+		return strings.Fields(strings.ReplaceAll(string(b), "\n", " | "))
+	}
+
+	// Pipelined: two requests in, two out, in order.
+	send("GET " + base + "api/one HTTP/1.1\r\n" + auth + "\r\n" + "GET " + base + "api/two HTTP/1.1\r\n" + auth + "Connection: close\r\n\r\n")
+	eventually(t, 10*time.Second, "both pipelined requests to arrive", func() bool {
+		return strings.Join(lines(), " ") == "GET "+base+"api/one 0 | GET "+base+"api/two 0 |"
+	})
+	_ = os.Remove(log)
+
+	// Content-Length beside chunked: a smuggled request in the body.
+	smuggled := "GET " + base + "api/smuggled HTTP/1.1\r\n" + auth + "\r\n"
+	send("POST " + base + "api/carrier HTTP/1.1\r\n" + auth + fmt.Sprintf("Content-Length: %d\r\n", 5+len(smuggled)) +
+		"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n" + smuggled)
+	// Bytes after a Content-Length body, without credentials.
+	send("POST " + base + "api/carrier2 HTTP/1.1\r\n" + auth + "Content-Length: 5\r\n\r\nhello" +
+		"GET " + base + "api/smuggled2 HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n")
+	// A marker request last: once it is in, everything before it is too.
+	send("GET " + base + "api/marker HTTP/1.1\r\n" + auth + "Connection: close\r\n\r\n")
+	eventually(t, 10*time.Second, "the marker request", func() bool { return strings.Contains(strings.Join(lines(), " "), "api/marker") })
+	// Each carrier arrives once with the body its framing gave it (chunked
+	// wins over Content-Length); what followed never reached the server:
+	// on a connection the client asked to close, or without credentials.
+	got := strings.Join(lines(), " ")
+	want := "POST " + base + "api/carrier 0 | POST " + base + "api/carrier2 5 | GET " + base + "api/marker 0 |"
+	if got != want {
+		t.Fatalf("the server received %q, want %q", got, want)
+	}
+	cliOK(t, up.userEnv(tok), "notebook", "stop")
 }
