@@ -173,7 +173,9 @@ func (ag *Agent) waitNotebook(ctx context.Context, nb *notebookProc, spec *api.N
 	}
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	// Jupyter starts in about half a second here: a short tick answers
+	// soon after it serves.
+	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	url := fmt.Sprintf("http://127.0.0.1:%d%sapi/status", nb.port, spec.BaseURL)
 	hc := &http.Client{Timeout: 2 * time.Second}

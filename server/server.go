@@ -59,6 +59,7 @@ type Server struct {
 	// placing sessions with scheduling passes.
 	sessions  *sessions
 	notebooks *notebooks
+	auth      authCache
 	placeMu   sync.Mutex
 	kick      chan struct{}
 	metrics   *metrics

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -44,18 +45,76 @@ func newToken() string {
 // cookie (then with the login).
 func (s *Server) caller(r *http.Request) (*dspool.User, *webLogin, error) {
 	if tok := bearer(r); tok != "" {
-		u, err := s.db.UserByToken(r.Context(), HashSecret(tok))
+		hash := HashSecret(tok)
+		if u, _, ok := s.auth.get(hash); ok {
+			return u, nil, nil
+		}
+		u, err := s.db.UserByToken(r.Context(), hash)
+		if err == nil {
+			s.auth.put(hash, u, nil)
+		}
 		return u, nil, err
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
 		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "no API token: log in with `dspool up`, or pass --token / DSPOOL_TOKEN")
 	}
-	u, xsrf, err := s.db.WebSession(r.Context(), HashSecret(c.Value))
+	hash := HashSecret(c.Value)
+	if u, login, ok := s.auth.get(hash); ok && login != nil {
+		return u, login, nil
+	}
+	u, xsrf, err := s.db.WebSession(r.Context(), hash)
 	if err != nil {
 		return nil, nil, err
 	}
-	return u, &webLogin{xsrf: xsrf}, nil
+	login := &webLogin{xsrf: xsrf}
+	s.auth.put(hash, u, login)
+	return u, login, nil
+}
+
+// authCache remembers for a few seconds who a token or login cookie is, so
+// that every request through the Jupyter proxy (pages load dozens) does not
+// read the store. Logout drops its entry at once; anything else that ends a
+// credential takes effect within authTTL.
+type authCache struct {
+	mu sync.Mutex
+	m  map[string]authEntry
+}
+
+type authEntry struct {
+	user  *dspool.User
+	login *webLogin
+	until time.Time
+}
+
+const (
+	authTTL        = 5 * time.Second
+	authCacheLimit = 10000
+)
+
+func (c *authCache) get(hash []byte) (*dspool.User, *webLogin, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[string(hash)]
+	if !ok || time.Now().After(e.until) {
+		return nil, nil, false
+	}
+	return e.user, e.login, true
+}
+
+func (c *authCache) put(hash []byte, u *dspool.User, login *webLogin) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= authCacheLimit {
+		c.m = map[string]authEntry{}
+	}
+	c.m[string(hash)] = authEntry{user: u, login: login, until: time.Now().Add(authTTL)}
+}
+
+func (c *authCache) drop(hash []byte) {
+	c.mu.Lock()
+	delete(c.m, string(hash))
+	c.mu.Unlock()
 }
 
 func safeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }
@@ -186,6 +245,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c, _ := r.Cookie(sessionCookie)
+		s.auth.drop(HashSecret(c.Value))
 		_ = s.db.DeleteWebSession(r.Context(), HashSecret(c.Value))
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
