@@ -114,20 +114,12 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, dspool.Invalid("Upgrade", "the agent connection needs Upgrade: %s", api.AgentUpgrade))
 		return
 	}
-	conn, brw, err := http.NewResponseController(w).Hijack()
+	conn, err := h.s.switchProtocols(w, r, api.AgentUpgrade)
 	if err != nil {
-		h.s.fail(w, r, err)
 		return
 	}
-	_ = conn.SetDeadline(time.Time{})
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", api.AgentUpgrade)
-	if err := brw.Flush(); err != nil {
-		conn.Close()
-		return
-	}
-	// What the HTTP server buffered comes first; a large buffer after it
-	// reads bulk session output in few system calls.
-	sess, err := yamux.Server(&bufConn{Conn: conn, r: bufio.NewReaderSize(brw.Reader, 256<<10)}, api.MuxConfig())
+	// A large buffer reads bulk session output in few system calls.
+	sess, err := yamux.Server(&bufConn{Conn: conn, r: bufio.NewReaderSize(conn, 256<<10)}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
 		return
@@ -162,6 +154,24 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	h.s.log.Info("agent disconnected", "node", node.ID)
 	// The agent ends its sessions when it loses this connection.
 	h.s.sessions.nodeGone(node.ID, fmt.Sprintf("node %s lost its connection to the control plane", node.Name))
+}
+
+// switchProtocols answers 101 with the Upgrade protocol and returns the
+// connection, reading first what the HTTP server had already buffered. A
+// failure is answered (or the connection closed) here.
+func (s *Server) switchProtocols(w http.ResponseWriter, r *http.Request, protocol string) (net.Conn, error) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", protocol)
+	if err := brw.Flush(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &bufConn{Conn: conn, r: brw.Reader}, nil
 }
 
 // bufConn reads first what the HTTP server had already buffered.

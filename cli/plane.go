@@ -1,0 +1,317 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/gateway/sshgw"
+	"github.com/dspool/dspool/server"
+	"github.com/dspool/dspool/sqlite"
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+)
+
+// planeOptions are the settings `up` and `server` share.
+type planeOptions struct {
+	Listen    string `json:"listen"`
+	SSHListen string `json:"ssh_listen"`
+	// SSHCiphers are the gateway's ciphers (default AES-GCM only).
+	SSHCiphers []string `json:"ssh_ciphers"`
+	// SSHPasswordAuth allows password logins at the gateway.
+	SSHPasswordAuth bool `json:"ssh_password_auth"`
+	// TLSCert and TLSKey (PEM files) serve the API over HTTPS.
+	TLSCert   string          `json:"tls_cert"`
+	TLSKey    string          `json:"tls_key"`
+	Data      string          `json:"data"`
+	Share     string          `json:"share"`
+	NodeGrace dspool.Duration `json:"node_grace"`
+	KillGrace dspool.Duration `json:"kill_grace"`
+	Heartbeat dspool.Duration `json:"heartbeat"`
+	Admin     string          `json:"admin"`
+	UIDBase   int             `json:"uid_base"`
+}
+
+func (o *planeOptions) flags(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVar(&o.Listen, "listen", o.Listen, "address to serve the API on")
+	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) to serve the API over HTTPS, with --tls-key")
+	f.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
+	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
+	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
+	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
+	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
+	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
+}
+
+type durationFlag dspool.Duration
+
+func (d *durationFlag) String() string {
+	if *d == 0 {
+		return ""
+	}
+	return time.Duration(*d).String()
+}
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("%q has no unit: write e.g. %ss or %sm", s, s, s)
+		}
+		return fmt.Errorf("%q is not a duration (examples: 500ms, 30s, 2m, 1h30m)", s)
+	}
+	*d = durationFlag(v)
+	return nil
+}
+func (d *durationFlag) Type() string { return "duration" }
+
+func logger(w *os.File) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// plane is a running control plane.
+type plane struct {
+	db   *sqlite.DB
+	srv  *server.Server
+	http *http.Server
+	url  string
+	ln   net.Listener
+	// agentURL is where local agents reach the control plane: the API
+	// address, or a plain loopback one (agentLn) when the API is HTTPS.
+	agentURL string
+	agentLn  net.Listener
+	// ca is the certificate file the CLI login trusts (the API's own).
+	ca    string
+	ssh   *sshgw.Gateway
+	sshLn net.Listener
+	admin *dspool.User
+	lock  *os.File
+}
+
+func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
+	sshOn := o.SSHListen != "" && o.SSHListen != "off"
+	var cert *tls.Certificate
+	if o.TLSCert != "" || o.TLSKey != "" {
+		if o.TLSCert == "" || o.TLSKey == "" {
+			return nil, dspool.Invalid("tls_cert", "give both a certificate and its key (--tls-cert and --tls-key), or neither")
+		}
+		c, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, dspool.Invalid("tls_cert", "cannot load %s and %s: %v", o.TLSCert, o.TLSKey, err)
+		}
+		cert = &c
+	}
+	if sshOn {
+		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
+			return nil, err
+		}
+	}
+	// The data directory is traversable but not listable: jobs running as
+	// their users must reach the share inside it; the store file is 0600.
+	if err := os.MkdirAll(o.Data, 0o711); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(o.Data)
+	if err != nil {
+		return nil, err
+	}
+	// Take the addresses before creating anything, so that a start that
+	// fails on a busy port leaves no new store behind (whose uid base, for
+	// one, would then be fixed).
+	var lns []net.Listener
+	fail := func(err error) (*plane, error) {
+		for _, l := range lns {
+			l.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("listen on %s: %w (is another dspool running? pass --listen HOST:PORT)", o.Listen, err))
+	}
+	lns = append(lns, ln)
+	var sln net.Listener
+	if sshOn {
+		if sln, err = net.Listen("tcp", o.SSHListen); err != nil {
+			return fail(fmt.Errorf("listen on %s for SSH: %w (is another dspool running? pass --ssh-listen HOST:PORT, or off)", o.SSHListen, err))
+		}
+		lns = append(lns, sln)
+	}
+	if os.Geteuid() == 0 {
+		if dir := untraversable(o.Share); dir != "" {
+			log.Warn("jobs run as their users and cannot reach the share: a parent directory is not searchable by others; use --data elsewhere (e.g. /var/lib/dspool) or chmod o+x it", "dir", dir)
+		}
+	}
+	for _, d := range []string{"", "home", "jobs", "data"} {
+		if err := os.MkdirAll(filepath.Join(o.Share, d), 0o755); err != nil {
+			return fail(fmt.Errorf("share: %w", err))
+		}
+	}
+	dbPath := filepath.Join(o.Data, "dspool.db")
+	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{UIDBase: o.UIDBase})
+	if err != nil {
+		return fail(err)
+	}
+	for _, f := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
+		_ = os.Chmod(f, 0o600)
+	}
+	if o.UIDBase != 0 {
+		if base, err := db.UIDBase(ctx); err == nil && base != o.UIDBase {
+			db.Close()
+			return fail(dspool.Invalid("uid_base", "the store in %s was made with uid base %d, and its users keep their uids: drop --uid-base (uid_base), or give a new --data for a new store", o.Data, base))
+		}
+	}
+	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
+		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
+	ln = server.LimitListener(ln, server.MaxConns)
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
+	scheme := "http"
+	if cert != nil {
+		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.
+		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+		if abs, err := filepath.Abs(o.TLSCert); err == nil {
+			p.ca = abs
+		}
+	}
+	if sshOn {
+		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
+		if err != nil {
+			db.Close()
+			return fail(err)
+		}
+		p.sshLn = sln
+		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers,
+			PasswordAuth: o.SSHPasswordAuth})
+		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()),
+			"password_logins", o.SSHPasswordAuth)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	p.url = scheme + "://" + net.JoinHostPort(host, port)
+	p.agentURL = p.url
+	return p, nil
+}
+
+// localAgents gives agents on this machine a plain loopback address when
+// the API is HTTPS (its certificate need not name 127.0.0.1; loopback
+// traffic never leaves the machine).
+func (p *plane) localAgents() error {
+	if !strings.HasPrefix(p.url, "https://") {
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen on loopback for local agents: %w", err)
+	}
+	p.agentLn = ln
+	p.agentURL = "http://" + ln.Addr().String()
+	return nil
+}
+
+// serve runs the control plane until ctx ends.
+func (p *plane) serve(ctx context.Context) {
+	loops, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.srv.Run(loops) }()
+	go func() { defer wg.Done(); _ = p.http.Serve(p.ln) }()
+	if p.agentLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.http.Serve(p.agentLn) }()
+	}
+	if p.ssh != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.ssh.Serve(p.sshLn) }()
+	}
+	<-ctx.Done()
+	if p.ssh != nil {
+		p.ssh.Close()
+		p.sshLn.Close()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = p.http.Shutdown(sctx)
+	stop()
+	wg.Wait()
+	p.close()
+}
+
+func (p *plane) close() {
+	p.db.Close()
+	p.lock.Close()
+}
+
+// lockDir takes an exclusive lock on dir (released when the process ends),
+// so two control planes never share one store, share and set of local
+// agents.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(f.Name())
+		f.Close()
+		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", strings.TrimSpace(string(b)), dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+// ensureAdmin creates the first admin on a new store. It returns the admin.
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string) (*dspool.User, bool, error) {
+	users, err := db.Users(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, u := range users {
+		if u.Admin {
+			return u, false, nil
+		}
+	}
+	u, err := db.CreateUser(ctx, name, true)
+	return u, true, err
+}
+
+// untraversable returns the first directory above path that other users
+// cannot search, or "".
+func untraversable(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o001 == 0 {
+			return dir
+		}
+		if dir == "/" {
+			return ""
+		}
+	}
+}
+
+func defaultAdminName() string {
+	if u, err := user.Current(); err == nil && u.Uid != "0" && dspool.ValidName(u.Username) {
+		return u.Username
+	}
+	return "admin"
+}
