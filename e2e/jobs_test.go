@@ -328,7 +328,14 @@ func followLogs(t *testing.T, env []string, id int64) ([]string, []time.Time, in
 
 // procs returns the live processes of uid whose argv is argv.
 func procs(uid int, argv ...string) []int {
-	want := strings.Join(argv, "\x00") + "\x00"
+	want := strings.Join(argv, "\x00")
+	return procsMatching(uid, func(args []string) bool { return strings.Join(args, "\x00") == want })
+}
+
+// procsMatching lists the processes of uid whose argument list match
+// accepts. A zombie (an empty command line: dead, only not reaped) never
+// matches.
+func procsMatching(uid int, match func(args []string) bool) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range entries {
@@ -340,8 +347,11 @@ func procs(uid int, argv ...string) []int {
 		if err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != uid {
 			continue
 		}
-		// A zombie has an empty cmdline: it is dead, only not reaped.
-		if b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && string(b) == want {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		if match(strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")) {
 			out = append(out, pid)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,29 +158,7 @@ func TestNotebook(t *testing.T) {
 
 // procsWith lists the processes of uid with an argument equal to arg.
 func procsWith(uid int, arg string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		st, err := os.Stat(filepath.Join("/proc", e.Name()))
-		if err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != uid {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		for _, a := range strings.Split(string(b), "\x00") {
-			if a == arg {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out
+	return procsMatching(uid, func(args []string) bool { return slices.Contains(args, arg) })
 }
 
 // TestNotebookCulling: with a short idle period, an unused server is
