@@ -95,6 +95,27 @@ func run(t *testing.T, c *ssh.Client, cmd string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
+// sleeping starts a command that says it started and then sleeps, and
+// returns its session once it has said so, with its stderr.
+func sleeping(t *testing.T, c *ssh.Client) (*ssh.Session, *strings.Builder) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errb := &strings.Builder{}
+	s.Stderr = errb
+	stdout, _ := s.StdoutPipe()
+	if err := s.Start("echo started; exec sleep 60"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	return s, errb
+}
+
 func runsAs(u *dspool.User) int {
 	if os.Geteuid() == 0 {
 		return u.UID
@@ -196,20 +217,7 @@ func TestForwardAndKill(t *testing.T) {
 	}
 	conn.Close()
 
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb strings.Builder
-	s.Stderr = &errb
-	stdout, _ := s.StdoutPipe()
-	if err := s.Start("echo started; exec sleep 60"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 8)
-	if _, err := io.ReadFull(stdout, buf); err != nil || string(buf) != "started\n" {
-		t.Fatalf("read %q, %v", buf, err)
-	}
+	s, errb := sleeping(t, c)
 	list, err := f.p.Admin.Sessions(context.Background(), true, false)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("sessions: %+v, %v", list, err)
@@ -358,20 +366,7 @@ func TestSilentPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb strings.Builder
-	s.Stderr = &errb
-	stdout, _ := s.StdoutPipe()
-	if err := s.Start("echo started; exec sleep 60"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 8)
-	if _, err := io.ReadFull(stdout, buf); err != nil {
-		t.Fatal(err)
-	}
+	s, errb := sleeping(t, c)
 	f.p.Agents()[0].Link.Stall()
 	began := time.Now()
 	werr := make(chan error, 1)
