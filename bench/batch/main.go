@@ -79,13 +79,13 @@ func main() {
 }
 
 func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep bool) error {
-	load := load1()
+	load := host.Load1()
 	tmp, err := os.MkdirTemp("", "dspool-bench-")
 	if err != nil {
 		return err
 	}
 	if keep {
-		logf("keeping %s", tmp)
+		host.Logf("keeping %s", tmp)
 	} else {
 		defer os.RemoveAll(tmp)
 	}
@@ -95,7 +95,7 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	}
 	if bin == "" {
 		bin = filepath.Join(tmp, "dspool")
-		logf("building %s", bin)
+		host.Logf("building %s", bin)
 		// A static build, as releases are: no dynamic loader at each start
 		// of the CLI.
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
@@ -128,7 +128,7 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	// The jobs run as the admin `up` creates; as root its agents create
 	// that account, which is removed once they have stopped, if it is new.
 	if os.Geteuid() == 0 && !host.UserExists(benchAdmin) {
-		defer host.RemoveUser(benchAdmin, logf)
+		defer host.RemoveUser(benchAdmin)
 	}
 	up, err := startUp(ctx, bin, dir)
 	if err != nil {
@@ -139,7 +139,7 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 
 	// a. API submissions into a pool that cannot start them; cancelled after
 	// so that the scheduler does not carry them through the later phases.
-	logf("API: %d submissions, %d clients", n.API, clients)
+	host.Logf("API: %d submissions, %d clients", n.API, clients)
 	ids := make([]int64, n.API)
 	if r.APISubmitPerS, err = parallel(ctx, n.API, clients, func(i int) error { return submit(ctx, cl, holdPool, &ids[i]) }); err != nil {
 		return nil, fmt.Errorf("API submit: %w", err)
@@ -147,11 +147,11 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	if r.APICancelPerS, err = parallel(ctx, n.API, clients, func(i int) error { _, err := cl.CancelJob(ctx, ids[i]); return err }); err != nil {
 		return nil, fmt.Errorf("cancel: %w", err)
 	}
-	logf("API: %.0f submissions/s, %.0f cancels/s", r.APISubmitPerS, r.APICancelPerS)
+	host.Logf("API: %.0f submissions/s, %.0f cancels/s", r.APISubmitPerS, r.APICancelPerS)
 
 	// b. CLI: one `dspool job submit` process per job; the jobs run on the
 	// bench pool meanwhile, as the peer's do.
-	logf("CLI: %d `dspool job submit` processes, %d at a time", n.CLI, procs)
+	host.Logf("CLI: %d `dspool job submit` processes, %d at a time", n.CLI, procs)
 	r.CLISubmitPerS, err = parallel(ctx, n.CLI, procs, func(int) error {
 		cmd := exec.CommandContext(ctx, bin, "job", "submit", "--pool", benchPool, "--cpus", "1", "--", "true")
 		cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+up.config)
@@ -163,13 +163,13 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	if err != nil {
 		return nil, fmt.Errorf("CLI submit: %w", err)
 	}
-	logf("CLI: %.1f submissions/s; draining", r.CLISubmitPerS)
+	host.Logf("CLI: %.1f submissions/s; draining", r.CLISubmitPerS)
 	if err := waitIdle(ctx, cl); err != nil {
 		return nil, err
 	}
 
 	// c. Makespan: from the first submission to the last job's finished_at.
-	logf("makespan: %d jobs, %d submitters", n.Makespan, procs)
+	host.Logf("makespan: %d jobs, %d submitters", n.Makespan, procs)
 	t0, ids := time.Now(), make([]int64, n.Makespan)
 	if _, err = parallel(ctx, n.Makespan, procs, func(i int) error { return submit(ctx, cl, benchPool, &ids[i]) }); err != nil {
 		return nil, fmt.Errorf("makespan submit: %w", err)
@@ -189,12 +189,12 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	r.MakespanDrainS = time.Since(t0).Seconds()
 	last := slices.MaxFunc(finished, time.Time.Compare)
 	r.MakespanS = last.Sub(t0).Seconds()
-	logf("makespan: %.2fs (submitted in %.2fs, all seen finished at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
+	host.Logf("makespan: %.2fs (submitted in %.2fs, all seen finished at %.2fs)", r.MakespanS, r.MakespanSubmitS, r.MakespanDrainS)
 
 	// d. Latency on an idle pool: started_at (the agent's clock, this
 	// machine's) minus the time just before the submit call; each job
 	// finishes before the next is submitted.
-	logf("latency: %d sequential jobs", n.Latency)
+	host.Logf("latency: %d sequential jobs", n.Latency)
 	var lat []float64
 	for range n.Latency {
 		t0 := time.Now()
@@ -211,8 +211,8 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	// Nearest-rank percentiles, as the peer computes them: ceil(n*p/100)-th.
 	r.LatencyP50Ms, r.LatencyP90Ms = lat[(len(lat)+1)/2-1], lat[(9*len(lat)+9)/10-1]
 	r.LatencyMinMs, r.LatencyMaxMs = lat[0], lat[len(lat)-1]
-	logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
-	r.Load1After = load1()
+	host.Logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
+	r.Load1After = host.Load1()
 	return r, nil
 }
 
@@ -247,7 +247,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		{Name: holdPool, Provider: dspool.ProviderStatic, Node: size, Count: 0, Work: batch},
 	}
 	t0, applied := time.Now(), false
-	err = poll(ctx, time.Minute, func() (bool, error) {
+	err = host.Poll(ctx, time.Minute, 50*time.Millisecond, func() (bool, error) {
 		select {
 		case <-u.done:
 			return false, errors.New("`dspool up` exited")
@@ -276,7 +276,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		u.stop()
 		return nil, fmt.Errorf("start: %w", err)
 	}
-	logf("dspool up at %s with %d ready nodes in %.1fs", u.cl.Server, nodes, time.Since(t0).Seconds())
+	host.Logf("dspool up at %s with %d ready nodes in %.1fs", u.cl.Server, nodes, time.Since(t0).Seconds())
 	return u, nil
 }
 
@@ -318,7 +318,7 @@ func wait(ctx context.Context, cl *api.Client, id int64) (*dspool.Job, error) {
 
 // waitIdle polls until no job of the bench pool is queued or running.
 func waitIdle(ctx context.Context, cl *api.Client) error {
-	return poll(ctx, 30*time.Minute, func() (bool, error) {
+	return host.Poll(ctx, 30*time.Minute, 50*time.Millisecond, func() (bool, error) {
 		l, err := cl.Jobs(ctx, api.JobQuery{States: []string{"queued", "running"}, AllUsers: true, Pool: benchPool, Limit: 1})
 		return err == nil && len(l.Jobs) == 0, err
 	})
@@ -343,34 +343,4 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) (float64
 	}
 	wg.Wait()
 	return float64(n) / time.Since(t0).Seconds(), context.Cause(ctx)
-}
-
-// poll calls done every 50ms until it reports true, fails or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, done func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if ok, err := done(); ok || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func load1() float64 {
-	var l float64
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscan(string(b), &l)
-	}
-	return l
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }

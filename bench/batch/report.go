@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dspool/dspool/bench/internal/host"
 	"io"
 	"os"
 	"os/exec"
@@ -22,7 +23,7 @@ func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, 
 		cmd.Stderr = os.Stderr // the peer's progress
 		return cmd.Output()
 	}
-	logf("slurm: %s up", script)
+	host.Logf("slurm: %s up", script)
 	if _, err := peer(ctx, "up"); err != nil {
 		return nil, fmt.Errorf("up: %w", err)
 	}
@@ -30,7 +31,7 @@ func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if _, err := peer(ctx, "down"); err != nil {
-			logf("slurm: down: %v", err)
+			host.Logf("slurm: down: %v", err)
 		}
 	}()
 	out, err := peer(ctx, "measure", fmt.Sprint("N_SUBMIT=", n.CLI), fmt.Sprint("N_MAKESPAN=", n.Makespan),

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dspool/dspool/bench/internal/host"
 	"io"
 	"net/http"
 	"os"
@@ -70,10 +71,10 @@ func startJupyter(ctx context.Context, dir, name string) (*jupyter, error) {
 	}
 	t0 := time.Now()
 	hc := &http.Client{Timeout: 2 * time.Second}
-	err = poll(ctx, time.Minute, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, time.Minute, pollEvery, func() (bool, error) {
 		if j.exited() {
 			b, _ := os.ReadFile(j.log)
-			return false, fmt.Errorf("it exited: %s", tail(b, 3))
+			return false, fmt.Errorf("it exited: %s", host.Tail(b, 3))
 		}
 		req, _ := http.NewRequestWithContext(ctx, "GET", j.base+base+"api/status", nil)
 		req.Header.Set("Authorization", "token "+j.token)
@@ -90,7 +91,7 @@ func startJupyter(ctx context.Context, dir, name string) (*jupyter, error) {
 		return nil, fmt.Errorf("%w (its log: %s; keep it with -keep)", err, j.log)
 	}
 	j.started = time.Since(t0)
-	logf("direct: jupyter_server (pid %d) as %s on 127.0.0.1:%d, answering in %.3fs", cmd.Process.Pid, name, port, j.started.Seconds())
+	host.Logf("direct: jupyter_server (pid %d) as %s on 127.0.0.1:%d, answering in %.3fs", cmd.Process.Pid, name, port, j.started.Seconds())
 	return j, nil
 }
 

@@ -58,10 +58,10 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	}
 	t0 := time.Now()
 	var last error // the latest failure to list the nodes, retried
-	err = poll(ctx, time.Minute, 200*time.Millisecond, func() (bool, error) {
+	err = host.Poll(ctx, time.Minute, 200*time.Millisecond, func() (bool, error) {
 		if u.exited() {
 			b, _ := os.ReadFile(u.log)
-			return false, fmt.Errorf("`dspool up` exited: %s", tail(b, 3))
+			return false, fmt.Errorf("`dspool up` exited: %s", host.Tail(b, 3))
 		}
 		// `dspool up` writes the login once it listens.
 		var login struct{ Server, Token string }
@@ -82,7 +82,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		u.stop()
 		return nil, fmt.Errorf("start `dspool up`: %w (its log: %s; keep it with -keep)", err, u.log)
 	}
-	logf("dspool: up on 127.0.0.1:%d with a ready node, in %.1fs", port, time.Since(t0).Seconds())
+	host.Logf("dspool: up on 127.0.0.1:%d with a ready node, in %.1fs", port, time.Since(t0).Seconds())
 	return u, nil
 }
 
@@ -119,7 +119,7 @@ func (u *upProc) output(ctx context.Context, stdin []byte, args ...string) ([]by
 		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			stderr = ee.Stderr
 		}
-		return out, fmt.Errorf("dspool %v: %v: %s", args, err, tail(stderr, 3))
+		return out, fmt.Errorf("dspool %v: %v: %s", args, err, host.Tail(stderr, 3))
 	}
 	return out, nil
 }
@@ -132,18 +132,18 @@ func (u *upProc) stop() { u.proc.stop(syscall.SIGINT, 45*time.Second, false) }
 // browser uses it. Failures end up in the side's Error.
 func benchDspool(ctx context.Context, bin, dir string, n Sizes) *Side {
 	t := &Side{Name: "dspool"}
-	t.Load1[0] = load1()
-	defer func() { t.Load1[1] = load1() }()
+	t.Load1[0] = host.Load1()
+	defer func() { t.Load1[1] = host.Load1() }()
 	if bin == "" {
 		bin = filepath.Join(dir, "dspool")
-		logf("building %s", bin)
+		host.Logf("building %s", bin)
 		// A static build, as releases are.
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, tail(out, 5))
+			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, host.Tail(out, 5))
 			return t
 		}
 	}
@@ -157,12 +157,12 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) *Side {
 	// before its stop, so run after it), if they are new.
 	for _, name := range []string{benchAdmin, benchUser} {
 		if host.UserExists(name) {
-			logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", name)
+			host.Logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", name)
 			continue
 		}
 		defer func() {
 			if host.UserExists(name) {
-				host.RemoveUser(name, logf)
+				host.RemoveUser(name)
 			}
 		}()
 	}
@@ -199,7 +199,7 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) *Side {
 		login, ready = append(login, r.first200.Seconds()), append(ready, r.ready.Seconds())
 		loggedIn = append(loggedIn, r.loggedIn.Seconds())
 		t.Server = r.body
-		logf("dspool: run %d: logged in %.3fs, -> state ready %.3fs, -> first 200 through the proxy %.3fs",
+		host.Logf("dspool: run %d: logged in %.3fs, -> state ready %.3fs, -> first 200 through the proxy %.3fs",
 			i+1, r.loggedIn.Seconds(), r.ready.Seconds(), r.first200.Seconds())
 		if i < n.Runs-1 {
 			d, err := w.stopServer(ctx)
@@ -297,7 +297,7 @@ func (w *web) state(ctx context.Context, method string, want int) (notebookState
 		return s, err
 	}
 	if code != want {
-		return s, fmt.Errorf("%s /api/v1/notebook: %d: %s", method, code, tail(body, 2))
+		return s, fmt.Errorf("%s /api/v1/notebook: %d: %s", method, code, host.Tail(body, 2))
 	}
 	if err := json.Unmarshal(body, &s); err != nil {
 		return s, fmt.Errorf("%s /api/v1/notebook: %w", method, err)
@@ -329,7 +329,7 @@ func (w *web) loginToServer(ctx context.Context) (r startRun, err error) {
 		}
 	}
 	if resp.StatusCode != http.StatusSeeOther || w.cookie == "" {
-		return r, fmt.Errorf("POST /login: %s, cookie %q: %s", resp.Status, w.cookie, tail(body, 2))
+		return r, fmt.Errorf("POST /login: %s, cookie %q: %s", resp.Status, w.cookie, host.Tail(body, 2))
 	}
 	code, page, err := w.do(ctx, "GET", "/")
 	if err != nil {
@@ -345,7 +345,7 @@ func (w *web) loginToServer(ctx context.Context) (r startRun, err error) {
 	if err != nil {
 		return r, err
 	}
-	err = poll(ctx, 90*time.Second, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, 90*time.Second, pollEvery, func() (bool, error) {
 		switch s.State {
 		case "ready":
 			return true, nil
@@ -361,13 +361,13 @@ func (w *web) loginToServer(ctx context.Context) (r startRun, err error) {
 	}
 	r.ready = time.Since(t0)
 	var last string
-	err = poll(ctx, 30*time.Second, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, 30*time.Second, pollEvery, func() (bool, error) {
 		code, body, err := w.do(ctx, "GET", "/user/"+w.user+"/api")
 		if err != nil {
 			last = err.Error()
 			return false, nil
 		}
-		last = fmt.Sprintf("%d: %s", code, tail(body, 1))
+		last = fmt.Sprintf("%d: %s", code, host.Tail(body, 1))
 		r.body = strings.TrimSpace(string(body))
 		return code == http.StatusOK, nil
 	})
@@ -386,7 +386,7 @@ func (w *web) stopServer(ctx context.Context) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	err = poll(ctx, 60*time.Second, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, 60*time.Second, pollEvery, func() (bool, error) {
 		if s.State == "stopped" || s.State == "failed" {
 			return true, nil
 		}

@@ -113,7 +113,7 @@ func startHub(ctx context.Context, dir string) (h *hubPeer, err error) {
 		}
 		h.createdUser = true
 	} else {
-		logf("jupyterhub: user %s exists already; it is used and left in place", hubUser)
+		host.Logf("jupyterhub: user %s exists already; it is used and left in place", hubUser)
 	}
 	for _, p := range []*int{&h.port, &h.api, &h.chpAPI} {
 		if *p, err = freePort(); err != nil {
@@ -147,10 +147,10 @@ func startHub(ctx context.Context, dir string) (h *hubPeer, err error) {
 		return h, err
 	}
 	t0 := time.Now()
-	err = poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, error) {
+	err = host.Poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, error) {
 		if h.exited() {
 			b, _ := os.ReadFile(h.log)
-			return false, fmt.Errorf("jupyterhub exited: %s", tail(b, 3))
+			return false, fmt.Errorf("jupyterhub exited: %s", host.Tail(b, 3))
 		}
 		if h.chpPID == 0 {
 			if b, err := os.ReadFile(filepath.Join(dir, "chp.pid")); err == nil {
@@ -164,7 +164,7 @@ func startHub(ctx context.Context, dir string) (h *hubPeer, err error) {
 	if err != nil {
 		return h, fmt.Errorf("jupyterhub: %w (its log: %s; keep it with -keep)", err, h.log)
 	}
-	logf("jupyterhub: hub (pid %d) and configurable-http-proxy (pid %d) on 127.0.0.1:%d, in %.1fs",
+	host.Logf("jupyterhub: hub (pid %d) and configurable-http-proxy (pid %d) on 127.0.0.1:%d, in %.1fs",
 		cmd.Process.Pid, h.chpPID, h.port, time.Since(t0).Seconds())
 	return h, nil
 }
@@ -201,7 +201,7 @@ func (h *hubPeer) serverState(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if code != http.StatusOK {
-		return "", fmt.Errorf("GET /hub/api/users/%s: %d: %s", hubUser, code, tail(body, 2))
+		return "", fmt.Errorf("GET /hub/api/users/%s: %d: %s", hubUser, code, host.Tail(body, 2))
 	}
 	var u struct {
 		Servers map[string]struct {
@@ -240,13 +240,13 @@ func (h *hubPeer) stopServer(ctx context.Context) (time.Duration, error) {
 		case code == http.StatusBadRequest: // pending, or no server
 			return false, nil
 		}
-		return false, fmt.Errorf("DELETE /hub/api/users/%s/server: %d: %s", hubUser, code, tail(body, 2))
+		return false, fmt.Errorf("DELETE /hub/api/users/%s/server: %d: %s", hubUser, code, host.Tail(body, 2))
 	}
 	accepted, err := del()
 	if err != nil {
 		return 0, err
 	}
-	err = poll(ctx, 60*time.Second, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, 60*time.Second, pollEvery, func() (bool, error) {
 		s, err := h.serverState(ctx)
 		if err != nil || s == "none" {
 			return s == "none", err
@@ -286,7 +286,7 @@ func (h *hubPeer) loginToServer(ctx context.Context) (d, loggedIn time.Duration,
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-		return 0, 0, "", fmt.Errorf("POST /hub/login: %s: %s", resp.Status, tail(b, 2))
+		return 0, 0, "", fmt.Errorf("POST /hub/login: %s: %s", resp.Status, host.Tail(b, 2))
 	}
 	loggedIn = time.Since(t0)
 	// As curl -L --max-redirs 3 ... || true: where the redirects end does
@@ -299,7 +299,7 @@ func (h *hubPeer) loginToServer(ctx context.Context) (d, loggedIn time.Duration,
 		return 0, 0, "", ctx.Err()
 	}
 	var last string
-	err = poll(ctx, 90*time.Second, pollEvery, func() (bool, error) {
+	err = host.Poll(ctx, 90*time.Second, pollEvery, func() (bool, error) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(rctx, "GET", base+"/user/"+hubUser+"/api", nil)
@@ -310,7 +310,7 @@ func (h *hubPeer) loginToServer(ctx context.Context) (d, loggedIn time.Duration,
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
-		last = fmt.Sprintf("%s: %s", resp.Status, tail(b, 1))
+		last = fmt.Sprintf("%s: %s", resp.Status, host.Tail(b, 1))
 		body = strings.TrimSpace(string(b))
 		return resp.StatusCode == http.StatusOK && strings.Contains(body, `"version"`), nil
 	})
@@ -328,11 +328,11 @@ func (h *hubPeer) directTarget(ctx context.Context) (string, error) {
 	}
 	var routes map[string]struct{ Target string }
 	if code != http.StatusOK || json.Unmarshal(body, &routes) != nil {
-		return "", fmt.Errorf("configurable-http-proxy's routes: %d: %s", code, tail(body, 2))
+		return "", fmt.Errorf("configurable-http-proxy's routes: %d: %s", code, host.Tail(body, 2))
 	}
 	t := routes["/user/"+hubUser].Target
 	if !strings.HasPrefix(t, "http://127.0.0.1:") {
-		return "", fmt.Errorf("no loopback route to /user/%s in %s", hubUser, tail(body, 2))
+		return "", fmt.Errorf("no loopback route to /user/%s in %s", hubUser, host.Tail(body, 2))
 	}
 	return strings.TrimSuffix(t, "/"), nil
 }
@@ -345,7 +345,7 @@ func (h *hubPeer) stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		if s, err := h.serverState(ctx); err == nil && s != "none" {
 			if _, err := h.stopServer(ctx); err != nil {
-				logf("jupyterhub: stop the server: %v", err)
+				host.Logf("jupyterhub: stop the server: %v", err)
 			}
 		}
 		cancel()
@@ -361,7 +361,7 @@ func (h *hubPeer) stop() {
 		stopPID(pid, "jupyterhub-singleuser", 5*time.Second)
 	}
 	if h.createdUser {
-		host.RemoveUser(hubUser, logf, "-r")
+		host.RemoveUser(hubUser, "-r")
 	}
 }
 
@@ -384,8 +384,8 @@ func hubVersions(ctx context.Context) string {
 // benchHub starts the hub and measures it as benchDspool does dspool.
 func benchHub(ctx context.Context, dir string, n Sizes) *Side {
 	t := &Side{Name: "jupyterhub"}
-	t.Load1[0] = load1()
-	defer func() { t.Load1[1] = load1() }()
+	t.Load1[0] = host.Load1()
+	defer func() { t.Load1[1] = host.Load1() }()
 	if os.Geteuid() != 0 {
 		t.Error = "the JupyterHub peer needs root: it creates a user and spawns servers as it"
 		return t
@@ -393,7 +393,7 @@ func benchHub(ctx context.Context, dir string, n Sizes) *Side {
 	h, err := startHub(ctx, filepath.Join(dir, "jupyterhub"))
 	if err != nil {
 		t.Error = err.Error()
-		logf("jupyterhub: not measured: %v", err)
+		host.Logf("jupyterhub: not measured: %v", err)
 		return t
 	}
 	defer h.stop()
@@ -420,7 +420,7 @@ func benchHub(ctx context.Context, dir string, n Sizes) *Side {
 		}
 		login, loggedIn, t.Server = append(login, d.Seconds()), append(loggedIn, li.Seconds()), body
 		_, _ = h.serverState(ctx) // its PID, for the cleanup
-		logf("jupyterhub: run %d: logged in %.3fs, -> first 200 through the proxy %.3fs", i+1, li.Seconds(), d.Seconds())
+		host.Logf("jupyterhub: run %d: logged in %.3fs, -> first 200 through the proxy %.3fs", i+1, li.Seconds(), d.Seconds())
 		if i < n.Runs-1 {
 			d, err := h.stopServer(ctx)
 			if err != nil {
@@ -455,7 +455,7 @@ func command(ctx context.Context, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %v: %v: %s", name, args, err, tail(out, 3))
+		return fmt.Errorf("%s %v: %v: %s", name, args, err, host.Tail(out, 3))
 	}
 	return nil
 }

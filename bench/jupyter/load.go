@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/dspool/dspool/bench/internal/host"
 	"io"
 	"net"
 	"net/http"
@@ -151,9 +152,9 @@ func cells(ctx context.Context, n Sizes, user string, targets []target) [][]*Loa
 				l := hammer(ctx, t.base+"/user/"+user+"/"+p, t.hdr, p, c, n.Duration)
 				out[i] = append(out[i], l)
 				if l.Error != "" {
-					logf("%s: GET %s c=%d: %s", t.name, p, c, l.Error)
+					host.Logf("%s: GET %s c=%d: %s", t.name, p, c, l.Error)
 				} else {
-					logf("%s: GET %s c=%d: %.0f req/s, p50 %.2f p90 %.2f ms, %d errors", t.name, p, c, l.ReqPerS, l.P50Ms, l.P90Ms, l.Errors)
+					host.Logf("%s: GET %s c=%d: %.0f req/s, p50 %.2f p90 %.2f ms, %d errors", t.name, p, c, l.ReqPerS, l.P50Ms, l.P90Ms, l.Errors)
 				}
 			}
 		}
@@ -207,7 +208,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration, group bool) {
 	select {
 	case <-p.done:
 	case <-time.After(grace):
-		logf("%s did not stop within %s: killing it", p.name, grace)
+		host.Logf("%s did not stop within %s: killing it", p.name, grace)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		<-p.done
 	}
@@ -221,7 +222,7 @@ func stopPID(pid int, name string, grace time.Duration) {
 	if pid <= 0 || !runs(pid, name) {
 		return
 	}
-	logf("stopping %s (pid %d)", name, pid)
+	host.Logf("stopping %s (pid %d)", name, pid)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(grace)
 	for runs(pid, name) {

@@ -12,13 +12,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/dspool/dspool/bench/internal/host"
 	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -151,7 +151,7 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, noDspool, noPeer, ke
 		return err
 	}
 	if keep {
-		logf("keeping %s", tmp)
+		host.Logf("keeping %s", tmp)
 	} else {
 		defer os.RemoveAll(tmp)
 	}
@@ -194,44 +194,6 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, noDspool, noPeer, ke
 	return nil
 }
 
-func load1() float64 {
-	var l float64
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscan(string(b), &l)
-	}
-	return l
-}
-
-// tail returns the last n lines of out, on one line.
-func tail(out []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
-
-// poll calls done every interval until it reports true, fails or timeout passes.
-func poll(ctx context.Context, timeout, interval time.Duration, done func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if ok, err := done(); ok || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("not ready after %s", timeout)
-			}
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -256,8 +218,4 @@ func secret(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dspool/dspool/bench/internal/host"
 	"io"
 	"net"
 	"os/exec"
@@ -82,7 +83,7 @@ func sshErrors(stderr []byte) string {
 			keep = append(keep, l)
 		}
 	}
-	return tail([]byte(strings.Join(keep, "\n")), 3)
+	return host.Tail([]byte(strings.Join(keep, "\n")), 3)
 }
 
 var kexLine = regexp.MustCompile(`kex: (algorithm|host key algorithm|client->server cipher): (\S+)`)

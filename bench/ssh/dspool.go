@@ -61,11 +61,11 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 
 	t0 := time.Now()
 	var last error // the latest failure to list the nodes, retried
-	err = poll(ctx, time.Minute, 200*time.Millisecond, func() (bool, error) {
+	err = host.Poll(ctx, time.Minute, 200*time.Millisecond, func() (bool, error) {
 		select {
 		case <-u.done:
 			b, _ := os.ReadFile(u.log)
-			return false, fmt.Errorf("`dspool up` exited: %s", tail(b, 3))
+			return false, fmt.Errorf("`dspool up` exited: %s", host.Tail(b, 3))
 		default:
 		}
 		// `dspool up` writes the login once it listens.
@@ -87,7 +87,7 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 		u.stop()
 		return nil, fmt.Errorf("start `dspool up --ssh-listen`: %w (its log: %s; keep it with -keep)", err, u.log)
 	}
-	logf("dspool: up with %d ready nodes, gateway on 127.0.0.1:%d, in %.1fs", upNodes, sshPort, time.Since(t0).Seconds())
+	host.Logf("dspool: up with %d ready nodes, gateway on 127.0.0.1:%d, in %.1fs", upNodes, sshPort, time.Since(t0).Seconds())
 	return u, nil
 }
 
@@ -127,7 +127,7 @@ func (u *upProc) output(ctx context.Context, args ...string) ([]byte, error) {
 		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			stderr = ee.Stderr
 		}
-		return out, fmt.Errorf("dspool %v: %v: %s", args, err, tail(stderr, 3))
+		return out, fmt.Errorf("dspool %v: %v: %s", args, err, host.Tail(stderr, 3))
 	}
 	return out, nil
 }

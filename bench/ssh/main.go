@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -116,7 +115,7 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 		return err
 	}
 	if keep {
-		logf("keeping %s", tmp)
+		host.Logf("keeping %s", tmp)
 	} else {
 		defer os.RemoveAll(tmp)
 	}
@@ -132,7 +131,7 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	client := endpoint{key: key, kex: kex}
 	r := &Results{Sizes: n, Client: clientVersion(ctx), KexOption: kex, CPUs: runtime.NumCPU()}
 
-	logf("local pipe: %d x %d MiB through `cat >/dev/null`", n.TputRuns, n.MiB)
+	host.Logf("local pipe: %d x %d MiB through `cat >/dev/null`", n.TputRuns, n.MiB)
 	r.Pipe = throughput(ctx, n, "cat", nil)
 	if r.Pipe.Error != "" {
 		return fmt.Errorf("local pipe: %s", r.Pipe.Error)
@@ -179,25 +178,25 @@ func benchDspool(ctx context.Context, bin, dir string, e endpoint, n Sizes) *Tar
 	t := &Target{Name: "dspool gateway"}
 	if bin == "" {
 		bin = filepath.Join(dir, "dspool")
-		logf("building %s", bin)
+		host.Logf("building %s", bin)
 		// A static build, as releases are.
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, tail(out, 5))
+			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, host.Tail(out, 5))
 			return t
 		}
 	}
 	// dspool's agents create the account of the user a session runs as,
 	// and leave it: remove it once they are stopped, if it is new.
 	if host.UserExists(benchUser) {
-		logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", benchUser)
+		host.Logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", benchUser)
 	} else {
 		defer func() {
 			if host.UserExists(benchUser) {
-				host.RemoveUser(benchUser, logf)
+				host.RemoveUser(benchUser)
 			}
 		}()
 	}
@@ -233,10 +232,10 @@ func benchDspool(ctx context.Context, bin, dir string, e endpoint, n Sizes) *Tar
 		return t
 	}
 	e.port = up.sshPort
-	logf("%s: %d x %d MiB through `ssh -c %s ... 'cat >/dev/null'`, with --ssh-ciphers %s", t.Name, n.TputRuns, n.MiB, chacha20, chacha20)
+	host.Logf("%s: %d x %d MiB through `ssh -c %s ... 'cat >/dev/null'`, with --ssh-ciphers %s", t.Name, n.TputRuns, n.MiB, chacha20, chacha20)
 	tp := throughput(ctx, n, sshClient, e.args("ERROR", chacha20, "cat >/dev/null"))
 	t.Throughput[chacha20] = tp
-	logf("%s: %s: %.0f MiB/s %s", t.Name, chacha20, tp.MiBPerS, tp.Error)
+	host.Logf("%s: %s: %.0f MiB/s %s", t.Name, chacha20, tp.MiBPerS, tp.Error)
 	return t
 }
 
@@ -264,8 +263,8 @@ func benchOpenSSH(ctx context.Context, dir string, e endpoint, n Sizes) (direct,
 
 // measure runs every measurement against one target and records them in t.
 func measure(ctx context.Context, t *Target, e endpoint, n Sizes) {
-	t.Load1[0] = load1()
-	defer func() { t.Load1[1] = load1() }()
+	t.Load1[0] = host.Load1()
+	defer func() { t.Load1[1] = host.Load1() }()
 	t.Banner = banner(e.port)
 	// One untimed login, verbose: it checks that the key is accepted and
 	// tells what the default options negotiate.
@@ -273,15 +272,15 @@ func measure(ctx context.Context, t *Target, e endpoint, n Sizes) {
 		t.Error = "first login: " + err.Error()
 		return
 	}
-	logf("%s: %s, kex %s, host key %s, cipher %s", t.Name, t.Banner, t.Kex, t.HostKey, t.Cipher)
+	host.Logf("%s: %s, kex %s, host key %s, cipher %s", t.Name, t.Banner, t.Kex, t.HostKey, t.Cipher)
 
-	logf("%s: %d x `ssh ... true`", t.Name, n.Runs)
+	host.Logf("%s: %d x `ssh ... true`", t.Name, n.Runs)
 	lat, err := latency(ctx, e, n.Runs)
 	if err != nil {
 		t.Error = "connect+exec: " + err.Error()
 	} else {
 		t.Latency = lat
-		logf("%s: connect+exec min %.1f p50 %.1f p90 %.1f max %.1f ms", t.Name, lat.MinMs, lat.P50Ms, lat.P90Ms, lat.MaxMs)
+		host.Logf("%s: connect+exec min %.1f p50 %.1f p90 %.1f max %.1f ms", t.Name, lat.MinMs, lat.P50Ms, lat.P90Ms, lat.MaxMs)
 	}
 	t.Throughput = map[string]*Tput{}
 	for _, c := range ciphers {
@@ -292,13 +291,13 @@ func measure(ctx context.Context, t *Target, e endpoint, n Sizes) {
 		if c == "" {
 			flag = ""
 		}
-		logf("%s: %d x %d MiB through `ssh %s... 'cat >/dev/null'`", t.Name, n.TputRuns, n.MiB, flag)
+		host.Logf("%s: %d x %d MiB through `ssh %s... 'cat >/dev/null'`", t.Name, n.TputRuns, n.MiB, flag)
 		tp := throughput(ctx, n, sshClient, e.args("ERROR", c, "cat >/dev/null"))
 		t.Throughput[c] = tp
 		if tp.Error != "" {
-			logf("%s: %s: %s", t.Name, shortCipher(c), tp.Error)
+			host.Logf("%s: %s: %s", t.Name, shortCipher(c), tp.Error)
 		} else {
-			logf("%s: %s: %.0f MiB/s", t.Name, shortCipher(c), tp.MiBPerS)
+			host.Logf("%s: %s: %.0f MiB/s", t.Name, shortCipher(c), tp.MiBPerS)
 		}
 	}
 }
@@ -322,7 +321,7 @@ func keygen(ctx context.Context, path string) error {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, sshKeygen, "-q", "-t", "ed25519", "-N", "", "-C", benchUser, "-f", path).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ssh-keygen: %v: %s", err, tail(out, 3))
+		return fmt.Errorf("ssh-keygen: %v: %s", err, host.Tail(out, 3))
 	}
 	return nil
 }
@@ -332,46 +331,4 @@ func clientVersion(ctx context.Context) string {
 	defer cancel()
 	out, _ := exec.CommandContext(ctx, sshClient, "-V").CombinedOutput()
 	return strings.TrimSpace(string(out))
-}
-
-func load1() float64 {
-	var l float64
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscan(string(b), &l)
-	}
-	return l
-}
-
-// tail returns the last n lines of out, on one line.
-func tail(out []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
-
-// poll calls done every interval until it reports true, fails or timeout passes.
-func poll(ctx context.Context, timeout, interval time.Duration, done func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if ok, err := done(); ok || err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("not ready after %s", timeout)
-			}
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }

@@ -49,7 +49,7 @@ func startSSHD(ctx context.Context, dir, authorizedKey string) (p *sshdPeer, err
 		}
 		p.createdUser = true
 	} else {
-		logf("openssh: user %s exists already; it is used and left in place", benchUser)
+		host.Logf("openssh: user %s exists already; it is used and left in place", benchUser)
 	}
 	// The privilege separation directory.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
@@ -106,11 +106,11 @@ LogLevel ERROR
 	}
 	p.done = make(chan struct{})
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	err = poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, error) {
+	err = host.Poll(ctx, 10*time.Second, 50*time.Millisecond, func() (bool, error) {
 		select {
 		case <-p.done:
 			b, _ := os.ReadFile(p.log)
-			return false, fmt.Errorf("sshd exited: %s", tail(b, 3))
+			return false, fmt.Errorf("sshd exited: %s", host.Tail(b, 3))
 		default:
 		}
 		return listening(p.port), nil
@@ -118,7 +118,7 @@ LogLevel ERROR
 	if err != nil {
 		return p, fmt.Errorf("sshd: %w", err)
 	}
-	logf("openssh: sshd (pid %d) on 127.0.0.1:%d", p.cmd.Process.Pid, p.port)
+	host.Logf("openssh: sshd (pid %d) on 127.0.0.1:%d", p.cmd.Process.Pid, p.port)
 	return p, nil
 }
 
@@ -135,7 +135,7 @@ func (p *sshdPeer) stop() {
 		}
 	}
 	if p.createdUser {
-		host.RemoveUser(benchUser, logf, "-r")
+		host.RemoveUser(benchUser, "-r")
 	}
 }
 
@@ -144,7 +144,7 @@ func command(ctx context.Context, name string, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %v: %v: %s", name, args, err, tail(out, 3))
+		return fmt.Errorf("%s %v: %v: %s", name, args, err, host.Tail(out, 3))
 	}
 	return nil
 }

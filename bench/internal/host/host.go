@@ -5,7 +5,9 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
@@ -47,7 +49,7 @@ func UserExists(name string) bool {
 // RemoveUser deletes the account name (userdel with flags), retrying for
 // 10 s while its last processes exit; it says how to do it by hand if it
 // cannot.
-func RemoveUser(name string, logf func(string, ...any), flags ...string) {
+func RemoveUser(name string, flags ...string) {
 	args := append(flags, name)
 	var err error
 	for range 50 {
@@ -60,5 +62,50 @@ func RemoveUser(name string, logf func(string, ...any), flags ...string) {
 		err = fmt.Errorf("userdel %v: %v: %s", args, cerr, strings.TrimSpace(string(out)))
 		time.Sleep(200 * time.Millisecond)
 	}
-	logf("%v; remove the user with `userdel %s`", err, strings.Join(args, " "))
+	Logf("%v; remove the user with `userdel %s`", err, strings.Join(args, " "))
+}
+
+// Load1 is the machine's 1-minute load average.
+func Load1() float64 {
+	var l float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &l)
+	}
+	return l
+}
+
+// Logf prints a timestamped progress line on stderr.
+func Logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// Tail returns the last n lines of out, on one line.
+func Tail(out []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// Poll calls done every interval until it reports true, fails, or timeout
+// passes.
+func Poll(ctx context.Context, timeout, interval time.Duration, done func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if ok, err := done(); ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("not ready after %s", timeout)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
