@@ -80,8 +80,9 @@ type SessionSpec struct {
 	JupyterIdle Duration `json:"jupyter_idle,omitempty" yaml:"jupyter_idle"`
 }
 
-// DefaultJupyter runs Debian's jupyter-server with the system Python.
-var DefaultJupyter = []string{"/usr/bin/python3", "-m", "jupyter_server"}
+// DefaultJupyter runs Debian's jupyter-server with the system Python,
+// opening on the classic notebook page (python3-nbclassic).
+var DefaultJupyter = []string{"/usr/bin/python3", "-m", "jupyter_server", "--ServerApp.default_url=/tree"}
 
 // Jupyter server defaults.
 const (

@@ -95,11 +95,14 @@ share as its notebook directory. It is reached through the pool's address at
 }
 
 func (a *App) printNotebook(nb *dspool.Notebook) error {
-	return a.print(nb, []string{"USER", "STATE", "POOL", "NODE", "URL", "STARTED", "MESSAGE"}, func(add func(...any)) {
-		started := "-"
+	return a.print(nb, []string{"USER", "STATE", "POOL", "NODE", "URL", "STARTED", "IDLE STOP", "MESSAGE"}, func(add func(...any)) {
+		started, stops := "-", "-"
 		if !nb.StartedAt.IsZero() {
 			started = age(nb.StartedAt) + " ago"
 		}
-		add(nb.User, nb.State, dash(nb.Pool), dash(nb.NodeName), nb.URL, started, dash(nb.Message))
+		if nb.StopsAt != nil && nb.State == dspool.NotebookReady {
+			stops = "in " + time.Until(*nb.StopsAt).Round(time.Second).String() + " if unused"
+		}
+		add(nb.User, nb.State, dash(nb.Pool), dash(nb.NodeName), nb.URL, started, stops, dash(nb.Message))
 	})
 }

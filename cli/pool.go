@@ -306,7 +306,8 @@ func (a *App) userCmd() *cobra.Command {
 	var remove bool
 	passwd := &cobra.Command{
 		Use: "passwd [USER]", Short: "Set your password (or, as an admin, another user's)",
-		Long: `Set a password, stored as an argon2id hash. SSH logins take it only when the
+		Long: `Set a password, stored as an argon2id hash. The web login (the pool's page,
+and your Jupyter server behind it) takes it. SSH logins take it only when the
 server allows passwords (dspool up --ssh-password-auth, or ssh_password_auth:
 true); by default they take keys only (dspool key add). On a terminal it asks
 twice without echo; otherwise it reads the first line of standard input. At

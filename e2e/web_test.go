@@ -45,8 +45,16 @@ func TestWebLogin(t *testing.T) {
 	}
 
 	if resp, page := do("GET", "/", nil, ""); resp.StatusCode != 200 || !strings.Contains(page, `action="/login"`) ||
-		resp.Header.Get("Content-Security-Policy") == "" {
+		resp.Header.Get("Content-Security-Policy") == "" || strings.Contains(page, "<style") {
 		t.Fatalf("the login page: %d %q", resp.StatusCode, page)
+	}
+	if resp, css := do("GET", "/static/page.css", nil, ""); resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || css == "" {
+		t.Fatalf("the page's styles: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// A browser opening a Jupyter URL without a login is sent to the page.
+	html := map[string]string{"Accept": "text/html,application/xhtml+xml"}
+	if resp, _ := do("GET", "/user/"+ada.Name+"/tree", html, ""); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("a browser at /user/NAME/ without a login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if resp, page := login("wrong horse battery", form); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 ||
 		!strings.Contains(page, "Wrong user name or password") {
@@ -78,8 +86,16 @@ func TestWebLogin(t *testing.T) {
 	if resp, body := do("POST", "/api/v1/notebook", nil, ""); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "XSRF") {
 		t.Fatalf("start without the XSRF token: %d %s", resp.StatusCode, body)
 	}
+	// Logged in, with the server not running: to the page, to start it.
+	if resp, _ := do("GET", "/user/"+ada.Name+"/tree", html, ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a browser at its stopped server: %d", resp.StatusCode)
+	}
 	if resp, body := do("POST", "/api/v1/notebook", map[string]string{"X-XSRF-Token": xsrf}, ""); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("start with the XSRF token: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := do("POST", "/api/v1/notebook", map[string]string{"X-XSRF-Token": xsrf, "Content-Type": "application/json"},
+		`{"pool":"other"}`); resp.StatusCode != http.StatusConflict || !strings.Contains(body, "already runs in pool default") {
+		t.Fatalf("a start in another pool while one runs: %d %s", resp.StatusCode, body)
 	}
 	eventually(t, 60*time.Second, "the server to be ready", func() bool {
 		_, body := do("GET", "/api/v1/notebook", nil, "")
@@ -91,6 +107,10 @@ func TestWebLogin(t *testing.T) {
 	base := "/user/" + ada.Name + "/"
 	if resp, body := do("GET", base+"api/contents", nil, ""); resp.StatusCode != 200 {
 		t.Fatalf("the server by cookie: %d %s", resp.StatusCode, body)
+	}
+	// A browser at the server's root lands on the notebook page.
+	if resp, _ := do("GET", base, html, ""); resp.StatusCode/100 != 3 || !strings.Contains(resp.Header.Get("Location"), base+"tree") {
+		t.Fatalf("a browser at %s: %d to %q; want Jupyter's redirect to its tree page", base, resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if resp, _ := do("POST", base+"api/contents", nil, `{"type":"notebook"}`); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a change without its XSRF token: %d", resp.StatusCode)

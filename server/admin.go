@@ -128,6 +128,13 @@ func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
 			n.Allocated.GPUs = append(n.Allocated.GPUs, j.GPUIndices...)
 		}
 	}
+	// Sessions hold their reservations as jobs hold theirs.
+	for id, r := range s.sessions.reserved() {
+		if n := byID[id]; n != nil {
+			n.Allocated.CPUs += r.CPUs
+			n.Allocated.Memory += r.Memory
+		}
+	}
 	return nodes, nil
 }
 

@@ -73,6 +73,9 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 	if nb := nbs.by[u.Name]; nb != nil && (nb.rec.State == dspool.NotebookStarting || nb.rec.State == dspool.NotebookReady) {
 		rec := nb.rec
 		nbs.mu.Unlock()
+		if pool != "" && pool != rec.Pool {
+			return rec, dspool.Errorf(dspool.EConflict, "your Jupyter server already runs in pool %s: stop it (`dspool notebook stop`) to start one in pool %s", rec.Pool, pool)
+		}
 		return rec, nil
 	}
 	nbs.mu.Unlock()
@@ -410,4 +413,27 @@ func (h *hub) callJSON(ctx context.Context, node, path string, body, out any) er
 		return &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// toLoginPage sends a browser that opens /user/NAME/... to the pool's page
+// when it has no login, or when NAME's server (its own) is not running:
+// the page logs in, and starts it. Programs (no text/html in Accept, or an
+// Authorization header) get the API's JSON errors instead.
+func (s *Server) toLoginPage(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		browser := (r.Method == "GET" || r.Method == "HEAD") && r.Header.Get("Authorization") == "" &&
+			strings.Contains(r.Header.Get("Accept"), "text/html") && !isUpgrade(r)
+		if browser {
+			u, _, err := s.caller(r)
+			if err != nil {
+				http.Redirect(w, r, "/", http.StatusSeeOther)
+				return
+			}
+			if _, rec := s.notebooks.get(u.Name); u.Name == r.PathValue("name") && rec.State != dspool.NotebookReady {
+				http.Redirect(w, r, "/", http.StatusSeeOther)
+				return
+			}
+		}
+		next(w, r)
+	}
 }

@@ -138,11 +138,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
 	// files go through here), so no body limit.
-	mux.Handle("/user/{name}/", s.authenticateWith(authUser, checkJupyterXSRF, s.serveUser))
+	mux.Handle("/user/{name}/", s.toLoginPage(s.authenticateWith(authUser, checkJupyterXSRF, s.serveUser)))
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
+	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -259,16 +259,25 @@ func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(pageScript))
 }
 
+// The page's styles are a file of their own: the Content-Security-Policy
+// allows no inline style.
+func (s *Server) serveStyle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write([]byte(pageStyle))
+}
+
+const pageStyle = `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem} label{display:block;margin:.6rem 0 .2rem} input{font:inherit;padding:.3rem;width:16rem}
+button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .error{color:#a00}
+#state{font-weight:600} .muted{color:#666} pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;font-size:.8rem}
+`
+
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dspool</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 {{if .User}}<meta name="xsrf" content="{{.XSRF}}"><meta name="user" content="{{.User.Name}}">{{end}}
-<style>
-body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem} label{display:block;margin:.6rem 0 .2rem} input{font:inherit;padding:.3rem;width:16rem}
-button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .error{color:#a00}
-#state{font-weight:600} .muted{color:#666} pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;font-size:.8rem}
-</style></head><body>
+<link rel="stylesheet" href="/static/page.css"></head><body>
 <h1>dspool</h1>
 {{if .User}}
 <p>Logged in as <b>{{.User.Name}}</b>.</p>
@@ -326,13 +335,19 @@ async function poll() {
     const nb = await api('GET');
     show(nb);
     setTimeout(poll, nb.state === 'starting' ? 500 : 5000);
-  } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
+  } catch (e) {
+    $('message').hidden = false;
+    $('message').textContent = e.message;
+    setTimeout(poll, 5000); // the pool may be restarting: try again
+  }
 }
 $('start').onclick = async () => {
   began = Date.now();
   try { show(await api('POST')); poll(); } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
 };
-$('stop').onclick = async () => { try { show(await api('DELETE')); } catch (e) { $('message').textContent = e.message; } };
+$('stop').onclick = async () => {
+  try { show(await api('DELETE')); } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
+};
 began = Date.now();
 poll();
 `

@@ -151,6 +151,9 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Connections != 2 || list[0].CPUs != 1000 {
 		t.Fatalf("sessions: %+v, %v; want one session with two connections", list, err)
 	}
+	if nodes, err := f.p.Admin.Nodes(ctx, "inter"); err != nil || len(nodes) != 1 || nodes[0].Allocated.CPUs != 1000 || nodes[0].Allocated.Memory != 256<<20 {
+		t.Fatalf("the node's allocation: %+v, %v; want the session's reservation", nodes, err)
+	}
 
 	bc, err := f.dial("bob", bobKey)
 	if err != nil {
