@@ -128,6 +128,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		host, port, _ := net.SplitHostPort(p.sshLn.Addr().String())
 		fmt.Fprintf(a.Stdout, "  ssh:   %s key add ~/.ssh/id_ed25519.pub, then ssh -p %s %s@%s\n", self, port, admin.Name, host)
 	}
+	fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
 	fmt.Fprintf(a.Stdout, "Press Ctrl-C to stop.\n")
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
