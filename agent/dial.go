@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/dspool/dspool/api"
+)
+
+// dial opens the upgraded connection to the server.
+func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	// The reader is also the connection's read buffer: a large one reads
+	// bulk session output in few system calls.
+	return ag.dialUpgrade(ctx, "/api/v1/agents/connect", api.AgentUpgrade, nil, 256<<10)
+}
+
+// dialUpgrade opens a connection to the server and upgrades it with a GET
+// of path, authenticated by the node's credential. The reader holds what
+// the server sent after its answer.
+func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, error) {
+	u, err := url.Parse(ag.cfg.Server)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server URL: %w", err)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			host += ":443"
+		} else {
+			host += ":80"
+		}
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	var conn net.Conn
+	if u.Scheme == "https" {
+		cfg := ag.tls.Clone()
+		cfg.ServerName = u.Hostname()
+		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", host)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	req, _ := http.NewRequest("GET", ag.cfg.Server+path, nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+ag.cred)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", upgrade)
+	if err := req.Write(conn); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(conn, bufSize)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		var eb api.ErrorBody
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		conn.Close()
+		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
+			return nil, nil, eb.Error
+		}
+		return nil, nil, fmt.Errorf("server refused the %s connection: %s", upgrade, resp.Status)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, br, nil
+}
+
+type readConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *readConn) Read(p []byte) (int, error) { return c.r.Read(p) }
