@@ -80,29 +80,14 @@ func main() {
 
 func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep bool) error {
 	load := host.Load1()
-	tmp, err := os.MkdirTemp("", "dspool-bench-")
+	tmp, done, err := host.TempDir("dspool-bench-", keep)
 	if err != nil {
 		return err
 	}
-	if keep {
-		host.Logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
-	// Jobs run as their users, not as root: the data directory must be traversable.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer done()
 	if bin == "" {
-		bin = filepath.Join(tmp, "dspool")
-		host.Logf("building %s", bin)
-		// A static build, as releases are: no dynamic loader at each start
-		// of the CLI.
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("build dspool: %w", err)
+		if bin, err = host.BuildDspool(ctx, tmp); err != nil {
+			return err
 		}
 	}
 	res, err := benchDspool(ctx, bin, tmp, n)

@@ -44,7 +44,7 @@ func startJupyter(ctx context.Context, dir, name string) (*jupyter, error) {
 	if err := os.Chown(home, int(uid), int(gid)); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := host.FreePort()
 	if err != nil {
 		return nil, err
 	}

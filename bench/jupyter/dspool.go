@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -26,20 +24,19 @@ import (
 // upProc is a running `dspool up` with one local node.
 type upProc struct {
 	*proc
-	bin    string
-	config string // DSPOOL_CONFIG: the CLI login `up` writes
-	log    string
-	port   int // its API and web front end, on 127.0.0.1
+	host.CLI // as the login `up` writes
+	log      string
+	port     int // its API and web front end, on 127.0.0.1
 }
 
 // startUp starts `dspool up` in dir and waits until it is logged in and
 // its node is ready.
 func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
-	port, err := freePort()
+	port, err := host.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	u := &upProc{bin: bin, config: filepath.Join(dir, "login.json"), log: filepath.Join(dir, "up.log"), port: port}
+	u := &upProc{CLI: host.CLI{Bin: bin, Config: filepath.Join(dir, "login.json")}, log: filepath.Join(dir, "up.log"), port: port}
 	log, err := os.Create(u.log)
 	if err != nil {
 		return nil, err
@@ -48,7 +45,7 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	cmd := exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--nodes", "1",
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--ssh-listen", "off",
 		"--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase()))
-	cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
+	cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.Config)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group: a Ctrl-C at the terminal reaches this
 	// program, which stops it; SIGINT should this program be killed.
@@ -65,10 +62,10 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 		}
 		// `dspool up` writes the login once it listens.
 		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(u.config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
+		if b, err := os.ReadFile(u.Config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
 			return false, nil
 		}
-		ready, err := u.readyNodes(ctx)
+		ready, err := u.ReadyNodes(ctx, "")
 		if err != nil {
 			last = err
 			return false, nil
@@ -86,44 +83,6 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	return u, nil
 }
 
-func (u *upProc) readyNodes(ctx context.Context) (int, error) {
-	out, err := u.output(ctx, nil, "node", "list", "-o", "json")
-	if err != nil {
-		return 0, err
-	}
-	var nodes []struct{ State string }
-	if err := json.Unmarshal(out, &nodes); err != nil {
-		return 0, fmt.Errorf("dspool node list -o json: %w", err)
-	}
-	ready := 0
-	for _, n := range nodes {
-		if n.State == "ready" {
-			ready++
-		}
-	}
-	return ready, nil
-}
-
-// output runs a dspool command as the admin `up` logged in, within 30s.
-func (u *upProc) output(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, u.bin, args...)
-	cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-			stderr = ee.Stderr
-		}
-		return out, fmt.Errorf("dspool %v: %v: %s", args, err, host.Tail(stderr, 3))
-	}
-	return out, nil
-}
-
 // stop sends the Ctrl-C that `dspool up` expects; it kills it after 45s.
 func (u *upProc) stop() { u.proc.stop(syscall.SIGINT, 45*time.Second, false) }
 
@@ -135,15 +94,9 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) *Side {
 	t.Load1[0] = host.Load1()
 	defer func() { t.Load1[1] = host.Load1() }()
 	if bin == "" {
-		bin = filepath.Join(dir, "dspool")
-		host.Logf("building %s", bin)
-		// A static build, as releases are.
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, host.Tail(out, 5))
+		var err error
+		if bin, err = host.BuildDspool(ctx, dir); err != nil {
+			t.Error = err.Error()
 			return t
 		}
 	}
@@ -177,10 +130,10 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) *Side {
 		return t
 	}
 	password := secret(12)
-	if _, err := up.output(ctx, nil, "user", "create", benchUser); err != nil {
+	if _, err := up.Output(ctx, nil, "user", "create", benchUser); err != nil {
 		return fail(err)
 	}
-	if _, err := up.output(ctx, []byte(password+"\n"), "user", "passwd", benchUser); err != nil {
+	if _, err := up.Output(ctx, []byte(password+"\n"), "user", "passwd", benchUser); err != nil {
 		return fail(err)
 	}
 	w := &web{base: fmt.Sprintf("http://127.0.0.1:%d", up.port), user: benchUser, password: password}

@@ -116,7 +116,7 @@ func startHub(ctx context.Context, dir string) (h *hubPeer, err error) {
 		host.Logf("jupyterhub: user %s exists already; it is used and left in place", hubUser)
 	}
 	for _, p := range []*int{&h.port, &h.api, &h.chpAPI} {
-		if *p, err = freePort(); err != nil {
+		if *p, err = host.FreePort(); err != nil {
 			return h, err
 		}
 	}

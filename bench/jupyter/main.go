@@ -13,12 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"github.com/dspool/dspool/bench/internal/host"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"slices"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -146,19 +144,11 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, noDspool, noPeer, ke
 	if _, err := os.Stat(python); err != nil {
 		return fmt.Errorf("no %s: install Debian's Jupyter server with `apt-get install -y python3-jupyter-server`", python)
 	}
-	tmp, err := os.MkdirTemp("", "dspool-jupyter-bench-")
+	tmp, done, err := host.TempDir("dspool-jupyter-bench-", keep)
 	if err != nil {
 		return err
 	}
-	if keep {
-		host.Logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
-	// Jupyter servers run as their users, under this directory.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer done()
 	r := &Results{Sizes: n, CPUs: runtime.NumCPU()}
 	if noDspool {
 		r.Notes = append(r.Notes, "dspool: skipped (-no-dspool)")
@@ -192,25 +182,6 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, noDspool, noPeer, ke
 		}
 	}
 	return nil
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// listening reports whether something accepts connections on 127.0.0.1:port.
-func listening(port int) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-	if err == nil {
-		c.Close()
-	}
-	return err == nil
 }
 
 // secret is a new random hex string of n bytes.

@@ -209,25 +209,6 @@ func banner(port int) string {
 	return strings.TrimSpace(line)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// listening reports whether something accepts connections on 127.0.0.1:port.
-func listening(port int) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-	if err == nil {
-		c.Close()
-	}
-	return err == nil
-}
-
 // shellJoin quotes argv for sh -c (ssh runs a ProxyCommand with the shell).
 func shellJoin(argv []string) string {
 	q := make([]string, len(argv))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -20,26 +19,25 @@ const upNodes = 2 // local agents of the default pool
 
 // upProc is a running `dspool up` with its SSH gateway.
 type upProc struct {
-	bin     string
-	cmd     *exec.Cmd
-	config  string // DSPOOL_CONFIG: the CLI login `up` writes
-	log     string
-	sshPort int
-	done    chan struct{}
+	host.CLI // as the login `up` writes
+	cmd      *exec.Cmd
+	log      string
+	sshPort  int
+	done     chan struct{}
 }
 
 // startUp starts `dspool up` in dir and waits until it is logged in, its
 // agents are ready and its gateway accepts connections.
 func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, error) {
-	apiPort, err := freePort()
+	apiPort, err := host.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	sshPort, err := freePort()
+	sshPort, err := host.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	u := &upProc{bin: bin, config: filepath.Join(dir, "login.yaml"), log: filepath.Join(dir, "up.log"),
+	u := &upProc{CLI: host.CLI{Bin: bin, Config: filepath.Join(dir, "login.yaml")}, log: filepath.Join(dir, "up.log"),
 		sshPort: sshPort, done: make(chan struct{})}
 	log, err := os.Create(u.log)
 	if err != nil {
@@ -51,7 +49,7 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
 		"--ssh-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort)))
 	u.cmd.Args = append(u.cmd.Args, extra...)
-	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
+	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.Config)
 	u.cmd.Stdout, u.cmd.Stderr = log, log
 	u.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGINT} // should this program be killed
 	if err := u.cmd.Start(); err != nil {
@@ -70,15 +68,15 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 		}
 		// `dspool up` writes the login once it listens.
 		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(u.config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
+		if b, err := os.ReadFile(u.Config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
 			return false, nil
 		}
-		ready, err := u.readyNodes(ctx)
+		ready, err := u.ReadyNodes(ctx, "default")
 		if err != nil {
 			last = err
 			return false, nil
 		}
-		return ready == upNodes && listening(sshPort), nil
+		return ready == upNodes && host.Listening(sshPort), nil
 	})
 	if err != nil && last != nil {
 		err = fmt.Errorf("%w; %w", err, last)
@@ -91,45 +89,10 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 	return u, nil
 }
 
-// readyNodes counts the default pool's ready nodes.
-func (u *upProc) readyNodes(ctx context.Context) (int, error) {
-	out, err := u.output(ctx, "node", "list", "--pool", "default", "-o", "json")
-	if err != nil {
-		return 0, err
-	}
-	var nodes []struct{ State string }
-	if err := json.Unmarshal(out, &nodes); err != nil {
-		return 0, fmt.Errorf("dspool node list -o json: %w", err)
-	}
-	ready := 0
-	for _, n := range nodes {
-		if n.State == "ready" {
-			ready++
-		}
-	}
-	return ready, nil
-}
-
 // cli runs a dspool command as the admin `up` logged in.
 func (u *upProc) cli(ctx context.Context, args ...string) error {
-	_, err := u.output(ctx, args...)
+	_, err := u.Output(ctx, nil, args...)
 	return err
-}
-
-func (u *upProc) output(ctx context.Context, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, u.bin, args...)
-	cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
-	out, err := cmd.Output()
-	if err != nil {
-		var stderr []byte
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
-			stderr = ee.Stderr
-		}
-		return out, fmt.Errorf("dspool %v: %v: %s", args, err, host.Tail(stderr, 3))
-	}
-	return out, nil
 }
 
 // stop sends the Ctrl-C that `dspool up` expects; it kills it after 45s.

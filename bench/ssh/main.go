@@ -110,20 +110,11 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	if _, err := os.Stat(sshClient); err != nil {
 		return fmt.Errorf("no ssh client at %s: install it with `apt-get install -y openssh-client`", sshClient)
 	}
-	tmp, err := os.MkdirTemp("", "dspool-ssh-bench-")
+	tmp, done, err := host.TempDir("dspool-ssh-bench-", keep)
 	if err != nil {
 		return err
 	}
-	if keep {
-		host.Logf("keeping %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
-	// dspool's sessions run as their users, and sshd reads the authorized
-	// keys as the bench user: the directory must be traversable.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer done()
 	key := filepath.Join(tmp, "client_ed25519")
 	if err := keygen(ctx, key); err != nil {
 		return err
@@ -177,15 +168,9 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 func benchDspool(ctx context.Context, bin, dir string, e endpoint, n Sizes) *Target {
 	t := &Target{Name: "dspool gateway"}
 	if bin == "" {
-		bin = filepath.Join(dir, "dspool")
-		host.Logf("building %s", bin)
-		// A static build, as releases are.
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(bctx, "go", "build", "-o", bin, "github.com/dspool/dspool/cmd/dspool")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Error = fmt.Sprintf("build ./cmd/dspool: %v: %s", err, host.Tail(out, 5))
+		var err error
+		if bin, err = host.BuildDspool(ctx, dir); err != nil {
+			t.Error = err.Error()
 			return t
 		}
 	}

@@ -73,7 +73,7 @@ func startSSHD(ctx context.Context, dir, authorizedKey string) (p *sshdPeer, err
 	if err := os.WriteFile(keys, pub, 0o644); err != nil {
 		return p, err
 	}
-	if p.port, err = freePort(); err != nil {
+	if p.port, err = host.FreePort(); err != nil {
 		return p, err
 	}
 	config := filepath.Join(dir, "sshd_config")
@@ -113,7 +113,7 @@ LogLevel ERROR
 			return false, fmt.Errorf("sshd exited: %s", host.Tail(b, 3))
 		default:
 		}
-		return listening(p.port), nil
+		return host.Listening(p.port), nil
 	})
 	if err != nil {
 		return p, fmt.Errorf("sshd: %w", err)
