@@ -85,6 +85,23 @@ func (s *sshUser) sshOK(t *testing.T, args ...string) string {
 	return out
 }
 
+// sshLongRunning starts the real ssh running command, waits for its first
+// line of output and returns it, with the running client and its stderr.
+// The client is killed when the test ends.
+func (s *sshUser) sshLongRunning(t *testing.T, command string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command("ssh", append(s.sshOpts(s.up.SSHPort), s.Name+"@127.0.0.1", command)...)
+	stdout, _ := cmd.StdoutPipe()
+	errb := &bytes.Buffer{}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	return cmd, strings.TrimSpace(line), errb
+}
+
 // dial logs in with Go's SSH client, for what OpenSSH's cannot script.
 func (s *sshUser) dial(t *testing.T) *ssh.Client {
 	t.Helper()
@@ -378,15 +395,8 @@ func TestSSHGateway(t *testing.T) {
 	})
 
 	t.Run("sessions are listed and a killed one tells the user", func(t *testing.T) {
-		cmd := exec.Command("ssh", append(ada.sshOpts(up.SSHPort), ada.Name+"@127.0.0.1", "echo ready; exec sleep 120")...)
-		stdout, _ := cmd.StdoutPipe()
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = cmd.Process.Kill() }()
-		if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+		cmd, line, errb := ada.sshLongRunning(t, "echo ready; exec sleep 120")
+		if line != "ready" {
 			t.Fatalf("got %q before ready", line)
 		}
 		var list []*dspool.Session
@@ -422,16 +432,7 @@ func TestSSHGateway(t *testing.T) {
 	})
 
 	t.Run("a node that dies ends its sessions with a message", func(t *testing.T) {
-		cmd := exec.Command("ssh", append(ada.sshOpts(up.SSHPort), ada.Name+"@127.0.0.1", "echo $DSPOOL_NODE; exec sleep 120")...)
-		stdout, _ := cmd.StdoutPipe()
-		var errb bytes.Buffer
-		cmd.Stderr = &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = cmd.Process.Kill() }()
-		node, _ := bufio.NewReader(stdout).ReadString('\n')
-		node = strings.TrimSpace(node)
+		cmd, node, errb := ada.sshLongRunning(t, "echo $DSPOOL_NODE; exec sleep 120")
 		if node == "" {
 			t.Fatalf("no node name; stderr %q", errb.String())
 		}
