@@ -121,12 +121,16 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // poll calls cond every tick until it holds or timeout passes, and reports
 // whether it held.
 func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			return false
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
 		}
-		time.Sleep(50 * time.Millisecond) // a poll tick, not a wait for an event
 	}
 	return true
 }
