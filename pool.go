@@ -2,6 +2,7 @@ package dspool
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -42,10 +43,15 @@ type Pool struct {
 	SetupTimeout Duration `json:"setup_timeout,omitempty" yaml:"setup_timeout"`
 	OutputLimit  Bytes    `json:"output_limit,omitempty" yaml:"output_limit"`
 	// Sessions configures interactive sessions in pools that take them.
-	Sessions  *SessionSpec      `json:"sessions,omitempty" yaml:"sessions"`
-	Labels    map[string]string `json:"labels,omitempty" yaml:"labels"`
-	CreatedAt time.Time         `json:"created_at,omitempty" yaml:"-"`
-	UpdatedAt time.Time         `json:"updated_at,omitempty" yaml:"-"`
+	Sessions *SessionSpec `json:"sessions,omitempty" yaml:"sessions"`
+	// Autoscale makes the pool grow and shrink with its work; without it
+	// the pool keeps Count nodes.
+	Autoscale *Autoscale `json:"autoscale,omitempty" yaml:"autoscale"`
+	// PricePerNodeHour prices the pool's node time in `dspool usage`.
+	PricePerNodeHour float64           `json:"price_per_node_hour,omitempty" yaml:"price_per_node_hour"`
+	Labels           map[string]string `json:"labels,omitempty" yaml:"labels"`
+	CreatedAt        time.Time         `json:"created_at,omitempty" yaml:"-"`
+	UpdatedAt        time.Time         `json:"updated_at,omitempty" yaml:"-"`
 }
 
 // Pool defaults and bounds.
@@ -131,6 +137,14 @@ func (p *Pool) Normalize(prefix string) error {
 	} else if p.Sessions != nil {
 		return Invalid(f("sessions"), "pool %s does not take interactive work: add interactive to work, or remove sessions", p.Name)
 	}
+	if p.Autoscale != nil {
+		if err := p.Autoscale.normalize(prefix, p); err != nil {
+			return err
+		}
+	}
+	if math.IsNaN(p.PricePerNodeHour) || p.PricePerNodeHour < 0 || p.PricePerNodeHour > 1e6 {
+		return Invalid(f("price_per_node_hour"), "must be a number between 0 and 1000000")
+	}
 	if len(p.Labels) > MaxLabels {
 		return Invalid(f("labels"), "has %d labels: at most %d", len(p.Labels), MaxLabels)
 	}
@@ -144,6 +158,9 @@ func (p *Pool) Normalize(prefix string) error {
 	}
 	return nil
 }
+
+// Scales reports whether the autoscaler sizes the pool.
+func (p *Pool) Scales() bool { return p.Autoscale != nil }
 
 // Fits returns an EInvalid error naming the field when a job of the given
 // size can never run on a node of this pool (every dimension that is too
