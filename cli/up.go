@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -94,24 +95,27 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
-	prov := local.New(local.Options{Exe: exe, Server: p.agentURL, DataDir: o.Data, Share: o.Share, Logger: log,
-		Removed: func(pool, name string) {
-			if _, err := p.db.RetireNode(context.Background(), pool, name); err != nil {
-				log.Error("retire node", "pool", pool, "node", name, "err", err)
-			}
-		}})
 	tokens := map[string]string{}
+	var tokMu sync.Mutex
 	joinToken := func(pool string) (string, error) {
+		tokMu.Lock()
+		defer tokMu.Unlock()
 		if t, ok := tokens[pool]; ok {
 			return t, nil
 		}
 		t := server.NewSecret("dspj_")
-		if err := p.db.CreateJoinToken(ctx, pool, server.HashSecret(t)); err != nil {
+		if err := p.db.CreateJoinToken(context.Background(), pool, server.HashSecret(t)); err != nil {
 			return "", err
 		}
 		tokens[pool] = t
 		return t, nil
 	}
+	prov := local.New(local.Options{Exe: exe, Server: p.agentURL, DataDir: o.Data, Share: o.Share, Logger: log, JoinToken: joinToken})
+	if err := resumeLocal(ctx, p.db, prov, o.Data, log); err != nil {
+		p.close()
+		return err
+	}
+	p.srv.UseProvider(dspool.ProviderLocal, prov)
 	// The control plane outlives the agents on shutdown, so they can report
 	// how their attempts ended.
 	serveCtx, stopServing := context.WithCancel(context.Background())
@@ -130,28 +134,14 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	}
 	fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
 	fmt.Fprintf(a.Stdout, "Press Ctrl-C to stop.\n")
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		pools, err := p.db.Pools(ctx)
-		if err == nil {
-			if err := prov.Reconcile(pools, joinToken); err != nil {
-				log.Error("local pool", "err", err)
-			}
-			retireStrays(ctx, p.db, prov, pools, log)
-		}
-		select {
-		case <-ctx.Done():
-			fmt.Fprintln(a.Stderr, "stopping agents and their jobs...")
-			sctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.KillGrace)+30*time.Second)
-			prov.Stop(sctx)
-			cancel()
-			stopServing()
-			<-served
-			return nil
-		case <-tick.C:
-		}
-	}
+	<-ctx.Done()
+	fmt.Fprintln(a.Stderr, "stopping agents and their jobs...")
+	sctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.KillGrace)+30*time.Second)
+	prov.Stop(sctx)
+	cancel()
+	stopServing()
+	<-served
+	return nil
 }
 
 // warnAccountClashes says which dspool users have an account on this
@@ -172,24 +162,37 @@ func warnAccountClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
 	}
 }
 
-// retireStrays marks gone the nodes of local pools that no agent will ever
-// come back for (the pool shrank while dspool was down).
-func retireStrays(ctx context.Context, db *sqlite.DB, prov *local.Provider, pools []*dspool.Pool, log *slog.Logger) {
+// resumeLocal starts again the agents of local pools' nodes from the last
+// run, which kept their state, and retires the nodes that have none.
+func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data string, log *slog.Logger) error {
+	pools, err := db.Pools(ctx)
+	if err != nil {
+		return err
+	}
 	for _, pool := range pools {
 		if pool.Provider != dspool.ProviderLocal {
 			continue
 		}
 		nodes, err := db.Nodes(ctx, pool.Name, false)
 		if err != nil {
-			return
+			return err
 		}
+		var names []string
 		for _, n := range nodes {
-			if !prov.Wanted(pool, n.Name) {
-				log.Info("retiring a node its local pool no longer has", "pool", pool.Name, "node", n.Name)
+			if _, err := os.Stat(filepath.Join(data, "agents", n.Name, "node.json")); err != nil {
+				log.Info("retiring a node of a local pool that left no state", "pool", pool.Name, "node", n.Name)
 				_, _ = db.RetireNode(ctx, pool.Name, n.Name)
+				continue
+			}
+			names = append(names, n.Name)
+		}
+		if len(names) > 0 {
+			if err := prov.Resume(pool, names); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // defaultPool creates the pool "default", sized from this machine, on a
@@ -205,6 +208,9 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 		}
 		for _, p := range existing {
 			if p.Name == dspool.DefaultPool && p.Provider == dspool.ProviderLocal && p.Count != nodes {
+				if p.Autoscale != nil {
+					return dspool.Invalid("--nodes", "pool %s autoscales: its size follows its work; drop --nodes, or change autoscale.min/max with `dspool pool apply`", p.Name)
+				}
 				p.Count = nodes
 				_, err := db.PutPool(ctx, p)
 				return err

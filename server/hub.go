@@ -439,6 +439,9 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		h.s.Kick()
 	}
 	h.mu.Lock()
+	if ac.state == dspool.NodeDraining && state == dspool.NodeReady {
+		state = dspool.NodeDraining // drained since the store was read
+	}
 	ac.state = state
 	h.mu.Unlock()
 
@@ -528,4 +531,34 @@ func sameInventory(a, b dspool.Inventory) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// facts returns what is known of each connected node, by id.
+func (h *hub) facts() map[string]nodeFacts {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]nodeFacts, len(h.conns))
+	for id, ac := range h.conns {
+		out[id] = nodeFacts{state: ac.state, inv: ac.inv, usage: ac.usage}
+	}
+	return out
+}
+
+// setState sets a connected node's state (draining: no new work).
+func (h *hub) setState(id string, st dspool.NodeState) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ac := h.conns[id]; ac != nil {
+		ac.state = st
+	}
+}
+
+// disconnect closes a node's connection, if it has one.
+func (h *hub) disconnect(id string) {
+	h.mu.Lock()
+	ac := h.conns[id]
+	h.mu.Unlock()
+	if ac != nil {
+		ac.sess.Close()
+	}
 }

@@ -32,8 +32,11 @@ type notebooks struct {
 }
 
 type notebook struct {
-	rec   dspool.Notebook // guarded by notebooks.mu
-	lease *Lease
+	rec dspool.Notebook // guarded by notebooks.mu
+	// lease is set, under notebooks.mu, once the server has a node; until
+	// then cancel stops the wait for one.
+	lease  *Lease
+	cancel context.CancelFunc
 	token string
 	proxy *httputil.ReverseProxy
 	idle  time.Duration // the pool's jupyter_idle
@@ -79,37 +82,87 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 		return rec, nil
 	}
 	nbs.mu.Unlock()
-	lease, err := nbs.s.openSession(ctx, u, pool, remote, dspool.SessionJupyter)
+	p, err := nbs.s.interactivePool(ctx, pool)
 	if err != nil {
 		return dspool.Notebook{}, err
 	}
-	p, err := nbs.s.hub.pool(ctx, lease.Pool())
+	url := base + "/user/" + u.Name + "/"
+	lease, err := nbs.s.placeSession(ctx, u, p, remote, dspool.SessionJupyter)
+	if nr := (noRoom{}); errors.As(err, &nr) && nbs.s.scaler.canWait(p) {
+		// The pool gets a node: wait for it in the background; the state
+		// says how the wait goes.
+		wctx, cancel := context.WithCancel(context.Background())
+		nb := &notebook{cancel: cancel, rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting,
+			Message: "waiting for a node in pool " + p.Name, URL: url, StartedAt: nbs.s.cfg.Now().UTC()}}
+		if rec, won := nbs.claim(u.Name, nb); !won {
+			cancel()
+			return rec, nil
+		}
+		go func() {
+			defer cancel()
+			lease, err := nbs.s.awaitSession(wctx, u, p, remote, dspool.SessionJupyter, func(msg string) {
+				nbs.set(nb, func(r *dspool.Notebook) {
+					if r.State == dspool.NotebookStarting {
+						r.Message = msg
+					}
+				})
+			})
+			if err != nil {
+				nbs.set(nb, func(r *dspool.Notebook) {
+					if r.State == dspool.NotebookStarting {
+						r.State, r.Message = dspool.NotebookFailed, dspool.Message(err)
+					}
+				})
+				return
+			}
+			nbs.begin(nb, lease, p)
+		}()
+		return nb.rec, nil
+	}
 	if err != nil {
-		lease.Close()
 		return dspool.Notebook{}, err
 	}
-	settings := p.SessionSettings()
-	tok := make([]byte, 24)
-	_, _ = rand.Read(tok)
-	nb := &notebook{lease: lease, token: hex.EncodeToString(tok), idle: time.Duration(settings.JupyterIdle), rec: dspool.Notebook{User: u.Name, Pool: lease.Pool(),
-		Node: lease.Node(), NodeName: lease.NodeName(), Session: lease.ID(), State: dspool.NotebookStarting,
-		URL: base + "/user/" + u.Name + "/", StartedAt: nbs.s.cfg.Now().UTC()}}
-	nb.proxy = nbs.proxy(nb)
-	nbs.mu.Lock()
-	if cur := nbs.by[u.Name]; cur != nil && (cur.rec.State == dspool.NotebookStarting || cur.rec.State == dspool.NotebookReady) {
-		rec := cur.rec
-		nbs.mu.Unlock()
+	nb := &notebook{rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting, URL: url, StartedAt: nbs.s.cfg.Now().UTC()}}
+	if rec, won := nbs.claim(u.Name, nb); !won {
 		lease.Close() // a concurrent start won
 		return rec, nil
 	}
-	nbs.by[u.Name] = nb
+	return nbs.begin(nb, lease, p), nil
+}
+
+// claim makes nb the user's server unless another is starting or ready; it
+// returns that one when it is.
+func (nbs *notebooks) claim(user string, nb *notebook) (dspool.Notebook, bool) {
+	nbs.mu.Lock()
+	defer nbs.mu.Unlock()
+	if cur := nbs.by[user]; cur != nil && (cur.rec.State == dspool.NotebookStarting || cur.rec.State == dspool.NotebookReady) {
+		return cur.rec, false
+	}
+	nbs.by[user] = nb
+	return nb.rec, true
+}
+
+// begin starts the server of nb in the session of lease.
+func (nbs *notebooks) begin(nb *notebook, lease *Lease, p *dspool.Pool) dspool.Notebook {
+	settings := p.SessionSettings()
+	tok := make([]byte, 24)
+	_, _ = rand.Read(tok)
+	nbs.mu.Lock()
+	if nb.rec.State != dspool.NotebookStarting { // stopped while it waited
+		nbs.mu.Unlock()
+		lease.CloseWith("its Jupyter server was stopped")
+		return nb.rec
+	}
+	nb.lease, nb.token, nb.idle = lease, hex.EncodeToString(tok), time.Duration(settings.JupyterIdle)
+	nb.rec.Node, nb.rec.NodeName, nb.rec.Session, nb.rec.Message = lease.Node(), lease.NodeName(), lease.ID(), ""
+	nb.proxy = nbs.proxy(nb)
 	rec := nb.rec
 	nbs.mu.Unlock()
-	spec := api.NotebookSpec{SessionSetup: lease.setup, Command: settings.Jupyter, BaseURL: "/user/" + u.Name + "/",
+	spec := api.NotebookSpec{SessionSetup: lease.setup, Command: settings.Jupyter, BaseURL: "/user/" + nb.rec.User + "/",
 		Token: nb.token, Timeout: settings.JupyterTimeout}
 	go nbs.launch(nb, spec)
 	go nbs.watch(nb)
-	return rec, nil
+	return rec
 }
 
 // launch asks the node to start the server and records how it went.
@@ -175,7 +228,12 @@ func (nbs *notebooks) stopWith(ctx context.Context, nb *notebook, reason string)
 	nb.rec.StopsAt = nil
 	rec := nb.rec
 	user := nb.rec.User
+	lease := nb.lease
 	nbs.mu.Unlock()
+	if lease == nil { // still waiting for a node
+		nb.cancel()
+		return rec
+	}
 	if err := nbs.s.hub.call(ctx, nb.lease.Node(), "/sessions/notebook/stop", api.NotebookRef{Session: nb.lease.ID()}); err != nil {
 		nbs.s.log.Debug("stop jupyter server", "user", user, "err", err)
 	}

@@ -154,6 +154,8 @@ func (s *Server) submitted(pool string, cpus dspool.MilliCPU, mem dspool.Bytes, 
 	s.hmu.Unlock()
 	if fits {
 		s.Kick()
+	} else {
+		s.scaler.kick() // no room now: the autoscaler may add a node
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -45,8 +46,12 @@ type Config struct {
 	KillGrace time.Duration
 	// MaxBody bounds request bodies (default 1 MiB).
 	MaxBody int64
-	Now     func() time.Time
-	Version string
+	// Providers create and remove the nodes of pools, by provider name
+	// (dspool.ProviderLocal...). A pool whose provider is missing keeps
+	// the nodes that join it.
+	Providers map[string]autoscale.Provider
+	Now       func() time.Time
+	Version   string
 }
 
 // Server is the control plane.
@@ -59,6 +64,7 @@ type Server struct {
 	// placing sessions with scheduling passes.
 	sessions  *sessions
 	notebooks *notebooks
+	scaler    *scaler
 	auth      authCache
 	placeMu   sync.Mutex
 	kick      chan struct{}
@@ -102,6 +108,7 @@ func New(cfg Config) *Server {
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
 	s.notebooks = newNotebooks(s)
+	s.scaler = newScaler(s, cfg.Providers)
 	s.metrics = newMetrics(s)
 	return s
 }
@@ -115,7 +122,8 @@ func (s *Server) Run(ctx context.Context) {
 		s.log.Info("ended the sessions of the previous run", "sessions", n)
 	}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
+	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
@@ -373,4 +381,5 @@ func (s *Server) Kick() {
 	case s.kick <- struct{}{}:
 	default:
 	}
+	s.scaler.kick()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/scheduler"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/sqlite"
@@ -255,15 +257,85 @@ func (s *Server) interactivePool(ctx context.Context, name string) (*dspool.Pool
 // OpenSession gives a connection of user a lease on a session in the pool
 // named (empty: the default interactive pool): the user's existing session
 // there, or a new one on the least-loaded ready node with room for it.
-func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (*Lease, error) {
-	return s.openSession(ctx, user, pool, remote, dspool.SessionSSH)
-}
-
-func (s *Server) openSession(ctx context.Context, user *dspool.User, pool, remote string, kind dspool.SessionKind) (*Lease, error) {
+// When no node has room and the pool can get one (it autoscales, or a node
+// is starting), it waits up to the pool's wait_timeout, calling progress
+// (when not nil) with how the wait is going.
+func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote string, progress func(string)) (*Lease, error) {
 	p, err := s.interactivePool(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
+	return s.awaitSession(ctx, user, p, remote, dspool.SessionSSH, progress)
+}
+
+// noRoom is the error of a placement that found no node with room.
+type noRoom struct{ err *dspool.Error }
+
+func (e noRoom) Error() string { return e.err.Error() }
+func (e noRoom) Unwrap() error { return e.err }
+
+// canWait reports whether work that finds no room in p may wait for a node:
+// the pool autoscales, or one of its nodes is starting.
+func (sc *scaler) canWait(p *dspool.Pool) bool {
+	if !sc.scales(p) {
+		return false
+	}
+	if p.Autoscale != nil {
+		return true
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	ps := sc.pools[p.Name]
+	return ps != nil && ps.booting > 0
+}
+
+// awaitSession places a session in p, waiting for a node when there is no
+// room and the pool can get one.
+func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.Pool, remote string, kind dspool.SessionKind, progress func(string)) (*Lease, error) {
+	var w *pendingSession
+	var deadline <-chan time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		wake := s.scaler.wait()
+		l, err := s.placeSession(ctx, user, p, remote, kind)
+		var nr noRoom
+		if err == nil || !errors.As(err, &nr) || (w == nil && !s.scaler.canWait(p)) {
+			if w != nil {
+				s.scaler.donePending(w)
+			}
+			return l, err
+		}
+		if w == nil {
+			set := p.SessionSettings()
+			w = &pendingSession{pool: p.Name, cpus: set.CPUs, mem: set.Memory, since: s.cfg.Now()}
+			s.scaler.addPending(w)
+			timer := time.NewTimer(time.Duration(autoscale.Policy(p).WaitTimeout))
+			defer timer.Stop()
+			deadline = timer.C
+			s.log.Info("session waits for a node", "user", user.Name, "pool", p.Name)
+		}
+		if progress != nil {
+			progress(fmt.Sprintf("waiting for a node in pool %s: %s", p.Name, s.scaler.progress(p)))
+		}
+		select {
+		case <-ctx.Done():
+			s.scaler.donePending(w)
+			return nil, dspool.Errorf(dspool.EUnavailable, "stopped waiting for a node in pool %s", p.Name)
+		case <-deadline:
+			s.scaler.donePending(w)
+			return nil, dspool.Errorf(dspool.EUnavailable, "no node of pool %s could take your session within %s (its wait_timeout): %s; try again later, or ask an admin to look at `dspool pool events %s`",
+				p.Name, time.Duration(autoscale.Policy(p).WaitTimeout), s.scaler.progress(p), p.Name)
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// placeSession places a session of user in p now: the user's existing one,
+// or a new one on the least-loaded ready node with room. It fails with
+// noRoom when no node has room.
+func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.Pool, remote string, kind dspool.SessionKind) (*Lease, error) {
 	sm := s.sessions
 	// Placing a session and a scheduling pass must not both count the same
 	// free capacity.
@@ -302,14 +374,14 @@ func (s *Server) openSession(ctx context.Context, user *dspool.User, pool, remot
 	id, _, ok := scheduler.Route(nodes, "", cpus, mem)
 	if !ok {
 		if len(nodes) == 0 {
-			return nil, dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)
+			return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)}
 		}
 		which := fmt.Sprintf("all %d ready nodes of pool %s are full: none has", len(nodes), p.Name)
 		if len(nodes) == 1 {
 			which = fmt.Sprintf("the ready node of pool %s is full: it does not have", p.Name)
 		}
-		return nil, dspool.Errorf(dspool.EUnavailable, "%s %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
-			which, cpus, mem)
+		return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "%s %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
+			which, cpus, mem)}
 	}
 	node, err := s.db.Node(ctx, id)
 	if err != nil {

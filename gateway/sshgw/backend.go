@@ -20,8 +20,8 @@ func (b serverBackend) AuthenticatePassword(ctx context.Context, login dspool.Lo
 	return b.s.AuthenticatePassword(ctx, login, pw)
 }
 
-func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote string) (Session, error) {
-	l, err := b.s.OpenSession(ctx, u, pool, remote)
+func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote string, progress func(string)) (Session, error) {
+	l, err := b.s.OpenSession(ctx, u, pool, remote, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,9 @@ func (cc *clientConn) forward(nc ssh.NewChannel) {
 		_ = nc.Reject(ssh.ConnectionFailed, "malformed direct-tcpip request")
 		return
 	}
+	if !cc.await(io.Discard, false) {
+		return
+	}
 	if cc.sess == nil {
 		_ = nc.Reject(ssh.Prohibited, cc.refusal)
 		return
@@ -188,6 +191,9 @@ func (c *channel) control(typ byte, b []byte) {
 // start opens the process on the node and pumps the channel. It returns
 // false when the channel is finished.
 func (c *channel) start(r *ssh.Request, req api.ChannelRequest) bool {
+	if !c.cc.await(c.ch.Stderr(), req.PTY != nil) {
+		return false
+	}
 	sess := c.cc.sess
 	if sess == nil {
 		_, _ = fmt.Fprintf(c.ch.Stderr(), "%s\r\n", c.cc.refusal)

@@ -53,8 +53,9 @@ type Backend interface {
 	// is theirs.
 	AuthenticatePassword(ctx context.Context, login dspool.Login, password string) (*dspool.User, error)
 	// OpenSession routes a connection of user to a session in pool
-	// (empty: the default interactive pool).
-	OpenSession(ctx context.Context, user *dspool.User, pool, remote string) (Session, error)
+	// (empty: the default interactive pool). While it waits for a node it
+	// calls progress with how the wait goes.
+	OpenSession(ctx context.Context, user *dspool.User, pool, remote string, progress func(string)) (Session, error)
 }
 
 // Config configures a Gateway. Zero values mean the defaults.
@@ -297,7 +298,7 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 	uid, _ := strconv.Atoi(ext[extUID])
 	gid, _ := strconv.Atoi(ext[extGID])
 	u := &dspool.User{Name: ext[extUser], UID: uid, GID: gid}
-	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}, closed: make(chan struct{})}
+	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}, closed: make(chan struct{}), ready: make(chan struct{})}
 	defer close(cc.closed)
 	cc.serve(chans, reqs, ext[extPool])
 }
@@ -354,7 +355,10 @@ type clientConn struct {
 	g    *Gateway
 	sc   *ssh.ServerConn
 	user *dspool.User
-	sess Session // nil when no session could be opened
+	// ready is closed once sess or refusal is set; they do not change
+	// after.
+	ready chan struct{}
+	sess  Session // nil when no session could be opened
 	// refusal is shown on every channel when sess is nil.
 	refusal string
 
@@ -364,6 +368,7 @@ type clientConn struct {
 	channels map[*channel]struct{}
 	open     int // channels of any kind open now
 	ended    string
+	progress string // how the wait for a node goes
 }
 
 // MaxChannels bounds the channels (shells, commands, forwards) one
@@ -390,19 +395,29 @@ func (cc *clientConn) release() {
 func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, pool string) {
 	defer cc.sc.Close()
 	go ssh.DiscardRequests(reqs) // keepalives answered; tcpip-forward (-R) refused
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String())
-	cancel()
-	if err != nil {
-		cc.refusal = "dspool: " + dspool.Message(err)
-		cc.g.log.Info("ssh session refused", "user", cc.user.Name, "err", err)
-	} else {
+	// The session opens while channels arrive: a pool that has to get a
+	// node first shows the wait on the first session channel.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		<-cc.ready
+		if cc.sess != nil {
+			cc.sess.Close()
+		}
+	}()
+	go func() {
+		defer close(cc.ready)
+		sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String(), cc.setProgress)
+		if err != nil {
+			cc.refusal = "dspool: " + dspool.Message(err)
+			cc.g.log.Info("ssh session refused", "user", cc.user.Name, "err", err)
+			return
+		}
 		cc.sess = sess
-		defer sess.Close()
 		go cc.watch()
 		cc.g.log.Info("ssh login", "user", cc.user.Name, "session", sess.ID(), "node", sess.NodeName(),
 			"remote", cc.sc.RemoteAddr().String(), "key", cc.sc.Permissions.Extensions[extKey])
-	}
+	}()
 	go cc.keepAlive()
 	for nc := range chans {
 		switch nc.ChannelType() {
@@ -421,6 +436,52 @@ func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Reques
 			}()
 		default:
 			_ = nc.Reject(ssh.UnknownChannelType, "dspool offers session and direct-tcpip channels only")
+		}
+	}
+}
+
+func (cc *clientConn) setProgress(msg string) {
+	cc.mu.Lock()
+	cc.progress = msg
+	cc.mu.Unlock()
+}
+
+// await waits until the session is open or refused, showing the wait for
+// a node on w: a line that updates on a terminal, a line per change
+// otherwise. It reports false when the connection ended first.
+func (cc *clientConn) await(w io.Writer, tty bool) bool {
+	select {
+	case <-cc.ready:
+		return true
+	default:
+	}
+	began := time.Now()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := ""
+	for {
+		cc.mu.Lock()
+		msg := cc.progress
+		cc.mu.Unlock()
+		switch {
+		case msg == "":
+		case tty:
+			_, _ = fmt.Fprintf(w, "\r\033[K%s, %d s", msg, int(time.Since(began).Seconds()))
+		case msg != last:
+			_, _ = fmt.Fprintf(w, "dspool: %s\n", msg)
+		}
+		if msg != "" {
+			last = msg
+		}
+		select {
+		case <-cc.ready:
+			if tty && last != "" {
+				_, _ = fmt.Fprint(w, "\r\033[K")
+			}
+			return true
+		case <-cc.closed:
+			return false
+		case <-t.C:
 		}
 	}
 }

@@ -1,0 +1,520 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// scaler is the loop around autoscale.Decide: every second, and at once
+// when work arrives or capacity changes, it snapshots each scaled pool, asks
+// Decide, and carries the decision out through the pool's provider,
+// recording each step as a pool event.
+//
+// Removal is safe against placement: a node is drained under placeMu, the
+// lock every scheduling pass and session placement holds, and only when it
+// has no attempt and no session; once draining it takes no new work, and
+// only then is it handed to the provider.
+type scaler struct {
+	s         *Server
+	providers map[string]autoscale.Provider
+	poke      chan struct{}
+
+	mu       sync.Mutex
+	pools    map[string]*poolScale
+	pending  map[*pendingSession]struct{}
+	lastBusy map[string]time.Time // node id -> last pass that saw it with work
+	removing map[string]bool      // node names being removed
+	changed  chan struct{}        // closed when capacity may have changed
+	started  time.Time
+}
+
+// poolScale is what the loop remembers of a pool between passes.
+type poolScale struct {
+	history   []autoscale.Sample
+	fired     []time.Time
+	backoff   time.Time
+	failures  int
+	lastErr   string
+	requested map[string]time.Time // names asked of the provider, not yet registered
+	waiting   string               // the last Decision.Waiting
+	booting   int                  // nodes asked for or provisioning
+	nodes     int                  // nodes that are not gone
+	lastLog   time.Time
+}
+
+// pendingSession is a login or notebook start waiting for a node.
+type pendingSession struct {
+	pool  string
+	cpus  dspool.MilliCPU
+	mem   dspool.Bytes
+	since time.Time
+}
+
+func newScaler(s *Server, providers map[string]autoscale.Provider) *scaler {
+	return &scaler{s: s, providers: providers, poke: make(chan struct{}, 1), pools: map[string]*poolScale{},
+		pending: map[*pendingSession]struct{}{}, lastBusy: map[string]time.Time{}, removing: map[string]bool{},
+		changed: make(chan struct{}), started: s.cfg.Now()}
+}
+
+// UseProvider makes prov create and remove the nodes of pools whose
+// provider is name. Call it before Run.
+func (s *Server) UseProvider(name string, prov autoscale.Provider) {
+	s.scaler.mu.Lock()
+	defer s.scaler.mu.Unlock()
+	if s.scaler.providers == nil {
+		s.scaler.providers = map[string]autoscale.Provider{}
+	}
+	s.scaler.providers[name] = prov
+}
+
+// kick starts a pass soon and wakes everyone waiting for capacity.
+func (sc *scaler) kick() {
+	select {
+	case sc.poke <- struct{}{}:
+	default:
+	}
+	sc.mu.Lock()
+	close(sc.changed)
+	sc.changed = make(chan struct{})
+	sc.mu.Unlock()
+}
+
+// wait returns a channel closed at the next kick.
+func (sc *scaler) wait() <-chan struct{} {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.changed
+}
+
+// scales reports whether pool can get nodes by itself: its provider is
+// here and grows.
+func (sc *scaler) scales(p *dspool.Pool) bool {
+	return sc.providers[p.Provider] != nil && p.Provider != dspool.ProviderStatic
+}
+
+func (sc *scaler) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sc.poke:
+		case <-t.C:
+		}
+		if err := sc.pass(ctx); err != nil && ctx.Err() == nil {
+			sc.s.log.Error("autoscaler pass", "err", err)
+		}
+	}
+}
+
+// nodeFacts is what the hub knows of a connected node.
+type nodeFacts struct {
+	state dspool.NodeState
+	inv   dspool.Inventory
+	usage dspool.Usage
+}
+
+func (sc *scaler) pass(ctx context.Context) error {
+	s := sc.s
+	now := s.cfg.Now()
+	pools, err := s.db.Pools(ctx)
+	if err != nil {
+		return err
+	}
+	active, err := s.db.ActiveJobs(ctx)
+	if err != nil {
+		return err
+	}
+	stored, err := s.db.Nodes(ctx, "", false)
+	if err != nil {
+		return err
+	}
+	facts := s.hub.facts()
+	held := s.sessions.reserved()
+	sessions := s.sessions.perNode()
+	keep := map[string]bool{}
+	for _, p := range pools {
+		prov := sc.providers[p.Provider]
+		if prov == nil || p.Provider == dspool.ProviderStatic {
+			continue
+		}
+		keep[p.Name] = true
+		insts, err := prov.List(ctx, p)
+		if err != nil {
+			s.log.Error("autoscaler: list nodes", "pool", p.Name, "err", err)
+			continue
+		}
+		st := sc.state(p, now, insts, stored, active, facts, held, sessions)
+		d := autoscale.Decide(st, now)
+		sc.apply(ctx, p, prov, st, d, now)
+	}
+	sc.mu.Lock()
+	for name := range sc.pools {
+		if !keep[name] {
+			delete(sc.pools, name)
+		}
+	}
+	sc.mu.Unlock()
+	return nil
+}
+
+// state builds what Decide needs of pool p. Nodes are the union of the
+// store's nodes of p and the provider's instances: an instance that has not
+// registered yet is provisioning.
+func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instance, stored []*dspool.Node,
+	active []sqlite.ActiveJob, facts map[string]nodeFacts, held map[string]sqlite.NodeLoad, sessions map[string]int) *autoscale.State {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	ps := sc.pools[p.Name]
+	if ps == nil {
+		ps = &poolScale{requested: map[string]time.Time{}}
+		sc.pools[p.Name] = ps
+	}
+	pol := autoscale.Policy(p)
+	if len(ps.fired) != len(pol.Rules) {
+		ps.fired = make([]time.Time, len(pol.Rules))
+	}
+	st := &autoscale.State{Pool: p, History: ps.history, Fired: ps.fired, Backoff: ps.backoff, BackoffReason: ps.lastErr}
+	listed := map[string]time.Time{}
+	for _, in := range insts {
+		listed[in.Name] = in.Created
+	}
+	type load struct {
+		attempts, gpus int
+		cpus           dspool.MilliCPU
+		mem            dspool.Bytes
+	}
+	loads := map[string]*load{}
+	for _, j := range active {
+		switch {
+		case j.State == dspool.JobQueued && j.Pool == p.Name:
+			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindJob, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs})
+		case j.State == dspool.JobRunning && j.Pool == p.Name:
+			l := loads[j.Node]
+			if l == nil {
+				l = &load{}
+				loads[j.Node] = l
+			}
+			l.attempts++
+			l.cpus += j.CPUs
+			l.mem += j.Memory
+			l.gpus += len(j.GPUIndices)
+		}
+	}
+	for w := range sc.pending {
+		if w.pool == p.Name {
+			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindSession, CPUs: w.cpus, Memory: w.mem, Since: w.since})
+		}
+	}
+	registered := map[string]bool{}
+	ps.booting, ps.nodes = 0, 0
+	for _, n := range stored {
+		if n.Pool != p.Name {
+			continue
+		}
+		registered[n.Name] = true
+		an := autoscale.Node{ID: n.ID, Name: n.Name, Created: n.CreatedAt}
+		f, connected := facts[n.ID]
+		created, isListed := listed[n.Name]
+		switch {
+		case connected:
+			an.State = f.state
+		case n.State == dspool.NodeFailed || n.State == dspool.NodeDraining:
+			an.State = n.State
+		case isListed:
+			// Its agent is (re)starting: booting, as far as capacity goes.
+			an.State, an.Created = dspool.NodeProvisioning, created
+		default:
+			an.State = dspool.NodeLost
+		}
+		l := loads[n.ID]
+		if l == nil {
+			l = &load{}
+		}
+		an.Attempts = l.attempts
+		an.Sessions = sessions[n.ID]
+		r := held[n.ID]
+		inv := n.Inventory
+		if connected {
+			inv = f.inv
+			an.Load1, an.MemUsed = f.usage.Load1, f.usage.MemUsed
+		}
+		an.FreeCPUs = inv.CPUs - l.cpus - r.CPUs
+		an.FreeMem = inv.Memory - l.mem - r.Memory
+		an.FreeGPUs = len(inv.GPUs) - l.gpus
+		an.GPUsHeld = l.gpus
+		if !an.Idle() {
+			sc.lastBusy[n.ID] = now
+		}
+		an.IdleSince = sc.lastBusy[n.ID]
+		if an.IdleSince.IsZero() {
+			an.IdleSince = later(n.CreatedAt, sc.started)
+		}
+		if an.State == dspool.NodeLost && n.LastSeen != nil {
+			an.IdleSince = later(an.IdleSince, *n.LastSeen)
+		}
+		if an.State == dspool.NodeProvisioning {
+			ps.booting++
+		}
+		ps.nodes++
+		st.Nodes = append(st.Nodes, an)
+	}
+	for name, t := range ps.requested {
+		if _, ok := listed[name]; registered[name] || !ok {
+			delete(ps.requested, name)
+			continue
+		}
+		st.Nodes = append(st.Nodes, autoscale.Node{Name: name, State: dspool.NodeProvisioning, Created: t, IdleSince: t})
+		ps.booting++
+		ps.nodes++
+	}
+	for name, created := range listed {
+		if !registered[name] && ps.requested[name].IsZero() && !sc.removing[name] {
+			st.Nodes = append(st.Nodes, autoscale.Node{Name: name, State: dspool.NodeProvisioning, Created: created, IdleSince: created})
+			ps.booting++
+			ps.nodes++
+		}
+	}
+	// History: one sample a second at most, as long as the longest window.
+	if n := len(ps.history); n == 0 || now.Sub(ps.history[n-1].At) >= time.Second {
+		ps.history = append(ps.history, autoscale.Measure(st, now))
+	}
+	longest := time.Minute
+	for _, r := range pol.Rules {
+		longest = max(longest, time.Duration(r.Window)+time.Minute)
+	}
+	i := 0
+	for i < len(ps.history) && now.Sub(ps.history[i].At) > longest {
+		i++
+	}
+	if i > 0 {
+		ps.history = append(ps.history[:0], ps.history[i:]...)
+	}
+	st.History = ps.history
+	st.Fired = append([]time.Time(nil), ps.fired...)
+	return st
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// apply carries out d for pool p.
+func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Provider, st *autoscale.State, d autoscale.Decision, now time.Time) {
+	s := sc.s
+	sc.mu.Lock()
+	ps := sc.pools[p.Name]
+	for _, i := range d.Fired {
+		if i < len(ps.fired) {
+			ps.fired[i] = now
+		}
+	}
+	waitingChanged := d.Waiting != ps.waiting
+	ps.waiting = d.Waiting
+	sc.mu.Unlock()
+	if waitingChanged && d.Waiting != "" {
+		s.event(ctx, p.Name, dspool.EventWaiting, nil, "work waits: "+d.Waiting)
+	}
+
+	if d.Add > 0 {
+		names, err := prov.Grow(ctx, p, d.Add)
+		sc.mu.Lock()
+		for _, n := range names {
+			ps.requested[n] = now
+			ps.booting++
+		}
+		if err != nil {
+			ps.failures++
+			wait := min(5*time.Second<<min(ps.failures-1, 6), 5*time.Minute)
+			ps.backoff = now.Add(wait)
+			ps.lastErr = err.Error()
+			if errors.Is(err, autoscale.ErrFixed) {
+				ps.backoff = now.Add(time.Hour)
+			}
+		} else {
+			ps.failures, ps.lastErr = 0, ""
+		}
+		sc.mu.Unlock()
+		if len(names) > 0 {
+			s.event(ctx, p.Name, dspool.EventScaleOut, names, fmt.Sprintf("added %s: %s", plural(len(names), "node"), d.AddReason))
+			s.log.Info("autoscaler added nodes", "pool", p.Name, "nodes", names, "reason", d.AddReason)
+		}
+		if err != nil {
+			s.event(ctx, p.Name, dspool.EventProviderError, nil, fmt.Sprintf("could not add %s (%s): %v; trying again in %s",
+				plural(d.Add-len(names), "node"), d.AddReason, err, ps.backoff.Sub(now).Round(time.Second)))
+			s.log.Error("autoscaler: provider could not add nodes", "pool", p.Name, "err", err)
+		}
+		sc.kick()
+	}
+
+	// Group removals by reason: one event per decision.
+	var drained []string
+	var reasons []string
+	for _, r := range d.Remove {
+		sc.mu.Lock()
+		busy := sc.removing[r.Name]
+		sc.mu.Unlock()
+		if busy {
+			continue
+		}
+		if r.ID != "" {
+			ok, err := sc.drain(ctx, r.ID)
+			if err != nil {
+				s.log.Error("autoscaler: drain", "node", r.Name, "err", err)
+				continue
+			}
+			if !ok {
+				continue // work arrived since the snapshot: keep it
+			}
+		}
+		sc.mu.Lock()
+		sc.removing[r.Name] = true
+		sc.mu.Unlock()
+		drained = append(drained, r.Name)
+		reasons = append(reasons, r.Reason)
+		go sc.remove(p, prov, r)
+	}
+	if len(drained) > 0 {
+		s.event(ctx, p.Name, dspool.EventScaleIn, drained, fmt.Sprintf("removing %s: %s", strings.Join(drained, ", "), summarize(reasons)))
+	}
+}
+
+// summarize joins distinct reasons.
+func summarize(reasons []string) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range reasons {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// drain marks node id draining if it has no attempt and no session, under
+// placeMu so that no placement can race it. It reports whether it did.
+func (sc *scaler) drain(ctx context.Context, id string) (bool, error) {
+	s := sc.s
+	s.placeMu.Lock()
+	defer s.placeMu.Unlock()
+	if s.sessions.perNode()[id] > 0 {
+		return false, nil
+	}
+	active, err := s.db.ActiveJobs(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, j := range active {
+		if j.State == dspool.JobRunning && j.Node == id {
+			return false, nil
+		}
+	}
+	n, err := s.db.Node(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	s.hub.setState(id, dspool.NodeDraining)
+	if n.State != dspool.NodeDraining {
+		n.State = dspool.NodeDraining
+		if err := s.db.UpdateNode(ctx, n); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// remove hands a drained node to its provider, then retires it.
+func (sc *scaler) remove(p *dspool.Pool, prov autoscale.Provider, r autoscale.Removal) {
+	s := sc.s
+	defer func() {
+		sc.mu.Lock()
+		delete(sc.removing, r.Name)
+		sc.mu.Unlock()
+		sc.kick()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := prov.Remove(ctx, p, []string{r.Name}); err != nil {
+		s.event(ctx, p.Name, dspool.EventProviderError, []string{r.Name}, fmt.Sprintf("could not remove node %s: %v; trying again", r.Name, err))
+		s.log.Error("autoscaler: provider could not remove a node", "pool", p.Name, "node", r.Name, "err", err)
+		return
+	}
+	if r.ID != "" {
+		changed, err := s.db.RetireNode(ctx, p.Name, r.Name)
+		if err != nil {
+			s.log.Error("autoscaler: retire node", "node", r.Name, "err", err)
+			return
+		}
+		for _, j := range changed {
+			s.notify(j.ID)
+		}
+		s.hub.disconnect(r.ID)
+		s.sessions.nodeGone(r.ID, fmt.Sprintf("node %s was removed from pool %s", r.Name, p.Name))
+	}
+	s.event(ctx, p.Name, dspool.EventRemove, []string{r.Name}, fmt.Sprintf("removed node %s: %s", r.Name, r.Reason))
+	s.log.Info("autoscaler removed a node", "pool", p.Name, "node", r.Name, "reason", r.Reason)
+}
+
+// event records a pool event; a failure to record is logged, not fatal.
+func (s *Server) event(ctx context.Context, pool, kind string, nodes []string, msg string) {
+	ev := &dspool.PoolEvent{Pool: pool, Kind: kind, Nodes: nodes, Message: msg}
+	if err := s.db.AddPoolEvent(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.Error("record pool event", "pool", pool, "err", err)
+	}
+}
+
+// progress says how the wait for a node in pool p is going: "1 of 1
+// starting", or why no node is coming.
+func (sc *scaler) progress(p *dspool.Pool) string {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	ps := sc.pools[p.Name]
+	if ps == nil {
+		return "starting the autoscaler"
+	}
+	if ps.waiting != "" {
+		return ps.waiting
+	}
+	if ps.booting > 0 {
+		return fmt.Sprintf("%d of %d starting", ps.booting, ps.nodes)
+	}
+	return "asking for a node"
+}
+
+// addPending registers a session waiting for a node of pool p and starts a
+// pass at once.
+func (sc *scaler) addPending(w *pendingSession) {
+	sc.mu.Lock()
+	sc.pending[w] = struct{}{}
+	sc.mu.Unlock()
+	select {
+	case sc.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (sc *scaler) donePending(w *pendingSession) {
+	sc.mu.Lock()
+	delete(sc.pending, w)
+	sc.mu.Unlock()
+}
