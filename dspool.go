@@ -70,6 +70,9 @@ type Job struct {
 	Workdir         string            `json:"workdir"`
 	Command         []string          `json:"command"`
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
+	// Waiting says, for a queued job, how the wait for a node goes ("1 of
+	// 1 starting") when its pool is getting one.
+	Waiting string `json:"waiting,omitempty"`
 	SubmittedAt     time.Time         `json:"submitted_at"`
 	StartedAt       *time.Time        `json:"started_at"`
 	FinishedAt      *time.Time        `json:"finished_at"`

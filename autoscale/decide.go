@@ -172,14 +172,15 @@ func Measure(st *State, now time.Time) Sample {
 }
 
 // Policy returns the pool's scaling policy: its own, or for a pool without
-// one, a fixed size of Count nodes.
+// one, a fixed size of Count nodes, shedding its newest nodes first when
+// Count is lowered.
 func Policy(p *dspool.Pool) *dspool.Autoscale {
 	if p.Autoscale != nil {
 		return p.Autoscale
 	}
 	return &dspool.Autoscale{Min: p.Count, Max: p.Count, IdleTimeout: dspool.Duration(dspool.DefaultIdleTimeout),
 		BootTimeout: dspool.Duration(dspool.DefaultBootTimeout), WaitTimeout: dspool.Duration(dspool.DefaultWaitTimeout),
-		ScaleInPolicy: dspool.ScaleInLRU}
+		ScaleInPolicy: dspool.ScaleInNewest}
 }
 
 // Bounds returns the pool's min and max at now, with its active schedules
@@ -295,6 +296,13 @@ func Decide(st *State, now time.Time) Decision {
 			bins = append(bins, bin{size.CPUs, size.Memory, size.GPUs, i})
 		}
 	}
+	// Existing room is filled in an order of its own, not the caller's, so
+	// that which idle node work lands on (and so which one may go) does not
+	// depend on how the nodes were listed.
+	slices.SortFunc(bins, func(a, b bin) int {
+		x, y := &st.Nodes[a.node], &st.Nodes[b.node]
+		return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID))
+	})
 	existing := len(bins)
 	used := make([]bool, len(st.Nodes)) // nodes that waiting work will use
 	var unplaced []*Demand              // work that needs a new node
@@ -378,6 +386,7 @@ func Decide(st *State, now time.Time) Decision {
 		d.Waiting = fmt.Sprintf("adding nodes to pool %s failed (%s); trying again in %s", st.Pool.Name, st.BackoffReason,
 			st.Backoff.Sub(now).Round(time.Second))
 		add = 0
+		d.Fired = nil // the scale-out rules did not act: their cooldown does not start
 	}
 	d.Add = add
 	if add > 0 {
@@ -414,17 +423,23 @@ func Decide(st *State, now time.Time) Decision {
 		}
 		return cmp.Compare(x.Name, y.Name)
 	})
-	// Removable: above the floor, and leaving the warm spares.
-	room := min(live-lo, len(idle)-pol.WarmSpares)
-	if st.Pool.Autoscale == nil {
-		// A fixed pool sheds only what is above its count.
-		room = live - lo
+	// Removable: above the floor, and leaving the warm spares. Only idle
+	// ready nodes are spares (as in step 3): a lost or draining node kept
+	// in place of a ready one would leave the pool short of them.
+	room, spare := live-lo, -pol.WarmSpares
+	for _, i := range idle {
+		if st.Nodes[i].State == dspool.NodeReady {
+			spare++
+		}
 	}
 	taken := map[int]bool{}
 	remove := func(i int, why string) {
 		n := &st.Nodes[i]
 		taken[i] = true
 		room--
+		if n.State == dspool.NodeReady {
+			spare--
+		}
 		d.Remove = append(d.Remove, Removal{n.ID, n.Name, why})
 	}
 	for _, i := range idle {
@@ -432,6 +447,9 @@ func Decide(st *State, now time.Time) Decision {
 			break
 		}
 		n := &st.Nodes[i]
+		if n.State == dspool.NodeReady && spare <= 0 {
+			continue
+		}
 		switch {
 		case st.Pool.Autoscale == nil:
 			remove(i, fmt.Sprintf("pool %s keeps %d nodes", st.Pool.Name, st.Pool.Count))
@@ -449,7 +467,7 @@ func Decide(st *State, now time.Time) Decision {
 		r := &pol.Rules[ri]
 		v, _ := mean(st.History, metricIndex(r.Metric), now, time.Duration(r.Window))
 		acted := false
-		for step, k := 0, 0; step < r.Step && k < len(idle) && room > 0; k++ {
+		for step, k := 0, 0; step < r.Step && k < len(idle) && room > 0 && spare > 0; k++ {
 			if i := idle[k]; !taken[i] && st.Nodes[i].State == dspool.NodeReady {
 				remove(i, fmt.Sprintf("%s (it is %s)", r.String(), num(v)))
 				step++

@@ -29,6 +29,7 @@ func (a *App) jobSubmitCmd() *cobra.Command {
 	var cpus, memory string
 	var env []string
 	var wait bool
+	var waitTimeout dspool.Duration
 	c := &cobra.Command{
 		Use:   "submit [flags] -- COMMAND [ARGS...]",
 		Short: "Submit a batch job",
@@ -93,7 +94,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 				return a.printJob(j)
 			}
 			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
-			j, err = a.waitOne(cmd.Context(), cl, j.ID, 0)
+			j, err = a.waitOne(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
 			if err != nil {
 				return err
 			}
@@ -116,6 +117,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")
+	f.Var((*durationFlag)(&waitTimeout), "wait-timeout", "with --wait, stop waiting after this long (the job goes on; default: wait until it ends)")
 	return c
 }
 
@@ -137,6 +139,7 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 	began := time.Now()
 	p := a.progress()
 	defer p.done()
+	var last *dspool.Job
 	for {
 		poll := 2 * time.Second
 		if !p.tty {
@@ -145,7 +148,7 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		if timeout > 0 {
 			left := timeout - time.Since(began)
 			if left <= 0 {
-				return nil, dspool.Errorf(dspool.EUnavailable, "job %d did not finish within %s", id, timeout)
+				return nil, waitedTooLong(last, id, timeout)
 			}
 			poll = min(poll, left)
 		}
@@ -159,14 +162,33 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		if j.State.Terminal() {
 			return j, nil
 		}
+		last = j
 		line := fmt.Sprintf("job %d %s", id, j.State)
 		if j.State == dspool.JobQueued {
 			line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
+			if j.Waiting != "" {
+				line = fmt.Sprintf("waiting for a node in pool %s: %s", j.Pool, j.Waiting)
+			}
 		} else if j.Node != "" {
 			line += " on " + j.Node
 		}
 		p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 	}
+}
+
+// waitedTooLong is the error of a wait that timed out: where the job is,
+// and that it goes on.
+func waitedTooLong(j *dspool.Job, id int64, timeout time.Duration) error {
+	what := fmt.Sprintf("job %d did not finish within %s", id, timeout)
+	if j != nil && j.State == dspool.JobQueued {
+		what = fmt.Sprintf("job %d is still queued after %s", id, timeout)
+		if j.Waiting != "" {
+			what += fmt.Sprintf(", waiting for a node in pool %s: %s", j.Pool, j.Waiting)
+		}
+		what += fmt.Sprintf(". It stays queued: see why with `dspool pool events %s`, or cancel it with `dspool job cancel %d`", j.Pool, id)
+		return dspool.Errorf(dspool.EUnavailable, "%s", what)
+	}
+	return dspool.Errorf(dspool.EUnavailable, "%s; it goes on: `dspool job show %d`", what, id)
 }
 
 func isTerminal(w io.Writer) bool {

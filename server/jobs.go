@@ -78,6 +78,9 @@ func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
 	if u := userFrom(r); !u.Admin && j.User != u.Name {
 		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found: list yours with `dspool job list`", id)
 	}
+	if j.State == dspool.JobQueued {
+		j.Waiting = s.scaler.jobWaiting(j.Pool)
+	}
 	return j, nil
 }
 
