@@ -486,19 +486,27 @@ func (s *Server) event(ctx context.Context, pool, kind string, nodes []string, m
 // progress says how the wait for a node in pool p is going: "1 of 1
 // starting", or why no node is coming.
 func (sc *scaler) progress(p *dspool.Pool) string {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	ps := sc.pools[p.Name]
-	if ps == nil {
-		return "starting the autoscaler"
-	}
-	if ps.waiting != "" {
-		return ps.waiting
-	}
-	if ps.booting > 0 {
-		return fmt.Sprintf("%d of %d starting", ps.booting, ps.nodes)
+	if msg := sc.jobWaiting(p.Name); msg != "" {
+		return msg
 	}
 	return "asking for a node"
+}
+
+// jobWaiting says how the wait for a node goes for a job queued in pool,
+// or "" when the pool is not getting one.
+func (sc *scaler) jobWaiting(pool string) string {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	ps := sc.pools[pool]
+	switch {
+	case ps == nil:
+		return ""
+	case ps.waiting != "":
+		return ps.waiting
+	case ps.booting > 0:
+		return fmt.Sprintf("%d of %d starting", ps.booting, ps.nodes)
+	}
+	return ""
 }
 
 // addPending registers a session waiting for a node of pool p and starts a
