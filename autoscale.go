@@ -226,7 +226,7 @@ func (r *ScaleRule) normalize(prefix string, a *Autoscale) error {
 	if r.Cooldown == 0 {
 		r.Cooldown = Duration(DefaultCooldown)
 	}
-	if r.Cooldown < 0 || time.Duration(r.Cooldown) > 24*time.Hour {
+	if time.Duration(r.Cooldown) < time.Second || time.Duration(r.Cooldown) > 24*time.Hour {
 		return Invalid(prefix+"cooldown", "must be between 1s and 24h")
 	}
 	return nil
@@ -261,7 +261,7 @@ func (s *ScaleSchedule) normalize(prefix string, a *Autoscale) error {
 	if err != nil {
 		return Invalid(prefix+"to", "%s", err)
 	}
-	if from == to {
+	if from == to || from == 24*60 && to == 0 {
 		return Invalid(prefix+"to", "is the same time as from: the window would be empty (for all day, give from: \"00:00\" and to: \"24:00\")")
 	}
 	if s.Timezone == "" {

@@ -1,0 +1,1027 @@
+package autoscale_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	_ "time/tzdata" // Europe/Lisbon wherever the tests run
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
+)
+
+// t0 is a Monday noon; most cases decide at it.
+var t0 = time.Date(2025, time.March, 3, 12, 0, 0, 0, time.UTC)
+
+// size is every test pool's node: 8 cpus, 32GiB, 1 gpu.
+var size = dspool.NodeSize{CPUs: 8000, Memory: 32 << 30, GPUs: 1}
+
+const gib = dspool.Bytes(1 << 30)
+
+// scaling returns a normalized pool named gpu that takes batch work with
+// policy a.
+func scaling(a dspool.Autoscale) *dspool.Pool {
+	p := &dspool.Pool{Name: "gpu", Node: size, Work: []dspool.Work{dspool.WorkBatch}, Autoscale: &a}
+	if err := p.Normalize(""); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// fixed returns a normalized pool of count nodes without autoscale.
+func fixed(count int) *dspool.Pool {
+	p := &dspool.Pool{Name: "gpu", Node: size, Work: []dspool.Work{dspool.WorkBatch}, Count: count}
+	if err := p.Normalize(""); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// node returns a node created an hour ago, idle for a minute, all free.
+func node(name string, state dspool.NodeState, opts ...func(*autoscale.Node)) autoscale.Node {
+	n := autoscale.Node{ID: "id-" + name, Name: name, State: state, Created: t0.Add(-time.Hour), IdleSince: t0.Add(-time.Minute),
+		FreeCPUs: size.CPUs, FreeMem: size.Memory, FreeGPUs: size.GPUs}
+	for _, o := range opts {
+		o(&n)
+	}
+	return n
+}
+
+func ready(name string, opts ...func(*autoscale.Node)) autoscale.Node {
+	return node(name, dspool.NodeReady, opts...)
+}
+
+// provisioning returns a node added a minute ago.
+func provisioning(name string, opts ...func(*autoscale.Node)) autoscale.Node {
+	return node(name, dspool.NodeProvisioning, append([]func(*autoscale.Node){created(time.Minute), idleFor(time.Minute)}, opts...)...)
+}
+
+// busy gives the node one attempt holding its gpu and 2 cpus.
+func busy(n *autoscale.Node) {
+	n.Attempts, n.FreeGPUs, n.FreeCPUs, n.FreeMem = 1, 0, size.CPUs-2000, size.Memory-4*gib
+}
+
+// full gives the node one attempt holding all of it.
+func full(n *autoscale.Node) { n.Attempts, n.FreeGPUs, n.FreeCPUs, n.FreeMem = 1, 0, 0, 0 }
+
+func sessions(k int) func(*autoscale.Node) { return func(n *autoscale.Node) { n.Sessions = k } }
+
+func idleFor(d time.Duration) func(*autoscale.Node) {
+	return func(n *autoscale.Node) { n.IdleSince = t0.Add(-d) }
+}
+
+func created(d time.Duration) func(*autoscale.Node) {
+	return func(n *autoscale.Node) { n.Created = t0.Add(-d) }
+}
+
+func freeCPUs(c dspool.MilliCPU) func(*autoscale.Node) {
+	return func(n *autoscale.Node) { n.FreeCPUs = c }
+}
+
+func job(cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) autoscale.Demand {
+	return autoscale.Demand{Kind: autoscale.KindJob, CPUs: cpus, Memory: mem, GPUs: gpus, Since: t0.Add(-time.Minute)}
+}
+
+func session(cpus dspool.MilliCPU, mem dspool.Bytes) autoscale.Demand {
+	return autoscale.Demand{Kind: autoscale.KindSession, CPUs: cpus, Memory: mem, Since: t0.Add(-time.Second)}
+}
+
+func repeat[T any](k int, v T) []T {
+	s := make([]T, k)
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+func metric(name string) int {
+	i := slices.Index(autoscale.Metrics[:], name)
+	if i < 0 {
+		panic("no metric " + name)
+	}
+	return i
+}
+
+// flat returns samples of metric m every 30s over the span ending at t0,
+// all equal to v.
+func flat(m string, v float64, span time.Duration) []autoscale.Sample {
+	return series(m, span, func(time.Time) float64 { return v })
+}
+
+// series returns samples of metric m every 30s from t0-span to t0.
+func series(m string, span time.Duration, v func(at time.Time) float64) []autoscale.Sample {
+	var h []autoscale.Sample
+	for at := t0.Add(-span); !at.After(t0); at = at.Add(30 * time.Second) {
+		s := autoscale.Sample{At: at}
+		s.Values[metric(m)] = v(at)
+		h = append(h, s)
+	}
+	return h
+}
+
+func rule(m, op string, threshold float64, action string, step int) dspool.ScaleRule {
+	return dspool.ScaleRule{Metric: m, Operator: op, Threshold: threshold, Action: action, Step: step}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// want is what a case expects of the decision. Reason and waiting are
+// substrings; an empty waiting means Decision.Waiting must be empty.
+type want struct {
+	add       int
+	remove    []string // names, any order
+	removeWhy string   // a substring of every removal's reason
+	fired     []int
+	reason    string
+	waiting   string
+	min, max  *int
+}
+
+func (w want) check(t *testing.T, d autoscale.Decision) {
+	t.Helper()
+	if d.Add != w.add {
+		t.Errorf("Add = %d (%s), want %d", d.Add, d.AddReason, w.add)
+	}
+	var got []string
+	for _, r := range d.Remove {
+		got = append(got, r.Name)
+		if !strings.Contains(r.Reason, w.removeWhy) {
+			t.Errorf("removal of %s says %q, want it to mention %q", r.Name, r.Reason, w.removeWhy)
+		}
+	}
+	slices.Sort(got)
+	wantRemove := slices.Clone(w.remove)
+	slices.Sort(wantRemove)
+	if !slices.Equal(got, wantRemove) {
+		t.Errorf("Remove = %v (%+v), want %v", got, d.Remove, wantRemove)
+	}
+	if !slices.Equal(d.Fired, w.fired) {
+		t.Errorf("Fired = %v, want %v", d.Fired, w.fired)
+	}
+	if !strings.Contains(d.AddReason, w.reason) {
+		t.Errorf("AddReason = %q, want it to mention %q", d.AddReason, w.reason)
+	}
+	if w.waiting == "" && d.Waiting != "" || !strings.Contains(d.Waiting, w.waiting) {
+		t.Errorf("Waiting = %q, want %q", d.Waiting, w.waiting)
+	}
+	if w.min != nil && d.Min != *w.min {
+		t.Errorf("Min = %d, want %d", d.Min, *w.min)
+	}
+	if w.max != nil && d.Max != *w.max {
+		t.Errorf("Max = %d, want %d", d.Max, *w.max)
+	}
+}
+
+type decideCase struct {
+	name string
+	st   autoscale.State
+	now  time.Time // zero: t0
+	want want
+}
+
+func runCases(t *testing.T, tests []decideCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			if now.IsZero() {
+				now = t0
+			}
+			tt.want.check(t, autoscale.Decide(&tt.st, now))
+		})
+	}
+}
+
+func TestDecideDemand(t *testing.T) {
+	elastic := scaling(dspool.Autoscale{Max: 10})
+	runCases(t, []decideCase{
+		{name: "one queued job scales an empty pool from zero",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{job(2000, 4*gib, 0)}},
+			want: want{add: 1, reason: "1 queued job needs 2 cpus and 4GiB and the pool has no node"}},
+		{name: "five 1-gpu jobs on busy 1-gpu nodes add five",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)},
+				Waiting: repeat(5, job(1000, gib, 1))},
+			want: want{add: 5, reason: "5 queued jobs need 1 gpu each and no node has one free"}},
+		{name: "jobs wanting more gpus than there are free say them",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", busy)},
+				Waiting: []autoscale.Demand{job(1000, gib, 1), job(2000, gib, 1)}},
+			want: want{add: 2, reason: "no node has them free"}},
+		{name: "max caps what demand adds",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 3}), Nodes: []autoscale.Node{ready("a", busy)},
+				Waiting: repeat(5, job(1000, gib, 1))},
+			want: want{add: 2, reason: "5 queued jobs", waiting: "pool gpu is at its max of 3 nodes", max: ptr(3)}},
+		{name: "a pool at its max adds nothing and says why the work waits",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 2}), Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)},
+				Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 0, waiting: "at its max of 2 nodes"}},
+		{name: "jobs that fit the free room of ready nodes add nothing",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a"), ready("b")},
+				Waiting: repeat(2, job(4000, 8*gib, 1))},
+			want: want{add: 0}},
+		{name: "cpu jobs fill the free room of several nodes before a new one",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", busy, freeCPUs(3000)), ready("b", busy, freeCPUs(2000))},
+				Waiting: repeat(3, job(1500, gib, 0))},
+			want: want{add: 0}},
+		{name: "cpu jobs beyond the free room add what they need",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", busy, freeCPUs(3000)), ready("b", busy, freeCPUs(2000))},
+				Waiting: repeat(8, job(1500, gib, 0))},
+			// 3 fit a and b; 5 more fit in one 8-cpu node.
+			want: want{add: 1, reason: "5 queued jobs need 1.5 cpus and 1GiB each and no node has room"}},
+		{name: "largest work is packed first",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{job(2000, gib, 0), job(2000, gib, 0), job(6000, gib, 0), job(6000, gib, 0)}},
+			want: want{add: 2}},
+		{name: "a provisioning node absorbs the work it fits",
+			st:   autoscale.State{Pool: elastic, Nodes: []autoscale.Node{provisioning("a")}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 0}},
+		{name: "a provisioning node absorbs only what fits it",
+			st:   autoscale.State{Pool: elastic, Nodes: []autoscale.Node{provisioning("a")}, Waiting: repeat(3, job(1000, gib, 1))},
+			want: want{add: 2, reason: "2 queued jobs need 1 gpu each"}},
+		{name: "waiting sessions add nodes like jobs",
+			st: autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", full)},
+				Waiting: repeat(2, session(1000, 2*gib))},
+			want: want{add: 1, reason: "2 sessions wait for 1 cpus and 2GiB each and no node has room"}},
+		{name: "one waiting session on an empty pool",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{session(1000, 2*gib)}},
+			want: want{add: 1, reason: "1 session waits for 1 cpus and 2GiB and the pool has no node"}},
+		{name: "sessions and jobs share new nodes",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{session(1000, 2*gib), job(4000, 8*gib, 1), session(1000, 2*gib)}},
+			want: want{add: 1, reason: "1 queued job needs 1 gpu, 2 sessions wait for 1 cpus and 2GiB each"}},
+		{name: "sessions fit the free room of a busy node",
+			st:   autoscale.State{Pool: elastic, Nodes: []autoscale.Node{ready("a", busy)}, Waiting: repeat(3, session(1000, 2*gib))},
+			want: want{add: 0}},
+		{name: "work that can never fit the node size adds nothing",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{job(1000, gib, 2), job(9000, gib, 0), job(1000, 64*gib, 0)}},
+			want: want{add: 0}},
+		{name: "work too big for the node does not hold back work that fits",
+			st:   autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{job(1000, gib, 2), job(1000, gib, 1)}},
+			want: want{add: 1, reason: "1 queued job needs 1 gpu and the pool has no node"}},
+		{name: "more than three kinds of work are summed up",
+			st: autoscale.State{Pool: elastic, Waiting: []autoscale.Demand{job(1000, gib, 0), job(2000, gib, 0), job(3000, gib, 0),
+				job(4000, gib, 0), job(5000, gib, 0)}},
+			want: want{add: 2, reason: "2 more kinds of work wait"}},
+		{name: "lost nodes are no room and not 'a node'",
+			st:   autoscale.State{Pool: elastic, Nodes: []autoscale.Node{node("a", dspool.NodeLost)}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 1, reason: "the pool has no node"}},
+	})
+}
+
+func TestDecideBounds(t *testing.T) {
+	officeHours := dspool.ScaleSchedule{Days: []string{"weekdays"}, From: "08:00", To: "18:00", Min: 3}
+	saturday := time.Date(2025, time.March, 8, 12, 0, 0, 0, time.UTC)
+	runCases(t, []decideCase{
+		{name: "min adds nodes to an empty pool",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 2, Max: 10})},
+			want: want{add: 2, reason: "min is 2", min: ptr(2), max: ptr(10)}},
+		{name: "min counts ready and provisioning nodes",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 2, Max: 10}), Nodes: []autoscale.Node{ready("a"), provisioning("b")}},
+			want: want{add: 0}},
+		{name: "gone nodes do not count for min",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 1, Max: 10}), Nodes: []autoscale.Node{node("a", dspool.NodeGone)}},
+			want: want{add: 1, reason: "min is 1"}},
+		{name: "a failed node is replaced to keep min",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 1, Max: 10}), Nodes: []autoscale.Node{node("a", dspool.NodeFailed)}},
+			want: want{add: 1, remove: []string{"a"}, removeWhy: "setup failed", reason: "min is 1"}},
+		{name: "an active schedule raises the floor and says so",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Min: 1, Max: 10, Schedules: []dspool.ScaleSchedule{officeHours}}),
+				Nodes: []autoscale.Node{ready("a")}},
+			want: want{add: 2, reason: "the schedule weekdays 08:00-18:00 UTC keeps at least 3", min: ptr(3)}},
+		{name: "an inactive schedule leaves the floor at min",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 1, Max: 10, Schedules: []dspool.ScaleSchedule{officeHours}})},
+			now:  saturday,
+			want: want{add: 1, reason: "min is 1", min: ptr(1)}},
+		{name: "a schedule below min does not lower it",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Min: 4, Max: 10, Schedules: []dspool.ScaleSchedule{officeHours}}),
+				Nodes: []autoscale.Node{ready("a")}},
+			want: want{add: 3, reason: "min is 4", min: ptr(4)}},
+		{name: "the highest active schedule sets the floor",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Schedules: []dspool.ScaleSchedule{
+				officeHours,
+				{Days: []string{"mon"}, From: "11:00", To: "13:00", Min: 5},
+				{Days: []string{"tue"}, From: "11:00", To: "13:00", Min: 7},
+			}})},
+			want: want{add: 5, reason: "the schedule mon 11:00-13:00 UTC keeps at least 5", min: ptr(5)}},
+		{name: "a schedule's max lowers the ceiling",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Schedules: []dspool.ScaleSchedule{
+				{Days: []string{"daily"}, From: "00:00", To: "24:00", Max: ptr(2)}}}),
+				Waiting: repeat(5, job(1000, gib, 1))},
+			want: want{add: 2, waiting: "at its max of 2 nodes", max: ptr(2)}},
+		{name: "a floor above another schedule's ceiling is cut to it",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Schedules: []dspool.ScaleSchedule{
+				officeHours, {Days: []string{"daily"}, From: "00:00", To: "24:00", Max: ptr(2)}}})},
+			want: want{add: 2, min: ptr(2), max: ptr(2)}},
+		{name: "a lowered ceiling adds nothing to a pool above it",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Schedules: []dspool.ScaleSchedule{
+				{Days: []string{"daily"}, From: "00:00", To: "24:00", Max: ptr(1)}}}),
+				Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 0, waiting: "at its max of 1 nodes"}},
+		{name: "warm spares add idle nodes beyond the work",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 2}), Nodes: []autoscale.Node{ready("a", busy)}},
+			want: want{add: 2, reason: "warm_spares keeps 2 idle node(s) ready and 0 is idle"}},
+		{name: "idle ready and provisioning nodes are warm spares",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 2}),
+				Nodes: []autoscale.Node{ready("a", busy), ready("b"), provisioning("c")}},
+			want: want{add: 0}},
+		{name: "an idle node that waiting work will use is no spare",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 1}),
+				Nodes: []autoscale.Node{ready("a")}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 1, reason: "warm_spares keeps 1"}},
+		{name: "warm spares come on top of what the work needs",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 1}), Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 2, reason: "1 queued job"}},
+		{name: "nodes the floor adds are warm spares",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 2, Max: 10, WarmSpares: 1})},
+			want: want{add: 2, reason: "min is 2"}},
+		{name: "max caps warm spares",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 2, WarmSpares: 2}), Nodes: []autoscale.Node{ready("a", busy)}},
+			want: want{add: 1, reason: "warm_spares"}},
+	})
+}
+
+func TestDecideRuleMetricsAndOperators(t *testing.T) {
+	// Every metric with every operator, at the threshold and either side
+	// of it: the rule acts exactly when the window's mean compares true.
+	for _, m := range autoscale.Metrics {
+		for _, c := range []struct {
+			op   string
+			v    float64
+			acts bool
+		}{
+			{">", 51, true}, {">", 50, false}, {">", 49, false},
+			{">=", 51, true}, {">=", 50, true}, {">=", 49, false},
+			{"<", 51, false}, {"<", 50, false}, {"<", 49, true},
+			{"<=", 51, false}, {"<=", 50, true}, {"<=", 49, true},
+		} {
+			t.Run(fmt.Sprintf("%s %s 50 at %v", m, c.op, c.v), func(t *testing.T) {
+				st := autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{rule(m, c.op, 50, dspool.ScaleOut, 2)}}),
+					Nodes: []autoscale.Node{ready("a", busy)}, History: flat(m, c.v, 10*time.Minute)}
+				w := want{}
+				if c.acts {
+					w = want{add: 2, fired: []int{0}, reason: fmt.Sprintf("%s %s 50 over 5m0s (it is %v)", m, c.op, c.v)}
+				}
+				w.check(t, autoscale.Decide(&st, t0))
+			})
+		}
+	}
+}
+
+func TestDecideRules(t *testing.T) {
+	hot := rule(dspool.MetricCPU, ">", 75, dspool.ScaleOut, 1)
+	pool := func(rules ...dspool.ScaleRule) *dspool.Pool { return scaling(dspool.Autoscale{Max: 10, Rules: rules}) }
+	one := []autoscale.Node{ready("a", busy)}
+	runCases(t, []decideCase{
+		{name: "a window the history does not cover yet does not act",
+			st:   autoscale.State{Pool: pool(hot), Nodes: one, History: flat(dspool.MetricCPU, 90, 4*time.Minute)},
+			want: want{}},
+		{name: "no history does not act",
+			st:   autoscale.State{Pool: pool(hot), Nodes: one},
+			want: want{}},
+		{name: "history that covers the window exactly acts",
+			st:   autoscale.State{Pool: pool(hot), Nodes: one, History: flat(dspool.MetricCPU, 90, 5*time.Minute)},
+			want: want{add: 1, fired: []int{0}, reason: "cpu_percent > 75 over 5m0s (it is 90)"}},
+		{name: "the mean over the window decides, not the last sample (high last)",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: series(dspool.MetricCPU, 10*time.Minute, func(at time.Time) float64 {
+				if at.Equal(t0) {
+					return 100
+				}
+				return 40
+			})},
+			want: want{}},
+		{name: "the mean over the window decides, not the last sample (low last)",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: series(dspool.MetricCPU, 10*time.Minute, func(at time.Time) float64 {
+				if at.Equal(t0) {
+					return 0
+				}
+				return 90
+			})},
+			// Ten samples in (t0-5m, t0]: nine of 90 and one of 0.
+			want: want{add: 1, fired: []int{0}, reason: "(it is 81)"}},
+		{name: "samples older than the window do not count",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: series(dspool.MetricCPU, 60*time.Minute, func(at time.Time) float64 {
+				if at.Before(t0.Add(-5 * time.Minute)) {
+					return 100
+				}
+				return 10
+			})},
+			want: want{}},
+		{name: "a sample after now does not count",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: append(flat(dspool.MetricCPU, 10, 10*time.Minute),
+				autoscale.Sample{At: t0.Add(time.Second), Values: [6]float64{100000}})},
+			want: want{}},
+		{name: "a rule's own window applies",
+			st: autoscale.State{Pool: pool(dspool.ScaleRule{Metric: dspool.MetricQueuedJobs, Operator: ">=", Threshold: 3, Window: dspool.Duration(time.Minute),
+				Action: dspool.ScaleOut}), Nodes: one,
+				History: series(dspool.MetricQueuedJobs, 10*time.Minute, func(at time.Time) float64 {
+					if at.After(t0.Add(-time.Minute)) {
+						return 3
+					}
+					return 0
+				})},
+			want: want{add: 1, fired: []int{0}, reason: "queued_jobs >= 3 over 1m0s (it is 3)"}},
+		{name: "a rule in its cooldown does not act",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: flat(dspool.MetricCPU, 90, 10*time.Minute),
+				Fired: []time.Time{t0.Add(-4 * time.Minute)}},
+			want: want{}},
+		{name: "a rule acts again once its cooldown is over",
+			st: autoscale.State{Pool: pool(hot), Nodes: one, History: flat(dspool.MetricCPU, 90, 10*time.Minute),
+				Fired: []time.Time{t0.Add(-5 * time.Minute)}},
+			want: want{add: 1, fired: []int{0}}},
+		{name: "Fired names the rule that acted by its index",
+			st: autoscale.State{Pool: pool(rule(dspool.MetricMemory, ">", 90, dspool.ScaleOut, 1), hot), Nodes: one,
+				History: flat(dspool.MetricCPU, 90, 10*time.Minute)},
+			want: want{add: 1, fired: []int{1}, reason: "cpu_percent"}},
+		{name: "the larger step of two rules that act wins",
+			st: autoscale.State{Pool: pool(hot, rule(dspool.MetricCPU, ">", 50, dspool.ScaleOut, 3)), Nodes: one,
+				History: flat(dspool.MetricCPU, 90, 10*time.Minute)},
+			want: want{add: 3, fired: []int{0, 1}, reason: "cpu_percent > 50"}},
+		{name: "a rule's step is capped by max",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 3, Rules: []dspool.ScaleRule{rule(dspool.MetricCPU, ">", 75, dspool.ScaleOut, 3)}}),
+				Nodes: one, History: flat(dspool.MetricCPU, 90, 10*time.Minute)},
+			want: want{add: 2, fired: []int{0}}},
+		{name: "a rule at max does not act and its cooldown does not start",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 1, Rules: []dspool.ScaleRule{hot}}),
+				Nodes: one, History: flat(dspool.MetricCPU, 90, 10*time.Minute)},
+			want: want{}},
+		{name: "a scale-out rule adds to an empty pool",
+			st: autoscale.State{Pool: pool(rule(dspool.MetricQueuedJobs, ">", 0, dspool.ScaleOut, 1)),
+				History: flat(dspool.MetricQueuedJobs, 1, 10*time.Minute)},
+			want: want{add: 1, fired: []int{0}}},
+	})
+}
+
+func TestDecideScaleIn(t *testing.T) {
+	idle := func(d time.Duration) func(*autoscale.Node) { return idleFor(d) }
+	long := idle(11 * time.Minute)
+	cool := rule(dspool.MetricCPU, "<", 20, dspool.ScaleIn, 2)
+	coolHistory := flat(dspool.MetricCPU, 5, 10*time.Minute)
+	// a was created first, c last; b has been idle the longest.
+	abc := []autoscale.Node{
+		ready("a", created(3*time.Hour), idle(20*time.Minute)),
+		ready("b", created(2*time.Hour), idle(30*time.Minute)),
+		ready("c", created(1*time.Hour), idle(15*time.Minute)),
+	}
+	policy := func(p string) *dspool.Pool { return scaling(dspool.Autoscale{Min: 2, Max: 10, ScaleInPolicy: p}) }
+	runCases(t, []decideCase{
+		{name: "nodes idle past idle_timeout go",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{ready("a", long), ready("b", long)}},
+			want: want{remove: []string{"a", "b"}, removeWhy: "idle for 11m0s (idle_timeout 10m0s)"}},
+		{name: "a node idle exactly idle_timeout goes",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{ready("a", idle(10*time.Minute))}},
+			want: want{remove: []string{"a"}}},
+		{name: "nodes idle less than idle_timeout stay",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{ready("a", idle(9*time.Minute))}},
+			want: want{}},
+		{name: "the pool's own idle_timeout applies",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, IdleTimeout: dspool.Duration(time.Hour)}),
+				Nodes: []autoscale.Node{ready("a", long), ready("b", idle(2*time.Hour))}},
+			want: want{remove: []string{"b"}, removeWhy: "idle_timeout 1h0m0s"}},
+		{name: "scale-in stops at min",
+			st:   autoscale.State{Pool: policy(""), Nodes: abc},
+			want: want{remove: []string{"b"}}},
+		{name: "scale-in counts busy nodes toward min",
+			st: autoscale.State{Pool: policy(""),
+				Nodes: []autoscale.Node{ready("a", busy), ready("b", long), ready("c", long)}},
+			want: want{remove: []string{"b"}}},
+		{name: "scale-in keeps the warm spares",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 1}),
+				Nodes: []autoscale.Node{ready("a", long), ready("b", long), ready("c", long)}},
+			want: want{remove: []string{"a", "b"}}},
+		{name: "lost and draining nodes are no warm spares",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 1}),
+				Nodes: []autoscale.Node{ready("a", idle(time.Hour)), node("b", dspool.NodeLost, long), node("c", dspool.NodeDraining, long)}},
+			want: want{remove: []string{"b", "c"}}},
+		{name: "lru removes the node idle the longest",
+			st:   autoscale.State{Pool: policy(dspool.ScaleInLRU), Nodes: abc},
+			want: want{remove: []string{"b"}}},
+		{name: "oldest removes the node created first",
+			st:   autoscale.State{Pool: policy(dspool.ScaleInOldest), Nodes: abc},
+			want: want{remove: []string{"a"}}},
+		{name: "newest removes the node created last",
+			st:   autoscale.State{Pool: policy(dspool.ScaleInNewest), Nodes: abc},
+			want: want{remove: []string{"c"}}},
+		{name: "lru ties go by name",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Min: 1, Max: 10}),
+				Nodes: []autoscale.Node{ready("b", long), ready("a", long)}},
+			want: want{remove: []string{"a"}}},
+		{name: "a node with an attempt or a session is never removed",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{ready("a", busy, idle(time.Hour)), ready("b", sessions(1), idle(time.Hour)),
+					node("c", dspool.NodeLost, busy, idle(time.Hour)), node("d", dspool.NodeDraining, sessions(2), idle(time.Hour)),
+					node("e", dspool.NodeFailed, busy)}},
+			want: want{}},
+		{name: "an idle node that waiting work would use is not removed",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{ready("a", idle(time.Hour))}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{}},
+		{name: "only the idle nodes waiting work does not use go",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{ready("a", long), ready("b", long)}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{remove: []string{"b"}}},
+		{name: "nothing is removed while nodes are added",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Min: 3, Max: 10}),
+				Nodes: []autoscale.Node{ready("a", long), ready("b", busy)}},
+			want: want{add: 1, reason: "min is 3"}},
+		{name: "a node whose setup failed is removed",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{node("a", dspool.NodeFailed)}},
+			want: want{remove: []string{"a"}, removeWhy: "its setup failed (`dspool node show a` has the output)"}},
+		{name: "a node not ready within boot_timeout is removed",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{provisioning("a", created(10*time.Minute)), provisioning("b", created(9*time.Minute))}},
+			want: want{remove: []string{"a"}, removeWhy: "not ready 10m0s after it was added (boot_timeout)"}},
+		{name: "a node that timed out booting is replaced for the work it would have taken",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{provisioning("a", created(time.Hour))}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 1, remove: []string{"a"}, reason: "the pool has no node"}},
+		{name: "a failed node does not count toward max",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 1}),
+				Nodes: []autoscale.Node{node("a", dspool.NodeFailed)}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
+			want: want{add: 1, remove: []string{"a"}}},
+		{name: "a lost idle node goes after idle_timeout",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{node("a", dspool.NodeLost, long), node("b", dspool.NodeLost, idle(5*time.Minute))}},
+			want: want{remove: []string{"a"}, removeWhy: "lost for 11m0s (idle_timeout 10m0s)"}},
+		{name: "a drained idle node goes at once",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{node("a", dspool.NodeDraining)}},
+			want: want{remove: []string{"a"}, removeWhy: "it was drained"}},
+		{name: "a scale-in rule removes its step of idle nodes",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a"), ready("b"), ready("c"), ready("d")}, History: coolHistory},
+			want: want{remove: []string{"a", "b"}, fired: []int{0}, removeWhy: "cpu_percent < 20 over 5m0s (it is 5)"}},
+		{name: "a scale-in rule removes on top of idle_timeout",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a", long), ready("b"), ready("c"), ready("d")}, History: coolHistory},
+			want: want{remove: []string{"a", "b", "c"}, fired: []int{0}}},
+		{name: "a scale-in rule stops at min",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Min: 3, Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a"), ready("b"), ready("c"), ready("d")}, History: coolHistory},
+			want: want{remove: []string{"a"}, fired: []int{0}}},
+		{name: "a scale-in rule keeps warm spares",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 2, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a"), ready("b"), ready("c")}, History: coolHistory},
+			want: want{remove: []string{"a"}, fired: []int{0}}},
+		{name: "a scale-in rule takes only idle nodes",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a", busy), ready("b"), ready("c", sessions(1))}, History: coolHistory},
+			want: want{remove: []string{"b"}, fired: []int{0}}},
+		{name: "a scale-in rule with no idle node to take does not fire",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a", busy)}, History: coolHistory},
+			want: want{}},
+		{name: "a scale-in rule in its cooldown does not act",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{cool}}),
+				Nodes: []autoscale.Node{ready("a"), ready("b")}, History: coolHistory, Fired: []time.Time{t0.Add(-time.Minute)}},
+			want: want{}},
+		{name: "a scale-in rule follows the scale-in policy",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, ScaleInPolicy: dspool.ScaleInNewest,
+				Rules: []dspool.ScaleRule{rule(dspool.MetricCPU, "<", 20, dspool.ScaleIn, 1)}}), History: coolHistory,
+				Nodes: []autoscale.Node{ready("a", created(3*time.Hour)), ready("c", created(time.Hour)), ready("b", created(2*time.Hour))}},
+			want: want{remove: []string{"c"}, fired: []int{0}}},
+	})
+}
+
+func TestDecideBackoff(t *testing.T) {
+	hot := rule(dspool.MetricCPU, ">", 75, dspool.ScaleOut, 1)
+	runCases(t, []decideCase{
+		{name: "backoff blocks adding and says why the work waits",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Waiting: []autoscale.Demand{job(1000, gib, 1)},
+				Backoff: t0.Add(30 * time.Second), BackoffReason: "quota exceeded"},
+			want: want{waiting: "adding nodes to pool gpu failed (quota exceeded); trying again in 30s", reason: "1 queued job"}},
+		{name: "backoff blocks the floor",
+			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Min: 2, Max: 10}), Backoff: t0.Add(time.Minute), BackoffReason: "x"},
+			want: want{waiting: "trying again in 1m0s", reason: "min is 2"}},
+		{name: "a rule blocked by backoff does not start its cooldown",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Rules: []dspool.ScaleRule{hot}}), Nodes: []autoscale.Node{ready("a", busy)},
+				History: flat(dspool.MetricCPU, 90, 10*time.Minute), Backoff: t0.Add(time.Minute), BackoffReason: "x"},
+			want: want{waiting: "trying again in 1m0s", reason: "cpu_percent"}},
+		{name: "a backoff that is over does not block",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Waiting: []autoscale.Demand{job(1000, gib, 1)},
+				Backoff: t0, BackoffReason: "quota exceeded"},
+			want: want{add: 1, reason: "1 queued job"}},
+		{name: "backoff does not stop removing failed nodes",
+			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{node("a", dspool.NodeFailed)},
+				Waiting: []autoscale.Demand{job(1000, gib, 1)}, Backoff: t0.Add(time.Minute), BackoffReason: "x"},
+			want: want{remove: []string{"a"}, waiting: "failed (x)", reason: "1 queued job"}},
+	})
+}
+
+func TestDecideFixedPool(t *testing.T) {
+	long := idleFor(time.Hour)
+	runCases(t, []decideCase{
+		{name: "a fixed pool is filled to its count",
+			st:   autoscale.State{Pool: fixed(3)},
+			want: want{add: 3, reason: "pool gpu keeps 3 nodes", min: ptr(3), max: ptr(3)}},
+		{name: "a fixed pool keeps its count however long they idle",
+			st:   autoscale.State{Pool: fixed(3), Nodes: []autoscale.Node{ready("a", long), ready("b", long), ready("c", long)}},
+			want: want{}},
+		{name: "a fixed pool sheds idle nodes above its count at once",
+			st:   autoscale.State{Pool: fixed(2), Nodes: []autoscale.Node{ready("a"), ready("b"), ready("c"), ready("d")}},
+			want: want{remove: []string{"a", "b"}, removeWhy: "pool gpu keeps 2 nodes"}},
+		{name: "a fixed pool sheds only idle surplus",
+			st:   autoscale.State{Pool: fixed(2), Nodes: []autoscale.Node{ready("a", busy), ready("b", busy), ready("c", busy), ready("d")}},
+			want: want{remove: []string{"d"}}},
+		{name: "a fixed pool does not grow for work",
+			st: autoscale.State{Pool: fixed(2), Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)},
+				Waiting: repeat(3, job(1000, gib, 1))},
+			want: want{waiting: "pool gpu is at its max of 2 nodes"}},
+		{name: "a fixed pool replaces a failed node",
+			st:   autoscale.State{Pool: fixed(1), Nodes: []autoscale.Node{node("a", dspool.NodeFailed)}},
+			want: want{add: 1, remove: []string{"a"}, reason: "pool gpu keeps 1 nodes"}},
+		{name: "a fixed pool of zero removes its idle nodes",
+			st:   autoscale.State{Pool: fixed(0), Nodes: []autoscale.Node{ready("a"), ready("b", busy)}},
+			want: want{remove: []string{"a"}}},
+	})
+}
+
+func TestMeasure(t *testing.T) {
+	st := autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}), Nodes: []autoscale.Node{
+		ready("a", func(n *autoscale.Node) { n.Load1, n.MemUsed, n.GPUsHeld, n.Sessions = 8, 16*gib, 1, 3 }),
+		ready("b", func(n *autoscale.Node) { n.Load1, n.MemUsed, n.Sessions = 4, 8*gib, 1 }),
+		provisioning("c", func(n *autoscale.Node) { n.Load1, n.MemUsed, n.Sessions = 100, 32*gib, 9 }),
+		node("d", dspool.NodeLost, func(n *autoscale.Node) { n.Load1 = 100 }),
+	}, Waiting: []autoscale.Demand{job(1000, gib, 0), job(1000, gib, 0), session(1000, gib)}}
+	got := autoscale.Measure(&st, t0)
+	want := autoscale.Sample{At: t0, Values: [6]float64{75, 37.5, 50, 2, 1, 2}}
+	if got != want {
+		t.Errorf("Measure = %+v, want %+v", got, want)
+	}
+	overloaded := autoscale.State{Pool: st.Pool, Nodes: []autoscale.Node{ready("a", func(n *autoscale.Node) { n.Load1 = 64 })}}
+	if got := autoscale.Measure(&overloaded, t0).Values[0]; got != 100 {
+		t.Errorf("cpu_percent of a node loaded 8x = %v, want 100", got)
+	}
+	if got := autoscale.Measure(&autoscale.State{Pool: st.Pool}, t0); got != (autoscale.Sample{At: t0}) {
+		t.Errorf("Measure of an empty pool = %+v, want zeros", got)
+	}
+}
+
+// TestDecideInvariants decides many random states and checks what must
+// hold whatever the state.
+func TestDecideInvariants(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 0x5ca1e))
+		for i := range 500 {
+			st, now := randomState(r)
+			before := cloneState(st)
+			d := autoscale.Decide(st, now)
+			if !reflect.DeepEqual(st, before) {
+				t.Fatalf("seed %d state %d: Decide modified its input", seed, i)
+			}
+			if err := checkInvariants(st, now, d); err != nil {
+				t.Fatalf("seed %d state %d: %v\nstate: %s\ndecision: %+v", seed, i, err, dump(st, now), d)
+			}
+			shuffled := cloneState(st)
+			r.Shuffle(len(shuffled.Nodes), func(i, j int) { shuffled.Nodes[i], shuffled.Nodes[j] = shuffled.Nodes[j], shuffled.Nodes[i] })
+			if got, want := canonical(autoscale.Decide(shuffled, now)), canonical(d); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d state %d: with the nodes in another order got %+v, want %+v\nstate: %s", seed, i, got, want, dump(st, now))
+			}
+		}
+	}
+}
+
+func TestDecideIsDeterministic(t *testing.T) {
+	tests := []struct {
+		name   string
+		st     *autoscale.State
+		add    int
+		remove int
+	}{
+		// Which of two idle nodes a waiting job lands on, and so which one
+		// goes, must not depend on the order the caller lists them in.
+		{"idle nodes either of which work could use",
+			&autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes:   []autoscale.Node{ready("a", idleFor(time.Hour)), ready("b", idleFor(time.Hour)), ready("c", busy)},
+				Waiting: []autoscale.Demand{job(1000, gib, 1)}}, 0, 1},
+		{"mixed nodes and work",
+			&autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10}),
+				Nodes: []autoscale.Node{ready("a", idleFor(time.Hour)), ready("b", idleFor(time.Hour)), ready("c", busy),
+					ready("d", busy, freeCPUs(1000)), provisioning("e"), node("f", dspool.NodeLost, idleFor(time.Hour)),
+					node("g", dspool.NodeFailed)},
+				Waiting: []autoscale.Demand{job(1000, gib, 1), session(1000, gib), job(1000, gib, 0), job(4000, gib, 1),
+					job(4000, gib, 1), job(4000, gib, 1), job(7000, gib, 0), session(1000, gib)}}, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := canonical(autoscale.Decide(tt.st, t0))
+			if want.Add != tt.add || len(want.Remove) != tt.remove {
+				t.Fatalf("got %+v, want %d added and %d removed", want, tt.add, tt.remove)
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			for range 50 {
+				c := cloneState(tt.st)
+				r.Shuffle(len(c.Nodes), func(i, j int) { c.Nodes[i], c.Nodes[j] = c.Nodes[j], c.Nodes[i] })
+				if got := canonical(autoscale.Decide(c, t0)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("nodes %v: got %+v, want %+v", names(c.Nodes), got, want)
+				}
+				// Equal work of different kinds may swap places in
+				// AddReason when the work is listed in another order;
+				// what is done must not change.
+				r.Shuffle(len(c.Waiting), func(i, j int) { c.Waiting[i], c.Waiting[j] = c.Waiting[j], c.Waiting[i] })
+				got := canonical(autoscale.Decide(c, t0))
+				got.AddReason = want.AddReason
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("nodes %v waiting %v: got %+v, want %+v", names(c.Nodes), c.Waiting, got, want)
+				}
+			}
+		})
+	}
+}
+
+func names(ns []autoscale.Node) []string {
+	var s []string
+	for _, n := range ns {
+		s = append(s, n.Name)
+	}
+	return s
+}
+
+// canonical is d with its removals sorted, for comparing decisions as sets.
+func canonical(d autoscale.Decision) autoscale.Decision {
+	d.Remove = slices.Clone(d.Remove)
+	slices.SortFunc(d.Remove, func(a, b autoscale.Removal) int { return strings.Compare(a.ID, b.ID) })
+	return d
+}
+
+// checkInvariants returns what d breaks of what must hold for any state.
+func checkInvariants(st *autoscale.State, now time.Time, d autoscale.Decision) error {
+	pol := autoscale.Policy(st.Pool)
+	byID := map[string]*autoscale.Node{}
+	for i := range st.Nodes {
+		byID[st.Nodes[i].ID] = &st.Nodes[i]
+	}
+	// cleanup: failed nodes and nodes that timed out booting, which go
+	// whatever the pool's size.
+	cleanup := func(n *autoscale.Node) bool {
+		return n.State == dspool.NodeFailed && n.Idle() ||
+			n.State == dspool.NodeProvisioning && now.Sub(n.Created) >= time.Duration(pol.BootTimeout)
+	}
+	live := 0
+	for i := range st.Nodes {
+		if n := &st.Nodes[i]; n.State != dspool.NodeGone && !cleanup(n) {
+			live++
+		}
+	}
+	removed := map[string]bool{}
+	scaleIn, readyGone := 0, false
+	for _, r := range d.Remove {
+		n, ok := byID[r.ID]
+		switch {
+		case !ok:
+			return fmt.Errorf("removes %s, which is no node of the pool", r.ID)
+		case removed[r.ID]:
+			return fmt.Errorf("removes %s twice", r.ID)
+		case !n.Idle():
+			return fmt.Errorf("removes %s, which has %d attempts and %d sessions", n.Name, n.Attempts, n.Sessions)
+		case n.State == dspool.NodeGone:
+			return fmt.Errorf("removes %s, which is gone", n.Name)
+		case r.Reason == "":
+			return fmt.Errorf("removes %s without a reason", n.Name)
+		}
+		removed[r.ID] = true
+		if !cleanup(n) {
+			scaleIn++
+			readyGone = readyGone || n.State == dspool.NodeReady
+			if d.Add > 0 {
+				return fmt.Errorf("adds %d nodes and removes %s (%s)", d.Add, n.Name, r.Reason)
+			}
+		}
+	}
+	if d.Add < 0 {
+		return fmt.Errorf("Add is %d", d.Add)
+	}
+	if d.Add > 0 && live+d.Add > d.Max {
+		return fmt.Errorf("adds %d to %d live nodes, above max %d", d.Add, live, d.Max)
+	}
+	if d.Add > 0 && now.Before(st.Backoff) {
+		return fmt.Errorf("adds %d during a backoff", d.Add)
+	}
+	if d.Add > 0 && d.AddReason == "" {
+		return fmt.Errorf("adds %d without a reason", d.Add)
+	}
+	if scaleIn > 0 && live-scaleIn < d.Min {
+		return fmt.Errorf("removes %d of %d live nodes, below min %d", scaleIn, live, d.Min)
+	}
+	if d.Min > d.Max || d.Max > pol.Max || d.Min < 0 {
+		return fmt.Errorf("bounds %d..%d for a policy of %d..%d", d.Min, d.Max, pol.Min, pol.Max)
+	}
+	if readyGone {
+		// A ready node goes only while as many idle ready ones as the warm
+		// spares stay.
+		spares := 0
+		for i := range st.Nodes {
+			if n := &st.Nodes[i]; n.State == dspool.NodeReady && n.Idle() && !removed[n.ID] {
+				spares++
+			}
+		}
+		if spares < pol.WarmSpares {
+			return fmt.Errorf("scale-in leaves %d idle ready nodes, fewer than warm_spares %d", spares, pol.WarmSpares)
+		}
+	}
+	for _, i := range d.Fired {
+		if i < 0 || i >= len(pol.Rules) {
+			return fmt.Errorf("Fired names rule %d of %d", i, len(pol.Rules))
+		}
+		if i < len(st.Fired) && !st.Fired[i].IsZero() && now.Sub(st.Fired[i]) < time.Duration(pol.Rules[i].Cooldown) {
+			return fmt.Errorf("rule %d fired in its cooldown", i)
+		}
+	}
+	return nil
+}
+
+var (
+	states  = []dspool.NodeState{dspool.NodeProvisioning, dspool.NodeReady, dspool.NodeReady, dspool.NodeReady, dspool.NodeDraining, dspool.NodeLost, dspool.NodeFailed, dspool.NodeGone}
+	ops     = []string{">", ">=", "<", "<="}
+	dayOpts = [][]string{{"weekdays"}, {"weekends"}, {"daily"}, {"mon", "fri"}, {"sun"}}
+)
+
+// randomState returns a valid pool with random nodes, work, history and
+// rule firings, and a moment in the week after t0 to decide at.
+func randomState(r *rand.Rand) (*autoscale.State, time.Time) {
+	now := t0.Add(time.Duration(r.IntN(7*24*60)) * time.Minute)
+	minutes := func(lo, hi int) time.Duration { return time.Duration(lo+r.IntN(hi-lo+1)) * time.Minute }
+	var p *dspool.Pool
+	if r.IntN(5) == 0 {
+		p = fixed(r.IntN(6))
+	} else {
+		a := dspool.Autoscale{Max: 1 + r.IntN(12), IdleTimeout: dspool.Duration(minutes(1, 20)), BootTimeout: dspool.Duration(minutes(1, 20)),
+			ScaleInPolicy: []string{"", dspool.ScaleInLRU, dspool.ScaleInOldest, dspool.ScaleInNewest}[r.IntN(4)]}
+		a.Min = r.IntN(a.Max + 1)
+		a.WarmSpares = r.IntN(min(3, a.Max) + 1)
+		for range r.IntN(4) {
+			m := autoscale.Metrics[r.IntN(len(autoscale.Metrics))]
+			th := float64(r.IntN(101))
+			if !strings.HasSuffix(m, "_percent") {
+				th = float64(r.IntN(6))
+			}
+			a.Rules = append(a.Rules, dspool.ScaleRule{Metric: m, Operator: ops[r.IntN(4)], Threshold: th, Window: dspool.Duration(minutes(1, 10)),
+				Action: []string{dspool.ScaleOut, dspool.ScaleIn}[r.IntN(2)], Step: 1 + r.IntN(a.Max), Cooldown: dspool.Duration(minutes(1, 10))})
+		}
+		for range r.IntN(3) {
+			from := r.IntN(24)
+			to := (from + 1 + r.IntN(23)) % 24
+			s := dspool.ScaleSchedule{Days: slices.Clone(dayOpts[r.IntN(len(dayOpts))]), From: fmt.Sprintf("%02d:00", from), To: fmt.Sprintf("%02d:00", to),
+				Timezone: []string{"", "Europe/Lisbon", "America/New_York"}[r.IntN(3)], Min: r.IntN(a.Max + 1)}
+			if r.IntN(2) == 0 {
+				s.Max = ptr(s.Min + r.IntN(a.Max-s.Min+1))
+			}
+			a.Schedules = append(a.Schedules, s)
+		}
+		p = scaling(a)
+	}
+	st := &autoscale.State{Pool: p}
+	for i := range r.IntN(16) {
+		n := autoscale.Node{ID: fmt.Sprintf("id%02d", i), Name: fmt.Sprintf("n%02d", i), State: states[r.IntN(len(states))],
+			Created: now.Add(-minutes(0, 180))}
+		n.IdleSince = n.Created.Add(time.Duration(r.Int64N(int64(now.Sub(n.Created)) + 1)))
+		// A provisioning node has no work yet; a node of any other state may.
+		if n.State != dspool.NodeProvisioning && r.IntN(2) == 0 {
+			n.Attempts = r.IntN(3)
+			n.Sessions = r.IntN(3)
+		}
+		n.FreeCPUs, n.FreeMem, n.FreeGPUs = size.CPUs, size.Memory, size.GPUs
+		if !n.Idle() {
+			n.FreeCPUs = dspool.MilliCPU(r.Int64N(int64(size.CPUs) + 1))
+			n.FreeMem = dspool.Bytes(r.Int64N(int64(size.Memory) + 1))
+			n.FreeGPUs = r.IntN(size.GPUs + 1)
+		}
+		n.Load1, n.MemUsed, n.GPUsHeld = r.Float64()*10, dspool.Bytes(r.Int64N(int64(size.Memory))), r.IntN(2)
+		st.Nodes = append(st.Nodes, n)
+	}
+	for range r.IntN(12) {
+		d := autoscale.Demand{Kind: autoscale.KindJob, CPUs: dspool.MilliCPU(500 * (1 + r.IntN(20))), Memory: gib * dspool.Bytes(1+r.IntN(40)),
+			GPUs: r.IntN(3), Since: now.Add(-minutes(0, 30))}
+		if r.IntN(3) == 0 {
+			d.Kind, d.GPUs = autoscale.KindSession, 0
+		}
+		st.Waiting = append(st.Waiting, d)
+	}
+	at := now.Add(-minutes(0, 15))
+	for range r.IntN(60) {
+		s := autoscale.Sample{At: at}
+		for m := range s.Values {
+			s.Values[m] = float64(r.IntN(101))
+			if m >= 3 {
+				s.Values[m] = float64(r.IntN(6))
+			}
+		}
+		st.History = append(st.History, s)
+		at = at.Add(time.Duration(r.IntN(40)) * time.Second)
+	}
+	if p.Autoscale != nil {
+		for range p.Autoscale.Rules {
+			var f time.Time
+			if r.IntN(2) == 0 {
+				f = now.Add(-minutes(0, 15))
+			}
+			st.Fired = append(st.Fired, f)
+		}
+	}
+	if r.IntN(5) == 0 {
+		st.Backoff, st.BackoffReason = now.Add(minutes(-2, 5)), "provider refused"
+	}
+	return st, now
+}
+
+func cloneState(st *autoscale.State) *autoscale.State {
+	c := *st
+	p := *st.Pool
+	if st.Pool.Autoscale != nil {
+		a := *st.Pool.Autoscale
+		a.Rules = slices.Clone(a.Rules)
+		a.Schedules = slices.Clone(a.Schedules)
+		for i := range a.Schedules {
+			a.Schedules[i].Days = slices.Clone(a.Schedules[i].Days)
+			if m := a.Schedules[i].Max; m != nil {
+				a.Schedules[i].Max = ptr(*m)
+			}
+		}
+		p.Autoscale = &a
+	}
+	p.Work = slices.Clone(p.Work)
+	c.Pool = &p
+	c.Nodes = slices.Clone(st.Nodes)
+	c.Waiting = slices.Clone(st.Waiting)
+	c.History = slices.Clone(st.History)
+	c.Fired = slices.Clone(st.Fired)
+	return &c
+}
+
+func dump(st *autoscale.State, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "now %s backoff %s\npool count %d autoscale %+v\n", now, st.Backoff, st.Pool.Count, st.Pool.Autoscale)
+	for _, n := range st.Nodes {
+		fmt.Fprintf(&b, "  node %s %s created %s idle since %s attempts %d sessions %d free %s/%s/%d\n", n.Name, n.State,
+			now.Sub(n.Created), now.Sub(n.IdleSince), n.Attempts, n.Sessions, n.FreeCPUs, n.FreeMem, n.FreeGPUs)
+	}
+	for _, w := range st.Waiting {
+		fmt.Fprintf(&b, "  waiting %s %s/%s/%d\n", w.Kind, w.CPUs, w.Memory, w.GPUs)
+	}
+	fmt.Fprintf(&b, "  fired %v, %d samples\n", st.Fired, len(st.History))
+	return b.String()
+}
+
+// benchState is a busy pool: nodes of which some are idle, work waiting,
+// history at 10s intervals, rules and a schedule in a local time zone.
+func benchState(nodes, waiting, samples int, tz string, r *rand.Rand) *autoscale.State {
+	p := scaling(dspool.Autoscale{Min: 2, Max: 2 * nodes, WarmSpares: 2, Rules: []dspool.ScaleRule{
+		rule(dspool.MetricCPU, ">", 75, dspool.ScaleOut, 2),
+		rule(dspool.MetricCPU, "<", 20, dspool.ScaleIn, 1),
+		rule(dspool.MetricQueuedJobs, ">=", 10, dspool.ScaleOut, 4),
+	}, Schedules: []dspool.ScaleSchedule{{Days: []string{"weekdays"}, From: "08:00", To: "19:00", Timezone: tz, Min: 4}}})
+	st := &autoscale.State{Pool: p, Fired: make([]time.Time, 3)}
+	for i := range nodes {
+		n := ready(fmt.Sprintf("n%03d", i), created(time.Duration(i)*time.Minute), idleFor(time.Duration(r.IntN(30))*time.Minute))
+		if r.IntN(4) != 0 {
+			busy(&n)
+			n.FreeCPUs = dspool.MilliCPU(r.IntN(8) * 1000)
+		}
+		n.Load1 = r.Float64() * 8
+		st.Nodes = append(st.Nodes, n)
+	}
+	for range waiting {
+		st.Waiting = append(st.Waiting, job(dspool.MilliCPU(500*(1+r.IntN(8))), gib*dspool.Bytes(1+r.IntN(16)), r.IntN(2)))
+	}
+	for i := range samples {
+		s := autoscale.Sample{At: t0.Add(-time.Duration(samples-1-i) * 10 * time.Second)}
+		for m := range s.Values {
+			s.Values[m] = float64(r.IntN(100))
+		}
+		st.History = append(st.History, s)
+	}
+	return st
+}
+
+// BenchmarkDecide decides one pool of 50 nodes with 200 waiting jobs and
+// 300 samples of history.
+func BenchmarkDecide(b *testing.B) {
+	st := benchState(50, 200, 300, "UTC", rand.New(rand.NewPCG(1, 1)))
+	b.ReportAllocs()
+	for b.Loop() {
+		autoscale.Decide(st, t0)
+	}
+}
+
+// BenchmarkDecide1000Pools decides 1,000 typical pools (10 nodes, 5
+// waiting jobs, 30 minutes of history at 10s, three rules and a schedule)
+// per iteration; the target is 10ms for the 1,000. The schedule's time
+// zone is a sub-benchmark: any zone but UTC is loaded from the zone
+// database at every decision.
+func BenchmarkDecide1000Pools(b *testing.B) {
+	for _, tz := range []string{"UTC", "Europe/Lisbon"} {
+		b.Run(strings.ReplaceAll(tz, "/", "_"), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(2, 2))
+			pools := make([]*autoscale.State, 1000)
+			for i := range pools {
+				pools[i] = benchState(10, 5, 180, tz, r)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, st := range pools {
+					autoscale.Decide(st, t0)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/1000pools")
+		})
+	}
+}
