@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -267,7 +268,7 @@ func (s *ScaleSchedule) normalize(prefix string, a *Autoscale) error {
 	if s.Timezone == "" {
 		s.Timezone = "UTC"
 	}
-	if _, err := time.LoadLocation(s.Timezone); err != nil || strings.Contains(s.Timezone, "..") {
+	if _, err := location(s.Timezone); err != nil || strings.Contains(s.Timezone, "..") {
 		return Invalid(prefix+"timezone", "%s is not a time zone: give an IANA name such as Europe/Lisbon or UTC", quote(s.Timezone))
 	}
 	if s.Min < 0 || s.Min > a.Max {
@@ -277,6 +278,21 @@ func (s *ScaleSchedule) normalize(prefix string, a *Autoscale) error {
 		return Invalid(prefix+"max", "must be between this schedule's min (%d) and the pool's max (%d)", s.Min, a.Max)
 	}
 	return nil
+}
+
+// locations caches loaded time zones: loading one reads the zone database.
+var locations sync.Map // name -> *time.Location
+
+func location(name string) (*time.Location, error) {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	locations.Store(name, l)
+	return l, nil
 }
 
 // clock parses "HH:MM" (00:00 to 24:00) into minutes after midnight.
@@ -293,7 +309,7 @@ func clock(s string) (int, error) {
 // Active reports whether the schedule's window contains t. The schedule
 // must have been normalized.
 func (s *ScaleSchedule) Active(t time.Time) bool {
-	loc, err := time.LoadLocation(s.Timezone)
+	loc, err := location(s.Timezone)
 	if err != nil {
 		return false
 	}

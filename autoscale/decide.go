@@ -243,7 +243,7 @@ func Decide(st *State, now time.Time) Decision {
 	pol := Policy(st.Pool)
 	lo, hi, floorWhy := Bounds(pol, now)
 	if st.Pool.Autoscale == nil {
-		floorWhy = fmt.Sprintf("pool %s keeps %d nodes", st.Pool.Name, st.Pool.Count)
+		floorWhy = fmt.Sprintf("pool %s keeps %s", st.Pool.Name, plural(st.Pool.Count, "node", "nodes"))
 	}
 	d := Decision{Min: lo, Max: hi}
 	size := st.Pool.Node
@@ -261,7 +261,7 @@ func Decide(st *State, now time.Time) Decision {
 			d.Remove = append(d.Remove, Removal{n.ID, n.Name, "its setup failed (`dspool node show " + n.Name + "` has the output)"})
 			gone[i] = true
 			continue
-		case n.State == dspool.NodeProvisioning && now.Sub(n.Created) >= time.Duration(pol.BootTimeout):
+		case n.State == dspool.NodeProvisioning && n.Idle() && now.Sub(n.Created) >= time.Duration(pol.BootTimeout):
 			d.Remove = append(d.Remove, Removal{n.ID, n.Name, fmt.Sprintf("not ready %s after it was added (boot_timeout)", time.Duration(pol.BootTimeout))})
 			gone[i] = true
 			continue
@@ -306,10 +306,12 @@ func Decide(st *State, now time.Time) Decision {
 	existing := len(bins)
 	used := make([]bool, len(st.Nodes)) // nodes that waiting work will use
 	var unplaced []*Demand              // work that needs a new node
+	tooBig := 0                         // work no node of the pool can hold
 	for _, i := range order {
 		w := &st.Waiting[i]
 		if w.CPUs > size.CPUs || w.Memory > size.Memory || w.GPUs > size.GPUs {
-			continue // can never run here; refused at submit unless the pool shrank since
+			tooBig++ // refused at submit, unless the pool's nodes shrank since
+			continue
 		}
 		b := 0
 		for b < len(bins) && !bins[b].take(w) {
@@ -388,6 +390,11 @@ func Decide(st *State, now time.Time) Decision {
 		add = 0
 		d.Fired = nil // the scale-out rules did not act: their cooldown does not start
 	}
+	if tooBig > 0 && d.Waiting == "" {
+		what := plural(tooBig, "waiting job or session needs", "waiting jobs or sessions need")
+		d.Waiting = fmt.Sprintf("%s more than a node of pool %s has (%s %s, %s, %s): it can run only once the pool's nodes are made bigger",
+			what, st.Pool.Name, size.CPUs, cpuWord(size.CPUs), size.Memory, plural(size.GPUs, "gpu", "gpus"))
+	}
 	d.Add = add
 	if add > 0 {
 		return d
@@ -452,7 +459,7 @@ func Decide(st *State, now time.Time) Decision {
 		}
 		switch {
 		case st.Pool.Autoscale == nil:
-			remove(i, fmt.Sprintf("pool %s keeps %d nodes", st.Pool.Name, st.Pool.Count))
+			remove(i, fmt.Sprintf("pool %s keeps %s", st.Pool.Name, plural(st.Pool.Count, "node", "nodes")))
 		case n.State == dspool.NodeDraining:
 			remove(i, "it was drained")
 		case now.Sub(n.IdleSince) >= time.Duration(pol.IdleTimeout):
@@ -553,7 +560,7 @@ func describeWaiting(unplaced []*Demand, st *State, gone []bool) string {
 			gpu = true
 			need = plural(k.gpus, "gpu", "gpus")
 		} else {
-			need = fmt.Sprintf("%s cpus and %s", k.cpus, k.mem)
+			need = fmt.Sprintf("%s %s and %s", k.cpus, cpuWord(k.cpus), k.mem)
 		}
 		if n > 1 {
 			need += " each"
@@ -580,6 +587,13 @@ func describeWaiting(unplaced []*Demand, st *State, gone []bool) string {
 		why = "no node has them free"
 	}
 	return strings.Join(parts, ", ") + " and " + why
+}
+
+func cpuWord(c dspool.MilliCPU) string {
+	if c == 1000 {
+		return "cpu"
+	}
+	return "cpus"
 }
 
 func plural(n int, one, many string) string {

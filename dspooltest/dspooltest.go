@@ -176,9 +176,17 @@ func (p *Pool) ClientFor(u *dspool.User) *api.Client {
 // inventory fields are used as given (zero GPUs means none).
 func (p *Pool) AddAgent(pool string, cfg agent.Config) *Agent {
 	p.t.Helper()
-	tok, err := p.Admin.JoinToken(context.Background(), pool)
+	a, err := p.addAgent(pool, cfg)
 	if err != nil {
 		p.t.Fatal(err)
+	}
+	return a
+}
+
+func (p *Pool) addAgent(pool string, cfg agent.Config) (*Agent, error) {
+	tok, err := p.Admin.JoinToken(context.Background(), pool)
+	if err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	n := len(p.agents)
@@ -192,7 +200,7 @@ func (p *Pool) AddAgent(pool string, cfg agent.Config) *Agent {
 	}
 	ag, err := agent.New(context.Background(), cfg)
 	if err != nil {
-		p.t.Fatal(err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{Agent: ag, Link: link, cancel: cancel, done: make(chan struct{})}
@@ -205,7 +213,7 @@ func (p *Pool) AddAgent(pool string, cfg agent.Config) *Agent {
 	p.mu.Lock()
 	p.agents = append(p.agents, a)
 	p.mu.Unlock()
-	return a
+	return a, nil
 }
 
 // WaitReady waits until pool has n ready nodes.

@@ -65,7 +65,7 @@ func newScaler(s *Server, providers map[string]autoscale.Provider) *scaler {
 }
 
 // UseProvider makes prov create and remove the nodes of pools whose
-// provider is name. Call it before Run.
+// provider is name.
 func (s *Server) UseProvider(name string, prov autoscale.Provider) {
 	s.scaler.mu.Lock()
 	defer s.scaler.mu.Unlock()
@@ -97,7 +97,13 @@ func (sc *scaler) wait() <-chan struct{} {
 // scales reports whether pool can get nodes by itself: its provider is
 // here and grows.
 func (sc *scaler) scales(p *dspool.Pool) bool {
-	return sc.providers[p.Provider] != nil && p.Provider != dspool.ProviderStatic
+	return sc.provider(p.Provider) != nil && p.Provider != dspool.ProviderStatic
+}
+
+func (sc *scaler) provider(name string) autoscale.Provider {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.providers[name]
 }
 
 func (sc *scaler) run(ctx context.Context) {
@@ -143,7 +149,7 @@ func (sc *scaler) pass(ctx context.Context) error {
 	sessions := s.sessions.perNode()
 	keep := map[string]bool{}
 	for _, p := range pools {
-		prov := sc.providers[p.Provider]
+		prov := sc.provider(p.Provider)
 		if prov == nil || p.Provider == dspool.ProviderStatic {
 			continue
 		}
