@@ -383,6 +383,9 @@ func Decide(st *State, now time.Time) Decision {
 	}
 	if add < need {
 		d.Waiting = fmt.Sprintf("pool %s is at its max of %d nodes", st.Pool.Name, hi)
+		if add > 0 {
+			d.AddReason += fmt.Sprintf(" (max %d: no more)", hi)
+		}
 	}
 	if add > 0 && now.Before(st.Backoff) {
 		d.Waiting = fmt.Sprintf("adding nodes to pool %s failed (%s); trying again in %s", st.Pool.Name, st.BackoffReason,

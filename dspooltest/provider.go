@@ -22,6 +22,15 @@ type Provider struct {
 	agents  map[string]*provided
 	grows   int
 	removes int
+	fail    error
+}
+
+// Fail makes Grow fail with err until it is called again with nil, as a
+// provider out of quota would.
+func (pr *Provider) Fail(err error) {
+	pr.mu.Lock()
+	pr.fail = err
+	pr.mu.Unlock()
 }
 
 type provided struct {
@@ -45,6 +54,10 @@ func (pr *Provider) Grow(_ context.Context, pool *dspool.Pool, n int) ([]string,
 	var names []string
 	for i := 0; i < n; i++ {
 		pr.mu.Lock()
+		if err := pr.fail; err != nil {
+			pr.mu.Unlock()
+			return names, err
+		}
 		pr.next++
 		name := fmt.Sprintf("%s-p%d", pool.Name, pr.next)
 		pr.grows++

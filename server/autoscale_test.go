@@ -1,0 +1,152 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/dspooltest"
+)
+
+func applyPool(t *testing.T, p *dspooltest.Pool, pool *dspool.Pool) {
+	t.Helper()
+	if _, err := p.Admin.ApplyPools(context.Background(), []*dspool.Pool{pool}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func poolEvents(t *testing.T, p *dspooltest.Pool, pool string) []*dspool.PoolEvent {
+	t.Helper()
+	evs, err := p.DB.PoolEvents(context.Background(), pool, time.Time{}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+func findEvent(evs []*dspool.PoolEvent, kind, part string) *dspool.PoolEvent {
+	for _, e := range evs {
+		if e.Kind == kind && strings.Contains(e.Message, part) {
+			return e
+		}
+	}
+	return nil
+}
+
+// TestScaleOutSizedToDemand: five jobs needing one GPU each, on one-GPU
+// nodes of a pool at zero, bring five nodes at once (within a second), with
+// the reason in the pool's events; max caps what a larger burst brings.
+func TestScaleOutSizedToDemand(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47000})
+	prov := p.UseProvider()
+	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30, GPUs: 1}, Autoscale: &dspool.Autoscale{Max: 6}})
+	began := time.Now()
+	var ids []int64
+	for i := 0; i < 7; i++ {
+		ids = append(ids, submit(t, p.Admin, dspool.JobSpec{Pool: "gpu", GPUs: 1, Memory: 64 << 20, Command: []string{"sleep", "1"}}).ID)
+		if i == 4 {
+			p.Eventually(time.Second, func() bool { g, _ := prov.Counts(); return g == 5 }, "five nodes asked for within 1s of five jobs")
+			t.Logf("five 1-gpu jobs -> five nodes asked for in %s", time.Since(began).Round(time.Millisecond))
+		}
+	}
+	for _, id := range ids {
+		if j := p.Wait(p.Admin, id); j.State != dspool.JobSucceeded {
+			t.Fatalf("job %d: %s %s", id, j.State, j.Message)
+		}
+	}
+	if g, _ := prov.Counts(); g != 6 {
+		t.Fatalf("%d nodes were asked for; max is 6", g)
+	}
+	evs := poolEvents(t, p, "gpu")
+	var msgs []string
+	for _, e := range evs {
+		msgs = append(msgs, e.Kind+": "+e.Message)
+	}
+	t.Logf("events:\n%s", strings.Join(msgs, "\n"))
+	if findEvent(evs, dspool.EventScaleOut, "need 1 gpu each and no node has one free") == nil &&
+		findEvent(evs, dspool.EventScaleOut, "added 5 nodes: 5 queued jobs need 1 gpu each") == nil {
+		t.Fatalf("no scale_out event with the reason")
+	}
+	if findEvent(evs, dspool.EventWaiting, "pool gpu is at its max of 6 nodes") == nil {
+		t.Fatalf("no waiting event at max: %+v", evs)
+	}
+}
+
+// TestScaleInRacesPlacement: jobs arrive just as the pool's only node
+// reaches its idle timeout, again and again. Either the job lands on the
+// node, which then stays, or the node goes and a new one comes for the job:
+// no attempt is ever lost to a removal.
+func TestScaleInRacesPlacement(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47100})
+	prov := p.UseProvider()
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1, IdleTimeout: dspool.Duration(time.Second)}})
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 12; i++ {
+		j := submit(t, p.Admin, dspool.JobSpec{Pool: "burst", Memory: 64 << 20, Command: []string{"true"}})
+		j = p.Wait(p.Admin, j.ID)
+		if j.State != dspool.JobSucceeded || j.Attempt != 1 {
+			t.Fatalf("job %d: %s (attempt %d) %s", j.ID, j.State, j.Attempt, j.Message)
+		}
+		// Next job around the moment the node has been idle for 1s.
+		time.Sleep(850*time.Millisecond + time.Duration(r.IntN(300))*time.Millisecond)
+	}
+	grown, removed := prov.Counts()
+	t.Logf("12 jobs at the idle timeout: %d nodes added, %d removed", grown, removed)
+	if removed == 0 {
+		t.Fatalf("no node was removed: the test did not reach the idle timeout")
+	}
+	jobs, err := p.Admin.Jobs(context.Background(), api.JobQuery{AllUsers: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Jobs {
+		if j.Reason == dspool.ReasonNodeLost {
+			t.Fatalf("job %d lost its node: %s", j.ID, j.Message)
+		}
+	}
+}
+
+// TestProviderFailureBacksOff: a provider that refuses (quota) is retried
+// with backoff, its reason is an event and what a queued job shows, and the
+// pool grows once the provider recovers.
+func TestProviderFailureBacksOff(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47200})
+	prov := p.UseProvider()
+	prov.Fail(errors.New("quota exceeded for cpus in region lab"))
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
+	j := submit(t, p.Admin, dspool.JobSpec{Pool: "burst", Memory: 64 << 20, Command: []string{"true"}})
+	p.Eventually(3*time.Second, func() bool {
+		return findEvent(poolEvents(t, p, "burst"), dspool.EventProviderError, "quota exceeded") != nil
+	}, "a provider_error event")
+	ev := findEvent(poolEvents(t, p, "burst"), dspool.EventProviderError, "quota exceeded")
+	if !strings.Contains(ev.Message, "trying again in 5s") {
+		t.Fatalf("the event does not say when it tries again: %q", ev.Message)
+	}
+	p.Eventually(3*time.Second, func() bool {
+		got, err := p.Admin.Job(context.Background(), j.ID)
+		return err == nil && strings.Contains(got.Waiting, "quota exceeded")
+	}, "the queued job to show the provider's reason")
+	// Backing off: no more tries for a while, not one a second.
+	time.Sleep(2 * time.Second)
+	n := 0
+	for _, e := range poolEvents(t, p, "burst") {
+		if e.Kind == dspool.EventProviderError {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d provider errors in 2s: the pool is not backing off", n)
+	}
+	prov.Fail(nil)
+	if got := p.Wait(p.Admin, j.ID); got.State != dspool.JobSucceeded {
+		t.Fatalf("job %d: %s %s", j.ID, got.State, got.Message)
+	}
+}
