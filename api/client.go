@@ -266,6 +266,35 @@ func (c *Client) JoinToken(ctx context.Context, pool string) (*JoinToken, error)
 	return &out, c.Do(ctx, "POST", "/api/v1/pools/"+url.PathEscape(pool)+"/join-tokens", nil, &out)
 }
 
+// PoolEvents returns the newest events of a pool, oldest first: those of
+// the last since (all kept when 0), at most limit (0: the server's default,
+// 100).
+func (c *Client) PoolEvents(ctx context.Context, pool string, since time.Duration, limit int) ([]*dspool.PoolEvent, error) {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out PoolEventList
+	return out.Events, c.Do(ctx, "GET", "/api/v1/pools/"+url.PathEscape(pool)+"/events?"+q.Encode(), nil, &out)
+}
+
+// Usage reports the use of the last since (0: the server's default, 30
+// days), by pool or by user (only yours unless you are an admin).
+func (c *Client) Usage(ctx context.Context, since time.Duration, by dspool.UsageBy) (*dspool.UsageReport, error) {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
+	if by != "" {
+		q.Set("by", string(by))
+	}
+	var out dspool.UsageReport
+	return &out, c.Do(ctx, "GET", "/api/v1/usage?"+q.Encode(), nil, &out)
+}
+
 // Nodes lists nodes, of one pool when pool is not empty.
 func (c *Client) Nodes(ctx context.Context, pool string) ([]*dspool.Node, error) {
 	var out []*dspool.Node

@@ -36,6 +36,12 @@ type PoolDetail struct {
 	Nodes []*dspool.Node `json:"nodes"`
 }
 
+// PoolEventList is the answer of GET /api/v1/pools/{name}/events, oldest
+// first.
+type PoolEventList struct {
+	Events []*dspool.PoolEvent `json:"events"`
+}
+
 // JoinToken is a secret an agent presents to join Pool.
 type JoinToken struct {
 	Pool  string `json:"pool"`

@@ -17,7 +17,7 @@ import (
 func (a *App) poolCmd() *cobra.Command {
 	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them",
 		Example: "  dspool pool apply -f pools.yaml\n  dspool pool list\n  dspool pool join-token gpu"}
-	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd())
+	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd(), a.poolEventsCmd())
 	return c
 }
 

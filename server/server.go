@@ -200,6 +200,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/pools", authAdmin, s.applyPools},
 		{"GET", "/api/v1/pools/{name}", authUser, s.getPool},
 		{"POST", "/api/v1/pools/{name}/join-tokens", authAdmin, s.createJoinToken},
+		{"GET", "/api/v1/pools/{name}/events", authUser, s.poolEvents},
+		{"GET", "/api/v1/usage", authUser, s.usage},
 		{"GET", "/api/v1/nodes", authUser, s.listNodes},
 		{"GET", "/api/v1/users", authAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, s.createUser},

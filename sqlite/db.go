@@ -28,6 +28,7 @@ type DB struct {
 	submit chan *submitReq
 	done   chan struct{}
 	now    func() time.Time
+	events eventCounts
 }
 
 // Options configures Open.
@@ -66,6 +67,17 @@ var migrations = []string{
 		hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), xsrf TEXT NOT NULL,
 		created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 	CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);`,
+	// 5: pool events, when each node went (for usage; gone nodes of
+	// earlier versions went at their last contact), and indexes that find
+	// the attempts and sessions of a usage window without reading them all.
+	`CREATE TABLE pool_events (
+		id INTEGER PRIMARY KEY AUTOINCREMENT, pool TEXT NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL,
+		nodes TEXT NOT NULL DEFAULT '', message TEXT NOT NULL);
+	CREATE INDEX pool_events_pool ON pool_events(pool, id);
+	ALTER TABLE nodes ADD COLUMN gone_at INTEGER;
+	UPDATE nodes SET gone_at = COALESCE(last_seen, created_at) WHERE state = 'gone';
+	CREATE INDEX attempts_finished ON attempts(finished_at);
+	CREATE INDEX sessions_ended ON sessions(ended_at);`,
 }
 
 const schema = `

@@ -564,7 +564,12 @@ func (db *DB) endNode(ctx context.Context, node string, state dspool.NodeState, 
 		if state == dspool.NodeGone {
 			from = `state != 'gone'`
 		}
-		if _, err := tx.Exec(`UPDATE nodes SET state = ?, message = ? WHERE id = ? AND `+from, string(state), message, node); err != nil {
+		var goneAt any // when it goes: usage counts a node's time until then
+		if state == dspool.NodeGone {
+			goneAt = unixNano(now)
+		}
+		if _, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, gone_at = COALESCE(?, gone_at) WHERE id = ? AND `+from,
+			string(state), message, goneAt, node); err != nil {
 			return err
 		}
 		rows, err := tx.Query(`SELECT id FROM jobs WHERE state = 'running' AND node = ?`, node)

@@ -172,12 +172,17 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 }
 
 // UpdateNode writes a node's state, message, inventory, version and last
-// contact.
+// contact; a node that becomes gone goes now (by the store's clock).
 func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	inv, _ := json.Marshal(n.Inventory)
+	var goneAt any
+	if n.State == dspool.NodeGone {
+		goneAt = unixNano(db.now())
+	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ? WHERE id = ?`,
-			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), n.ID)
+		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
+			gone_at = COALESCE(gone_at, ?) WHERE id = ?`,
+			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, n.ID)
 		return err
 	})
 }

@@ -1,0 +1,28 @@
+package dspool
+
+import "time"
+
+// PoolEvent is one thing that happened to a pool that its users and admins
+// may want to know later: a scaling decision, a node removed, a provider
+// failing, work waiting for a node. Events are kept per pool, newest last.
+type PoolEvent struct {
+	ID      int64     `json:"id"`
+	Pool    string    `json:"pool"`
+	At      time.Time `json:"at"`
+	Kind    string    `json:"kind"`
+	Nodes   []string  `json:"nodes,omitempty"`
+	Message string    `json:"message"`
+}
+
+// Kinds of pool events.
+const (
+	EventScaleOut      = "scale_out"      // nodes were asked for
+	EventScaleIn       = "scale_in"       // idle nodes were chosen for removal
+	EventRemove        = "node_removed"   // nodes left the pool
+	EventProviderError = "provider_error" // the provider failed to add or remove nodes
+	EventWaiting       = "waiting"        // work waits for a node that is not there yet
+	EventPolicy        = "policy"         // the pool's policy changed or limited a decision
+)
+
+// MaxPoolEvents is how many events a pool keeps; older ones are dropped.
+const MaxPoolEvents = 10000

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+// poolEvents answers GET /api/v1/pools/{name}/events: what happened to a
+// pool, oldest first, for every user.
+func (s *Server) poolEvents(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := s.db.Pool(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		var err error
+		if since, err = dspool.ParseSince("since", v, s.cfg.Now()); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > dspool.MaxPoolEvents {
+			s.fail(w, r, dspool.Invalid("limit", "%q is not a number from 1 to %d", v, dspool.MaxPoolEvents))
+			return
+		}
+		limit = n
+	}
+	evs, err := s.db.PoolEvents(r.Context(), name, since, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.PoolEventList{Events: evs})
+}
