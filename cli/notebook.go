@@ -35,7 +35,11 @@ share as its notebook directory. It is reached through the pool's address at
 				began := time.Now()
 				p := a.progress()
 				for nb.State == dspool.NotebookStarting {
-					p.update(fmt.Sprintf("starting your Jupyter server on node %s: %s", nb.NodeName, time.Since(began).Round(time.Second)))
+					line := fmt.Sprintf("starting your Jupyter server on node %s", nb.NodeName)
+					if nb.NodeName == "" && nb.Message != "" { // waiting for a node
+						line = nb.Message
+					}
+					p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 					if time.Since(began) > timeout {
 						p.done()
 						return fmt.Errorf("your Jupyter server is still starting after %s: see `dspool notebook status`", timeout)

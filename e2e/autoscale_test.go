@@ -51,8 +51,9 @@ next:
 
 // TestAutoscaleFromZero: a pool with min 0 grows on a submitted job, runs
 // it, goes back to zero after its idle timeout, and an SSH login wakes it
-// again, showing the wait on the terminal. A pool at its max makes a login
-// wait, then gives up at its wait_timeout with the reason.
+// again, showing the wait on the terminal, as does a notebook start. A pool
+// at its max makes a login wait, then gives up at its wait_timeout with the
+// reason.
 func TestAutoscaleFromZero(t *testing.T) {
 	requireRoot(t)
 	requireSSHClients(t)
@@ -75,11 +76,12 @@ func TestAutoscaleFromZero(t *testing.T) {
 	}
 
 	t.Run("a job wakes the pool and runs", func(t *testing.T) {
-		began := time.Now()
 		id := submit(t, up.userEnv(ada.token), "--pool", "burst", "--", "true")
-		waitState(t, up.userEnv(ada.token), id, dspool.JobRunning, 30*time.Second)
-		t.Logf("job submitted to an empty pool -> running in %s", time.Since(began).Round(time.Millisecond))
 		j := waitState(t, up.userEnv(ada.token), id, dspool.JobSucceeded, 30*time.Second)
+		if j.StartedAt == nil {
+			t.Fatalf("job %d has no start time", id)
+		}
+		t.Logf("job submitted to an empty pool (nodes boot in 2 s) -> running in %s", j.StartedAt.Sub(j.SubmittedAt).Round(time.Millisecond))
 		if j.Pool != "burst" || j.Node == "" {
 			t.Fatalf("job ran in pool %q on node %q, want a node of pool burst", j.Pool, j.Node)
 		}
@@ -106,6 +108,21 @@ func TestAutoscaleFromZero(t *testing.T) {
 			t.Fatalf("the wait was not shown on the terminal: stderr %q", errs)
 		}
 		t.Logf("ssh login to an empty pool -> command done in %s", time.Since(began).Round(time.Millisecond))
+	})
+
+	t.Run("a notebook start wakes it", func(t *testing.T) {
+		requireJupyter(t)
+		eventually(t, 30*time.Second, "pool burst back to zero nodes", func() bool { return len(up.poolNodes(t, "burst")) == 0 })
+		var nb dspool.Notebook
+		cliJSON(t, up.userEnv(ada.token), &nb, "notebook", "start", "--pool", "burst")
+		if nb.State != dspool.NotebookStarting || !strings.Contains(nb.Message, "waiting for a node in pool burst") {
+			t.Fatalf("notebook start on an empty pool: %+v, want starting and waiting for a node", nb)
+		}
+		cliJSON(t, up.userEnv(ada.token), &nb, "notebook", "start", "--pool", "burst", "--wait")
+		if nb.State != dspool.NotebookReady || !strings.HasPrefix(nb.NodeName, "burst-") {
+			t.Fatalf("notebook: %+v, want ready on a node of pool burst", nb)
+		}
+		cliOK(t, up.userEnv(ada.token), "notebook", "stop")
 	})
 
 	t.Run("a full pool at its max makes a login wait, then says why", func(t *testing.T) {
