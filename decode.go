@@ -106,6 +106,38 @@ func invalidUTF8Field(data []byte) string {
 
 func decodeInto(prefix string, data []byte, rv reflect.Value) error {
 	data = bytes.TrimSpace(data)
+	// Pointers to structs and lists of structs are walked too, so that an
+	// error deep inside names its whole path: autoscale.rules[1].threshold.
+	if t := rv.Type(); !implementsUnmarshaler(t) {
+		switch {
+		case t.Kind() == reflect.Pointer && walkable(t.Elem()):
+			if bytes.Equal(data, []byte("null")) {
+				rv.SetZero()
+				return nil
+			}
+			if rv.IsNil() {
+				rv.Set(reflect.New(t.Elem()))
+			}
+			return decodeInto(prefix, data, rv.Elem())
+		case t.Kind() == reflect.Slice && walkable(t.Elem()):
+			if bytes.Equal(data, []byte("null")) {
+				rv.SetZero()
+				return nil
+			}
+			var items []json.RawMessage
+			if err := json.Unmarshal(data, &items); err != nil {
+				return Invalid(strings.TrimSuffix(prefix, "."), "must be a list")
+			}
+			out := reflect.MakeSlice(t, len(items), len(items))
+			for i, item := range items {
+				if err := decodeInto(fmt.Sprintf("%s[%d].", strings.TrimSuffix(prefix, "."), i), item, out.Index(i)); err != nil {
+					return err
+				}
+			}
+			rv.Set(out)
+			return nil
+		}
+	}
 	if rv.Kind() != reflect.Struct || rv.Type().Implements(unmarshalerType) || reflect.PointerTo(rv.Type()).Implements(unmarshalerType) {
 		return decodeValue(prefix, data, rv)
 	}
@@ -154,6 +186,24 @@ func decodeInto(prefix string, data []byte, rv reflect.Value) error {
 
 var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 
+// walkable reports whether decodeInto can walk a struct of type t field by
+// field: it decodes itself in no special way and embeds nothing.
+func walkable(t reflect.Type) bool {
+	if t.Kind() != reflect.Struct || implementsUnmarshaler(t) {
+		return false
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).Anonymous {
+			return false
+		}
+	}
+	return true
+}
+
+func implementsUnmarshaler(t reflect.Type) bool {
+	return t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType)
+}
+
 func decodeValue(prefix string, data []byte, rv reflect.Value) error {
 	field := strings.TrimSuffix(prefix, ".")
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -184,6 +234,8 @@ func kindName(t reflect.Type) string {
 		return "true or false"
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		return "a whole number"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
 	}
 	return "a " + t.Kind().String()
 }

@@ -30,3 +30,31 @@ func TestDecodeNotAnObject(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// Errors inside nested objects and lists of objects name the whole path.
+func TestDecodeNamesNestedPaths(t *testing.T) {
+	tests := map[string]string{
+		`{"name":"p","autoscale":{"max":"x"}}`:                                                     "autoscale.max",
+		`{"name":"p","autoscale":{"max":2,"rules":[{"metric":"queued_jobs"},{"threshold":"hi"}]}}`: "autoscale.rules[1].threshold",
+		`{"name":"p","autoscale":{"max":2,"schedules":[{"dayz":["mon"]}]}}`:                        "autoscale.schedules[0].dayz",
+		`{"name":"p","autoscale":{"rules":{}}}`:                                                    "autoscale.rules",
+		`{"name":"p","sessions":{"cpus":"many"}}`:                                                  "sessions.cpus",
+	}
+	for body, want := range tests {
+		var p dspool.Pool
+		err := dspool.DecodeJSON([]byte(body), &p)
+		e, ok := err.(*dspool.Error)
+		if !ok || e.Field != want {
+			t.Errorf("DecodeJSON(%s) = %v, want an error naming %s", body, err, want)
+		}
+	}
+	// null leaves an optional part out, and a valid policy decodes whole.
+	var p dspool.Pool
+	if err := dspool.DecodeJSON([]byte(`{"name":"p","autoscale":null,"sessions":null}`), &p); err != nil || p.Autoscale != nil || p.Sessions != nil {
+		t.Fatalf("nulls: %v, %+v", err, p)
+	}
+	if err := dspool.DecodeJSON([]byte(`{"name":"p","autoscale":{"max":3,"rules":[{"metric":"cpu_percent","operator":">","threshold":70.5,"action":"out"}]}}`), &p); err != nil ||
+		p.Autoscale == nil || len(p.Autoscale.Rules) != 1 || p.Autoscale.Rules[0].Threshold != 70.5 {
+		t.Fatalf("valid policy: %v, %+v", err, p.Autoscale)
+	}
+}

@@ -42,7 +42,7 @@ func findEvent(evs []*dspool.PoolEvent, kind, part string) *dspool.PoolEvent {
 // nodes of a pool at zero, bring five nodes at once (within a second), with
 // the reason in the pool's events; max caps what a larger burst brings.
 func TestScaleOutSizedToDemand(t *testing.T) {
-	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47000})
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48000})
 	prov := p.UseProvider()
 	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30, GPUs: 1}, Autoscale: &dspool.Autoscale{Max: 6}})
@@ -83,7 +83,7 @@ func TestScaleOutSizedToDemand(t *testing.T) {
 // node, which then stays, or the node goes and a new one comes for the job:
 // no attempt is ever lost to a removal.
 func TestScaleInRacesPlacement(t *testing.T) {
-	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47100})
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48100})
 	prov := p.UseProvider()
 	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1, IdleTimeout: dspool.Duration(time.Second)}})
@@ -117,7 +117,7 @@ func TestScaleInRacesPlacement(t *testing.T) {
 // with backoff, its reason is an event and what a queued job shows, and the
 // pool grows once the provider recovers.
 func TestProviderFailureBacksOff(t *testing.T) {
-	p := dspooltest.New(t, dspooltest.Options{UIDBase: 47200})
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48200})
 	prov := p.UseProvider()
 	prov.Fail(errors.New("quota exceeded for cpus in region lab"))
 	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
