@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/dspool/dspool"
@@ -90,7 +91,7 @@ func readLimited(path string, n int64) ([]byte, error) {
 }
 
 func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) error {
-	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "READY/COUNT", "WORK", "LABELS"}, func(add func(...any)) {
+	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "READY/SIZE", "WORK", "LABELS"}, func(add func(...any)) {
 		for _, p := range pools {
 			ready := 0
 			for _, n := range nodes[p.Name] {
@@ -110,9 +111,13 @@ func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) 
 			for k, v := range p.Labels {
 				labels = append(labels, k+"="+v)
 			}
-			readyCol := fmt.Sprintf("%d/%d", ready, p.Count)
+			want := strconv.Itoa(p.Count)
+			if a := p.Autoscale; a != nil {
+				want = fmt.Sprintf("%d-%d", a.Min, a.Max) // autoscaled between min and max
+			}
+			readyCol := fmt.Sprintf("%d/%s", ready, want)
 			if nodes == nil {
-				readyCol = fmt.Sprintf("-/%d", p.Count)
+				readyCol = "-/" + want
 			}
 			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), dash(strings.Join(labels, ",")))
 		}

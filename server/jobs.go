@@ -201,6 +201,9 @@ func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) {
 		case <-c:
 		case <-deadline.C:
 			s.unwatch(j.ID, c)
+			if now, err := s.jobFor(r); err == nil {
+				j = now // how the wait for a node goes now
+			}
 			writeJSON(w, http.StatusOK, j)
 			return
 		case <-r.Context().Done():
