@@ -32,6 +32,7 @@ type scaler struct {
 	pending  map[*pendingSession]struct{}
 	lastBusy map[string]time.Time // node id -> last pass that saw it with work
 	removing map[string]bool      // node names being removed
+	noted    map[string]bool      // pools told they cannot scale here (pass only)
 	changed  chan struct{}        // closed when capacity may have changed
 	started  time.Time
 }
@@ -60,7 +61,7 @@ type pendingSession struct {
 
 func newScaler(s *Server, providers map[string]autoscale.Provider) *scaler {
 	return &scaler{s: s, providers: providers, poke: make(chan struct{}, 1), pools: map[string]*poolScale{},
-		pending: map[*pendingSession]struct{}{}, lastBusy: map[string]time.Time{}, removing: map[string]bool{},
+		pending: map[*pendingSession]struct{}{}, lastBusy: map[string]time.Time{}, removing: map[string]bool{}, noted: map[string]bool{},
 		changed: make(chan struct{}), started: s.cfg.Now()}
 }
 
@@ -151,6 +152,10 @@ func (sc *scaler) pass(ctx context.Context) error {
 	for _, p := range pools {
 		prov := sc.provider(p.Provider)
 		if prov == nil || p.Provider == dspool.ProviderStatic {
+			if p.Autoscale != nil && !sc.noted[p.Name] {
+				sc.noted[p.Name] = true
+				s.event(ctx, p.Name, dspool.EventPolicy, nil, fmt.Sprintf("pool %s autoscales, but this control plane has no %s provider: its nodes are not added or removed (local pools scale under `dspool up`)", p.Name, p.Provider))
+			}
 			continue
 		}
 		keep[p.Name] = true

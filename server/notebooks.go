@@ -37,9 +37,9 @@ type notebook struct {
 	// then cancel stops the wait for one.
 	lease  *Lease
 	cancel context.CancelFunc
-	token string
-	proxy *httputil.ReverseProxy
-	idle  time.Duration // the pool's jupyter_idle
+	token  string
+	proxy  *httputil.ReverseProxy
+	idle   time.Duration // the pool's jupyter_idle
 
 	traffic atomic.Int64 // unix nanoseconds of the last byte through the proxy
 	// Guarded by notebooks.mu: the last use seen, the cpu of the last
