@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Pool schedules name time zones; hosts without a zone database
+	// (minimal containers) still know them.
+	_ "time/tzdata"
 
 	"github.com/dspool/dspool/cli"
 )
