@@ -174,6 +174,15 @@ func (sc *scaler) pass(ctx context.Context) error {
 			delete(sc.pools, name)
 		}
 	}
+	live := make(map[string]bool, len(stored))
+	for _, n := range stored {
+		live[n.ID] = true
+	}
+	for id := range sc.lastBusy {
+		if !live[id] {
+			delete(sc.lastBusy, id)
+		}
+	}
 	sc.mu.Unlock()
 	return nil
 }
