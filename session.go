@@ -70,6 +70,11 @@ type SessionSpec struct {
 	// Forwarding says where `ssh -L` may connect from the node: "local"
 	// (the node's loopback, the default), "any", or "none".
 	Forwarding string `json:"forwarding" yaml:"forwarding"`
+	// Placement is where new sessions go: "spread" (the least-loaded node
+	// with room, so users feel no busy neighbour) or "pack" (the most-used
+	// node with room, so that the fewest nodes stay up). The default is pack
+	// in a pool that autoscales, spread otherwise.
+	Placement string `json:"placement,omitempty" yaml:"placement"`
 	// Jupyter is the command line of users' Jupyter servers (default
 	// DefaultJupyter); dspool adds the address, base URL and root directory.
 	Jupyter []string `json:"jupyter,omitempty" yaml:"jupyter"`
@@ -161,6 +166,11 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 	if s.JupyterIdle == 0 {
 		s.JupyterIdle = Duration(DefaultJupyterIdle)
 	}
+	switch s.Placement {
+	case "", PlacementSpread, PlacementPack:
+	default:
+		return Invalid(prefix+"sessions.placement", "%s is not a placement: use spread (least-loaded node) or pack (most-used node)", quote(s.Placement))
+	}
 	switch s.Forwarding {
 	case "":
 		s.Forwarding = ForwardLocal
@@ -209,10 +219,23 @@ func (l Login) String() string {
 // SessionSettings returns the pool's session settings, with the defaults
 // for a pool stored before it had any.
 func (p *Pool) SessionSettings() SessionSpec {
-	if p.Sessions != nil {
-		return *p.Sessions
-	}
 	var s SessionSpec
-	_ = s.normalize("", p.Node)
+	if p.Sessions != nil {
+		s = *p.Sessions
+	} else {
+		_ = s.normalize("", p.Node)
+	}
+	if s.Placement == "" {
+		s.Placement = PlacementSpread
+		if p.Autoscale != nil {
+			s.Placement = PlacementPack
+		}
+	}
 	return s
 }
+
+// Session placements.
+const (
+	PlacementSpread = "spread"
+	PlacementPack   = "pack"
+)

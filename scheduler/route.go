@@ -17,14 +17,19 @@ type SessionNode struct {
 //     (affinity, a node ID), the session joins it: it shares that session's
 //     reservation, so it needs no room of its own. This keeps one user's
 //     shells, file copies and editor on one machine.
-//  2. Otherwise the least-loaded node with room for the reservation: the
-//     most free cpus, then the most free memory, then the fewest sessions,
-//     then node ID. Sessions spread out (unlike batch jobs, which pack),
-//     because interactive users feel a busy neighbour.
+//  2. Otherwise, with placement spread, the least-loaded node with room
+//     for the reservation: the most free cpus, then the most free memory,
+//     then the fewest sessions, then node ID. Sessions spread out (unlike
+//     batch jobs, which pack), because interactive users feel a busy
+//     neighbour.
+//  3. With placement pack, the most-used node with room: the fewest free
+//     cpus, then the least free memory, then the most sessions, then node
+//     ID. A pool that autoscales packs, so that its nodes empty and go
+//     rather than each keeping one late user.
 //
 // ok is false when no node can take the session; the caller waits for
 // capacity or tells the user.
-func Route(nodes []SessionNode, affinity string, cpus dspool.MilliCPU, mem dspool.Bytes) (node string, joined, ok bool) {
+func Route(nodes []SessionNode, affinity string, cpus dspool.MilliCPU, mem dspool.Bytes, placement string) (node string, joined, ok bool) {
 	if affinity != "" {
 		for _, n := range nodes {
 			if n.ID == affinity {
@@ -37,7 +42,8 @@ func Route(nodes []SessionNode, affinity string, cpus dspool.MilliCPU, mem dspoo
 		if n.FreeCPUs < cpus || n.FreeMem < mem || cpus < 0 || mem < 0 {
 			continue
 		}
-		if best < 0 || lessLoaded(&n, &nodes[best]) {
+		if best < 0 || placement == dspool.PlacementPack && moreLoaded(&n, &nodes[best]) ||
+			placement != dspool.PlacementPack && lessLoaded(&n, &nodes[best]) {
 			best = i
 		}
 	}
@@ -55,6 +61,18 @@ func lessLoaded(a, b *SessionNode) bool {
 		return a.FreeMem > b.FreeMem
 	case a.Sessions != b.Sessions:
 		return a.Sessions < b.Sessions
+	}
+	return a.ID < b.ID
+}
+
+func moreLoaded(a, b *SessionNode) bool {
+	switch {
+	case a.FreeCPUs != b.FreeCPUs:
+		return a.FreeCPUs < b.FreeCPUs
+	case a.FreeMem != b.FreeMem:
+		return a.FreeMem < b.FreeMem
+	case a.Sessions != b.Sessions:
+		return a.Sessions > b.Sessions
 	}
 	return a.ID < b.ID
 }

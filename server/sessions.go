@@ -371,7 +371,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
 	settings := p.SessionSettings()
 	cpus, mem := settings.CPUs, settings.Memory
-	id, _, ok := scheduler.Route(nodes, "", cpus, mem)
+	id, _, ok := scheduler.Route(nodes, "", cpus, mem, settings.Placement)
 	if !ok {
 		if len(nodes) == 0 {
 			return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)}

@@ -389,7 +389,7 @@ func (s *poolSim) begin(w *work, n *node, t time.Time) {
 }
 
 // routeSessions routes waiting sessions, oldest first, with scheduler.Route
-// (or, for RoutePack, where scheduler.Plan would put a job of their size).
+// and the pool's placement (or the one Options.Routing forces).
 func (s *poolSim) routeSessions(t time.Time) {
 	if len(s.sessions) == 0 {
 		return
@@ -438,18 +438,11 @@ func (s *poolSim) routeSessions(t time.Time) {
 }
 
 func (s *poolSim) route(nodes []scheduler.SessionNode, affinity string, cpus dspool.MilliCPU, mem dspool.Bytes) (string, bool, bool) {
-	if s.opt.Routing != RoutePack || affinity != "" {
-		return scheduler.Route(nodes, affinity, cpus, mem)
+	placement := s.spec.Placement
+	if s.opt.Routing != "" {
+		placement = s.opt.Routing
 	}
-	plain := make([]scheduler.Node, len(nodes))
-	for i := range nodes {
-		plain[i] = nodes[i].Node
-	}
-	p := scheduler.Plan(plain, []scheduler.Job{{ID: 1, Pool: s.pool.Name, CPUs: cpus, Memory: mem}})
-	if len(p) == 0 {
-		return "", false, false
-	}
-	return p[0].Node, false, true
+	return scheduler.Route(nodes, affinity, cpus, mem, placement)
 }
 
 // placeJobs starts the queued jobs that scheduler.Plan places.

@@ -34,15 +34,13 @@ import (
 // Options.BootTime is zero: a typical cloud VM with a setup script.
 const DefaultBootTime = 60 * time.Second
 
-// Routing of sessions.
+// Routing of sessions, to override the pools' own placement
+// (sessions.placement) in a what-if.
 const (
-	// RouteSpread is scheduler.Route, as the control plane routes: the
-	// least-loaded node with room.
-	RouteSpread = "spread"
-	// RoutePack puts a session where scheduler.Plan would put a job of the
-	// session's size: the most-used node with room. It is a what-if for
-	// comparing routing policies, not what dspool does today.
-	RoutePack = "pack"
+	// RouteSpread sends a session to the least-loaded node with room.
+	RouteSpread = dspool.PlacementSpread
+	// RoutePack sends a session to the most-used node with room.
+	RoutePack = dspool.PlacementPack
 )
 
 // Options tune a simulation. The zero value is the defaults.
@@ -53,7 +51,8 @@ type Options struct {
 	// EveryTick evaluates Decide at every second rather than only when
 	// its answer could change. Slow; for checking the faster way.
 	EveryTick bool
-	// Routing is RouteSpread (the default) or RoutePack.
+	// Routing, when set (RouteSpread or RoutePack), overrides every pool's
+	// sessions.placement.
 	Routing string
 }
 
@@ -65,9 +64,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, dspool.Invalid("boot-time", "%s: give whole seconds from 1s to 24h", o.BootTime)
 	}
 	switch o.Routing {
-	case "":
-		o.Routing = RouteSpread
-	case RouteSpread, RoutePack:
+	case "", RouteSpread, RoutePack:
 	default:
 		return o, dspool.Invalid("routing", "%q is not a routing: use spread or pack", o.Routing)
 	}
@@ -89,7 +86,7 @@ type Result struct {
 	Start    time.Time       `json:"start"`
 	End      time.Time       `json:"end"` // when the trace's work would be done if none of it waited
 	BootTime dspool.Duration `json:"boot_time"`
-	Routing  string          `json:"routing"`
+	Routing  string          `json:"routing,omitempty"` // set when it overrode the pools' placement
 	Jobs     int             `json:"jobs"`
 	Sessions int             `json:"sessions"`
 	Policies []PolicyResult  `json:"policies"`

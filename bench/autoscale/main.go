@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ type Sizes struct {
 	Pools       int `json:"pools"`
 	DecideReps  int `json:"decide_reps"`
 	SimulateRep int `json:"simulate_reps"`
+	ColdStarts  int `json:"cold_starts"`
 }
 
 // Result is everything measured.
@@ -32,17 +34,16 @@ type Result struct {
 	// Week is the simulator's result on the shipped week, as
 	// `dspool simulate -o json` prints it.
 	Week *sim.Result `json:"week"`
-	// Pack is the same week with sessions routed to the most-used node
-	// with room (sim.RoutePack), a what-if.
-	Pack *sim.Result `json:"week_pack_routing"`
+	// Spread is the same week with sessions routed to the least-loaded
+	// node (sim.RouteSpread) instead of packed, a what-if.
+	Spread *sim.Result `json:"week_spread_routing"`
 	// SimulateP50Ms is the simulator's run time on the week, all four
 	// policies, median of SimulateRep runs.
 	SimulateP50Ms float64 `json:"simulate_p50_ms"`
 	SimulateMinMs float64 `json:"simulate_min_ms"`
-	// ColdStartS is a job submitted to a zero-node local pool -> running.
-	// It is measured by another harness; this one leaves it out (null).
-	ColdStartS *float64 `json:"cold_start_s"`
-	Load1      float64  `json:"load1_before"`
+	// ColdStart is a job submitted to a zero-node local pool -> running.
+	ColdStart *ColdStart `json:"cold_start"`
+	Load1     float64    `json:"load1_before"`
 }
 
 func main() {
@@ -51,9 +52,9 @@ func main() {
 	pools := flag.String("pools", "autoscale/sim/testdata/team-pools.yaml", "its pools file")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	flag.Parse()
-	n := Sizes{Pools: 1000, DecideReps: 300, SimulateRep: 9}
+	n := Sizes{Pools: 1000, DecideReps: 300, SimulateRep: 9, ColdStarts: 7}
 	if *short {
-		n = Sizes{Pools: 1000, DecideReps: 20, SimulateRep: 2}
+		n = Sizes{Pools: 1000, DecideReps: 20, SimulateRep: 2, ColdStarts: 2}
 	}
 	if err := run(n, *trace, *pools, *jsonOut); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -95,8 +96,12 @@ func run(n Sizes, tracePath, poolsPath, jsonOut string) error {
 	slices.Sort(times)
 	r.SimulateP50Ms = ms(times[(len(times)-1)/2])
 	r.SimulateMinMs = ms(times[0])
-	if r.Pack, err = sim.Run(tr, ps, sim.Options{Routing: sim.RoutePack}); err != nil {
+	if r.Spread, err = sim.Run(tr, ps, sim.Options{Routing: sim.RouteSpread}); err != nil {
 		return err
+	}
+	host.Logf("cold start: %d jobs, each on a local pool at zero nodes", n.ColdStarts)
+	if r.ColdStart, err = coldStart(context.Background(), n.ColdStarts, false); err != nil {
+		return fmt.Errorf("cold start: %w", err)
 	}
 	report(os.Stdout, r)
 	if jsonOut != "" {
