@@ -72,10 +72,10 @@ type Job struct {
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
 	// Waiting says, for a queued job, how the wait for a node goes ("1 of
 	// 1 starting") when its pool is getting one.
-	Waiting string `json:"waiting,omitempty"`
-	SubmittedAt     time.Time         `json:"submitted_at"`
-	StartedAt       *time.Time        `json:"started_at"`
-	FinishedAt      *time.Time        `json:"finished_at"`
+	Waiting     string     `json:"waiting,omitempty"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
 }
 
 // Attempt is one execution of a job on one node.
@@ -160,6 +160,18 @@ type User struct {
 	Admin     bool      `json:"admin"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// Token scopes: what an API token may do. A token holds one or more; a web
+// login may do everything its user may.
+const (
+	ScopeRead     = "read"     // read jobs, logs, pools, nodes, sessions, usage, events
+	ScopeJobs     = "jobs"     // submit and cancel jobs
+	ScopeSessions = "sessions" // start and stop Jupyter servers, kill sessions
+	ScopeAdmin    = "admin"    // the account itself (keys, tokens, password) and, for admins, the pool
+)
+
+// Scopes are every token scope, in order.
+var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAdmin}
 
 // Token is an API token's metadata; the secret itself is shown once at
 // creation and stored only as a hash.

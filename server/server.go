@@ -183,42 +183,45 @@ const (
 type route struct {
 	method, path string
 	auth         authLevel
-	handler      http.HandlerFunc
+	// scope is what a token must be allowed to do to call the route (see
+	// dspool.Scope*); "" for routes without a user.
+	scope   string
+	handler http.HandlerFunc
 }
 
 func (s *Server) routes() []route {
 	return []route{
-		{"GET", "/api/v1/openapi.json", authNone, s.openapi},
-		{"GET", "/api/v1/whoami", authUser, s.whoami},
-		{"POST", "/api/v1/jobs", authUser, s.submitJob},
-		{"GET", "/api/v1/jobs", authUser, s.listJobs},
-		{"GET", "/api/v1/jobs/{id}", authUser, s.getJob},
-		{"POST", "/api/v1/jobs/{id}/cancel", authUser, s.cancelJob},
-		{"GET", "/api/v1/jobs/{id}/wait", authUser, s.waitJob},
-		{"GET", "/api/v1/jobs/{id}/logs", authUser, s.jobLogs},
-		{"GET", "/api/v1/pools", authUser, s.listPools},
-		{"POST", "/api/v1/pools", authAdmin, s.applyPools},
-		{"GET", "/api/v1/pools/{name}", authUser, s.getPool},
-		{"POST", "/api/v1/pools/{name}/join-tokens", authAdmin, s.createJoinToken},
-		{"GET", "/api/v1/pools/{name}/events", authUser, s.poolEvents},
-		{"GET", "/api/v1/usage", authUser, s.usage},
-		{"GET", "/api/v1/nodes", authUser, s.listNodes},
-		{"GET", "/api/v1/users", authAdmin, s.listUsers},
-		{"POST", "/api/v1/users", authAdmin, s.createUser},
-		{"PUT", "/api/v1/users/{name}/password", authUser, s.setPassword},
-		{"POST", "/api/v1/tokens", authUser, s.createToken},
-		{"GET", "/api/v1/keys", authUser, s.listKeys},
-		{"POST", "/api/v1/keys", authUser, s.addKey},
-		{"DELETE", "/api/v1/keys/{key}", authUser, s.removeKey},
-		{"GET", "/api/v1/notebook", authUser, s.notebookStatus},
-		{"POST", "/api/v1/notebook", authUser, s.startNotebook},
-		{"DELETE", "/api/v1/notebook", authUser, s.stopNotebook},
-		{"GET", "/api/v1/sessions", authUser, s.listSessions},
-		{"GET", "/api/v1/sessions/{id}", authUser, s.getSession},
-		{"POST", "/api/v1/sessions/{id}/kill", authUser, s.killSession},
-		{"POST", "/api/v1/agents/register", authNone, s.hub.register},
-		{"GET", "/api/v1/agents/connect", authNone, s.hub.connect},
-		{"GET", "/api/v1/agents/data", authNone, s.hub.acceptData},
+		{"GET", "/api/v1/openapi.json", authNone, "", s.openapi},
+		{"GET", "/api/v1/whoami", authUser, dspool.ScopeRead, s.whoami},
+		{"POST", "/api/v1/jobs", authUser, dspool.ScopeJobs, s.submitJob},
+		{"GET", "/api/v1/jobs", authUser, dspool.ScopeRead, s.listJobs},
+		{"GET", "/api/v1/jobs/{id}", authUser, dspool.ScopeRead, s.getJob},
+		{"POST", "/api/v1/jobs/{id}/cancel", authUser, dspool.ScopeJobs, s.cancelJob},
+		{"GET", "/api/v1/jobs/{id}/wait", authUser, dspool.ScopeRead, s.waitJob},
+		{"GET", "/api/v1/jobs/{id}/logs", authUser, dspool.ScopeRead, s.jobLogs},
+		{"GET", "/api/v1/pools", authUser, dspool.ScopeRead, s.listPools},
+		{"POST", "/api/v1/pools", authAdmin, dspool.ScopeAdmin, s.applyPools},
+		{"GET", "/api/v1/pools/{name}", authUser, dspool.ScopeRead, s.getPool},
+		{"POST", "/api/v1/pools/{name}/join-tokens", authAdmin, dspool.ScopeAdmin, s.createJoinToken},
+		{"GET", "/api/v1/pools/{name}/events", authUser, dspool.ScopeRead, s.poolEvents},
+		{"GET", "/api/v1/usage", authUser, dspool.ScopeRead, s.usage},
+		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
+		{"GET", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.listUsers},
+		{"POST", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.createUser},
+		{"PUT", "/api/v1/users/{name}/password", authUser, dspool.ScopeAdmin, s.setPassword},
+		{"POST", "/api/v1/tokens", authUser, dspool.ScopeAdmin, s.createToken},
+		{"GET", "/api/v1/keys", authUser, dspool.ScopeRead, s.listKeys},
+		{"POST", "/api/v1/keys", authUser, dspool.ScopeAdmin, s.addKey},
+		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAdmin, s.removeKey},
+		{"GET", "/api/v1/notebook", authUser, dspool.ScopeRead, s.notebookStatus},
+		{"POST", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.startNotebook},
+		{"DELETE", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.stopNotebook},
+		{"GET", "/api/v1/sessions", authUser, dspool.ScopeRead, s.listSessions},
+		{"GET", "/api/v1/sessions/{id}", authUser, dspool.ScopeRead, s.getSession},
+		{"POST", "/api/v1/sessions/{id}/kill", authUser, dspool.ScopeSessions, s.killSession},
+		{"POST", "/api/v1/agents/register", authNone, "", s.hub.register},
+		{"GET", "/api/v1/agents/connect", authNone, "", s.hub.connect},
+		{"GET", "/api/v1/agents/data", authNone, "", s.hub.acceptData},
 	}
 }
 
