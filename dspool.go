@@ -159,6 +159,9 @@ type User struct {
 	GID       int       `json:"gid"`
 	Admin     bool      `json:"admin"`
 	CreatedAt time.Time `json:"created_at"`
+	// Disabled users cannot authenticate anywhere (see `dspool user
+	// disable`).
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // Token scopes: what an API token may do. A token holds one or more; a web
@@ -178,5 +181,12 @@ var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAdmin}
 type Token struct {
 	ID        int64     `json:"id"`
 	User      string    `json:"user"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is nil for a token that does not expire.
+	ExpiresAt *time.Time `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	// LastUsed is written at most once a minute.
+	LastUsed *time.Time `json:"last_used"`
 }

@@ -78,6 +78,22 @@ var migrations = []string{
 	UPDATE nodes SET gone_at = COALESCE(last_seen, created_at) WHERE state = 'gone';
 	CREATE INDEX attempts_finished ON attempts(finished_at);
 	CREATE INDEX sessions_ended ON sessions(ended_at);`,
+	// API tokens' names, scopes, expiry, revocation and last use (tokens
+	// made before keep every scope and no expiry); disabled users; the
+	// audit log, which triggers keep append-only (see audit.go).
+	`ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+	ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'read,jobs,sessions,admin';
+	ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+	ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+	ALTER TABLE tokens ADD COLUMN last_used INTEGER;
+	CREATE INDEX tokens_user ON tokens(user_id);
+	ALTER TABLE users ADD COLUMN disabled_at INTEGER;
+	CREATE TABLE audit (
+		id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+		target TEXT NOT NULL DEFAULT '', remote TEXT NOT NULL DEFAULT '', outcome TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
+	CREATE INDEX audit_at ON audit(at);
+	CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+	CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
 }
 
 const schema = `

@@ -16,7 +16,7 @@ func scanUser(s scanner) (*dspool.User, error) {
 	var u dspool.User
 	var created sql.NullInt64
 	var admin int
-	if err := s.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created); err != nil {
+	if err := s.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &u.Disabled); err != nil {
 		return nil, err
 	}
 	u.Admin = admin != 0
@@ -24,7 +24,7 @@ func scanUser(s scanner) (*dspool.User, error) {
 	return &u, nil
 }
 
-const userCols = `id, name, uid, gid, admin, created_at`
+const userCols = `id, name, uid, gid, admin, created_at, disabled_at IS NOT NULL`
 
 // CreateUser creates a user with the next free uid/gid (the same number for
 // both). A taken name is an EConflict error.
@@ -106,7 +106,7 @@ func (db *DB) CreateToken(ctx context.Context, userID int64, hash []byte) (*dspo
 // UserByToken returns the user owning the token with this hash, or an
 // EUnauthorized error.
 func (db *DB) UserByToken(ctx context.Context, hash []byte) (*dspool.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at
+	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at, u.disabled_at IS NOT NULL
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, dspool.Errorf(dspool.EUnauthorized, "token not recognised")
@@ -147,16 +147,24 @@ func (db *DB) UIDBase(ctx context.Context) (int, error) {
 }
 
 // CreateWebSession stores a browser login: the hash of its cookie and its
-// XSRF token, valid until expires.
+// XSRF token, valid until expires. A disabled user gets none (an
+// EUnauthorized error), however they logged in.
 func (db *DB) CreateWebSession(ctx context.Context, userID int64, hash []byte, xsrf string, expires time.Time) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now()
 		if _, err := tx.Exec(`DELETE FROM web_sessions WHERE expires_at < ?`, unixNano(now)); err != nil {
 			return err
 		}
-		_, err := tx.Exec(`INSERT INTO web_sessions (hash, user_id, xsrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-			hash, userID, xsrf, unixNano(now), unixNano(expires))
-		return err
+		res, err := tx.Exec(`INSERT INTO web_sessions (hash, user_id, xsrf, created_at, expires_at)
+			SELECT ?, id, ?, ?, ? FROM users WHERE id = ? AND disabled_at IS NULL`,
+			hash, xsrf, unixNano(now), unixNano(expires), userID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return dspool.Errorf(dspool.EUnauthorized, "this user is disabled or gone: ask an admin")
+		}
+		return nil
 	})
 }
 
@@ -166,7 +174,7 @@ func (db *DB) WebSession(ctx context.Context, hash []byte) (*dspool.User, string
 	var xsrf string
 	var expires int64
 	row := db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at, w.xsrf, w.expires_at
-		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.hash = ?`, hash)
+		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.hash = ? AND u.disabled_at IS NULL`, hash)
 	var u dspool.User
 	var created sql.NullInt64
 	var admin int

@@ -1,0 +1,92 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// The audit log is append-only: triggers refuse UPDATE and DELETE on it,
+// whoever asks, and nothing in dspool prunes it. Its entries are few (logins
+// and changes to who may do what, not every request), so it is kept whole;
+// an operator who must shrink it does so offline, on a copy of the store.
+
+// MaxAudit bounds the entries one read of the audit log returns.
+const MaxAudit = 10000
+
+// AddAudit appends e to the audit log; a zero At is now. Long fields are
+// cut, so that no caller can make an entry huge.
+func (db *DB) AddAudit(ctx context.Context, e dspool.AuditEntry) error {
+	if e.At.IsZero() {
+		e.At = db.now()
+	}
+	if e.Actor == "" {
+		e.Actor = dspool.AuditAnonymous
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO audit (at, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		unixNano(e.At), cut(e.Actor, 200), cut(e.Action, 100), cut(e.Target, 500), cut(e.Remote, 200), cut(e.Outcome, 50), cut(e.Detail, 2000))
+	if err != nil {
+		return fmt.Errorf("append to the audit log (%s %s): %w", e.Action, e.Target, err)
+	}
+	return nil
+}
+
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// AuditFilter selects entries of the audit log. Zero values select all.
+type AuditFilter struct {
+	Since time.Time
+	// User selects the entries whose actor is User or whose target is
+	// "user User".
+	User string
+	// Action selects an action ("login.ssh") or a family ("login").
+	Action string
+	// Limit is how many of the newest entries to return (default and at
+	// most MaxAudit).
+	Limit int
+}
+
+// Audit returns the newest entries that f selects, oldest first.
+func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, error) {
+	if f.Limit <= 0 || f.Limit > MaxAudit {
+		f.Limit = MaxAudit
+	}
+	q := `SELECT id, at, actor, action, target, remote, outcome, detail FROM audit WHERE at >= ?`
+	args := []any{unixNano(f.Since)}
+	if f.Since.IsZero() {
+		args[0] = int64(0)
+	}
+	if f.User != "" {
+		q += ` AND (actor = ? OR target = ?)`
+		args = append(args, f.User, "user "+f.User)
+	}
+	if f.Action != "" {
+		q += ` AND (action = ? OR substr(action, 1, ?) = ?)`
+		args = append(args, f.Action, len(f.Action)+1, f.Action+".")
+	}
+	q = `SELECT * FROM (` + q + ` ORDER BY id DESC LIMIT ?) ORDER BY id`
+	args = append(args, f.Limit)
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*dspool.AuditEntry{}
+	for rows.Next() {
+		var e dspool.AuditEntry
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.At = time.Unix(0, at).UTC()
+		out = append(out, &e)
+	}
+	return out, rows.Err()
+}
