@@ -140,7 +140,7 @@ func (a *Autoscale) normalize(prefix string, p *Pool) error {
 		return Invalid(f("max"), "must be between 1 and %d: it bounds what the pool may grow to", MaxPoolCount)
 	}
 	if a.Min > a.Max {
-		return Invalid(f("min"), "is %d, above max %d", a.Min, a.Max)
+		return Invalid(f("min"), "is %d, above max %d: lower min, or raise max", a.Min, a.Max)
 	}
 	if a.WarmSpares < 0 || a.WarmSpares > a.Max {
 		return Invalid(f("warm_spares"), "must be between 0 and max (%d)", a.Max)

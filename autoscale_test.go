@@ -53,7 +53,8 @@ func TestPoolAutoscaleNormalizeErrors(t *testing.T) {
 		{"full", autoscalePool(`{"min":1,"max":8,"idle_timeout":"30m","warm_spares":1,"scale_in_policy":"oldest","boot_timeout":"5m","wait_timeout":"15m",
 			"rules":[{"metric":"queued_jobs","operator":">=","threshold":500,"window":"1m","action":"out","step":2,"cooldown":"2m"}],
 			"schedules":[{"days":["mon","TUE"],"from":"22:00","to":"06:00","timezone":"Europe/Lisbon","min":2,"max":4}]}`), ""},
-		{"durations in seconds", autoscalePool(`{"max":4,"idle_timeout":60,"boot_timeout":1,"wait_timeout":604800}`), ""},
+		{"durations at their bounds", autoscalePool(`{"max":4,"idle_timeout":"60s","boot_timeout":"1s","wait_timeout":"168h"}`), ""},
+		{"a duration without a unit", autoscalePool(`{"max":4,"idle_timeout":10}`), "autoscale.idle_timeout"},
 		{"all day", autoscalePool(schedule(`,"from":"00:00","to":"24:00"`)), ""},
 		{"every metric", autoscalePool(`{"max":4,"rules":[` + strings.Join(func() []string {
 			var r []string
@@ -81,7 +82,7 @@ func TestPoolAutoscaleNormalizeErrors(t *testing.T) {
 		{"idle timeout under a second", autoscalePool(`{"max":4,"idle_timeout":"500ms"}`), "pools[0].autoscale.idle_timeout"},
 		{"idle timeout over a week", autoscalePool(`{"max":4,"idle_timeout":"169h"}`), "pools[0].autoscale.idle_timeout"},
 		{"idle timeout not a duration", autoscalePool(`{"max":4,"idle_timeout":"soon"}`), "autoscale*"},
-		{"boot timeout under a second", autoscalePool(`{"max":4,"boot_timeout":0.5}`), "pools[0].autoscale.boot_timeout"},
+		{"boot timeout under a second", autoscalePool(`{"max":4,"boot_timeout":"500ms"}`), "pools[0].autoscale.boot_timeout"},
 		{"wait timeout over a week", autoscalePool(`{"max":4,"wait_timeout":"200h"}`), "pools[0].autoscale.wait_timeout"},
 		{"unknown autoscale field", autoscalePool(`{"max":4,"maximum":5}`), "autoscale*"},
 

@@ -131,7 +131,7 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string
-// ("90s", "2h30m") and also reads a number of seconds.
+// ("90s", "2h30m"). A number other than 0 is refused: it has no unit.
 type Duration time.Duration
 
 func (d Duration) MarshalJSON() ([]byte, error) {
@@ -153,11 +153,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("%s is not a duration", b)
+		return fmt.Errorf("%s is not a duration (examples: 90s, 30m, 2h)", b)
 	}
-	if secs > float64(math.MaxInt64)/1e9 || secs < -float64(math.MaxInt64)/1e9 {
-		return fmt.Errorf("%s seconds is too long", b)
+	// A bare number is ambiguous (seconds? minutes?): only 0 needs no unit.
+	if secs != 0 {
+		return fmt.Errorf("%s has no unit: write e.g. %ss, %sm or %sh", b, b, b, b)
 	}
-	*d = Duration(secs * 1e9)
+	*d = 0
 	return nil
 }

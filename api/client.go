@@ -301,6 +301,12 @@ func (c *Client) Nodes(ctx context.Context, pool string) ([]*dspool.Node, error)
 	return out, c.Do(ctx, "GET", "/api/v1/nodes?pool="+url.QueryEscape(pool), nil, &out)
 }
 
+// NodesWithGone lists nodes as Nodes does, and also those that are gone.
+func (c *Client) NodesWithGone(ctx context.Context, pool string) ([]*dspool.Node, error) {
+	var out []*dspool.Node
+	return out, c.Do(ctx, "GET", "/api/v1/nodes?gone=true&pool="+url.QueryEscape(pool), nil, &out)
+}
+
 // CreateUser creates a user.
 func (c *Client) CreateUser(ctx context.Context, u UserCreate) (*dspool.User, error) {
 	var out dspool.User

@@ -350,7 +350,8 @@ func Decide(st *State, now time.Time) Decision {
 	if short := pol.WarmSpares - spares - (add - need); short > 0 {
 		add += short
 		if d.AddReason == "" {
-			d.AddReason = fmt.Sprintf("warm_spares keeps %d idle node(s) ready and %d is idle", pol.WarmSpares, spares)
+			d.AddReason = fmt.Sprintf("warm_spares keeps %s ready, and %s", plural(pol.WarmSpares, "idle node", "idle nodes"),
+				plural(spares, "is idle", "are idle"))
 		}
 	}
 	var ruleIn []int
@@ -382,7 +383,7 @@ func Decide(st *State, now time.Time) Decision {
 		add = max(0, hi-live)
 	}
 	if add < need {
-		d.Waiting = fmt.Sprintf("pool %s is at its max of %d nodes", st.Pool.Name, hi)
+		d.Waiting = fmt.Sprintf("pool %s is at its max of %s", st.Pool.Name, plural(hi, "node", "nodes"))
 		if add > 0 {
 			d.AddReason += fmt.Sprintf(" (max %d: no more)", hi)
 		}

@@ -315,10 +315,10 @@ func TestDecideBounds(t *testing.T) {
 			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, Schedules: []dspool.ScaleSchedule{
 				{Days: []string{"daily"}, From: "00:00", To: "24:00", Max: ptr(1)}}}),
 				Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)}, Waiting: []autoscale.Demand{job(1000, gib, 1)}},
-			want: want{add: 0, waiting: "at its max of 1 nodes"}},
+			want: want{add: 0, waiting: "at its max of 1 node"}},
 		{name: "warm spares add idle nodes beyond the work",
 			st:   autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 2}), Nodes: []autoscale.Node{ready("a", busy)}},
-			want: want{add: 2, reason: "warm_spares keeps 2 idle node(s) ready and 0 is idle"}},
+			want: want{add: 2, reason: "warm_spares keeps 2 idle nodes ready, and 0 are idle"}},
 		{name: "idle ready and provisioning nodes are warm spares",
 			st: autoscale.State{Pool: scaling(dspool.Autoscale{Max: 10, WarmSpares: 2}),
 				Nodes: []autoscale.Node{ready("a", busy), ready("b"), provisioning("c")}},

@@ -170,7 +170,11 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 				line = fmt.Sprintf("waiting for a node in pool %s: %s", j.Pool, j.Waiting)
 			}
 		} else if j.Node != "" {
-			line += " on " + j.Node
+			node := j.Node
+			if name := a.nodeNames([]*dspool.Job{j})[j.Node]; name != "" {
+				node = name
+			}
+			line += " on " + node
 		}
 		p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 	}
@@ -244,7 +248,7 @@ func (a *App) nodeNames(jobs []*dspool.Job) map[string]string {
 	if err != nil {
 		return nil
 	}
-	nodes, err := cl.Nodes(context.Background(), "")
+	nodes, err := cl.NodesWithGone(context.Background(), "")
 	if err != nil {
 		return nil
 	}

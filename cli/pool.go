@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -173,6 +174,9 @@ func (a *App) poolShowCmd() *cobra.Command {
 			if d.Setup != "" {
 				fmt.Fprintf(a.Stdout, "\nSetup script:\n%s\n", sanitize(d.Setup))
 			}
+			if as := d.Autoscale; as != nil {
+				a.printAutoscale(as)
+			}
 			fmt.Fprintln(a.Stdout, "\nNodes:")
 			return a.printNodes(d.Nodes)
 		},
@@ -219,7 +223,7 @@ func (a *App) nodeCmd() *cobra.Command {
 			}
 			if len(nodes) == 0 {
 				if ok, _ := a.json(); !ok {
-					fmt.Fprintln(a.Stderr, "(no nodes yet: local pools start theirs within seconds; machines join with `dspool agent`, see `dspool pool join-token`)")
+					fmt.Fprintln(a.Stderr, "(no nodes: a pool that autoscales adds them when work waits, local pools start theirs within seconds, and machines join with `dspool agent`, see `dspool pool join-token`)")
 				}
 			}
 			return a.printNodes(nodes)
@@ -430,4 +434,29 @@ func (a *App) tokenCmd() *cobra.Command {
 	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you)")
 	c.AddCommand(create)
 	return c
+}
+
+// printAutoscale prints a pool's scaling policy for people.
+func (a *App) printAutoscale(as *dspool.Autoscale) {
+	w := a.Stdout
+	fmt.Fprintf(w, "\nAutoscale: %d to %d nodes; idle nodes go after %s (%s first)", as.Min, as.Max,
+		time.Duration(as.IdleTimeout), as.ScaleInPolicy)
+	if as.WarmSpares > 0 {
+		fmt.Fprintf(w, "; %d warm spare(s)", as.WarmSpares)
+	}
+	fmt.Fprintf(w, "; boot timeout %s; logins wait up to %s\n", time.Duration(as.BootTimeout), time.Duration(as.WaitTimeout))
+	for _, r := range as.Rules {
+		what := fmt.Sprintf("add %d", r.Step)
+		if r.Action == dspool.ScaleIn {
+			what = fmt.Sprintf("remove %d idle", r.Step)
+		}
+		fmt.Fprintf(w, "  rule: %s when %s, at most every %s\n", what, r.String(), time.Duration(r.Cooldown))
+	}
+	for _, sc := range as.Schedules {
+		fmt.Fprintf(w, "  schedule: %s %s-%s %s: min %d", strings.Join(sc.Days, ","), sc.From, sc.To, sc.Timezone, sc.Min)
+		if sc.Max != nil {
+			fmt.Fprintf(w, ", max %d", *sc.Max)
+		}
+		fmt.Fprintln(w)
+	}
 }

@@ -27,7 +27,7 @@ what each pool's policy costs and how long work waits with:
                      no node for work that waits
   lower bound        clairvoyant: at every instant the fewest nodes that hold
                      the work running then, started on arrival and packed
-                     perfectly, with no boot time
+                     perfectly, with no boot time and no max (so no wait)
 
 It talks to no server. The pools file is the one ` + "`dspool pool apply`" + ` takes.
 The trace is CSV, one line per arrival after the header line:
@@ -41,7 +41,13 @@ The trace is CSV, one line per arrival after the header line:
 at is an RFC 3339 time or an offset from the start (8h35m); whole seconds, in
 time order. A session reserves its pool's sessions.cpus and sessions.memory,
 so it leaves cpus, memory and gpus empty; it gives up after the pool's
-wait_timeout. duration is how long the work runs once started.`,
+wait_timeout. duration is how long the work runs once started. A trace of
+offsets without a start line starts on Monday 2026-01-05 00:00 UTC, which
+matters to schedules.
+
+Waits are from arrival to start; p95 is the 95th percentile, which can be
+below the mean when a few waits are long. -o json adds each wait's maximum
+and the sessions that gave up.`,
 		Example: "  dspool simulate --trace week.csv --pools pools.yaml\n" +
 			"  dspool simulate --trace week.csv --pools pools.yaml --boot-time 2m -o json",
 		Args: args(0, 0, "no arguments", "dspool simulate --trace week.csv --pools pools.yaml"),
@@ -93,13 +99,17 @@ wait_timeout. duration is how long the work runs once started.`,
 func (a *App) printSimulation(r *sim.Result) error {
 	if asJSON, _ := a.json(); !asJSON {
 		loc := r.Start.Location()
-		fmt.Fprintf(a.Stdout, "%d jobs and %d sessions from %s to %s; nodes ready %s after they are asked for.\n\n",
-			r.Jobs, r.Sessions, r.Start.In(loc).Format("2006-01-02 15:04 MST"), r.End.In(loc).Format("2006-01-02 15:04 MST"), time.Duration(r.BootTime))
+		fmt.Fprintf(a.Stdout, "%s and %s from %s to %s; nodes ready %s after they are asked for.\n\n",
+			count(r.Jobs, "job"), count(r.Sessions, "session"), r.Start.In(loc).Format("2006-01-02 15:04 MST"), r.End.In(loc).Format("2006-01-02 15:04 MST"), time.Duration(r.BootTime))
 	}
 	err := a.print(r, []string{"POOL", "POLICY", "NODE-HOURS", "VS LOWER BOUND", "COST", "JOBS", "JOB WAIT MEAN/P95", "SESSIONS", "SESSION WAIT MEAN/P95"},
 		func(add func(...any)) {
 			row := func(pool string, p *sim.PolicyResult, f *sim.Figures) {
-				add(pool, p.Name, fmt.Sprintf("%.1f", f.NodeHours), fmt.Sprintf("%.2fx", f.VsLowerBound), fmt.Sprintf("%.2f", f.Cost),
+				vs := fmt.Sprintf("%.2fx", f.VsLowerBound)
+				if f.VsLowerBound == 0 && p.Name != sim.PolicyLowerBound {
+					vs = "-" // no work: the bound is 0 node-hours
+				}
+				add(pool, p.Name, fmt.Sprintf("%.1f", f.NodeHours), vs, fmt.Sprintf("%.2f", f.Cost),
 					served(f.Jobs), waits(f.Jobs), served(f.Sessions), waits(f.Sessions))
 			}
 			if len(r.Policies) == 0 {
@@ -147,4 +157,11 @@ func waits(w sim.Waits) string {
 
 func secs(s float64) string {
 	return (time.Duration(s+0.5) * time.Second).String()
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

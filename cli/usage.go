@@ -71,7 +71,14 @@ nodes count until now. Tables show hours; -o json and -o csv give seconds.`,
 	return c
 }
 
-func hours(secs float64) string { return fmt.Sprintf("%.2f", secs/3600) }
+// hours prints seconds as hours with two decimals; some use below a
+// hundredth of an hour reads <0.01, not as none.
+func hours(secs float64) string {
+	if h := secs / 3600; h > 0 && h < 0.005 {
+		return "<0.01"
+	}
+	return fmt.Sprintf("%.2f", secs/3600)
+}
 
 func (a *App) usageTable(rep *dspool.UsageReport) error {
 	fmt.Fprintf(a.Stderr, "(usage from %s to %s)\n", rep.Since.Local().Format("2006-01-02 15:04"), rep.Until.Local().Format("2006-01-02 15:04"))
@@ -79,7 +86,7 @@ func (a *App) usageTable(rep *dspool.UsageReport) error {
 		return a.print(rep, []string{"POOL", "NODE HOURS", "PRICE/NODE-HOUR", "COST"}, func(add func(...any)) {
 			var secs, cost float64
 			for _, p := range rep.Pools {
-				add(p.Pool, fmt.Sprintf("%.2f", p.NodeHours), fmt.Sprintf("%.2f", p.PricePerNodeHour), fmt.Sprintf("%.2f", p.Cost))
+				add(p.Pool, hours(p.NodeSeconds), fmt.Sprintf("%.2f", p.PricePerNodeHour), fmt.Sprintf("%.2f", p.Cost))
 				secs += p.NodeSeconds
 				cost += p.Cost
 			}

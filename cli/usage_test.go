@@ -56,9 +56,9 @@ func TestUsageOutput(t *testing.T) {
 		if got := strings.Fields(lines[0]); strings.Join(got, " ") != "USER JOB HOURS CPU HOURS GPU HOURS SESSION HOURS" {
 			t.Errorf("header: got %q", lines[0])
 		}
-		// Sub-second jobs are 0.00 hours.
-		if got := strings.Fields(lines[1]); strings.Join(got, " ") != admin+" 0.00 0.00 0.00 0.00" {
-			t.Errorf("row: got %q, want %s and zero hours to 2 decimals", lines[1], admin)
+		// A sub-second job is some use, not none; no GPU and no session is.
+		if got := strings.Fields(lines[1]); strings.Join(got, " ") != admin+" <0.01 <0.01 0.00 0.00" {
+			t.Errorf("row: got %q, want %s, <0.01 job and cpu hours, 0.00 gpu and session hours", lines[1], admin)
 		}
 		if !strings.HasPrefix(errs, "(usage from ") {
 			t.Errorf("stderr: got %q, want the window", errs)
@@ -84,8 +84,8 @@ func TestUsageOutput(t *testing.T) {
 			t.Fatalf("exit %d, output:\n%s\nstderr: %s\nwant a header and one row", code, out, errs)
 		}
 		got := strings.Fields(lines[1])
-		if len(got) != 4 || got[0] != dspool.DefaultPool || got[1] != "0.00" || got[2] != "3.50" || got[3] != "0.00" {
-			t.Errorf("row: got %q, want default, 0.00 hours, 3.50 per node-hour, 0.00 cost", lines[1])
+		if len(got) != 4 || got[0] != dspool.DefaultPool || got[1] != "<0.01" || got[2] != "3.50" || got[3] != "0.00" {
+			t.Errorf("row: got %q, want default, <0.01 hours, 3.50 per node-hour, 0.00 cost", lines[1])
 		}
 	})
 

@@ -137,13 +137,13 @@ func TestAutoscaleFromZero(t *testing.T) {
 			t.Fatalf("bob's session in pool tiny printed %q", line)
 		}
 		_, errs, code := ada.ssh(t, ada.Name+"+tiny", nil, "true")
-		if code != 255 || !strings.Contains(errs, "pool tiny is at its max of 1 nodes") ||
+		if code != 255 || !strings.Contains(errs, "pool tiny is at its max of 1 node") ||
 			!strings.Contains(errs, "within 4s (its wait_timeout)") {
 			t.Fatalf("exit %d, stderr %q; want 255 and the reason", code, errs)
 		}
 		// A job that needs the whole node waits, and --wait-timeout says why.
 		_, errs, code = cli(t, up.userEnv(ada.token), "job", "submit", "--pool", "tiny", "--memory", "1GiB", "--wait", "--wait-timeout", "3s", "--", "true")
-		if code == 0 || !strings.Contains(errs, "is still queued after 3s") || !strings.Contains(errs, "pool tiny is at its max of 1 nodes") {
+		if code == 0 || !strings.Contains(errs, "is still queued after 3s") || !strings.Contains(errs, "pool tiny is at its max of 1 node") {
 			t.Fatalf("job submit --wait-timeout: exit %d, stderr %q", code, errs)
 		}
 	})

@@ -107,7 +107,9 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 // nodes lists nodes with what the hub knows live: allocation, usage and
 // last contact.
 func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
-	nodes, err := s.db.Nodes(r.Context(), pool, false)
+	// ?gone=true adds the nodes that left (autoscaled away, retired), so
+	// that old jobs and events can still name theirs.
+	nodes, err := s.db.Nodes(r.Context(), pool, r.URL.Query().Get("gone") == "true")
 	if err != nil {
 		return nil, err
 	}

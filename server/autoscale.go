@@ -491,7 +491,11 @@ func (sc *scaler) remove(p *dspool.Pool, prov autoscale.Provider, r autoscale.Re
 		s.hub.disconnect(r.ID)
 		s.sessions.nodeGone(r.ID, fmt.Sprintf("node %s was removed from pool %s", r.Name, p.Name))
 	}
-	s.event(ctx, p.Name, dspool.EventRemove, []string{r.Name}, fmt.Sprintf("removed node %s: %s", r.Name, r.Reason))
+	what := r.Name
+	if r.ID != "" {
+		what += " (" + r.ID + ")" // names are reused; the id is what jobs name
+	}
+	s.event(ctx, p.Name, dspool.EventRemove, []string{r.Name}, fmt.Sprintf("removed node %s: %s", what, r.Reason))
 	s.log.Info("autoscaler removed a node", "pool", p.Name, "node", r.Name, "reason", r.Reason)
 }
 

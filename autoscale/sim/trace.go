@@ -218,6 +218,9 @@ func parseArrival(lineNo int, line string) (a Arrival, off time.Duration, abs bo
 			}
 			return a, off, abs, lineErr(lineNo, "cpus", "%v", err)
 		}
+		if _, num := strconv.ParseFloat(f[5], 64); num == nil && f[5] != "0" {
+			return a, off, abs, lineErr(lineNo, "memory", "%q has no unit: write e.g. %sMiB or %sGiB", clip(f[5]), clip(f[5]), clip(f[5]))
+		}
 		if a.Memory, err = dspool.ParseBytes(f[5]); err != nil || a.Memory <= 0 {
 			if err == nil {
 				err = fmt.Errorf("a job needs more than 0 bytes of memory")
