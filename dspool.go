@@ -162,6 +162,9 @@ type User struct {
 	// Disabled users cannot authenticate anywhere (see `dspool user
 	// disable`).
 	Disabled bool `json:"disabled,omitempty"`
+	// Email (lower case) links the user to their account at the identity
+	// provider for single sign-on; set where the user is listed or created.
+	Email string `json:"email,omitempty"`
 }
 
 // Token scopes: what an API token may do. A token holds one or more; a web

@@ -94,6 +94,10 @@ var migrations = []string{
 	CREATE INDEX audit_at ON audit(at);
 	CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 	CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
+	// users' email addresses (lower case; '' for none), which single
+	// sign-on maps a verified email to.
+	`ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+	CREATE UNIQUE INDEX users_email ON users(email) WHERE email != '';`,
 }
 
 const schema = `
