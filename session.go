@@ -122,6 +122,9 @@ type Notebook struct {
 	IdleSince *time.Time `json:"idle_since,omitempty"`
 	StopsAt   *time.Time `json:"stops_at,omitempty"`
 	Message   string     `json:"message,omitempty"`
+	// StartedBy is the credential that started it: "token 12" (revoking
+	// the token stops it) or "web login".
+	StartedBy string `json:"started_by,omitempty"`
 }
 
 // Session defaults.

@@ -321,8 +321,73 @@ func (c *Client) Users(ctx context.Context) ([]*dspool.User, error) {
 
 // CreateToken creates an API token for a user (the caller when empty).
 func (c *Client) CreateToken(ctx context.Context, user string) (*NewToken, error) {
+	return c.CreateTokenWith(ctx, TokenCreate{User: user})
+}
+
+// CreateTokenWith creates an API token with a name, scopes and expiry.
+func (c *Client) CreateTokenWith(ctx context.Context, req TokenCreate) (*NewToken, error) {
 	var out NewToken
-	return &out, c.Do(ctx, "POST", "/api/v1/tokens", &TokenCreate{User: user}, &out)
+	return &out, c.Do(ctx, "POST", "/api/v1/tokens", &req, &out)
+}
+
+// Tokens lists a user's API tokens (the caller's when empty; every user's
+// when all, for admins), without their secrets.
+func (c *Client) Tokens(ctx context.Context, user string, all bool) ([]*dspool.Token, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	var out TokenList
+	return out.Tokens, c.Do(ctx, "GET", "/api/v1/tokens?"+q.Encode(), nil, &out)
+}
+
+// RevokeToken revokes an API token (yours, or any as an admin).
+func (c *Client) RevokeToken(ctx context.Context, id int64) (*dspool.Token, error) {
+	var out dspool.Token
+	return &out, c.Do(ctx, "POST", "/api/v1/tokens/"+strconv.FormatInt(id, 10)+"/revoke", nil, &out)
+}
+
+// DisableUser disables a user (admin): their sessions end and none of
+// their credentials works until EnableUser.
+func (c *Client) DisableUser(ctx context.Context, name string) (*dspool.User, error) {
+	var out dspool.User
+	return &out, c.Do(ctx, "POST", "/api/v1/users/"+url.PathEscape(name)+"/disable", nil, &out)
+}
+
+// EnableUser enables a disabled user (admin).
+func (c *Client) EnableUser(ctx context.Context, name string) (*dspool.User, error) {
+	var out dspool.User
+	return &out, c.Do(ctx, "POST", "/api/v1/users/"+url.PathEscape(name)+"/enable", nil, &out)
+}
+
+// AuditQuery selects entries of the audit log; zero values select all.
+type AuditQuery struct {
+	Since  time.Duration
+	User   string
+	Action string
+	Limit  int
+}
+
+// Audit reads the audit log (admin), oldest first.
+func (c *Client) Audit(ctx context.Context, aq AuditQuery) ([]*dspool.AuditEntry, error) {
+	q := url.Values{}
+	if aq.Since > 0 {
+		q.Set("since", aq.Since.String())
+	}
+	if aq.User != "" {
+		q.Set("user", aq.User)
+	}
+	if aq.Action != "" {
+		q.Set("action", aq.Action)
+	}
+	if aq.Limit > 0 {
+		q.Set("limit", strconv.Itoa(aq.Limit))
+	}
+	var out AuditList
+	return out.Entries, c.Do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &out)
 }
 
 // Register registers a new node with a join token.

@@ -55,9 +55,25 @@ type UserCreate struct {
 }
 
 // TokenCreate is the body of POST /api/v1/tokens; an empty User means the
-// caller.
+// caller. Empty Scopes are those of the token that asks (every scope for a
+// web login); a nil ExpiresAt is that token's expiry (never for a web
+// login): a token never gets more than the token that made it.
 type TokenCreate struct {
-	User string `json:"user,omitempty"`
+	User      string     `json:"user,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// TokenList is the answer of GET /api/v1/tokens: tokens' metadata, never
+// their secrets.
+type TokenList struct {
+	Tokens []*dspool.Token `json:"tokens"`
+}
+
+// AuditList is the answer of GET /api/v1/audit, oldest first.
+type AuditList struct {
+	Entries []*dspool.AuditEntry `json:"entries"`
 }
 
 // NewToken is a created API token: Secret is shown only here.

@@ -359,6 +359,7 @@ least 8 characters.`,
 		},
 	}
 	passwd.Flags().BoolVar(&remove, "remove", false, "remove the password: key and token logins only")
+	c.AddCommand(a.userDisableCmd(true), a.userDisableCmd(false))
 	c.AddCommand(create, list, passwd)
 	return c
 }
@@ -408,33 +409,6 @@ func (a *App) printUsersAs(v any, us []*dspool.User) error {
 	})
 }
 
-func (a *App) tokenCmd() *cobra.Command {
-	c := &cobra.Command{Use: "token", Short: "Manage API tokens", Example: "  dspool token create --user alice"}
-	var user string
-	create := &cobra.Command{
-		Use: "create", Short: "Create an API token (for another user: admin)", Args: cobra.NoArgs,
-		Long:    "Create an API token and print it once; the server keeps only its hash. Use it with --token or DSPOOL_TOKEN.",
-		Example: "  dspool token create\n  DSPOOL_TOKEN=$(dspool token create --user alice) dspool job list",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			t, err := cl.CreateToken(cmd.Context(), user)
-			if err != nil {
-				return err
-			}
-			if ok, _ := a.json(); ok {
-				return a.print(t, nil, nil)
-			}
-			fmt.Fprintln(a.Stdout, t.Secret)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you)")
-	c.AddCommand(create)
-	return c
-}
 
 // printAutoscale prints a pool's scaling policy for people.
 func (a *App) printAutoscale(as *dspool.Autoscale) {

@@ -241,7 +241,10 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 			a.defaultConfigPath(), c.Server)
 	}
 	if c.Token != "" {
-		if u, err := p.db.UserByToken(ctx, server.HashSecret(c.Token)); err == nil && u.ID == admin.ID {
+		// Reused only while it is whole: not revoked, not expiring, every
+		// scope.
+		if u, t, err := p.db.TokenByHash(ctx, server.HashSecret(c.Token)); err == nil && u.ID == admin.ID &&
+			t.RevokedAt == nil && t.ExpiresAt == nil && len(t.Scopes) == len(dspool.Scopes) {
 			c.Server, c.CA = p.url, p.ca
 			return a.saveConfig(c)
 		}

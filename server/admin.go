@@ -43,6 +43,7 @@ func (s *Server) applyPools(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out = append(out, saved)
+		s.audit(r, "", dspool.AuditPoolApply, "pool "+saved.Name, dspool.AuditSuccess, "")
 	}
 	s.hub.poolsChanged()
 	s.Kick()
@@ -101,6 +102,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.audit(r, "", dspool.AuditJoinTokenCreate, "pool "+p.Name, dspool.AuditSuccess, "")
 	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: tok})
 }
 
@@ -172,36 +174,12 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	detail := ""
+	if u.Admin {
+		detail = "admin"
+	}
+	s.audit(r, "", dspool.AuditUserCreate, "user "+u.Name, dspool.AuditSuccess, detail)
 	writeJSON(w, http.StatusCreated, u)
 }
 
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
-	var req api.TokenCreate
-	if r.ContentLength != 0 {
-		if err := readJSON(r, &req); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	caller := userFrom(r)
-	target := caller
-	if req.User != "" && req.User != caller.Name {
-		if !caller.Admin {
-			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin creates tokens for other users"))
-			return
-		}
-		u, err := s.db.User(r.Context(), req.User)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		target = u
-	}
-	secret := NewSecret("dsp_")
-	t, err := s.db.CreateToken(r.Context(), target.ID, HashSecret(secret))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, api.NewToken{Token: *t, Secret: secret})
-}
+// createToken, listTokens, revokeToken: tokens.go.

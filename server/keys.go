@@ -91,6 +91,7 @@ func (s *Server) addKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("ssh key added", "user", target, "fingerprint", out.Fingerprint, "by", userFrom(r).Name)
+	s.audit(r, "", dspool.AuditKeyAdd, KeyCredential(out.Fingerprint), dspool.AuditSuccess, "of user "+target)
 	writeJSON(w, http.StatusCreated, out)
 }
 
@@ -143,6 +144,8 @@ func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("ssh key removed", "user", k.User, "fingerprint", k.Fingerprint, "by", userFrom(r).Name)
+	s.audit(r, "", dspool.AuditKeyRemove, KeyCredential(k.Fingerprint), dspool.AuditSuccess, "of user "+k.User)
+	s.endCredential(k.User, KeyCredential(k.Fingerprint), KeyCredential(k.Fingerprint)+" was removed by "+userFrom(r).Name)
 	writeJSON(w, http.StatusOK, k)
 }
 
@@ -198,6 +201,9 @@ func (s *Server) killSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if x.State != dspool.SessionEnded {
 		s.sessions.kill(x.ID, "ended by "+userFrom(r).Name+" with `dspool session kill`")
+		if x.User != userFrom(r).Name {
+			s.audit(r, "", dspool.AuditSessionKill, "session "+x.ID, dspool.AuditSuccess, "of user "+x.User)
+		}
 	}
 	x, err = s.db.Session(r.Context(), x.ID)
 	if err != nil {
@@ -231,6 +237,11 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("password changed", "user", target, "by", userFrom(r).Name, "removed", hash == "")
+	detail := "set"
+	if hash == "" {
+		detail = "removed"
+	}
+	s.audit(r, "", dspool.AuditPasswordSet, "user "+target, dspool.AuditSuccess, detail)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -257,5 +268,9 @@ func (s *Server) AuthenticatePassword(ctx context.Context, login dspool.Login, p
 	if err := password.Verify(hash, pw); err != nil {
 		return nil, dspool.Errorf(dspool.EUnauthorized, "wrong user or password")
 	}
-	return s.db.User(ctx, login.User)
+	u, err := s.db.User(ctx, login.User)
+	if err == nil && u.Disabled {
+		return nil, disabledError(u.Name)
+	}
+	return u, err
 }

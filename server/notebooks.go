@@ -40,6 +40,9 @@ type notebook struct {
 	token  string
 	proxy  *httputil.ReverseProxy
 	idle   time.Duration // the pool's jupyter_idle
+	// cred is the credential that started it ("token 12", "web login"):
+	// revoking that token stops it.
+	cred string
 
 	traffic atomic.Int64 // unix nanoseconds of the last byte through the proxy
 	// Guarded by notebooks.mu: the last use seen, the cpu of the last
@@ -70,8 +73,9 @@ func (nbs *notebooks) set(nb *notebook, f func(*dspool.Notebook)) {
 	nbs.mu.Unlock()
 }
 
-// start starts the user's Jupyter server unless one is starting or ready.
-func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, base string) (dspool.Notebook, error) {
+// start starts the user's Jupyter server unless one is starting or ready;
+// cred is the credential that asks.
+func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, base, cred string) (dspool.Notebook, error) {
 	nbs.mu.Lock()
 	if nb := nbs.by[u.Name]; nb != nil && (nb.rec.State == dspool.NotebookStarting || nb.rec.State == dspool.NotebookReady) {
 		rec := nb.rec
@@ -92,8 +96,8 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 		// The pool gets a node: wait for it in the background; the state
 		// says how the wait goes.
 		wctx, cancel := context.WithCancel(context.Background())
-		nb := &notebook{cancel: cancel, rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting,
-			Message: "waiting for a node in pool " + p.Name, URL: url, StartedAt: nbs.s.cfg.Now().UTC()}}
+		nb := &notebook{cancel: cancel, cred: cred, rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting,
+			Message: "waiting for a node in pool " + p.Name, URL: url, StartedAt: nbs.s.cfg.Now().UTC(), StartedBy: cred}}
 		if rec, won := nbs.claim(u.Name, nb); !won {
 			cancel()
 			return rec, nil
@@ -122,7 +126,8 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 	if err != nil {
 		return dspool.Notebook{}, err
 	}
-	nb := &notebook{rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting, URL: url, StartedAt: nbs.s.cfg.Now().UTC()}}
+	nb := &notebook{cred: cred, rec: dspool.Notebook{User: u.Name, Pool: p.Name, State: dspool.NotebookStarting, URL: url,
+		StartedAt: nbs.s.cfg.Now().UTC(), StartedBy: cred}}
 	if rec, won := nbs.claim(u.Name, nb); !won {
 		lease.Close() // a concurrent start won
 		return rec, nil
@@ -425,7 +430,7 @@ func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, r.RemoteAddr, s.baseURL(r))
+	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, r.RemoteAddr, s.baseURL(r), credFrom(r).label())
 	if err != nil {
 		s.fail(w, r, err)
 		return

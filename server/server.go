@@ -66,6 +66,7 @@ type Server struct {
 	notebooks *notebooks
 	scaler    *scaler
 	auth      authCache
+	tokenUse  tokenUse
 	placeMu   sync.Mutex
 	kick      chan struct{}
 	metrics   *metrics
@@ -140,13 +141,13 @@ func (s *Server) Handler() http.Handler {
 	for _, r := range s.routes() {
 		h := r.handler
 		if r.auth != authNone {
-			h = s.authenticate(r.auth, h)
+			h = s.authenticate(r.auth, r.scope, h)
 		}
 		mux.Handle(r.method+" "+r.path, s.limitBody(h))
 	}
 	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
 	// files go through here), so no body limit.
-	mux.Handle("/user/{name}/", s.toLoginPage(s.authenticateWith(authUser, checkJupyterXSRF, s.serveUser)))
+	mux.Handle("/user/{name}/", s.toLoginPage(s.authenticateWith(authUser, dspool.ScopeSessions, checkJupyterXSRF, s.serveUser)))
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
@@ -208,8 +209,13 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
 		{"GET", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.createUser},
+		{"POST", "/api/v1/users/{name}/disable", authAdmin, dspool.ScopeAdmin, s.disableUser},
+		{"POST", "/api/v1/users/{name}/enable", authAdmin, dspool.ScopeAdmin, s.enableUser},
 		{"PUT", "/api/v1/users/{name}/password", authUser, dspool.ScopeAdmin, s.setPassword},
 		{"POST", "/api/v1/tokens", authUser, dspool.ScopeAdmin, s.createToken},
+		{"GET", "/api/v1/tokens", authUser, dspool.ScopeRead, s.listTokens},
+		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAdmin, s.revokeToken},
+		{"GET", "/api/v1/audit", authAdmin, dspool.ScopeAdmin, s.auditLog},
 		{"GET", "/api/v1/keys", authUser, dspool.ScopeRead, s.listKeys},
 		{"POST", "/api/v1/keys", authUser, dspool.ScopeAdmin, s.addKey},
 		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAdmin, s.removeKey},
@@ -254,15 +260,16 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-func (s *Server) authenticate(level authLevel, next http.HandlerFunc) http.HandlerFunc {
-	return s.authenticateWith(level, checkXSRF, next)
+func (s *Server) authenticate(level authLevel, scope string, next http.HandlerFunc) http.HandlerFunc {
+	return s.authenticateWith(level, scope, checkXSRF, next)
 }
 
 // authenticateWith resolves the caller (API token or login cookie), checks
-// the level, and for cookie logins applies xsrf to the request.
-func (s *Server) authenticateWith(level authLevel, xsrf func(*http.Request, *webLogin) error, next http.HandlerFunc) http.HandlerFunc {
+// the level and, for a token, that it has scope; for cookie logins it
+// applies xsrf to the request.
+func (s *Server) authenticateWith(level authLevel, scope string, xsrf func(*http.Request, *webLogin) error, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, login, err := s.caller(r)
+		u, login, tok, err := s.identify(r)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -275,7 +282,12 @@ func (s *Server) authenticateWith(level authLevel, xsrf func(*http.Request, *web
 			writeError(w, dspool.Errorf(dspool.EForbidden, "this needs an admin: ask an admin of this pool"))
 			return
 		}
-		next(w, r.WithContext(context.WithValue(r.Context(), userKey, u)))
+		if err := checkScope(tok, scope); err != nil {
+			writeError(w, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), userKey, u)
+		next(w, r.WithContext(context.WithValue(ctx, credKey, &credential{tok: tok})))
 	}
 }
 

@@ -31,6 +31,9 @@ type sessions struct {
 	// live sessions by id, and by user and pool.
 	live   map[string]*Lease
 	byUser map[[2]string]*Lease
+	// conns are the connections' leases, by the credential that opened
+	// them (access.go).
+	conns connSet
 }
 
 func newSessions(s *Server) *sessions {
@@ -259,13 +262,19 @@ func (s *Server) interactivePool(ctx context.Context, name string) (*dspool.Pool
 // there, or a new one on the least-loaded ready node with room for it.
 // When no node has room and the pool can get one (it autoscales, or a node
 // is starting), it waits up to the pool's wait_timeout, calling progress
-// (when not nil) with how the wait is going.
-func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote string, progress func(string)) (*Lease, error) {
+// (when not nil) with how the wait is going. cred is how the connection
+// authenticated (KeyCredential, PasswordCredential): removing it ends the
+// connection.
+func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote, cred string, progress func(string)) (*ConnLease, error) {
 	p, err := s.interactivePool(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
-	return s.awaitSession(ctx, user, p, remote, dspool.SessionSSH, progress)
+	l, err := s.awaitSession(ctx, user, p, remote, dspool.SessionSSH, progress)
+	if err != nil {
+		return nil, err
+	}
+	return s.connect(ctx, l, user.Name, cred), nil
 }
 
 // noRoom is the error of a placement that found no node with room.
@@ -467,6 +476,9 @@ func (s *Server) Authenticate(ctx context.Context, login dspool.Login, fingerpri
 	u, err := s.db.User(ctx, k.User)
 	if err != nil {
 		return nil, err
+	}
+	if u.Disabled {
+		return nil, disabledError(u.Name)
 	}
 	_ = s.db.TouchKey(ctx, k.ID, s.cfg.Now())
 	return u, nil

@@ -45,14 +45,7 @@ func newToken() string {
 // cookie (then with the login).
 func (s *Server) caller(r *http.Request) (*dspool.User, *webLogin, error) {
 	if tok := bearer(r); tok != "" {
-		hash := HashSecret(tok)
-		if u, _, ok := s.auth.get(hash); ok {
-			return u, nil, nil
-		}
-		u, err := s.db.UserByToken(r.Context(), hash)
-		if err == nil {
-			s.auth.put(hash, u, nil)
-		}
+		u, _, err := s.tokenCaller(r.Context(), tok)
 		return u, nil, err
 	}
 	c, err := r.Cookie(sessionCookie)
@@ -74,16 +67,19 @@ func (s *Server) caller(r *http.Request) (*dspool.User, *webLogin, error) {
 
 // authCache remembers for a few seconds who a token or login cookie is, so
 // that every request through the Jupyter proxy (pages load dozens) does not
-// read the store. Logout drops its entry at once; anything else that ends a
-// credential takes effect within authTTL.
+// read the store. Logout, revoking a token and disabling a user drop their
+// entries at once (tokens.go); anything else that ends a credential takes
+// effect within authTTL.
 type authCache struct {
-	mu sync.Mutex
-	m  map[string]authEntry
+	mu      sync.Mutex
+	m       map[string]authEntry
+	dropped droppedCreds
 }
 
 type authEntry struct {
 	user  *dspool.User
 	login *webLogin
+	tok   *dspool.Token // for an API token
 	until time.Time
 }
 
@@ -105,6 +101,9 @@ func (c *authCache) get(hash []byte) (*dspool.User, *webLogin, bool) {
 func (c *authCache) put(hash []byte, u *dspool.User, login *webLogin) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.droppedLocked(u.ID, 0) {
+		return
+	}
 	if c.m == nil || len(c.m) >= authCacheLimit {
 		c.m = map[string]authEntry{}
 	}

@@ -20,10 +20,16 @@ func (b serverBackend) AuthenticatePassword(ctx context.Context, login dspool.Lo
 	return b.s.AuthenticatePassword(ctx, login, pw)
 }
 
-func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote string, progress func(string)) (Session, error) {
-	l, err := b.s.OpenSession(ctx, u, pool, remote, progress)
+func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote, how string, progress func(string)) (Session, error) {
+	cred := server.KeyCredential(how)
+	if how == "password" {
+		cred = server.PasswordCredential
+	}
+	l, err := b.s.OpenSession(ctx, u, pool, remote, cred, progress)
 	if err != nil {
 		return nil, err
 	}
 	return l, nil
 }
+
+func (b serverBackend) Audit(ctx context.Context, e dspool.AuditEntry) { b.s.Audit(ctx, e) }

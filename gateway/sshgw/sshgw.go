@@ -53,9 +53,13 @@ type Backend interface {
 	// is theirs.
 	AuthenticatePassword(ctx context.Context, login dspool.Login, password string) (*dspool.User, error)
 	// OpenSession routes a connection of user to a session in pool
-	// (empty: the default interactive pool). While it waits for a node it
+	// (empty: the default interactive pool). How is how the connection
+	// authenticated: a key's fingerprint, or "password"; the session ends
+	// the connection when that is removed. While it waits for a node it
 	// calls progress with how the wait goes.
-	OpenSession(ctx context.Context, user *dspool.User, pool, remote string, progress func(string)) (Session, error)
+	OpenSession(ctx context.Context, user *dspool.User, pool, remote, how string, progress func(string)) (Session, error)
+	// Audit appends an entry to the audit log (logins and their refusals).
+	Audit(ctx context.Context, e dspool.AuditEntry)
 }
 
 // Config configures a Gateway. Zero values mean the defaults.
@@ -162,7 +166,7 @@ func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 	login, err := dspool.ParseLogin(meta.User())
 	if err != nil {
 		g.log.Info("ssh login refused", "remote", meta.RemoteAddr().String(), "err", err)
-		return nil, errors.New("invalid login")
+		return nil, &refusal{login: meta.User(), reason: "invalid login: " + dspool.Message(err)}
 	}
 	fp := ssh.FingerprintSHA256(key)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -170,7 +174,7 @@ func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 	u, err := g.cfg.Backend.Authenticate(ctx, login, fp)
 	if err != nil {
 		g.log.Info("ssh key refused", "login", login.User, "remote", meta.RemoteAddr().String(), "key", fp)
-		return nil, errors.New("key refused")
+		return nil, &refusal{login: login.User, reason: "key " + fp + " refused: " + dspool.Message(err)}
 	}
 	return permissions(u, login, fp), nil
 }
@@ -178,14 +182,14 @@ func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 	login, err := dspool.ParseLogin(meta.User())
 	if err != nil {
-		return nil, errors.New("invalid login")
+		return nil, &refusal{login: meta.User(), reason: "invalid login: " + dspool.Message(err)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u, err := g.cfg.Backend.AuthenticatePassword(ctx, login, string(pw))
 	if err != nil {
 		g.log.Info("ssh password refused", "login", login.User, "remote", meta.RemoteAddr().String())
-		return nil, errors.New("password refused")
+		return nil, &refusal{login: login.User, reason: "password refused: " + dspool.Message(err)}
 	}
 	return permissions(u, login, "password"), nil
 }
@@ -278,8 +282,10 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 	g.authenticated(src)
 	if err != nil {
 		c.Close()
+		g.auditRefusal(c.RemoteAddr().String(), err)
 		return
 	}
+	g.auditLogin(sc)
 	_ = c.SetDeadline(time.Time{})
 	g.mu.Lock()
 	if g.closed {
@@ -407,7 +413,7 @@ func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Reques
 	}()
 	go func() {
 		defer close(cc.ready)
-		sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String(), cc.setProgress)
+		sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String(), cc.sc.Permissions.Extensions[extKey], cc.setProgress)
 		if err != nil {
 			cc.refusal = "dspool: " + dspool.Message(err)
 			cc.g.log.Info("ssh session refused", "user", cc.user.Name, "err", err)

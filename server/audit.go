@@ -1,0 +1,85 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// The audit log: who did what to whom, for the actions that decide who may
+// do what (logins, tokens, keys, passwords, users, pools, join tokens,
+// secrets) and for sessions ended by others. It is append-only (the store
+// refuses changes) and read only by admins (GET /api/v1/audit).
+
+// audit appends an entry about request r to the audit log. An empty actor
+// means the user r authenticated as (dspool.AuditAnonymous when none); the
+// remote address is r's. Target names what was acted on as "KIND NAME"
+// ("user ada", "token 12", "pool gpu"); outcome is dspool.AuditSuccess or
+// dspool.AuditFailure. A failure to write is logged, not returned: the
+// action has happened, or been refused, either way.
+func (s *Server) audit(r *http.Request, actor, action, target, outcome, detail string) {
+	if actor == "" {
+		actor = dspool.AuditAnonymous
+		if u, ok := r.Context().Value(userKey).(*dspool.User); ok && u != nil {
+			actor = u.Name
+		}
+	}
+	s.Audit(context.WithoutCancel(r.Context()), dspool.AuditEntry{Actor: actor, Action: action, Target: target,
+		Remote: r.RemoteAddr, Outcome: outcome, Detail: detail})
+}
+
+// Audit appends e to the audit log (At: now), for code that has no request
+// (the SSH gateway). A failure to write is logged, not returned.
+func (s *Server) Audit(ctx context.Context, e dspool.AuditEntry) {
+	if e.At.IsZero() {
+		e.At = s.cfg.Now()
+	}
+	if e.Actor == "" {
+		e.Actor = dspool.AuditAnonymous
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.db.AddAudit(ctx, e); err != nil {
+		s.log.Error("audit log", "action", e.Action, "actor", e.Actor, "target", e.Target, "outcome", e.Outcome, "err", err)
+	}
+}
+
+// outcome is the audit outcome of err.
+func outcome(err error) string {
+	if err != nil {
+		return dspool.AuditFailure
+	}
+	return dspool.AuditSuccess
+}
+
+func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := sqlite.AuditFilter{User: q.Get("user"), Action: q.Get("action")}
+	if v := q.Get("since"); v != "" {
+		t, err := dspool.ParseSince("since", v, s.cfg.Now())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		f.Since = t
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > sqlite.MaxAudit {
+			s.fail(w, r, dspool.Invalid("limit", "%q is out of range: give a number from 1 to %d", v, sqlite.MaxAudit))
+			return
+		}
+		f.Limit = n
+	}
+	es, err := s.db.Audit(r.Context(), f)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditList{Entries: es})
+}
