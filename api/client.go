@@ -458,6 +458,12 @@ func (c *Client) SetPassword(ctx context.Context, user, password string) error {
 	return c.Do(ctx, "PUT", "/api/v1/users/"+url.PathEscape(user)+"/password", &PasswordSet{Password: password}, nil)
 }
 
+// SetUserEmail records the email single sign-on maps to user ("" removes
+// it; admin).
+func (c *Client) SetUserEmail(ctx context.Context, user, email string) error {
+	return c.Do(ctx, "PUT", "/api/v1/users/"+url.PathEscape(user)+"/email", &EmailSet{Email: email}, nil)
+}
+
 // Whoami returns the user the client's token acts as.
 func (c *Client) Whoami(ctx context.Context) (*dspool.User, error) {
 	var out dspool.User

@@ -52,6 +52,14 @@ type JoinToken struct {
 type UserCreate struct {
 	Name  string `json:"name"`
 	Admin bool   `json:"admin,omitempty"`
+	// Email links the user to their identity provider account for single
+	// sign-on.
+	Email string `json:"email,omitempty"`
+}
+
+// EmailSet is the body of PUT /api/v1/users/{name}/email; "" removes it.
+type EmailSet struct {
+	Email string `json:"email"`
 }
 
 // TokenCreate is the body of POST /api/v1/tokens; an empty User means the

@@ -42,6 +42,8 @@ type planeOptions struct {
 	Heartbeat dspool.Duration `json:"heartbeat"`
 	Admin     string          `json:"admin"`
 	UIDBase   int             `json:"uid_base"`
+	// OIDC is single sign-on for the web page (off without an issuer).
+	OIDC oidcOptions `json:"oidc"`
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
@@ -56,6 +58,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
+	o.OIDC.flags(c)
 }
 
 type durationFlag dspool.Duration
@@ -120,6 +123,10 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, err
 		}
 	}
+	oidc, err := o.OIDC.config(os.Getenv, log)
+	if err != nil {
+		return nil, err
+	}
 	// The data directory is traversable but not listable: jobs running as
 	// their users must reach the share inside it; the store file is 0600.
 	if err := os.MkdirAll(o.Data, 0o711); err != nil {
@@ -177,7 +184,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		}
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
-		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version})
+		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc})
 	ln = server.LimitListener(ln, server.MaxConns)
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	scheme := "http"

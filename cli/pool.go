@@ -282,15 +282,16 @@ func (a *App) printNodes(nodes []*dspool.Node) error {
 func (a *App) userCmd() *cobra.Command {
 	c := &cobra.Command{Use: "user", Short: "Manage users (admin) and your password", Example: "  dspool user create alice\n  dspool user list\n  dspool user passwd"}
 	var admin bool
+	var email string
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: args(1, 1, "the new user's name", "dspool user create alice"),
-		Example: "  dspool user create alice\n  dspool token create --user alice",
+		Example: "  dspool user create alice\n  dspool user create alice --email alice@example.com\n  dspool token create --user alice",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			u, err := cl.CreateUser(cmd.Context(), api.UserCreate{Name: args[0], Admin: admin})
+			u, err := cl.CreateUser(cmd.Context(), api.UserCreate{Name: args[0], Admin: admin, Email: email})
 			if err != nil {
 				return err
 			}
@@ -298,6 +299,7 @@ func (a *App) userCmd() *cobra.Command {
 		},
 	}
 	create.Flags().BoolVar(&admin, "admin", false, "make the user an admin")
+	create.Flags().StringVar(&email, "email", "", "the user's email, which single sign-on maps to them (verified by the identity provider)")
 	list := &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs, Example: "  dspool user list -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -360,7 +362,7 @@ least 8 characters.`,
 	}
 	passwd.Flags().BoolVar(&remove, "remove", false, "remove the password: key and token logins only")
 	c.AddCommand(a.userDisableCmd(true), a.userDisableCmd(false))
-	c.AddCommand(create, list, passwd)
+	c.AddCommand(create, list, passwd, a.userEmailCmd())
 	return c
 }
 
@@ -402,9 +404,9 @@ func (a *App) printUsers(us []*dspool.User) error { return a.printUsersAs(us, us
 
 // printUsersAs prints users as a table, or v as JSON.
 func (a *App) printUsersAs(v any, us []*dspool.User) error {
-	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "CREATED"}, func(add func(...any)) {
+	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "EMAIL", "CREATED"}, func(add func(...any)) {
 		for _, u := range us {
-			add(u.Name, u.UID, u.GID, u.Admin, u.CreatedAt.Local().Format("2006-01-02 15:04"))
+			add(u.Name, u.UID, u.GID, u.Admin, dash(u.Email), u.CreatedAt.Local().Format("2006-01-02 15:04"))
 		}
 	})
 }

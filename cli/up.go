@@ -133,6 +133,10 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		fmt.Fprintf(a.Stdout, "  ssh:   %s key add ~/.ssh/id_ed25519.pub, then ssh -p %s %s@%s\n", self, port, admin.Name, host)
 	}
 	fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
+	if o.OIDC.Issuer != "" {
+		redirect := firstOf(o.OIDC.RedirectURL, p.url+server.OIDCCallbackPath)
+		fmt.Fprintf(a.Stdout, "  sso:   %s (register the redirect URL %s there)\n", o.OIDC.Issuer, redirect)
+	}
 	fmt.Fprintf(a.Stdout, "Press Ctrl-C to stop.\n")
 	<-ctx.Done()
 	fmt.Fprintln(a.Stderr, "stopping agents and their jobs...")
@@ -274,6 +278,12 @@ func (a *App) serverCmd() *cobra.Command {
   admin: admin               # first admin, created on a new store
   node_grace: 30s
   kill_grace: 10s
+  oidc:                      # single sign-on on the web page (docs/guide.md)
+    issuer: https://sso.example.com/realms/lab
+    client_id: dspool
+    client_secret_file: /etc/dspool/oidc-secret   # or DSPOOL_OIDC_CLIENT_SECRET
+    claim: email             # a verified email recorded with dspool user email
+    password_login: true
 
 On a new store it creates the first admin and writes its API token to
 DATA/admin-token (mode 0600).`,

@@ -196,10 +196,12 @@ func cliJSON(t *testing.T, env []string, v any, args ...string) {
 // upConfig is how startUp runs `dspool up`. The zero value runs one node on
 // a new data directory.
 type upConfig struct {
-	Nodes   int    // local agents of the pool "default" (--nodes); 0 means 1
-	UIDBase int    // --uid-base; 0 means the default
-	Data    string // data directory; "" means a new one
-	Login   string // CLI login file (DSPOOL_CONFIG); "" means a new one
+	Nodes   int      // local agents of the pool "default" (--nodes); 0 means 1
+	UIDBase int      // --uid-base; 0 means the default
+	Data    string   // data directory; "" means a new one
+	Login   string   // CLI login file (DSPOOL_CONFIG); "" means a new one
+	Args    []string // more flags of `dspool up`
+	Env     []string // more of its environment
 }
 
 // upProc is a running `dspool up`.
@@ -240,7 +242,8 @@ func startUp(t *testing.T, c upConfig) *upProc {
 	if c.UIDBase != 0 {
 		args = append(args, "--uid-base", strconv.Itoa(c.UIDBase))
 	}
-	u.cmd = startProc(t, []string{"DSPOOL_CONFIG=" + c.Login}, u.stdout, u.stderr, args...)
+	args = append(args, c.Args...)
+	u.cmd = startProc(t, append([]string{"DSPOOL_CONFIG=" + c.Login}, c.Env...), u.stdout, u.stderr, args...)
 	go func() { _ = u.cmd.Wait(); close(u.done) }()
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -156,6 +156,9 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	users, err := s.db.Users(r.Context())
+	if err == nil {
+		err = s.withEmails(r.Context(), users)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -169,7 +172,16 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	email, err := s.checkNewEmail(r.Context(), req.Email)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	u, err := s.db.CreateUser(r.Context(), req.Name, req.Admin)
+	if err == nil && email != "" {
+		err = s.db.SetUserEmail(r.Context(), u.Name, email)
+		u.Email = email
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -50,8 +50,10 @@ type Config struct {
 	// (dspool.ProviderLocal...). A pool whose provider is missing keeps
 	// the nodes that join it.
 	Providers map[string]autoscale.Provider
-	Now       func() time.Time
-	Version   string
+	// OIDC turns on single sign-on for the web front end (nil: off).
+	OIDC    *OIDCConfig
+	Now     func() time.Time
+	Version string
 }
 
 // Server is the control plane.
@@ -65,6 +67,7 @@ type Server struct {
 	sessions  *sessions
 	notebooks *notebooks
 	scaler    *scaler
+	sso       *sso // nil without single sign-on
 	auth      authCache
 	tokenUse  tokenUse
 	placeMu   sync.Mutex
@@ -111,6 +114,7 @@ func New(cfg Config) *Server {
 	s.notebooks = newNotebooks(s)
 	s.scaler = newScaler(s, cfg.Providers)
 	s.metrics = newMetrics(s)
+	s.sso = newSSO(cfg.OIDC)
 	return s
 }
 
@@ -129,6 +133,10 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
 	go func() { defer wg.Done(); s.sessions.recordLoop(ctx) }()
+	if s.sso != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.sso.run(ctx, s) }()
+	}
 	<-ctx.Done()
 	s.hub.closeAll()
 	wg.Wait()
@@ -151,6 +159,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
+	mux.HandleFunc("GET /login/oidc", s.ssoStart)
+	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
@@ -212,6 +222,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/users/{name}/disable", authAdmin, dspool.ScopeAdmin, s.disableUser},
 		{"POST", "/api/v1/users/{name}/enable", authAdmin, dspool.ScopeAdmin, s.enableUser},
 		{"PUT", "/api/v1/users/{name}/password", authUser, dspool.ScopeAdmin, s.setPassword},
+		{"PUT", "/api/v1/users/{name}/email", authAdmin, dspool.ScopeAdmin, s.setUserEmail},
 		{"POST", "/api/v1/tokens", authUser, dspool.ScopeAdmin, s.createToken},
 		{"GET", "/api/v1/tokens", authUser, dspool.ScopeRead, s.listTokens},
 		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAdmin, s.revokeToken},

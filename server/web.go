@@ -179,6 +179,11 @@ type pageData struct {
 	XSRF  string
 	Error string
 	Name  string
+	// SSO names the identity provider of single sign-on ("" when off);
+	// SSODown says it cannot be reached now.
+	SSO        string
+	SSODown    bool
+	NoPassword bool
 }
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +195,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	u, login, err := s.caller(r)
 	if err != nil || login == nil {
-		_ = pageTmpl.Execute(w, pageData{})
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{}))
 		return
 	}
 	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf})
@@ -203,7 +208,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// attacker (login CSRF).
 	if !sameOrigin(r) {
 		w.WriteHeader(http.StatusForbidden)
-		_ = pageTmpl.Execute(w, pageData{Error: "This login form was sent from another site; use the pool's own page."})
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "This login form was sent from another site; use the pool's own page."}))
+		return
+	}
+	if s.sso != nil && s.sso.cfg.NoPasswordLogin {
+		w.WriteHeader(http.StatusForbidden)
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "Password logins are off on this pool: sign in with " + s.sso.name + "."}))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -221,19 +231,29 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
 		w.WriteHeader(http.StatusUnauthorized)
-		_ = pageTmpl.Execute(w, pageData{Error: "Wrong user name or password. Set a password with `dspool user passwd`.", Name: name})
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "Wrong user name or password. Set a password with `dspool user passwd`.", Name: name}))
 		return
 	}
-	secret, xsrf := newToken(), newToken()
-	expires := s.cfg.Now().Add(webLoginTTL)
-	if err := s.db.CreateWebSession(r.Context(), u.ID, HashSecret(secret), xsrf, expires); err != nil {
+	if err := s.startWebSession(w, r, u); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.log.Info("web login", "user", u.Name, "remote", r.RemoteAddr)
+}
+
+// startWebSession logs the browser in as u (a password or single sign-on
+// checked who it is): the login cookie, then the page. Nothing is written
+// when it fails.
+func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspool.User) error {
+	secret, xsrf := newToken(), newToken()
+	expires := s.cfg.Now().Add(webLoginTTL)
+	if err := s.db.CreateWebSession(r.Context(), u.ID, HashSecret(secret), xsrf, expires); err != nil {
+		return err
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
-	s.log.Info("web login", "user", u.Name, "remote", r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+	return nil
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
@@ -269,6 +289,7 @@ func (s *Server) serveStyle(w http.ResponseWriter, r *http.Request) {
 const pageStyle = `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
 h1{font-size:1.4rem} label{display:block;margin:.6rem 0 .2rem} input{font:inherit;padding:.3rem;width:16rem}
 button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .error{color:#a00}
+a.button{display:inline-block;padding:.35rem 1rem;border:1px solid #767676;border-radius:3px;background:#efefef;color:inherit;text-decoration:none}
 #state{font-weight:600} .muted{color:#666} pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;font-size:.8rem}
 `
 
@@ -289,12 +310,14 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <form method="post" action="/logout"><input type="hidden" name="_xsrf" value="{{.XSRF}}"><button>Log out</button></form>
 <script src="/static/page.js"></script>
 {{else}}
-<form method="post" action="/login">
 {{if .Error}}<p class="error">{{.Error}}</p>{{end}}
+{{if .SSO}}{{if .SSODown}}<p class="muted">Single sign-on with {{.SSO}} is unavailable right now: try again in a minute.</p>
+{{else}}<p><a class="button" id="sso" href="/login/oidc">Sign in with {{.SSO}}</a></p>{{end}}{{end}}
+{{if not .NoPassword}}<form method="post" action="/login">
 <label for="username">User name</label><input id="username" name="username" value="{{.Name}}" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <p><button>Log in</button></p>
-</form>
+</form>{{end}}
 {{end}}
 </body></html>
 `))
