@@ -352,9 +352,19 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		s.ssoPage(w, e.status, e.msg)
 		return
 	}
+	if err := s.startWebSession(w, r, u); err != nil {
+		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", r.RemoteAddr, "err", err)
+		s.recordSSO(r, nil, id, "no_session")
+		why := "see the pool's log"
+		var e *dspool.Error
+		if errors.As(err, &e) && e.Code != dspool.EInternal {
+			why = e.Message
+		}
+		s.ssoPage(w, statusOf[dspool.ErrorCode(err)], "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
+		return
+	}
 	s.log.Info("web login", "user", u.Name, "via", "oidc", "subject", id.subject, "remote", r.RemoteAddr)
 	s.recordSSO(r, u, id, "")
-	s.startWebSession(w, r, u)
 }
 
 // ssoIdentity is who the provider says signed in: checked, but not yet

@@ -343,6 +343,18 @@ func TestSSORefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("disabled user", func(t *testing.T) {
+		p.IdP.Tamper(nil)
+		p.IdP.SetIdentity(ada)
+		if _, err := p.Admin.DisableUser(context.Background(), "ada"); err != nil {
+			t.Fatal(err)
+		}
+		defer p.Admin.EnableUser(context.Background(), "ada")
+		res := newBrowser(t, p.URL).signIn(nil)
+		if res.status != http.StatusForbidden || loginCookie(res) != nil || !strings.Contains(res.body, "is disabled") || !strings.Contains(p.log(), "reason=user_disabled") {
+			t.Fatalf("a disabled user's sign-in: %d\n%s", res.status, res.body)
+		}
+	})
 	t.Run("no flow cookie", func(t *testing.T) {
 		res := newBrowser(t, p.URL).get("/login/oidc/callback?code=x&state=y")
 		if res.status != http.StatusBadRequest || !strings.Contains(res.body, "not started from this browser") {

@@ -51,6 +51,9 @@ func (s *Server) ssoUser(ctx context.Context, id ssoIdentity) (*dspool.User, err
 		}
 		u, err = s.db.User(ctx, name)
 	}
+	if err == nil && u.Disabled {
+		return nil, refuse("user_disabled", http.StatusForbidden, "Your dspool user %s is disabled: ask an admin.", u.Name)
+	}
 	if err == nil {
 		return u, nil
 	}
