@@ -360,3 +360,21 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, t)
 }
+
+// RouteInfo is what a route asks of its caller, for the tests that cover
+// every route (the authorization matrix).
+type RouteInfo struct {
+	Route string // "METHOD /path"
+	Auth  string // "none", "user" or "admin"
+	Scope string // the token scope it needs; "" without a user
+}
+
+// RouteInfos lists every API route with what it asks of its caller.
+func (s *Server) RouteInfos() []RouteInfo {
+	var out []RouteInfo
+	for _, r := range s.routes() {
+		auth := map[authLevel]string{authNone: "none", authUser: "user", authAdmin: "admin"}[r.auth]
+		out = append(out, RouteInfo{Route: r.method + " " + r.path, Auth: auth, Scope: r.scope})
+	}
+	return out
+}

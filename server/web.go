@@ -230,6 +230,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
+		s.audit(r, dspool.AuditAnonymous, dspool.AuditLoginWeb, "user "+name, dspool.AuditFailure, dspool.Message(err))
 		w.WriteHeader(http.StatusUnauthorized)
 		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "Wrong user name or password. Set a password with `dspool user passwd`.", Name: name}))
 		return
@@ -239,6 +240,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("web login", "user", u.Name, "remote", r.RemoteAddr)
+	s.audit(r, u.Name, dspool.AuditLoginWeb, "user "+u.Name, dspool.AuditSuccess, "password")
 }
 
 // startWebSession logs the browser in as u (a password or single sign-on

@@ -1,0 +1,153 @@
+package sshgw_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/gateway/sshgw"
+	"github.com/dspool/dspool/sqlite"
+	"golang.org/x/crypto/ssh"
+)
+
+// ended waits up to limit for a command started with sleeping to end, and
+// returns its stderr.
+func ended(t *testing.T, s *ssh.Session, errb *strings.Builder, limit time.Duration) string {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() { werr <- s.Wait() }()
+	select {
+	case err := <-werr:
+		var ee *ssh.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 255 {
+			t.Fatalf("ended command: %v, stderr %q; want exit 255", err, errb.String())
+		}
+		return errb.String()
+	case <-time.After(limit):
+		t.Fatalf("the command outlived the end of its credential by %s", limit)
+	}
+	return ""
+}
+
+// logins waits for n SSH logins in the audit log (the gateway records a
+// refusal once the client has gone) and returns them.
+func logins(t *testing.T, f *fixture, n int) []*dspool.AuditEntry {
+	t.Helper()
+	var es []*dspool.AuditEntry
+	f.p.Eventually(5*time.Second, func() bool {
+		var err error
+		es, err = f.p.DB.Audit(context.Background(), sqlite.AuditFilter{Action: dspool.AuditLoginSSH})
+		return err == nil && len(es) >= n
+	}, "%d ssh logins in the audit log", n)
+	if len(es) != n {
+		t.Fatalf("ssh logins in the audit log: %d, want %d", len(es), n)
+	}
+	return es
+}
+
+// TestRemovingAKeyEndsItsConnections: removing a key ends, within 2 s and
+// with a message, the connections that key opened, and only those; the key
+// is refused after, and the refusal is in the audit log.
+func TestRemovingAKeyEndsItsConnections(t *testing.T) {
+	f := start(t, 46900, sshgw.Config{})
+	ctx := context.Background()
+	_, key1 := f.user(t, "ada")
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key2, _ := ssh.NewSignerFromKey(priv)
+	k2, err := f.p.Admin.AddKey(ctx, "ada", string(ssh.MarshalAuthorizedKey(key2.PublicKey())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := f.dial("ada", key1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := f.dial("ada", key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	s1, _ := sleeping(t, c1)
+	defer s1.Close()
+	s2, errb2 := sleeping(t, c2)
+
+	if _, err := f.p.Admin.RemoveKey(ctx, k2.Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	// key2's connection ends; key1's goes on, in the same session.
+	if msg := ended(t, s2, errb2, 2*time.Second); !strings.Contains(msg, "key "+k2.Fingerprint+" was removed by ") {
+		t.Errorf("the message: %q; want the reason", msg)
+	}
+	if out, _, err := run(t, c1, "echo still"); err != nil || out != "still\n" {
+		t.Fatalf("key1's connection after key2 went: %q, %v", out, err)
+	}
+	f.p.Eventually(2*time.Second, func() bool {
+		ss, err := f.p.Admin.Sessions(ctx, true, false)
+		return err == nil && len(ss) == 1 && ss[0].Connections == 1
+	}, "ada's session to keep key1's connection alone")
+	if c, err := f.dial("ada", key2); err == nil {
+		c.Close()
+		t.Fatal("a removed key logged in")
+	}
+
+	es := logins(t, f, 3)
+	if e := es[2]; e.Outcome != dspool.AuditFailure || e.Actor != dspool.AuditAnonymous || e.Target != "user ada" ||
+		!strings.Contains(e.Detail, "key "+k2.Fingerprint+" refused") || e.Remote == "" {
+		t.Errorf("the refused login: %+v", e)
+	}
+	if e := es[0]; e.Outcome != dspool.AuditSuccess || e.Actor != "ada" || !strings.HasPrefix(e.Detail, "key SHA256:") {
+		t.Errorf("a login: %+v", e)
+	}
+	if es, _ := f.p.DB.Audit(ctx, sqlite.AuditFilter{Action: dspool.AuditKeyRemove}); len(es) != 1 || es[0].Target != "key "+k2.Fingerprint {
+		t.Errorf("the key's removal in the audit log: %+v", es)
+	}
+}
+
+// TestDisablingAUserEndsTheirSSH: disabling a user ends their SSH
+// sessions within 2 s, with the reason, and refuses their logins after.
+func TestDisablingAUserEndsTheirSSH(t *testing.T) {
+	f := start(t, 46950, sshgw.Config{})
+	ctx := context.Background()
+	_, key := f.user(t, "ada")
+	c, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, errb := sleeping(t, c)
+	admin, _ := f.p.Admin.Whoami(ctx)
+	if _, err := f.p.Admin.DisableUser(ctx, "ada"); err != nil {
+		t.Fatal(err)
+	}
+	msg := ended(t, s, errb, 2*time.Second)
+	if !strings.Contains(msg, "user ada was disabled by "+admin.Name) {
+		t.Errorf("the message: %q; want the reason", msg)
+	}
+	if c, err := f.dial("ada", key); err == nil {
+		c.Close()
+		t.Fatal("a disabled user logged in")
+	}
+	ss, err := f.p.Admin.Sessions(ctx, true, true)
+	if err != nil || len(ss) != 1 || ss[0].State != dspool.SessionEnded || ss[0].EndReason != "user ada was disabled by "+admin.Name {
+		t.Errorf("sessions: %+v, %v", ss, err)
+	}
+	es := logins(t, f, 2)
+	if es[1].Outcome != dspool.AuditFailure || !strings.Contains(es[1].Detail, "user ada is disabled") {
+		t.Errorf("ssh logins in the audit log: %+v; want the refusal saying why", es)
+	}
+	// Enabled again, the same key logs in.
+	if _, err := f.p.Admin.EnableUser(ctx, "ada"); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatalf("login after enable: %v", err)
+	}
+	c2.Close()
+}
