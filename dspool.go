@@ -50,6 +50,7 @@ type Job struct {
 	ID       int64    `json:"id"`
 	Name     string   `json:"name"`
 	User     string   `json:"user"`
+	Team     string   `json:"team,omitempty"` // whose limits and grant apply ("": none)
 	Pool     string   `json:"pool"`
 	State    JobState `json:"state"`
 	Reason   Reason   `json:"reason"`
@@ -73,6 +74,7 @@ type Job struct {
 	// Waiting says, for a queued job, how the wait for a node goes ("1 of
 	// 1 starting") when its pool is getting one.
 	Waiting     string     `json:"waiting,omitempty"`
+	Held        bool       `json:"held,omitempty"` // it waits because running would take its team or user over a limit (Waiting says which)
 	SubmittedAt time.Time  `json:"submitted_at"`
 	StartedAt   *time.Time `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at"`

@@ -47,6 +47,8 @@ type Pool struct {
 	// Autoscale makes the pool grow and shrink with its work; without it
 	// the pool keeps Count nodes.
 	Autoscale *Autoscale `json:"autoscale,omitempty" yaml:"autoscale"`
+	// Teams may use the pool; empty: every user may.
+	Teams []string `json:"teams,omitempty" yaml:"teams"`
 	// PricePerNodeHour prices the pool's node time in `dspool usage`.
 	PricePerNodeHour float64           `json:"price_per_node_hour,omitempty" yaml:"price_per_node_hour"`
 	Labels           map[string]string `json:"labels,omitempty" yaml:"labels"`
@@ -141,6 +143,9 @@ func (p *Pool) Normalize(prefix string) error {
 		if err := p.Autoscale.normalize(prefix, p); err != nil {
 			return err
 		}
+	}
+	if err := p.normalizeTeams(prefix); err != nil {
+		return err
 	}
 	if math.IsNaN(p.PricePerNodeHour) || p.PricePerNodeHour < 0 || p.PricePerNodeHour > 1e6 {
 		return Invalid(f("price_per_node_hour"), "must be a number between 0 and 1000000")

@@ -15,6 +15,7 @@ import (
 // Normalize.
 type JobSpec struct {
 	Pool           string            `json:"pool,omitempty"`
+	Team           string            `json:"team,omitempty"` // default: the user's one team that may use the pool
 	Name           string            `json:"name,omitempty"`
 	CPUs           MilliCPU          `json:"cpus,omitempty"`
 	Memory         Bytes             `json:"memory,omitempty"`
@@ -82,6 +83,11 @@ func (s *JobSpec) Normalize() error {
 	}
 	if err := ValidateName("pool", s.Pool); err != nil {
 		return err
+	}
+	if s.Team != "" {
+		if err := ValidateName("team", s.Team); err != nil {
+			return err
+		}
 	}
 	if len(s.Command) == 0 || s.Command[0] == "" {
 		return Invalid("command", "is empty: give the program to run and its arguments, e.g. `dspool job submit -- python train.py`")

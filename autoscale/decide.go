@@ -21,6 +21,10 @@
 //     step of a scale-in rule that holds. They are taken in the order of the
 //     pool's scale-in policy and never below the floor or the warm spares.
 //     A node with work is never chosen.
+//
+// Teams and users may have a limit on the nodes added for their work: the
+// caller applies Budgets.Cap to the waiting work before Decide, so work past
+// an owner's budget brings no node (it still runs in room that exists).
 package autoscale
 
 import (
@@ -72,6 +76,9 @@ type Demand struct {
 	Memory dspool.Bytes
 	GPUs   int
 	Since  time.Time
+	// Owners are whose node limits the work counts against (keys of
+	// Budgets); Decide does not read them.
+	Owners []string
 }
 
 // Sample is the pool's metrics at one moment, indexed like Metrics.
@@ -275,16 +282,7 @@ func Decide(st *State, now time.Time) Decision {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		x, y := &st.Waiting[a], &st.Waiting[b]
-		if c := cmp.Compare(y.GPUs, x.GPUs); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(y.CPUs, x.CPUs); c != 0 {
-			return c
-		}
-		return cmp.Compare(y.Memory, x.Memory)
-	})
+	slices.SortStableFunc(order, func(a, b int) int { return largestFirst(&st.Waiting[a], &st.Waiting[b]) })
 	var bins []bin
 	for i := range st.Nodes {
 		n := &st.Nodes[i]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,6 +107,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	}
 	f := c.Flags()
 	f.StringVar(&spec.Pool, "pool", "", "pool to run in (default \"default\")")
+	f.StringVar(&spec.Team, "team", "", "team the job runs for, whose limits apply (default: your one team that may use the pool)")
 	f.StringVar(&spec.Name, "name", "", "job name (default: the command's base name)")
 	f.StringVar(&cpus, "cpus", "", "cpus to hold, e.g. 1, 0.5, 8 (default 1)")
 	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB, 16GiB (default 512MiB)")
@@ -166,7 +168,9 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		line := fmt.Sprintf("job %d %s", id, j.State)
 		if j.State == dspool.JobQueued {
 			line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
-			if j.Waiting != "" {
+			if j.Held {
+				line = fmt.Sprintf("job %d queued, over a limit: %s", id, j.Waiting)
+			} else if j.Waiting != "" {
 				line = fmt.Sprintf("waiting for a node in pool %s: %s", j.Pool, j.Waiting)
 			}
 		} else if j.Node != "" {
@@ -186,6 +190,10 @@ func waitedTooLong(j *dspool.Job, id int64, timeout time.Duration) error {
 	what := fmt.Sprintf("job %d did not finish within %s", id, timeout)
 	if j != nil && j.State == dspool.JobQueued {
 		what = fmt.Sprintf("job %d is still queued after %s", id, timeout)
+		if j.Held {
+			what += ", over a limit: " + j.Waiting
+			return dspool.Errorf(dspool.EUnavailable, "%s. It stays queued until the limit has room: see the limits with `dspool team list`, or cancel it with `dspool job cancel %d`", what, id)
+		}
 		if j.Waiting != "" {
 			what += fmt.Sprintf(", waiting for a node in pool %s: %s", j.Pool, j.Waiting)
 		}
@@ -212,7 +220,12 @@ func (a *App) printJob(j *dspool.Job) error {
 
 func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 	names := a.nodeNames(jobs)
-	return a.print(v, []string{"ID", "NAME", "USER", "POOL", "STATE", "REASON", "EXIT", "ATTEMPT", "NODE", "CPUS", "MEMORY", "GPUS", "AGE"}, func(add func(...any)) {
+	header := []string{"ID", "NAME", "USER", "TEAM", "POOL", "STATE", "REASON", "EXIT", "ATTEMPT", "NODE", "CPUS", "MEMORY", "GPUS", "AGE"}
+	waiting := slices.ContainsFunc(jobs, func(j *dspool.Job) bool { return j.Waiting != "" })
+	if waiting {
+		header = append(header, "WAITING")
+	}
+	return a.print(v, header, func(add func(...any)) {
 		for _, j := range jobs {
 			exit := "-"
 			if j.ExitCode != nil {
@@ -226,7 +239,11 @@ func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 			if n := names[node]; n != "" {
 				node = n
 			}
-			add(j.ID, j.Name, j.User, j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt))
+			cols := []any{j.ID, j.Name, j.User, dash(j.Team), j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt)}
+			if waiting {
+				cols = append(cols, dash(j.Waiting))
+			}
+			add(cols...)
 		}
 	})
 }
@@ -343,7 +360,14 @@ func (a *App) jobShowCmd() *cobra.Command {
 			}
 			w := a.Stdout
 			fmt.Fprintf(w, "Job %d: %s\n", j.ID, sanitize(j.Name))
-			fmt.Fprintf(w, "  user:       %s\n  pool:       %s\n  state:      %s\n", j.User, j.Pool, j.State)
+			fmt.Fprintf(w, "  user:       %s\n", j.User)
+			if j.Team != "" {
+				fmt.Fprintf(w, "  team:       %s\n", j.Team)
+			}
+			fmt.Fprintf(w, "  pool:       %s\n  state:      %s\n", j.Pool, j.State)
+			if j.Waiting != "" {
+				fmt.Fprintf(w, "  waiting:    %s\n", sanitize(j.Waiting))
+			}
 			if j.Reason != "" {
 				fmt.Fprintf(w, "  reason:     %s\n", j.Reason)
 			}

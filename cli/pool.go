@@ -92,7 +92,7 @@ func readLimited(path string, n int64) ([]byte, error) {
 }
 
 func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) error {
-	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "READY/SIZE", "WORK", "LABELS"}, func(add func(...any)) {
+	return a.print(pools, []string{"NAME", "PROVIDER", "NODE SIZE", "READY/SIZE", "WORK", "TEAMS", "LABELS"}, func(add func(...any)) {
 		for _, p := range pools {
 			ready := 0
 			for _, n := range nodes[p.Name] {
@@ -120,7 +120,11 @@ func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) 
 			if nodes == nil {
 				readyCol = "-/" + want
 			}
-			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), dash(strings.Join(labels, ",")))
+			teams := "everyone"
+			if len(p.Teams) > 0 {
+				teams = strings.Join(p.Teams, ",")
+			}
+			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), teams, dash(strings.Join(labels, ",")))
 		}
 	})
 }
@@ -170,6 +174,9 @@ func (a *App) poolShowCmd() *cobra.Command {
 			}
 			if err := a.printPools([]*dspool.Pool{d.Pool}, map[string][]*dspool.Node{d.Name: d.Nodes}); err != nil {
 				return err
+			}
+			if len(d.Teams) > 0 {
+				fmt.Fprintf(a.Stdout, "\nFor the members of teams %s (and admins); see them with `dspool team show TEAM`.\n", strings.Join(d.Teams, ", "))
 			}
 			if d.Setup != "" {
 				fmt.Fprintf(a.Stdout, "\nSetup script:\n%s\n", sanitize(d.Setup))
@@ -362,7 +369,7 @@ least 8 characters.`,
 	}
 	passwd.Flags().BoolVar(&remove, "remove", false, "remove the password: key and token logins only")
 	c.AddCommand(a.userDisableCmd(true), a.userDisableCmd(false))
-	c.AddCommand(create, list, passwd, a.userEmailCmd())
+	c.AddCommand(create, list, passwd, a.userEmailCmd(), a.userLimitsCmd())
 	return c
 }
 

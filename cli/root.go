@@ -100,6 +100,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
 	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.notebookCmd(), a.sftpServerCmd(), a.simulateCmd(), a.versionCmd())
 	root.AddCommand(a.usageCmd())
+	root.AddCommand(a.teamCmd())
 	root.AddCommand(a.auditCmd())
 	return root
 }

@@ -37,6 +37,17 @@
 // stream of small ones; the caller sees what stays queued and is the place
 // to act on it. A job asking for a negative amount of anything is never
 // placed.
+//
+// Limits: PlanWithin is Plan under the limits of users and teams (Quotas:
+// each one's limits and what its running work holds now). In the same walk,
+// before a job looks for a node, it is checked against the limits of its
+// team and of its user, counting what they hold now plus the jobs placed
+// earlier in the plan; one that would take either over a limit in cpus,
+// memory or GPUs is skipped and reported as Held, with the reason, and does
+// not count as a shape that found no node. Plan is PlanWithin with no
+// limits. Admit walks the queue in the same order without nodes, charging
+// each job it lets through as though it ran: what it holds back is work no
+// new node should be added for, and its reasons are what queued jobs show.
 package scheduler
 
 import (
@@ -66,6 +77,9 @@ type Job struct {
 	CPUs     dspool.MilliCPU
 	Memory   dspool.Bytes
 	GPUs     int
+	// User and Team are whose limits the job counts against in
+	// PlanWithin and Admit ("" Team: none).
+	User, Team string
 }
 
 // Placement puts one job on one node, holding the listed GPU indices.
@@ -80,19 +94,42 @@ type Placement struct {
 // Placements come in the order the jobs were considered. Their GPU slices are
 // Plan's own: they share no memory with nodes or with each other.
 func Plan(nodes []Node, jobs []Job) []Placement {
+	out, _ := plan(nodes, jobs, nil)
+	return out
+}
+
+// PlanWithin is Plan under q's limits: it also returns the jobs held back
+// because placing them would take their team or user over a limit, in the
+// order they were considered, each with the reason. It does not modify its
+// arguments.
+func PlanWithin(nodes []Node, jobs []Job, q Quotas) ([]Placement, []Held) {
+	return plan(nodes, jobs, newLedger(q))
+}
+
+func plan(nodes []Node, jobs []Job, led *ledger) ([]Placement, []Held) {
 	pools := indexPools(nodes)
 	var out []Placement
+	var held []Held
 	for _, i := range queue(jobs) {
 		j := &jobs[i]
 		p := pools[j.Pool]
 		if p == nil || j.CPUs < 0 || j.Memory < 0 || j.GPUs < 0 {
 			continue
 		}
+		if led != nil {
+			if why := led.over(j, false); why != "" {
+				held = append(held, Held{Job: j.ID, Reason: why})
+				continue
+			}
+		}
 		if pl, ok := p.place(j); ok {
 			out = append(out, pl)
+			if led != nil {
+				led.charge(j, false)
+			}
 		}
 	}
-	return out
+	return out, held
 }
 
 // queue returns the positions of jobs in the order Plan considers them. The

@@ -35,6 +35,10 @@ func (s *Server) applyPools(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[p.Name] = true
 	}
+	if err := s.checkPoolTeams(r.Context(), req.Pools); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	out := make([]*dspool.Pool, 0, len(req.Pools))
 	for _, p := range req.Pools {
 		saved, err := s.db.PutPool(r.Context(), p)

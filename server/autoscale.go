@@ -145,6 +145,11 @@ func (sc *scaler) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dir, err := s.teamDirectory(ctx)
+	if err != nil {
+		return err
+	}
+	lim := s.passLimits(dir, pools, active, stored)
 	facts := s.hub.facts()
 	held := s.sessions.reserved()
 	sessions := s.sessions.perNode()
@@ -164,10 +169,11 @@ func (sc *scaler) pass(ctx context.Context) error {
 			s.log.Error("autoscaler: list nodes", "pool", p.Name, "err", err)
 			continue
 		}
-		st := sc.state(p, now, insts, stored, active, facts, held, sessions)
+		st := sc.state(p, now, insts, stored, active, facts, held, sessions, lim)
 		d := autoscale.Decide(st, now)
 		sc.apply(ctx, p, prov, st, d, now)
 	}
+	s.setLimitWaits(lim.waits)
 	sc.mu.Lock()
 	for name := range sc.pools {
 		if !keep[name] {
@@ -191,7 +197,7 @@ func (sc *scaler) pass(ctx context.Context) error {
 // store's nodes of p and the provider's instances: an instance that has not
 // registered yet is provisioning.
 func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instance, stored []*dspool.Node,
-	active []sqlite.ActiveJob, facts map[string]nodeFacts, held map[string]sqlite.NodeLoad, sessions map[string]int) *autoscale.State {
+	active []sqlite.ActiveJob, facts map[string]nodeFacts, held map[string]sqlite.NodeLoad, sessions map[string]int, lim *passLimits) *autoscale.State {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	ps := sc.pools[p.Name]
@@ -214,10 +220,13 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 		mem            dspool.Bytes
 	}
 	loads := map[string]*load{}
+	var ids []int64 // of the queued jobs in st.Waiting
 	for _, j := range active {
 		switch {
-		case j.State == dspool.JobQueued && j.Pool == p.Name:
-			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindJob, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs})
+		case j.State == dspool.JobQueued && j.Pool == p.Name && !lim.held[j.ID]:
+			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindJob, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
+				Owners: lim.owners(j.User, j.Team)})
+			ids = append(ids, j.ID)
 		case j.State == dspool.JobRunning && j.Pool == p.Name:
 			l := loads[j.Node]
 			if l == nil {
@@ -230,6 +239,7 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 			l.gpus += len(j.GPUIndices)
 		}
 	}
+	st.Waiting = lim.capJobs(p, ids, st.Waiting)
 	for w := range sc.pending {
 		if w.pool == p.Name {
 			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindSession, CPUs: w.cpus, Memory: w.mem, Since: w.since})

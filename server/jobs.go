@@ -50,6 +50,10 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := userFrom(r)
+	if spec.Team, err = s.jobTeam(r.Context(), u, pool, &spec); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	job, created, err := s.db.SubmitJob(r.Context(), u.ID, &spec)
 	if err != nil {
 		s.fail(w, r, err)
@@ -78,9 +82,7 @@ func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
 	if u := userFrom(r); !u.Admin && j.User != u.Name {
 		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found: list yours with `dspool job list`", id)
 	}
-	if j.State == dspool.JobQueued {
-		j.Waiting = s.scaler.jobWaiting(j.Pool)
-	}
+	s.explainWait(j)
 	return j, nil
 }
 
@@ -138,6 +140,9 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	for _, j := range jobs {
+		s.explainWait(j)
 	}
 	out := api.JobList{Jobs: jobs}
 	if out.Jobs == nil {

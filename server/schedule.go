@@ -46,7 +46,8 @@ func (s *Server) schedule(ctx context.Context) error {
 	attempts := map[int64]int{}
 	for _, j := range active {
 		if j.State == dspool.JobQueued {
-			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs})
+			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
+				User: j.User, Team: j.Team})
 			attempts[j.ID] = j.Attempt
 		}
 	}
@@ -57,7 +58,13 @@ func (s *Server) schedule(ctx context.Context) error {
 	if err != nil || len(nodes) == 0 {
 		return err
 	}
-	plan := scheduler.Plan(nodes, queued)
+	dir, err := s.teamDirectory(ctx)
+	if err != nil {
+		return err
+	}
+	// Jobs held by a limit are explained by the autoscaler's pass, which
+	// runs whether or not there are nodes.
+	plan, _ := scheduler.PlanWithin(nodes, queued, s.quotas(dir, active))
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
 		return nil

@@ -67,6 +67,7 @@ type Server struct {
 	sessions  *sessions
 	notebooks *notebooks
 	scaler    *scaler
+	teams     teamState
 	sso       *sso // nil without single sign-on
 	auth      authCache
 	tokenUse  tokenUse
@@ -236,6 +237,15 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/sessions", authUser, dspool.ScopeRead, s.listSessions},
 		{"GET", "/api/v1/sessions/{id}", authUser, dspool.ScopeRead, s.getSession},
 		{"POST", "/api/v1/sessions/{id}/kill", authUser, dspool.ScopeSessions, s.killSession},
+		{"GET", "/api/v1/teams", authUser, dspool.ScopeRead, s.listTeams},
+		{"POST", "/api/v1/teams", authAdmin, dspool.ScopeAdmin, s.createTeam},
+		{"GET", "/api/v1/teams/{name}", authUser, dspool.ScopeRead, s.getTeam},
+		{"DELETE", "/api/v1/teams/{name}", authAdmin, dspool.ScopeAdmin, s.deleteTeam},
+		{"PUT", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAdmin, s.putTeamMember},
+		{"DELETE", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAdmin, s.deleteTeamMember},
+		{"PUT", "/api/v1/teams/{name}/limits", authAdmin, dspool.ScopeAdmin, s.setTeamLimits},
+		{"GET", "/api/v1/users/{name}/limits", authUser, dspool.ScopeRead, s.getUserLimits},
+		{"PUT", "/api/v1/users/{name}/limits", authAdmin, dspool.ScopeAdmin, s.setUserLimits},
 		{"POST", "/api/v1/agents/register", authNone, "", s.hub.register},
 		{"GET", "/api/v1/agents/connect", authNone, "", s.hub.connect},
 		{"GET", "/api/v1/agents/data", authNone, "", s.hub.acceptData},

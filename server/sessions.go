@@ -45,6 +45,7 @@ func newSessions(s *Server) *sessions {
 type Lease struct {
 	sm    *sessions
 	rec   dspool.Session // immutable after creation, but for the counters below
+	team  string         // whose limits the session's reservation counts against
 	setup api.SessionSetup
 	conns int  // guarded by sm.mu
 	ended bool // guarded by sm.mu: finished (by its last lease or from outside)
@@ -172,6 +173,24 @@ func (sm *sessions) reserved() map[string]sqlite.NodeLoad {
 		r.CPUs += l.rec.CPUs
 		r.Memory += l.rec.Memory
 		out[l.rec.Node] = r
+	}
+	return out
+}
+
+// hold is a live session's reservation, and whose it is.
+type hold struct {
+	user, team, node string
+	cpus             dspool.MilliCPU
+	mem              dspool.Bytes
+}
+
+// holds returns the reservations of live sessions.
+func (sm *sessions) holds() []hold {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	out := make([]hold, 0, len(sm.live))
+	for _, l := range sm.live {
+		out = append(out, hold{user: l.rec.User, team: l.team, node: l.rec.Node, cpus: l.rec.CPUs, mem: l.rec.Memory})
 	}
 	return out
 }
@@ -350,6 +369,13 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	// free capacity.
 	s.placeMu.Lock()
 	defer s.placeMu.Unlock()
+	dir, err := s.teamDirectory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.CheckGrant(dir.of[user.Name], user.Admin); err != nil {
+		return nil, err
+	}
 
 	ready := s.hub.ready()
 	sm.mu.Lock()
@@ -380,6 +406,12 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
 	settings := p.SessionSettings()
 	cpus, mem := settings.CPUs, settings.Memory
+	// Over a limit, a login is refused at once rather than made to wait:
+	// room under a limit comes back only when other work ends.
+	team, err := s.sessionTeam(ctx, user, p, cpus, mem)
+	if err != nil {
+		return nil, err
+	}
 	id, _, ok := scheduler.Route(nodes, "", cpus, mem, settings.Placement)
 	if !ok {
 		if len(nodes) == 0 {
@@ -403,7 +435,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	if err := s.db.CreateSession(ctx, &rec); err != nil {
 		return nil, err
 	}
-	l := &Lease{sm: sm, rec: rec, conns: 1, done: make(chan struct{}),
+	l := &Lease{sm: sm, rec: rec, team: team, conns: 1, done: make(chan struct{}),
 		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: user.Name, UID: user.UID, GID: user.GID},
 			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding}}
 	l.last.Store(now.UnixNano())

@@ -98,6 +98,16 @@ var migrations = []string{
 	// sign-on maps a verified email to.
 	`ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
 	CREATE UNIQUE INDEX users_email ON users(email) WHERE email != '';`,
+	// teams and their members, limits of teams and of users (JSON of
+	// dspool.Limits), and the team each job runs on behalf of.
+	`CREATE TABLE teams (
+		id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, limits TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL);
+	CREATE TABLE team_members (
+		team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE, user_id INTEGER NOT NULL REFERENCES users(id),
+		maintainer INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (team_id, user_id));
+	CREATE INDEX team_members_user ON team_members(user_id);
+	CREATE TABLE user_limits (user_id INTEGER PRIMARY KEY REFERENCES users(id), limits TEXT NOT NULL);
+	ALTER TABLE jobs ADD COLUMN team TEXT NOT NULL DEFAULT '';`,
 }
 
 const schema = `
@@ -291,6 +301,7 @@ var notFoundHint = map[string]string{
 	"user":    "list users with `dspool user list`",
 	"key":     "list keys with `dspool key list`",
 	"session": "list sessions with `dspool session list`",
+	"team":    "list teams with `dspool team list`",
 }
 
 func notFound(what string, id any) error {

@@ -13,7 +13,7 @@ import (
 	"github.com/dspool/dspool"
 )
 
-const jobCols = `j.id, u.name, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
+const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
 	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at`
 
@@ -26,7 +26,7 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	var gpus, env, cmd string
 	var timeLimit int64
 	var cancel int
-	if err := s.Scan(&j.ID, &j.User, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
+	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
 		&cancel, &submitted, &started, &finished); err != nil {
 		return nil, err
@@ -167,10 +167,10 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 	}
 	cmd, _ := json.Marshal(s.Command)
 	var id int64
-	err := tx.QueryRow(`INSERT INTO jobs (user_id, name, pool, state, attempt, cpus, memory, gpus, time_limit,
+	err := tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
 		retries, priority, env, workdir, command, idem_key, submitted_at)
-		VALUES (?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		userID, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
 		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now)).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
@@ -275,6 +275,8 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 // ActiveJob is what the scheduler needs of a queued or running job.
 type ActiveJob struct {
 	ID         int64
+	User       string
+	Team       string
 	Pool       string
 	State      dspool.JobState
 	Priority   int
@@ -290,8 +292,8 @@ type ActiveJob struct {
 // scheduler's view of the queue and of what holds node resources. It reads
 // only the columns placement needs.
 func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, pool, state, priority, attempt, cpus, memory, gpus, node, gpu_indices
-		FROM jobs WHERE state IN ('queued', 'running') ORDER BY id`)
+	rows, err := db.r.QueryContext(ctx, `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
+		j.gpus, j.node, j.gpu_indices FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.state IN ('queued', 'running') ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
@@ -300,7 +302,7 @@ func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 	for rows.Next() {
 		var j ActiveJob
 		var gpus string
-		if err := rows.Scan(&j.ID, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus); err != nil {
+		if err := rows.Scan(&j.ID, &j.User, &j.Team, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus); err != nil {
 			return nil, err
 		}
 		j.GPUIndices = parseInts(gpus)
