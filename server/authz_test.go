@@ -89,6 +89,17 @@ var authzMatrix = map[string]authzRow{
 	"GET /api/v1/sessions/{id}":       {scope: dspool.ScopeRead, path: "/api/v1/sessions/{session}", anon: 401, other: 404, owner: 200, admin: 200},
 	"POST /api/v1/sessions/{id}/kill": {scope: dspool.ScopeSessions, path: "/api/v1/sessions/{session}/kill", anon: 401, other: 404, owner: 200, admin: 200},
 
+	// Teams: owner is a member of team authz and maint its maintainer.
+	"GET /api/v1/teams":                          {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"POST /api/v1/teams":                         {scope: dspool.ScopeAdmin, body: `{"name":"team{n}"}`, anon: 401, other: 403, owner: 403, admin: 201},
+	"GET /api/v1/teams/{name}":                   {scope: dspool.ScopeRead, path: "/api/v1/teams/authz", anon: 401, other: 200, owner: 200, admin: 200},
+	"DELETE /api/v1/teams/{name}":                {scope: dspool.ScopeAdmin, path: "/api/v1/teams/{team}", fresh: true, anon: 401, other: 403, owner: 403, admin: 204},
+	"PUT /api/v1/teams/{name}/members/{user}":    {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/members/{victim}", body: `{}`, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
+	"DELETE /api/v1/teams/{name}/members/{user}": {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/members/{victim}", fresh: true, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
+	"PUT /api/v1/teams/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/limits", body: `{"gpus":8}`, anon: 401, other: 403, owner: 403, admin: 200},
+	"GET /api/v1/users/{name}/limits":            {scope: dspool.ScopeRead, path: "/api/v1/users/{owner}/limits", anon: 401, other: 403, owner: 200, admin: 200},
+	"PUT /api/v1/users/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/users/{owner}/limits", body: `{"cpus":64}`, anon: 401, other: 403, owner: 403, admin: 200},
+
 	// Agents authenticate with join tokens and node credentials: a user's
 	// token, an admin's included, is neither.
 	"POST /api/v1/agents/register": {body: `{"join_token":"nope","name":"rogue"}`, anon: 401, other: 401, owner: 401, admin: 401},
@@ -147,11 +158,21 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	return f
 }
 
-// makeMaintainer makes maint a maintainer of a team that owner is in. Teams
-// are being built: until they exist this does nothing, and a maintainer is
-// another user. Once it makes one, the rows of routes where a maintainer
-// may do more than another user say so with maint.
-func makeMaintainer(t *testing.T, f *authzFixture, maint, owner *dspool.User) {}
+// makeMaintainer makes maint a maintainer of team authz, which owner is
+// in. The rows of routes where a maintainer may do more than another user
+// say so with maint.
+func makeMaintainer(t *testing.T, f *authzFixture, maint, owner *dspool.User) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := f.p.DB.CreateTeam(ctx, "authz"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*dspool.User{owner, maint} {
+		if _, err := f.p.DB.AddTeamMember(ctx, "authz", u.Name, u == maint); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func (f *authzFixture) token(t *testing.T, u *dspool.User, scopes []string) string {
 	t.Helper()
@@ -164,7 +185,8 @@ func (f *authzFixture) token(t *testing.T, u *dspool.User, scopes []string) stri
 
 // objects makes a new set of the owner's objects and returns the values of
 // the placeholders: {job} (queued), {session}, {key}, {token}, {victim} (a
-// user to disable), {owner}, {pool}, {pubkey} (a key nobody has), {n}.
+// user to disable, in team authz), {owner}, {pool}, {pubkey} (a key nobody
+// has), {team} (a team nobody is in), {n}.
 func (f *authzFixture) objects(t *testing.T) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -202,7 +224,14 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
+	if _, err := f.p.DB.AddTeamMember(ctx, "authz", victim.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	team, err := f.p.DB.CreateTeam(ctx, fmt.Sprintf("gone%d", f.n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"{team}": team.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
 		"{victim}": victim.Name, "{owner}": owner.Name, "{pool}": dspool.DefaultPool, "{pubkey}": strings.TrimSpace(newPublicKey(t)),
 		"{n}": fmt.Sprint(f.n)}
 }
