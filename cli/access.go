@@ -208,7 +208,8 @@ tokens made, sessions ended by others, and secrets read and written. It is
 append-only: nothing removes or changes an entry. Times are local.
 
 --action takes an action (login.ssh) or a family (login); --user selects
-what a user did and what was done to them.`,
+what a user did, and what was done to them and to their tokens, keys and
+sessions.`,
 		Example: "  dspool audit\n  dspool audit --since 7d --user ada\n  dspool audit --action login --since 1h -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := api.AuditQuery{User: user, Action: action, Limit: limit}

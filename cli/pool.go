@@ -411,9 +411,9 @@ func (a *App) printUsers(us []*dspool.User) error { return a.printUsersAs(us, us
 
 // printUsersAs prints users as a table, or v as JSON.
 func (a *App) printUsersAs(v any, us []*dspool.User) error {
-	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "EMAIL", "CREATED"}, func(add func(...any)) {
+	return a.print(v, []string{"NAME", "UID", "GID", "ADMIN", "EMAIL", "DISABLED", "CREATED"}, func(add func(...any)) {
 		for _, u := range us {
-			add(u.Name, u.UID, u.GID, u.Admin, dash(u.Email), u.CreatedAt.Local().Format("2006-01-02 15:04"))
+			add(u.Name, u.UID, u.GID, u.Admin, dash(u.Email), u.Disabled, u.CreatedAt.Local().Format("2006-01-02 15:04"))
 		}
 	})
 }

@@ -435,3 +435,62 @@ func pageXSRF(t *testing.T, p *dspooltest.Pool, c *http.Cookie) string {
 	}
 	return tok
 }
+
+// TestAuditOfAdminActions: what admins do to the pool and to others is in
+// the audit log, with who did it and from where; what users do to their
+// own sessions is not.
+func TestAuditOfAdminActions(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{})
+	ctx := context.Background()
+	admin, _ := p.Admin.Whoami(ctx)
+	if _, err := p.Admin.JoinToken(ctx, dspool.DefaultPool); err != nil {
+		t.Fatal(err)
+	}
+	bu, err := p.Admin.CreateUser(ctx, api.UserCreate{Name: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := p.ClientFor(bu)
+	k, err := bob.AddKey(ctx, "", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILNxwjXkdHNlZvpJLaKpxlS8EJ1+QcKtHE6Kxu7/Qvth bob@laptop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Admin.SetPassword(ctx, "bob", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, id := range []string{"s-00000000000000aa", "s-00000000000000bb"} {
+		if err := p.DB.CreateSession(ctx, &dspool.Session{ID: id, User: "bob", Kind: dspool.SessionSSH, Pool: dspool.DefaultPool,
+			Node: "n-x", State: dspool.SessionActive, StartedAt: now, LastActivity: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := bob.KillSession(ctx, "s-00000000000000aa"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Admin.KillSession(ctx, "s-00000000000000bb"); err != nil {
+		t.Fatal(err)
+	}
+	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		if e.Outcome != dspool.AuditSuccess || e.Remote == "" {
+			t.Errorf("entry %+v: want a success with a remote address", e)
+		}
+		got = append(got, e.Actor+" "+e.Action+" "+e.Target)
+	}
+	want := []string{
+		admin.Name + " pool.apply pool default",
+		admin.Name + " join_token.create pool default",
+		admin.Name + " user.create user bob",
+		"bob key.add key " + k.Fingerprint,
+		admin.Name + " password.set user bob",
+		admin.Name + " session.kill session s-00000000000000bb",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

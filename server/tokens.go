@@ -251,7 +251,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		detail = "scopes " + strings.Join(t.Scopes, ",") + ", expires " + stamp(*t.ExpiresAt)
 	}
 	if target.ID != caller.ID {
-		detail = "for user " + target.Name + ", " + detail
+		detail = "of user " + target.Name + ", " + detail
 	}
 	s.audit(r, "", dspool.AuditTokenCreate, tokenLabel(t.ID), dspool.AuditSuccess, detail)
 	writeJSON(w, http.StatusCreated, api.NewToken{Token: *t, Secret: secret})

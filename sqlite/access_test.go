@@ -147,6 +147,12 @@ func TestAuditFilter(t *testing.T) {
 	add(time.Hour, "admin", dspool.AuditPoolApply, "pool gpu")
 	add(0, "bob", dspool.AuditLoginSSH, "user bob")
 	add(0, "bob", "loginx", "user bob") // not of the login family
+	if err := db.AddAudit(ctx, dspool.AuditEntry{At: now, Actor: "admin", Action: dspool.AuditTokenRevoke, Target: "token 3", Outcome: dspool.AuditSuccess, Detail: "of user ada, named \"ci\""}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddAudit(ctx, dspool.AuditEntry{At: now, Actor: "admin", Action: dspool.AuditKeyRemove, Target: "key SHA256:x", Outcome: dspool.AuditSuccess, Detail: "of user ada_b"}); err != nil {
+		t.Fatal(err)
+	}
 
 	ids := func(f sqlite.AuditFilter) string {
 		t.Helper()
@@ -165,12 +171,13 @@ func TestAuditFilter(t *testing.T) {
 		f    sqlite.AuditFilter
 		want string
 	}{
-		{"all", sqlite.AuditFilter{}, "ada:login.web anonymous:login.ssh admin:user.disable admin:pool.apply bob:login.ssh bob:loginx"},
-		{"since", sqlite.AuditFilter{Since: now.Add(-3 * time.Hour)}, "anonymous:login.ssh admin:user.disable admin:pool.apply bob:login.ssh bob:loginx"},
-		{"by or on a user", sqlite.AuditFilter{User: "ada"}, "ada:login.web anonymous:login.ssh admin:user.disable"},
+		{"all", sqlite.AuditFilter{}, "ada:login.web anonymous:login.ssh admin:user.disable admin:pool.apply bob:login.ssh bob:loginx admin:token.revoke admin:key.remove"},
+		{"since", sqlite.AuditFilter{Since: now.Add(-3 * time.Hour)}, "anonymous:login.ssh admin:user.disable admin:pool.apply bob:login.ssh bob:loginx admin:token.revoke admin:key.remove"},
+		{"by or on a user", sqlite.AuditFilter{User: "ada"}, "ada:login.web anonymous:login.ssh admin:user.disable admin:token.revoke"},
+		{"on a user's key", sqlite.AuditFilter{User: "ada_b"}, "admin:key.remove"},
 		{"a family", sqlite.AuditFilter{Action: "login"}, "ada:login.web anonymous:login.ssh bob:login.ssh"},
 		{"one action", sqlite.AuditFilter{Action: dspool.AuditLoginSSH, User: "bob"}, "bob:login.ssh"},
-		{"the newest, oldest first", sqlite.AuditFilter{Limit: 2}, "bob:login.ssh bob:loginx"},
+		{"the newest, oldest first", sqlite.AuditFilter{Limit: 2}, "admin:token.revoke admin:key.remove"},
 	} {
 		if got := ids(c.f); got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)

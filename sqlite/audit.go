@@ -43,8 +43,9 @@ func cut(s string, n int) string {
 // AuditFilter selects entries of the audit log. Zero values select all.
 type AuditFilter struct {
 	Since time.Time
-	// User selects the entries whose actor is User or whose target is
-	// "user User".
+	// User selects the entries whose actor is User, whose target is
+	// "user User", or whose detail starts "of user User" (their tokens,
+	// keys and sessions).
 	User string
 	// Action selects an action ("login.ssh") or a family ("login").
 	Action string
@@ -64,8 +65,9 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 		args[0] = int64(0)
 	}
 	if f.User != "" {
-		q += ` AND (actor = ? OR target = ?)`
-		args = append(args, f.User, "user "+f.User)
+		of := "of user " + f.User
+		q += ` AND (actor = ? OR target = ? OR detail = ? OR substr(detail, 1, ?) = ?)`
+		args = append(args, f.User, "user "+f.User, of, len(of)+2, of+", ")
 	}
 	if f.Action != "" {
 		q += ` AND (action = ? OR substr(action, 1, ?) = ?)`
