@@ -56,6 +56,8 @@ const (
 	AuditSessionKill     = "session.kill"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
+	AuditSecretDelete    = "secret.delete"
+	AuditSecretRotateKey = "secret.rotate_key"
 )
 
 // ParseScopes reads a comma-separated list of token scopes ("read,jobs"),

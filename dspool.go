@@ -70,6 +70,7 @@ type Job struct {
 	Env             map[string]string `json:"env,omitempty"`
 	Workdir         string            `json:"workdir"`
 	Command         []string          `json:"command"`
+	Secrets         []SecretUse       `json:"secrets,omitempty"`
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
 	// Waiting says, for a queued job, how the wait for a node goes ("1 of
 	// 1 starting") when its pool is getting one.

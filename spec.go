@@ -27,6 +27,9 @@ type JobSpec struct {
 	Workdir        string            `json:"workdir,omitempty"`
 	Command        []string          `json:"command"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	// Secrets the job asks for, by name; their values reach only the
+	// attempt, at its start.
+	Secrets []SecretUse `json:"secrets,omitempty"`
 }
 
 // Defaults and bounds of a job.
@@ -156,6 +159,9 @@ func (s *JobSpec) Normalize() error {
 	}
 	if total > MaxArgsBytes {
 		return Invalid("command", "command and env together are %d bytes: at most %d", total, MaxArgsBytes)
+	}
+	if err := normalizeSecrets(s.Secrets, s.Env); err != nil {
+		return err
 	}
 	if s.Workdir != "" {
 		if err := ValidateRelPath("workdir", s.Workdir); err != nil {

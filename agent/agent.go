@@ -58,6 +58,11 @@ type Config struct {
 	// frames on the agent's one connection, instead of a connection of
 	// their own per process (for networks that allow an agent only one).
 	FramedSessions bool
+	// RuntimeDir holds, under a directory per node, the private files of
+	// attempts and sessions (their secrets); never on the share. Default
+	// /run/dspool as root, else $XDG_RUNTIME_DIR/dspool, else
+	// StateDir/run.
+	RuntimeDir string
 	// SFTPServer is the command line of the sftp subsystem of sessions,
 	// run as the user (dspool's own: DSPOOL sftp-server); empty: no sftp.
 	SFTPServer []string
@@ -77,6 +82,7 @@ type Agent struct {
 	inv      dspool.Inventory
 	cgroups  *cgroups
 	accounts accounts
+	runtime  string // this node's runtime directory ("" when it could not be made)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt
@@ -242,6 +248,10 @@ func (ag *Agent) Run(ctx context.Context) error {
 			cg.cleanup()
 			ag.cgroups = cg
 		}
+	}
+	if err := ag.prepareRuntime(); err != nil {
+		ag.runtime = ""
+		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
 	backoff = 100 * time.Millisecond
 	for ctx.Err() == nil {

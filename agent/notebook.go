@@ -115,6 +115,7 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 		// The secret is in the environment, not on the command line (ps).
 		"JUPYTER_TOKEN=" + spec.Token,
 	}
+	env = append(env, h.secretEnv(spec.Secrets)...)
 	path, err := lookPath(spec.Command[0], envValue(env, "PATH"))
 	if err != nil {
 		return nil, fmt.Errorf("the pool's Jupyter command: %w", err)

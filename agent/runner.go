@@ -31,6 +31,7 @@ type attempt struct {
 	killing    bool
 	pgid       int
 	cg         *cgroup
+	runtime    string // the attempt's runtime directory, under the agent's
 	done       chan struct{}
 }
 
@@ -95,8 +96,11 @@ func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
 	return env
 }
 
-func (ag *Agent) start(a *attempt) error {
+func (ag *Agent) start(a *attempt) (err error) {
 	s := &a.spec
+	// The values live in the process's environment and files from here:
+	// the agent keeps none.
+	defer wipeSecrets(s.Secrets)
 	uid, gid := -1, -1
 	if ag.root && s.User.UID != 0 {
 		uid, gid = s.User.UID, s.User.GID
@@ -130,6 +134,25 @@ func (ag *Agent) start(a *attempt) error {
 	path, err := lookPath(s.Command[0], envValue(env, "PATH"))
 	if err != nil {
 		return err
+	}
+	senv, err := secretEnv(s.Secrets)
+	if err != nil {
+		return err
+	}
+	env = append(env, senv...)
+	if hasSecretFiles(s.Secrets) {
+		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
+		dir, err := ag.writeSecrets(name, uid, gid, s.Secrets)
+		if err != nil {
+			return err
+		}
+		a.runtime = name
+		defer func() {
+			if err != nil {
+				ag.removeRuntime(name)
+			}
+		}()
+		env = append(env, "DSPOOL_SECRETS_DIR="+dir)
 	}
 	if ag.cgroups != nil {
 		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
@@ -295,6 +318,7 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 		}
 	}
 	a.removeCgroup()
+	ag.removeRuntime(a.runtime)
 	a.finish(r)
 	ag.log.Info("attempt finished", "job", s.Job, "attempt", s.Attempt, "exit", code, "reason", r.Reason)
 	ag.changed()

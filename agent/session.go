@@ -36,6 +36,8 @@ type hosted struct {
 	uid   int    // -1: run as the agent's own user
 	gid   int
 	cg    *cgroup
+	// secrets is the directory of the session's secret files ("": none).
+	secrets string
 
 	mu    sync.Mutex
 	pgids map[int]bool
@@ -77,9 +79,19 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 	if err := share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), h.uid, h.gid); err != nil {
 		return nil, err
 	}
+	if hasSecretFiles(s.Secrets) {
+		dir, err := ag.writeSecrets(s.Session, h.uid, h.gid, s.Secrets)
+		if err != nil {
+			return nil, err
+		}
+		h.secrets = dir
+	}
+	// Variables come with each channel; files are written once, here.
+	h.setup.Secrets = nil
 	if ag.cgroups != nil {
 		cg, err := ag.cgroups.create(s.Session, s.CPUs, s.Memory, ag.cfg.PidsLimit)
 		if err != nil {
+			ag.removeRuntime(s.Session)
 			return nil, fmt.Errorf("create cgroup: %w", err)
 		}
 		h.cg = cg
@@ -111,6 +123,23 @@ func (h *hosted) end() {
 	}
 }
 
+// secretEnv is the environment entries of the session's secrets: the
+// variables that come with a channel, and the directory of its files. A
+// value that cannot be a variable is left out (the control plane refuses
+// them first).
+func (h *hosted) secretEnv(vals []api.SecretValue) []string {
+	var env []string
+	for _, v := range vals {
+		if e, err := secretEnv([]api.SecretValue{v}); err == nil {
+			env = append(env, e...)
+		}
+	}
+	if h.secrets != "" {
+		env = append(env, "DSPOOL_SECRETS_DIR="+h.secrets)
+	}
+	return env
+}
+
 func (ag *Agent) endSession(id string) {
 	ag.smu.Lock()
 	h := ag.sessions[id]
@@ -118,6 +147,9 @@ func (ag *Agent) endSession(id string) {
 	ag.smu.Unlock()
 	if h != nil {
 		h.end()
+		if h.secrets != "" {
+			ag.removeRuntime(id)
+		}
 		ag.log.Info("session ended", "session", id)
 	}
 }
@@ -184,6 +216,7 @@ func (ag *Agent) sessionEnv(h *hosted, req *api.ChannelRequest, shell string) []
 		"HOME=" + h.home, "USER=" + s.User.Name, "LOGNAME=" + s.User.Name, "SHELL=" + shell, "LANG=C.UTF-8",
 		"DSPOOL_SESSION=" + s.Session, "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName, "DSPOOL_SHARE=" + ag.cfg.Share,
 	}
+	env = append(env, h.secretEnv(s.Secrets)...)
 	if req.Client != "" {
 		env = append(env, "SSH_CLIENT="+req.Client, "SSH_CONNECTION="+req.Client+" "+req.Server)
 	}

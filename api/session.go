@@ -46,6 +46,9 @@ type SessionSetup struct {
 	CPUs       dspool.MilliCPU `json:"cpus"`
 	Memory     dspool.Bytes    `json:"memory"`
 	Forwarding string          `json:"forwarding"`
+	// Secrets are the values of the secrets the user gives their
+	// sessions; the agent sets them up with the session.
+	Secrets []SecretValue `json:"secrets,omitempty"`
 }
 
 // Channel kinds.

@@ -150,6 +150,9 @@ type AttemptSpec struct {
 	TimeLimit   dspool.Duration   `json:"time_limit,omitempty"`
 	KillGrace   dspool.Duration   `json:"kill_grace"`
 	OutputLimit dspool.Bytes      `json:"output_limit"`
+	// Secrets are the values of the secrets the job asks for, sent at
+	// each start and never kept by the agent past the attempt.
+	Secrets []SecretValue `json:"secrets,omitempty"`
 }
 
 // AttemptStatus is what an agent knows of one attempt.

@@ -91,6 +91,7 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 	f.StringVar(&cfg.Name, "name", "", "node name (default: the hostname)")
 	f.StringVar(&cfg.StateDir, "state", "", "where the node keeps its identity (default /var/lib/dspool/agent as root)")
 	f.StringVar(&cfg.Share, "share", "", "where this machine mounts the pool's share")
+	f.StringVar(&cfg.RuntimeDir, "runtime-dir", "", "where jobs' and sessions' secret files live while they run, never on the share (default /run/dspool as root)")
 	f.StringVar(&cpus, "cpus", "", "cpus to offer (default: all)")
 	f.StringVar(&memory, "memory", "", "memory to offer, e.g. 64GiB (default: all)")
 	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer; -1: those nvidia-smi finds")

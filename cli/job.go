@@ -28,7 +28,7 @@ func (a *App) jobCmd() *cobra.Command {
 func (a *App) jobSubmitCmd() *cobra.Command {
 	var spec dspool.JobSpec
 	var cpus, memory string
-	var env []string
+	var env, secretEnv, secretFiles []string
 	var wait bool
 	var waitTimeout dspool.Duration
 	c := &cobra.Command{
@@ -39,7 +39,8 @@ jobs/ID on the share (or --workdir, relative to your home on the share). Its
 arguments are passed as they are: no shell is involved unless you run one.`,
 		Example: `  dspool job submit -- python train.py --epochs 10
   dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --name train -- python train.py
-  dspool job submit --wait -- sh -c 'echo hello > out.txt'`,
+  dspool job submit --wait -- sh -c 'echo hello > out.txt'
+  dspool job submit --secret hf-token --secret-file gcp-key -- python train.py`,
 		Args: args(1, -1, "the command to run after --", "dspool job submit -- python train.py"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Command = args
@@ -69,6 +70,13 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 					spec.Env = map[string]string{}
 				}
 				spec.Env[k] = v
+			}
+			for _, x := range secretEnv {
+				ref, env, _ := strings.Cut(x, "=")
+				spec.Secrets = append(spec.Secrets, dspool.SecretUse{Secret: ref, Env: env})
+			}
+			for _, ref := range secretFiles {
+				spec.Secrets = append(spec.Secrets, dspool.SecretUse{Secret: ref, File: true})
 			}
 			if spec.IdempotencyKey == "" {
 				b := make([]byte, 16)
@@ -116,6 +124,8 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	f.IntVar(&spec.Retries, "retries", 0, "how many times to retry a failed attempt")
 	f.IntVar(&spec.Priority, "priority", 0, "higher runs first (-1000 to 1000)")
 	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
+	f.StringArrayVar(&secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
+	f.StringArrayVar(&secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
 	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/gateway/sshgw"
+	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/spf13/cobra"
@@ -183,8 +184,13 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return fail(dspool.Invalid("uid_base", "the store in %s was made with uid base %d, and its users keep their uids: drop --uid-base (uid_base), or give a new --data for a new store", o.Data, base))
 		}
 	}
+	keys, err := secretsKeyring(ctx, db, o.Data, log)
+	if err != nil {
+		db.Close()
+		return fail(err)
+	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
-		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc})
+		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys})
 	ln = server.LimitListener(ln, server.MaxConns)
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	scheme := "http"
@@ -264,6 +270,31 @@ func (p *plane) serve(ctx context.Context) {
 func (p *plane) close() {
 	p.db.Close()
 	p.lock.Close()
+}
+
+// secretsKeyring loads the key that seals secrets: DSPOOL_SECRETS_KEY when
+// set, else DATA/secrets.key, created (mode 0600) while the store holds no
+// secret. The variable is then dropped from this process's environment, so
+// that the agents and setup scripts it starts never see it.
+func secretsKeyring(ctx context.Context, db *sqlite.DB, data string, log *slog.Logger) (*secrets.Keyring, error) {
+	inUse, err := db.SecretKeyIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(data, "secrets.key")
+	env := os.Getenv(secrets.EnvVar)
+	keys, created, err := secrets.Load(secrets.Source{Env: env, File: file}, inUse)
+	_ = os.Unsetenv(secrets.EnvVar)
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	switch {
+	case created:
+		log.Info("created the key that seals secrets; back it up apart from the store, which is useless without it", "file", file, "key", keys.KeyID())
+	case env != "":
+		log.Info("secrets are sealed with the key in "+secrets.EnvVar, "key", keys.KeyID())
+	}
+	return keys, nil
 }
 
 // lockDir takes an exclusive lock on dir (released when the process ends),

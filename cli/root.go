@@ -102,6 +102,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	root.AddCommand(a.usageCmd())
 	root.AddCommand(a.teamCmd())
 	root.AddCommand(a.auditCmd())
+	root.AddCommand(a.secretCmd())
 	return root
 }
 

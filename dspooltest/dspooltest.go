@@ -21,6 +21,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
 )
@@ -104,7 +105,12 @@ func New(t testing.TB, opts Options) *Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond})
+	keys, _, err := secrets.Load(secrets.Source{File: filepath.Join(dir, "secrets.key")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
+		Secrets: keys})
 	hs := httptest.NewServer(srv.Handler())
 	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}
 	p.wg.Add(1)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/server"
 	"golang.org/x/crypto/ssh"
@@ -99,6 +100,13 @@ var authzMatrix = map[string]authzRow{
 	"PUT /api/v1/teams/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/limits", body: `{"gpus":8}`, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/users/{name}/limits":            {scope: dspool.ScopeRead, path: "/api/v1/users/{owner}/limits", anon: 401, other: 403, owner: 200, admin: 200},
 	"PUT /api/v1/users/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/users/{owner}/limits", body: `{"cpus":64}`, anon: 401, other: 403, owner: 403, admin: 200},
+
+	// Secrets: a user's own, invisible to everyone else, admins included;
+	// {secret} is the owner's.
+	"GET /api/v1/secrets":             {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"PUT /api/v1/secrets/{name}":      {scope: dspool.ScopeAdmin, path: "/api/v1/secrets/new{n}", body: `{"value":"dg=="}`, anon: 401, other: 201, owner: 201, admin: 201},
+	"DELETE /api/v1/secrets/{name}":   {scope: dspool.ScopeAdmin, path: "/api/v1/secrets/{secret}", fresh: true, anon: 401, other: 404, owner: 200, admin: 404},
+	"POST /api/v1/secrets/rotate-key": {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
 
 	// Agents authenticate with join tokens and node credentials: a user's
 	// token, an admin's included, is neither.
@@ -231,7 +239,11 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"{team}": team.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
+	sec, err := (&api.Client{Server: f.p.URL, Token: f.tokens["owner"]["all"]}).SetSecret(ctx, fmt.Sprintf("s%d", f.n), api.SecretSet{Value: []byte("v")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
 		"{victim}": victim.Name, "{owner}": owner.Name, "{pool}": dspool.DefaultPool, "{pubkey}": strings.TrimSpace(newPublicKey(t)),
 		"{n}": fmt.Sprint(f.n)}
 }
@@ -335,6 +347,11 @@ func TestAuthzMatrix(t *testing.T) {
 					secret = f.tokens[caller][token]
 				}
 				got, body := f.call(t, route, row, secret, vars)
+				if row.fresh {
+					// A fresh set's key goes with its cell: a user may
+					// hold only so many.
+					_, _ = f.p.DB.RemoveKey(context.Background(), "", vars["{key}"])
+				}
 				if got != want {
 					t.Errorf("%s with token %s: got %d, want %d: %s", caller, token, got, want, body)
 				}

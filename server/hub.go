@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -327,7 +328,7 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 	if j.Workdir != "" {
 		wd = path.Join(share.Home(u.Name), j.Workdir)
 	}
-	return &api.AttemptSpec{
+	spec := &api.AttemptSpec{
 		AttemptRef: api.AttemptRef{Job: j.ID, Attempt: j.Attempt},
 		Name:       j.Name, Pool: j.Pool,
 		User:    api.RunAs{Name: u.Name, UID: u.UID, GID: u.GID},
@@ -335,7 +336,33 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		Workdir: wd, Home: share.Home(u.Name), JobDir: share.JobDir(j.ID), Log: share.Log(j.ID, j.Attempt),
 		CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUIndices, TimeLimit: j.TimeLimit,
 		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
-	}, nil
+	}
+	// The values are read at each start, so a retry gets a secret's value
+	// of the moment, and a secret deleted since submission stops the job.
+	spec.Secrets, err = h.s.openSecrets(ctx, j.User, j.Secrets, fmt.Sprintf("job %d attempt %d on node %s", j.ID, j.Attempt, j.Node))
+	if err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// startFailed ends an attempt that cannot start for a reason no retry of
+// the push repairs (a secret it asks for is gone), as the agent would.
+func (h *hub) startFailed(ctx context.Context, j *dspool.Job, why string) {
+	changed, err := h.s.db.ApplyReports(ctx, j.Node, []sqlite.Report{startFailure(j, why, h.s.cfg.Now())})
+	if err != nil {
+		h.s.log.Error("record an attempt that could not start", "job", j.ID, "attempt", j.Attempt, "err", err)
+		return
+	}
+	for _, id := range changed {
+		h.s.notify(id)
+	}
+	h.s.Kick()
+}
+
+func startFailure(j *dspool.Job, why string, at time.Time) sqlite.Report {
+	return sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: at,
+		Result: &dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: why}}
 }
 
 // call sends one request to an agent over its connection.
@@ -372,8 +399,15 @@ func (h *hub) start(j *dspool.Job) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	spec, err := h.spec(ctx, j)
+	var unusable unusableSecret
+	if errors.As(err, &unusable) {
+		h.s.log.Warn("attempt cannot start", "job", j.ID, "attempt", j.Attempt, "err", err)
+		h.startFailed(ctx, j, unusable.Error())
+		return
+	}
 	if err == nil {
 		err = h.call(ctx, j.Node, "/attempts", spec)
+		wipeValues(spec.Secrets)
 	}
 	if err != nil {
 		h.s.log.Warn("push attempt", "job", j.ID, "attempt", j.Attempt, "node", j.Node, "err", err)
@@ -404,6 +438,9 @@ func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Reque
 		return
 	}
 	writeJSON(w, http.StatusOK, reply)
+	for i := range reply.Start {
+		wipeValues(reply.Start[i].Secrets)
+	}
 }
 
 // heartbeat reconciles what the agent reports with the store: it records
@@ -506,6 +543,12 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 				Result: &dspool.AttemptResult{Message: "cancelled before it started"}})
 		default:
 			spec, err := h.spec(ctx, j)
+			var unusable unusableSecret
+			if errors.As(err, &unusable) {
+				reports = append(reports, startFailure(j, unusable.Error(), now))
+				ended = true
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}

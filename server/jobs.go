@@ -54,6 +54,10 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.checkSecrets(r.Context(), u, spec.Secrets); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	job, created, err := s.db.SubmitJob(r.Context(), u.ID, &spec)
 	if err != nil {
 		s.fail(w, r, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -51,7 +52,10 @@ type Config struct {
 	// the nodes that join it.
 	Providers map[string]autoscale.Provider
 	// OIDC turns on single sign-on for the web front end (nil: off).
-	OIDC    *OIDCConfig
+	OIDC *OIDCConfig
+	// Secrets holds the key that seals users' secrets in the store (nil:
+	// the control plane keeps no secrets).
+	Secrets *secrets.Keyring
 	Now     func() time.Time
 	Version string
 }
@@ -234,6 +238,10 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/notebook", authUser, dspool.ScopeRead, s.notebookStatus},
 		{"POST", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.startNotebook},
 		{"DELETE", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.stopNotebook},
+		{"GET", "/api/v1/secrets", authUser, dspool.ScopeRead, s.listSecrets},
+		{"PUT", "/api/v1/secrets/{name}", authUser, dspool.ScopeAdmin, s.setSecret},
+		{"DELETE", "/api/v1/secrets/{name}", authUser, dspool.ScopeAdmin, s.deleteSecret},
+		{"POST", "/api/v1/secrets/rotate-key", authAdmin, dspool.ScopeAdmin, s.rotateSecretsKey},
 		{"GET", "/api/v1/sessions", authUser, dspool.ScopeRead, s.listSessions},
 		{"GET", "/api/v1/sessions/{id}", authUser, dspool.ScopeRead, s.getSession},
 		{"POST", "/api/v1/sessions/{id}/kill", authUser, dspool.ScopeSessions, s.killSession},

@@ -108,6 +108,16 @@ var migrations = []string{
 	CREATE INDEX team_members_user ON team_members(user_id);
 	CREATE TABLE user_limits (user_id INTEGER PRIMARY KEY REFERENCES users(id), limits TEXT NOT NULL);
 	ALTER TABLE jobs ADD COLUMN team TEXT NOT NULL DEFAULT '';`,
+	// secrets: values sealed under the key-encryption key (only the
+	// ciphertext, its nonce and the key's id are here), owned by a user or
+	// a team; and the secrets each job asks for, by name.
+	`CREATE TABLE secrets (
+		id INTEGER PRIMARY KEY AUTOINCREMENT, owner_kind TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
+		key_id TEXT NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL,
+		session_env TEXT NOT NULL DEFAULT '', session_file INTEGER NOT NULL DEFAULT 0,
+		created_by TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_read_at INTEGER,
+		UNIQUE (owner_kind, owner, name));
+	ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '';`,
 }
 
 const schema = `
@@ -302,6 +312,7 @@ var notFoundHint = map[string]string{
 	"key":     "list keys with `dspool key list`",
 	"session": "list sessions with `dspool session list`",
 	"team":    "list teams with `dspool team list`",
+	"secret":  "list yours with `dspool secret list`",
 }
 
 func notFound(what string, id any) error {

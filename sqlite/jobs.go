@@ -15,7 +15,7 @@ import (
 
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
-	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at`
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets`
 
 type scanner interface{ Scan(...any) error }
 
@@ -23,12 +23,12 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	var j dspool.Job
 	var exit, submitted sql.NullInt64
 	var started, finished sql.NullInt64
-	var gpus, env, cmd string
+	var gpus, env, cmd, secrets string
 	var timeLimit int64
 	var cancel int
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
-		&cancel, &submitted, &started, &finished); err != nil {
+		&cancel, &submitted, &started, &finished, &secrets); err != nil {
 		return nil, err
 	}
 	if exit.Valid {
@@ -43,6 +43,11 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	}
 	if err := json.Unmarshal([]byte(cmd), &j.Command); err != nil {
 		return nil, fmt.Errorf("job %d command: %w", j.ID, err)
+	}
+	if secrets != "" {
+		if err := json.Unmarshal([]byte(secrets), &j.Secrets); err != nil {
+			return nil, fmt.Errorf("job %d secrets: %w", j.ID, err)
+		}
 	}
 	j.SubmittedAt = *fromNano(submitted)
 	j.StartedAt = fromNano(started)
@@ -166,12 +171,17 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 		env = []byte("{}")
 	}
 	cmd, _ := json.Marshal(s.Command)
+	secrets := ""
+	if len(s.Secrets) > 0 {
+		b, _ := json.Marshal(s.Secrets)
+		secrets = string(b)
+	}
 	var id int64
 	err := tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
-		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now)).Scan(&id)
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
 	}
