@@ -289,6 +289,9 @@ func (ag *Agent) shutdown() {
 	if ag.cgroups != nil {
 		ag.cgroups.removeAll()
 	}
+	if ag.runtime != "" {
+		_ = os.RemoveAll(ag.runtime)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	conn, br, err := ag.dial(ctx)
