@@ -160,7 +160,9 @@ func (ag *Agent) start(a *attempt) (err error) {
 		if err != nil {
 			return fmt.Errorf("create cgroup: %w", err)
 		}
+		a.mu.Lock() // a kill during the start reads it
 		a.cg = cg
+		a.mu.Unlock()
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {

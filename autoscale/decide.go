@@ -179,8 +179,8 @@ func Measure(st *State, now time.Time) Sample {
 }
 
 // Policy returns the pool's scaling policy: its own, or for a pool without
-// one, a fixed size of Count nodes, shedding its newest nodes first when
-// Count is lowered.
+// one, a fixed size of Count nodes (which sheds its highest-numbered idle
+// nodes first when Count is lowered).
 func Policy(p *dspool.Pool) *dspool.Autoscale {
 	if p.Autoscale != nil {
 		return p.Autoscale
@@ -418,6 +418,15 @@ func Decide(st *State, now time.Time) Decision {
 	}
 	slices.SortStableFunc(idle, func(a, b int) int {
 		x, y := &st.Nodes[a], &st.Nodes[b]
+		if st.Pool.Autoscale == nil {
+			// A fixed pool sheds its highest-numbered nodes (pool-3 before
+			// pool-2), so that its names stay pool-1..pool-count whatever
+			// order its nodes joined in.
+			if c := cmp.Compare(len(y.Name), len(x.Name)); c != 0 {
+				return c
+			}
+			return cmp.Compare(y.Name, x.Name)
+		}
 		var c int
 		switch pol.ScaleInPolicy {
 		case dspool.ScaleInOldest:
