@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,11 +89,11 @@ func (s *sshUser) sshOK(t *testing.T, args ...string) string {
 // sshLongRunning starts the real ssh running command, waits for its first
 // line of output and returns it, with the running client and its stderr.
 // The client is killed when the test ends.
-func (s *sshUser) sshLongRunning(t *testing.T, command string) (*exec.Cmd, string, *bytes.Buffer) {
+func (s *sshUser) sshLongRunning(t *testing.T, command string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command("ssh", append(s.sshOpts(s.up.SSHPort), s.Name+"@127.0.0.1", command)...)
 	stdout, _ := cmd.StdoutPipe()
-	errb := &bytes.Buffer{}
+	errb := &syncBuffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,6 +101,24 @@ func (s *sshUser) sshLongRunning(t *testing.T, command string) (*exec.Cmd, strin
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	line, _ := bufio.NewReader(stdout).ReadString('\n')
 	return cmd, strings.TrimSpace(line), errb
+}
+
+// syncBuffer is a buffer a running command writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // dial logs in with Go's SSH client, for what OpenSSH's cannot script.

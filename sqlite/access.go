@@ -91,20 +91,7 @@ func (db *DB) Tokens(ctx context.Context, user string) ([]*dspool.Token, error) 
 		q += ` WHERE u.name = ?`
 		args = append(args, user)
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY t.id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*dspool.Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanToken, q+` ORDER BY t.id`, args...)
 }
 
 // RevokeToken revokes token id of user (of any user when "") at at, and

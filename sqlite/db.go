@@ -318,3 +318,24 @@ var notFoundHint = map[string]string{
 func notFound(what string, id any) error {
 	return dspool.Errorf(dspool.ENotFound, "%s %v not found: %s", what, id, notFoundHint[what])
 }
+
+// queryAll runs a query and scans every row with scan. The result is never
+// nil, so that an empty list reads [] in JSON.
+func queryAll[T any](ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

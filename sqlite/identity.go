@@ -72,20 +72,7 @@ func (db *DB) User(ctx context.Context, name string) (*dspool.User, error) {
 
 // Users lists users by name.
 func (db *DB) Users(ctx context.Context) ([]*dspool.User, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+userCols+` FROM users ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*dspool.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanUser, `SELECT `+userCols+` FROM users ORDER BY name`)
 }
 
 // CreateToken stores the hash of a new API token for user.

@@ -155,20 +155,7 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 	if !all {
 		q += ` AND state != 'gone'`
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY pool, name`, pool, pool)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*dspool.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanNode, q+` ORDER BY pool, name`, pool, pool)
 }
 
 // UpdateNode writes a node's state, message, inventory, version and last

@@ -111,20 +111,7 @@ func (db *DB) SecretsOf(ctx context.Context, user string, teams []string) ([]*Se
 			args = append(args, t)
 		}
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY owner_kind = 'team', owner, name`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*SealedSecret{}
-	for rows.Next() {
-		s, err := scanSecret(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanSecret, q+` ORDER BY owner_kind = 'team', owner, name`, args...)
 }
 
 // DeleteSecret removes the secret name of owner.

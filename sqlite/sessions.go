@@ -69,20 +69,7 @@ func (db *DB) Keys(ctx context.Context, user string) ([]*dspool.SSHKey, error) {
 		q += ` WHERE u.name = ?`
 		args = append(args, user)
 	}
-	rows, err := db.r.QueryContext(ctx, q+` ORDER BY u.name, k.id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*dspool.SSHKey{}
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanKey, q+` ORDER BY u.name, k.id`, args...)
 }
 
 // KeyByFingerprint returns the key with this fingerprint, with its user.
@@ -224,20 +211,7 @@ func (db *DB) Sessions(ctx context.Context, f SessionFilter) ([]*dspool.Session,
 	}
 	q += ` ORDER BY s.started_at DESC LIMIT ?`
 	args = append(args, f.Limit)
-	rows, err := db.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*dspool.Session{}
-	for rows.Next() {
-		s, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db.r, scanSession, q, args...)
 }
 
 // Session returns one session.
