@@ -52,15 +52,18 @@ func TestRestartsAnAgentThatExits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.After(5 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "again")); err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("the agent that exited was not started again")
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	inst, _ := p.List(context.Background(), pool("cpu"))
 	if len(inst) != 1 || inst[0].Name != names[0] {

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// Heartbeats: each agent reports its state, inventory, usage and attempts
+// over its connection, and the reply reconciles them with the store.
+
+func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Request) {
+	var hb api.Heartbeat
+	if err := readJSON(r, &hb); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	ac.hbMu.Lock()
+	defer ac.hbMu.Unlock()
+	reply, err := h.heartbeat(r.Context(), ac, &hb)
+	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reply)
+	for i := range reply.Start {
+		wipeValues(reply.Start[i].Secrets)
+	}
+}
+
+// heartbeat reconciles what the agent reports with the store: it records
+// starts and ends of current attempts, refuses stale ones (telling the agent
+// to kill them), and resends placed attempts the agent does not know.
+func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (*api.HeartbeatReply, error) {
+	now := h.s.cfg.Now()
+	node, err := h.s.db.Node(ctx, ac.node)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.seen[ac.node] = now
+	ac.usage, ac.inv, ac.boot = hb.Usage, hb.Inventory, hb.Boot
+	sendPool := !ac.sentHdr
+	ac.sentHdr = true
+	h.mu.Unlock()
+
+	state := hb.State
+	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
+		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
+	}
+	if node.State == dspool.NodeDraining && state == dspool.NodeReady {
+		state = dspool.NodeDraining
+	}
+	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil {
+		node.State, node.Message, node.Inventory, node.Version = state, hb.Message, hb.Inventory, hb.Version
+		t := now
+		node.LastSeen = &t
+		if err := h.s.db.UpdateNode(ctx, node); err != nil {
+			return nil, err
+		}
+		h.s.Kick()
+	}
+	h.mu.Lock()
+	if ac.state == dspool.NodeDraining && state == dspool.NodeReady {
+		state = dspool.NodeDraining // drained since the store was read
+	}
+	ac.state = state
+	h.mu.Unlock()
+
+	reply := &api.HeartbeatReply{Interval: dspool.Duration(h.s.cfg.Heartbeat)}
+	if sendPool {
+		p, err := h.pool(ctx, node.Pool)
+		if err != nil {
+			return nil, err
+		}
+		reply.Pool = p
+	}
+	running, err := h.s.db.ListJobs(ctx, sqlite.JobFilter{Node: ac.node, States: []dspool.JobState{dspool.JobRunning}})
+	if err != nil {
+		return nil, err
+	}
+	current := map[int64]*dspool.Job{}
+	for _, j := range running {
+		current[j.ID] = j
+	}
+	reported := map[int64]bool{}
+	var reports []sqlite.Report
+	ended := false
+	for _, a := range hb.Attempts {
+		j := current[a.Job]
+		fenced := j == nil || j.Fence(a.Attempt, ac.node) != nil
+		if !fenced {
+			reported[a.Job] = true
+		}
+		if a.Running {
+			if fenced || j.CancelRequested {
+				reply.Kill = append(reply.Kill, a.AttemptRef)
+			} else if j.StartedAt == nil && a.StartedAt != nil {
+				reports = append(reports, sqlite.Report{Job: a.Job, Attempt: a.Attempt, StartedAt: a.StartedAt})
+			}
+			continue
+		}
+		if !fenced && a.Result != nil {
+			r := sqlite.Report{Job: a.Job, Attempt: a.Attempt, Result: a.Result, At: now}
+			if a.FinishedAt != nil {
+				r.At = *a.FinishedAt
+			}
+			if j.StartedAt == nil {
+				r.StartedAt = a.StartedAt
+			}
+			reports = append(reports, r)
+			ended = true
+		}
+		reply.Ack = append(reply.Ack, a.AttemptRef)
+	}
+	for _, j := range running {
+		if reported[j.ID] {
+			continue
+		}
+		switch {
+		case j.StartedAt != nil:
+			// The agent had started it and no longer knows it: it restarted.
+			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+				Result: &dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: "the node's agent restarted and lost this attempt"}})
+			ended = true
+		case j.CancelRequested:
+			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+				Result: &dspool.AttemptResult{Message: "cancelled before it started"}})
+		default:
+			spec, err := h.spec(ctx, j)
+			var unusable unusableSecret
+			if errors.As(err, &unusable) {
+				reports = append(reports, startFailure(j, unusable.Error(), now))
+				ended = true
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			reply.Start = append(reply.Start, *spec)
+		}
+	}
+	if len(reports) > 0 {
+		changed, err := h.s.db.ApplyReports(ctx, ac.node, reports)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range changed {
+			h.s.notify(id)
+		}
+		if ended {
+			h.s.Kick()
+		}
+	}
+	return reply, nil
+}
+
+func sameInventory(a, b dspool.Inventory) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
