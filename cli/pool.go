@@ -418,7 +418,6 @@ func (a *App) printUsersAs(v any, us []*dspool.User) error {
 	})
 }
 
-
 // printAutoscale prints a pool's scaling policy for people.
 func (a *App) printAutoscale(as *dspool.Autoscale) {
 	w := a.Stdout

@@ -69,7 +69,7 @@ logs in exactly one user.`,
 	list.Flags().BoolVar(&all, "all", false, "every user's keys (admin)")
 	remove := &cobra.Command{
 		Use: "remove ID|FINGERPRINT", Short: "Remove an SSH key", Args: args(1, 1, "the key's id or fingerprint", "dspool key remove SHA256:abc..."),
-		Long: "Remove an SSH key (yours; any, admin). The SSH connections it opened end at once, with a message that says so.",
+		Long:    "Remove an SSH key (yours; any, admin). The SSH connections it opened end at once, with a message that says so.",
 		Example: "  dspool key remove 3\n  dspool key remove SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
