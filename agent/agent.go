@@ -292,6 +292,9 @@ func (ag *Agent) shutdown() {
 	if ag.runtime != "" {
 		_ = os.RemoveAll(ag.runtime)
 	}
+	if n == 0 {
+		return // nothing ran here: nothing to report
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	conn, br, err := ag.dial(ctx)

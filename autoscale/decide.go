@@ -380,7 +380,9 @@ func Decide(st *State, now time.Time) Decision {
 	if live+add > hi {
 		add = max(0, hi-live)
 	}
-	if add < need {
+	if add < need && st.Pool.Autoscale == nil {
+		d.Waiting = fmt.Sprintf("pool %s keeps %s, and none has room now", st.Pool.Name, plural(hi, "node", "nodes"))
+	} else if add < need {
 		d.Waiting = fmt.Sprintf("pool %s is at its max of %s", st.Pool.Name, plural(hi, "node", "nodes"))
 		if add > 0 {
 			d.AddReason += fmt.Sprintf(" (max %d: no more)", hi)

@@ -624,7 +624,7 @@ func TestDecideFixedPool(t *testing.T) {
 		{name: "a fixed pool does not grow for work",
 			st: autoscale.State{Pool: fixed(2), Nodes: []autoscale.Node{ready("a", busy), ready("b", busy)},
 				Waiting: repeat(3, job(1000, gib, 1))},
-			want: want{waiting: "pool gpu is at its max of 2 nodes"}},
+			want: want{waiting: "pool gpu keeps 2 nodes, and none has room now"}},
 		{name: "a fixed pool replaces a failed node",
 			st:   autoscale.State{Pool: fixed(1), Nodes: []autoscale.Node{node("a", dspool.NodeFailed)}},
 			want: want{add: 1, remove: []string{"a"}, reason: "pool gpu keeps 1 node"}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -104,6 +105,11 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 			}
 			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
 			j, err = a.waitOne(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
+			if errors.As(err, new(*waitTimeoutError)) {
+				// Not the job's exit status: 124, as timeout(1) exits.
+				fmt.Fprintf(a.Stderr, "dspool: %s\n", dspool.Message(err))
+				return &ExitError{Code: 124}
+			}
 			if err != nil {
 				return err
 			}
@@ -129,7 +135,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")
-	f.Var((*durationFlag)(&waitTimeout), "wait-timeout", "with --wait, stop waiting after this long (the job goes on; default: wait until it ends)")
+	f.Var((*durationFlag)(&waitTimeout), "wait-timeout", "with --wait, stop waiting after this long and exit 124 (the job goes on; default: wait until it ends)")
 	return c
 }
 
@@ -160,7 +166,7 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		if timeout > 0 {
 			left := timeout - time.Since(began)
 			if left <= 0 {
-				return nil, waitedTooLong(last, id, timeout)
+				return nil, &waitTimeoutError{waitedTooLong(last, id, timeout)}
 			}
 			poll = min(poll, left)
 		}
@@ -193,6 +199,12 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 	}
 }
+
+// waitTimeoutError is a wait that ran out of time while the job goes on.
+type waitTimeoutError struct{ err error }
+
+func (e *waitTimeoutError) Error() string { return e.err.Error() }
+func (e *waitTimeoutError) Unwrap() error { return e.err }
 
 // waitedTooLong is the error of a wait that timed out: where the job is,
 // and that it goes on.

@@ -143,7 +143,7 @@ func TestAutoscaleFromZero(t *testing.T) {
 		}
 		// A job that needs the whole node waits, and --wait-timeout says why.
 		_, errs, code = cli(t, up.userEnv(ada.token), "job", "submit", "--pool", "tiny", "--memory", "1GiB", "--wait", "--wait-timeout", "3s", "--", "true")
-		if code == 0 || !strings.Contains(errs, "is still queued after 3s") || !strings.Contains(errs, "pool tiny is at its max of 1 node") {
+		if code != 124 || !strings.Contains(errs, "is still queued after 3s") || !strings.Contains(errs, "pool tiny is at its max of 1 node") {
 			t.Fatalf("job submit --wait-timeout: exit %d, stderr %q", code, errs)
 		}
 	})
