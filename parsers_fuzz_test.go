@@ -1,0 +1,60 @@
+package dspool_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dspool/dspool"
+)
+
+// FuzzInputParsers feeds one untrusted string to every small parser of what
+// users type or send (scopes, spans, emails, secret references and names,
+// usage groupings): none may panic, every refusal is an invalid-input error
+// that names the field, and what one accepts is well formed.
+func FuzzInputParsers(f *testing.F) {
+	for _, s := range []string{"", "read,jobs", "admin", "7d", "30m", "2026-11-26T10:00:00Z", "a@b.c", "Ada@Example.ORG",
+		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300)} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	named := func(t *testing.T, what string, err error) {
+		var e *dspool.Error
+		if !errors.As(err, &e) || e.Code != dspool.EInvalid || e.Field == "" || e.Message == "" {
+			t.Fatalf("%s refused with %#v: want an invalid-input error naming its field", what, err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if scopes, err := dspool.ParseScopes("scope", s); err != nil {
+			named(t, "ParseScopes", err)
+		} else if err := dspool.CheckScopes("scope", scopes); err != nil {
+			t.Fatalf("ParseScopes(%q) = %v, which CheckScopes refuses: %v", s, scopes, err)
+		}
+		if d, err := dspool.ParseSpan(s); err == nil && d < 0 {
+			t.Fatalf("ParseSpan(%q) = %v: want no negative span", s, d)
+		}
+		if at, err := dspool.ParseSince("since", s, now); err != nil {
+			named(t, "ParseSince", err)
+		} else if at.After(now) {
+			t.Fatalf("ParseSince(%q) = %v, after now", s, at)
+		}
+		if e, err := dspool.NormalizeEmail("email", s); err != nil {
+			named(t, "NormalizeEmail", err)
+		} else if e != "" && (!utf8.ValidString(e) || strings.ToLower(e) != e || dspool.EmailDomain(e) == "") {
+			t.Fatalf("NormalizeEmail(%q) = %q: want lower case with a domain", s, e)
+		}
+		if team, name, err := dspool.ParseSecretRef("secret", s); err != nil {
+			named(t, "ParseSecretRef", err)
+		} else if dspool.ValidateSecretName("secret", name) != nil || team != "" && !dspool.ValidName(team) {
+			t.Fatalf("ParseSecretRef(%q) = %q, %q: a part it accepted is not valid", s, team, name)
+		}
+		if err := dspool.ValidateSecretEnv("env", s); err != nil {
+			named(t, "ValidateSecretEnv", err)
+		}
+		if _, err := dspool.ParseUsageBy("by", s); err != nil {
+			named(t, "ParseUsageBy", err)
+		}
+	})
+}
