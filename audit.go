@@ -60,6 +60,38 @@ const (
 	AuditSecretRotateKey = "secret.rotate_key"
 )
 
+// AuditActions lists every audited action, by family.
+var AuditActions = []string{
+	AuditJoinTokenCreate,
+	AuditKeyAdd, AuditKeyRemove,
+	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
+	AuditPasswordSet,
+	AuditPoolApply,
+	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,
+	AuditSessionKill,
+	AuditTeamCreate, AuditTeamDelete, AuditTeamLimits, AuditTeamMemberAdd, AuditTeamMemberRemove,
+	AuditTokenCreate, AuditTokenRevoke,
+	AuditUserCreate, AuditUserDisable, AuditUserEnable, AuditUserLimits,
+}
+
+// CheckAuditAction returns an EInvalid error naming field unless s is an
+// audited action ("login.ssh") or a family of them ("login"); the error
+// lists them.
+func CheckAuditAction(field, s string) error {
+	var families []string
+	for _, a := range AuditActions {
+		family, _, _ := strings.Cut(a, ".")
+		if s == a || s == family {
+			return nil
+		}
+		if !slices.Contains(families, family) {
+			families = append(families, family)
+		}
+	}
+	return Invalid(field, "%s is not an audited action: give a family (%s) or an action (%s)",
+		quote(s), strings.Join(families, ", "), strings.Join(AuditActions, ", "))
+}
+
 // ParseScopes reads a comma-separated list of token scopes ("read,jobs"),
 // in any order, into the order of Scopes; "all" is every scope. The error
 // names field.

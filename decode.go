@@ -152,9 +152,9 @@ func decodeInto(prefix string, data []byte, rv reflect.Value) error {
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a JSON object, not a JSON %s", what, te.Value)
+			return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a mapping of fields, not %s", what, valueName(te.Value))
 		}
-		return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a JSON object: %s", what, cleanJSONError(err))
+		return Invalid(strings.TrimSuffix(prefix, "."), "%s must be a mapping of fields: %s", what, cleanJSONError(err))
 	}
 	known := map[string]reflect.Value{}
 	t := rv.Type()
@@ -215,7 +215,7 @@ func decodeValue(prefix string, data []byte, rv reflect.Value) error {
 			if te.Field != "" {
 				sub = field + "." + te.Field
 			}
-			return Invalid(sub, "must be %s, not a JSON %s", kindName(te.Type), te.Value)
+			return Invalid(sub, "must be %s, not %s", kindName(te.Type), valueName(te.Value))
 		}
 		return Invalid(field, "%s", cleanJSONError(err))
 	}
@@ -227,7 +227,7 @@ func kindName(t reflect.Type) string {
 	case reflect.Slice:
 		return "a list"
 	case reflect.Map, reflect.Struct:
-		return "an object"
+		return "a mapping"
 	case reflect.String:
 		return "a string"
 	case reflect.Bool:
@@ -238,6 +238,25 @@ func kindName(t reflect.Type) string {
 		return "a number"
 	}
 	return "a " + t.Kind().String()
+}
+
+// valueName names the kind of value a document held, in words that fit
+// JSON and YAML alike: "a list", not "a JSON array".
+func valueName(v string) string {
+	switch v {
+	case "array":
+		return "a list"
+	case "object":
+		return "a mapping"
+	case "bool":
+		return "true or false"
+	case "string", "number":
+		return "a " + v
+	}
+	if strings.HasPrefix(v, "number ") { // "number -1", "number 1.5"
+		return "the number " + strings.TrimPrefix(v, "number ")
+	}
+	return v
 }
 
 func cleanJSONError(err error) string {

@@ -26,8 +26,25 @@ func TestDecodeInvalidUTF8NamesField(t *testing.T) {
 func TestDecodeNotAnObject(t *testing.T) {
 	var s dspool.JobSpec
 	err := dspool.DecodeJSON([]byte(`[]`), &s)
-	if err == nil || err.Error() != "the body must be a JSON object, not a JSON array" {
+	if err == nil || err.Error() != "the body must be a mapping of fields, not a list" {
 		t.Errorf("got %v", err)
+	}
+}
+
+// Type errors say what was wanted and found in words that fit the YAML of
+// pool and server config files as well as JSON.
+func TestDecodeTypeErrorsInPlainWords(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"command":"python3"}`:            "command: must be a list, not a string",
+		`{"command":["x"],"gpus":"two"}`:   "gpus: must be a whole number, not a string",
+		`{"command":["x"],"name":["a"]}`:   "name: must be a string, not a list",
+		`{"command":["x"],"env":[]}`:       "env: must be a mapping, not a list",
+		`{"command":["x"],"retries":true}`: "retries: must be a whole number, not true or false",
+	} {
+		var s dspool.JobSpec
+		if err := dspool.DecodeJSON([]byte(body), &s); err == nil || err.Error() != want {
+			t.Errorf("DecodeJSON(%s) = %v, want %q", body, err, want)
+		}
 	}
 }
 

@@ -180,13 +180,13 @@ func (p *Pool) Fits(cpus MilliCPU, mem Bytes, gpus int) error {
 		why = append(why, s)
 	}
 	if cpus > p.Node.CPUs {
-		add("cpus", fmt.Sprintf("%s cpus (nodes have %s)", cpus, p.Node.CPUs))
+		add("cpus", fmt.Sprintf("%s (nodes have %s)", Plural(cpus, "cpu"), p.Node.CPUs))
 	}
 	if mem > p.Node.Memory {
 		add("memory", fmt.Sprintf("%s of memory (nodes have %s)", mem, p.Node.Memory))
 	}
 	if gpus > p.Node.GPUs {
-		add("gpus", fmt.Sprintf("%d gpus (nodes have %d)", gpus, p.Node.GPUs))
+		add("gpus", fmt.Sprintf("%s (nodes have %d)", Plural(gpus, "gpu"), p.Node.GPUs))
 	}
 	if field == "" {
 		return nil

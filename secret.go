@@ -71,8 +71,8 @@ func ParseSecretRef(field, ref string) (team, name string, err error) {
 	team, name, ok := strings.Cut(ref, "/")
 	if !ok {
 		team, name = "", ref
-	} else if !ValidName(team) {
-		return "", "", Invalid(field, "%s: %s is not a team name; give NAME for your own secret or TEAM/NAME for a team's", quote(ref), quote(team))
+	} else if !ValidName(team) || strings.Contains(name, "/") {
+		return "", "", Invalid(field, "%s is not a secret's name: give NAME for your own secret, or TEAM/NAME for a team's, each of letters, digits, '_' and '-' (`dspool secret list` shows them)", quote(ref))
 	}
 	if err := ValidateSecretName(field, name); err != nil {
 		return "", "", err

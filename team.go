@@ -80,16 +80,16 @@ func (l Limits) Validate() error {
 func (l Limits) String() string {
 	var parts []string
 	if l.CPUs != nil {
-		parts = append(parts, fmt.Sprintf("%s cpus", *l.CPUs))
+		parts = append(parts, Plural(*l.CPUs, "cpu"))
 	}
 	if l.Memory != nil {
 		parts = append(parts, fmt.Sprintf("%s memory", *l.Memory))
 	}
 	if l.GPUs != nil {
-		parts = append(parts, fmt.Sprintf("%d gpus", *l.GPUs))
+		parts = append(parts, Plural(*l.GPUs, "gpu"))
 	}
 	if l.Nodes != nil {
-		parts = append(parts, fmt.Sprintf("%d nodes", *l.Nodes))
+		parts = append(parts, Plural(*l.Nodes, "node"))
 	}
 	if len(parts) == 0 {
 		return "none"
@@ -103,9 +103,9 @@ func (l Limits) Fits(whom string, cpus MilliCPU, mem Bytes, gpus int) error {
 	const hint = "ask for less, or ask an admin to raise the limit"
 	switch {
 	case l.GPUs != nil && gpus > *l.GPUs:
-		return Invalid("gpus", "this job can never run: it asks for %d gpus and %s may hold %d at once; %s", gpus, whom, *l.GPUs, hint)
+		return Invalid("gpus", "this job can never run: it asks for %s and %s may hold %d at once; %s", Plural(gpus, "gpu"), whom, *l.GPUs, hint)
 	case l.CPUs != nil && cpus > *l.CPUs:
-		return Invalid("cpus", "this job can never run: it asks for %s cpus and %s may hold %s at once; %s", cpus, whom, *l.CPUs, hint)
+		return Invalid("cpus", "this job can never run: it asks for %s and %s may hold %s at once; %s", Plural(cpus, "cpu"), whom, *l.CPUs, hint)
 	case l.Memory != nil && mem > *l.Memory:
 		return Invalid("memory", "this job can never run: it asks for %s of memory and %s may hold %s at once; %s", mem, whom, *l.Memory, hint)
 	}
@@ -148,7 +148,7 @@ func (p *Pool) CheckGrant(memberOf []string, admin bool) error {
 		return nil
 	}
 	return Errorf(EForbidden, "pool %s is for %s, and you are in none of them: ask an admin, or a maintainer of one of them, to add you (`dspool team show %s`)",
-		p.Name, teamList(p.Teams), p.Teams[0])
+		p.Name, teamList(p.Teams), slices.Min(p.Teams))
 }
 
 // TeamFor returns the team a job of a user in the teams memberOf runs on
@@ -180,13 +180,20 @@ func TeamFor(p *Pool, memberOf []string, asked string, admin bool) (string, erro
 	case 1:
 		return g[0], nil
 	default:
-		return "", Invalid("team", "you are in %s, which may all use pool %s: say which team this job is for with --team (e.g. --team %s)", teamList(g), p.Name, g[0])
+		// Even on a pool for everyone: a job of no team would escape the
+		// limits of every team its user is in.
+		slices.Sort(g)
+		if p.Open() {
+			return "", Invalid("team", "you are in %s, and pool %s is for everyone: say with --team which of them this job is for, e.g. --team %s (that team's limits apply to it)", teamList(g), p.Name, g[0])
+		}
+		return "", Invalid("team", "you are in %s, and each may use pool %s: say with --team which of them this job is for, e.g. --team %s (that team's limits apply to it)", teamList(g), p.Name, g[0])
 	}
 }
 
-// teamList names teams for a message: "team vision", "teams vision and nlp",
-// "teams a, b and c".
+// teamList names teams for a message, in the order of their names: "team
+// vision", "teams nlp and vision", "teams a, b and c".
 func teamList(teams []string) string {
+	teams = slices.Sorted(slices.Values(teams))
 	switch len(teams) {
 	case 0:
 		return "no team"

@@ -22,12 +22,13 @@ func TestTeamFor(t *testing.T) {
 	}{
 		{name: "open pool, no team", pool: open, want: ""},
 		{name: "open pool, the user's only team", pool: open, memberOf: []string{"vision"}, want: "vision"},
-		{name: "open pool, several teams: ask", pool: open, memberOf: []string{"nlp", "vision"}, code: dspool.EInvalid, msg: "say which team this job is for with --team"},
+		{name: "open pool, several teams: ask", pool: open, memberOf: []string{"nlp", "vision"}, code: dspool.EInvalid, msg: "you are in teams nlp and vision, and pool default is for everyone: say with --team which of them this job is for, e.g. --team nlp"},
+		{name: "open pool, several teams in any order: named in order", pool: open, memberOf: []string{"vision", "nlp"}, code: dspool.EInvalid, msg: "you are in teams nlp and vision, and pool default"},
 		{name: "open pool, several teams, one asked", pool: open, memberOf: []string{"nlp", "vision"}, asked: "vision", want: "vision"},
 		{name: "granted pool, the one granted team", pool: gpu, memberOf: []string{"audio", "nlp"}, want: "nlp"},
-		{name: "granted pool, two granted teams", pool: gpu, memberOf: []string{"nlp", "vision"}, code: dspool.EInvalid, msg: "you are in teams vision and nlp, which may all use pool gpu"},
-		{name: "granted pool, no granted team", pool: gpu, memberOf: []string{"audio"}, code: dspool.EForbidden, msg: "pool gpu is for teams vision and nlp, and you are in none of them"},
-		{name: "granted pool, a team not granted asked", pool: gpu, memberOf: []string{"audio", "nlp"}, asked: "audio", code: dspool.EForbidden, msg: "pool gpu is for teams vision and nlp, not team audio"},
+		{name: "granted pool, two granted teams", pool: gpu, memberOf: []string{"nlp", "vision"}, code: dspool.EInvalid, msg: "you are in teams nlp and vision, and each may use pool gpu: say with --team which of them this job is for, e.g. --team nlp"},
+		{name: "granted pool, no granted team", pool: gpu, memberOf: []string{"audio"}, code: dspool.EForbidden, msg: "pool gpu is for teams nlp and vision, and you are in none of them: ask an admin, or a maintainer of one of them, to add you (`dspool team show nlp`)"},
+		{name: "granted pool, a team not granted asked", pool: gpu, memberOf: []string{"audio", "nlp"}, asked: "audio", code: dspool.EForbidden, msg: "pool gpu is for teams nlp and vision, not team audio"},
 		{name: "a team the user is not in", pool: open, memberOf: []string{"nlp"}, asked: "vision", code: dspool.EForbidden, msg: "you are not a member of team vision (you are in team nlp)"},
 		{name: "an admin uses any pool", pool: gpu, admin: true, want: ""},
 		{name: "an admin names any team", pool: gpu, asked: "audio", admin: true, want: "audio"},
@@ -70,6 +71,10 @@ func TestLimits(t *testing.T) {
 	l := dspool.Limits{CPUs: &cpus, Memory: &mem, GPUs: &gpus, Nodes: &nodes}
 	if got := l.String(); got != "64 cpus, 512GiB memory, 8 gpus, 10 nodes" {
 		t.Errorf("String: %q", got)
+	}
+	one, half := 1, dspool.MilliCPU(500)
+	if got := (dspool.Limits{CPUs: &half, GPUs: &one, Nodes: &one}).String(); got != "0.5 cpus, 1 gpu, 1 node" {
+		t.Errorf("String of ones: %q, want 0.5 cpus, 1 gpu, 1 node", got)
 	}
 	if got := (dspool.Limits{}).String(); got != "none" {
 		t.Errorf("no limits: %q", got)

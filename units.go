@@ -162,3 +162,13 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = 0
 	return nil
 }
+
+// Plural says an amount of a countable unit: "1 gpu", "2 gpus", "0.5 cpus",
+// "0 nodes". Amount is printed as fmt.Sprint prints it.
+func Plural(amount any, unit string) string {
+	s := fmt.Sprint(amount)
+	if s == "1" {
+		return s + " " + unit
+	}
+	return s + " " + unit + "s"
+}

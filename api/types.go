@@ -65,12 +65,20 @@ type EmailSet struct {
 // TokenCreate is the body of POST /api/v1/tokens; an empty User means the
 // caller. Empty Scopes are those of the token that asks (every scope for a
 // web login); a nil ExpiresAt is that token's expiry (never for a web
-// login): a token never gets more than the token that made it.
+// login), unless Never is set: a token never gets more than the token that
+// made it.
 type TokenCreate struct {
 	User      string     `json:"user,omitempty"`
 	Name      string     `json:"name,omitempty"`
 	Scopes    []string   `json:"scopes,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Never asks for a token that does not expire: refused when the token
+	// that asks expires.
+	Never bool `json:"never,omitempty"`
+	// CapExpiry makes an ExpiresAt later than the asking token's expiry
+	// that expiry, rather than an error: for a default the user did not
+	// choose.
+	CapExpiry bool `json:"cap_expiry,omitempty"`
 }
 
 // TokenList is the answer of GET /api/v1/tokens: tokens' metadata, never

@@ -39,7 +39,12 @@ it with --token or DSPOOL_TOKEN.
 
 It has the scopes of --scope (default: all those of the token or login that
 asks) and expires after --expires (default ` + defaultTokenExpiry + `; "never" for a token
-that does not expire, e.g. for a long-lived service).`,
+that does not expire, e.g. for a long-lived service).
+
+Making a token needs a login, or a token with the admin scope. A token
+never makes one with more scopes, or a later expiry, than itself: from a
+token that expires, --expires never and an --expires past it are refused,
+and the default expiry is cut to its own (saying so).`,
 		Example: "  dspool token create --name laptop\n  dspool token create --name ci --scope read,jobs --expires 30d\n  DSPOOL_TOKEN=$(dspool token create --user alice --expires never) dspool job list",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := api.TokenCreate{User: user, Name: name}
@@ -50,13 +55,21 @@ that does not expire, e.g. for a long-lived service).`,
 				}
 				req.Scopes = s
 			}
-			if expires != "never" {
+			if expires == "never" {
+				req.Never = true
+			} else {
 				d, err := dspool.ParseSpan(expires)
-				if err != nil || d <= 0 {
+				if err != nil {
 					return dspool.Invalid("--expires", "%q is not a span of time: use e.g. 12h, 30d or never", expires)
+				}
+				if d <= 0 {
+					return dspool.Invalid("--expires", "%q: give a positive span of time, e.g. 12h or 30d (or never)", expires)
 				}
 				at := time.Now().Add(d).UTC().Truncate(time.Second)
 				req.ExpiresAt = &at
+				// The default is cut to the asking token's expiry; a span
+				// the user chose is refused instead.
+				req.CapExpiry = !cmd.Flags().Changed("expires")
 			}
 			if _, err := a.json(); err != nil {
 				return err
@@ -67,19 +80,23 @@ that does not expire, e.g. for a long-lived service).`,
 			}
 			t, err := cl.CreateTokenWith(cmd.Context(), req)
 			if err != nil {
-				return err
+				return withFlags(err, map[string]string{"expires_at": "--expires", "never": "--expires", "scopes": "--scope", "name": "--name", "user": "--user"})
+			}
+			if req.CapExpiry && t.ExpiresAt != nil && t.ExpiresAt.Before(*req.ExpiresAt) {
+				fmt.Fprintf(a.Stderr, "note: the token expires on %s, when the token that made it expires, rather than in %s: a token cannot outlive the token that made it\n",
+					whenOrNever(t.ExpiresAt), expires)
 			}
 			if ok, _ := a.json(); ok {
 				return a.print(t, nil, nil)
 			}
 			fmt.Fprintln(a.Stdout, t.Secret)
-			fmt.Fprintf(a.Stderr, "(token %d of %s: scopes %s, expires %s; it is shown only now)\n",
+			fmt.Fprintf(a.Stderr, "token %d (%s's): scopes %s, expires %s; it is shown only now\n",
 				t.ID, t.User, strings.Join(t.Scopes, ","), whenOrNever(t.ExpiresAt))
 			return nil
 		},
 	}
 	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you; others: admin)")
-	create.Flags().StringVar(&name, "name", "", "a name to know it by in `dspool token list`")
+	create.Flags().StringVar(&name, "name", "", "a name to know it by in the token list")
 	create.Flags().StringVar(&scope, "scope", "", "what it may do: some of read,jobs,sessions,admin, or all (default: all those of the token that asks)")
 	create.Flags().StringVar(&expires, "expires", defaultTokenExpiry, "when it expires, from now (e.g. 12h, 30d), or never")
 
@@ -223,6 +240,11 @@ sessions.`,
 			if limit < 1 || limit > 10000 {
 				return dspool.Invalid("--limit", "%d is out of range: give a number from 1 to 10000", limit)
 			}
+			if action != "" {
+				if err := dspool.CheckAuditAction("--action", action); err != nil {
+					return err
+				}
+			}
 			if _, err := a.json(); err != nil {
 				return err
 			}
@@ -232,7 +254,7 @@ sessions.`,
 			}
 			es, err := cl.Audit(cmd.Context(), q)
 			if err != nil {
-				return err
+				return withFlags(err, map[string]string{"user": "--user", "action": "--action", "since": "--since", "limit": "--limit"})
 			}
 			if es == nil {
 				es = []*dspool.AuditEntry{}
@@ -243,6 +265,7 @@ sessions.`,
 					note = ""
 				}
 				fmt.Fprintf(a.Stderr, "(no audit entries%s)\n", note)
+				return nil
 			}
 			return a.print(es, []string{"TIME", "ACTOR", "ACTION", "TARGET", "OUTCOME", "REMOTE", "DETAIL"}, func(add func(...any)) {
 				for _, e := range es {

@@ -85,7 +85,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 				spec.IdempotencyKey = hex.EncodeToString(b)
 			}
 			if err := spec.Normalize(); err != nil {
-				return err
+				return secretFlags(err, secretEnv, secretFiles)
 			}
 			cl, err := a.client()
 			if err != nil {
@@ -98,7 +98,7 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 			}
 			j, err := cl.SubmitJob(cmd.Context(), &spec, 30*time.Second)
 			if err != nil {
-				return err
+				return secretFlags(err, secretEnv, secretFiles)
 			}
 			if !wait {
 				return a.printJob(j)
@@ -400,11 +400,14 @@ func (a *App) jobShowCmd() *cobra.Command {
 				fmt.Fprintf(w, "  message:    %s\n", sanitize(j.Message))
 			}
 			fmt.Fprintf(w, "  command:    %s\n", sanitize(strings.Join(quoteArgs(j.Command), " ")))
-			fmt.Fprintf(w, "  resources:  %s cpus, %s memory, %d gpus", j.CPUs, j.Memory, j.GPUs)
+			fmt.Fprintf(w, "  resources:  %s, %s memory, %s", dspool.Plural(j.CPUs, "cpu"), j.Memory, dspool.Plural(j.GPUs, "gpu"))
 			if len(j.GPUIndices) > 0 {
 				fmt.Fprintf(w, " (%v)", j.GPUIndices)
 			}
 			fmt.Fprintln(w)
+			if len(j.Secrets) > 0 {
+				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))
+			}
 			if j.TimeLimit > 0 {
 				fmt.Fprintf(w, "  time limit: %s\n", time.Duration(j.TimeLimit))
 			}

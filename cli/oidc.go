@@ -2,8 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -32,9 +32,14 @@ type oidcOptions struct {
 	CreateUsers    bool            `json:"create_users"`
 	// PasswordLogin keeps the web page's password form (default true).
 	PasswordLogin *bool `json:"password_login"`
+
+	// byFlags is set when the settings come from `dspool up`'s flags,
+	// which errors then name rather than the config file's keys.
+	byFlags bool
 }
 
 func (o *oidcOptions) flags(c *cobra.Command) {
+	o.byFlags = true
 	f := c.Flags()
 	f.StringVar(&o.Issuer, "oidc-issuer", "", "single sign-on: the OpenID Connect provider's issuer URL (https)")
 	f.StringVar(&o.ClientID, "oidc-client-id", "", "single sign-on: this pool's client id at the provider")
@@ -49,14 +54,36 @@ func (o *oidcOptions) flags(c *cobra.Command) {
 }
 
 // config returns the server's single sign-on configuration, nil when off.
-func (o *oidcOptions) config(getenv func(string) string, log *slog.Logger) (*server.OIDCConfig, error) {
+// Its errors name the flags (--oidc-client-id) or the config file's keys
+// (oidc.client_id), whichever the settings came from.
+func (o *oidcOptions) config(getenv func(string) string) (*server.OIDCConfig, error) {
+	c, err := o.build(getenv)
+	var e *dspool.Error
+	if o.byFlags && errors.As(err, &e) {
+		if key, ok := strings.CutPrefix(e.Field, "oidc."); ok {
+			named := *e
+			named.Field = oidcFlag(key)
+			return nil, &named
+		}
+	}
+	return c, err
+}
+
+// oidcFlag is the flag of a key of the oidc section: client_id is
+// --oidc-client-id, allowed_domains[1] is --oidc-allowed-domains.
+func oidcFlag(key string) string {
+	key, _, _ = strings.Cut(key, "[")
+	return "--oidc-" + strings.ReplaceAll(key, "_", "-")
+}
+
+func (o *oidcOptions) build(getenv func(string) string) (*server.OIDCConfig, error) {
 	if len(o.ClientSecret) > 0 {
 		return nil, dspool.Invalid("oidc.client_secret", "a secret does not belong in the config: put it in a file of its own (client_secret_file, mode 0600) or in %s", oidcSecretEnv)
 	}
 	if o.Issuer == "" {
-		if o.ClientID != "" || o.ClientSecretFile != "" || o.RedirectURL != "" || o.Claim != "" || len(o.AllowedDomains) > 0 || o.CreateUsers ||
+		if o.ClientID != "" || o.ClientSecretFile != "" || o.RedirectURL != "" || o.Name != "" || o.Claim != "" || len(o.AllowedDomains) > 0 || o.CreateUsers ||
 			o.PasswordLogin != nil {
-			return nil, dspool.Invalid("oidc.issuer", "the single sign-on settings need the provider's issuer URL (--oidc-issuer, oidc.issuer)")
+			return nil, dspool.Invalid("oidc.issuer", "the single sign-on settings need the provider's issuer URL, e.g. https://sso.example.com/realms/lab")
 		}
 		return nil, nil
 	}
@@ -73,7 +100,7 @@ func (o *oidcOptions) config(getenv func(string) string, log *slog.Logger) (*ser
 			return nil, dspool.Invalid("oidc.client_secret_file", "%s is empty: put the client secret in it", o.ClientSecretFile)
 		}
 		if st, err := os.Stat(o.ClientSecretFile); err == nil && st.Mode().Perm()&0o077 != 0 {
-			log.Warn("the single sign-on client secret file is readable by others: chmod 600 it", "file", o.ClientSecretFile)
+			return nil, dspool.Invalid("oidc.client_secret_file", "%s has mode %04o, so others may read the client secret: chmod 600 it", o.ClientSecretFile, st.Mode().Perm())
 		}
 	default:
 		c.ClientSecret = getenv(oidcSecretEnv)

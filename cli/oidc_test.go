@@ -20,6 +20,10 @@ func TestServerConfigOIDC(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	loose := filepath.Join(dir, "loose-secret")
+	if err := os.WriteFile(loose, []byte("hunter2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, oidc, want string
 	}{
@@ -29,6 +33,9 @@ func TestServerConfigOIDC(t *testing.T) {
 		{"no client id", "{issuer: https://sso.example.com}", "oidc.client_id"},
 		{"empty secret file", "{issuer: https://sso.example.com, client_id: d, client_secret_file: " + empty + "}", "is empty"},
 		{"unknown setting", "{issuer: https://sso.example.com, client_id: d, scopes: [x]}", "oidc.scopes: is not a known field"},
+		{"a secret file others may read", "{issuer: https://sso.example.com, client_id: d, client_secret_file: " + loose + "}", "oidc.client_secret_file: " + loose + " has mode 0644, so others may read the client secret: chmod 600 it"},
+		{"a string for a list", "{issuer: https://sso.example.com, client_id: d, allowed_domains: example.com}", "oidc.allowed_domains: must be a list, not a string"},
+		{"a name alone", "{name: Lab SSO}", "oidc.issuer: the single sign-on settings need the provider's issuer URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := filepath.Join(t.TempDir(), "server.yaml")
@@ -43,6 +50,33 @@ func TestServerConfigOIDC(t *testing.T) {
 			}
 			if strings.Contains(errb.String(), "hunter2") {
 				t.Errorf("the error shows the secret: %s", errb.String())
+			}
+		})
+	}
+}
+
+// TestUpOIDCFlags: dspool up's single sign-on errors name its flags, not
+// the config file's keys, and no --oidc-* flag is ignored alone.
+func TestUpOIDCFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a name without an issuer", []string{"--oidc-name", "Lab SSO"}, "dspool: --oidc-issuer: the single sign-on settings need the provider's issuer URL"},
+		{"no client id", []string{"--oidc-issuer", "https://sso.example.com"}, "dspool: --oidc-client-id: give the client id"},
+		{"a bad domain", []string{"--oidc-issuer", "https://sso.example.com", "--oidc-client-id", "d", "--oidc-allowed-domains", "Example.com"}, "dspool: --oidc-allowed-domains: \"Example.com\" is not a domain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			var out, errb bytes.Buffer
+			app := &cli.App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+			args := append([]string{"up", "--data", data, "--listen", "127.0.0.1:0", "--ssh-listen", "off"}, tc.args...)
+			if code := app.Run(context.Background(), args); code == 0 || !strings.HasPrefix(errb.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure that says %q", code, errb.String(), tc.want)
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Errorf("the refused start made its data directory")
 			}
 		})
 	}

@@ -124,7 +124,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, err
 		}
 	}
-	oidc, err := o.OIDC.config(os.Getenv, log)
+	oidc, err := o.OIDC.config(os.Getenv)
 	if err != nil {
 		return nil, err
 	}

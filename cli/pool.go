@@ -287,11 +287,11 @@ func (a *App) printNodes(nodes []*dspool.Node) error {
 }
 
 func (a *App) userCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Manage users (admin) and your password", Example: "  dspool user create alice\n  dspool user list\n  dspool user passwd"}
+	c := &cobra.Command{Use: "user", Short: "Manage users (admin), your password and your limits", Example: "  dspool user create alice\n  dspool user list\n  dspool user passwd\n  dspool user limits"}
 	var admin bool
 	var email string
 	create := &cobra.Command{
-		Use: "create NAME", Short: "Create a user with the next free uid/gid", Args: args(1, 1, "the new user's name", "dspool user create alice"),
+		Use: "create NAME", Short: "Create a user with the next free uid/gid (admin)", Args: args(1, 1, "the new user's name", "dspool user create alice"),
 		Example: "  dspool user create alice\n  dspool user create alice --email alice@example.com\n  dspool token create --user alice",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
@@ -308,7 +308,7 @@ func (a *App) userCmd() *cobra.Command {
 	create.Flags().BoolVar(&admin, "admin", false, "make the user an admin")
 	create.Flags().StringVar(&email, "email", "", "the user's email, which single sign-on maps to them (verified by the identity provider)")
 	list := &cobra.Command{
-		Use: "list", Short: "List users", Args: cobra.NoArgs, Example: "  dspool user list -o json",
+		Use: "list", Short: "List users (admin)", Args: cobra.NoArgs, Example: "  dspool user list\n  dspool user list -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := a.client()
 			if err != nil {

@@ -31,6 +31,8 @@ type App struct {
 	Getenv         func(string) string
 
 	server, token, output, configPath string
+	// tokenFrom says where the token of client() came from; "" before.
+	tokenFrom string
 }
 
 // Config is the CLI's saved login, written by `dspool up` (mode 0600).
@@ -67,17 +69,50 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
-	fmt.Fprintln(a.Stderr, "dspool: "+explain(err))
+	fmt.Fprintln(a.Stderr, "dspool: "+a.explain(err))
 	return 1
 }
 
-func explain(err error) string {
+// explain adds to a refused credential which token the CLI sent, which the
+// server cannot know: the server's message already says what to do about
+// that token.
+func (a *App) explain(err error) string {
 	var e *dspool.Error
-	if errors.As(err, &e) && e.Code == dspool.EUnauthorized {
-		return err.Error() + " (check --token / DSPOOL_TOKEN, or run `dspool up` to log in)"
+	if !errors.As(err, &e) || e.Code != dspool.EUnauthorized || a.tokenFrom == "" || a.tokenFrom == tokenFromNone {
+		return err.Error()
 	}
-	return err.Error()
+	return err.Error() + " (the token sent was " + a.tokenFrom + ")"
 }
+
+// withFlags names, in an error about a field of an API request, the flag
+// the user typed instead: fields maps "expires_at" to "--expires". A field
+// inside a list item ("scopes[1]") maps by the list's name.
+func withFlags(err error, fields map[string]string) error {
+	var e *dspool.Error
+	if !errors.As(err, &e) || e.Field == "" {
+		return err
+	}
+	field := e.Field
+	if i := strings.IndexAny(field, "[."); i > 0 {
+		field = field[:i]
+	}
+	flag, ok := fields[field]
+	if !ok {
+		return err
+	}
+	named := *e
+	named.Field = flag
+	return &named
+}
+
+// Where the token the CLI sends came from, for explain. With none, the
+// server's answer says how to give one.
+const (
+	tokenFromNone   = "none"
+	tokenFromFlag   = "that of --token"
+	tokenFromEnv    = "DSPOOL_TOKEN"
+	tokenFromConfig = "the saved login's, in "
+)
 
 // Root builds the command tree.
 func (a *App) Root() *cobra.Command {
@@ -159,6 +194,16 @@ func (a *App) client() (*api.Client, error) {
 	c := a.loadConfig()
 	server := firstOf(a.server, a.Getenv("DSPOOL_SERVER"), c.Server)
 	token := firstOf(a.token, a.Getenv("DSPOOL_TOKEN"), c.Token)
+	switch {
+	case a.token != "":
+		a.tokenFrom = tokenFromFlag
+	case a.Getenv("DSPOOL_TOKEN") != "":
+		a.tokenFrom = tokenFromEnv
+	case c.Token != "":
+		a.tokenFrom = tokenFromConfig + a.defaultConfigPath()
+	default:
+		a.tokenFrom = tokenFromNone
+	}
 	if server == "" {
 		return nil, errors.New("no server to talk to: start one with `dspool up`, or pass --server URL (or DSPOOL_SERVER)")
 	}

@@ -2,9 +2,13 @@ package cli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -31,7 +35,7 @@ func (a *App) secretSetCmd() *cobra.Command {
 	var req api.SecretSet
 	var raw bool
 	c := &cobra.Command{
-		Use:   "set NAME [--team TEAM] < FILE",
+		Use:   "set NAME|TEAM/NAME [--team TEAM] < FILE",
 		Short: "Create or replace a secret, reading its value from standard input",
 		Long: `Create a secret, or replace its value, reading the value from standard input:
 never from the command line, where ps and shell history would show it. On a
@@ -41,11 +45,15 @@ terminal it asks for it without echo. One trailing newline is dropped unless
 --session-env VAR and --session-file also give the secret to your interactive
 sessions (SSH logins, your Jupyter server) as the variable VAR and as the file
 $DSPOOL_SECRETS_DIR/NAME; for a team's secret, to every member's. Setting a
-secret again without them stops that.`,
+secret again without them stops that.
+
+A team's secret is named TEAM/NAME (or NAME with --team TEAM). Any member
+creates one; only the member who set it, a maintainer of the team or an
+admin replaces it.`,
 		Example: `  dspool secret set db-password
   dspool secret set hf-token < ~/.cache/huggingface/token
   dspool secret set gcp-key --raw < key.json
-  dspool secret set wandb-key --team ml < key.txt
+  dspool secret set ml/wandb-key < key.txt
   dspool secret set openai-key --session-env OPENAI_API_KEY < key.txt`,
 		Args: func(cmd *cobra.Command, got []string) error {
 			if len(got) > 1 {
@@ -54,10 +62,11 @@ secret again without them stops that.`,
 			return args(1, 1, "the secret's name", "dspool secret set db-password < password.txt")(cmd, got)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if err := dspool.ValidateSecretName("NAME", name); err != nil {
+			team, name, err := secretArg(args[0], req.Team)
+			if err != nil {
 				return err
 			}
+			req.Team = team
 			if req.SessionEnv != "" {
 				if err := dspool.ValidateSecretEnv("--session-env", req.SessionEnv); err != nil {
 					return err
@@ -67,7 +76,7 @@ secret again without them stops that.`,
 			if err != nil {
 				return err
 			}
-			v, err := a.readSecret(name, raw)
+			v, err := a.readSecret(args[0], raw)
 			if err != nil {
 				return err
 			}
@@ -75,13 +84,13 @@ secret again without them stops that.`,
 			defer clear(v)
 			s, err := cl.SetSecret(cmd.Context(), name, req)
 			if err != nil {
-				return err
+				return withFlags(err, map[string]string{"name": "NAME", "team": "--team", "session_env": "--session-env", "value": "VALUE"})
 			}
 			return a.printSecretsAs(s, []*dspool.Secret{s})
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&req.Team, "team", "", "make it a secret of this team, for its members (you must be one)")
+	f.StringVar(&req.Team, "team", "", "make it a secret of this team, for its members (you must be one); or name it TEAM/NAME")
 	f.StringVar(&req.SessionEnv, "session-env", "", "also give it to your SSH sessions and Jupyter server as this variable")
 	f.BoolVar(&req.SessionFile, "session-file", false, "also give it to your SSH sessions and Jupyter server as the file $DSPOOL_SECRETS_DIR/NAME")
 	f.BoolVar(&raw, "raw", false, "keep the value exactly as read, trailing newline included")
@@ -144,27 +153,48 @@ func (a *App) secretListCmd() *cobra.Command {
 func (a *App) secretDeleteCmd() *cobra.Command {
 	var team string
 	c := &cobra.Command{
-		Use: "delete NAME [--team TEAM]", Short: "Delete a secret; work that asks for it afterwards cannot start",
+		Use: "delete NAME|TEAM/NAME", Short: "Delete a secret; work that asks for it afterwards cannot start",
+		Long: `Delete one of your secrets (NAME), or a team's (TEAM/NAME, as dspool secret
+list shows it). A team's secret is deleted by the member who set it, a
+maintainer of the team or an admin. Work that asks for it afterwards fails
+to start, naming it.`,
 		Args:    args(1, 1, "the secret's name", "dspool secret delete db-password"),
-		Example: "  dspool secret delete db-password\n  dspool secret delete wandb-key --team ml",
+		Example: "  dspool secret delete db-password\n  dspool secret delete ml/wandb-key",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			team, name, err := secretArg(args[0], team)
+			if err != nil {
+				return err
+			}
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			if err := cl.DeleteSecret(cmd.Context(), args[0], team); err != nil {
-				return err
+			if err := cl.DeleteSecret(cmd.Context(), name, team); err != nil {
+				return withFlags(err, map[string]string{"name": "NAME", "team": "--team"})
 			}
-			ref := args[0]
-			if team != "" {
-				ref = team + "/" + ref
-			}
-			fmt.Fprintf(a.Stderr, "secret %s deleted\n", ref)
+			fmt.Fprintf(a.Stderr, "secret %s deleted\n", (&dspool.Secret{Name: name, Team: team}).Ref())
 			return nil
 		},
 	}
-	c.Flags().StringVar(&team, "team", "", "delete this team's secret (you must be a member)")
+	c.Flags().StringVar(&team, "team", "", "delete this team's secret NAME, as TEAM/NAME does")
 	return c
+}
+
+// secretArg reads a secret named on the command line, NAME or TEAM/NAME,
+// with the team of --team (""): it returns the team ("" for the user's own)
+// and the name.
+func secretArg(arg, flagTeam string) (team, name string, err error) {
+	team, name, err = dspool.ParseSecretRef("NAME", arg)
+	if err != nil {
+		return "", "", err
+	}
+	switch {
+	case team == "":
+		team = flagTeam
+	case flagTeam != "" && flagTeam != team:
+		return "", "", dspool.Invalid("--team", "%s names team %s, and --team %s another: give one of them", arg, team, flagTeam)
+	}
+	return team, name, nil
 }
 
 func (a *App) secretRotateCmd() *cobra.Command {
@@ -217,4 +247,51 @@ func (a *App) printSecretsAs(v any, l []*dspool.Secret) error {
 			add(s.Ref(), owner, sessions, s.CreatedAt.Local().Format(time.DateTime), s.UpdatedAt.Local().Format(time.DateTime), read)
 		}
 	})
+}
+
+// secretIndex finds "secrets[3]" and what follows it (".secret") in a
+// field or message.
+var secretIndex = regexp.MustCompile(`secrets\[(\d+)\](\.[a-z]+)?`)
+
+// secretFlags names, in an error about the job's secrets ("secrets[1].env"),
+// the flag the user gave it with ("--secret-file gcp-key"): the spec lists
+// those of --secret, then those of --secret-file.
+func secretFlags(err error, env, files []string) error {
+	var e *dspool.Error
+	if !errors.As(err, &e) || !strings.HasPrefix(e.Field, "secrets") {
+		return err
+	}
+	flag := func(s string) string {
+		m := secretIndex.FindStringSubmatch(s)
+		i, _ := strconv.Atoi(m[1])
+		switch {
+		case i < len(env):
+			return "--secret " + env[i]
+		case i-len(env) < len(files):
+			return "--secret-file " + files[i-len(env)]
+		}
+		return s
+	}
+	named := *e
+	if named.Field == "secrets" {
+		named.Field = "--secret"
+	} else {
+		named.Field = secretIndex.ReplaceAllStringFunc(named.Field, flag)
+	}
+	named.Message = secretIndex.ReplaceAllStringFunc(named.Message, flag)
+	return &named
+}
+
+// secretUses lists where a job's secrets go: "hf-token in $HF_TOKEN,
+// ml/gcp-key as a file".
+func secretUses(uses []dspool.SecretUse) string {
+	parts := make([]string, len(uses))
+	for i, u := range uses {
+		if u.File {
+			parts[i] = u.Secret + " as a file"
+		} else {
+			parts[i] = u.Secret + " in $" + u.Env
+		}
+	}
+	return strings.Join(parts, ", ")
 }

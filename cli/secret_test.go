@@ -46,6 +46,9 @@ func TestSecretCommands(t *testing.T) {
 	if got := strings.Fields(string(b)); strings.Join(got, " ") != "2 3" {
 		t.Errorf("the job saw values of %q bytes, want 2 (newline dropped) and 3 (--raw)", got)
 	}
+	if out, _, _ := run("", "job", "show", strconv.FormatInt(j.ID, 10)); !strings.Contains(out, "  secrets:    k in $VALUE, raw as a file\n") {
+		t.Errorf("job show lacks the job's secrets:\n%s", out)
+	}
 	out, _, _ = run("", "secret", "list")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || strings.Contains(out, "v1") || strings.Contains(out, "v2") {
@@ -54,7 +57,37 @@ func TestSecretCommands(t *testing.T) {
 	if _, errs, code := run("", "secret", "delete", "k"); code != 0 || !strings.Contains(errs, "secret k deleted") {
 		t.Errorf("delete: exit %d, %q", code, errs)
 	}
-	if _, errs, code := run("", "job", "submit", "--secret", "k", "--", "true"); code == 0 || !strings.Contains(errs, "secrets[0].secret") {
-		t.Errorf("a deleted secret at submit: exit %d, %q; want a refusal naming the field", code, errs)
+	if _, errs, code := run("", "job", "submit", "--secret", "k", "--", "true"); code == 0 || !strings.Contains(errs, "dspool: --secret k: you have no secret named k") {
+		t.Errorf("a deleted secret at submit: exit %d, %q; want a refusal naming the flag", code, errs)
+	}
+	if _, errs, code := run("", "job", "submit", "--secret", "raw", "--secret-file", "../x", "--", "true"); code == 0 ||
+		!strings.Contains(errs, `dspool: --secret-file ../x: "../x" is not a secret's name: give NAME for your own secret, or TEAM/NAME for a team's`) {
+		t.Errorf("a path as a secret: exit %d, %q; want a refusal about the secret's name, naming the flag", code, errs)
+	}
+	if _, errs, code := run("", "job", "submit", "--secret", "raw=X", "--secret", "k=X", "--", "true"); code == 0 ||
+		!strings.Contains(errs, "dspool: --secret k=X: X already holds --secret raw=X") {
+		t.Errorf("two secrets in one variable: exit %d, %q; want both named by their flags", code, errs)
+	}
+
+	// A team's secret is named TEAM/NAME wherever a secret is named.
+	ctx := context.Background()
+	if _, err := p.Admin.CreateTeam(ctx, "ml"); err != nil {
+		t.Fatal(err)
+	}
+	me, _ := p.Admin.Whoami(ctx)
+	if _, err := p.Admin.AddTeamMember(ctx, "ml", me.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run("w\n", "secret", "set", "ml/wandb"); code != 0 {
+		t.Fatalf("set ml/wandb: exit %d, %s", code, errs)
+	}
+	if out, _, _ := run("", "secret", "list"); !strings.Contains(out, "ml/wandb") {
+		t.Errorf("secret list lacks ml/wandb:\n%s", out)
+	}
+	if _, errs, code := run("", "secret", "delete", "ml/wandb", "--team", "nlp"); code == 0 || !strings.Contains(errs, "--team") {
+		t.Errorf("delete ml/wandb --team nlp: exit %d, %q; want a refusal", code, errs)
+	}
+	if _, errs, code := run("", "secret", "delete", "ml/wandb"); code != 0 || !strings.Contains(errs, "secret ml/wandb deleted") {
+		t.Errorf("delete ml/wandb: exit %d, %q", code, errs)
 	}
 }

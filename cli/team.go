@@ -101,6 +101,9 @@ func (a *App) teamShowCmd() *cobra.Command {
 			fmt.Fprintf(w, "Team %s\n", t.Name)
 			fmt.Fprintf(w, "  members:  %s\n", dash(members(t)))
 			fmt.Fprintf(w, "  limits:   %s\n", t.Limits)
+			for _, n := range limitNotes("team "+t.Name, t.Limits) {
+				fmt.Fprintf(w, "            (%s)\n", n)
+			}
 			if pools, err := cl.Pools(cmd.Context()); err == nil {
 				var granted, open []string
 				for _, p := range pools {
@@ -131,16 +134,31 @@ func (a *App) teamAddCmd() *cobra.Command {
 		Use: "add TEAM USER", Short: "Add a user to a team (admin, or a maintainer of the team)", Args: args(2, 2, "a team and a user", "dspool team add vision alice"),
 		Long: `Add a user to a team. A maintainer of the team may add members; only an admin
 makes one a maintainer (--maintainer). Adding a member again changes whether
-they maintain the team.`,
+they maintain the team: without --maintainer, a maintainer becomes a plain
+member. Adding a member again as they are changes nothing.`,
 		Example: "  dspool team add vision alice\n  dspool team add vision bob --maintainer",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			t, err := cl.AddTeamMember(cmd.Context(), argv[0], argv[1], maintainer)
+			team, user := argv[0], argv[1]
+			var before *dspool.TeamMember
+			if t, err := cl.Team(cmd.Context(), team); err == nil {
+				before = t.Member(user)
+			}
+			t, err := cl.AddTeamMember(cmd.Context(), team, user, maintainer)
 			if err != nil {
 				return err
+			}
+			switch {
+			case before == nil:
+			case before.Maintainer == maintainer:
+				fmt.Fprintf(a.Stderr, "%s is already a member of team %s: nothing changed\n", user, team)
+			case maintainer:
+				fmt.Fprintf(a.Stderr, "%s now maintains team %s\n", user, team)
+			default:
+				fmt.Fprintf(a.Stderr, "%s no longer maintains team %s (--maintainer keeps them a maintainer)\n", user, team)
 			}
 			return a.printTeamsAs(t, []*dspool.Team{t})
 		},
@@ -201,7 +219,7 @@ func (f *limitFlags) add(c *cobra.Command, whose string) {
 	c.Flags().StringVar(&f.cpus, "cpus", "", "cpus the running work of "+whose+" may hold at once, e.g. 64 (none: no limit)")
 	c.Flags().StringVar(&f.memory, "memory", "", "memory it may hold at once, e.g. 512GiB (none: no limit)")
 	c.Flags().StringVar(&f.gpus, "gpus", "", "GPUs it may hold at once (none: no limit)")
-	c.Flags().StringVar(&f.nodes, "nodes", "", "nodes autoscaling may add for its waiting work (none: no limit)")
+	c.Flags().StringVar(&f.nodes, "nodes", "", "nodes autoscaling may add for its waiting work (0: none; none: no limit)")
 }
 
 func (f *limitFlags) any() bool {
@@ -260,9 +278,10 @@ func (a *App) teamLimitsCmd() *cobra.Command {
 		Long: `Show or set what a team's work may hold at once: the cpus, memory and GPUs of
 its running jobs and of its members' sessions in its pools, and how many nodes
 autoscaling may add for its waiting work. A flag not given leaves that limit
-as it is; "none" takes it away. A job over a limit waits in the queue (its
-waiting line says which limit); a login over a limit is refused with the
-reason.`,
+as it is; "none" takes it away; 0 allows nothing (--nodes 0: autoscaling
+adds no node for the team's waiting work, which runs only on nodes that are
+there anyway). A job over a limit waits in the queue (its waiting line says
+which limit); a login over a limit is refused with the reason.`,
 		Example: "  dspool team limits vision\n  dspool team limits vision --cpus 64 --gpus 8 --memory 512GiB --nodes 10\n  dspool team limits vision --gpus none",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
@@ -289,20 +308,44 @@ reason.`,
 	return c
 }
 
+// limitNotes says what a limit of zero means, which a bare "0 nodes" does
+// not.
+func limitNotes(whose string, l dspool.Limits) []string {
+	var notes []string
+	if l.CPUs != nil && *l.CPUs == 0 || l.Memory != nil && *l.Memory == 0 {
+		notes = append(notes, "the work of "+whose+" can hold no cpu or memory, so none of its jobs or sessions runs")
+	} else if l.GPUs != nil && *l.GPUs == 0 {
+		notes = append(notes, "the work of "+whose+" can hold no GPU: its jobs that ask for one wait")
+	}
+	if l.Nodes != nil && *l.Nodes == 0 {
+		notes = append(notes, "autoscaling adds no node for the waiting work of "+whose+": it runs only on nodes that are there anyway")
+	}
+	return notes
+}
+
 func (a *App) userLimitsCmd() *cobra.Command {
 	var f limitFlags
 	c := &cobra.Command{
-		Use: "limits USER [--cpus N] [--memory SIZE] [--gpus N] [--nodes N]", Short: "Show or set a user's own limits (setting: admin)",
-		Args: args(1, 1, "one user name", "dspool user limits alice --gpus 2"),
+		Use: "limits [USER] [--cpus N] [--memory SIZE] [--gpus N] [--nodes N]", Short: "Show a user's own limits (default: yours), or set them (admin)",
+		Args: args(0, 1, "at most one user name", "dspool user limits alice --gpus 2"),
 		Long: `Show or set what one user's work may hold at once, whichever team it runs
 for: the cpus, memory and GPUs of their running jobs and sessions, and how
-many nodes autoscaling may add for their waiting work. A flag not given
-leaves that limit as it is; "none" takes it away. Team limits apply as well.`,
-		Example: "  dspool user limits alice\n  dspool user limits alice --cpus 16 --gpus 2\n  dspool user limits alice --cpus none",
+many nodes autoscaling may add for their waiting work. Without USER, your
+own. A flag not given leaves that limit as it is; "none" takes it away; 0
+allows nothing (--nodes 0: autoscaling adds no node for their waiting work).
+Team limits apply as well.`,
+		Example: "  dspool user limits\n  dspool user limits alice\n  dspool user limits alice --cpus 16 --gpus 2\n  dspool user limits alice --cpus none",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
 			if err != nil {
 				return err
+			}
+			if len(argv) == 0 {
+				me, err := cl.Whoami(cmd.Context())
+				if err != nil {
+					return err
+				}
+				argv = []string{me.Name}
 			}
 			ul, err := cl.UserLimits(cmd.Context(), argv[0])
 			if err != nil {
@@ -330,5 +373,8 @@ func (a *App) printLimits(v any, whose string, l dspool.Limits) error {
 		return a.print(v, nil, nil)
 	}
 	fmt.Fprintf(a.Stdout, "limits of %s: %s\n", whose, l)
+	for _, n := range limitNotes(whose, l) {
+		fmt.Fprintf(a.Stdout, "  (%s)\n", n)
+	}
 	return nil
 }

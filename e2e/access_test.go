@@ -75,7 +75,7 @@ func TestAccessEndToEnd(t *testing.T) {
 	}
 	cliOK(t, env, "key", "remove", second.fingerprint)
 	waitExit(t, cmd2, 2*time.Second, "key remove")
-	if !strings.Contains(errb2.String(), "was removed by e2eacc47") {
+	if !strings.Contains(errb2.String(), "this connection was closed: the key it used, "+second.fingerprint+", was removed by e2eacc47") {
 		t.Errorf("the removed key's connection was told %q", errb2.String())
 	}
 
@@ -88,8 +88,11 @@ func TestAccessEndToEnd(t *testing.T) {
 	if _, errs, code := cli(t, env, "job", "list"); code != 1 || !strings.Contains(errs, "user e2eacc47 is disabled") {
 		t.Errorf("a disabled user's token: exit %d, %q", code, errs)
 	}
-	if _, _, code := ada.ssh(t, ada.Name, nil, "true"); code != 255 {
-		t.Errorf("a disabled user's ssh login: exit %d, want 255 (refused)", code)
+	if !strings.Contains(errb1.String(), "Files on the share are intact") || strings.Contains(errb1.String(), "log in again") {
+		t.Errorf("the disabled user was invited to log in again: %q", errb1.String())
+	}
+	if _, errs, code := ada.ssh(t, ada.Name, nil, "true"); code != 255 || !strings.Contains(errs, "your account e2eacc47 is disabled: ask an admin") {
+		t.Errorf("a disabled user's ssh login: exit %d, %q; want 255 (refused), saying why", code, errs)
 	}
 	cliOK(t, up.env(), "user", "enable", "e2eacc47")
 	if out := ada.sshOK(t, "echo back"); out != "back\n" {
@@ -105,8 +108,8 @@ func TestAccessEndToEnd(t *testing.T) {
 		}
 	}
 	cliOK(t, up.env(), "token", "revoke", itoa(roID))
-	if _, errs, code := cli(t, roEnv, "job", "list"); code != 1 || !strings.Contains(errs, "token "+itoa(roID)+" was revoked on") {
-		t.Errorf("a revoked token: exit %d, %q", code, errs)
+	if _, errs, code := cli(t, roEnv, "job", "list"); code != 1 || !strings.Contains(errs, "token "+itoa(roID)+" (e2eacc47's) was revoked on") || strings.Contains(errs, "dspool up") {
+		t.Errorf("a revoked token: exit %d, %q; want how to get a new one, and no dspool up", code, errs)
 	}
 
 	var es []*dspool.AuditEntry

@@ -83,4 +83,13 @@ func TestSSO(t *testing.T) {
 	if cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(up.cmd.Process.Pid) + "/cmdline"); strings.Contains(string(cmdline), secret) {
 		t.Errorf("the command line shows the client secret")
 	}
+
+	// Disabled, the user's login says why rather than that it ended.
+	cliOK(t, up.env(), "user", "disable", "e2esso37")
+	if _, page := get("/"); !strings.Contains(page, "Your account (user e2esso37) is disabled: ask an admin to enable it.") {
+		t.Errorf("the page of a disabled user's login: %s", page)
+	}
+	if resp, who := get("/api/v1/whoami"); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(who, "is disabled") {
+		t.Errorf("whoami by a disabled user's login cookie: %d %s", resp.StatusCode, who)
+	}
 }

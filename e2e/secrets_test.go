@@ -152,7 +152,9 @@ while [ ! -e go ]; do sleep 0.1; done`
 		if len(done.Secrets) != 2 || done.Secrets[0].Secret != "canary" || done.Secrets[0].Env != "CANARY" || !done.Secrets[1].File {
 			t.Errorf("job show lists secrets %+v, want canary as CANARY and as a file", done.Secrets)
 		}
-		rec.ok(t, aenv, "", "job", "show", itoa(j.ID))
+		if shown := rec.ok(t, aenv, "", "job", "show", itoa(j.ID)); !strings.Contains(shown, "  secrets:    canary in $CANARY, canary as a file\n") {
+			t.Errorf("job show lacks the job's secrets:\n%s", shown)
+		}
 		rec.ok(t, aenv, "", "job", "list")
 		rec.ok(t, aenv, "", "job", "logs", itoa(j.ID))
 		eventually(t, 10*time.Second, "the attempt's runtime directory to go", func() bool {
@@ -222,14 +224,14 @@ while [ ! -e go ]; do sleep 0.1; done`
 		if strings.TrimSpace(out) != "[]" {
 			t.Errorf("bob's secret list: %s", out)
 		}
-		if _, errs, code := rec.cli(t, benv, "", "job", "submit", "--secret", "canary", "--", "true"); code == 0 || !strings.Contains(errs, "secrets[0].secret") {
-			t.Errorf("bob submits with ada's secret: exit %d, %q; want a refusal naming secrets[0].secret", code, errs)
+		if _, errs, code := rec.cli(t, benv, "", "job", "submit", "--secret", "canary", "--", "true"); code == 0 || !strings.Contains(errs, "dspool: --secret canary: you have no secret named canary") {
+			t.Errorf("bob submits with ada's secret: exit %d, %q; want a refusal naming the flag", code, errs)
 		}
 		if _, errs, code := rec.cli(t, benv, "", "secret", "delete", "canary"); code == 0 || !strings.Contains(errs, "not found") {
 			t.Errorf("bob deletes ada's secret: exit %d, %q; want not found", code, errs)
 		}
-		if _, errs, code := rec.cli(t, aenv, "", "job", "submit", "--secret-file", "nope", "--", "true"); code == 0 || !strings.Contains(errs, "secrets[0].secret") || !strings.Contains(errs, "nope") {
-			t.Errorf("a job asking for an unknown secret: exit %d, %q; want a refusal naming the field", code, errs)
+		if _, errs, code := rec.cli(t, aenv, "", "job", "submit", "--secret-file", "nope", "--", "true"); code == 0 || !strings.Contains(errs, "dspool: --secret-file nope: you have no secret named nope") {
+			t.Errorf("a job asking for an unknown secret: exit %d, %q; want a refusal naming the flag", code, errs)
 		}
 	})
 

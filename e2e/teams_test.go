@@ -25,6 +25,9 @@ func TestTeams(t *testing.T) {
 	cliOK(t, admin, "team", "create", "vision")
 	cliOK(t, admin, "team", "add", "vision", "e2eann40", "--maintainer")
 	cliOK(t, ann, "team", "add", "vision", "e2ebob40")
+	if _, errs, code := cli(t, ann, "team", "add", "vision", "e2ebob40"); code != 0 || !strings.Contains(errs, "e2ebob40 is already a member of team vision: nothing changed") {
+		t.Errorf("adding a member again: exit code %d, stderr %q", code, errs)
+	}
 	for _, tc := range []struct {
 		env  []string
 		args []string
@@ -86,12 +89,24 @@ func TestTeams(t *testing.T) {
 		t.Errorf("bob's job once ann's ended: waiting %q, held %v", d.Waiting, d.Held)
 	}
 
+	// In two teams, on a pool for everyone, a job says which it is for.
+	cliOK(t, admin, "team", "create", "nlp")
+	cliOK(t, admin, "team", "add", "nlp", "e2ebob40")
+	if _, errs, code := cli(t, bob, "job", "submit", "--", "true"); code == 0 ||
+		!strings.Contains(errs, "you are in teams nlp and vision, and pool default is for everyone: say with --team which of them this job is for, e.g. --team nlp") {
+		t.Errorf("a job of a user in two teams with no --team: exit code %d, stderr %q", code, errs)
+	}
+	cliOK(t, admin, "team", "remove", "nlp", "e2ebob40")
+
 	cliOK(t, ann, "team", "remove", "vision", "e2ebob40")
 	if _, errs, code := cli(t, bob, "job", "submit", "--pool", "vis", "--", "true"); code == 0 || !strings.Contains(errs, "pool vis is for team vision") {
 		t.Errorf("a job of a user removed from the team: exit code %d, stderr %q", code, errs)
 	}
 	if got := cliOK(t, admin, "user", "limits", "e2ebob40", "--cpus", "0.25", "--gpus", "0"); !strings.Contains(got, "limits of user e2ebob40: 0.25 cpus, 0 gpus") {
 		t.Errorf("user limits: %q", got)
+	}
+	if got := cliOK(t, bob, "user", "limits"); !strings.HasPrefix(got, "limits of user e2ebob40: 0.25 cpus, 0 gpus\n") {
+		t.Errorf("user limits, of bob by bob, without a name: %q", got)
 	}
 	if _, errs, code := cli(t, bob, "job", "submit", "--cpus", "0.5", "--", "true"); code == 0 || !strings.Contains(errs, "user e2ebob40 may hold 0.25 at once") {
 		t.Errorf("a job over its user's limit on its own: exit code %d, stderr %q", code, errs)

@@ -63,14 +63,24 @@ func Admit(jobs []Job, q Quotas) []Held {
 }
 
 // Check returns why work of user on behalf of team ("": none) that holds
-// want would take either over a limit, or "" when it fits. The server uses
-// it for sessions, which reserve room as they open.
-func (q Quotas) Check(user, team string, want Usage) string {
+// want would take either over a limit, or "" when it fits, and whether the
+// limit is the user's own (else the team's). The server uses it for
+// sessions, which reserve room as they open.
+func (q Quotas) Check(user, team string, want Usage) (why string, userLimit bool) {
 	led := newLedger(q)
 	if led == nil {
-		return ""
+		return "", false
 	}
-	return led.over(&Job{User: user, Team: team, CPUs: want.CPUs, Memory: want.Memory, GPUs: want.GPUs}, false)
+	j := &Job{User: user, Team: team, CPUs: want.CPUs, Memory: want.Memory, GPUs: want.GPUs}
+	for i, a := range led.accounts(j) {
+		if a == nil {
+			continue
+		}
+		if why := a.over(Usage{CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs}, false); why != "" {
+			return why, i == 1
+		}
+	}
+	return "", false
 }
 
 // ledger is the working state of limits during one walk of the queue: a
@@ -157,10 +167,10 @@ func (a *account) over(want Usage, admit bool) string {
 	}
 	lim := a.limits
 	if lim.GPUs != nil && int64(a.used.GPUs+ahead.GPUs+want.GPUs) > int64(*lim.GPUs) {
-		return a.explain("gpus", int64(*lim.GPUs), int64(a.used.GPUs), int64(ahead.GPUs), int64(want.GPUs), func(n int64) string { return fmt.Sprint(n) })
+		return a.explain("gpu", int64(*lim.GPUs), int64(a.used.GPUs), int64(ahead.GPUs), int64(want.GPUs), func(n int64) string { return fmt.Sprint(n) })
 	}
 	if lim.CPUs != nil && a.used.CPUs+ahead.CPUs+want.CPUs > *lim.CPUs {
-		return a.explain("cpus", int64(*lim.CPUs), int64(a.used.CPUs), int64(ahead.CPUs), int64(want.CPUs), func(n int64) string { return dspool.MilliCPU(n).String() })
+		return a.explain("cpu", int64(*lim.CPUs), int64(a.used.CPUs), int64(ahead.CPUs), int64(want.CPUs), func(n int64) string { return dspool.MilliCPU(n).String() })
 	}
 	if lim.Memory != nil && a.used.Memory+ahead.Memory+want.Memory > *lim.Memory {
 		return a.explain("memory", int64(*lim.Memory), int64(a.used.Memory), int64(ahead.Memory), int64(want.Memory), func(n int64) string { return dspool.Bytes(n).String() })
@@ -171,22 +181,27 @@ func (a *account) over(want Usage, admit bool) string {
 // explain says why want does not fit under limit of unit: "team vision: 8
 // of 8 gpus in use", "team vision: 6 of 8 gpus in use, and it needs 4",
 // "user alice: 2 of 8 gpus in use and 4 more wanted by jobs ahead of it,
-// and it needs 4", "team vision may hold 8 gpus at once, and it needs 16".
+// and it needs 4", "team vision may hold 8 gpus at once, and it needs 16",
+// and, once a limit was lowered below what is in use, "user alice: 2 gpus
+// in use, and the limit is 1".
 func (a *account) explain(unit string, limit, used, ahead, want int64, f func(int64) string) string {
-	of := " " + unit
-	if unit == "memory" {
-		of = " of memory"
+	// amount says n of the unit: "2 gpus", "1 cpu", "4GiB of memory".
+	amount := func(n int64) string {
+		if unit == "memory" {
+			return f(n) + " of memory"
+		}
+		return dspool.Plural(f(n), unit)
 	}
 	if want > limit {
-		return fmt.Sprintf("%s may hold %s%s at once, and it needs %s", a.what, f(limit), of, f(want))
+		return fmt.Sprintf("%s may hold %s at once, and it needs %s", a.what, amount(limit), f(want))
 	}
-	amount := f(used)
+	if used > limit {
+		return fmt.Sprintf("%s: %s in use, and the limit is %s", a.what, amount(used), f(limit))
+	}
+	s := fmt.Sprintf("%s: %s of %s in use", a.what, f(used), amount(limit))
 	if unit == "memory" {
-		amount += " of " + f(limit) + " memory"
-	} else {
-		amount += " of " + f(limit) + " " + unit
+		s = fmt.Sprintf("%s: %s of %s memory in use", a.what, f(used), f(limit))
 	}
-	s := fmt.Sprintf("%s: %s in use", a.what, amount)
 	if ahead > 0 {
 		s += fmt.Sprintf(" and %s more wanted by jobs ahead of it", f(ahead))
 	}

@@ -38,6 +38,18 @@ func TestPlanWithin(t *testing.T) {
 		q:     team("vision", scheduler.Quota{Limits: gpuLimit(2), Used: scheduler.Usage{GPUs: 2}}),
 		held:  []scheduler.Held{{Job: 1, Reason: "team vision: 2 of 2 gpus in use"}},
 	}, {
+		name:  "one of one: the unit in the singular",
+		nodes: []scheduler.Node{gpus4},
+		jobs:  []scheduler.Job{owned(job(1, 1, 1, 1), "ann", "vision")},
+		q:     team("vision", scheduler.Quota{Limits: gpuLimit(1), Used: scheduler.Usage{GPUs: 1}}),
+		held:  []scheduler.Held{{Job: 1, Reason: "team vision: 1 of 1 gpu in use"}},
+	}, {
+		name:  "a limit lowered below what is in use says so plainly",
+		nodes: []scheduler.Node{gpus4},
+		jobs:  []scheduler.Job{owned(job(1, 1, 1, 1), "ann", "")},
+		q:     scheduler.Quotas{Users: map[string]scheduler.Quota{"ann": {Limits: gpuLimit(1), Used: scheduler.Usage{GPUs: 2}}}},
+		held:  []scheduler.Held{{Job: 1, Reason: "user ann: 2 gpus in use, and the limit is 1"}},
+	}, {
 		name:  "what the plan places counts against the limit",
 		nodes: []scheduler.Node{gpus4},
 		jobs:  []scheduler.Job{owned(job(1, 1, 1, 1), "ann", "vision"), owned(job(2, 1, 1, 1), "bob", "vision"), owned(job(3, 1, 1, 1), "ann", "vision")},
@@ -71,7 +83,7 @@ func TestPlanWithin(t *testing.T) {
 		jobs:  []scheduler.Job{owned(job(1, 2, 1, 0), "ann", "vision")},
 		q: scheduler.Quotas{Users: map[string]scheduler.Quota{"ann": {Limits: cpuLimit(1)}},
 			Teams: map[string]scheduler.Quota{"vision": {Limits: cpuLimit(1)}}},
-		held: []scheduler.Held{{Job: 1, Reason: "team vision may hold 1 cpus at once, and it needs 2"}},
+		held: []scheduler.Held{{Job: 1, Reason: "team vision may hold 1 cpu at once, and it needs 2"}},
 	}, {
 		name:  "a held job lets a lower-priority job of another team run",
 		nodes: []scheduler.Node{gpus4},
@@ -85,7 +97,7 @@ func TestPlanWithin(t *testing.T) {
 		jobs:  []scheduler.Job{owned(job(1, 2, 1, 0), "ann", "vision"), owned(job(2, 2, 1, 0), "cy", "nlp")},
 		q:     team("vision", scheduler.Quota{Limits: cpuLimit(1)}),
 		want:  []scheduler.Placement{{Job: 2, Node: "n"}},
-		held:  []scheduler.Held{{Job: 1, Reason: "team vision may hold 1 cpus at once, and it needs 2"}},
+		held:  []scheduler.Held{{Job: 1, Reason: "team vision may hold 1 cpu at once, and it needs 2"}},
 	}, {
 		name:  "a job that fits no node is not charged",
 		nodes: []scheduler.Node{node("n", 2, 32)},
@@ -160,16 +172,17 @@ func TestQuotasCheck(t *testing.T) {
 		name, user, team string
 		want             scheduler.Usage
 		why              string
+		userLimit        bool
 	}{
-		{"fits", "ann", "", scheduler.Usage{CPUs: cpus(1), Memory: gib(64)}, ""},
-		{"over the user's cpus", "ann", "", scheduler.Usage{CPUs: cpus(2)}, "user ann: 3 of 4 cpus in use, and it needs 2"},
-		{"over the team's memory", "bob", "vision", scheduler.Usage{CPUs: cpus(8), Memory: gib(2)}, "team vision: 7GiB of 8GiB memory in use, and it needs 2GiB"},
-		{"no limit", "bob", "nlp", scheduler.Usage{CPUs: cpus(100)}, ""},
+		{"fits", "ann", "", scheduler.Usage{CPUs: cpus(1), Memory: gib(64)}, "", false},
+		{"over the user's cpus", "ann", "", scheduler.Usage{CPUs: cpus(2)}, "user ann: 3 of 4 cpus in use, and it needs 2", true},
+		{"over the team's memory", "bob", "vision", scheduler.Usage{CPUs: cpus(8), Memory: gib(2)}, "team vision: 7GiB of 8GiB memory in use, and it needs 2GiB", false},
+		{"no limit", "bob", "nlp", scheduler.Usage{CPUs: cpus(100)}, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := q.Check(tt.user, tt.team, tt.want); got != tt.why {
-				t.Errorf("Check(%s, %s, %+v) = %q, want %q", tt.user, tt.team, tt.want, got, tt.why)
+			if got, user := q.Check(tt.user, tt.team, tt.want); got != tt.why || user != tt.userLimit {
+				t.Errorf("Check(%s, %s, %+v) = %q, %v; want %q, %v", tt.user, tt.team, tt.want, got, user, tt.why, tt.userLimit)
 			}
 		})
 	}

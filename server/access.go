@@ -33,11 +33,21 @@ type ConnLease struct {
 
 	done      chan struct{}
 	why       atomic.Pointer[string]
+	ending    connEnding // set before done is closed
 	endOnce   sync.Once
 	closed    chan struct{}
 	closeOnce sync.Once
 	set       *connSet
 }
+
+// connEnding is why a connection must end, as its user is to be told.
+type connEnding int
+
+const (
+	endedSession    connEnding = iota // its session ended (killed, node lost): a new login starts another
+	endedCredential                   // only this connection: the credential it used was removed
+	endedUser                         // its user was disabled, and may not log in again
+)
 
 // Done is closed when the connection must end: its session ended from
 // outside, or its credential was removed. Reason says why.
@@ -49,6 +59,15 @@ func (c *ConnLease) Reason() string {
 	}
 	return ""
 }
+
+// CredentialGone reports, once Done is closed, that only this connection
+// was ended: the credential it was opened with was removed, and the user's
+// session and other connections go on.
+func (c *ConnLease) CredentialGone() bool { return c.ending == endedCredential }
+
+// UserDisabled reports, once Done is closed, that the user was disabled:
+// they cannot log in again until an admin enables them.
+func (c *ConnLease) UserDisabled() bool { return c.ending == endedUser }
 
 // Close gives the lease back.
 func (c *ConnLease) Close() {
@@ -63,9 +82,10 @@ func (c *ConnLease) Close() {
 	})
 }
 
-func (c *ConnLease) end(reason string) {
+func (c *ConnLease) end(reason string, ending connEnding) {
 	c.endOnce.Do(func() {
 		c.why.Store(&reason)
+		c.ending = ending
 		close(c.done)
 	})
 }
@@ -102,7 +122,7 @@ func (cs *connSet) end(user, cred, reason string) int {
 	}
 	cs.mu.Unlock()
 	for _, c := range ends {
-		c.end(reason)
+		c.end(reason, endedCredential)
 	}
 	return len(ends)
 }
@@ -116,31 +136,35 @@ func (s *Server) connect(ctx context.Context, l *Lease, user, cred string) *Conn
 	go func() {
 		select {
 		case <-l.Done():
-			c.end(l.Reason())
+			ending := endedSession
+			if l.disabled.Load() {
+				ending = endedUser
+			}
+			c.end(l.Reason(), ending)
 		case <-c.closed:
 		}
 	}()
-	if reason := s.credentialGone(ctx, user, cred); reason != "" {
-		c.end(reason)
+	if reason, ending := s.credentialGone(ctx, user, cred); reason != "" {
+		c.end(reason, ending)
 	}
 	return c
 }
 
 // credentialGone says why user may no longer use cred, or "" when they may.
-func (s *Server) credentialGone(ctx context.Context, user, cred string) string {
+func (s *Server) credentialGone(ctx context.Context, user, cred string) (string, connEnding) {
 	u, err := s.db.User(ctx, user)
 	if err != nil {
-		return "user " + user + " is gone"
+		return "user " + user + " is gone", endedUser
 	}
 	if u.Disabled {
-		return "user " + user + " is disabled"
+		return "user " + user + " is disabled", endedUser
 	}
 	if fp, ok := strings.CutPrefix(cred, "key "); ok {
 		if k, err := s.db.KeyByFingerprint(ctx, fp); err != nil || k.User != user {
-			return cred + " was removed"
+			return "the key it used, " + fp + ", was removed", endedCredential
 		}
 	}
-	return ""
+	return "", endedSession
 }
 
 // endCredential ends the SSH connections of user opened with cred and the
@@ -153,7 +177,8 @@ func (s *Server) endCredential(user, cred, reason string) {
 	}
 }
 
-// endUser ends every session of user, their Jupyter server with them.
+// endUser ends every session of user, who was disabled, their Jupyter
+// server with them.
 func (s *Server) endUser(user, reason string) {
 	sm := s.sessions
 	sm.mu.Lock()
@@ -165,6 +190,7 @@ func (s *Server) endUser(user, reason string) {
 	}
 	sm.mu.Unlock()
 	for _, l := range ls {
+		l.disabled.Store(true)
 		sm.end(l, reason)
 	}
 	// One still waiting for a node has no session yet.

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -62,6 +63,7 @@ func TestTokenScopes(t *testing.T) {
 	}
 	_, err := ro.SubmitJob(ctx, &dspool.JobSpec{Command: []string{"true"}}, 0)
 	wantCode(t, "a read token submits", err, dspool.EForbidden, "lacks the jobs scope")
+	wantCode(t, "a read token submits", err, dspool.EForbidden, "use a token that has it, made by a login or by a token with the admin and jobs scopes")
 	_, err = ro.CreateToken(ctx, "")
 	wantCode(t, "a read token makes a token", err, dspool.EForbidden, "lacks the admin scope")
 
@@ -73,6 +75,15 @@ func TestTokenScopes(t *testing.T) {
 	day := hour.Add(24 * time.Hour)
 	_, err = acct.CreateTokenWith(ctx, api.TokenCreate{ExpiresAt: &day})
 	wantCode(t, "a token makes one that outlives it", err, dspool.EInvalid, "cannot outlive")
+	wantCode(t, "a token makes one that outlives it", err, dspool.EInvalid, "give a shorter --expires, at most until")
+	_, err = acct.CreateTokenWith(ctx, api.TokenCreate{Never: true})
+	wantCode(t, "a token that expires makes one that never does", err, dspool.EInvalid, "cannot outlive the token that made it")
+	if e := asError(err); e == nil || e.Field != "never" {
+		t.Errorf("a token that expires makes one that never does: %v; want the field never", err)
+	}
+	if _, capped := tokenClient(t, acct, api.TokenCreate{ExpiresAt: &day, CapExpiry: true}); capped.ExpiresAt == nil || !capped.ExpiresAt.Equal(hour) {
+		t.Errorf("a default expiry past the asking token's: %+v; want it cut to %s", capped.Token, hour)
+	}
 	_, child := tokenClient(t, acct, api.TokenCreate{})
 	if strings.Join(child.Scopes, ",") != "read,admin" || child.ExpiresAt == nil || !child.ExpiresAt.Equal(hour) {
 		t.Errorf("a token's default child: %+v; want its scopes and expiry", child.Token)
@@ -97,8 +108,8 @@ func TestTokenScopes(t *testing.T) {
 	var raw json.RawMessage
 	_ = json.NewDecoder(r.Body).Decode(&raw)
 	r.Body.Close()
-	if err := json.Unmarshal(raw, &list); err != nil || len(list.Tokens) != 4 {
-		t.Fatalf("ada's tokens: %s, %v; want 4", raw, err)
+	if err := json.Unmarshal(raw, &list); err != nil || len(list.Tokens) != 5 {
+		t.Fatalf("ada's tokens: %s, %v; want 5", raw, err)
 	}
 	for _, secret := range []string{ada.Token, ro.Token, acct.Token} {
 		if strings.Contains(string(raw), secret) || strings.Contains(string(raw), "dsp_") {
@@ -113,8 +124,8 @@ func TestTokenScopes(t *testing.T) {
 	wantCode(t, "bob lists ada's tokens", err, dspool.EForbidden, "only an admin")
 	_, err = bob.Tokens(ctx, "", true)
 	wantCode(t, "bob lists every token", err, dspool.EForbidden, "only an admin")
-	if l, err := p.Admin.Tokens(ctx, "", true); err != nil || len(l) != 6 {
-		t.Errorf("every token: %d, %v; want 6", len(l), err)
+	if l, err := p.Admin.Tokens(ctx, "", true); err != nil || len(l) != 7 {
+		t.Errorf("every token: %d, %v; want 7", len(l), err)
 	}
 }
 
@@ -162,13 +173,49 @@ func TestExpiredToken(t *testing.T) {
 	}
 	var last error
 	p.Eventually(5*time.Second, func() bool { _, last = c.Whoami(ctx); return last != nil }, "the token to expire")
-	wantCode(t, "an expired token", last, dspool.EUnauthorized, "token "+itoa(tok.ID)+" expired on")
+	wantCode(t, "an expired token", last, dspool.EUnauthorized, "token "+itoa(tok.ID)+" (ada's) expired on")
 	wantCode(t, "an expired token", last, dspool.EUnauthorized, "dspool token create")
 	// Its use was recorded.
 	p.Eventually(5*time.Second, func() bool {
 		l, err := p.DB.Tokens(ctx, "ada")
 		return err == nil && len(l) == 2 && l[1].ID == tok.ID && l[1].LastUsed != nil
 	}, "the token's last use to be recorded")
+
+	// A refused use is no use: a token that was expired when it came is
+	// never "last used".
+	stale := server.NewSecret("dsp_")
+	past := time.Now().Add(-time.Hour)
+	old, err := p.DB.AddToken(ctx, ada.ID, server.HashSecret(stale), "stale", nil, &past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&api.Client{Server: p.URL, Token: stale}).Whoami(ctx)
+	wantCode(t, "a token expired before its first use", err, dspool.EUnauthorized, "expired on")
+	// The last use is written off the request's path: after a live token's
+	// use is recorded, a refused one's would have been too.
+	live := server.NewSecret("dsp_")
+	marker, err := p.DB.AddToken(ctx, ada.ID, server.HashSecret(live), "live", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&api.Client{Server: p.URL, Token: live}).Whoami(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var l []*dspool.Token
+	p.Eventually(5*time.Second, func() bool {
+		l, err = p.DB.Tokens(ctx, "ada")
+		for _, x := range l {
+			if x.ID == marker.ID {
+				return x.LastUsed != nil
+			}
+		}
+		return false
+	}, "the live token's use to be recorded")
+	for _, x := range l {
+		if x.ID == old.ID && x.LastUsed != nil {
+			t.Errorf("the expired token's refused use was recorded as its last use: %v", x.LastUsed)
+		}
+	}
 }
 
 // webLogin logs name in with password through the login form and returns
@@ -193,14 +240,22 @@ func webLogin(t *testing.T, p *dspooltest.Pool, name, password string) (*http.Co
 
 func cookieGet(t *testing.T, p *dspooltest.Pool, c *http.Cookie, path string) int {
 	t.Helper()
+	code, _ := cookieBody(t, p, c, path)
+	return code
+}
+
+// cookieBody gets path with the login cookie c: the status and the body.
+func cookieBody(t *testing.T, p *dspooltest.Pool, c *http.Cookie, path string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", p.URL+path, nil)
 	req.AddCookie(c)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func TestDisabledUserIsRefusedEverywhere(t *testing.T) {
@@ -230,14 +285,20 @@ func TestDisabledUserIsRefusedEverywhere(t *testing.T) {
 
 	_, err = ada.Whoami(ctx)
 	wantCode(t, "a disabled user's token", err, dspool.EUnauthorized, "user ada is disabled")
-	if got := cookieGet(t, p, cookie, "/api/v1/whoami"); got != http.StatusUnauthorized {
-		t.Errorf("a disabled user's web login: %d, want 401", got)
+	if got, body := cookieBody(t, p, cookie, "/api/v1/whoami"); got != http.StatusUnauthorized || !strings.Contains(body, "your account (user ada) is disabled: ask an admin") {
+		t.Errorf("a disabled user's web login: %d %s, want 401 saying why", got, body)
+	}
+	if got, body := cookieBody(t, p, cookie, "/"); got != http.StatusOK || !strings.Contains(body, "Your account (user ada) is disabled: ask an admin to enable it.") {
+		t.Errorf("a disabled user's page: %d %s; want the login form, saying why", got, body)
 	}
 	if c, code := webLogin(t, p, "ada", "correct horse battery"); c != nil || code != http.StatusUnauthorized {
 		t.Errorf("a disabled user logs in with the right password: cookie %v, %d; want none, 401", c, code)
 	}
-	if _, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "correct horse battery"); dspool.ErrorCode(err) != dspool.EUnauthorized {
-		t.Errorf("a disabled user's password (SSH): %v, want unauthorized", err)
+	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "correct horse battery"); dspool.ErrorCode(err) != dspool.EUnauthorized || u == nil || !u.Disabled {
+		t.Errorf("a disabled user's password (SSH): %v, %v; want unauthorized, with the user for the gateway to say why", u, err)
+	}
+	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "wrong"); u != nil || err == nil {
+		t.Errorf("a disabled user's wrong password: %v, %v; want no user", u, err)
 	}
 	if us, err := p.Admin.Users(ctx); err != nil || !us[slicesIndex(us, "ada")].Disabled {
 		t.Errorf("user list: %v, %v; want ada disabled", us, err)
@@ -249,8 +310,8 @@ func TestDisabledUserIsRefusedEverywhere(t *testing.T) {
 	if _, err := ada.Whoami(ctx); err != nil {
 		t.Errorf("ada's token after enable: %v", err)
 	}
-	if got := cookieGet(t, p, cookie, "/api/v1/whoami"); got != http.StatusUnauthorized {
-		t.Errorf("ada's old web login after enable: %d, want 401 (disabling ended it)", got)
+	if got, body := cookieBody(t, p, cookie, "/api/v1/whoami"); got != http.StatusUnauthorized || !strings.Contains(body, "your login has ended: log in again") {
+		t.Errorf("ada's old web login after enable: %d %s, want 401 (enabling ended it), saying to log in again", got, body)
 	}
 	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{User: "ada"})
 	if err != nil {
@@ -492,5 +553,14 @@ func TestAuditOfAdminActions(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("audit log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// What the log is asked for is checked.
+	_, err = p.Admin.Audit(ctx, api.AuditQuery{Action: "bogus"})
+	wantCode(t, "an unknown action", err, dspool.EInvalid, `"bogus" is not an audited action: give a family (join_token, key, login,`)
+	_, err = p.Admin.Audit(ctx, api.AuditQuery{User: "nobody"})
+	wantCode(t, "an unknown user", err, dspool.EInvalid, "no user nobody")
+	if es, err := p.Admin.Audit(ctx, api.AuditQuery{User: "bob", Action: "secret"}); err != nil || len(es) != 0 {
+		t.Errorf("a known user with no such entries: %v, %v; want none, no error", es, err)
 	}
 }

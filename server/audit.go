@@ -60,6 +60,12 @@ func outcome(err error) string {
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := sqlite.AuditFilter{User: q.Get("user"), Action: q.Get("action")}
+	if f.Action != "" {
+		if err := dspool.CheckAuditAction("action", f.Action); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	if v := q.Get("since"); v != "" {
 		t, err := dspool.ParseSince("since", v, s.cfg.Now())
 		if err != nil {
@@ -80,6 +86,17 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// A name that is no user may still be one a refused login gave: it is
+	// unknown only when nothing names it either.
+	if len(es) == 0 && f.User != "" && f.User != dspool.AuditSystem && f.User != dspool.AuditAnonymous {
+		if _, err := s.db.User(r.Context(), f.User); dspool.ErrorCode(err) == dspool.ENotFound {
+			s.fail(w, r, dspool.Invalid("user", "no user %s, and no entry names it: see the users with `dspool user list`", f.User))
+			return
+		} else if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, api.AuditList{Entries: es})
 }

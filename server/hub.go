@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path"
 	"regexp"
 	"sync"
@@ -349,6 +350,7 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 // startFailed ends an attempt that cannot start for a reason no retry of
 // the push repairs (a secret it asks for is gone), as the agent would.
 func (h *hub) startFailed(ctx context.Context, j *dspool.Job, why string) {
+	h.logStartError(ctx, j, why)
 	changed, err := h.s.db.ApplyReports(ctx, j.Node, []sqlite.Report{startFailure(j, why, h.s.cfg.Now())})
 	if err != nil {
 		h.s.log.Error("record an attempt that could not start", "job", j.ID, "attempt", j.Attempt, "err", err)
@@ -358,6 +360,39 @@ func (h *hub) startFailed(ctx context.Context, j *dspool.Job, why string) {
 		h.s.notify(id)
 	}
 	h.s.Kick()
+}
+
+// logStartError writes why an attempt could not start into its log, where
+// users look first (`dspool job logs`), as the agent does for the starts
+// that fail on the node: owned by the job's user when the control plane
+// runs as root. A log that cannot be written is left out.
+func (h *hub) logStartError(ctx context.Context, j *dspool.Job, why string) {
+	root := h.s.cfg.Share
+	if root == "" {
+		return
+	}
+	uid, gid := -1, -1
+	if os.Geteuid() == 0 {
+		u, err := h.user(ctx, j.User)
+		if err != nil || u.UID == 0 {
+			return
+		}
+		uid, gid = u.UID, u.GID
+	}
+	err := share.MkdirAll(root, share.JobDir(j.ID), uid, gid, 0o750)
+	var f *os.File
+	if err == nil {
+		f, err = share.OpenFile(root, share.Log(j.ID, j.Attempt), uid, gid, 0o640)
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(f, "dspool: the job could not start: %s\n", why)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		h.s.log.Warn("write why an attempt could not start into its log", "job", j.ID, "attempt", j.Attempt, "err", err)
+	}
 }
 
 func startFailure(j *dspool.Job, why string, at time.Time) sqlite.Report {

@@ -145,7 +145,7 @@ func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("ssh key removed", "user", k.User, "fingerprint", k.Fingerprint, "by", userFrom(r).Name)
 	s.audit(r, "", dspool.AuditKeyRemove, KeyCredential(k.Fingerprint), dspool.AuditSuccess, "of user "+k.User)
-	s.endCredential(k.User, KeyCredential(k.Fingerprint), KeyCredential(k.Fingerprint)+" was removed by "+userFrom(r).Name)
+	s.endCredential(k.User, KeyCredential(k.Fingerprint), "the key it used, "+k.Fingerprint+", was removed by "+userFrom(r).Name)
 	writeJSON(w, http.StatusOK, k)
 }
 
@@ -252,7 +252,9 @@ var passwordChecks = make(chan struct{}, 4)
 
 // AuthenticatePassword returns the user a login names when pw is their
 // password. Unknown users and users without a password take as long to
-// refuse as a wrong password.
+// refuse as a wrong password. A disabled user's right password gives the
+// user (Disabled set) with the error that refuses it, so that the caller
+// may tell them why, and only them.
 func (s *Server) AuthenticatePassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
 	select {
 	case passwordChecks <- struct{}{}:
@@ -270,7 +272,7 @@ func (s *Server) AuthenticatePassword(ctx context.Context, login dspool.Login, p
 	}
 	u, err := s.db.User(ctx, login.User)
 	if err == nil && u.Disabled {
-		return nil, disabledError(u.Name)
+		return u, disabledError(u.Name)
 	}
 	return u, err
 }

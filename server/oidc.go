@@ -346,8 +346,11 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &e) {
 			e = &ssoRefusal{reason: "internal", status: http.StatusInternalServerError, msg: "The sign-in failed inside the pool: see its log, or try again.", err: err}
 		}
-		s.log.Info("web login refused", "via", "oidc", "reason", e.reason, "email", id.email, "subject", id.subject,
-			"remote", r.RemoteAddr, "err", e.err)
+		attrs := []any{"via", "oidc", "reason", e.reason, "email", id.email, "subject", id.subject, "remote", r.RemoteAddr}
+		if e.err != nil {
+			attrs = append(attrs, "err", e.err)
+		}
+		s.log.Info("web login refused", attrs...)
 		s.recordSSO(r, nil, id, e.reason)
 		s.ssoPage(w, e.status, e.msg)
 		return

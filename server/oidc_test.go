@@ -370,6 +370,10 @@ func TestSSORefusals(t *testing.T) {
 			t.Fatalf("a sign-in that took 11 minutes: %d\n%s", res.status, res.body)
 		}
 	})
+	// A refusal that is no error logs none.
+	if strings.Contains(p.log(), "err=<nil>") {
+		t.Errorf("the log names an error that is not there:\n%s", p.log())
+	}
 }
 
 // TestSSOCreateUsers: with create_users, an identity that maps to no user
@@ -385,6 +389,11 @@ func TestSSOCreateUsers(t *testing.T) {
 	grace, err := p.DB.UserByEmail(context.Background(), "grace.hopper+pool@example.com")
 	if err != nil || grace.Name != "grace-hopper" || grace.UID != taken.UID+1 || grace.Admin {
 		t.Fatalf("created user: %+v %v; want grace-hopper, uid %d, not admin", grace, err, taken.UID+1)
+	}
+	created, err := p.DB.Audit(context.Background(), sqlite.AuditFilter{Action: dspool.AuditUserCreate, User: "grace-hopper"})
+	if err != nil || len(created) != 1 || created[0].Actor != dspool.AuditSystem || created[0].Target != "user grace-hopper" ||
+		created[0].Detail != "created by single sign-on with Example SSO, subject g-1, email grace.hopper+pool@example.com" {
+		t.Errorf("the user's creation in the audit log: %+v %v", created, err)
 	}
 	if res := newBrowser(t, p.URL).signIn(nil); res.status != http.StatusSeeOther {
 		t.Fatalf("the same identity again: %d", res.status)

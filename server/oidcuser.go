@@ -63,7 +63,7 @@ func (s *Server) ssoUser(ctx context.Context, id ssoIdentity) (*dspool.User, err
 	if !cfg.CreateUsers {
 		return nil, s.notLinked(email, name)
 	}
-	return s.ssoCreate(ctx, name, email)
+	return s.ssoCreate(ctx, name, email, id.subject)
 }
 
 func (s *Server) notLinked(email, name string) *ssoRefusal {
@@ -78,8 +78,8 @@ func (s *Server) notLinked(email, name string) *ssoRefusal {
 		s.sso.name, s.sso.cfg.Claim, name, name)
 }
 
-// ssoCreate creates the user of a new identity.
-func (s *Server) ssoCreate(ctx context.Context, name, email string) (*dspool.User, error) {
+// ssoCreate creates the user of a new identity (subject at the provider).
+func (s *Server) ssoCreate(ctx context.Context, name, email, subject string) (*dspool.User, error) {
 	if !dspool.ValidName(name) {
 		return nil, refuse("no_name", http.StatusForbidden, "No dspool user name can be made from your account at %s (%q): ask an admin to create your user.", s.sso.name, name)
 	}
@@ -103,6 +103,12 @@ func (s *Server) ssoCreate(ctx context.Context, name, email string) (*dspool.Use
 		u.Email = email
 	}
 	s.log.Info("user created by single sign-on", "user", u.Name, "uid", u.UID, "email", email)
+	detail := "created by single sign-on with " + s.sso.name + ", subject " + subject
+	if email != "" {
+		detail += ", email " + email
+	}
+	s.Audit(ctx, dspool.AuditEntry{Actor: dspool.AuditSystem, Action: dspool.AuditUserCreate, Target: "user " + u.Name,
+		Outcome: dspool.AuditSuccess, Detail: detail})
 	return u, nil
 }
 

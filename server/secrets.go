@@ -74,6 +74,9 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	u := userFrom(r)
 	kind, owner, err := s.secretOwner(r.Context(), u, req.Team)
+	if err == nil && kind == secrets.OwnerTeam {
+		err = s.mayChangeTeamSecret(r.Context(), u, owner, name, "replaces")
+	}
 	if err != nil {
 		s.audit(r, "", dspool.AuditSecretWrite, "secret "+(&dspool.Secret{Name: name, Team: req.Team}).Ref(), dspool.AuditFailure, dspool.Message(err))
 		s.fail(w, r, err)
@@ -141,11 +144,14 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		x, err = s.db.SecretOf(r.Context(), kind, owner, name)
 	}
+	if err == nil && kind == secrets.OwnerTeam {
+		err = s.mayChangeTeamSecret(r.Context(), u, owner, name, "deletes")
+	}
 	if err == nil {
 		err = s.db.DeleteSecret(r.Context(), kind, owner, name)
 	}
 	if err != nil {
-		if c := dspool.ErrorCode(err); c == dspool.ENotFound || c == dspool.EInvalid {
+		if c := dspool.ErrorCode(err); c == dspool.ENotFound || c == dspool.EInvalid || c == dspool.EForbidden {
 			s.audit(r, "", dspool.AuditSecretDelete, "secret "+(&dspool.Secret{Name: name, Team: team}).Ref(), dspool.AuditFailure, dspool.Message(err))
 		}
 		s.fail(w, r, err)
@@ -337,6 +343,34 @@ func (s *Server) sessionSecrets(ctx context.Context, user, what string) []api.Se
 		out = append(out, vals...)
 	}
 	return out
+}
+
+// mayChangeTeamSecret returns nil when u, a member of team, may replace or
+// delete (does) its secret name: any member creates one, but only the
+// member who created it, a maintainer of the team or an admin changes it,
+// since every member's work trusts its value.
+func (s *Server) mayChangeTeamSecret(ctx context.Context, u *dspool.User, team, name, does string) error {
+	x, err := s.db.SecretOf(ctx, secrets.OwnerTeam, team, name)
+	if dspool.ErrorCode(err) == dspool.ENotFound {
+		return nil // a new one
+	}
+	if err != nil {
+		return err
+	}
+	if u.Admin || x.CreatedBy == u.Name {
+		return nil
+	}
+	dir, err := s.teamDirectory(ctx)
+	if err != nil {
+		return err
+	}
+	if t := dir.teams[team]; t != nil {
+		if m := t.Member(u.Name); m != nil && m.Maintainer {
+			return nil
+		}
+	}
+	return dspool.Errorf(dspool.EForbidden, "secret %s/%s was set by %s, and only its setter, a maintainer of team %s or an admin %s it, since every member's work uses it (`dspool team show %s`)",
+		team, name, x.CreatedBy, team, does, team)
 }
 
 // teamsOf returns the teams user is a member of: whose secrets they use.

@@ -54,7 +54,7 @@ func jobLog(t *testing.T, p *dspooltest.Pool, id int64) []string {
 }
 
 func TestSecretsReachJobsAlone(t *testing.T) {
-	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 46000})
+	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 46400})
 	ctx := context.Background()
 	ada, err := p.DB.CreateUser(ctx, "ada46", false)
 	if err != nil {
@@ -199,6 +199,10 @@ func TestSecretGoneBeforeStart(t *testing.T) {
 		if j.State != dspool.JobFailed || j.Reason != dspool.ReasonStartError || !strings.Contains(j.Message, c.want) {
 			t.Errorf("job %d: %s %s %q, want failed start_error saying %q", c.id, j.State, j.Reason, j.Message, c.want)
 		}
+		// The log says it too, where users look first.
+		if out := jobLog(t, p, c.id); !strings.HasPrefix(out[0], "dspool: the job could not start: ") || !strings.Contains(out[0], c.want) {
+			t.Errorf("job %d's log: %q, want the reason it could not start", c.id, out)
+		}
 	}
 	j := p.Wait(p.Admin, file)
 	if out := jobLog(t, p, file); j.State != dspool.JobSucceeded || !strings.Contains(out[0], `a  \0   b`) {
@@ -301,7 +305,23 @@ func TestTeamSecrets(t *testing.T) {
 	if _, err := ada.SubmitJob(ctx, &dspool.JobSpec{Command: []string{"true"}, Secrets: []dspool.SecretUse{{Secret: "ml/wandb"}}}, 0); dspool.ErrorCode(err) != dspool.EInvalid {
 		t.Errorf("a former member uses the team's secret: %v, want invalid", err)
 	}
+	// Only the member who set it, a maintainer or an admin changes it.
+	if _, err := bob.SetSecret(ctx, "wandb", api.SecretSet{Value: []byte("mine"), Team: "ml"}); dspool.ErrorCode(err) != dspool.EForbidden || !strings.Contains(err.Error(), "was set by ada463") {
+		t.Errorf("a member replaces another's team secret: %v, want forbidden, naming who set it", err)
+	}
+	if err := bob.DeleteSecret(ctx, "wandb", "ml"); dspool.ErrorCode(err) != dspool.EForbidden {
+		t.Errorf("a member deletes another's team secret: %v, want forbidden", err)
+	}
+	if _, err := bob.SetSecret(ctx, "own", api.SecretSet{Value: []byte("x"), Team: "ml"}); err != nil {
+		t.Errorf("a member creates a team secret: %v", err)
+	}
+	if _, err := bob.SetSecret(ctx, "own", api.SecretSet{Value: []byte("y"), Team: "ml"}); err != nil {
+		t.Errorf("a member replaces the team secret they set: %v", err)
+	}
+	if _, err := p.Admin.AddTeamMember(ctx, "ml", "bob463", true); err != nil {
+		t.Fatal(err)
+	}
 	if err := bob.DeleteSecret(ctx, "wandb", "ml"); err != nil {
-		t.Errorf("a member deletes the team's secret: %v", err)
+		t.Errorf("a maintainer deletes the team's secret: %v", err)
 	}
 }

@@ -51,6 +51,9 @@ type Lease struct {
 	ended bool // guarded by sm.mu: finished (by its last lease or from outside)
 	done  chan struct{}
 	why   atomic.Pointer[string]
+	// disabled is set before done is closed when the session ends because
+	// its user was disabled.
+	disabled atomic.Bool
 
 	in, out atomic.Int64
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
@@ -421,8 +424,8 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 		if len(nodes) == 1 {
 			which = fmt.Sprintf("the ready node of pool %s is full: it does not have", p.Name)
 		}
-		return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "%s %s cpus and %s of memory free for a session; try again later, or ask an admin to add nodes",
-			which, cpus, mem)}
+		return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "%s %s and %s of memory free for a session; try again later, or ask an admin to add nodes",
+			which, dspool.Plural(cpus, "cpu"), mem)}
 	}
 	node, err := s.db.Node(ctx, id)
 	if err != nil {
@@ -497,7 +500,10 @@ func (l *Lease) Forward(ctx context.Context, host string, port int) (net.Conn, e
 
 // Authenticate returns the user a login may act as when it presents the
 // key with this fingerprint: the key must belong to the user the login
-// names. It records the key's use.
+// names. It records the key's use. A disabled user's key gives the user
+// (Disabled set) with the error that refuses it, so that the gateway may
+// tell the key's holder why once the key has proved itself, and no one
+// else.
 func (s *Server) Authenticate(ctx context.Context, login dspool.Login, fingerprint string) (*dspool.User, error) {
 	k, err := s.db.KeyByFingerprint(ctx, fingerprint)
 	if err != nil {
@@ -511,7 +517,7 @@ func (s *Server) Authenticate(ctx context.Context, login dspool.Login, fingerpri
 		return nil, err
 	}
 	if u.Disabled {
-		return nil, disabledError(u.Name)
+		return u, disabledError(u.Name)
 	}
 	_ = s.db.TouchKey(ctx, k.ID, s.cfg.Now())
 	return u, nil

@@ -183,18 +183,21 @@ func (s *Server) sessionTeam(ctx context.Context, user *dspool.User, p *dspool.P
 		}
 		q = s.quotas(dir, active)
 	}
-	first := ""
+	first, see := "", ""
 	for _, t := range teams {
-		why := q.Check(user.Name, t, scheduler.Usage{CPUs: cpus, Memory: mem})
+		why, userLimit := q.Check(user.Name, t, scheduler.Usage{CPUs: cpus, Memory: mem})
 		if why == "" {
 			return t, nil
 		}
 		if first == "" {
-			first = why
+			first, see = why, "dspool team show "+t
+			if userLimit {
+				see = "dspool user limits " + user.Name
+			}
 		}
 	}
-	return "", dspool.Errorf(dspool.EUnavailable, "a session (%s cpus, %s) would go over a limit: %s; end some of that work, or ask an admin to raise the limit (`dspool team list`)",
-		cpus, mem, first)
+	return "", dspool.Errorf(dspool.EUnavailable, "a session (%s, %s) would go over a limit: %s; end some of that work, or ask an admin to raise the limit (`%s`)",
+		dspool.Plural(cpus, "cpu"), mem, first, see)
 }
 
 // setLimitWaits publishes why queued jobs wait on limits.
@@ -346,6 +349,11 @@ func (s *Server) putTeamMember(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	before := t.Member(user)
+	if before != nil && before.Maintainer == req.Maintainer {
+		writeJSON(w, http.StatusOK, t) // nothing changes, so nothing is audited
+		return
+	}
 	t, err = s.db.AddTeamMember(r.Context(), name, user, req.Maintainer)
 	if err != nil {
 		s.fail(w, r, err)
@@ -353,7 +361,12 @@ func (s *Server) putTeamMember(w http.ResponseWriter, r *http.Request) {
 	}
 	s.teamsChanged()
 	detail := "member " + user
-	if req.Maintainer {
+	switch {
+	case before != nil && req.Maintainer:
+		detail += ", now a maintainer"
+	case before != nil:
+		detail += ", no longer a maintainer"
+	case req.Maintainer:
 		detail += " (maintainer)"
 	}
 	s.auditTeam(r, dspool.AuditTeamMemberAdd, "team "+name, detail)

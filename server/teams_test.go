@@ -103,8 +103,8 @@ func TestTeamGPULimitHoldsWork(t *testing.T) {
 
 	second := submit(t, bob.c, dspool.JobSpec{GPUs: 1, Memory: 64 << 20, Command: []string{"true"}})
 	j := waitJob(t, p, bob.c, second.ID, "held with the reason", func(j *dspool.Job) bool { return j.Held })
-	if j.State != dspool.JobQueued || j.Waiting != "team vision: 1 of 1 gpus in use" {
-		t.Fatalf("bob's job: %s, waiting %q; want queued, waiting %q", j.State, j.Waiting, "team vision: 1 of 1 gpus in use")
+	if j.State != dspool.JobQueued || j.Waiting != "team vision: 1 of 1 gpu in use" {
+		t.Fatalf("bob's job: %s, waiting %q; want queued, waiting %q", j.State, j.Waiting, "team vision: 1 of 1 gpu in use")
 	}
 	l, err := bob.c.Jobs(ctx, api.JobQuery{})
 	if err != nil || len(l.Jobs) != 1 || l.Jobs[0].Waiting != j.Waiting || !l.Jobs[0].Held {
@@ -170,6 +170,16 @@ func TestSessionsCountAgainstLimits(t *testing.T) {
 	if got := p.Wait(bob.c, job.ID); got.State != dspool.JobSucceeded {
 		t.Fatalf("bob's job after the sessions ended: %s", got.State)
 	}
+	// A login refused by the user's own limit points to it, not to the
+	// teams.
+	if _, err := p.Admin.SetUserLimits(ctx, cy.Name, dspool.Limits{CPUs: ptr(dspool.MilliCPU(0))}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Server.OpenSession(ctx, cy.User, "", "test", "test", nil)
+	if dspool.ErrorCode(err) != dspool.EUnavailable || !strings.Contains(err.Error(), "user cy may hold 0 cpus at once") ||
+		!strings.HasSuffix(err.Error(), "(`dspool user limits cy`)") {
+		t.Fatalf("cy's login over his own limit: %v; want it refused, pointing to his limits", err)
+	}
 }
 
 // TestPoolGrants: a pool granted to teams takes work only from their
@@ -190,7 +200,7 @@ func TestPoolGrants(t *testing.T) {
 
 	spec := dspool.JobSpec{Pool: "gpu", Command: []string{"true"}}
 	_, err := out.c.SubmitJob(ctx, &spec, 0)
-	if dspool.ErrorCode(err) != dspool.EForbidden || !strings.Contains(err.Error(), "pool gpu is for teams vision and nlp") {
+	if dspool.ErrorCode(err) != dspool.EForbidden || !strings.Contains(err.Error(), "pool gpu is for teams nlp and vision") {
 		t.Fatalf("a user in no granted team: %v; want forbidden, naming the teams", err)
 	}
 	if _, err := out.c.StartNotebook(ctx, "gpu"); dspool.ErrorCode(err) != dspool.EForbidden {
@@ -253,6 +263,9 @@ func TestTeamMaintainers(t *testing.T) {
 	if err != nil || tm.Member("bob") == nil {
 		t.Fatalf("the maintainer adds bob: %+v %v", tm, err)
 	}
+	if tm, err = ann.c.AddTeamMember(ctx, "vision", bob.Name, false); err != nil || tm.Member("bob") == nil {
+		t.Fatalf("the maintainer adds bob again: %+v %v; want nothing to change", tm, err)
+	}
 	forbidden := []struct {
 		what string
 		err  error
@@ -298,6 +311,9 @@ func TestTeamMaintainers(t *testing.T) {
 		if !strings.Contains(strings.Join(got, "\n"), want) {
 			t.Errorf("audit log lacks %q:\n%s", want, strings.Join(got, "\n"))
 		}
+	}
+	if n := strings.Count(strings.Join(got, "\n"), "ann team.member_add team vision member bob"); n != 1 {
+		t.Errorf("bob's addition is in the audit log %d times, want once (adding him again changed nothing):\n%s", n, strings.Join(got, "\n"))
 	}
 	if entries, _ := p.DB.Audit(ctx, sqlite.AuditFilter{Action: "user.limits"}); len(entries) != 1 || entries[0].Detail != "2 gpus" {
 		t.Errorf("audit log of user limits: %+v", entries)

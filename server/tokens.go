@@ -64,25 +64,34 @@ func (s *Server) identify(r *http.Request) (*dspool.User, *webLogin, *dspool.Tok
 // EUnauthorized error that says so.
 func (s *Server) tokenCaller(ctx context.Context, secret string) (*dspool.User, *dspool.Token, error) {
 	hash := HashSecret(secret)
-	u, t, ok := s.auth.getToken(hash)
-	if !ok {
+	u, t, cached := s.auth.getToken(hash)
+	if !cached {
 		var err error
 		if u, t, err = s.db.TokenByHash(ctx, hash); err != nil {
 			return nil, nil, err
 		}
 		s.auth.putToken(hash, u, t)
-		s.tokenUse.touch(s, t)
 	}
 	now := s.cfg.Now()
+	const renew = "use another, or make a new one with `dspool token create` from a login or token that works (or ask an admin for one)"
 	switch {
 	case t.RevokedAt != nil:
-		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "token %d was revoked on %s: create a new one with `dspool token create`", t.ID, stamp(*t.RevokedAt))
+		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "%s was revoked on %s: %s", ownedToken(t), stamp(*t.RevokedAt), renew)
 	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
-		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "token %d expired on %s: create a new one with `dspool token create`", t.ID, stamp(*t.ExpiresAt))
+		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "%s expired on %s: %s", ownedToken(t), stamp(*t.ExpiresAt), renew)
 	case u.Disabled:
 		return nil, nil, disabledError(u.Name)
 	}
+	// Only a use that is let in counts as one.
+	if !cached {
+		s.tokenUse.touch(s, t)
+	}
 	return u, t, nil
+}
+
+// ownedToken names a token and its user for messages: "token 3 (alice's)".
+func ownedToken(t *dspool.Token) string {
+	return fmt.Sprintf("%s (%s's)", tokenLabel(t.ID), t.User)
 }
 
 func disabledError(name string) error {
@@ -96,8 +105,12 @@ func checkScope(t *dspool.Token, scope string) error {
 	if t == nil || scope == "" || slices.Contains(t.Scopes, scope) {
 		return nil
 	}
-	return dspool.Errorf(dspool.EForbidden, "token %d lacks the %s scope this needs (it has %s): create one that has it with `dspool token create --scope %s`",
-		t.ID, scope, strings.Join(t.Scopes, ","), scope)
+	maker := "a token with the admin and " + scope + " scopes"
+	if scope == dspool.ScopeAdmin {
+		maker = "a token with the admin scope"
+	}
+	return dspool.Errorf(dspool.EForbidden, "%s lacks the %s scope this needs (it has %s): use a token that has it, made by a login or by %s (`dspool token create --scope %s`); a token without the admin scope makes no tokens",
+		ownedToken(t), scope, strings.Join(t.Scopes, ","), maker, scope)
 }
 
 // tokenUse writes when each token was last used, at most once a minute per
@@ -282,15 +295,26 @@ func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token) ([]string, *
 		}
 	}
 	expires := req.ExpiresAt
-	if expires != nil && !expires.After(s.cfg.Now()) {
-		return nil, nil, dspool.Invalid("expires_at", "%s is not in the future", stamp(*expires))
+	switch {
+	case req.Never && expires != nil:
+		return nil, nil, dspool.Invalid("never", "a token that never expires has no expires_at: give one or the other")
+	case expires != nil && !expires.After(s.cfg.Now()):
+		return nil, nil, dspool.Invalid("expires_at", "%s is not in the future: give a positive span of time, e.g. 30d", stamp(*expires))
 	}
-	if by != nil && by.ExpiresAt != nil {
-		if expires == nil {
-			expires = by.ExpiresAt
-		} else if expires.After(*by.ExpiresAt) {
-			return nil, nil, dspool.Invalid("expires_at", "is after %s, when token %d that asks expires: a token cannot outlive the token that made it", stamp(*by.ExpiresAt), by.ID)
-		}
+	if by == nil || by.ExpiresAt == nil {
+		return scopes, expires, nil
+	}
+	// A token that expires makes only tokens that expire no later.
+	limit := *by.ExpiresAt
+	switch {
+	case req.Never:
+		return nil, nil, dspool.Invalid("never", "token %d that asks expires on %s, and a token cannot outlive the token that made it: give a shorter --expires, at most until %s, or ask with a login or a token that never expires",
+			by.ID, stamp(limit), stamp(limit))
+	case expires == nil || req.CapExpiry && expires.After(limit):
+		expires = &limit
+	case expires.After(limit):
+		return nil, nil, dspool.Invalid("expires_at", "%s is after %s, when token %d that asks expires, and a token cannot outlive the token that made it: give a shorter --expires, at most until %s",
+			stamp(*expires), stamp(limit), by.ID, stamp(limit))
 	}
 	return scopes, expires, nil
 }

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,7 +51,7 @@ func (s *Server) caller(r *http.Request) (*dspool.User, *webLogin, error) {
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" {
-		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "no API token: log in with `dspool up`, or pass --token / DSPOOL_TOKEN")
+		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "no API token: give one with --token or DSPOOL_TOKEN (an admin makes one with `dspool token create --user NAME`)")
 	}
 	hash := HashSecret(c.Value)
 	if u, login, ok := s.auth.get(hash); ok && login != nil {
@@ -195,7 +196,12 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	u, login, err := s.caller(r)
 	if err != nil || login == nil {
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{}))
+		// A login that ended says why, unless there was none.
+		why := ""
+		if _, cerr := r.Cookie(sessionCookie); cerr == nil && dspool.ErrorCode(err) == dspool.EUnauthorized {
+			why = sentence(dspool.Message(err))
+		}
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: why}))
 		return
 	}
 	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf})
@@ -232,7 +238,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
 		s.audit(r, dspool.AuditAnonymous, dspool.AuditLoginWeb, "user "+name, dspool.AuditFailure, dspool.Message(err))
 		w.WriteHeader(http.StatusUnauthorized)
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "Wrong user name or password. Set a password with `dspool user passwd`.", Name: name}))
+		msg := "Wrong user name or password. Set a password with `dspool user passwd`."
+		if u != nil && u.Disabled { // the right password: its owner may know why
+			msg = "Your account is disabled: ask an admin to enable it."
+		}
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg, Name: name}))
 		return
 	}
 	if err := s.startWebSession(w, r, u); err != nil {
@@ -256,6 +266,15 @@ func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspo
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
+}
+
+// sentence makes a message a sentence for the page: "Your login has
+// ended: log in again."
+func sentence(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {

@@ -70,7 +70,7 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*dspool.User, *dspo
 	err := row.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &u.Disabled,
 		&t.ID, &t.User, &t.Name, &scopes, &tcreated, &expires, &revoked, &used)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "token not recognised: create one with `dspool token create`, or log in with `dspool up`")
+		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "token not recognised: it is mistyped, or of another pool; use one this pool made (an admin makes one with `dspool token create --user NAME`)")
 	}
 	if err != nil {
 		return nil, nil, err
@@ -125,8 +125,9 @@ func (db *DB) TouchToken(ctx context.Context, id int64, at time.Time) error {
 }
 
 // SetUserDisabled disables (at at) or enables user name and returns the
-// user. Disabling ends the user's web logins; their tokens and keys stay,
-// refused while the user is disabled.
+// user. Their tokens, keys and web logins stay, refused while the user is
+// disabled (a web login says why); enabling ends the web logins, so that
+// the user logs in again.
 func (db *DB) SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (*dspool.User, error) {
 	var u *dspool.User
 	err := db.tx(ctx, func(tx *sql.Tx) error {
@@ -146,7 +147,7 @@ func (db *DB) SetUserDisabled(ctx context.Context, name string, disabled bool, a
 		if err != nil {
 			return err
 		}
-		if disabled {
+		if !disabled {
 			_, err = tx.Exec(`DELETE FROM web_sessions WHERE user_id = ?`, u.ID)
 		}
 		return err

@@ -86,8 +86,8 @@ func TestDisableUser(t *testing.T) {
 	if u, _ := db.User(ctx, "ada"); !u.Disabled {
 		t.Fatalf("user after disable: %+v", u)
 	}
-	if _, _, err := db.WebSession(ctx, []byte("cookie")); dspool.ErrorCode(err) != dspool.EUnauthorized {
-		t.Fatalf("web login of a disabled user: %v, want unauthorized", err)
+	if _, _, err := db.WebSession(ctx, []byte("cookie")); dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "your account (user ada) is disabled") {
+		t.Fatalf("web login of a disabled user: %v, want unauthorized, saying why", err)
 	}
 	if err := db.CreateWebSession(ctx, ada.ID, []byte("cookie2"), "x", time.Now().Add(time.Hour)); dspool.ErrorCode(err) != dspool.EUnauthorized {
 		t.Fatalf("new web login of a disabled user: %v, want unauthorized", err)
@@ -96,8 +96,8 @@ func TestDisableUser(t *testing.T) {
 		t.Fatalf("enable: %+v, %v", u, err)
 	}
 	// Enabling does not bring back the logins that disabling ended.
-	if _, _, err := db.WebSession(ctx, []byte("cookie")); dspool.ErrorCode(err) != dspool.EUnauthorized {
-		t.Fatalf("old web login after enable: %v, want unauthorized", err)
+	if _, _, err := db.WebSession(ctx, []byte("cookie")); dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "your login has ended") {
+		t.Fatalf("old web login after enable: %v, want unauthorized: ended", err)
 	}
 	if _, err := db.SetUserDisabled(ctx, "nobody", true, time.Now()); dspool.ErrorCode(err) != dspool.ENotFound {
 		t.Fatalf("disable an unknown user: %v", err)

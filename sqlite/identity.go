@@ -156,16 +156,16 @@ func (db *DB) CreateWebSession(ctx context.Context, userID int64, hash []byte, x
 }
 
 // WebSession returns the user and XSRF token of a browser login, or an
-// EUnauthorized error when it is unknown or expired.
+// EUnauthorized error when it is unknown, expired or its user disabled.
 func (db *DB) WebSession(ctx context.Context, hash []byte) (*dspool.User, string, error) {
 	var xsrf string
 	var expires int64
-	row := db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at, w.xsrf, w.expires_at
-		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.hash = ? AND u.disabled_at IS NULL`, hash)
+	row := db.r.QueryRowContext(ctx, `SELECT u.id, u.name, u.uid, u.gid, u.admin, u.created_at, w.xsrf, w.expires_at, u.disabled_at IS NOT NULL
+		FROM web_sessions w JOIN users u ON u.id = w.user_id WHERE w.hash = ?`, hash)
 	var u dspool.User
 	var created sql.NullInt64
 	var admin int
-	if err := row.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &xsrf, &expires); err != nil {
+	if err := row.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &xsrf, &expires, &u.Disabled); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, "", dspool.Errorf(dspool.EUnauthorized, "your login has ended: log in again")
 		}
@@ -173,6 +173,9 @@ func (db *DB) WebSession(ctx context.Context, hash []byte) (*dspool.User, string
 	}
 	if time.Unix(0, expires).Before(db.now()) {
 		return nil, "", dspool.Errorf(dspool.EUnauthorized, "your login has expired: log in again")
+	}
+	if u.Disabled {
+		return nil, "", dspool.Errorf(dspool.EUnauthorized, "your account (user %s) is disabled: ask an admin to enable it", u.Name)
 	}
 	u.Admin = admin != 0
 	u.CreatedAt = *fromNano(created)

@@ -81,8 +81,9 @@ func TestRemovingAKeyEndsItsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	// key2's connection ends; key1's goes on, in the same session.
-	if msg := ended(t, s2, errb2, 2*time.Second); !strings.Contains(msg, "key "+k2.Fingerprint+" was removed by ") {
-		t.Errorf("the message: %q; want the reason", msg)
+	if msg := ended(t, s2, errb2, 2*time.Second); !strings.Contains(msg, "this connection was closed: the key it used, "+k2.Fingerprint+", was removed by ") ||
+		strings.Contains(msg, "your session") {
+		t.Errorf("the message: %q; want that this connection, not the session, was closed, and why", msg)
 	}
 	if out, _, err := run(t, c1, "echo still"); err != nil || out != "still\n" {
 		t.Fatalf("key1's connection after key2 went: %q, %v", out, err)
@@ -126,20 +127,37 @@ func TestDisablingAUserEndsTheirSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := ended(t, s, errb, 2*time.Second)
-	if !strings.Contains(msg, "user ada was disabled by "+admin.Name) {
-		t.Errorf("the message: %q; want the reason", msg)
+	if !strings.Contains(msg, "user ada was disabled by "+admin.Name) || strings.Contains(msg, "log in again for a new session") {
+		t.Errorf("the message: %q; want the reason, and no invitation to log in again", msg)
 	}
-	if c, err := f.dial("ada", key); err == nil {
+	// The key still proves who its holder is, who is told why nothing opens.
+	c1, err := f.dial("ada", key)
+	if err != nil {
+		t.Fatalf("a disabled user's key: %v; want it to authenticate and then say why", err)
+	}
+	out, errs, err := run(t, c1, "echo in")
+	var ee *ssh.ExitError
+	if out != "" || !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "your account ada is disabled: ask an admin") {
+		t.Errorf("a disabled user's command: %q %q %v; want exit 255 saying the account is disabled", out, errs, err)
+	}
+	c1.Close()
+	// A stranger's key learns nothing of the account.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	stranger, _ := ssh.NewSignerFromKey(priv)
+	if c, err := f.dial("ada", stranger); err == nil {
 		c.Close()
-		t.Fatal("a disabled user logged in")
+		t.Fatal("a stranger's key logged in as a disabled user")
 	}
 	ss, err := f.p.Admin.Sessions(ctx, true, true)
 	if err != nil || len(ss) != 1 || ss[0].State != dspool.SessionEnded || ss[0].EndReason != "user ada was disabled by "+admin.Name {
 		t.Errorf("sessions: %+v, %v", ss, err)
 	}
-	es := logins(t, f, 2)
+	es := logins(t, f, 3)
 	if es[1].Outcome != dspool.AuditFailure || !strings.Contains(es[1].Detail, "user ada is disabled") {
 		t.Errorf("ssh logins in the audit log: %+v; want the refusal saying why", es)
+	}
+	if es[2].Outcome != dspool.AuditFailure || es[2].Actor != dspool.AuditAnonymous || strings.Contains(es[2].Detail, "disabled") {
+		t.Errorf("the stranger's login in the audit log: %+v; want a refusal that does not say the user is disabled", es[2])
 	}
 	// Enabled again, the same key logs in.
 	if _, err := f.p.Admin.EnableUser(ctx, "ada"); err != nil {

@@ -53,3 +53,11 @@ func (g *Gateway) auditRefusal(remote string, err error) {
 	g.cfg.Backend.Audit(context.Background(), dspool.AuditEntry{Actor: dspool.AuditAnonymous, Action: dspool.AuditLoginSSH,
 		Target: "user " + login, Remote: remote, Outcome: dspool.AuditFailure, Detail: strings.Join(reasons, "; ")})
 }
+
+// auditBarred records a login whose credential authenticated but whose
+// user is disabled: refused, with why.
+func (g *Gateway) auditBarred(sc *ssh.ServerConn) {
+	ext := sc.Permissions.Extensions
+	g.cfg.Backend.Audit(context.Background(), dspool.AuditEntry{Actor: ext[extUser], Action: dspool.AuditLoginSSH,
+		Target: "user " + ext[extUser], Remote: sc.RemoteAddr().String(), Outcome: dspool.AuditFailure, Detail: ext[extDisabled]})
+}

@@ -39,18 +39,26 @@ type Session interface {
 	Forward(ctx context.Context, host string, port int) (net.Conn, error)
 	In(n int)
 	Out(n int)
+	// Done is closed when the connection must end from outside; Reason
+	// says why. CredentialGone reports that only this connection ended,
+	// the credential it used removed; UserDisabled that the user was
+	// disabled and may not log in again.
 	Done() <-chan struct{}
 	Reason() string
+	CredentialGone() bool
+	UserDisabled() bool
 	Close()
 }
 
 // Backend is what the gateway needs of the control plane.
 type Backend interface {
 	// Authenticate returns the user a login may act as with the key of
-	// this fingerprint, or an error.
+	// this fingerprint, or an error. For a disabled user's own key it
+	// returns the user (Disabled set) with the error.
 	Authenticate(ctx context.Context, login dspool.Login, fingerprint string) (*dspool.User, error)
 	// AuthenticatePassword returns the user a login names when password
-	// is theirs.
+	// is theirs; for a disabled user, the user (Disabled set) with the
+	// error.
 	AuthenticatePassword(ctx context.Context, login dspool.Login, password string) (*dspool.User, error)
 	// OpenSession routes a connection of user to a session in pool
 	// (empty: the default interactive pool). How is how the connection
@@ -160,6 +168,10 @@ const (
 	extGID  = "dspool-gid"
 	extPool = "dspool-pool"
 	extKey  = "dspool-key"
+	// extDisabled marks a disabled user's own credential: it authenticates
+	// so that its holder, and no one else, is told why they cannot log in;
+	// the connection opens no session. Its value is the refusal.
+	extDisabled = "dspool-disabled"
 )
 
 func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -172,6 +184,9 @@ func (g *Gateway) publicKey(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Perm
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u, err := g.cfg.Backend.Authenticate(ctx, login, fp)
+	if err != nil && u != nil && u.Disabled {
+		return barred(u, login, fp, "key "+fp+" refused: "+dspool.Message(err)), nil
+	}
 	if err != nil {
 		g.log.Info("ssh key refused", "login", login.User, "remote", meta.RemoteAddr().String(), "key", fp)
 		return nil, &refusal{login: login.User, reason: "key " + fp + " refused: " + dspool.Message(err)}
@@ -187,6 +202,9 @@ func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	u, err := g.cfg.Backend.AuthenticatePassword(ctx, login, string(pw))
+	if err != nil && u != nil && u.Disabled {
+		return barred(u, login, "password", "password refused: "+dspool.Message(err)), nil
+	}
 	if err != nil {
 		g.log.Info("ssh password refused", "login", login.User, "remote", meta.RemoteAddr().String())
 		return nil, &refusal{login: login.User, reason: "password refused: " + dspool.Message(err)}
@@ -198,6 +216,17 @@ func permissions(u *dspool.User, login dspool.Login, how string) *ssh.Permission
 	return &ssh.Permissions{Extensions: map[string]string{
 		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Pool, extKey: how,
 	}}
+}
+
+// barred lets a disabled user's credential authenticate, marked, so that
+// the connection tells its holder why it opens nothing. x/crypto/ssh keeps
+// these permissions only once the key's signature (or the password) has
+// been checked: a stranger who offers the public key learns nothing more
+// than for any user's key.
+func barred(u *dspool.User, login dspool.Login, how, reason string) *ssh.Permissions {
+	p := permissions(u, login, how)
+	p.Extensions[extDisabled] = reason
+	return p
 }
 
 // Serve accepts connections on ln until it is closed.
@@ -285,7 +314,12 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 		g.auditRefusal(c.RemoteAddr().String(), err)
 		return
 	}
-	g.auditLogin(sc)
+	ext := sc.Permissions.Extensions
+	if ext[extDisabled] != "" {
+		g.auditBarred(sc)
+	} else {
+		g.auditLogin(sc)
+	}
 	_ = c.SetDeadline(time.Time{})
 	g.mu.Lock()
 	if g.closed {
@@ -300,7 +334,6 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 		delete(g.conns, sc)
 		g.mu.Unlock()
 	}()
-	ext := sc.Permissions.Extensions
 	uid, _ := strconv.Atoi(ext[extUID])
 	gid, _ := strconv.Atoi(ext[extGID])
 	u := &dspool.User{Name: ext[extUser], UID: uid, GID: gid}
@@ -354,195 +387,4 @@ func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("host key %s: %w (remove it to make a new one; clients will see a new fingerprint)", path, err)
 	}
 	return s, nil
-}
-
-// clientConn is one authenticated SSH connection.
-type clientConn struct {
-	g    *Gateway
-	sc   *ssh.ServerConn
-	user *dspool.User
-	// ready is closed once sess or refusal is set; they do not change
-	// after.
-	ready chan struct{}
-	sess  Session // nil when no session could be opened
-	// refusal is shown on every channel when sess is nil.
-	refusal string
-
-	closed chan struct{} // closed when the connection ends
-
-	mu       sync.Mutex
-	channels map[*channel]struct{}
-	open     int // channels of any kind open now
-	ended    string
-	progress string // how the wait for a node goes
-}
-
-// MaxChannels bounds the channels (shells, commands, forwards) one
-// connection may have open at once, as OpenSSH's MaxSessions does.
-const MaxChannels = 64
-
-// take reserves a channel slot; false when the connection has MaxChannels.
-func (cc *clientConn) take() bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.open >= MaxChannels {
-		return false
-	}
-	cc.open++
-	return true
-}
-
-func (cc *clientConn) release() {
-	cc.mu.Lock()
-	cc.open--
-	cc.mu.Unlock()
-}
-
-func (cc *clientConn) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, pool string) {
-	defer cc.sc.Close()
-	go ssh.DiscardRequests(reqs) // keepalives answered; tcpip-forward (-R) refused
-	// The session opens while channels arrive: a pool that has to get a
-	// node first shows the wait on the first session channel.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer func() {
-		cancel()
-		<-cc.ready
-		if cc.sess != nil {
-			cc.sess.Close()
-		}
-	}()
-	go func() {
-		defer close(cc.ready)
-		sess, err := cc.g.cfg.Backend.OpenSession(ctx, cc.user, pool, cc.sc.RemoteAddr().String(), cc.sc.Permissions.Extensions[extKey], cc.setProgress)
-		if err != nil {
-			cc.refusal = "dspool: " + dspool.Message(err)
-			cc.g.log.Info("ssh session refused", "user", cc.user.Name, "err", err)
-			return
-		}
-		cc.sess = sess
-		go cc.watch()
-		cc.g.log.Info("ssh login", "user", cc.user.Name, "session", sess.ID(), "node", sess.NodeName(),
-			"remote", cc.sc.RemoteAddr().String(), "key", cc.sc.Permissions.Extensions[extKey])
-	}()
-	go cc.keepAlive()
-	for nc := range chans {
-		switch nc.ChannelType() {
-		case "session", "direct-tcpip":
-			if !cc.take() {
-				_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("dspool: at most %d channels per connection", MaxChannels))
-				continue
-			}
-			go func() {
-				defer cc.release()
-				if nc.ChannelType() == "session" {
-					cc.session(nc)
-				} else {
-					cc.forward(nc)
-				}
-			}()
-		default:
-			_ = nc.Reject(ssh.UnknownChannelType, "dspool offers session and direct-tcpip channels only")
-		}
-	}
-}
-
-func (cc *clientConn) setProgress(msg string) {
-	cc.mu.Lock()
-	cc.progress = msg
-	cc.mu.Unlock()
-}
-
-// await waits until the session is open or refused, showing the wait for
-// a node on w: a line that updates on a terminal, a line per change
-// otherwise. It reports false when the connection ended first.
-func (cc *clientConn) await(w io.Writer, tty bool) bool {
-	select {
-	case <-cc.ready:
-		return true
-	default:
-	}
-	began := time.Now()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	last := ""
-	for {
-		cc.mu.Lock()
-		msg := cc.progress
-		cc.mu.Unlock()
-		switch {
-		case msg == "":
-		case tty:
-			_, _ = fmt.Fprintf(w, "\r\033[K%s, %d s", msg, int(time.Since(began).Seconds()))
-		case msg != last:
-			_, _ = fmt.Fprintf(w, "dspool: %s\n", msg)
-		}
-		if msg != "" {
-			last = msg
-		}
-		select {
-		case <-cc.ready:
-			if tty && last != "" {
-				_, _ = fmt.Fprint(w, "\r\033[K")
-			}
-			return true
-		case <-cc.closed:
-			return false
-		case <-t.C:
-		}
-	}
-}
-
-// watch ends the connection when the session is ended from outside.
-func (cc *clientConn) watch() {
-	select {
-	case <-cc.sess.Done():
-	case <-cc.closed:
-		return
-	}
-	msg := fmt.Sprintf("\r\ndspool: your session on node %s has ended: %s. Files on the share are intact; log in again for a new session.\r\n",
-		cc.sess.NodeName(), cc.sess.Reason())
-	cc.mu.Lock()
-	cc.ended = msg
-	chs := make([]*channel, 0, len(cc.channels))
-	for ch := range cc.channels {
-		chs = append(chs, ch)
-	}
-	cc.mu.Unlock()
-	for _, ch := range chs {
-		ch.abort(msg)
-	}
-	// Give the messages a moment to leave before the connection closes.
-	time.Sleep(200 * time.Millisecond)
-	cc.sc.Close()
-}
-
-func (cc *clientConn) keepAlive() {
-	t := time.NewTicker(cc.g.cfg.KeepAlive)
-	defer t.Stop()
-	missed := 0
-	for {
-		select {
-		case <-cc.closed:
-			return
-		case <-t.C:
-		}
-		res := make(chan error, 1)
-		go func() {
-			_, _, err := cc.sc.SendRequest("keepalive@openssh.com", true, nil)
-			res <- err
-		}()
-		select {
-		case err := <-res:
-			if err != nil {
-				return // the connection is closed
-			}
-			missed = 0
-		case <-time.After(cc.g.cfg.KeepAlive):
-			if missed++; missed >= 3 {
-				cc.g.log.Info("ssh client stopped answering", "user", cc.user.Name)
-				cc.sc.Close()
-				return
-			}
-		}
-	}
 }
