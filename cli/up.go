@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -132,7 +133,17 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		host, port, _ := net.SplitHostPort(p.sshLn.Addr().String())
 		fmt.Fprintf(a.Stdout, "  ssh:   %s key add ~/.ssh/id_ed25519.pub, then ssh -p %s %s@%s\n", self, port, admin.Name, host)
 	}
-	fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
+	if o.OIDC.Issuer != "" {
+		name := o.OIDC.Name
+		if name == "" {
+			if u, err := url.Parse(o.OIDC.Issuer); err == nil {
+				name = u.Hostname()
+			}
+		}
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; sign in with %s)\n", p.url, name)
+	} else {
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
+	}
 	if o.OIDC.Issuer != "" {
 		redirect := firstOf(o.OIDC.RedirectURL, p.url+server.OIDCCallbackPath)
 		fmt.Fprintf(a.Stdout, "  sso:   %s (register the redirect URL %s there)\n", o.OIDC.Issuer, redirect)
@@ -278,6 +289,8 @@ func (a *App) serverCmd() *cobra.Command {
   admin: admin               # first admin, created on a new store
   node_grace: 30s
   kill_grace: 10s
+  heartbeat: 2s              # agents' heartbeat interval
+  uid_base: 20000            # first uid/gid of users on a new store
   oidc:                      # single sign-on on the web page (docs/guide.md)
     issuer: https://sso.example.com/realms/lab
     client_id: dspool
