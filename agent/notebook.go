@@ -145,9 +145,17 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 	if ended {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	go nb.log.read(outR)
+	read := make(chan struct{})
+	go func() { nb.log.read(outR); close(read) }()
 	go func() {
 		_ = cmd.Wait()
+		// Its last lines may still be in the pipe: read them before saying
+		// it exited, but not for long (a kernel it started may hold the
+		// pipe open).
+		select {
+		case <-read:
+		case <-time.After(time.Second):
+		}
 		outR.Close()
 		h.mu.Lock()
 		delete(h.pgids, pgid)
