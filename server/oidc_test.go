@@ -105,12 +105,8 @@ func newSSOPool(t *testing.T, edit func(*server.OIDCConfig), ready bool) *ssoPoo
 	}
 	p.Admin = &api.Client{Server: p.URL, Token: secret}
 	if ready {
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(newBrowser(t, p.URL).get("/").body, `href="/login/oidc"`) {
-			if time.Now().After(deadline) {
-				t.Fatalf("single sign-on not ready after 10s; log:\n%s", p.log())
-			}
-			time.Sleep(10 * time.Millisecond) // polling a real server's background discovery
+		if !pollFor(10*time.Second, func() bool { return strings.Contains(newBrowser(t, p.URL).get("/").body, `href="/login/oidc"`) }) {
+			t.Fatalf("single sign-on not ready after 10s; log:\n%s", p.log())
 		}
 	}
 	return p
@@ -452,13 +448,25 @@ func TestSSOUnavailable(t *testing.T) {
 	if r := b.get("/login/oidc"); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "Single sign-on is unavailable") {
 		t.Fatalf("GET /login/oidc with the provider down: %d\n%s", r.status, r.body)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(p.log(), "single sign-on unavailable") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line says why single sign-on is unavailable:\n%s", p.log())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the background discovery's log
+	if !pollFor(5*time.Second, func() bool { return strings.Contains(p.log(), "single sign-on unavailable") }) {
+		t.Fatalf("no log line says why single sign-on is unavailable:\n%s", p.log())
 	}
+}
+
+// pollFor checks cond every 10 ms until it holds (true) or timeout passes
+// (false): the background discovery of a real server is what it waits for.
+func pollFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
 }
 
 // TestUserEmail: admins record emails; they are unique and normalized; the
