@@ -100,7 +100,7 @@ func (a *App) printSimulation(r *sim.Result) error {
 	if asJSON, _ := a.json(); !asJSON {
 		loc := r.Start.Location()
 		fmt.Fprintf(a.Stdout, "%s and %s from %s to %s; nodes ready %s after they are asked for.\n\n",
-			count(r.Jobs, "job"), count(r.Sessions, "session"), r.Start.In(loc).Format("2006-01-02 15:04 MST"), r.End.In(loc).Format("2006-01-02 15:04 MST"), time.Duration(r.BootTime))
+			dspool.Plural(r.Jobs, "job"), dspool.Plural(r.Sessions, "session"), r.Start.In(loc).Format("2006-01-02 15:04 MST"), r.End.In(loc).Format("2006-01-02 15:04 MST"), time.Duration(r.BootTime))
 	}
 	err := a.print(r, []string{"POOL", "POLICY", "NODE-HOURS", "VS LOWER BOUND", "COST", "JOBS", "JOB WAIT MEAN/P95", "SESSIONS", "SESSION WAIT MEAN/P95"},
 		func(add func(...any)) {
@@ -157,11 +157,4 @@ func waits(w sim.Waits) string {
 
 func secs(s float64) string {
 	return (time.Duration(s+0.5) * time.Second).String()
-}
-
-func count(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }

@@ -378,12 +378,12 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 		}
 		sc.mu.Unlock()
 		if len(names) > 0 {
-			s.event(ctx, p.Name, dspool.EventScaleOut, names, fmt.Sprintf("added %s: %s", plural(len(names), "node"), d.AddReason))
+			s.event(ctx, p.Name, dspool.EventScaleOut, names, fmt.Sprintf("added %s: %s", dspool.Plural(len(names), "node"), d.AddReason))
 			s.log.Info("autoscaler added nodes", "pool", p.Name, "nodes", names, "reason", d.AddReason)
 		}
 		if err != nil {
 			s.event(ctx, p.Name, dspool.EventProviderError, nil, fmt.Sprintf("could not add %s (%s): %v; trying again in %s",
-				plural(d.Add-len(names), "node"), d.AddReason, err, ps.backoff.Sub(now).Round(time.Second)))
+				dspool.Plural(d.Add-len(names), "node"), d.AddReason, err, ps.backoff.Sub(now).Round(time.Second)))
 			s.log.Error("autoscaler: provider could not add nodes", "pool", p.Name, "err", err)
 		}
 		sc.kick()
@@ -432,13 +432,6 @@ func summarize(reasons []string) string {
 		}
 	}
 	return strings.Join(out, "; ")
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // drain marks node id draining if it has no attempt and no session, under

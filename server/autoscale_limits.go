@@ -116,7 +116,7 @@ func (pl *passLimits) capJobs(p *dspool.Pool, ids []int64, waiting []autoscale.D
 	for _, c := range capped {
 		n := pl.limit[c.Owner]
 		pl.waits[ids[c.Index]] = limitWait{why: fmt.Sprintf("%s may have %s for its work, and its running and waiting work needs them all: no node is added for this job",
-			c.Owner, plural(n, "node"))}
+			c.Owner, dspool.Plural(n, "node"))}
 	}
 	return kept
 }
