@@ -218,13 +218,7 @@ type Dist struct {
 
 func newDist(samples []float64) *Dist {
 	s := slices.Sorted(slices.Values(samples))
-	return &Dist{Samples: samples, P50: pct(s, 50), P90: pct(s, 90), Min: s[0], Max: s[len(s)-1]}
-}
-
-// pct is the nearest-rank percentile of sorted s: the ceil(n*p/100)-th sample.
-func pct(s []float64, p int) float64 {
-	i := (len(s)*p + 99) / 100
-	return s[max(i, 1)-1]
+	return &Dist{Samples: samples, P50: host.Pct(s, 50), P90: host.Pct(s, 90), Min: s[0], Max: s[len(s)-1]}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

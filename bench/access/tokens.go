@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/dspool/dspool/api"
@@ -20,18 +18,10 @@ import (
 // after GET listPath with one token on its own keep-alive connection, for
 // the cell's duration.
 type Cell struct {
-	Token      string  `json:"token"`
-	Conc       int     `json:"concurrency"`
-	Want       int     `json:"want_status"` // 200, or 401 for the revoked token
-	Requests   int     `json:"requests"`    // answered Want
-	Errors     int     `json:"errors"`      // failed, or answered another status
-	FirstError string  `json:"first_error,omitempty"`
-	WallS      float64 `json:"wall_s"`
-	ReqPerS    float64 `json:"req_per_s"` // Requests / WallS
-	P50Ms      float64 `json:"p50_ms"`
-	P90Ms      float64 `json:"p90_ms"`
-	P99Ms      float64 `json:"p99_ms"`
-	MaxMs      float64 `json:"max_ms"`
+	Token     string `json:"token"`
+	Conc      int    `json:"concurrency"`
+	Want      int    `json:"want_status"` // 200, or 401 for the revoked token
+	host.Load        // requests are the answers with Want
 	// RevokedAgoS is, for the revoked token, how long before the cell it
 	// was revoked (at least revokedSettle).
 	RevokedAgoS float64 `json:"revoked_ago_s,omitempty"`
@@ -91,7 +81,7 @@ func benchTokens(ctx context.Context, up *upProc, n Sizes) (*Revocation, []*Cell
 		return nil, nil, err
 	}
 	// Used once before it is revoked, so that the server had it cached.
-	hc := loadClient(1)
+	hc := host.LoadClient(1)
 	defer hc.CloseIdleConnections()
 	if code, err := get(ctx, hc, up.cl.Server, revoked.Secret); err != nil || code != http.StatusOK {
 		return nil, nil, fmt.Errorf("token %d before its revocation: %d %v", revoked.ID, code, err)
@@ -169,7 +159,7 @@ func revokeInUse(ctx context.Context, up *upProc) (*RevokeRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := loadClient(1)
+	hc := host.LoadClient(1)
 	defer hc.CloseIdleConnections()
 	type sample struct {
 		sent, recv time.Time
@@ -237,21 +227,6 @@ func revokeInUse(ctx context.Context, up *upProc) (*RevokeRun, error) {
 	return run, nil
 }
 
-// loadClient is a keep-alive client with room for every client's
-// connection.
-func loadClient(conc int) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        max(64, 2*conc),
-			MaxIdleConnsPerHost: max(64, 2*conc),
-			IdleConnTimeout:     90 * time.Second,
-		},
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
 // get sends GET listPath with the token and reads the whole answer (so
 // that the connection is reused); it returns the status.
 func get(ctx context.Context, hc *http.Client, server, secret string) (int, error) {
@@ -277,7 +252,7 @@ func hammer(ctx context.Context, server string, t *token, conc int, d time.Durat
 	if !t.revokedAt.IsZero() {
 		c.RevokedAgoS = time.Since(t.revokedAt).Seconds()
 	}
-	hc := loadClient(conc)
+	hc := host.LoadClient(conc)
 	defer hc.CloseIdleConnections()
 	check := func() error {
 		code, err := get(ctx, hc, server, t.secret)
@@ -286,58 +261,10 @@ func hammer(ctx context.Context, server string, t *token, conc int, d time.Durat
 		}
 		return err
 	}
-	var wg sync.WaitGroup
-	warm := make([]error, conc)
-	for i := range conc {
-		wg.Go(func() { warm[i] = check() })
+	l, err := host.Hammer(ctx, conc, d, check)
+	c.Load = l
+	if err != nil {
+		return nil, fmt.Errorf("answers %d: %w", t.want, err)
 	}
-	wg.Wait()
-	for _, err := range warm {
-		if err != nil {
-			return nil, fmt.Errorf("first request: %w", err)
-		}
-	}
-	var mu sync.Mutex
-	var lat []float64
-	t0 := time.Now()
-	end := t0.Add(d)
-	for range conc {
-		wg.Go(func() {
-			var mine []float64
-			var errs int
-			var first error
-			for time.Now().Before(end) && ctx.Err() == nil {
-				s := time.Now()
-				if err := check(); err != nil {
-					errs++
-					if first == nil {
-						first = err
-					}
-					time.Sleep(10 * time.Millisecond) // no busy loop on a dead server
-					continue
-				}
-				mine = append(mine, ms(time.Since(s)))
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			c.Errors += errs
-			if first != nil && c.FirstError == "" {
-				c.FirstError = first.Error()
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	c.WallS = time.Since(t0).Seconds()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if len(lat) == 0 {
-		return nil, fmt.Errorf("no request answered %d: %s", t.want, c.FirstError)
-	}
-	c.Requests = len(lat)
-	c.ReqPerS = float64(c.Requests) / c.WallS
-	s := slices.Sorted(slices.Values(lat))
-	c.P50Ms, c.P90Ms, c.P99Ms, c.MaxMs = pct(s, 50), pct(s, 90), pct(s, 99), s[len(s)-1]
 	return c, nil
 }

@@ -3,137 +3,62 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/dspool/dspool/bench/internal/host"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dspool/dspool/bench/internal/host"
 )
 
 // Load is one throughput cell: conc clients, each sending GET url after
 // GET url on its own keep-alive connection, for the cell's duration.
 type Load struct {
-	Path       string  `json:"path"` // under /user/NAME/
-	Conc       int     `json:"concurrency"`
-	Requests   int     `json:"requests"` // answered 200
-	Errors     int     `json:"errors"`   // failed, or not 200
-	FirstError string  `json:"first_error,omitempty"`
-	Bytes      int     `json:"bytes"` // the body of one answer
-	WallS      float64 `json:"wall_s"`
-	ReqPerS    float64 `json:"req_per_s"` // Requests / WallS
-	P50Ms      float64 `json:"p50_ms"`
-	P90Ms      float64 `json:"p90_ms"`
-	P99Ms      float64 `json:"p99_ms"`
-	MaxMs      float64 `json:"max_ms"`
-	Error      string  `json:"error,omitempty"` // the cell failed: no figures
-}
-
-// loadClient is a keep-alive client with room for every client's
-// connection, and no compression (none of the servers compresses these).
-func loadClient(conc int) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        max(64, 2*conc),
-			MaxIdleConnsPerHost: max(64, 2*conc),
-			MaxConnsPerHost:     0,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-		Timeout:       10 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	Path      string `json:"path"` // under /user/NAME/
+	Conc      int    `json:"concurrency"`
+	host.Load        // requests are the answers 200
+	Bytes     int    `json:"bytes"`           // the body of one answer
+	Error     string `json:"error,omitempty"` // the cell failed: no figures
 }
 
 // hammer measures one cell. Each client first sends one untimed request
 // (which opens its connection); then all send for d.
 func hammer(ctx context.Context, url string, hdr http.Header, path string, conc int, d time.Duration) *Load {
 	l := &Load{Path: path, Conc: conc}
-	hc := loadClient(conc)
+	hc := host.LoadClient(conc)
 	defer hc.CloseIdleConnections()
-	get := func() (int, error) {
+	var bytes atomic.Int64
+	get := func() error {
 		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		req.Header = hdr.Clone()
 		resp, err := hc.Do(req)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		n, err := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("%s: %s", url, resp.Status)
+			return fmt.Errorf("%s: %s", url, resp.Status)
 		}
-		return int(n), nil
+		bytes.Store(n)
+		return nil
 	}
-	var wg sync.WaitGroup
-	warm := make([]error, conc)
-	for i := range conc {
-		wg.Go(func() { l.Bytes, warm[i] = get() })
+	load, err := host.Hammer(ctx, conc, d, get)
+	l.Load, l.Bytes = load, int(bytes.Load())
+	if err != nil {
+		l.Error = err.Error()
 	}
-	wg.Wait()
-	for _, err := range warm {
-		if err != nil {
-			l.Error = "first request: " + err.Error()
-			return l
-		}
-	}
-	var mu sync.Mutex
-	var lat []float64
-	t0 := time.Now()
-	end := t0.Add(d)
-	for range conc {
-		wg.Go(func() {
-			var mine []float64
-			var errs int
-			var first error
-			for time.Now().Before(end) && ctx.Err() == nil {
-				s := time.Now()
-				if _, err := get(); err != nil {
-					errs++
-					if first == nil {
-						first = err
-					}
-					time.Sleep(10 * time.Millisecond) // no busy loop on a dead server
-					continue
-				}
-				mine = append(mine, float64(time.Since(s).Microseconds())/1000)
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			l.Errors += errs
-			if first != nil && l.FirstError == "" {
-				l.FirstError = first.Error()
-			}
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	l.WallS = time.Since(t0).Seconds()
-	if ctx.Err() != nil {
-		l.Error = ctx.Err().Error()
-		return l
-	}
-	if len(lat) == 0 {
-		l.Error = "no request answered 200: " + l.FirstError
-		return l
-	}
-	l.Requests = len(lat)
-	l.ReqPerS = float64(l.Requests) / l.WallS
-	s := slices.Sorted(slices.Values(lat))
-	l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs = pct(s, 50), pct(s, 90), pct(s, 99), s[len(s)-1]
 	return l
 }
 
