@@ -7,7 +7,6 @@
 package sshgw
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -304,10 +303,9 @@ func (g *Gateway) authenticated(src string) {
 
 func (g *Gateway) serveConn(c net.Conn, src string) {
 	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
-	// x/crypto/ssh reads each packet through a 4 KiB buffer: two or three
-	// system calls per 32 KiB packet. A larger buffer underneath reads a
-	// bulk transfer in far fewer.
-	sc, chans, reqs, err := ssh.NewServerConn(&bufConn{Conn: c, r: bufio.NewReaderSize(c, 256<<10)}, g.ssh)
+	// x/crypto/ssh (third_party/golang.org/x/crypto) reads through a
+	// 256 KiB buffer and decrypts packets where they lie in it.
+	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
 	g.authenticated(src)
 	if err != nil {
 		c.Close()
@@ -341,14 +339,6 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 	defer close(cc.closed)
 	cc.serve(chans, reqs, ext[extPool])
 }
-
-// bufConn reads through a buffer.
-type bufConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // LoadOrCreateHostKey reads the host key at path, creating an Ed25519 key
 // (mode 0600) the first time, so the gateway's fingerprint stays the same
