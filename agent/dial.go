@@ -24,7 +24,8 @@ func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 
 // dialUpgrade opens a connection to the server and upgrades it with a GET
 // of path, authenticated by the node's credential. The reader holds what
-// the server sent after its answer.
+// the server sent after its answer; with bufSize 0 it holds nothing, as the
+// answer is read a byte at a time.
 func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, error) {
 	u, err := url.Parse(ag.cfg.Server)
 	if err != nil {
@@ -62,7 +63,14 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 		conn.Close()
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(conn, bufSize)
+	var br *bufio.Reader
+	if bufSize == 0 {
+		// The answer is read a byte at a time: what follows it stays in
+		// the socket, for whoever the socket is handed to.
+		br = bufio.NewReaderSize(byteReader{conn}, 16)
+	} else {
+		br = bufio.NewReaderSize(conn, bufSize)
+	}
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
@@ -80,6 +88,11 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 	_ = conn.SetDeadline(time.Time{})
 	return conn, br, nil
 }
+
+// byteReader reads one byte per call.
+type byteReader struct{ r io.Reader }
+
+func (b byteReader) Read(p []byte) (int, error) { return b.r.Read(p[:min(len(p), 1)]) }
 
 type readConn struct {
 	net.Conn

@@ -278,26 +278,41 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	if req.Kind == api.ChannelSubsystem {
 		cmd.ExtraFiles = []*os.File{ag.sftpExe}
 	}
-	p, err := startProc(cmd, h, req.PTY)
-	if err != nil {
-		http.Error(w, fmt.Sprintf("start %s: %v", argv[0], unwrapExec(err)), http.StatusInternalServerError)
-		return
-	}
 	// stdin and stdout on a connection of their own, when the control
-	// plane asks: from socket to pipe and back with splice(2), never through
-	// this process's memory. Without it, they go in frames.
+	// plane asks; without it, they go in frames. Without a terminal, the
+	// process reads its stdin from that socket itself; its stdout goes from
+	// a pipe to the socket with splice(2). Neither passes through this
+	// process's memory.
 	mode := api.DataModeFrames
+	var data net.Conn
+	var dataBuf *bufio.Reader
 	if req.Data != "" && !ag.cfg.FramedSessions {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		data, br, err := ag.dialUpgrade(ctx, "/api/v1/agents/data", api.DataUpgrade, http.Header{api.DataTokenHeader: {req.Data}}, 4096)
+		data, dataBuf, err = ag.dialUpgrade(ctx, "/api/v1/agents/data", api.DataUpgrade, http.Header{api.DataTokenHeader: {req.Data}}, 0)
 		cancel()
 		if err != nil {
 			ag.log.Warn("session data connection; using frames", "session", req.Session, "err", err)
+			data = nil
 		} else {
-			p.data, p.dataBuf = data, br
 			mode = api.DataModeConn
 		}
 	}
+	var stdin *os.File
+	if data != nil && req.PTY == nil {
+		stdin = socketFile(data)
+	}
+	p, err := startProc(cmd, h, req.PTY, stdin)
+	if stdin != nil {
+		stdin.Close()
+	}
+	if err != nil {
+		if data != nil {
+			data.Close()
+		}
+		http.Error(w, fmt.Sprintf("start %s: %v", argv[0], unwrapExec(err)), http.StatusInternalServerError)
+		return
+	}
+	p.data, p.dataBuf = data, dataBuf
 	conn, err := hijack(w, mode)
 	if err != nil {
 		if p.data != nil {
@@ -323,7 +338,24 @@ type proc struct {
 	dataBuf *bufio.Reader
 }
 
-func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY) (*proc, error) {
+// socketFile returns the socket of a plain TCP connection as a file, to be
+// a process's stdin, or nil.
+func socketFile(c net.Conn) *os.File {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil // TLS: the bytes must be decrypted here
+	}
+	f, err := tc.File()
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// startProc starts cmd with its stdio: a terminal with t, else pipes, but
+// stdin from the given file when there is one (the process gets it in
+// blocking mode, and so does the connection it comes from).
+func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, error) {
 	p := &proc{cmd: cmd, h: h}
 	var child []*os.File
 	if t != nil {
@@ -342,32 +374,35 @@ func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY) (*proc, error) {
 		cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
 		child = []*os.File{tty}
 	} else {
-		inR, inW, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		outR, outW, err := os.Pipe()
-		if err != nil {
-			inR.Close()
-			inW.Close()
-			return nil, err
-		}
-		errR, errW, err := os.Pipe()
-		if err != nil {
-			inR.Close()
-			inW.Close()
-			outR.Close()
-			outW.Close()
-			return nil, err
+		var pipes [3][2]*os.File // stdin, stdout, stderr: read end, write end
+		for i := range pipes {
+			if i == 0 && stdin != nil {
+				continue
+			}
+			r, w, err := os.Pipe()
+			if err != nil {
+				for _, f := range pipes[:i] {
+					closeFiles(f[:]...)
+				}
+				return nil, err
+			}
+			pipes[i] = [2]*os.File{r, w}
 		}
 		// Larger pipes: fewer wake-ups per byte of a bulk copy (scp, rsync,
 		// cat > file) on both sides.
-		for _, f := range []*os.File{inW, outW} {
-			_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+		for _, f := range []*os.File{pipes[0][1], pipes[1][1]} {
+			if f != nil {
+				_, _ = unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+			}
 		}
-		p.stdin, p.stdout, p.stderr = inW, outR, errR
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
-		child = []*os.File{inR, outW, errW}
+		p.stdin, p.stdout, p.stderr = pipes[0][1], pipes[1][0], pipes[2][0]
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
+		if stdin != nil {
+			cmd.Stdin = stdin
+		} else {
+			child = append(child, pipes[0][0])
+		}
+		child = append(child, pipes[1][1], pipes[2][1])
 	}
 	err := spawn(cmd, h.cg)
 	for _, f := range child {
@@ -391,7 +426,11 @@ func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY) (*proc, error) {
 }
 
 func (p *proc) closeAll() {
-	for _, f := range []*os.File{p.ptmx, p.stdin, p.stdout, p.stderr} {
+	closeFiles(p.ptmx, p.stdin, p.stdout, p.stderr)
+}
+
+func closeFiles(fs ...*os.File) {
+	for _, f := range fs {
 		if f != nil {
 			f.Close()
 		}
@@ -441,7 +480,9 @@ func (p *proc) serve(conn net.Conn) {
 			_, _ = io.Copy(p.data, out) // splice(2) from the pipe to the socket
 			closeWrite(p.data)
 		}()
-		go p.stdinFromData()
+		if p.stdin != nil || p.ptmx != nil {
+			go p.stdinFromData() // else the process reads the socket
+		}
 	default:
 		copies.Add(1)
 		go pump(api.FrameData, out)

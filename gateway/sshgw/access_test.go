@@ -56,19 +56,19 @@ func logins(t *testing.T, f *fixture, n int) []*dspool.AuditEntry {
 func TestRemovingAKeyEndsItsConnections(t *testing.T) {
 	f := start(t, 46900, sshgw.Config{})
 	ctx := context.Background()
-	_, key1 := f.user(t, "ada")
+	_, key1 := f.user(t, "gwada")
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	key2, _ := ssh.NewSignerFromKey(priv)
-	k2, err := f.p.Admin.AddKey(ctx, "ada", string(ssh.MarshalAuthorizedKey(key2.PublicKey())))
+	k2, err := f.p.Admin.AddKey(ctx, "gwada", string(ssh.MarshalAuthorizedKey(key2.PublicKey())))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1, err := f.dial("ada", key1)
+	c1, err := f.dial("gwada", key1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c1.Close()
-	c2, err := f.dial("ada", key2)
+	c2, err := f.dial("gwada", key2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,17 +92,17 @@ func TestRemovingAKeyEndsItsConnections(t *testing.T) {
 		ss, err := f.p.Admin.Sessions(ctx, true, false)
 		return err == nil && len(ss) == 1 && ss[0].Connections == 1
 	}, "ada's session to keep key1's connection alone")
-	if c, err := f.dial("ada", key2); err == nil {
+	if c, err := f.dial("gwada", key2); err == nil {
 		c.Close()
 		t.Fatal("a removed key logged in")
 	}
 
 	es := logins(t, f, 3)
-	if e := es[2]; e.Outcome != dspool.AuditFailure || e.Actor != dspool.AuditAnonymous || e.Target != "user ada" ||
+	if e := es[2]; e.Outcome != dspool.AuditFailure || e.Actor != dspool.AuditAnonymous || e.Target != "user gwada" ||
 		!strings.Contains(e.Detail, "key "+k2.Fingerprint+" refused") || e.Remote == "" {
 		t.Errorf("the refused login: %+v", e)
 	}
-	if e := es[0]; e.Outcome != dspool.AuditSuccess || e.Actor != "ada" || !strings.HasPrefix(e.Detail, "key SHA256:") {
+	if e := es[0]; e.Outcome != dspool.AuditSuccess || e.Actor != "gwada" || !strings.HasPrefix(e.Detail, "key SHA256:") {
 		t.Errorf("a login: %+v", e)
 	}
 	if es, _ := f.p.DB.Audit(ctx, sqlite.AuditFilter{Action: dspool.AuditKeyRemove}); len(es) != 1 || es[0].Target != "key "+k2.Fingerprint {
@@ -115,55 +115,55 @@ func TestRemovingAKeyEndsItsConnections(t *testing.T) {
 func TestDisablingAUserEndsTheirSSH(t *testing.T) {
 	f := start(t, 46950, sshgw.Config{})
 	ctx := context.Background()
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	s, errb := sleeping(t, c)
 	admin, _ := f.p.Admin.Whoami(ctx)
-	if _, err := f.p.Admin.DisableUser(ctx, "ada"); err != nil {
+	if _, err := f.p.Admin.DisableUser(ctx, "gwada"); err != nil {
 		t.Fatal(err)
 	}
 	msg := ended(t, s, errb, 2*time.Second)
-	if !strings.Contains(msg, "user ada was disabled by "+admin.Name) || strings.Contains(msg, "log in again for a new session") {
+	if !strings.Contains(msg, "user gwada was disabled by "+admin.Name) || strings.Contains(msg, "log in again for a new session") {
 		t.Errorf("the message: %q; want the reason, and no invitation to log in again", msg)
 	}
 	// The key still proves who its holder is, who is told why nothing opens.
-	c1, err := f.dial("ada", key)
+	c1, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatalf("a disabled user's key: %v; want it to authenticate and then say why", err)
 	}
 	out, errs, err := run(t, c1, "echo in")
 	var ee *ssh.ExitError
-	if out != "" || !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "your account ada is disabled: ask an admin") {
+	if out != "" || !errors.As(err, &ee) || ee.ExitStatus() != 255 || !strings.Contains(errs, "your account gwada is disabled: ask an admin") {
 		t.Errorf("a disabled user's command: %q %q %v; want exit 255 saying the account is disabled", out, errs, err)
 	}
 	c1.Close()
 	// A stranger's key learns nothing of the account.
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	stranger, _ := ssh.NewSignerFromKey(priv)
-	if c, err := f.dial("ada", stranger); err == nil {
+	if c, err := f.dial("gwada", stranger); err == nil {
 		c.Close()
 		t.Fatal("a stranger's key logged in as a disabled user")
 	}
 	ss, err := f.p.Admin.Sessions(ctx, true, true)
-	if err != nil || len(ss) != 1 || ss[0].State != dspool.SessionEnded || ss[0].EndReason != "user ada was disabled by "+admin.Name {
+	if err != nil || len(ss) != 1 || ss[0].State != dspool.SessionEnded || ss[0].EndReason != "user gwada was disabled by "+admin.Name {
 		t.Errorf("sessions: %+v, %v", ss, err)
 	}
 	es := logins(t, f, 3)
-	if es[1].Outcome != dspool.AuditFailure || !strings.Contains(es[1].Detail, "user ada is disabled") {
+	if es[1].Outcome != dspool.AuditFailure || !strings.Contains(es[1].Detail, "user gwada is disabled") {
 		t.Errorf("ssh logins in the audit log: %+v; want the refusal saying why", es)
 	}
 	if es[2].Outcome != dspool.AuditFailure || es[2].Actor != dspool.AuditAnonymous || strings.Contains(es[2].Detail, "disabled") {
 		t.Errorf("the stranger's login in the audit log: %+v; want a refusal that does not say the user is disabled", es[2])
 	}
 	// Enabled again, the same key logs in.
-	if _, err := f.p.Admin.EnableUser(ctx, "ada"); err != nil {
+	if _, err := f.p.Admin.EnableUser(ctx, "gwada"); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := f.dial("ada", key)
+	c2, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatalf("login after enable: %v", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,9 +130,9 @@ func runsAs(u *dspool.User) int {
 // the pool full and is told so on their terminal.
 func TestSessionsShareNodesWithJobs(t *testing.T) {
 	f := start(t, 46000, sshgw.Config{})
-	ada, adaKey := f.user(t, "ada")
-	_, bobKey := f.user(t, "bob")
-	c, err := f.dial("ada", adaKey)
+	ada, adaKey := f.user(t, "gwada")
+	_, bobKey := f.user(t, "gwbob")
+	c, err := f.dial("gwada", adaKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +141,7 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 		t.Fatalf("ada's command: %q, %v", out, err)
 	}
 	// A second connection of ada joins her session (one reservation).
-	c2, err := f.dial("ada+inter", adaKey)
+	c2, err := f.dial("gwada+inter", adaKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 		t.Fatalf("the node's allocation: %+v, %v; want the session's reservation", nodes, err)
 	}
 
-	bc, err := f.dial("bob", bobKey)
+	bc, err := f.dial("gwbob", bobKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +190,8 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 // session from the API ends the client's command with a message.
 func TestForwardAndKill(t *testing.T) {
 	f := start(t, 46100, sshgw.Config{})
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,8 +275,8 @@ func TestPreAuthLimits(t *testing.T) {
 			t.Fatalf("idle connection: read %q, %v; want the version line, then a close", b, err)
 		}
 	}
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatalf("a real login after the idle connections were dropped: %v", err)
 	}
@@ -286,8 +288,8 @@ func TestPreAuthLimits(t *testing.T) {
 // this one is for profiling the path in one process.
 func BenchmarkThroughput(b *testing.B) {
 	f := start(b, 46300, sshgw.Config{})
-	_, key := f.user(b, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(b, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -318,16 +320,16 @@ func BenchmarkThroughput(b *testing.B) {
 // them, and then only with the user's own password.
 func TestPasswordLogin(t *testing.T) {
 	f := start(t, 46400, sshgw.Config{PasswordAuth: true})
-	ada, _ := f.user(t, "ada")
+	ada, _ := f.user(t, "gwada")
 	ctx := context.Background()
-	if err := f.p.Admin.SetPassword(ctx, "ada", "correct horse battery"); err != nil {
+	if err := f.p.Admin.SetPassword(ctx, "gwada", "correct horse battery"); err != nil {
 		t.Fatal(err)
 	}
 	dial := func(addr, login, pw string) (*ssh.Client, error) {
 		return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: login, Auth: []ssh.AuthMethod{ssh.Password(pw)},
 			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
 	}
-	c, err := dial(f.addr, "ada", "correct horse battery")
+	c, err := dial(f.addr, "gwada", "correct horse battery")
 	if err != nil {
 		t.Fatalf("right password: %v", err)
 	}
@@ -336,7 +338,7 @@ func TestPasswordLogin(t *testing.T) {
 	if err != nil || out != strconv.Itoa(runsAs(ada))+"\n" {
 		t.Fatalf("session: %q, %v", out, err)
 	}
-	for _, bad := range [][2]string{{"ada", "wrong horse battery"}, {"nobody", "correct horse battery"}, {"admin46400", "correct horse battery"}} {
+	for _, bad := range [][2]string{{"gwada", "wrong horse battery"}, {"nobody", "correct horse battery"}, {"admin46400", "correct horse battery"}} {
 		if c, err := dial(f.addr, bad[0], bad[1]); err == nil {
 			c.Close()
 			t.Errorf("login %s with password %q succeeded", bad[0], bad[1])
@@ -351,7 +353,7 @@ func TestPasswordLogin(t *testing.T) {
 	defer ln.Close()
 	go func() { _ = keysOnly.Serve(ln) }()
 	defer keysOnly.Close()
-	if c, err := dial(ln.Addr().String(), "ada", "correct horse battery"); err == nil || !strings.Contains(err.Error(), "no supported methods remain") {
+	if c, err := dial(ln.Addr().String(), "gwada", "correct horse battery"); err == nil || !strings.Contains(err.Error(), "no supported methods remain") {
 		if c != nil {
 			c.Close()
 		}
@@ -363,8 +365,8 @@ func TestPasswordLogin(t *testing.T) {
 // answers), its sessions end with a message within the node grace period.
 func TestSilentPartition(t *testing.T) {
 	f := start(t, 46500, sshgw.Config{})
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,8 +391,8 @@ func TestSilentPartition(t *testing.T) {
 // TestChannelLimit: one connection holds at most MaxChannels channels.
 func TestChannelLimit(t *testing.T) {
 	f := start(t, 46600, sshgw.Config{})
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,8 +424,8 @@ func TestChannelLimit(t *testing.T) {
 // travel in frames, with the same results.
 func TestFramedSessions(t *testing.T) {
 	f := startWith(t, 46700, sshgw.Config{}, agent.Config{FramedSessions: true})
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,14 +443,17 @@ func TestFramedSessions(t *testing.T) {
 	if string(out) != data || !errors.As(err, &ee) || ee.ExitStatus() != 4 || errb.String() != "done\n" {
 		t.Fatalf("framed: %d bytes back of %d, err %v, stderr %q", len(out), len(data), err, errb.String())
 	}
+	if out, _, err := run(t, c, "readlink /proc/self/fd/0"); err != nil || !strings.HasPrefix(out, "pipe:") {
+		t.Fatalf("framed stdin: %q, %v; want a pipe", out, err)
+	}
 }
 
 // TestBulkBothWays: a large stdin comes back whole on stdout, in order, and
 // stdout is complete before the exit status.
 func TestBulkBothWays(t *testing.T) {
 	f := start(t, 46800, sshgw.Config{})
-	_, key := f.user(t, "ada")
-	c, err := f.dial("ada", key)
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +468,37 @@ func TestBulkBothWays(t *testing.T) {
 		out, err := s.Output("cat")
 		if err != nil || string(out) != data {
 			t.Fatalf("round %d: %d bytes back of %d, %v", i, len(out), len(data), err)
+		}
+	}
+}
+
+// TestStdinFromTheDataSocket: without a terminal, the process reads its
+// stdin from the data connection itself, and writes stdout to a pipe that
+// the agent splices to it; bytes the client sends before the process starts
+// are not lost (the agent reads the control plane's answer a byte at a time).
+func TestStdinFromTheDataSocket(t *testing.T) {
+	f := start(t, 48500, sshgw.Config{})
+	_, key := f.user(t, "gwada")
+	c, err := f.dial("gwada", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, _, err := run(t, c, "readlink /proc/self/fd/0 /proc/self/fd/1")
+	if err != nil || !regexp.MustCompile(`^socket:\[\d+\]\npipe:\[\d+\]\n$`).MatchString(out) {
+		t.Fatalf("stdin and stdout of a command: %q, %v; want a socket and a pipe", out, err)
+	}
+	for i := range 20 {
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Sent at once, with the request, before the process exists.
+		data := fmt.Sprintf("line %d\n", i)
+		s.Stdin = strings.NewReader(data)
+		got, err := s.Output("sleep 0.05; cat")
+		if err != nil || string(got) != data {
+			t.Fatalf("round %d: %q, %v; want %q", i, got, err, data)
 		}
 	}
 }
