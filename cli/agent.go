@@ -69,7 +69,7 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 					cfg.StateDir = filepath.Join(dir, "dspool", "agent")
 				}
 			}
-			tuneGC()
+			a.tuneGC()
 			cfg.Logger = logger(os.Stderr)
 			cfg.Version = Version
 			if exe, err := os.Executable(); err == nil {

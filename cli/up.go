@@ -57,7 +57,8 @@ the same pools, jobs and users.`,
 }
 
 func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) error {
-	tuneGC()
+	a.tuneGC()
+	a.shareCPUs()
 	log := logger(os.Stderr)
 	p, err := startPlane(ctx, o, log)
 	if err != nil {
@@ -332,7 +333,7 @@ DATA/admin-token (mode 0600).`,
 }
 
 func (a *App) serve(ctx context.Context, o planeOptions) error {
-	tuneGC()
+	a.tuneGC()
 	log := logger(os.Stderr)
 	p, err := startPlane(ctx, o, log)
 	if err != nil {

@@ -17,8 +17,9 @@ import (
 	"time"
 )
 
-// endpoint is an SSH server on 127.0.0.1 that benchUser logs in to with key.
+// endpoint is an SSH server on 127.0.0.1 that user logs in to with key.
 type endpoint struct {
+	user string
 	port int
 	key  string // the client's private key
 	kex  string // KexAlgorithms, if not the default
@@ -45,7 +46,7 @@ func (e endpoint) opts(logLevel, cipher string) []string {
 		// than -J so that it uses them.
 		hop := e
 		hop.jump = false
-		argv := append(append([]string{sshClient}, hop.opts("ERROR", cipher)...), "-W", "%h:%p", benchUser+"@127.0.0.1")
+		argv := append(append([]string{sshClient}, hop.opts("ERROR", cipher)...), "-W", "%h:%p", e.user+"@127.0.0.1")
 		o = append(o, "-o", "ProxyCommand="+shellJoin(argv))
 	}
 	return o
@@ -53,7 +54,7 @@ func (e endpoint) opts(logLevel, cipher string) []string {
 
 // args are ssh's arguments to run command on the endpoint.
 func (e endpoint) args(logLevel, cipher string, command ...string) []string {
-	return append(append(e.opts(logLevel, cipher), benchUser+"@127.0.0.1"), command...)
+	return append(append(e.opts(logLevel, cipher), e.user+"@127.0.0.1"), command...)
 }
 
 // runSSH runs ssh with args and stdin from /dev/null, within timeout.
@@ -131,19 +132,36 @@ func latency(ctx context.Context, e endpoint, runs int) (*Latency, error) {
 func throughput(ctx context.Context, n Sizes, name string, args []string) *Tput {
 	tp := &Tput{}
 	for range n.TputRuns {
-		data, wall, err := transfer(ctx, n.MiB, name, args)
-		if err != nil {
-			tp.Error = err.Error()
+		if tp.add(transfer(ctx, n.MiB, name, args)); tp.Error != "" {
 			return tp
 		}
-		tp.DataS, tp.WallS = append(tp.DataS, data.Seconds()), append(tp.WallS, wall.Seconds())
 	}
-	median := func(v []float64) float64 {
-		s := slices.Sorted(slices.Values(v))
-		return s[(len(s)+1)/2-1]
-	}
-	tp.MiBPerS, tp.WallMiBPerS = float64(n.MiB)/median(tp.DataS), float64(n.MiB)/median(tp.WallS)
+	tp.finish(n.MiB)
 	return tp
+}
+
+// add records one transfer.
+func (tp *Tput) add(data, wall time.Duration, err error) {
+	if err != nil {
+		tp.Error = err.Error()
+		return
+	}
+	tp.DataS, tp.WallS = append(tp.DataS, data.Seconds()), append(tp.WallS, wall.Seconds())
+}
+
+// finish sets the figures of the median transfer.
+func (tp *Tput) finish(mib int) {
+	tp.MiBPerS, tp.WallMiBPerS = float64(mib)/median(tp.DataS), float64(mib)/median(tp.WallS)
+}
+
+// spread is the slowest and fastest transfer, in MiB/s.
+func (tp *Tput) spread(mib int) string {
+	return fmt.Sprintf("%.0f-%.0f", float64(mib)/slices.Max(tp.DataS), float64(mib)/slices.Min(tp.DataS))
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	return s[(len(s)+1)/2-1]
 }
 
 // chunk is the size of each write into the process's stdin. It is larger

@@ -23,7 +23,10 @@ import (
 const (
 	sshClient = "/usr/bin/ssh"
 	sshKeygen = "/usr/bin/ssh-keygen"
-	benchUser = "dspoolbench" // the user that logs in, on every target
+	// The users that log in: dspool's agents create dspool's with dspool's
+	// uid, and the OpenSSH peer needs its own (both run at once).
+	benchUser = "dspoolbench"
+	peerUser  = "dspoolpeer"
 )
 
 // ciphers are the ones throughput is measured with (ssh -c); "" is no -c:
@@ -81,7 +84,7 @@ func main() {
 	kex := flag.String("kex", "", "KexAlgorithms for every target (default: the client's default list)")
 	keep := flag.Bool("keep", false, "keep the temporary directory (keys, sshd's config and log, dspool's data and log)")
 	flag.Parse()
-	n := Sizes{Runs: 30, MiB: 1024, TputRuns: 3}
+	n := Sizes{Runs: 30, MiB: 1024, TputRuns: 5}
 	if *short {
 		n.Runs, n.MiB = 5, 64
 	}
@@ -128,21 +131,50 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 		return fmt.Errorf("local pipe: %s", r.Pipe.Error)
 	}
 
+	// Every target is started first, so that the transfers of each cipher
+	// can take turns: this machine's throughput moves by a third between
+	// one minute and the next, and a target measured in a slow minute
+	// would carry it alone.
+	var sides []*side
+	var gw *dspoolSide
 	if noDspool {
 		r.Notes = append(r.Notes, "dspool gateway: skipped (-no-dspool)")
 	} else {
-		r.Dspool = benchDspool(ctx, bin, tmp, client, n)
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
+		gw = startDspool(ctx, bin, tmp, client)
+		defer gw.stop()
+		r.Dspool = gw.t
+		sides = append(sides, &gw.side)
 	}
 	if noPeer {
 		r.Notes = append(r.Notes, "openssh: skipped (-no-peer)")
 	} else {
-		r.Direct, r.Jump = benchOpenSSH(ctx, tmp, client, n)
+		direct, jump, stop := startOpenSSH(ctx, tmp, client)
+		defer stop()
+		r.Direct, r.Jump = direct.t, jump.t
+		sides = append(sides, direct, jump)
+	}
+	for _, s := range sides {
+		if ctx.Err() == nil && s.t.Error == "" {
+			login(ctx, s, n)
+		}
+	}
+	// chacha20-poly1305 last: the gateway is restarted for it.
+	for _, c := range []string{"", "aes128-gcm@openssh.com", chacha20} {
+		if c == chacha20 && gw != nil && gw.t.Error == "" {
+			// The gateway offers chacha20-poly1305 only when configured
+			// (it is slow in Go on amd64, and OpenSSH picks it first when
+			// offered): measure it with it enabled.
+			gw.restart(ctx, "--ssh-ciphers", chacha20)
+		}
+		interleave(ctx, sides, c, n)
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
+	}
+	for _, s := range sides {
+		if s.t.Error != "" && s.log != "" {
+			s.t.Error += fmt.Sprintf(" (%s; keep it with -keep)", s.log)
+		}
 	}
 	if err := report(os.Stdout, jsonOut, r); err != nil {
 		return err
@@ -162,128 +194,152 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	return nil
 }
 
-// benchDspool builds dspool unless bin is given, starts `dspool up` with
-// its SSH gateway, lets the bench user in with the client's key and
-// measures the gateway. Failures end up in the target's Error.
-func benchDspool(ctx context.Context, bin, dir string, e endpoint, n Sizes) *Target {
-	t := &Target{Name: "dspool gateway"}
-	if bin == "" {
+// side is one target and how the client reaches it.
+type side struct {
+	t   *Target
+	e   endpoint
+	log string // where the server's log is, for errors
+}
+
+// dspoolSide is the gateway of a `dspool up`.
+type dspoolSide struct {
+	side
+	bin, dir string
+	up       *upProc
+	// removeUser removes the account that dspool's agents create for the
+	// bench user, once they are stopped, if it was not there before.
+	removeUser bool
+}
+
+// startDspool builds dspool unless bin is given, starts `dspool up` with its
+// SSH gateway and lets the bench user in with the client's key. Failures
+// end up in the target's Error.
+func startDspool(ctx context.Context, bin, dir string, e endpoint) *dspoolSide {
+	e.user = benchUser
+	d := &dspoolSide{side: side{t: &Target{Name: "dspool gateway"}, e: e}, bin: bin, dir: dir}
+	if d.bin == "" {
 		var err error
-		if bin, err = host.BuildDspool(ctx, dir); err != nil {
-			t.Error = err.Error()
-			return t
+		if d.bin, err = host.BuildDspool(ctx, dir); err != nil {
+			d.t.Error = err.Error()
+			return d
 		}
 	}
-	// dspool's agents create the account of the user a session runs as,
-	// and leave it: remove it once they are stopped, if it is new.
 	if host.UserExists(benchUser) {
 		host.Logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", benchUser)
 	} else {
-		defer func() {
-			if host.UserExists(benchUser) {
-				host.RemoveUser(benchUser)
-			}
-		}()
+		d.removeUser = true
 	}
-	up, err := startUp(ctx, bin, dir)
-	if err != nil {
-		t.Error = err.Error()
-		return t
+	if d.restart(ctx); d.t.Error != "" {
+		return d
 	}
-	defer func() {
-		if up != nil {
-			up.stop()
-		}
-	}()
 	for _, argv := range [][]string{{"user", "create", benchUser}, {"key", "add", "--user", benchUser, e.key + ".pub"}} {
-		if err := up.cli(ctx, argv...); err != nil {
-			t.Error = err.Error()
-			return t
+		if err := d.up.cli(ctx, argv...); err != nil {
+			d.t.Error = err.Error()
+			return d
 		}
 	}
-	e.port = up.sshPort
-	measure(ctx, t, e, n)
-	if t.Error != "" {
-		t.Error += fmt.Sprintf(" (dspool's log: %s; keep it with -keep)", up.log)
-		return t
-	}
-	// The gateway offers chacha20-poly1305 only when configured (it is
-	// slow in Go on amd64, and OpenSSH picks it first when offered): measure
-	// it on the same data with it enabled.
-	up.stop()
-	up, err = startUp(ctx, bin, dir, "--ssh-ciphers", chacha20)
-	if err != nil {
-		t.Throughput[chacha20] = &Tput{Error: err.Error()}
-		return t
-	}
-	e.port = up.sshPort
-	host.Logf("%s: %d x %d MiB through `ssh -c %s ... 'cat >/dev/null'`, with --ssh-ciphers %s", t.Name, n.TputRuns, n.MiB, chacha20, chacha20)
-	tp := throughput(ctx, n, sshClient, e.args("ERROR", chacha20, "cat >/dev/null"))
-	t.Throughput[chacha20] = tp
-	host.Logf("%s: %s: %.0f MiB/s %s", t.Name, chacha20, tp.MiBPerS, tp.Error)
-	return t
+	return d
 }
 
-// benchOpenSSH starts the private sshd and measures it directly and through
-// itself as a jump host. If it cannot start, both targets say why.
-func benchOpenSSH(ctx context.Context, dir string, e endpoint, n Sizes) (direct, jump *Target) {
-	direct, jump = &Target{Name: "openssh direct"}, &Target{Name: "openssh jump host"}
+// restart (re)starts `dspool up` on the same data with extra flags.
+func (d *dspoolSide) restart(ctx context.Context, extra ...string) {
+	if d.up != nil {
+		d.up.stop()
+		d.up = nil
+	}
+	up, err := startUp(ctx, d.bin, d.dir, extra...)
+	if err != nil {
+		d.t.Error = err.Error()
+		return
+	}
+	d.up, d.e.port, d.log = up, up.sshPort, "dspool's log: "+up.log
+}
+
+func (d *dspoolSide) stop() {
+	if d.up != nil {
+		d.up.stop()
+	}
+	if d.removeUser && host.UserExists(benchUser) {
+		host.RemoveUser(benchUser)
+	}
+}
+
+// startOpenSSH starts the private sshd, reached directly and through itself
+// as a jump host. If it cannot start, both targets say why.
+func startOpenSSH(ctx context.Context, dir string, e endpoint) (direct, jump *side, stop func()) {
+	e.user = peerUser
+	direct = &side{t: &Target{Name: "openssh direct"}, e: e}
+	jump = &side{t: &Target{Name: "openssh jump host"}, e: e}
 	p, err := startSSHD(ctx, filepath.Join(dir, "openssh"), e.key+".pub")
 	if err != nil {
-		direct.Error, jump.Error = err.Error(), "no sshd (see openssh direct)"
-		return direct, jump
-	}
-	defer p.stop()
-	e.port = p.port
-	measure(ctx, direct, e, n)
-	e.jump = true
-	measure(ctx, jump, e, n)
-	for _, t := range []*Target{direct, jump} {
-		if t.Error != "" {
-			t.Error += fmt.Sprintf(" (sshd's log: %s; keep it with -keep)", p.log)
+		direct.t.Error, jump.t.Error = err.Error(), "no sshd (see openssh direct)"
+		if p == nil {
+			return direct, jump, func() {}
 		}
+		return direct, jump, p.stop
 	}
-	return direct, jump
+	direct.e.port, jump.e.port, jump.e.jump = p.port, p.port, true
+	direct.log, jump.log = "sshd's log: "+p.log, "sshd's log: "+p.log
+	return direct, jump, p.stop
 }
 
-// measure runs every measurement against one target and records them in t.
-func measure(ctx context.Context, t *Target, e endpoint, n Sizes) {
+// login checks that the target lets the client in, records what the default
+// options negotiate, and measures connect+exec.
+func login(ctx context.Context, s *side, n Sizes) {
+	t := s.t
 	t.Load1[0] = host.Load1()
 	defer func() { t.Load1[1] = host.Load1() }()
-	t.Banner = banner(e.port)
+	t.Banner = banner(s.e.port)
 	// One untimed login, verbose: it checks that the key is accepted and
 	// tells what the default options negotiate.
-	if err := probe(ctx, t, e); err != nil {
+	if err := probe(ctx, t, s.e); err != nil {
 		t.Error = "first login: " + err.Error()
 		return
 	}
 	host.Logf("%s: %s, kex %s, host key %s, cipher %s", t.Name, t.Banner, t.Kex, t.HostKey, t.Cipher)
-
 	host.Logf("%s: %d x `ssh ... true`", t.Name, n.Runs)
-	lat, err := latency(ctx, e, n.Runs)
+	lat, err := latency(ctx, s.e, n.Runs)
 	if err != nil {
 		t.Error = "connect+exec: " + err.Error()
-	} else {
-		t.Latency = lat
-		host.Logf("%s: connect+exec min %.1f p50 %.1f p90 %.1f max %.1f ms", t.Name, lat.MinMs, lat.P50Ms, lat.P90Ms, lat.MaxMs)
+		return
 	}
-	t.Throughput = map[string]*Tput{}
-	for _, c := range ciphers {
-		if ctx.Err() != nil {
-			return
+	t.Latency = lat
+	host.Logf("%s: connect+exec min %.1f p50 %.1f p90 %.1f max %.1f ms", t.Name, lat.MinMs, lat.P50Ms, lat.P90Ms, lat.MaxMs)
+}
+
+// interleave measures the throughput of one cipher on every target that
+// works, n.TputRuns rounds of one transfer each, the targets taking turns.
+func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
+	var live []*side
+	for _, s := range sides {
+		if s.t.Error == "" {
+			if s.t.Throughput == nil {
+				s.t.Throughput = map[string]*Tput{}
+			}
+			s.t.Throughput[cipher] = &Tput{}
+			live = append(live, s)
 		}
-		flag := "-c " + c + " "
-		if c == "" {
-			flag = ""
+	}
+	flag := ""
+	if cipher != "" {
+		flag = "-c " + cipher + " "
+	}
+	host.Logf("%d x %d MiB through `ssh %s... 'cat >/dev/null'` on %d targets in turn", n.TputRuns, n.MiB, flag, len(live))
+	for range n.TputRuns {
+		for _, s := range live {
+			if tp := s.t.Throughput[cipher]; tp.Error == "" && ctx.Err() == nil {
+				tp.add(transfer(ctx, n.MiB, sshClient, s.e.args("ERROR", cipher, "cat >/dev/null")))
+			}
 		}
-		host.Logf("%s: %d x %d MiB through `ssh %s... 'cat >/dev/null'`", t.Name, n.TputRuns, n.MiB, flag)
-		tp := throughput(ctx, n, sshClient, e.args("ERROR", c, "cat >/dev/null"))
-		t.Throughput[c] = tp
+	}
+	for _, s := range live {
+		tp := s.t.Throughput[cipher]
 		if tp.Error != "" {
-			host.Logf("%s: %s: %s", t.Name, shortCipher(c), tp.Error)
-		} else {
-			host.Logf("%s: %s: %.0f MiB/s", t.Name, shortCipher(c), tp.MiBPerS)
+			host.Logf("%s: %s: %s", s.t.Name, shortCipher(cipher), tp.Error)
+			continue
 		}
+		tp.finish(n.MiB)
+		host.Logf("%s: %s: %.0f MiB/s (%s)", s.t.Name, shortCipher(cipher), tp.MiBPerS, tp.spread(n.MiB))
 	}
 }
 
@@ -304,7 +360,7 @@ type Results struct {
 func keygen(ctx context.Context, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, sshKeygen, "-q", "-t", "ed25519", "-N", "", "-C", benchUser, "-f", path).CombinedOutput()
+	out, err := exec.CommandContext(ctx, sshKeygen, "-q", "-t", "ed25519", "-N", "", "-C", "dspool-ssh-bench", "-f", path).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ssh-keygen: %v: %s", err, host.Tail(out, 3))
 	}

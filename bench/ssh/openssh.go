@@ -15,7 +15,7 @@ import (
 
 const sshd = "/usr/sbin/sshd" // sshd must be started by its absolute path
 
-// sshdPeer is a private sshd on 127.0.0.1 that lets benchUser in.
+// sshdPeer is a private sshd on 127.0.0.1 that lets peerUser in.
 type sshdPeer struct {
 	port        int
 	log         string
@@ -24,7 +24,7 @@ type sshdPeer struct {
 	createdUser bool // userdel it at the end
 }
 
-// startSSHD creates benchUser if absent and starts sshd in dir with its own
+// startSSHD creates peerUser if absent and starts sshd in dir with its own
 // host key and config, in the foreground, so that it is stopped by its PID.
 // On error it has undone what it did.
 func startSSHD(ctx context.Context, dir, authorizedKey string) (p *sshdPeer, err error) {
@@ -43,13 +43,13 @@ func startSSHD(ctx context.Context, dir, authorizedKey string) (p *sshdPeer, err
 			p.stop()
 		}
 	}()
-	if !host.UserExists(benchUser) {
-		if err := command(ctx, "useradd", "-m", "-s", "/bin/bash", benchUser); err != nil {
+	if !host.UserExists(peerUser) {
+		if err := command(ctx, "useradd", "-m", "-s", "/bin/bash", peerUser); err != nil {
 			return p, err
 		}
 		p.createdUser = true
 	} else {
-		host.Logf("openssh: user %s exists already; it is used and left in place", benchUser)
+		host.Logf("openssh: user %s exists already; it is used and left in place", peerUser)
 	}
 	// The privilege separation directory.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
@@ -93,7 +93,7 @@ UseDNS no
 PrintMotd no
 MaxStartups 100:30:200
 LogLevel ERROR
-`, p.port, hostKey, filepath.Join(dir, "sshd.pid"), keys, benchUser), 0o644); err != nil {
+`, p.port, hostKey, filepath.Join(dir, "sshd.pid"), keys, peerUser), 0o644); err != nil {
 		return p, err
 	}
 	if err := command(ctx, sshd, "-t", "-f", config); err != nil {
@@ -135,7 +135,7 @@ func (p *sshdPeer) stop() {
 		}
 	}
 	if p.createdUser {
-		host.RemoveUser(benchUser, "-r")
+		host.RemoveUser(peerUser, "-r")
 	}
 }
 

@@ -102,7 +102,7 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		fmt.Fprintf(w, " (KexAlgorithms=%s)", r.KexOption)
 	}
 	fmt.Fprintf(w, "; %d cpus\n", r.CPUs)
-	fmt.Fprintf(w, "throughput: the median of %d transfers, each timed from ssh's first read of its input (the session is open) to its exit\n", n.TputRuns)
+	fmt.Fprintf(w, "throughput: the median of %d transfers per target, the targets taking turns, each timed from ssh's first read of its input (the session is open) to its exit\n", n.TputRuns)
 	for _, t := range []*Target{r.Dspool, r.Direct, r.Jump} {
 		if t == nil {
 			continue
