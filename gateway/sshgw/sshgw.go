@@ -305,7 +305,9 @@ func (g *Gateway) serveConn(c net.Conn, src string) {
 	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	// x/crypto/ssh (third_party/golang.org/x/crypto) reads through a
 	// 256 KiB buffer and decrypts packets where they lie in it.
+	c = newQuickAckConn(c)
 	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
+	handshakeDone(c)
 	g.authenticated(src)
 	if err != nil {
 		c.Close()
