@@ -107,6 +107,12 @@ func (sc *scaler) provider(name string) autoscale.Provider {
 	return sc.providers[name]
 }
 
+// pokeGap is the least time between two passes: a burst of submissions
+// that find no room pokes the autoscaler once each, and a pass reads every
+// active job, so back-to-back passes would cost as much as the submissions
+// themselves. The first poke after a quiet spell is answered at once.
+const pokeGap = 100 * time.Millisecond
+
 func (sc *scaler) run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -119,6 +125,11 @@ func (sc *scaler) run(ctx context.Context) {
 		}
 		if err := sc.pass(ctx); err != nil && ctx.Err() == nil {
 			sc.s.log.Error("autoscaler pass", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pokeGap):
 		}
 	}
 }
