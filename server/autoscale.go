@@ -116,12 +116,17 @@ const pokeGap = 100 * time.Millisecond
 func (sc *scaler) run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sc.poke:
-		case <-t.C:
+	// The first pass at once: until it has run, nothing is known to be
+	// booting, and a login arriving while the agents reconnect after a
+	// restart would be refused rather than wait for them.
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sc.poke:
+			case <-t.C:
+			}
 		}
 		if err := sc.pass(ctx); err != nil && ctx.Err() == nil {
 			sc.s.log.Error("autoscaler pass", "err", err)
