@@ -16,7 +16,7 @@ src=$(go mod download -json "golang.org/x/crypto@$VERSION" | sed -n 's/^[[:space
 
 # What dspool's packages and tests import (go list -deps -test ./...), and
 # what the tests of ssh import.
-packages="argon2 blake2b blowfish chacha20 cryptobyte cryptobyte/asn1 curve25519
+packages="argon2 blake2b blowfish chacha20 chacha20poly1305 cryptobyte cryptobyte/asn1 curve25519
 internal/alias internal/poly1305 ssh ssh/internal/bcrypt_pbkdf ssh/terminal ssh/testdata"
 with_tests="ssh"
 

@@ -19,6 +19,7 @@ import (
 	"slices"
 
 	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/internal/poly1305"
 )
 
@@ -723,6 +724,20 @@ type chacha20Poly1305Cipher struct {
 	lengthKey  [32]byte
 	contentKey [32]byte
 	buf        []byte
+	// content encrypts and decrypts the content (see xorContent).
+	content cipher.AEAD
+}
+
+// xorContent sets dst to src XOR the ChaCha20 keystream of the content key
+// and nonce from block 1 on, as chacha20-poly1305@openssh.com encrypts the
+// content, and returns it; cap(dst) must hold len(src) plus 16 bytes. It
+// takes the keystream from the IETF ChaCha20-Poly1305 AEAD (RFC 8439),
+// which encrypts with exactly that (its block 0 is its Poly1305 key), and
+// which has assembly where x/crypto's chacha20 has none (amd64): several
+// times faster. The AEAD's own tag, computed over the output, is dropped;
+// the packet's MAC is computed and checked as the protocol says.
+func (c *chacha20Poly1305Cipher) xorContent(dst, src, nonce []byte) []byte {
+	return c.content.Seal(dst[:0], nonce, src, nil)[:len(src)]
 }
 
 func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionAlgorithms) (packetCipher, error) {
@@ -736,6 +751,10 @@ func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionA
 
 	copy(c.contentKey[:], key[:32])
 	copy(c.lengthKey[:], key[32:])
+	var err error
+	if c.content, err = chacha20poly1305.New(c.contentKey[:]); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -749,9 +768,8 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 	if err != nil {
 		return nil, err
 	}
-	var polyKey, discardBuf [32]byte
-	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
+	var polyKey [32]byte
+	s.XORKeyStream(polyKey[:], polyKey[:]) // block 0; the content starts at block 1 (xorContent)
 
 	encryptedLength := c.buf[:4]
 	if _, err := io.ReadFull(r, encryptedLength); err != nil {
@@ -789,8 +807,7 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 	}
 
 	// Decrypted into a buffer of its own, as for AES-GCM.
-	plain := getPacketBuf(int(length))
-	s.XORKeyStream(plain, rest[:length])
+	plain := c.xorContent(getPacketBuf(int(length)+chacha20poly1305.Overhead), rest[:length], nonce)
 	skipBuffered(r, len(rest))
 
 	if len(plain) == 0 {
@@ -820,9 +837,8 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 	if err != nil {
 		return err
 	}
-	var polyKey, discardBuf [32]byte
-	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
+	var polyKey [32]byte
+	s.XORKeyStream(polyKey[:], polyKey[:]) // block 0; the content starts at block 1 (xorContent)
 
 	// There is no blocksize, so fall back to multiple of 8 byte
 	// padding, as described in RFC 4253, Sec 6.
@@ -854,7 +870,7 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 		return err
 	}
 
-	s.XORKeyStream(c.buf[4:], c.buf[4:packetEnd])
+	c.xorContent(c.buf[4:], c.buf[4:packetEnd], nonce) // the tag's room holds the AEAD's tag until the MAC overwrites it
 
 	var mac [poly1305.TagSize]byte
 	poly1305.Sum(&mac, c.buf[:packetEnd], &polyKey)
