@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/dspool/dspool"
@@ -116,11 +117,15 @@ func Verify(hash, pw string) error {
 }
 
 // dummy is a hash checked when a login names no user with a password, so
-// the answer takes as long as a real check.
-var dummy, _ = Hash("dspool: no such password")
+// the answer takes as long as a real check. It is made on first use: hashing
+// at start would cost every dspool command 35 ms.
+var dummy = sync.OnceValue(func() string {
+	h, _ := Hash("dspool: no such password")
+	return h
+})
 
 // VerifyMissing spends the time of a real check and fails.
 func VerifyMissing(pw string) error {
-	_ = Verify(dummy, pw)
+	_ = Verify(dummy(), pw)
 	return ErrMismatch
 }
