@@ -39,3 +39,7 @@ type Instance struct {
 // ErrFixed is wrapped by Grow of providers whose pools are a fixed set of
 // machines (static): nodes join and leave by themselves.
 var ErrFixed = errors.New("this provider does not add nodes")
+
+// ErrStopping is what Grow returns once the provider is being stopped, with
+// the control plane: not a failure to report.
+var ErrStopping = errors.New("the provider is stopping")

@@ -376,6 +376,9 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 
 	if d.Add > 0 {
 		names, err := prov.Grow(ctx, p, d.Add)
+		if errors.Is(err, autoscale.ErrStopping) {
+			return // shutting down: the nodes went with the provider
+		}
 		sc.mu.Lock()
 		for _, n := range names {
 			ps.requested[n] = now

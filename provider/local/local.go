@@ -88,7 +88,7 @@ func (p *Provider) Grow(ctx context.Context, pool *dspool.Pool, n int) ([]string
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
-		return nil, fmt.Errorf("local provider is stopping")
+		return nil, fmt.Errorf("local provider: %w", autoscale.ErrStopping)
 	}
 	var names []string
 	for i := 1; len(names) < n; i++ {

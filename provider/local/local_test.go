@@ -2,12 +2,14 @@ package local
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/autoscale/providertest"
 )
 
@@ -93,5 +95,23 @@ func TestRemoveDeletesStateAndStopsAgent(t *testing.T) {
 	again, err := p.Grow(context.Background(), pool("cpu"), 1)
 	if err != nil || len(again) != 1 || again[0] != names[0] {
 		t.Fatalf("Grow after Remove gave %v, %v; want [%s]", again, err, names[0])
+	}
+}
+
+// TestGrowAfterStop: once stopped (the control plane is shutting down), Grow
+// starts nothing and says so with autoscale.ErrStopping, which the
+// autoscaler does not report as a provider failure.
+func TestGrowAfterStop(t *testing.T) {
+	p := newProvider(t, fakeAgent(t, "exec sleep 600"))
+	ctx := context.Background()
+	if names, err := p.Grow(ctx, pool("cpu"), 1); err != nil || len(names) != 1 {
+		t.Fatalf("grow: %v, %v", names, err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p.Stop(stopCtx)
+	names, err := p.Grow(ctx, pool("cpu"), 1)
+	if len(names) != 0 || !errors.Is(err, autoscale.ErrStopping) {
+		t.Fatalf("grow after stop: %v, %v; want nothing and autoscale.ErrStopping", names, err)
 	}
 }
