@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
 )
 
 // accounts creates the local account of each user, with the uid/gid the
@@ -72,4 +73,13 @@ func (a *accounts) ensureOnce(u api.RunAs, home string) error {
 		return fmt.Errorf("useradd %s: %v: %s", u.Name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// owner is whom the agent acts as on the share for u's work: u when the
+// agent runs as root (the work runs as u), else the agent itself.
+func (ag *Agent) owner(u api.RunAs) share.Owner {
+	if ag.root && u.UID != 0 {
+		return share.Owner{UID: u.UID, GID: u.GID}
+	}
+	return share.Self()
 }

@@ -50,14 +50,9 @@ func (ag *Agent) launch(a *attempt) {
 		ag.log.Warn("attempt did not start", "job", a.spec.Job, "attempt", a.spec.Attempt, "err", err)
 		// Say it where users look first: the job's log (its directory may
 		// not exist yet; it is the user's once the job runs).
-		uid, gid := -1, -1
-		if ag.root && a.spec.User.UID != 0 {
-			uid, gid = a.spec.User.UID, a.spec.User.GID
-		}
-		_ = share.MkdirAll(ag.cfg.Share, a.spec.JobDir, uid, gid, 0o750)
-		if f, ferr := share.OpenFile(ag.cfg.Share, a.spec.Log, uid, gid, 0o640); ferr == nil {
-			fmt.Fprintf(f, "dspool: the job could not start: %v\n", err)
-			f.Close()
+		o := ag.owner(a.spec.User)
+		if werr := share.WriteLog(ag.cfg.Share, a.spec.JobDir, a.spec.Log, o, fmt.Sprintf("dspool: the job could not start: %v\n", err)); werr != nil {
+			ag.log.Warn("write why an attempt could not start into its log", "job", a.spec.Job, "attempt", a.spec.Attempt, "err", werr)
 		}
 		a.finish(dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: err.Error()})
 		ag.changed()
@@ -108,33 +103,41 @@ func (ag *Agent) start(a *attempt) (err error) {
 			return err
 		}
 	}
-	// Directories: home and the job's directory belong to the user; the
-	// parents stay root's.
+	// Directories: home and the job's directory belong to the user, made by
+	// the agent in its own parents; beneath them it acts as the user.
+	o := ag.owner(s.User)
 	for _, d := range []string{"home", "jobs"} {
-		if err := share.MkdirAll(ag.cfg.Share, d, -1, -1, 0o755); err != nil {
+		if err := share.MkdirAll(ag.cfg.Share, d, share.Self(), 0o755); err != nil {
 			return err
 		}
 	}
-	if err := share.MkdirAll(ag.cfg.Share, s.Home, uid, gid, 0o700); err != nil {
+	if err := share.MkdirAll(ag.cfg.Share, s.Home, o, 0o700); err != nil {
 		return err
 	}
-	if err := share.MkdirAll(ag.cfg.Share, s.JobDir, uid, gid, 0o750); err != nil {
+	if err := share.MkdirAll(ag.cfg.Share, s.JobDir, o, 0o750); err != nil {
 		return err
 	}
-	if err := share.MkdirAll(ag.cfg.Share, s.Workdir, uid, gid, 0o750); err != nil {
+	env := ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))
+	var logf *os.File
+	var path string
+	err = share.As(o.UID, o.GID, func() error {
+		if err := share.MkdirAll(ag.cfg.Share, s.Workdir, o, 0o750); err != nil {
+			return err
+		}
+		// The command is looked up as the user too: a start error must not
+		// tell what is in directories the user cannot read.
+		var err error
+		if path, err = lookPath(s.Command[0], envValue(env, "PATH")); err != nil {
+			return err
+		}
+		logf, err = share.OpenFile(ag.cfg.Share, s.Log, o, 0o640)
 		return err
-	}
-	logf, err := share.OpenFile(ag.cfg.Share, s.Log, uid, gid, 0o640)
+	})
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 
-	env := ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))
-	path, err := lookPath(s.Command[0], envValue(env, "PATH"))
-	if err != nil {
-		return err
-	}
 	senv, err := secretEnv(s.Secrets)
 	if err != nil {
 		return err

@@ -62,17 +62,7 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 			return nil, err
 		}
 	}
-	for _, d := range []string{"home", "notebooks"} {
-		if err := share.MkdirAll(ag.cfg.Share, d, -1, -1, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range []string{s.Home, s.Notebooks, s.Home + "/notebooks"} {
-		if err := share.MkdirAll(ag.cfg.Share, d, h.uid, h.gid, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	if err := share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), h.uid, h.gid); err != nil {
+	if err := ag.makeHome(s); err != nil {
 		return nil, err
 	}
 	if hasSecretFiles(s.Secrets) {
@@ -95,6 +85,29 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 	ag.sessions[s.Session] = h
 	ag.log.Info("session started", "session", s.Session, "user", s.User.Name)
 	return h, nil
+}
+
+// makeHome makes the user's home and notebook directories (the user's, in
+// the agent's parents) and, acting as the user inside them, the link
+// ~/notebooks/remote to the notebook directory.
+func (ag *Agent) makeHome(s api.SessionSetup) error {
+	for _, d := range []string{"home", "notebooks"} {
+		if err := share.MkdirAll(ag.cfg.Share, d, share.Self(), 0o755); err != nil {
+			return err
+		}
+	}
+	o := ag.owner(s.User)
+	for _, d := range []string{s.Home, s.Notebooks} {
+		if err := share.MkdirAll(ag.cfg.Share, d, o, 0o700); err != nil {
+			return err
+		}
+	}
+	return share.As(o.UID, o.GID, func() error {
+		if err := share.MkdirAll(ag.cfg.Share, s.Home+"/notebooks", o, 0o700); err != nil {
+			return err
+		}
+		return share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), o)
+	})
 }
 
 // end kills every process left in the session and removes its cgroup.

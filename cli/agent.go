@@ -27,6 +27,9 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
   dspool agent --server http://10.0.0.1:8080 --join-token dspj_... --pool gpu --gpus 2 --share /mnt/dspool`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.guardProcess(); err != nil {
+				return err
+			}
 			var err error
 			if cpus != "" {
 				if cfg.CPUs, err = dspool.ParseCPU(cpus); err != nil {

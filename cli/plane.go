@@ -45,6 +45,9 @@ type planeOptions struct {
 	UIDBase   int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
+	// getenv reads the environment, and the secrets guardProcess moved
+	// out of it.
+	getenv func(string) string
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
@@ -124,7 +127,10 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, err
 		}
 	}
-	oidc, err := o.OIDC.config(os.Getenv)
+	if o.getenv == nil {
+		o.getenv = os.Getenv
+	}
+	oidc, err := o.OIDC.config(o.getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +190,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return fail(dspool.Invalid("uid_base", "the store in %s was made with uid base %d, and its users keep their uids: drop --uid-base (uid_base), or give a new --data for a new store", o.Data, base))
 		}
 	}
-	keys, err := secretsKeyring(ctx, db, o.Data, log)
+	keys, err := secretsKeyring(ctx, db, o.Data, o.getenv(secrets.EnvVar), log)
 	if err != nil {
 		db.Close()
 		return fail(err)
@@ -272,17 +278,17 @@ func (p *plane) close() {
 	p.lock.Close()
 }
 
-// secretsKeyring loads the key that seals secrets: DSPOOL_SECRETS_KEY when
-// set, else DATA/secrets.key, created (mode 0600) while the store holds no
-// secret. The variable is then dropped from this process's environment, so
-// that the agents and setup scripts it starts never see it.
-func secretsKeyring(ctx context.Context, db *sqlite.DB, data string, log *slog.Logger) (*secrets.Keyring, error) {
+// secretsKeyring loads the key that seals secrets: env (DSPOOL_SECRETS_KEY)
+// when set, else DATA/secrets.key, created (mode 0600) while the store holds
+// no secret. The variable is also dropped from this process's Go
+// environment, so that the agents and setup scripts it starts never see it
+// (guardProcess has already kept it out of the environment block).
+func secretsKeyring(ctx context.Context, db *sqlite.DB, data, env string, log *slog.Logger) (*secrets.Keyring, error) {
 	inUse, err := db.SecretKeyIDs(ctx)
 	if err != nil {
 		return nil, err
 	}
 	file := filepath.Join(data, "secrets.key")
-	env := os.Getenv(secrets.EnvVar)
 	keys, created, err := secrets.Load(secrets.Source{Env: env, File: file}, inUse)
 	_ = os.Unsetenv(secrets.EnvVar)
 	if err != nil {

@@ -39,6 +39,9 @@ the same pools, jobs and users.`,
 		Example: "  dspool up\n  dspool up --nodes 4 --data /tmp/pool --listen 127.0.0.1:9090",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.guardProcess(); err != nil {
+				return err
+			}
 			if o.Data == "" {
 				o.Data = a.defaultDataDir()
 			}
@@ -60,6 +63,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	a.tuneGC()
 	a.shareCPUs()
 	log := logger(os.Stderr)
+	o.getenv = a.Getenv
 	p, err := startPlane(ctx, o, log)
 	if err != nil {
 		return err
@@ -304,6 +308,9 @@ DATA/admin-token (mode 0600).`,
 		Example: "  dspool server --config /etc/dspool/server.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.guardProcess(); err != nil {
+				return err
+			}
 			if file == "" {
 				return dspool.Invalid("--config", "give the server's config file")
 			}
@@ -335,6 +342,7 @@ DATA/admin-token (mode 0600).`,
 func (a *App) serve(ctx context.Context, o planeOptions) error {
 	a.tuneGC()
 	log := logger(os.Stderr)
+	o.getenv = a.Getenv
 	p, err := startPlane(ctx, o, log)
 	if err != nil {
 		return err

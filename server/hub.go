@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"regexp"
 	"sync"
@@ -371,25 +370,12 @@ func (h *hub) logStartError(ctx context.Context, j *dspool.Job, why string) {
 	if root == "" {
 		return
 	}
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		u, err := h.user(ctx, j.User)
-		if err != nil || u.UID == 0 {
-			return
-		}
-		uid, gid = u.UID, u.GID
+	o, err := h.s.shareOwner(ctx, j.User)
+	if err != nil {
+		return
 	}
-	err := share.MkdirAll(root, share.JobDir(j.ID), uid, gid, 0o750)
-	var f *os.File
-	if err == nil {
-		f, err = share.OpenFile(root, share.Log(j.ID, j.Attempt), uid, gid, 0o640)
-	}
-	if err == nil {
-		_, err = fmt.Fprintf(f, "dspool: the job could not start: %s\n", why)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
+	err = share.WriteLog(root, share.JobDir(j.ID), share.Log(j.ID, j.Attempt), o,
+		fmt.Sprintf("dspool: the job could not start: %s\n", why))
 	if err != nil {
 		h.s.log.Warn("write why an attempt could not start into its log", "job", j.ID, "attempt", j.Attempt, "err", err)
 	}

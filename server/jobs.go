@@ -1,11 +1,12 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -241,7 +242,12 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		attempt = n
 	}
 	follow := r.URL.Query().Get("follow") == "true"
-	path := filepath.Join(s.cfg.Share, filepath.FromSlash(share.Log(j.ID, attempt)))
+	owner, err := s.shareOwner(r.Context(), j.User)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rel := share.Log(j.ID, attempt)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	rc := http.NewResponseController(w)
@@ -251,9 +257,11 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 	var wrote bool
 	for {
 		if f == nil {
-			f, err = os.Open(path)
+			f, err = s.openLog(rel, owner)
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				s.fail(w, r, err)
+				if !wrote {
+					s.fail(w, r, err)
+				}
 				return
 			}
 			if f != nil {
@@ -308,4 +316,35 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// shareOwner is the account whose files of user's work on the share are
+// theirs: the user's own ids when the control plane runs as root (its
+// agents run work as its users), else the control plane's own.
+func (s *Server) shareOwner(ctx context.Context, user string) (share.Owner, error) {
+	if os.Geteuid() != 0 {
+		return share.Self(), nil
+	}
+	u, err := s.hub.user(ctx, user)
+	if err != nil {
+		return share.Owner{}, fmt.Errorf("owner of %s's files: %w", user, err)
+	}
+	if u.UID == 0 {
+		return share.Owner{}, dspool.Errorf(dspool.EForbidden, "user %s has uid 0: dspool does not act as root on the share", user)
+	}
+	return share.Owner{UID: u.UID, GID: u.GID}, nil
+}
+
+// openLog opens an attempt's log as its owner: a log that is not a regular
+// file of the job's user with one link is refused, and nothing is read or
+// waited on.
+func (s *Server) openLog(rel string, o share.Owner) (f *os.File, err error) {
+	err = share.As(o.UID, o.GID, func() error {
+		f, err = share.Open(s.cfg.Share, rel, o)
+		return err
+	})
+	if errors.Is(err, share.ErrUnsafe) {
+		return nil, dspool.Errorf(dspool.EConflict, "%s. dspool shows only a log that is a regular file of the job's user with one link: remove or replace it", err)
+	}
+	return f, err
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/internal/secretenv"
 )
 
 // Options configures a Provider.
@@ -186,7 +187,14 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 		"--gpus", strconv.Itoa(pool.Node.GPUs)}
 	args = append(args, p.opts.ExtraArgs...)
 	cmd := exec.Command(p.opts.Exe, args...)
-	cmd.Env = append(os.Environ(), "DSPOOL_JOIN_TOKEN="+token)
+	// The token reaches the agent in a sealed memory file, never in its
+	// environment block.
+	tokf, err := secretenv.Pass(cmd, map[string]string{"DSPOOL_JOIN_TOKEN": token})
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("start local agent %s: %w", name, err)
+	}
+	defer tokf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so Ctrl-C reaches the agent through us, in
 	// order; and it dies with us if we are killed.
