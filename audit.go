@@ -53,6 +53,7 @@ const (
 	AuditUserEnable      = "user.enable"
 	AuditPoolApply       = "pool.apply"
 	AuditJoinTokenCreate = "join_token.create"
+	AuditNodeConnect     = "node.connect"
 	AuditSessionKill     = "session.kill"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
@@ -65,6 +66,7 @@ var AuditActions = []string{
 	AuditJoinTokenCreate,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
+	AuditNodeConnect,
 	AuditPasswordSet,
 	AuditPoolApply,
 	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,

@@ -40,6 +40,12 @@ func (ag *Agent) prepareRuntime() error {
 		base = defaultRuntimeDir(ag.root, ag.cfg.StateDir)
 	}
 	ag.runtime = filepath.Join(base, ag.node)
+	if err := os.MkdirAll(base, 0o711); err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+	if err := ag.inMemory(base); err != nil {
+		return err
+	}
 	for _, d := range []string{base, ag.runtime} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("runtime directory: %w", err)
@@ -67,6 +73,30 @@ func (ag *Agent) prepareRuntime() error {
 	if len(stale) > 0 {
 		ag.log.Info("removed runtime directories left by an earlier run", "count", len(stale))
 	}
+	return nil
+}
+
+// inMemory makes sure the runtime directory base is in memory, so that
+// secret files never reach a disk: an agent running as root mounts a tmpfs
+// there when it is not (a host whose /run is on disk); any other agent
+// says so.
+func (ag *Agent) inMemory(base string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(base, &fs); err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+	if fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC {
+		return nil
+	}
+	if !ag.root {
+		ag.log.Warn("the runtime directory is not in memory: secret files of jobs and sessions are written to disk there; set XDG_RUNTIME_DIR to a tmpfs", "dir", base)
+		return nil
+	}
+	err := unix.Mount("dspool-run", base, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0711,size=64m")
+	if err != nil {
+		return fmt.Errorf("runtime directory %s is not in memory, and mounting a tmpfs there failed: %w (mount one, or give --runtime-dir on a tmpfs)", base, err)
+	}
+	ag.log.Info("mounted a tmpfs for secret files: the runtime directory was on disk", "dir", base)
 	return nil
 }
 

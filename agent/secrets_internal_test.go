@@ -6,15 +6,45 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"strings"
 	"testing"
 
 	"github.com/dspool/dspool/api"
+	"golang.org/x/sys/unix"
 )
 
 func testAgent(t *testing.T) *Agent {
 	t.Helper()
-	return &Agent{cfg: Config{RuntimeDir: filepath.Join(t.TempDir(), "run"), StateDir: t.TempDir()}, node: "n-test",
+	run := filepath.Join(t.TempDir(), "run")
+	// As root the agent mounts a tmpfs there (the temporary directory is
+	// on disk here): it goes before the directory does.
+	t.Cleanup(func() { _ = unix.Unmount(run, unix.MNT_DETACH) })
+	return &Agent{cfg: Config{RuntimeDir: run, StateDir: t.TempDir()}, node: "n-test",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), root: os.Geteuid() == 0}
+}
+
+func TestSecretFilesAreInMemory(t *testing.T) {
+	ag := testAgent(t)
+	if err := ag.prepareRuntime(); err != nil {
+		t.Fatal(err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(ag.runtime, &fs); err != nil {
+		t.Fatal(err)
+	}
+	inMemory := fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
+	if os.Geteuid() == 0 && !inMemory {
+		t.Fatalf("the runtime directory %s is on a file system of type %#x, not in memory", ag.runtime, fs.Type)
+	}
+	// A second agent on the same host finds the tmpfs and mounts no other.
+	again := &Agent{cfg: ag.cfg, node: "n-other", log: ag.log, root: ag.root}
+	if err := again.prepareRuntime(); err != nil {
+		t.Fatal(err)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if n := strings.Count(string(mounts), " "+ag.cfg.RuntimeDir+" "); os.Geteuid() == 0 && n != 1 {
+		t.Fatalf("%s is mounted %d times; want once", ag.cfg.RuntimeDir, n)
+	}
 }
 
 // owner returns the uid and permission bits of path, without following a

@@ -185,11 +185,29 @@ func (a *App) saveConfig(c Config) (string, error) {
 		return "", err
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	// A new file of a random name (O_EXCL: no one's link is followed), 0600
+	// before the token goes in, then renamed over the old login (a link
+	// there is replaced, not followed).
+	f, err := os.CreateTemp(filepath.Dir(p), ".config-*.json")
+	if err != nil {
 		return "", err
 	}
-	return p, os.Rename(tmp, p)
+	tmp := f.Name()
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("save the CLI login: %w", err)
+	}
+	return p, nil
 }
 
 // client returns an API client: flags, then the environment, then the saved

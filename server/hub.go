@@ -41,6 +41,7 @@ type hub struct {
 
 type agentConn struct {
 	node    string
+	remote  string // the address it came from
 	pool    string
 	sess    *yamux.Session
 	client  *http.Client
@@ -51,6 +52,23 @@ type agentConn struct {
 	inv     dspool.Inventory
 	usage   dspool.Usage
 	sentHdr bool
+}
+
+// alive says whether the connection still answers: a second connection
+// with the node's credential is refused while it does, and replaces it
+// once it does not (the agent restarted, or its machine did).
+func (ac *agentConn) alive() bool {
+	res := make(chan error, 1)
+	go func() {
+		_, err := ac.sess.Ping()
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		return err == nil
+	case <-time.After(3 * time.Second):
+		return false
+	}
 }
 
 func newHub(s *Server) *hub {
@@ -115,6 +133,13 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, dspool.Invalid("Upgrade", "the agent connection needs Upgrade: %s", api.AgentUpgrade))
 		return
 	}
+	if old := h.conn(node.ID); old != nil && old.alive() {
+		h.s.audit(r, "node "+node.Name, dspool.AuditNodeConnect, "node "+node.Name, dspool.AuditFailure,
+			"refused a second connection with the node's credential while the node is connected from "+old.remote)
+		h.s.fail(w, r, dspool.Errorf(dspool.EConflict, "node %s is connected already (from %s) and answers: a second connection with its credential is refused. "+
+			"Stop the other agent, or revoke the node if its credential leaked", node.Name, old.remote))
+		return
+	}
 	conn, err := h.s.switchProtocols(w, r, api.AgentUpgrade)
 	if err != nil {
 		return
@@ -125,7 +150,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	ac := &agentConn{node: node.ID, pool: node.Pool, sess: sess, state: node.State}
+	ac := &agentConn{node: node.ID, pool: node.Pool, sess: sess, state: node.State, remote: r.RemoteAddr}
 	ac.client = &http.Client{Transport: &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return sess.Open() },
 		MaxIdleConnsPerHost: 8,
