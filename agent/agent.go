@@ -247,6 +247,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 		} else {
 			cg.cleanup()
 			ag.cgroups = cg
+			if err := cg.capHost(); err != nil {
+				ag.log.Warn("all dspool work on this machine is not capped below its memory and process ids", "err", err)
+			}
 		}
 	}
 	if err := ag.prepareRuntime(); err != nil {

@@ -52,6 +52,46 @@ func detectCgroups(node string) (*cgroups, error) {
 	return c, nil
 }
 
+// HostCaps are the limits on all dspool work on a machine together (the
+// cgroup dspool/ that holds every node's): below the machine's memory and
+// process ids, so the agents and the system keep room whatever the jobs of
+// every user on it do.
+func HostCaps() (mem dspool.Bytes, pids int) {
+	total := MemTotal()
+	reserve := min(max(total/10, 512<<20), 4<<30)
+	mem = total - reserve
+	pidMax := 32768
+	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			pidMax = n
+		}
+	}
+	pids = pidMax - max(pidMax/8, 1024)
+	return mem, max(pids, 256)
+}
+
+// capHost sets HostCaps on the cgroup dspool/ in each hierarchy. Every
+// agent of the machine sets the same values. A limit the kernel refuses
+// (usage above it already) is an error: the machine would not keep room.
+func (c *cgroups) capHost() error {
+	mem, pids := HostCaps()
+	type limit struct{ dir, file, val string }
+	var ls []limit
+	if c.v2 {
+		d := filepath.Join(c.root, "dspool")
+		ls = []limit{{d, "memory.max", strconv.FormatInt(int64(mem), 10)}, {d, "pids.max", strconv.Itoa(pids)}}
+	} else {
+		ls = []limit{{filepath.Join(c.root, "memory", "dspool"), "memory.limit_in_bytes", strconv.FormatInt(int64(mem), 10)},
+			{filepath.Join(c.root, "pids", "dspool"), "pids.max", strconv.Itoa(pids)}}
+	}
+	for _, l := range ls {
+		if err := os.WriteFile(filepath.Join(l.dir, l.file), []byte(l.val), 0); err != nil {
+			return fmt.Errorf("cap all dspool work on this machine: cgroup %s: set %s=%s: %w", l.dir, l.file, l.val, err)
+		}
+	}
+	return nil
+}
+
 func contains(xs []string, x string) bool {
 	for _, y := range xs {
 		if y == x {

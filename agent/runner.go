@@ -324,6 +324,7 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 	}
 	a.removeCgroup()
 	ag.removeRuntime(a.runtime)
+	ag.workEnded(s.User.UID, s.User.GID)
 	a.finish(r)
 	ag.log.Info("attempt finished", "job", s.Job, "attempt", s.Attempt, "exit", code, "reason", r.Reason)
 	ag.changed()

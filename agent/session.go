@@ -156,6 +156,7 @@ func (ag *Agent) endSession(id string) {
 	ag.smu.Unlock()
 	if h != nil {
 		h.end()
+		ag.workEnded(h.uid, h.gid)
 		if h.secrets != "" {
 			ag.removeRuntime(id)
 		}
