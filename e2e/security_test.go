@@ -300,14 +300,22 @@ while time.time() < end and not os.path.exists("stop"):
 		cmd := exec.Command(exe, "agent", "--server", "http://127.0.0.1:1", "--state", filepath.Join(dir, "state"), "--share", filepath.Join(dir, "share"))
 		cmd.Env = append(baseEnv(), "DSPOOL_JOIN_TOKEN=dspj_e2e-not-a-token", "XDG_RUNTIME_DIR="+dir)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		logPath := filepath.Join(dir, "agent.log")
+		logf, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd.Stderr = logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 		environ := fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid)
-		eventually(t, 10*time.Second, "the agent to try to register", func() bool { return strings.Contains(stderr.String(), "register") })
+		eventually(t, 10*time.Second, "the agent to try to register", func() bool {
+			b, _ := os.ReadFile(logPath)
+			return strings.Contains(string(b), "register")
+		})
 		var st unix.Stat_t
 		if err := unix.Stat(environ, &st); err != nil {
 			t.Fatal(err)
