@@ -19,7 +19,7 @@ import (
 // user is the account the tests' files belong to: a stranger's ids as
 // root, so that the kernel's checks of As are real; the test's own
 // otherwise.
-func user(t *testing.T) share.Owner {
+func user(t testing.TB) share.Owner {
 	if os.Geteuid() == 0 {
 		return share.Owner{UID: 23456, GID: 23456}
 	}
@@ -28,7 +28,7 @@ func user(t *testing.T) share.Owner {
 
 // setup makes a share root with jobs/1 (the user's) holding the regular
 // file ok.log, and a canary that only root may read, outside the share.
-func setup(t *testing.T) (root, canary string, o share.Owner) {
+func setup(t testing.TB) (root, canary string, o share.Owner) {
 	t.Helper()
 	dir := t.TempDir()
 	// Users reach the share through its parents, as on a node.
@@ -48,13 +48,13 @@ func setup(t *testing.T) (root, canary string, o share.Owner) {
 	return root, canary, o
 }
 
-func write(t *testing.T, path, s string, o share.Owner) {
+func write(t testing.TB, path, s string, o share.Owner) {
 	t.Helper()
 	must(t, os.WriteFile(path, []byte(s), 0o640))
 	must(t, os.Chown(path, o.UID, o.GID))
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -269,4 +269,36 @@ func TestRenameRace(t *testing.T) {
 		t.Fatalf("reads %d, refused %d: the race did not exercise both sides", reads, refused)
 	}
 	t.Logf("%d swaps; %d reads of the file, %d refusals of the link", n.Load(), reads, refused)
+}
+
+// FuzzOpen: whatever path a user gets dspool to ask for, Open returns only
+// a regular file of the owner inside the share, never what a link points
+// to.
+func FuzzOpen(f *testing.F) {
+	for _, s := range []string{"jobs/1/ok.log", "jobs/1/link.log", "jobs/2/ok.log", "../canary", "/etc/passwd",
+		"jobs/1/../1/ok.log", "jobs/1/ok.log/", "jobs//1/ok.log", "./jobs/1/ok.log", "jobs/1/up/canary", "\x00", "jobs/1/fifo"} {
+		f.Add(s)
+	}
+	root, canary, o := setup(f)
+	job := filepath.Join(root, "jobs/1")
+	must(f, os.Symlink(canary, filepath.Join(job, "link.log")))
+	must(f, os.Symlink("1", filepath.Join(root, "jobs/2")))
+	must(f, os.Symlink(filepath.Dir(canary), filepath.Join(job, "up")))
+	must(f, unix.Mkfifo(filepath.Join(job, "fifo"), 0o666))
+	ok, err := share.Open(root, "jobs/1/ok.log", o)
+	if err != nil {
+		f.Fatalf("the one readable file: %v", err)
+	}
+	ok.Close()
+	f.Fuzz(func(t *testing.T, rel string) {
+		f, err := share.Open(root, rel, o)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		b, _ := io.ReadAll(f)
+		if string(b) != "ok\n" {
+			t.Fatalf("Open(%q) read %q; only jobs/1/ok.log may be read", rel, b)
+		}
+	})
 }
