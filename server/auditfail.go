@@ -11,10 +11,11 @@ import (
 )
 
 // Refused logins are aggregated in the audit log: the first refusal of a
-// login (web or SSH) for one user from one address is written at once;
-// the ones that follow within failureWindow are counted, and one entry at
-// the window's end says how many there were. A guessing attack then
-// writes two entries per user and address a minute, not one per guess.
+// login (web or SSH) for one user from one address, for one reason, is
+// written at once; the same ones that follow within failureWindow are
+// counted, and one entry at the window's end says how many there were. A
+// guessing attack then writes two entries per user and address a minute,
+// not one per guess; a refusal for another reason is written apart.
 const (
 	failureWindow = time.Minute
 	// maxFailureWindows bounds the windows kept open (an attack from many
@@ -30,10 +31,9 @@ type loginFailures struct {
 }
 
 type failures struct {
-	key    string
-	first  dspool.AuditEntry
-	more   int    // refusals after the first
-	detail string // the last one's
+	key   string
+	first dspool.AuditEntry
+	more  int // refusals after the first
 }
 
 // aggregated reports whether e is a refused login, which add takes.
@@ -47,10 +47,9 @@ func (f *loginFailures) add(e dspool.AuditEntry) (write bool, due []dspool.Audit
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	due = f.expire(e.At, false)
-	key := e.Action + "\x00" + e.Target + "\x00" + frontdoor.SourceOf(e.Remote)
+	key := e.Action + "\x00" + e.Target + "\x00" + frontdoor.SourceOf(e.Remote) + "\x00" + e.Detail
 	if w := f.open[key]; w != nil {
 		w.more++
-		w.detail = e.Detail
 		return false, due
 	}
 	if len(f.open) >= maxFailureWindows {
@@ -79,7 +78,7 @@ func (f *loginFailures) expire(now time.Time, all bool) []dspool.AuditEntry {
 		if w.more > 0 {
 			due = append(due, dspool.AuditEntry{At: now, Actor: dspool.AuditAnonymous, Action: w.first.Action,
 				Target: w.first.Target, Remote: frontdoor.SourceOf(w.first.Remote), Outcome: dspool.AuditFailure,
-				Detail: fmt.Sprintf("%d more refused since %s (the last: %s)", w.more, w.first.At.UTC().Format(time.RFC3339), w.detail)})
+				Detail: fmt.Sprintf("%d more refused since %s: %s", w.more, w.first.At.UTC().Format(time.RFC3339), w.first.Detail)})
 		}
 	}
 	f.order = append(f.order[:0:0], f.order[i:]...)

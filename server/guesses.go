@@ -38,10 +38,10 @@ func newGuesses(now func() time.Time) guesses {
 // attempt counts a password check of user from remote, or refuses it.
 func (g guesses) attempt(user, remote string) error {
 	if d := g.byAddr.Attempt(frontdoor.SourceOf(remote)); d > 0 {
-		return &ThrottledError{RetryAfter: d, why: "from your address"}
+		return &ThrottledError{wait: d, why: "from your address"}
 	}
 	if d := g.byUser.Attempt(user); d > 0 {
-		return &ThrottledError{RetryAfter: d, why: "for this user"}
+		return &ThrottledError{wait: d, why: "for this user"}
 	}
 	return nil
 }
@@ -56,20 +56,25 @@ func (g guesses) succeeded(user, remote string) {
 }
 
 // ThrottledError refuses a password check that came too soon after
-// failed ones. It is an EUnavailable *dspool.Error to errors.As.
+// failed ones. It is an EUnavailable *dspool.Error to errors.As, whose
+// message leaves out the wait (the audit log aggregates refusals with the
+// same message): those who tell the client add it.
 type ThrottledError struct {
-	RetryAfter time.Duration
-	why        string
+	wait time.Duration
+	why  string
 }
 
 func (e *ThrottledError) Error() string { return e.Unwrap().Error() }
 
 func (e *ThrottledError) Unwrap() error {
-	return dspool.Errorf(dspool.EUnavailable, "too many failed password logins %s: try again in %ds", e.why, e.Seconds())
+	return dspool.Errorf(dspool.EUnavailable, "too many failed password logins %s", e.why)
 }
 
+// RetryAfter is how long until the next check may be made.
+func (e *ThrottledError) RetryAfter() time.Duration { return e.wait }
+
 // Seconds is RetryAfter in whole seconds, rounded up (Retry-After's unit).
-func (e *ThrottledError) Seconds() int { return int(math.Ceil(e.RetryAfter.Seconds())) }
+func (e *ThrottledError) Seconds() int { return int(math.Ceil(e.wait.Seconds())) }
 
 // AuthenticatePassword returns the user a login names when pw is their
 // password; remote is the address the check came from ("HOST:PORT").

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -243,7 +244,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		var te *ThrottledError
 		switch {
 		case errors.As(err, &te):
-			status, msg = http.StatusTooManyRequests, sentence(dspool.Message(err))
+			status, msg = http.StatusTooManyRequests, sentence(fmt.Sprintf("%s: try again in %d seconds", dspool.Message(err), te.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(te.Seconds()))
 		case u != nil && u.Disabled: // the right password: its owner may know why
 			msg = "Your account is disabled: ask an admin to enable it."

@@ -218,9 +218,11 @@ func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, 
 	if err != nil {
 		g.log.Info("ssh password refused", "login", login.User, "remote", remote)
 		r := &refusal{login: login.User, reason: "password refused: " + dspool.Message(err)}
-		if dspool.ErrorCode(err) == dspool.EUnavailable {
-			// Throttled: the client is told why, and when to try again.
-			return nil, &ssh.BannerError{Err: r, Message: dspool.Message(err) + "\n"}
+		var throttled interface{ RetryAfter() time.Duration }
+		if errors.As(err, &throttled) {
+			// The client is told why, and when to try again.
+			wait := max(time.Second, throttled.RetryAfter().Round(time.Second))
+			return nil, &ssh.BannerError{Err: r, Message: fmt.Sprintf("%s: try again in %s\n", dspool.Message(err), wait)}
 		}
 		return nil, r
 	}
