@@ -69,6 +69,8 @@ type Result struct {
 func main() {
 	short := flag.Bool("short", false, "small sizes: a quick check that everything works")
 	conns := flag.Int("conns", 5000, "connections the one address opens to the API")
+	logins := flag.Int("logins", 0, "SSH logins timed per phase (default 50; 8 with -short)")
+	requests := flag.Int("requests", 0, "GET /healthz timed per phase (default 500; 50 with -short)")
 	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and its log up.log)")
@@ -76,6 +78,12 @@ func main() {
 	n := Sizes{Logins: 50, Healthz: 500, Conns: *conns, Holders: sshHolders, PerHold: holderConns}
 	if *short {
 		n.Logins, n.Healthz = 8, 50
+	}
+	if *logins > 0 {
+		n.Logins = *logins
+	}
+	if *requests > 0 {
+		n.Healthz = *requests
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -165,7 +173,9 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 		return fail("healthz", err)
 	}
 	if b, err := os.ReadFile(up.Log); err == nil {
-		r.Warnings = strings.Count(string(b), "connection refused: too many")
+		// The SSH gateway's warning, and the API's.
+		r.Warnings = strings.Count(string(b), "too many unauthenticated connections") +
+			strings.Count(string(b), "too many connections from one address")
 	}
 	return nil
 }
