@@ -33,6 +33,9 @@ type planeOptions struct {
 	SSHCiphers []string `json:"ssh_ciphers"`
 	// SSHPasswordAuth allows password logins at the gateway.
 	SSHPasswordAuth bool `json:"ssh_password_auth"`
+	// MaxConnsPerAddress bounds the API's connections from one address
+	// (default server.MaxConnsPerSource); agents' connections do not count.
+	MaxConnsPerAddress int `json:"max_conns_per_address"`
 	// TLSCert and TLSKey (PEM files) serve the API over HTTPS.
 	TLSCert   string          `json:"tls_cert"`
 	TLSKey    string          `json:"tls_key"`
@@ -56,6 +59,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) to serve the API over HTTPS, with --tls-key")
 	f.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.IntVar(&o.MaxConnsPerAddress, "max-conns-per-address", o.MaxConnsPerAddress, "connections to the API one address (an IPv6 /64) may hold at once; agents' do not count (default 256)")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
@@ -121,6 +125,9 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 			return nil, dspool.Invalid("tls_cert", "cannot load %s and %s: %v", o.TLSCert, o.TLSKey, err)
 		}
 		cert = &c
+	}
+	if o.MaxConnsPerAddress < 0 {
+		return nil, dspool.Invalid("max_conns_per_address", "%d is negative: give a number of connections, or 0 for the default (%d)", o.MaxConnsPerAddress, server.MaxConnsPerSource)
 	}
 	if sshOn {
 		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
@@ -197,7 +204,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys})
-	ln = server.LimitListener(ln, server.MaxConns)
+	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	scheme := "http"
 	if cert != nil {

@@ -287,6 +287,7 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_listen: 0.0.0.0:2222   # the SSH gateway; "off" to disable
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
+  max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
   tls_cert: /etc/dspool/tls.crt   # serve the API over HTTPS (agents: --server https://..., --server-ca if private)
   tls_key: /etc/dspool/tls.key
   data: /var/lib/dspool      # the store

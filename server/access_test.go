@@ -294,10 +294,10 @@ func TestDisabledUserIsRefusedEverywhere(t *testing.T) {
 	if c, code := webLogin(t, p, "ada", "correct horse battery"); c != nil || code != http.StatusUnauthorized {
 		t.Errorf("a disabled user logs in with the right password: cookie %v, %d; want none, 401", c, code)
 	}
-	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "correct horse battery"); dspool.ErrorCode(err) != dspool.EUnauthorized || u == nil || !u.Disabled {
+	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "correct horse battery", "192.0.2.1:22"); dspool.ErrorCode(err) != dspool.EUnauthorized || u == nil || !u.Disabled {
 		t.Errorf("a disabled user's password (SSH): %v, %v; want unauthorized, with the user for the gateway to say why", u, err)
 	}
-	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "wrong"); u != nil || err == nil {
+	if u, err := p.Server.AuthenticatePassword(ctx, dspool.Login{User: "ada"}, "wrong", "192.0.2.1:22"); u != nil || err == nil {
 		t.Errorf("a disabled user's wrong password: %v, %v; want no user", u, err)
 	}
 	if us, err := p.Admin.Users(ctx); err != nil || !us[slicesIndex(us, "ada")].Disabled {

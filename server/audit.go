@@ -34,7 +34,8 @@ func (s *Server) audit(r *http.Request, actor, action, target, outcome, detail s
 }
 
 // Audit appends e to the audit log (At: now), for code that has no request
-// (the SSH gateway). A failure to write is logged, not returned.
+// (the SSH gateway). Refused logins are aggregated (loginFailures). A
+// failure to write is logged, not returned.
 func (s *Server) Audit(ctx context.Context, e dspool.AuditEntry) {
 	if e.At.IsZero() {
 		e.At = s.cfg.Now()
@@ -42,6 +43,19 @@ func (s *Server) Audit(ctx context.Context, e dspool.AuditEntry) {
 	if e.Actor == "" {
 		e.Actor = dspool.AuditAnonymous
 	}
+	if aggregated(e) {
+		write, due := s.failures.add(e)
+		for _, d := range due {
+			s.writeAudit(ctx, d)
+		}
+		if !write {
+			return
+		}
+	}
+	s.writeAudit(ctx, e)
+}
+
+func (s *Server) writeAudit(ctx context.Context, e dspool.AuditEntry) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := s.db.AddAudit(ctx, e); err != nil {

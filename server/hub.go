@@ -184,13 +184,17 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 
 // switchProtocols answers 101 with the Upgrade protocol and returns the
 // connection, reading first what the HTTP server had already buffered. A
-// failure is answered (or the connection closed) here.
+// failure is answered (or the connection closed) here. Only agents'
+// authenticated requests switch: their connections leave the count of
+// their address (LimitListener), so that the agents of a pool that share
+// one address are never refused.
 func (s *Server) switchProtocols(w http.ResponseWriter, r *http.Request, protocol string) (net.Conn, error) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		s.fail(w, r, err)
 		return nil, err
 	}
+	exemptFromSource(conn)
 	_ = conn.SetDeadline(time.Time{})
 	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", protocol)
 	if err := brw.Flush(); err != nil {

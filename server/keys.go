@@ -250,12 +250,8 @@ func (s *Server) setPassword(w http.ResponseWriter, r *http.Request) {
 // control plane.
 var passwordChecks = make(chan struct{}, 4)
 
-// AuthenticatePassword returns the user a login names when pw is their
-// password. Unknown users and users without a password take as long to
-// refuse as a wrong password. A disabled user's right password gives the
-// user (Disabled set) with the error that refuses it, so that the caller
-// may tell them why, and only them.
-func (s *Server) AuthenticatePassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
+// checkPassword is AuthenticatePassword without its throttles.
+func (s *Server) checkPassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
 	select {
 	case passwordChecks <- struct{}{}:
 		defer func() { <-passwordChecks }()

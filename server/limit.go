@@ -1,45 +1,120 @@
 package server
 
 import (
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"sync"
+
+	"github.com/dspool/dspool/internal/frontdoor"
 )
 
 // MaxConns bounds the connections the HTTP front end holds at once (agents'
 // connections, browsers, API clients); more wait in the listen queue.
 const MaxConns = 4096
 
-// LimitListener accepts at most n connections at a time.
-func LimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n)}
+// MaxConnsPerSource bounds the connections one source (an IPv4 address,
+// an IPv6 /64) holds at once, so that one client cannot take the slots of
+// MaxConns from everyone else. Agents' connections leave the count once
+// they are authenticated (a pool's agents may share one address, as those
+// of `dspool up` do on 127.0.0.1).
+const MaxConnsPerSource = 256
+
+// Limits bounds the connections of a LimitListener. Zero values mean the
+// defaults.
+type Limits struct {
+	Total     int // default MaxConns
+	PerSource int // default MaxConnsPerSource
+	// Logger gets a warning, at most one per 10 s, when connections are
+	// refused.
+	Logger *slog.Logger
 }
 
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+// LimitListener accepts at most l.Total connections at a time (more wait in
+// the listen queue) and at most l.PerSource from one source: one more from
+// that source is closed at once, counted, and warned of.
+func LimitListener(ln net.Listener, l Limits) *Listener {
+	if l.Total <= 0 {
+		l.Total = MaxConns
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	if l.PerSource <= 0 {
+		l.PerSource = MaxConnsPerSource
+	}
+	return &Listener{Listener: ln, limits: l, sem: make(chan struct{}, l.Total), bySource: map[string]int{},
+		warn: &frontdoor.Warner{Log: l.Logger, Msg: "http connection refused: too many connections from one address"}}
+}
+
+// Listener is a listener with connection limits (LimitListener).
+type Listener struct {
+	net.Listener
+	limits Limits
+	sem    chan struct{}
+	warn   *frontdoor.Warner
+
+	mu       sync.Mutex
+	bySource map[string]int
+	refused  int64
+}
+
+// Refused is how many connections were closed for the per-source limit.
+func (l *Listener) Refused() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.refused
+}
+
+func (l *Listener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		src := frontdoor.Source(c.RemoteAddr())
+		l.mu.Lock()
+		n := l.bySource[src]
+		if n >= l.limits.PerSource {
+			l.refused++
+			l.mu.Unlock()
+			c.Close()
+			l.warn.Warn("remote", src, "limit", l.limits.PerSource)
+			continue
+		}
+		l.bySource[src] = n + 1
+		l.mu.Unlock()
+		lc := &limitConn{Conn: c, l: l, src: src}
+		return lc, nil
+	}
+}
+
+// leave takes a connection of src off the per-source count.
+func (l *Listener) leave(src string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySource[src]--; l.bySource[src] <= 0 {
+		delete(l.bySource, src)
+	}
 }
 
 type limitConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l        *Listener
+	src      string
+	once     sync.Once // releases the total's slot
+	leaveSrc sync.Once // leaves the source's count
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.once.Do(func() { <-c.l.sem })
+	c.exempt()
 	return err
 }
+
+// exempt takes the connection off its source's count; it still holds a
+// slot of the total.
+func (c *limitConn) exempt() { c.leaveSrc.Do(func() { c.l.leave(c.src) }) }
 
 // CloseWrite keeps half-closes working through the limit (data
 // connections of sessions use them).
@@ -48,4 +123,15 @@ func (c *limitConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
+}
+
+// exemptFromSource takes an authenticated agent's connection (hijacked
+// from the HTTP server, perhaps under TLS) off its source's count.
+func exemptFromSource(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitConn); ok {
+		lc.exempt()
+	}
 }

@@ -75,6 +75,8 @@ type Server struct {
 	sso       *sso // nil without single sign-on
 	auth      authCache
 	tokenUse  tokenUse
+	guesses   guesses
+	failures  loginFailures
 	placeMu   sync.Mutex
 	kick      chan struct{}
 	metrics   *metrics
@@ -114,6 +116,7 @@ func New(cfg Config) *Server {
 		kick: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
 		reg: prometheus.NewRegistry(), started: cfg.Now(),
 	}
+	s.guesses = newGuesses(cfg.Now)
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
 	s.notebooks = newNotebooks(s)
@@ -132,7 +135,8 @@ func (s *Server) Run(ctx context.Context) {
 		s.log.Info("ended the sessions of the previous run", "sessions", n)
 	}
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
+	go func() { defer wg.Done(); s.failureLoop(ctx) }()
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -231,17 +234,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	var u *dspool.User
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		u, err = s.AuthenticatePassword(ctx, login, pw)
+		u, err = s.AuthenticatePassword(ctx, login, pw, r.RemoteAddr)
 		cancel()
 	}
 	if err != nil {
 		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
 		s.audit(r, dspool.AuditAnonymous, dspool.AuditLoginWeb, "user "+name, dspool.AuditFailure, dspool.Message(err))
-		w.WriteHeader(http.StatusUnauthorized)
-		msg := "Wrong user name or password. Set a password with `dspool user passwd`."
-		if u != nil && u.Disabled { // the right password: its owner may know why
+		status, msg := http.StatusUnauthorized, "Wrong user name or password. Set a password with `dspool user passwd`."
+		var te *ThrottledError
+		switch {
+		case errors.As(err, &te):
+			status, msg = http.StatusTooManyRequests, sentence(fmt.Sprintf("%s: try again in %d seconds", dspool.Message(err), te.Seconds()))
+			w.Header().Set("Retry-After", strconv.Itoa(te.Seconds()))
+		case u != nil && u.Disabled: // the right password: its owner may know why
 			msg = "Your account is disabled: ask an admin to enable it."
 		}
+		w.WriteHeader(status)
 		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg, Name: name}))
 		return
 	}

@@ -128,9 +128,9 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 	if err != nil {
 		return err
 	}
-	defer up.stop()
+	defer up.Stop()
 	fail := func(what string, err error) error {
-		return fmt.Errorf("%s: %w (dspool's log: %s; keep it with -keep)", what, err, up.log)
+		return fmt.Errorf("%s: %w (dspool's log: %s; keep it with -keep)", what, err, up.Log)
 	}
 	// Secrets first: the job list the tokens then read holds a job.
 	if r.Starts, err = benchStarts(ctx, up, r.Sizes.StartRuns); err != nil {
@@ -142,69 +142,19 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 	return nil
 }
 
-// upProc is a running `dspool up` with one local node, and its login.
-type upProc struct {
-	host.CLI // as the login `up` writes
-	cmd      *exec.Cmd
-	done     chan struct{}
-	log      string
-	cl       *api.Client // the admin's login: every scope, no expiry
-}
-
-func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
-	u := &upProc{CLI: host.CLI{Bin: bin, Config: filepath.Join(dir, "login.json")}, log: filepath.Join(dir, "up.log"), done: make(chan struct{})}
-	log, err := os.Create(u.log)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--ssh-listen", "off",
-		"--nodes", "1", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase()+uidOffset))
-	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.Config)
-	u.cmd.Stdout, u.cmd.Stderr = log, log
-	// Its own process group: a Ctrl-C at the terminal reaches this
-	// program, which stops it; SIGINT should this program be killed.
-	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
-	if err := u.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = u.cmd.Wait(); close(u.done) }()
-
+// startUp starts `dspool up` with one local node and waits for the node.
+func startUp(ctx context.Context, bin, dir string) (*host.Up, error) {
 	t0 := time.Now()
-	err = host.Poll(ctx, time.Minute, 100*time.Millisecond, func() (bool, error) {
-		select {
-		case <-u.done:
-			b, _ := os.ReadFile(u.log)
-			return false, fmt.Errorf("`dspool up` exited: %s", host.Tail(b, 3))
-		default:
-		}
-		// `dspool up` writes the login once it listens.
-		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(u.Config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
-			return false, nil
-		}
-		u.cl = &api.Client{Server: login.Server, Token: login.Token}
-		ns, err := u.cl.Nodes(ctx, "")
-		return err == nil && slices.ContainsFunc(ns, func(n *dspool.Node) bool { return n.State == dspool.NodeReady }), nil
+	u, err := host.StartUp(ctx, bin, dir, []string{"--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--ssh-listen", "off",
+		"--nodes", "1", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase() + uidOffset)}, func(cl *api.Client) bool {
+		ns, err := cl.Nodes(ctx, "")
+		return err == nil && slices.ContainsFunc(ns, func(n *dspool.Node) bool { return n.State == dspool.NodeReady })
 	})
 	if err != nil {
-		u.stop()
-		return nil, fmt.Errorf("start `dspool up`: %w (its log: %s; keep it with -keep)", err, u.log)
+		return nil, err
 	}
-	host.Logf("dspool up at %s with a ready node, in %.1fs", u.cl.Server, time.Since(t0).Seconds())
+	host.Logf("dspool up at %s with a ready node, in %.1fs", u.Client.Server, time.Since(t0).Seconds())
 	return u, nil
-}
-
-// stop sends the Ctrl-C that `dspool up` expects; it kills it after 45s.
-func (u *upProc) stop() {
-	_ = u.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-u.done:
-	case <-time.After(45 * time.Second):
-		host.Logf("dspool up did not stop within 45s: killing it")
-		_ = u.cmd.Process.Kill()
-		<-u.done
-	}
 }
 
 // Dist is a set of samples in ms with nearest-rank percentiles.

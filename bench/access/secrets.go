@@ -36,7 +36,7 @@ var benchSecrets = []struct {
 // standard input), checks that a job gets them, then submits `true` runs
 // times without secrets and runs times with the three, alternately, one
 // after another on the idle node.
-func benchStarts(ctx context.Context, up *upProc, runs int) ([]*Starts, error) {
+func benchStarts(ctx context.Context, up *host.Up, runs int) ([]*Starts, error) {
 	var uses []dspool.SecretUse
 	for _, s := range benchSecrets {
 		if _, err := up.Output(ctx, []byte(value(s.size)), "secret", "set", s.name); err != nil {
@@ -51,7 +51,7 @@ func benchStarts(ctx context.Context, up *upProc, runs int) ([]*Starts, error) {
 		{Command: []string{"true"}},
 		{Command: []string{"sh", "-c", check}, Secrets: uses},
 	} {
-		if _, err := runJob(ctx, up.cl, spec); err != nil {
+		if _, err := runJob(ctx, up.Client, spec); err != nil {
 			return nil, fmt.Errorf("%q: %w", spec.Command, err)
 		}
 	}
@@ -62,7 +62,7 @@ func benchStarts(ctx context.Context, up *upProc, runs int) ([]*Starts, error) {
 			uses []dspool.SecretUse
 			into *[]float64
 		}{{nil, &plain}, {uses, &secret}} {
-			d, err := runJob(ctx, up.cl, &dspool.JobSpec{Command: []string{"true"}, Secrets: s.uses})
+			d, err := runJob(ctx, up.Client, &dspool.JobSpec{Command: []string{"true"}, Secrets: s.uses})
 			if err != nil {
 				return nil, err
 			}

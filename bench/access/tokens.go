@@ -71,7 +71,7 @@ type token struct {
 // measures revocations, then every cell: each concurrency, each token one
 // after another, so that whatever else the machine does falls alike on
 // them.
-func benchTokens(ctx context.Context, up *upProc, n Sizes) (*Revocation, []*Cell, error) {
+func benchTokens(ctx context.Context, up *host.Up, n Sizes) (*Revocation, []*Cell, error) {
 	read, err := createToken(ctx, up, "bench-read")
 	if err != nil {
 		return nil, nil, err
@@ -83,14 +83,14 @@ func benchTokens(ctx context.Context, up *upProc, n Sizes) (*Revocation, []*Cell
 	// Used once before it is revoked, so that the server had it cached.
 	hc := host.LoadClient(1)
 	defer hc.CloseIdleConnections()
-	if code, err := get(ctx, hc, up.cl.Server, revoked.Secret); err != nil || code != http.StatusOK {
+	if code, err := get(ctx, hc, up.Client.Server, revoked.Secret); err != nil || code != http.StatusOK {
 		return nil, nil, fmt.Errorf("token %d before its revocation: %d %v", revoked.ID, code, err)
 	}
 	if _, err := up.Output(ctx, nil, "token", "revoke", strconv.FormatInt(revoked.ID, 10)); err != nil {
 		return nil, nil, err
 	}
 	tokens := []*token{
-		{name: "login (all scopes)", secret: up.cl.Token, want: http.StatusOK},
+		{name: "login (all scopes)", secret: up.Client.Token, want: http.StatusOK},
 		{name: "read, expires 1h", secret: read.Secret, want: http.StatusOK},
 		{name: "revoked", secret: revoked.Secret, want: http.StatusUnauthorized, revokedAt: time.Now()},
 	}
@@ -126,7 +126,7 @@ func benchTokens(ctx context.Context, up *upProc, n Sizes) (*Revocation, []*Cell
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			cell, err := hammer(ctx, up.cl.Server, t, c, n.Duration)
+			cell, err := hammer(ctx, up.Client.Server, t, c, n.Duration)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s, c=%d: %w", t.name, c, err)
 			}
@@ -138,7 +138,7 @@ func benchTokens(ctx context.Context, up *upProc, n Sizes) (*Revocation, []*Cell
 }
 
 // createToken runs `dspool token create --scope read --expires 1h`.
-func createToken(ctx context.Context, up *upProc, name string) (*api.NewToken, error) {
+func createToken(ctx context.Context, up *host.Up, name string) (*api.NewToken, error) {
 	out, err := up.Output(ctx, nil, "token", "create", "--name", name, "--scope", "read", "--expires", "1h", "-o", "json")
 	if err != nil {
 		return nil, err
@@ -154,7 +154,7 @@ func createToken(ctx context.Context, up *upProc, name string) (*api.NewToken, e
 // meanwhile, and polls on until a request sent after the command returned
 // has been answered and a 401 has come. The first request after the
 // return goes out at once, not at the next tick.
-func revokeInUse(ctx context.Context, up *upProc) (*RevokeRun, error) {
+func revokeInUse(ctx context.Context, up *host.Up) (*RevokeRun, error) {
 	t, err := createToken(ctx, up, "bench-revoke")
 	if err != nil {
 		return nil, err
@@ -186,7 +186,7 @@ func revokeInUse(ctx context.Context, up *upProc) (*RevokeRun, error) {
 			}()
 		}
 		s := sample{sent: time.Now()}
-		code, err := get(ctx, hc, up.cl.Server, t.Secret)
+		code, err := get(ctx, hc, up.Client.Server, t.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("token %d: %w", t.ID, err)
 		}

@@ -16,8 +16,8 @@ func (b serverBackend) Authenticate(ctx context.Context, login dspool.Login, fp 
 	return b.s.Authenticate(ctx, login, fp)
 }
 
-func (b serverBackend) AuthenticatePassword(ctx context.Context, login dspool.Login, pw string) (*dspool.User, error) {
-	return b.s.AuthenticatePassword(ctx, login, pw)
+func (b serverBackend) AuthenticatePassword(ctx context.Context, login dspool.Login, pw, remote string) (*dspool.User, error) {
+	return b.s.AuthenticatePassword(ctx, login, pw, remote)
 }
 
 func (b serverBackend) OpenSession(ctx context.Context, u *dspool.User, pool, remote, how string, progress func(string)) (Session, error) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/frontdoor"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -58,7 +59,7 @@ type Backend interface {
 	// AuthenticatePassword returns the user a login names when password
 	// is theirs; for a disabled user, the user (Disabled set) with the
 	// error.
-	AuthenticatePassword(ctx context.Context, login dspool.Login, password string) (*dspool.User, error)
+	AuthenticatePassword(ctx context.Context, login dspool.Login, password, remote string) (*dspool.User, error)
 	// OpenSession routes a connection of user to a session in pool
 	// (empty: the default interactive pool). How is how the connection
 	// authenticated: a key's fingerprint, or "password"; the session ends
@@ -78,7 +79,9 @@ type Config struct {
 	// (default 30s).
 	HandshakeTimeout time.Duration
 	// MaxUnauthenticated bounds connections not yet authenticated, in
-	// total (default 256) and per source address (default 16).
+	// total (default 256) and per source (default 16; an IPv4 address or
+	// an IPv6 /64). When all are taken, a source holding fewer takes the
+	// oldest slot of the source holding the most (preauth).
 	MaxUnauthenticated int
 	MaxPerSource       int
 	// KeepAlive is how often an idle client is probed (default 30s); a
@@ -116,11 +119,15 @@ type Gateway struct {
 	log *slog.Logger
 	ssh *ssh.ServerConfig
 
-	mu       sync.Mutex
-	unauth   int
-	bySource map[string]int
-	conns    map[*ssh.ServerConn]struct{}
-	closed   bool
+	// refused and acceptFailed write their warnings at most every 10 s
+	// and 1 s, saying how many they silenced.
+	refused, acceptFailed *frontdoor.Warner
+
+	mu      sync.Mutex
+	preauth preauth
+	conns   map[*ssh.ServerConn]struct{}
+	closed  bool
+	done    chan struct{} // closed by Close
 }
 
 // New returns a gateway; call Serve with a listener.
@@ -140,7 +147,10 @@ func New(cfg Config) *Gateway {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = 30 * time.Second
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, bySource: map[string]int{}, conns: map[*ssh.ServerConn]struct{}{}}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, conns: map[*ssh.ServerConn]struct{}{}, done: make(chan struct{}),
+		preauth:      preauth{max: cfg.MaxUnauthenticated, perSource: cfg.MaxPerSource, bySource: map[string][]*slot{}},
+		refused:      &frontdoor.Warner{Log: cfg.Logger, Msg: "ssh connection refused: too many unauthenticated connections"},
+		acceptFailed: &frontdoor.Warner{Log: cfg.Logger, Msg: "ssh accept failed; retrying", Every: time.Second}}
 	if len(cfg.Ciphers) == 0 {
 		cfg.Ciphers = DefaultCiphers
 	}
@@ -200,13 +210,21 @@ func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u, err := g.cfg.Backend.AuthenticatePassword(ctx, login, string(pw))
+	remote := meta.RemoteAddr().String()
+	u, err := g.cfg.Backend.AuthenticatePassword(ctx, login, string(pw), remote)
 	if err != nil && u != nil && u.Disabled {
 		return barred(u, login, "password", "password refused: "+dspool.Message(err)), nil
 	}
 	if err != nil {
-		g.log.Info("ssh password refused", "login", login.User, "remote", meta.RemoteAddr().String())
-		return nil, &refusal{login: login.User, reason: "password refused: " + dspool.Message(err)}
+		g.log.Info("ssh password refused", "login", login.User, "remote", remote)
+		r := &refusal{login: login.User, reason: "password refused: " + dspool.Message(err)}
+		var throttled interface{ RetryAfter() time.Duration }
+		if errors.As(err, &throttled) {
+			// The client is told why, and when to try again.
+			wait := max(time.Second, throttled.RetryAfter().Round(time.Second))
+			return nil, &ssh.BannerError{Err: r, Message: fmt.Sprintf("%s: try again in %s\n", dspool.Message(err), wait)}
+		}
+		return nil, r
 	}
 	return permissions(u, login, "password"), nil
 }
@@ -228,37 +246,52 @@ func barred(u *dspool.User, login dspool.Login, how, reason string) *ssh.Permiss
 	return p
 }
 
-// Serve accepts connections on ln until it is closed.
+// Serve accepts connections on ln until it is closed (nil once the
+// gateway is closed, else net.ErrClosed's error). Any other error of
+// Accept (out of file descriptors: EMFILE, ENFILE; a connection aborted
+// before it was accepted) is waited out, as net/http does: 5 ms, doubling
+// up to 1 s, logged at most once a second.
 func (g *Gateway) Serve(ln net.Listener) error {
+	var delay time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			g.mu.Lock()
-			closed := g.closed
-			g.mu.Unlock()
-			if closed {
+			select {
+			case <-g.done:
+				return nil
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			g.acceptFailed.Warn("err", err, "retry_in", delay.String())
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-g.done:
+				t.Stop()
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return err
+			continue
 		}
-		src := sourceOf(c.RemoteAddr())
-		if !g.admit(src) {
-			g.log.Warn("ssh connection dropped: too many unauthenticated connections", "remote", src)
+		delay = 0
+		s := g.admit(c)
+		if s == nil {
+			g.refused.Warn("remote", frontdoor.Source(c.RemoteAddr()), "limit_total", g.cfg.MaxUnauthenticated, "limit_per_source", g.cfg.MaxPerSource)
 			c.Close()
 			continue
 		}
-		go g.serveConn(c, src)
+		go g.serveConn(c, s)
 	}
 }
 
 // Close closes every connection; Serve returns once its listener is closed.
 func (g *Gateway) Close() {
 	g.mu.Lock()
+	if !g.closed {
+		close(g.done)
+	}
 	g.closed = true
 	conns := make([]*ssh.ServerConn, 0, len(g.conns))
 	for c := range g.conns {
@@ -270,45 +303,33 @@ func (g *Gateway) Close() {
 	}
 }
 
-func sourceOf(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.String()
+// admit gives c a slot among the unauthenticated connections, or nil; a
+// connection whose slot c took is closed.
+func (g *Gateway) admit(c net.Conn) *slot {
+	g.mu.Lock()
+	s, victim := g.preauth.admit(c, frontdoor.Source(c.RemoteAddr()))
+	g.mu.Unlock()
+	if victim != nil {
+		victim.Close()
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
+	return s
 }
 
-func (g *Gateway) admit(src string) bool {
+// authenticated frees s: its connection authenticated, or ended.
+func (g *Gateway) authenticated(s *slot) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.unauth >= g.cfg.MaxUnauthenticated || g.bySource[src] >= g.cfg.MaxPerSource {
-		return false
-	}
-	g.unauth++
-	g.bySource[src]++
-	return true
+	g.preauth.release(s)
 }
 
-func (g *Gateway) authenticated(src string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.unauth--
-	if g.bySource[src]--; g.bySource[src] <= 0 {
-		delete(g.bySource, src)
-	}
-}
-
-func (g *Gateway) serveConn(c net.Conn, src string) {
+func (g *Gateway) serveConn(c net.Conn, s *slot) {
 	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	// x/crypto/ssh (third_party/golang.org/x/crypto) reads through a
 	// 256 KiB buffer and decrypts packets where they lie in it.
 	c = newQuickAckConn(c)
 	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
 	handshakeDone(c)
-	g.authenticated(src)
+	g.authenticated(s)
 	if err != nil {
 		c.Close()
 		g.auditRefusal(c.RemoteAddr().String(), err)

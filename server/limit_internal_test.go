@@ -1,0 +1,111 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// dialFrom connects to addr from the loopback address local.
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// acceptAll accepts from ln until it is closed.
+func acceptAll(t *testing.T, ln net.Listener) <-chan net.Conn {
+	accepted := make(chan net.Conn, 16)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	return accepted
+}
+
+func listenLoopback(t *testing.T) net.Listener {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inner
+}
+
+func TestLimitListenerTotal(t *testing.T) {
+	inner := listenLoopback(t)
+	accepted := acceptAll(t, LimitListener(inner, Limits{Total: 2}))
+	for range 3 {
+		dialFrom(t, "127.0.0.1", inner.Addr().String())
+	}
+	first, second := <-accepted, <-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a third connection was accepted while two were open")
+	case <-time.After(200 * time.Millisecond):
+	}
+	first.Close()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(5 * time.Second):
+		t.Fatal("the third connection was not accepted after one closed")
+	}
+	second.Close()
+}
+
+// A source past its limit has its connection closed at once, while
+// another source still gets in; an agent's authenticated connection
+// leaves its source's count.
+func TestLimitListenerPerSource(t *testing.T) {
+	inner := listenLoopback(t)
+	ln := LimitListener(inner, Limits{Total: 10, PerSource: 2})
+	accepted := acceptAll(t, ln)
+	addr := inner.Addr().String()
+	dialFrom(t, "127.0.0.2", addr)
+	dialFrom(t, "127.0.0.2", addr)
+	held := []net.Conn{<-accepted, <-accepted}
+	over := dialFrom(t, "127.0.0.2", addr)
+	_ = over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("the third connection of 127.0.0.2: read gave %v, want it closed", err)
+	}
+	if got := ln.Refused(); got != 1 {
+		t.Errorf("Refused = %d, want 1", got)
+	}
+	dialFrom(t, "127.0.0.3", addr)
+	select {
+	case c := <-accepted:
+		if got := c.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.3" {
+			t.Errorf("accepted a connection of %s, want 127.0.0.3's", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("another address was not let in")
+	}
+	exemptFromSource(held[0])
+	dialFrom(t, "127.0.0.2", addr)
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("127.0.0.2 was not let in again after one of its connections was exempted")
+	}
+	held[0].Close()
+	held[1].Close()
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
