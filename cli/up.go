@@ -20,7 +20,7 @@ import (
 	"github.com/dspool/dspool/provider/local"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
-	"github.com/goccy/go-yaml"
+	"github.com/dspool/dspool/yamljson"
 	"github.com/spf13/cobra"
 )
 
@@ -311,7 +311,7 @@ DATA/admin-token (mode 0600).`,
 			if err != nil {
 				return err
 			}
-			js, err := yaml.YAMLToJSON(b)
+			js, err := yamljson.Convert(b, yamljson.Limits{})
 			if err != nil {
 				return fmt.Errorf("%s: not valid YAML: %w", file, err)
 			}
