@@ -83,6 +83,10 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, dspool.Invalid("name", "%q is not a valid node name: letters, digits, '.', '_' and '-', at most 63", req.Name))
 		return
 	}
+	if err := dspool.ValidateLabels("labels", req.Labels); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
 	id := NewSecret("")[:12]
 	name := req.Name
 	if existing, _ := h.s.db.Nodes(r.Context(), "", false); existing != nil {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -244,7 +243,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		}
 		target = u
 	}
-	if err := checkTokenName(req.Name); err != nil {
+	if err := dspool.ValidateText("name", req.Name, maxTokenName); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -317,18 +316,6 @@ func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token) ([]string, *
 			stamp(*expires), stamp(limit), by.ID, stamp(limit))
 	}
 	return scopes, expires, nil
-}
-
-func checkTokenName(name string) error {
-	if len(name) > maxTokenName {
-		return dspool.Invalid("name", "is %d bytes: at most %d", len(name), maxTokenName)
-	}
-	for _, r := range name {
-		if !unicode.IsPrint(r) {
-			return dspool.Invalid("name", "holds a control character: use printable text")
-		}
-	}
-	return nil
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
