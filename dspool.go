@@ -176,11 +176,34 @@ const (
 	ScopeRead     = "read"     // read jobs, logs, pools, nodes, sessions, usage, events
 	ScopeJobs     = "jobs"     // submit and cancel jobs
 	ScopeSessions = "sessions" // start and stop Jupyter servers, kill sessions
-	ScopeAdmin    = "admin"    // the account itself (keys, tokens, password) and, for admins, the pool
+	ScopeAccount  = "account"  // the account itself: keys, tokens, password, secrets, teams one maintains
+	ScopeAdmin    = "admin"    // the pool, for an admin user; includes account
 )
 
 // Scopes are every token scope, in order.
-var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAdmin}
+var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAccount, ScopeAdmin}
+
+// EffectiveScopes returns what scopes let a token of a user do, in the order
+// of Scopes: admin includes account, and only an admin user's token has
+// admin; for anyone else it is account, the account alone. Tokens made
+// before the account scope existed hold admin for it.
+func EffectiveScopes(scopes []string, admin bool) []string {
+	has := map[string]bool{}
+	for _, x := range scopes {
+		has[x] = true
+	}
+	if has[ScopeAdmin] {
+		has[ScopeAccount] = true
+		has[ScopeAdmin] = admin
+	}
+	out := make([]string, 0, len(Scopes))
+	for _, x := range Scopes {
+		if has[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
 
 // Token is an API token's metadata; the secret itself is shown once at
 // creation and stored only as a hash.
