@@ -223,3 +223,28 @@ func FuzzJobSpec(f *testing.F) {
 		}
 	})
 }
+
+func TestShareFull(t *testing.T) {
+	const gib = dspool.Bytes(1 << 30)
+	tests := []struct {
+		name string
+		u    dspool.Usage
+		want string // in the reason; "" for room
+	}{
+		{"unknown", dspool.Usage{}, ""},
+		{"room", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 1e6, ShareFilesFree: 5e5}, ""},
+		{"large, under 100 MiB free", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 << 20}, "the share is full"},
+		{"small, 2% free", dspool.Usage{ShareSize: 200 << 20, ShareFree: 4 << 20}, ""},
+		{"small, under 1% free", dspool.Usage{ShareSize: 200 << 20, ShareFree: 1 << 20}, "the share is full"},
+		{"no inodes left", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 1e6, ShareFilesFree: 10}, "out of inodes"},
+		{"inodes unknown", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 0, ShareFilesFree: 0}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.u.ShareFull()
+			if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -272,7 +272,9 @@ func (h *hub) ready() map[string]readyNode {
 	defer h.mu.Unlock()
 	out := map[string]readyNode{}
 	for id, ac := range h.conns {
-		if ac.state == dspool.NodeReady {
+		// A node whose share is full takes no new work: a job's output
+		// would have nowhere to go.
+		if ac.state == dspool.NodeReady && ac.usage.ShareFull() == "" {
 			out[id] = readyNode{pool: ac.pool, inv: ac.inv}
 		}
 	}

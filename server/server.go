@@ -133,7 +133,8 @@ func (s *Server) Run(ctx context.Context) {
 		s.log.Info("ended the sessions of the previous run", "sessions", n)
 	}
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
+	go func() { defer wg.Done(); s.roomLoop(ctx) }()
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
@@ -170,7 +171,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})
@@ -208,6 +208,8 @@ type route struct {
 
 func (s *Server) routes() []route {
 	return []route{
+		{"GET", "/healthz", authNone, "", s.healthz},
+		{"GET", "/readyz", authNone, "", s.readyz},
 		{"GET", "/api/v1/openapi.json", authNone, "", s.openapi},
 		{"GET", "/api/v1/whoami", authUser, dspool.ScopeRead, s.whoami},
 		{"POST", "/api/v1/jobs", authUser, dspool.ScopeJobs, s.submitJob},

@@ -121,7 +121,7 @@ func (db *DB) RevokeToken(ctx context.Context, id int64, user string, at time.Ti
 
 // TouchToken records that token id was used at at.
 func (db *DB) TouchToken(ctx context.Context, id int64, at time.Time) error {
-	_, err := db.w.ExecContext(ctx, `UPDATE tokens SET last_used = ? WHERE id = ?`, unixNano(at), id)
+	_, err := db.exec(ctx, `UPDATE tokens SET last_used = ? WHERE id = ?`, unixNano(at), id)
 	return err
 }
 
