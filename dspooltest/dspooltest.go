@@ -6,6 +6,7 @@
 package dspooltest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -98,9 +99,7 @@ func New(t testing.TB, opts Options) *Pool {
 	if opts.UIDBase == 0 {
 		opts.UIDBase = 40000
 	}
-	if opts.Reserve == 0 {
-		opts.Reserve = 1 << 20
-	}
+	opts.Reserve = cmp.Or(opts.Reserve, 1<<20)
 	dir := opts.Dir
 	if dir == "" {
 		dir = t.TempDir()
@@ -109,10 +108,7 @@ func New(t testing.TB, opts Options) *Pool {
 	// the share.
 	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	_ = os.Chmod(dir, 0o755)
-	share := opts.Share
-	if share == "" {
-		share = filepath.Join(dir, "share")
-	}
+	share := cmp.Or(opts.Share, filepath.Join(dir, "share"))
 	if err := os.MkdirAll(share, 0o755); err != nil {
 		t.Fatal(err)
 	}
