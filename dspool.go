@@ -6,6 +6,7 @@
 package dspool
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -125,10 +126,35 @@ type Inventory struct {
 
 // Usage is what a node reports it is using right now.
 type Usage struct {
-	Load1     float64 `json:"load1"`
-	MemUsed   Bytes   `json:"mem_used"`
-	Attempts  int     `json:"attempts"`
-	ShareFree Bytes   `json:"share_free,omitempty"`
+	Load1    float64 `json:"load1"`
+	MemUsed  Bytes   `json:"mem_used"`
+	Attempts int     `json:"attempts"`
+	// The share's file system as the node sees it: its size and free room
+	// for users, and its inodes and free inodes; zero when unknown.
+	ShareSize      Bytes `json:"share_size,omitempty"`
+	ShareFree      Bytes `json:"share_free,omitempty"`
+	ShareFiles     int64 `json:"share_files,omitempty"`
+	ShareFilesFree int64 `json:"share_files_free,omitempty"`
+}
+
+// A node's share is full below this free room or these free inodes, or 1%
+// of the file system's, whichever is less: a job started there would fail
+// to write its output.
+const (
+	ShareLowBytes = Bytes(100 << 20)
+	ShareLowFiles = 10000
+)
+
+// ShareFull says why the node's share has no room for new work, or "" when
+// it has room (or its room is unknown).
+func (u Usage) ShareFull() string {
+	if u.ShareSize > 0 && u.ShareFree < min(ShareLowBytes, u.ShareSize/100) {
+		return fmt.Sprintf("the share is full: %s free of %s; free room on it, or give users quotas (docs/guide.md)", u.ShareFree, u.ShareSize)
+	}
+	if u.ShareFiles > 0 && u.ShareFilesFree < min(ShareLowFiles, u.ShareFiles/100) {
+		return fmt.Sprintf("the share is out of inodes: %d free of %d; remove files from it", u.ShareFilesFree, u.ShareFiles)
+	}
+	return ""
 }
 
 // Node is one machine of a pool, running an agent.
@@ -176,11 +202,34 @@ const (
 	ScopeRead     = "read"     // read jobs, logs, pools, nodes, sessions, usage, events
 	ScopeJobs     = "jobs"     // submit and cancel jobs
 	ScopeSessions = "sessions" // start and stop Jupyter servers, kill sessions
-	ScopeAdmin    = "admin"    // the account itself (keys, tokens, password) and, for admins, the pool
+	ScopeAccount  = "account"  // the account itself: keys, tokens, password, secrets, teams one maintains
+	ScopeAdmin    = "admin"    // the pool, for an admin user; includes account
 )
 
 // Scopes are every token scope, in order.
-var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAdmin}
+var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAccount, ScopeAdmin}
+
+// EffectiveScopes returns what scopes let a token of a user do, in the order
+// of Scopes: admin includes account, and only an admin user's token has
+// admin; for anyone else it is account, the account alone. Tokens made
+// before the account scope existed hold admin for it.
+func EffectiveScopes(scopes []string, admin bool) []string {
+	has := map[string]bool{}
+	for _, x := range scopes {
+		has[x] = true
+	}
+	if has[ScopeAdmin] {
+		has[ScopeAccount] = true
+		has[ScopeAdmin] = admin
+	}
+	out := make([]string, 0, len(Scopes))
+	for _, x := range Scopes {
+		if has[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
 
 // Token is an API token's metadata; the secret itself is shown once at
 // creation and stored only as a hash.

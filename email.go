@@ -11,6 +11,9 @@ func NormalizeEmail(field, s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
+	if err := ValidateText(field, s, 254); err != nil {
+		return "", err
+	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || a.Name != "" || len(s) > 254 || strings.ContainsAny(s, " \t\r\n") {
 		return "", Invalid(field, "%s is not an email address: give it alone, e.g. alice@example.com", quote(s))

@@ -5,18 +5,31 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dspool/dspool"
 )
 
+// hidesText finds a character that changes how the text around it is shown
+// or reads: a control, format, line or paragraph separator character.
+func hidesText(s string) (rune, bool) {
+	for _, r := range s {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return r, false
+		}
+	}
+	return 0, true
+}
+
 // FuzzInputParsers feeds one untrusted string to every small parser of what
 // users type or send (scopes, spans, emails, secret references and names,
-// usage groupings): none may panic, every refusal is an invalid-input error
+// usage groupings, shown text): none may panic, every refusal is an invalid-input error
 // that names the field, and what one accepts is well formed.
 func FuzzInputParsers(f *testing.F) {
 	for _, s := range []string{"", "read,jobs", "admin", "7d", "30m", "2026-11-26T10:00:00Z", "a@b.c", "Ada@Example.ORG",
-		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300)} {
+		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300),
+		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c"} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -55,6 +68,11 @@ func FuzzInputParsers(f *testing.F) {
 		}
 		if _, err := dspool.ParseUsageBy("by", s); err != nil {
 			named(t, "ParseUsageBy", err)
+		}
+		if err := dspool.ValidateText("name", s, dspool.MaxNameLen); err != nil {
+			named(t, "ValidateText", err)
+		} else if shown, ok := hidesText(s); !ok {
+			t.Fatalf("ValidateText(%q) accepted %U, which changes how text is shown", s, shown)
 		}
 	})
 }

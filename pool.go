@@ -114,7 +114,7 @@ func (p *Pool) Normalize(prefix string) error {
 		}
 		seen[w] = true
 	}
-	if err := checkText(f("setup"), p.Setup, MaxSetupBytes, true); err != nil {
+	if err := checkData(f("setup"), p.Setup, MaxSetupBytes); err != nil {
 		return err
 	}
 	if p.SetupTimeout < 0 || time.Duration(p.SetupTimeout) > 24*time.Hour {
@@ -150,14 +150,20 @@ func (p *Pool) Normalize(prefix string) error {
 	if math.IsNaN(p.PricePerNodeHour) || p.PricePerNodeHour < 0 || p.PricePerNodeHour > 1e6 {
 		return Invalid(f("price_per_node_hour"), "must be a number between 0 and 1000000")
 	}
-	if len(p.Labels) > MaxLabels {
-		return Invalid(f("labels"), "has %d labels: at most %d", len(p.Labels), MaxLabels)
+	return ValidateLabels(f("labels"), p.Labels)
+}
+
+// ValidateLabels checks the labels of a pool or a node, which `pool show`
+// and `node list` show to everyone.
+func ValidateLabels(field string, labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return Invalid(field, "has %d labels: at most %d", len(labels), MaxLabels)
 	}
-	for _, k := range sortedKeys(p.Labels) {
-		if err := checkText(f("labels"), k, 63, false); err != nil || k == "" {
-			return Invalid(f("labels"), "label name %s must be 1-63 printable characters", quote(k))
+	for _, k := range sortedKeys(labels) {
+		if err := ValidateText(field, k, 63); err != nil || k == "" {
+			return Invalid(field, "label name %s must be 1-63 printable characters", quote(k))
 		}
-		if err := checkText(f("labels."+k), p.Labels[k], 253, false); err != nil {
+		if err := ValidateText(field+"."+k, labels[k], 253); err != nil {
 			return err
 		}
 	}

@@ -153,7 +153,7 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 		s.Jupyter = append([]string(nil), DefaultJupyter...)
 	}
 	for i, a := range s.Jupyter {
-		if err := checkText(fmt.Sprintf("%ssessions.jupyter[%d]", prefix, i), a, 4096, false); err != nil || a == "" {
+		if err := ValidateText(fmt.Sprintf("%ssessions.jupyter[%d]", prefix, i), a, 4096); err != nil || a == "" {
 			return Invalid(fmt.Sprintf("%ssessions.jupyter[%d]", prefix, i), "must be non-empty printable text")
 		}
 	}

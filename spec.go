@@ -97,7 +97,7 @@ func (s *JobSpec) Normalize() error {
 	}
 	total := 0
 	for i, a := range s.Command {
-		if err := checkText(fmt.Sprintf("command[%d]", i), a, MaxArgsBytes, true); err != nil {
+		if err := checkData(fmt.Sprintf("command[%d]", i), a, MaxArgsBytes); err != nil {
 			return err
 		}
 		total += len(a) + 1
@@ -111,7 +111,7 @@ func (s *JobSpec) Normalize() error {
 			s.Name = strings.ToValidUTF8(s.Name, "?")
 		}
 	}
-	if err := checkText("name", s.Name, MaxNameLen, false); err != nil {
+	if err := ValidateText("name", s.Name, MaxNameLen); err != nil {
 		return err
 	}
 	if s.CPUs == 0 {
@@ -152,7 +152,7 @@ func (s *JobSpec) Normalize() error {
 		if reservedEnvName(k) {
 			return Invalid(field, "is set by dspool or changes how programs load, so a job cannot set it")
 		}
-		if err := checkText(field, s.Env[k], MaxArgsBytes, true); err != nil {
+		if err := checkData(field, s.Env[k], MaxArgsBytes); err != nil {
 			return err
 		}
 		total += len(k) + len(s.Env[k]) + 2
@@ -169,7 +169,7 @@ func (s *JobSpec) Normalize() error {
 		}
 		s.Workdir = path.Clean(s.Workdir)
 	}
-	if err := checkText("idempotency_key", s.IdempotencyKey, 128, false); err != nil {
+	if err := ValidateText("idempotency_key", s.IdempotencyKey, 128); err != nil {
 		return err
 	}
 	return nil
@@ -178,7 +178,7 @@ func (s *JobSpec) Normalize() error {
 // ValidateRelPath checks that p is a relative path that stays beneath the
 // directory it is resolved in: no "..", not absolute, no NUL.
 func ValidateRelPath(field, p string) error {
-	if err := checkText(field, p, MaxPathLen, false); err != nil {
+	if err := ValidateText(field, p, MaxPathLen); err != nil {
 		return err
 	}
 	if path.IsAbs(p) {
@@ -192,22 +192,38 @@ func ValidateRelPath(field, p string) error {
 	return nil
 }
 
-// checkText rejects invalid UTF-8, NUL bytes, control characters (unless
-// multiline text is allowed) and text longer than max bytes.
-func checkText(field, s string, max int, allowControl bool) error {
+// ValidateText checks a line of text that people other than its author see:
+// a job's, token's or label's name, an email address. It must be valid UTF-8
+// of at most max bytes with no NUL, control character, line or paragraph
+// separator, or format character: a bidi override (U+202E) or a zero-width
+// space would make the text read differently from what it is, in a list in
+// the terminal or on the web page.
+func ValidateText(field, s string, max int) error {
+	if err := checkData(field, s, max); err != nil {
+		return err
+	}
+	for _, r := range s {
+		switch {
+		case unicode.IsControl(r):
+			return Invalid(field, "contains the control character %U: use printable text on one line", r)
+		case unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
+			return Invalid(field, "contains the invisible character %U, which changes how the text around it is shown: remove it", r)
+		}
+	}
+	return nil
+}
+
+// checkData checks text handed to a program as it is (an argument, an
+// environment variable, a script): valid UTF-8, no NUL, at most max bytes.
+func checkData(field, s string, max int) error {
 	if len(s) > max {
 		return Invalid(field, "is %d bytes long: at most %d", len(s), max)
 	}
 	if !utf8.ValidString(s) {
 		return Invalid(field, "is not valid UTF-8")
 	}
-	for _, r := range s {
-		if r == 0 {
-			return Invalid(field, "contains a NUL byte")
-		}
-		if !allowControl && unicode.IsControl(r) {
-			return Invalid(field, "contains control character %U", r)
-		}
+	if strings.IndexByte(s, 0) >= 0 {
+		return Invalid(field, "contains a NUL byte")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package dspool_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -38,6 +39,13 @@ func TestJobSpecNormalize(t *testing.T) {
 		{"not an object", `[1,2]`, ""},
 		{"control char in name", `{"name":"a\u001b[31m","command":["true"]}`, "name"},
 		{"invalid utf8 escaped", `{"name":"\udc00","command":["true"]}`, ""},
+		{"bidi override in name", `{"name":"gnp.\u202eexe","command":["true"]}`, "name"},
+		{"bidi isolate in name", `{"name":"a\u2066b","command":["true"]}`, "name"},
+		{"zero-width space in name", `{"name":"ad\u200bmin","command":["true"]}`, "name"},
+		{"line separator in name", `{"name":"a\u2028b","command":["true"]}`, "name"},
+		{"bidi override in workdir", `{"workdir":"a\u202eb","command":["true"]}`, "workdir"},
+		{"bidi override in an argument", `{"command":["echo","\u202eabc"]}`, ""},
+		{"non-Latin name", `{"name":"训练-模型 ø","command":["true"]}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +72,50 @@ func TestJobSpecNormalize(t *testing.T) {
 			}
 			if e.Code != dspool.EInvalid || e.Field != tt.wantField {
 				t.Errorf("got code %s field %q (%s), want invalid field %q", e.Code, e.Field, e.Message, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestValidateText(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		ok   bool
+	}{
+		{"plain", "train resnet", true},
+		{"accents and other scripts", "entraîner модель 训练", true},
+		{"emoji", "🚀 run", true},
+		{"empty", "", true},
+		{"right-to-left override", "abc\u202edcb", false},
+		{"left-to-right embedding", "\u202aabc", false},
+		{"first strong isolate", "\u2068abc\u2069", false},
+		{"right-to-left mark", "abc\u200f", false},
+		{"zero-width space", "a\u200bb", false},
+		{"zero-width joiner", "a\u200db", false},
+		{"byte order mark", "\ufeffabc", false},
+		{"soft hyphen", "ab\u00adc", false},
+		{"line separator", "a\u2028b", false},
+		{"paragraph separator", "a\u2029b", false},
+		{"escape", "a\x1b[2Jb", false},
+		{"newline", "a\nb", false},
+		{"C1 control", "a\u009bb", false},
+		{"NUL", "a\x00b", false},
+		{"invalid UTF-8", "a\xffb", false},
+		{"too long", strings.Repeat("a", 41), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := dspool.ValidateText("name", tt.text, 40)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("got %v, want %q accepted", err, tt.text)
+				}
+				return
+			}
+			var e *dspool.Error
+			if !errors.As(err, &e) || e.Code != dspool.EInvalid || e.Field != "name" {
+				t.Fatalf("got %v, want an invalid-input error naming name", err)
 			}
 		})
 	}
@@ -170,4 +222,29 @@ func FuzzJobSpec(f *testing.F) {
 			t.Fatalf("valid spec escapes its home: %q", s.Workdir)
 		}
 	})
+}
+
+func TestShareFull(t *testing.T) {
+	const gib = dspool.Bytes(1 << 30)
+	tests := []struct {
+		name string
+		u    dspool.Usage
+		want string // in the reason; "" for room
+	}{
+		{"unknown", dspool.Usage{}, ""},
+		{"room", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 1e6, ShareFilesFree: 5e5}, ""},
+		{"large, under 100 MiB free", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 << 20}, "the share is full"},
+		{"small, 2% free", dspool.Usage{ShareSize: 200 << 20, ShareFree: 4 << 20}, ""},
+		{"small, under 1% free", dspool.Usage{ShareSize: 200 << 20, ShareFree: 1 << 20}, "the share is full"},
+		{"no inodes left", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 1e6, ShareFilesFree: 10}, "out of inodes"},
+		{"inodes unknown", dspool.Usage{ShareSize: 100 * gib, ShareFree: 50 * gib, ShareFiles: 0, ShareFilesFree: 0}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.u.ShareFull()
+			if tt.want == "" && got != "" || tt.want != "" && !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
 }

@@ -439,7 +439,7 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 func (ag *Agent) snapshot() *api.Heartbeat {
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
-	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(), Version: ag.cfg.Version,
+	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(ag.cfg.Share), Version: ag.cfg.Version,
 		Attempts: []api.AttemptStatus{}}
 	if hb.State == dspool.NodeReady {
 		if _, err := os.Stat(ag.cfg.Share); err != nil {

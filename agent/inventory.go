@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"golang.org/x/sys/unix"
 )
 
 // MemTotal returns this machine's memory from /proc/meminfo.
@@ -73,8 +74,16 @@ func ParseNvidiaSMI(out string) []dspool.GPU {
 	return gpus
 }
 
-func usage() dspool.Usage {
+// usage measures the machine's load and memory, and the room left on the
+// share as the users' jobs see it.
+func usage(share string) dspool.Usage {
 	var u dspool.Usage
+	var st unix.Statfs_t
+	if share != "" && unix.Statfs(share, &st) == nil {
+		u.ShareSize = dspool.Bytes(st.Blocks) * dspool.Bytes(st.Bsize)
+		u.ShareFree = dspool.Bytes(st.Bavail) * dspool.Bytes(st.Bsize)
+		u.ShareFiles, u.ShareFilesFree = int64(st.Files), int64(st.Ffree)
+	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			u.Load1, _ = strconv.ParseFloat(f[0], 64)

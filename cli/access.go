@@ -25,11 +25,14 @@ func (a *App) tokenCmd() *cobra.Command {
   read      read jobs, logs, pools, nodes, sessions, usage, events
   jobs      submit and cancel jobs
   sessions  start and stop Jupyter servers, kill sessions
-  admin     the account itself (keys, tokens, password) and, for admins, the pool
+  account   the account itself: keys, tokens, password, secrets, teams it maintains
+  admin     the pool, for an admin (includes account)
 
-A token made with a token never gets more scopes, or a later expiry, than
-the token that made it. Revoking a token refuses it at once and stops the
-Jupyter server it started.`,
+A token has only the scopes its user can use, and lists those: a token of a
+user who is not an admin, asked for with admin, has account. A token made
+with a token never gets more scopes, or a later expiry, than the token that
+made it. Revoking a token refuses it at once and stops the Jupyter server it
+started.`,
 		Example: "  dspool token create --name ci --scope read,jobs --expires 30d\n  dspool token list\n  dspool token revoke 12"}
 	var user, name, scope, expires string
 	create := &cobra.Command{
@@ -38,10 +41,11 @@ Jupyter server it started.`,
 it with --token or DSPOOL_TOKEN.
 
 It has the scopes of --scope (default: all those of the token or login that
-asks) and expires after --expires (default ` + defaultTokenExpiry + `; "never" for a token
-that does not expire, e.g. for a long-lived service).
+asks) that its user can use, and prints them: for a user who is not an
+admin, admin is account. It expires after --expires (default ` + defaultTokenExpiry + `;
+"never" for a token that does not expire, e.g. for a long-lived service).
 
-Making a token needs a login, or a token with the admin scope. A token
+Making a token needs a login, or a token with the account scope. A token
 never makes one with more scopes, or a later expiry, than itself: from a
 token that expires, --expires never and an --expires past it are refused,
 and the default expiry is cut to its own (saying so).`,
@@ -97,7 +101,7 @@ and the default expiry is cut to its own (saying so).`,
 	}
 	create.Flags().StringVar(&user, "user", "", "the user the token acts as (default: you; others: admin)")
 	create.Flags().StringVar(&name, "name", "", "a name to know it by in the token list")
-	create.Flags().StringVar(&scope, "scope", "", "what it may do: some of read,jobs,sessions,admin, or all (default: all those of the token that asks)")
+	create.Flags().StringVar(&scope, "scope", "", "what it may do: some of read,jobs,sessions,account,admin, or all (default: all those of the token that asks)")
 	create.Flags().StringVar(&expires, "expires", defaultTokenExpiry, "when it expires, from now (e.g. 12h, 30d), or never")
 
 	var all bool

@@ -41,7 +41,7 @@ func TestTokensAndAudit(t *testing.T) {
 	if _, errs, code := run(t, p, ci, "job", "list"); code != 0 {
 		t.Errorf("job list with the ci token: exit %d, %s", code, errs)
 	}
-	if _, errs, code := run(t, p, ci, "token", "create"); code != 1 || !strings.Contains(errs, "lacks the admin scope") {
+	if _, errs, code := run(t, p, ci, "token", "create"); code != 1 || !strings.Contains(errs, "lacks the account scope") {
 		t.Errorf("token create with a read,jobs token: exit %d, %q", code, errs)
 	}
 	if _, errs, code := run(t, p, adac, "token", "create", "--expires", "0s"); code != 1 || !strings.Contains(errs, `--expires: "0s": give a positive span of time`) {
@@ -147,9 +147,32 @@ func TestTokenFromAnExpiringToken(t *testing.T) {
 		}
 	}
 	if _, errs, code := run(t, p, sc, "job", "submit", "--", "true"); code != 1 ||
-		!strings.Contains(errs, "lacks the jobs scope this needs (it has read,admin): use a token that has it, made by a login or by a token with the admin and jobs scopes (`dspool token create --scope jobs`)") {
+		!strings.Contains(errs, "lacks the jobs scope this needs (it has read,account,admin): use a token that has it, made by a login or by a token with the account and jobs scopes (`dspool token create --scope jobs`)") {
 		t.Errorf("a read,admin token submits: exit %d, %q", code, errs)
 	}
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestTokenForAnotherUserListsItsScopes: `token create --user alice` by an
+// admin prints, and `token list` shows, the scopes alice's token really
+// has: no admin for a user who is not one.
+func TestTokenForAnotherUserListsItsScopes(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{})
+	if _, err := p.DB.CreateUser(context.Background(), "alice", false); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, p, p.Admin, "token", "create", "--user", "alice", "--name", "for-alice")
+	if code != 0 || !strings.HasPrefix(out, "dsp_") || !strings.Contains(errs, "(alice's): scopes read,jobs,sessions,account,") {
+		t.Fatalf("token create --user alice: exit %d, %q %q; want the scopes read,jobs,sessions,account", code, out, errs)
+	}
+	out, _, code = run(t, p, p.Admin, "token", "list", "--all")
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[2] == "for-alice" && f[3] != "read,jobs,sessions,account" {
+			t.Errorf("token list --all: alice's token has scopes %s, want read,jobs,sessions,account", f[3])
+		}
+	}
+	if code != 0 || !strings.Contains(out, "for-alice") {
+		t.Errorf("token list --all: exit %d:\n%s", code, out)
+	}
+}

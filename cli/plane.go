@@ -142,7 +142,8 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		return nil, err
 	}
 	// The data directory is traversable but not listable: jobs running as
-	// their users must reach the share inside it; the store file is 0600.
+	// their users must reach a share that an earlier dspool made inside it
+	// (docs/decisions/0009); the store file is 0600.
 	if err := os.MkdirAll(o.Data, 0o711); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}

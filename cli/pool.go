@@ -271,17 +271,27 @@ func (a *App) nodeCmd() *cobra.Command {
 }
 
 func (a *App) printNodes(nodes []*dspool.Node) error {
-	return a.print(nodes, []string{"ID", "NAME", "POOL", "STATE", "CPUS", "MEMORY", "GPUS", "ATTEMPTS", "LOAD", "LAST SEEN", "MESSAGE"}, func(add func(...any)) {
+	return a.print(nodes, []string{"ID", "NAME", "POOL", "STATE", "CPUS", "MEMORY", "GPUS", "ATTEMPTS", "LOAD", "SHARE FREE", "LAST SEEN", "MESSAGE"}, func(add func(...any)) {
 		for _, n := range nodes {
 			seen := "-"
 			if n.LastSeen != nil {
 				seen = age(*n.LastSeen) + " ago"
 			}
+			share, message := "-", n.Message
+			if n.Usage.ShareSize > 0 {
+				share = n.Usage.ShareFree.String()
+			}
+			if full := n.Usage.ShareFull(); full != "" {
+				share += " (full)"
+				if message == "" {
+					message = full + "; the node takes no new work until then"
+				}
+			}
 			add(n.ID, n.Name, n.Pool, n.State,
 				fmt.Sprintf("%s/%s", n.Allocated.CPUs, n.Inventory.CPUs),
 				fmt.Sprintf("%s/%s", n.Allocated.Memory, n.Inventory.Memory),
 				fmt.Sprintf("%d/%d", len(n.Allocated.GPUs), len(n.Inventory.GPUs)),
-				n.Usage.Attempts, fmt.Sprintf("%.2f", n.Usage.Load1), seen, dash(firstLine(n.Message)))
+				n.Usage.Attempts, fmt.Sprintf("%.2f", n.Usage.Load1), share, seen, dash(firstLine(message)))
 		}
 	})
 }

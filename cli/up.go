@@ -20,7 +20,7 @@ import (
 	"github.com/dspool/dspool/provider/local"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
-	"github.com/goccy/go-yaml"
+	"github.com/dspool/dspool/yamljson"
 	"github.com/spf13/cobra"
 )
 
@@ -31,8 +31,11 @@ func (a *App) upCmd() *cobra.Command {
 		Use:   "up",
 		Short: "Run a whole pool on this machine: control plane, local agents, store and share",
 		Long: `Run a whole dspool on this machine, in the foreground: the control plane, a
-local pool of agent processes, the store (SQLite) and the share (a directory),
-all under one data directory. It logs this machine's CLI in, so
+local pool of agent processes, the store (SQLite) in the data directory and
+the share (users' homes and job output) in a directory beside it: a user who
+fills the share must not fill the store's disk (docs/decisions/0009). Mount
+the share on a file system of its own, or give users quotas (docs/guide.md),
+to keep them apart for real. It logs this machine's CLI in, so
 ` + "`dspool job submit`" + ` works from another terminal at once. Ctrl-C stops the
 agents and their jobs cleanly; running it again on the same directory resumes
 the same pools, jobs and users.`,
@@ -42,17 +45,26 @@ the same pools, jobs and users.`,
 			if err := a.guardProcess(); err != nil {
 				return err
 			}
-			if o.Data == "" {
+			defaultData := o.Data == ""
+			if defaultData {
 				o.Data = a.defaultDataDir()
 			}
 			if nodes < 0 || nodes > 256 {
 				return dspool.Invalid("--nodes", "must be between 0 and 256")
 			}
-			o.Share = filepath.Join(o.Data, "share")
+			if o.Share == "" {
+				var inside bool
+				o.Share, inside = defaultShareDir(o.Data, defaultData && os.Geteuid() == 0)
+				if inside {
+					fmt.Fprintf(a.Stderr, "note: the share is %s, inside the data directory, because it holds files from before dspool kept them apart; "+
+						"a user who fills it fills the store's disk too: move it (docs/decisions/0009) or give --share\n", o.Share)
+				}
+			}
 			return a.up(cmd.Context(), o, nodes, cmd.Flags().Changed("nodes"))
 		},
 	}
-	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, share, agents (default $XDG_DATA_HOME/dspool; /var/lib/dspool as root)")
+	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, agents (default $XDG_DATA_HOME/dspool; /var/lib/dspool as root)")
+	c.Flags().StringVar(&o.Share, "share", "", "the share: users' homes and job output (default DATA-share beside the data directory; /srv/dspool as root)")
 	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool")
 	c.Flags().StringVar(&o.Admin, "admin", "", "name of the first admin on a new store (default: your login name, or admin as root)")
 	o.flags(c)
@@ -319,7 +331,7 @@ DATA/admin-token (mode 0600).`,
 			if err != nil {
 				return err
 			}
-			js, err := yaml.YAMLToJSON(b)
+			js, err := yamljson.Convert(b, yamljson.Limits{})
 			if err != nil {
 				return fmt.Errorf("%s: not valid YAML: %w", file, err)
 			}
@@ -383,4 +395,21 @@ func (a *App) defaultDataDir() string {
 		dir = filepath.Join(home, ".local", "share")
 	}
 	return filepath.Join(dir, "dspool")
+}
+
+// defaultShareDir is where `dspool up` keeps the share: beside the data
+// directory, never in it, so that a user who fills the share cannot stop
+// the store (see docs/decisions/0009); /srv/dspool for root's default data
+// directory. A share that an earlier dspool made inside the data directory
+// and that holds files stays in use (inside is true), so an installation
+// keeps its homes.
+func defaultShareDir(data string, root bool) (share string, inside bool) {
+	legacy := filepath.Join(data, "share")
+	if entries, err := os.ReadDir(legacy); err == nil && len(entries) > 0 {
+		return legacy, true
+	}
+	if root {
+		return "/srv/dspool", false
+	}
+	return filepath.Clean(data) + "-share", false
 }

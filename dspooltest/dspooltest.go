@@ -6,6 +6,7 @@
 package dspooltest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http/httptest"
@@ -41,6 +42,13 @@ type Options struct {
 	// each test that runs jobs its own base, since the admin is named after
 	// it ("admin<UIDBase>") and a name must keep its uid.
 	UIDBase int
+	// Dir holds the store, the share and the agents' state (default a new
+	// temporary directory): a test of a full disk gives a small file system.
+	Dir string
+	// Share is the pool's share (default Dir/share).
+	Share string
+	// Reserve is the room the store keeps on its disk (default 1 MiB).
+	Reserve int64
 }
 
 // Pool is a running in-process pool.
@@ -91,17 +99,21 @@ func New(t testing.TB, opts Options) *Pool {
 	if opts.UIDBase == 0 {
 		opts.UIDBase = 40000
 	}
-	dir := t.TempDir()
+	opts.Reserve = cmp.Or(opts.Reserve, 1<<20)
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	// Jobs run as their users when the test runs as root: they must reach
 	// the share.
 	_ = os.Chmod(filepath.Dir(dir), 0o755)
 	_ = os.Chmod(dir, 0o755)
-	share := filepath.Join(dir, "share")
+	share := cmp.Or(opts.Share, filepath.Join(dir, "share"))
 	if err := os.MkdirAll(share, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "dspool.db"), sqlite.Options{UIDBase: opts.UIDBase})
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "dspool.db"), sqlite.Options{UIDBase: opts.UIDBase, Reserve: opts.Reserve})
 	if err != nil {
 		t.Fatal(err)
 	}

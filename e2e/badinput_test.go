@@ -31,6 +31,9 @@ func TestBadInput(t *testing.T) {
 			{"unknown field", "name: typo\nnode: {cpus: 1, memory: 1GiB}\ncuont: 2\n", "cuont"},
 			{"bad provider", "name: prov\nprovider: cloud9\nnode: {cpus: 1, memory: 1GiB}\n", "provider"},
 			{"second pool bad", "pools:\n  - name: good\n    node: {cpus: 1, memory: 1GiB}\n  - name: bad\n    node: {cpus: 1, memory: 1GiB}\n    count: -1\n", "pools[1].count"},
+			{"alias bomb, tabs before each alias", aliasBomb("\t"), "file"},
+			{"alias bomb, carriage returns before each alias", aliasBomb("\r"), "file"},
+			{"bidi override in a label", "name: lab\nnode: {cpus: 1, memory: 1GiB}\nlabels: {zone: \"a\u202eb\"}\n", "labels.zone"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				f := writeFile(t, "pool-*.yaml", tc.yaml)
@@ -91,6 +94,8 @@ func TestBadInput(t *testing.T) {
 			{name: "huge gpus", body: `{"command":["true"],"gpus":1e12}`, status: 400, field: "gpus"},
 			{name: "negative memory", body: `{"command":["true"],"memory":-1}`, status: 400, field: "memory"},
 			{name: "invalid UTF-8 in name", body: "{\"command\":[\"true\"],\"name\":\"\xff\xfe\"}", status: 400, field: "name"},
+			{name: "bidi override in name", body: `{"command":["true"],"name":"report\u202efdp.exe"}`, status: 400, field: "name"},
+			{name: "zero-width space in name", body: `{"command":["true"],"name":"ad\u200bmin"}`, status: 400, field: "name"},
 			{name: "invalid JSON", body: `{"command":["true"`, status: 400},
 			{name: "not an object", body: `["true"]`, status: 400},
 			{name: "empty command", body: `{"command":[]}`, status: 400, field: "command"},
@@ -113,6 +118,27 @@ func TestBadInput(t *testing.T) {
 	if got := len(listIDs(t, admin, "job", "list", "--all-users", "--limit", "10000")); got != jobs {
 		t.Errorf("after refused submissions the store has %d jobs, want %d as before", got, jobs)
 	}
+}
+
+// aliasBomb writes a pool file of twelve lists, each of nine aliases of the
+// list before (9^12 values once expanded), with sep before each alias.
+func aliasBomb(sep string) string {
+	var b strings.Builder
+	b.WriteString("a: &a [x, x, x, x, x, x, x, x, x]\n")
+	prev := "a"
+	for i := 0; i < 12; i++ {
+		name := string(rune('b' + i))
+		b.WriteString(name + ": &" + name + " [")
+		for k := 0; k < 9; k++ {
+			if k > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(sep + "*" + prev)
+		}
+		b.WriteString("]\n")
+		prev = name
+	}
+	return b.String()
 }
 
 // post sends body to url with a bearer token and returns the status and the

@@ -235,7 +235,7 @@ func startUp(t *testing.T, c upConfig) *upProc {
 	if c.Login == "" {
 		c.Login = filepath.Join(dir, "login.json")
 	}
-	u := &upProc{Data: c.Data, Share: filepath.Join(c.Data, "share"), Login: c.Login, t: t, done: make(chan struct{}),
+	u := &upProc{Data: c.Data, Share: c.Data + "-share", Login: c.Login, t: t, done: make(chan struct{}),
 		stdout: filepath.Join(dir, "up.out"), stderr: filepath.Join(dir, "up.err")}
 	args := []string{"up", "--data", c.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--nodes", strconv.Itoa(c.Nodes),
 		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms"}

@@ -5,19 +5,21 @@ package poolfile
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/dspool/dspool"
-	"github.com/goccy/go-yaml"
+	"github.com/dspool/dspool/yamljson"
 )
 
 // MaxSize bounds a pool file before any parsing.
 const MaxSize = 1 << 20
 
-// maxAliases bounds YAML aliases, which could otherwise expand a small file
-// into a huge document.
-const maxAliases = 64
+// limits bound the decoded pool file: a thousand pools of a few dozen values
+// each fit; an alias bomb stops after a few megabytes.
+var limits = yamljson.Limits{Nodes: 100_000, Aliased: 10_000, Depth: 32}
 
 // Parse reads either a list of pools under `pools:` or a single pool
 // document, validates every pool and fills its defaults. Errors name the
@@ -29,20 +31,16 @@ func Parse(data []byte) ([]*dspool.Pool, error) {
 	if bytes.IndexByte(data, 0) >= 0 {
 		return nil, dspool.Invalid("file", "contains a NUL byte: is it a YAML text file?")
 	}
-	if n := countAliases(data); n > maxAliases {
-		return nil, dspool.Invalid("file", "uses %d YAML aliases: at most %d", n, maxAliases)
+	js, err := yamljson.Convert(data, limits)
+	if errors.Is(err, yamljson.ErrTooLarge) {
+		return nil, dspool.Invalid("file", "is %v: write the pools out with fewer YAML aliases (*name) and values", err)
 	}
-	var generic any
-	if err := yaml.Unmarshal(data, &generic); err != nil {
-		return nil, dspool.Invalid("file", "is not valid YAML: %s", yaml.FormatError(err, false, true))
-	}
-	top, ok := generic.(map[string]any)
-	if !ok {
-		return nil, dspool.Invalid("file", "must be a mapping: either `pools:` with a list, or one pool with `name:`")
-	}
-	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, dspool.Invalid("file", "cannot be read as data: %v", err)
+		return nil, dspool.Invalid("file", "is not valid YAML: %v", err)
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(js, &top) != nil {
+		return nil, dspool.Invalid("file", "must be a mapping: either `pools:` with a list, or one pool with `name:`")
 	}
 	var pools []*dspool.Pool
 	prefix := "pools[%d]."
@@ -113,14 +111,4 @@ func decodePool(prefix string, js []byte, p *dspool.Pool) error {
 		}
 	}
 	return err
-}
-
-func countAliases(data []byte) int {
-	n := 0
-	for i := 0; i+1 < len(data); i++ {
-		if data[i] == '*' && (i == 0 || data[i-1] == ' ' || data[i-1] == '[' || data[i-1] == ',' || data[i-1] == '\n' || data[i-1] == '-') && data[i+1] != ' ' {
-			n++
-		}
-	}
-	return n
 }

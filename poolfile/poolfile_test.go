@@ -47,7 +47,9 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestAliasBomb(t *testing.T) {
+// bomb writes a billion-laughs pool file: twelve lists of nine aliases of
+// the list before, each alias written after sep.
+func bomb(sep string) string {
 	var b strings.Builder
 	b.WriteString("a: &a [x, x, x, x, x, x, x, x, x]\n")
 	prev := "a"
@@ -56,16 +58,45 @@ func TestAliasBomb(t *testing.T) {
 		b.WriteString(name + ": &" + name + " [")
 		for k := 0; k < 9; k++ {
 			if k > 0 {
-				b.WriteString(", ")
+				b.WriteString(",")
 			}
-			b.WriteString("*" + prev)
+			b.WriteString(sep + "*" + prev)
 		}
 		b.WriteString("]\n")
 		prev = name
 	}
-	_, err := poolfile.Parse([]byte(b.String()))
-	if e, ok := err.(*dspool.Error); !ok || e.Field != "file" {
-		t.Errorf("alias bomb: got %v, want a refusal naming the file", err)
+	return b.String()
+}
+
+func TestAliasBomb(t *testing.T) {
+	tests := []struct{ name, sep string }{
+		{"space", " "},
+		{"tab", "\t"},
+		{"carriage return", "\r"},
+		{"line break", "\n  "},
+		{"nothing", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := poolfile.Parse([]byte(bomb(tt.sep)))
+			e, ok := err.(*dspool.Error)
+			if !ok || e.Field != "file" || !strings.Contains(e.Message, "aliases") {
+				t.Errorf("alias bomb: got %v, want a refusal naming the file and its aliases", err)
+			}
+		})
+	}
+}
+
+func TestSharedNodeSpec(t *testing.T) {
+	yaml := "x-node: &n {cpus: 8, memory: 32GiB}\n"
+	_, err := poolfile.Parse([]byte(yaml))
+	if e, ok := err.(*dspool.Error); !ok || e.Field != "x-node" {
+		t.Fatalf("got %v, want the unknown top-level key named", err)
+	}
+	yaml = "pools:\n  - name: a\n    node: &n {cpus: 8, memory: 32GiB}\n  - name: b\n    node: *n\n  - name: c\n    node: {<<: *n, gpus: 1}\n"
+	pools, err := poolfile.Parse([]byte(yaml))
+	if err != nil || len(pools) != 3 || pools[1].Node != pools[0].Node || pools[2].Node.CPUs != pools[0].Node.CPUs || pools[2].Node.GPUs != 1 {
+		t.Fatalf("got %v, %v; want three pools sharing one node spec", pools, err)
 	}
 }
 
@@ -73,6 +104,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("pools:\n  - name: gpu\n    node: {cpus: 8, memory: 32GiB, gpus: 1}\n    count: 2\n"))
 	f.Add([]byte("name: cpu\nnode: {cpus: 0.5, memory: 512MiB}\nlabels: {a: b}\nsetup_timeout: 5m\n"))
 	f.Add([]byte("a: &a [1]\nb: *a\n"))
+	for _, sep := range []string{" ", "\t", "\r", ""} {
+		f.Add([]byte(bomb(sep)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pools, err := poolfile.Parse(data)
 		if err != nil {

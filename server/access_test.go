@@ -63,9 +63,9 @@ func TestTokenScopes(t *testing.T) {
 	}
 	_, err := ro.SubmitJob(ctx, &dspool.JobSpec{Command: []string{"true"}}, 0)
 	wantCode(t, "a read token submits", err, dspool.EForbidden, "lacks the jobs scope")
-	wantCode(t, "a read token submits", err, dspool.EForbidden, "use a token that has it, made by a login or by a token with the admin and jobs scopes")
+	wantCode(t, "a read token submits", err, dspool.EForbidden, "use a token that has it, made by a login or by a token with the account and jobs scopes")
 	_, err = ro.CreateToken(ctx, "")
-	wantCode(t, "a read token makes a token", err, dspool.EForbidden, "lacks the admin scope")
+	wantCode(t, "a read token makes a token", err, dspool.EForbidden, "lacks the account scope")
 
 	// A token never makes a token that can do more, or last longer.
 	hour := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
@@ -85,7 +85,7 @@ func TestTokenScopes(t *testing.T) {
 		t.Errorf("a default expiry past the asking token's: %+v; want it cut to %s", capped.Token, hour)
 	}
 	_, child := tokenClient(t, acct, api.TokenCreate{})
-	if strings.Join(child.Scopes, ",") != "read,admin" || child.ExpiresAt == nil || !child.ExpiresAt.Equal(hour) {
+	if strings.Join(child.Scopes, ",") != "read,account" || child.ExpiresAt == nil || !child.ExpiresAt.Equal(hour) {
 		t.Errorf("a token's default child: %+v; want its scopes and expiry", child.Token)
 	}
 	past := time.Now().Add(-time.Minute)

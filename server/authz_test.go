@@ -39,7 +39,8 @@ import (
 //   - the status each caller gets with a token of every scope: anon (no
 //     credentials), other (another user), owner (the user who owns the
 //     objects), admin. A token without the route's scope gets 403 whoever
-//     holds it; one with only that scope gets what one of every scope gets.
+//     holds it; one with only that scope gets what one of every scope gets
+//     (but an admin's token with account and not admin is another user's).
 //   - maint: a team maintainer's status, when it differs from another
 //     user's (teams: see makeMaintainer).
 type authzRow struct {
@@ -51,6 +52,8 @@ type authzRow struct {
 
 var authzMatrix = map[string]authzRow{
 	"GET /api/v1/openapi.json": {anon: 200, other: 200, owner: 200, admin: 200},
+	"GET /healthz":              {anon: 200, other: 200, owner: 200, admin: 200},
+	"GET /readyz":               {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /api/v1/whoami":       {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 
 	"POST /api/v1/jobs":                     {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},
@@ -72,14 +75,14 @@ var authzMatrix = map[string]authzRow{
 	"POST /api/v1/users/{name}/disable": {scope: dspool.ScopeAdmin, path: "/api/v1/users/{victim}/disable", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
 	"POST /api/v1/users/{name}/enable":  {scope: dspool.ScopeAdmin, path: "/api/v1/users/{victim}/enable", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
 	"PUT /api/v1/users/{name}/email":    {scope: dspool.ScopeAdmin, path: "/api/v1/users/{owner}/email", body: `{"email":"owner{n}@example.com"}`, anon: 401, other: 403, owner: 403, admin: 204},
-	"PUT /api/v1/users/{name}/password": {scope: dspool.ScopeAdmin, path: "/api/v1/users/{owner}/password", body: `{"password":"correct horse battery"}`, anon: 401, other: 403, owner: 204, admin: 204},
-	"POST /api/v1/tokens":               {scope: dspool.ScopeAdmin, body: `{}`, anon: 401, other: 201, owner: 201, admin: 201},
+	"PUT /api/v1/users/{name}/password": {scope: dspool.ScopeAccount, path: "/api/v1/users/{owner}/password", body: `{"password":"correct horse battery"}`, anon: 401, other: 403, owner: 204, admin: 204},
+	"POST /api/v1/tokens":               {scope: dspool.ScopeAccount, body: `{}`, anon: 401, other: 201, owner: 201, admin: 201},
 	"GET /api/v1/tokens":                {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
-	"POST /api/v1/tokens/{id}/revoke":   {scope: dspool.ScopeAdmin, path: "/api/v1/tokens/{token}/revoke", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/tokens/{id}/revoke":   {scope: dspool.ScopeAccount, path: "/api/v1/tokens/{token}/revoke", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 	"GET /api/v1/audit":                 {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/keys":                  {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
-	"POST /api/v1/keys":                 {scope: dspool.ScopeAdmin, body: `{"key":"{pubkey}"}`, anon: 401, other: 201, owner: 201, admin: 201},
-	"DELETE /api/v1/keys/{key}":         {scope: dspool.ScopeAdmin, path: "/api/v1/keys/{key}", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/keys":                 {scope: dspool.ScopeAccount, body: `{"key":"{pubkey}"}`, anon: 401, other: 201, owner: 201, admin: 201},
+	"DELETE /api/v1/keys/{key}":         {scope: dspool.ScopeAccount, path: "/api/v1/keys/{key}", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 
 	// The pool has no node: a Jupyter server cannot start, for anyone
 	// allowed to ask.
@@ -95,8 +98,8 @@ var authzMatrix = map[string]authzRow{
 	"POST /api/v1/teams":                         {scope: dspool.ScopeAdmin, body: `{"name":"team{n}"}`, anon: 401, other: 403, owner: 403, admin: 201},
 	"GET /api/v1/teams/{name}":                   {scope: dspool.ScopeRead, path: "/api/v1/teams/authz", anon: 401, other: 200, owner: 200, admin: 200},
 	"DELETE /api/v1/teams/{name}":                {scope: dspool.ScopeAdmin, path: "/api/v1/teams/{team}", fresh: true, anon: 401, other: 403, owner: 403, admin: 204},
-	"PUT /api/v1/teams/{name}/members/{user}":    {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/members/{victim}", body: `{}`, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
-	"DELETE /api/v1/teams/{name}/members/{user}": {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/members/{victim}", fresh: true, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
+	"PUT /api/v1/teams/{name}/members/{user}":    {scope: dspool.ScopeAccount, path: "/api/v1/teams/authz/members/{victim}", body: `{}`, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
+	"DELETE /api/v1/teams/{name}/members/{user}": {scope: dspool.ScopeAccount, path: "/api/v1/teams/authz/members/{victim}", fresh: true, anon: 401, other: 403, maint: 200, owner: 403, admin: 200},
 	"PUT /api/v1/teams/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/teams/authz/limits", body: `{"gpus":8}`, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/users/{name}/limits":            {scope: dspool.ScopeRead, path: "/api/v1/users/{owner}/limits", anon: 401, other: 403, owner: 200, admin: 200},
 	"PUT /api/v1/users/{name}/limits":            {scope: dspool.ScopeAdmin, path: "/api/v1/users/{owner}/limits", body: `{"cpus":64}`, anon: 401, other: 403, owner: 403, admin: 200},
@@ -104,8 +107,8 @@ var authzMatrix = map[string]authzRow{
 	// Secrets: a user's own, invisible to everyone else, admins included;
 	// {secret} is the owner's.
 	"GET /api/v1/secrets":             {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
-	"PUT /api/v1/secrets/{name}":      {scope: dspool.ScopeAdmin, path: "/api/v1/secrets/new{n}", body: `{"value":"dg=="}`, anon: 401, other: 201, owner: 201, admin: 201},
-	"DELETE /api/v1/secrets/{name}":   {scope: dspool.ScopeAdmin, path: "/api/v1/secrets/{secret}", fresh: true, anon: 401, other: 404, owner: 200, admin: 404},
+	"PUT /api/v1/secrets/{name}":      {scope: dspool.ScopeAccount, path: "/api/v1/secrets/new{n}", body: `{"value":"dg=="}`, anon: 401, other: 201, owner: 201, admin: 201},
+	"DELETE /api/v1/secrets/{name}":   {scope: dspool.ScopeAccount, path: "/api/v1/secrets/{secret}", fresh: true, anon: 401, other: 404, owner: 200, admin: 404},
 	"POST /api/v1/secrets/rotate-key": {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
 
 	// Agents authenticate with join tokens and node credentials: a user's
@@ -158,7 +161,10 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 		f.tokens[c] = map[string]string{"all": f.token(t, u, dspool.Scopes)}
 		for _, s := range dspool.Scopes {
 			f.tokens[c]["+"+s] = f.token(t, u, []string{s})
-			f.tokens[c]["-"+s] = f.token(t, u, slices.DeleteFunc(slices.Clone(dspool.Scopes), func(x string) bool { return x == s }))
+			// admin includes account: a token without account has neither.
+			f.tokens[c]["-"+s] = f.token(t, u, slices.DeleteFunc(slices.Clone(dspool.Scopes), func(x string) bool {
+				return x == s || s == dspool.ScopeAccount && x == dspool.ScopeAdmin
+			}))
 		}
 	}
 	makeMaintainer(t, f, f.users["maint"], f.users["owner"])
@@ -366,6 +372,12 @@ func TestAuthzMatrix(t *testing.T) {
 					continue
 				}
 				cell(c, "-"+row.scope, http.StatusForbidden, row.want(c))
+				if c == "admin" && row.scope == dspool.ScopeAccount {
+					// An admin's token with account but not admin
+					// manages the account alone, as another user's does.
+					cell(c, "+"+row.scope, row.other, row.other)
+					continue
+				}
 				cell(c, "+"+row.scope, row.want(c), row.want(c))
 			}
 		})

@@ -100,6 +100,10 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, dspool.Invalid("name", "%q is not a valid node name: letters, digits, '.', '_' and '-', at most 63", req.Name))
 		return
 	}
+	if err := dspool.ValidateLabels("labels", req.Labels); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
 	id := NewSecret("")[:12]
 	name := req.Name
 	if existing, _ := h.s.db.Nodes(r.Context(), "", false); existing != nil {
@@ -296,7 +300,9 @@ func (h *hub) ready() map[string]readyNode {
 	defer h.mu.Unlock()
 	out := map[string]readyNode{}
 	for id, ac := range h.conns {
-		if ac.state == dspool.NodeReady {
+		// A node whose share is full takes no new work: a job's output
+		// would have nowhere to go.
+		if ac.state == dspool.NodeReady && ac.usage.ShareFull() == "" {
 			out[id] = readyNode{pool: ac.pool, inv: ac.inv}
 		}
 	}

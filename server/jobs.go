@@ -22,6 +22,12 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
+	// While the store is short of room, its reserve is for the work that
+	// runs: new work waits until there is room.
+	if err := s.db.Room(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var spec dspool.JobSpec
 	if err := readJSON(r, &spec); err != nil {
 		s.fail(w, r, err)

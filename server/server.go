@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -135,8 +136,9 @@ func (s *Server) Run(ctx context.Context) {
 		s.log.Info("ended the sessions of the previous run", "sessions", n)
 	}
 	var wg sync.WaitGroup
-	wg.Add(6)
+	wg.Add(7)
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()
+	go func() { defer wg.Done(); s.roomLoop(ctx) }()
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
@@ -173,7 +175,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})
@@ -211,6 +212,8 @@ type route struct {
 
 func (s *Server) routes() []route {
 	return []route{
+		{"GET", "/healthz", authNone, "", s.healthz},
+		{"GET", "/readyz", authNone, "", s.readyz},
 		{"GET", "/api/v1/openapi.json", authNone, "", s.openapi},
 		{"GET", "/api/v1/whoami", authUser, dspool.ScopeRead, s.whoami},
 		{"POST", "/api/v1/jobs", authUser, dspool.ScopeJobs, s.submitJob},
@@ -230,21 +233,21 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.createUser},
 		{"POST", "/api/v1/users/{name}/disable", authAdmin, dspool.ScopeAdmin, s.disableUser},
 		{"POST", "/api/v1/users/{name}/enable", authAdmin, dspool.ScopeAdmin, s.enableUser},
-		{"PUT", "/api/v1/users/{name}/password", authUser, dspool.ScopeAdmin, s.setPassword},
+		{"PUT", "/api/v1/users/{name}/password", authUser, dspool.ScopeAccount, s.setPassword},
 		{"PUT", "/api/v1/users/{name}/email", authAdmin, dspool.ScopeAdmin, s.setUserEmail},
-		{"POST", "/api/v1/tokens", authUser, dspool.ScopeAdmin, s.createToken},
+		{"POST", "/api/v1/tokens", authUser, dspool.ScopeAccount, s.createToken},
 		{"GET", "/api/v1/tokens", authUser, dspool.ScopeRead, s.listTokens},
-		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAdmin, s.revokeToken},
+		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAccount, s.revokeToken},
 		{"GET", "/api/v1/audit", authAdmin, dspool.ScopeAdmin, s.auditLog},
 		{"GET", "/api/v1/keys", authUser, dspool.ScopeRead, s.listKeys},
-		{"POST", "/api/v1/keys", authUser, dspool.ScopeAdmin, s.addKey},
-		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAdmin, s.removeKey},
+		{"POST", "/api/v1/keys", authUser, dspool.ScopeAccount, s.addKey},
+		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAccount, s.removeKey},
 		{"GET", "/api/v1/notebook", authUser, dspool.ScopeRead, s.notebookStatus},
 		{"POST", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.startNotebook},
 		{"DELETE", "/api/v1/notebook", authUser, dspool.ScopeSessions, s.stopNotebook},
 		{"GET", "/api/v1/secrets", authUser, dspool.ScopeRead, s.listSecrets},
-		{"PUT", "/api/v1/secrets/{name}", authUser, dspool.ScopeAdmin, s.setSecret},
-		{"DELETE", "/api/v1/secrets/{name}", authUser, dspool.ScopeAdmin, s.deleteSecret},
+		{"PUT", "/api/v1/secrets/{name}", authUser, dspool.ScopeAccount, s.setSecret},
+		{"DELETE", "/api/v1/secrets/{name}", authUser, dspool.ScopeAccount, s.deleteSecret},
 		{"POST", "/api/v1/secrets/rotate-key", authAdmin, dspool.ScopeAdmin, s.rotateSecretsKey},
 		{"GET", "/api/v1/sessions", authUser, dspool.ScopeRead, s.listSessions},
 		{"GET", "/api/v1/sessions/{id}", authUser, dspool.ScopeRead, s.getSession},
@@ -253,8 +256,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/teams", authAdmin, dspool.ScopeAdmin, s.createTeam},
 		{"GET", "/api/v1/teams/{name}", authUser, dspool.ScopeRead, s.getTeam},
 		{"DELETE", "/api/v1/teams/{name}", authAdmin, dspool.ScopeAdmin, s.deleteTeam},
-		{"PUT", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAdmin, s.putTeamMember},
-		{"DELETE", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAdmin, s.deleteTeamMember},
+		{"PUT", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAccount, s.putTeamMember},
+		{"DELETE", "/api/v1/teams/{name}/members/{user}", authUser, dspool.ScopeAccount, s.deleteTeamMember},
 		{"PUT", "/api/v1/teams/{name}/limits", authAdmin, dspool.ScopeAdmin, s.setTeamLimits},
 		{"GET", "/api/v1/users/{name}/limits", authUser, dspool.ScopeRead, s.getUserLimits},
 		{"PUT", "/api/v1/users/{name}/limits", authAdmin, dspool.ScopeAdmin, s.setUserLimits},
@@ -318,6 +321,13 @@ func (s *Server) authenticateWith(level authLevel, scope string, xsrf func(*http
 		if err := checkScope(tok, scope); err != nil {
 			writeError(w, err)
 			return
+		}
+		if u.Admin && scope == dspool.ScopeAccount && tok != nil && !slices.Contains(tok.Scopes, dspool.ScopeAdmin) {
+			// An admin's token without the admin scope manages the
+			// account alone, as anyone else's does.
+			account := *u
+			account.Admin = false
+			u = &account
 		}
 		ctx := context.WithValue(r.Context(), userKey, u)
 		next(w, r.WithContext(context.WithValue(ctx, credKey, &credential{tok: tok})))

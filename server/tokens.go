@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -105,11 +104,11 @@ func checkScope(t *dspool.Token, scope string) error {
 	if t == nil || scope == "" || slices.Contains(t.Scopes, scope) {
 		return nil
 	}
-	maker := "a token with the admin and " + scope + " scopes"
-	if scope == dspool.ScopeAdmin {
-		maker = "a token with the admin scope"
+	maker := "a token with the account and " + scope + " scopes"
+	if scope == dspool.ScopeAccount || scope == dspool.ScopeAdmin {
+		maker = "a token with the " + scope + " scope"
 	}
-	return dspool.Errorf(dspool.EForbidden, "%s lacks the %s scope this needs (it has %s): use a token that has it, made by a login or by %s (`dspool token create --scope %s`); a token without the admin scope makes no tokens",
+	return dspool.Errorf(dspool.EForbidden, "%s lacks the %s scope this needs (it has %s): use a token that has it, made by a login or by %s (`dspool token create --scope %s`); a token without the account scope makes no tokens",
 		ownedToken(t), scope, strings.Join(t.Scopes, ","), maker, scope)
 }
 
@@ -244,11 +243,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		}
 		target = u
 	}
-	if err := checkTokenName(req.Name); err != nil {
+	if err := dspool.ValidateText("name", req.Name, maxTokenName); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	scopes, expires, err := s.tokenLimits(req, by)
+	scopes, expires, err := s.tokenLimits(req, by, target.Admin)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -272,8 +271,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 
 // tokenLimits checks what a new token may do. A token cannot make a token
 // that can do more than itself: its scopes are a subset of the asking
-// token's (by default the same), and it expires no later.
-func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token) ([]string, *time.Time, error) {
+// token's (by default the same), and it expires no later. The scopes are
+// those the token really has for its user (admin), as the list shows them.
+func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token, admin bool) ([]string, *time.Time, error) {
 	scopes := req.Scopes
 	if len(scopes) == 0 {
 		scopes = dspool.Scopes
@@ -284,8 +284,7 @@ func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token) ([]string, *
 	if err := dspool.CheckScopes("scopes", scopes); err != nil {
 		return nil, nil, err
 	}
-	// Stored in the order of dspool.Scopes.
-	scopes = slices.DeleteFunc(slices.Clone(dspool.Scopes), func(x string) bool { return !slices.Contains(scopes, x) })
+	scopes = dspool.EffectiveScopes(scopes, admin)
 	if by != nil {
 		for _, x := range scopes {
 			if !slices.Contains(by.Scopes, x) {
@@ -317,18 +316,6 @@ func (s *Server) tokenLimits(req api.TokenCreate, by *dspool.Token) ([]string, *
 			stamp(*expires), stamp(limit), by.ID, stamp(limit))
 	}
 	return scopes, expires, nil
-}
-
-func checkTokenName(name string) error {
-	if len(name) > maxTokenName {
-		return dspool.Invalid("name", "is %d bytes: at most %d", len(name), maxTokenName)
-	}
-	for _, r := range name {
-		if !unicode.IsPrint(r) {
-			return dspool.Invalid("name", "holds a control character: use printable text")
-		}
-	}
-	return nil
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {

@@ -15,17 +15,18 @@ import (
 // disabled users. Whether a token may be used now is the server's call (it
 // has the clock and the route); the store says what the token is.
 
-const tokenCols = `t.id, u.name, t.name, t.scopes, t.created_at, t.expires_at, t.revoked_at, t.last_used`
+const tokenCols = `t.id, u.name, t.name, t.scopes, t.created_at, t.expires_at, t.revoked_at, t.last_used, u.admin`
 
 func scanToken(s scanner) (*dspool.Token, error) {
 	var t dspool.Token
 	var scopes string
 	var created int64
 	var expires, revoked, used sql.NullInt64
-	if err := s.Scan(&t.ID, &t.User, &t.Name, &scopes, &created, &expires, &revoked, &used); err != nil {
+	var admin bool
+	if err := s.Scan(&t.ID, &t.User, &t.Name, &scopes, &created, &expires, &revoked, &used, &admin); err != nil {
 		return nil, err
 	}
-	t.Scopes = strings.Split(scopes, ",")
+	t.Scopes = dspool.EffectiveScopes(strings.Split(scopes, ","), admin)
 	t.CreatedAt = time.Unix(0, created).UTC()
 	t.ExpiresAt, t.RevokedAt, t.LastUsed = fromNano(expires), fromNano(revoked), fromNano(used)
 	return &t, nil
@@ -68,7 +69,7 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*dspool.User, *dspo
 	var tcreated int64
 	var expires, revoked, used sql.NullInt64
 	err := row.Scan(&u.ID, &u.Name, &u.UID, &u.GID, &admin, &created, &u.Disabled,
-		&t.ID, &t.User, &t.Name, &scopes, &tcreated, &expires, &revoked, &used)
+		&t.ID, &t.User, &t.Name, &scopes, &tcreated, &expires, &revoked, &used, &admin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, dspool.Errorf(dspool.EUnauthorized, "token not recognised: it is mistyped, or of another pool; use one this pool made (an admin makes one with `dspool token create --user NAME`)")
 	}
@@ -77,7 +78,7 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (*dspool.User, *dspo
 	}
 	u.Admin = admin != 0
 	u.CreatedAt = time.Unix(0, created).UTC()
-	t.Scopes = strings.Split(scopes, ",")
+	t.Scopes = dspool.EffectiveScopes(strings.Split(scopes, ","), u.Admin)
 	t.CreatedAt = time.Unix(0, tcreated).UTC()
 	t.ExpiresAt, t.RevokedAt, t.LastUsed = fromNano(expires), fromNano(revoked), fromNano(used)
 	return &u, &t, nil
@@ -120,7 +121,7 @@ func (db *DB) RevokeToken(ctx context.Context, id int64, user string, at time.Ti
 
 // TouchToken records that token id was used at at.
 func (db *DB) TouchToken(ctx context.Context, id int64, at time.Time) error {
-	_, err := db.w.ExecContext(ctx, `UPDATE tokens SET last_used = ? WHERE id = ?`, unixNano(at), id)
+	_, err := db.exec(ctx, `UPDATE tokens SET last_used = ? WHERE id = ?`, unixNano(at), id)
 	return err
 }
 

@@ -25,7 +25,7 @@ func (db *DB) AddAudit(ctx context.Context, e dspool.AuditEntry) error {
 	if e.Actor == "" {
 		e.Actor = dspool.AuditAnonymous
 	}
-	_, err := db.w.ExecContext(ctx, `INSERT INTO audit (at, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := db.exec(ctx, `INSERT INTO audit (at, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		unixNano(e.At), cut(e.Actor, 200), cut(e.Action, 100), cut(e.Target, 500), cut(e.Remote, 200), cut(e.Outcome, 50), cut(e.Detail, 2000))
 	if err != nil {
 		return fmt.Errorf("append to the audit log (%s %s): %w", e.Action, e.Target, err)

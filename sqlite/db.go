@@ -29,6 +29,7 @@ type DB struct {
 	done   chan struct{}
 	now    func() time.Time
 	events eventCounts
+	room   *room
 }
 
 // Options configures Open.
@@ -37,6 +38,10 @@ type Options struct {
 	Now func() time.Time
 	// UIDBase is the first uid/gid given to users; 0 means 20000.
 	UIDBase int
+	// Reserve is the room the store keeps on its disk for the writes that
+	// keep running work correct when the disk fills (room.go); 0 means
+	// DefaultReserve, negative none.
+	Reserve int64
 }
 
 // schemaVersion is the version a store has after every migration.
@@ -180,11 +185,22 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{w: w, r: r, path: path, submit: make(chan *submitReq, 1024), done: make(chan struct{}), now: opts.Now}
+	if opts.Reserve == 0 {
+		opts.Reserve = DefaultReserve
+	}
+	db := &DB{w: w, r: r, path: path, submit: make(chan *submitReq, 1024), done: make(chan struct{}), now: opts.Now,
+		room: newRoom(path, max(opts.Reserve, 0))}
 	if err := db.migrate(ctx, opts.UIDBase); err != nil {
 		w.Close()
 		r.Close()
 		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if err := db.room.take(); isFull(err) {
+		db.room.short = fmt.Sprintf("the store's disk (%s) has no room for its reserve of %d MiB", filepath.Dir(path), db.room.size>>20)
+	} else if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("store %s: reserve room on its disk: %w", path, err)
 	}
 	go db.submitLoop()
 	return db, nil
@@ -271,7 +287,20 @@ func (db *DB) Close() error {
 // Path is the store's file.
 func (db *DB) Path() string { return db.path }
 
+// tx runs fn in one write transaction. A write that finds the disk full
+// gives the store's reserve back and fails with an unavailable error (see
+// room.go).
 func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return db.written(db.commit(ctx, fn))
+}
+
+// exec is one write outside a transaction.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := db.w.ExecContext(ctx, query, args...)
+	return res, db.written(err)
+}
+
+func (db *DB) commit(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -33,7 +33,7 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (*dspool.User, erro
 // SetUserEmail records a user's email ("" removes it). An email another user
 // has is an EConflict error.
 func (db *DB) SetUserEmail(ctx context.Context, name, email string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE users SET email = ? WHERE name = ?`, email, name)
+	res, err := db.exec(ctx, `UPDATE users SET email = ? WHERE name = ?`, email, name)
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE") {
 			return dspool.Errorf(dspool.EConflict, "another user has the email %s: see `dspool user list`", email)

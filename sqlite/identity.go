@@ -103,7 +103,7 @@ func (db *DB) UserByToken(ctx context.Context, hash []byte) (*dspool.User, error
 
 // SetPassword stores a user's password hash ("" removes the password).
 func (db *DB) SetPassword(ctx context.Context, name, hash string) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+	res, err := db.exec(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
@@ -184,6 +184,6 @@ func (db *DB) WebSession(ctx context.Context, hash []byte) (*dspool.User, string
 
 // DeleteWebSession ends a browser login.
 func (db *DB) DeleteWebSession(ctx context.Context, hash []byte) error {
-	_, err := db.w.ExecContext(ctx, `DELETE FROM web_sessions WHERE hash = ?`, hash)
+	_, err := db.exec(ctx, `DELETE FROM web_sessions WHERE hash = ?`, hash)
 	return err
 }

@@ -116,7 +116,7 @@ func (db *DB) SecretsOf(ctx context.Context, user string, teams []string) ([]*Se
 
 // DeleteSecret removes the secret name of owner.
 func (db *DB) DeleteSecret(ctx context.Context, kind, owner, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM secrets WHERE owner_kind = ? AND owner = ? AND name = ?`, kind, owner, name)
+	res, err := db.exec(ctx, `DELETE FROM secrets WHERE owner_kind = ? AND owner = ? AND name = ?`, kind, owner, name)
 	if err != nil {
 		return fmt.Errorf("delete secret %s: %w", name, err)
 	}
@@ -138,7 +138,7 @@ func (db *DB) SecretsRead(ctx context.Context, ids []int64, at time.Time) error 
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	_, err := db.w.ExecContext(ctx, `UPDATE secrets SET last_read_at = ? WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, args...)
+	_, err := db.exec(ctx, `UPDATE secrets SET last_read_at = ? WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("record secrets read: %w", err)
 	}

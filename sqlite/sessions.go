@@ -110,7 +110,7 @@ func (db *DB) RemoveKey(ctx context.Context, user, key string) (*dspool.SSHKey, 
 
 // TouchKey records that a key was used to log in.
 func (db *DB) TouchKey(ctx context.Context, id int64, at time.Time) error {
-	_, err := db.w.ExecContext(ctx, `UPDATE ssh_keys SET last_used = ? WHERE id = ?`, unixNano(at), id)
+	_, err := db.exec(ctx, `UPDATE ssh_keys SET last_used = ? WHERE id = ?`, unixNano(at), id)
 	return err
 }
 
@@ -134,7 +134,7 @@ func scanSession(s scanner) (*dspool.Session, error) {
 
 // CreateSession records a new session.
 func (db *DB) CreateSession(ctx context.Context, s *dspool.Session) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO sessions (id, user_id, kind, pool, node, cpus, memory, state, remote,
+	_, err := db.exec(ctx, `INSERT INTO sessions (id, user_id, kind, pool, node, cpus, memory, state, remote,
 		started_at, last_activity, connections) SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM users WHERE name = ?`,
 		s.ID, s.Kind, s.Pool, s.Node, s.CPUs, s.Memory, s.State, s.Remote,
 		unixNano(s.StartedAt), unixNano(s.LastActivity), s.Connections, s.User)
@@ -171,7 +171,7 @@ func (db *DB) RecordActivity(ctx context.Context, acts []SessionActivity) error 
 
 // EndSession marks a session ended with its final counters.
 func (db *DB) EndSession(ctx context.Context, a SessionActivity, reason string, at time.Time) error {
-	_, err := db.w.ExecContext(ctx, `UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, last_activity = ?,
+	_, err := db.exec(ctx, `UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, last_activity = ?,
 		bytes_in = ?, bytes_out = ?, connections = 0 WHERE id = ? AND state != 'ended'`,
 		unixNano(at), reason, unixNano(a.LastActivity), a.BytesIn, a.BytesOut, a.ID)
 	return err
@@ -180,7 +180,7 @@ func (db *DB) EndSession(ctx context.Context, a SessionActivity, reason string, 
 // EndAllSessions ends every session not ended yet: at start-up, the
 // connections of a previous control plane are gone.
 func (db *DB) EndAllSessions(ctx context.Context, reason string) (int64, error) {
-	res, err := db.w.ExecContext(ctx, `UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, connections = 0 WHERE state != 'ended'`,
+	res, err := db.exec(ctx, `UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, connections = 0 WHERE state != 'ended'`,
 		unixNano(db.now()), reason)
 	if err != nil {
 		return 0, err

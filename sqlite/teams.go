@@ -79,7 +79,7 @@ func (db *DB) Teams(ctx context.Context) ([]*dspool.Team, error) {
 
 // DeleteTeam deletes a team and its memberships. Jobs keep the team's name.
 func (db *DB) DeleteTeam(ctx context.Context, name string) error {
-	res, err := db.w.ExecContext(ctx, `DELETE FROM teams WHERE name = ?`, name)
+	res, err := db.exec(ctx, `DELETE FROM teams WHERE name = ?`, name)
 	if err != nil {
 		return fmt.Errorf("delete team %s: %w", name, err)
 	}
