@@ -183,7 +183,8 @@ func benchSSH(ctx context.Context, r *Result, addr string, key ssh.Signer) error
 
 // benchHealthz: GET /healthz idle, then while one address holds n.Conns
 // connections to the API.
-func benchHealthz(ctx context.Context, r *Result, base string) error {
+func benchHealthz(ctx context.Context, r *Result, up *host.Up, shareDir string) error {
+	base := up.Client.Server
 	n := r.Sizes
 	healthz(ctx, base, 10) // warm up
 	idle, failed := healthz(ctx, base, n.Healthz)
@@ -197,6 +198,15 @@ func benchHealthz(ctx context.Context, r *Result, base string) error {
 	// 256: the API's connections per address (server.MaxConnsPerSource).
 	r.HTTPHeld = h.settle(ctx, min(256, n.Conns))
 	host.Logf("one address holds %d connections to the API (of %d it opens)", r.HTTPHeld, n.Conns)
+	// The same user, from another address, abandons requests for a log
+	// that is a FIFO.
+	ab, err := abandonLogs(ctx, up, shareDir, "127.0.0.3", abandoners)
+	if err != nil {
+		return err
+	}
+	defer func() { r.LogsAbandoned = ab.stop() }()
+	// Under way before measuring: n.Healthz requests' worth abandoned.
+	_ = host.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() (bool, error) { return ab.sent.Load() >= int64(10*n.Healthz), nil })
 	loaded, failed := healthz(ctx, base, n.Healthz)
 	r.HTTPFailed = failed
 	if len(loaded) > 0 {

@@ -37,6 +37,9 @@ const (
 	// to hold more than its share).
 	sshHolders  = 20
 	holderConns = 20
+	// abandoners are the clients that keep asking for a FIFO's log and
+	// walking away.
+	abandoners = 16
 )
 
 // Sizes are how much each measurement does.
@@ -50,20 +53,23 @@ type Sizes struct {
 
 // Result is everything a run measured.
 type Result struct {
-	Sizes       Sizes   `json:"sizes"`
-	CPUs        int     `json:"cpus"`
-	Version     string  `json:"version,omitempty"`
-	SSHIdle     *Dist   `json:"ssh_idle"`
-	SSHAttacked *Dist   `json:"ssh_attacked"`
-	SSHFailed   int     `json:"ssh_attacked_failed"`
-	SSHHeld     int     `json:"ssh_slots_held"` // by the holders, when measured
-	HTTPIdle    *Dist   `json:"healthz_idle"`
-	HTTPLoaded  *Dist   `json:"healthz_attacked"`
-	HTTPFailed  int     `json:"healthz_attacked_failed"`
-	HTTPHeld    int     `json:"api_conns_held"` // by the one address, when measured
-	Warnings    int     `json:"refusal_warnings"`
-	Load1Before float64 `json:"load1_before"`
-	Load1After  float64 `json:"load1_after"`
+	Sizes       Sizes  `json:"sizes"`
+	CPUs        int    `json:"cpus"`
+	Version     string `json:"version,omitempty"`
+	SSHIdle     *Dist  `json:"ssh_idle"`
+	SSHAttacked *Dist  `json:"ssh_attacked"`
+	SSHFailed   int    `json:"ssh_attacked_failed"`
+	SSHHeld     int    `json:"ssh_slots_held"` // by the holders, when measured
+	HTTPIdle    *Dist  `json:"healthz_idle"`
+	HTTPLoaded  *Dist  `json:"healthz_attacked"`
+	HTTPFailed  int    `json:"healthz_attacked_failed"`
+	HTTPHeld    int    `json:"api_conns_held"` // by the one address, when measured
+	// LogsAbandoned are the requests for a FIFO's log sent and abandoned
+	// while /healthz was measured under attack.
+	LogsAbandoned int64   `json:"logs_abandoned"`
+	Warnings      int     `json:"refusal_warnings"`
+	Load1Before   float64 `json:"load1_before"`
+	Load1After    float64 `json:"load1_after"`
 }
 
 func main() {
@@ -151,7 +157,7 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 	if err != nil {
 		return err
 	}
-	up, err := host.StartUp(ctx, bin, dir, []string{"--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+	up, err := host.StartUp(ctx, bin, dir, []string{"--data", filepath.Join(dir, "data"), "--share", filepath.Join(dir, "share"), "--listen", "127.0.0.1:0",
 		"--ssh-listen", "127.0.0.1:" + strconv.Itoa(sshPort), "--nodes", "0", "--admin", benchAdmin,
 		"--uid-base", strconv.Itoa(host.UIDBase() + uidOffset)}, func(*api.Client) bool { return host.Listening(sshPort) })
 	if err != nil {
@@ -169,7 +175,7 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 	if err := benchSSH(ctx, r, "127.0.0.1:"+strconv.Itoa(sshPort), key); err != nil {
 		return fail("ssh", err)
 	}
-	if err := benchHealthz(ctx, r, up.Client.Server); err != nil {
+	if err := benchHealthz(ctx, r, up, filepath.Join(dir, "share")); err != nil {
 		return fail("healthz", err)
 	}
 	if b, err := os.ReadFile(up.Log); err == nil {

@@ -38,7 +38,8 @@ func report(w io.Writer, r *Result) {
 	fmt.Fprintf(tw, "GET /healthz p50 / p99 ms\t%s\t%s\t%s\n", pair(r.HTTPIdle), pair(r.HTTPLoaded), httpTarget)
 	tw.Flush()
 	fmt.Fprintf(w, "\n/healthz: %d requests each, a new connection each; attacked: one address opens %d connections "+
-		"(%d held; the rest refused and dialled again every second)\n", n.Healthz, n.Conns, r.HTTPHeld)
+		"(%d held; the rest refused and dialled again every second), and the same user sends %d requests to follow "+
+		"a log that is a FIFO from another address, abandoning each\n", n.Healthz, n.Conns, r.HTTPHeld, r.LogsAbandoned)
 	fmt.Fprintf(w, "warnings of refused connections in dspool's log: %d lines\n", r.Warnings)
 }
 
