@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,6 +90,10 @@ and the default expiry is cut to its own (saying so).`,
 			if req.CapExpiry && t.ExpiresAt != nil && t.ExpiresAt.Before(*req.ExpiresAt) {
 				fmt.Fprintf(a.Stderr, "note: the token expires on %s, when the token that made it expires, rather than in %s: a token cannot outlive the token that made it\n",
 					whenOrNever(t.ExpiresAt), expires)
+			}
+			if len(req.Scopes) > 0 && !slices.Equal(dspool.EffectiveScopes(req.Scopes, true), t.Scopes) {
+				fmt.Fprintf(a.Stderr, "note: the token has scopes %s, not %s: it has only what %s may do\n",
+					strings.Join(t.Scopes, ","), strings.Join(req.Scopes, ","), t.User)
 			}
 			if ok, _ := a.json(); ok {
 				return a.print(t, nil, nil)

@@ -84,6 +84,14 @@ func TestShareAttacks(t *testing.T) {
 		}
 	})
 
+	t.Run("a log the job removed is said to be missing", func(t *testing.T) {
+		id := ran(t, "rm $DSPOOL_JOB_DIR/attempt-1.log")
+		out, code := logs(t, menv, id)
+		if code == 0 || !strings.Contains(out, "has no log of attempt 1") {
+			t.Fatalf("job logs: exit %d, %q; want it to say the log is missing", code, out)
+		}
+	})
+
 	t.Run("hard links, devices and FIFOs as logs are refused at once", func(t *testing.T) {
 		id := ran(t, "echo mine > $DSPOOL_JOB_DIR/other")
 		log := filepath.Join(jobDir(id), "attempt-1.log")

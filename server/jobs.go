@@ -272,6 +272,9 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 			}
 			if f != nil {
 				defer f.Close()
+			} else if !wrote && (j.Attempt != attempt || j.State.Terminal()) {
+				s.fail(w, r, dspool.Errorf(dspool.ENotFound, "job %d has no log of attempt %d on the share (%s): the attempt never started, or the job removed its log", j.ID, attempt, rel))
+				return
 			}
 		}
 		if f != nil {
