@@ -89,7 +89,8 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 
 // makeHome makes the user's home and notebook directories (the user's, in
 // the agent's parents) and, acting as the user inside them, the link
-// ~/notebooks/remote to the notebook directory.
+// ~/notebooks/remote to the notebook directory where the user has left room
+// for it.
 func (ag *Agent) makeHome(s api.SessionSetup) error {
 	for _, d := range []string{"home", "notebooks"} {
 		if err := share.MkdirAll(ag.cfg.Share, d, share.Self(), 0o755); err != nil {
@@ -102,12 +103,18 @@ func (ag *Agent) makeHome(s api.SessionSetup) error {
 			return err
 		}
 	}
-	return share.As(o.UID, o.GID, func() error {
+	// The link is a convenience: a user who made ~/notebooks something else
+	// (a link of their own) keeps it, and still logs in.
+	err := share.As(o.UID, o.GID, func() error {
 		if err := share.MkdirAll(ag.cfg.Share, s.Home+"/notebooks", o, 0o700); err != nil {
 			return err
 		}
 		return share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), o)
 	})
+	if err != nil {
+		ag.log.Info("no ~/notebooks/remote link for the session", "user", s.User.Name, "err", err)
+	}
+	return nil
 }
 
 // end kills every process left in the session and removes its cgroup.

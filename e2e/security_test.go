@@ -384,6 +384,17 @@ mkdir -p $HOME/notebooks; ln -sfn %[1]s $HOME/notebooks/remote; ln -sf %[1]s $HO
 				noCanary(t, fmt.Sprintf("GET %s as %s (%d)", path, env.who, code), body)
 			}
 		}
+		// A session on the node: the agent makes the user's home and the
+		// notebook link beside the user's links, as the user.
+		if exec.Command("/usr/bin/python3", "-c", "import jupyter_server, ipykernel").Run() == nil {
+			ran(t, fmt.Sprintf("rm -rf $HOME/notebooks; ln -s %s $HOME/notebooks", filepath.Dir(canary)))
+			before, _ := os.ReadDir(filepath.Dir(canary))
+			cliOK(t, menv, "notebook", "start", "--wait")
+			cliOK(t, menv, "notebook", "stop")
+			if after, _ := os.ReadDir(filepath.Dir(canary)); len(after) != len(before) {
+				t.Fatalf("the directory a user's ~/notebooks linked to went from %d to %d entries", len(before), len(after))
+			}
+		}
 		if b, err := os.ReadFile(canary); err != nil || !strings.Contains(string(b), word) {
 			t.Fatalf("the canary: %q, %v", b, err)
 		}
