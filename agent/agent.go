@@ -31,6 +31,8 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/share"
+	"github.com/dspool/dspool/tlsca"
 	"github.com/hashicorp/yamux"
 )
 
@@ -93,6 +95,13 @@ type Agent struct {
 
 	tls  *tls.Config  // for an https server
 	http *http.Client // for API calls (registration)
+	// pin is the CA pin the agent trusts ("": the system's roots or
+	// --server-ca); pinned receives the CA a first contact verified.
+	pin    string
+	pinned pinnedCA
+	// shareID is the id of the share's marker when the node joined: a
+	// share that later holds another, or none, was unmounted or replaced.
+	shareID string
 
 	smu      sync.Mutex
 	sessions map[string]*hosted
@@ -107,6 +116,11 @@ type identity struct {
 	Pool       string `json:"pool"`
 	Server     string `json:"server"`
 	Credential string `json:"credential"`
+	// CA is the control plane's CA (PEM) that the join token's pin
+	// verified at the first contact: later connections trust it alone.
+	CA string `json:"ca,omitempty"`
+	// ShareID is the id of the share's marker when the node joined.
+	ShareID string `json:"share_id,omitempty"`
 }
 
 // New prepares an agent: it finds its inventory and cgroups, and loads its
@@ -155,13 +169,6 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.GPUs == nil {
 		ag.inv.GPUs = []dspool.GPU{}
 	}
-	var err error
-	if ag.tls, err = api.TLSConfig(cfg.ServerCA); err != nil {
-		return nil, fmt.Errorf("--server-ca: %w", err)
-	}
-	if ag.http, err = api.NewHTTPClient(cfg.ServerCA); err != nil {
-		return nil, fmt.Errorf("--server-ca: %w", err)
-	}
 	if len(cfg.SFTPServer) > 0 {
 		f, err := os.Open(cfg.SFTPServer[0])
 		if err != nil {
@@ -183,12 +190,18 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("another agent is running with state directory %s: stop it, or give this one its own --state", cfg.StateDir)
 	}
 	ag.lock = lock
+	pinned := ""
 	if b, err := os.ReadFile(ag.identityPath()); err == nil {
 		var id identity
 		if err := json.Unmarshal(b, &id); err != nil {
 			return nil, fmt.Errorf("read %s: %w (remove it to join again)", ag.identityPath(), err)
 		}
-		ag.node, ag.nodeName, ag.cred = id.Node, id.Name, id.Credential
+		ag.node, ag.nodeName, ag.cred, ag.shareID = id.Node, id.Name, id.Credential, id.ShareID
+		pinned = id.CA
+	}
+	if err := ag.trust(pinned); err != nil {
+		lock.Close()
+		return nil, err
 	}
 	return ag, nil
 }
@@ -208,16 +221,28 @@ func (ag *Agent) register(ctx context.Context) error {
 	if ag.cfg.JoinToken == "" {
 		return errors.New("this node has not joined a pool yet: give --join-token (print one with `dspool pool join-token POOL`)")
 	}
-	resp, err := ag.client().Register(ctx, api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
-		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version})
-	if err != nil {
-		return fmt.Errorf("join pool: %w", err)
+	shareID, err := share.ReadID(ag.cfg.Share)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("share %s: %w", ag.cfg.Share, err)
 	}
-	b, _ := json.MarshalIndent(identity{Node: resp.Node, Name: resp.Name, Pool: resp.Pool, Server: ag.cfg.Server, Credential: resp.Credential}, "", "  ")
+	resp, err := ag.client().Register(ctx, api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
+		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version,
+		ShareID: shareID, ShareWritable: share.Writable(ag.cfg.Share)})
+	if err != nil {
+		if dspool.ErrorCode(err) == dspool.EInvalid {
+			var e *dspool.Error
+			if errors.As(err, &e) && (e.Field == "share_id" || e.Field == "share_writable") {
+				return fmt.Errorf("join pool: share %s: %w", ag.cfg.Share, err)
+			}
+		}
+		return fmt.Errorf("join pool: %w", ag.explainTLS(err))
+	}
+	b, _ := json.MarshalIndent(identity{Node: resp.Node, Name: resp.Name, Pool: resp.Pool, Server: ag.cfg.Server, Credential: resp.Credential,
+		CA: ag.pinned.pem(), ShareID: shareID}, "", "  ")
 	if err := os.WriteFile(ag.identityPath(), b, 0o600); err != nil {
 		return fmt.Errorf("save node identity: %w", err)
 	}
-	ag.node, ag.nodeName, ag.cred = resp.Node, resp.Name, resp.Credential
+	ag.node, ag.nodeName, ag.cred, ag.shareID = resp.Node, resp.Name, resp.Credential, shareID
 	ag.log.Info("joined pool", "pool", resp.Pool, "node", resp.Node, "name", resp.Name)
 	return nil
 }
@@ -231,7 +256,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" {
+		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" || errors.Is(err, tlsca.ErrPin) {
 			return err
 		}
 		ag.log.Warn("register", "err", err)
@@ -442,8 +467,8 @@ func (ag *Agent) snapshot() *api.Heartbeat {
 	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(ag.cfg.Share), Version: ag.cfg.Version,
 		Attempts: []api.AttemptStatus{}}
 	if hb.State == dspool.NodeReady {
-		if _, err := os.Stat(ag.cfg.Share); err != nil {
-			hb.State, hb.Message = dspool.NodeFailed, "the share is not reachable at "+ag.cfg.Share+": "+err.Error()
+		if why := ag.shareTrouble(); why != "" {
+			hb.State, hb.Message = dspool.NodeFailed, why
 		}
 	}
 	for _, a := range ag.attempts {

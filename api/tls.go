@@ -38,7 +38,13 @@ func NewHTTPClient(caFile string) (*http.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return HTTPClientWith(cfg), nil
+}
+
+// HTTPClientWith is an HTTP client with the default client's settings and
+// cfg for TLS.
+func HTTPClientWith(cfg *tls.Config) *http.Client {
 	t := defaultHTTP.Transport.(*http.Transport).Clone()
 	t.TLSClientConfig = cfg
-	return &http.Client{Transport: t}, nil
+	return &http.Client{Transport: t}
 }

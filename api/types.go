@@ -6,6 +6,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -42,10 +43,33 @@ type PoolEventList struct {
 	Events []*dspool.PoolEvent `json:"events"`
 }
 
-// JoinToken is a secret an agent presents to join Pool.
+// JoinToken is a secret an agent presents to join Pool. When the control
+// plane has its own CA, Token carries the CA's pin after the secret
+// ("dspj_SECRET.HEX"), so an agent given only the token verifies the server
+// on first contact; CAPin is that pin ("sha256:HEX").
 type JoinToken struct {
 	Pool  string `json:"pool"`
 	Token string `json:"token"`
+	CAPin string `json:"ca_pin,omitempty"`
+}
+
+// JoinTokenWithPin is the join token an agent is given: secret and the
+// CA's pin ("sha256:HEX") after a dot; the secret alone when pin is "".
+func JoinTokenWithPin(secret, pin string) string {
+	if pin == "" {
+		return secret
+	}
+	return secret + "." + strings.TrimPrefix(pin, "sha256:")
+}
+
+// SplitJoinToken returns a join token's secret, which the server knows by
+// its hash, and the CA pin it carries ("sha256:HEX", "" when none).
+func SplitJoinToken(tok string) (secret, pin string) {
+	i := strings.LastIndexByte(tok, '.')
+	if i < 0 {
+		return tok, ""
+	}
+	return tok[:i], "sha256:" + tok[i+1:]
 }
 
 // UserCreate is the body of POST /api/v1/users.
@@ -116,6 +140,11 @@ type RegisterRequest struct {
 	Inventory dspool.Inventory  `json:"inventory"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	Version   string            `json:"version,omitempty"`
+	// ShareID is what the agent read in its share's marker (share.IDFile;
+	// "" when there is none).
+	ShareID string `json:"share_id"`
+	// ShareWritable says whether the agent could write the share's root.
+	ShareWritable bool `json:"share_writable"`
 }
 
 // RegisterResponse gives the new node its identity and credential.

@@ -20,6 +20,7 @@ import (
 	"github.com/dspool/dspool/gateway/sshgw"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
+	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
@@ -37,15 +38,21 @@ type planeOptions struct {
 	// (default server.MaxConnsPerSource); agents' connections do not count.
 	MaxConnsPerAddress int `json:"max_conns_per_address"`
 	// TLSCert and TLSKey (PEM files) serve the API over HTTPS.
-	TLSCert   string          `json:"tls_cert"`
-	TLSKey    string          `json:"tls_key"`
-	Data      string          `json:"data"`
-	Share     string          `json:"share"`
-	NodeGrace dspool.Duration `json:"node_grace"`
-	KillGrace dspool.Duration `json:"kill_grace"`
-	Heartbeat dspool.Duration `json:"heartbeat"`
-	Admin     string          `json:"admin"`
-	UIDBase   int             `json:"uid_base"`
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+	// Advertise are the names and addresses agents and users reach the
+	// control plane by, which its own certificate names (default: this
+	// machine's name and addresses).
+	Advertise []string `json:"advertise"`
+	// InsecureHTTP serves plain HTTP instead of HTTPS, on loopback only.
+	InsecureHTTP bool            `json:"insecure_http"`
+	Data         string          `json:"data"`
+	Share        string          `json:"share"`
+	NodeGrace    dspool.Duration `json:"node_grace"`
+	KillGrace    dspool.Duration `json:"kill_grace"`
+	Heartbeat    dspool.Duration `json:"heartbeat"`
+	Admin        string          `json:"admin"`
+	UIDBase      int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
 	// getenv reads the environment, and the secrets guardProcess moved
@@ -59,6 +66,8 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.StringVar(&o.SSHListen, "ssh-listen", o.SSHListen, "address of the SSH gateway (ssh USER@HOST -p PORT lands on a node); off to disable")
 	f.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) to serve the API over HTTPS, with --tls-key")
 	f.StringVar(&o.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringSliceVar(&o.Advertise, "advertise", nil, "names and addresses agents and users reach the API by, for its certificate (default: this machine's name and addresses)")
+	f.BoolVar(&o.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of HTTPS: development on loopback only")
 	f.IntVar(&o.MaxConnsPerAddress, "max-conns-per-address", o.MaxConnsPerAddress, "connections to the API one address (an IPv6 /64) may hold at once; agents' do not count (default 256)")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
@@ -105,27 +114,17 @@ type plane struct {
 	// address, or a plain loopback one (agentLn) when the API is HTTPS.
 	agentURL string
 	agentLn  net.Listener
-	// ca is the certificate file the CLI login trusts (the API's own).
-	ca    string
-	ssh   *sshgw.Gateway
-	sshLn net.Listener
-	admin *dspool.User
-	lock  *os.File
+	// ca is the certificate file the CLI login trusts (the API's own);
+	// pin is its CA's pin, which join tokens carry.
+	ca, pin string
+	ssh     *sshgw.Gateway
+	sshLn   net.Listener
+	admin   *dspool.User
+	lock    *os.File
 }
 
 func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
 	sshOn := o.SSHListen != "" && o.SSHListen != "off"
-	var cert *tls.Certificate
-	if o.TLSCert != "" || o.TLSKey != "" {
-		if o.TLSCert == "" || o.TLSKey == "" {
-			return nil, dspool.Invalid("tls_cert", "give both a certificate and its key (--tls-cert and --tls-key), or neither")
-		}
-		c, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
-		if err != nil {
-			return nil, dspool.Invalid("tls_cert", "cannot load %s and %s: %v", o.TLSCert, o.TLSKey, err)
-		}
-		cert = &c
-	}
 	if o.MaxConnsPerAddress < 0 {
 		return nil, dspool.Invalid("max_conns_per_address", "%d is negative: give a number of connections, or 0 for the default (%d)", o.MaxConnsPerAddress, server.MaxConnsPerSource)
 	}
@@ -149,6 +148,11 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	}
 	lock, err := lockDir(o.Data)
 	if err != nil {
+		return nil, err
+	}
+	link, err := o.serverTLS()
+	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	// Take the addresses before creating anything, so that a start that
@@ -203,18 +207,21 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		db.Close()
 		return fail(err)
 	}
-	srv := server.New(server.Config{Store: db, Share: o.Share, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
+	shareID, err := share.EnsureID(o.Share)
+	if err != nil {
+		db.Close()
+		return fail(err)
+	}
+	srv := server.New(server.Config{Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys})
 	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	scheme := "http"
-	if cert != nil {
+	if link.cert != nil {
 		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.
-		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*link.cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
-		if abs, err := filepath.Abs(o.TLSCert); err == nil {
-			p.ca = abs
-		}
+		p.ca, p.pin = link.caFile, link.pin
 	}
 	if sshOn {
 		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))

@@ -146,6 +146,9 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	}
 	fmt.Fprintf(a.Stdout, "dspool is up at %s\n  data:  %s\n  share: %s\n  CLI logged in as %s (%s)\n  try:   %s job submit --wait -- echo hello\n",
 		p.url, o.Data, o.Share, admin.Name, cfgPath, self)
+	if p.pin != "" {
+		fmt.Fprintf(a.Stdout, "  CA:    %s (join tokens carry it; compare it when `dspool login` asks)\n", p.pin)
+	}
 	if p.ssh != nil {
 		host, port, _ := net.SplitHostPort(p.sshLn.Addr().String())
 		fmt.Fprintf(a.Stdout, "  ssh:   %s key add ~/.ssh/id_ed25519.pub, then ssh -p %s %s@%s\n", self, port, admin.Name, host)
@@ -300,8 +303,12 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
-  tls_cert: /etc/dspool/tls.crt   # serve the API over HTTPS (agents: --server https://..., --server-ca if private)
+  advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses)
+  # HTTPS by default, with a CA of its own made at first start in DATA/tls
+  # (join tokens carry its pin); or bring a certificate:
+  tls_cert: /etc/dspool/tls.crt
   tls_key: /etc/dspool/tls.key
+  insecure_http: false       # true: plain HTTP, on a loopback listen address only
   data: /var/lib/dspool      # the store
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
@@ -379,6 +386,9 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		fmt.Fprintf(a.Stdout, "created admin %s; its API token is in %s\n", admin.Name, path)
 	}
 	fmt.Fprintf(a.Stdout, "dspool server listening on %s (%s)\n", p.ln.Addr(), p.url)
+	if p.pin != "" {
+		fmt.Fprintf(a.Stdout, "its CA: %s (join tokens carry it; users compare it when `dspool login` asks)\n", p.pin)
+	}
 	p.serve(ctx)
 	return nil
 }

@@ -19,13 +19,13 @@ func TestNewUserOnTwoAgents(t *testing.T) {
 	up := startUp(t, upConfig{Nodes: 2, UIDBase: uidBase(7)})
 	nodes := up.waitNodes(t, "default", 2)
 	whole := nodes[0].Inventory.CPUs // one job per node: the two start together
-	cl := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	cl := up.api(up.adminToken(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for round := 1; round <= 3; round++ {
 		name := fmt.Sprintf("e2erace7-%d", round)
 		_, token := up.createUser(t, name)
-		user := &api.Client{Server: up.URL, Token: token}
+		user := up.api(token)
 		ids := make([]int64, 4)
 		var wg sync.WaitGroup
 		for i := range ids {

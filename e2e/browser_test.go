@@ -95,7 +95,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ef.Close()
-	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--ignore-certificate-errors", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir="+filepath.Join(dir, "profile"),
 		"--remote-debugging-port=0", "--window-size=1280,900", "about:blank")
 	cmd.Stderr = ef

@@ -53,7 +53,7 @@ func TestCLIErrorsSayWhatToDo(t *testing.T) {
 // store behind, and a store's uid base cannot be changed by a later flag.
 func TestUpStartsCleanOrNotAtAll(t *testing.T) {
 	up := startUp(t, upConfig{UIDBase: uidBase(15)})
-	busy := strings.TrimPrefix(up.URL, "http://")
+	busy := strings.TrimPrefix(up.URL, "https://")
 	fresh := filepath.Join(tempDir(t), "fresh")
 	_, stderr, code := cli(t, []string{"DSPOOL_CONFIG=" + filepath.Join(tempDir(t), "other.json")},
 		"up", "--data", fresh, "--listen", "127.0.0.1:0", "--ssh-listen", busy)

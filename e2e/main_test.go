@@ -9,9 +9,12 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -58,7 +61,49 @@ func run(m *testing.M) int {
 		return 1
 	}
 	xdgHome = filepath.Join(dir, "xdg")
+	// The tests' own HTTP requests trust the CAs of the control planes they
+	// start, and nothing else.
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = testCAs.config()
 	return m.Run()
+}
+
+// testCAs are the CAs of the control planes the tests started (each makes
+// its own at first start).
+var testCAs = &caSet{pool: x509.NewCertPool()}
+
+type caSet struct {
+	mu   sync.Mutex
+	pool *x509.CertPool
+}
+
+// trust adds the CA in the PEM file path.
+func (c *caSet) trust(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the control plane's CA: %v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.pool.AppendCertsFromPEM(b) {
+		t.Fatalf("%s holds no certificate", path)
+	}
+}
+
+// config verifies a server's chain and name against the CAs, which change
+// as tests start control planes.
+func (c *caSet) config() *tls.Config {
+	return &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+		c.mu.Lock()
+		roots := c.pool.Clone()
+		c.mu.Unlock()
+		inter := x509.NewCertPool()
+		for _, cert := range cs.PeerCertificates[1:] {
+			inter.AddCert(cert)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Roots: roots, Intermediates: inter})
+		return err
+	}}
 }
 
 // requireRoot skips tests whose point is running jobs as their users, in
@@ -207,6 +252,7 @@ type upConfig struct {
 // upProc is a running `dspool up`.
 type upProc struct {
 	URL     string
+	CA      string // the control plane's CA (PEM), which its URL's certificate chains to
 	SSHPort string // the SSH gateway's port on 127.0.0.1
 	Data    string
 	Share   string
@@ -274,6 +320,10 @@ func startUp(t *testing.T, c upConfig) *upProc {
 		}
 		return false
 	})
+	if strings.HasPrefix(u.URL, "https://") {
+		u.CA = filepath.Join(c.Data, "tls", "ca.crt")
+		testCAs.trust(t, u.CA)
+	}
 	u.waitNodes(t, "", c.Nodes)
 	return u
 }
@@ -336,12 +386,17 @@ func tail(path string, n int) string {
 }
 
 // env is the environment of the admin's CLI, logged in by `dspool up`.
+// api is an API client of the control plane with token.
+func (u *upProc) api(token string) *api.Client {
+	return &api.Client{Server: u.URL, Token: token, HTTP: &http.Client{}}
+}
+
 func (u *upProc) env() []string { return []string{"DSPOOL_CONFIG=" + u.Login} }
 
 // userEnv is the environment of another user's CLI: the server and a token,
 // and no saved login.
 func (u *upProc) userEnv(token string) []string {
-	return []string{"DSPOOL_SERVER=" + u.URL, "DSPOOL_TOKEN=" + token,
+	return []string{"DSPOOL_SERVER=" + u.URL, "DSPOOL_TOKEN=" + token, "DSPOOL_CA=" + u.CA,
 		"DSPOOL_CONFIG=" + filepath.Join(filepath.Dir(u.Login), "no-login.json")}
 }
 

@@ -1,11 +1,11 @@
 package e2e_test
 
 import (
+	"crypto/tls"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +18,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/dspool/dspool"
-	"github.com/dspool/dspool/api"
 )
 
 func requireJupyter(t *testing.T) {
@@ -168,7 +167,7 @@ func TestNotebookCulling(t *testing.T) {
 	requireRoot(t)
 	requireJupyter(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(20)})
-	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	adm := up.api(up.adminToken(t))
 	ctx := context.Background()
 	pool, err := adm.Pool(ctx, "default")
 	if err != nil {
@@ -259,7 +258,7 @@ func TestNotebookCulling(t *testing.T) {
 func TestNotebookStartFailure(t *testing.T) {
 	requireRoot(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(21)})
-	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	adm := up.api(up.adminToken(t))
 	ctx := context.Background()
 	pool, err := adm.Pool(ctx, "default")
 	if err != nil {
@@ -302,7 +301,7 @@ func TestProxyOneRequestInOneOut(t *testing.T) {
 	if err := os.WriteFile(fake, src, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	adm := up.api(up.adminToken(t))
 	ctx := context.Background()
 	pool, err := adm.Pool(ctx, "default")
 	if err != nil {
@@ -316,11 +315,11 @@ func TestProxyOneRequestInOneOut(t *testing.T) {
 	var nb dspool.Notebook
 	cliJSON(t, up.userEnv(tok), &nb, "notebook", "start", "--wait")
 	log := filepath.Join(up.Share, "home", u.Name, "requests.log")
-	addr := strings.TrimPrefix(up.URL, "http://")
+	addr := strings.TrimPrefix(up.URL, "https://")
 	base := "/user/" + u.Name + "/"
 	send := func(raw string) string {
 		t.Helper()
-		c, err := net.Dial("tcp", addr)
+		c, err := tls.Dial("tcp", addr, testCAs.config())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
-	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/secrets"
 	_ "modernc.org/sqlite"
 )
@@ -188,7 +187,7 @@ while [ ! -e go ]; do sleep 0.1; done`
 	})
 
 	t.Run("a Jupyter server gets it too", func(t *testing.T) {
-		adm := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+		adm := up.api(up.adminToken(t))
 		ctx := context.Background()
 		pool, err := adm.Pool(ctx, "default")
 		if err != nil {

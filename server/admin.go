@@ -107,7 +107,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, "", dspool.AuditJoinTokenCreate, "pool "+p.Name, dspool.AuditSuccess, "")
-	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: tok})
+	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: api.JoinTokenWithPin(tok, s.cfg.CAPin), CAPin: s.cfg.CAPin})
 }
 
 // nodes lists nodes with what the hub knows live: allocation, usage and

@@ -84,8 +84,14 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, err)
 		return
 	}
-	pool, err := h.s.db.JoinTokenPool(r.Context(), HashSecret(req.JoinToken))
+	secret, _ := api.SplitJoinToken(req.JoinToken)
+	pool, err := h.s.db.JoinTokenPool(r.Context(), HashSecret(secret))
 	if err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
+	if err := h.checkShare(req); err != nil {
+		h.s.log.Warn("refused a node whose share is not this pool's", "name", req.Name, "remote", r.RemoteAddr, "err", err)
 		h.s.fail(w, r, err)
 		return
 	}
@@ -123,6 +129,24 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	}
 	h.s.log.Info("node registered", "node", n.ID, "name", n.Name, "pool", pool)
 	writeJSON(w, http.StatusCreated, api.RegisterResponse{Node: n.ID, Name: n.Name, Pool: pool, Credential: cred})
+}
+
+// checkShare refuses a node that does not see the control plane's share:
+// its jobs' output would land on the node's own disk, lost to everyone.
+func (h *hub) checkShare(req api.RegisterRequest) error {
+	want := h.s.cfg.ShareID
+	switch {
+	case want == "":
+		return nil
+	case req.ShareID == "":
+		return dspool.Invalid("share_id", "the node's share has no %s at its root: nothing is mounted there, or it is not this pool's share. "+
+			"Mount the pool's share there (the control plane's is at %s on its machine), then start the agent again", share.IDFile, h.s.cfg.Share)
+	case req.ShareID != want:
+		return dspool.Invalid("share_id", "the node's share is another pool's (its %s says %s, this pool's says %s): mount this pool's share there", share.IDFile, req.ShareID, want)
+	case !req.ShareWritable:
+		return dspool.Invalid("share_writable", "the node cannot write its share (mounted read-only, or for another account): jobs could not write their output; mount it read-write")
+	}
+	return nil
 }
 
 // connect upgrades an authenticated agent's request to the multiplexed

@@ -36,7 +36,13 @@ type Config struct {
 	Store *sqlite.DB
 	// Share is the path where this machine mounts the share; the server
 	// reads job logs from it.
-	Share  string
+	Share string
+	// ShareID is the id in the share's marker (share.IDFile): an agent
+	// whose share holds another, or none, is refused ("": not checked).
+	ShareID string
+	// CAPin is the pin of the CA of the control plane's certificate
+	// ("sha256:HEX"), which join tokens carry ("": none).
+	CAPin  string
 	Logger *slog.Logger
 	// NodeGrace is how long a node may be silent before its attempts are
 	// marked node_lost (default 30s).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -78,11 +77,10 @@ func coldStart(ctx context.Context, runs int, keep bool) (*ColdStart, error) {
 			return false, fmt.Errorf("`dspool up` exited: %s", host.Tail(mustRead(log.Name()), 5))
 		default:
 		}
-		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(config); err != nil || json.Unmarshal(b, &login) != nil {
+		var ok bool
+		if cl, ok = host.LoginClient(config); !ok {
 			return false, nil
 		}
-		cl = &api.Client{Server: login.Server, Token: login.Token}
 		_, err := cl.ApplyPools(ctx, []*dspool.Pool{pool})
 		return err == nil, nil
 	})

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -238,11 +237,11 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 			return false, errors.New("`dspool up` exited")
 		default:
 		}
-		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(u.config); err != nil || json.Unmarshal(b, &login) != nil {
+		cl, ok := host.LoginClient(u.config)
+		if !ok {
 			return false, nil
 		}
-		u.cl = &api.Client{Server: login.Server, Token: login.Token}
+		u.cl = cl
 		if !applied {
 			_, err := u.cl.ApplyPools(ctx, pools)
 			applied = err == nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -131,9 +132,9 @@ func sshLogins(ctx context.Context, addr string, key ssh.Signer, n int) ([]float
 
 // healthz times n GET /healthz from the fresh address, each on a new
 // connection; it counts those that failed.
-func healthz(ctx context.Context, base string, n int) ([]float64, int) {
+func healthz(ctx context.Context, base string, tc *tls.Config, n int) ([]float64, int) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fresh)}, Timeout: 10 * time.Second}
-	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}}
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext, TLSClientConfig: tc}}
 	var samples []float64
 	failed := 0
 	for i := 0; i < n && ctx.Err() == nil; i++ {
@@ -185,14 +186,15 @@ func benchSSH(ctx context.Context, r *Result, addr string, key ssh.Signer) error
 // connections to the API.
 func benchHealthz(ctx context.Context, r *Result, up *host.Up, shareDir string) error {
 	base := up.Client.Server
+	tc := host.TLSOf(up.Client)
 	n := r.Sizes
-	healthz(ctx, base, 10) // warm up
-	idle, failed := healthz(ctx, base, n.Healthz)
+	healthz(ctx, base, tc, 10) // warm up
+	idle, failed := healthz(ctx, base, tc, n.Healthz)
 	if failed > 0 || len(idle) == 0 {
 		return fmt.Errorf("%d of %d requests failed on the idle API", failed, n.Healthz)
 	}
 	r.HTTPIdle = newDist(idle)
-	addr := base[len("http://"):]
+	addr := host.Addr(base)
 	h := hold([]string{"127.0.0.2"}, addr, n.Conns)
 	defer h.stop()
 	// 256: the API's connections per address (server.MaxConnsPerSource).
@@ -207,7 +209,7 @@ func benchHealthz(ctx context.Context, r *Result, up *host.Up, shareDir string) 
 	defer func() { r.LogsAbandoned = ab.stop() }()
 	// Under way before measuring: n.Healthz requests' worth abandoned.
 	_ = host.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() (bool, error) { return ab.sent.Load() >= int64(10*n.Healthz), nil })
-	loaded, failed := healthz(ctx, base, n.Healthz)
+	loaded, failed := healthz(ctx, base, tc, n.Healthz)
 	r.HTTPFailed = failed
 	if len(loaded) > 0 {
 		r.HTTPLoaded = newDist(loaded)

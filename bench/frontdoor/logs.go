@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -49,7 +50,8 @@ func abandonLogs(ctx context.Context, up *host.Up, shareDir, local string, n int
 		_ = os.Chown(log, me.UID, me.GID)
 	}
 	req := fmt.Sprintf("GET /api/v1/jobs/%d/logs?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", j.ID, up.Client.Token)
-	addr := up.Client.Server[len("http://"):]
+	addr := host.Addr(up.Client.Server)
+	tc := host.TLSOf(up.Client)
 	ctx, cancel := context.WithCancel(ctx)
 	a := &abandoner{cancel: cancel}
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
@@ -61,6 +63,11 @@ func abandonLogs(ctx context.Context, up *host.Up, shareDir, local string, n int
 				c, err := d.DialContext(ctx, "tcp", addr)
 				if err != nil {
 					continue
+				}
+				if tc != nil {
+					tcfg := tc.Clone()
+					tcfg.ServerName, _, _ = net.SplitHostPort(addr)
+					c = tls.Client(c, tcfg)
 				}
 				if _, err := c.Write([]byte(req)); err == nil {
 					a.sent.Add(1)

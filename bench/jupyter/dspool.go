@@ -44,6 +44,9 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	defer log.Close()
 	cmd := exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--nodes", "1",
 		"--listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--ssh-listen", "off",
+		// Plain HTTP on loopback, as JupyterHub and jupyter_server are
+		// measured: the proxies compared, not TLS.
+		"--insecure-http",
 		"--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase()))
 	cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.Config)
 	cmd.Stdout, cmd.Stderr = log, log

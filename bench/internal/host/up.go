@@ -2,11 +2,14 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,11 +54,11 @@ func StartUp(ctx context.Context, bin, dir string, args []string, ready func(*ap
 		default:
 		}
 		// `dspool up` writes the login once it listens.
-		var login struct{ Server, Token string }
-		if b, err := os.ReadFile(u.Config); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
+		cl, ok := LoginClient(u.Config)
+		if !ok {
 			return false, nil
 		}
-		u.Client = &api.Client{Server: login.Server, Token: login.Token}
+		u.Client = cl
 		return ready(u.Client), nil
 	})
 	if err != nil {
@@ -75,4 +78,36 @@ func (u *Up) Stop() {
 		_ = u.cmd.Process.Kill()
 		<-u.done
 	}
+}
+
+// LoginClient is an API client from the login `dspool up` wrote at path
+// (server, token and the CA its certificate chains to); false until the
+// login is there.
+func LoginClient(path string) (*api.Client, bool) {
+	var login struct{ Server, Token, CA string }
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &login) != nil || login.Token == "" {
+		return nil, false
+	}
+	hc, err := api.NewHTTPClient(login.CA)
+	if err != nil {
+		return nil, false
+	}
+	return &api.Client{Server: login.Server, Token: login.Token, HTTP: hc}, true
+}
+
+// TLSOf is the TLS configuration of cl's HTTP client (nil for plain HTTP).
+func TLSOf(cl *api.Client) *tls.Config {
+	if cl.HTTP == nil || !strings.HasPrefix(cl.Server, "https://") {
+		return nil
+	}
+	if t, ok := cl.HTTP.Transport.(*http.Transport); ok {
+		return t.TLSClientConfig
+	}
+	return nil
+}
+
+// Addr is the host:port of a URL http(s)://HOST:PORT.
+func Addr(url string) string {
+	_, rest, _ := strings.Cut(url, "://")
+	return rest
 }
