@@ -54,6 +54,7 @@ const (
 	AuditPoolApply       = "pool.apply"
 	AuditJoinTokenCreate = "join_token.create"
 	AuditNodeConnect     = "node.connect"
+	AuditNodeRevoke      = "node.revoke"
 	AuditSessionKill     = "session.kill"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
@@ -66,7 +67,7 @@ var AuditActions = []string{
 	AuditJoinTokenCreate,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
-	AuditNodeConnect,
+	AuditNodeConnect, AuditNodeRevoke,
 	AuditPasswordSet,
 	AuditPoolApply,
 	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,

@@ -22,6 +22,7 @@ const (
 	EventProviderError = "provider_error" // the provider failed to add or remove nodes
 	EventWaiting       = "waiting"        // work waits for a node that is not there yet
 	EventPolicy        = "policy"         // the pool's policy changed or limited a decision
+	EventNodeRevoked   = "node_revoked"   // an admin revoked a node's credential
 )
 
 // MaxPoolEvents is how many events a pool keeps; older ones are dropped.

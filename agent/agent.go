@@ -237,10 +237,9 @@ func (ag *Agent) register(ctx context.Context) error {
 		}
 		return fmt.Errorf("join pool: %w", ag.explainTLS(err))
 	}
-	b, _ := json.MarshalIndent(identity{Node: resp.Node, Name: resp.Name, Pool: resp.Pool, Server: ag.cfg.Server, Credential: resp.Credential,
-		CA: ag.pinned.pem(), ShareID: shareID}, "", "  ")
-	if err := os.WriteFile(ag.identityPath(), b, 0o600); err != nil {
-		return fmt.Errorf("save node identity: %w", err)
+	if err := ag.saveIdentity(identity{Node: resp.Node, Name: resp.Name, Pool: resp.Pool, Server: ag.cfg.Server, Credential: resp.Credential,
+		CA: ag.pinned.pem(), ShareID: shareID}); err != nil {
+		return err
 	}
 	ag.node, ag.nodeName, ag.cred, ag.shareID = resp.Node, resp.Name, resp.Credential, shareID
 	ag.log.Info("joined pool", "pool", resp.Pool, "node", resp.Node, "name", resp.Name)
@@ -264,6 +263,12 @@ func (ag *Agent) Run(ctx context.Context) error {
 			return nil
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+	if err := ag.rotateCredential(ctx); err != nil {
+		if dspool.ErrorCode(errors.Unwrap(err)) == dspool.EUnauthorized {
+			return err
+		}
+		ag.log.Warn("keeping the node's credential", "err", err)
 	}
 	if ag.root {
 		cg, err := detectCgroups(ag.node)

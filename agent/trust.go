@@ -1,11 +1,12 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"sync"
@@ -28,7 +29,7 @@ func (ag *Agent) trust(pinnedPEM string) error {
 	}
 	switch u.Scheme {
 	case "http":
-		if !loopback(u.Hostname()) {
+		if !api.LoopbackHost(u.Hostname()) {
 			return fmt.Errorf("server %s: plain HTTP to another machine is refused: the node's credential, users' secrets and the pool's setup script (run as root) would cross the network in clear. Use https:// (the control plane serves HTTPS by default)", ag.cfg.Server)
 		}
 		ag.tls = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -69,14 +70,6 @@ func (ag *Agent) explainTLS(err error) error {
 			"Check --server, and that the join token is current (an admin prints one with `dspool pool join-token POOL`) (%w)", ag.cfg.Server, ag.pin, tlsca.ErrPin)
 	}
 	return err
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // pinnedCA is the CA a first contact verified against the join token's pin.
@@ -121,4 +114,57 @@ func (ag *Agent) shareTrouble() string {
 		return fmt.Sprintf("the share at %s is another pool's now (its %s changed): mount this pool's share there", ag.cfg.Share, share.IDFile)
 	}
 	return ""
+}
+
+// rotateCredential swaps the node's credential for a new one at each start
+// of the agent, so a credential copied from this machine's disk stops
+// working the next time the agent starts. The new one is kept before it is
+// used; the server honours the old one until then.
+func (ag *Agent) rotateCredential(ctx context.Context) error {
+	cl := ag.client()
+	cl.Token = ag.cred
+	resp, err := cl.RotateCredential(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate the node's credential: %w", ag.explainTLS(err))
+	}
+	b, err := os.ReadFile(ag.identityPath())
+	if err != nil {
+		return err
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return fmt.Errorf("read %s: %w", ag.identityPath(), err)
+	}
+	id.Credential = resp.Credential
+	if err := ag.saveIdentity(id); err != nil {
+		return err
+	}
+	ag.cred = resp.Credential
+	return nil
+}
+
+// saveIdentity replaces node.json (0600) through a new file and a rename:
+// a crash leaves the old identity or the new, whole.
+func (ag *Agent) saveIdentity(id identity) error {
+	b, _ := json.MarshalIndent(id, "", "  ")
+	f, err := os.CreateTemp(ag.cfg.StateDir, ".node-*.json")
+	if err != nil {
+		return fmt.Errorf("save node identity: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, ag.identityPath())
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save node identity: %w", err)
+	}
+	return nil
 }

@@ -396,6 +396,19 @@ func (c *Client) Register(ctx context.Context, r RegisterRequest) (*RegisterResp
 	return &out, c.Do(ctx, "POST", "/api/v1/agents/register", &r, &out)
 }
 
+// RotateCredential asks for a new credential for the node whose credential
+// the client holds (as its Token).
+func (c *Client) RotateCredential(ctx context.Context) (*RegisterResponse, error) {
+	var out RegisterResponse
+	return &out, c.Do(ctx, "POST", "/api/v1/agents/rotate", nil, &out)
+}
+
+// RevokeNode revokes a node's credential (admin): it is cut off at once.
+func (c *Client) RevokeNode(ctx context.Context, name string) (*dspool.Node, error) {
+	var out dspool.Node
+	return &out, c.Do(ctx, "POST", "/api/v1/nodes/"+url.PathEscape(name)+"/revoke", nil, &out)
+}
+
 // AddKey registers an SSH public key (one authorized_keys line) for a user
 // (the caller when empty).
 func (c *Client) AddKey(ctx context.Context, user, key string) (*dspool.SSHKey, error) {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 )
@@ -47,4 +48,14 @@ func HTTPClientWith(cfg *tls.Config) *http.Client {
 	t := defaultHTTP.Transport.(*http.Transport).Clone()
 	t.TLSClientConfig = cfg
 	return &http.Client{Transport: t}
+}
+
+// LoopbackHost says whether host (a name or an address) is this machine's
+// loopback: the one place plain HTTP may go.
+func LoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -266,7 +266,7 @@ func (a *App) nodeCmd() *cobra.Command {
 			return dspool.Errorf(dspool.ENotFound, "no node %q: list them with `dspool node list`", argv[0])
 		},
 	}
-	c.AddCommand(list, show)
+	c.AddCommand(list, show, a.nodeRevokeCmd())
 	return c
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/tlsca"
 )
 
@@ -45,7 +46,7 @@ func (o *planeOptions) serverTLS() (linkTLS, error) {
 	}
 	if o.InsecureHTTP {
 		host, _, err := net.SplitHostPort(o.Listen)
-		if ip := net.ParseIP(host); err != nil || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		if err != nil || !api.LoopbackHost(host) {
 			return linkTLS{}, dspool.Invalid("insecure_http", "plain HTTP is for development on this machine only: listen on a loopback address (127.0.0.1:PORT), or drop --insecure-http")
 		}
 		return linkTLS{}, nil

@@ -52,8 +52,8 @@ type authzRow struct {
 
 var authzMatrix = map[string]authzRow{
 	"GET /api/v1/openapi.json": {anon: 200, other: 200, owner: 200, admin: 200},
-	"GET /healthz":              {anon: 200, other: 200, owner: 200, admin: 200},
-	"GET /readyz":               {anon: 200, other: 200, owner: 200, admin: 200},
+	"GET /healthz":             {anon: 200, other: 200, owner: 200, admin: 200},
+	"GET /readyz":              {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /api/v1/whoami":       {anon: 401, other: 200, owner: 200, admin: 200},
 
 	"POST /api/v1/jobs":                     {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},
@@ -113,9 +113,11 @@ var authzMatrix = map[string]authzRow{
 
 	// Agents authenticate with join tokens and node credentials: a user's
 	// token, an admin's included, is neither.
-	"POST /api/v1/agents/register": {body: `{"join_token":"nope","name":"rogue"}`, anon: 401, other: 401, owner: 401, admin: 401},
-	"GET /api/v1/agents/connect":   {anon: 401, other: 401, owner: 401, admin: 401},
-	"GET /api/v1/agents/data":      {anon: 401, other: 401, owner: 401, admin: 401},
+	"POST /api/v1/agents/register":     {body: `{"join_token":"nope","name":"rogue"}`, anon: 401, other: 401, owner: 401, admin: 401},
+	"GET /api/v1/agents/connect":       {anon: 401, other: 401, owner: 401, admin: 401},
+	"POST /api/v1/agents/rotate":       {anon: 401, other: 401, owner: 401, admin: 401},
+	"POST /api/v1/nodes/{name}/revoke": {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/no-such-node/revoke", anon: 401, other: 403, owner: 403, admin: 404},
+	"GET /api/v1/agents/data":          {anon: 401, other: 401, owner: 401, admin: 401},
 }
 
 // callers of the matrix.

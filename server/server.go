@@ -235,6 +235,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/pools/{name}/events", authUser, dspool.ScopeRead, s.poolEvents},
 		{"GET", "/api/v1/usage", authUser, dspool.ScopeRead, s.usage},
 		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
+		{"POST", "/api/v1/nodes/{name}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeNode},
 		{"GET", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.createUser},
 		{"POST", "/api/v1/users/{name}/disable", authAdmin, dspool.ScopeAdmin, s.disableUser},
@@ -269,6 +270,7 @@ func (s *Server) routes() []route {
 		{"PUT", "/api/v1/users/{name}/limits", authAdmin, dspool.ScopeAdmin, s.setUserLimits},
 		{"POST", "/api/v1/agents/register", authNone, "", s.hub.register},
 		{"GET", "/api/v1/agents/connect", authNone, "", s.hub.connect},
+		{"POST", "/api/v1/agents/rotate", authNone, "", s.hub.rotate},
 		{"GET", "/api/v1/agents/data", authNone, "", s.hub.acceptData},
 	}
 }

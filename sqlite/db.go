@@ -123,6 +123,12 @@ var migrations = []string{
 		created_by TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_read_at INTEGER,
 		UNIQUE (owner_kind, owner, name));
 	ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '';`,
+	// node credentials: the next one an agent rotated to (the current one
+	// stays good until the next is first used), and when an admin revoked
+	// them.
+	`ALTER TABLE nodes ADD COLUMN next_cred_hash BLOB;
+	ALTER TABLE nodes ADD COLUMN cred_revoked_at INTEGER;
+	CREATE UNIQUE INDEX nodes_next_cred ON nodes(next_cred_hash) WHERE next_cred_hash IS NOT NULL;`,
 }
 
 const schema = `

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dspool/dspool"
 )
@@ -131,12 +132,52 @@ func (db *DB) CreateNode(ctx context.Context, n *dspool.Node, credHash []byte) e
 
 // NodeByCredential returns the node whose credential has this hash, or an
 // EUnauthorized error.
+// A node's next credential (see RotateNodeCredential) becomes its current
+// one when it is first used.
 func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, error) {
-	n, err := scanNode(db.r.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE cred_hash = ?`, hash))
-	if errors.Is(err, sql.ErrNoRows) {
+	var id string
+	var next bool
+	var revoked sql.NullInt64
+	err := db.r.QueryRowContext(ctx, `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`,
+		hash, hash, hash).Scan(&id, &next, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return nil, dspool.Errorf(dspool.EUnauthorized, "node credential not recognised: remove the agent's state directory and join again with a new join token")
+	case err != nil:
+		return nil, err
+	case revoked.Valid:
+		return nil, dspool.Errorf(dspool.EUnauthorized, "this node's credential was revoked by an admin at %s: the node is out of the pool; to bring the machine back, remove the agent's node.json and join again with a new join token",
+			fromNano(revoked).Format(time.RFC3339))
+	case next:
+		if _, err := db.exec(ctx, `UPDATE nodes SET cred_hash = next_cred_hash, next_cred_hash = NULL WHERE id = ? AND next_cred_hash = ?`, id, hash); err != nil {
+			return nil, fmt.Errorf("take a node's new credential: %w", err)
+		}
 	}
-	return n, err
+	return db.Node(ctx, id)
+}
+
+// RotateNodeCredential records hash as node id's next credential: its
+// current one stays good until the next is first used, so an agent that
+// dies before keeping the new one still gets in.
+func (db *DB) RotateNodeCredential(ctx context.Context, id string, hash []byte) error {
+	res, err := db.exec(ctx, `UPDATE nodes SET next_cred_hash = ? WHERE id = ? AND cred_revoked_at IS NULL AND gone_at IS NULL`, hash, id)
+	if err != nil {
+		return fmt.Errorf("rotate node %s's credential: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return dspool.Errorf(dspool.EUnauthorized, "node %s may not rotate its credential: it is gone or revoked", id)
+	}
+	return nil
+}
+
+// RevokeNodeCredential revokes node id's credentials, current and next,
+// at t.
+func (db *DB) RevokeNodeCredential(ctx context.Context, id string, t time.Time) error {
+	_, err := db.exec(ctx, `UPDATE nodes SET cred_revoked_at = ?, next_cred_hash = NULL WHERE id = ? AND cred_revoked_at IS NULL`, unixNano(t), id)
+	if err != nil {
+		return fmt.Errorf("revoke node %s's credential: %w", id, err)
+	}
+	return nil
 }
 
 // Node returns node id.
