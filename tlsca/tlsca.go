@@ -323,4 +323,3 @@ func ParsePEM(b []byte) (*x509.Certificate, error) {
 		}
 	}
 }
-
