@@ -290,6 +290,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 
 func (a *App) serverCmd() *cobra.Command {
 	var file string
+	var proxies []string
 	c := &cobra.Command{
 		Use:   "server --config FILE",
 		Short: "Run the control plane alone (agents join from other machines)",
@@ -300,6 +301,7 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
+  trusted_proxies: [10.0.0.0/8, 192.168.1.5]   # load balancers whose X-Forwarded-For/Proto/Host are believed (docs/guide.md)
   tls_cert: /etc/dspool/tls.crt   # serve the API over HTTPS (agents: --server https://..., --server-ca if private)
   tls_key: /etc/dspool/tls.key
   data: /var/lib/dspool      # the store
@@ -345,10 +347,12 @@ DATA/admin-token (mode 0600).`,
 			if o.Share == "" {
 				return dspool.Invalid("share", "%s: give the directory where this machine mounts the share", file)
 			}
+			o.TrustedProxies = append(o.TrustedProxies, proxies...)
 			return a.serve(cmd.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
+	c.Flags().Var((*proxiesFlag)(&proxies), "trusted-proxy", trustedProxyHelp+", besides the config's trusted_proxies; repeat for more")
 	return c
 }
 
