@@ -19,7 +19,8 @@ type AuditEntry struct {
 	// Target is what the action was on, as "KIND NAME": "user ada",
 	// "token 12", "key SHA256:...", "pool gpu", "session s-1f2e".
 	Target string `json:"target,omitempty"`
-	// Remote is the address the request or connection came from.
+	// Remote is the address the request or connection came from: HOST:PORT,
+	// or through a trusted proxy the client's address alone.
 	Remote  string `json:"remote,omitempty"`
 	Outcome string `json:"outcome"`
 	Detail  string `json:"detail,omitempty"`

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/gateway/sshgw"
+	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/share"
@@ -37,6 +39,9 @@ type planeOptions struct {
 	// MaxConnsPerAddress bounds the API's connections from one address
 	// (default server.MaxConnsPerSource); agents' connections do not count.
 	MaxConnsPerAddress int `json:"max_conns_per_address"`
+	// TrustedProxies are the load balancers (addresses or networks) whose
+	// X-Forwarded-For/Proto/Host headers are believed; no one's by default.
+	TrustedProxies []string `json:"trusted_proxies"`
 	// TLSCert and TLSKey (PEM files) serve the API over HTTPS.
 	TLSCert string `json:"tls_cert"`
 	TLSKey  string `json:"tls_key"`
@@ -69,6 +74,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.StringSliceVar(&o.Advertise, "advertise", nil, "names and addresses agents and users reach the API by, for its certificate (default: this machine's name and addresses)")
 	f.BoolVar(&o.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of HTTPS: development on loopback only")
 	f.IntVar(&o.MaxConnsPerAddress, "max-conns-per-address", o.MaxConnsPerAddress, "connections to the API one address (an IPv6 /64) may hold at once; agents' do not count (default 256)")
+	f.Var((*proxiesFlag)(&o.TrustedProxies), "trusted-proxy", trustedProxyHelp+"; repeat for more (default none)")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
@@ -77,6 +83,26 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
 	o.OIDC.flags(c)
 }
+
+const trustedProxyHelp = "a load balancer (address or network, e.g. 10.0.0.0/8) whose X-Forwarded-For/Proto/Host headers are believed"
+
+// proxiesFlag is --trusted-proxy: repeatable, each value checked as it is
+// given, so that the error names the flag.
+type proxiesFlag []string
+
+func (f *proxiesFlag) String() string { return strings.Join(*f, ",") }
+func (f *proxiesFlag) Set(v string) error {
+	if _, err := forwarded.Parse("--trusted-proxy", []string{v}); err != nil {
+		var e *dspool.Error
+		if errors.As(err, &e) {
+			return errors.New(e.Message)
+		}
+		return err
+	}
+	*f = append(*f, v)
+	return nil
+}
+func (f *proxiesFlag) Type() string { return "address" }
 
 type durationFlag dspool.Duration
 
@@ -137,6 +163,10 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		o.getenv = os.Getenv
 	}
 	oidc, err := o.OIDC.config(o.getenv)
+	if err != nil {
+		return nil, err
+	}
+	proxies, err := forwarded.Parse("trusted_proxies", o.TrustedProxies)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +243,11 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		return fail(err)
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
-		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys})
+		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
+		TrustedProxies: proxies})
+	if len(proxies) > 0 {
+		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
+	}
 	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
 	scheme := "http"

@@ -293,6 +293,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 
 func (a *App) serverCmd() *cobra.Command {
 	var file string
+	var proxies []string
 	c := &cobra.Command{
 		Use:   "server --config FILE",
 		Short: "Run the control plane alone (agents join from other machines)",
@@ -303,6 +304,7 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com]   # the default
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
+  trusted_proxies: [10.0.0.0/8, 192.168.1.5]   # load balancers whose X-Forwarded-For/Proto/Host are believed (docs/guide.md)
   advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses)
   # HTTPS by default, with a CA of its own made at first start in DATA/tls
   # (join tokens carry its pin); or bring a certificate:
@@ -352,10 +354,12 @@ DATA/admin-token (mode 0600).`,
 			if o.Share == "" {
 				return dspool.Invalid("share", "%s: give the directory where this machine mounts the share", file)
 			}
+			o.TrustedProxies = append(o.TrustedProxies, proxies...)
 			return a.serve(cmd.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
+	c.Flags().Var((*proxiesFlag)(&proxies), "trusted-proxy", trustedProxyHelp+", besides the config's trusted_proxies; repeat for more")
 	return c
 }
 

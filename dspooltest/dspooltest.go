@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -49,6 +50,9 @@ type Options struct {
 	Share string
 	// Reserve is the room the store keeps on its disk (default 1 MiB).
 	Reserve int64
+	// TrustedProxies are the server's trusted proxies (none by default):
+	// 127.0.0.1/32 makes the test's own requests come through a proxy.
+	TrustedProxies []netip.Prefix
 }
 
 // Pool is a running in-process pool.
@@ -122,7 +126,7 @@ func New(t testing.TB, opts Options) *Pool {
 		t.Fatal(err)
 	}
 	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
-		Secrets: keys})
+		Secrets: keys, TrustedProxies: opts.TrustedProxies})
 	hs := httptest.NewServer(srv.Handler())
 	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}
 	p.wg.Add(1)

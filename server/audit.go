@@ -18,7 +18,7 @@ import (
 
 // audit appends an entry about request r to the audit log. An empty actor
 // means the user r authenticated as (dspool.AuditAnonymous when none); the
-// remote address is r's. Target names what was acted on as "KIND NAME"
+// remote address is r's client's (through trusted proxies). Target names what was acted on as "KIND NAME"
 // ("user ada", "token 12", "pool gpu"); outcome is dspool.AuditSuccess or
 // dspool.AuditFailure. A failure to write is logged, not returned: the
 // action has happened, or been refused, either way.
@@ -30,7 +30,7 @@ func (s *Server) audit(r *http.Request, actor, action, target, outcome, detail s
 		}
 	}
 	s.Audit(context.WithoutCancel(r.Context()), dspool.AuditEntry{Actor: actor, Action: action, Target: target,
-		Remote: r.RemoteAddr, Outcome: outcome, Detail: detail})
+		Remote: s.client(r).Addr, Outcome: outcome, Detail: detail})
 }
 
 // Audit appends e to the audit log (At: now), for code that has no request

@@ -54,6 +54,8 @@ var authzMatrix = map[string]authzRow{
 	"GET /api/v1/openapi.json": {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /healthz":             {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /readyz":              {anon: 200, other: 200, owner: 200, admin: 200},
+	"HEAD /healthz":            {anon: 200, other: 200, owner: 200, admin: 200},
+	"HEAD /readyz":             {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /api/v1/whoami":       {anon: 401, other: 200, owner: 200, admin: 200},
 
 	"POST /api/v1/jobs":                     {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},

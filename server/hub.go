@@ -178,7 +178,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		return
 	}
-	ac := &agentConn{node: node.ID, pool: node.Pool, sess: sess, state: node.State, remote: r.RemoteAddr}
+	ac := &agentConn{node: node.ID, pool: node.Pool, sess: sess, state: node.State, remote: h.s.client(r).Addr}
 	ac.client = &http.Client{Transport: &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return sess.Open() },
 		MaxIdleConnsPerHost: 8,
@@ -195,7 +195,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	if old != nil {
 		old.sess.Close()
 	}
-	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
+	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", h.s.client(r).Addr)
 	_ = ac.srv.Serve(sess)
 	// seen keeps the last heartbeat: a connection that took a while to be
 	// found dead must not extend the node's grace.

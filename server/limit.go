@@ -17,7 +17,10 @@ const MaxConns = 4096
 // an IPv6 /64) holds at once, so that one client cannot take the slots of
 // MaxConns from everyone else. Agents' connections leave the count once
 // they are authenticated (a pool's agents may share one address, as those
-// of `dspool up` do on 127.0.0.1).
+// of `dspool up` do on 127.0.0.1). The limit sees TCP peers, before any
+// request is read: behind a load balancer it applies to the balancer's
+// own addresses (whose X-Forwarded-For it cannot read), so raise it there
+// or let the balancer bound its clients.
 const MaxConnsPerSource = 256
 
 // Limits bounds the connections of a LimitListener. Zero values mean the

@@ -253,7 +253,9 @@ func (nbs *notebooks) proxy(nb *notebook) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.URL.Path, pr.Out.URL.RawPath = pr.In.URL.Path, pr.In.URL.RawPath
-			pr.Out.Host = pr.In.Host // Jupyter compares Origin with Host
+			// Jupyter compares Origin with Host: the host the browser
+			// asked for, through a load balancer too.
+			pr.Out.Host = nbs.s.client(pr.In).Host
 			// dspool's credentials stay here; the server's own secret goes.
 			pr.Out.Header.Del("Authorization")
 			pr.Out.Header.Set("Authorization", "token "+nb.token)
@@ -394,7 +396,7 @@ func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
 	}
 	rc := http.NewResponseController(w)
 	if isUpgrade(r) {
-		if !sameOrigin(r) {
+		if !s.sameOrigin(r) {
 			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "a websocket from origin %q is not allowed here", r.Header.Get("Origin")))
 			return
 		}
@@ -414,12 +416,10 @@ func isUpgrade(r *http.Request) bool {
 		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
 }
 
+// baseURL is this server as the client reached it.
 func (s *Server) baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
+	c := s.client(r)
+	return c.Scheme + "://" + c.Host
 }
 
 func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
@@ -430,7 +430,7 @@ func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, r.RemoteAddr, s.baseURL(r), credFrom(r).label())
+	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, s.client(r).Addr, s.baseURL(r), credFrom(r).label())
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/internal/forwarded"
 	"golang.org/x/oauth2"
 )
 
@@ -219,15 +220,13 @@ func (p *sso) ready() bool {
 	return c != nil
 }
 
-func (p *sso) redirectURL(r *http.Request) string {
+// redirectURL is where the provider sends the browser back: the
+// configured URL, or this server as the client reached it.
+func (p *sso) redirectURL(c forwarded.Client) string {
 	if p.cfg.RedirectURL != "" {
 		return p.cfg.RedirectURL
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + ssoCallback
+	return c.Scheme + "://" + c.Host + ssoCallback
 }
 
 // ssoFlow is what the flow cookie carries from the start of a sign-in to its
@@ -269,9 +268,9 @@ func (p *sso) open(v string, now time.Time) (ssoFlow, *ssoRefusal) {
 	return f, nil
 }
 
-func (p *sso) flowCookie(r *http.Request, value string, maxAge int) *http.Cookie {
+func (p *sso) flowCookie(c forwarded.Client, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: ssoCookie, Value: value, Path: "/login/oidc", MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode}
+		HttpOnly: true, Secure: c.Secure(), SameSite: http.SameSiteLaxMode}
 }
 
 // ssoRefusal is why a sign-in was refused: a short reason for the log and
@@ -318,9 +317,9 @@ func (s *Server) ssoStart(w http.ResponseWriter, r *http.Request) {
 		s.ssoPage(w, http.StatusServiceUnavailable, "Single sign-on is unavailable: the pool cannot reach "+s.sso.name+" right now. Try again in a minute.")
 		return
 	}
-	f := ssoFlow{State: newToken(), Nonce: newToken(), Verifier: oauth2.GenerateVerifier(), Redirect: s.sso.redirectURL(r),
+	f := ssoFlow{State: newToken(), Nonce: newToken(), Verifier: oauth2.GenerateVerifier(), Redirect: s.sso.redirectURL(s.client(r)),
 		Expires: s.cfg.Now().Add(ssoFlowTTL).Unix()}
-	http.SetCookie(w, s.sso.flowCookie(r, s.sso.seal(f), int(ssoFlowTTL/time.Second)))
+	http.SetCookie(w, s.sso.flowCookie(s.client(r), s.sso.seal(f), int(ssoFlowTTL/time.Second)))
 	c := *oc
 	c.RedirectURL = f.Redirect
 	s.setSecurityHeaders(w)
@@ -335,7 +334,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The flow is single-use, whatever its outcome.
-	http.SetCookie(w, s.sso.flowCookie(r, "", -1))
+	http.SetCookie(w, s.sso.flowCookie(s.client(r), "", -1))
 	id, err := s.ssoIdentity(r)
 	var u *dspool.User
 	if err == nil {
@@ -346,7 +345,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &e) {
 			e = &ssoRefusal{reason: "internal", status: http.StatusInternalServerError, msg: "The sign-in failed inside the pool: see its log, or try again.", err: err}
 		}
-		attrs := []any{"via", "oidc", "reason", e.reason, "email", id.email, "subject", id.subject, "remote", r.RemoteAddr}
+		attrs := []any{"via", "oidc", "reason", e.reason, "email", id.email, "subject", id.subject, "remote", s.client(r).Addr}
 		if e.err != nil {
 			attrs = append(attrs, "err", e.err)
 		}
@@ -356,7 +355,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.startWebSession(w, r, u); err != nil {
-		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", r.RemoteAddr, "err", err)
+		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", s.client(r).Addr, "err", err)
 		s.recordSSO(r, nil, id, "no_session")
 		why := "see the pool's log"
 		var e *dspool.Error
@@ -366,7 +365,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		s.ssoPage(w, statusOf[dspool.ErrorCode(err)], "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
 		return
 	}
-	s.log.Info("web login", "user", u.Name, "via", "oidc", "subject", id.subject, "remote", r.RemoteAddr)
+	s.log.Info("web login", "user", u.Name, "via", "oidc", "subject", id.subject, "remote", s.client(r).Addr)
 	s.recordSSO(r, u, id, "")
 }
 

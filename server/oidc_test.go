@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -70,6 +71,12 @@ func (p *ssoPool) advance(d time.Duration) {
 // the provider is discovered.
 func newSSOPool(t *testing.T, edit func(*server.OIDCConfig), ready bool) *ssoPool {
 	t.Helper()
+	return newSSOPoolBehind(t, nil, edit, ready)
+}
+
+// newSSOPoolBehind is newSSOPool with trusted proxies.
+func newSSOPoolBehind(t *testing.T, proxies []netip.Prefix, edit func(*server.OIDCConfig), ready bool) *ssoPool {
+	t.Helper()
 	p := &ssoPool{t: t, IdP: oidctest.New(t, oidctest.Options{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 46000})
@@ -83,7 +90,7 @@ func newSSOPool(t *testing.T, edit func(*server.OIDCConfig), ready bool) *ssoPoo
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: db, OIDC: cfg, Now: p.now,
+	srv := server.New(server.Config{Store: db, OIDC: cfg, Now: p.now, TrustedProxies: proxies,
 		Logger: slog.New(slog.NewTextHandler(p, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	hs := httptest.NewServer(srv.Handler())
 	done := make(chan struct{})

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,8 +65,12 @@ type Config struct {
 	// Secrets holds the key that seals users' secrets in the store (nil:
 	// the control plane keeps no secrets).
 	Secrets *secrets.Keyring
-	Now     func() time.Time
-	Version string
+	// TrustedProxies are the load balancers and reverse proxies whose
+	// X-Forwarded-For, -Proto and -Host headers are believed (none by
+	// default): see client.
+	TrustedProxies []netip.Prefix
+	Now            func() time.Time
+	Version        string
 }
 
 // Server is the control plane.
@@ -80,6 +86,7 @@ type Server struct {
 	scaler    *scaler
 	teams     teamState
 	sso       *sso // nil without single sign-on
+	proxies   forwarded.Proxies
 	auth      authCache
 	tokenUse  tokenUse
 	guesses   guesses
@@ -124,6 +131,7 @@ func New(cfg Config) *Server {
 		reg: prometheus.NewRegistry(), started: cfg.Now(),
 	}
 	s.guesses = newGuesses(cfg.Now)
+	s.proxies = forwarded.New(cfg.TrustedProxies)
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
 	s.notebooks = newNotebooks(s)
@@ -219,7 +227,9 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET", "/healthz", authNone, "", s.healthz},
+		{"HEAD", "/healthz", authNone, "", s.healthz},
 		{"GET", "/readyz", authNone, "", s.readyz},
+		{"HEAD", "/readyz", authNone, "", s.readyz},
 		{"GET", "/api/v1/openapi.json", authNone, "", s.openapi},
 		{"GET", "/api/v1/whoami", authUser, "", s.whoami}, // who a token is: any token may ask
 		{"POST", "/api/v1/jobs", authUser, dspool.ScopeJobs, s.submitJob},
@@ -280,6 +290,13 @@ type ctxKey int
 const userKey ctxKey = 0
 
 func userFrom(r *http.Request) *dspool.User { return r.Context().Value(userKey).(*dspool.User) }
+
+// client is who sent r: its address, and the scheme and host it asked
+// for, through the trusted proxies. Every decision and record about a
+// request's origin (audit entries, password throttles, Secure cookies,
+// the URLs the server builds, origin checks) takes them from here, never
+// from r.RemoteAddr, r.TLS or r.Host.
+func (s *Server) client(r *http.Request) forwarded.Client { return s.proxies.Client(r) }
 
 // HashSecret is how every token, join token and node credential is stored.
 func HashSecret(secret string) []byte {

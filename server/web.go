@@ -159,14 +159,14 @@ func checkJupyterXSRF(r *http.Request, login *webLogin) error {
 }
 
 // sameOrigin refuses a request whose Origin (when a browser sends one) is
-// not this server.
-func sameOrigin(r *http.Request) bool {
+// not this server as the client reached it.
+func (s *Server) sameOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
 	o, err := url.Parse(origin)
-	return err == nil && o.Host == r.Host
+	return err == nil && o.Host == s.client(r).Host
 }
 
 func (s *Server) setSecurityHeaders(w http.ResponseWriter) {
@@ -215,7 +215,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// A login from another site's form would log the browser in as the
 	// attacker (login CSRF).
-	if !sameOrigin(r) {
+	if !s.sameOrigin(r) {
 		w.WriteHeader(http.StatusForbidden)
 		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "This login form was sent from another site; use the pool's own page."}))
 		return
@@ -234,11 +234,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	var u *dspool.User
 	if err == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		u, err = s.AuthenticatePassword(ctx, login, pw, r.RemoteAddr)
+		u, err = s.AuthenticatePassword(ctx, login, pw, s.client(r).Addr)
 		cancel()
 	}
 	if err != nil {
-		s.log.Info("web login refused", "user", name, "remote", r.RemoteAddr)
+		s.log.Info("web login refused", "user", name, "remote", s.client(r).Addr)
 		s.audit(r, dspool.AuditAnonymous, dspool.AuditLoginWeb, "user "+name, dspool.AuditFailure, dspool.Message(err))
 		status, msg := http.StatusUnauthorized, "Wrong user name or password. Set a password with `dspool user passwd`."
 		var te *ThrottledError
@@ -257,7 +257,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("web login", "user", u.Name, "remote", r.RemoteAddr)
+	s.log.Info("web login", "user", u.Name, "remote", s.client(r).Addr)
 	s.audit(r, u.Name, dspool.AuditLoginWeb, "user "+u.Name, dspool.AuditSuccess, "password")
 }
 
@@ -271,7 +271,7 @@ func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspo
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: s.client(r).Secure(), SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }
@@ -297,7 +297,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		_ = s.db.DeleteWebSession(r.Context(), HashSecret(c.Value))
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: s.client(r).Secure(), SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
