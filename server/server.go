@@ -73,6 +73,7 @@ type Server struct {
 	notebooks *notebooks
 	scaler    *scaler
 	teams     teamState
+	closed    closedWaits
 	sso       *sso // nil without single sign-on
 	auth      authCache
 	tokenUse  tokenUse

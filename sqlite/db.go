@@ -123,6 +123,9 @@ var migrations = []string{
 		created_by TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_read_at INTEGER,
 		UNIQUE (owner_kind, owner, name));
 	ALTER TABLE jobs ADD COLUMN secrets TEXT NOT NULL DEFAULT '';`,
+	// the accounts and groups on each node's machine in the store's uid
+	// range that are not its users' own (JSON of []dspool.HostAccount).
+	`ALTER TABLE nodes ADD COLUMN accounts TEXT NOT NULL DEFAULT '[]';`,
 }
 
 const schema = `
