@@ -169,8 +169,13 @@ type Node struct {
 	Usage     Usage             `json:"usage"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	Version   string            `json:"version,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
-	LastSeen  *time.Time        `json:"last_seen"`
+	// Accounts are the accounts and groups on the node whose ids lie in
+	// the store's uid range and that are not its users' own (account.go):
+	// new users do not get their ids, and a user whose uid or gid one
+	// holds gets no work on the node.
+	Accounts  []HostAccount `json:"accounts,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	LastSeen  *time.Time    `json:"last_seen"`
 }
 
 // Allocation is the part of a node's inventory held by running attempts.

@@ -54,6 +54,9 @@ type Config struct {
 	Memory dspool.Bytes
 	GPUs   int // -1: detect with nvidia-smi; N >= 0: declare N GPUs
 	Labels map[string]string
+	// EtcDir holds the account files (passwd, group) whose accounts the
+	// agent reports; default /etc (tests give others).
+	EtcDir string
 	// PidsLimit bounds the processes of one attempt (default 4096).
 	PidsLimit int
 	// FramedSessions carries the stdin and stdout of session processes in
@@ -84,6 +87,7 @@ type Agent struct {
 	inv      dspool.Inventory
 	cgroups  *cgroups
 	accounts accounts
+	reporter accountReporter
 	runtime  string // this node's runtime directory ("" when it could not be made)
 
 	mu       sync.Mutex
@@ -151,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	_, _ = rand.Read(b)
 	ag := &Agent{cfg: cfg, log: cfg.Logger, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
 		attempts: map[api.AttemptRef]*attempt{}, sessions: map[string]*hosted{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
-		accounts: accounts{done: map[string]bool{}}}
+		accounts: accounts{done: map[string]bool{}}, reporter: accountReporter{etc: cfg.EtcDir}}
 	ag.inv = dspool.Inventory{CPUs: cfg.CPUs, Memory: cfg.Memory}
 	if ag.inv.CPUs == 0 {
 		ag.inv.CPUs = NumCPU()
@@ -487,7 +491,10 @@ func (ag *Agent) snapshot() *api.Heartbeat {
 }
 
 func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.HeartbeatReply, error) {
-	b, _ := json.Marshal(ag.snapshot())
+	hb := ag.snapshot()
+	var stamp string
+	hb.Accounts, stamp = ag.reporter.report()
+	b, _ := json.Marshal(hb)
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://server/heartbeat", bytes.NewReader(b))
@@ -504,6 +511,9 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	var reply api.HeartbeatReply
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {
 		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	if hb.Accounts != nil {
+		ag.reporter.delivered(hb.Accounts, stamp)
 	}
 	return &reply, nil
 }
@@ -527,6 +537,9 @@ func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
 	}
 	for _, spec := range r.Start {
 		ag.accept(spec)
+	}
+	if r.Accounts != nil && ag.reporter.ask(*r.Accounts) {
+		ag.changed() // report them now, not at the next interval
 	}
 	if r.Pool != nil {
 		ag.mu.Lock()

@@ -309,7 +309,16 @@ func (c *Client) NodesWithGone(ctx context.Context, pool string) ([]*dspool.Node
 
 // CreateUser creates a user.
 func (c *Client) CreateUser(ctx context.Context, u UserCreate) (*dspool.User, error) {
-	var out dspool.User
+	n, err := c.NewUser(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return &n.User, nil
+}
+
+// NewUser creates a user, with the server's warnings about their uid.
+func (c *Client) NewUser(ctx context.Context, u UserCreate) (*NewUser, error) {
+	var out NewUser
 	return &out, c.Do(ctx, "POST", "/api/v1/users", &u, &out)
 }
 

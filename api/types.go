@@ -81,6 +81,14 @@ type UserCreate struct {
 	Email string `json:"email,omitempty"`
 }
 
+// NewUser is the answer to a user's creation: the user, and what may stop
+// their work on some node (accounts there that hold their uid or name), or
+// which uids they did not get because accounts on nodes hold them.
+type NewUser struct {
+	dspool.User
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 // EmailSet is the body of PUT /api/v1/users/{name}/email; "" removes it.
 type EmailSet struct {
 	Email string `json:"email"`
@@ -213,6 +221,16 @@ type Heartbeat struct {
 	Usage     dspool.Usage     `json:"usage"`
 	Version   string           `json:"version,omitempty"`
 	Attempts  []AttemptStatus  `json:"attempts"`
+	// Accounts is sent when the server asked for another range, or the
+	// machine's accounts changed, since the last one; nil otherwise.
+	Accounts *AccountReport `json:"accounts,omitempty"`
+}
+
+// AccountReport lists the accounts and groups of a node's machine whose ids
+// lie in Range (from its local files, /etc/passwd and /etc/group).
+type AccountReport struct {
+	Range    dspool.UIDRange      `json:"range"`
+	Accounts []dspool.HostAccount `json:"accounts"`
 }
 
 // HeartbeatReply tells the agent what to do.
@@ -224,6 +242,9 @@ type HeartbeatReply struct {
 	// Ack lists finished attempts the server has recorded: the agent may
 	// forget them.
 	Ack []AttemptRef `json:"ack,omitempty"`
+	// Accounts is the range of ids whose accounts the server wants
+	// reported: its users' uids and those the next users will get.
+	Accounts *dspool.UIDRange `json:"accounts,omitempty"`
 }
 
 // AgentUpgrade is the Upgrade header value of the agent connection.

@@ -370,8 +370,9 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// ensureAdmin creates the first admin on a new store. It returns the admin.
-func ensureAdmin(ctx context.Context, db *sqlite.DB, name string) (*dspool.User, bool, error) {
+// ensureAdmin creates the first admin on a new store, with a uid that none
+// of host holds. It returns the admin.
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount) (*dspool.User, bool, error) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return nil, false, err
@@ -381,7 +382,7 @@ func ensureAdmin(ctx context.Context, db *sqlite.DB, name string) (*dspool.User,
 			return u, false, nil
 		}
 	}
-	u, err := db.CreateUser(ctx, name, true)
+	u, err := db.CreateUserAvoiding(ctx, name, true, host)
 	return u, true, err
 }
 

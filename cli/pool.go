@@ -260,6 +260,12 @@ func (a *App) nodeCmd() *cobra.Command {
 					if n.Message != "" {
 						fmt.Fprintf(a.Stdout, "\nMessage:\n%s\n", sanitize(n.Message))
 					}
+					if len(n.Accounts) > 0 {
+						fmt.Fprintf(a.Stdout, "\nAccounts in dspool's uid range that are not its users' (new users do not get their ids; users whose uid or gid they hold get no work here):\n")
+						for _, acct := range n.Accounts {
+							fmt.Fprintf(a.Stdout, "  %s\n", sanitize(acct.String()))
+						}
+					}
 					return nil
 				}
 			}
@@ -287,6 +293,9 @@ func (a *App) printNodes(nodes []*dspool.Node) error {
 					message = full + "; the node takes no new work until then"
 				}
 			}
+			if message == "" && len(n.Accounts) > 0 {
+				message = fmt.Sprintf("%s here hold ids of dspool's uid range: %s", dspool.Plural(len(n.Accounts), "account"), dspool.ListAccounts(n.Accounts))
+			}
 			add(n.ID, n.Name, n.Pool, n.State,
 				fmt.Sprintf("%s/%s", n.Allocated.CPUs, n.Inventory.CPUs),
 				fmt.Sprintf("%s/%s", n.Allocated.Memory, n.Inventory.Memory),
@@ -308,11 +317,14 @@ func (a *App) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			u, err := cl.CreateUser(cmd.Context(), api.UserCreate{Name: args[0], Admin: admin, Email: email})
+			n, err := cl.NewUser(cmd.Context(), api.UserCreate{Name: args[0], Admin: admin, Email: email})
 			if err != nil {
 				return err
 			}
-			return a.printUsersAs(u, []*dspool.User{u})
+			for _, w := range n.Warnings {
+				fmt.Fprintf(a.Stderr, "warning: %s\n", sanitize(w))
+			}
+			return a.printUsersAs(&n.User, []*dspool.User{&n.User})
 		},
 	}
 	create.Flags().BoolVar(&admin, "admin", false, "make the user an admin")

@@ -7,16 +7,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
-	"github.com/dspool/dspool/agent"
 	"github.com/dspool/dspool/provider/local"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
@@ -49,8 +45,8 @@ the same pools, jobs and users.`,
 			if defaultData {
 				o.Data = a.defaultDataDir()
 			}
-			if nodes < 0 || nodes > 256 {
-				return dspool.Invalid("--nodes", "must be between 0 and 256")
+			if nodes < 0 || nodes > maxUpNodes {
+				return dspool.Invalid("--nodes", "must be between 0 and %d", maxUpNodes)
 			}
 			if o.Share == "" {
 				var inside bool
@@ -65,7 +61,7 @@ the same pools, jobs and users.`,
 	}
 	c.Flags().StringVar(&o.Data, "data", "", "data directory: store, agents (default $XDG_DATA_HOME/dspool; /var/lib/dspool as root)")
 	c.Flags().StringVar(&o.Share, "share", "", "the share: users' homes and job output (default DATA-share beside the data directory; /srv/dspool as root)")
-	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool")
+	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool, each an equal part of this machine")
 	c.Flags().StringVar(&o.Admin, "admin", "", "name of the first admin on a new store (default: your login name, or admin as root)")
 	o.flags(c)
 	return c
@@ -87,15 +83,24 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
-	admin, _, err := ensureAdmin(ctx, p.db, o.Admin)
+	// As root, local agents make accounts on this machine: the first
+	// admin of a new store must not get a uid an account here holds.
+	var host []dspool.HostAccount
+	if os.Geteuid() == 0 {
+		if host, err = hostAccounts(ctx, p.db); err != nil {
+			log.Warn("cannot read this machine's accounts", "err", err)
+		}
+	}
+	admin, _, err := ensureAdmin(ctx, p.db, o.Admin, host)
 	if err != nil {
 		p.close()
 		return err
 	}
 	if os.Geteuid() == 0 {
 		warnAccountClashes(ctx, p.db, log)
+		warnHostClashes(ctx, p.db, log)
 	}
-	if err := a.defaultPool(ctx, p.db, nodes, nodesSet); err != nil {
+	if err := a.defaultPool(ctx, p.db, nodes, nodesSet, log); err != nil {
 		p.close()
 		return err
 	}
@@ -179,24 +184,6 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	return nil
 }
 
-// warnAccountClashes says which dspool users have an account on this
-// machine with another uid: local agents cannot run their work until it is
-// removed (a leftover from an earlier store, most often).
-func warnAccountClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
-	users, err := db.Users(ctx)
-	if err != nil {
-		return
-	}
-	for _, u := range users {
-		acct, err := user.Lookup(u.Name)
-		if err != nil || acct.Uid == strconv.Itoa(u.UID) {
-			continue
-		}
-		log.Warn("an account with this user's name has another uid on this machine: their jobs and sessions cannot run here until it is removed (userdel) or the store is made with a --uid-base that matches",
-			"user", u.Name, "dspool_uid", u.UID, "account_uid", acct.Uid)
-	}
-}
-
 // resumeLocal starts again the agents of local pools' nodes from the last
 // run, which kept their state, and retires the nodes that have none.
 func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data string, log *slog.Logger) error {
@@ -231,40 +218,49 @@ func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data 
 }
 
 // defaultPool creates the pool "default", sized from this machine, on a
-// new store; --nodes given again changes its count.
-func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSet bool) error {
-	existing, err := db.Pools(ctx)
+// new store. --nodes given again changes its count, and its node size with
+// it while that is a size up gives (an equal part of the machine for some
+// count): a size an admin set with `dspool pool apply` is theirs and kept.
+// Local pools that advertise more than the machine has are warned of.
+func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSet bool, log *slog.Logger) error {
+	m := thisMachine()
+	pools, err := db.Pools(ctx)
 	if err != nil {
 		return err
 	}
-	if len(existing) > 0 {
-		if !nodesSet {
-			return nil
+	if len(pools) == 0 {
+		p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderLocal, Node: m.share(nodes), Count: nodes}
+		if err := p.Normalize(""); err != nil {
+			return err
 		}
-		for _, p := range existing {
-			if p.Name == dspool.DefaultPool && p.Provider == dspool.ProviderLocal && p.Count != nodes {
-				if p.Autoscale != nil {
-					return dspool.Invalid("--nodes", "pool %s autoscales: its size follows its work; drop --nodes, or change autoscale.min/max with `dspool pool apply`", p.Name)
-				}
-				p.Count = nodes
-				_, err := db.PutPool(ctx, p)
-				return err
-			}
+		pools = []*dspool.Pool{p}
+		if _, err := db.PutPool(ctx, p); err != nil {
+			return err
 		}
-		return nil
 	}
-	n := max(nodes, 1)
-	cpus := dspool.MilliCPU(runtime.NumCPU()*1000) / dspool.MilliCPU(n)
-	mem := agent.MemTotal() / dspool.Bytes(n)
-	if cpus < 1000 {
-		cpus = 1000
+	for _, p := range pools {
+		if !nodesSet || p.Name != dspool.DefaultPool || p.Provider != dspool.ProviderLocal {
+			continue
+		}
+		size := p.Node
+		if m.upSized(size) {
+			size = m.share(nodes)
+		}
+		if p.Count == nodes && p.Node == size {
+			continue
+		}
+		if p.Autoscale != nil && p.Count != nodes {
+			return dspool.Invalid("--nodes", "pool %s autoscales: its size follows its work; drop --nodes, or change autoscale.min/max with `dspool pool apply`", p.Name)
+		}
+		p.Count, p.Node = nodes, size
+		if _, err := db.PutPool(ctx, p); err != nil {
+			return err
+		}
 	}
-	p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderLocal, Node: dspool.NodeSize{CPUs: cpus, Memory: mem}, Count: nodes}
-	if err := p.Normalize(""); err != nil {
-		return err
+	if why := m.oversized(pools); why != "" {
+		log.Warn(why)
 	}
-	_, err = db.PutPool(ctx, p)
-	return err
+	return nil
 }
 
 // login writes the CLI config with this server and a working admin token,
@@ -371,7 +367,7 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	if err != nil {
 		return err
 	}
-	admin, created, err := ensureAdmin(ctx, p.db, o.Admin)
+	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil)
 	if err != nil {
 		p.close()
 		return err

@@ -31,6 +31,12 @@
 // plan deterministic: the same nodes and jobs, in any order, give the same
 // plan, provided node IDs and job IDs are unique.
 //
+// Closed nodes: a node may be closed to some users (Node.Closed: the
+// machine has an account that holds their uid). A job of such a user takes
+// the best node by the same rules among those open to it, found by a
+// linear walk of its pool; a job that fits only closed nodes stays queued,
+// and its shape is not remembered as one that fits nowhere.
+//
 // Backfill: a job that fits no node is skipped, not waited for, and later
 // jobs, even of lower priority, may still be placed if they fit.
 // Nothing is reserved for a skipped job, so a large job can wait behind a
@@ -67,6 +73,8 @@ type Node struct {
 	FreeCPUs dspool.MilliCPU
 	FreeMem  dspool.Bytes
 	FreeGPUs []int // indices of GPUs not held by any attempt, ascending
+	// Closed holds the users whose jobs may not run here (nil: none).
+	Closed map[string]bool
 }
 
 // Job is a queued job.
@@ -196,6 +204,10 @@ type pool struct {
 	// resources only shrink during a plan, so a job covering one of them
 	// cannot fit either.
 	failed []shape
+	// closed[rank] is Node.Closed of each node; closedTo the users any
+	// node is closed to.
+	closed   []map[string]bool
+	closedTo map[string]bool
 }
 
 // indexPools builds the working state of every pool that has nodes.
@@ -225,10 +237,11 @@ func newPool(nodes []Node, idx []int) *pool {
 		total += len(nodes[i].FreeGPUs)
 	}
 	flat := make([]int, 0, total)
-	p := &pool{ids: make([]string, len(idx)), gpus: make([][]int, len(idx))}
+	p := &pool{ids: make([]string, len(idx)), gpus: make([][]int, len(idx)), closed: make([]map[string]bool, len(idx))}
 	for r, i := range idx {
 		n := &nodes[i]
 		p.ids[r] = n.ID
+		p.close(r, n.Closed)
 		start := len(flat)
 		flat = append(flat, n.FreeGPUs...)
 		free := flat[start:len(flat):len(flat)]
@@ -240,6 +253,19 @@ func newPool(nodes []Node, idx []int) *pool {
 		slices.SortFunc(b, compare)
 	}
 	return p
+}
+
+// close records the users the node of rank r is closed to.
+func (p *pool) close(r int, users map[string]bool) {
+	p.closed[r] = users
+	for u, c := range users {
+		if c {
+			if p.closedTo == nil {
+				p.closedTo = map[string]bool{}
+			}
+			p.closedTo[u] = true
+		}
+	}
 }
 
 // add appends e to bucket k, unsorted.
@@ -258,14 +284,34 @@ func (p *pool) place(j *Job) (Placement, bool) {
 			return Placement{}, false
 		}
 	}
+	closed := p.closedTo[j.User]
 	// Buckets in rule 1 order: the first one with a fitting node has the best.
 	for k := want.gpus; k < len(p.byGPUs); k++ {
-		if i, ok := find(p.byGPUs[k], want.cpus, want.mem); ok {
+		i, ok := 0, false
+		if closed {
+			i, ok = p.findOpen(p.byGPUs[k], want, j.User)
+		} else {
+			i, ok = find(p.byGPUs[k], want.cpus, want.mem)
+		}
+		if ok {
 			return p.take(k, i, j.ID, want), true
 		}
 	}
-	p.remember(want)
+	if !closed {
+		p.remember(want)
+	}
 	return Placement{}, false
+}
+
+// findOpen returns the position of the first entry of es that fits want
+// and is open to user.
+func (p *pool) findOpen(es []entry, want shape, user string) (int, bool) {
+	for i, e := range es {
+		if e.cpus >= want.cpus && e.mem >= want.mem && !p.closed[e.rank][user] {
+			return i, true
+		}
+	}
+	return 0, false
 }
 
 // find returns the position of the first entry of es with at least cpus and

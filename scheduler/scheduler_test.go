@@ -47,6 +47,12 @@ func TestPlan(t *testing.T) {
 		jobs:  []scheduler.Job{inPool(job(1, 1, 1, 0), "b"), inPool(job(2, 1, 1, 0), "b"), inPool(job(3, 1, 1, 0), "c")},
 		want:  []scheduler.Placement{{Job: 1, Node: "b1"}},
 	}, {
+		name: "a node closed to a job's user is passed over, and its shape still fits others",
+		nodes: []scheduler.Node{func() scheduler.Node { n := node("used", 2, 32); n.Closed = map[string]bool{"ann": true}; return n }(),
+			node("empty", 4, 32)},
+		jobs: []scheduler.Job{{ID: 1, Pool: "a", CPUs: cpus(1), Memory: gib(1), User: "ann"}, {ID: 2, Pool: "a", CPUs: cpus(1), Memory: gib(1), User: "bob"}},
+		want: []scheduler.Placement{{Job: 1, Node: "empty"}, {Job: 2, Node: "used"}},
+	}, {
 		name:  "best fit fills the used node",
 		nodes: []scheduler.Node{node("empty", 4, 32), node("used", 2, 32)},
 		jobs:  []scheduler.Job{job(1, 1, 1, 0), job(2, 1, 1, 0)},
@@ -193,6 +199,31 @@ func TestPlanProperties(t *testing.T) {
 	}
 }
 
+// TestPlanClosedProperties is TestPlanProperties with nodes closed to some
+// users.
+func TestPlanClosedProperties(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	users := []string{"", "ann", "bob"}
+	for round := range 200 {
+		nodes, jobs := randomCluster(r, 1+r.IntN(60), r.IntN(400))
+		for i := range nodes {
+			if r.IntN(3) == 0 {
+				nodes[i].Closed = map[string]bool{users[1+r.IntN(2)]: true}
+			}
+		}
+		for i := range jobs {
+			jobs[i].User = users[r.IntN(3)]
+		}
+		got := scheduler.Plan(nodes, jobs)
+		if err := check(nodes, jobs, got); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if want := reference(nodes, jobs); !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: Plan differs from reference:\ngot  %+v\nwant %+v", round, got, want)
+		}
+	}
+}
+
 // check verifies that plan oversubscribes no node, gives no GPU twice, keeps
 // every job in its pool, and leaves no job unplaced that still fits a node.
 func check(nodes []scheduler.Node, jobs []scheduler.Job, plan []scheduler.Placement) error {
@@ -214,6 +245,8 @@ func check(nodes []scheduler.Node, jobs []scheduler.Job, plan []scheduler.Placem
 			return fmt.Errorf("job %d placed on unknown node %q", p.Job, p.Node)
 		case n.Pool != j.Pool:
 			return fmt.Errorf("job %d of pool %q placed on node %s of pool %q", j.ID, j.Pool, n.ID, n.Pool)
+		case n.Closed[j.User]:
+			return fmt.Errorf("job %d of user %s placed on node %s, which is closed to them", j.ID, j.User, n.ID)
 		case len(p.GPUs) != j.GPUs:
 			return fmt.Errorf("job %d got GPUs %v, want %d of them", j.ID, p.GPUs, j.GPUs)
 		}
@@ -245,7 +278,7 @@ func check(nodes []scheduler.Node, jobs []scheduler.Job, plan []scheduler.Placem
 }
 
 func fits(n scheduler.Node, j scheduler.Job) bool {
-	return n.Pool == j.Pool && j.CPUs >= 0 && j.Memory >= 0 && j.GPUs >= 0 &&
+	return n.Pool == j.Pool && !n.Closed[j.User] && j.CPUs >= 0 && j.Memory >= 0 && j.GPUs >= 0 &&
 		n.FreeCPUs >= j.CPUs && n.FreeMem >= j.Memory && len(n.FreeGPUs) >= j.GPUs
 }
 

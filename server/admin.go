@@ -116,6 +116,9 @@ func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
 	// ?gone=true adds the nodes that left (autoscaled away, retired), so
 	// that old jobs and events can still name theirs.
 	nodes, err := s.db.Nodes(r.Context(), pool, r.URL.Query().Get("gone") == "true")
+	if err == nil {
+		err = s.dropOwnAccounts(r.Context(), nodes)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +198,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		detail = "admin"
 	}
 	s.audit(r, "", dspool.AuditUserCreate, "user "+u.Name, dspool.AuditSuccess, detail)
-	writeJSON(w, http.StatusCreated, u)
+	warnings, err := s.userWarnings(r.Context(), u)
+	if err != nil {
+		s.log.Error("user create: check the new user's uid on the nodes", "user", u.Name, "err", err)
+	}
+	writeJSON(w, http.StatusCreated, api.NewUser{User: *u, Warnings: warnings})
 }
 
 // createToken, listTokens, revokeToken: tokens.go.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -57,8 +58,13 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if node.State == dspool.NodeDraining && state == dspool.NodeReady {
 		state = dspool.NodeDraining
 	}
-	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil {
-		node.State, node.Message, node.Inventory, node.Version = state, hb.Message, hb.Inventory, hb.Version
+	accts, err := h.foreignAccounts(ctx, node, hb.Accounts)
+	if err != nil {
+		return nil, err
+	}
+	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil ||
+		!slices.Equal(node.Accounts, accts) {
+		node.State, node.Message, node.Inventory, node.Version, node.Accounts = state, hb.Message, hb.Inventory, hb.Version, accts
 		t := now
 		node.LastSeen = &t
 		if err := h.s.db.UpdateNode(ctx, node); err != nil {
@@ -71,9 +77,14 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		state = dspool.NodeDraining // drained since the store was read
 	}
 	ac.state = state
+	ac.accounts = node.Accounts
 	h.mu.Unlock()
 
-	reply := &api.HeartbeatReply{Interval: dspool.Duration(h.s.cfg.Heartbeat)}
+	want, err := h.s.db.UIDRange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reply := &api.HeartbeatReply{Interval: dspool.Duration(h.s.cfg.Heartbeat), Accounts: &want}
 	if sendPool {
 		p, err := h.pool(ctx, node.Pool)
 		if err != nil {
@@ -159,6 +170,52 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		}
 	}
 	return reply, nil
+}
+
+// foreignAccounts returns the accounts the node keeps after a report: those
+// of rep that are not users' own and lie in the store's uid range now; the
+// node's stored ones when rep is nil.
+func (h *hub) foreignAccounts(ctx context.Context, node *dspool.Node, rep *api.AccountReport) ([]dspool.HostAccount, error) {
+	if rep == nil {
+		return node.Accounts, nil
+	}
+	if len(rep.Accounts) > dspool.MaxHostAccounts {
+		return nil, dspool.Invalid("accounts", "more than %d accounts", dspool.MaxHostAccounts)
+	}
+	users, err := h.s.db.Users(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := h.s.db.UIDRange(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []dspool.HostAccount
+	for _, a := range dspool.Foreign(rep.Accounts, users) {
+		if r.Contains(a.ID) && plainAccountName(a.Name) {
+			out = append(out, a)
+		}
+	}
+	dspool.SortAccounts(out)
+	if len(out) > 0 && !slices.Equal(out, node.Accounts) {
+		h.s.log.Warn("accounts on this node hold uids of dspool's range: their ids are not given to new users, and users whose uid they hold get no work here",
+			"node", node.Name, "accounts", dspool.ListAccounts(out))
+	}
+	return out, nil
+}
+
+// plainAccountName: a name of at most 64 printable ASCII characters, as
+// useradd makes them; others are not shown.
+func plainAccountName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func sameInventory(a, b dspool.Inventory) bool {

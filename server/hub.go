@@ -52,6 +52,8 @@ type agentConn struct {
 	inv     dspool.Inventory
 	usage   dspool.Usage
 	sentHdr bool
+	// accounts are the node's (dspool.Node.Accounts), for the scheduler.
+	accounts []dspool.HostAccount
 }
 
 // alive says whether the connection still answers: a second connection
@@ -315,6 +317,8 @@ func (h *hub) decorate(n *dspool.Node) {
 type readyNode struct {
 	pool string
 	inv  dspool.Inventory
+	// accounts: the node has accounts that may hold users' uids.
+	accounts bool
 }
 
 // ready returns the nodes that can take work now, by id, copied under the
@@ -327,7 +331,7 @@ func (h *hub) ready() map[string]readyNode {
 		// A node whose share is full takes no new work: a job's output
 		// would have nowhere to go.
 		if ac.state == dspool.NodeReady && ac.usage.ShareFull() == "" {
-			out[id] = readyNode{pool: ac.pool, inv: ac.inv}
+			out[id] = readyNode{pool: ac.pool, inv: ac.inv, accounts: len(ac.accounts) > 0}
 		}
 	}
 	return out

@@ -58,6 +58,10 @@ func (s *Server) schedule(ctx context.Context) error {
 	if err != nil || len(nodes) == 0 {
 		return err
 	}
+	why, err := s.closeNodes(ctx, nodes)
+	if err != nil {
+		return err
+	}
 	dir, err := s.teamDirectory(ctx)
 	if err != nil {
 		return err
@@ -65,6 +69,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	// Jobs held by a limit are explained by the autoscaler's pass, which
 	// runs whether or not there are nodes.
 	plan, _ := scheduler.PlanWithin(nodes, queued, s.quotas(dir, active))
+	s.closed.set(queued, plan, why)
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
 		return nil

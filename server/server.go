@@ -85,6 +85,7 @@ type Server struct {
 	notebooks *notebooks
 	scaler    *scaler
 	teams     teamState
+	closed    closedWaits
 	sso       *sso // nil without single sign-on
 	proxies   forwarded.Proxies
 	auth      authCache

@@ -224,6 +224,9 @@ func (s *Server) explainWait(j *dspool.Job) {
 	if ok && j.Waiting == "" {
 		j.Waiting = w.why
 	}
+	if why := s.closed.why(j.ID); why != "" {
+		j.Waiting = strings.TrimPrefix(j.Waiting+"; "+why, "; ")
+	}
 }
 
 // checkPoolTeams refuses pools granted to teams that do not exist.

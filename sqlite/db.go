@@ -129,6 +129,9 @@ var migrations = []string{
 	`ALTER TABLE nodes ADD COLUMN next_cred_hash BLOB;
 	ALTER TABLE nodes ADD COLUMN cred_revoked_at INTEGER;
 	CREATE UNIQUE INDEX nodes_next_cred ON nodes(next_cred_hash) WHERE next_cred_hash IS NOT NULL;`,
+	// the accounts and groups on each node's machine in the store's uid
+	// range that are not its users' own (JSON of []dspool.HostAccount).
+	`ALTER TABLE nodes ADD COLUMN accounts TEXT NOT NULL DEFAULT '[]';`,
 }
 
 const schema = `

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -27,27 +28,30 @@ func scanUser(s scanner) (*dspool.User, error) {
 const userCols = `id, name, uid, gid, admin, created_at, disabled_at IS NOT NULL`
 
 // CreateUser creates a user with the next free uid/gid (the same number for
-// both). A taken name is an EConflict error.
+// both): one that no user has and that no account or group on a node holds
+// (dspool.FreeUID). A taken name is an EConflict error.
 func (db *DB) CreateUser(ctx context.Context, name string, admin bool) (*dspool.User, error) {
+	return db.CreateUserAvoiding(ctx, name, admin, nil)
+}
+
+// CreateUserAvoiding is CreateUser that also avoids the ids of host, the
+// accounts of a machine that has no node yet (the one `dspool up` runs on,
+// before its agents join).
+func (db *DB) CreateUserAvoiding(ctx context.Context, name string, admin bool, host []dspool.HostAccount) (*dspool.User, error) {
 	if err := dspool.ValidateName("name", name); err != nil {
 		return nil, err
 	}
 	var u *dspool.User
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		var base string
-		if err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'uid_base'`).Scan(&base); err != nil {
-			return err
-		}
-		b, _ := strconv.Atoi(base)
-		var uid int
-		if err := tx.QueryRow(`SELECT COALESCE(MAX(uid) + 1, ?) FROM users`, b).Scan(&uid); err != nil {
+		uid, err := freeUID(tx, name, host)
+		if err != nil {
 			return err
 		}
 		a := 0
 		if admin {
 			a = 1
 		}
-		_, err := tx.Exec(`INSERT INTO users (name, uid, gid, admin, created_at) VALUES (?, ?, ?, ?, ?)`,
+		_, err = tx.Exec(`INSERT INTO users (name, uid, gid, admin, created_at) VALUES (?, ?, ?, ?, ?)`,
 			name, uid, uid, a, unixNano(db.now()))
 		if err != nil {
 			if strings.Contains(err.Error(), "UNIQUE") {
@@ -59,6 +63,66 @@ func (db *DB) CreateUser(ctx context.Context, name string, admin bool) (*dspool.
 		return err
 	})
 	return u, err
+}
+
+// freeUID picks a new user's uid in tx, past the store's highest.
+func freeUID(tx *sql.Tx, name string, host []dspool.HostAccount) (int, error) {
+	var base string
+	if err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'uid_base'`).Scan(&base); err != nil {
+		return 0, err
+	}
+	b, _ := strconv.Atoi(base)
+	var next int
+	if err := tx.QueryRow(`SELECT COALESCE(MAX(uid) + 1, ?) FROM users`, b).Scan(&next); err != nil {
+		return 0, err
+	}
+	accts := append([]dspool.HostAccount(nil), host...)
+	rows, err := tx.Query(`SELECT accounts FROM nodes WHERE state != 'gone'`)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var js string
+		var some []dspool.HostAccount
+		if err := rows.Scan(&js); err != nil {
+			return 0, err
+		}
+		if json.Unmarshal([]byte(js), &some) == nil {
+			accts = append(accts, some...)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var qerr error
+	uid := dspool.FreeUID(name, next, accts, func(id int) bool {
+		if id < b {
+			return true // below the store's range: never given
+		}
+		var n int
+		if err := tx.QueryRow(`SELECT count(*) FROM users WHERE uid = ? OR gid = ?`, id, id).Scan(&n); err != nil {
+			qerr = err
+			return false
+		}
+		return n > 0
+	})
+	return uid, qerr
+}
+
+// UIDRange is the store's uid range (dspool.NewUIDRange).
+func (db *DB) UIDRange(ctx context.Context) (dspool.UIDRange, error) {
+	var base string
+	var top sql.NullInt64
+	err := db.r.QueryRowContext(ctx, `SELECT (SELECT value FROM meta WHERE key = 'uid_base'), (SELECT MAX(uid) FROM users)`).Scan(&base, &top)
+	if err != nil {
+		return dspool.UIDRange{}, err
+	}
+	b, _ := strconv.Atoi(base)
+	if !top.Valid {
+		top.Int64 = int64(b - 1)
+	}
+	return dspool.NewUIDRange(b, int(top.Int64)), nil
 }
 
 // User returns the user called name.

@@ -95,14 +95,17 @@ func (db *DB) JoinTokenPool(ctx context.Context, hash []byte) (string, error) {
 	return pool, err
 }
 
-const nodeCols = `id, name, pool, state, message, inventory, labels, version, created_at, last_seen`
+const nodeCols = `id, name, pool, state, message, inventory, labels, version, created_at, last_seen, accounts`
 
 func scanNode(s scanner) (*dspool.Node, error) {
 	var n dspool.Node
-	var inv, labels string
+	var inv, labels, accts string
 	var created, seen sql.NullInt64
-	if err := s.Scan(&n.ID, &n.Name, &n.Pool, &n.State, &n.Message, &inv, &labels, &n.Version, &created, &seen); err != nil {
+	if err := s.Scan(&n.ID, &n.Name, &n.Pool, &n.State, &n.Message, &inv, &labels, &n.Version, &created, &seen, &accts); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(accts), &n.Accounts); err != nil {
+		return nil, fmt.Errorf("node %s accounts: %w", n.ID, err)
 	}
 	if err := json.Unmarshal([]byte(inv), &n.Inventory); err != nil {
 		return nil, fmt.Errorf("node %s inventory: %w", n.ID, err)
@@ -199,18 +202,23 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 	return queryAll(ctx, db.r, scanNode, q+` ORDER BY pool, name`, pool, pool)
 }
 
-// UpdateNode writes a node's state, message, inventory, version and last
-// contact; a node that becomes gone goes now (by the store's clock).
+// UpdateNode writes a node's state, message, inventory, version, accounts
+// and last contact; a node that becomes gone goes now (by the store's
+// clock).
 func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	inv, _ := json.Marshal(n.Inventory)
+	accts, _ := json.Marshal(n.Accounts)
+	if n.Accounts == nil {
+		accts = []byte("[]")
+	}
 	var goneAt any
 	if n.State == dspool.NodeGone {
 		goneAt = unixNano(db.now())
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
-			gone_at = COALESCE(gone_at, ?) WHERE id = ?`,
-			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, n.ID)
+			gone_at = COALESCE(gone_at, ?), accounts = ? WHERE id = ?`,
+			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, string(accts), n.ID)
 		return err
 	})
 }
