@@ -53,7 +53,12 @@ const (
 	AuditUserEnable      = "user.enable"
 	AuditPoolApply       = "pool.apply"
 	AuditJoinTokenCreate = "join_token.create"
+	AuditJoinTokenRevoke = "join_token.revoke"
 	AuditNodeConnect     = "node.connect"
+	AuditNodeDrain       = "node.drain"
+	AuditNodeUndrain     = "node.undrain"
+	AuditNodeRemove      = "node.remove"
+	AuditPoolDelete      = "pool.delete"
 	AuditSessionKill     = "session.kill"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
@@ -63,12 +68,12 @@ const (
 
 // AuditActions lists every audited action, by family.
 var AuditActions = []string{
-	AuditJoinTokenCreate,
+	AuditJoinTokenCreate, AuditJoinTokenRevoke,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
-	AuditNodeConnect,
+	AuditNodeConnect, AuditNodeDrain, AuditNodeRemove, AuditNodeUndrain,
 	AuditPasswordSet,
-	AuditPoolApply,
+	AuditPoolApply, AuditPoolDelete,
 	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,
 	AuditSessionKill,
 	AuditTeamCreate, AuditTeamDelete, AuditTeamLimits, AuditTeamMemberAdd, AuditTeamMemberRemove,

@@ -219,7 +219,7 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 }
 
 // monitorLoop marks nodes lost when they have been silent past the grace
-// period, and requeues their attempts.
+// period, and requeues their attempts; lost ones go after NodeGoneAfter.
 func (s *Server) monitorLoop(ctx context.Context) {
 	every := s.cfg.NodeGrace / 4
 	if every > time.Second {
@@ -244,6 +244,7 @@ func (s *Server) monitorLoop(ctx context.Context) {
 			continue
 		}
 		now := s.cfg.Now()
+		s.goneAfterLost(ctx, nodes, now)
 		var silent []*dspool.Node
 		live := 0
 		for _, n := range nodes {
