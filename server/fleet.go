@@ -362,7 +362,7 @@ func (s *Server) goneAfterLost(ctx context.Context, nodes []*dspool.Node, now ti
 		if n.State != dspool.NodeLost && n.State != dspool.NodeFailed {
 			continue
 		}
-		last, connected := s.hub.lastSeen(n.ID)
+		last, connected := s.lastContact(n)
 		if connected || now.Sub(last) <= s.cfg.NodeGrace+s.cfg.NodeGoneAfter {
 			continue
 		}

@@ -218,6 +218,13 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 	return out, nil
 }
 
+// lastContact returns when node n was last heard from (never before it
+// registered), and whether it is connected now.
+func (s *Server) lastContact(n *dspool.Node) (time.Time, bool) {
+	last, connected := s.hub.lastSeen(n.ID)
+	return later(last, n.CreatedAt), connected
+}
+
 // monitorLoop marks nodes lost when they have been silent past the grace
 // period, and requeues their attempts; lost ones go after NodeGoneAfter.
 func (s *Server) monitorLoop(ctx context.Context) {
@@ -251,7 +258,7 @@ func (s *Server) monitorLoop(ctx context.Context) {
 			if n.State == dspool.NodeLost {
 				continue
 			}
-			last, connected := s.hub.lastSeen(n.ID)
+			last, connected := s.lastContact(n)
 			if n.State == dspool.NodeFailed {
 				if !connected && now.Sub(last) > s.cfg.NodeGrace && !handled[n.ID].Equal(last) {
 					handled[n.ID] = last
