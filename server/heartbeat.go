@@ -54,8 +54,8 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
 		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
 	}
-	if node.State == dspool.NodeDraining && state == dspool.NodeReady {
-		state = dspool.NodeDraining
+	if node.State == dspool.NodeDraining && state == dspool.NodeReady || hb.Leaving {
+		state = dspool.NodeDraining // a leaving node takes no work while it goes
 	}
 	if node.State == dspool.NodeGone && !hb.Leaving {
 		h.s.nodeReturned(ctx, node) // it had left, or been lost too long
