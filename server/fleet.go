@@ -81,6 +81,7 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 	if idleOnly && !w.idle() {
 		return w, false, nil
 	}
+	defer s.hub.pauseHeartbeats(id)()
 	n, err := s.db.Node(ctx, id)
 	if err != nil {
 		return w, false, err
@@ -198,10 +199,7 @@ func (s *Server) undrainNodeAPI(w http.ResponseWriter, r *http.Request) {
 // undrain makes a draining node ready again, between two of its
 // heartbeats (which would otherwise write back the state they read).
 func (s *Server) undrain(ctx context.Context, n *dspool.Node) error {
-	if ac := s.hub.conn(n.ID); ac != nil {
-		ac.hbMu.Lock()
-		defer ac.hbMu.Unlock()
-	}
+	defer s.hub.pauseHeartbeats(n.ID)()
 	cur, err := s.db.Node(ctx, n.ID)
 	if err != nil {
 		return err

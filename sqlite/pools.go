@@ -151,7 +151,8 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 
 // UpdateNode writes a node's state, message, inventory, version and last
 // contact; a node that becomes gone goes now (by the store's clock), and
-// one that comes back from gone is no longer gone.
+// one that comes back from gone is no longer gone. A removed node stays as
+// it is: a heartbeat that raced its removal does not bring it back.
 func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	inv, _ := json.Marshal(n.Inventory)
 	var goneAt any
@@ -160,7 +161,7 @@ func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
-			gone_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END WHERE id = ?`,
+			gone_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END WHERE id = ? AND removed_at IS NULL`,
 			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, goneAt, n.ID)
 		return err
 	})
