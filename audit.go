@@ -54,8 +54,13 @@ const (
 	AuditUserEnable      = "user.enable"
 	AuditPoolApply       = "pool.apply"
 	AuditJoinTokenCreate = "join_token.create"
+	AuditJoinTokenRevoke = "join_token.revoke"
 	AuditNodeConnect     = "node.connect"
 	AuditNodeRevoke      = "node.revoke"
+	AuditNodeDrain       = "node.drain"
+	AuditNodeUndrain     = "node.undrain"
+	AuditNodeRemove      = "node.remove"
+	AuditPoolDelete      = "pool.delete"
 	AuditSessionKill     = "session.kill"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
@@ -65,12 +70,12 @@ const (
 
 // AuditActions lists every audited action, by family.
 var AuditActions = []string{
-	AuditJoinTokenCreate,
+	AuditJoinTokenCreate, AuditJoinTokenRevoke,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
-	AuditNodeConnect, AuditNodeRevoke,
+	AuditNodeConnect, AuditNodeDrain, AuditNodeRemove, AuditNodeRevoke, AuditNodeUndrain,
 	AuditPasswordSet,
-	AuditPoolApply,
+	AuditPoolApply, AuditPoolDelete,
 	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,
 	AuditSessionKill,
 	AuditTeamCreate, AuditTeamDelete, AuditTeamLimits, AuditTeamMemberAdd, AuditTeamMemberRemove,

@@ -44,6 +44,9 @@ const (
 	ReasonTimeout    Reason = "timeout"     // the job's time limit passed
 	ReasonNodeLost   Reason = "node_lost"   // the node stopped heartbeating past its grace period
 	ReasonStartError Reason = "start_error" // the command could not be started
+	// ReasonNodeRemoved: an admin removed the node, or deleted its pool,
+	// with --force while the attempt ran.
+	ReasonNodeRemoved Reason = "node_removed"
 )
 
 // Job is a batch command with its resources and its current state.
@@ -97,7 +100,11 @@ type Attempt struct {
 
 // NodeState is where a node is in its lifecycle:
 // provisioning -> ready -> draining -> gone; ready -> lost -> ready | gone;
-// provisioning -> failed when its setup script fails.
+// provisioning -> failed when its setup script fails. A node is gone when
+// an admin or the autoscaler removed it (its credential is refused from
+// then on), when its agent stopped on purpose, or when it stayed lost past
+// the server's node_gone_after; in the last two cases it comes back when
+// its agent connects again.
 type NodeState string
 
 const (
@@ -249,4 +256,18 @@ type Token struct {
 	RevokedAt *time.Time `json:"revoked_at"`
 	// LastUsed is written at most once a minute.
 	LastUsed *time.Time `json:"last_used"`
+}
+
+// JoinToken is a join token's metadata; the secret itself is shown once at
+// creation and stored only as a hash.
+type JoinToken struct {
+	ID        int64     `json:"id"`
+	Pool      string    `json:"pool"`
+	CreatedAt time.Time `json:"created_at"`
+	// CreatedBy is the admin who made it ("" for the control plane's own,
+	// for `dspool up`'s local agents).
+	CreatedBy string `json:"created_by,omitempty"`
+	// ExpiresAt is nil for a token that does not expire.
+	ExpiresAt *time.Time `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
 }

@@ -23,6 +23,13 @@ const (
 	EventWaiting       = "waiting"        // work waits for a node that is not there yet
 	EventPolicy        = "policy"         // the pool's policy changed or limited a decision
 	EventNodeRevoked   = "node_revoked"   // an admin revoked a node's credential
+	EventDrain         = "node_draining"  // an admin drained a node: it takes no new work
+	EventUndrain       = "node_undrained" // an admin let a drained node take work again
+	EventLeft          = "node_left"      // a node's agent stopped on purpose: the node left at once
+	EventGone          = "node_gone"      // a node stayed lost past node_gone_after
+	EventReturned      = "node_returned"  // a node that had left or gone connected again
+	EventPoolDeleted   = "pool_deleted"   // an admin deleted the pool
+	EventJoinToken     = "join_token"     // a join token was created or revoked
 )
 
 // MaxPoolEvents is how many events a pool keeps; older ones are dropped.

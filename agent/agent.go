@@ -71,6 +71,12 @@ type Config struct {
 	// SFTPServer is the command line of the sftp subsystem of sessions,
 	// run as the user (dspool's own: DSPOOL sftp-server); empty: no sftp.
 	SFTPServer []string
+	// StayOnStop keeps the node in its pool when the agent stops (it is
+	// lost after the server's grace, and resumes when the agent starts
+	// again): for `dspool up`, whose pool comes back at its next start.
+	// By default a stopping agent tells the server, and its node leaves
+	// at once.
+	StayOnStop bool
 	Logger     *slog.Logger
 	Version    string
 }
@@ -298,6 +304,11 @@ func (ag *Agent) Run(ctx context.Context) error {
 			break
 		}
 		if dspool.ErrorCode(err) == dspool.EUnauthorized {
+			// Cut off (the node was removed): nothing placed here may
+			// keep running.
+			ag.log.Error("the server refuses this node's credential: stopping its work", "err", err)
+			ag.stopWork()
+			ag.lock.Close()
 			return err
 		}
 		if time.Since(began) > 10*time.Second {
@@ -314,10 +325,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// shutdown stops every attempt, then tells the server how they ended (as
-// node_lost: the node went away under them, so they are retried when their
-// job allows), so a restarted pool does not have to guess.
-func (ag *Agent) shutdown() {
+// stopWork stops every attempt and removes what they had on this machine;
+// it returns how many there were.
+func (ag *Agent) stopWork() int {
 	ag.mu.Lock()
 	n := len(ag.attempts)
 	ag.mu.Unlock()
@@ -329,7 +339,16 @@ func (ag *Agent) shutdown() {
 	if ag.runtime != "" {
 		_ = os.RemoveAll(ag.runtime)
 	}
-	if n == 0 {
+	return n
+}
+
+// shutdown stops every attempt, then tells the server how they ended (as
+// node_lost: the node went away under them, so they are retried when their
+// job allows), so a restarted pool does not have to guess, and, unless
+// StayOnStop, that the node leaves.
+func (ag *Agent) shutdown() {
+	n := ag.stopWork()
+	if n == 0 && ag.cfg.StayOnStop {
 		return // nothing ran here: nothing to report
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -347,8 +366,12 @@ func (ag *Agent) shutdown() {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) { return sess.Open() },
 	}}
-	if _, err := ag.heartbeat(ctx, hc); err != nil {
+	hb := ag.snapshot()
+	hb.Leaving = !ag.cfg.StayOnStop
+	if _, err := ag.send(ctx, hc, hb); err != nil {
 		ag.log.Warn("final report to the server", "err", err)
+	} else if hb.Leaving {
+		ag.log.Info("the node left its pool; it comes back when this agent starts again")
 	}
 }
 
@@ -494,6 +517,14 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	hb := ag.snapshot()
 	var stamp string
 	hb.Accounts, stamp = ag.reporter.report()
+	reply, err := ag.send(ctx, hc, hb)
+	if err == nil && hb.Accounts != nil {
+		ag.reporter.delivered(hb.Accounts, stamp)
+	}
+	return reply, err
+}
+
+func (ag *Agent) send(ctx context.Context, hc *http.Client, hb *api.Heartbeat) (*api.HeartbeatReply, error) {
 	b, _ := json.Marshal(hb)
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -511,9 +542,6 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	var reply api.HeartbeatReply
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {
 		return nil, fmt.Errorf("heartbeat reply: %w", err)
-	}
-	if hb.Accounts != nil {
-		ag.reporter.delivered(hb.Accounts, stamp)
 	}
 	return &reply, nil
 }

@@ -51,6 +51,10 @@ type JoinToken struct {
 	Pool  string `json:"pool"`
 	Token string `json:"token"`
 	CAPin string `json:"ca_pin,omitempty"`
+	// ID names the token to revoke it; ExpiresAt is nil for a token that
+	// does not expire.
+	ID        int64      `json:"id,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // JoinTokenWithPin is the join token an agent is given: secret and the
@@ -70,6 +74,46 @@ func SplitJoinToken(tok string) (secret, pin string) {
 		return tok, ""
 	}
 	return tok[:i], "sha256:" + tok[i+1:]
+}
+
+// JoinTokenCreate is the optional body of POST
+// /api/v1/pools/{name}/join-tokens.
+type JoinTokenCreate struct {
+	// TTL is how long the token joins nodes: 0 (or no body) is
+	// DefaultJoinTokenTTL; Never makes one that does not expire.
+	TTL   dspool.Duration `json:"ttl,omitempty"`
+	Never bool            `json:"never,omitempty"`
+}
+
+// DefaultJoinTokenTTL is how long a new join token joins nodes unless
+// asked otherwise.
+const DefaultJoinTokenTTL = 24 * time.Hour
+
+// JoinTokenList is the answer of GET /api/v1/pools/{name}/join-tokens and
+// of the revocations: join tokens' metadata, never their secrets.
+type JoinTokenList struct {
+	Tokens []*dspool.JoinToken `json:"tokens"`
+}
+
+// NodeChange is the answer of draining, undraining and removing a node.
+type NodeChange struct {
+	Node *dspool.Node `json:"node"`
+	// Jobs are the jobs running on the node: still running there after a
+	// drain, ended by a forced removal.
+	Jobs     []int64 `json:"jobs"`
+	Sessions int     `json:"sessions"`
+	// Note says what happens next, when it is not obvious (a pool that
+	// keeps its count starts another node).
+	Note string `json:"note,omitempty"`
+}
+
+// PoolDeletion is the answer of DELETE /api/v1/pools/{name}: the nodes it
+// removed and the jobs and sessions it ended (with --force).
+type PoolDeletion struct {
+	Pool     string   `json:"pool"`
+	Nodes    []string `json:"nodes"`
+	Jobs     []int64  `json:"jobs"`
+	Sessions int      `json:"sessions"`
 }
 
 // UserCreate is the body of POST /api/v1/users.
@@ -221,6 +265,10 @@ type Heartbeat struct {
 	Usage     dspool.Usage     `json:"usage"`
 	Version   string           `json:"version,omitempty"`
 	Attempts  []AttemptStatus  `json:"attempts"`
+	// Leaving is set on the last heartbeat of an agent that stops on
+	// purpose: its node leaves the pool at once rather than being lost
+	// after the grace.
+	Leaving bool `json:"leaving,omitempty"`
 	// Accounts is sent when the server asked for another range, or the
 	// machine's accounts changed, since the last one; nil otherwise.
 	Accounts *AccountReport `json:"accounts,omitempty"`

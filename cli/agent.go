@@ -14,6 +14,7 @@ func (a *App) agentCmd() *cobra.Command {
 	var cfg agent.Config
 	var cpus, memory string
 	var labels []string
+	leave := true
 	c := &cobra.Command{
 		Use:   "agent --server URL --join-token TOKEN --share DIR",
 		Short: "Run a node agent: join a pool and run its work on this machine",
@@ -22,7 +23,13 @@ credential in --state), dials out to the server (no inbound port needed), and
 runs the jobs placed on this machine. Run it as root so jobs run as their
 users, in cgroups.
 
-The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
+The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.
+
+Stopped on purpose (SIGTERM, Ctrl-C), the agent stops its jobs (they are
+retried elsewhere when they allow), tells the server, and the node leaves the
+pool at once (state gone); it comes back when the agent starts again with its
+--state. A node removed by an admin (dspool node remove) is cut off: its
+agent stops its work and exits.`,
 		Example: `  dspool agent --server http://pool.example:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
   dspool agent --server http://10.0.0.1:8080 --join-token dspj_... --pool gpu --gpus 2 --share /mnt/dspool`,
 		Args: cobra.NoArgs,
@@ -72,6 +79,7 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 					cfg.StateDir = filepath.Join(dir, "dspool", "agent")
 				}
 			}
+			cfg.StayOnStop = !leave
 			a.tuneGC()
 			cfg.Logger = logger(os.Stderr)
 			cfg.Version = Version
@@ -100,5 +108,6 @@ The join token may also come from DSPOOL_JOIN_TOKEN, which keeps it out of ps.`,
 	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer; -1: those nvidia-smi finds")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.IntVar(&cfg.PidsLimit, "pids-limit", 4096, "most processes one job attempt may have")
+	f.BoolVar(&leave, "leave-on-stop", true, "when stopped on purpose, tell the server so that the node leaves the pool at once (false: it is lost after the server's grace)")
 	return c
 }

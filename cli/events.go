@@ -15,9 +15,13 @@ func (a *App) poolEventsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "events NAME", Short: "Show what happened to a pool: scaling, removed nodes, provider errors",
 		Long: `Show a pool's newest events, oldest first: nodes asked for (scale_out) and
-chosen for removal (scale_in), nodes removed (node_removed), provider errors
-(provider_error), work waiting for a node (waiting) and policy limits
-(policy). A pool keeps its last 10000 events. Times are local.`,
+chosen for removal (scale_in), nodes removed (node_removed), drained
+(node_draining, node_undrained), left when their agent stopped (node_left),
+gone after being lost too long (node_gone) or back (node_returned), join
+tokens created or revoked (join_token), the pool deleted (pool_deleted),
+provider errors (provider_error), work waiting for a node (waiting) and
+policy limits (policy). A pool keeps its last 10000 events, and a deleted
+pool its own. Times are local.`,
 		Args:    args(1, 1, "one pool name", "dspool pool events default"),
 		Example: "  dspool pool events gpu\n  dspool pool events gpu --since 1h\n  dspool pool events gpu --limit 1000 -o json",
 		RunE: func(cmd *cobra.Command, argv []string) error {

@@ -54,10 +54,12 @@ type planeOptions struct {
 	Data         string          `json:"data"`
 	Share        string          `json:"share"`
 	NodeGrace    dspool.Duration `json:"node_grace"`
-	KillGrace    dspool.Duration `json:"kill_grace"`
-	Heartbeat    dspool.Duration `json:"heartbeat"`
-	Admin        string          `json:"admin"`
-	UIDBase      int             `json:"uid_base"`
+	// NodeGoneAfter is how long a node stays lost before it is gone.
+	NodeGoneAfter dspool.Duration `json:"node_gone_after"`
+	KillGrace     dspool.Duration `json:"kill_grace"`
+	Heartbeat     dspool.Duration `json:"heartbeat"`
+	Admin         string          `json:"admin"`
+	UIDBase       int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
 	// getenv reads the environment, and the secrets guardProcess moved
@@ -78,6 +80,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
 	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
+	f.Var((*durationFlag)(&o.NodeGoneAfter), "node-gone-after", "how long a node stays lost before it is gone, with a node_gone event (default 10m)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
@@ -243,7 +246,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		return fail(err)
 	}
 	srv := server.New(server.Config{Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
-		KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
+		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
 		TrustedProxies: proxies})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)

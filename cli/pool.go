@@ -19,7 +19,7 @@ import (
 func (a *App) poolCmd() *cobra.Command {
 	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them",
 		Example: "  dspool pool apply -f pools.yaml\n  dspool pool list\n  dspool pool join-token gpu"}
-	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd(), a.poolEventsCmd())
+	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd(), a.poolEventsCmd(), a.poolDeleteCmd())
 	return c
 }
 
@@ -191,30 +191,41 @@ func (a *App) poolShowCmd() *cobra.Command {
 }
 
 func (a *App) poolJoinTokenCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "join-token NAME", Short: "Print a new join token for a pool (admin)", Args: args(1, 1, "one pool name", "dspool pool join-token default"),
-		Long:    "Print a new join token: an agent started with it joins the pool. The server keeps only its hash.",
-		Example: "  dspool pool join-token default\n  dspool agent --server http://HOST:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool",
+	var o joinTokenOptions
+	c := &cobra.Command{
+		Use: "join-token NAME [--ttl SPAN | --list | --revoke TOKEN-ID | --revoke --all]", Short: "Print a new join token for a pool, list or revoke them (admin)",
+		Long: `Print a new join token: an agent started with it joins the pool. The server
+keeps only its hash. A token joins nodes until it expires (--ttl, default 24h;
+--ttl 0: never) or is revoked; the nodes that joined with it keep working
+either way. --list shows a pool's tokens (never their secrets).`,
+		Args: args(1, 2, "one pool name (and, with --revoke, a token id)", "dspool pool join-token default"),
+		Example: `  dspool pool join-token default
+  dspool pool join-token gpu --ttl 1h
+  dspool agent --server http://HOST:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
+  dspool pool join-token gpu --list
+  dspool pool join-token gpu --revoke 3
+  dspool pool join-token gpu --revoke --all`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
+			o.ttlGiven = cmd.Flags().Changed("ttl")
+			if len(args) == 2 {
+				if !o.revoke {
+					return dspool.Invalid("TOKEN-ID", "a token id goes with --revoke: dspool pool join-token %s --revoke %s", args[0], args[1])
+				}
+				o.revokeTarget = args[1]
 			}
-			t, err := cl.JoinToken(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if ok, _ := a.json(); ok {
-				return a.print(t, nil, nil)
-			}
-			fmt.Fprintln(a.Stdout, t.Token)
-			return nil
+			return a.joinTokens(cmd.Context(), args[0], o)
 		},
 	}
+	c.Flags().StringVar(&o.ttl, "ttl", "24h", "how long the new token joins nodes, e.g. 1h or 7d; 0: it does not expire")
+	c.Flags().BoolVar(&o.list, "list", false, "list the pool's join tokens: ids, times, never secrets")
+	c.Flags().BoolVar(&o.revoke, "revoke", false, "revoke the join token TOKEN-ID (see --list), or with --all every one of the pool's")
+	c.Flags().BoolVar(&o.all, "all", false, "with --revoke: every join token of the pool")
+	return c
 }
 
 func (a *App) nodeCmd() *cobra.Command {
-	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools", Example: "  dspool node list --pool gpu"}
+	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools; drain and remove them (admin)",
+		Example: "  dspool node list --pool gpu\n  dspool node drain gpu-3\n  dspool node remove gpu-3"}
 	var pool string
 	list := &cobra.Command{
 		Use: "list", Short: "List nodes", Args: cobra.NoArgs,
@@ -272,7 +283,7 @@ func (a *App) nodeCmd() *cobra.Command {
 			return dspool.Errorf(dspool.ENotFound, "no node %q: list them with `dspool node list`", argv[0])
 		},
 	}
-	c.AddCommand(list, show, a.nodeRevokeCmd())
+	c.AddCommand(list, show, a.nodeDrainCmd(), a.nodeUndrainCmd(), a.nodeRemoveCmd(), a.nodeRevokeCmd())
 	return c
 }
 

@@ -311,6 +311,7 @@ func (a *App) serverCmd() *cobra.Command {
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
   node_grace: 30s
+  node_gone_after: 10m       # a node lost this long is gone (it comes back if its agent does)
   kill_grace: 10s
   heartbeat: 2s              # agents' heartbeat interval
   uid_base: 20000            # first uid/gid of users on a new store

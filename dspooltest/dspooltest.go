@@ -38,6 +38,9 @@ type Options struct {
 	NodeGPUs   int
 	// NodeGrace is the server's grace for silent nodes (default 2s).
 	NodeGrace time.Duration
+	// NodeGoneAfter is how long a node stays lost before it is gone
+	// (default the server's, 10m).
+	NodeGoneAfter time.Duration
 	// UIDBase is the first uid given to users (default 40000). When the
 	// test runs as root, agents create these accounts on this machine: give
 	// each test that runs jobs its own base, since the admin is named after
@@ -80,6 +83,10 @@ type Agent struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 }
+
+// Done is closed when the agent has stopped, by Stop or by itself (its
+// node was removed).
+func (a *Agent) Done() <-chan struct{} { return a.done }
 
 // Stop stops the agent (and its attempts) and waits for it.
 func (a *Agent) Stop() {
@@ -125,7 +132,7 @@ func New(t testing.TB, opts Options) *Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
+	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, NodeGoneAfter: opts.NodeGoneAfter, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
 		Secrets: keys, TrustedProxies: opts.TrustedProxies})
 	hs := httptest.NewServer(srv.Handler())
 	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}

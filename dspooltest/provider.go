@@ -62,7 +62,10 @@ func (pr *Provider) Grow(_ context.Context, pool *dspool.Pool, n int) ([]string,
 		name := fmt.Sprintf("%s-p%d", pool.Name, pr.next)
 		pr.grows++
 		pr.mu.Unlock()
-		a, err := pr.p.addAgent(pool.Name, agent.Config{Name: name, CPUs: pool.Node.CPUs, Memory: pool.Node.Memory, GPUs: pool.Node.GPUs})
+		// Stopped, it stays as a local agent of `dspool up` does: the provider
+		// removes it.
+		a, err := pr.p.addAgent(pool.Name, agent.Config{Name: name, CPUs: pool.Node.CPUs, Memory: pool.Node.Memory, GPUs: pool.Node.GPUs,
+			StayOnStop: true})
 		if err != nil {
 			return names, err
 		}

@@ -101,13 +101,20 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	tok := NewSecret("dspj_")
-	if err := s.db.CreateJoinToken(r.Context(), p.Name, HashSecret(tok)); err != nil {
+	expires, err := s.joinTokenExpiry(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.audit(r, "", dspool.AuditJoinTokenCreate, "pool "+p.Name, dspool.AuditSuccess, "")
-	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: api.JoinTokenWithPin(tok, s.cfg.CAPin), CAPin: s.cfg.CAPin})
+	tok := NewSecret("dspj_")
+	t, err := s.db.AddJoinToken(r.Context(), p.Name, HashSecret(tok), userFrom(r).Name, expires)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.audit(r, "", dspool.AuditJoinTokenCreate, "pool "+p.Name, dspool.AuditSuccess, joinTokenDetail(t))
+	s.event(r.Context(), p.Name, dspool.EventJoinToken, nil, fmt.Sprintf("%s created join token %d: %s", userFrom(r).Name, t.ID, joinTokenDetail(t)))
+	writeJSON(w, http.StatusCreated, api.JoinToken{Pool: p.Name, Token: api.JoinTokenWithPin(tok, s.cfg.CAPin), CAPin: s.cfg.CAPin, ID: t.ID, ExpiresAt: t.ExpiresAt})
 }
 
 // nodes lists nodes with what the hub knows live: allocation, usage and

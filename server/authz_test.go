@@ -69,8 +69,17 @@ var authzMatrix = map[string]authzRow{
 	"GET /api/v1/pools/{name}":              {scope: dspool.ScopeRead, path: "/api/v1/pools/{pool}", anon: 401, other: 200, owner: 200, admin: 200},
 	"POST /api/v1/pools/{name}/join-tokens": {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{pool}/join-tokens", anon: 401, other: 403, owner: 403, admin: 201},
 	"GET /api/v1/pools/{name}/events":       {scope: dspool.ScopeRead, path: "/api/v1/pools/{pool}/events", anon: 401, other: 200, owner: 200, admin: 200},
-	"GET /api/v1/usage":                     {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
-	"GET /api/v1/nodes":                     {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"DELETE /api/v1/pools/{name}":           {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{emptypool}", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
+	"GET /api/v1/pools/{name}/join-tokens":  {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{pool}/join-tokens", anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/pools/{name}/join-tokens/revoke": {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{emptypool}/join-tokens/revoke", fresh: true,
+		anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/pools/{name}/join-tokens/{id}/revoke": {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{pool}/join-tokens/{jointoken}/revoke", fresh: true,
+		anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/nodes/{name}/drain":   {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/{node}/drain", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/nodes/{name}/undrain": {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/{node}/undrain", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
+	"DELETE /api/v1/nodes/{name}":       {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/{node}", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
+	"GET /api/v1/usage":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"GET /api/v1/nodes":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 
 	"GET /api/v1/users":                 {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
 	"POST /api/v1/users":                {scope: dspool.ScopeAdmin, body: `{"name":"new{n}"}`, anon: 401, other: 403, owner: 403, admin: 201},
@@ -204,7 +213,8 @@ func (f *authzFixture) token(t *testing.T, u *dspool.User, scopes []string) stri
 // objects makes a new set of the owner's objects and returns the values of
 // the placeholders: {job} (queued), {session}, {key}, {token}, {victim} (a
 // user to disable, in team authz), {owner}, {pool}, {pubkey} (a key nobody
-// has), {team} (a team nobody is in), {n}.
+// has), {team} (a team nobody is in), {node} (a ready node of no agent),
+// {emptypool} (a pool without nodes or work), {jointoken} (of {pool}), {n}.
 func (f *authzFixture) objects(t *testing.T) map[string]string {
 	t.Helper()
 	ctx := context.Background()
@@ -253,7 +263,24 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
+	node := &dspool.Node{ID: fmt.Sprintf("n-authz%d", f.n), Name: fmt.Sprintf("authz-%d", f.n), Pool: dspool.DefaultPool,
+		State: dspool.NodeReady, CreatedAt: time.Now()}
+	if err := f.p.DB.CreateNode(ctx, node, server.HashSecret(server.NewSecret("dspn_"))); err != nil {
+		t.Fatal(err)
+	}
+	empty := &dspool.Pool{Name: fmt.Sprintf("empty%d", f.n), Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
+	if err := empty.Normalize(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.p.DB.PutPool(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	jt, err := f.p.DB.AddJoinToken(ctx, dspool.DefaultPool, server.HashSecret(server.NewSecret("dspj_")), "authz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"{node}": node.Name, "{emptypool}": empty.Name, "{jointoken}": fmt.Sprint(jt.ID),
+		"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
 		"{victim}": victim.Name, "{owner}": owner.Name, "{pool}": dspool.DefaultPool, "{pubkey}": strings.TrimSpace(newPublicKey(t)),
 		"{n}": fmt.Sprint(f.n)}
 }

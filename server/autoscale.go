@@ -412,25 +412,19 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 	var drained []string
 	var reasons []string
 	for _, r := range d.Remove {
-		sc.mu.Lock()
-		busy := sc.removing[r.Name]
-		sc.mu.Unlock()
-		if busy {
+		if !sc.claim(r.Name) {
 			continue
 		}
 		if r.ID != "" {
 			ok, err := sc.drain(ctx, r.ID)
 			if err != nil {
 				s.log.Error("autoscaler: drain", "node", r.Name, "err", err)
+			}
+			if err != nil || !ok { // !ok: work arrived since the snapshot: keep it
+				sc.unclaim(r.Name)
 				continue
 			}
-			if !ok {
-				continue // work arrived since the snapshot: keep it
-			}
 		}
-		sc.mu.Lock()
-		sc.removing[r.Name] = true
-		sc.mu.Unlock()
 		drained = append(drained, r.Name)
 		reasons = append(reasons, r.Reason)
 		go sc.remove(p, prov, r)
@@ -453,59 +447,68 @@ func summarize(reasons []string) string {
 	return strings.Join(out, "; ")
 }
 
-// drain marks node id draining if it has no attempt and no session, under
-// placeMu so that no placement can race it. It reports whether it did.
+// drain marks node id draining if it has no attempt and no session (see
+// Server.drainNode). It reports whether it did.
 func (sc *scaler) drain(ctx context.Context, id string) (bool, error) {
-	s := sc.s
-	s.placeMu.Lock()
-	defer s.placeMu.Unlock()
-	if s.sessions.perNode()[id] > 0 {
-		return false, nil
+	_, ok, err := sc.s.drainNode(ctx, id, true)
+	return ok, err
+}
+
+// claim marks the node called name as being removed, unless it is already:
+// the autoscaler and an admin never remove the same node at once.
+func (sc *scaler) claim(name string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.removing[name] {
+		return false
 	}
-	active, err := s.db.ActiveJobs(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, j := range active {
-		if j.State == dspool.JobRunning && j.Node == id {
-			return false, nil
-		}
-	}
-	n, err := s.db.Node(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	s.hub.setState(id, dspool.NodeDraining)
-	if n.State != dspool.NodeDraining {
-		n.State = dspool.NodeDraining
-		if err := s.db.UpdateNode(ctx, n); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	sc.removing[name] = true
+	return true
+}
+
+// release ends a claim and starts a pass.
+func (sc *scaler) release(name string) {
+	sc.unclaim(name)
+	sc.kick()
+}
+
+func (sc *scaler) unclaim(name string) {
+	sc.mu.Lock()
+	delete(sc.removing, name)
+	sc.mu.Unlock()
+}
+
+func (sc *scaler) isRemoving(name string) bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.removing[name]
 }
 
 // remove hands a drained node to its provider, then retires it.
 func (sc *scaler) remove(p *dspool.Pool, prov autoscale.Provider, r autoscale.Removal) {
-	s := sc.s
-	defer func() {
-		sc.mu.Lock()
-		delete(sc.removing, r.Name)
-		sc.mu.Unlock()
-		sc.kick()
-	}()
+	defer sc.release(r.Name)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := prov.Remove(ctx, p, []string{r.Name}); err != nil {
-		s.event(ctx, p.Name, dspool.EventProviderError, []string{r.Name}, fmt.Sprintf("could not remove node %s: %v; trying again", r.Name, err))
-		s.log.Error("autoscaler: provider could not remove a node", "pool", p.Name, "node", r.Name, "err", err)
-		return
+	if err := sc.retire(ctx, p, prov, r); err != nil {
+		sc.s.event(ctx, p.Name, dspool.EventProviderError, []string{r.Name}, fmt.Sprintf("could not remove node %s: %v; trying again", r.Name, err))
+		sc.s.log.Error("autoscaler: provider could not remove a node", "pool", p.Name, "node", r.Name, "err", err)
+	}
+}
+
+// retire removes a drained node: its provider (nil: none here) removes the
+// machine, then the store marks it gone for good, its connection is closed
+// and its sessions end. It records a node_removed event.
+func (sc *scaler) retire(ctx context.Context, p *dspool.Pool, prov autoscale.Provider, r autoscale.Removal) error {
+	s := sc.s
+	if prov != nil {
+		if err := prov.Remove(ctx, p, []string{r.Name}); err != nil {
+			return err
+		}
 	}
 	if r.ID != "" {
-		changed, err := s.db.RetireNode(ctx, p.Name, r.Name)
+		changed, err := s.db.RemoveNode(context.WithoutCancel(ctx), r.ID, "removed from the pool: "+r.Reason)
 		if err != nil {
-			s.log.Error("autoscaler: retire node", "node", r.Name, "err", err)
-			return
+			return fmt.Errorf("retire node %s: %w", r.Name, err)
 		}
 		for _, j := range changed {
 			s.notify(j.ID)
@@ -518,7 +521,8 @@ func (sc *scaler) remove(p *dspool.Pool, prov autoscale.Provider, r autoscale.Re
 		what += " (" + r.ID + ")" // names are reused; the id is what jobs name
 	}
 	s.event(ctx, p.Name, dspool.EventRemove, []string{r.Name}, fmt.Sprintf("removed node %s: %s", what, r.Reason))
-	s.log.Info("autoscaler removed a node", "pool", p.Name, "node", r.Name, "reason", r.Reason)
+	s.log.Info("node removed", "pool", p.Name, "node", r.Name, "reason", r.Reason)
+	return nil
 }
 
 // event records a pool event; a failure to record is logged, not fatal.

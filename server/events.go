@@ -13,8 +13,9 @@ import (
 // pool, oldest first, for every user.
 func (s *Server) poolEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, err := s.db.Pool(r.Context(), name); err != nil {
-		s.fail(w, r, err)
+	_, poolErr := s.db.Pool(r.Context(), name)
+	if poolErr != nil && dspool.ErrorCode(poolErr) != dspool.ENotFound {
+		s.fail(w, r, poolErr)
 		return
 	}
 	q := r.URL.Query()
@@ -36,6 +37,9 @@ func (s *Server) poolEvents(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	evs, err := s.db.PoolEvents(r.Context(), name, since, limit)
+	if err == nil && poolErr != nil && len(evs) == 0 {
+		err = poolErr // a deleted pool keeps its events; no pool had none
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -55,8 +55,11 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
 		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
 	}
-	if node.State == dspool.NodeDraining && state == dspool.NodeReady {
-		state = dspool.NodeDraining
+	if node.State == dspool.NodeDraining && state == dspool.NodeReady || hb.Leaving {
+		state = dspool.NodeDraining // a leaving node takes no work while it goes
+	}
+	if node.State == dspool.NodeGone && !hb.Leaving {
+		h.s.nodeReturned(ctx, node) // it had left, or been lost too long
 	}
 	accts, err := h.foreignAccounts(ctx, node, hb.Accounts)
 	if err != nil {
@@ -130,6 +133,15 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		}
 		reply.Ack = append(reply.Ack, a.AttemptRef)
 	}
+	if hb.Leaving {
+		// The agent has stopped what ran here and said how it ended: the
+		// rest (placed, not started) goes elsewhere as the node leaves.
+		if err := h.applyReports(ctx, ac, reports, ended); err != nil {
+			return nil, err
+		}
+		h.s.nodeLeft(ctx, ac.node)
+		return reply, nil
+	}
 	for _, j := range running {
 		if reported[j.ID] {
 			continue
@@ -157,17 +169,8 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 			reply.Start = append(reply.Start, *spec)
 		}
 	}
-	if len(reports) > 0 {
-		changed, err := h.s.db.ApplyReports(ctx, ac.node, reports)
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range changed {
-			h.s.notify(id)
-		}
-		if ended {
-			h.s.Kick()
-		}
+	if err := h.applyReports(ctx, ac, reports, ended); err != nil {
+		return nil, err
 	}
 	return reply, nil
 }
@@ -216,6 +219,25 @@ func plainAccountName(s string) bool {
 		}
 	}
 	return true
+}
+
+// applyReports records what an agent reported of its attempts; ended says
+// some ended, which frees room for the scheduler.
+func (h *hub) applyReports(ctx context.Context, ac *agentConn, reports []sqlite.Report, ended bool) error {
+	if len(reports) == 0 {
+		return nil
+	}
+	changed, err := h.s.db.ApplyReports(ctx, ac.node, reports)
+	if err != nil {
+		return err
+	}
+	for _, id := range changed {
+		h.s.notify(id)
+	}
+	if ended {
+		h.s.Kick()
+	}
+	return nil
 }
 
 func sameInventory(a, b dspool.Inventory) bool {

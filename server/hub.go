@@ -528,6 +528,18 @@ func (h *hub) setState(id string, st dspool.NodeState) {
 	}
 }
 
+// pauseHeartbeats holds off a connected node's heartbeats, which write back
+// the state they read, until the returned function is called: a change of
+// its state between the two is not undone.
+func (h *hub) pauseHeartbeats(id string) func() {
+	ac := h.conn(id)
+	if ac == nil {
+		return func() {}
+	}
+	ac.hbMu.Lock()
+	return ac.hbMu.Unlock
+}
+
 // disconnect closes a node's connection, if it has one.
 func (h *hub) disconnect(id string) {
 	h.mu.Lock()

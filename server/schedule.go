@@ -223,8 +223,15 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 	return out, nil
 }
 
+// lastContact returns when node n was last heard from (never before it
+// registered), and whether it is connected now.
+func (s *Server) lastContact(n *dspool.Node) (time.Time, bool) {
+	last, connected := s.hub.lastSeen(n.ID)
+	return later(last, n.CreatedAt), connected
+}
+
 // monitorLoop marks nodes lost when they have been silent past the grace
-// period, and requeues their attempts.
+// period, and requeues their attempts; lost ones go after NodeGoneAfter.
 func (s *Server) monitorLoop(ctx context.Context) {
 	every := s.cfg.NodeGrace / 4
 	if every > time.Second {
@@ -249,13 +256,14 @@ func (s *Server) monitorLoop(ctx context.Context) {
 			continue
 		}
 		now := s.cfg.Now()
+		s.goneAfterLost(ctx, nodes, now)
 		var silent []*dspool.Node
 		live := 0
 		for _, n := range nodes {
 			if n.State == dspool.NodeLost {
 				continue
 			}
-			last, connected := s.hub.lastSeen(n.ID)
+			last, connected := s.lastContact(n)
 			if n.State == dspool.NodeFailed {
 				if !connected && now.Sub(last) > s.cfg.NodeGrace && !handled[n.ID].Equal(last) {
 					handled[n.ID] = last

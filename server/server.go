@@ -49,6 +49,9 @@ type Config struct {
 	// NodeGrace is how long a node may be silent before its attempts are
 	// marked node_lost (default 30s).
 	NodeGrace time.Duration
+	// NodeGoneAfter is how long a node stays lost before it is gone
+	// (default 10m); it comes back if its agent connects again.
+	NodeGoneAfter time.Duration
 	// Heartbeat is the interval agents heartbeat at when nothing changes
 	// (default 2s).
 	Heartbeat time.Duration
@@ -72,6 +75,9 @@ type Config struct {
 	Now            func() time.Time
 	Version        string
 }
+
+// DefaultNodeGoneAfter is how long a node stays lost before it is gone.
+const DefaultNodeGoneAfter = 10 * time.Minute
 
 // Server is the control plane.
 type Server struct {
@@ -113,6 +119,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.NodeGrace == 0 {
 		cfg.NodeGrace = 30 * time.Second
+	}
+	if cfg.NodeGoneAfter == 0 {
+		cfg.NodeGoneAfter = DefaultNodeGoneAfter
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = 2 * time.Second
@@ -242,11 +251,18 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/pools", authUser, dspool.ScopeRead, s.listPools},
 		{"POST", "/api/v1/pools", authAdmin, dspool.ScopeAdmin, s.applyPools},
 		{"GET", "/api/v1/pools/{name}", authUser, dspool.ScopeRead, s.getPool},
+		{"DELETE", "/api/v1/pools/{name}", authAdmin, dspool.ScopeAdmin, s.deletePool},
 		{"POST", "/api/v1/pools/{name}/join-tokens", authAdmin, dspool.ScopeAdmin, s.createJoinToken},
+		{"GET", "/api/v1/pools/{name}/join-tokens", authAdmin, dspool.ScopeAdmin, s.listJoinTokens},
+		{"POST", "/api/v1/pools/{name}/join-tokens/revoke", authAdmin, dspool.ScopeAdmin, s.revokeJoinTokens},
+		{"POST", "/api/v1/pools/{name}/join-tokens/{id}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeJoinTokens},
 		{"GET", "/api/v1/pools/{name}/events", authUser, dspool.ScopeRead, s.poolEvents},
 		{"GET", "/api/v1/usage", authUser, dspool.ScopeRead, s.usage},
 		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
 		{"POST", "/api/v1/nodes/{name}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeNode},
+		{"POST", "/api/v1/nodes/{name}/drain", authAdmin, dspool.ScopeAdmin, s.drainNodeAPI},
+		{"POST", "/api/v1/nodes/{name}/undrain", authAdmin, dspool.ScopeAdmin, s.undrainNodeAPI},
+		{"DELETE", "/api/v1/nodes/{name}", authAdmin, dspool.ScopeAdmin, s.removeNodeAPI},
 		{"GET", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.listUsers},
 		{"POST", "/api/v1/users", authAdmin, dspool.ScopeAdmin, s.createUser},
 		{"POST", "/api/v1/users/{name}/disable", authAdmin, dspool.ScopeAdmin, s.disableUser},

@@ -120,54 +120,94 @@ func (db *DB) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
 // LoseNode ends every running attempt on node with reason node_lost (retried
 // when retries are left) and marks the node lost. It returns the jobs changed.
 func (db *DB) LoseNode(ctx context.Context, node, message string) ([]*dspool.Job, error) {
-	return db.endNode(ctx, node, dspool.NodeLost, message)
+	return db.endNode(ctx, node, nodeExit{state: dspool.NodeLost, message: message})
 }
 
-// endNode moves a node to state (lost or gone) and ends its running
-// attempts with reason node_lost.
-func (db *DB) endNode(ctx context.Context, node string, state dspool.NodeState, message string) ([]*dspool.Job, error) {
+// LeaveNode marks node gone without removing it: its agent stopped on
+// purpose, or it stayed lost too long. Its credential still works, so it
+// comes back when its agent connects again. Attempts still running there
+// end with reason node_lost (retried when their job allows).
+func (db *DB) LeaveNode(ctx context.Context, node, message string) ([]*dspool.Job, error) {
+	return db.endNode(ctx, node, nodeExit{state: dspool.NodeGone, message: message})
+}
+
+// EndNodeAttempts ends every attempt running on node with reason and
+// message (retried when their job allows), leaving the node as it is.
+func (db *DB) EndNodeAttempts(ctx context.Context, node string, reason dspool.Reason, message string) ([]*dspool.Job, error) {
+	var changed []*dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		changed, err = endAttempts(tx, node, dspool.AttemptResult{Reason: reason, Message: message}, db.now())
+		return err
+	})
+	return changed, err
+}
+
+// nodeExit is where endNode moves a node.
+type nodeExit struct {
+	state   dspool.NodeState // lost or gone
+	message string
+	removed bool // gone for good: its credential is refused from now on
+}
+
+// endNode moves a node to e.state and ends its running attempts with
+// reason node_lost.
+func (db *DB) endNode(ctx context.Context, node string, e nodeExit) ([]*dspool.Job, error) {
 	now := db.now()
 	var changed []*dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		changed = changed[:0]
 		from := `state NOT IN ('gone', 'failed')` // a failed node is not lost: it told us why
-		if state == dspool.NodeGone {
+		if e.state == dspool.NodeGone {
 			from = `state != 'gone'`
 		}
-		var goneAt any // when it goes: usage counts a node's time until then
-		if state == dspool.NodeGone {
+		var goneAt, removedAt any // when it goes: usage counts a node's time until then
+		if e.state == dspool.NodeGone {
 			goneAt = unixNano(now)
 		}
+		if e.removed {
+			removedAt = unixNano(now)
+			// A node that had left already is removed all the same.
+			if _, err := tx.Exec(`UPDATE nodes SET removed_at = COALESCE(removed_at, ?) WHERE id = ?`, removedAt, node); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, gone_at = COALESCE(?, gone_at) WHERE id = ? AND `+from,
-			string(state), message, goneAt, node); err != nil {
+			string(e.state), e.message, goneAt, node); err != nil {
 			return err
 		}
-		rows, err := tx.Query(`SELECT id FROM jobs WHERE state = 'running' AND node = ?`, node)
-		if err != nil {
-			return err
-		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		for _, id := range ids {
-			j, err := getJob(tx, id)
-			if err != nil {
-				return err
-			}
-			r := dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: message}
-			if err := finish(tx, j, r, now); err != nil {
-				return err
-			}
-			changed = append(changed, j)
-		}
-		return nil
+		var err error
+		changed, err = endAttempts(tx, node, dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: e.message}, now)
+		return err
 	})
 	return changed, err
+}
+
+// endAttempts ends every attempt running on node with r.
+func endAttempts(tx *sql.Tx, node string, r dspool.AttemptResult, now time.Time) ([]*dspool.Job, error) {
+	rows, err := tx.Query(`SELECT id FROM jobs WHERE state = 'running' AND node = ?`, node)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	var changed []*dspool.Job
+	for _, id := range ids {
+		j, err := getJob(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := finish(tx, j, r, now); err != nil {
+			return nil, err
+		}
+		changed = append(changed, j)
+	}
+	return changed, nil
 }

@@ -132,6 +132,15 @@ var migrations = []string{
 	// the accounts and groups on each node's machine in the store's uid
 	// range that are not its users' own (JSON of []dspool.HostAccount).
 	`ALTER TABLE nodes ADD COLUMN accounts TEXT NOT NULL DEFAULT '[]';`,
+	// join tokens' expiry, revocation and maker (tokens made before never
+	// expire); when a node was removed, after which its credential is
+	// refused (nodes gone before were all removed).
+	`ALTER TABLE join_tokens ADD COLUMN expires_at INTEGER;
+	ALTER TABLE join_tokens ADD COLUMN revoked_at INTEGER;
+	ALTER TABLE join_tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+	CREATE INDEX join_tokens_pool ON join_tokens(pool);
+	ALTER TABLE nodes ADD COLUMN removed_at INTEGER;
+	UPDATE nodes SET removed_at = COALESCE(gone_at, last_seen, created_at) WHERE state = 'gone';`,
 }
 
 const schema = `

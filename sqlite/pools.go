@@ -76,32 +76,15 @@ func (db *DB) Pools(ctx context.Context) ([]*dspool.Pool, error) {
 	return out, rows.Err()
 }
 
-// CreateJoinToken stores the hash of a join token for pool.
-func (db *DB) CreateJoinToken(ctx context.Context, pool string, hash []byte) error {
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO join_tokens (hash, pool, created_at) VALUES (?, ?, ?)`, hash, pool, unixNano(db.now()))
-		return err
-	})
-}
-
-// JoinTokenPool returns the pool a join token with this hash joins, or an
-// EUnauthorized error.
-func (db *DB) JoinTokenPool(ctx context.Context, hash []byte) (string, error) {
-	var pool string
-	err := db.r.QueryRowContext(ctx, `SELECT pool FROM join_tokens WHERE hash = ?`, hash).Scan(&pool)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", dspool.Errorf(dspool.EUnauthorized, "join token not recognised: print a new one with `dspool pool join-token POOL`")
-	}
-	return pool, err
-}
-
 const nodeCols = `id, name, pool, state, message, inventory, labels, version, created_at, last_seen, accounts`
 
-func scanNode(s scanner) (*dspool.Node, error) {
+// scanNode reads the columns nodeCols, then into extra those that follow.
+func scanNode(s scanner, extra ...any) (*dspool.Node, error) {
 	var n dspool.Node
 	var inv, labels, accts string
 	var created, seen sql.NullInt64
-	if err := s.Scan(&n.ID, &n.Name, &n.Pool, &n.State, &n.Message, &inv, &labels, &n.Version, &created, &seen, &accts); err != nil {
+	dest := append([]any{&n.ID, &n.Name, &n.Pool, &n.State, &n.Message, &inv, &labels, &n.Version, &created, &seen, &accts}, extra...)
+	if err := s.Scan(dest...); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(accts), &n.Accounts); err != nil {
@@ -136,13 +119,14 @@ func (db *DB) CreateNode(ctx context.Context, n *dspool.Node, credHash []byte) e
 // NodeByCredential returns the node whose credential has this hash, or an
 // EUnauthorized error.
 // A node's next credential (see RotateNodeCredential) becomes its current
-// one when it is first used.
+// one when it is first used; a revoked or removed node's credential is
+// refused with an error that says so.
 func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, error) {
 	var id string
 	var next bool
-	var revoked sql.NullInt64
-	err := db.r.QueryRowContext(ctx, `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`,
-		hash, hash, hash).Scan(&id, &next, &revoked)
+	var revoked, removed sql.NullInt64
+	err := db.r.QueryRowContext(ctx, `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at, removed_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`,
+		hash, hash, hash).Scan(&id, &next, &revoked, &removed)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, dspool.Errorf(dspool.EUnauthorized, "node credential not recognised: remove the agent's state directory and join again with a new join token")
@@ -151,6 +135,14 @@ func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, 
 	case revoked.Valid:
 		return nil, dspool.Errorf(dspool.EUnauthorized, "this node's credential was revoked by an admin at %s: the node is out of the pool; to bring the machine back, remove the agent's node.json and join again with a new join token",
 			fromNano(revoked).Format(time.RFC3339))
+	case removed.Valid:
+		n, err := db.Node(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return nil, dspool.Errorf(dspool.EUnauthorized, "node %s was removed from pool %s at %s: its credential is refused. To join this machine again, "+
+			"remove the agent's state directory (its node.json) and start it with a new join token (dspool pool join-token %s)",
+			n.Name, n.Pool, fromNano(removed).Local().Format(time.DateTime), n.Pool)
 	case next:
 		if _, err := db.exec(ctx, `UPDATE nodes SET cred_hash = next_cred_hash, next_cred_hash = NULL WHERE id = ? AND next_cred_hash = ?`, id, hash); err != nil {
 			return nil, fmt.Errorf("take a node's new credential: %w", err)
@@ -163,12 +155,12 @@ func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, 
 // current one stays good until the next is first used, so an agent that
 // dies before keeping the new one still gets in.
 func (db *DB) RotateNodeCredential(ctx context.Context, id string, hash []byte) error {
-	res, err := db.exec(ctx, `UPDATE nodes SET next_cred_hash = ? WHERE id = ? AND cred_revoked_at IS NULL AND gone_at IS NULL`, hash, id)
+	res, err := db.exec(ctx, `UPDATE nodes SET next_cred_hash = ? WHERE id = ? AND cred_revoked_at IS NULL AND removed_at IS NULL`, hash, id)
 	if err != nil {
 		return fmt.Errorf("rotate node %s's credential: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return dspool.Errorf(dspool.EUnauthorized, "node %s may not rotate its credential: it is gone or revoked", id)
+		return dspool.Errorf(dspool.EUnauthorized, "node %s may not rotate its credential: it was removed or revoked", id)
 	}
 	return nil
 }
@@ -199,12 +191,14 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 	if !all {
 		q += ` AND state != 'gone'`
 	}
-	return queryAll(ctx, db.r, scanNode, q+` ORDER BY pool, name`, pool, pool)
+	return queryAll(ctx, db.r, func(s scanner) (*dspool.Node, error) { return scanNode(s) }, q+` ORDER BY pool, name`, pool, pool)
 }
 
 // UpdateNode writes a node's state, message, inventory, version, accounts
 // and last contact; a node that becomes gone goes now (by the store's
-// clock).
+// clock), and one that comes back from gone is no longer gone. A removed
+// node stays as it is: a heartbeat that raced its removal does not bring it
+// back.
 func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	inv, _ := json.Marshal(n.Inventory)
 	accts, _ := json.Marshal(n.Accounts)
@@ -217,23 +211,95 @@ func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	}
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
-			gone_at = COALESCE(gone_at, ?), accounts = ? WHERE id = ?`,
-			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, string(accts), n.ID)
+			gone_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END, accounts = ? WHERE id = ? AND removed_at IS NULL`,
+			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, goneAt, string(accts), n.ID)
 		return err
 	})
 }
 
-// RetireNode marks the node called name in pool gone: it was removed on
-// purpose, so it is neither lost nor expected back. Attempts still running
+// RetireNode removes the node called name in pool (the newest of that
+// name not removed yet): it is gone, on purpose, neither lost nor expected
+// back, and its credential is refused from now on. Attempts still running
 // there end with reason node_lost (retried when their job allows).
 func (db *DB) RetireNode(ctx context.Context, pool, name string) ([]*dspool.Job, error) {
 	var id string
-	err := db.r.QueryRowContext(ctx, `SELECT id FROM nodes WHERE pool = ? AND name = ? AND state != 'gone'`, pool, name).Scan(&id)
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM nodes WHERE pool = ? AND name = ? AND removed_at IS NULL
+		ORDER BY created_at DESC LIMIT 1`, pool, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return db.endNode(ctx, id, dspool.NodeGone, "removed from the pool")
+	return db.RemoveNode(ctx, id, "removed from the pool")
+}
+
+// RemoveNode removes node id (see RetireNode), with message as its last
+// word.
+func (db *DB) RemoveNode(ctx context.Context, id, message string) ([]*dspool.Job, error) {
+	return db.endNode(ctx, id, nodeExit{state: dspool.NodeGone, message: message, removed: true})
+}
+
+// DeletePool deletes pool name and its join tokens, cancels its queued and
+// running jobs with message (the running ones' attempts end with reason
+// node_removed), and removes the nodes it still has. It returns the jobs
+// it ended, as they were running or queued (their node and attempt), and
+// the ids of the nodes it removed.
+func (db *DB) DeletePool(ctx context.Context, name, message string) ([]*dspool.Job, []string, error) {
+	now := db.now()
+	var ended []*dspool.Job
+	var nodes []string
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		ended, nodes = nil, nil
+		if err := tx.QueryRow(`SELECT name FROM pools WHERE name = ?`, name).Scan(new(string)); errors.Is(err, sql.ErrNoRows) {
+			return notFound("pool", name)
+		} else if err != nil {
+			return err
+		}
+		ids, err := queryAll(ctx, tx, scanID, `SELECT id FROM jobs WHERE pool = ? AND state IN ('queued', 'running') ORDER BY id`, name)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			j, err := getJob(tx, id)
+			if err != nil {
+				return err
+			}
+			was := *j
+			if j.State == dspool.JobRunning {
+				j.CancelRequested = true
+				err = finish(tx, j, dspool.AttemptResult{Reason: dspool.ReasonNodeRemoved, Message: message}, now)
+			} else {
+				_ = j.Cancel(now)
+				j.Message = message
+				err = saveJob(tx, j)
+			}
+			if err != nil {
+				return err
+			}
+			ended = append(ended, &was)
+		}
+		nodes, err = queryAll(ctx, tx, func(s scanner) (string, error) {
+			var id string
+			return id, s.Scan(&id)
+		}, `UPDATE nodes SET state = 'gone', message = ?1, gone_at = COALESCE(gone_at, ?2), removed_at = ?2
+			WHERE pool = ?3 AND removed_at IS NULL RETURNING id`, message, unixNano(now), name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(`DELETE FROM join_tokens WHERE pool = ?`, name); err != nil {
+			return err
+		}
+		_, err = tx.Exec(`DELETE FROM pools WHERE name = ?`, name)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("delete pool %s: %w", name, err)
+	}
+	return ended, nodes, nil
+}
+
+func scanID(s scanner) (int64, error) {
+	var id int64
+	return id, s.Scan(&id)
 }

@@ -184,7 +184,9 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 	args := []string{"agent", "--server", p.opts.Server, "--pool", pool.Name, "--name", name,
 		"--state", state, "--share", p.opts.Share,
 		"--cpus", pool.Node.CPUs.String(), "--memory", strconv.FormatInt(int64(pool.Node.Memory), 10),
-		"--gpus", strconv.Itoa(pool.Node.GPUs)}
+		"--gpus", strconv.Itoa(pool.Node.GPUs),
+		// The pool comes back as it was when `dspool up` starts again.
+		"--leave-on-stop=false"}
 	args = append(args, p.opts.ExtraArgs...)
 	cmd := exec.Command(p.opts.Exe, args...)
 	// The token reaches the agent in a sealed memory file, never in its
