@@ -71,7 +71,7 @@ func TestRunningAFleet(t *testing.T) {
 	bState := filepath.Join(dir, "b")
 	b := startAgent(t, tempDir(t), agentArgs("e2e-fleet-b", bState, join)...)
 	nodeB := up.waitNodes(t, "ext", 1)[0]
-	cl := &api.Client{Server: up.URL, Token: up.adminToken(t)}
+	cl := up.api(up.adminToken(t))
 	b.stop(t)
 	stateOf := func(nodeID string) dspool.NodeState {
 		nodes, err := cl.NodesWithGone(context.Background(), "ext")

@@ -57,7 +57,9 @@ func TestBehindLoadBalancer(t *testing.T) {
 		wantSecure bool
 	}{
 		{name: "through the trusted proxy", client: viaProxy, base: front.URL, wantRemote: "127.0.0.3", wantSecure: true},
-		{name: "straight to the control plane", client: direct, base: up.URL, wantRemote: "127.0.0.1:"},
+		// Secure because the control plane itself serves HTTPS; the
+		// headers are ignored (the audit has the peer's own address).
+		{name: "straight to the control plane", client: direct, base: up.URL, wantRemote: "127.0.0.1:", wantSecure: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +118,7 @@ func startProxy(t *testing.T, target string) *httptest.Server {
 		},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return dial(ctx, network, addr)
-		}},
+		}, TLSClientConfig: testCAs.config()},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {

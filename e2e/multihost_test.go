@@ -1,0 +1,287 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// hosts are machines made of network namespaces on one bridge (in a
+// namespace of its own, so nothing is added to this machine's network but an
+// "unreachable" route that keeps the test range from leaving it), as
+// ../shared/engines/netns-hosts.sh shows. Processes run "on" a host with
+// nsenter --net: only their network changes, so cgroups and mounts stay
+// this machine's (the share an sshfs mount on a host makes is seen here
+// too, at its own path).
+type hosts struct {
+	net  string // the first three octets, e.g. 10.79.0
+	name func(i int) string
+}
+
+// startHosts makes n hosts, NET.1 to NET.n, and removes them when the test
+// ends.
+func startHosts(t *testing.T, n int) *hosts {
+	t.Helper()
+	requireRoot(t)
+	for _, c := range []string{"ip", "nsenter"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("needs %s (apt-get install iproute2 util-linux)", c)
+		}
+	}
+	h := &hosts{net: "10.79.0", name: func(i int) string { return fmt.Sprintf("dsph%d", i) }}
+	run := func(args ...string) error {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	down := func() {
+		for i := 1; i <= n; i++ {
+			_ = run("netns", "del", h.name(i))
+		}
+		_ = run("netns", "del", "dspsw")
+		_ = run("route", "del", "unreachable", h.net+".0/24")
+	}
+	down() // what an interrupted run left
+	t.Cleanup(down)
+	steps := [][]string{{"route", "add", "unreachable", h.net + ".0/24"}, {"netns", "add", "dspsw"},
+		{"-n", "dspsw", "link", "add", "br0", "type", "bridge"}, {"-n", "dspsw", "link", "set", "br0", "up"}}
+	for i := 1; i <= n; i++ {
+		v, hn := fmt.Sprintf("v%d", i), h.name(i)
+		steps = append(steps, []string{"netns", "add", hn},
+			[]string{"link", "add", "eth0", "netns", hn, "type", "veth", "peer", "name", v, "netns", "dspsw"},
+			[]string{"-n", "dspsw", "link", "set", v, "master", "br0"}, []string{"-n", "dspsw", "link", "set", v, "up"},
+			[]string{"-n", hn, "link", "set", "lo", "up"}, []string{"-n", hn, "addr", "add", h.addr(i) + "/24", "dev", "eth0"},
+			[]string{"-n", hn, "link", "set", "eth0", "up"})
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			t.Skipf("network namespaces are not available here: %v", err)
+		}
+	}
+	return h
+}
+
+func (h *hosts) addr(i int) string { return fmt.Sprintf("%s.%d", h.net, i) }
+
+// on returns a command that runs on host i.
+func (h *hosts) on(i int, name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.name(i), "--", name}, args...)...)
+}
+
+// startOn starts a long-running process on host i, its output in files,
+// killed when the test ends.
+func (h *hosts) startOn(t *testing.T, i int, env []string, logPath string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := h.on(i, name, args...)
+	cmd.Env = append(baseEnv(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s on host %d: %v", name, i, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s:\n%s", logPath, tail(logPath, 3000))
+		}
+	})
+	return cmd
+}
+
+// cliOn runs the CLI on host i.
+func (h *hosts) cliOn(t *testing.T, i int, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := h.on(i, bin, args...)
+	cmd.Env = append(baseEnv(), env...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("dspool %s on host %d timed out", strings.Join(args, " "), i)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("dspool %s on host %d: %v", strings.Join(args, " "), i, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (h *hosts) cliOnOK(t *testing.T, i int, env []string, args ...string) string {
+	t.Helper()
+	out, errs, code := h.cliOn(t, i, env, args...)
+	if code != 0 {
+		t.Fatalf("dspool %s on host %d: exit %d\n%s%s", strings.Join(args, " "), i, code, out, errs)
+	}
+	return out
+}
+
+// serveShare runs a private sshd on host i serving dir, and mounts it with
+// sshfs on hosts at their own mount points, as root: a real network share.
+// It returns the mount points, by host.
+func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]string {
+	t.Helper()
+	for _, c := range []string{"sshfs", "fusermount3", "/usr/sbin/sshd", "ssh-keygen"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("needs %s (apt-get install sshfs fuse3 openssh-server openssh-client)", c)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs FUSE (/dev/fuse)")
+	}
+	keys := tempDir(t)
+	for _, k := range []string{"host", "client"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(keys, k)).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(keys, "client.pub"))
+	if err := os.WriteFile(filepath.Join(keys, "authorized_keys"), pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.MkdirAll("/run/sshd", 0o755)
+	h.startOn(t, i, nil, filepath.Join(keys, "sshd.log"), "/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null",
+		"-o", "ListenAddress="+h.addr(i)+":22", "-o", "HostKey="+filepath.Join(keys, "host"), "-o", "PidFile=none",
+		"-o", "AuthorizedKeysFile="+filepath.Join(keys, "authorized_keys"), "-o", "PasswordAuthentication=no",
+		"-o", "PermitRootLogin=prohibit-password", "-o", "StrictModes=no", "-o", "Subsystem=sftp internal-sftp")
+	mounts := map[int]string{}
+	for _, j := range on {
+		mnt := filepath.Join(tempDir(t), fmt.Sprintf("share-on-h%d", j))
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ok := poll(10*time.Second, func() bool {
+			out, err := h.on(j, "sshfs", "-o", "IdentityFile="+filepath.Join(keys, "client"), "-o", "StrictHostKeyChecking=no",
+				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
+				"root@"+h.addr(i)+":"+dir, mnt).CombinedOutput()
+			if err != nil {
+				t.Logf("sshfs on host %d: %v: %s", j, err, out)
+			}
+			return err == nil
+		})
+		if !ok {
+			t.Fatalf("could not mount the share on host %d", j)
+		}
+		t.Cleanup(func() { _ = exec.Command("fusermount3", "-u", "-z", mnt).Run() })
+		mounts[j] = mnt
+	}
+	return mounts
+}
+
+// TestMultiHost runs a pool across machines: the control plane on h1 with
+// the share, agents on h2 and h3 joined over the verified link with only a
+// join token, each mounting the share from h1 over sshfs, and users on h4.
+func TestMultiHost(t *testing.T) {
+	requireRoot(t)
+	h := startHosts(t, 4)
+	dir := tempDir(t)
+	data, share := filepath.Join(dir, "data"), filepath.Join(dir, "share")
+	const admin = "e2eadm91"
+	removeAccountAfter(t, admin)
+	config := writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %[1]s:8443
+ssh_listen: %[1]s:2222
+advertise: [%[1]s]
+data: %[2]s
+share: %[3]s
+admin: %[4]s
+uid_base: %[5]d
+node_grace: 3s
+kill_grace: 1s
+heartbeat: 200ms
+`, h.addr(1), data, share, admin, uidBase(91)))
+	h.startOn(t, 1, nil, filepath.Join(dir, "server.log"), bin, "server", "--config", config)
+	var tok []byte
+	eventually(t, 30*time.Second, "the server's admin token", func() bool {
+		var err error
+		tok, err = os.ReadFile(filepath.Join(data, "admin-token"))
+		return err == nil
+	})
+	url := "https://" + h.addr(1) + ":8443"
+	adm := []string{"DSPOOL_SERVER=" + url, "DSPOOL_TOKEN=" + strings.TrimSpace(string(tok)), "DSPOOL_CA=" + filepath.Join(data, "tls", "ca.crt"),
+		"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
+	eventually(t, 30*time.Second, "the API from h4", func() bool { _, _, code := h.cliOn(t, 4, adm, "pool", "list"); return code == 0 })
+	mounts := h.serveShare(t, 1, share, 2, 3)
+
+	applyOn := func(yaml string) {
+		f := writeFile(t, "pool-*.yaml", yaml)
+		h.cliOnOK(t, 4, adm, "pool", "apply", "-f", f)
+	}
+	applyOn("pools:\n- {name: a, provider: static, node: {cpus: 1, memory: 1GiB}, count: 1}\n- {name: b, provider: static, node: {cpus: 1, memory: 1GiB}, count: 1}\n")
+	agentOn := func(i int, pool, token, share string) *exec.Cmd {
+		state := filepath.Join(tempDir(t), "state")
+		t.Cleanup(func() { removeNodeCgroups(state) })
+		return h.startOn(t, i, []string{"DSPOOL_JOIN_TOKEN=" + token}, filepath.Join(filepath.Dir(state), "agent.log"), bin, "agent",
+			"--server", url, "--pool", pool, "--name", fmt.Sprintf("h%d", i), "--share", share, "--state", state, "--cpus", "1", "--memory", "1GiB")
+	}
+	joinA := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "a"))
+	joinB := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "b"))
+	agentOn(2, "a", joinA, mounts[2])
+	agentOn(3, "b", joinB, mounts[3])
+	eventually(t, 30*time.Second, "h2 and h3 ready", func() bool {
+		var nodes []*dspool.Node
+		out, _, code := h.cliOn(t, 4, adm, "node", "list", "-o", "json")
+		return code == 0 && jsonInto(out, &nodes) == nil && len(connectedReady(nodes)) == 2
+	})
+
+	t.Run("a job on h2 writes a file that a job on h3 reads, and its log reaches h4", func(t *testing.T) {
+		const user = "e2emh91"
+		removeAccountAfter(t, user)
+		h.cliOnOK(t, 4, adm, "user", "create", user)
+		utok := strings.TrimSpace(h.cliOnOK(t, 4, adm, "token", "create", "--user", user))
+		uenv := []string{"DSPOOL_SERVER=" + url, "DSPOOL_TOKEN=" + utok, "DSPOOL_CA=" + filepath.Join(data, "tls", "ca.crt"),
+			"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
+		h.cliOnOK(t, 4, uenv, "job", "submit", "--wait", "--pool", "a", "--", "sh", "-c", `echo "written on $DSPOOL_NODE" > $HOME/across.txt`)
+		out := h.cliOnOK(t, 4, uenv, "job", "submit", "--wait", "-o", "json", "--pool", "b", "--", "sh", "-c", `echo "on $DSPOOL_NODE: $(cat $HOME/across.txt)"`)
+		var j dspool.Job
+		if err := jsonInto(out, &j); err != nil {
+			t.Fatalf("job submit -o json: %v: %q", err, out)
+		}
+		logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(j.ID))
+		if logs != "on h3: written on h2\n" {
+			t.Fatalf("the job on h3 printed %q; want it to read what the job on h2 wrote", logs)
+		}
+	})
+
+	t.Run("an agent given a wrong CA pin or an empty share is refused", func(t *testing.T) {
+		join := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "b"))
+		wrong := join[:strings.LastIndexByte(join, '.')+1] + strings.Repeat("0", 64)
+		for _, c := range []struct {
+			name, token, share, want string
+		}{
+			{"wrong pin", wrong, mounts[3], "is not this pool's control plane"},
+			{"empty share", join, tempDir(t), "nothing is mounted there"},
+		} {
+			state := filepath.Join(tempDir(t), "state")
+			cmd := h.on(3, bin, "agent", "--server", url, "--pool", "b", "--name", "h3-bad", "--share", c.share, "--state", state)
+			cmd.Env = append(baseEnv(), "DSPOOL_JOIN_TOKEN="+c.token)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("%s: %v: %s; want a refusal saying %q", c.name, err, out, c.want)
+			}
+		}
+	})
+}
