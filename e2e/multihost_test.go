@@ -230,44 +230,116 @@ heartbeat: 200ms
 		f := writeFile(t, "pool-*.yaml", yaml)
 		h.cliOnOK(t, 4, adm, "pool", "apply", "-f", f)
 	}
-	applyOn("pools:\n- {name: a, provider: static, node: {cpus: 1, memory: 1GiB}, count: 1}\n- {name: b, provider: static, node: {cpus: 1, memory: 1GiB}, count: 1}\n")
-	agentOn := func(i int, pool, token, share string) *exec.Cmd {
+	applyOn("name: multi\nprovider: static\nnode: {cpus: 1, memory: 1GiB}\ncount: 2\n")
+	agentOn := func(i int, token, share string) *exec.Cmd {
 		state := filepath.Join(tempDir(t), "state")
 		t.Cleanup(func() { removeNodeCgroups(state) })
 		return h.startOn(t, i, []string{"DSPOOL_JOIN_TOKEN=" + token}, filepath.Join(filepath.Dir(state), "agent.log"), bin, "agent",
-			"--server", url, "--pool", pool, "--name", fmt.Sprintf("h%d", i), "--share", share, "--state", state, "--cpus", "1", "--memory", "1GiB")
+			"--server", url, "--pool", "multi", "--name", fmt.Sprintf("h%d", i), "--share", share, "--state", state, "--cpus", "1", "--memory", "1GiB")
 	}
-	joinA := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "a"))
-	joinB := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "b"))
-	agentOn(2, "a", joinA, mounts[2])
-	agentOn(3, "b", joinB, mounts[3])
-	eventually(t, 30*time.Second, "h2 and h3 ready", func() bool {
+	join := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "multi"))
+	agentOn(2, join, mounts[2])
+	agentOn(3, join, mounts[3])
+	readyNodes := func() []*dspool.Node {
 		var nodes []*dspool.Node
 		out, _, code := h.cliOn(t, 4, adm, "node", "list", "-o", "json")
-		return code == 0 && jsonInto(out, &nodes) == nil && len(connectedReady(nodes)) == 2
+		if code != 0 || jsonInto(out, &nodes) != nil {
+			return nil
+		}
+		return connectedReady(nodes)
+	}
+	eventually(t, 30*time.Second, "h2 and h3 ready", func() bool { return len(readyNodes()) == 2 })
+
+	const user = "e2emh91"
+	removeAccountAfter(t, user)
+	h.cliOnOK(t, 4, adm, "user", "create", user)
+	utok := strings.TrimSpace(h.cliOnOK(t, 4, adm, "token", "create", "--user", user))
+	uenv := []string{"DSPOOL_SERVER=" + url, "DSPOOL_TOKEN=" + utok, "DSPOOL_CA=" + filepath.Join(data, "tls", "ca.crt"),
+		"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
+	submitOn := func(args ...string) int64 {
+		var j dspool.Job
+		if out := h.cliOnOK(t, 4, uenv, append([]string{"job", "submit", "-o", "json", "--pool", "multi", "--cpus", "1"}, args...)...); jsonInto(out, &j) != nil {
+			t.Fatalf("job submit: %q", out)
+		}
+		return j.ID
+	}
+	jobOn := func(id int64) *dspool.Job {
+		var j dspool.Job
+		out := h.cliOnOK(t, 4, uenv, "job", "show", itoa(id), "-o", "json")
+		if err := jsonInto(out, &j); err != nil {
+			t.Fatalf("job show: %v: %q", err, out)
+		}
+		return &j
+	}
+	home := filepath.Join(share, "home", user)
+
+	t.Run("a job on one machine writes a file that a job on the other reads, and its log reaches h4", func(t *testing.T) {
+		// Each job takes a whole node, so the two run on the two machines.
+		w := submitOn("--", "sh", "-c", `echo "written on $DSPOOL_NODE" > $HOME/across.txt; while [ ! -e $HOME/read ]; do sleep 0.1; done`)
+		eventually(t, 30*time.Second, "the writer to write", func() bool { _, err := os.Stat(filepath.Join(home, "across.txt")); return err == nil })
+		r := submitOn("--", "sh", "-c", `echo "on $DSPOOL_NODE: $(cat $HOME/across.txt)"; touch $HOME/read`)
+		eventually(t, 30*time.Second, "both jobs to end", func() bool {
+			return jobOn(w).State.Terminal() && jobOn(r).State.Terminal()
+		})
+		wj, rj := jobOn(w), jobOn(r)
+		if wj.Node == rj.Node {
+			t.Fatalf("both jobs ran on node %s; want one on each machine", wj.Node)
+		}
+		names := map[string]string{}
+		for _, n := range readyNodes() {
+			names[n.ID] = n.Name
+		}
+		want := fmt.Sprintf("on %s: written on %s\n", names[rj.Node], names[wj.Node])
+		if logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(r)); logs != want {
+			t.Fatalf("the reader printed %q; want %q", logs, want)
+		}
 	})
 
-	t.Run("a job on h2 writes a file that a job on h3 reads, and its log reaches h4", func(t *testing.T) {
-		const user = "e2emh91"
-		removeAccountAfter(t, user)
-		h.cliOnOK(t, 4, adm, "user", "create", user)
-		utok := strings.TrimSpace(h.cliOnOK(t, 4, adm, "token", "create", "--user", user))
-		uenv := []string{"DSPOOL_SERVER=" + url, "DSPOOL_TOKEN=" + utok, "DSPOOL_CA=" + filepath.Join(data, "tls", "ca.crt"),
-			"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
-		h.cliOnOK(t, 4, uenv, "job", "submit", "--wait", "--pool", "a", "--", "sh", "-c", `echo "written on $DSPOOL_NODE" > $HOME/across.txt`)
-		out := h.cliOnOK(t, 4, uenv, "job", "submit", "--wait", "-o", "json", "--pool", "b", "--", "sh", "-c", `echo "on $DSPOOL_NODE: $(cat $HOME/across.txt)"`)
-		var j dspool.Job
-		if err := jsonInto(out, &j); err != nil {
-			t.Fatalf("job submit -o json: %v: %q", err, out)
+	t.Run("a machine cut off: its node is lost, the job runs again on the other, and after the heal nothing runs twice", func(t *testing.T) {
+		id := submitOn("--retries", "1", "--", "sh", "-c", `echo "$DSPOOL_NODE $DSPOOL_ATTEMPT" >> $HOME/runs; exec sleep 1000.$DSPOOL_ATTEMPT`)
+		var first *dspool.Job
+		eventually(t, 30*time.Second, "the job to run", func() bool { first = jobOn(id); return first.State == dspool.JobRunning })
+		cut := map[string]int{"h2": 2, "h3": 3}
+		var name string
+		for _, n := range readyNodes() {
+			if n.ID == first.Node {
+				name = n.Name
+			}
 		}
-		logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(j.ID))
-		if logs != "on h3: written on h2\n" {
-			t.Fatalf("the job on h3 printed %q; want it to read what the job on h2 wrote", logs)
+		host := cut[name]
+		if host == 0 {
+			t.Fatalf("the job runs on node %s, on no machine of the test", first.Node)
 		}
+		if out, err := exec.Command("ip", "-n", h.name(host), "link", "set", "eth0", "down").CombinedOutput(); err != nil {
+			t.Fatalf("cut the link: %v: %s", err, out)
+		}
+		healed := false
+		heal := func() {
+			if !healed {
+				healed = true
+				_ = exec.Command("ip", "-n", h.name(host), "link", "set", "eth0", "up").Run()
+			}
+		}
+		defer heal()
+		eventually(t, 60*time.Second, "the job's second attempt to run on the other machine", func() bool {
+			j := jobOn(id)
+			return j.Attempt == 2 && j.State == dspool.JobRunning && j.Node != first.Node
+		})
+		heal()
+		eventually(t, 60*time.Second, "the cut machine's node to come back", func() bool { return len(readyNodes()) == 2 })
+		running := func(attempt int) bool {
+			return exec.Command("pgrep", "-f", fmt.Sprintf("^sleep 1000.%d$", attempt)).Run() == nil
+		}
+		eventually(t, 30*time.Second, "the first attempt's process to be killed once its machine is back", func() bool { return !running(1) })
+		if !running(2) {
+			t.Fatal("the second attempt is not running any more")
+		}
+		h.cliOnOK(t, 4, uenv, "job", "cancel", itoa(id))
+		eventually(t, 30*time.Second, "the job to end", func() bool { return !running(2) })
 	})
 
 	t.Run("an agent given a wrong CA pin or an empty share is refused", func(t *testing.T) {
-		join := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "b"))
+		join := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "multi"))
 		wrong := join[:strings.LastIndexByte(join, '.')+1] + strings.Repeat("0", 64)
 		for _, c := range []struct {
 			name, token, share, want string
@@ -276,7 +348,7 @@ heartbeat: 200ms
 			{"empty share", join, tempDir(t), "nothing is mounted there"},
 		} {
 			state := filepath.Join(tempDir(t), "state")
-			cmd := h.on(3, bin, "agent", "--server", url, "--pool", "b", "--name", "h3-bad", "--share", c.share, "--state", state)
+			cmd := h.on(3, bin, "agent", "--server", url, "--pool", "multi", "--name", "h3-bad", "--share", c.share, "--state", state)
 			cmd.Env = append(baseEnv(), "DSPOOL_JOIN_TOKEN="+c.token)
 			out, err := cmd.CombinedOutput()
 			if err == nil || !strings.Contains(string(out), c.want) {
