@@ -295,6 +295,40 @@ heartbeat: 200ms
 		}
 	})
 
+	t.Run("a secret reaches a job on another machine, and an SSH login from h4 lands on a node with the same home", func(t *testing.T) {
+		cmd := h.on(4, bin, "secret", "set", "mh-key")
+		cmd.Env = append(baseEnv(), uenv...)
+		cmd.Stdin = strings.NewReader("s3cr3t-91\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("secret set: %v: %s", err, out)
+		}
+		id := submitOn("--secret", "mh-key", "--", "sh", "-c", `echo "got $MH_KEY"`)
+		eventually(t, 30*time.Second, "the secret's job to end", func() bool { return jobOn(id).State.Terminal() })
+		if logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(id)); logs != "got s3cr3t-91\n" {
+			t.Fatalf("the job printed %q; want the secret", logs)
+		}
+		if _, err := exec.LookPath("ssh"); err != nil {
+			t.Skip("needs the OpenSSH client")
+		}
+		keys := tempDir(t)
+		key := filepath.Join(keys, "id")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+		h.cliOnOK(t, 4, adm, "key", "add", "--user", user, key+".pub")
+		ssh := h.on(4, "ssh", "-p", "2222", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", user+"+multi@"+h.addr(1), `echo "$DSPOOL_NODE $HOME"; cat ~/across.txt`)
+		out, err := ssh.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh from h4: %v: %s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		last := lines[len(lines)-1]
+		if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-2], "h") || !strings.HasPrefix(last, "written on h") {
+			t.Fatalf("ssh from h4 printed %q; want the node, its home on the share, and the file a job wrote there", out)
+		}
+	})
+
 	t.Run("a machine cut off: its node is lost, the job runs again on the other, and after the heal nothing runs twice", func(t *testing.T) {
 		id := submitOn("--retries", "1", "--", "sh", "-c", `echo "$DSPOOL_NODE $DSPOOL_ATTEMPT" >> $HOME/runs; exec sleep 1000.$DSPOOL_ATTEMPT`)
 		var first *dspool.Job

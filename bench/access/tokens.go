@@ -81,7 +81,7 @@ func benchTokens(ctx context.Context, up *host.Up, n Sizes) (*Revocation, []*Cel
 		return nil, nil, err
 	}
 	// Used once before it is revoked, so that the server had it cached.
-	hc := host.LoadClient(1)
+	hc := host.LoadClient(1, host.TLSOf(up.Client))
 	defer hc.CloseIdleConnections()
 	if code, err := get(ctx, hc, up.Client.Server, revoked.Secret); err != nil || code != http.StatusOK {
 		return nil, nil, fmt.Errorf("token %d before its revocation: %d %v", revoked.ID, code, err)
@@ -126,7 +126,7 @@ func benchTokens(ctx context.Context, up *host.Up, n Sizes) (*Revocation, []*Cel
 			if ctx.Err() != nil {
 				return nil, nil, ctx.Err()
 			}
-			cell, err := hammer(ctx, up.Client.Server, t, c, n.Duration)
+			cell, err := hammer(ctx, up.Client, t, c, n.Duration)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s, c=%d: %w", t.name, c, err)
 			}
@@ -159,7 +159,7 @@ func revokeInUse(ctx context.Context, up *host.Up) (*RevokeRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := host.LoadClient(1)
+	hc := host.LoadClient(1, host.TLSOf(up.Client))
 	defer hc.CloseIdleConnections()
 	type sample struct {
 		sent, recv time.Time
@@ -247,12 +247,13 @@ func get(ctx context.Context, hc *http.Client, server, secret string) (int, erro
 // hammer measures one cell. Each client first sends one untimed request
 // (which opens its connection); then all send for d. An answer other than
 // t.want is an error, counted and not timed.
-func hammer(ctx context.Context, server string, t *token, conc int, d time.Duration) (*Cell, error) {
+func hammer(ctx context.Context, cl *api.Client, t *token, conc int, d time.Duration) (*Cell, error) {
+	server := cl.Server
 	c := &Cell{Token: t.name, Conc: conc, Want: t.want}
 	if !t.revokedAt.IsZero() {
 		c.RevokedAgoS = time.Since(t.revokedAt).Seconds()
 	}
-	hc := host.LoadClient(conc)
+	hc := host.LoadClient(conc, host.TLSOf(cl))
 	defer hc.CloseIdleConnections()
 	check := func() error {
 		code, err := get(ctx, hc, server, t.secret)

@@ -30,7 +30,7 @@ type Load struct {
 // (which opens its connection); then all send for d.
 func hammer(ctx context.Context, url string, hdr http.Header, path string, conc int, d time.Duration) *Load {
 	l := &Load{Path: path, Conc: conc}
-	hc := host.LoadClient(conc)
+	hc := host.LoadClient(conc, nil) // plain HTTP on loopback, as the peers
 	defer hc.CloseIdleConnections()
 	var bytes atomic.Int64
 	get := func() error {

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -26,10 +27,12 @@ type Load struct {
 }
 
 // LoadClient is a keep-alive client with room for conc clients'
-// connections, no compression and no redirects.
-func LoadClient(conc int) *http.Client {
+// connections, no compression and no redirects; tc verifies an HTTPS
+// server (nil: plain HTTP).
+func LoadClient(conc int, tc *tls.Config) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
+			TLSClientConfig:     tc,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        max(64, 2*conc),
 			MaxIdleConnsPerHost: max(64, 2*conc),
