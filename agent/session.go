@@ -109,7 +109,7 @@ func (ag *Agent) makeHome(s api.SessionSetup) error {
 		if err := share.MkdirAll(ag.cfg.Share, s.Home+"/notebooks", o, 0o700); err != nil {
 			return err
 		}
-		return share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks), o)
+		return share.Symlink(ag.cfg.Share, s.Home+"/notebooks/remote", filepath.Join(ag.cfg.Share, s.Notebooks))
 	})
 	if err != nil {
 		ag.log.Info("no ~/notebooks/remote link for the session", "user", s.User.Name, "err", err)

@@ -114,7 +114,7 @@ func (h *hosts) cliOn(t *testing.T, i int, env []string, args ...string) (string
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := h.on(i, bin, args...)
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + h.name(i), "--", bin}, args...)...)
 	cmd.Env = append(baseEnv(), env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -175,8 +175,10 @@ func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]s
 			t.Fatal(err)
 		}
 		ok := poll(10*time.Second, func() bool {
+			// reconnect: a machine whose link comes back gets its share back.
 			out, err := h.on(j, "sshfs", "-o", "IdentityFile="+filepath.Join(keys, "client"), "-o", "StrictHostKeyChecking=no",
 				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
+				"-o", "reconnect", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
 				"root@"+h.addr(i)+":"+dir, mnt).CombinedOutput()
 			if err != nil {
 				t.Logf("sshfs on host %d: %v: %s", j, err, out)
@@ -316,7 +318,7 @@ heartbeat: 200ms
 			t.Fatalf("ssh-keygen: %v: %s", err, out)
 		}
 		h.cliOnOK(t, 4, adm, "key", "add", "--user", user, key+".pub")
-		ssh := h.on(4, "ssh", "-p", "2222", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		ssh := h.on(4, "timeout", "60", "ssh", "-p", "2222", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 			"-o", "BatchMode=yes", user+"+multi@"+h.addr(1), `echo "$DSPOOL_NODE $HOME"; cat ~/across.txt`)
 		out, err := ssh.CombinedOutput()
 		if err != nil {
@@ -330,7 +332,9 @@ heartbeat: 200ms
 	})
 
 	t.Run("a machine cut off: its node is lost, the job runs again on the other, and after the heal nothing runs twice", func(t *testing.T) {
-		id := submitOn("--retries", "1", "--", "sh", "-c", `echo "$DSPOOL_NODE $DSPOOL_ATTEMPT" >> $HOME/runs; exec sleep 1000.$DSPOOL_ATTEMPT`)
+		// The sleep's argument names this run's job and its attempt.
+		secs := fmt.Sprintf("%d", 100000+time.Now().UnixNano()%100000)
+		id := submitOn("--retries", "1", "--", "sh", "-c", `echo "$DSPOOL_NODE $DSPOOL_ATTEMPT" >> $HOME/runs; exec sleep `+secs+`.$DSPOOL_ATTEMPT`)
 		var first *dspool.Job
 		eventually(t, 30*time.Second, "the job to run", func() bool { first = jobOn(id); return first.State == dspool.JobRunning })
 		cut := map[string]int{"h2": 2, "h3": 3}
@@ -362,7 +366,7 @@ heartbeat: 200ms
 		heal()
 		eventually(t, 60*time.Second, "the cut machine's node to come back", func() bool { return len(readyNodes()) == 2 })
 		running := func(attempt int) bool {
-			return exec.Command("pgrep", "-f", fmt.Sprintf("^sleep 1000.%d$", attempt)).Run() == nil
+			return exec.Command("pgrep", "-f", fmt.Sprintf("^sleep %s.%d$", secs, attempt)).Run() == nil
 		}
 		eventually(t, 30*time.Second, "the first attempt's process to be killed once its machine is back", func() bool { return !running(1) })
 		if !running(2) {
@@ -382,7 +386,10 @@ heartbeat: 200ms
 			{"empty share", join, tempDir(t), "nothing is mounted there"},
 		} {
 			state := filepath.Join(tempDir(t), "state")
-			cmd := h.on(3, bin, "agent", "--server", url, "--pool", "multi", "--name", "h3-bad", "--share", c.share, "--state", state)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.name(3), "--", bin, "agent", "--server", url, "--pool", "multi",
+				"--name", "h3-bad", "--share", c.share, "--state", state)
 			cmd.Env = append(baseEnv(), "DSPOOL_JOIN_TOKEN="+c.token)
 			out, err := cmd.CombinedOutput()
 			if err == nil || !strings.Contains(string(out), c.want) {

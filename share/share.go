@@ -112,30 +112,20 @@ func OpenFile(root, rel string, o Owner, perm os.FileMode) (*os.File, error) {
 	return reopen(pfd, rel, unix.O_WRONLY|unix.O_APPEND, root)
 }
 
-// Symlink creates the symlink rel -> target beneath root, owned by o, unless
-// something already exists at rel (a user may have replaced it; their
-// choice is kept). The parent of rel is reached without following symlinks.
-func Symlink(root, rel, target string, o Owner) error {
+// Symlink creates the symlink rel -> target beneath root, unless something
+// already exists at rel (a user may have replaced it; their choice is kept).
+// The parent of rel is reached without following symlinks. The link is not
+// chowned: made as its user (As), it is theirs already, and a network share
+// may not chown a link at all (sshfs follows it, or hangs).
+func Symlink(root, rel, target string) error {
 	dir, name := path.Split(rel)
-	dfd, err := walk(root, strings.TrimSuffix(dir, "/"), false, o, 0)
+	dfd, err := walk(root, strings.TrimSuffix(dir, "/"), false, Owner{}, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dfd)
-	if err := unix.Symlinkat(target, dfd, name); err != nil {
-		if err == unix.EEXIST {
-			return nil
-		}
+	if err := unix.Symlinkat(target, dfd, name); err != nil && err != unix.EEXIST {
 		return fmt.Errorf("link %s in the share: %w", rel, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("link %s in the share: %w", rel, err)
-	}
-	if int(st.Uid) != o.UID || int(st.Gid) != o.GID {
-		if err := unix.Fchownat(dfd, name, o.UID, o.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("chown %s in the share: %w", rel, err)
-		}
 	}
 	return nil
 }
