@@ -100,7 +100,11 @@ func (a *App) loginTo(ctx context.Context, rawURL, token, caHash string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stderr, "logged in to %s as %s (%s)\n", server, me.Name, path)
+	fmt.Fprintf(a.Stderr, "logged in to %s as %s (%s", server, me.Name, path)
+	if c.CA != "" {
+		fmt.Fprintf(a.Stderr, "; the pinned CA in %s", c.CA)
+	}
+	fmt.Fprintln(a.Stderr, ")")
 	return nil
 }
 

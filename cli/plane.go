@@ -252,7 +252,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
 	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
-	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler()), lock: lock}
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
 	scheme := "http"
 	if link.cert != nil {
 		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.

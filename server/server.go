@@ -207,9 +207,12 @@ func (s *Server) Handler() http.Handler {
 
 // NewHTTPServer wraps h with the timeouts and limits every listener of
 // dspool uses.
-func NewHTTPServer(h http.Handler) *http.Server {
+// Its own errors (a TLS handshake a client broke off) go to log, as
+// warnings.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
