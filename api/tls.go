@@ -9,9 +9,11 @@ import (
 	"os"
 )
 
-// TLSConfig is a client's TLS configuration: the system's roots and, when
-// caFile is given, the certificates in it (a private CA, or a server's
-// self-signed certificate).
+// TLSConfig is a client's TLS configuration: the system's roots, or, when
+// caFile is given, the certificates in it alone (the pool's own CA that a
+// login pinned, a private CA, or a server's self-signed certificate): a
+// pinned CA is trusted instead of the public ones, not beside them, and a
+// command does not pay for loading the system's roots.
 func TLSConfig(caFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile == "" {
@@ -21,10 +23,7 @@ func TLSConfig(caFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA file: %w", err)
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
 	}
