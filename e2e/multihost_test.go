@@ -1,8 +1,10 @@
 package e2e_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,6 +296,35 @@ heartbeat: 200ms
 		want := fmt.Sprintf("on %s: written on %s\n", names[rj.Node], names[wj.Node])
 		if logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(r)); logs != want {
 			t.Fatalf("the reader printed %q; want %q", logs, want)
+		}
+	})
+
+	t.Run("a log followed from h4 keeps up with a job writing on another machine", func(t *testing.T) {
+		id := submitOn("--", "sh", "-c", `for i in 1 2 3 4 5 6 7 8 9 10; do echo "line $i"; sleep 0.3; done`)
+		eventually(t, 30*time.Second, "the job to run", func() bool { return jobOn(id).State == dspool.JobRunning })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		follow := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.name(4), "--", bin, "job", "logs", "-f", itoa(id))
+		follow.Env = append(baseEnv(), uenv...)
+		out, err := follow.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(out)
+		first, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(first, "line ") {
+			t.Fatalf("the followed log's first line: %q, %v", first, err)
+		}
+		if st := jobOn(id).State; st != dspool.JobRunning {
+			t.Fatalf("the first line came only once the job was %s; want it while the job runs", st)
+		}
+		rest, _ := io.ReadAll(r)
+		_ = follow.Wait()
+		if got := first + string(rest); !strings.HasSuffix(got, "line 10\n") || strings.Count(got, "line ") != 10 {
+			t.Fatalf("followed log %q; want all ten lines, in order", got)
 		}
 	})
 
