@@ -6,17 +6,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -85,31 +82,18 @@ func main() {
 
 func run(ctx context.Context, n Sizes, bin, jsonOut string, keep bool) error {
 	r := &Result{Sizes: n, CPUs: runtime.NumCPU(), Load1Before: host.Load1()}
-	tmp, done, err := host.TempDir("dspool-bench-access-", keep)
+	pr, err := host.Prepare(ctx, "dspool-bench-access-", bin, keep)
 	if err != nil {
 		return err
 	}
-	defer done()
-	if bin == "" {
-		if bin, err = host.BuildDspool(ctx, tmp); err != nil {
-			return err
-		}
-	}
-	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
-		r.Version = strings.TrimSpace(string(out))
-	}
-	if err := measure(ctx, r, bin, tmp); err != nil {
+	defer pr.Done()
+	r.Version = pr.Version
+	if err := measure(ctx, r, pr.Bin, pr.Dir); err != nil {
 		return err
 	}
 	r.Load1After = host.Load1()
 	report(os.Stdout, r)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return host.WriteJSON(jsonOut, r)
 }
 
 // measure starts `dspool up` and runs every measurement against it.

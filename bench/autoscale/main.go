@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -104,13 +103,7 @@ func run(n Sizes, tracePath, poolsPath, jsonOut string) error {
 		return fmt.Errorf("cold start: %w", err)
 	}
 	report(os.Stdout, r)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return host.WriteJSON(jsonOut, r)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

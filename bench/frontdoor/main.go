@@ -10,11 +10,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -104,31 +102,18 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, keep bool) error {
 		return err
 	}
 	r := &Result{Sizes: n, CPUs: runtime.NumCPU(), Load1Before: host.Load1()}
-	tmp, done, err := host.TempDir("dspool-bench-frontdoor-", keep)
+	pr, err := host.Prepare(ctx, "dspool-bench-frontdoor-", bin, keep)
 	if err != nil {
 		return err
 	}
-	defer done()
-	if bin == "" {
-		if bin, err = host.BuildDspool(ctx, tmp); err != nil {
-			return err
-		}
-	}
-	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
-		r.Version = strings.TrimSpace(string(out))
-	}
-	if err := measure(ctx, r, bin, tmp); err != nil {
+	defer pr.Done()
+	r.Version = pr.Version
+	if err := measure(ctx, r, pr.Bin, pr.Dir); err != nil {
 		return err
 	}
 	r.Load1After = host.Load1()
 	report(os.Stdout, r)
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return host.WriteJSON(jsonOut, r)
 }
 
 // raiseFileLimit makes room for n open files in this process (the

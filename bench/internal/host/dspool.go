@@ -115,3 +115,39 @@ func (c CLI) ReadyNodes(ctx context.Context, pool string) (int, error) {
 	}
 	return ready, nil
 }
+
+// Prepared is a benchmark's temporary directory and the dspool binary it
+// measures.
+type Prepared struct {
+	Dir, Bin, Version string
+	Done              func() // removes Dir unless kept
+}
+
+// Prepare makes the temporary directory (prefix, kept when keep), builds
+// dspool into it unless bin names one, and reads its version.
+func Prepare(ctx context.Context, prefix, bin string, keep bool) (*Prepared, error) {
+	dir, done, err := TempDir(prefix, keep)
+	if err != nil {
+		return nil, err
+	}
+	if bin == "" {
+		if bin, err = BuildDspool(ctx, dir); err != nil {
+			done()
+			return nil, err
+		}
+	}
+	p := &Prepared{Dir: dir, Bin: bin, Done: done}
+	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+		p.Version = string(bytes.TrimSpace(out))
+	}
+	return p, nil
+}
+
+// WriteJSON writes v, indented, to path; nothing when path is "".
+func WriteJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
