@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/tlsca"
 )
@@ -143,27 +144,11 @@ func (ag *Agent) rotateCredential(ctx context.Context) error {
 	return nil
 }
 
-// saveIdentity replaces node.json (0600) through a new file and a rename:
-// a crash leaves the old identity or the new, whole.
+// saveIdentity replaces node.json (0600) whole: a crash leaves the old
+// identity or the new.
 func (ag *Agent) saveIdentity(id identity) error {
 	b, _ := json.MarshalIndent(id, "", "  ")
-	f, err := os.CreateTemp(ag.cfg.StateDir, ".node-*.json")
-	if err != nil {
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, ag.identityPath())
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(ag.identityPath(), b, 0o600); err != nil {
 		return fmt.Errorf("save node identity: %w", err)
 	}
 	return nil

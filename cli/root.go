@@ -18,6 +18,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/spf13/cobra"
 )
 
@@ -185,26 +186,7 @@ func (a *App) saveConfig(c Config) (string, error) {
 		return "", err
 	}
 	b, _ := json.MarshalIndent(c, "", "  ")
-	// A new file of a random name (O_EXCL: no one's link is followed), 0600
-	// before the token goes in, then renamed over the old login (a link
-	// there is replaced, not followed).
-	f, err := os.CreateTemp(filepath.Dir(p), ".config-*.json")
-	if err != nil {
-		return "", err
-	}
-	tmp := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(p, b, 0o600); err != nil {
 		return "", fmt.Errorf("save the CLI login: %w", err)
 	}
 	return p, nil

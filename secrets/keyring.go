@@ -1,8 +1,6 @@
 package secrets
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/internal/atomicfile"
 )
 
 // EnvVar is the environment variable that may hold the key, as base64. When
@@ -190,25 +189,7 @@ func ReadKeyFile(path string) (*Key, error) {
 // WriteKeyFile writes k to path atomically, with mode 0600: a new file
 // beside it, synced, renamed over it.
 func WriteKeyFile(path string, k *Key) error {
-	rnd := make([]byte, 6)
-	_, _ = rand.Read(rnd)
-	tmp := path + ".tmp-" + hex.EncodeToString(rnd)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	_, err = f.WriteString(k.Encode() + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = replace(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(path, []byte(k.Encode()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write key file %s: %w", path, err)
 	}
 	return nil

@@ -27,6 +27,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/dspool/dspool/internal/atomicfile"
 )
 
 // Files in the CA's directory, all the control plane's own (0600 for keys).
@@ -208,28 +210,8 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }
 
-// writeFile replaces path with b through a new file and a rename.
 func writeFile(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, b, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
