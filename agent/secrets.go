@@ -40,26 +40,16 @@ func (ag *Agent) prepareRuntime() error {
 		base = defaultRuntimeDir(ag.root, ag.cfg.StateDir)
 	}
 	ag.runtime = filepath.Join(base, ag.node)
-	if err := os.MkdirAll(base, 0o711); err != nil {
-		return fmt.Errorf("runtime directory: %w", err)
+	// The base is the agent's own directory before anything is mounted
+	// on it; then the node's directory in it, on what is mounted.
+	if err := ownDir(base); err != nil {
+		return err
 	}
 	if err := ag.inMemory(base); err != nil {
 		return err
 	}
-	for _, d := range []string{base, ag.runtime} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
-			return fmt.Errorf("runtime directory: %w", err)
-		}
-		st, err := os.Lstat(d)
-		if err != nil {
-			return fmt.Errorf("runtime directory: %w", err)
-		}
-		if sys, ok := st.Sys().(*unix.Stat_t); !st.IsDir() || ok && int(sys.Uid) != os.Geteuid() {
-			return fmt.Errorf("runtime directory %s is not a directory of this agent's user", d)
-		}
-		if err := os.Chmod(d, 0o711); err != nil {
-			return fmt.Errorf("runtime directory: %w", err)
-		}
+	if err := ownDir(ag.runtime); err != nil {
+		return err
 	}
 	stale, err := os.ReadDir(ag.runtime)
 	if err != nil {
@@ -97,6 +87,25 @@ func (ag *Agent) inMemory(base string) error {
 		return fmt.Errorf("runtime directory %s is not in memory, and mounting a tmpfs there failed: %w (mount one, or give --runtime-dir on a tmpfs)", base, err)
 	}
 	ag.log.Info("mounted a tmpfs for secret files: the runtime directory was on disk", "dir", base)
+	return nil
+}
+
+// ownDir makes d (0711) and checks that it is a directory of this
+// process's user, not a link to one.
+func ownDir(d string) error {
+	if err := os.MkdirAll(d, 0o711); err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+	st, err := os.Lstat(d)
+	if err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
+	if sys, ok := st.Sys().(*unix.Stat_t); !st.IsDir() || ok && int(sys.Uid) != os.Geteuid() {
+		return fmt.Errorf("runtime directory %s is not a directory of this agent's user", d)
+	}
+	if err := os.Chmod(d, 0o711); err != nil {
+		return fmt.Errorf("runtime directory: %w", err)
+	}
 	return nil
 }
 
