@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/hashicorp/yamux"
+)
+
+// Heartbeats: what the agent tells the server of its node and attempts, on
+// a stream of its own connection, and what it does with the answer.
+
+func (ag *Agent) changed() {
+	select {
+	case ag.dirty <- struct{}{}:
+	default:
+	}
+}
+
+func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client) error {
+	interval := 2 * time.Second
+	for {
+		reply, err := ag.heartbeat(ctx, hc)
+		if err != nil {
+			return err
+		}
+		if reply.Interval > 0 {
+			interval = time.Duration(reply.Interval)
+		}
+		ag.apply(ctx, reply)
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-sess.CloseChan():
+			t.Stop()
+			return errors.New("connection closed")
+		case <-ag.dirty:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (ag *Agent) snapshot() *api.Heartbeat {
+	ag.mu.Lock()
+	defer ag.mu.Unlock()
+	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(ag.cfg.Share), Version: ag.cfg.Version,
+		Attempts: []api.AttemptStatus{}}
+	if hb.State == dspool.NodeReady {
+		if why := ag.shareTrouble(); why != "" {
+			hb.State, hb.Message = dspool.NodeFailed, why
+		}
+	}
+	for _, a := range ag.attempts {
+		hb.Attempts = append(hb.Attempts, a.status())
+		if a.status().Running {
+			hb.Usage.Attempts++
+		}
+	}
+	sort.Slice(hb.Attempts, func(i, j int) bool { return hb.Attempts[i].Job < hb.Attempts[j].Job })
+	return hb
+}
+
+func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.HeartbeatReply, error) {
+	hb := ag.snapshot()
+	var stamp string
+	hb.Accounts, stamp = ag.reporter.report()
+	reply, err := ag.send(ctx, hc, hb)
+	if err == nil && hb.Accounts != nil {
+		ag.reporter.delivered(hb.Accounts, stamp)
+	}
+	return reply, err
+}
+
+func (ag *Agent) send(ctx context.Context, hc *http.Client, hb *api.Heartbeat) (*api.HeartbeatReply, error) {
+	b, _ := json.Marshal(hb)
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://server/heartbeat", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("heartbeat refused: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	var reply api.HeartbeatReply
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("heartbeat reply: %w", err)
+	}
+	return &reply, nil
+}
+
+func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
+	for _, ref := range r.Ack {
+		ag.mu.Lock()
+		if a := ag.attempts[ref]; a != nil && !a.status().Running {
+			delete(ag.attempts, ref)
+		}
+		ag.mu.Unlock()
+	}
+	for _, ref := range r.Kill {
+		ag.mu.Lock()
+		a := ag.attempts[ref]
+		ag.mu.Unlock()
+		if a != nil {
+			ag.log.Warn("killing a stale attempt", "job", ref.Job, "attempt", ref.Attempt)
+			ag.kill(a, "")
+		}
+	}
+	for _, spec := range r.Start {
+		ag.accept(spec)
+	}
+	if r.Accounts != nil && ag.reporter.ask(*r.Accounts) {
+		ag.changed() // report them now, not at the next interval
+	}
+	if r.Pool != nil {
+		ag.mu.Lock()
+		first := !ag.setupRan
+		ag.setupRan = true
+		ag.mu.Unlock()
+		if first {
+			go ag.setup(ctx, r.Pool)
+		}
+	}
+}
