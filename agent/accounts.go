@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
@@ -82,4 +85,16 @@ func (ag *Agent) owner(u api.RunAs) share.Owner {
 		return share.Owner{UID: u.UID, GID: u.GID}
 	}
 	return share.Self()
+}
+
+// userDir makes a user's directory on the share (home/ann, jobs/7) when
+// missing. Where the share squashes root, only the control plane can: the
+// error says so.
+func (ag *Agent) userDir(rel string, o share.Owner, perm os.FileMode) error {
+	err := share.UserDir(ag.cfg.Share, rel, o, perm)
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: root on this node may not make %s (the share squashes root, as NFS's root_squash does); "+
+			"the control plane makes users' directories before it sends work, so it must see the same share with root's rights", err, rel)
+	}
+	return err
 }

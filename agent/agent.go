@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -111,6 +112,7 @@ type Agent struct {
 	// shareID is the id of the share's marker when the node joined: a
 	// share that later holds another, or none, was unmounted or replaced.
 	shareID string
+	share   shareWatch
 
 	smu      sync.Mutex
 	sessions map[string]*hosted
@@ -161,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	ag := &Agent{cfg: cfg, log: cfg.Logger, root: os.Geteuid() == 0, boot: hex.EncodeToString(b),
 		attempts: map[api.AttemptRef]*attempt{}, sessions: map[string]*hosted{}, state: dspool.NodeProvisioning, dirty: make(chan struct{}, 1),
 		accounts: accounts{done: map[string]bool{}}, reporter: accountReporter{etc: cfg.EtcDir}}
+	ag.share = shareWatch{look: ag.lookAtShare, now: time.Now}
 	ag.inv = dspool.Inventory{CPUs: cfg.CPUs, Memory: cfg.Memory}
 	if ag.inv.CPUs == 0 {
 		ag.inv.CPUs = NumCPU()
@@ -234,13 +237,21 @@ func (ag *Agent) register(ctx context.Context) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("share %s: %w", ag.cfg.Share, err)
 	}
-	resp, err := ag.client().Register(ctx, api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
-		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version,
-		ShareID: shareID, ShareWritable: share.Writable(ag.cfg.Share)})
+	req := api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
+		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version, ShareID: shareID}
+	if shareID != "" {
+		mode, err := share.Probe(ag.cfg.Share)
+		req.ShareMode, req.ShareWritable = string(mode), err == nil
+		if err != nil {
+			req.ShareProblem = err.Error()
+		}
+		ag.log.Info("share checked", "share", ag.cfg.Share, "mode", mode, "problem", req.ShareProblem)
+	}
+	resp, err := ag.client().Register(ctx, req)
 	if err != nil {
 		if dspool.ErrorCode(err) == dspool.EInvalid {
 			var e *dspool.Error
-			if errors.As(err, &e) && (e.Field == "share_id" || e.Field == "share_writable") {
+			if errors.As(err, &e) && strings.HasPrefix(e.Field, "share") {
 				return fmt.Errorf("join pool: share %s: %w", ag.cfg.Share, err)
 			}
 		}

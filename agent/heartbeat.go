@@ -53,14 +53,13 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 }
 
 func (ag *Agent) snapshot() *api.Heartbeat {
+	shareUse, trouble := ag.share.state(time.Second)
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
-	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(ag.cfg.Share), Version: ag.cfg.Version,
+	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(shareUse), Version: ag.cfg.Version,
 		Attempts: []api.AttemptStatus{}}
-	if hb.State == dspool.NodeReady {
-		if why := ag.shareTrouble(); why != "" {
-			hb.State, hb.Message = dspool.NodeFailed, why
-		}
+	if hb.State == dspool.NodeReady && trouble != "" {
+		hb.State, hb.Message = dspool.NodeFailed, trouble
 	}
 	for _, a := range ag.attempts {
 		hb.Attempts = append(hb.Attempts, a.status())

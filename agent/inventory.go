@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
-	"golang.org/x/sys/unix"
 )
 
 // MemTotal returns this machine's memory from /proc/meminfo.
@@ -74,16 +73,9 @@ func ParseNvidiaSMI(out string) []dspool.GPU {
 	return gpus
 }
 
-// usage measures the machine's load and memory, and the room left on the
-// share as the users' jobs see it.
-func usage(share string) dspool.Usage {
-	var u dspool.Usage
-	var st unix.Statfs_t
-	if share != "" && unix.Statfs(share, &st) == nil {
-		u.ShareSize = dspool.Bytes(st.Blocks) * dspool.Bytes(st.Bsize)
-		u.ShareFree = dspool.Bytes(st.Bavail) * dspool.Bytes(st.Bsize)
-		u.ShareFiles, u.ShareFilesFree = int64(st.Files), int64(st.Ffree)
-	}
+// usage adds the machine's load and memory to u, the room left on the share
+// as the users' jobs see it.
+func usage(u dspool.Usage) dspool.Usage {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 0 {
 			u.Load1, _ = strconv.ParseFloat(f[0], 64)

@@ -120,9 +120,15 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 	if err != nil {
 		return nil, fmt.Errorf("the pool's Jupyter command: %w", err)
 	}
+	// Requests come through the control plane with the Host the user asked
+	// for (Jupyter checks Origin against it), a name Jupyter would refuse
+	// as remote: its DNS-rebinding guard is the front door's to keep, which
+	// checks Origin itself and holds the server's token. The server still
+	// listens on loopback alone.
 	args := append(append([]string(nil), spec.Command...),
 		"--ServerApp.ip=127.0.0.1", "--ServerApp.port="+strconv.Itoa(port), "--ServerApp.port_retries=0",
-		"--ServerApp.base_url="+spec.BaseURL, "--ServerApp.root_dir="+h.home, "--ServerApp.open_browser=False")
+		"--ServerApp.base_url="+spec.BaseURL, "--ServerApp.root_dir="+h.home, "--ServerApp.open_browser=False",
+		"--ServerApp.allow_remote_access=True")
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err

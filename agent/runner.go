@@ -106,15 +106,10 @@ func (ag *Agent) start(a *attempt) (err error) {
 	// Directories: home and the job's directory belong to the user, made by
 	// the agent in its own parents; beneath them it acts as the user.
 	o := ag.owner(s.User)
-	for _, d := range []string{"home", "jobs"} {
-		if err := share.MkdirAll(ag.cfg.Share, d, share.Self(), 0o755); err != nil {
-			return err
-		}
-	}
-	if err := share.MkdirAll(ag.cfg.Share, s.Home, o, 0o700); err != nil {
+	if err := ag.userDir(s.Home, o, 0o700); err != nil {
 		return err
 	}
-	if err := share.MkdirAll(ag.cfg.Share, s.JobDir, o, 0o750); err != nil {
+	if err := ag.userDir(s.JobDir, o, 0o750); err != nil {
 		return err
 	}
 	env := ag.jobEnv(s, filepath.Join(ag.cfg.Share, s.Home))

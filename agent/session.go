@@ -92,14 +92,9 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 // ~/notebooks/remote to the notebook directory where the user has left room
 // for it.
 func (ag *Agent) makeHome(s api.SessionSetup) error {
-	for _, d := range []string{"home", "notebooks"} {
-		if err := share.MkdirAll(ag.cfg.Share, d, share.Self(), 0o755); err != nil {
-			return err
-		}
-	}
 	o := ag.owner(s.User)
 	for _, d := range []string{s.Home, s.Notebooks} {
-		if err := share.MkdirAll(ag.cfg.Share, d, o, 0o700); err != nil {
+		if err := ag.userDir(d, o, 0o700); err != nil {
 			return err
 		}
 	}

@@ -195,8 +195,13 @@ type RegisterRequest struct {
 	// ShareID is what the agent read in its share's marker (share.IDFile;
 	// "" when there is none).
 	ShareID string `json:"share_id"`
-	// ShareWritable says whether the agent could write the share's root.
+	// ShareWritable says whether work on the node could write the share.
 	ShareWritable bool `json:"share_writable"`
+	// ShareMode is what root on the node may do on the share
+	// (share.ModeOwners, share.ModeSquashed); ShareProblem says why the
+	// node could not use its share, when it could not.
+	ShareMode    string `json:"share_mode,omitempty"`
+	ShareProblem string `json:"share_problem,omitempty"`
 }
 
 // RegisterResponse gives the new node its identity and credential.

@@ -241,6 +241,9 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		return fail(err)
 	}
 	shareID, err := share.EnsureID(o.Share)
+	if err == nil {
+		err = share.Layout(o.Share)
+	}
 	if err != nil {
 		db.Close()
 		return fail(err)

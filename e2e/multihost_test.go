@@ -3,8 +3,10 @@ package e2e_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -360,6 +362,90 @@ heartbeat: 200ms
 		if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-2], "h") || !strings.HasPrefix(last, "written on h") {
 			t.Fatalf("ssh from h4 printed %q; want the node, its home on the share, and the file a job wrote there", out)
 		}
+	})
+
+	t.Run("Jupyter from h4 through the front door runs code in a kernel on a node", func(t *testing.T) {
+		requireJupyter(t)
+		var nb dspool.Notebook
+		if out := h.cliOnOK(t, 4, uenv, "notebook", "start", "--wait", "-o", "json"); jsonInto(out, &nb) != nil {
+			t.Fatalf("notebook start: %q", out)
+		}
+		defer h.cliOn(t, 4, uenv, "notebook", "stop")
+		if nb.State != dspool.NotebookReady || nb.URL != url+"/user/"+user+"/" || (nb.NodeName != "h2" && nb.NodeName != "h3") {
+			t.Fatalf("notebook start --wait: %+v; want it ready on h2 or h3 at %s/user/%s/", nb, url, user)
+		}
+		client, err := h.httpOn(4, filepath.Join(data, "tls", "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("POST", nb.URL+"api/kernels", strings.NewReader(`{"name":"python3"}`))
+		req.Header.Set("Authorization", "Bearer "+utok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("start a kernel from h4: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var kernel struct{ ID string }
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &kernel) != nil || kernel.ID == "" {
+			t.Fatalf("start a kernel from h4: %d %s", resp.StatusCode, b)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		ws := "wss" + strings.TrimPrefix(nb.URL, "https") + "api/kernels/" + kernel.ID + "/channels"
+		if got := runInKernel(ctx, t, client, ws, utok, user, "import socket\nx = 6*7\nprint(x, socket.gethostname() != '')"); got != "42 True\n" {
+			t.Fatalf("the kernel printed %q, want 42 True", got)
+		}
+		// The kernel keeps its state between connections.
+		if got := runInKernel(ctx, t, client, ws, utok, user, "print(x + 1)"); got != "43\n" {
+			t.Fatalf("the kernel printed %q, want 43", got)
+		}
+	})
+
+	t.Run("a share that hangs on one machine: its node takes no new work until it answers, and its heartbeats go on", func(t *testing.T) {
+		// Stopping sshfs on h3 hangs every call on h3's mount, as a
+		// network share whose server is gone does.
+		out, err := exec.Command("pgrep", "-f", "^sshfs .* "+mounts[3]+"$").Output()
+		pids := strings.Fields(string(out))
+		if err != nil || len(pids) != 1 {
+			t.Fatalf("the sshfs of h3: %q %v", out, err)
+		}
+		stop := func(sig string) {
+			if out, err := exec.Command("kill", "-"+sig, pids[0]).CombinedOutput(); err != nil {
+				t.Fatalf("kill -%s sshfs: %v: %s", sig, err, out)
+			}
+		}
+		stop("STOP")
+		resumed := false
+		defer func() {
+			if !resumed {
+				stop("CONT")
+			}
+		}()
+		var h3 *dspool.Node
+		eventually(t, 30*time.Second, "h3 to say its share does not answer", func() bool {
+			var nodes []*dspool.Node
+			out, _, code := h.cliOn(t, 4, adm, "node", "list", "-o", "json")
+			if code != 0 || jsonInto(out, &nodes) != nil {
+				return false
+			}
+			for _, n := range nodes {
+				if n.Name == "h3" {
+					h3 = n
+				}
+			}
+			return h3 != nil && h3.State == dspool.NodeFailed && strings.Contains(h3.Message, "share has not answered")
+		})
+		// Its heartbeats go on: the node is failed, not lost, and a job
+		// submitted now runs on h2.
+		id := submitOn("--", "sh", "-c", `echo "ran on $DSPOOL_NODE"`)
+		eventually(t, 30*time.Second, "the job to end", func() bool { return jobOn(id).State.Terminal() })
+		if logs := h.cliOnOK(t, 4, uenv, "job", "logs", itoa(id)); logs != "ran on h2\n" {
+			t.Fatalf("a job submitted while h3's share hung printed %q; want it to run on h2", logs)
+		}
+		stop("CONT")
+		resumed = true
+		eventually(t, 30*time.Second, "h3 to be ready again", func() bool { return len(readyNodes()) == 2 })
 	})
 
 	t.Run("a machine cut off: its node is lost, the job runs again on the other, and after the heal nothing runs twice", func(t *testing.T) {

@@ -95,45 +95,9 @@ func TestNotebook(t *testing.T) {
 	} else if resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign origin: %v", err)
 	}
-	c, _, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + adaTok}}})
-	if err != nil {
-		t.Fatalf("kernel websocket: %v", err)
+	if got := runInKernel(ctx, t, nil, ws, adaTok, ada.Name, "print(6*7)"); got != "42\n" {
+		t.Fatalf("the kernel printed %q, want 42", got)
 	}
-	defer c.CloseNow()
-	c.SetReadLimit(16 << 20)
-	msg := map[string]any{
-		"header": map[string]any{"msg_id": "e2e-1", "username": ada.Name, "session": "e2e", "msg_type": "execute_request",
-			"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
-		"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
-		"content": map[string]any{"code": "print(6*7)", "silent": false, "store_history": false,
-			"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true},
-	}
-	out, _ := json.Marshal(msg)
-	if err := c.Write(ctx, websocket.MessageText, out); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, data, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("no output from the kernel: %v", err)
-		}
-		var m struct {
-			Header struct {
-				MsgType string `json:"msg_type"`
-			} `json:"header"`
-			ParentHeader struct {
-				MsgID string `json:"msg_id"`
-			} `json:"parent_header"`
-			Content struct{ Text string } `json:"content"`
-		}
-		if json.Unmarshal(data, &m) == nil && m.Header.MsgType == "stream" && m.ParentHeader.MsgID == "e2e-1" {
-			if m.Content.Text != "42\n" {
-				t.Fatalf("the kernel printed %q, want 42", m.Content.Text)
-			}
-			break
-		}
-	}
-	c.Close(websocket.StatusNormalClosure, "")
 	uid := runsAs(ada)
 	if len(procsWith(uid, "jupyter_server")) == 0 || len(procsWith(uid, "ipykernel_launcher")) == 0 {
 		t.Fatalf("no Jupyter server or kernel of uid %d running", uid)
@@ -365,4 +329,48 @@ func TestProxyOneRequestInOneOut(t *testing.T) {
 		t.Fatalf("the server received %q, want %q", got, want)
 	}
 	cliOK(t, up.userEnv(tok), "notebook", "stop")
+}
+
+// runInKernel runs code in the kernel whose channels are at the websocket
+// ws, with client's transport (nil: the default), and returns what it
+// printed.
+func runInKernel(ctx context.Context, t *testing.T, client *http.Client, ws, token, user, code string) string {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		t.Fatalf("kernel websocket: %v", err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(16 << 20)
+	id := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+	msg := map[string]any{
+		"header": map[string]any{"msg_id": id, "username": user, "session": "e2e", "msg_type": "execute_request",
+			"version": "5.3", "date": time.Now().UTC().Format(time.RFC3339)},
+		"parent_header": map[string]any{}, "metadata": map[string]any{}, "channel": "shell", "buffers": []any{},
+		"content": map[string]any{"code": code, "silent": false, "store_history": false,
+			"user_expressions": map[string]any{}, "allow_stdin": false, "stop_on_error": true},
+	}
+	out, _ := json.Marshal(msg)
+	if err := c.Write(ctx, websocket.MessageText, out); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("no output from the kernel: %v", err)
+		}
+		var m struct {
+			Header struct {
+				MsgType string `json:"msg_type"`
+			} `json:"header"`
+			ParentHeader struct {
+				MsgID string `json:"msg_id"`
+			} `json:"parent_header"`
+			Content struct{ Text string } `json:"content"`
+		}
+		if json.Unmarshal(data, &m) == nil && m.Header.MsgType == "stream" && m.ParentHeader.MsgID == id {
+			c.Close(websocket.StatusNormalClosure, "")
+			return m.Content.Text
+		}
+	}
 }

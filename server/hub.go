@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,8 +146,16 @@ func (h *hub) checkShare(req api.RegisterRequest) error {
 			"Mount the pool's share there (the control plane's is at %s on its machine), then start the agent again", share.IDFile, h.s.cfg.Share)
 	case req.ShareID != want:
 		return dspool.Invalid("share_id", "the node's share is another pool's (its %s says %s, this pool's says %s): mount this pool's share there", share.IDFile, req.ShareID, want)
+	case strings.Contains(req.ShareProblem, share.ErrNoOwners.Error()):
+		return dspool.Invalid("share_mode", "%s (a share mounted for one account: SMB or CIFS with uid=, or sshfs to an account that is not root). "+
+			"dspool keeps users' files apart by their owners, so it cannot use such a share: mount it so that owners are kept "+
+			"(NFS, SMB with POSIX extensions, sshfs as root)", req.ShareProblem)
 	case !req.ShareWritable:
-		return dspool.Invalid("share_writable", "the node cannot write its share (mounted read-only, or for another account): jobs could not write their output; mount it read-write")
+		why := "mounted read-only, or for another account"
+		if req.ShareProblem != "" {
+			why = req.ShareProblem
+		}
+		return dspool.Invalid("share_writable", "the node cannot write its share (%s): jobs could not write their output; mount it read-write", why)
 	}
 	return nil
 }
@@ -400,6 +409,8 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUIndices, TimeLimit: j.TimeLimit,
 		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
 	}
+	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
+	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)
 	// The values are read at each start, so a retry gets a secret's value
 	// of the moment, and a secret deleted since submission stops the job.
 	spec.Secrets, err = h.s.openSecrets(ctx, j.User, j.Secrets, fmt.Sprintf("job %d attempt %d on node %s", j.ID, j.Attempt, j.Node))

@@ -344,6 +344,23 @@ func (s *Server) shareOwner(ctx context.Context, user string) (share.Owner, erro
 	return share.Owner{UID: u.UID, GID: u.GID}, nil
 }
 
+// makeUserDir makes a user's directory on the share (home/ann, jobs/7)
+// before work is sent to a node: where the share squashes root on the
+// nodes, only the control plane can. One it cannot make is left to the
+// node, which says why it cannot either.
+func (s *Server) makeUserDir(ctx context.Context, user, rel string, perm os.FileMode) {
+	if s.cfg.Share == "" {
+		return
+	}
+	o, err := s.shareOwner(ctx, user)
+	if err != nil {
+		return
+	}
+	if err := share.UserDir(s.cfg.Share, rel, o, perm); err != nil {
+		s.log.Warn("make a user's directory on the share", "dir", rel, "err", err)
+	}
+}
+
 // openLog opens an attempt's log as its owner: a log that is not a regular
 // file of the job's user with one link is refused, and nothing is read or
 // waited on.

@@ -444,6 +444,8 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 			Secrets: s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name))}}
 	l.last.Store(now.UnixNano())
 	l.saved.Store(now.UnixNano())
+	s.makeUserDir(ctx, user.Name, l.setup.Home, 0o700)
+	s.makeUserDir(ctx, user.Name, l.setup.Notebooks, 0o700)
 	sm.mu.Lock()
 	sm.live[rec.ID] = l
 	sm.byUser[[2]string{user.Name, p.Name}] = l

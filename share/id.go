@@ -69,16 +69,3 @@ func ReadID(root string) (string, error) {
 	}
 	return id, nil
 }
-
-// Writable says whether this process can create a file at the share's root:
-// a read-only mount, or a share mounted for another account, is no share
-// for jobs to write to.
-func Writable(root string) bool {
-	f, err := os.CreateTemp(root, ".dspool-write-check-*")
-	if err != nil {
-		return false
-	}
-	name := f.Name()
-	f.Close()
-	return os.Remove(name) == nil
-}

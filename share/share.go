@@ -257,26 +257,31 @@ func walk(root, rel string, create bool, o Owner, perm os.FileMode) (int, error)
 
 // walkFrom opens the directory rel beneath fd one component at a time,
 // never following a symlink, creating missing ones (owned by o) if create.
+// Existing directories are opened O_PATH: passing through a user's
+// directory needs no right to read it, so a node whose root is squashed
+// (nobody on the share) reaches what the control plane made for it.
 func walkFrom(fd int, rel string, create bool, o Owner, perm os.FileMode) (int, error) {
 	if err := cleanRel(rel); err != nil {
 		return -1, err
 	}
-	const dirFlags = unix.O_DIRECTORY | unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	const dirFlags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 	fd, err := unix.Dup(fd)
 	if err != nil {
 		return -1, err
 	}
 	unix.CloseOnExec(fd)
 	for _, part := range strings.Split(rel, "/") {
-		next, err := unix.Openat(fd, part, dirFlags, 0)
+		next, err := unix.Openat(fd, part, dirFlags|unix.O_PATH, 0)
 		if err == unix.ENOENT && create {
 			if err = unix.Mkdirat(fd, part, uint32(perm)); err != nil && err != unix.EEXIST {
 				unix.Close(fd)
 				return -1, fmt.Errorf("create %s in the share: %w", rel, err)
 			}
 			created := err == nil
-			next, err = unix.Openat(fd, part, dirFlags, 0)
-			if err == nil && created {
+			if !created {
+				next, err = unix.Openat(fd, part, dirFlags|unix.O_PATH, 0)
+			} else if next, err = unix.Openat(fd, part, dirFlags|unix.O_RDONLY, 0); err == nil {
+				// Made here: ours to hand over.
 				if err = chown(next, o); err == nil {
 					err = unix.Fchmod(next, uint32(perm))
 				}
@@ -294,14 +299,23 @@ func walkFrom(fd int, rel string, create bool, o Owner, perm os.FileMode) (int, 
 	return fd, nil
 }
 
+// UserDir makes a user's directory rel (home/ann, jobs/7) beneath root when
+// missing: its parents are this process's (root's), rel is o's, with mode
+// perm. Where root is squashed on the share this fails for a missing rel
+// with a permission error: the control plane, which sees the share with
+// root's rights, makes them before it sends work.
+func UserDir(root, rel string, o Owner, perm os.FileMode) error {
+	if err := MkdirAll(root, path.Dir(rel), Self(), 0o755); err != nil {
+		return err
+	}
+	return MkdirAll(root, rel, o, perm)
+}
+
 // WriteLog appends line to the log rel in the job directory dir (made, with
 // its parents jobs/ root's, when missing), as o: what the control plane and
 // the agents have to say about an attempt that could not start.
 func WriteLog(root, dir, rel string, o Owner, line string) error {
-	if err := MkdirAll(root, path.Dir(dir), Self(), 0o755); err != nil {
-		return err
-	}
-	if err := MkdirAll(root, dir, o, 0o750); err != nil {
+	if err := UserDir(root, dir, o, 0o750); err != nil {
 		return err
 	}
 	return As(o.UID, o.GID, func() error {
