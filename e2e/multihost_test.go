@@ -182,7 +182,7 @@ func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]s
 			// reconnect: a machine whose link comes back gets its share back.
 			out, err := h.on(j, "sshfs", "-o", "IdentityFile="+filepath.Join(keys, "client"), "-o", "StrictHostKeyChecking=no",
 				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
-				"-o", "reconnect", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+				"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
 				"root@"+h.addr(i)+":"+dir, mnt).CombinedOutput()
 			if err != nil {
 				t.Logf("sshfs on host %d: %v: %s", j, err, out)
@@ -206,6 +206,12 @@ func TestMultiHost(t *testing.T) {
 	h := startHosts(t, 4)
 	dir := tempDir(t)
 	data, share := filepath.Join(dir, "data"), filepath.Join(dir, "share")
+	if err := os.Mkdir(share, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// h1 is the file server too; every machine mounts the share from it,
+	// the control plane included, as a network mount with its caches.
+	mounts := h.serveShare(t, 1, share, 1, 2, 3)
 	const admin = "e2eadm91"
 	removeAccountAfter(t, admin)
 	config := writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %[1]s:8443
@@ -218,7 +224,7 @@ uid_base: %[5]d
 node_grace: 3s
 kill_grace: 1s
 heartbeat: 200ms
-`, h.addr(1), data, share, admin, uidBase(91)))
+`, h.addr(1), data, mounts[1], admin, uidBase(91)))
 	h.startOn(t, 1, nil, filepath.Join(dir, "server.log"), bin, "server", "--config", config)
 	var tok []byte
 	eventually(t, 30*time.Second, "the server's admin token", func() bool {
@@ -230,7 +236,6 @@ heartbeat: 200ms
 	adm := []string{"DSPOOL_SERVER=" + url, "DSPOOL_TOKEN=" + strings.TrimSpace(string(tok)), "DSPOOL_CA=" + filepath.Join(data, "tls", "ca.crt"),
 		"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
 	eventually(t, 30*time.Second, "the API from h4", func() bool { _, _, code := h.cliOn(t, 4, adm, "pool", "list"); return code == 0 })
-	mounts := h.serveShare(t, 1, share, 2, 3)
 
 	applyOn := func(yaml string) {
 		f := writeFile(t, "pool-*.yaml", yaml)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"net/http"
 	"os"
@@ -259,8 +260,41 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{})
 	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	// A network share caches a file's size, and reads stop at the size it
+	// last saw: refresh asks the file server again (NFS and FUSE honour a
+	// forced statx), before the first read, each second while the file is
+	// followed, and once more at the end, for what another machine
+	// appended.
+	var synced time.Time
+	refresh := func() {
+		var st unix.Statx_t
+		_ = unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_STATX_FORCE_SYNC, unix.STATX_SIZE, &st)
+		synced = time.Now()
+	}
 	buf := make([]byte, 32<<10)
 	var wrote bool
+	copyOut := func() bool {
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return false
+				}
+				wrote = true
+			}
+			if err == io.EOF || n == 0 {
+				return true
+			}
+			if err != nil {
+				return false
+			}
+		}
+	}
 	for {
 		if f == nil {
 			f, err = s.openLog(rel, owner)
@@ -270,29 +304,16 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			if f != nil {
-				defer f.Close()
-			} else if !wrote && (j.Attempt != attempt || j.State.Terminal()) {
+			if f == nil && !wrote && (j.Attempt != attempt || j.State.Terminal()) {
 				s.fail(w, r, dspool.Errorf(dspool.ENotFound, "job %d has no log of attempt %d on the share (%s): the attempt never started, or the job removed its log", j.ID, attempt, rel))
 				return
 			}
 		}
-		if f != nil {
-			for {
-				n, err := f.Read(buf)
-				if n > 0 {
-					if _, werr := w.Write(buf[:n]); werr != nil {
-						return
-					}
-					wrote = true
-				}
-				if err == io.EOF || n == 0 {
-					break
-				}
-				if err != nil {
-					return
-				}
-			}
+		if f != nil && time.Since(synced) >= time.Second {
+			refresh()
+		}
+		if f != nil && !copyOut() {
+			return
 		}
 		if !wrote {
 			w.WriteHeader(http.StatusOK)
@@ -308,7 +329,8 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		done := cur.Attempt != attempt || cur.State != dspool.JobRunning && cur.State != dspool.JobQueued
 		if !follow || done && f != nil {
 			if f != nil && done {
-				_, _ = io.CopyBuffer(w, f, buf)
+				refresh()
+				copyOut()
 			}
 			return
 		}
