@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,71 +16,41 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/internal/netns"
 )
 
-// hosts are machines made of network namespaces on one bridge (in a
-// namespace of its own, so nothing is added to this machine's network but an
-// "unreachable" route that keeps the test range from leaving it), as
-// ../shared/engines/netns-hosts.sh shows. Processes run "on" a host with
-// nsenter --net: only their network changes, so cgroups and mounts stay
-// this machine's (the share an sshfs mount on a host makes is seen here
-// too, at its own path).
-type hosts struct {
-	net  string // the first three octets, e.g. 10.79.0
-	name func(i int) string
-}
+// hosts are machines made of network namespaces on one bridge (package
+// netns): processes run "on" a host with nsenter --net, so only their
+// network changes, and cgroups and mounts stay this machine's (the share an
+// sshfs mount on a host makes is seen here too, at its own path).
+type hosts struct{ *netns.Hosts }
 
-// startHosts makes n hosts, NET.1 to NET.n, and removes them when the test
-// ends.
+// startHosts makes n hosts, 10.79.0.1 to 10.79.0.n, and removes them when
+// the test ends.
 func startHosts(t *testing.T, n int) *hosts {
 	t.Helper()
 	requireRoot(t)
-	for _, c := range []string{"ip", "nsenter"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 util-linux)", c)
+	h, err := netns.Up(netns.Config{Net: "10.79.0", Prefix: "dsph", Switch: "dspsw", N: n})
+	if errors.Is(err, netns.ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Down(); err != nil {
+			t.Errorf("remove the hosts: %v", err)
 		}
-	}
-	h := &hosts{net: "10.79.0", name: func(i int) string { return fmt.Sprintf("dsph%d", i) }}
-	run := func(args ...string) error {
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	down := func() {
-		for i := 1; i <= n; i++ {
-			_ = run("netns", "del", h.name(i))
-		}
-		_ = run("netns", "del", "dspsw")
-		_ = run("route", "del", "unreachable", h.net+".0/24")
-	}
-	down() // what an interrupted run left
-	t.Cleanup(down)
-	steps := [][]string{{"route", "add", "unreachable", h.net + ".0/24"}, {"netns", "add", "dspsw"},
-		{"-n", "dspsw", "link", "add", "br0", "type", "bridge"}, {"-n", "dspsw", "link", "set", "br0", "up"}}
-	for i := 1; i <= n; i++ {
-		v, hn := fmt.Sprintf("v%d", i), h.name(i)
-		steps = append(steps, []string{"netns", "add", hn},
-			[]string{"link", "add", "eth0", "netns", hn, "type", "veth", "peer", "name", v, "netns", "dspsw"},
-			[]string{"-n", "dspsw", "link", "set", v, "master", "br0"}, []string{"-n", "dspsw", "link", "set", v, "up"},
-			[]string{"-n", hn, "link", "set", "lo", "up"}, []string{"-n", hn, "addr", "add", h.addr(i) + "/24", "dev", "eth0"},
-			[]string{"-n", hn, "link", "set", "eth0", "up"})
-	}
-	for _, s := range steps {
-		if err := run(s...); err != nil {
-			t.Skipf("network namespaces are not available here: %v", err)
-		}
-	}
-	return h
+	})
+	return &hosts{h}
 }
 
-func (h *hosts) addr(i int) string { return fmt.Sprintf("%s.%d", h.net, i) }
+func (h *hosts) addr(i int) string { return h.Addr(i) }
+
+func (h *hosts) name(i int) string { return h.Name(i) }
 
 // on returns a command that runs on host i.
-func (h *hosts) on(i int, name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.name(i), "--", name}, args...)...)
-}
+func (h *hosts) on(i int, name string, args ...string) *exec.Cmd { return h.Command(i, name, args...) }
 
 // startOn starts a long-running process on host i, its output in files,
 // killed when the test ends.
@@ -144,58 +115,26 @@ func (h *hosts) cliOnOK(t *testing.T, i int, env []string, args ...string) strin
 	return out
 }
 
-// serveShare runs a private sshd on host i serving dir, and mounts it with
-// sshfs on hosts at their own mount points, as root: a real network share.
-// It returns the mount points, by host.
+// serveShare serves dir from host i over sshfs, mounted as root on hosts
+// on at their own mount points, which it returns by host.
 func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]string {
 	t.Helper()
-	for _, c := range []string{"sshfs", "fusermount3", "/usr/sbin/sshd", "ssh-keygen"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("needs %s (apt-get install sshfs fuse3 openssh-server openssh-client)", c)
-		}
+	s, err := h.ServeShare(i, dir, tempDir(t), on...)
+	if errors.Is(err, netns.ErrUnavailable) {
+		t.Skip(err)
 	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs FUSE (/dev/fuse)")
-	}
-	keys := tempDir(t)
-	for _, k := range []string{"host", "client"} {
-		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(keys, k)).CombinedOutput(); err != nil {
-			t.Fatalf("ssh-keygen: %v: %s", err, out)
-		}
-	}
-	pub, _ := os.ReadFile(filepath.Join(keys, "client.pub"))
-	if err := os.WriteFile(filepath.Join(keys, "authorized_keys"), pub, 0o600); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	_ = os.MkdirAll("/run/sshd", 0o755)
-	h.startOn(t, i, nil, filepath.Join(keys, "sshd.log"), "/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null",
-		"-o", "ListenAddress="+h.addr(i)+":22", "-o", "HostKey="+filepath.Join(keys, "host"), "-o", "PidFile=none",
-		"-o", "AuthorizedKeysFile="+filepath.Join(keys, "authorized_keys"), "-o", "PasswordAuthentication=no",
-		"-o", "PermitRootLogin=prohibit-password", "-o", "StrictModes=no", "-o", "Subsystem=sftp internal-sftp")
-	mounts := map[int]string{}
-	for _, j := range on {
-		mnt := filepath.Join(tempDir(t), fmt.Sprintf("share-on-h%d", j))
-		if err := os.Mkdir(mnt, 0o755); err != nil {
-			t.Fatal(err)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("the share: %v", err)
 		}
-		ok := poll(10*time.Second, func() bool {
-			// reconnect: a machine whose link comes back gets its share back.
-			out, err := h.on(j, "sshfs", "-o", "IdentityFile="+filepath.Join(keys, "client"), "-o", "StrictHostKeyChecking=no",
-				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
-				"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
-				"root@"+h.addr(i)+":"+dir, mnt).CombinedOutput()
-			if err != nil {
-				t.Logf("sshfs on host %d: %v: %s", j, err, out)
-			}
-			return err == nil
-		})
-		if !ok {
-			t.Fatalf("could not mount the share on host %d", j)
+		if t.Failed() {
+			t.Logf("%s:\n%s", s.Log, tail(s.Log, 3000))
 		}
-		t.Cleanup(func() { _ = exec.Command("fusermount3", "-u", "-z", mnt).Run() })
-		mounts[j] = mnt
-	}
-	return mounts
+	})
+	return s.Mounts
 }
 
 // TestMultiHost runs a pool across machines: the control plane on h1 with

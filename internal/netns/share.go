@@ -1,0 +1,119 @@
+package netns
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Share is a directory of one host mounted on others over sshfs, as root:
+// a real network share between the hosts.
+type Share struct {
+	Mounts map[int]string // the mount point on each host
+	Log    string         // sshd's log
+	sshd   *exec.Cmd
+	done   chan struct{}
+}
+
+// ServeShare runs a private sshd on host from (port 22, its own host key,
+// root's logins with a key of its own) and mounts dir with sshfs on each
+// host of on (from itself too), at work/share-on-hN. Keys and sshd's log
+// go to work. The mounts reconnect (a host whose link comes back gets its
+// share back), keep no data cache and cache attributes for 30 s, as a
+// network share does. On error it has undone what it did.
+func (h *Hosts) ServeShare(from int, dir, work string, on ...int) (s *Share, err error) {
+	for _, c := range []string{"sshfs", "fusermount3", "/usr/sbin/sshd", "ssh-keygen"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return nil, fmt.Errorf("%w: needs %s (apt-get install sshfs fuse3 openssh-server openssh-client)", ErrUnavailable, c)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return nil, fmt.Errorf("%w: needs FUSE (/dev/fuse)", ErrUnavailable)
+	}
+	for _, k := range []string{"share_host", "share_client"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(work, k)).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	pub, err := os.ReadFile(filepath.Join(work, "share_client.pub"))
+	if err != nil {
+		return nil, err
+	}
+	keys := filepath.Join(work, "share_authorized_keys")
+	if err := os.WriteFile(keys, pub, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation directory
+		return nil, err
+	}
+	s = &Share{Mounts: map[int]string{}, Log: filepath.Join(work, "share-sshd.log"), done: make(chan struct{})}
+	log, err := os.Create(s.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	s.sshd = h.Command(from, "/usr/sbin/sshd", "-D", "-e", "-f", "/dev/null",
+		"-o", "ListenAddress="+h.Addr(from)+":22", "-o", "HostKey="+filepath.Join(work, "share_host"), "-o", "PidFile=none",
+		"-o", "AuthorizedKeysFile="+keys, "-o", "PasswordAuthentication=no",
+		"-o", "PermitRootLogin=prohibit-password", "-o", "StrictModes=no", "-o", "Subsystem=sftp internal-sftp")
+	s.sshd.Stdout, s.sshd.Stderr = log, log
+	s.sshd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // should our process be killed
+	if err := s.sshd.Start(); err != nil {
+		return nil, fmt.Errorf("start sshd on host %d: %w", from, err)
+	}
+	go func() { _ = s.sshd.Wait(); close(s.done) }()
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, j := range on {
+		mnt := filepath.Join(work, fmt.Sprintf("share-on-h%d", j))
+		if err := os.Mkdir(mnt, 0o755); err != nil {
+			return s, err
+		}
+		var last error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			out, err := h.Command(j, "sshfs", "-o", "IdentityFile="+filepath.Join(work, "share_client"), "-o", "StrictHostKeyChecking=no",
+				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
+				"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+				"root@"+h.Addr(from)+":"+dir, mnt).CombinedOutput()
+			if err == nil {
+				s.Mounts[j] = mnt
+				break
+			}
+			// sshd may not listen yet.
+			last = fmt.Errorf("sshfs on host %d: %v: %s", j, err, strings.TrimSpace(string(out)))
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(s.Log)
+				return s, fmt.Errorf("%w (sshd's log: %s)", last, strings.TrimSpace(string(b)))
+			}
+		}
+	}
+	return s, nil
+}
+
+// Close unmounts the share everywhere and stops sshd.
+func (s *Share) Close() error {
+	var errs []error
+	for j, mnt := range s.Mounts {
+		if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("unmount the share on host %d: %v: %s", j, err, out))
+		}
+	}
+	if s.sshd.Process != nil {
+		_ = s.sshd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+			_ = s.sshd.Process.Kill()
+			<-s.done
+		}
+	}
+	return errors.Join(errs...)
+}
