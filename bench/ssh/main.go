@@ -6,23 +6,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/dspool/dspool/bench/internal/host"
+	"github.com/dspool/dspool/bench/internal/openssh"
 )
 
 const (
-	sshClient = "/usr/bin/ssh"
-	sshKeygen = "/usr/bin/ssh-keygen"
 	// The users that log in: dspool's agents create dspool's with dspool's
 	// uid, and the OpenSSH peer needs its own (both run at once).
 	benchUser = "dspoolbench"
@@ -47,33 +44,15 @@ type Sizes struct {
 
 // Target is what was measured on one SSH server.
 type Target struct {
-	Name       string           `json:"name"`
-	Error      string           `json:"error,omitempty"`  // why figures are missing
-	Banner     string           `json:"banner,omitempty"` // the server's identification string
-	Kex        string           `json:"kex,omitempty"`    // negotiated with the default options
-	HostKey    string           `json:"host_key,omitempty"`
-	Cipher     string           `json:"cipher,omitempty"` // the default cipher (client->server)
-	Latency    *Latency         `json:"latency,omitempty"`
-	Throughput map[string]*Tput `json:"throughput,omitempty"` // by cipher
-	Load1      [2]float64       `json:"load1"`                // before and after
-}
-
-// Latency is `ssh ... true`, each a fresh connection.
-type Latency struct {
-	SamplesMs []float64 `json:"samples_ms"`
-	P50Ms     float64   `json:"p50_ms"`
-	P90Ms     float64   `json:"p90_ms"`
-	MinMs     float64   `json:"min_ms"`
-	MaxMs     float64   `json:"max_ms"`
-}
-
-// Tput is the throughput of `ssh ... 'cat >/dev/null'` for one cipher.
-type Tput struct {
-	MiBPerS     float64   `json:"mib_per_s"`      // MiB / the median of DataS
-	WallMiBPerS float64   `json:"wall_mib_per_s"` // MiB / the median of WallS
-	DataS       []float64 `json:"data_s"`         // each transfer: from its first write's return to ssh's exit
-	WallS       []float64 `json:"wall_s"`         // each transfer: from starting ssh to its exit (includes the connection)
-	Error       string    `json:"error,omitempty"`
+	Name       string                   `json:"name"`
+	Error      string                   `json:"error,omitempty"`  // why figures are missing
+	Banner     string                   `json:"banner,omitempty"` // the server's identification string
+	Kex        string                   `json:"kex,omitempty"`    // negotiated with the default options
+	HostKey    string                   `json:"host_key,omitempty"`
+	Cipher     string                   `json:"cipher,omitempty"` // the default cipher (client->server)
+	Latency    *openssh.Latency         `json:"latency,omitempty"`
+	Throughput map[string]*openssh.Tput `json:"throughput,omitempty"` // by cipher
+	Load1      [2]float64               `json:"load1"`                // before and after
 }
 
 func main() {
@@ -113,8 +92,8 @@ func main() {
 }
 
 func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPeer, keep bool) error {
-	if _, err := os.Stat(sshClient); err != nil {
-		return fmt.Errorf("no ssh client at %s: install it with `apt-get install -y openssh-client`", sshClient)
+	if _, err := os.Stat(openssh.Client); err != nil {
+		return fmt.Errorf("no ssh client at %s: install it with `apt-get install -y openssh-client`", openssh.Client)
 	}
 	tmp, done, err := host.TempDir("dspool-ssh-bench-", keep)
 	if err != nil {
@@ -122,17 +101,23 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	}
 	defer done()
 	key := filepath.Join(tmp, "client_ed25519")
-	if err := keygen(ctx, key); err != nil {
+	if err := openssh.MakeKey(ctx, key); err != nil {
 		return err
 	}
-	client := endpoint{key: key, kex: kex}
-	r := &Results{Sizes: n, Client: clientVersion(ctx), KexOption: kex, CPUs: runtime.NumCPU()}
+	client := openssh.Endpoint{Host: "127.0.0.1", Key: key, Kex: kex}
+	r := &Results{Sizes: n, Client: openssh.ClientVersion(ctx), KexOption: kex, CPUs: runtime.NumCPU()}
 
 	host.Logf("local pipe: %d x %d MiB through `cat >/dev/null`", n.TputRuns, n.MiB)
-	r.Pipe = throughput(ctx, n, "cat", nil)
+	r.Pipe = &openssh.Tput{}
+	for range n.TputRuns {
+		if r.Pipe.Add(openssh.Transfer(ctx, n.MiB, nil, "cat")); r.Pipe.Error != "" {
+			break
+		}
+	}
 	if r.Pipe.Error != "" {
 		return fmt.Errorf("local pipe: %s", r.Pipe.Error)
 	}
+	r.Pipe.Finish(n.MiB)
 
 	// Every target is started first, so that the transfers of each cipher
 	// can take turns: this machine's throughput moves by a third between
@@ -200,7 +185,7 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 // side is one target and how the client reaches it.
 type side struct {
 	t   *Target
-	e   endpoint
+	e   openssh.Endpoint
 	log string // where the server's log is, for errors
 }
 
@@ -217,8 +202,8 @@ type dspoolSide struct {
 // startDspool builds dspool unless bin is given, starts `dspool up` with its
 // SSH gateway and lets the bench user in with the client's key. Failures
 // end up in the target's Error.
-func startDspool(ctx context.Context, bin, dir string, e endpoint) *dspoolSide {
-	e.user = benchUser
+func startDspool(ctx context.Context, bin, dir string, e openssh.Endpoint) *dspoolSide {
+	e.User = benchUser
 	d := &dspoolSide{side: side{t: &Target{Name: "dspool gateway"}, e: e}, bin: bin, dir: dir}
 	if d.bin == "" {
 		var err error
@@ -235,7 +220,7 @@ func startDspool(ctx context.Context, bin, dir string, e endpoint) *dspoolSide {
 	if d.restart(ctx); d.t.Error != "" {
 		return d
 	}
-	for _, argv := range [][]string{{"user", "create", benchUser}, {"key", "add", "--user", benchUser, e.key + ".pub"}} {
+	for _, argv := range [][]string{{"user", "create", benchUser}, {"key", "add", "--user", benchUser, e.Key + ".pub"}} {
 		if err := d.up.cli(ctx, argv...); err != nil {
 			d.t.Error = err.Error()
 			return d
@@ -255,7 +240,7 @@ func (d *dspoolSide) restart(ctx context.Context, extra ...string) {
 		d.t.Error = err.Error()
 		return
 	}
-	d.up, d.e.port, d.log = up, up.sshPort, "dspool's log: "+up.log
+	d.up, d.e.Port, d.log = up, up.sshPort, "dspool's log: "+up.log
 }
 
 func (d *dspoolSide) stop() {
@@ -267,23 +252,39 @@ func (d *dspoolSide) stop() {
 	}
 }
 
-// startOpenSSH starts the private sshd, reached directly and through itself
-// as a jump host. If it cannot start, both targets say why.
-func startOpenSSH(ctx context.Context, dir string, e endpoint) (direct, jump *side, stop func()) {
-	e.user = peerUser
+// startOpenSSH creates the peer's user if absent and starts the private
+// sshd on 127.0.0.1, reached directly and through itself as a jump host. If
+// it cannot start, both targets say why.
+func startOpenSSH(ctx context.Context, dir string, e openssh.Endpoint) (direct, jump *side, stop func()) {
+	e.User = peerUser
 	direct = &side{t: &Target{Name: "openssh direct"}, e: e}
 	jump = &side{t: &Target{Name: "openssh jump host"}, e: e}
-	p, err := startSSHD(ctx, filepath.Join(dir, "openssh"), e.key+".pub")
-	if err != nil {
+	fail := func(err error) (*side, *side, func()) {
 		direct.t.Error, jump.t.Error = err.Error(), "no sshd (see openssh direct)"
-		if p == nil {
-			return direct, jump, func() {}
-		}
-		return direct, jump, p.stop
+		return direct, jump, func() {}
 	}
-	direct.e.port, jump.e.port, jump.e.jump = p.port, p.port, true
-	direct.log, jump.log = "sshd's log: "+p.log, "sshd's log: "+p.log
-	return direct, jump, p.stop
+	if os.Geteuid() != 0 {
+		return fail(errors.New("the OpenSSH peer needs root: it creates a user and runs sshd"))
+	}
+	port, err := host.FreePort()
+	if err != nil {
+		return fail(err)
+	}
+	removeUser, err := openssh.PeerUser(ctx, peerUser)
+	if err != nil {
+		return fail(err)
+	}
+	p, err := openssh.StartServer(ctx, openssh.ServerConfig{Dir: filepath.Join(dir, "openssh"), Listen: fmt.Sprintf("127.0.0.1:%d", port),
+		User: peerUser, AuthorizedKey: e.Key + ".pub"})
+	if err != nil {
+		removeUser()
+		return fail(err)
+	}
+	direct.e.Port, jump.e.Port = port, port
+	hop := direct.e
+	jump.e.Jump = &hop
+	direct.log, jump.log = "sshd's log: "+p.Log, "sshd's log: "+p.Log
+	return direct, jump, func() { p.Stop(); removeUser() }
 }
 
 // login checks that the target lets the client in, records what the default
@@ -292,19 +293,25 @@ func login(ctx context.Context, s *side, n Sizes) {
 	t := s.t
 	t.Load1[0] = host.Load1()
 	defer func() { t.Load1[1] = host.Load1() }()
-	t.Banner = banner(s.e.port)
+	t.Banner = openssh.Banner(ctx, fmt.Sprintf("127.0.0.1:%d", s.e.Port), nil)
 	// One untimed login, verbose: it checks that the key is accepted and
 	// tells what the default options negotiate.
-	if err := probe(ctx, t, s.e); err != nil {
+	neg, err := s.e.Probe(ctx)
+	if err != nil {
 		t.Error = "first login: " + err.Error()
 		return
 	}
+	t.Kex, t.HostKey, t.Cipher = neg.Kex, neg.HostKey, neg.Cipher
 	host.Logf("%s: %s, kex %s, host key %s, cipher %s", t.Name, t.Banner, t.Kex, t.HostKey, t.Cipher)
 	host.Logf("%s: %d x `ssh ... true`", t.Name, n.Runs)
-	lat, err := latency(ctx, s.e, n.Runs)
-	if err != nil {
-		t.Error = "connect+exec: " + err.Error()
-		return
+	lat := &openssh.Latency{}
+	for i := range n.Runs {
+		d, err := s.e.ConnectExec(ctx)
+		if err != nil {
+			t.Error = fmt.Sprintf("connect+exec, run %d: %v", i+1, err)
+			return
+		}
+		lat.Add(d)
 	}
 	t.Latency = lat
 	host.Logf("%s: connect+exec min %.1f p50 %.1f p90 %.1f max %.1f ms", t.Name, lat.MinMs, lat.P50Ms, lat.P90Ms, lat.MaxMs)
@@ -317,9 +324,9 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 	for _, s := range sides {
 		if s.t.Error == "" {
 			if s.t.Throughput == nil {
-				s.t.Throughput = map[string]*Tput{}
+				s.t.Throughput = map[string]*openssh.Tput{}
 			}
-			s.t.Throughput[cipher] = &Tput{}
+			s.t.Throughput[cipher] = &openssh.Tput{}
 			live = append(live, s)
 		}
 	}
@@ -331,7 +338,7 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 	for range n.TputRuns {
 		for _, s := range live {
 			if tp := s.t.Throughput[cipher]; tp.Error == "" && ctx.Err() == nil {
-				tp.add(transfer(ctx, n.MiB, sshClient, s.e.args("ERROR", cipher, "cat >/dev/null")))
+				tp.Add(s.e.Transfer(ctx, n.MiB, cipher, "cat >/dev/null"))
 			}
 		}
 	}
@@ -341,38 +348,20 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 			host.Logf("%s: %s: %s", s.t.Name, shortCipher(cipher), tp.Error)
 			continue
 		}
-		tp.finish(n.MiB)
-		host.Logf("%s: %s: %.0f MiB/s (%s)", s.t.Name, shortCipher(cipher), tp.MiBPerS, tp.spread(n.MiB))
+		tp.Finish(n.MiB)
+		host.Logf("%s: %s: %.0f MiB/s (%s)", s.t.Name, shortCipher(cipher), tp.MiBPerS, tp.Spread(n.MiB))
 	}
 }
 
 // Results is everything a run measured.
 type Results struct {
-	Sizes     Sizes    `json:"sizes"`
-	Client    string   `json:"client"`               // ssh -V
-	KexOption string   `json:"kex_option,omitempty"` // -kex
-	CPUs      int      `json:"cpus"`
-	Pipe      *Tput    `json:"pipe"` // the same bytes through a local `cat`, no ssh
-	Dspool    *Target  `json:"dspool,omitempty"`
-	Direct    *Target  `json:"openssh_direct,omitempty"`
-	Jump      *Target  `json:"openssh_jump,omitempty"`
-	Notes     []string `json:"notes,omitempty"`
-}
-
-// keygen writes a new ed25519 key pair without passphrase to path and path.pub.
-func keygen(ctx context.Context, path string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, sshKeygen, "-q", "-t", "ed25519", "-N", "", "-C", "dspool-ssh-bench", "-f", path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ssh-keygen: %v: %s", err, host.Tail(out, 3))
-	}
-	return nil
-}
-
-func clientVersion(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, _ := exec.CommandContext(ctx, sshClient, "-V").CombinedOutput()
-	return strings.TrimSpace(string(out))
+	Sizes     Sizes         `json:"sizes"`
+	Client    string        `json:"client"`               // ssh -V
+	KexOption string        `json:"kex_option,omitempty"` // -kex
+	CPUs      int           `json:"cpus"`
+	Pipe      *openssh.Tput `json:"pipe"` // the same bytes through a local `cat`, no ssh
+	Dspool    *Target       `json:"dspool,omitempty"`
+	Direct    *Target       `json:"openssh_direct,omitempty"`
+	Jump      *Target       `json:"openssh_jump,omitempty"`
+	Notes     []string      `json:"notes,omitempty"`
 }
