@@ -21,7 +21,11 @@ import (
 // with these ids), outside useradd's range (UID_MAX is 60000 on Debian). It
 // is chosen once per process: a restart on the same store must give the
 // same base.
-var UIDBase = sync.OnceValue(func() int {
+var UIDBase = sync.OnceValue(func() int { return FreeUIDBase(61000) })
+
+// FreeUIDBase returns the first of from, from+100, ... (below 65000) whose
+// next 10 uids and gids are free here.
+func FreeUIDBase(from int) int {
 	free := func(base int) bool {
 		for id := base; id < base+10; id++ {
 			if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
@@ -33,12 +37,12 @@ var UIDBase = sync.OnceValue(func() int {
 		}
 		return true
 	}
-	base := 61000
+	base := from
 	for base < 65000 && !free(base) {
 		base += 100
 	}
 	return base
-})
+}
 
 // UserExists reports whether this machine has an account name.
 func UserExists(name string) bool {

@@ -148,7 +148,8 @@ func (e Endpoint) ConnectExec(ctx context.Context) (time.Duration, error) {
 	return time.Since(t0), err
 }
 
-// Latency is connect+exec samples and their nearest-rank percentiles.
+// Latency is samples of a duration (connect+exec, or submit->start) and
+// their nearest-rank percentiles, in ms.
 type Latency struct {
 	SamplesMs []float64 `json:"samples_ms"`
 	P50Ms     float64   `json:"p50_ms"`
