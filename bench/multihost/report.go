@@ -71,7 +71,7 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		{Metric: fmt.Sprintf("connect+exec p90 (ms, %d runs)", n.Runs), Dspool: lat(d, true), Direct: lat(r.Direct, true), Jump: lat(r.Jump, true)},
 		{Metric: fmt.Sprintf("throughput %s (MiB/s, %d MiB)", cipher, n.MiB), Dspool: tput(d), Direct: tput(r.Direct), Jump: tput(r.Jump),
 			Target: ">= 1.0x direct, >= 2x jump"},
-		{Metric: "cpu-s per GiB moved (all its processes)", Dspool: cpu(d), Direct: cpu(r.Direct), Jump: cpu(r.Jump)},
+		{Metric: "cpu-s per GiB, connection included (all its processes)", Dspool: cpu(d), Direct: cpu(r.Direct), Jump: cpu(r.Jump)},
 	}
 	for i := range sshRows {
 		x := &sshRows[i]
@@ -136,7 +136,7 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 	specs := []spec{
 		{fmt.Sprintf("ssh connect+exec p50 (ms, %d runs)", n.Runs), col(func(v *Variant) *float64 { return lat(v.SSH, false) }), false, tlsTarget},
 		{fmt.Sprintf("ssh throughput %s (MiB/s, %d MiB)", cipher, n.MiB), col(func(v *Variant) *float64 { return tput(v.SSH) }), true, tlsTarget},
-		{"ssh cpu-s per GiB moved (all its processes)", col(func(v *Variant) *float64 { return cpu(v.SSH) }), false, ""},
+		{"ssh cpu-s per GiB, connection included", col(func(v *Variant) *float64 { return cpu(v.SSH) }), false, ""},
 	}
 	for _, conc := range n.Concurrency {
 		specs = append(specs,

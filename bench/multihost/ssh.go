@@ -139,33 +139,64 @@ func handshakes(ctx context.Context, c *cluster, from, runs int) *Handshakes {
 	return hs
 }
 
+// hostPIDs are the processes on the hosts.
+func hostPIDs(c *cluster) map[string]bool {
+	pids := map[string]bool{}
+	for i := 1; i <= c.h.N(); i++ {
+		out, _ := exec.Command("ip", "netns", "pids", c.h.Name(i)).Output()
+		for pid := range strings.FieldsSeq(string(out)) {
+			pids[pid] = true
+		}
+	}
+	return pids
+}
+
 // cpuOf is the cpu time spent so far by the processes on the hosts (the
 // control planes, agents, sshd, and the children they reaped: sessions'
 // processes, sshd's connections) and by this program's reaped children
 // (the ssh clients, with their ProxyCommand): everything a transfer runs,
 // and not what else this machine runs.
-func cpuOf(c *cluster) time.Duration {
+func cpuOf(pids map[string]bool) time.Duration {
 	var ticks int64 // USER_HZ: 100 a second
-	for i := 1; i <= c.h.N(); i++ {
-		out, _ := exec.Command("ip", "netns", "pids", c.h.Name(i)).Output()
-		for pid := range strings.FieldsSeq(string(out)) {
-			b, err := os.ReadFile("/proc/" + pid + "/stat")
-			if err != nil {
-				continue
-			}
-			// After the command's closing parenthesis: state is field 3,
-			// utime, stime, cutime and cstime fields 14-17.
-			_, rest, _ := strings.Cut(string(b), ") ")
-			f := strings.Fields(rest)
-			for _, v := range f[11:min(15, len(f))] {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				ticks += n
-			}
+	for pid := range pids {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		// After the command's closing parenthesis: utime, stime, cutime
+		// and cstime are the 12th to 15th fields.
+		_, rest, _ := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		for _, v := range f[11:min(15, len(f))] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
 		}
 	}
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru)
 	return time.Duration(ticks)*10*time.Millisecond + time.Duration(ru.Utime.Nano()+ru.Stime.Nano())
+}
+
+// transferCPU is one transfer on t, and the cpu time it cost: counted once
+// the processes it started on the hosts are gone (a process's time reaches
+// its parent's count only once the parent has reaped it).
+func transferCPU(ctx context.Context, c *cluster, t *SSHTarget, mib int, cipher string) (data, wall, cpu time.Duration, err error) {
+	before := hostPIDs(c)
+	cpu0 := cpuOf(before)
+	data, wall, err = t.e.Transfer(ctx, mib, cipher, "cat >/dev/null")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	_ = host.Poll(ctx, 5*time.Second, 10*time.Millisecond, func() (bool, error) {
+		for pid := range hostPIDs(c) {
+			if !before[pid] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	time.Sleep(50 * time.Millisecond) // for the parents to reap what exited
+	return data, wall, cpuOf(before) - cpu0, nil
 }
 
 // sshPhase measures every SSH target: one verbose login (which checks the
@@ -214,9 +245,10 @@ func sshPhase(ctx context.Context, c *cluster, n Sizes, cipher string, r *Result
 	for range n.TputRuns {
 		for _, t := range live {
 			if t.Error == "" && t.Tput.Error == "" && ctx.Err() == nil {
-				cpu0 := cpuOf(c)
-				t.Tput.Add(t.e.Transfer(ctx, n.MiB, cipher, "cat >/dev/null"))
-				t.CPUPerGiB = append(t.CPUPerGiB, (cpuOf(c)-cpu0).Seconds()*1024/float64(n.MiB))
+				data, wall, cpu, err := transferCPU(ctx, c, t, n.MiB, cipher)
+				if t.Tput.Add(data, wall, err); err == nil {
+					t.CPUPerGiB = append(t.CPUPerGiB, cpu.Seconds()*1024/float64(n.MiB))
+				}
 			}
 		}
 	}
