@@ -142,36 +142,44 @@ func (h *Hosts) CommandContext(ctx context.Context, i int, name string, args ...
 	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + h.Path(i), "--", name}, args...)...)
 }
 
-// Do runs fn on an OS thread moved into host i's network namespace: the
-// sockets fn opens and the processes it starts in its own goroutine are
-// host i's, and stay so (cmd.Start starts a process there without nsenter).
-// Goroutines fn starts run elsewhere.
+// Do runs fn on an OS thread moved into host i's network namespace, and
+// waits for it: the sockets fn opens and the processes it starts in its own
+// goroutine are host i's, and stay so (cmd.Start starts a process there
+// without nsenter). Goroutines fn starts run elsewhere.
 func (h *Hosts) Do(i int, fn func() error) error {
-	runtime.LockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
+	done := make(chan error, 1)
+	// A goroutine of its own: should its thread fail to come back, it ends
+	// with the goroutine instead of running anything else in host i.
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer self.Close()
+		there, err := os.Open(h.Path(i))
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer there.Close()
+		if err := unix.Setns(int(there.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("enter %s: %w", h.Name(i), err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- errors.Join(ferr, fmt.Errorf("leave %s: %w", h.Name(i), err))
+			return
+		}
 		runtime.UnlockOSThread()
-		return err
-	}
-	defer self.Close()
-	there, err := os.Open(h.Path(i))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer there.Close()
-	if err := unix.Setns(int(there.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter %s: %w", h.Name(i), err)
-	}
-	ferr := fn()
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked, and ends with this goroutine rather
-		// than run others in host i.
-		return errors.Join(ferr, fmt.Errorf("leave %s: %w", h.Name(i), err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+		done <- ferr
+	}()
+	return <-done
 }
 
 // Dialer dials from host i, for an http.Transport's DialContext.
