@@ -95,7 +95,7 @@ type Results struct {
 func main() {
 	short := flag.Bool("short", false, "small sizes: a quick check that everything works (well under a minute)")
 	runs := flag.Int("runs", 0, "connect+exec samples per target (default 30, -short 5)")
-	mib := flag.Int("mb", 0, "MiB per throughput transfer (default 1024, -short 64)")
+	mib := flag.Int("mb", 0, "MiB per throughput transfer (default 1024, -short 32)")
 	kex := flag.String("kex", "", "KexAlgorithms for every SSH target (default: the client's default list)")
 	cipher := flag.String("cipher", aesGCM, "the cipher of every throughput transfer (ssh -c)")
 	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
@@ -104,7 +104,7 @@ func main() {
 	flag.Parse()
 	n := Sizes{Runs: 30, MiB: 1024, TputRuns: 5, Jobs: 50, CellS: 10, Slices: 5, Concurrency: []int{1, 16}}
 	if *short {
-		n = Sizes{Runs: 5, MiB: 64, TputRuns: 3, Jobs: 10, CellS: 1, Slices: 2, Concurrency: []int{1, 16}}
+		n = Sizes{Runs: 5, MiB: 32, TputRuns: 3, Jobs: 10, CellS: 1, Slices: 2, Concurrency: []int{1, 16}}
 	}
 	if *runs > 0 {
 		n.Runs = *runs
