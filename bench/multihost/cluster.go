@@ -48,8 +48,7 @@ type variant struct {
 	key, link string
 	user      string
 	pool      string // "" for the default
-	front     string // the control plane's address as h4 reaches it: https://10.78.0.1:PORT
-	tls       *tls.Config
+	plane     *plane
 	token     string      // the user's API token
 	client    *api.Client // as the user, from h4
 	ssh       *SSHTarget
@@ -89,26 +88,78 @@ func startCluster(ctx context.Context, dir, bin, kex string) (*cluster, error) {
 			})
 		}
 	}
-	// The client's keys: one per user (dspool lets a key log in one user
-	// of a store), the same kind for every target.
-	keys := map[string]string{}
-	for _, k := range []string{"h2-https", "h1-https", "h1-plain", "openssh"} {
-		keys[k] = filepath.Join(dir, "client_ed25519_"+k)
-		if err := openssh.MakeKey(ctx, keys[k]); err != nil {
-			return c, err
-		}
-	}
-	fromH4 := func(cmd *exec.Cmd) error { return h.Do(h4, cmd.Start) }
-	endpoint := openssh.Endpoint{Host: h.Addr(h1), Kex: kex, Start: fromH4}
-
-	// dspool server in h1, HTTPS on every address of h1 (h4 reaches it at
-	// h1's, its own node in h1 at 127.0.0.1), with the share served to h2.
-	s1 := filepath.Join(dir, "server")
-	share1 := filepath.Join(s1, "share")
-	if err := os.MkdirAll(share1, 0o755); err != nil {
+	b1, b2 := host.UIDBase(), host.FreeUIDBase(host.UIDBase()+100)
+	server, err := c.startServer(ctx, b1)
+	if err != nil {
 		return c, err
 	}
-	sh, err := h.ServeShare(h1, share1, dir, h2)
+	up, err := c.startUp(ctx, b2)
+	if err != nil {
+		return c, err
+	}
+	// The node dspool up made of this machine; the server's get the same.
+	pools, err := up.adm.Pools(ctx)
+	if err != nil || len(pools) == 0 {
+		return c, fmt.Errorf("dspool up's pools: %v", err)
+	}
+	if err := c.joinNodes(ctx, server, pools[0].Node); err != nil {
+		return c, err
+	}
+	host.Logf("dspool: server in h1 with nodes h2 (cross) and h1 (local); up in h1 with its own node")
+	c.variants = []*variant{
+		{key: "h2-https", user: "dspbx", pool: "cross", plane: server,
+			link: fmt.Sprintf("dspool server in h1; dspool agent in h2 -> https://%s:%d (TLS, across the bridge)", h.Addr(h1), apiPort)},
+		{key: "h1-https", user: "dspbt", pool: "local", plane: server,
+			link: fmt.Sprintf("dspool server in h1; dspool agent in h1 -> https://127.0.0.1:%d (TLS, loopback)", apiPort)},
+		{key: "h1-plain", user: "dspbp", plane: up,
+			link: "dspool up in h1; its own agent in h1 -> http://127.0.0.1:PORT (plain, loopback: its local agents' listener)"},
+	}
+	// The client's keys: one per user (dspool lets a key log in one user
+	// of a store), the same kind for every target.
+	endpoint := openssh.Endpoint{Host: h.Addr(h1), Kex: kex, Start: func(cmd *exec.Cmd) error { return h.Do(h4, cmd.Start) }}
+	for _, v := range c.variants {
+		e := endpoint
+		e.Key, e.Port = filepath.Join(dir, "client_ed25519_"+v.key), v.plane.sshPort
+		if err := openssh.MakeKey(ctx, e.Key); err != nil {
+			return c, err
+		}
+		if err := c.addUser(ctx, v, e.Key+".pub"); err != nil {
+			return c, err
+		}
+		e.User = v.user
+		if v.pool != "" {
+			e.User += "+" + v.pool // the pool to land in
+		}
+		v.ssh = &SSHTarget{Name: "dspool " + v.key, Route: fmt.Sprintf("h4 -> gateway %s:%d -> node %s", h.Addr(h1), e.Port, v.key[:2]), e: e}
+	}
+	endpoint.Key = filepath.Join(dir, "client_ed25519_openssh")
+	if err := openssh.MakeKey(ctx, endpoint.Key); err != nil {
+		return c, err
+	}
+	return c, c.startPeer(ctx, endpoint)
+}
+
+// plane is a control plane as h4 reaches it.
+type plane struct {
+	*proc
+	front   string      // https://10.78.0.1:PORT
+	tls     *tls.Config // trusts its CA
+	adm     *api.Client // its admin, from h4
+	sshPort int         // its gateway's, on h1's address
+	share   string      // its share's directory
+	mounts  map[int]string
+}
+
+// startServer starts dspool server in h1, HTTPS on every address of h1 (h4
+// reaches it at h1's, its own node in h1 at 127.0.0.1), with its share
+// served to h2 over sshfs.
+func (c *cluster) startServer(ctx context.Context, uidBase int) (*plane, error) {
+	h, dir := c.h, filepath.Join(c.dir, "server")
+	p := &plane{front: fmt.Sprintf("https://%s:%d", h.Addr(h1), apiPort), sshPort: sshPort, share: filepath.Join(dir, "share")}
+	if err := os.MkdirAll(p.share, 0o755); err != nil {
+		return nil, err
+	}
+	sh, err := h.ServeShare(h1, p.share, c.dir, h2)
 	if sh != nil {
 		c.undo = append(c.undo, func() {
 			if err := sh.Close(); err != nil {
@@ -117,110 +168,100 @@ func startCluster(ctx context.Context, dir, bin, kex string) (*cluster, error) {
 		})
 	}
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	b1, b2 := host.UIDBase(), host.FreeUIDBase(host.UIDBase()+100)
-	config := filepath.Join(s1, "server.yaml")
+	p.mounts = sh.Mounts
+	config := filepath.Join(dir, "server.yaml")
 	if err := os.WriteFile(config, fmt.Appendf(nil, "listen: 0.0.0.0:%d\nssh_listen: %s:%d\nadvertise: [%s]\ndata: %s\nshare: %s\nadmin: %s\nuid_base: %d\n",
-		apiPort, h.Addr(h1), sshPort, h.Addr(h1), filepath.Join(s1, "data"), share1, admin1, b1), 0o644); err != nil {
-		return c, err
+		apiPort, h.Addr(h1), sshPort, h.Addr(h1), filepath.Join(dir, "data"), p.share, admin1, uidBase), 0o644); err != nil {
+		return nil, err
 	}
-	server, err := c.start(h1, "dspool server", filepath.Join(s1, "server.log"), nil, bin, "server", "--config", config)
+	if p.proc, err = c.start(h1, "dspool server", filepath.Join(dir, "server.log"), nil, c.bin, "server", "--config", config); err != nil {
+		return nil, err
+	}
+	if p.tls, err = waitFile(ctx, p.proc, filepath.Join(dir, "data", "tls", "ca.crt"), api.TLSConfig); err != nil {
+		return nil, err
+	}
+	token, err := waitFile(ctx, p.proc, filepath.Join(dir, "data", "admin-token"), func(path string) (string, error) {
+		b, err := os.ReadFile(path)
+		return strings.TrimSpace(string(b)), err
+	})
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	front1 := fmt.Sprintf("https://%s:%d", h.Addr(h1), apiPort)
-	adm1, tls1, err := c.serverLogin(ctx, server, filepath.Join(s1, "data"), front1)
-	if err != nil {
-		return c, err
-	}
+	p.adm = &api.Client{Server: p.front, Token: token, HTTP: c.from(h4, api.HTTPClientWith(p.tls))}
+	return p, c.answers(ctx, p.proc, p.adm)
+}
 
-	// dspool up in h1, HTTPS to h4 too; its own node is an agent process
-	// it starts, which reaches it over its plain loopback listener. Its
-	// control plane gets every cpu, as dspool server's does (dspool up
-	// gives it half by default: the machine is its nodes too).
-	s2 := filepath.Join(dir, "up")
-	if err := os.MkdirAll(s2, 0o755); err != nil {
-		return c, err
+// startUp starts dspool up in h1, HTTPS to h4 too; its own node is an agent
+// process it starts, which reaches it over its plain loopback listener. Its
+// control plane gets every cpu, as dspool server's does (dspool up gives it
+// half by default: the machine is its nodes too).
+func (c *cluster) startUp(ctx context.Context, uidBase int) (*plane, error) {
+	h, dir := c.h, filepath.Join(c.dir, "up")
+	p := &plane{front: fmt.Sprintf("https://%s:%d", h.Addr(h1), upAPIPort), sshPort: upSSHPort, share: filepath.Join(dir, "share")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
-	login := filepath.Join(s2, "login.json")
-	up, err := c.start(h1, "dspool up", filepath.Join(s2, "up.log"),
-		[]string{"DSPOOL_CONFIG=" + login, "GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}, bin, "up",
-		"--data", filepath.Join(s2, "data"), "--share", filepath.Join(s2, "share"), "--nodes", "1",
+	login := filepath.Join(dir, "login.json")
+	var err error
+	p.proc, err = c.start(h1, "dspool up", filepath.Join(dir, "up.log"),
+		[]string{"DSPOOL_CONFIG=" + login, "GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}, c.bin, "up",
+		"--data", filepath.Join(dir, "data"), "--share", p.share, "--nodes", "1",
 		"--listen", fmt.Sprintf("%s:%d", h.Addr(h1), upAPIPort), "--ssh-listen", fmt.Sprintf("%s:%d", h.Addr(h1), upSSHPort),
-		"--admin", admin2, "--uid-base", strconv.Itoa(b2))
+		"--admin", admin2, "--uid-base", strconv.Itoa(uidBase))
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	adm2, tls2, err := c.upLogin(ctx, up, login)
+	p.adm, err = waitFile(ctx, p.proc, login, func(path string) (*api.Client, error) {
+		cl, ok := host.LoginClient(path)
+		if !ok {
+			return nil, errors.New("no login yet")
+		}
+		return cl, nil
+	})
 	if err != nil {
-		return c, err
+		return nil, err
 	}
-	pools, err := adm2.Pools(ctx)
-	if err != nil || len(pools) == 0 {
-		return c, fmt.Errorf("dspool up's pools: %v", err)
+	p.tls = host.TLSOf(p.adm)
+	p.adm.HTTP = c.from(h4, p.adm.HTTP)
+	if err := c.answers(ctx, p.proc, p.adm); err != nil {
+		return nil, err
 	}
-	node := pools[0].Node // the node dspool up made of this machine; the server's nodes get the same
+	return p, c.waitNodes(ctx, p.adm, 1, p.log)
+}
 
-	// The server's two nodes: h2 across the network, with the share over
-	// sshfs; h1 on loopback, with the share as it is. Each joins with
-	// nothing but a join token, which carries the CA's pin.
+// joinNodes starts the server's two nodes, of the given size: h2 across the
+// network, with the share over sshfs; h1 on loopback, with the share's
+// directory. Each joins with nothing but a join token, which carries the
+// CA's pin.
+func (c *cluster) joinNodes(ctx context.Context, server *plane, node dspool.NodeSize) error {
 	var ps []*dspool.Pool
 	for _, name := range []string{"cross", "local"} {
 		ps = append(ps, &dspool.Pool{Name: name, Provider: dspool.ProviderStatic, Node: node, Count: 1})
 	}
-	if _, err := adm1.ApplyPools(ctx, ps); err != nil {
-		return c, fmt.Errorf("apply the server's pools: %w", err)
+	if _, err := server.adm.ApplyPools(ctx, ps); err != nil {
+		return fmt.Errorf("apply the server's pools: %w", err)
 	}
 	for _, a := range []struct {
 		on                  int
 		pool, server, share string
 	}{
-		{h2, "cross", front1, sh.Mounts[h2]},
-		{h1, "local", fmt.Sprintf("https://127.0.0.1:%d", apiPort), share1},
+		{h2, "cross", server.front, server.mounts[h2]},
+		{h1, "local", fmt.Sprintf("https://127.0.0.1:%d", apiPort), server.share},
 	} {
-		jt, err := adm1.JoinToken(ctx, a.pool)
+		jt, err := server.adm.JoinToken(ctx, a.pool)
 		if err != nil {
-			return c, fmt.Errorf("join token: %w", err)
+			return fmt.Errorf("join token: %w", err)
 		}
-		state := filepath.Join(dir, "agent-"+a.pool)
-		if _, err := c.start(a.on, "dspool agent ("+a.pool+")", state+".log", []string{"DSPOOL_JOIN_TOKEN=" + jt.Token}, bin, "agent",
+		state := filepath.Join(c.dir, "agent-"+a.pool)
+		if _, err := c.start(a.on, "dspool agent ("+a.pool+")", state+".log", []string{"DSPOOL_JOIN_TOKEN=" + jt.Token}, c.bin, "agent",
 			"--server", a.server, "--pool", a.pool, "--name", fmt.Sprintf("h%d", a.on), "--share", a.share, "--state", state,
 			"--cpus", node.CPUs.String(), "--memory", strconv.FormatInt(int64(node.Memory), 10)); err != nil {
-			return c, err
+			return err
 		}
 	}
-	if err := c.waitNodes(ctx, adm1, 2, server.log); err != nil {
-		return c, err
-	}
-	host.Logf("dspool: server in h1 with nodes h2 (cross) and h1 (local); up in h1 with its own node")
-
-	front2 := fmt.Sprintf("https://%s:%d", h.Addr(h1), upAPIPort)
-	c.variants = []*variant{
-		{key: "h2-https", user: "dspbx", pool: "cross", front: front1, tls: tls1,
-			link: fmt.Sprintf("dspool server in h1; dspool agent in h2 -> https://%s:%d (TLS, across the bridge)", h.Addr(h1), apiPort)},
-		{key: "h1-https", user: "dspbt", pool: "local", front: front1, tls: tls1,
-			link: fmt.Sprintf("dspool server in h1; dspool agent in h1 -> https://127.0.0.1:%d (TLS, loopback)", apiPort)},
-		{key: "h1-plain", user: "dspbp", front: front2, tls: tls2,
-			link: "dspool up in h1; its own agent in h1 -> http://127.0.0.1:PORT (plain, loopback: its local agents' listener)"},
-	}
-	for _, v := range c.variants {
-		adm, port := adm1, sshPort
-		if v.front == front2 {
-			adm, port = adm2, upSSHPort
-		}
-		if err := c.addUser(ctx, adm, v, keys[v.key]+".pub"); err != nil {
-			return c, err
-		}
-		e := endpoint
-		e.User, e.Port, e.Key = v.user, port, keys[v.key]
-		if v.pool != "" {
-			e.User += "+" + v.pool // the pool to land in
-		}
-		v.ssh = &SSHTarget{Name: "dspool " + v.key, Route: fmt.Sprintf("h4 -> gateway %s:%d -> node %s", h.Addr(h1), port, v.key[:2]), e: e}
-	}
-	endpoint.Key = keys["openssh"]
-	return c, c.startPeer(ctx, endpoint)
+	return c.waitNodes(ctx, server.adm, 2, server.log)
 }
 
 // startPeer starts OpenSSH: sshd in h2 (the peer) and in h1 (the jump
@@ -248,44 +289,6 @@ func (c *cluster) startPeer(ctx context.Context, e openssh.Endpoint) error {
 		c.undo = append(c.undo, s.Stop) // before removeUser, which is undone later
 	}
 	return nil
-}
-
-// serverLogin waits for the admin token dspool server writes and for its
-// API to answer h4.
-func (c *cluster) serverLogin(ctx context.Context, p *proc, data, front string) (*api.Client, *tls.Config, error) {
-	tc, err := waitFile(ctx, p, filepath.Join(data, "tls", "ca.crt"), api.TLSConfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	token, err := waitFile(ctx, p, filepath.Join(data, "admin-token"), func(path string) (string, error) {
-		b, err := os.ReadFile(path)
-		return strings.TrimSpace(string(b)), err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	cl := &api.Client{Server: front, Token: token, HTTP: c.from(h4, api.HTTPClientWith(tc))}
-	return cl, tc, c.answers(ctx, p, cl)
-}
-
-// upLogin waits for the login dspool up writes, and for its node.
-func (c *cluster) upLogin(ctx context.Context, p *proc, path string) (*api.Client, *tls.Config, error) {
-	cl, err := waitFile(ctx, p, path, func(path string) (*api.Client, error) {
-		cl, ok := host.LoginClient(path)
-		if !ok {
-			return nil, errors.New("no login yet")
-		}
-		return cl, nil
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	tc := host.TLSOf(cl)
-	cl.HTTP = c.from(h4, cl.HTTP)
-	if err := c.answers(ctx, p, cl); err != nil {
-		return nil, nil, err
-	}
-	return cl, tc, c.waitNodes(ctx, cl, 1, p.log)
 }
 
 // answers waits until the API answers h4.
@@ -324,7 +327,8 @@ func (c *cluster) waitNodes(ctx context.Context, cl *api.Client, n int, log stri
 }
 
 // addUser creates v's user, its API token and its SSH key, and v's client.
-func (c *cluster) addUser(ctx context.Context, adm *api.Client, v *variant, pub string) error {
+func (c *cluster) addUser(ctx context.Context, v *variant, pub string) error {
+	adm := v.plane.adm
 	if _, err := adm.CreateUser(ctx, api.UserCreate{Name: v.user}); err != nil {
 		return fmt.Errorf("create user %s: %w", v.user, err)
 	}
@@ -340,7 +344,7 @@ func (c *cluster) addUser(ctx context.Context, adm *api.Client, v *variant, pub 
 		return fmt.Errorf("key of %s: %w", v.user, err)
 	}
 	v.token = tok.Secret
-	v.client = &api.Client{Server: v.front, Token: v.token, HTTP: adm.HTTP}
+	v.client = &api.Client{Server: v.plane.front, Token: v.token, HTTP: adm.HTTP}
 	return nil
 }
 

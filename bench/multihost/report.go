@@ -21,7 +21,7 @@ type SSHRow struct {
 	VsDirect *float64 `json:"dspool_vs_direct"`
 	VsJump   *float64 `json:"dspool_vs_jump"`
 	Target   string   `json:"target,omitempty"`
-	Status   string   `json:"status,omitempty"` // met, MISSED (why), or which figure is missing
+	Status   string   `json:"status,omitempty"` // met, MISSED: why, or which figure is missing
 }
 
 // LinkRow is a line of the second table: dspool's figures by where its
@@ -36,45 +36,105 @@ type LinkRow struct {
 	TLSCost *float64 `json:"tls_cost"`
 	Target  string   `json:"target,omitempty"`
 	Status  string   `json:"status,omitempty"`
-	rate    bool     // higher is better
 }
 
+const (
+	tlsTarget = "TLS <= 10%"
+	jobTarget = "<= 20 ms (h2); " + tlsTarget
+)
+
 func report(w io.Writer, jsonOut string, r *Results) error {
-	n := r.Sizes
-	cipher := strings.TrimSuffix(r.Cipher, "@openssh.com")
-	lat := func(t *SSHTarget, p90 bool) *float64 {
-		switch {
-		case t == nil || t.Latency == nil || t.Error != "" && len(t.Latency.SamplesMs) < n.Runs:
-			return nil
-		case p90:
-			return &t.Latency.P90Ms
-		}
-		return &t.Latency.P50Ms
+	ssh, link := sshRows(r), linkRows(r)
+	fmt.Fprintf(w, "SSH from h4 to a shell in h2 (ssh -c %s for the throughput; the same client and options for every target)\n", r.Cipher)
+	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "metric\t dspool (gateway h1 -> node h2)\t openssh direct (h2)\t openssh jump host (h1 -> h2)\t dspool/direct\t dspool/jump\t target")
+	for _, x := range ssh {
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %s\t %s\n", x.Metric, num(x.Dspool), num(x.Direct), num(x.Jump),
+			times(x.VsDirect), times(x.VsJump), targetCell(x.Target, x.Status))
 	}
-	tput := func(t *SSHTarget) *float64 {
-		if t == nil || t.Tput == nil || t.Error != "" || t.Tput.Error != "" || t.Tput.MiBPerS == 0 {
-			return nil
+	tw.Flush()
+	printReferences(w, r)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "dspool by where the node is and how its agent reaches the control plane (clients in h4, over HTTPS and the gateway)")
+	tw = tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "metric\t node h2, HTTPS link\t node h1, HTTPS link\t node h1, plain link\t TLS cost (h1)\t target")
+	for _, x := range link {
+		cost := "-"
+		if x.TLSCost != nil {
+			cost = fmt.Sprintf("%+.1f%%", 100**x.TLSCost)
 		}
-		return &t.Tput.MiBPerS
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %s\n", x.Metric, num(x.H2HTTPS), num(x.H1HTTPS), num(x.H1Plain), cost, targetCell(x.Target, x.Status))
 	}
-	cpu := func(t *SSHTarget) *float64 {
-		if tput(t) == nil || len(t.CPUPerGiB) == 0 {
-			return nil
+	tw.Flush()
+	printNotes(w, r)
+	return host.WriteJSON(jsonOut, map[string]any{"time": time.Now().UTC(), "results": r, "ssh_rows": ssh, "link_rows": link})
+}
+
+// The figures, nil where missing.
+
+func (t *SSHTarget) p50() *float64 { return t.latency(false) }
+func (t *SSHTarget) p90() *float64 { return t.latency(true) }
+
+func (t *SSHTarget) latency(p90 bool) *float64 {
+	switch {
+	case t == nil || t.Latency == nil || len(t.Latency.SamplesMs) == 0 || strings.HasPrefix(t.Error, "connect+exec"):
+		return nil
+	case p90:
+		return &t.Latency.P90Ms
+	}
+	return &t.Latency.P50Ms
+}
+
+func (t *SSHTarget) tput() *float64 {
+	if t == nil || t.Tput == nil || t.Error != "" || t.Tput.Error != "" || t.Tput.MiBPerS == 0 {
+		return nil
+	}
+	return &t.Tput.MiBPerS
+}
+
+func (t *SSHTarget) cpu() *float64 {
+	if t.tput() == nil || len(t.CPUPerGiB) == 0 {
+		return nil
+	}
+	m := median(t.CPUPerGiB)
+	return &m
+}
+
+// cell is the rate (or the p50) of v's Jupyter cell at conc.
+func (v *Variant) cell(conc int, p50 bool) *float64 {
+	for _, c := range v.Jupyter {
+		if c.Conc == conc && c.Error == "" && len(c.Slices) > 0 {
+			if p50 {
+				return &c.P50Ms
+			}
+			return &c.ReqPerS
 		}
-		m := median(t.CPUPerGiB)
-		return &m
 	}
-	d := r.Variants[0].SSH
-	sshRows := []SSHRow{
-		{Metric: fmt.Sprintf("connect+exec p50 (ms, %d runs)", n.Runs), Dspool: lat(d, false), Direct: lat(r.Direct, false), Jump: lat(r.Jump, false),
+	return nil
+}
+
+func (v *Variant) jobs(p90 bool) *float64 {
+	switch {
+	case v.Jobs == nil || v.JobsError != "" || len(v.Jobs.SamplesMs) == 0:
+		return nil
+	case p90:
+		return &v.Jobs.P90Ms
+	}
+	return &v.Jobs.P50Ms
+}
+
+func sshRows(r *Results) []SSHRow {
+	n, d := r.Sizes, r.Variants[0].SSH
+	rows := []SSHRow{
+		{Metric: fmt.Sprintf("connect+exec p50 (ms, %d runs)", n.Runs), Dspool: d.p50(), Direct: r.Direct.p50(), Jump: r.Jump.p50(),
 			Target: "<= 1.2x direct"},
-		{Metric: fmt.Sprintf("connect+exec p90 (ms, %d runs)", n.Runs), Dspool: lat(d, true), Direct: lat(r.Direct, true), Jump: lat(r.Jump, true)},
-		{Metric: fmt.Sprintf("throughput %s (MiB/s, %d MiB)", cipher, n.MiB), Dspool: tput(d), Direct: tput(r.Direct), Jump: tput(r.Jump),
+		{Metric: fmt.Sprintf("connect+exec p90 (ms, %d runs)", n.Runs), Dspool: d.p90(), Direct: r.Direct.p90(), Jump: r.Jump.p90()},
+		{Metric: fmt.Sprintf("throughput %s (MiB/s, %d MiB)", shortCipher(r.Cipher), n.MiB), Dspool: d.tput(), Direct: r.Direct.tput(), Jump: r.Jump.tput(),
 			Target: ">= 1.0x direct, >= 2x jump"},
-		{Metric: "cpu-s per GiB, connection included (all its processes)", Dspool: cpu(d), Direct: cpu(r.Direct), Jump: cpu(r.Jump)},
+		{Metric: "cpu-s per GiB, connection included (all its processes)", Dspool: d.cpu(), Direct: r.Direct.cpu(), Jump: r.Jump.cpu()},
 	}
-	for i := range sshRows {
-		x := &sshRows[i]
+	for i := range rows {
+		x := &rows[i]
 		x.VsDirect, x.VsJump = ratio(x.Dspool, x.Direct), ratio(x.Dspool, x.Jump)
 		switch {
 		case x.Target == "":
@@ -95,60 +155,33 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 			x.Status = status(len(why) == 0, strings.Join(why, ", "))
 		}
 	}
+	return rows
+}
 
-	col := func(f func(v *Variant) *float64) (out [3]*float64) {
-		for i, v := range r.Variants {
-			out[i] = f(v)
-		}
-		return out
-	}
-	cell := func(conc int, p50 bool) func(v *Variant) *float64 {
-		return func(v *Variant) *float64 {
-			for _, c := range v.Jupyter {
-				if c.Conc == conc && c.Error == "" && len(c.Slices) > 0 {
-					if p50 {
-						return &c.P50Ms
-					}
-					return &c.ReqPerS
-				}
-			}
-			return nil
-		}
-	}
-	jobs := func(p90 bool) func(v *Variant) *float64 {
-		return func(v *Variant) *float64 {
-			switch {
-			case v.Jobs == nil || v.JobsError != "" || len(v.Jobs.SamplesMs) == 0:
-				return nil
-			case p90:
-				return &v.Jobs.P90Ms
-			}
-			return &v.Jobs.P50Ms
-		}
-	}
-	const tlsTarget = "TLS <= 10%"
+func linkRows(r *Results) []LinkRow {
+	n := r.Sizes
 	type spec struct {
 		metric string
-		vals   [3]*float64
-		rate   bool
+		fig    func(v *Variant) *float64
+		rate   bool // higher is better
 		target string
 	}
 	specs := []spec{
-		{fmt.Sprintf("ssh connect+exec p50 (ms, %d runs)", n.Runs), col(func(v *Variant) *float64 { return lat(v.SSH, false) }), false, tlsTarget},
-		{fmt.Sprintf("ssh throughput %s (MiB/s, %d MiB)", cipher, n.MiB), col(func(v *Variant) *float64 { return tput(v.SSH) }), true, tlsTarget},
-		{"ssh cpu-s per GiB, connection included", col(func(v *Variant) *float64 { return cpu(v.SSH) }), false, ""},
+		{fmt.Sprintf("ssh connect+exec p50 (ms, %d runs)", n.Runs), func(v *Variant) *float64 { return v.SSH.p50() }, false, tlsTarget},
+		{fmt.Sprintf("ssh throughput %s (MiB/s, %d MiB)", shortCipher(r.Cipher), n.MiB), func(v *Variant) *float64 { return v.SSH.tput() }, true, tlsTarget},
+		{"ssh cpu-s per GiB, connection included", func(v *Variant) *float64 { return v.SSH.cpu() }, false, ""},
 	}
 	for _, conc := range n.Concurrency {
 		specs = append(specs,
-			spec{fmt.Sprintf("jupyter c=%d (req/s, %gs)", conc, n.CellS), col(cell(conc, false)), true, tlsTarget},
-			spec{fmt.Sprintf("jupyter c=%d p50 (ms)", conc), col(cell(conc, true)), false, tlsTarget})
+			spec{fmt.Sprintf("jupyter c=%d (req/s, %gs)", conc, n.CellS), func(v *Variant) *float64 { return v.cell(conc, false) }, true, tlsTarget},
+			spec{fmt.Sprintf("jupyter c=%d p50 (ms)", conc), func(v *Variant) *float64 { return v.cell(conc, true) }, false, tlsTarget})
 	}
 	specs = append(specs,
-		spec{fmt.Sprintf("job submit->start p50 (ms, %d jobs)", n.Jobs), col(jobs(false)), false, "<= 20 ms (h2); " + tlsTarget},
-		spec{fmt.Sprintf("job submit->start p90 (ms, %d jobs)", n.Jobs), col(jobs(true)), false, ""})
-	var linkRows []LinkRow
+		spec{fmt.Sprintf("job submit->start p50 (ms, %d jobs)", n.Jobs), func(v *Variant) *float64 { return v.jobs(false) }, false, jobTarget},
+		spec{fmt.Sprintf("job submit->start p90 (ms, %d jobs)", n.Jobs), func(v *Variant) *float64 { return v.jobs(true) }, false, ""})
+	var rows []LinkRow
 	for _, s := range specs {
-		x := LinkRow{Metric: s.metric, H2HTTPS: s.vals[0], H1HTTPS: s.vals[1], H1Plain: s.vals[2], Target: s.target, rate: s.rate}
+		x := LinkRow{Metric: s.metric, H2HTTPS: s.fig(r.Variants[0]), H1HTTPS: s.fig(r.Variants[1]), H1Plain: s.fig(r.Variants[2]), Target: s.target}
 		if q := ratio(x.H1HTTPS, x.H1Plain); q != nil {
 			cost := *q - 1
 			if s.rate {
@@ -162,7 +195,7 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		case x.TLSCost == nil:
 			x.Status = "a figure is missing"
 		default:
-			if strings.HasPrefix(x.Target, "<= 20 ms") && (x.H2HTTPS == nil || *x.H2HTTPS > 20) {
+			if x.Target == jobTarget && (x.H2HTTPS == nil || *x.H2HTTPS > 20) {
 				why = append(why, "h2 over 20 ms")
 			}
 			if *x.TLSCost > 0.10 {
@@ -170,16 +203,13 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 			}
 			x.Status = status(len(why) == 0, strings.Join(why, ", "))
 		}
-		linkRows = append(linkRows, x)
+		rows = append(rows, x)
 	}
+	return rows
+}
 
-	fmt.Fprintf(w, "SSH from h4 to a shell in h2 (ssh -c %s for the throughput; the same client and options for every target)\n", r.Cipher)
-	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "metric\t dspool (gateway h1 -> node h2)\t openssh direct (h2)\t openssh jump host (h1 -> h2)\t dspool/direct\t dspool/jump\t target")
-	for _, x := range sshRows {
-		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %s\t %s\n", x.Metric, num(x.Dspool), num(x.Direct), num(x.Jump), times(x.VsDirect), times(x.VsJump), targetCell(x.Target, x.Status))
-	}
-	tw.Flush()
+// printReferences prints what the figures are bounded by.
+func printReferences(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "references: TCP h4 -> h2, no ssh: %s MiB/s; local pipe (`cat`), no network: %s MiB/s\n", tputRef(r.TCP), tputRef(r.Pipe))
 	for _, hs := range r.Handshakes {
 		if hs.Error != "" {
@@ -189,25 +219,18 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		fmt.Fprintf(w, "references: a new connection from %s to dspool server's API at %s, as an agent opens one per SSH session: p50 %.2f ms with its TLS handshake, %.2f ms for the TCP connect alone\n",
 			hs.From, hs.To, hs.TLS.P50Ms, hs.TCP.P50Ms)
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "dspool by where the node is and how its agent reaches the control plane (clients in h4, over HTTPS and the gateway)")
-	tw = tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "metric\t node h2, HTTPS link\t node h1, HTTPS link\t node h1, plain link\t TLS cost (h1)\t target")
-	for _, x := range linkRows {
-		cost := "-"
-		if x.TLSCost != nil {
-			cost = fmt.Sprintf("%+.1f%%", 100**x.TLSCost)
-		}
-		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %s\n", x.Metric, num(x.H2HTTPS), num(x.H1HTTPS), num(x.H1Plain), cost, targetCell(x.Target, x.Status))
-	}
-	tw.Flush()
+}
+
+// printNotes prints what each column is, each SSH target's details and every
+// failure.
+func printNotes(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "load1: %.2f at the start, %.2f once everything ran, %.2f at the end; %d cpus shared by every host; %s; %s\n",
 		r.Load1[0], r.Load1[1], r.Load1[2], r.CPUs, r.Dspool, r.Client)
 	for _, v := range r.Variants {
 		fmt.Fprintf(w, "node %s: %s\n", v.Key, v.Link)
 	}
 	fmt.Fprintln(w, "TLS cost: the node in h1 over HTTPS against the node in h1 over plain HTTP, positive when TLS is slower; plain HTTP is allowed on loopback only, hence h1")
-	for _, t := range append([]*SSHTarget{r.Direct, r.Jump}, r.Variants[0].SSH, r.Variants[1].SSH, r.Variants[2].SSH) {
+	for _, t := range []*SSHTarget{r.Direct, r.Jump, r.Variants[0].SSH, r.Variants[1].SSH, r.Variants[2].SSH} {
 		fmt.Fprintf(w, "%s: %s; %s", t.Name, t.Route, or(t.Banner, "no banner"))
 		if t.Kex != "" {
 			fmt.Fprintf(w, "; kex %s, default cipher %s", t.Kex, t.Cipher)
@@ -216,7 +239,7 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 			fmt.Fprintf(w, "; connect+exec %.1f-%.1f ms", t.Latency.MinMs, t.Latency.MaxMs)
 		}
 		if t.Tput != nil && t.Tput.Error == "" && len(t.Tput.DataS) > 0 {
-			fmt.Fprintf(w, "; %s MiB/s (with the connection setup %.0f)", t.Tput.Spread(n.MiB), t.Tput.WallMiBPerS)
+			fmt.Fprintf(w, "; %s MiB/s (with the connection setup %.0f)", t.Tput.Spread(r.Sizes.MiB), t.Tput.WallMiBPerS)
 		}
 		fmt.Fprintln(w)
 		for _, e := range []string{t.Error, tputErr(t)} {
@@ -238,7 +261,6 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 	for _, note := range r.Notes {
 		fmt.Fprintln(w, note)
 	}
-	return host.WriteJSON(jsonOut, map[string]any{"time": time.Now().UTC(), "results": r, "ssh_rows": sshRows, "link_rows": linkRows})
 }
 
 func ratio(a, b *float64) *float64 {
@@ -262,6 +284,8 @@ func targetCell(target, status string) string {
 	}
 	return target + " (" + status + ")"
 }
+
+func shortCipher(c string) string { return strings.TrimSuffix(c, "@openssh.com") }
 
 // tputRef is a reference throughput, or why it is missing.
 func tputRef(tp *openssh.Tput) string {

@@ -111,7 +111,7 @@ func handshakes(ctx context.Context, c *cluster, from, runs int) *Handshakes {
 	}
 	hs := &Handshakes{From: fmt.Sprintf("h%d", from), To: addr, TCP: &openssh.Latency{}, TLS: &openssh.Latency{}}
 	dial := c.h.Dialer(from, &net.Dialer{Timeout: 5 * time.Second})
-	cfg := c.variants[0].tls.Clone()
+	cfg := c.variants[0].plane.tls.Clone()
 	cfg.ServerName, _, _ = net.SplitHostPort(addr)
 	for range runs {
 		for _, withTLS := range []bool{false, true} {

@@ -140,7 +140,7 @@ func startNotebook(ctx context.Context, v *variant) error {
 
 // get sends one GET /user/NAME/api with the user's token.
 func get(ctx context.Context, hc *http.Client, v *variant) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", v.front+"/user/"+v.user+"/api", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", v.plane.front+"/user/"+v.user+"/api", nil)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func get(ctx context.Context, hc *http.Client, v *variant) error {
 
 // hammer measures one slice of a cell.
 func hammer(ctx context.Context, c *cluster, v *variant, conc int, d time.Duration) (host.Load, error) {
-	hc := c.from(h4, host.LoadClient(conc, v.tls))
+	hc := c.from(h4, host.LoadClient(conc, v.plane.tls))
 	defer hc.CloseIdleConnections()
 	return host.Hammer(ctx, conc, d, func() error { return get(ctx, hc, v) })
 }
