@@ -116,8 +116,8 @@ func (h *hosts) cliOnOK(t *testing.T, i int, env []string, args ...string) strin
 }
 
 // serveShare serves dir from host i over sshfs, mounted as root on hosts
-// on at their own mount points, which it returns by host.
-func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]string {
+// on at their own mount points (its Mounts, by host).
+func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) *netns.Share {
 	t.Helper()
 	s, err := h.ServeShare(i, dir, tempDir(t), on...)
 	if errors.Is(err, netns.ErrUnavailable) {
@@ -134,7 +134,7 @@ func (h *hosts) serveShare(t *testing.T, i int, dir string, on ...int) map[int]s
 			t.Logf("%s:\n%s", s.Log, tail(s.Log, 3000))
 		}
 	})
-	return s.Mounts
+	return s
 }
 
 // TestMultiHost runs a pool across machines: the control plane on h1 with
@@ -150,7 +150,8 @@ func TestMultiHost(t *testing.T) {
 	}
 	// h1 is the file server too; every machine mounts the share from it,
 	// the control plane included, as a network mount with its caches.
-	mounts := h.serveShare(t, 1, share, 1, 2, 3)
+	served := h.serveShare(t, 1, share, 1, 2, 3)
+	mounts := served.Mounts
 	const admin = "e2eadm91"
 	removeAccountAfter(t, admin)
 	config := writeFile(t, "server-*.yaml", fmt.Sprintf(`listen: %[1]s:8443
@@ -437,14 +438,28 @@ heartbeat: 200ms
 		eventually(t, 30*time.Second, "the job to end", func() bool { return !running(2) })
 	})
 
-	t.Run("an agent given a wrong CA pin or an empty share is refused", func(t *testing.T) {
+	t.Run("an agent given a wrong CA pin, an empty share or a share that keeps no owners is refused", func(t *testing.T) {
 		join := strings.TrimSpace(h.cliOnOK(t, 4, adm, "pool", "join-token", "multi"))
+		// The share mounted for one account, as SMB with uid= is: every
+		// file made through it is that account's.
+		const account = "e2eshr91"
+		removeAccountAfter(t, account)
+		for _, c := range [][]string{{"useradd", "-M", "-s", "/bin/sh", account}, {"usermod", "-p", "*", account}} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", strings.Join(c, " "), err, out)
+			}
+		}
+		oneOwner, err := served.MountAs(3, account)
+		if err != nil {
+			t.Fatal(err)
+		}
 		wrong := join[:strings.LastIndexByte(join, '.')+1] + strings.Repeat("0", 64)
 		for _, c := range []struct {
 			name, token, share, want string
 		}{
 			{"wrong pin", wrong, mounts[3], "is not this pool's control plane"},
 			{"empty share", join, tempDir(t), "nothing is mounted there"},
+			{"share that keeps no owners", join, oneOwner, "keeps no owners"},
 		} {
 			state := filepath.Join(tempDir(t), "state")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

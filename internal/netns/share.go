@@ -16,6 +16,11 @@ import (
 type Share struct {
 	Mounts map[int]string // the mount point on each host
 	Log    string         // sshd's log
+	h      *Hosts
+	from   int
+	dir    string
+	work   string
+	others []string // MountAs's mount points
 	sshd   *exec.Cmd
 	done   chan struct{}
 }
@@ -45,13 +50,15 @@ func (h *Hosts) ServeShare(from int, dir, work string, on ...int) (s *Share, err
 		return nil, err
 	}
 	keys := filepath.Join(work, "share_authorized_keys")
-	if err := os.WriteFile(keys, pub, 0o600); err != nil {
+	// Readable by all: sshd reads it as the account that logs in, and
+	// MountAs mounts as accounts that are not root.
+	if err := os.WriteFile(keys, pub, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // sshd's privilege separation directory
 		return nil, err
 	}
-	s = &Share{Mounts: map[int]string{}, Log: filepath.Join(work, "share-sshd.log"), done: make(chan struct{})}
+	s = &Share{Mounts: map[int]string{}, Log: filepath.Join(work, "share-sshd.log"), h: h, from: from, dir: dir, work: work, done: make(chan struct{})}
 	log, err := os.Create(s.Log)
 	if err != nil {
 		return nil, err
@@ -73,29 +80,47 @@ func (h *Hosts) ServeShare(from int, dir, work string, on ...int) (s *Share, err
 		}
 	}()
 	for _, j := range on {
-		mnt := filepath.Join(work, fmt.Sprintf("share-on-h%d", j))
-		if err := os.Mkdir(mnt, 0o755); err != nil {
+		if _, err := s.mount(j, "root", fmt.Sprintf("share-on-h%d", j)); err != nil {
 			return s, err
-		}
-		var last error
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			out, err := h.Command(j, "sshfs", "-o", "IdentityFile="+filepath.Join(work, "share_client"), "-o", "StrictHostKeyChecking=no",
-				"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
-				"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
-				"root@"+h.Addr(from)+":"+dir, mnt).CombinedOutput()
-			if err == nil {
-				s.Mounts[j] = mnt
-				break
-			}
-			// sshd may not listen yet.
-			last = fmt.Errorf("sshfs on host %d: %v: %s", j, err, strings.TrimSpace(string(out)))
-			if time.Now().After(deadline) {
-				b, _ := os.ReadFile(s.Log)
-				return s, fmt.Errorf("%w (sshd's log: %s)", last, strings.TrimSpace(string(b)))
-			}
 		}
 	}
 	return s, nil
+}
+
+// MountAs mounts the share once more on host j, as the file server's
+// account (which must exist, with a password that is not locked: '*'),
+// and returns the mount point. Every file made through it belongs to that
+// account, as on an SMB mount with uid=.
+func (s *Share) MountAs(j int, account string) (string, error) {
+	return s.mount(j, account, fmt.Sprintf("share-on-h%d-as-%s", j, account))
+}
+
+// mount mounts the share on host j at work/name as account, retrying while
+// sshd does not listen yet.
+func (s *Share) mount(j int, account, name string) (string, error) {
+	mnt := filepath.Join(s.work, name)
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		return "", err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := s.h.Command(j, "sshfs", "-o", "IdentityFile="+filepath.Join(s.work, "share_client"), "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
+			"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+			account+"@"+s.h.Addr(s.from)+":"+s.dir, mnt).CombinedOutput()
+		if err == nil {
+			if account == "root" {
+				s.Mounts[j] = mnt
+			} else {
+				s.others = append(s.others, mnt)
+			}
+			return mnt, nil
+		}
+		last := fmt.Errorf("sshfs on host %d: %v: %s", j, err, strings.TrimSpace(string(out)))
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(s.Log)
+			return "", fmt.Errorf("%w (sshd's log: %s)", last, strings.TrimSpace(string(b)))
+		}
+	}
 }
 
 // Close unmounts the share everywhere and stops sshd.
@@ -104,6 +129,11 @@ func (s *Share) Close() error {
 	for j, mnt := range s.Mounts {
 		if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("unmount the share on host %d: %v: %s", j, err, out))
+		}
+	}
+	for _, mnt := range s.others {
+		if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %v: %s", mnt, err, out))
 		}
 	}
 	if s.sshd.Process != nil {
