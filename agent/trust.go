@@ -59,6 +59,13 @@ func (ag *Agent) trust(pinnedPEM string) error {
 	default:
 		return fmt.Errorf("server URL %q: want https://HOST[:PORT]", ag.cfg.Server)
 	}
+	if u.Scheme == "https" {
+		// Every SSH channel and Jupyter request dials a connection of its
+		// own: resuming the link's TLS session spares each the
+		// certificate's signature and its check. A ticket is good only
+		// with the server that issued it, verified on first contact.
+		ag.tls.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
 	ag.http = api.HTTPClientWith(ag.tls)
 	return nil
 }
