@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stayingAgent stands in for `dspool agent` where adoption is tested: it
@@ -108,6 +110,11 @@ func TestAdoptsTheAgentsOfACrashedRun(t *testing.T) {
 	name := names[0]
 	state := filepath.Join(p.opts.DataDir, "agents", name)
 	first := pidOf(t, p, name)
+	// It leads a session of its own: no terminal's hangup or Ctrl-C that
+	// reaches the provider's process reaches it.
+	if sid, err := unix.Getsid(first); err != nil || sid != first {
+		t.Errorf("the agent %d is in session %d (%v), want one of its own", first, sid, err)
+	}
 	crash(p)
 
 	q := again(t, p, nil)
