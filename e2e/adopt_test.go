@@ -67,6 +67,7 @@ func TestUpKill9AdoptsAgents(t *testing.T) {
 		}
 		return true
 	})
+	eventually(t, 10*time.Second, "every job's sleep to run", func() bool { return len(procs(uid, "sleep", pause)) == len(ids) })
 	agents := onlyAgents(t, states)
 
 	killed := time.Now()
