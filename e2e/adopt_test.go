@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -220,9 +221,10 @@ func onlyAgents(t *testing.T, states []string) []int {
 }
 
 // agentPIDs lists the live agent processes whose state directory matches
-// the pattern state (filepath.Match).
+// the pattern state (filepath.Match); not their children, which show the
+// agent's command line between fork and exec.
 func agentPIDs(state string) []int {
-	return procsMatching(0, func(args []string) bool {
+	pids := procsMatching(0, func(args []string) bool {
 		if len(args) < 2 || args[1] != "agent" {
 			return false
 		}
@@ -233,6 +235,25 @@ func agentPIDs(state string) []int {
 		}
 		return false
 	})
+	var out []int
+	for _, pid := range pids {
+		if !slices.Contains(pids, parentPID(pid)) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// parentPID is pid's parent (0 when it is gone).
+func parentPID(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+		if f := strings.Fields(string(b[i+1:])); len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			return ppid
+		}
+	}
+	return 0
 }
 
 // pointPidFile makes the agent pid file in state name pid, as if the agent

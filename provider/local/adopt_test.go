@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,9 +66,10 @@ func alive(pid int) bool {
 }
 
 // agentsOf returns the pids of the processes whose command line gives
-// state as --state.
+// state as --state, other than their own children (the fake agent's,
+// between fork and exec, show its command line).
 func agentsOf(state string) []int {
-	var pids []int
+	parent := map[int]int{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		var pid int
@@ -75,7 +77,21 @@ func agentsOf(state string) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), "\x00--state\x00"+state+"\x00") && alive(pid) {
+		if err != nil || !strings.Contains(string(b), "\x00--state\x00"+state+"\x00") || !alive(pid) {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		var ppid int
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
+				ppid, _ = strconv.Atoi(f[1])
+			}
+		}
+		parent[pid] = ppid
+	}
+	var pids []int
+	for pid, ppid := range parent {
+		if _, child := parent[ppid]; !child {
 			pids = append(pids, pid)
 		}
 	}
