@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -191,15 +190,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	// One agent per identity: a second one would fight the first over its
-	// node's attempts and cgroups.
-	lock, err := os.OpenFile(filepath.Join(cfg.StateDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := lockState(cfg.StateDir)
 	if err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("another agent is running with state directory %s: stop it, or give this one its own --state", cfg.StateDir)
+		return nil, err
 	}
 	ag.lock = lock
 	pinned := ""

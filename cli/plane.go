@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/gateway/sshgw"
+	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
@@ -286,14 +288,30 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 
 // localAgents gives agents on this machine a plain loopback address when
 // the API is HTTPS (its certificate need not name 127.0.0.1; loopback
-// traffic never leaves the machine).
-func (p *plane) localAgents() error {
+// traffic never leaves the machine). The port is kept in
+// DATA/local-agents.addr and taken again by the next run: the agents a
+// crashed run left behind dial it to find the run that adopts them.
+func (p *plane) localAgents(data string, log *slog.Logger) error {
 	if !strings.HasPrefix(p.url, "https://") {
 		return nil
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen on loopback for local agents: %w", err)
+	file := filepath.Join(data, "local-agents.addr")
+	var ln net.Listener
+	if b, err := os.ReadFile(file); err == nil {
+		if ap, err := netip.ParseAddrPort(strings.TrimSpace(string(b))); err == nil && ap.Addr().IsLoopback() {
+			if ln, err = net.Listen("tcp", ap.String()); err != nil {
+				log.Warn("the local agents' address of the last run is taken: agents still running from then cannot come back, and are replaced", "addr", ap, "err", err)
+			}
+		}
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return fmt.Errorf("listen on loopback for local agents: %w", err)
+		}
+		if err := atomicfile.Write(file, []byte(ln.Addr().String()+"\n"), 0o600); err != nil {
+			log.Warn("the local agents' address is not kept: should this run crash, the next one cannot adopt its agents", "err", err)
+		}
 	}
 	p.agentLn = ln
 	p.agentURL = "http://" + ln.Addr().String()

@@ -32,9 +32,11 @@ the share (users' homes and job output) in a directory beside it: a user who
 fills the share must not fill the store's disk (docs/decisions/0009). Mount
 the share on a file system of its own, or give users quotas (docs/guide.md),
 to keep them apart for real. It logs this machine's CLI in, so
-` + "`dspool job submit`" + ` works from another terminal at once. Ctrl-C stops the
-agents and their jobs cleanly; running it again on the same directory resumes
-the same pools, jobs and users.`,
+` + "`dspool job submit`" + ` works from another terminal at once. Ctrl-C (or SIGTERM)
+stops the agents and their jobs cleanly; running it again on the same
+directory resumes the same pools, jobs and users. Should it crash or be
+killed (SIGKILL, a lost terminal), its agents and their jobs keep running,
+and running it again on the same directory takes them over.`,
 		Example: "  dspool up\n  dspool up --nodes 4 --data /tmp/pool --listen 127.0.0.1:9090",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -114,7 +116,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
-	if err := p.localAgents(); err != nil {
+	if err := p.localAgents(o.Data, log); err != nil {
 		p.close()
 		return err
 	}
@@ -138,6 +140,9 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		p.close()
 		return err
 	}
+	strays, cancelStrays := context.WithTimeout(ctx, time.Duration(o.KillGrace)+30*time.Second)
+	prov.StopStrays(strays)
+	cancelStrays()
 	p.srv.UseProvider(dspool.ProviderLocal, prov)
 	// The control plane outlives the agents on shutdown, so they can report
 	// how their attempts ended.
@@ -185,7 +190,8 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 }
 
 // resumeLocal starts again the agents of local pools' nodes from the last
-// run, which kept their state, and retires the nodes that have none.
+// run, which kept their state, or adopts those still running, and retires
+// the nodes that have none.
 func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data string, log *slog.Logger) error {
 	pools, err := db.Pools(ctx)
 	if err != nil {

@@ -6,6 +6,10 @@
 // state (its credential) under DataDir/agents/<name> while it exists, so an
 // agent that exits by itself is restarted as the same node. Remove stops the
 // agent and deletes that state: a later node of the same name joins afresh.
+//
+// Agents outlive the provider's process unless Stop stops them: a `dspool
+// up` that crashes leaves them running with their work, and the next one
+// adopts each (adopt.go) instead of starting a second agent for its node.
 package local
 
 import (
@@ -24,6 +28,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/internal/secretenv"
+	"golang.org/x/sys/unix"
 )
 
 // Options configures a Provider.
@@ -55,12 +60,25 @@ var _ autoscale.Provider = (*Provider)(nil)
 
 type proc struct {
 	pool, name string
-	created    time.Time // when the node was first started
-	started    time.Time // when this process was started
-	cmd        *exec.Cmd
-	done       chan struct{} // closed when this process has exited
-	removing   bool          // Remove or Stop asked it to go: do not restart
-	restarts   int
+	created    time.Time // when the node was first started (or adopted)
+	started    time.Time // when this process was started (or adopted)
+	pid        int
+	cmd        *exec.Cmd // nil for an agent adopted from an earlier run
+	// pidfd refers to an adopted agent until it has exited (-1 then):
+	// signals go through it, never by pid.
+	pidfd    int
+	done     chan struct{} // closed when this process has exited
+	removing bool          // Remove or Stop asked it to go: do not restart
+	restarts int
+}
+
+// signal sends sig to the agent. p.mu is held.
+func (pr *proc) signal(sig syscall.Signal) {
+	if pr.cmd != nil {
+		_ = pr.cmd.Process.Signal(sig)
+	} else if pr.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(pr.pidfd, sig, nil, 0)
+	}
 }
 
 // New returns a provider with no agents.
@@ -109,7 +127,8 @@ func (p *Provider) Grow(ctx context.Context, pool *dspool.Pool, n int) ([]string
 }
 
 // Resume starts agents for nodes that exist in the store from an earlier
-// run (their state directories are kept), so a pool comes back as it was.
+// run (their state directories are kept), so a pool comes back as it was;
+// an agent of that run still running for its node is adopted instead.
 func (p *Provider) Resume(pool *dspool.Pool, names []string) error {
 	tok, err := p.opts.JoinToken(pool.Name)
 	if err != nil {
@@ -140,7 +159,7 @@ func (p *Provider) Remove(ctx context.Context, pool *dspool.Pool, names []string
 		if !pr.removing {
 			p.opts.Logger.Info("stopping local agent", "node", name)
 			pr.removing = true
-			_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+			pr.signal(syscall.SIGTERM)
 		}
 		wait = append(wait, pr)
 	}
@@ -169,16 +188,12 @@ func (p *Provider) List(_ context.Context, pool *dspool.Pool) ([]autoscale.Insta
 	return out, nil
 }
 
-// start runs the agent called name; old is the process it replaces.
-// p.mu is held.
+// start runs the agent called name, or adopts the one an earlier run left
+// running for it; old is the process it replaces. p.mu is held.
 func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc) error {
 	dir := filepath.Join(p.opts.DataDir, "agents")
 	state := filepath.Join(dir, name)
 	if err := os.MkdirAll(state, 0o700); err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
 		return err
 	}
 	args := []string{"agent", "--server", p.opts.Server, "--pool", pool.Name, "--name", name,
@@ -188,6 +203,18 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 		// The pool comes back as it was when `dspool up` starts again.
 		"--leave-on-stop=false"}
 	args = append(args, p.opts.ExtraArgs...)
+	live, err := findAgent(state, args)
+	if err != nil {
+		p.opts.Logger.Warn("cannot tell whether an agent of an earlier run still runs for this node; starting one", "node", name, "err", err)
+	}
+	if live != nil {
+		p.adopt(name, pool, token, live)
+		return nil
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(p.opts.Exe, args...)
 	// The token reaches the agent in a sealed memory file, never in its
 	// environment block.
@@ -197,16 +224,21 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 		return fmt.Errorf("start local agent %s: %w", name, err)
 	}
 	defer tokf.Close()
+	// Output to a file, input from /dev/null, and a session of its own:
+	// no pipe that breaks, no terminal that hangs up and no Ctrl-C reaches
+	// it when we go. It outlives us if we crash or are killed, with its
+	// work, for the next run to adopt; Stop stops it on purpose.
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so Ctrl-C reaches the agent through us, in
-	// order; and it dies with us if we are killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start local agent %s: %w", name, err)
 	}
+	if err := recordAgent(state, cmd.Process.Pid); err != nil {
+		p.opts.Logger.Warn("no pid file for the local agent: should this process crash, the next run cannot adopt it", "node", name, "err", err)
+	}
 	now := time.Now()
-	pr := &proc{pool: pool.Name, name: name, created: now, started: now, cmd: cmd, done: make(chan struct{})}
+	pr := &proc{pool: pool.Name, name: name, created: now, started: now, pid: cmd.Process.Pid, cmd: cmd, pidfd: -1, done: make(chan struct{})}
 	if old != nil {
 		pr.created, pr.restarts = old.created, old.restarts+1
 	}
@@ -221,6 +253,70 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 	return nil
 }
 
+// adopt watches the agent an earlier run left running for node name as if
+// it had started it: it restarts the agent when it exits by itself, and
+// stops it with the others. An agent started with other arguments (another
+// server address, another node size) is replaced: stopped, with its work,
+// and started again as now configured. p.mu is held.
+func (p *Provider) adopt(name string, pool *dspool.Pool, token string, live *liveAgent) {
+	now := time.Now()
+	pr := &proc{pool: pool.Name, name: name, created: now, started: now, pid: live.pid, pidfd: live.pidfd, done: make(chan struct{})}
+	p.procs[name] = pr
+	if live.same {
+		p.opts.Logger.Info("adopted the local agent of an earlier run", "node", name, "pid", live.pid)
+	} else {
+		p.opts.Logger.Warn("the local agent of an earlier run was started with other settings: replacing it, which stops its work", "node", name, "pid", live.pid)
+		pr.signal(syscall.SIGTERM)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		waitPidfd(live.pidfd)
+		p.mu.Lock()
+		unix.Close(pr.pidfd)
+		pr.pidfd = -1
+		p.mu.Unlock()
+		p.exited(pr, pool, token)
+	}()
+}
+
+// StopStrays stops the agents that an earlier run left running for nodes
+// that no pool claims now (Resume adopts the others), and waits for them
+// until ctx ends, then kills them. Call it after Resume.
+func (p *Provider) StopStrays(ctx context.Context) {
+	dir := filepath.Join(p.opts.DataDir, "agents")
+	entries, _ := os.ReadDir(dir)
+	var strays []*liveAgent
+	p.mu.Lock()
+	for _, e := range entries {
+		if !e.IsDir() || p.procs[e.Name()] != nil {
+			continue
+		}
+		live, err := findAgent(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			p.opts.Logger.Warn("cannot tell whether an agent of an earlier run still runs", "node", e.Name(), "err", err)
+		}
+		if live == nil {
+			continue
+		}
+		p.opts.Logger.Warn("stopping a local agent of an earlier run whose node is in no pool now", "node", e.Name(), "pid", live.pid)
+		_ = unix.PidfdSendSignal(live.pidfd, syscall.SIGTERM, nil, 0)
+		strays = append(strays, live)
+	}
+	p.mu.Unlock()
+	for _, s := range strays {
+		exited := make(chan struct{})
+		go func() { waitPidfd(s.pidfd); close(exited) }()
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			_ = unix.PidfdSendSignal(s.pidfd, syscall.SIGKILL, nil, 0)
+			<-exited
+		}
+		unix.Close(s.pidfd)
+	}
+}
+
 // exited forgets a removed agent (and its state), or restarts one that
 // exited by itself, no sooner than RestartDelay after its last start.
 func (p *Provider) exited(pr *proc, pool *dspool.Pool, token string) {
@@ -230,6 +326,8 @@ func (p *Provider) exited(pr *proc, pool *dspool.Pool, token string) {
 	if p.procs[pr.name] != pr {
 		return
 	}
+	// Whoever starts the node's agent next writes its own.
+	_ = os.Remove(filepath.Join(p.opts.DataDir, "agents", pr.name, pidFileName))
 	if pr.removing || p.stopped {
 		delete(p.procs, pr.name)
 		if pr.removing && !p.stopped {
@@ -264,7 +362,7 @@ func (p *Provider) Stop(ctx context.Context) {
 	p.mu.Lock()
 	p.stopped = true
 	for _, pr := range p.procs {
-		_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+		pr.signal(syscall.SIGTERM)
 	}
 	p.mu.Unlock()
 	done := make(chan struct{})
@@ -274,7 +372,7 @@ func (p *Provider) Stop(ctx context.Context) {
 	case <-ctx.Done():
 		p.mu.Lock()
 		for _, pr := range p.procs {
-			_ = pr.cmd.Process.Kill()
+			pr.signal(syscall.SIGKILL)
 		}
 		p.mu.Unlock()
 		<-done
