@@ -268,7 +268,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" || errors.Is(err, tlsca.ErrPin) {
+		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" || errors.Is(err, tlsca.ErrPin) || errors.Is(err, tlsca.ErrName) {
 			return err
 		}
 		ag.log.Warn("register", "err", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dspool/dspool/tlsca"
 	"io"
 	"net/http"
 	"net/url"
@@ -57,6 +58,8 @@ func (e *UnavailableError) Error() string {
 	case errors.As(e.Err, &unknown):
 		return "the dspool server's certificate is not signed by an authority this machine trusts: " + e.Err.Error() +
 			" (give the CA's or the server's certificate in DSPOOL_CA=FILE)"
+	case errors.Is(e.Err, tlsca.ErrName), errors.Is(e.Err, tlsca.ErrPin):
+		return "the dspool server answered, but " + e.Err.Error()
 	case errors.As(e.Err, &name):
 		return "the dspool server's certificate does not name this address: " + e.Err.Error() +
 			" (use --server with a name the certificate holds)"

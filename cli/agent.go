@@ -30,8 +30,8 @@ retried elsewhere when they allow), tells the server, and the node leaves the
 pool at once (state gone); it comes back when the agent starts again with its
 --state. A node removed by an admin (dspool node remove) is cut off: its
 agent stops its work and exits.`,
-		Example: `  dspool agent --server http://pool.example:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
-  dspool agent --server http://10.0.0.1:8080 --join-token dspj_... --pool gpu --gpus 2 --share /mnt/dspool`,
+		Example: `  dspool agent --server https://pool.example:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
+  dspool agent --server https://10.0.0.1:8080 --join-token dspj_... --pool gpu --gpus 2 --share /mnt/dspool`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.guardProcess(); err != nil {

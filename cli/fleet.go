@@ -26,7 +26,7 @@ or let it take work again (dspool node undrain).`,
 			return a.nodeVerb(cmd.Context(), func(cl *api.Client) (*api.NodeChange, error) { return cl.DrainNode(cmd.Context(), argv[0]) },
 				func(c *api.NodeChange) string {
 					if len(c.Jobs) > 0 || c.Sessions > 0 {
-						return fmt.Sprintf("node %s is draining: %s still run there; remove it once they are done: dspool node remove %s",
+						return fmt.Sprintf("node %s is draining; still running there: %s. Remove it once they are done: dspool node remove %s",
 							c.Node.Name, describeWork(c.Jobs, c.Sessions), c.Node.Name)
 					}
 					return fmt.Sprintf("node %s is draining and idle: remove it with dspool node remove %s", c.Node.Name, c.Node.Name)

@@ -295,7 +295,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 
 func (a *App) serverCmd() *cobra.Command {
 	var file string
-	var proxies []string
+	var proxies, advertise []string
 	c := &cobra.Command{
 		Use:   "server --config FILE",
 		Short: "Run the control plane alone (agents join from other machines)",
@@ -358,11 +358,13 @@ DATA/admin-token (mode 0600).`,
 				return dspool.Invalid("share", "%s: give the directory where this machine mounts the share", file)
 			}
 			o.TrustedProxies = append(o.TrustedProxies, proxies...)
+			o.Advertise = append(o.Advertise, advertise...)
 			return a.serve(cmd.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
 	c.Flags().Var((*proxiesFlag)(&proxies), "trusted-proxy", trustedProxyHelp+", besides the config's trusted_proxies; repeat for more")
+	c.Flags().StringSliceVar(&advertise, "advertise", nil, "names and addresses agents and users reach the API by, besides the config's advertise")
 	return c
 }
 
@@ -393,8 +395,17 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		fmt.Fprintf(a.Stdout, "created admin %s; its API token is in %s\n", admin.Name, path)
 	}
 	fmt.Fprintf(a.Stdout, "dspool server listening on %s (%s)\n", p.ln.Addr(), p.url)
+	login := p.url
+	if u, err := url.Parse(p.url); err == nil && len(o.Advertise) > 0 {
+		u.Host = net.JoinHostPort(o.Advertise[0], u.Port())
+		login = u.String()
+		fmt.Fprintf(a.Stdout, "agents and users reach it at %s\n", login)
+	}
 	if p.pin != "" {
 		fmt.Fprintf(a.Stdout, "its CA: %s (join tokens carry it; users compare it when `dspool login` asks)\n", p.pin)
+		if path := filepath.Join(o.Data, "admin-token"); fileExists(path) {
+			fmt.Fprintf(a.Stdout, "log in as the admin from another machine: dspool login %s --ca-hash %s < %s (the file copied there)\n", login, p.pin, path)
+		}
 	}
 	p.serve(ctx)
 	return nil
@@ -429,4 +440,9 @@ func defaultShareDir(data string, root bool) (share string, inside bool) {
 		return "/srv/dspool", false
 	}
 	return filepath.Clean(data) + "-share", false
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -443,13 +443,30 @@ heartbeat: 200ms
 		// The share mounted for one account, as SMB with uid= is: every
 		// file made through it is that account's.
 		const account = "e2eshr91"
-		removeAccountAfter(t, account)
+		removeAccount(t, account) // what an interrupted run left
 		for _, c := range [][]string{{"useradd", "-M", "-s", "/bin/sh", account}, {"usermod", "-p", "*", account}} {
 			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v: %s", strings.Join(c, " "), err, out)
 			}
 		}
-		oneOwner, err := served.MountAs(3, account)
+		oneOwner, err := served.MountAs(3, account, "allow_other")
+		t.Cleanup(func() {
+			// The account goes once its sftp session has.
+			_ = served.Unmount(oneOwner)
+			poll(10*time.Second, func() bool { return exec.Command("pgrep", "-u", account).Run() != nil })
+			removeAccount(t, account)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Mounts of root's that users cannot use: one only root may reach,
+		// one where the kernel checks what sshfs shows (every file a user
+		// makes is root's there, and cannot be handed to them).
+		rootOnly, err := served.MountAs(3, "root")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := served.MountAs(3, "root", "allow_other", "default_permissions")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -460,6 +477,8 @@ heartbeat: 200ms
 			{"wrong pin", wrong, mounts[3], "is not this pool's control plane"},
 			{"empty share", join, tempDir(t), "nothing is mounted there"},
 			{"share that keeps no owners", join, oneOwner, "keeps no owners"},
+			{"share only root may reach", join, rootOnly, "users cannot reach the share"},
+			{"share whose users' files are root's", join, checked, "keeps no owners"},
 		} {
 			state := filepath.Join(tempDir(t), "state")
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -160,7 +160,7 @@ func (s *Server) drainNodeAPI(w http.ResponseWriter, r *http.Request) {
 	if was != dspool.NodeDraining {
 		msg := fmt.Sprintf("%s drained node %s: it takes no new work", userFrom(r).Name, n.Name)
 		if !work.idle() {
-			msg += "; " + work.String() + " still run there"
+			msg += "; still running there: " + work.String()
 		}
 		s.event(r.Context(), n.Pool, dspool.EventDrain, []string{n.Name}, msg)
 	}

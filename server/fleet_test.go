@@ -257,3 +257,31 @@ func TestJoinTokenRevokedIsRefused(t *testing.T) {
 		t.Error("the revocation is not in the audit log")
 	}
 }
+
+// TestRevokeByNameTakesTheLiveNode: a name that a removed node had and a
+// node that joined since has revokes the live one.
+func TestRevokeByNameTakesTheLiveNode(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 49900})
+	ctx := context.Background()
+	old := p.Agents()[0]
+	c, err := p.Admin.RemoveNode(ctx, old.Node(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldNode := c.Node
+	<-old.Done()
+	twin := p.AddAgent("default", agent.Config{Name: oldNode.Name})
+	p.WaitReady("default", 1)
+	n, err := p.Admin.RevokeNode(ctx, oldNode.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.ID != twin.Node() || n.ID == old.Node() {
+		t.Fatalf("revoke %s revoked node %s; want the live one, %s (not the removed %s)", oldNode.Name, n.ID, twin.Node(), old.Node())
+	}
+	select {
+	case <-twin.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("the revoked node's agent still runs: it should be cut off")
+	}
+}

@@ -150,12 +150,10 @@ func (h *hub) checkShare(req api.RegisterRequest) error {
 		return dspool.Invalid("share_mode", "%s (a share mounted for one account: SMB or CIFS with uid=, or sshfs to an account that is not root). "+
 			"dspool keeps users' files apart by their owners, so it cannot use such a share: mount it so that owners are kept "+
 			"(NFS, SMB with POSIX extensions, sshfs as root)", req.ShareProblem)
+	case req.ShareProblem != "":
+		return dspool.Invalid("share_writable", "the node cannot use its share: %s", req.ShareProblem)
 	case !req.ShareWritable:
-		why := "mounted read-only, or for another account"
-		if req.ShareProblem != "" {
-			why = req.ShareProblem
-		}
-		return dspool.Invalid("share_writable", "the node cannot write its share (%s): jobs could not write their output; mount it read-write", why)
+		return dspool.Invalid("share_writable", "the node cannot write its share (mounted read-only, or for another account): jobs could not write their output; mount it read-write")
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ func (h *hub) rotate(w http.ResponseWriter, r *http.Request) {
 // revokeNode revokes a node's credential and closes its connection: its
 // agent is refused from now on, and its work is handled as a lost node's.
 func (s *Server) revokeNode(w http.ResponseWriter, r *http.Request) {
-	n, err := s.db.Node(r.Context(), r.PathValue("name"))
+	n, err := s.findNode(r.Context(), r.PathValue("name")) // the live node of that name, not a gone one
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,65 +71,86 @@ func Layout(root string) error {
 
 // Probe finds what root on this machine may do on the share at root:
 // make a user's directory (ModeOwners), or only act as the user
-// (ModeSquashed). A share that keeps no owners (SMB mounted with uid=,
-// sshfs to an account that is not root) is an error wrapping ErrNoOwners;
-// one where nothing can be created (read-only) is an error too.
+// (ModeSquashed). Either way a user must reach the share, and a file a
+// user makes there must be theirs, or be handed to them as dspool hands a
+// log: a share that keeps no owners (SMB mounted with uid=, sshfs to an
+// account that is not root, or with default_permissions) is an error
+// wrapping ErrNoOwners; one users cannot reach (a FUSE mount without
+// allow_other), or where nothing can be created (read-only), is an error
+// too.
 func Probe(root string) (Mode, error) {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	name := ".probe-" + hex.EncodeToString(b)
 	o := Owner{probeUID, probeGID}
-	// As root, in root's home/: allowed only where root is root.
+	mode, err := probeRoot(root, name, o)
+	if err != nil {
+		return "", err
+	}
+	// The kernel lets root's fsuid through to a FUSE mount of root's own,
+	// but not the user's processes: read the mount's options.
+	if onlyForItsOwner(root) {
+		return "", fmt.Errorf("users cannot reach the share at %s: it is a FUSE mount (sshfs) without -o allow_other, which only the account that mounted it may use; mount it with -o allow_other", root)
+	}
+	// As a user: reach the share, then make a file, handed over if need be.
+	err = As(probeUID, probeGID, func() error {
+		fd, err := walk(root, ProbeDir, false, Owner{}, 0)
+		if err != nil {
+			return fmt.Errorf("users cannot reach the share at %s (%w): a FUSE mount (sshfs) needs -o allow_other", root, err)
+		}
+		unix.Close(fd)
+		rel := path.Join(ProbeDir, name)
+		defer unix.Unlinkat(unix.AT_FDCWD, path.Join(root, rel), 0)
+		f, err := OpenFile(root, rel, o, 0o600)
+		if errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("the share at %s is mounted read-only", root)
+		}
+		if err != nil {
+			uid := -1
+			if st, serr := os.Lstat(path.Join(root, rel)); serr == nil {
+				uid = int(st.Sys().(*syscall.Stat_t).Uid)
+			}
+			return fmt.Errorf("%w: a file made at %s as uid %d belongs to uid %d and cannot be handed to it (%v)", ErrNoOwners, root, probeUID, uid, err)
+		}
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return err
+		}
+		if int(st.Uid) != probeUID {
+			return fmt.Errorf("%w: a file made at %s as uid %d belongs to uid %d", ErrNoOwners, root, probeUID, st.Uid)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return mode, nil
+}
+
+// probeRoot finds whether root may make a directory in root's home/ and
+// hand it to o.
+func probeRoot(root, name string, o Owner) (Mode, error) {
 	dir := path.Join("home", name)
-	err := MkdirAll(root, dir, o, 0o700)
+	err := UserDir(root, dir, o, 0o700)
 	if err == nil {
 		uid, serr := ownerOf(root, dir)
 		_ = unix.Unlinkat(unix.AT_FDCWD, path.Join(root, dir), unix.AT_REMOVEDIR)
 		if serr != nil {
 			return "", serr
 		}
-		if uid != probeUID {
-			return "", fmt.Errorf("%w: a directory at %s handed to uid %d belongs to uid %d", ErrNoOwners, root, probeUID, uid)
+		if uid != o.UID {
+			return "", fmt.Errorf("%w: a directory at %s handed to uid %d belongs to uid %d", ErrNoOwners, root, o.UID, uid)
 		}
 		return ModeOwners, nil
 	}
-	if errors.Is(err, unix.EROFS) {
-		return "", fmt.Errorf("the share at %s is mounted read-only", root)
-	}
-	if !errors.Is(err, fs.ErrPermission) {
-		return "", err
-	}
-	// Root may not: is a file a user makes theirs?
-	rel := path.Join(ProbeDir, name)
-	uid := -1
-	err = As(probeUID, probeGID, func() error {
-		dfd, err := walk(root, ProbeDir, false, Owner{}, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(dfd)
-		fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return err
-		}
-		defer unix.Unlinkat(dfd, name, 0)
-		defer unix.Close(fd)
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return err
-		}
-		uid = int(st.Uid)
-		return nil
-	})
 	switch {
 	case errors.Is(err, unix.EROFS):
 		return "", fmt.Errorf("the share at %s is mounted read-only", root)
-	case err != nil:
-		return "", fmt.Errorf("neither root nor a user may create files in the share at %s (%s): %w", root, rel, err)
-	case uid != probeUID:
-		return "", fmt.Errorf("%w: a file made at %s as uid %d belongs to uid %d", ErrNoOwners, root, probeUID, uid)
+	case errors.Is(err, fs.ErrPermission):
+		return ModeSquashed, nil
 	}
-	return ModeSquashed, nil
+	return "", err
 }
 
 func ownerOf(root, rel string) (int, error) {

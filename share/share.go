@@ -304,11 +304,37 @@ func walkFrom(fd int, rel string, create bool, o Owner, perm os.FileMode) (int, 
 // perm. Where root is squashed on the share this fails for a missing rel
 // with a permission error: the control plane, which sees the share with
 // root's rights, makes them before it sends work.
+//
+// A rel that is this process's own is handed to o: it was made here, by
+// this or another process (the control plane and the agent make job
+// directories at about the same time), and not handed over yet, or a crash
+// came in between. Its parents are root's, so no user could have made it.
 func UserDir(root, rel string, o Owner, perm os.FileMode) error {
 	if err := MkdirAll(root, path.Dir(rel), Self(), 0o755); err != nil {
 		return err
 	}
-	return MkdirAll(root, rel, o, perm)
+	fd, err := walk(root, rel, true, o, perm)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	self := Self()
+	if o == self || int(st.Uid) != self.UID {
+		return nil
+	}
+	dfd, err := unix.Openat(fd, ".", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("hand %s in the share over: %w", rel, err)
+	}
+	defer unix.Close(dfd)
+	if err := chown(dfd, o); err != nil {
+		return fmt.Errorf("hand %s in the share over: %w", rel, err)
+	}
+	return unix.Fchmod(dfd, uint32(perm))
 }
 
 // WriteLog appends line to the log rel in the job directory dir (made, with

@@ -302,3 +302,37 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestUserDirHandsOverWhatRootMadeFirst: a job directory that another
+// process made and has not handed over yet (or a crash left so) is handed
+// to its user, not used as root's.
+func TestUserDirHandsOverWhatRootMadeFirst(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "jobs", "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o := share.Owner{UID: 5000, GID: 5000}
+	if err := share.UserDir(root, "jobs/7", o, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(root, "jobs", "7"))
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != 5000 || st.Mode().Perm() != 0o750 {
+		t.Fatalf("jobs/7: %v %v, want uid 5000 and mode 0750", st.Mode(), err)
+	}
+	if st, _ := os.Stat(filepath.Join(root, "jobs")); st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Fatal("the parent jobs/ was handed over too")
+	}
+	// A user's own directory is left as it is.
+	if err := os.Chmod(filepath.Join(root, "jobs", "7"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := share.UserDir(root, "jobs/7", o, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(root, "jobs", "7")); st.Mode().Perm() != 0o700 {
+		t.Fatalf("a user's directory changed mode to %v", st.Mode().Perm())
+	}
+}

@@ -239,6 +239,10 @@ func PinnedConfig(host, pin string, roots *x509.CertPool, found func(*x509.Certi
 // pinned CA.
 var ErrPin = errors.New("the server is not the one the pin names")
 
+// ErrName is wrapped by the error for a server, verified by its pin, whose
+// certificate does not name the address that was dialled.
+var ErrName = errors.New("the server's certificate does not name the address dialled")
+
 func verify(cs tls.ConnectionState, host, pin string, roots *x509.CertPool, found func(*x509.Certificate)) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errors.New("the server sent no certificate")
@@ -265,7 +269,7 @@ func verify(cs tls.ConnectionState, host, pin string, roots *x509.CertPool, foun
 	if err != nil {
 		var he x509.HostnameError
 		if errors.As(err, &he) {
-			return fmt.Errorf("the server's certificate is for %s, not %s: reach it by one of those names, or give the control plane --advertise %s", strings.Join(names(leaf), ", "), host, host)
+			return fmt.Errorf("%w: it is for %s, not %s: reach it by one of those names, or add %s to the control plane's advertise (--advertise, or advertise: in dspool server's config) and restart it", ErrName, strings.Join(names(leaf), ", "), host, host)
 		}
 		return fmt.Errorf("%w: %v", ErrPin, err)
 	}

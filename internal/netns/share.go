@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ type Share struct {
 	dir    string
 	work   string
 	others []string // MountAs's mount points
+	n      int
 	sshd   *exec.Cmd
 	done   chan struct{}
 }
@@ -80,7 +82,7 @@ func (h *Hosts) ServeShare(from int, dir, work string, on ...int) (s *Share, err
 		}
 	}()
 	for _, j := range on {
-		if _, err := s.mount(j, "root", fmt.Sprintf("share-on-h%d", j)); err != nil {
+		if _, err := s.mount(j, "root", fmt.Sprintf("share-on-h%d", j), "allow_other"); err != nil {
 			return s, err
 		}
 	}
@@ -88,27 +90,47 @@ func (h *Hosts) ServeShare(from int, dir, work string, on ...int) (s *Share, err
 }
 
 // MountAs mounts the share once more on host j, as the file server's
-// account (which must exist, with a password that is not locked: '*'),
-// and returns the mount point. Every file made through it belongs to that
-// account, as on an SMB mount with uid=.
-func (s *Share) MountAs(j int, account string) (string, error) {
-	return s.mount(j, account, fmt.Sprintf("share-on-h%d-as-%s", j, account))
+// account (root, or one that exists with a password that is not locked:
+// '*'), with the sshfs options opts besides the usual ones (allow_other is
+// not one of them), and returns the mount point. Every file made through
+// a mount as another account than root belongs to it, as on an SMB mount
+// with uid=.
+func (s *Share) MountAs(j int, account string, opts ...string) (string, error) {
+	s.n++
+	return s.mount(j, account, fmt.Sprintf("share-on-h%d-%d", j, s.n), opts...)
+}
+
+// Unmount unmounts a mount point MountAs made.
+func (s *Share) Unmount(mnt string) error {
+	i := slices.Index(s.others, mnt)
+	if i < 0 {
+		return fmt.Errorf("%s is not a mount of MountAs", mnt)
+	}
+	s.others = slices.Delete(s.others, i, i+1)
+	if out, err := exec.Command("fusermount3", "-u", "-z", mnt).CombinedOutput(); err != nil {
+		return fmt.Errorf("unmount %s: %v: %s", mnt, err, out)
+	}
+	return nil
 }
 
 // mount mounts the share on host j at work/name as account, retrying while
 // sshd does not listen yet.
-func (s *Share) mount(j int, account, name string) (string, error) {
+func (s *Share) mount(j int, account, name string, opts ...string) (string, error) {
 	mnt := filepath.Join(s.work, name)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		return "", err
 	}
+	args := []string{"-o", "IdentityFile=" + filepath.Join(s.work, "share_client"), "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=2",
+		"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3"}
+	for _, o := range opts {
+		args = append(args, "-o", o)
+	}
+	args = append(args, account+"@"+s.h.Addr(s.from)+":"+s.dir, mnt)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, err := s.h.Command(j, "sshfs", "-o", "IdentityFile="+filepath.Join(s.work, "share_client"), "-o", "StrictHostKeyChecking=no",
-			"-o", "UserKnownHostsFile=/dev/null", "-o", "allow_other", "-o", "ConnectTimeout=2",
-			"-o", "reconnect", "-o", "cache=no", "-o", "attr_timeout=30", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
-			account+"@"+s.h.Addr(s.from)+":"+s.dir, mnt).CombinedOutput()
+		out, err := s.h.Command(j, "sshfs", args...).CombinedOutput()
 		if err == nil {
-			if account == "root" {
+			if s.Mounts[j] == "" {
 				s.Mounts[j] = mnt
 			} else {
 				s.others = append(s.others, mnt)
