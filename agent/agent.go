@@ -30,6 +30,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/backoff"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/tlsca"
 	"github.com/hashicorp/yamux"
@@ -262,7 +263,9 @@ func (ag *Agent) register(ctx context.Context) error {
 // Run registers if needed and keeps the connection to the server up until
 // ctx ends; then it stops every attempt (SIGTERM, then SIGKILL).
 func (ag *Agent) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	// Retries are spread (full jitter): the agents of a whole fleet that
+	// failed together must not come back in lockstep.
+	var retry backoff.Backoff
 	for {
 		err := ag.register(ctx)
 		if err == nil {
@@ -271,11 +274,11 @@ func (ag *Agent) Run(ctx context.Context) error {
 		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" || errors.Is(err, tlsca.ErrPin) {
 			return err
 		}
-		ag.log.Warn("register", "err", err)
-		if !sleep(ctx, backoff) {
+		wait := retry.Next()
+		ag.log.Warn("register", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
 			return nil
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	if err := ag.rotateCredential(ctx); err != nil {
 		if dspool.ErrorCode(errors.Unwrap(err)) == dspool.EUnauthorized {
@@ -299,7 +302,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
-	backoff = 100 * time.Millisecond
+	retry.Reset()
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := ag.session(ctx)
@@ -315,13 +318,13 @@ func (ag *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		if time.Since(began) > 10*time.Second {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 		}
-		ag.log.Warn("connection to server lost; attempts keep running, reconnecting", "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := retry.Next()
+		ag.log.Warn("connection to server lost; attempts keep running, reconnecting", "err", err, "in", wait)
+		if !sleep(ctx, wait) {
 			break
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	ag.shutdown()
 	ag.lock.Close()

@@ -256,12 +256,17 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
-	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
-	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
-	scheme := "http"
+	var tlsConfig *tls.Config
 	if link.cert != nil {
 		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.
-		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*link.cert}, MinVersion: tls.VersionTLS12})
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{*link.cert}, MinVersion: tls.VersionTLS12}
+	}
+	// A connection past its address's limit is told to come back later.
+	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log, Busy: server.BusyAnswer(tlsConfig)})
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
+	scheme := "http"
+	if tlsConfig != nil {
+		p.ln = tls.NewListener(ln, tlsConfig)
 		scheme = "https"
 		p.ca, p.pin = link.caFile, link.pin
 	}
