@@ -13,6 +13,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/backoff"
 	"github.com/hashicorp/yamux"
 )
 
@@ -28,16 +29,39 @@ func (ag *Agent) changed() {
 
 func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client) error {
 	interval := 2 * time.Second
+	// A heartbeat the server answers with an error (its store failed) is
+	// sent again on the same connection, sooner than the interval: the
+	// connection works, and dropping it would end every session it carries.
+	var retry backoff.Backoff
+	var lastErr string
+	var lastLogged time.Time
 	for {
+		wait := interval
 		reply, err := ag.heartbeat(ctx, hc)
-		if err != nil {
+		var refused *refusedHeartbeat
+		switch {
+		case errors.As(err, &refused):
+			retry.Max = interval
+			wait = retry.Next()
+			if msg := refused.Error(); msg != lastErr || time.Since(lastLogged) > 30*time.Second {
+				ag.log.Warn("the server could not take a heartbeat; sending it again on the same connection", "err", refused, "in", wait)
+				lastErr, lastLogged = msg, time.Now()
+			}
+		case err != nil:
 			return err
+		default:
+			if lastErr != "" {
+				ag.log.Info("the server takes heartbeats again")
+				lastErr = ""
+			}
+			retry.Reset()
+			if reply.Interval > 0 {
+				interval = time.Duration(reply.Interval)
+				wait = interval
+			}
+			ag.apply(ctx, reply)
 		}
-		if reply.Interval > 0 {
-			interval = time.Duration(reply.Interval)
-		}
-		ag.apply(ctx, reply)
-		t := time.NewTimer(interval)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -50,6 +74,16 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 		}
 		t.Stop()
 	}
+}
+
+// refusedHeartbeat is a heartbeat the server answered with an error.
+type refusedHeartbeat struct {
+	status string
+	body   string
+}
+
+func (e *refusedHeartbeat) Error() string {
+	return fmt.Sprintf("heartbeat refused: %s: %s", e.status, e.body)
 }
 
 func (ag *Agent) snapshot() *api.Heartbeat {
@@ -95,7 +129,7 @@ func (ag *Agent) send(ctx context.Context, hc *http.Client, hb *api.Heartbeat) (
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("heartbeat refused: %s: %s", resp.Status, bytes.TrimSpace(body))
+		return nil, &refusedHeartbeat{status: resp.Status, body: string(bytes.TrimSpace(body))}
 	}
 	var reply api.HeartbeatReply
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {

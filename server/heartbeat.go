@@ -17,6 +17,12 @@ import (
 // over its connection, and the reply reconciles them with the store.
 
 func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Request) {
+	// Contact counts from here, whatever the answer: an agent counts every
+	// answered heartbeat as contact when it fences itself (see fence.go in
+	// the agent), so the server must never have heard of it later than that.
+	h.mu.Lock()
+	h.seen[ac.node] = h.s.cfg.Now()
+	h.mu.Unlock()
 	var hb api.Heartbeat
 	if err := readJSON(r, &hb); err != nil {
 		h.s.fail(w, r, err)
@@ -26,6 +32,7 @@ func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Reque
 	defer ac.hbMu.Unlock()
 	reply, err := h.heartbeat(r.Context(), ac, &hb)
 	if err != nil {
+		h.s.metrics.hbErrors.Inc()
 		h.s.fail(w, r, err)
 		return
 	}
@@ -45,7 +52,6 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		return nil, err
 	}
 	h.mu.Lock()
-	h.seen[ac.node] = now
 	ac.usage, ac.inv, ac.boot = hb.Usage, hb.Inventory, hb.Boot
 	sendPool := !ac.sentHdr
 	ac.sentHdr = true

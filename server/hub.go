@@ -206,6 +206,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	if old != nil {
 		old.sess.Close()
 	}
+	h.s.metrics.connects.Inc()
 	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", h.s.client(r).Addr)
 	_ = ac.srv.Serve(sess)
 	// seen keeps the last heartbeat: a connection that took a while to be
