@@ -77,8 +77,13 @@ type Config struct {
 	// By default a stopping agent tells the server, and its node leaves
 	// at once.
 	StayOnStop bool
-	Logger     *slog.Logger
-	Version    string
+	// Watchdog is the command line of the node's watchdog, which kills the
+	// node's attempts when the agent dies or is cut off and cannot do it
+	// itself (dspool's own: DSPOOL agent-watchdog); empty: none, and the
+	// attempts' children may outlive a killed agent.
+	Watchdog []string
+	Logger   *slog.Logger
+	Version  string
 }
 
 // Agent is a running node agent.
@@ -119,6 +124,9 @@ type Agent struct {
 	sftpExe  *os.File // the sftp subsystem's program, opened at start
 
 	lock *os.File // held for the agent's life
+
+	fence fence     // the last contact with the control plane
+	wd    *watchdog // nil without one
 }
 
 type identity struct {
@@ -302,6 +310,18 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
+	if len(ag.cfg.Watchdog) > 0 {
+		wd, err := startWatchdog(ag.cfg.Watchdog, ag.cgroups.nodeDirs(), ag.log)
+		if err != nil {
+			ag.lock.Close()
+			return fmt.Errorf("%w: without it, a job's processes could outlive this agent and run beside the job's retry", err)
+		}
+		ag.wd = wd
+	}
+	defer ag.wd.close()
+	fctx, stopFence := context.WithCancel(ctx)
+	defer stopFence()
+	go ag.fenceLoop(fctx)
 	retry.Reset()
 	for ctx.Err() == nil {
 		began := time.Now()
@@ -314,6 +334,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 			// keep running.
 			ag.log.Error("the server refuses this node's credential: stopping its work", "err", err)
 			ag.stopWork()
+			ag.wd.close()
 			ag.lock.Close()
 			return err
 		}
@@ -327,6 +348,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 		}
 	}
 	ag.shutdown()
+	ag.wd.close()
 	ag.lock.Close()
 	return nil
 }
@@ -359,7 +381,7 @@ func (ag *Agent) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	conn, br, err := ag.dial(ctx)
+	conn, br, _, err := ag.dial(ctx)
 	if err != nil {
 		return
 	}
@@ -395,10 +417,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // session serves one connection: the server's requests on streams it
 // opens, and this agent's heartbeats on streams the agent opens.
 func (ag *Agent) session(ctx context.Context) error {
-	conn, br, err := ag.dial(ctx)
+	conn, br, hdr, err := ag.dial(ctx)
 	if err != nil {
 		return err
 	}
+	grace, _ := time.ParseDuration(hdr.Get(api.NodeGraceHeader))
+	ag.connected(grace)
 	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
@@ -463,6 +487,7 @@ func (ag *Agent) accept(spec api.AttemptSpec) {
 	a := &attempt{spec: spec, done: make(chan struct{})}
 	ag.attempts[spec.AttemptRef] = a
 	ag.mu.Unlock()
+	ag.startsAttempt(time.Duration(spec.KillGrace))
 	ag.launch(a)
 }
 

@@ -109,7 +109,14 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	hb := ag.snapshot()
 	var stamp string
 	hb.Accounts, stamp = ag.reporter.report()
+	sent := bootNow()
 	reply, err := ag.send(ctx, hc, hb)
+	var refused *refusedHeartbeat
+	if err == nil || errors.As(err, &refused) {
+		// The server heard of the node when it read this, whatever it
+		// answered.
+		ag.heard(sent)
+	}
 	if err == nil && hb.Accounts != nil {
 		ag.reporter.delivered(hb.Accounts, stamp)
 	}

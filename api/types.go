@@ -302,3 +302,10 @@ type HeartbeatReply struct {
 
 // AgentUpgrade is the Upgrade header value of the agent connection.
 const AgentUpgrade = "dspool-agent/1"
+
+// NodeGraceHeader, in the server's answer to the agent connection, is the
+// node grace (a Go duration): an agent that has had no answer to a
+// heartbeat for that long since sending it stops its attempts itself, as
+// the server retries them elsewhere only later (see
+// docs/decisions/0014-an-attempt-never-runs-beside-its-retry.md).
+const NodeGraceHeader = "Dspool-Node-Grace"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -158,6 +159,12 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	sshOn := o.SSHListen != "" && o.SSHListen != "off"
 	if o.MaxConnsPerAddress < 0 {
 		return nil, dspool.Invalid("max_conns_per_address", "%d is negative: give a number of connections, or 0 for the default (%d)", o.MaxConnsPerAddress, server.MaxConnsPerSource)
+	}
+	// Agents cut off for the node grace stop their attempts: a grace of a
+	// few heartbeats would have them stop their work at a slow heartbeat.
+	grace, beat := cmp.Or(time.Duration(o.NodeGrace), 30*time.Second), cmp.Or(time.Duration(o.Heartbeat), 2*time.Second)
+	if grace < 3*beat {
+		return nil, dspool.Invalid("node_grace", "a node grace of %s is under three heartbeats (%s each): agents would stop their attempts at a late heartbeat; give --node-grace of at least %s", grace, beat, 3*beat)
 	}
 	if sshOn {
 		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {

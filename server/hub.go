@@ -179,6 +179,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 			"Stop the other agent, or revoke the node if its credential leaked", node.Name, old.remote))
 		return
 	}
+	w.Header().Set(api.NodeGraceHeader, h.s.cfg.NodeGrace.String())
 	conn, err := h.s.switchProtocols(w, r, api.AgentUpgrade)
 	if err != nil {
 		return
@@ -236,7 +237,10 @@ func (s *Server) switchProtocols(w http.ResponseWriter, r *http.Request, protoco
 	}
 	exemptFromSource(conn)
 	_ = conn.SetDeadline(time.Time{})
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", protocol)
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n", protocol)
+	// Headers the handler set (w's, which the hijack does not send).
+	_ = w.Header().Write(brw)
+	fmt.Fprint(brw, "\r\n")
 	if err := brw.Flush(); err != nil {
 		conn.Close()
 		return nil, err
