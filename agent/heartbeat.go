@@ -27,7 +27,7 @@ func (ag *Agent) changed() {
 	}
 }
 
-func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client) error {
+func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client, l *link) error {
 	interval := 2 * time.Second
 	// A heartbeat the server answers with an error (its store failed) is
 	// sent again on the same connection, sooner than the interval: the
@@ -60,6 +60,9 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 				wait = interval
 			}
 			ag.apply(ctx, reply)
+			// After the reply's starts are known: pushes begun before
+			// it are ignored from here (serveStart).
+			l.applied.Store(max(l.applied.Load(), reply.Seq))
 		}
 		t := time.NewTimer(wait)
 		select {

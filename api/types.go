@@ -247,6 +247,12 @@ type AttemptSpec struct {
 	// Secrets are the values of the secrets the job asks for, sent at
 	// each start and never kept by the agent past the attempt.
 	Secrets []SecretValue `json:"secrets,omitempty"`
+	// After, on a start the server pushes outside a heartbeat reply, is
+	// the number of replies it had begun on the connection before it
+	// placed the attempt. Every later reply carries the start while it is
+	// wanted, so an agent that has applied one ignores the push: it would
+	// come late, perhaps after the attempt ran and was acknowledged.
+	After uint64 `json:"after,omitempty"`
 }
 
 // AttemptStatus is what an agent knows of one attempt.
@@ -298,6 +304,9 @@ type HeartbeatReply struct {
 	// Accounts is the range of ids whose accounts the server wants
 	// reported: its users' uids and those the next users will get.
 	Accounts *dspool.UIDRange `json:"accounts,omitempty"`
+	// Seq numbers the replies of one connection (1, 2, ...) in the order
+	// the server began them.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // AgentUpgrade is the Upgrade header value of the agent connection.

@@ -30,12 +30,14 @@ func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Reque
 	}
 	ac.hbMu.Lock()
 	defer ac.hbMu.Unlock()
+	seq := ac.begun.Add(1) // before the store is read: see pushMark
 	reply, err := h.heartbeat(r.Context(), ac, &hb)
 	if err != nil {
 		h.s.metrics.hbErrors.Inc()
 		h.s.fail(w, r, err)
 		return
 	}
+	reply.Seq = seq
 	writeJSON(w, http.StatusOK, reply)
 	for i := range reply.Start {
 		wipeValues(reply.Start[i].Secrets)

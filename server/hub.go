@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -41,13 +42,16 @@ type hub struct {
 }
 
 type agentConn struct {
-	node    string
-	remote  string // the address it came from
-	pool    string
-	sess    *yamux.Session
-	client  *http.Client
-	srv     *http.Server
-	hbMu    sync.Mutex // heartbeats of one agent are handled one at a time
+	node   string
+	remote string // the address it came from
+	pool   string
+	sess   *yamux.Session
+	client *http.Client
+	srv    *http.Server
+	hbMu   sync.Mutex // heartbeats of one agent are handled one at a time
+	// begun counts the heartbeats begun on this connection: it numbers
+	// their replies, and pushes carry it (pushMark).
+	begun   atomic.Uint64
 	boot    string
 	state   dspool.NodeState
 	inv     dspool.Inventory
@@ -471,6 +475,12 @@ func (h *hub) call(ctx context.Context, node, path string, body any) error {
 	if ac == nil {
 		return fmt.Errorf("node %s is not connected", node)
 	}
+	return h.callConn(ctx, ac, path, body)
+}
+
+// callConn sends one request to an agent over the connection ac.
+func (h *hub) callConn(ctx context.Context, ac *agentConn, path string, body any) error {
+	node := ac.node
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
@@ -492,10 +502,14 @@ func (h *hub) call(ctx context.Context, node, path string, body any) error {
 	return nil
 }
 
-// start pushes a placed attempt to its agent. A failed push is repaired by
-// the next heartbeat, which resends every placed attempt the agent does not
-// report (agents start each attempt at most once).
-func (h *hub) start(j *dspool.Job) {
+// start pushes a placed attempt to its agent over the connection of m,
+// marked before the placement. A failed push is repaired by the next
+// heartbeat, which resends every placed attempt the agent does not report
+// (agents start each attempt at most once).
+func (h *hub) start(j *dspool.Job, m pushMark) {
+	if m.ac == nil {
+		return // not connected when placed: its first heartbeat gets it
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	spec, err := h.spec(ctx, j)
@@ -506,7 +520,8 @@ func (h *hub) start(j *dspool.Job) {
 		return
 	}
 	if err == nil {
-		err = h.call(ctx, j.Node, "/attempts", spec)
+		spec.After = m.begun
+		err = h.callConn(ctx, m.ac, "/attempts", spec)
 		wipeValues(spec.Secrets)
 	}
 	if err != nil {

@@ -78,6 +78,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	for i, p := range plan {
 		ps[i] = sqlite.Placement{Job: p.Job, Attempt: attempts[p.Job], Node: p.Node, GPUs: p.GPUs}
 	}
+	marks := s.hub.pushMarks(ps)
 	placed, err := s.db.Place(ctx, ps)
 	if err != nil {
 		return err
@@ -86,7 +87,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	s.metrics.placed.Add(float64(len(placed)))
 	for _, j := range placed {
 		s.notify(j.ID)
-		go s.hub.start(j)
+		go s.hub.start(j, marks[j.Node])
 	}
 	return nil
 }
