@@ -203,28 +203,44 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) { h.serveHeartbeat(ac, w, r) })
 	ac.srv = &http.Server{Handler: h.s.limitBody(mux), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 
-	h.mu.Lock()
-	old := h.conns[node.ID]
-	h.conns[node.ID] = ac
-	h.seen[node.ID] = h.s.cfg.Now()
-	h.mu.Unlock()
-	if old != nil {
+	if old := h.attach(ac); old != nil {
 		old.sess.Close()
 	}
 	h.s.metrics.connects.Inc()
 	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", h.s.client(r).Addr)
 	_ = ac.srv.Serve(sess)
+	h.detach(ac, node.Name)
+}
+
+// attach makes ac its node's connection, and returns the one it replaces.
+func (h *hub) attach(ac *agentConn) *agentConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := h.conns[ac.node]
+	h.conns[ac.node] = ac
+	h.seen[ac.node] = h.s.cfg.Now()
+	return old
+}
+
+// detach forgets ac, which has ended, and the sessions of its node.
+func (h *hub) detach(ac *agentConn, name string) {
 	// seen keeps the last heartbeat: a connection that took a while to be
 	// found dead must not extend the node's grace.
 	h.mu.Lock()
-	current := h.conns[node.ID] == ac
+	current := h.conns[ac.node] == ac
 	if current {
-		delete(h.conns, node.ID)
+		delete(h.conns, ac.node)
 	}
 	h.mu.Unlock()
-	h.s.log.Info("agent disconnected", "node", node.ID)
+	h.s.log.Info("agent disconnected", "node", ac.node)
+	if !current {
+		// A newer connection replaced it (the agent reconnected): the
+		// node's sessions now are the newer one's, and the end of this
+		// one is not theirs.
+		return
+	}
 	// The agent ends its sessions when it loses this connection.
-	h.s.sessions.nodeGone(node.ID, fmt.Sprintf("node %s lost its connection to the control plane", node.Name))
+	h.s.sessions.nodeGone(ac.node, fmt.Sprintf("node %s lost its connection to the control plane", name))
 }
 
 // switchProtocols answers 101 with the Upgrade protocol and returns the
