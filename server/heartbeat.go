@@ -59,12 +59,15 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	ac.sentHdr = true
 	h.mu.Unlock()
 
-	state := hb.State
-	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
+	if st := hb.State; st != dspool.NodeReady && st != dspool.NodeProvisioning && st != dspool.NodeFailed {
 		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
 	}
-	if node.State == dspool.NodeDraining && state == dspool.NodeReady || hb.Leaving {
-		state = dspool.NodeDraining // a leaving node takes no work while it goes
+	// The state to record, given the node's in the store.
+	stateOf := func(n *dspool.Node) dspool.NodeState {
+		if n.State == dspool.NodeDraining && hb.State == dspool.NodeReady || hb.Leaving {
+			return dspool.NodeDraining // a leaving node takes no work while it goes
+		}
+		return hb.State
 	}
 	if node.State == dspool.NodeGone && !hb.Leaving {
 		h.s.nodeReturned(ctx, node) // it had left, or been lost too long
@@ -73,16 +76,28 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if err != nil {
 		return nil, err
 	}
-	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil ||
-		!slices.Equal(node.Accounts, accts) {
-		node.State, node.Message, node.Inventory, node.Version, node.Accounts = state, hb.Message, hb.Inventory, hb.Version, accts
-		t := now
-		node.LastSeen = &t
-		if err := h.s.db.UpdateNode(ctx, node); err != nil {
+	differs := func(n *dspool.Node) bool {
+		return n.State != stateOf(n) || n.Message != hb.Message || !sameInventory(n.Inventory, hb.Inventory) || n.LastSeen == nil ||
+			!slices.Equal(n.Accounts, accts)
+	}
+	if differs(node) {
+		// Read and written in one transaction: a drain (or anything else)
+		// since the read above is kept.
+		node, err = h.s.db.ChangeNode(ctx, ac.node, func(n *dspool.Node) bool {
+			if !differs(n) {
+				return false
+			}
+			n.State, n.Message, n.Inventory, n.Version, n.Accounts = stateOf(n), hb.Message, hb.Inventory, hb.Version, accts
+			t := now
+			n.LastSeen = &t
+			return true
+		})
+		if err != nil {
 			return nil, err
 		}
 		h.s.Kick()
 	}
+	state := stateOf(node)
 	h.mu.Lock()
 	if ac.state == dspool.NodeDraining && state == dspool.NodeReady {
 		state = dspool.NodeDraining // drained since the store was read

@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/sqlite"
 )
 
@@ -82,5 +85,54 @@ func TestReplacedConnectionLeavesTheNewOnesSessions(t *testing.T) {
 	case <-l.Done():
 	default:
 		t.Error("the end of the node's current connection left its session open")
+	}
+}
+
+// TestHeartbeatKeepsADrain: a drain that lands while a heartbeat of the
+// node is under way (one the drain cannot pause: of a connection being
+// replaced) is not undone by the heartbeat writing back what it read.
+func TestHeartbeatKeepsADrain(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	ac := testConn(n) // not the node's current connection
+	rng, err := s.db.UIDRange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for i := 0; i < 100; i++ {
+		cur, err := s.db.Node(ctx, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.State = dspool.NodeReady
+		if err := s.db.UpdateNode(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			// A change the heartbeat writes (its message), with accounts
+			// to look at between its read and its write.
+			hb := &api.Heartbeat{State: dspool.NodeReady, Message: fmt.Sprint("beat ", i), Inventory: n.Inventory,
+				Accounts: &api.AccountReport{Range: rng, Accounts: []dspool.HostAccount{}}}
+			if _, err := s.hub.heartbeat(ctx, ac, hb); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.drainNode(ctx, n.ID, false); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if got, _ := s.db.Node(ctx, n.ID); got.State != dspool.NodeDraining {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of 100 drains that raced a heartbeat were lost: the heartbeat wrote back the state it had read", lost)
 	}
 }
