@@ -216,7 +216,7 @@ func (c *Client) WhoAmI(ctx context.Context) (*dspool.User, error) {
 // retryFor.
 func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor time.Duration) (*dspool.Job, error) {
 	deadline := time.Now().Add(retryFor)
-	backoff := 50 * time.Millisecond
+	retry := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
 	for {
 		var j dspool.Job
 		err := c.Do(ctx, "POST", "/api/v1/jobs", spec, &j)
@@ -227,16 +227,13 @@ func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor t
 			}
 			return &j, nil
 		}
-		if c.Retrying != nil && backoff == 50*time.Millisecond {
+		if c.Retrying != nil && retry.Window() == 0 {
 			c.Retrying(err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		if backoff < time.Second {
-			backoff *= 2
+		case <-time.After(retry.Next()):
 		}
 	}
 }

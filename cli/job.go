@@ -15,6 +15,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/backoff"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -158,6 +159,11 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 	p := a.progress()
 	defer p.done()
 	var last *dspool.Job
+	// A control plane that restarts (or a network that drops) does not end
+	// the wait: it goes on, at jittered intervals so that every waiting CLI
+	// does not come back at once, for up to reconnectFor.
+	retry := backoff.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	var lost time.Time
 	for {
 		poll := 2 * time.Second
 		if !p.tty {
@@ -171,12 +177,33 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 			poll = min(poll, left)
 		}
 		j, err := cl.WaitJob(ctx, id, poll)
+		var ue *api.UnavailableError
+		if err != nil && ctx.Err() == nil && (errors.As(err, &ue) || dspool.ErrorCode(err) == dspool.EUnavailable) {
+			if lost.IsZero() {
+				lost = time.Now()
+				fmt.Fprintf(a.Stderr, "dspool: lost the server (%v); job %d goes on, reconnecting\n", err, id)
+			}
+			if time.Since(lost) < reconnectFor {
+				t := time.NewTimer(retry.Next())
+				select {
+				case <-ctx.Done():
+					t.Stop()
+				case <-t.C:
+				}
+				continue
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("stopped waiting; job %d goes on (see it with `dspool job show %d`, stop it with `dspool job cancel %d`)", id, id, id)
 			}
 			return nil, err
 		}
+		if !lost.IsZero() {
+			fmt.Fprintf(a.Stderr, "dspool: reconnected to the server\n")
+			lost = time.Time{}
+		}
+		retry.Reset()
 		if j.State.Terminal() {
 			return j, nil
 		}
@@ -199,6 +226,9 @@ func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout tim
 		p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
 	}
 }
+
+// reconnectFor is how long a wait keeps trying to reach a server it lost.
+const reconnectFor = 2 * time.Minute
 
 // waitTimeoutError is a wait that ran out of time while the job goes on.
 type waitTimeoutError struct{ err error }

@@ -2,12 +2,16 @@ package e2e_test
 
 import (
 	"bytes"
+	"errors"
 	"net"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dspool/dspool"
 )
 
 // TestCLIWaitsOutTheConnectionCap: a CLI whose connection finds its
@@ -58,5 +62,51 @@ func TestCLIWaitsOutTheConnectionCap(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("the CLI did not finish within 20s of its address leaving the cap\nstderr: %s", errb.String())
+	}
+}
+
+// TestWaitOutlivesAControlPlaneRestart: `job submit --wait` keeps waiting
+// through a restart of the control plane, reconnecting, and ends with the
+// job.
+func TestWaitOutlivesAControlPlaneRestart(t *testing.T) {
+	addr := freeAddr(t)
+	first := startUp(t, upConfig{UIDBase: uidBase(143), Args: []string{"--listen", addr}})
+	_, token := first.createUser(t, "e2ewait143")
+	env := first.userEnv(token)
+	file := filepath.Join(markerDir(t), "markers")
+	cmd := exec.Command(bin, append([]string{"job", "submit", "--wait", "--retries", "1"}, markerJob(file)...)...)
+	cmd.Env = append(baseEnv(), env...)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	eventually(t, 20*time.Second, "the job to run", fileHas(file, "tick 1", 1))
+	first.Stop()
+	eventually(t, 10*time.Second, "the waiting CLI to say it lost the server", func() bool {
+		return strings.Contains(errb.String(), "reconnecting")
+	})
+	startUp(t, upConfig{UIDBase: uidBase(143), Data: first.Data, Login: first.Login, Args: []string{"--listen", addr}})
+	eventually(t, 30*time.Second, "the retry to run", fileHas(file, "tick 2", 1))
+	var list struct{ Jobs []dspool.Job }
+	cliJSON(t, env, &list, "job", "list")
+	if len(list.Jobs) != 1 {
+		t.Fatalf("job list: %d jobs, want the one submitted", len(list.Jobs))
+	}
+	cliOK(t, env, "job", "cancel", itoa(list.Jobs[0].ID))
+	select {
+	case err := <-done:
+		if !strings.Contains(errb.String(), "reconnected") {
+			t.Errorf("the waiting CLI did not say it reconnected\nstderr: %s", errb.String())
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(out.String()+errb.String(), "cancelled") {
+			t.Errorf("the waiting CLI ended with %v, want it to report the job cancelled\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the waiting CLI did not end with its job\nstderr: %s", errb.String())
 	}
 }
