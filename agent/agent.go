@@ -80,7 +80,7 @@ type Config struct {
 	StayOnStop bool
 	// Watchdog is the command line of the node's watchdog, which kills the
 	// node's attempts when the agent dies or is cut off and cannot do it
-	// itself (dspool's own: DSPOOL agent-watchdog); empty: none, and the
+	// itself (dspool's own: DSPOOL watchdog); empty: none, and the
 	// attempts' children may outlive a killed agent.
 	Watchdog []string
 	Logger   *slog.Logger

@@ -1,6 +1,6 @@
 package agent
 
-// The node's watchdog: a small process of its own (`dspool agent-watchdog`)
+// The node's watchdog: a small process of its own (`dspool watchdog`)
 // that kills the node's attempts when the agent dies, however it dies
 // (kill -9 included: its end of a pipe closes), or when the agent has had
 // no contact with the control plane past the deadline it last gave (the
@@ -202,7 +202,7 @@ func (c *cgroups) nodeDirs() []string {
 	return out
 }
 
-// RunWatchdog is the watchdog process (`dspool agent-watchdog`): it reads
+// RunWatchdog is the watchdog process (`dspool watchdog`): it reads
 // the agent's lines from in, and kills the attempts in the cgroups under
 // cgroupDirs and the process groups it was told of when in ends (the agent
 // is gone) or a deadline passes; it returns at the end of in.

@@ -90,7 +90,7 @@ agent stops its work and exits.`,
 				cfg.SFTPServer = []string{exe, "sftp-server"}
 			}
 			// This very binary, even if an upgrade replaced its file.
-			cfg.Watchdog = []string{"/proc/self/exe", "agent-watchdog"}
+			cfg.Watchdog = []string{"/proc/self/exe", "watchdog"}
 			ag, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -123,12 +123,12 @@ agent stops its work and exits.`,
 func (a *App) agentWatchdogCmd() *cobra.Command {
 	var dirs []string
 	c := &cobra.Command{
-		Use: "agent-watchdog", Short: "Kill a node's attempts when its agent dies (run by agents)", Hidden: true, Args: cobra.NoArgs,
+		Use: "watchdog", Short: "Kill a node's attempts when its agent dies (run by agents)", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Ctrl-C in the agent's terminal is the agent's to handle; the
 			// end of stdin is the watchdog's signal.
 			signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
-			agent.RunWatchdog(context.Background(), os.Stdin, dirs, logger(os.Stderr).With("process", "agent-watchdog"))
+			agent.RunWatchdog(context.Background(), os.Stdin, dirs, logger(os.Stderr).With("process", "watchdog"))
 			return nil
 		},
 	}

@@ -82,7 +82,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*proxiesFlag)(&o.TrustedProxies), "trusted-proxy", trustedProxyHelp+"; repeat for more (default none)")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
-	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
+	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before it takes no new work and its agent, if cut off, stops its attempts; they are retried after this, the kill grace and a margin (default 30s)")
 	f.Var((*durationFlag)(&o.NodeGoneAfter), "node-gone-after", "how long a node stays lost before it is gone, with a node_gone event (default 10m)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
