@@ -84,7 +84,13 @@ func (wd *watchdog) spawn() error {
 	}
 	r.Close()
 	wd.mu.Lock()
-	wd.w, wd.cmd, wd.exited = w, cmd, make(chan struct{})
+	wd.cmd, wd.exited = cmd, make(chan struct{})
+	if wd.closed {
+		w.Close() // closed meanwhile: it ends at once, finding nothing
+		wd.mu.Unlock()
+		return nil
+	}
+	wd.w = w
 	// A new process is told everything the last one knew.
 	lines := []string{fmt.Sprintf("deadline %d", wd.deadline)}
 	for g := range wd.groups {
@@ -97,7 +103,8 @@ func (wd *watchdog) spawn() error {
 	return nil
 }
 
-// keep starts the watchdog again whenever it exits, until close.
+// keep waits for the watchdog and starts it again whenever it exits, until
+// close.
 func (wd *watchdog) keep() {
 	var retry backoff.Backoff
 	for {
@@ -107,20 +114,29 @@ func (wd *watchdog) keep() {
 		err := cmd.Wait()
 		close(exited)
 		wd.mu.Lock()
-		closed := wd.closed
 		if wd.w != nil {
 			wd.w.Close()
 			wd.w = nil
 		}
+		closed := wd.closed
 		wd.mu.Unlock()
 		if closed {
 			return
 		}
-		wait := retry.Next()
-		wd.log.Error("the node's watchdog exited; starting it again", "err", err, "in", wait)
-		time.Sleep(wait)
-		for wd.spawn() != nil {
+		wd.log.Error("the node's watchdog exited; starting it again", "err", err)
+		for {
 			time.Sleep(retry.Next())
+			wd.mu.Lock()
+			closed := wd.closed
+			wd.mu.Unlock()
+			if closed {
+				return
+			}
+			err := wd.spawn()
+			if err == nil {
+				break
+			}
+			wd.log.Error("the node's watchdog", "err", err)
 		}
 	}
 }

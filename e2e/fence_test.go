@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -92,6 +93,21 @@ func TestAttemptDiesWithItsAgent(t *testing.T) {
 		return len(procs(uid, "sleep", "300")) + len(procs(uid, "sleep", "301")) + len(procs(uid, "sleep", "302"))
 	}
 	eventually(t, 20*time.Second, "the job and its children to run", func() bool { return left() == 3 })
+	// A watchdog that dies is started again, and knows the attempts.
+	first := watchdogOf(ag.cmd.Process.Pid)
+	if first == 0 {
+		t.Fatal("the agent runs no watchdog")
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the agent to start its watchdog again", func() bool {
+		w := watchdogOf(ag.cmd.Process.Pid)
+		return w != 0 && w != first
+	})
+	if left() != 3 {
+		t.Fatalf("%d processes of the job left after its watchdog died, want 3: the watchdog's death is not the agent's", left())
+	}
 	if err := syscall.Kill(ag.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -228,4 +244,29 @@ func TestUnprivilegedAgentsAttemptDiesWithIt(t *testing.T) {
 		t.Errorf("attempt 1 wrote %d lines after attempt 2 started: it ran beside its retry", len(late))
 	}
 	cliOK(t, up.env(), "job", "cancel", itoa(id))
+}
+
+// watchdogOf returns the pid of the watchdog of the agent agent, or 0.
+func watchdogOf(agent int) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(agent) {
+			continue
+		}
+		args, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if a := strings.Split(string(args), "\x00"); len(a) > 1 && a[1] == "watchdog" {
+			return pid
+		}
+	}
+	return 0
 }
