@@ -221,6 +221,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	return ag, nil
 }
 
+// writable reports whether this process may create a file in dir.
+func writable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".dspool-write-check-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return os.Remove(f.Name()) == nil
+}
+
 func (ag *Agent) identityPath() string { return filepath.Join(ag.cfg.StateDir, "node.json") }
 
 // Node returns the node id (after registration).
@@ -242,13 +252,18 @@ func (ag *Agent) register(ctx context.Context) error {
 	}
 	req := api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
 		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version, ShareID: shareID}
-	if shareID != "" {
+	switch {
+	case shareID != "" && ag.root:
 		mode, err := share.Probe(ag.cfg.Share)
 		req.ShareMode, req.ShareWritable = string(mode), err == nil
 		if err != nil {
 			req.ShareProblem = err.Error()
 		}
 		ag.log.Info("share checked", "share", ag.cfg.Share, "mode", mode, "problem", req.ShareProblem)
+	case shareID != "":
+		// Not root: all work here runs as this agent's own user, whose
+		// files are all its own; the share need only take them.
+		req.ShareWritable = writable(ag.cfg.Share)
 	}
 	resp, err := ag.client().Register(ctx, req)
 	if err != nil {
