@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -180,4 +181,30 @@ func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
 			go ag.setup(ctx, r.Pool)
 		}
 	}
+}
+
+// link is what the agent knows of one connection.
+type link struct {
+	// applied is the number of the last heartbeat reply applied.
+	applied atomic.Uint64
+}
+
+func (ag *Agent) serveStart(l *link, w http.ResponseWriter, r *http.Request) {
+	var spec api.AttemptSpec
+	if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	defer w.WriteHeader(http.StatusAccepted)
+	if l.applied.Load() > spec.After {
+		// A reply begun after the server placed the attempt came first:
+		// it carried this start if it is still wanted, and this push may
+		// come after the attempt ran and was acknowledged. A heartbeat now
+		// brings the start if it is wanted and was missed.
+		wipeSecrets(spec.Secrets)
+		ag.log.Debug("ignored a late push of a start", "job", spec.Job, "attempt", spec.Attempt, "after", spec.After, "applied", l.applied.Load())
+		ag.changed()
+		return
+	}
+	ag.accept(spec)
 }
