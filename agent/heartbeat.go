@@ -84,6 +84,7 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 type refusedHeartbeat struct {
 	status string
 	body   string
+	heard  bool // the heartbeat handler answered (api.HeardHeader)
 }
 
 func (e *refusedHeartbeat) Error() string {
@@ -116,9 +117,9 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	sent := bootNow()
 	reply, err := ag.send(ctx, hc, hb)
 	var refused *refusedHeartbeat
-	if err == nil || errors.As(err, &refused) {
-		// The server heard of the node when it read this, whatever it
-		// answered.
+	if err == nil || errors.As(err, &refused) && refused.heard {
+		// The server recorded the contact before it answered, whatever
+		// it answered.
 		ag.heard(sent)
 	}
 	if err == nil && hb.Accounts != nil {
@@ -140,7 +141,7 @@ func (ag *Agent) send(ctx context.Context, hc *http.Client, hb *api.Heartbeat) (
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, &refusedHeartbeat{status: resp.Status, body: string(bytes.TrimSpace(body))}
+		return nil, &refusedHeartbeat{status: resp.Status, body: string(bytes.TrimSpace(body)), heard: resp.Header.Get(api.HeardHeader) != ""}
 	}
 	var reply api.HeartbeatReply
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {

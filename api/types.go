@@ -318,3 +318,8 @@ const AgentUpgrade = "dspool-agent/1"
 // the server retries them elsewhere only later (see
 // docs/decisions/0014-an-attempt-never-runs-beside-its-retry.md).
 const NodeGraceHeader = "Dspool-Node-Grace"
+
+// HeardHeader is set on every answer of the server's heartbeat handler,
+// errors included, once it has recorded the contact: the agent counts
+// only such answers as contact when it fences itself.
+const HeardHeader = "Dspool-Heard"

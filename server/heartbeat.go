@@ -23,6 +23,7 @@ func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Reque
 	h.mu.Lock()
 	h.seen[ac.node] = h.s.cfg.Now()
 	h.mu.Unlock()
+	w.Header().Set(api.HeardHeader, "1")
 	var hb api.Heartbeat
 	if err := readJSON(r, &hb); err != nil {
 		h.s.fail(w, r, err)
