@@ -39,7 +39,7 @@ func metric(t *testing.T, url, name string) float64 {
 // (and every session it carries); once there is room the report commits.
 func TestHeartbeatErrorsKeepTheConnection(t *testing.T) {
 	dir := smallFileSystem(t, "24m")
-	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 49600, Dir: dir, Reserve: 4096})
+	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 49650, Dir: dir, Reserve: 4096})
 	ctx := context.Background()
 	gate := t.TempDir()
 	_ = os.Chmod(gate, 0o755)

@@ -20,7 +20,7 @@ import (
 func hubServer(t *testing.T) (*Server, *dspool.Node) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 47000, Reserve: 1})
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 47750, Reserve: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
