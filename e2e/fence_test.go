@@ -195,7 +195,7 @@ func startUpAs(t *testing.T, uid int) *upProc {
 		t.Fatalf("copy the binary: %v", err)
 	}
 	cmd := exec.Command(exe, "up", "--data", u.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "off", "--nodes", "1",
-		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms")
+		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms", "--uid-base", strconv.Itoa(uidBase(144)))
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "DSPOOL_CONFIG=" + u.Login}
 	var out, errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
