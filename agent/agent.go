@@ -30,6 +30,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/backoff"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/tlsca"
 	"github.com/hashicorp/yamux"
@@ -76,8 +77,13 @@ type Config struct {
 	// By default a stopping agent tells the server, and its node leaves
 	// at once.
 	StayOnStop bool
-	Logger     *slog.Logger
-	Version    string
+	// Watchdog is the command line of the node's watchdog, which kills the
+	// node's attempts when the agent dies or is cut off and cannot do it
+	// itself (dspool's own: DSPOOL watchdog); empty: none, and the
+	// attempts' children may outlive a killed agent.
+	Watchdog []string
+	Logger   *slog.Logger
+	Version  string
 }
 
 // Agent is a running node agent.
@@ -118,6 +124,9 @@ type Agent struct {
 	sftpExe  *os.File // the sftp subsystem's program, opened at start
 
 	lock *os.File // held for the agent's life
+
+	fence fence     // the last contact with the control plane
+	wd    *watchdog // nil without one
 }
 
 type identity struct {
@@ -211,6 +220,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	return ag, nil
 }
 
+// writable reports whether this process may create a file in dir.
+func writable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".dspool-write-check-*")
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return os.Remove(f.Name()) == nil
+}
+
 func (ag *Agent) identityPath() string { return filepath.Join(ag.cfg.StateDir, "node.json") }
 
 // Node returns the node id (after registration).
@@ -232,13 +251,18 @@ func (ag *Agent) register(ctx context.Context) error {
 	}
 	req := api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
 		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version, ShareID: shareID}
-	if shareID != "" {
+	switch {
+	case shareID != "" && ag.root:
 		mode, err := share.Probe(ag.cfg.Share)
 		req.ShareMode, req.ShareWritable = string(mode), err == nil
 		if err != nil {
 			req.ShareProblem = err.Error()
 		}
 		ag.log.Info("share checked", "share", ag.cfg.Share, "mode", mode, "problem", req.ShareProblem)
+	case shareID != "":
+		// Not root: all work here runs as this agent's own user, whose
+		// files are all its own; the share need only take them.
+		req.ShareWritable = writable(ag.cfg.Share)
 	}
 	resp, err := ag.client().Register(ctx, req)
 	if err != nil {
@@ -262,7 +286,9 @@ func (ag *Agent) register(ctx context.Context) error {
 // Run registers if needed and keeps the connection to the server up until
 // ctx ends; then it stops every attempt (SIGTERM, then SIGKILL).
 func (ag *Agent) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	// Retries are spread (full jitter): the agents of a whole fleet that
+	// failed together must not come back in lockstep.
+	var retry backoff.Backoff
 	for {
 		err := ag.register(ctx)
 		if err == nil {
@@ -271,11 +297,11 @@ func (ag *Agent) Run(ctx context.Context) error {
 		if c := dspool.ErrorCode(errors.Unwrap(err)); c == dspool.EUnauthorized || c == dspool.EInvalid || ag.cfg.JoinToken == "" || errors.Is(err, tlsca.ErrPin) || errors.Is(err, tlsca.ErrName) {
 			return err
 		}
-		ag.log.Warn("register", "err", err)
-		if !sleep(ctx, backoff) {
+		wait := retry.Next()
+		ag.log.Warn("register", "err", err, "retry_in", wait)
+		if !sleep(ctx, wait) {
 			return nil
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	if err := ag.rotateCredential(ctx); err != nil {
 		if dspool.ErrorCode(errors.Unwrap(err)) == dspool.EUnauthorized {
@@ -299,7 +325,19 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
-	backoff = 100 * time.Millisecond
+	if len(ag.cfg.Watchdog) > 0 {
+		wd, err := startWatchdog(ag.cfg.Watchdog, ag.cgroups.nodeDirs(), ag.log)
+		if err != nil {
+			ag.lock.Close()
+			return fmt.Errorf("%w: without it, a job's processes could outlive this agent and run beside the job's retry", err)
+		}
+		ag.wd = wd
+	}
+	defer ag.wd.close()
+	fctx, stopFence := context.WithCancel(ctx)
+	defer stopFence()
+	go ag.fenceLoop(fctx)
+	retry.Reset()
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := ag.session(ctx)
@@ -311,19 +349,21 @@ func (ag *Agent) Run(ctx context.Context) error {
 			// keep running.
 			ag.log.Error("the server refuses this node's credential: stopping its work", "err", err)
 			ag.stopWork()
+			ag.wd.close()
 			ag.lock.Close()
 			return err
 		}
 		if time.Since(began) > 10*time.Second {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 		}
-		ag.log.Warn("connection to server lost; attempts keep running, reconnecting", "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := retry.Next()
+		ag.log.Warn("connection to server lost; attempts keep running, reconnecting", "err", err, "in", wait)
+		if !sleep(ctx, wait) {
 			break
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 	ag.shutdown()
+	ag.wd.close()
 	ag.lock.Close()
 	return nil
 }
@@ -356,7 +396,7 @@ func (ag *Agent) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	conn, br, err := ag.dial(ctx)
+	conn, br, _, err := ag.dial(ctx)
 	if err != nil {
 		return
 	}
@@ -392,10 +432,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // session serves one connection: the server's requests on streams it
 // opens, and this agent's heartbeats on streams the agent opens.
 func (ag *Agent) session(ctx context.Context) error {
-	conn, br, err := ag.dial(ctx)
+	conn, br, hdr, err := ag.dial(ctx)
 	if err != nil {
 		return err
 	}
+	grace, _ := time.ParseDuration(hdr.Get(api.NodeGraceHeader))
+	ag.connected(grace)
 	sess, err := yamux.Client(&readConn{Conn: conn, r: br}, api.MuxConfig())
 	if err != nil {
 		conn.Close()
@@ -405,7 +447,8 @@ func (ag *Agent) session(ctx context.Context) error {
 	defer ag.endAllSessions()
 	ag.log.Info("connected to server", "server", ag.cfg.Server, "node", ag.node)
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /attempts", ag.serveStart)
+	l := &link{}
+	mux.HandleFunc("POST /attempts", func(w http.ResponseWriter, r *http.Request) { ag.serveStart(l, w, r) })
 	mux.HandleFunc("POST /kill", ag.serveKill)
 	mux.HandleFunc("POST /sessions/channel", ag.serveChannel)
 	mux.HandleFunc("POST /sessions/forward", ag.serveForward)
@@ -421,17 +464,7 @@ func (ag *Agent) session(ctx context.Context) error {
 		DialContext:         func(context.Context, string, string) (net.Conn, error) { return sess.Open() },
 		MaxIdleConnsPerHost: 2,
 	}, Timeout: 30 * time.Second}
-	return ag.heartbeatLoop(ctx, sess, hc)
-}
-
-func (ag *Agent) serveStart(w http.ResponseWriter, r *http.Request) {
-	var spec api.AttemptSpec
-	if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
-		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	ag.accept(spec)
-	w.WriteHeader(http.StatusAccepted)
+	return ag.heartbeatLoop(ctx, sess, hc, l)
 }
 
 func (ag *Agent) serveKill(w http.ResponseWriter, r *http.Request) {
@@ -460,6 +493,7 @@ func (ag *Agent) accept(spec api.AttemptSpec) {
 	a := &attempt{spec: spec, done: make(chan struct{})}
 	ag.attempts[spec.AttemptRef] = a
 	ag.mu.Unlock()
+	ag.startsAttempt(time.Duration(spec.KillGrace))
 	ag.launch(a)
 }
 

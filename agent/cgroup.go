@@ -224,15 +224,44 @@ func (g *cgroup) oomKilled() bool {
 	return false
 }
 
+// kill kills every process in the cgroup. They cannot fork meanwhile:
+// cgroup.kill does it at once on v2, and on v1 the pids limit drops to 0
+// first, so each pass finds all there are.
+func (g *cgroup) kill() {
+	for _, d := range g.dirs {
+		if writeExisting(filepath.Join(d, "cgroup.kill"), "1") == nil {
+			continue
+		}
+		_ = writeExisting(filepath.Join(d, "pids.max"), "0")
+	}
+	for i := 0; i < 50 && len(g.pids()) > 0; i++ {
+		g.signal(syscall.SIGKILL)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writeExisting writes val to a file that must exist (a cgroup's control
+// file; cgroupfs refuses to create one).
+func writeExisting(path, val string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(val)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // remove kills what is left and removes the cgroup directories.
 func (g *cgroup) remove() {
 	if g.dirFD >= 0 {
 		_ = unix.Close(g.dirFD)
 		g.dirFD = -1
 	}
-	for i := 0; i < 50 && len(g.pids()) > 0; i++ {
-		g.signal(syscall.SIGKILL)
-		time.Sleep(20 * time.Millisecond)
+	if len(g.pids()) > 0 {
+		g.kill()
 	}
 	for _, d := range g.dirs {
 		_ = os.Remove(d)

@@ -15,11 +15,12 @@ import (
 	"github.com/dspool/dspool/api"
 )
 
-// dial opens the upgraded connection to the server.
-func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+// dial opens the upgraded connection to the server, and returns the
+// headers of the server's answer with it.
+func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, http.Header, error) {
 	// The reader is also the connection's read buffer: a large one reads
 	// bulk session output in few system calls.
-	return ag.dialUpgrade(ctx, "/api/v1/agents/connect", api.AgentUpgrade, nil, 256<<10)
+	return ag.upgrade(ctx, "/api/v1/agents/connect", api.AgentUpgrade, nil, 256<<10)
 }
 
 // dialUpgrade opens a connection to the server and upgrades it with a GET
@@ -27,9 +28,14 @@ func (ag *Agent) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 // the server sent after its answer; with bufSize 0 it holds nothing, as the
 // answer is read a byte at a time.
 func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, error) {
+	conn, br, _, err := ag.upgrade(ctx, path, upgrade, header, bufSize)
+	return conn, br, err
+}
+
+func (ag *Agent) upgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, http.Header, error) {
 	u, err := url.Parse(ag.cfg.Server)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server URL: %w", err)
+		return nil, nil, nil, fmt.Errorf("server URL: %w", err)
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -49,7 +55,7 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 		conn, err = d.DialContext(ctx, "tcp", host)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
 	req, _ := http.NewRequest("GET", ag.cfg.Server+path, nil)
@@ -61,7 +67,7 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 	req.Header.Set("Upgrade", upgrade)
 	if err := req.Write(conn); err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var br *bufio.Reader
 	if bufSize == 0 {
@@ -74,19 +80,19 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		var eb api.ErrorBody
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		conn.Close()
 		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
-			return nil, nil, eb.Error
+			return nil, nil, nil, eb.Error
 		}
-		return nil, nil, fmt.Errorf("server refused the %s connection: %s", upgrade, resp.Status)
+		return nil, nil, nil, fmt.Errorf("server refused the %s connection: %s", upgrade, resp.Status)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return conn, br, nil
+	return conn, br, resp.Header, nil
 }
 
 // byteReader reads one byte per call.

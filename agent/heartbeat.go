@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/backoff"
 	"github.com/hashicorp/yamux"
 )
 
@@ -26,18 +28,44 @@ func (ag *Agent) changed() {
 	}
 }
 
-func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client) error {
+func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *http.Client, l *link) error {
 	interval := 2 * time.Second
+	// A heartbeat the server answers with an error (its store failed) is
+	// sent again on the same connection, sooner than the interval: the
+	// connection works, and dropping it would end every session it carries.
+	var retry backoff.Backoff
+	var lastErr string
+	var lastLogged time.Time
 	for {
+		wait := interval
 		reply, err := ag.heartbeat(ctx, hc)
-		if err != nil {
+		var refused *refusedHeartbeat
+		switch {
+		case errors.As(err, &refused):
+			retry.Max = interval
+			wait = retry.Next()
+			if msg := refused.Error(); msg != lastErr || time.Since(lastLogged) > 30*time.Second {
+				ag.log.Warn("the server could not take a heartbeat; sending it again on the same connection", "err", refused, "in", wait)
+				lastErr, lastLogged = msg, time.Now()
+			}
+		case err != nil:
 			return err
+		default:
+			if lastErr != "" {
+				ag.log.Info("the server takes heartbeats again")
+				lastErr = ""
+			}
+			retry.Reset()
+			if reply.Interval > 0 {
+				interval = time.Duration(reply.Interval)
+				wait = interval
+			}
+			ag.apply(ctx, reply)
+			// After the reply's starts are known: pushes begun before
+			// it are ignored from here (serveStart).
+			l.applied.Store(max(l.applied.Load(), reply.Seq))
 		}
-		if reply.Interval > 0 {
-			interval = time.Duration(reply.Interval)
-		}
-		ag.apply(ctx, reply)
-		t := time.NewTimer(interval)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -50,6 +78,17 @@ func (ag *Agent) heartbeatLoop(ctx context.Context, sess *yamux.Session, hc *htt
 		}
 		t.Stop()
 	}
+}
+
+// refusedHeartbeat is a heartbeat the server answered with an error.
+type refusedHeartbeat struct {
+	status string
+	body   string
+	heard  bool // the heartbeat handler answered (api.HeardHeader)
+}
+
+func (e *refusedHeartbeat) Error() string {
+	return fmt.Sprintf("heartbeat refused: %s: %s", e.status, e.body)
 }
 
 func (ag *Agent) snapshot() *api.Heartbeat {
@@ -75,7 +114,14 @@ func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.Heartbeat
 	hb := ag.snapshot()
 	var stamp string
 	hb.Accounts, stamp = ag.reporter.report()
+	sent := bootNow()
 	reply, err := ag.send(ctx, hc, hb)
+	var refused *refusedHeartbeat
+	if err == nil || errors.As(err, &refused) && refused.heard {
+		// The server recorded the contact before it answered, whatever
+		// it answered.
+		ag.heard(sent)
+	}
 	if err == nil && hb.Accounts != nil {
 		ag.reporter.delivered(hb.Accounts, stamp)
 	}
@@ -95,7 +141,7 @@ func (ag *Agent) send(ctx context.Context, hc *http.Client, hb *api.Heartbeat) (
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("heartbeat refused: %s: %s", resp.Status, bytes.TrimSpace(body))
+		return nil, &refusedHeartbeat{status: resp.Status, body: string(bytes.TrimSpace(body)), heard: resp.Header.Get(api.HeardHeader) != ""}
 	}
 	var reply api.HeartbeatReply
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&reply); err != nil {
@@ -136,4 +182,30 @@ func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
 			go ag.setup(ctx, r.Pool)
 		}
 	}
+}
+
+// link is what the agent knows of one connection.
+type link struct {
+	// applied is the number of the last heartbeat reply applied.
+	applied atomic.Uint64
+}
+
+func (ag *Agent) serveStart(l *link, w http.ResponseWriter, r *http.Request) {
+	var spec api.AttemptSpec
+	if err := json.NewDecoder(r.Body).Decode(&spec); err != nil {
+		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	defer w.WriteHeader(http.StatusAccepted)
+	if l.applied.Load() > spec.After {
+		// A reply begun after the server placed the attempt came first:
+		// it carried this start if it is still wanted, and this push may
+		// come after the attempt ran and was acknowledged. A heartbeat now
+		// brings the start if it is wanted and was missed.
+		wipeSecrets(spec.Secrets)
+		ag.log.Debug("ignored a late push of a start", "job", spec.Job, "attempt", spec.Attempt, "after", spec.After, "applied", l.applied.Load())
+		ag.changed()
+		return
+	}
+	ag.accept(spec)
 }

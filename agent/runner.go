@@ -33,6 +33,10 @@ type attempt struct {
 	cg         *cgroup
 	runtime    string // the attempt's runtime directory, under the agent's
 	done       chan struct{}
+
+	// killMessage says why the agent killed it, when its reason's own
+	// words do not.
+	killMessage string
 }
 
 func (a *attempt) status() api.AttemptStatus {
@@ -176,6 +180,7 @@ func (ag *Agent) start(a *attempt) (err error) {
 		a.removeCgroup()
 		return fmt.Errorf("start %s: %w", s.Command[0], unwrapExec(err))
 	}
+	ag.wd.group(cmd.Process.Pid)
 	now := time.Now().UTC()
 	a.mu.Lock()
 	a.pgid = cmd.Process.Pid
@@ -300,15 +305,18 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 		code = -1
 	}
 	r.ExitCode = &code
+	ag.wd.ended(cmd.Process.Pid)
 	a.mu.Lock()
-	reason := a.killReason
+	reason, why := a.killReason, a.killMessage
 	a.mu.Unlock()
 	if reason != "" && r.Reason == "" {
 		r.Reason = reason
-		switch reason {
-		case dspool.ReasonTimeout:
+		switch {
+		case why != "":
+			r.Message = why
+		case reason == dspool.ReasonTimeout:
 			r.Message = fmt.Sprintf("time limit of %s reached", time.Duration(s.TimeLimit))
-		case dspool.ReasonNodeLost:
+		case reason == dspool.ReasonNodeLost:
 			r.Message = "stopped because its node's agent was shut down (dspool up or the agent stopped); retried if the job has retries left"
 		}
 	} else if r.Reason == "" && code != 0 {

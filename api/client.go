@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/internal/backoff"
 )
 
 // Client calls the dspool API. The zero value is not usable: set Server.
@@ -30,6 +31,14 @@ type Client struct {
 	// Retrying, when set, is told the first time SubmitJob retries because
 	// the server cannot be reached.
 	Retrying func(error)
+	// Busy, when set, is told each time the server answers that it is too
+	// busy to take a request now (503 with Retry-After, such as a
+	// connection past its address's limit) and the request will be sent
+	// again after wait.
+	Busy func(wait time.Duration)
+	// BusyFor bounds how long a request is sent again while the server
+	// says it is busy (default 1 minute; negative: never).
+	BusyFor time.Duration
 }
 
 var defaultHTTP = &http.Client{Transport: &http.Transport{
@@ -69,13 +78,69 @@ func (e *UnavailableError) Error() string {
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
 func (c *Client) request(ctx context.Context, method, path string, body any, hdr http.Header) (*http.Response, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+	}
+	// A server too busy to take the request says so with 503 and
+	// Retry-After, having done nothing with it: it is sent again after
+	// that, plus a random share of a growing window, so that the clients
+	// it turned away together do not come back together.
+	retry := backoff.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
+	busyFor := c.BusyFor
+	if busyFor == 0 {
+		busyFor = time.Minute
+	}
+	until := time.Now().Add(busyFor)
+	for {
+		resp, err := c.send(ctx, method, path, b, hdr)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		if resp.StatusCode < 400 {
+			return resp, nil
+		}
+		after, busy := busyAnswer(resp)
+		if !busy || busyFor < 0 || time.Now().Add(after).After(until) {
+			defer resp.Body.Close()
+			return nil, decodeError(resp)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		wait := after + retry.Next()
+		if c.Busy != nil {
+			c.Busy(wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// busyAnswer reports whether resp says the server was too busy to take the
+// request (503 with Retry-After in seconds), and how long it asks to wait.
+func busyAnswer(resp *http.Response) (time.Duration, bool) {
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		return 0, false
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 0 || secs > 60 {
+		return 0, false
+	}
+	return time.Duration(secs) * time.Second, true
+}
+
+func (c *Client) send(ctx context.Context, method, path string, body []byte, hdr http.Header) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Server, "/")+path, rd)
 	if err != nil {
@@ -96,10 +161,6 @@ func (c *Client) request(ctx context.Context, method, path string, body any, hdr
 			return nil, ctx.Err()
 		}
 		return nil, &UnavailableError{Err: err}
-	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		return nil, decodeError(resp)
 	}
 	return resp, nil
 }
@@ -158,7 +219,7 @@ func (c *Client) WhoAmI(ctx context.Context) (*dspool.User, error) {
 // retryFor.
 func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor time.Duration) (*dspool.Job, error) {
 	deadline := time.Now().Add(retryFor)
-	backoff := 50 * time.Millisecond
+	retry := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
 	for {
 		var j dspool.Job
 		err := c.Do(ctx, "POST", "/api/v1/jobs", spec, &j)
@@ -169,16 +230,13 @@ func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor t
 			}
 			return &j, nil
 		}
-		if c.Retrying != nil && backoff == 50*time.Millisecond {
+		if c.Retrying != nil && retry.Window() == 0 {
 			c.Retrying(err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		if backoff < time.Second {
-			backoff *= 2
+		case <-time.After(retry.Next()):
 		}
 	}
 }

@@ -247,6 +247,12 @@ type AttemptSpec struct {
 	// Secrets are the values of the secrets the job asks for, sent at
 	// each start and never kept by the agent past the attempt.
 	Secrets []SecretValue `json:"secrets,omitempty"`
+	// After, on a start the server pushes outside a heartbeat reply, is
+	// the number of replies it had begun on the connection before it
+	// placed the attempt. Every later reply carries the start while it is
+	// wanted, so an agent that has applied one ignores the push: it would
+	// come late, perhaps after the attempt ran and was acknowledged.
+	After uint64 `json:"after,omitempty"`
 }
 
 // AttemptStatus is what an agent knows of one attempt.
@@ -298,7 +304,22 @@ type HeartbeatReply struct {
 	// Accounts is the range of ids whose accounts the server wants
 	// reported: its users' uids and those the next users will get.
 	Accounts *dspool.UIDRange `json:"accounts,omitempty"`
+	// Seq numbers the replies of one connection (1, 2, ...) in the order
+	// the server began them.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // AgentUpgrade is the Upgrade header value of the agent connection.
 const AgentUpgrade = "dspool-agent/1"
+
+// NodeGraceHeader, in the server's answer to the agent connection, is the
+// node grace (a Go duration): an agent that has had no answer to a
+// heartbeat for that long since sending it stops its attempts itself, as
+// the server retries them elsewhere only later (see
+// docs/decisions/0014-an-attempt-never-runs-beside-its-retry.md).
+const NodeGraceHeader = "Dspool-Node-Grace"
+
+// HeardHeader is set on every answer of the server's heartbeat handler,
+// errors included, once it has recorded the contact: the agent counts
+// only such answers as contact when it fences itself.
+const HeardHeader = "Dspool-Heard"

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
@@ -86,6 +89,8 @@ agent stops its work and exits.`,
 			if exe, err := os.Executable(); err == nil {
 				cfg.SFTPServer = []string{exe, "sftp-server"}
 			}
+			// This very binary, even if an upgrade replaced its file.
+			cfg.Watchdog = []string{"/proc/self/exe", "watchdog"}
 			ag, err := agent.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -109,5 +114,24 @@ agent stops its work and exits.`,
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.IntVar(&cfg.PidsLimit, "pids-limit", 4096, "most processes one job attempt may have")
 	f.BoolVar(&leave, "leave-on-stop", true, "when stopped on purpose, tell the server so that the node leaves the pool at once (false: it is lost after the server's grace)")
+	return c
+}
+
+// agentWatchdogCmd is the node's watchdog: the agent runs it, and it kills
+// the node's attempts when the agent dies or stays cut off from the
+// control plane past the deadline the agent gave (agent.RunWatchdog).
+func (a *App) agentWatchdogCmd() *cobra.Command {
+	var dirs []string
+	c := &cobra.Command{
+		Use: "watchdog", Short: "Kill a node's attempts when its agent dies (run by agents)", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Ctrl-C in the agent's terminal is the agent's to handle; the
+			// end of stdin is the watchdog's signal.
+			signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
+			agent.RunWatchdog(context.Background(), os.Stdin, dirs, logger(os.Stderr).With("process", "watchdog"))
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&dirs, "cgroup", nil, "a directory of the node's cgroups (one per hierarchy)")
 	return c
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -81,7 +82,7 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*proxiesFlag)(&o.TrustedProxies), "trusted-proxy", trustedProxyHelp+"; repeat for more (default none)")
 	f.BoolVar(&o.SSHPasswordAuth, "ssh-password-auth", false, "allow SSH logins by password (set with dspool user passwd); keys only by default")
 	f.StringSliceVar(&o.SSHCiphers, "ssh-ciphers", nil, "ciphers the SSH gateway offers (default aes128-gcm@openssh.com,aes256-gcm@openssh.com)")
-	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before its attempts are marked node_lost (default 30s)")
+	f.Var((*durationFlag)(&o.NodeGrace), "node-grace", "how long a node may be silent before it takes no new work and its agent, if cut off, stops its attempts; they are retried after this, the kill grace and a margin (default 30s)")
 	f.Var((*durationFlag)(&o.NodeGoneAfter), "node-gone-after", "how long a node stays lost before it is gone, with a node_gone event (default 10m)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
@@ -158,6 +159,12 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	sshOn := o.SSHListen != "" && o.SSHListen != "off"
 	if o.MaxConnsPerAddress < 0 {
 		return nil, dspool.Invalid("max_conns_per_address", "%d is negative: give a number of connections, or 0 for the default (%d)", o.MaxConnsPerAddress, server.MaxConnsPerSource)
+	}
+	// Agents cut off for the node grace stop their attempts: a grace of a
+	// few heartbeats would have them stop their work at a slow heartbeat.
+	grace, beat := cmp.Or(time.Duration(o.NodeGrace), 30*time.Second), cmp.Or(time.Duration(o.Heartbeat), 2*time.Second)
+	if grace < 3*beat {
+		return nil, dspool.Invalid("node_grace", "a node grace of %s is under three heartbeats (%s each): agents would stop their attempts at a late heartbeat; give --node-grace of at least %s", grace, beat, 3*beat)
 	}
 	if sshOn {
 		if err := sshgw.CheckCiphers("ssh_ciphers", o.SSHCiphers); err != nil {
@@ -256,12 +263,17 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
-	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log})
-	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
-	scheme := "http"
+	var tlsConfig *tls.Config
 	if link.cert != nil {
 		// HTTP/1.1 only (no h2 in NextProtos): agent connections upgrade.
-		p.ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*link.cert}, MinVersion: tls.VersionTLS12})
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{*link.cert}, MinVersion: tls.VersionTLS12}
+	}
+	// A connection past its address's limit is told to come back later.
+	ln = server.LimitListener(ln, server.Limits{PerSource: o.MaxConnsPerAddress, Logger: log, Busy: server.BusyAnswer(tlsConfig)})
+	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
+	scheme := "http"
+	if tlsConfig != nil {
+		p.ln = tls.NewListener(ln, tlsConfig)
 		scheme = "https"
 		p.ca, p.pin = link.caFile, link.pin
 	}

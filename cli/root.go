@@ -14,7 +14,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -138,7 +140,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.notebookCmd(), a.sftpServerCmd(), a.simulateCmd(), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.notebookCmd(), a.sftpServerCmd(), a.agentWatchdogCmd(), a.simulateCmd(), a.versionCmd())
 	root.AddCommand(a.usageCmd(), a.loginCmd())
 	root.AddCommand(a.teamCmd())
 	root.AddCommand(a.auditCmd())
@@ -212,6 +214,12 @@ func (a *App) client() (*api.Client, error) {
 		return nil, errors.New("no server to talk to: start one with `dspool up`, or pass --server URL (or DSPOOL_SERVER)")
 	}
 	cl := &api.Client{Server: server, Token: token}
+	var told sync.Once
+	cl.Busy = func(wait time.Duration) {
+		told.Do(func() {
+			fmt.Fprintf(a.Stderr, "dspool: the server is busy (too many connections from this address); trying again in %s\n", wait.Round(100*time.Millisecond))
+		})
+	}
 	if ca := firstOf(a.Getenv("DSPOOL_CA"), c.CA); ca != "" {
 		h, err := api.NewHTTPClient(ca)
 		if err != nil {

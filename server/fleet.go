@@ -82,16 +82,16 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 		return w, false, nil
 	}
 	defer s.hub.pauseHeartbeats(id)()
-	n, err := s.db.Node(ctx, id)
+	s.hub.setState(id, dspool.NodeDraining)
+	_, err = s.db.ChangeNode(ctx, id, func(n *dspool.Node) bool {
+		if n.State == dspool.NodeDraining || n.State == dspool.NodeGone {
+			return false
+		}
+		n.State = dspool.NodeDraining
+		return true
+	})
 	if err != nil {
 		return w, false, err
-	}
-	s.hub.setState(id, dspool.NodeDraining)
-	if n.State != dspool.NodeDraining && n.State != dspool.NodeGone {
-		n.State = dspool.NodeDraining
-		if err := s.db.UpdateNode(ctx, n); err != nil {
-			return w, false, err
-		}
 	}
 	return w, true, nil
 }
@@ -200,22 +200,24 @@ func (s *Server) undrainNodeAPI(w http.ResponseWriter, r *http.Request) {
 // heartbeats (which would otherwise write back the state they read).
 func (s *Server) undrain(ctx context.Context, n *dspool.Node) error {
 	defer s.hub.pauseHeartbeats(n.ID)()
-	cur, err := s.db.Node(ctx, n.ID)
+	// A node that is not connected is ready again once it heartbeats.
+	to := dspool.NodeProvisioning
+	if ac := s.hub.conn(n.ID); ac != nil {
+		to = dspool.NodeReady
+	}
+	cur, err := s.db.ChangeNode(ctx, n.ID, func(cur *dspool.Node) bool {
+		if cur.State != dspool.NodeDraining {
+			return false
+		}
+		cur.State = to
+		return true
+	})
 	if err != nil {
 		return err
 	}
-	if cur.State != dspool.NodeDraining {
-		return nil
+	if cur.State == to {
+		s.hub.setState(n.ID, to)
 	}
-	// A node that is not connected is ready again once it heartbeats.
-	cur.State = dspool.NodeProvisioning
-	if ac := s.hub.conn(n.ID); ac != nil {
-		cur.State = dspool.NodeReady
-	}
-	if err := s.db.UpdateNode(ctx, cur); err != nil {
-		return err
-	}
-	s.hub.setState(n.ID, cur.State)
 	return nil
 }
 

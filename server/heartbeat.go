@@ -17,6 +17,13 @@ import (
 // over its connection, and the reply reconciles them with the store.
 
 func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Request) {
+	// Contact counts from here, whatever the answer: an agent counts every
+	// answered heartbeat as contact when it fences itself (see fence.go in
+	// the agent), so the server must never have heard of it later than that.
+	h.mu.Lock()
+	h.seen[ac.node] = h.s.cfg.Now()
+	h.mu.Unlock()
+	w.Header().Set(api.HeardHeader, "1")
 	var hb api.Heartbeat
 	if err := readJSON(r, &hb); err != nil {
 		h.s.fail(w, r, err)
@@ -24,11 +31,14 @@ func (h *hub) serveHeartbeat(ac *agentConn, w http.ResponseWriter, r *http.Reque
 	}
 	ac.hbMu.Lock()
 	defer ac.hbMu.Unlock()
+	seq := ac.begun.Add(1) // before the store is read: see pushMark
 	reply, err := h.heartbeat(r.Context(), ac, &hb)
 	if err != nil {
+		h.s.metrics.hbErrors.Inc()
 		h.s.fail(w, r, err)
 		return
 	}
+	reply.Seq = seq
 	writeJSON(w, http.StatusOK, reply)
 	for i := range reply.Start {
 		wipeValues(reply.Start[i].Secrets)
@@ -45,18 +55,20 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		return nil, err
 	}
 	h.mu.Lock()
-	h.seen[ac.node] = now
 	ac.usage, ac.inv, ac.boot = hb.Usage, hb.Inventory, hb.Boot
 	sendPool := !ac.sentHdr
 	ac.sentHdr = true
 	h.mu.Unlock()
 
-	state := hb.State
-	if state != dspool.NodeReady && state != dspool.NodeProvisioning && state != dspool.NodeFailed {
+	if st := hb.State; st != dspool.NodeReady && st != dspool.NodeProvisioning && st != dspool.NodeFailed {
 		return nil, dspool.Invalid("state", "%q is not a state an agent reports", hb.State)
 	}
-	if node.State == dspool.NodeDraining && state == dspool.NodeReady || hb.Leaving {
-		state = dspool.NodeDraining // a leaving node takes no work while it goes
+	// The state to record, given the node's in the store.
+	stateOf := func(n *dspool.Node) dspool.NodeState {
+		if n.State == dspool.NodeDraining && hb.State == dspool.NodeReady || hb.Leaving {
+			return dspool.NodeDraining // a leaving node takes no work while it goes
+		}
+		return hb.State
 	}
 	if node.State == dspool.NodeGone && !hb.Leaving {
 		h.s.nodeReturned(ctx, node) // it had left, or been lost too long
@@ -65,16 +77,28 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if err != nil {
 		return nil, err
 	}
-	if node.State != state || node.Message != hb.Message || !sameInventory(node.Inventory, hb.Inventory) || node.LastSeen == nil ||
-		!slices.Equal(node.Accounts, accts) {
-		node.State, node.Message, node.Inventory, node.Version, node.Accounts = state, hb.Message, hb.Inventory, hb.Version, accts
-		t := now
-		node.LastSeen = &t
-		if err := h.s.db.UpdateNode(ctx, node); err != nil {
+	differs := func(n *dspool.Node) bool {
+		return n.State != stateOf(n) || n.Message != hb.Message || !sameInventory(n.Inventory, hb.Inventory) || n.LastSeen == nil ||
+			!slices.Equal(n.Accounts, accts)
+	}
+	if differs(node) {
+		// Read and written in one transaction: a drain (or anything else)
+		// since the read above is kept.
+		node, err = h.s.db.ChangeNode(ctx, ac.node, func(n *dspool.Node) bool {
+			if !differs(n) {
+				return false
+			}
+			n.State, n.Message, n.Inventory, n.Version, n.Accounts = stateOf(n), hb.Message, hb.Inventory, hb.Version, accts
+			t := now
+			n.LastSeen = &t
+			return true
+		})
+		if err != nil {
 			return nil, err
 		}
 		h.s.Kick()
 	}
+	state := stateOf(node)
 	h.mu.Lock()
 	if ac.state == dspool.NodeDraining && state == dspool.NodeReady {
 		state = dspool.NodeDraining // drained since the store was read

@@ -2,18 +2,15 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"path"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -41,13 +38,16 @@ type hub struct {
 }
 
 type agentConn struct {
-	node    string
-	remote  string // the address it came from
-	pool    string
-	sess    *yamux.Session
-	client  *http.Client
-	srv     *http.Server
-	hbMu    sync.Mutex // heartbeats of one agent are handled one at a time
+	node   string
+	remote string // the address it came from
+	pool   string
+	sess   *yamux.Session
+	client *http.Client
+	srv    *http.Server
+	hbMu   sync.Mutex // heartbeats of one agent are handled one at a time
+	// begun counts the heartbeats begun on this connection: it numbers
+	// their replies, and pushes carry it (pushMark).
+	begun   atomic.Uint64
 	boot    string
 	state   dspool.NodeState
 	inv     dspool.Inventory
@@ -177,6 +177,7 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 			"Stop the other agent, or revoke the node if its credential leaked", node.Name, old.remote))
 		return
 	}
+	w.Header().Set(api.NodeGraceHeader, h.s.cfg.NodeGrace.String())
 	conn, err := h.s.switchProtocols(w, r, api.AgentUpgrade)
 	if err != nil {
 		return
@@ -196,27 +197,44 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("POST /heartbeat", func(w http.ResponseWriter, r *http.Request) { h.serveHeartbeat(ac, w, r) })
 	ac.srv = &http.Server{Handler: h.s.limitBody(mux), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 
-	h.mu.Lock()
-	old := h.conns[node.ID]
-	h.conns[node.ID] = ac
-	h.seen[node.ID] = h.s.cfg.Now()
-	h.mu.Unlock()
-	if old != nil {
+	if old := h.attach(ac); old != nil {
 		old.sess.Close()
 	}
+	h.s.metrics.connects.Inc()
 	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", h.s.client(r).Addr)
 	_ = ac.srv.Serve(sess)
+	h.detach(ac, node.Name)
+}
+
+// attach makes ac its node's connection, and returns the one it replaces.
+func (h *hub) attach(ac *agentConn) *agentConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := h.conns[ac.node]
+	h.conns[ac.node] = ac
+	h.seen[ac.node] = h.s.cfg.Now()
+	return old
+}
+
+// detach forgets ac, which has ended, and the sessions of its node.
+func (h *hub) detach(ac *agentConn, name string) {
 	// seen keeps the last heartbeat: a connection that took a while to be
 	// found dead must not extend the node's grace.
 	h.mu.Lock()
-	current := h.conns[node.ID] == ac
+	current := h.conns[ac.node] == ac
 	if current {
-		delete(h.conns, node.ID)
+		delete(h.conns, ac.node)
 	}
 	h.mu.Unlock()
-	h.s.log.Info("agent disconnected", "node", node.ID)
+	h.s.log.Info("agent disconnected", "node", ac.node)
+	if !current {
+		// A newer connection replaced it (the agent reconnected): the
+		// node's sessions now are the newer one's, and the end of this
+		// one is not theirs.
+		return
+	}
 	// The agent ends its sessions when it loses this connection.
-	h.s.sessions.nodeGone(node.ID, fmt.Sprintf("node %s lost its connection to the control plane", node.Name))
+	h.s.sessions.nodeGone(ac.node, fmt.Sprintf("node %s lost its connection to the control plane", name))
 }
 
 // switchProtocols answers 101 with the Upgrade protocol and returns the
@@ -233,7 +251,10 @@ func (s *Server) switchProtocols(w http.ResponseWriter, r *http.Request, protoco
 	}
 	exemptFromSource(conn)
 	_ = conn.SetDeadline(time.Time{})
-	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", protocol)
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n", protocol)
+	// Headers the handler set (w's, which the hijack does not send).
+	_ = w.Header().Write(brw)
+	fmt.Fprint(brw, "\r\n")
 	if err := brw.Flush(); err != nil {
 		conn.Close()
 		return nil, err
@@ -456,65 +477,6 @@ func (h *hub) logStartError(ctx context.Context, j *dspool.Job, why string) {
 func startFailure(j *dspool.Job, why string, at time.Time) sqlite.Report {
 	return sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: at,
 		Result: &dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: why}}
-}
-
-// call sends one request to an agent over its connection.
-func (h *hub) call(ctx context.Context, node, path string, body any) error {
-	ac := h.conn(node)
-	if ac == nil {
-		return fmt.Errorf("node %s is not connected", node)
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := ac.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("call node %s %s: %w", node, path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("call node %s %s: %s", node, path, resp.Status)
-	}
-	return nil
-}
-
-// start pushes a placed attempt to its agent. A failed push is repaired by
-// the next heartbeat, which resends every placed attempt the agent does not
-// report (agents start each attempt at most once).
-func (h *hub) start(j *dspool.Job) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	spec, err := h.spec(ctx, j)
-	var unusable unusableSecret
-	if errors.As(err, &unusable) {
-		h.s.log.Warn("attempt cannot start", "job", j.ID, "attempt", j.Attempt, "err", err)
-		h.startFailed(ctx, j, unusable.Error())
-		return
-	}
-	if err == nil {
-		err = h.call(ctx, j.Node, "/attempts", spec)
-		wipeValues(spec.Secrets)
-	}
-	if err != nil {
-		h.s.log.Warn("push attempt", "job", j.ID, "attempt", j.Attempt, "node", j.Node, "err", err)
-	}
-}
-
-func (h *hub) kill(node string, ref api.AttemptRef) {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := h.call(ctx, node, "/kill", ref); err != nil {
-			h.s.log.Warn("push kill", "job", ref.Job, "attempt", ref.Attempt, "node", node, "err", err)
-		}
-	}()
 }
 
 // facts returns what is known of each connected node, by id.

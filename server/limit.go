@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bufio"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/dspool/dspool/internal/frontdoor"
 )
@@ -31,6 +36,47 @@ type Limits struct {
 	// Logger gets a warning, at most one per 10 s, when connections are
 	// refused.
 	Logger *slog.Logger
+	// Busy, when set, answers a connection refused for its source's limit
+	// before it is closed (BusyAnswer: a 503 with Retry-After, which tells
+	// clients to come back later rather than fail). At most MaxBusy such
+	// answers are under way at once; past that a refused connection is
+	// closed at once.
+	Busy func(net.Conn)
+}
+
+// MaxBusy bounds the refused connections being answered at once.
+const MaxBusy = 64
+
+// busyTimeout bounds how long answering a refused connection may take.
+const busyTimeout = 5 * time.Second
+
+// BusyAnswer returns a Limits.Busy that answers one request on a refused
+// connection (over TLS with cfg when it is not nil) with 503 Service
+// Unavailable and Retry-After: 1, within a few seconds, and closes it. A
+// 503 with Retry-After is the server's word that it did nothing with the
+// request: clients may send it again, whatever its method.
+func BusyAnswer(cfg *tls.Config) func(net.Conn) {
+	return func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(busyTimeout))
+		if cfg != nil {
+			tc := tls.Server(c, cfg)
+			if tc.Handshake() != nil {
+				return
+			}
+			c = tc
+		}
+		req, err := http.ReadRequest(bufio.NewReaderSize(io.LimitReader(c, 64<<10), 4096))
+		if err != nil {
+			return
+		}
+		_ = req.Body.Close()
+		body := `{"error":{"code":"unavailable","message":"too many connections from your address: try again in a second"}}` + "\n"
+		fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		if tc, ok := c.(*tls.Conn); ok {
+			_ = tc.CloseWrite()
+		}
+	}
 }
 
 // LimitListener accepts at most l.Total connections at a time (more wait in
@@ -43,7 +89,7 @@ func LimitListener(ln net.Listener, l Limits) *Listener {
 	if l.PerSource <= 0 {
 		l.PerSource = MaxConnsPerSource
 	}
-	return &Listener{Listener: ln, limits: l, sem: make(chan struct{}, l.Total), bySource: map[string]int{},
+	return &Listener{Listener: ln, limits: l, sem: make(chan struct{}, l.Total), busy: make(chan struct{}, MaxBusy), bySource: map[string]int{},
 		warn: &frontdoor.Warner{Log: l.Logger, Msg: "http connection refused: too many connections from one address"}}
 }
 
@@ -52,6 +98,7 @@ type Listener struct {
 	net.Listener
 	limits Limits
 	sem    chan struct{}
+	busy   chan struct{} // answers to refused connections under way
 	warn   *frontdoor.Warner
 
 	mu       sync.Mutex
@@ -80,7 +127,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if n >= l.limits.PerSource {
 			l.refused++
 			l.mu.Unlock()
-			c.Close()
+			l.turnAway(c)
 			l.warn.Warn("remote", src, "limit", l.limits.PerSource)
 			continue
 		}
@@ -89,6 +136,25 @@ func (l *Listener) Accept() (net.Conn, error) {
 		lc := &limitConn{Conn: c, l: l, src: src}
 		return lc, nil
 	}
+}
+
+// turnAway closes a connection refused for its source's limit, answering
+// it first when Busy is set and fewer than MaxBusy answers are under way.
+func (l *Listener) turnAway(c net.Conn) {
+	if l.limits.Busy == nil {
+		c.Close()
+		return
+	}
+	select {
+	case l.busy <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.busy }()
+		l.limits.Busy(c)
+	}()
 }
 
 // leave takes a connection of src off the per-source count.

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 )
@@ -108,4 +110,33 @@ func TestLimitListenerPerSource(t *testing.T) {
 func isReset(err error) bool {
 	var ne *net.OpError
 	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// A connection past its source's limit is told to come back later (503
+// with Retry-After) when Busy is set, rather than cut off.
+func TestLimitListenerAnswersBusy(t *testing.T) {
+	inner := listenLoopback(t)
+	ln := LimitListener(inner, Limits{Total: 10, PerSource: 1, Busy: BusyAnswer(nil)})
+	accepted := acceptAll(t, ln)
+	addr := inner.Addr().String()
+	dialFrom(t, "127.0.0.2", addr)
+	held := <-accepted
+	defer held.Close()
+	over := dialFrom(t, "127.0.0.2", addr)
+	_ = over.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(over, "GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(over), nil)
+	if err != nil {
+		t.Fatalf("the refused connection's answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("the refused connection's answer: %s, Retry-After %q; want 503 with Retry-After 1", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	select {
+	case c := <-accepted:
+		t.Errorf("the refused connection from %s reached Accept", c.RemoteAddr())
+	default:
+	}
 }

@@ -12,18 +12,24 @@ type metrics struct {
 	submitted prometheus.Counter
 	schedule  prometheus.Histogram
 	placed    prometheus.Counter
+	// connects counts agents' connections; hbErrors the heartbeats answered
+	// with an error (the connection stays: the agent sends it again).
+	connects prometheus.Counter
+	hbErrors prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_submitted_total", Help: "Jobs accepted (durable)."}),
 		placed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_placed_total", Help: "Attempts placed on nodes."}),
+		connects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_agent_connections_total", Help: "Agent connections accepted (a reconnecting fleet shows here)."}),
+		hbErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_heartbeat_errors_total", Help: "Heartbeats answered with an error; the agent keeps its connection and sends again."}),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "dspool_scheduling_seconds", Help: "Time of one scheduling pass: snapshot, plan and commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	s.reg.MustRegister(m.submitted, m.placed, m.schedule, &stateCollector{s: s},
+	s.reg.MustRegister(m.submitted, m.placed, m.schedule, m.connects, m.hbErrors, &stateCollector{s: s},
 		prometheus.NewGoCollector())
 	return m
 }

@@ -78,6 +78,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	for i, p := range plan {
 		ps[i] = sqlite.Placement{Job: p.Job, Attempt: attempts[p.Job], Node: p.Node, GPUs: p.GPUs}
 	}
+	marks := s.hub.pushMarks(ps)
 	placed, err := s.db.Place(ctx, ps)
 	if err != nil {
 		return err
@@ -86,7 +87,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	s.metrics.placed.Add(float64(len(placed)))
 	for _, j := range placed {
 		s.notify(j.ID)
-		go s.hub.start(j)
+		go s.hub.start(j, marks[j.Node])
 	}
 	return nil
 }
@@ -230,8 +231,23 @@ func (s *Server) lastContact(n *dspool.Node) (time.Time, bool) {
 	return later(last, n.CreatedAt), connected
 }
 
-// monitorLoop marks nodes lost when they have been silent past the grace
-// period, and requeues their attempts; lost ones go after NodeGoneAfter.
+// lostAfter is how long a node must be silent before it is lost and its
+// attempts are retried elsewhere: the node grace, after which the node's
+// agent stops them itself if it is cut off (it counts from sending its last
+// heartbeat that was answered, which is before the server heard it), plus
+// the kill grace it gives them to stop, plus a margin for its timers and
+// the kernel (docs/decisions/0014-an-attempt-never-runs-beside-its-retry.md).
+func (s *Server) lostAfter() time.Duration {
+	return s.cfg.NodeGrace + s.cfg.KillGrace + FenceMargin(s.cfg.NodeGrace)
+}
+
+// FenceMargin is what the server waits, beyond the node grace and the kill
+// grace, before it retries the attempts of a silent node: a tenth of the
+// grace, at least a second.
+func FenceMargin(grace time.Duration) time.Duration { return max(grace/10, time.Second) }
+
+// monitorLoop marks nodes lost when they have been silent for lostAfter,
+// and requeues their attempts; lost ones go after NodeGoneAfter.
 func (s *Server) monitorLoop(ctx context.Context) {
 	every := s.cfg.NodeGrace / 4
 	if every > time.Second {
@@ -265,14 +281,14 @@ func (s *Server) monitorLoop(ctx context.Context) {
 			}
 			last, connected := s.lastContact(n)
 			if n.State == dspool.NodeFailed {
-				if !connected && now.Sub(last) > s.cfg.NodeGrace && !handled[n.ID].Equal(last) {
+				if !connected && now.Sub(last) > s.lostAfter() && !handled[n.ID].Equal(last) {
 					handled[n.ID] = last
 					silent = append(silent, n)
 				}
 				continue
 			}
 			live++
-			if !connected && now.Sub(last) > s.cfg.NodeGrace {
+			if !connected && now.Sub(last) > s.lostAfter() {
 				silent = append(silent, n)
 			}
 		}
@@ -290,7 +306,8 @@ func (s *Server) monitorLoop(ctx context.Context) {
 			suspectSince = time.Time{}
 		}
 		for _, n := range silent {
-			msg := "no heartbeat for " + s.cfg.NodeGrace.String()
+			msg := fmt.Sprintf("no heartbeat for %s: the node grace (%s), in which its agent stops its attempts if it is cut off, and the kill grace (%s) and a margin for them to stop",
+				s.lostAfter(), s.cfg.NodeGrace, s.cfg.KillGrace)
 			changed, err := s.db.LoseNode(ctx, n.ID, msg)
 			if err != nil {
 				s.log.Error("mark node lost", "node", n.ID, "err", err)

@@ -198,8 +198,35 @@ func (db *DB) Nodes(ctx context.Context, pool string, all bool) ([]*dspool.Node,
 // and last contact; a node that becomes gone goes now (by the store's
 // clock), and one that comes back from gone is no longer gone. A removed
 // node stays as it is: a heartbeat that raced its removal does not bring it
-// back.
+// back. A writer that read the node first uses ChangeNode instead.
 func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
+	return db.tx(ctx, func(tx *sql.Tx) error { return db.updateNode(tx, n) })
+}
+
+// ChangeNode reads node id and writes it back (as UpdateNode) in one
+// transaction, when change, given the node as the store has it, says so.
+// It returns the node as it is after. What another writer did between a
+// read and a write is thus never undone (a drain, by a heartbeat).
+func (db *DB) ChangeNode(ctx context.Context, id string, change func(*dspool.Node) bool) (*dspool.Node, error) {
+	var n *dspool.Node
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("node", id)
+		}
+		if err != nil || !change(n) {
+			return err
+		}
+		return db.updateNode(tx, n)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (db *DB) updateNode(tx *sql.Tx, n *dspool.Node) error {
 	inv, _ := json.Marshal(n.Inventory)
 	accts, _ := json.Marshal(n.Accounts)
 	if n.Accounts == nil {
@@ -209,12 +236,10 @@ func (db *DB) UpdateNode(ctx context.Context, n *dspool.Node) error {
 	if n.State == dspool.NodeGone {
 		goneAt = unixNano(db.now())
 	}
-	return db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
+	_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
 			gone_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END, accounts = ? WHERE id = ? AND removed_at IS NULL`,
-			string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, goneAt, string(accts), n.ID)
-		return err
-	})
+		string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, goneAt, string(accts), n.ID)
+	return err
 }
 
 // RetireNode removes the node called name in pool (the newest of that

@@ -1,0 +1,110 @@
+package e2e_test
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// TestCLIWaitsOutTheConnectionCap: a CLI whose connection finds its
+// address at the control plane's cap is told to come back later, and does,
+// rather than failing.
+func TestCLIWaitsOutTheConnectionCap(t *testing.T) {
+	up := startUp(t, upConfig{Args: []string{"--max-conns-per-address", "2"}})
+	u, err := url.Parse(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two idle connections hold this address's share of the API.
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	cmd := exec.Command(bin, "node", "list")
+	cmd.Env = append(baseEnv(), up.env()...)
+	var out bytes.Buffer
+	var errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	eventually(t, 10*time.Second, "the CLI to be told the server is busy", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("the CLI ended while its address was at the cap (%v), want it to wait and retry\nstderr: %s", err, errb.String())
+		default:
+		}
+		return strings.Contains(errb.String(), "the server is busy")
+	})
+	for _, c := range held {
+		c.Close()
+	}
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(out.String(), "default-1") {
+			t.Fatalf("node list after the cap cleared: %v\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the CLI did not finish within 20s of its address leaving the cap\nstderr: %s", errb.String())
+	}
+}
+
+// TestWaitOutlivesAControlPlaneRestart: `job submit --wait` keeps waiting
+// through a restart of the control plane, reconnecting, and ends with the
+// job.
+func TestWaitOutlivesAControlPlaneRestart(t *testing.T) {
+	addr := freeAddr(t)
+	first := startUp(t, upConfig{UIDBase: uidBase(143), Args: []string{"--listen", addr}})
+	_, token := first.createUser(t, "e2ewait143")
+	env := first.userEnv(token)
+	// A pool with no nodes: the job waits in its queue through the restart.
+	applyPool(t, first, "name: empty\nprovider: static\nnode: {cpus: 1, memory: 1GiB}\ncount: 0\n")
+	cmd := exec.Command(bin, "job", "submit", "--wait", "--pool", "empty", "--", "true")
+	cmd.Env = append(baseEnv(), env...)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var list struct{ Jobs []dspool.Job }
+	eventually(t, 10*time.Second, "the job to be queued", func() bool {
+		cliJSON(t, env, &list, "job", "list")
+		return len(list.Jobs) == 1
+	})
+	first.Stop()
+	eventually(t, 10*time.Second, "the waiting CLI to say it lost the server", func() bool {
+		return strings.Contains(errb.String(), "reconnecting")
+	})
+	startUp(t, upConfig{UIDBase: uidBase(143), Data: first.Data, Login: first.Login, Args: []string{"--listen", addr}})
+	cliOK(t, env, "job", "cancel", itoa(list.Jobs[0].ID))
+	select {
+	case err := <-done:
+		if !strings.Contains(errb.String(), "reconnected") {
+			t.Errorf("the waiting CLI did not say it reconnected\nstderr: %s", errb.String())
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(out.String()+errb.String(), "cancelled") {
+			t.Errorf("the waiting CLI ended with %v, want it to report the job cancelled\nstdout: %s\nstderr: %s", err, out.String(), errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("the waiting CLI did not end with its job\nstderr: %s", errb.String())
+	}
+}

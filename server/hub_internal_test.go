@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// hubServer is a server on a real store with a ready node of pool default
+// (not started: the tests drive its hub by hand).
+func hubServer(t *testing.T) (*Server, *dspool.Node) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 47750, Reserve: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}, Count: 1}
+	if err := p.Normalize(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PutPool(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	n := &dspool.Node{ID: "n-hubtest", Name: "hubtest", Pool: dspool.DefaultPool, State: dspool.NodeReady,
+		Inventory: dspool.Inventory{CPUs: 4000, Memory: 8 << 30, GPUs: []dspool.GPU{}}}
+	if err := db.CreateNode(ctx, n, []byte("hash")); err != nil {
+		t.Fatal(err)
+	}
+	return New(Config{Store: db}), n
+}
+
+// testConn is a connection of node n whose calls to the agent fail.
+func testConn(n *dspool.Node) *agentConn {
+	return &agentConn{node: n.ID, pool: n.Pool, state: dspool.NodeReady, inv: n.Inventory,
+		client: &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return nil, errors.New("no agent in this test")
+		}}}}
+}
+
+// TestReplacedConnectionLeavesTheNewOnesSessions: the end of a connection
+// that a newer one of its node replaced does not end the sessions opened
+// since, over the newer one.
+func TestReplacedConnectionLeavesTheNewOnesSessions(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	user, err := s.db.CreateUser(ctx, "ada", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := s.db.Pool(ctx, dspool.DefaultPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, current := testConn(n), testConn(n)
+	s.hub.attach(old)
+	if replaced := s.hub.attach(current); replaced != old {
+		t.Fatalf("attach replaced %p, want the old connection %p", replaced, old)
+	}
+	l, err := s.placeSession(ctx, user, pool, "test", dspool.SessionSSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Node() != n.ID {
+		t.Fatalf("the session went to %s, want %s", l.Node(), n.ID)
+	}
+	s.hub.detach(old, n.Name) // the replaced connection ends late
+	select {
+	case <-l.Done():
+		t.Fatalf("the end of the replaced connection ended a session of the new one: %s", l.Reason())
+	default:
+	}
+	s.hub.detach(current, n.Name)
+	select {
+	case <-l.Done():
+	default:
+		t.Error("the end of the node's current connection left its session open")
+	}
+}
+
+// TestHeartbeatKeepsADrain: a drain that lands while a heartbeat of the
+// node is under way (one the drain cannot pause: of a connection being
+// replaced) is not undone by the heartbeat writing back what it read.
+func TestHeartbeatKeepsADrain(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	ac := testConn(n) // not the node's current connection
+	rng, err := s.db.UIDRange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for i := 0; i < 100; i++ {
+		cur, err := s.db.Node(ctx, n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur.State = dspool.NodeReady
+		if err := s.db.UpdateNode(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			// A change the heartbeat writes (its message), with accounts
+			// to look at between its read and its write.
+			hb := &api.Heartbeat{State: dspool.NodeReady, Message: fmt.Sprint("beat ", i), Inventory: n.Inventory,
+				Accounts: &api.AccountReport{Range: rng, Accounts: []dspool.HostAccount{}}}
+			if _, err := s.hub.heartbeat(ctx, ac, hb); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.drainNode(ctx, n.ID, false); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if got, _ := s.db.Node(ctx, n.ID); got.State != dspool.NodeDraining {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of 100 drains that raced a heartbeat were lost: the heartbeat wrote back the state it had read", lost)
+	}
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// Calls the server makes to agents over their connections: starts and
+// kills of attempts, and whatever else asks an agent something.
+
+// pushMark is what a push of a start carries so that the agent can tell
+// it is late: the connection it goes over, and the heartbeats begun on it
+// before the placement was committed. A heartbeat begun after that reads
+// the placement and its reply carries the start (while the attempt wants
+// starting), so an agent that has applied such a reply ignores the push:
+// it may come after the attempt ran and was acknowledged. A reply begun
+// between the mark and the commit makes the agent ignore a push it needed;
+// it then heartbeats at once, and that reply carries the start.
+type pushMark struct {
+	ac    *agentConn
+	begun uint64
+}
+
+// pushMarks marks the connections of the nodes of ps; call it before the
+// placements are committed.
+func (h *hub) pushMarks(ps []sqlite.Placement) map[string]pushMark {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]pushMark, len(ps))
+	for _, p := range ps {
+		if ac := h.conns[p.Node]; ac != nil {
+			out[p.Node] = pushMark{ac: ac, begun: ac.begun.Load()}
+		}
+	}
+	return out
+}
+
+// call sends one request to an agent over its connection.
+func (h *hub) call(ctx context.Context, node, path string, body any) error {
+	ac := h.conn(node)
+	if ac == nil {
+		return fmt.Errorf("node %s is not connected", node)
+	}
+	return h.callConn(ctx, ac, path, body)
+}
+
+// callConn sends one request to an agent over the connection ac.
+func (h *hub) callConn(ctx context.Context, ac *agentConn, path string, body any) error {
+	node := ac.node
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := ac.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("call node %s %s: %w", node, path, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("call node %s %s: %s", node, path, resp.Status)
+	}
+	return nil
+}
+
+// start pushes a placed attempt to its agent over the connection of m,
+// marked before the placement. A failed push is repaired by the next
+// heartbeat, which resends every placed attempt the agent does not report
+// (agents start each attempt at most once).
+func (h *hub) start(j *dspool.Job, m pushMark) {
+	if m.ac == nil {
+		return // not connected when placed: its first heartbeat gets it
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spec, err := h.spec(ctx, j)
+	var unusable unusableSecret
+	if errors.As(err, &unusable) {
+		h.s.log.Warn("attempt cannot start", "job", j.ID, "attempt", j.Attempt, "err", err)
+		h.startFailed(ctx, j, unusable.Error())
+		return
+	}
+	if err == nil {
+		spec.After = m.begun
+		err = h.callConn(ctx, m.ac, "/attempts", spec)
+		wipeValues(spec.Secrets)
+	}
+	if err != nil {
+		h.s.log.Warn("push attempt", "job", j.ID, "attempt", j.Attempt, "node", j.Node, "err", err)
+	}
+}
+
+func (h *hub) kill(node string, ref api.AttemptRef) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := h.call(ctx, node, "/kill", ref); err != nil {
+			h.s.log.Warn("push kill", "job", ref.Job, "attempt", ref.Attempt, "node", node, "err", err)
+		}
+	}()
+}
