@@ -490,6 +490,8 @@ heartbeat: 200ms
 			if err == nil || !strings.Contains(string(out), c.want) {
 				t.Errorf("%s: %v: %s; want a refusal saying %q", c.name, err, out, c.want)
 			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			t.Logf("%s: %s", c.name, lines[len(lines)-1])
 		}
 	})
 }

@@ -147,9 +147,9 @@ func (h *hub) checkShare(req api.RegisterRequest) error {
 	case req.ShareID != want:
 		return dspool.Invalid("share_id", "the node's share is another pool's (its %s says %s, this pool's says %s): mount this pool's share there", share.IDFile, req.ShareID, want)
 	case strings.Contains(req.ShareProblem, share.ErrNoOwners.Error()):
-		return dspool.Invalid("share_mode", "%s (a share mounted for one account: SMB or CIFS with uid=, or sshfs to an account that is not root). "+
+		return dspool.Invalid("share_mode", "%s (a share mounted for one account: SMB or CIFS with uid=, sshfs to an account that is not root, or sshfs with -o default_permissions). "+
 			"dspool keeps users' files apart by their owners, so it cannot use such a share: mount it so that owners are kept "+
-			"(NFS, SMB with POSIX extensions, sshfs as root)", req.ShareProblem)
+			"(NFS, SMB with POSIX extensions, sshfs as root with -o allow_other and without default_permissions)", req.ShareProblem)
 	case req.ShareProblem != "":
 		return dspool.Invalid("share_writable", "the node cannot use its share: %s", req.ShareProblem)
 	case !req.ShareWritable:
