@@ -117,7 +117,7 @@ func TestPinnedConfig(t *testing.T) {
 	if err := dial(tlsca.PinnedConfig("127.0.0.1", "", roots, nil)); err != nil {
 		t.Fatalf("the CA kept from the first contact: %v", err)
 	}
-	if err := dial(tlsca.PinnedConfig("pool.example", a.Pin(), nil, nil)); err == nil || !strings.Contains(err.Error(), "--advertise pool.example") {
+	if err := dial(tlsca.PinnedConfig("pool.example", a.Pin(), nil, nil)); err == nil || !errors.Is(err, tlsca.ErrName) || !strings.Contains(err.Error(), "add pool.example to the control plane's advertise (--advertise") {
 		t.Fatalf("a name the certificate lacks: %v; want a hint at --advertise", err)
 	}
 }
