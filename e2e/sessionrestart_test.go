@@ -79,6 +79,12 @@ func TestSessionsOutliveUpKill9(t *testing.T) {
 		t.Fatalf("the kernel printed %q after the restart, want 42 (its state kept)", got)
 	}
 
+	// Bob's session, whose connection the kill dropped, is still active.
+	var sessions []*dspool.Session
+	cliJSON(t, up2.userEnv(bob.token), &sessions, "session", "list")
+	if len(sessions) != 1 || sessions[0].ID != first || sessions[0].State == dspool.SessionEnded {
+		t.Errorf("bob's sessions after the restart: %s, want %s alone, active", mustJSON(t, sessions), first)
+	}
 	// The next login lands in the same session, and finds tmux.
 	var out, errs string
 	var code int
@@ -88,10 +94,5 @@ func TestSessionsOutliveUpKill9(t *testing.T) {
 	})
 	if got := strings.TrimSpace(out); got != first {
 		t.Errorf("bob's next login landed in session %q, want %q (stderr %q)", got, first, errs)
-	}
-	var sessions []*dspool.Session
-	cliJSON(t, up2.userEnv(bob.token), &sessions, "session", "list")
-	if len(sessions) != 1 || sessions[0].ID != first || sessions[0].State == dspool.SessionEnded {
-		t.Errorf("bob's sessions after the restart: %s, want %s alone, active", mustJSON(t, sessions), first)
 	}
 }

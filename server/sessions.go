@@ -61,8 +61,8 @@ type Lease struct {
 	pending   bool
 	held      bool
 	holdUntil time.Time
-	done  chan struct{}
-	why   atomic.Pointer[string]
+	done      chan struct{}
+	why       atomic.Pointer[string]
 	// disabled is set before done is closed when the session ends because
 	// its user was disabled.
 	disabled atomic.Bool
