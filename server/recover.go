@@ -236,7 +236,8 @@ func (nbs *notebooks) adopt(l *Lease, token string) {
 		nbs.s.log.Info("jupyter server taken up after a restart", "user", l.rec.User, "node", l.rec.NodeName)
 	case nb != nil && nb.lease == l && nb.rec.State == dspool.NotebookStarting:
 		nbs.mu.Unlock()
-		nbs.stopWith(context.Background(), nb, "was no longer running when the control plane restarted")
+		// Not here: the heartbeat handler waits, and stopping calls the node.
+		go nbs.stopWith(context.Background(), nb, "was no longer running when the control plane restarted")
 	case token != "" && (nb == nil || nb.lease != l && nb.rec.State != dspool.NotebookStarting && nb.rec.State != dspool.NotebookReady):
 		// A server started in a session another kind of work opened.
 		p, err := nbs.s.hub.pool(context.Background(), l.rec.Pool)
