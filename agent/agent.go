@@ -376,6 +376,7 @@ func (ag *Agent) stopWork() int {
 	ag.mu.Unlock()
 	ag.log.Info("agent stopping", "attempts", n)
 	ag.stopAll()
+	ag.endAllSessions()
 	if ag.cgroups != nil {
 		ag.cgroups.removeAll()
 	}
@@ -444,7 +445,9 @@ func (ag *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
-	defer ag.endAllSessions()
+	// Sessions outlive the connection: a restarted control plane takes
+	// them up from the next heartbeat; cut off past the node grace, the
+	// fence ends them (fence.go).
 	ag.log.Info("connected to server", "server", ag.cfg.Server, "node", ag.node)
 	mux := http.NewServeMux()
 	l := &link{}

@@ -110,6 +110,12 @@ func (ag *Agent) fenceLoop(ctx context.Context) {
 		ag.fence.mu.Unlock()
 		if cut {
 			ag.fenceAttempts(grace)
+			// The server ends this node's sessions once it is lost:
+			// none may keep running unseen (and holding its
+			// reservation) on a node that may never come back.
+			if n := ag.endAllSessions(); n > 0 {
+				ag.log.Error("no contact with the control plane for the node grace: ended this node's sessions", "grace", grace, "sessions", n)
+			}
 		}
 	}
 }

@@ -112,6 +112,7 @@ func (ag *Agent) snapshot() *api.Heartbeat {
 
 func (ag *Agent) heartbeat(ctx context.Context, hc *http.Client) (*api.HeartbeatReply, error) {
 	hb := ag.snapshot()
+	hb.Sessions = ag.hostedSessions() // outside ag.mu
 	var stamp string
 	hb.Accounts, stamp = ag.reporter.report()
 	sent := bootNow()
@@ -169,6 +170,10 @@ func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
 	}
 	for _, spec := range r.Start {
 		ag.accept(spec)
+	}
+	for _, id := range r.EndSessions {
+		ag.log.Info("the server no longer knows this session: ending it", "session", id)
+		ag.endSession(id)
 	}
 	if r.Accounts != nil && ag.reporter.ask(*r.Accounts) {
 		ag.changed() // report them now, not at the next interval

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,8 +25,11 @@ import (
 
 // hosted is an interactive session on this node: the processes of every
 // SSH channel of one user's session, in one cgroup sized by the pool's
-// session reservation. It ends when the control plane says so, or when the
-// connection to the control plane is lost (its SSH connections went with it).
+// session reservation. It ends when the control plane says so, when the agent
+// stops on purpose, or when the agent has been cut off from the control plane
+// for longer than the node grace; a lost connection alone leaves it running
+// (its processes, tmux and Jupyter included), for the control plane to take
+// up again.
 type hosted struct {
 	setup api.SessionSetup
 	home  string // absolute
@@ -166,9 +170,8 @@ func (ag *Agent) endSession(id string) {
 	}
 }
 
-// endAllSessions ends every session: their SSH connections lived in the
-// control plane this agent just lost.
-func (ag *Agent) endAllSessions() {
+// endAllSessions ends every session; it returns how many there were.
+func (ag *Agent) endAllSessions() int {
 	ag.smu.Lock()
 	ids := make([]string, 0, len(ag.sessions))
 	for id := range ag.sessions {
@@ -178,6 +181,25 @@ func (ag *Agent) endAllSessions() {
 	for _, id := range ids {
 		ag.endSession(id)
 	}
+	return len(ids)
+}
+
+// hostedSessions lists the sessions this node hosts, for the heartbeat.
+func (ag *Agent) hostedSessions() []api.HostedSession {
+	ag.smu.Lock()
+	defer ag.smu.Unlock()
+	out := make([]api.HostedSession, 0, len(ag.sessions))
+	for id, h := range ag.sessions {
+		hs := api.HostedSession{Session: id}
+		h.mu.Lock()
+		if h.nb != nil {
+			hs.NotebookToken = h.nb.token
+		}
+		h.mu.Unlock()
+		out = append(out, hs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Session < out[j].Session })
+	return out
 }
 
 func (ag *Agent) serveSessionEnd(w http.ResponseWriter, r *http.Request) {

@@ -283,6 +283,19 @@ type Heartbeat struct {
 	// Accounts is sent when the server asked for another range, or the
 	// machine's accounts changed, since the last one; nil otherwise.
 	Accounts *AccountReport `json:"accounts,omitempty"`
+	// Sessions lists the sessions this node hosts: a restarted control
+	// plane takes up those it finds here and ends the others
+	// (docs/decisions/0017-sessions-outlive-the-control-plane.md).
+	Sessions []HostedSession `json:"sessions"`
+}
+
+// HostedSession is a session an agent hosts.
+type HostedSession struct {
+	Session string `json:"session"`
+	// NotebookToken is the secret of the session's Jupyter server, when
+	// one runs: a restarted control plane learns it here, on the node's
+	// verified link, and keeps it in memory only.
+	NotebookToken string `json:"notebook_token,omitempty"`
 }
 
 // AccountReport lists the accounts and groups of a node's machine whose ids
@@ -307,6 +320,10 @@ type HeartbeatReply struct {
 	// Seq numbers the replies of one connection (1, 2, ...) in the order
 	// the server began them.
 	Seq uint64 `json:"seq,omitempty"`
+	// EndSessions lists sessions the node reported that the server does
+	// not know as live (they ended while it could not tell the node): the
+	// agent ends them.
+	EndSessions []string `json:"end_sessions,omitempty"`
 }
 
 // AgentUpgrade is the Upgrade header value of the agent connection.

@@ -346,6 +346,7 @@ func (p *plane) serve(ctx context.Context) {
 		go func() { defer wg.Done(); _ = p.ssh.Serve(p.sshLn) }()
 	}
 	<-ctx.Done()
+	p.srv.ShuttingDown()
 	if p.ssh != nil {
 		p.ssh.Close()
 		p.sshLn.Close()

@@ -196,6 +196,7 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	if err := h.applyReports(ctx, ac, reports, ended); err != nil {
 		return nil, err
 	}
+	reply.EndSessions = h.s.sessions.reconcile(ac.node, node.Name, hb.Sessions)
 	return reply, nil
 }
 

@@ -216,7 +216,7 @@ func (h *hub) attach(ac *agentConn) *agentConn {
 	return old
 }
 
-// detach forgets ac, which has ended, and the sessions of its node.
+// detach forgets ac, which has ended.
 func (h *hub) detach(ac *agentConn, name string) {
 	// seen keeps the last heartbeat: a connection that took a while to be
 	// found dead must not extend the node's grace.
@@ -226,15 +226,9 @@ func (h *hub) detach(ac *agentConn, name string) {
 		delete(h.conns, ac.node)
 	}
 	h.mu.Unlock()
-	h.s.log.Info("agent disconnected", "node", ac.node)
-	if !current {
-		// A newer connection replaced it (the agent reconnected): the
-		// node's sessions now are the newer one's, and the end of this
-		// one is not theirs.
-		return
-	}
-	// The agent ends its sessions when it loses this connection.
-	h.s.sessions.nodeGone(ac.node, fmt.Sprintf("node %s lost its connection to the control plane", name))
+	h.s.log.Info("agent disconnected", "node", ac.node, "name", name, "current", current)
+	// The node's sessions outlive the connection: the agent keeps them,
+	// and they end only when the node is lost past its grace (monitorLoop).
 }
 
 // switchProtocols answers 101 with the Upgrade protocol and returns the
@@ -314,8 +308,8 @@ func (h *hub) lastSeen(id string) (time.Time, bool) {
 			return now, true
 		}
 		// Connected, but no heartbeat for the whole grace: the connection
-		// is half-open (a silent partition). Close it; the disconnect ends
-		// the node's sessions, and the node is lost like any silent one.
+		// is half-open (a silent partition). Close it; the node is lost
+		// like any silent one, and its sessions end with it.
 		h.s.log.Warn("agent connection silent past the grace; closing it", "node", id, "last_heartbeat", last)
 		go ac.sess.Close()
 		return last, false

@@ -153,12 +153,8 @@ func New(cfg Config) *Server {
 
 // Run runs the scheduling loop and the node monitor until ctx ends.
 func (s *Server) Run(ctx context.Context) {
-	// Sessions lived in the connections of the previous control plane.
-	if n, err := s.db.EndAllSessions(ctx, "the control plane restarted"); err != nil {
-		s.log.Error("end the sessions of the previous run", "err", err)
-	} else if n > 0 {
-		s.log.Info("ended the sessions of the previous run", "sessions", n)
-	}
+	// Sessions outlive the control plane: take up the previous run's.
+	s.recoverSessions(ctx)
 	var wg sync.WaitGroup
 	wg.Add(7)
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()

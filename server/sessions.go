@@ -34,6 +34,12 @@ type sessions struct {
 	// conns are the connections' leases, by the credential that opened
 	// them (access.go).
 	conns connSet
+	// stopping is set as the control plane shuts down: connections closing
+	// then leave their sessions active, for the next run to take up.
+	stopping atomic.Bool
+	// recovered is set once the sessions of the previous run are taken up
+	// (recover.go): until then no node's report of its sessions is judged.
+	recovered atomic.Bool
 }
 
 func newSessions(s *Server) *sessions {
@@ -49,8 +55,14 @@ type Lease struct {
 	setup api.SessionSetup
 	conns int  // guarded by sm.mu
 	ended bool // guarded by sm.mu: finished (by its last lease or from outside)
-	done  chan struct{}
-	why   atomic.Pointer[string]
+	// Guarded by sm.mu, for a session taken up after a restart: pending
+	// until its node reports it; held while the restart's hold (counted in
+	// conns) keeps it for the user's next login, until holdUntil.
+	pending   bool
+	held      bool
+	holdUntil time.Time
+	done      chan struct{}
+	why       atomic.Pointer[string]
 	// disabled is set before done is closed when the session ends because
 	// its user was disabled.
 	disabled atomic.Bool
@@ -99,6 +111,10 @@ func (l *Lease) CloseWith(reason string) {
 	sm := l.sm
 	sm.mu.Lock()
 	l.conns--
+	if sm.stopping.Load() {
+		sm.mu.Unlock()
+		return // the next run takes the session up
+	}
 	last := l.conns == 0 && !l.ended
 	if last {
 		l.ended = true
@@ -211,7 +227,7 @@ func (sm *sessions) record(ctx context.Context) {
 	for _, l := range sm.live {
 		if last := l.last.Load(); last != l.saved.Load() {
 			a := l.activity()
-			a.Connections = l.conns
+			a.Connections = l.connections()
 			acts = append(acts, a)
 			l.saved.Store(last)
 		}
@@ -231,6 +247,7 @@ func (sm *sessions) recordLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			sm.record(ctx)
+			sm.releaseHolds(sm.s.cfg.Now())
 		}
 	}
 }
@@ -383,8 +400,12 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	ready := s.hub.ready()
 	sm.mu.Lock()
 	if l := sm.byUser[[2]string{user.Name, p.Name}]; l != nil {
+		if l.pending {
+			sm.mu.Unlock()
+			return nil, dspool.Errorf(dspool.EUnavailable, "your session on node %s waits for its node to reconnect after a control plane restart: try again in a few seconds", l.rec.NodeName)
+		}
 		if _, ok := ready[l.rec.Node]; ok {
-			l.conns++
+			l.join()
 			sm.mu.Unlock()
 			return l, nil
 		}
@@ -531,7 +552,7 @@ func (sm *sessions) decorate(x *dspool.Session) {
 	l := sm.live[x.ID]
 	conns := 0
 	if l != nil {
-		conns = l.conns
+		conns = l.connections()
 	}
 	sm.mu.Unlock()
 	if l == nil {

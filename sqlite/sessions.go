@@ -177,17 +177,6 @@ func (db *DB) EndSession(ctx context.Context, a SessionActivity, reason string, 
 	return err
 }
 
-// EndAllSessions ends every session not ended yet: at start-up, the
-// connections of a previous control plane are gone.
-func (db *DB) EndAllSessions(ctx context.Context, reason string) (int64, error) {
-	res, err := db.exec(ctx, `UPDATE sessions SET state = 'ended', ended_at = ?, end_reason = ?, connections = 0 WHERE state != 'ended'`,
-		unixNano(db.now()), reason)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
-}
-
 // SessionFilter selects sessions.
 type SessionFilter struct {
 	User   string // empty: every user's
