@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,9 @@ func TestSessionsOutliveUpKill9(t *testing.T) {
 	requireRoot(t)
 	requireJupyter(t)
 	requireSSHClients(t)
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("needs tmux (apt-get install tmux)")
+	}
 	// Fixed addresses, so that the URL is the same after the restart; a
 	// grace longer than the restart takes.
 	listen, sshListen := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
