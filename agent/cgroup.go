@@ -175,10 +175,15 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 	return g, nil
 }
 
-// pids lists the processes in the cgroup, never the agent itself (one of
-// its threads passes through a job's cgroup to fork the job).
+// spared is the agent's pid in its watchdog (0 in the agent itself).
+var spared int
+
+// pids lists the processes in the cgroup, never the agent itself: on
+// cgroup v1 one of its threads passes through a job's cgroup to fork the
+// job, and cgroup.procs then names the agent. Neither the agent nor its
+// watchdog may take the agent for a job's process.
 func (g *cgroup) pids() []int {
-	seen := map[int]bool{os.Getpid(): true}
+	seen := map[int]bool{os.Getpid(): true, spared: true}
 	var out []int
 	for _, p := range g.procs {
 		b, err := os.ReadFile(p)

@@ -223,6 +223,7 @@ func (c *cgroups) nodeDirs() []string {
 // cgroupDirs and the process groups it was told of when in ends (the agent
 // is gone) or a deadline passes; it returns at the end of in.
 func RunWatchdog(ctx context.Context, in io.Reader, cgroupDirs []string, log *slog.Logger) {
+	spared = os.Getppid() // the agent that started it
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
