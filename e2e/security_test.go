@@ -141,9 +141,12 @@ func TestShareAttacks(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, _ := getStatus(up.URL+"/api/v1/jobs/"+itoa(id)+"/logs?follow=true", tok, 5*time.Second)
+				// 200 TLS handshakes at once take seconds on a loaded
+				// machine under -race; a request that waited on the FIFO
+				// would never be answered.
+				code, body := getStatus(up.URL+"/api/v1/jobs/"+itoa(id)+"/logs?follow=true", tok, 20*time.Second)
 				if code != http.StatusConflict {
-					errs <- fmt.Sprintf("status %d", code)
+					errs <- fmt.Sprintf("status %d (%s)", code, body)
 				}
 			}()
 		}
