@@ -50,7 +50,16 @@ func (ag *Agent) upgrade(ctx context.Context, path, upgrade string, header http.
 	if u.Scheme == "https" {
 		cfg := ag.tls.Clone()
 		cfg.ServerName = u.Hostname()
-		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
+		var raw net.Conn
+		raw, err = d.DialContext(ctx, "tcp", host)
+		if err == nil {
+			_ = raw.SetDeadline(time.Now().Add(d.Timeout))
+			tc := tls.Client(&rawConn{Conn: raw}, cfg)
+			if err = tc.HandshakeContext(ctx); err != nil {
+				raw.Close()
+			}
+			conn = tc
+		}
 	} else {
 		conn, err = d.DialContext(ctx, "tcp", host)
 	}
@@ -106,3 +115,41 @@ type readConn struct {
 }
 
 func (c *readConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// rawConn is the TCP connection under TLS: it reads the socket in large
+// reads (crypto/tls reads about a record, 16 KiB, per system call), and
+// calls wait, when set, before a read that may block (all it had read has
+// been taken).
+type rawConn struct {
+	net.Conn
+	buf  []byte
+	r, w int
+	wait func() error
+}
+
+// rawReadSize is how much a rawConn reads at once.
+const rawReadSize = 256 << 10
+
+func (c *rawConn) Read(p []byte) (int, error) {
+	if c.r == c.w {
+		if c.wait != nil {
+			if err := c.wait(); err != nil {
+				return 0, err
+			}
+		}
+		if len(p) >= rawReadSize {
+			return c.Conn.Read(p)
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, rawReadSize)
+		}
+		n, err := c.Conn.Read(c.buf)
+		c.r, c.w = 0, max(n, 0)
+		if n <= 0 {
+			return 0, err
+		}
+	}
+	n := copy(p, c.buf[c.r:c.w])
+	c.r += n
+	return n, nil
+}

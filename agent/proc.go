@@ -5,6 +5,7 @@ package agent
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -237,9 +238,58 @@ func (p *proc) stdinFromData() {
 	if rc, ok := raw.(*readConn); ok {
 		raw = rc.Conn
 	}
+	if tc, ok := raw.(*tls.Conn); ok {
+		if rc, ok := tc.NetConn().(*rawConn); ok {
+			_ = copyDecrypted(in, tc, rc)
+			if p.stdin != nil {
+				p.stdin.Close()
+			}
+			return
+		}
+	}
 	_, _ = io.Copy(in, raw) // splice(2) from the socket to the pipe
 	if p.stdin != nil {
 		p.stdin.Close()
+	}
+}
+
+// copyDecrypted copies what the TLS connection tc (over rc) decrypts to w
+// until it ends, in writes of as many records as were read from the socket
+// together (up to 256 KiB): tc's Read gives one record (16 KiB) at a time,
+// and a write of each into the pipe would wake its reader each time.
+// Nothing decrypted waits for more input: what is gathered is written
+// before rc's next read of the socket.
+func copyDecrypted(w io.Writer, tc *tls.Conn, rc *rawConn) error {
+	buf := make([]byte, 256<<10)
+	var start, end int // buf[start:end] is decrypted and not yet written
+	flush := func() error {
+		if start == end {
+			return nil
+		}
+		_, err := w.Write(buf[start:end])
+		start = end
+		return err
+	}
+	rc.wait = flush
+	defer func() { rc.wait = nil }()
+	for {
+		if len(buf)-end < 16<<10+256 { // less than a record's room
+			if err := flush(); err != nil {
+				return err
+			}
+			start, end = 0, 0
+		}
+		n, err := tc.Read(buf[end:])
+		end += n
+		if err != nil {
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -263,6 +264,43 @@ type bufConn struct {
 }
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// batchedConn is a data connection under TLS whose writes reach the socket
+// in one system call each (up to maxBatch bytes), not one per TLS record
+// (16 KiB): crypto/tls writes each record on its own, and on this path a
+// write of the gateway is typically a whole window of SSH packets.
+type batchedConn struct {
+	*bufConn
+	tc *tls.Conn
+	lc *limitConn
+}
+
+// batchWrites returns c with its writes batched when it is TLS over a
+// limitConn; else c itself.
+func batchWrites(c net.Conn) net.Conn {
+	bc, ok := c.(*bufConn)
+	if !ok {
+		return c
+	}
+	tc, ok := bc.Conn.(*tls.Conn)
+	if !ok {
+		return c
+	}
+	lc, ok := tc.NetConn().(*limitConn)
+	if !ok {
+		return c
+	}
+	return &batchedConn{bufConn: bc, tc: tc, lc: lc}
+}
+
+func (c *batchedConn) Write(p []byte) (int, error) {
+	c.lc.hold()
+	n, err := c.tc.Write(p)
+	if ferr := c.lc.release(); err == nil && ferr != nil {
+		return 0, ferr
+	}
+	return n, err
+}
 
 // CloseWrite ends the writing half: of a TCP connection, or (a yamux
 // stream's Close is already a half-close) of a stream.

@@ -172,6 +172,66 @@ type limitConn struct {
 	src      string
 	once     sync.Once // releases the total's slot
 	leaveSrc sync.Once // leaves the source's count
+
+	// While held, writes (TLS records, when the connection is under TLS)
+	// gather in wbuf and reach the socket together (batchWrites).
+	wmu   sync.Mutex
+	held  bool
+	wbuf  []byte
+	wfail error
+}
+
+// maxBatch is how many bytes of held writes are gathered before they are
+// written out.
+const maxBatch = 256 << 10
+
+func (c *limitConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.held {
+		return c.Conn.Write(p)
+	}
+	if c.wfail != nil {
+		return 0, c.wfail
+	}
+	c.wbuf = append(c.wbuf, p...)
+	if len(c.wbuf) >= maxBatch {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (c *limitConn) flushLocked() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.wbuf)
+	c.wbuf = c.wbuf[:0]
+	if err != nil {
+		c.wfail = err
+	}
+	return err
+}
+
+// hold starts gathering writes; release writes out what was gathered and
+// stops.
+func (c *limitConn) hold() {
+	c.wmu.Lock()
+	c.held = true
+	c.wmu.Unlock()
+}
+
+func (c *limitConn) release() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.held = false
+	err := c.flushLocked()
+	if err == nil {
+		err = c.wfail
+	}
+	return err
 }
 
 func (c *limitConn) Close() error {

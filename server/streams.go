@@ -154,14 +154,14 @@ func (h *hub) acceptData(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	conn := c
+	conn := batchWrites(c)
 	h.mu.Lock()
 	if p.gone || closed(p.ready) {
 		h.mu.Unlock()
 		conn.Close()
 		return
 	}
-	p.conn = c
+	p.conn = conn
 	close(p.ready)
 	h.mu.Unlock()
 }
