@@ -190,7 +190,7 @@ func TestSSHGateway(t *testing.T) {
 		}
 		in, _ := s.StdinPipe()
 		out, _ := s.StdoutPipe()
-		if err := s.Start("stty size; read x; stty size; exec sleep 60"); err != nil {
+		if err := s.Start("stty size; while read x; do stty size; done"); err != nil {
 			t.Fatal(err)
 		}
 		r := bufio.NewReader(out)
@@ -210,8 +210,36 @@ func TestSSHGateway(t *testing.T) {
 		if err := s.WindowChange(50, 132); err != nil {
 			t.Fatal(err)
 		}
-		_, _ = in.Write([]byte("\n"))
-		expect("50 132")
+		// The window change goes on the session's control stream and the
+		// newline on its data connection: the shell may read the newline
+		// first. Each newline prints the size the terminal has then.
+		lines := make(chan string, 64)
+		go func() {
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					close(lines)
+					return
+				}
+				lines <- strings.TrimSpace(line)
+			}
+		}()
+		resized := false
+		for try := 0; try < 50 && !resized; try++ {
+			_, _ = in.Write([]byte("\n"))
+			select {
+			case line, ok := <-lines:
+				resized = line == "50 132"
+				if !ok {
+					t.Fatal("the session ended before the window change showed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no answer to a newline in 5 s")
+			}
+		}
+		if !resized {
+			t.Fatal("the window change never reached the terminal")
+		}
 		if err := s.Signal(ssh.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
