@@ -13,18 +13,28 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"github.com/dspool/dspool/bench/internal/host"
 	"github.com/dspool/dspool/bench/internal/openssh"
 )
 
-const (
-	// The users that log in: dspool's agents create dspool's with dspool's
-	// uid, and the OpenSSH peer needs its own (both run at once).
-	benchUser = "dspoolbench"
-	peerUser  = "dspoolpeer"
-)
+// The users that log in: dspool's agents create dspool's with dspool's
+// uid, and the OpenSSH peer needs its own (both run at once). dspool's is
+// the first of dspoolbench, dspoolbench2, ... that no account has: another
+// run's, with its own uid, would refuse this run's sessions.
+var benchUser = freeAccount("dspoolbench")
+
+const peerUser = "dspoolpeer"
+
+func freeAccount(base string) string {
+	name := base
+	for i := 2; host.UserExists(name) && i < 100; i++ {
+		name = base + strconv.Itoa(i)
+	}
+	return name
+}
 
 // ciphers are the ones throughput is measured with (ssh -c); "" is no -c:
 // what the client and server negotiate by default, which is what users get.
@@ -212,11 +222,7 @@ func startDspool(ctx context.Context, bin, dir string, e openssh.Endpoint) *dspo
 			return d
 		}
 	}
-	if host.UserExists(benchUser) {
-		host.Logf("dspool: the account %s exists already (and stays): dspool's sessions need it to have dspool's uid", benchUser)
-	} else {
-		d.removeUser = true
-	}
+	d.removeUser = !host.UserExists(benchUser)
 	if d.restart(ctx); d.t.Error != "" {
 		return d
 	}
