@@ -27,7 +27,7 @@ type fixture struct {
 	p    *dspooltest.Pool
 	addr string
 	gw   *sshgw.Gateway
-	host ssh.Signer
+	host *sshgw.HostKey
 }
 
 // start runs an in-process pool with one interactive node (1 cpu; a
@@ -51,7 +51,10 @@ func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fi
 	p.AddAgent("inter", ac)
 	p.WaitReady("inter", 1)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	host, _ := ssh.NewSignerFromKey(priv)
+	host, err := sshgw.NewHostKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.HostKey, cfg.Backend = host, sshgw.ServerBackend(p.Server)
 	gw := sshgw.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
