@@ -322,7 +322,7 @@ func (g *Gateway) authenticated(s *slot) {
 func (g *Gateway) serveConn(c net.Conn, s *slot) {
 	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
 	// The gateway's x/crypto/ssh (gateway/internal/ssh) reads through a
-	// 256 KiB buffer and decrypts packets where they lie in it.
+	// 256 KiB buffer and decrypts AES-GCM packets where they lie in it.
 	c = newQuickAckConn(c)
 	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
 	handshakeDone(c)

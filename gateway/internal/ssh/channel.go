@@ -372,12 +372,8 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	// Window adjustments go out once a quarter of the window has been
-	// consumed, or at once when the peer is down to less than half of it:
-	// each is a write to the network, and on a bulk transfer one every
-	// few packets cost a tenth of the reader's time.
-	if c.myConsumed >= channelWindowSize/4 ||
-		(c.myConsumed > 0 && c.myWindow < channelWindowSize/2) {
+	if (channelWindowSize-c.myWindow > 3*channelMaxPacket) ||
+		(c.myWindow < channelWindowSize/2) {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj

@@ -10,10 +10,13 @@ import (
 	"sync"
 )
 
-// Inbound packets are read into buffers of their own (the reader keeps
-// them); those that carry channel data are recycled through packetPool once
-// the channel's reader has consumed them, so that a bulk transfer neither
-// allocates nor zeroes 32 KiB per packet.
+// AES-GCM packets are decrypted into buffers of their own, which the reader
+// keeps (upstream decrypts in the cipher's buffer, and transport.readPacket
+// copies every packet into a new allocation); those that carry channel data
+// are recycled through packetPool once the channel's reader has consumed
+// them, so that a bulk transfer neither allocates nor zeroes 32 KiB per
+// packet. Other ciphers' packets are still allocated by readPacket, and
+// recycled all the same.
 const (
 	// pooledMin is the smallest packet worth pooling.
 	pooledMin = 4 << 10
@@ -39,7 +42,8 @@ func getPacketBuf(n int) []byte {
 
 // putPacketBuf recycles a packet returned by getPacketBuf, or a slice of one
 // that starts inside it (the packet of a decrypted message starts after its
-// padding length byte), once nothing refers to it.
+// padding length byte), or another buffer the packet owns, once nothing
+// refers to it.
 func putPacketBuf(b []byte) {
 	if cap(b) < pooledMin {
 		return
@@ -50,8 +54,8 @@ func putPacketBuf(b []byte) {
 
 // readBufferSize is the size of a transport's read buffer: a few packets
 // of channel data, so that a bulk transfer reads the network in a fraction
-// of a system call per packet, and AES-GCM and chacha20-poly1305 decrypt
-// packets where they lie in it (readBuffered).
+// of a system call per packet, and AES-GCM decrypts packets where they lie
+// in it (readBuffered).
 const readBufferSize = 256 << 10
 
 // readBuffered returns the next n bytes of r. When r is a bufio.Reader that

@@ -16,8 +16,7 @@ import (
 // TestRecycledPacketsKeepData sends data and extended data through a channel
 // in writes of random sizes and reads them in reads of random sizes, with
 // each cipher: what arrives is what was sent, although the packets it
-// arrives in are recycled as soon as they are read (packetPool), and the
-// window is adjusted in larger steps.
+// arrives in are recycled as soon as they are read (packetPool).
 func TestRecycledPacketsKeepData(t *testing.T) {
 	for _, cipher := range []string{CipherAES128GCM, CipherChaCha20Poly1305, CipherAES128CTR} {
 		t.Run(cipher, func(t *testing.T) {
