@@ -10,13 +10,13 @@ import (
 	"sync"
 )
 
-// AES-GCM packets are decrypted into buffers of their own, which the reader
-// keeps (upstream decrypts in the cipher's buffer, and transport.readPacket
-// copies every packet into a new allocation); those that carry channel data
-// are recycled through packetPool once the channel's reader has consumed
-// them, so that a bulk transfer neither allocates nor zeroes 32 KiB per
-// packet. Other ciphers' packets are still allocated by readPacket, and
-// recycled all the same.
+// Inbound packets are read into buffers of their own (the reader keeps
+// them): AES-GCM decrypts into one, other ciphers' packets are copied into
+// one by transport.readPacket. Those that carry channel data are recycled
+// through packetPool once the channel's reader has consumed them, so that a
+// bulk transfer neither allocates nor zeroes 32 KiB per packet. Every
+// buffer that goes back to the pool must have come from it: buffers
+// allocated elsewhere would fill it with what nothing takes out.
 const (
 	// pooledMin is the smallest packet worth pooling.
 	pooledMin = 4 << 10
@@ -42,8 +42,7 @@ func getPacketBuf(n int) []byte {
 
 // putPacketBuf recycles a packet returned by getPacketBuf, or a slice of one
 // that starts inside it (the packet of a decrypted message starts after its
-// padding length byte), or another buffer the packet owns, once nothing
-// refers to it.
+// padding length byte), once nothing refers to it.
 func putPacketBuf(b []byte) {
 	if cap(b) < pooledMin {
 		return
