@@ -1,7 +1,7 @@
 #!/bin/sh
 # gateway/internal/ssh: golang.org/x/crypto/ssh at the version go.mod
 # requires, under an import path of its own, with ssh.patch applied (see
-# README.md here and docs/decisions/0014-x-crypto-upstream.md).
+# README.md here and docs/decisions/0018-x-crypto-upstream.md).
 #
 #   ssh.sh         writes gateway/internal/ssh anew
 #   ssh.sh diff    writes ssh.patch anew from the edited gateway/internal/ssh:

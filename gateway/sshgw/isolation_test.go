@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/gateway/sshgw"
 	"golang.org/x/crypto/ssh"
 )
@@ -32,12 +34,17 @@ type stream struct {
 // channel that sent it.
 func TestConcurrentSessionsKeepTheirBytes(t *testing.T) {
 	const (
-		users    = 4
-		conns    = 2 // per user, each a session of its own on the node
-		channels = 3 // per connection
+		users    = 6 // each a session of their own on the node
+		conns    = 2 // per user, sharing the user's session
+		channels = 2 // per connection
 		size     = 3 << 20
 	)
-	f := startSessions(t, 48700, sshgw.Config{}, agent.Config{}, dspool.SessionSpec{CPUs: 100, Memory: 64 << 20})
+	// Client, gateway, agent and control plane share this process, and
+	// under -race they can keep the agent's heartbeats waiting past the
+	// usual test grace of 2 s, when the agent fences itself and ends its
+	// sessions (decision 0017): a grace of 30 s keeps that out of this test.
+	f := startSessions(t, dspooltest.Options{UIDBase: 48700, NodeGrace: 30 * time.Second}, sshgw.Config{}, agent.Config{},
+		dspool.SessionSpec{CPUs: 100, Memory: 64 << 20})
 	var streams []*stream
 	var clients []*ssh.Client
 	for u := range users {

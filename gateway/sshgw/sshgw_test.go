@@ -40,14 +40,14 @@ func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 // startWith is start with the agent's configuration.
 func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fixture {
 	t.Helper()
-	return startSessions(t, uidBase, cfg, ac, dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20})
+	return startSessions(t, dspooltest.Options{UIDBase: uidBase}, cfg, ac, dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20})
 }
 
-// startSessions is startWith with what a session reserves of the node's
-// 1 cpu and 1 GiB.
-func startSessions(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config, sessions dspool.SessionSpec) *fixture {
+// startSessions is startWith with the pool's options and what a session
+// reserves of the node's 1 cpu and 1 GiB.
+func startSessions(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac agent.Config, sessions dspool.SessionSpec) *fixture {
 	t.Helper()
-	p := dspooltest.New(t, dspooltest.Options{UIDBase: uidBase})
+	p := dspooltest.New(t, opts)
 	ctx := context.Background()
 	sessions.Default = true
 	pool := &dspool.Pool{Name: "inter", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
