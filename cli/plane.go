@@ -28,7 +28,6 @@ import (
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 )
 
 // planeOptions are the settings `up` and `server` share.
@@ -286,7 +285,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		p.sshLn = sln
 		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers,
 			PasswordAuth: o.SSHPasswordAuth})
-		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", ssh.FingerprintSHA256(key.PublicKey()),
+		log.Info("ssh gateway listening", "addr", sln.Addr().String(), "host_key", key.Fingerprint(),
 			"password_logins", o.SSHPasswordAuth)
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())

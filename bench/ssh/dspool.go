@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -87,6 +89,24 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 	}
 	host.Logf("dspool: up with %d ready nodes, gateway on 127.0.0.1:%d, in %.1fs", upNodes, sshPort, time.Since(t0).Seconds())
 	return u, nil
+}
+
+// cpu returns the cpu-seconds `dspool up` has used so far: its control
+// plane and gateway (its agents are processes of their own).
+func (u *upProc) cpu() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", u.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// After the command's name in parentheses: state (field 3), ...,
+	// utime (14) and stime (15), in clock ticks (USER_HZ, 100 on Linux).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
 }
 
 // cli runs a dspool command as the admin `up` logged in.

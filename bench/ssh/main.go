@@ -13,7 +13,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/dspool/dspool/bench/internal/host"
@@ -62,7 +64,17 @@ type Target struct {
 	Cipher     string                   `json:"cipher,omitempty"` // the default cipher (client->server)
 	Latency    *openssh.Latency         `json:"latency,omitempty"`
 	Throughput map[string]*openssh.Tput `json:"throughput,omitempty"` // by cipher
+	ServerCPU  map[string]*CPU          `json:"server_cpu,omitempty"` // by cipher, dspool's
+	Binary     string                   `json:"binary,omitempty"`     // dspool's, when given
 	Load1      [2]float64               `json:"load1"`                // before and after
+}
+
+// CPU is the cpu time of `dspool up` (its control plane, idle meanwhile,
+// and its gateway; not its agents, processes of their own) during each
+// transfer of one cipher.
+type CPU struct {
+	S      []float64 `json:"s"`       // seconds, each transfer
+	PerGiB float64   `json:"per_gib"` // the median, per GiB
 }
 
 func main() {
@@ -75,6 +87,15 @@ func main() {
 	noPeer := flag.Bool("no-peer", false, "do not measure OpenSSH (direct and jump host)")
 	kex := flag.String("kex", "", "KexAlgorithms for every target (default: the client's default list)")
 	keep := flag.Bool("keep", false, "keep the temporary directory (keys, sshd's config and log, dspool's data and log)")
+	var compare []compared
+	flag.Func("compare", "`LABEL=PATH`: also measure this dspool binary, its transfers taking turns with the others' (repeatable)", func(v string) error {
+		label, path, ok := strings.Cut(v, "=")
+		if !ok || label == "" || path == "" || strings.ContainsAny(label, "/ ") {
+			return fmt.Errorf("want LABEL=PATH, a label without spaces or slashes")
+		}
+		compare = append(compare, compared{label, path})
+		return nil
+	})
 	flag.Parse()
 	n := Sizes{Runs: 30, MiB: 1024, TputRuns: 5}
 	if *short {
@@ -95,13 +116,20 @@ func main() {
 	// With stderr piped into e.g. head, a write to it must fail rather
 	// than kill the program before it has stopped sshd and removed the user.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	if err := run(ctx, n, *bin, *jsonOut, *kex, *noDspool, *noPeer, *keep); err != nil {
+	if *noDspool && len(compare) > 0 {
+		fmt.Fprintln(os.Stderr, "bench: -compare measures dspool: not with -no-dspool")
+		os.Exit(2)
+	}
+	if err := run(ctx, n, *bin, compare, *jsonOut, *kex, *noDspool, *noPeer, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPeer, keep bool) error {
+// compared is a dspool binary measured beside the one under test.
+type compared struct{ label, bin string }
+
+func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, kex string, noDspool, noPeer, keep bool) error {
 	if _, err := os.Stat(openssh.Client); err != nil {
 		return fmt.Errorf("no ssh client at %s: install it with `apt-get install -y openssh-client`", openssh.Client)
 	}
@@ -134,13 +162,26 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	// one minute and the next, and a target measured in a slow minute
 	// would carry it alone.
 	var sides []*side
-	var gw *dspoolSide
+	var gws []*dspoolSide
 	if noDspool {
 		r.Notes = append(r.Notes, "dspool gateway: skipped (-no-dspool)")
 	} else {
-		gw = startDspool(ctx, bin, tmp, client)
+		gw := startDspool(ctx, "dspool gateway", bin, tmp, client)
 		defer gw.stop()
 		r.Dspool = gw.t
+		gws = append(gws, gw)
+	}
+	for _, c := range compare {
+		dir := filepath.Join(tmp, "dspool-"+c.label)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		gw := startDspool(ctx, "dspool "+c.label, c.bin, dir, client)
+		defer gw.stop()
+		r.Compared = append(r.Compared, gw.t)
+		gws = append(gws, gw)
+	}
+	for _, gw := range gws {
 		sides = append(sides, &gw.side)
 	}
 	if noPeer {
@@ -158,11 +199,13 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, kex string, noDspool, noPee
 	}
 	// chacha20-poly1305 last: the gateway is restarted for it.
 	for _, c := range []string{"", aesGCM, chacha20} {
-		if c == chacha20 && gw != nil && gw.t.Error == "" {
-			// The gateway offers chacha20-poly1305 only when configured
-			// (AES-GCM costs it less, and OpenSSH picks chacha20 first
-			// when offered): measure it with it enabled.
-			gw.restart(ctx, "--ssh-ciphers", chacha20)
+		for _, gw := range gws {
+			if c == chacha20 && gw.t.Error == "" {
+				// The gateway offers chacha20-poly1305 only when configured
+				// (AES-GCM costs it less, and OpenSSH picks chacha20 first
+				// when offered): measure it with it enabled.
+				gw.restart(ctx, "--ssh-ciphers", chacha20)
+			}
 		}
 		interleave(ctx, sides, c, n)
 	}
@@ -197,6 +240,8 @@ type side struct {
 	t   *Target
 	e   openssh.Endpoint
 	log string // where the server's log is, for errors
+	// cpu, when not nil, is the cpu-seconds the server has used so far.
+	cpu func() float64
 }
 
 // dspoolSide is the gateway of a `dspool up`.
@@ -210,11 +255,12 @@ type dspoolSide struct {
 }
 
 // startDspool builds dspool unless bin is given, starts `dspool up` with its
-// SSH gateway and lets the bench user in with the client's key. Failures
-// end up in the target's Error.
-func startDspool(ctx context.Context, bin, dir string, e openssh.Endpoint) *dspoolSide {
+// SSH gateway in dir and lets the bench user in with the client's key.
+// Failures end up in the target's Error.
+func startDspool(ctx context.Context, name, bin, dir string, e openssh.Endpoint) *dspoolSide {
 	e.User = benchUser
-	d := &dspoolSide{side: side{t: &Target{Name: "dspool gateway"}, e: e}, bin: bin, dir: dir}
+	d := &dspoolSide{side: side{t: &Target{Name: name, Binary: bin}, e: e}, bin: bin, dir: dir}
+	d.cpu = func() float64 { return d.up.cpu() }
 	if d.bin == "" {
 		var err error
 		if d.bin, err = host.BuildDspool(ctx, dir); err != nil {
@@ -333,6 +379,12 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 				s.t.Throughput = map[string]*openssh.Tput{}
 			}
 			s.t.Throughput[cipher] = &openssh.Tput{}
+			if s.cpu != nil {
+				if s.t.ServerCPU == nil {
+					s.t.ServerCPU = map[string]*CPU{}
+				}
+				s.t.ServerCPU[cipher] = &CPU{}
+			}
 			live = append(live, s)
 		}
 	}
@@ -344,7 +396,14 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 	for range n.TputRuns {
 		for _, s := range live {
 			if tp := s.t.Throughput[cipher]; tp.Error == "" && ctx.Err() == nil {
-				tp.Add(s.e.Transfer(ctx, n.MiB, cipher, "cat >/dev/null"))
+				var cpu0 float64
+				if s.cpu != nil {
+					cpu0 = s.cpu()
+				}
+				if tp.Add(s.e.Transfer(ctx, n.MiB, cipher, "cat >/dev/null")); s.cpu != nil && tp.Error == "" {
+					c := s.t.ServerCPU[cipher]
+					c.S = append(c.S, s.cpu()-cpu0)
+				}
 			}
 		}
 	}
@@ -355,7 +414,12 @@ func interleave(ctx context.Context, sides []*side, cipher string, n Sizes) {
 			continue
 		}
 		tp.Finish(n.MiB)
-		host.Logf("%s: %s: %.0f MiB/s (%s)", s.t.Name, shortCipher(cipher), tp.MiBPerS, tp.Spread(n.MiB))
+		cpu := ""
+		if c := s.t.ServerCPU[cipher]; c != nil && len(c.S) > 0 {
+			c.PerGiB = host.Pct(slices.Sorted(slices.Values(c.S)), 50) * 1024 / float64(n.MiB)
+			cpu = fmt.Sprintf(", server %.2f cpu-s/GiB", c.PerGiB)
+		}
+		host.Logf("%s: %s: %.0f MiB/s (%s%s)", s.t.Name, shortCipher(cipher), tp.MiBPerS, tp.Spread(n.MiB), cpu)
 	}
 }
 
@@ -367,6 +431,7 @@ type Results struct {
 	CPUs      int           `json:"cpus"`
 	Pipe      *openssh.Tput `json:"pipe"` // the same bytes through a local `cat`, no ssh
 	Dspool    *Target       `json:"dspool,omitempty"`
+	Compared  []*Target     `json:"dspool_compared,omitempty"` // -compare
 	Direct    *Target       `json:"openssh_direct,omitempty"`
 	Jump      *Target       `json:"openssh_jump,omitempty"`
 	Notes     []string      `json:"notes,omitempty"`

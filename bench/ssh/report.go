@@ -14,13 +14,16 @@ import (
 type Row struct {
 	Metric string   `json:"metric"`
 	Dspool *float64 `json:"dspool"`
-	Direct *float64 `json:"openssh_direct"`
-	Jump   *float64 `json:"openssh_jump"`
-	Ratio  *float64 `json:"ratio"`
-	Target string   `json:"target,omitempty"`
-	Status string   `json:"status,omitempty"` // met, MISSED, or which figure is missing
+	// Compared are the figures of the -compare binaries, in their order.
+	Compared []*float64 `json:"dspool_compared,omitempty"`
+	Direct   *float64   `json:"openssh_direct"`
+	Jump     *float64   `json:"openssh_jump"`
+	Ratio    *float64   `json:"ratio"`
+	Target   string     `json:"target,omitempty"`
+	Status   string     `json:"status,omitempty"` // met, MISSED, or which figure is missing
 
-	noRatio bool // the row is a reference or the load, not a comparison
+	noRatio    bool // the row is a reference or the load, not a comparison
+	dspoolOnly bool // OpenSSH has no such figure
 }
 
 func report(w io.Writer, jsonOut string, r *Results) error {
@@ -46,23 +49,46 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		}
 		return &t.Load1[i]
 	}
+	cpu := func(t *Target, cipher string) *float64 {
+		if tput(t, cipher) == nil || t.ServerCPU[cipher] == nil || t.ServerCPU[cipher].PerGiB == 0 {
+			return nil
+		}
+		return &t.ServerCPU[cipher].PerGiB
+	}
+	// compared is a figure of each -compare target.
+	compared := func(f func(*Target) *float64) []*float64 {
+		var v []*float64
+		for _, t := range r.Compared {
+			v = append(v, f(t))
+		}
+		return v
+	}
 	rows := []Row{
 		{Metric: fmt.Sprintf("connect+exec p50 (ms, %d runs)", n.Runs), Target: "<= 1.2x direct",
-			Dspool: lat(r.Dspool, false), Direct: lat(r.Direct, false), Jump: lat(r.Jump, false)},
+			Dspool: lat(r.Dspool, false), Direct: lat(r.Direct, false), Jump: lat(r.Jump, false),
+			Compared: compared(func(t *Target) *float64 { return lat(t, false) })},
 		{Metric: fmt.Sprintf("connect+exec p90 (ms, %d runs)", n.Runs),
-			Dspool: lat(r.Dspool, true), Direct: lat(r.Direct, true), Jump: lat(r.Jump, true)},
+			Dspool: lat(r.Dspool, true), Direct: lat(r.Direct, true), Jump: lat(r.Jump, true),
+			Compared: compared(func(t *Target) *float64 { return lat(t, true) })},
 	}
 	for _, c := range ciphers {
 		rows = append(rows, Row{Metric: fmt.Sprintf("throughput %s (MiB/s, %d MiB)", shortCipher(c), n.MiB),
-			Target: ">= 0.9x direct", Dspool: tput(r.Dspool, c), Direct: tput(r.Direct, c), Jump: tput(r.Jump, c)})
+			Target: ">= 0.9x direct", Dspool: tput(r.Dspool, c), Direct: tput(r.Direct, c), Jump: tput(r.Jump, c),
+			Compared: compared(func(t *Target) *float64 { return tput(t, c) })})
+	}
+	for _, c := range ciphers {
+		rows = append(rows, Row{Metric: fmt.Sprintf("dspool up's cpu-s per GiB, %s", shortCipher(c)), noRatio: true, dspoolOnly: true,
+			Dspool: cpu(r.Dspool, c), Compared: compared(func(t *Target) *float64 { return cpu(t, c) })})
 	}
 	// One figure, the ceiling of the throughput rows, shown in each column.
 	pipe := &r.Pipe.MiBPerS
 	rows = append(rows,
 		Row{Metric: fmt.Sprintf("local pipe, no ssh (MiB/s, %d MiB)", n.MiB), Target: "reference (one figure)",
-			Dspool: pipe, Direct: pipe, Jump: pipe, noRatio: true},
-		Row{Metric: "load1 before", Dspool: load(r.Dspool, 0), Direct: load(r.Direct, 0), Jump: load(r.Jump, 0), noRatio: true},
-		Row{Metric: "load1 after", Dspool: load(r.Dspool, 1), Direct: load(r.Direct, 1), Jump: load(r.Jump, 1), noRatio: true},
+			Dspool: pipe, Direct: pipe, Jump: pipe, noRatio: true, Compared: compared(func(*Target) *float64 { return pipe })},
+		Row{Metric: "load1 before", Dspool: load(r.Dspool, 0), Direct: load(r.Direct, 0), Jump: load(r.Jump, 0), noRatio: true,
+			Compared: compared(func(t *Target) *float64 { return load(t, 0) })},
+		Row{Metric: "load1 after", Dspool: load(r.Dspool, 1), Direct: load(r.Direct, 1), Jump: load(r.Jump, 1), noRatio: true,
+			Compared: compared(func(t *Target) *float64 { return load(t, 1) })},
 	)
 	for i := range rows {
 		x := &rows[i]
@@ -84,7 +110,11 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "metric\t dspool gateway\t openssh direct\t openssh jump host\t dspool/direct\t target")
+	fmt.Fprint(tw, "metric\t dspool gateway\t ")
+	for _, t := range r.Compared {
+		fmt.Fprintf(tw, "%s\t ", t.Name)
+	}
+	fmt.Fprintln(tw, "openssh direct\t openssh jump host\t dspool/direct\t target")
 	for _, x := range rows {
 		ratio, target := "-", x.Target
 		if x.Ratio != nil {
@@ -93,8 +123,15 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 		if x.Status != "" {
 			target += " (" + x.Status + ")"
 		}
-		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t %s\t %s\n", x.Metric, cell(x.Dspool, r.Dspool), cell(x.Direct, r.Direct),
-			cell(x.Jump, r.Jump), ratio, target)
+		fmt.Fprintf(tw, "%s\t %s\t ", x.Metric, cell(x.Dspool, r.Dspool))
+		for i, t := range r.Compared {
+			fmt.Fprintf(tw, "%s\t ", cell(x.Compared[i], t))
+		}
+		direct, jump := cell(x.Direct, r.Direct), cell(x.Jump, r.Jump)
+		if x.dspoolOnly {
+			direct, jump = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\n", direct, jump, ratio, target)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "client: %s, the same options for every target", r.Client)
@@ -103,11 +140,14 @@ func report(w io.Writer, jsonOut string, r *Results) error {
 	}
 	fmt.Fprintf(w, "; %d cpus\n", r.CPUs)
 	fmt.Fprintf(w, "throughput: the median of %d transfers per target, the targets taking turns, each timed from ssh's first read of its input (the session is open) to its exit\n", n.TputRuns)
-	for _, t := range []*Target{r.Dspool, r.Direct, r.Jump} {
+	for _, t := range append([]*Target{r.Dspool}, append(r.Compared, r.Direct, r.Jump)...) {
 		if t == nil {
 			continue
 		}
 		fmt.Fprintf(w, "%s: %s", t.Name, or(t.Banner, "no banner"))
+		if t.Binary != "" {
+			fmt.Fprintf(w, " (%s)", t.Binary)
+		}
 		if t.Kex != "" {
 			fmt.Fprintf(w, "; kex %s, host key %s, default cipher %s", t.Kex, t.HostKey, t.Cipher)
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/dspool/dspool"
-	"golang.org/x/crypto/ssh"
+	"github.com/dspool/dspool/gateway/internal/ssh"
 )
 
 // refusal is why the gateway refused one credential of a login. The

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool/api"
-	"golang.org/x/crypto/ssh"
+	"github.com/dspool/dspool/gateway/internal/ssh"
 )
 
 // The channels of a connection: session channels (a shell, a command, the

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
-	"golang.org/x/crypto/ssh"
+	"github.com/dspool/dspool/gateway/internal/ssh"
 )
 
 // One authenticated connection: the session it opens (or why it opens

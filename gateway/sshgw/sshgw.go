@@ -8,15 +8,11 @@ package sshgw
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,8 +21,8 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/gateway/internal/ssh"
 	"github.com/dspool/dspool/internal/frontdoor"
-	"golang.org/x/crypto/ssh"
 )
 
 // Session is a connection's hold on an interactive session (server.Lease).
@@ -72,7 +68,8 @@ type Backend interface {
 
 // Config configures a Gateway. Zero values mean the defaults.
 type Config struct {
-	HostKey ssh.Signer
+	// HostKey is the gateway's host key (LoadOrCreateHostKey, NewHostKey).
+	HostKey *HostKey
 	Backend Backend
 	Logger  *slog.Logger
 	// HandshakeTimeout bounds the time from connect to authenticated
@@ -163,7 +160,7 @@ func New(cfg Config) *Gateway {
 	if cfg.PasswordAuth {
 		g.ssh.PasswordCallback = g.password
 	}
-	g.ssh.AddHostKey(cfg.HostKey)
+	g.ssh.AddHostKey(cfg.HostKey.signer)
 	return g
 }
 
@@ -324,8 +321,8 @@ func (g *Gateway) authenticated(s *slot) {
 
 func (g *Gateway) serveConn(c net.Conn, s *slot) {
 	_ = c.SetDeadline(time.Now().Add(g.cfg.HandshakeTimeout))
-	// x/crypto/ssh (third_party/golang.org/x/crypto) reads through a
-	// 256 KiB buffer and decrypts packets where they lie in it.
+	// The gateway's x/crypto/ssh (gateway/internal/ssh) reads through a
+	// 256 KiB buffer and decrypts AES-GCM packets where they lie in it.
 	c = newQuickAckConn(c)
 	sc, chans, reqs, err := ssh.NewServerConn(c, g.ssh)
 	handshakeDone(c)
@@ -361,43 +358,4 @@ func (g *Gateway) serveConn(c net.Conn, s *slot) {
 	cc := &clientConn{g: g, sc: sc, user: u, channels: map[*channel]struct{}{}, closed: make(chan struct{}), ready: make(chan struct{})}
 	defer close(cc.closed)
 	cc.serve(chans, reqs, ext[extPool])
-}
-
-// LoadOrCreateHostKey reads the host key at path, creating an Ed25519 key
-// (mode 0600) the first time, so the gateway's fingerprint stays the same
-// across restarts.
-func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		blk, err := ssh.MarshalPrivateKey(priv, "dspool gateway host key")
-		if err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create host key %s: %w", path, err)
-		}
-		if _, err := f.Write(pem.EncodeToMemory(blk)); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("write host key %s: %w", path, err)
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
-		}
-		b, err = os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("read host key: %w", err)
-	}
-	s, err := ssh.ParsePrivateKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("host key %s: %w (remove it to make a new one; clients will see a new fingerprint)", path, err)
-	}
-	return s, nil
 }

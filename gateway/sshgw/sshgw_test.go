@@ -27,7 +27,7 @@ type fixture struct {
 	p    *dspooltest.Pool
 	addr string
 	gw   *sshgw.Gateway
-	host ssh.Signer
+	host *sshgw.HostKey
 }
 
 // start runs an in-process pool with one interactive node (1 cpu; a
@@ -40,10 +40,18 @@ func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 // startWith is start with the agent's configuration.
 func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fixture {
 	t.Helper()
-	p := dspooltest.New(t, dspooltest.Options{UIDBase: uidBase})
+	return startSessions(t, dspooltest.Options{UIDBase: uidBase}, cfg, ac, dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20})
+}
+
+// startSessions is startWith with the pool's options and what a session
+// reserves of the node's 1 cpu and 1 GiB.
+func startSessions(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac agent.Config, sessions dspool.SessionSpec) *fixture {
+	t.Helper()
+	p := dspooltest.New(t, opts)
 	ctx := context.Background()
+	sessions.Default = true
 	pool := &dspool.Pool{Name: "inter", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
-		Sessions: &dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20, Default: true}}
+		Sessions: &sessions}
 	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +59,10 @@ func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fi
 	p.AddAgent("inter", ac)
 	p.WaitReady("inter", 1)
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	host, _ := ssh.NewSignerFromKey(priv)
+	host, err := sshgw.NewHostKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.HostKey, cfg.Backend = host, sshgw.ServerBackend(p.Server)
 	gw := sshgw.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
