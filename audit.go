@@ -62,6 +62,7 @@ const (
 	AuditNodeRemove      = "node.remove"
 	AuditPoolDelete      = "pool.delete"
 	AuditSessionKill     = "session.kill"
+	AuditGatewayConfig   = "gateway.config"
 	AuditSecretRead      = "secret.read"
 	AuditSecretWrite     = "secret.write"
 	AuditSecretDelete    = "secret.delete"
@@ -70,6 +71,7 @@ const (
 
 // AuditActions lists every audited action, by family.
 var AuditActions = []string{
+	AuditGatewayConfig,
 	AuditJoinTokenCreate, AuditJoinTokenRevoke,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,

@@ -215,16 +215,20 @@ const (
 	ScopeJobs     = "jobs"     // submit and cancel jobs
 	ScopeSessions = "sessions" // start and stop Jupyter servers, kill sessions
 	ScopeAccount  = "account"  // the account itself: keys, tokens, password, secrets, teams one maintains
-	ScopeAdmin    = "admin"    // the pool, for an admin user; includes account
+	ScopeAdmin    = "admin"    // the pool, for an admin user; includes account and gateway
+	// ScopeGateway lets an SSH gateway of its own process (`dspool
+	// gateway`) log users in and open their sessions; an admin user's
+	// token only.
+	ScopeGateway = "gateway"
 )
 
 // Scopes are every token scope, in order.
-var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAccount, ScopeAdmin}
+var Scopes = []string{ScopeRead, ScopeJobs, ScopeSessions, ScopeAccount, ScopeAdmin, ScopeGateway}
 
 // EffectiveScopes returns what scopes let a token of a user do, in the order
-// of Scopes: admin includes account, and only an admin user's token has
-// admin; for anyone else it is account, the account alone. Tokens made
-// before the account scope existed hold admin for it.
+// of Scopes: admin includes account and gateway, and only an admin user's
+// token has admin or gateway; for anyone else admin is account, the account
+// alone. Tokens made before the account scope existed hold admin for it.
 func EffectiveScopes(scopes []string, admin bool) []string {
 	has := map[string]bool{}
 	for _, x := range scopes {
@@ -232,8 +236,10 @@ func EffectiveScopes(scopes []string, admin bool) []string {
 	}
 	if has[ScopeAdmin] {
 		has[ScopeAccount] = true
+		has[ScopeGateway] = true
 		has[ScopeAdmin] = admin
 	}
+	has[ScopeGateway] = has[ScopeGateway] && admin
 	out := make([]string, 0, len(Scopes))
 	for _, x := range Scopes {
 		if has[x] {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dspool/dspool/api"
@@ -33,7 +34,18 @@ func (ag *Agent) dialUpgrade(ctx context.Context, path, upgrade string, header h
 }
 
 func (ag *Agent) upgrade(ctx context.Context, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, http.Header, error) {
-	u, err := url.Parse(ag.cfg.Server)
+	var cfg *tls.Config
+	if strings.HasPrefix(ag.cfg.Server, "https:") {
+		cfg = ag.tls
+	}
+	return upgradeAt(ctx, ag.cfg.Server, cfg, "Bearer "+ag.cred, path, upgrade, header, bufSize)
+}
+
+// upgradeAt opens a connection to base (a URL) and upgrades it with a GET
+// of path; tlsCfg is the TLS configuration for an https base, auth the
+// Authorization header ("" for none).
+func upgradeAt(ctx context.Context, base string, tlsCfg *tls.Config, auth, path, upgrade string, header http.Header, bufSize int) (net.Conn, *bufio.Reader, http.Header, error) {
+	u, err := url.Parse(base)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("server URL: %w", err)
 	}
@@ -48,8 +60,13 @@ func (ag *Agent) upgrade(ctx context.Context, path, upgrade string, header http.
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	var conn net.Conn
 	if u.Scheme == "https" {
-		cfg := ag.tls.Clone()
-		cfg.ServerName = u.Hostname()
+		cfg := tlsCfg.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
 		var raw net.Conn
 		raw, err = d.DialContext(ctx, "tcp", host)
 		if err == nil {
@@ -67,11 +84,13 @@ func (ag *Agent) upgrade(ctx context.Context, path, upgrade string, header http.
 		return nil, nil, nil, err
 	}
 	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
-	req, _ := http.NewRequest("GET", ag.cfg.Server+path, nil)
+	req, _ := http.NewRequest("GET", base+path, nil)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	req.Header.Set("Authorization", "Bearer "+ag.cred)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", upgrade)
 	if err := req.Write(conn); err != nil {

@@ -39,6 +39,17 @@ func (ag *Agent) serveForward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("connect to %s:%d: %v", req.Host, req.Port, err), http.StatusBadGateway)
 		return
 	}
+	if req.Dial != nil {
+		conn, _, err := dialGateway(ctx, req.Dial, api.GatewayStreamFrames, "")
+		if err != nil {
+			c.Close()
+			http.Error(w, fmt.Sprintf("connect to the SSH gateway at %s: %v", req.Dial.Addr, err), http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		go splice(conn, c.(*net.TCPConn))
+		return
+	}
 	conn, err := hijack(w, "")
 	if err != nil {
 		c.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/share"
+	"github.com/dspool/dspool/tlsca"
 )
 
 // hosted is an interactive session on this node: the processes of every
@@ -322,7 +323,11 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	var dataBuf *bufio.Reader
 	if req.Data != "" && !ag.cfg.FramedSessions {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		data, dataBuf, err = ag.dialUpgrade(ctx, "/api/v1/agents/data", api.DataUpgrade, http.Header{api.DataTokenHeader: {req.Data}}, 0)
+		if req.Dial != nil {
+			data, dataBuf, err = dialGateway(ctx, req.Dial, api.GatewayStreamData, "")
+		} else {
+			data, dataBuf, err = ag.dialUpgrade(ctx, "/api/v1/agents/data", api.DataUpgrade, http.Header{api.DataTokenHeader: {req.Data}}, 0)
+		}
 		cancel()
 		if err != nil {
 			ag.log.Warn("session data connection; using frames", "session", req.Session, "err", err)
@@ -347,6 +352,25 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.data, p.dataBuf = data, dataBuf
+	if req.Dial != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		conn, _, err := dialGateway(ctx, req.Dial, api.GatewayStreamFrames, mode)
+		cancel()
+		if err != nil {
+			if p.data != nil {
+				p.data.Close()
+			}
+			p.hangup()
+			http.Error(w, fmt.Sprintf("connect to the SSH gateway at %s: %v", req.Dial.Addr, err), http.StatusBadGateway)
+			return
+		}
+		// The channel is the gateway's now: its bytes no longer pass
+		// through the control plane, and this stream ends here.
+		w.Header().Set(api.DataModeHeader, mode)
+		w.WriteHeader(http.StatusOK)
+		go p.serve(conn)
+		return
+	}
 	conn, err := hijack(w, mode)
 	if err != nil {
 		if p.data != nil {
@@ -356,4 +380,17 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.serve(conn)
+}
+
+// dialGateway opens a connection of a channel to the SSH gateway that
+// asked for it (api.Dial), verified by the pin of its key: stream is what
+// it carries (api.GatewayStream*), and mode, for the frames, whether
+// stdin and stdout come on a data connection of their own.
+func dialGateway(ctx context.Context, d *api.Dial, stream, mode string) (net.Conn, *bufio.Reader, error) {
+	h := http.Header{api.DataTokenHeader: {d.Token}, api.GatewayStreamHeader: {stream}}
+	if mode != "" {
+		h.Set(api.DataModeHeader, mode)
+	}
+	conn, br, _, err := upgradeAt(ctx, "https://"+d.Addr, tlsca.KeyPinnedConfig(d.Pin), "", "/gateway/stream", api.GatewayUpgrade, h, 0)
+	return conn, br, err
 }

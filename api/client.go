@@ -303,6 +303,16 @@ func (c *Client) Logs(ctx context.Context, id int64, attempt int, follow bool) (
 	return resp.Body, nil
 }
 
+// Stream sends a JSON request and returns the body of its answer, for
+// answers that come as a stream (lines of JSON, logs).
+func (c *Client) Stream(ctx context.Context, method, path string, body any) (io.ReadCloser, error) {
+	resp, err := c.request(ctx, method, path, body, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // ApplyPools creates or updates pools, all or none.
 func (c *Client) ApplyPools(ctx context.Context, pools []*dspool.Pool) ([]*dspool.Pool, error) {
 	var out PoolApply

@@ -84,6 +84,10 @@ type ChannelRequest struct {
 	// passing through the agent's memory. The agent's 101 answer says which
 	// it did in DataModeHeader.
 	Data string `json:"data,omitempty"`
+	// Dial, when set, carries the channel on connections the agent opens
+	// to an SSH gateway of its own process rather than on this stream
+	// (GatewayChannel): the agent answers 200 once they are open.
+	Dial *Dial `json:"dial,omitempty"`
 }
 
 // The data connection of a session channel.
@@ -102,6 +106,8 @@ type ForwardRequest struct {
 	SessionSetup
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// Dial: as in ChannelRequest.
+	Dial *Dial `json:"dial,omitempty"`
 }
 
 // SessionEnd ends a session on its node: every process left in it is

@@ -147,7 +147,7 @@ func TestTokenFromAnExpiringToken(t *testing.T) {
 		}
 	}
 	if _, errs, code := run(t, p, sc, "job", "submit", "--", "true"); code != 1 ||
-		!strings.Contains(errs, "lacks the jobs scope this needs (it has read,account,admin): use a token that has it, made by a login or by a token with the account and jobs scopes (`dspool token create --scope jobs`)") {
+		!strings.Contains(errs, "lacks the jobs scope this needs (it has read,account,admin,gateway): use a token that has it, made by a login or by a token with the account and jobs scopes (`dspool token create --scope jobs`)") {
 		t.Errorf("a read,admin token submits: exit %d, %q", code, errs)
 	}
 }

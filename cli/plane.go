@@ -256,7 +256,20 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		db.Close()
 		return fail(err)
 	}
-	srv := server.New(server.Config{Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
+	// The pool's SSH host key, which SSH gateways of their own process
+	// (`dspool gateway`) take from the control plane, so that every
+	// gateway presents the same.
+	hostKeyFile := filepath.Join(o.Data, "ssh_host_ed25519_key")
+	key, err := sshgw.LoadOrCreateHostKey(hostKeyFile)
+	var hostKey []byte
+	if err == nil {
+		hostKey, err = os.ReadFile(hostKeyFile)
+	}
+	if err != nil {
+		db.Close()
+		return fail(err)
+	}
+	srv := server.New(server.Config{SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
 		TrustedProxies: proxies})
 	if len(proxies) > 0 {
@@ -277,11 +290,6 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		p.ca, p.pin = link.caFile, link.pin
 	}
 	if sshOn {
-		key, err := sshgw.LoadOrCreateHostKey(filepath.Join(o.Data, "ssh_host_ed25519_key"))
-		if err != nil {
-			db.Close()
-			return fail(err)
-		}
 		p.sshLn = sln
 		p.ssh = sshgw.New(sshgw.Config{HostKey: key, Backend: sshgw.ServerBackend(srv), Logger: log, Ciphers: o.SSHCiphers,
 			PasswordAuth: o.SSHPasswordAuth})

@@ -8,6 +8,9 @@ package dspooltest
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
 	"net/netip"
@@ -26,6 +29,7 @@ import (
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
+	"golang.org/x/crypto/ssh"
 )
 
 // Options configures New. Zero values mean the defaults.
@@ -132,7 +136,17 @@ func New(t testing.TB, opts Options) *Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := server.New(server.Config{Store: db, Share: share, NodeGrace: opts.NodeGrace, NodeGoneAfter: opts.NodeGoneAfter, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
+	// An SSH host key, which the control plane hands to gateways of their
+	// own process.
+	_, hk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := ssh.MarshalPrivateKey(hk, "dspooltest host key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{SSHHostKey: pem.EncodeToMemory(blk), Store: db, Share: share, NodeGrace: opts.NodeGrace, NodeGoneAfter: opts.NodeGoneAfter, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
 		Secrets: keys, TrustedProxies: opts.TrustedProxies})
 	hs := httptest.NewServer(srv.Handler())
 	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}

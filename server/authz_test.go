@@ -57,6 +57,16 @@ var authzMatrix = map[string]authzRow{
 	"HEAD /healthz":            {anon: 200, other: 200, owner: 200, admin: 200},
 	"HEAD /readyz":             {anon: 200, other: 200, owner: 200, admin: 200},
 	"GET /api/v1/whoami":       {anon: 401, other: 200, owner: 200, admin: 200},
+	// SSH gateways of their own process (gateways.go): an admin's token
+	// with the gateway scope.
+	"GET /api/v1/gateway/config":     {scope: dspool.ScopeGateway, anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/gateway/auth":      {scope: dspool.ScopeGateway, body: `{"user":"{owner}","fingerprint":"SHA256:none"}`, anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/gateway/sessions":  {scope: dspool.ScopeGateway, body: `{"gateway":"g","conn":"c","user":"nobody{n}","how":"password"}`, anon: 401, other: 403, owner: 403, admin: 404},
+	"POST /api/v1/gateway/channel":   {scope: dspool.ScopeGateway, body: `{"gateway":"g","conn":"c","kind":"exec"}`, anon: 401, other: 403, owner: 403, admin: 404},
+	"POST /api/v1/gateway/forward":   {scope: dspool.ScopeGateway, body: `{"gateway":"g","conn":"c","host":"localhost","port":22}`, anon: 401, other: 403, owner: 403, admin: 404},
+	"POST /api/v1/gateway/heartbeat": {scope: dspool.ScopeGateway, body: `{"gateway":"g","conns":[]}`, anon: 401, other: 403, owner: 403, admin: 200},
+	"POST /api/v1/gateway/close":     {scope: dspool.ScopeGateway, body: `{"gateway":"g","conns":["c"]}`, anon: 401, other: 403, owner: 403, admin: 204},
+	"POST /api/v1/gateway/audit":     {scope: dspool.ScopeGateway, body: `{"action":"login.ssh","actor":"authz","outcome":"failure"}`, anon: 401, other: 403, owner: 403, admin: 204},
 
 	"POST /api/v1/jobs":                     {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},
 	"GET /api/v1/jobs":                      {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
@@ -174,9 +184,10 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 		f.tokens[c] = map[string]string{"all": f.token(t, u, dspool.Scopes)}
 		for _, s := range dspool.Scopes {
 			f.tokens[c]["+"+s] = f.token(t, u, []string{s})
-			// admin includes account: a token without account has neither.
+			// admin includes account and gateway: a token without one
+			// of them has no admin either.
 			f.tokens[c]["-"+s] = f.token(t, u, slices.DeleteFunc(slices.Clone(dspool.Scopes), func(x string) bool {
-				return x == s || s == dspool.ScopeAccount && x == dspool.ScopeAdmin
+				return x == s || (s == dspool.ScopeAccount || s == dspool.ScopeGateway) && x == dspool.ScopeAdmin
 			}))
 		}
 	}

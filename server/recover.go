@@ -157,7 +157,7 @@ func (sm *sessions) reconcile(node, name string, hosted []api.HostedSession) []s
 	sm.mu.Lock()
 	for _, hs := range hosted {
 		reported[hs.Session] = hs
-		if l := sm.live[hs.Session]; l == nil || l.rec.Node != node {
+		if l := sm.live[hs.Session]; (l == nil || l.rec.Node != node) && !sm.ending[hs.Session] {
 			unknown = append(unknown, hs.Session)
 		}
 	}

@@ -46,6 +46,13 @@ type Config struct {
 	// ("sha256:HEX"), which join tokens carry ("": none).
 	CAPin  string
 	Logger *slog.Logger
+	// SSHHostKey is the pool's SSH host key (an OpenSSH private key in
+	// PEM), SSHCiphers the ciphers offered and SSHPasswordAuth whether
+	// password logins are allowed: what SSH gateways in processes of their
+	// own serve (gateways.go).
+	SSHHostKey      []byte
+	SSHCiphers      []string
+	SSHPasswordAuth bool
 	// NodeGrace is how long a node may be silent before its attempts are
 	// marked node_lost (default 30s).
 	NodeGrace time.Duration
@@ -88,6 +95,7 @@ type Server struct {
 	// sessions are the live interactive sessions; placeMu serializes
 	// placing sessions with scheduling passes.
 	sessions  *sessions
+	gateways  *gateways
 	notebooks *notebooks
 	scaler    *scaler
 	teams     teamState
@@ -144,6 +152,7 @@ func New(cfg Config) *Server {
 	s.proxies = forwarded.New(cfg.TrustedProxies)
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
+	s.gateways = newGateways(s)
 	s.notebooks = newNotebooks(s)
 	s.scaler = newScaler(s, cfg.Providers)
 	s.metrics = newMetrics(s)
@@ -156,7 +165,8 @@ func (s *Server) Run(ctx context.Context) {
 	// Sessions outlive the control plane: take up the previous run's.
 	s.recoverSessions(ctx)
 	var wg sync.WaitGroup
-	wg.Add(7)
+	wg.Add(8)
+	go func() { defer wg.Done(); s.gateways.sweepLoop(ctx) }()
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()
 	go func() { defer wg.Done(); s.roomLoop(ctx) }()
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
@@ -241,6 +251,14 @@ func (s *Server) routes() []route {
 		{"HEAD", "/readyz", authNone, "", s.readyz},
 		{"GET", "/api/v1/openapi.json", authNone, "", s.openapi},
 		{"GET", "/api/v1/whoami", authUser, "", s.whoami}, // who a token is: any token may ask
+		{"GET", "/api/v1/gateway/config", authAdmin, dspool.ScopeGateway, s.gatewayConfig},
+		{"POST", "/api/v1/gateway/auth", authAdmin, dspool.ScopeGateway, s.gatewayAuth},
+		{"POST", "/api/v1/gateway/sessions", authAdmin, dspool.ScopeGateway, s.gatewayOpen},
+		{"POST", "/api/v1/gateway/channel", authAdmin, dspool.ScopeGateway, s.gatewayChannel},
+		{"POST", "/api/v1/gateway/forward", authAdmin, dspool.ScopeGateway, s.gatewayForward},
+		{"POST", "/api/v1/gateway/heartbeat", authAdmin, dspool.ScopeGateway, s.gatewayHeartbeat},
+		{"POST", "/api/v1/gateway/close", authAdmin, dspool.ScopeGateway, s.gatewayClose},
+		{"POST", "/api/v1/gateway/audit", authAdmin, dspool.ScopeGateway, s.gatewayAudit},
 		{"POST", "/api/v1/jobs", authUser, dspool.ScopeJobs, s.submitJob},
 		{"GET", "/api/v1/jobs", authUser, dspool.ScopeRead, s.listJobs},
 		{"GET", "/api/v1/jobs/{id}", authUser, dspool.ScopeRead, s.getJob},

@@ -31,6 +31,10 @@ type sessions struct {
 	// live sessions by id, and by user and pool.
 	live   map[string]*Lease
 	byUser map[[2]string]*Lease
+	// ending are sessions ended here whose node is not yet told (it
+	// waits for gateways to tell their users): a node's report of one
+	// does not make it end there sooner.
+	ending map[string]bool
 	// conns are the connections' leases, by the credential that opened
 	// them (access.go).
 	conns connSet
@@ -43,7 +47,7 @@ type sessions struct {
 }
 
 func newSessions(s *Server) *sessions {
-	return &sessions{s: s, live: map[string]*Lease{}, byUser: map[[2]string]*Lease{}}
+	return &sessions{s: s, live: map[string]*Lease{}, byUser: map[[2]string]*Lease{}, ending: map[string]bool{}}
 }
 
 // Lease is one connection's hold on a session. Close it when the connection
@@ -160,10 +164,18 @@ func (sm *sessions) end(l *Lease, reason string) bool {
 	}
 	l.ended = true
 	sm.forget(l)
+	sm.ending[l.rec.ID] = true
 	sm.mu.Unlock()
 	l.why.Store(&reason)
 	close(l.done)
+	// Gateways of their own process hear of it at their next heartbeat:
+	// the processes are killed once they have, so that the user reads
+	// why rather than a bare end.
+	sm.s.gateways.told(l, 2*sm.s.cfg.Heartbeat+time.Second)
 	sm.finish(l, reason)
+	sm.mu.Lock()
+	delete(sm.ending, l.rec.ID)
+	sm.mu.Unlock()
 	return true
 }
 

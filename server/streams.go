@@ -66,6 +66,35 @@ func (h *hub) upgrade(ctx context.Context, node, path string, body any) (net.Con
 	return &bufConn{Conn: stream, r: br}, resp.Header, nil
 }
 
+// ask sends one request to an agent over its connection and returns the
+// headers of its answer; an answer other than 2xx is the agent's refusal,
+// with its message.
+func (h *hub) ask(ctx context.Context, node, path string, body any) (http.Header, error) {
+	ac := h.conn(node)
+	if ac == nil {
+		return nil, fmt.Errorf("node %s is not connected", node)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := ac.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("call node %s %s: %w", node, path, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode >= 300 {
+		return nil, &agentRefusal{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))}
+	}
+	return resp.Header, nil
+}
+
 // pendingData is a data connection the control plane expects from a node.
 // Guarded by hub.mu.
 type pendingData struct {

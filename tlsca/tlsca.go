@@ -309,3 +309,44 @@ func ParsePEM(b []byte) (*x509.Certificate, error) {
 		}
 	}
 }
+
+// Ephemeral makes a self-signed certificate with a new key, for a server
+// that is known by its key's pin alone (KeyPinnedConfig): an SSH gateway's
+// listener for agents. It lives for a year; the key is never written.
+func Ephemeral() (tls.Certificate, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "dspool gateway"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(366 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, Pin(cert), nil
+}
+
+// KeyPinnedConfig is a client TLS configuration that trusts exactly the
+// server whose certificate's public key has pin, whatever names it bears.
+func KeyPinnedConfig(pin string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // verified below, by the key's pin
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server sent no certificate")
+			}
+			if got := Pin(cs.PeerCertificates[0]); got != pin {
+				return fmt.Errorf("%w: its key's pin is %s, not %s", ErrPin, got, pin)
+			}
+			return nil
+		},
+	}
+}

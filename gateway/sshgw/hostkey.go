@@ -73,3 +73,12 @@ func LoadOrCreateHostKey(path string) (*HostKey, error) {
 	}
 	return &HostKey{signer: s}, nil
 }
+
+// ParseHostKey reads a host key from an OpenSSH private key in PEM.
+func ParseHostKey(pemBytes []byte) (*HostKey, error) {
+	s, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("host key: %w", err)
+	}
+	return &HostKey{signer: s}, nil
+}
