@@ -56,6 +56,38 @@ func TestGatewayApartOutlivesRestart(t *testing.T) {
 		}
 	}
 
+	// A terminal: its bytes travel in frames on the node's connection.
+	out, errs, code := bob.ssh(t, bob.Name, strings.NewReader("tty; exit 5\n"), "-tt")
+	if code != 5 || !strings.Contains(out, "/dev/pts/") {
+		t.Fatalf("a terminal through the gateway: exit %d, output %q, stderr %q; want a pts and exit 5", code, out, errs)
+	}
+	// A port forward, to a listener on the node (this machine).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "forwarded-ok\n")
+			c.Close()
+		}
+	}()
+	sc := bob.dial(t)
+	fc, err := sc.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("a forward through the gateway: %v", err)
+	}
+	if b, _ := io.ReadAll(fc); string(b) != "forwarded-ok\n" {
+		t.Errorf("through the forward: %q", b)
+	}
+	fc.Close()
+	sc.Close()
+
 	// A connection that echoes its stdin back, with the data path
 	// straight from the node to its gateway.
 	cmd := exec.Command("ssh", append(bob.sshOpts(bob.up.SSHPort), bob.Name+"@127.0.0.1",
