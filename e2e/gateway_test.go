@@ -56,6 +56,11 @@ func TestGatewayApartOutlivesRestart(t *testing.T) {
 		}
 	}
 
+	// Without a terminal, stdin on a data connection of its own: its end
+	// reaches the process.
+	if out, errs, code := bob.ssh(t, bob.Name, strings.NewReader("abc\n"), "wc -c"); strings.TrimSpace(out) != "4" || code != 0 {
+		t.Fatalf("stdin through the gateway: wc -c printed %q (exit %d, stderr %q), want 4", out, code, errs)
+	}
 	// A terminal: its bytes travel in frames on the node's connection.
 	out, errs, code := bob.ssh(t, bob.Name, strings.NewReader("tty; exit 5\n"), "-tt")
 	if code != 5 || !strings.Contains(out, "/dev/pts/") {

@@ -93,8 +93,11 @@ func startUp(ctx context.Context, bin, dir string, extra ...string) (*upProc, er
 
 // cpu returns the cpu-seconds `dspool up` has used so far: its control
 // plane and gateway (its agents are processes of their own).
-func (u *upProc) cpu() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", u.cmd.Process.Pid))
+func (u *upProc) cpu() float64 { return procCPU(u.cmd.Process.Pid) }
+
+// procCPU returns the cpu-seconds process pid has used so far.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

@@ -84,6 +84,7 @@ func main() {
 	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	noDspool := flag.Bool("no-dspool", false, "do not measure dspool's gateway")
+	noApart := flag.Bool("no-apart", false, "do not measure `dspool gateway`, a gateway in a process of its own")
 	noPeer := flag.Bool("no-peer", false, "do not measure OpenSSH (direct and jump host)")
 	kex := flag.String("kex", "", "KexAlgorithms for every target (default: the client's default list)")
 	keep := flag.Bool("keep", false, "keep the temporary directory (keys, sshd's config and log, dspool's data and log)")
@@ -120,7 +121,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -compare measures dspool: not with -no-dspool")
 		os.Exit(2)
 	}
-	if err := run(ctx, n, *bin, compare, *jsonOut, *kex, *noDspool, *noPeer, *keep); err != nil {
+	if err := run(ctx, n, *bin, compare, *jsonOut, *kex, *noDspool, *noApart, *noPeer, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -129,7 +130,7 @@ func main() {
 // compared is a dspool binary measured beside the one under test.
 type compared struct{ label, bin string }
 
-func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, kex string, noDspool, noPeer, keep bool) error {
+func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, kex string, noDspool, noApart, noPeer, keep bool) error {
 	if _, err := os.Stat(openssh.Client); err != nil {
 		return fmt.Errorf("no ssh client at %s: install it with `apt-get install -y openssh-client`", openssh.Client)
 	}
@@ -163,6 +164,7 @@ func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, 
 	// would carry it alone.
 	var sides []*side
 	var gws []*dspoolSide
+	var apart *apartSide
 	if noDspool {
 		r.Notes = append(r.Notes, "dspool gateway: skipped (-no-dspool)")
 	} else {
@@ -170,6 +172,11 @@ func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, 
 		defer gw.stop()
 		r.Dspool = gw.t
 		gws = append(gws, gw)
+		if !noApart {
+			apart = startApart(ctx, gw, tmp)
+			defer apart.stop()
+			r.Compared = append(r.Compared, apart.t)
+		}
 	}
 	for _, c := range compare {
 		dir := filepath.Join(tmp, "dspool-"+c.label)
@@ -183,6 +190,9 @@ func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, 
 	}
 	for _, gw := range gws {
 		sides = append(sides, &gw.side)
+	}
+	if apart != nil {
+		sides = append(sides, &apart.side)
 	}
 	if noPeer {
 		r.Notes = append(r.Notes, "openssh: skipped (-no-peer)")
@@ -207,6 +217,9 @@ func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, 
 				gw.restart(ctx, "--ssh-ciphers", chacha20)
 			}
 		}
+		if c == chacha20 && apart != nil && apart.t.Error == "" {
+			apart.restart(ctx) // it takes the ciphers from the control plane
+		}
 		interleave(ctx, sides, c, n)
 	}
 	if ctx.Err() != nil {
@@ -222,13 +235,16 @@ func run(ctx context.Context, n Sizes, bin string, compare []compared, jsonOut, 
 	}
 	// A figure missing from dspool's side is a failure of the run (CI runs
 	// this to prove the path works); the peer may be absent.
-	if d := r.Dspool; d != nil {
+	for _, d := range []*Target{r.Dspool, apart.target()} {
+		if d == nil {
+			continue
+		}
 		if d.Error != "" {
-			return fmt.Errorf("dspool gateway: %s", d.Error)
+			return fmt.Errorf("%s: %s", d.Name, d.Error)
 		}
 		for c, tp := range d.Throughput {
 			if tp.Error != "" {
-				return fmt.Errorf("dspool gateway, %s: %s", shortCipher(c), tp.Error)
+				return fmt.Errorf("%s, %s: %s", d.Name, shortCipher(c), tp.Error)
 			}
 		}
 	}

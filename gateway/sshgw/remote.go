@@ -67,9 +67,11 @@ type pendingStreams struct {
 	data   chan *streamConn
 }
 
-// streamConn is a node's connection, with the mode its frames said.
+// streamConn is a node's connection, with the mode its frames said. The
+// connection is handed on as it is (not wrapped), so that its CloseWrite
+// half-closes it.
 type streamConn struct {
-	net.Conn
+	conn net.Conn
 	mode string
 }
 
@@ -167,7 +169,7 @@ func (r *Remote) take(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	select {
-	case ch <- &streamConn{Conn: c, mode: req.Header.Get(api.DataModeHeader)}:
+	case ch <- &streamConn{conn: c, mode: req.Header.Get(api.DataModeHeader)}:
 	default:
 		c.Close() // a second connection for the same stream
 	}
@@ -409,14 +411,14 @@ func (s *remoteSession) Channel(ctx context.Context, req api.ChannelRequest) (ne
 		return nil, nil, fmt.Errorf("node %s did not open the channel: %w", s.node, err)
 	}
 	if frames.mode != api.DataModeConn {
-		return frames, nil, nil
+		return frames.conn, nil, nil
 	}
 	data, err := await(ctx, p.data)
 	if err != nil {
-		frames.Close()
+		frames.conn.Close()
 		return nil, nil, fmt.Errorf("node %s did not open the channel's data connection: %w", s.node, err)
 	}
-	return frames, data, nil
+	return frames.conn, data.conn, nil
 }
 
 // Forward connects to host:port as seen from the session's node.
@@ -431,7 +433,7 @@ func (s *remoteSession) Forward(ctx context.Context, host string, port int) (net
 	if err != nil {
 		return nil, fmt.Errorf("node %s did not open the forward: %w", s.node, err)
 	}
-	return c, nil
+	return c.conn, nil
 }
 
 func (r *Remote) dial(tok string) api.Dial {
@@ -457,7 +459,7 @@ func (r *Remote) forget(tok string) {
 	for _, ch := range []chan *streamConn{p.frames, p.data} {
 		select {
 		case c := <-ch:
-			c.Close()
+			c.conn.Close()
 		default:
 		}
 	}
