@@ -165,10 +165,13 @@ func TestPreAuthSlotsShared(t *testing.T) {
 	if got := logs.lines("ssh connection refused"); got != 1 {
 		t.Errorf("%d warnings of refused connections, want 1 (at most one per 10 s)", got)
 	}
-	// Every source holds 2 of the 40 slots: another fresh one gets its
-	// fair share, 1, and no more.
-	if held := holdPreauth(t, "127.0.0.31", addr, 3); held != 1 {
-		t.Errorf("a fresh source kept %d of 3 connections, want 1", held)
+	// The 20 sources hold the 40 slots about evenly: 2 each, or 3 for a
+	// few and 1 for as many (evictions take from a largest holder, and
+	// which one among equals is not fixed). Another fresh source gets its
+	// fair share, 1, or 2 when it can take from a source holding 3, and
+	// no more.
+	if held := holdPreauth(t, "127.0.0.31", addr, 3); held < 1 || held > 2 {
+		t.Errorf("a fresh source kept %d of 3 connections, want 1 or 2", held)
 	}
 }
 
