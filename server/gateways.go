@@ -380,10 +380,16 @@ func (g *gateways) told(l *Lease, wait time.Duration) {
 	}
 }
 
+// holds reports whether a gateway that answers (its heartbeat came within
+// two beats) holds a connection of l.
 func (g *gateways) holds(l *Lease) bool {
+	now := g.s.cfg.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, st := range g.gw {
+		if now.Sub(st.seen) > 2*g.s.cfg.Heartbeat {
+			continue
+		}
 		for _, c := range st.conns {
 			if c.lease.Lease == l {
 				return true

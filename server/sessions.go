@@ -143,16 +143,28 @@ func (sm *sessions) forget(l *Lease) {
 
 // finish records the end of a session and tells its node to clean up.
 func (sm *sessions) finish(l *Lease, reason string) {
+	sm.recordEnd(l, reason)
+	sm.tellNode(l)
+}
+
+// recordEnd records the end of a session.
+func (sm *sessions) recordEnd(l *Lease, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := sm.s.db.EndSession(ctx, l.activity(), reason, sm.s.cfg.Now()); err != nil {
 		sm.s.log.Error("record session end", "session", l.rec.ID, "err", err)
 	}
+	sm.s.log.Info("session ended", "session", l.rec.ID, "user", l.rec.User, "node", l.rec.Node, "reason", reason)
+	sm.s.Kick() // its reservation is free for jobs
+}
+
+// tellNode has the session's node end it: its processes are killed.
+func (sm *sessions) tellNode(l *Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if err := sm.s.hub.call(ctx, l.rec.Node, "/sessions/end", api.SessionEnd{Session: l.rec.ID}); err != nil {
 		sm.s.log.Debug("end session on node", "session", l.rec.ID, "err", err)
 	}
-	sm.s.log.Info("session ended", "session", l.rec.ID, "user", l.rec.User, "node", l.rec.Node, "reason", reason)
-	sm.s.Kick() // its reservation is free for jobs
 }
 
 // end ends a session from outside: its connections are told why and closed.
@@ -164,18 +176,29 @@ func (sm *sessions) end(l *Lease, reason string) bool {
 	}
 	l.ended = true
 	sm.forget(l)
-	sm.ending[l.rec.ID] = true
 	sm.mu.Unlock()
 	l.why.Store(&reason)
 	close(l.done)
+	if !sm.s.gateways.holds(l) {
+		sm.finish(l, reason)
+		return true
+	}
 	// Gateways of their own process hear of it at their next heartbeat:
-	// the processes are killed once they have, so that the user reads
-	// why rather than a bare end.
-	sm.s.gateways.told(l, 2*sm.s.cfg.Heartbeat+time.Second)
-	sm.finish(l, reason)
+	// the node kills the processes once they have told their users why
+	// and closed the connections, so that the users do not see a bare
+	// end. Meanwhile the node's reports of the session do not end it
+	// there sooner (ending).
 	sm.mu.Lock()
-	delete(sm.ending, l.rec.ID)
+	sm.ending[l.rec.ID] = true
 	sm.mu.Unlock()
+	sm.recordEnd(l, reason)
+	go func() {
+		sm.s.gateways.told(l, 2*sm.s.cfg.Heartbeat+time.Second)
+		sm.tellNode(l)
+		sm.mu.Lock()
+		delete(sm.ending, l.rec.ID)
+		sm.mu.Unlock()
+	}()
 	return true
 }
 
