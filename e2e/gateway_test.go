@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ func TestGatewayApartOutlivesRestart(t *testing.T) {
 		t.Errorf("a gateway with an ordinary user's token: exit %d, stderr %q; want a refusal naming the gateway scope", code, errs)
 	}
 
-	ports := []string{startGateway(t, gwEnv(tok)), startGateway(t, gwEnv(tok))}
+	port1, gw1 := startGateway(t, gwEnv(tok))
+	port2, _ := startGateway(t, gwEnv(tok))
+	ports := []string{port1, port2}
 	keys := []string{hostKeyAt(t, ports[0]), hostKeyAt(t, ports[1])}
 	if keys[0] == "" || keys[0] != keys[1] {
 		t.Fatalf("the gateways' host keys: %q and %q, want the pool's one key at both", keys[0], keys[1])
@@ -169,11 +172,27 @@ func TestGatewayApartOutlivesRestart(t *testing.T) {
 	if !strings.Contains(errb.String(), "session") {
 		t.Errorf("the ended connection told its user %q, want why", errb.String())
 	}
+
+	// A gateway stopped on purpose tells the control plane of the
+	// connections it closed: their session ends now, not after the grace.
+	bob.up.SSHPort = port1
+	_, s2, _ := bob.sshLongRunning(t, "echo $DSPOOL_SESSION; sleep 600")
+	if !strings.HasPrefix(s2, "s-") {
+		t.Fatalf("a connection through gateway 1 printed %q, want its session's id", s2)
+	}
+	if err := gw1.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the session of the stopped gateway's connection to end", func() bool {
+		var ss []*dspool.Session
+		cliJSON(t, up2.userEnv(bob.token), &ss, "session", "list")
+		return len(ss) == 0
+	})
 }
 
 // startGateway starts `dspool gateway` with env and returns its SSH port
 // once it listens.
-func startGateway(t *testing.T, env []string) string {
+func startGateway(t *testing.T, env []string) (string, *exec.Cmd) {
 	t.Helper()
 	port := freePort(t)
 	dir := tempDir(t)
@@ -193,7 +212,7 @@ func startGateway(t *testing.T, env []string) string {
 		b, _ := os.ReadFile(errf)
 		return strings.Contains(string(b), "ssh gateway listening")
 	})
-	return port
+	return port, cmd
 }
 
 // hostKeyAt is the host key the SSH server on port presents.

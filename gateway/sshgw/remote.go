@@ -100,12 +100,26 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 // ID is this gateway's id, new at each start.
 func (r *Remote) ID() string { return r.id }
 
-// Close stops taking nodes' connections and reporting; open channels go on
-// until their connections close.
+// Close stops taking nodes' connections and reporting. Call it once the
+// gateway is closed: it waits (up to 2 s) for the SSH connections to give
+// their sessions back, and tells the control plane, so that sessions with
+// no other connection end now rather than when this gateway's silence
+// has lasted the node grace.
 func (r *Remote) Close() {
 	r.stopped.Do(func() {
 		close(r.stop)
 		r.ln.Close()
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			r.mu.Lock()
+			n := len(r.conns)
+			r.mu.Unlock()
+			if n == 0 {
+				break
+			}
+		}
+		if err := r.heartbeat(); err != nil {
+			r.log.Warn("the control plane was not told of the connections this gateway closed; their sessions end after the node grace", "err", err)
+		}
 	})
 }
 
