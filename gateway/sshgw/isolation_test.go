@@ -33,6 +33,12 @@ type stream struct {
 // writes of random sizes, and every byte must come back, in order, to the
 // channel that sent it.
 func TestConcurrentSessionsKeepTheirBytes(t *testing.T) {
+	t.Run("gateway in the control plane", func(t *testing.T) { concurrentSessions(t, 48700, false) })
+	// dspool gateway: the node's connections come to the gateway itself.
+	t.Run("gateway apart", func(t *testing.T) { concurrentSessions(t, 48750, true) })
+}
+
+func concurrentSessions(t *testing.T, uidBase int, apart bool) {
 	const (
 		users    = 6 // each a session of their own on the node
 		conns    = 2 // per user, sharing the user's session
@@ -43,8 +49,8 @@ func TestConcurrentSessionsKeepTheirBytes(t *testing.T) {
 	// under -race they can keep the agent's heartbeats waiting past the
 	// usual test grace of 2 s, when the agent fences itself and ends its
 	// sessions (decision 0017): a grace of 30 s keeps that out of this test.
-	f := startSessions(t, dspooltest.Options{UIDBase: 48700, NodeGrace: 30 * time.Second}, sshgw.Config{}, agent.Config{},
-		dspool.SessionSpec{CPUs: 100, Memory: 64 << 20})
+	f := startGateway(t, dspooltest.Options{UIDBase: uidBase, NodeGrace: 30 * time.Second}, sshgw.Config{}, agent.Config{},
+		dspool.SessionSpec{CPUs: 100, Memory: 64 << 20}, apart)
 	var streams []*stream
 	var clients []*ssh.Client
 	for u := range users {

@@ -47,6 +47,14 @@ func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fi
 // reserves of the node's 1 cpu and 1 GiB.
 func startSessions(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac agent.Config, sessions dspool.SessionSpec) *fixture {
 	t.Helper()
+	return startGateway(t, opts, cfg, ac, sessions, false)
+}
+
+// startGateway is startSessions with the gateway in the control plane, or
+// apart from it: the Remote backend of `dspool gateway`, which calls the
+// control plane's API and takes the node's connections itself.
+func startGateway(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac agent.Config, sessions dspool.SessionSpec, apart bool) *fixture {
+	t.Helper()
 	p := dspooltest.New(t, opts)
 	ctx := context.Background()
 	sessions.Default = true
@@ -64,6 +72,18 @@ func startSessions(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac a
 		t.Fatal(err)
 	}
 	cfg.HostKey, cfg.Backend = host, sshgw.ServerBackend(p.Server)
+	if apart {
+		aln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := sshgw.NewRemote(sshgw.RemoteConfig{Client: p.Admin, Listener: aln, Advertise: aln.Addr().String(), Heartbeat: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		cfg.Backend = r
+	}
 	gw := sshgw.New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
