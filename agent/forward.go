@@ -96,7 +96,14 @@ func splice(stream net.Conn, c *net.TCPConn) {
 	}()
 	go func() {
 		_, _ = io.Copy(stream, c)
-		_ = stream.Close() // a stream's Close is a half-close: it can still be read
+		// A half-close: the stream can still be read. A TLS connection
+		// to a gateway (api.Dial) says so with CloseWrite; a yamux
+		// stream's Close is one.
+		if cw, ok := stream.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = stream.Close()
+		}
 		done <- struct{}{}
 	}()
 	<-done

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -154,8 +155,55 @@ func (p *proc) hangup() {
 }
 
 // drainAfterExit is how long output is still read after the process exits,
-// from children that keep its stdout open (OpenSSH waits for them forever).
+// from children that keep its stdout open (OpenSSH waits for them forever),
+// once nothing the process wrote is left to deliver.
 const drainAfterExit = 2 * time.Second
+
+// awaitDrained waits for drained, giving up once pending has said nothing
+// is left to deliver for drainAfterExit: what the process wrote before it
+// exited reaches the client however slowly it reads.
+func awaitDrained(drained <-chan struct{}, pending func() bool) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	idle := time.Now()
+	for {
+		select {
+		case <-drained:
+			return
+		case <-t.C:
+		}
+		if pending() {
+			idle = time.Now()
+		} else if time.Since(idle) >= drainAfterExit {
+			return
+		}
+	}
+}
+
+// unread reports whether the pipe or terminal f holds bytes not yet read.
+func unread(f *os.File) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	// TIOCINQ is FIONREAD: of a pipe, the bytes in it; of a terminal's
+	// master, the bytes its process wrote.
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+	return n > 0
+}
+
+// busyWriter counts its writes under way in n.
+type busyWriter struct {
+	w io.Writer
+	n *atomic.Int32
+}
+
+func (b busyWriter) Write(p []byte) (int, error) {
+	b.n.Add(1)
+	defer b.n.Add(-1)
+	return b.w.Write(p)
+}
 
 // serve carries the process's stdio and control until it exits: frames on
 // the stream, and stdin and stdout on the data connection when there is one.
@@ -171,13 +219,21 @@ func (p *proc) serve(conn net.Conn) {
 	if p.ptmx != nil {
 		out = p.ptmx
 	}
+	// writing counts the writes of stdout to a data connection under way:
+	// over TLS a chunk read from the pipe is on its way there (with
+	// splice(2) to a plain socket, what is on its way stays in the pipe).
+	var writing atomic.Int32
 	switch {
 	case p.data != nil:
 		defer p.data.Close()
 		copies.Add(1)
 		go func() {
 			defer copies.Done()
-			_, _ = io.Copy(p.data, out) // splice(2) from the pipe to the socket
+			var dst io.Writer = p.data
+			if _, ok := p.data.(*net.TCPConn); !ok {
+				dst = busyWriter{p.data, &writing}
+			}
+			_, _ = io.Copy(dst, out) // splice(2) from the pipe to a plain socket
 			closeWrite(p.data)
 		}()
 		if p.stdin != nil || p.ptmx != nil {
@@ -211,10 +267,9 @@ func (p *proc) serve(conn net.Conn) {
 	p.h.mu.Unlock()
 	drained := make(chan struct{})
 	go func() { copies.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainAfterExit):
-	}
+	awaitDrained(drained, func() bool {
+		return writing.Load() > 0 || unread(out) || p.stderr != nil && unread(p.stderr)
+	})
 	p.closeAll()
 	if p.data != nil {
 		closeWrite(p.data) // stdout ends before the exit is sent

@@ -55,7 +55,10 @@ func logins(t *testing.T, f *fixture, n int) []*dspool.AuditEntry {
 // with a message, the connections that key opened, and only those; the key
 // is refused after, and the refusal is in the audit log.
 func TestRemovingAKeyEndsItsConnections(t *testing.T) {
-	f := start(t, 46900, sshgw.Config{})
+	bothGateways(t, 46900, func(t *testing.T, start func(sshgw.Config) *fixture) { removingAKey(t, start(sshgw.Config{})) })
+}
+
+func removingAKey(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	_, key1 := f.user(t, "gwada")
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
@@ -114,7 +117,10 @@ func TestRemovingAKeyEndsItsConnections(t *testing.T) {
 // TestDisablingAUserEndsTheirSSH: disabling a user ends their SSH
 // sessions within 2 s, with the reason, and refuses their logins after.
 func TestDisablingAUserEndsTheirSSH(t *testing.T) {
-	f := start(t, 46950, sshgw.Config{})
+	bothGateways(t, 46950, func(t *testing.T, start func(sshgw.Config) *fixture) { disablingAUser(t, start(sshgw.Config{})) })
+}
+
+func disablingAUser(t *testing.T, f *fixture) {
 	ctx := context.Background()
 	_, key := f.user(t, "gwada")
 	c, err := f.dial("gwada", key)

@@ -54,7 +54,12 @@ func (cc *clientConn) forward(nc ssh.NewChannel) {
 	go func() {
 		n, _ := io.Copy(stream, ch)
 		cc.sess.In(int(n))
-		_ = stream.Close() // half-close: the answer still comes back
+		// A half-close: the answer still comes back.
+		if cw, ok := stream.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		} else {
+			_ = stream.Close() // a yamux stream's Close is one
+		}
 		done <- struct{}{}
 	}()
 	go func() {

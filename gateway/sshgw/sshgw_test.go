@@ -37,6 +37,22 @@ func start(t testing.TB, uidBase int, cfg sshgw.Config) *fixture {
 	return startWith(t, uidBase, cfg, agent.Config{})
 }
 
+// bothGateways runs test with the gateway in the control plane and apart
+// from it (`dspool gateway`), each on users of its own uid range.
+func bothGateways(t *testing.T, uidBase int, test func(t *testing.T, f func(sshgw.Config) *fixture)) {
+	for _, apart := range []bool{false, true} {
+		name, base := "gateway in the control plane", uidBase
+		if apart {
+			name, base = "gateway apart", uidBase+25
+		}
+		t.Run(name, func(t *testing.T) {
+			test(t, func(cfg sshgw.Config) *fixture {
+				return startGateway(t, dspooltest.Options{UIDBase: base}, cfg, agent.Config{}, dspool.SessionSpec{CPUs: 1000, Memory: 256 << 20}, apart)
+			})
+		})
+	}
+}
+
 // startWith is start with the agent's configuration.
 func startWith(t testing.TB, uidBase int, cfg sshgw.Config, ac agent.Config) *fixture {
 	t.Helper()
@@ -160,7 +176,10 @@ func runsAs(u *dspool.User) int {
 // that needs the same cpu waits until the session ends; a second user finds
 // the pool full and is told so on their terminal.
 func TestSessionsShareNodesWithJobs(t *testing.T) {
-	f := start(t, 46000, sshgw.Config{})
+	bothGateways(t, 46000, func(t *testing.T, start func(sshgw.Config) *fixture) { sessionsShareNodes(t, start(sshgw.Config{})) })
+}
+
+func sessionsShareNodes(t *testing.T, f *fixture) {
 	ada, adaKey := f.user(t, "gwada")
 	_, bobKey := f.user(t, "gwbob")
 	c, err := f.dial("gwada", adaKey)
@@ -220,7 +239,10 @@ func TestSessionsShareNodesWithJobs(t *testing.T) {
 // TestForwardAndKill: ssh -L reaches a port on the node; killing the
 // session from the API ends the client's command with a message.
 func TestForwardAndKill(t *testing.T) {
-	f := start(t, 46100, sshgw.Config{})
+	bothGateways(t, 46100, func(t *testing.T, start func(sshgw.Config) *fixture) { forwardAndKill(t, start(sshgw.Config{})) })
+}
+
+func forwardAndKill(t *testing.T, f *fixture) {
 	_, key := f.user(t, "gwada")
 	c, err := f.dial("gwada", key)
 	if err != nil {
@@ -482,7 +504,10 @@ func TestFramedSessions(t *testing.T) {
 // TestBulkBothWays: a large stdin comes back whole on stdout, in order, and
 // stdout is complete before the exit status.
 func TestBulkBothWays(t *testing.T) {
-	f := start(t, 46800, sshgw.Config{})
+	bothGateways(t, 46800, func(t *testing.T, start func(sshgw.Config) *fixture) { bulkBothWays(t, start(sshgw.Config{})) })
+}
+
+func bulkBothWays(t *testing.T, f *fixture) {
 	_, key := f.user(t, "gwada")
 	c, err := f.dial("gwada", key)
 	if err != nil {
@@ -507,6 +532,10 @@ func TestBulkBothWays(t *testing.T) {
 // stdin from the data connection itself, and writes stdout to a pipe that
 // the agent splices to it; bytes the client sends before the process starts
 // are not lost (the agent reads the control plane's answer a byte at a time).
+//
+// The gateway apart from the control plane gets its data connections over
+// TLS (decision 0019), which the process cannot read itself: there stdin
+// is a pipe, as over a TLS agent link.
 func TestStdinFromTheDataSocket(t *testing.T) {
 	f := start(t, 48500, sshgw.Config{})
 	_, key := f.user(t, "gwada")
