@@ -307,6 +307,23 @@ heartbeat: 200ms
 		if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-2], "h") || !strings.HasPrefix(last, "written on h") {
 			t.Fatalf("ssh from h4 printed %q; want the node, its home on the share, and the file a job wrote there", out)
 		}
+
+		// Through a gateway apart from the control plane, on h4: the
+		// node opens the channel's connections to it across the network.
+		gwLog := filepath.Join(keys, "gateway.log")
+		h.startOn(t, 4, adm, gwLog, bin, "gateway", "--listen", h.addr(4)+":2223", "--agent-listen", h.addr(4)+":7022")
+		eventually(t, 30*time.Second, "the gateway on h4 to listen", func() bool {
+			b, _ := os.ReadFile(gwLog)
+			return strings.Contains(string(b), "ssh gateway listening")
+		})
+		apart := h.on(4, "timeout", "60", "ssh", "-p", "2223", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", user+"+multi@"+h.addr(4), `echo "$DSPOOL_NODE"; wc -c`)
+		apart.Stdin = strings.NewReader("through h4\n")
+		out, err = apart.Output()
+		if lines := strings.Fields(string(out)); err != nil || len(lines) != 2 || !strings.HasPrefix(lines[0], "h") || lines[1] != "11" {
+			b, _ := os.ReadFile(gwLog)
+			t.Fatalf("ssh through the gateway on h4: %v: %q; want the node and 11 bytes counted (gateway log: %s)", err, out, b)
+		}
 	})
 
 	t.Run("Jupyter from h4 through the front door runs code in a kernel on a node", func(t *testing.T) {
