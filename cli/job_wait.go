@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -28,8 +30,12 @@ func jobExit(j *dspool.Job) error {
 
 // waitOne waits for a job to finish, showing a progress line on a terminal.
 func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
+	return a.waitWith(ctx, cl, id, timeout, a.progress())
+}
+
+// waitWith is waitOne with its progress line.
+func (a *App) waitWith(ctx context.Context, cl *api.Client, id int64, timeout time.Duration, p *progress) (*dspool.Job, error) {
 	began := time.Now()
-	p := a.progress()
 	defer p.done()
 	var last *dspool.Job
 	// A control plane that restarts (or a network that drops) does not end
@@ -126,4 +132,151 @@ func waitedTooLong(j *dspool.Job, id int64, timeout time.Duration) error {
 		return dspool.Errorf(dspool.EUnavailable, "%s", what)
 	}
 	return dspool.Errorf(dspool.EUnavailable, "%s; it goes on: `dspool job show %d`", what, id)
+}
+
+// follow waits for job id as srun does: a progress line while it waits for
+// a node, then its output on stdout as it comes, attempt after attempt, and
+// a last line on stderr that says how it ended.
+func (a *App) follow(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
+	p := a.progress()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streamed := make(chan struct{})
+	go func() { defer close(streamed); a.streamAttempts(sctx, cl, id, p) }()
+	j, err := a.waitWith(ctx, cl, id, timeout, p)
+	if err != nil {
+		cancel()
+		<-streamed
+		return nil, err
+	}
+	// The job has ended: the rest of its output is on its way.
+	select {
+	case <-streamed:
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-streamed
+	}
+	return j, nil
+}
+
+// streamAttempts copies the output of each attempt of job id to stdout as
+// it is written, until the job ends. The progress line stops at the first
+// byte.
+func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id int64, p *progress) {
+	out := &firstWrite{w: a.Stdout, first: p.stop}
+	attempt := 0      // the attempt being printed
+	var printed int64 // of its output
+	for ctx.Err() == nil {
+		j, err := cl.Job(ctx, id)
+		if err != nil {
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		if j.Attempt > attempt {
+			if attempt > 0 {
+				p.stop()
+				fmt.Fprintf(a.Stderr, "dspool: attempt %d of job %d ended (%s); attempt %d runs\n", attempt, id, attemptEnd(j.Attempts, attempt), j.Attempt)
+			}
+			attempt, printed = j.Attempt, 0
+		}
+		if attempt == 0 {
+			if j.State.Terminal() {
+				return // it never started
+			}
+			// Following the latest attempt of a job that has none waits
+			// for its first to start.
+			if rc, err := cl.Logs(ctx, id, 0, true); err == nil {
+				_, _ = io.Copy(io.Discard, rc)
+				rc.Close()
+			} else {
+				sleep(ctx, 500*time.Millisecond)
+			}
+			continue
+		}
+		// Each follow prints the attempt's output from the start: what an
+		// earlier one printed is skipped.
+		if rc, err := cl.Logs(ctx, id, attempt, true); err == nil {
+			n, _ := io.Copy(io.Discard, io.LimitReader(rc, printed))
+			m, _ := io.Copy(out, rc)
+			printed = n + m
+			rc.Close()
+		}
+		if j.State.Terminal() && j.Attempt == attempt {
+			return
+		}
+		if j.State != dspool.JobRunning {
+			sleep(ctx, 500*time.Millisecond) // between attempts
+		}
+	}
+}
+
+// attemptEnd says how attempt n ended, from the job's attempts.
+func attemptEnd(as []dspool.Attempt, n int) string {
+	for _, at := range as {
+		if at.Number == n {
+			return endedHow(at.Reason, at.ExitCode, at.Message)
+		}
+	}
+	return "it ended"
+}
+
+// endedHow says how an attempt or job ended: its reason, exit code and
+// message.
+func endedHow(reason dspool.Reason, code *int, msg string) string {
+	s := string(reason)
+	if reason == dspool.ReasonExit && code != nil {
+		s = fmt.Sprintf("exit code %d", *code)
+	} else if code != nil && *code != 0 {
+		s += fmt.Sprintf(", exit code %d", *code)
+	}
+	if msg != "" {
+		s += ": " + msg
+	}
+	return s
+}
+
+// finished is the last line of a followed job: how it ended, and where.
+func finished(j *dspool.Job) string {
+	took := ""
+	if j.StartedAt != nil && j.FinishedAt != nil {
+		d := j.FinishedAt.Sub(*j.StartedAt)
+		if d < time.Second {
+			d = d.Round(time.Millisecond)
+		} else {
+			d = d.Round(100 * time.Millisecond)
+		}
+		took = fmt.Sprintf(" in %s", d)
+	}
+	switch j.State {
+	case dspool.JobSucceeded:
+		return fmt.Sprintf("job %d succeeded%s", j.ID, took)
+	case dspool.JobCancelled:
+		return fmt.Sprintf("job %d was cancelled", j.ID)
+	}
+	attempts := ""
+	if j.Attempt > 1 {
+		attempts = fmt.Sprintf(" after %d attempts", j.Attempt)
+	}
+	return fmt.Sprintf("job %d %s%s: %s (see `dspool job show %d`)", j.ID, j.State, attempts, endedHow(j.Reason, j.ExitCode, j.Message), j.ID)
+}
+
+// firstWrite calls first before its first write.
+type firstWrite struct {
+	w     io.Writer
+	first func()
+	once  sync.Once
+}
+
+func (f *firstWrite) Write(b []byte) (int, error) {
+	f.once.Do(f.first)
+	return f.w.Write(b)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }

@@ -333,15 +333,19 @@ func (a *App) shareCPUs() {
 // progress is a line that updates in place on a terminal (and says nothing
 // elsewhere): "waiting for a node in pool gpu: job 3 queued, 14 s".
 type progress struct {
-	w    io.Writer
-	tty  bool
-	last string
+	w       io.Writer
+	tty     bool
+	mu      sync.Mutex
+	last    string
+	stopped bool
 }
 
 func (a *App) progress() *progress { return &progress{w: a.Stderr, tty: isTerminal(a.Stderr)} }
 
 func (p *progress) update(line string) {
-	if p.tty {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && !p.stopped {
 		p.last = line
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 	}
@@ -349,8 +353,18 @@ func (p *progress) update(line string) {
 
 // done clears the line.
 func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.tty && p.last != "" {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.last = ""
 	}
+}
+
+// stop clears the line for good: other output follows on the terminal.
+func (p *progress) stop() {
+	p.done()
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
 }
