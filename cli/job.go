@@ -21,7 +21,7 @@ import (
 
 func (a *App) jobCmd() *cobra.Command {
 	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
-		Example: "  dspool job submit --cpus 2 --memory 4GiB -- python train.py\n  dspool job list\n  dspool job logs -f 12"}
+		Example: "  dspool job submit --wait --cpus 2 --memory 4GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 12"}
 	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd())
 	return c
 }
@@ -38,11 +38,11 @@ func (a *App) jobSubmitCmd() *cobra.Command {
 		Long: `Submit a batch job. The command runs as you, on a node of the pool, in
 jobs/ID on the share (or --workdir, relative to your home on the share). Its
 arguments are passed as they are: no shell is involved unless you run one.`,
-		Example: `  dspool job submit -- python train.py --epochs 10
-  dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --name train -- python train.py
+		Example: `  dspool job submit --wait -- python3 -c 'import platform; print(platform.node())'
+  dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --workdir project -- python3 train.py --epochs 10
   dspool job submit --wait -- sh -c 'echo hello > out.txt'
-  dspool job submit --secret hf-token --secret-file gcp-key -- python train.py`,
-		Args: args(1, -1, "the command to run after --", "dspool job submit -- python train.py"),
+  dspool job submit --secret hf-token --secret-file gcp-key --workdir project -- python3 train.py`,
+		Args: args(1, -1, "the command to run after --", "dspool job submit -- python3 train.py"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Command = args
 			var err error
@@ -133,6 +133,15 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 			return jobExit(j)
 		},
 	}
+	// A flag of the command itself, given without -- before the command
+	// (`dspool job submit python3 train.py --epochs 10`), is no flag of
+	// ours: say where it belongs.
+	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if strings.HasPrefix(err.Error(), "unknown flag") || strings.HasPrefix(err.Error(), "unknown shorthand flag") {
+			return fmt.Errorf("%w: if it is your command's, put -- before the command: dspool job submit [flags] -- COMMAND [ARGS...]", err)
+		}
+		return err
+	})
 	f := c.Flags()
 	f.StringVar(&spec.Pool, "pool", "", "pool to run in (default \"default\")")
 	f.StringVar(&spec.Team, "team", "", "team the job runs for, whose limits apply (default: your one team that may use the pool)")

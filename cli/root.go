@@ -145,7 +145,33 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	root.AddCommand(a.teamCmd())
 	root.AddCommand(a.auditCmd())
 	root.AddCommand(a.secretCmd())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes a command that only groups others (`dspool
+// job`) refuse an argument that names none of them, with what was meant,
+// rather than print its help and succeed: a typo (`dspool job sumbit`)
+// must not pass for done in a script.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c == c.Root() || !c.HasSubCommands() || c.Run != nil || c.RunE != nil {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.SuggestionsMinimumDistance = 2
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(": did you mean %q?", strings.Join(s, `" or "`))
+		}
+		return fmt.Errorf("%s (see `%s --help`)", msg, cmd.CommandPath())
+	}
 }
 
 func (a *App) versionCmd() *cobra.Command {

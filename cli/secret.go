@@ -24,7 +24,7 @@ get at their start, as an environment variable or a file, without the value
 ever being in a command line, a log, the share or the store in the clear. A
 secret is yours, or a team's: every member of the team may use it.`,
 		Example: `  dspool secret set hf-token < token.txt
-  dspool job submit --secret hf-token --secret-file gcp-key -- python train.py
+  dspool job submit --secret hf-token --secret-file gcp-key --workdir project -- python3 train.py
   dspool secret list`,
 	}
 	c.AddCommand(a.secretSetCmd(), a.secretListCmd(), a.secretDeleteCmd(), a.secretRotateCmd())
