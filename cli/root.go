@@ -237,7 +237,8 @@ func (a *App) client() (*api.Client, error) {
 		a.tokenFrom = tokenFromNone
 	}
 	if server == "" {
-		return nil, errors.New("no server to talk to: start one with `dspool up`, or pass --server URL (or DSPOOL_SERVER)")
+		return nil, fmt.Errorf("no server to talk to: no CLI login in %s%s; start a pool with `dspool up` (it logs this machine's CLI in), log in to one with `dspool login URL`, or pass --server URL (or DSPOOL_SERVER)",
+			a.defaultConfigPath(), loginFileFrom(a))
 	}
 	cl := &api.Client{Server: server, Token: token}
 	var told sync.Once
@@ -254,6 +255,17 @@ func (a *App) client() (*api.Client, error) {
 		cl.HTTP = h
 	}
 	return cl, nil
+}
+
+// loginFileFrom says where the login file's name came from, for messages.
+func loginFileFrom(a *App) string {
+	switch {
+	case a.configPath != "":
+		return " (--config-file)"
+	case a.Getenv("DSPOOL_CONFIG") != "":
+		return " (DSPOOL_CONFIG; unset it for the default)"
+	}
+	return " (set DSPOOL_CONFIG to use another)"
 }
 
 func firstOf(xs ...string) string {

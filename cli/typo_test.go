@@ -28,6 +28,18 @@ func TestTyposAreErrors(t *testing.T) {
 			t.Errorf("dspool %s: exit %d, stderr %q; want a failure saying %q", strings.Join(c.args, " "), code, errb.String(), c.says)
 		}
 	}
+	// A command without a server or login says where it looked.
+	var out0, err0 bytes.Buffer
+	app0 := &cli.App{Stdout: &out0, Stderr: &err0, Getenv: func(k string) string {
+		if k == "DSPOOL_CONFIG" {
+			return "/nonexistent/login.json"
+		}
+		return ""
+	}}
+	if code := app0.Run(context.Background(), []string{"job", "list"}); code == 0 ||
+		!strings.Contains(err0.String(), "no CLI login in /nonexistent/login.json (DSPOOL_CONFIG") || !strings.Contains(err0.String(), "dspool login URL") {
+		t.Errorf("job list without a login: exit %d, stderr %q; want where it looked and how to log in", code, err0.String())
+	}
 	// The group alone still shows its help.
 	var out, errb bytes.Buffer
 	app := &cli.App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}

@@ -178,6 +178,10 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		redirect := firstOf(o.OIDC.RedirectURL, p.url+server.OIDCCallbackPath)
 		fmt.Fprintf(a.Stdout, "  sso:   %s (register the redirect URL %s there)\n", o.OIDC.Issuer, redirect)
 	}
+	if strings.Contains(os.Args[0], "go-build") {
+		// go run's binary is gone once it exits, and on no PATH.
+		fmt.Fprintf(a.Stdout, "  cli:   a dspool command for the lines above: go build -o dspool ./cmd/dspool (or go install ./cmd/dspool)\n")
+	}
 	fmt.Fprintf(a.Stdout, "Press Ctrl-C to stop.\n")
 	<-ctx.Done()
 	fmt.Fprintln(a.Stderr, "stopping agents and their jobs...")
