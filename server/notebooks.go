@@ -489,7 +489,8 @@ func (s *Server) toLoginPage(next http.HandlerFunc) http.HandlerFunc {
 		if browser {
 			u, _, err := s.caller(r)
 			if err != nil {
-				http.Redirect(w, r, "/", http.StatusSeeOther)
+				// The login comes back here.
+				http.Redirect(w, r, "/?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			if _, rec := s.notebooks.get(u.Name); u.Name == r.PathValue("name") && rec.State != dspool.NotebookReady {

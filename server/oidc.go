@@ -354,7 +354,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		s.ssoPage(w, e.status, e.msg)
 		return
 	}
-	if err := s.startWebSession(w, r, u); err != nil {
+	if err := s.startWebSession(w, r, u, ""); err != nil {
 		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", s.client(r).Addr, "err", err)
 		s.recordSSO(r, nil, id, "no_session")
 		why := "see the pool's log"

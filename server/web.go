@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -188,6 +189,23 @@ type pageData struct {
 	SSO        string
 	SSODown    bool
 	NoPassword bool
+	// Next is where a login returns to: the page that asked for it.
+	Next string
+}
+
+// loginNext is where a login may return to: a user's Jupyter server
+// (/user/NAME/...), the one page of the pool that sends a browser to log
+// in; anything else (another site, //host, a scheme) is "" and the login
+// goes to the pool's page.
+func loginNext(p string) string {
+	if len(p) > 2048 || !strings.HasPrefix(p, "/user/") || strings.ContainsAny(p, "\\\r\n\t") {
+		return ""
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return ""
+	}
+	return p
 }
 
 func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
@@ -204,7 +222,7 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		if _, cerr := r.Cookie(sessionCookie); cerr == nil && dspool.ErrorCode(err) == dspool.EUnauthorized {
 			why = sentence(dspool.Message(err))
 		}
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: why}))
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: why, Next: loginNext(r.URL.Query().Get("next"))}))
 		return
 	}
 	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf})
@@ -227,6 +245,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	name, pw := r.PostFormValue("username"), r.PostFormValue("password")
+	next := loginNext(r.PostFormValue("next"))
 	login, err := dspool.ParseLogin(name)
 	if err == nil && login.Pool != "" {
 		err = dspool.Invalid("username", "give your user name alone")
@@ -240,7 +259,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.log.Info("web login refused", "user", name, "remote", s.client(r).Addr)
 		s.audit(r, dspool.AuditAnonymous, dspool.AuditLoginWeb, "user "+name, dspool.AuditFailure, dspool.Message(err))
-		status, msg := http.StatusUnauthorized, "Wrong user name or password. Set a password with `dspool user passwd`."
+		status, msg := http.StatusUnauthorized, "Wrong user name or password. No password yet, or forgotten it? Ask your pool's admin to set one for you."
 		var te *ThrottledError
 		switch {
 		case errors.As(err, &te):
@@ -250,10 +269,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 			msg = "Your account is disabled: ask an admin to enable it."
 		}
 		w.WriteHeader(status)
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg, Name: name}))
+		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg, Name: name, Next: next}))
 		return
 	}
-	if err := s.startWebSession(w, r, u); err != nil {
+	if err := s.startWebSession(w, r, u, next); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -262,9 +281,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // startWebSession logs the browser in as u (a password or single sign-on
-// checked who it is): the login cookie, then the page. Nothing is written
-// when it fails.
-func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspool.User) error {
+// checked who it is): the login cookie, then the page that asked for the
+// login (next, from loginNext), or the pool's. Nothing is written when it
+// fails.
+func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspool.User, next string) error {
 	secret, xsrf := newToken(), newToken()
 	expires := s.cfg.Now().Add(webLoginTTL)
 	if err := s.db.CreateWebSession(r.Context(), u.ID, HashSecret(secret), xsrf, expires); err != nil {
@@ -272,7 +292,7 @@ func (s *Server) startWebSession(w http.ResponseWriter, r *http.Request, u *dspo
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
 		HttpOnly: true, Secure: s.client(r).Secure(), SameSite: http.SameSiteLaxMode})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.Redirect(w, r, cmp.Or(next, "/"), http.StatusSeeOther)
 	return nil
 }
 
@@ -345,6 +365,7 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 {{if not .NoPassword}}<form method="post" action="/login">
 <label for="username">User name</label><input id="username" name="username" value="{{.Name}}" autocomplete="username" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+{{if .Next}}<input type="hidden" name="next" value="{{.Next}}">{{end}}
 <p><button>Log in</button></p>
 </form>{{end}}
 {{end}}
