@@ -22,7 +22,7 @@ import (
 func (a *App) jobCmd() *cobra.Command {
 	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
 		Example: "  dspool job submit --wait --cpus 2 --memory 4GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 12"}
-	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd())
+	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd(), a.jobRerunCmd())
 	return c
 }
 

@@ -63,6 +63,20 @@ func TestSubmitWaitFollows(t *testing.T) {
 		t.Fatalf("submit --wait of a job that succeeded: %v, stderr %q", err, errb.String())
 	}
 
+	// A rerun: a new job with the same command and options.
+	out, errs, code := cli(t, env, "job", "submit", "--wait", "--env", "WORD=again", "--", "sh", "-c", "echo $WORD")
+	if out != "again\n" || code != 0 {
+		t.Fatalf("submit --wait: %q, exit %d, stderr %q", out, code, errs)
+	}
+	first := strings.Fields(errs)[2] // "submitted job N"
+	out, errs, code = cli(t, env, "job", "rerun", "--wait", first)
+	if out != "again\n" || code != 0 || !strings.Contains(errs, "a rerun of job "+first) {
+		t.Errorf("job rerun --wait %s: %q, exit %d, stderr %q; want the same output from a new job", first, out, code, errs)
+	}
+	if _, errs, code := cli(t, up.env(), "job", "rerun", first); code == 0 || !strings.Contains(errs, "is e2ewait75's") {
+		t.Errorf("the admin reruns e2ewait75's job: exit %d, stderr %q; want a refusal saying whose it is", code, errs)
+	}
+
 	for _, c := range []struct {
 		name   string
 		args   []string
