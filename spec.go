@@ -73,6 +73,18 @@ var reservedEnv = map[string]bool{
 	"HOME": true, "USER": true, "LOGNAME": true, "CUDA_VISIBLE_DEVICES": true, "NVIDIA_VISIBLE_DEVICES": true,
 }
 
+// ValidateEnvName checks that k may be a job's variable: a valid name that
+// dspool does not set itself.
+func ValidateEnvName(k string) error {
+	if !envNameRE.MatchString(k) || len(k) > 256 {
+		return Invalid("env", "%s is not a valid variable name: use letters, digits and '_', not starting with a digit", quote(k))
+	}
+	if reservedEnvName(k) {
+		return Invalid("env."+k, "is set by dspool or changes how programs load, so a job cannot set it")
+	}
+	return nil
+}
+
 func reservedEnvName(k string) bool {
 	return reservedEnv[k] || strings.HasPrefix(k, "LD_") || strings.HasPrefix(k, "DSPOOL_") ||
 		strings.HasPrefix(k, "BASH_FUNC_") || strings.HasPrefix(k, "GCONV_")
@@ -145,14 +157,10 @@ func (s *JobSpec) Normalize() error {
 		return Invalid("env", "has %d variables: at most %d", len(s.Env), MaxEnv)
 	}
 	for _, k := range sortedKeys(s.Env) {
-		field := "env." + k
-		if !envNameRE.MatchString(k) || len(k) > 256 {
-			return Invalid("env", "%s is not a valid variable name: use letters, digits and '_', not starting with a digit", quote(k))
+		if err := ValidateEnvName(k); err != nil {
+			return err
 		}
-		if reservedEnvName(k) {
-			return Invalid(field, "is set by dspool or changes how programs load, so a job cannot set it")
-		}
-		if err := checkData(field, s.Env[k], MaxArgsBytes); err != nil {
+		if err := checkData("env."+k, s.Env[k], MaxArgsBytes); err != nil {
 			return err
 		}
 		total += len(k) + len(s.Env[k]) + 2

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,14 +31,27 @@ func (a *App) jobSubmitCmd() *cobra.Command {
 	var spec dspool.JobSpec
 	var cpus, memory string
 	var env, secretEnv, secretFiles []string
-	var wait bool
+	var wait, exportAll, login bool
+	var exports []string
+	var envFile string
 	var waitTimeout dspool.Duration
 	c := &cobra.Command{
-		Use:   "submit [flags] -- COMMAND [ARGS...]",
+		Use:   "submit [flags] -- COMMAND [ARGS...] | submit [flags] SCRIPT [ARGS...]",
 		Short: "Submit a batch job",
 		Long: `Submit a batch job. The command runs as you, on a node of the pool, in
 jobs/ID on the share (or --workdir, relative to your home on the share). Its
-arguments are passed as they are: no shell is involved unless you run one.`,
+arguments are passed as they are: no shell is involved unless you run one.
+
+A batch script (a file here whose first line is #!, given without --) is
+read and sent with the job, as sbatch does: it need not be on the share.
+Lines at its top that begin with #DSPOOL hold flags of this command
+(#DSPOOL --cpus 4 --gpus 1 --time 2h); flags on the command line win.
+
+The job's environment is the node's, not yours: --export, --export-all and
+--env-file bring variables along (their values are stored with the job and
+shown by job show: use secrets for credentials), and --login runs the
+command in your login shell, so that your profile (conda init, module
+loads) applies.`,
 		Example: `  dspool job submit --wait -- python3 -c 'import platform; print(platform.node())'
   dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --workdir project -- python3 train.py --epochs 10
   dspool job submit --wait -- sh -c 'echo hello > out.txt'
@@ -46,6 +60,27 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec.Command = args
 			var err error
+			if cmd.ArgsLenAtDash() < 0 {
+				script, directives, ok, err := batchScript(args[0], args[1:])
+				if err != nil {
+					return err
+				}
+				if ok {
+					spec.Command = script
+					if err := applyDirectives(cmd.Flags(), args[0], directives); err != nil {
+						return err
+					}
+					if spec.Name == "" {
+						spec.Name = filepath.Base(args[0])
+					}
+				}
+			}
+			if err := a.jobEnvironment(&spec, exports, exportAll, envFile); err != nil {
+				return err
+			}
+			if login {
+				spec.Command = []string{"/bin/bash", "-l", "-c", shellQuote(spec.Command)}
+			}
 			if cpus != "" {
 				if spec.CPUs, err = dspool.ParseCPU(cpus); err != nil {
 					return dspool.Invalid("--cpus", "%v", err)
@@ -157,6 +192,10 @@ arguments are passed as they are: no shell is involved unless you run one.`,
 	f.StringArrayVar(&secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
 	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
+	f.StringSliceVar(&exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
+	f.BoolVar(&exportAll, "export-all", false, "the job gets your environment (but for what the node sets: HOME, USER, TERM, DSPOOL_*, ...)")
+	f.StringVar(&envFile, "env-file", "", "variables from a file of KEY=VALUE lines (# comments; quotes and export are allowed)")
+	f.BoolVar(&login, "login", false, "run the command in your login shell (bash -l), so that your profile applies")
 	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")
 	f.Var((*durationFlag)(&waitTimeout), "wait-timeout", "with --wait, stop waiting after this long and exit 124 (the job goes on; default: wait until it ends)")
 	return c

@@ -33,6 +33,9 @@ type App struct {
 	Stdout, Stderr io.Writer
 	Stdin          io.Reader
 	Getenv         func(string) string
+	// Environ is the whole environment, for job submit --export-all
+	// (default os.Environ).
+	Environ func() []string
 
 	server, token, output, configPath string
 	// tokenFrom says where the token of client() came from; "" before.
