@@ -51,9 +51,11 @@ func TestWebLogin(t *testing.T) {
 	if resp, css := do("GET", "/static/page.css", nil, ""); resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || css == "" {
 		t.Fatalf("the page's styles: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	// A browser opening a Jupyter URL without a login is sent to the page.
+	// A browser opening a Jupyter URL without a login is sent to the page,
+	// which is to return there.
 	html := map[string]string{"Accept": "text/html,application/xhtml+xml"}
-	if resp, _ := do("GET", "/user/"+ada.Name+"/tree", html, ""); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+	if resp, _ := do("GET", "/user/"+ada.Name+"/tree", html, ""); resp.StatusCode != http.StatusSeeOther ||
+		resp.Header.Get("Location") != "/?next=%2Fuser%2F"+ada.Name+"%2Ftree" {
 		t.Fatalf("a browser at /user/NAME/ without a login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	if resp, page := login("wrong horse battery", form); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 ||
