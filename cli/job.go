@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -139,33 +138,7 @@ loads) applies.`,
 				return a.printJob(j)
 			}
 			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
-			if a.output != "json" {
-				// As srun: the job's output as it comes, then how it
-				// ended, with its exit code as this command's.
-				j, err = a.follow(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
-				if errors.As(err, new(*waitTimeoutError)) {
-					fmt.Fprintf(a.Stderr, "dspool: %s\n", dspool.Message(err))
-					return &ExitError{Code: 124}
-				}
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(a.Stderr, "dspool: %s\n", finished(j))
-				return jobExit(j)
-			}
-			j, err = a.waitOne(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
-			if errors.As(err, new(*waitTimeoutError)) {
-				// Not the job's exit status: 124, as timeout(1) exits.
-				fmt.Fprintf(a.Stderr, "dspool: %s\n", dspool.Message(err))
-				return &ExitError{Code: 124}
-			}
-			if err != nil {
-				return err
-			}
-			if err := a.printJob(j); err != nil {
-				return err
-			}
-			return jobExit(j)
+			return a.waitSubmitted(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
 		},
 	}
 	// A flag of the command itself, given without -- before the command

@@ -52,20 +52,7 @@ as it is.`,
 				return a.printJob(j)
 			}
 			fmt.Fprintf(a.Stderr, "submitted job %d (a rerun of job %d)\n", j.ID, id)
-			if a.output == "json" {
-				if j, err = a.waitOne(cmd.Context(), cl, j.ID, 0); err != nil {
-					return err
-				}
-				if err := a.printJob(j); err != nil {
-					return err
-				}
-				return jobExit(j)
-			}
-			if j, err = a.follow(cmd.Context(), cl, j.ID, 0); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.Stderr, "dspool: %s\n", finished(j))
-			return jobExit(j)
+			return a.waitSubmitted(cmd.Context(), cl, j.ID, 0)
 		},
 	}
 	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as `job submit --wait` does, and exit with its exit code")

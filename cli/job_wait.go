@@ -134,6 +134,35 @@ func waitedTooLong(j *dspool.Job, id int64, timeout time.Duration) error {
 	return dspool.Errorf(dspool.EUnavailable, "%s; it goes on: `dspool job show %d`", what, id)
 }
 
+// waitSubmitted is --wait of a job just submitted: its output and how it
+// ended (follow), or with -o json the finished job; the command exits with
+// the job's exit code, or 124 when timeout (0: none) ran out first.
+func (a *App) waitSubmitted(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) error {
+	var j *dspool.Job
+	var err error
+	if a.output == "json" {
+		j, err = a.waitOne(ctx, cl, id, timeout)
+	} else {
+		j, err = a.follow(ctx, cl, id, timeout)
+	}
+	if errors.As(err, new(*waitTimeoutError)) {
+		// Not the job's exit status: 124, as timeout(1) exits.
+		fmt.Fprintf(a.Stderr, "dspool: %s\n", dspool.Message(err))
+		return &ExitError{Code: 124}
+	}
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		if err := a.printJob(j); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.Stderr, "dspool: %s\n", finished(j))
+	}
+	return jobExit(j)
+}
+
 // follow waits for job id as srun does: a progress line while it waits for
 // a node, then its output on stdout as it comes, attempt after attempt, and
 // a last line on stderr that says how it ended.

@@ -183,42 +183,40 @@ func gatewayCredential(how string) string {
 // channel's connections to the gateway, and this answers once it has.
 func (s *Server) gatewayChannel(w http.ResponseWriter, r *http.Request) {
 	var req api.GatewayChannel
-	if err := readJSON(r, &req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	l, err := s.gateways.lease(req.Gateway, req.Conn)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ch := api.ChannelRequest{SessionSetup: l.setup, Kind: req.Kind, Command: req.Command, PTY: req.PTY, Env: req.Env,
-		Client: req.Client, Server: req.Server, Data: "gateway", Dial: &req.Dial}
-	hdr, err := s.hub.ask(r.Context(), l.rec.Node, "/sessions/channel", ch)
-	if err != nil {
-		s.fail(w, r, nodeError(l.rec.NodeName, err))
-		return
-	}
-	w.Header().Set(api.DataModeHeader, hdr.Get(api.DataModeHeader))
-	w.WriteHeader(http.StatusNoContent)
+	s.gatewayAsk(w, r, &req, func() (string, string) { return req.Gateway, req.Conn }, "/sessions/channel", func(l *ConnLease) any {
+		return api.ChannelRequest{SessionSetup: l.setup, Kind: req.Kind, Command: req.Command, PTY: req.PTY, Env: req.Env,
+			Client: req.Client, Server: req.Server, Data: "gateway", Dial: &req.Dial}
+	})
 }
 
 // gatewayForward answers POST /api/v1/gateway/forward.
 func (s *Server) gatewayForward(w http.ResponseWriter, r *http.Request) {
 	var req api.GatewayForward
-	if err := readJSON(r, &req); err != nil {
+	s.gatewayAsk(w, r, &req, func() (string, string) { return req.Gateway, req.Conn }, "/sessions/forward", func(l *ConnLease) any {
+		return api.ForwardRequest{SessionSetup: l.setup, Host: req.Host, Port: req.Port, Dial: &req.Dial}
+	})
+}
+
+// gatewayAsk reads a gateway's request into req, finds the lease of the
+// connection it names, and sends the node of its session what body makes
+// of it at path; it answers 204 once the node has.
+func (s *Server) gatewayAsk(w http.ResponseWriter, r *http.Request, req any, conn func() (string, string), path string, body func(*ConnLease) any) {
+	if err := readJSON(r, req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	l, err := s.gateways.lease(req.Gateway, req.Conn)
+	l, err := s.gateways.lease(conn())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	fw := api.ForwardRequest{SessionSetup: l.setup, Host: req.Host, Port: req.Port, Dial: &req.Dial}
-	if _, err := s.hub.ask(r.Context(), l.rec.Node, "/sessions/forward", fw); err != nil {
+	hdr, err := s.hub.ask(r.Context(), l.rec.Node, path, body(l))
+	if err != nil {
 		s.fail(w, r, nodeError(l.rec.NodeName, err))
 		return
+	}
+	if m := hdr.Get(api.DataModeHeader); m != "" {
+		w.Header().Set(api.DataModeHeader, m)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
