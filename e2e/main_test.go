@@ -243,6 +243,7 @@ func cliJSON(t *testing.T, env []string, v any, args ...string) {
 // a new data directory.
 type upConfig struct {
 	Nodes   int      // local agents of the pool "default" (--nodes); 0 means 1
+	Ready   int      // ready nodes of every pool to wait for; 0 means Nodes
 	UIDBase int      // --uid-base; 0 means the default
 	Data    string   // data directory; "" means a new one
 	Login   string   // CLI login file (DSPOOL_CONFIG); "" means a new one
@@ -326,7 +327,10 @@ func startUp(t *testing.T, c upConfig) *upProc {
 		u.CA = filepath.Join(c.Data, "tls", "ca.crt")
 		testCAs.trust(t, u.CA)
 	}
-	u.waitNodes(t, "", c.Nodes)
+	if c.Ready == 0 {
+		c.Ready = c.Nodes
+	}
+	u.waitNodes(t, "", c.Ready)
 	return u
 }
 

@@ -1,0 +1,305 @@
+package e2e_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	chaosLong = flag.Bool("chaos.long", false, "TestChaos: the long run (50 kill -9s of the control plane, 20 of an agent, 10 link cuts) instead of the short one")
+	chaosSeed = flag.Uint64("chaos.seed", 0, "TestChaos: the seed of its random choices (0: a new one, printed)")
+)
+
+// chaosGrace is the node grace of TestChaos: longer than a restart of the
+// control plane takes on a loaded machine, so that kill -9s of it end no
+// attempt or session. A link cut past it (and the kill grace, and the
+// margin) has its node's attempts retried.
+const chaosGrace = 10 * time.Second
+
+// TestChaos keeps a pool busy while it disrupts it at random moments:
+// kill -9 of `dspool up` (started again on the same data, it adopts its
+// agents), kill -9 of an agent, cuts of an agent's link. All along, jobs
+// are submitted through the API, a Jupyter kernel counts in a thread, and
+// tmux runs a loop in an SSH session. Afterwards every acknowledged job
+// exists once and succeeded, no two attempts of a job ran at once, no job
+// ran to its end twice, the kernel kept counting in the same process, tmux
+// runs on in the same session, no process of a dspool user runs outside a
+// live attempt or session, and no log shows a panic.
+//
+// The pool: "default", the one local node of `dspool up`, hosts the
+// sessions and is disrupted only by the control plane's kills (the kill of
+// its agent ends its sessions: decision 0016); "batch", two more local
+// nodes, whose agents are killed; "ext", a node whose agent the test runs,
+// joined through a proxy that cuts its link, and which is killed too.
+func TestChaos(t *testing.T) {
+	requireRoot(t)
+	seed := *chaosSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	plan := map[string]int{"up": 4, "agent": 3, "cut": 2}
+	if *chaosLong {
+		plan = map[string]int{"up": 50, "agent": 20, "cut": 10}
+	}
+	t.Logf("chaos: seed %d (rerun with -args -chaos.seed=%d)", seed, seed)
+	c := newChaos(t, seed)
+	began := time.Now()
+	c.run(plan)
+	c.drainAndCheck(began)
+}
+
+// chaos is TestChaos's pool and what it keeps and counts.
+type chaos struct {
+	t      *testing.T
+	rng    *rand.Rand
+	seed   uint64
+	cfg    upConfig
+	up     *upProc
+	ups    []*upProc // every run, for their logs
+	local  []string  // the local agents' state directories
+	ext    *chaosExt
+	admin  string // the admin's token
+	jobs   *submitter
+	kernel *chaosKernel // nil without Jupyter
+	tmux   *chaosTmux   // nil without ssh or tmux
+	users  []int        // uids of the dspool users
+	done   map[string]int
+	faults []string // what went wrong after a disruption
+	// procsSeen counts the processes of dspool users the orphan check
+	// looked at.
+	procsSeen int
+}
+
+// chaosExt is the ext node's agent, which the test starts again after it
+// kills it.
+type chaosExt struct {
+	proxy *linkProxy
+	args  []string
+	agent *agentProc
+	logs  []string
+}
+
+func (e *chaosExt) start(t *testing.T) {
+	dir := tempDir(t)
+	e.agent = startAgent(t, dir, e.args...)
+	e.logs = append(e.logs, e.agent.stderr, filepath.Join(dir, "agent.out"))
+}
+
+func newChaos(t *testing.T, seed uint64) *chaos {
+	c := &chaos{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), done: map[string]int{}}
+	// Fixed addresses: the notebook's URL, the agents' and the clients'
+	// server stay the same across restarts.
+	listen, sshListen := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+	c.cfg = upConfig{UIDBase: uidBase(160), Args: []string{"--node-grace", chaosGrace.String(), "--listen", listen, "--ssh-listen", sshListen}}
+	c.up = startUp(t, c.cfg)
+	c.ups = append(c.ups, c.up)
+	c.cfg.Data, c.cfg.Login = c.up.Data, c.up.Login
+	c.admin = c.up.adminToken(t)
+	applyPool(t, c.up, `pools:
+  - name: batch
+    provider: local
+    node: {cpus: 1, memory: 1GiB}
+    count: 2
+    work: [batch]
+  - name: ext
+    provider: static
+    node: {cpus: 1, memory: 1GiB}
+    count: 1
+    work: [batch]
+`)
+	c.local = []string{filepath.Join(c.up.Data, "agents", "default-1"), filepath.Join(c.up.Data, "agents", "batch-1"), filepath.Join(c.up.Data, "agents", "batch-2")}
+	join := strings.TrimSpace(cliOK(t, c.up.env(), "pool", "join-token", "ext"))
+	c.ext = &chaosExt{proxy: startLinkProxy(t, listen)}
+	c.ext.args = []string{"--server", "https://" + c.ext.proxy.addr(), "--join-token", join, "--pool", "ext", "--name", "chaos-ext",
+		"--share", c.up.Share, "--state", filepath.Join(tempDir(t), "state"), "--cpus", "1", "--memory", "1GiB"}
+	c.ext.start(t)
+	c.cfg.Ready = 4
+	c.up.waitNodes(t, "", c.cfg.Ready)
+	t.Cleanup(func() {
+		// Whatever a failed test left running.
+		for _, s := range c.local {
+			for _, pid := range agentPIDs(s) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+
+	worker, token := c.up.createUser(t, "e2echaos160j")
+	c.users = append(c.users, runsAs(worker))
+	c.jobs = newSubmitter(c.up, token, fmt.Sprintf("chaos-%d", seed), seed, "batch", "ext")
+	if haveJupyter() {
+		ada, adaTok := c.up.createUser(t, "e2echaos160a")
+		c.users = append(c.users, runsAs(ada))
+		c.kernel = startChaosKernel(t, c.up, ada, adaTok, fmt.Sprintf("m%d", seed))
+	} else {
+		t.Log("chaos: Jupyter is not installed, so no kernel counts through the disruptions: " + noJupyter)
+	}
+	_, errSSH := exec.LookPath("ssh")
+	_, errTmux := exec.LookPath("tmux")
+	if errSSH == nil && errTmux == nil {
+		bob := c.up.sshUser(t, "e2echaos160b")
+		c.users = append(c.users, runsAs(bob.User))
+		c.tmux = startChaosTmux(t, c.up, bob)
+	} else {
+		t.Logf("chaos: no SSH session with tmux runs through the disruptions (apt-get install openssh-client tmux): %v %v", errSSH, errTmux)
+	}
+	return c
+}
+
+// run submits jobs all along and makes the disruptions of plan, in an
+// order and at moments drawn from the seed; after each it waits for the
+// pool to be whole again and checks the kernel and tmux.
+func (c *chaos) run(plan map[string]int) {
+	t := c.t
+	var order []string
+	for _, kind := range []string{"up", "agent", "cut"} {
+		for range plan[kind] {
+			order = append(order, kind)
+		}
+	}
+	c.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	// Cuts alternate a short one (within the grace: nothing is retried)
+	// and a long one (past it: the node's attempts are retried), in an
+	// order of the seed's.
+	long := c.rng.IntN(2) == 0
+
+	ctx, stop := context.WithCancel(context.Background())
+	submitted := make(chan struct{})
+	go func() { defer close(submitted); c.jobs.run(ctx, 600*time.Millisecond) }()
+	defer func() { stop(); <-submitted }()
+
+	for i, kind := range order {
+		gap := time.Duration(1000+c.rng.IntN(3000)) * time.Millisecond
+		time.Sleep(gap) // a random moment: the pool is busy meanwhile
+		var what string
+		switch kind {
+		case "up":
+			what = c.killUp()
+		case "agent":
+			what = c.killAgent()
+		case "cut":
+			what = c.cutLink(long)
+			long = !long
+		}
+		c.done[kind]++
+		healed := time.Now()
+		c.up.waitNodes(t, "", c.cfg.Ready)
+		if c.kernel != nil {
+			if bad := c.kernel.check(t); bad != "" {
+				c.fault(i, what, bad)
+			}
+		}
+		if c.tmux != nil {
+			if bad := c.tmux.check(healed); bad != "" {
+				c.fault(i, what, bad)
+			}
+		}
+		t.Logf("chaos: %d/%d %s; the pool is whole again %s after", i+1, len(order), what, time.Since(healed).Round(time.Millisecond))
+	}
+}
+
+func (c *chaos) fault(i int, what, bad string) {
+	c.t.Errorf("after disruption %d (%s): %s", i+1, what, bad)
+	c.faults = append(c.faults, bad)
+}
+
+// killUp kills `dspool up` with SIGKILL and starts it again on the same
+// data; the new run must adopt the same agent processes.
+func (c *chaos) killUp() string {
+	t := c.t
+	before := onlyAgents(t, c.local)
+	if err := c.up.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.up.done
+	c.up = startUp(t, c.cfg)
+	c.ups = append(c.ups, c.up)
+	if after := onlyAgents(t, c.local); !slices.Equal(after, before) {
+		c.fault(len(c.ups)-2, "kill -9 of dspool up", fmt.Sprintf("agents %v after the restart, want those that ran on: %v", after, before))
+	}
+	if c.tmux != nil {
+		if bad := c.tmux.relogin(t); bad != "" {
+			c.fault(len(c.ups)-2, "kill -9 of dspool up", bad)
+		}
+	}
+	return "kill -9 of dspool up"
+}
+
+// killAgent kills the agent of a batch or ext node with SIGKILL: `dspool
+// up` starts a local one again, the test the ext one.
+func (c *chaos) killAgent() string {
+	t := c.t
+	i := 1 + c.rng.IntN(3)
+	if i == 3 {
+		_ = c.ext.agent.cmd.Process.Kill()
+		<-c.ext.agent.done
+		time.Sleep(time.Duration(c.rng.IntN(2000)) * time.Millisecond) // away for a while
+		c.ext.start(t)
+		return "kill -9 of the ext node's agent"
+	}
+	pid := agentPID(t, c.local[i])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "dspool up to start the agent again", func() bool {
+		pids := agentPIDs(c.local[i])
+		return len(pids) == 1 && pids[0] != pid
+	})
+	return "kill -9 of the agent of " + filepath.Base(c.local[i])
+}
+
+// cutLink cuts the ext node's link, within its grace or past it (and the
+// kill grace and margin after which the server retries its attempts).
+func (c *chaos) cutLink(long bool) string {
+	d := time.Duration(500+c.rng.IntN(int(chaosGrace/2/time.Millisecond))) * time.Millisecond
+	if long {
+		d = chaosGrace + 2*time.Second + time.Duration(500+c.rng.IntN(3000))*time.Millisecond
+	}
+	reset := c.rng.IntN(2) == 0
+	mode := "partitioned"
+	if reset {
+		mode = "reset"
+	}
+	c.ext.proxy.cutLink(reset)
+	time.Sleep(d)
+	c.ext.proxy.healLink()
+	return fmt.Sprintf("ext's link %s for %s", mode, d.Round(time.Millisecond))
+}
+
+// logs are the files every control plane and agent logged to.
+func (c *chaos) logs() []string {
+	var files []string
+	for _, u := range c.ups {
+		files = append(files, u.stdout, u.stderr)
+	}
+	agents, _ := filepath.Glob(filepath.Join(c.up.Data, "agents", "*.log"))
+	return append(append(files, agents...), c.ext.logs...)
+}
+
+// panics returns the lines of the logs that tell of a panic.
+func (c *chaos) panics() []string {
+	var out []string
+	for _, f := range c.logs() {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			c.t.Errorf("log %s: %v", f, err)
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "panic") {
+				out = append(out, f+": "+line)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,297 @@
+package e2e_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+)
+
+// What TestChaos checks once its disruptions are over.
+
+// drainAndCheck waits for every job to end and checks what TestChaos
+// promises; it prints the counts.
+func (c *chaos) drainAndCheck(began time.Time) {
+	t := c.t
+	ctx := context.Background()
+	admin := c.up.api(c.admin)
+	var jobs map[int64]*dspool.Job
+	var pending int
+	if !poll(3*time.Minute, func() bool {
+		jobs, pending = listJobs(t, ctx, admin), 0
+		for _, j := range jobs {
+			if !j.State.Terminal() {
+				pending++
+			}
+		}
+		return pending == 0
+	}) {
+		t.Errorf("%d jobs have not ended 3 minutes after the last disruption", pending)
+	}
+
+	s := c.jobs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.errs {
+		t.Logf("chaos: a submission never acknowledged: %s", e)
+	}
+	// Each submission's key is in its job's name: one job per key.
+	byName := map[string][]int64{}
+	for _, j := range jobs {
+		byName[j.Name] = append(byName[j.Name], j.ID)
+	}
+	var lost, twice, concurrent, retried, rerun int
+	for i := range s.keys {
+		name := fmt.Sprintf("chaos-%d", i)
+		if ids := byName[name]; len(ids) > 1 {
+			t.Errorf("submission %s made jobs %v, want one", name, ids)
+			twice++
+		}
+		id, ok := s.acked[i]
+		if !ok {
+			continue
+		}
+		j := jobs[id]
+		if j == nil || j.Name != name {
+			t.Errorf("job %d, acknowledged for %s, is not in the server's list", id, name)
+			lost++
+			continue
+		}
+		runs, err := readMarkers(filepath.Join(c.up.Share, "jobs", itoa(id), "markers"))
+		if err != nil {
+			t.Errorf("job %d: %v", id, err)
+		}
+		if j.State != dspool.JobSucceeded || !finished(runs, j.Attempt) {
+			t.Errorf("job %d: state %s at attempt %d (reason %q, %q); want succeeded, its last attempt run to its end\n%s",
+				id, j.State, j.Attempt, j.Reason, j.Message, describeRuns(runs))
+			lost++
+		}
+		if len(runs) > attempts(runs) {
+			t.Errorf("job %d: an attempt ran twice (%d runs of %d attempts):\n%s", id, len(runs), attempts(runs), describeRuns(runs))
+			twice++
+		} else if ends(runs) > 1 {
+			// An attempt that ended while its node was cut off, or just
+			// before its agent died, is lost with its node all the same:
+			// the server cannot know, and runs the job again. Any other
+			// second run to the end is one too many.
+			if bad := c.unexplainedRerun(id, j.Attempt, runs); bad != "" {
+				t.Errorf("job %d ran to its end twice: %s\n%s", id, bad, describeRuns(runs))
+				twice++
+			} else {
+				rerun++
+			}
+		}
+		if a, b, ok := overlap(runs); ok {
+			t.Errorf("job %d: %s ran while %s did:\n%s", id, a, b, describeRuns(runs))
+			concurrent++
+		}
+		if j.Attempt > 1 {
+			retried++
+		}
+	}
+	if len(s.acked) == 0 {
+		t.Errorf("no submission was acknowledged")
+	}
+
+	orphans := c.orphans()
+	for _, o := range orphans {
+		t.Errorf("orphan: %s", o)
+	}
+	for _, p := range c.panics() {
+		t.Errorf("a panic in a log: %s", p)
+	}
+	if c.tmux != nil {
+		out, errs, code := c.tmux.user.ssh(t, c.tmux.user.Name, nil, "tmux has-session -t chaos && echo $DSPOOL_SESSION")
+		if got := strings.TrimSpace(out); code != 0 || got != c.tmux.session {
+			t.Errorf("tmux after the disruptions: exit %d, session %q (stderr %q); want tmux running in session %s", code, got, errs, c.tmux.session)
+		}
+	}
+	kernel := "no kernel (Jupyter is not installed)"
+	if c.kernel != nil {
+		kernel = fmt.Sprintf("kernel kept %d/%d", c.kernel.kept, c.kernel.reads)
+	}
+	t.Logf("chaos: %d submissions, %d acknowledged, %d never; %d jobs retried (a killed agent or a long cut), %d of them after an attempt that ran to its end on a node then lost; %d processes of dspool users seen at the end; %s in all",
+		s.keys, len(s.acked), len(s.errs), retried, rerun, c.procsSeen, time.Since(began).Round(time.Second))
+	t.Logf("chaos: seed %d, %d control plane kills, %d agent kills, %d link cuts, %d jobs: %d lost, %d run twice, %d concurrent duplicates, %d orphans, %s",
+		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), lost, twice, concurrent, len(orphans), kernel)
+}
+
+// unexplainedRerun says why a job's runs to the end, but the last, were
+// not lost with their node ("": they were).
+func (c *chaos) unexplainedRerun(id int64, last int, runs []*jobRun) string {
+	j, err := c.up.api(c.admin).Job(context.Background(), id)
+	if err != nil {
+		return fmt.Sprintf("its attempts: %v", err)
+	}
+	for _, r := range runs {
+		if !r.ended || r.attempt == last {
+			continue
+		}
+		i := slices.IndexFunc(j.Attempts, func(a dspool.Attempt) bool { return a.Number == r.attempt })
+		if i < 0 {
+			return fmt.Sprintf("attempt %d ran, and the server does not know it", r.attempt)
+		}
+		if a := j.Attempts[i]; a.Reason != dspool.ReasonNodeLost {
+			return fmt.Sprintf("attempt %d ended %q (%s) at the server, not with its node lost", a.Number, a.Reason, a.Message)
+		}
+	}
+	return ""
+}
+
+// jobRun is what one execution of a chaos job wrote to its markers.
+type jobRun struct {
+	attempt     int
+	node, pid   string
+	first, last float64 // times of its first and last lines
+	ended       bool
+}
+
+func (r *jobRun) String() string {
+	return fmt.Sprintf("attempt %d (node %s, pid %s) from %.3f to %.3f, ended %v", r.attempt, r.node, r.pid, r.first, r.last, r.ended)
+}
+
+// readMarkers reads the runs of a chaos job from its markers: lines
+// "start|tick|end ATTEMPT NODE PID TIME".
+func readMarkers(path string) ([]*jobRun, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var runs []*jobRun
+	byKey := map[string]*jobRun{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		w := strings.Fields(sc.Text())
+		if len(w) != 5 {
+			return runs, fmt.Errorf("%s: line %q", path, sc.Text())
+		}
+		attempt, err1 := strconv.Atoi(w[1])
+		at, err2 := strconv.ParseFloat(w[4], 64)
+		if err1 != nil || err2 != nil {
+			return runs, fmt.Errorf("%s: line %q", path, sc.Text())
+		}
+		key := strings.Join(w[1:4], " ")
+		r := byKey[key]
+		if r == nil {
+			r = &jobRun{attempt: attempt, node: w[2], pid: w[3], first: at}
+			byKey[key] = r
+			runs = append(runs, r)
+		}
+		r.first, r.last = min(r.first, at), max(r.last, at)
+		r.ended = r.ended || w[0] == "end"
+	}
+	return runs, sc.Err()
+}
+
+// finished reports whether attempt ran to its end.
+func finished(runs []*jobRun, attempt int) bool {
+	for _, r := range runs {
+		if r.attempt == attempt && r.ended {
+			return true
+		}
+	}
+	return false
+}
+
+func ends(runs []*jobRun) int {
+	n := 0
+	for _, r := range runs {
+		if r.ended {
+			n++
+		}
+	}
+	return n
+}
+
+// attempts counts the attempt numbers that ran.
+func attempts(runs []*jobRun) int {
+	seen := map[int]bool{}
+	for _, r := range runs {
+		seen[r.attempt] = true
+	}
+	return len(seen)
+}
+
+// overlap returns two runs of which each wrote a line while the other ran.
+func overlap(runs []*jobRun) (*jobRun, *jobRun, bool) {
+	for i, a := range runs {
+		for _, b := range runs[i+1:] {
+			if a.first <= b.last && b.first <= a.last {
+				return a, b, true
+			}
+		}
+	}
+	return nil, nil, false
+}
+
+func describeRuns(runs []*jobRun) string {
+	var b strings.Builder
+	for _, r := range runs {
+		fmt.Fprintf(&b, "  %s\n", r)
+	}
+	return b.String()
+}
+
+// orphans lists the processes of the dspool users that belong to no
+// running attempt and no active session the control plane lists, waiting a
+// while for processes on their way out.
+func (c *chaos) orphans() []string {
+	t := c.t
+	ctx := context.Background()
+	admin := c.up.api(c.admin)
+	var out []string
+	poll(10*time.Second, func() bool {
+		live := map[string]bool{}
+		for _, j := range listJobs(t, ctx, admin) {
+			if j.State == dspool.JobRunning {
+				live[fmt.Sprintf("%s/j%d-a%d", j.Node, j.ID, j.Attempt)] = true
+			}
+		}
+		sessions, err := admin.Sessions(ctx, true, false)
+		if err != nil {
+			t.Fatalf("list sessions: %v", err)
+		}
+		for _, s := range sessions {
+			if s.State != dspool.SessionEnded {
+				live[s.Node+"/"+s.ID] = true
+			}
+		}
+		out, c.procsSeen = out[:0], 0
+		for _, uid := range c.users {
+			for _, pid := range procsMatching(uid, func([]string) bool { return true }) {
+				c.procsSeen++
+				if where := workOf(pid); !live[where] {
+					args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+					out = append(out, fmt.Sprintf("pid %d of uid %d in cgroup %q: %q", pid, uid, where, strings.ReplaceAll(string(args), "\x00", " ")))
+				}
+			}
+		}
+		return len(out) == 0
+	})
+	sort.Strings(out)
+	return out
+}
+
+// workOf returns "NODE/WORK", the attempt's or session's cgroup that pid
+// is in, or its cgroup when that is no node's.
+func workOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return err.Error()
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, "/dspool/"); ok && strings.Count(rest, "/") == 1 {
+			return rest
+		}
+	}
+	return strings.TrimSpace(string(b))
+}
