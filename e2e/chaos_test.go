@@ -56,6 +56,27 @@ func TestChaos(t *testing.T) {
 	began := time.Now()
 	c.run(plan)
 	c.drainAndCheck(began)
+	c.stopAndCheck()
+}
+
+// stopAndCheck stops `dspool up` as Ctrl-C does: every local agent it
+// started or adopted stops, and the work of the users ends with them.
+func (c *chaos) stopAndCheck() {
+	t := c.t
+	c.up.Stop()
+	for _, s := range c.local {
+		if pids := agentPIDs(s); len(pids) > 0 {
+			t.Errorf("agents %v of %s run on after dspool up stopped: it had not adopted them", pids, filepath.Base(s))
+		}
+	}
+	var left []int
+	eventually(t, 10*time.Second, "the users' processes to end with their sessions", func() bool {
+		left = left[:0]
+		for _, uid := range c.users {
+			left = append(left, procsMatching(uid, func([]string) bool { return true })...)
+		}
+		return len(left) == 0
+	})
 }
 
 // chaos is TestChaos's pool and what it keeps and counts.
@@ -74,7 +95,10 @@ type chaos struct {
 	tmux   *chaosTmux   // nil without ssh or tmux
 	users  []int        // uids of the dspool users
 	done   map[string]int
-	faults []string // what went wrong after a disruption
+	// reconnect: the logs of killed agents, each with the connections it
+	// told of before the kill.
+	reconnect map[string]int
+	faults    []string // what went wrong after a disruption
 	// procsSeen counts the processes of dspool users the orphan check
 	// looked at.
 	procsSeen int
@@ -96,7 +120,7 @@ func (e *chaosExt) start(t *testing.T) {
 }
 
 func newChaos(t *testing.T, seed uint64) *chaos {
-	c := &chaos{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), done: map[string]int{}}
+	c := &chaos{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), done: map[string]int{}, reconnect: map[string]int{}}
 	// Fixed addresses: the notebook's URL, the agents' and the clients'
 	// server stay the same across restarts.
 	listen, sshListen := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
@@ -157,10 +181,10 @@ func newChaos(t *testing.T, seed uint64) *chaos {
 }
 
 // run submits jobs all along and makes the disruptions of plan, in an
-// order and at moments drawn from the seed; after each it waits for the
-// pool to be whole again and checks the kernel and tmux.
+// order and at moments drawn from the seed. After most it waits for the
+// pool to be whole again and checks the kernel and tmux; one in three is
+// followed by the next at once, while the pool recovers from it.
 func (c *chaos) run(plan map[string]int) {
-	t := c.t
 	var order []string
 	for _, kind := range []string{"up", "agent", "cut"} {
 		for range plan[kind] {
@@ -178,9 +202,14 @@ func (c *chaos) run(plan map[string]int) {
 	go func() { defer close(submitted); c.jobs.run(ctx, 600*time.Millisecond) }()
 	defer func() { stop(); <-submitted }()
 
+	var began time.Time
+	var whats []string
 	for i, kind := range order {
-		gap := time.Duration(1000+c.rng.IntN(3000)) * time.Millisecond
-		time.Sleep(gap) // a random moment: the pool is busy meanwhile
+		if len(whats) == 0 {
+			// A random moment: the pool is busy meanwhile.
+			time.Sleep(time.Duration(1000+c.rng.IntN(3000)) * time.Millisecond)
+			began = time.Now()
+		}
 		var what string
 		switch kind {
 		case "up":
@@ -192,20 +221,37 @@ func (c *chaos) run(plan map[string]int) {
 			long = !long
 		}
 		c.done[kind]++
-		healed := time.Now()
-		c.up.waitNodes(t, "", c.cfg.Ready)
-		if c.kernel != nil {
-			if bad := c.kernel.check(t); bad != "" {
-				c.fault(i, what, bad)
-			}
+		whats = append(whats, what)
+		if i+1 < len(order) && c.rng.IntN(3) == 0 {
+			continue
 		}
-		if c.tmux != nil {
-			if bad := c.tmux.check(healed); bad != "" {
-				c.fault(i, what, bad)
-			}
-		}
-		t.Logf("chaos: %d/%d %s; the pool is whole again %s after", i+1, len(order), what, time.Since(healed).Round(time.Millisecond))
+		c.settle(i, strings.Join(whats, ", then "), began)
+		whats = whats[:0]
 	}
+}
+
+// settle waits for the link to heal and the killed agents to connect
+// again, then for every node to be ready, and checks the kernel and tmux.
+func (c *chaos) settle(i int, what string, began time.Time) {
+	t := c.t
+	c.ext.proxy.waitHealed()
+	for log, n := range c.reconnect {
+		eventually(t, 30*time.Second, "a killed agent to connect again", func() bool { return connects(log) > n })
+	}
+	clear(c.reconnect)
+	healed := time.Now()
+	c.up.waitNodes(t, "", c.cfg.Ready)
+	if c.kernel != nil {
+		if bad := c.kernel.check(t); bad != "" {
+			c.fault(i, what, bad)
+		}
+	}
+	if c.tmux != nil {
+		if bad := c.tmux.check(healed); bad != "" {
+			c.fault(i, what, bad)
+		}
+	}
+	t.Logf("chaos: %d: %s; the pool was whole again %s after it began", i+1, what, healed.Sub(began).Round(time.Millisecond))
 }
 
 func (c *chaos) fault(i int, what, bad string) {
@@ -214,52 +260,89 @@ func (c *chaos) fault(i int, what, bad string) {
 }
 
 // killUp kills `dspool up` with SIGKILL and starts it again on the same
-// data; the new run must adopt the same agent processes.
+// data; one time in four it kills the new one too, at a random moment of
+// its start. The run that comes up must have adopted every agent that ran
+// on.
 func (c *chaos) killUp() string {
 	t := c.t
-	before := onlyAgents(t, c.local)
+	before := map[string]int{}
+	for _, s := range c.local {
+		// One a kill has just ended may be away.
+		if pids := agentPIDs(s); len(pids) == 1 {
+			before[s] = pids[0]
+		}
+	}
+	what := "kill -9 of dspool up"
 	if err := c.up.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-c.up.done
+	if c.rng.IntN(4) == 0 {
+		early := launchUp(t, c.cfg)
+		c.ups = append(c.ups, early)
+		d := time.Duration(c.rng.IntN(1500)) * time.Millisecond
+		time.Sleep(d)
+		_ = early.cmd.Process.Kill()
+		<-early.done
+		what += fmt.Sprintf(", and of the next %s into its start", d.Round(time.Millisecond))
+	}
 	c.up = startUp(t, c.cfg)
 	c.ups = append(c.ups, c.up)
-	if after := onlyAgents(t, c.local); !slices.Equal(after, before) {
-		c.fault(len(c.ups)-2, "kill -9 of dspool up", fmt.Sprintf("agents %v after the restart, want those that ran on: %v", after, before))
+	for s, pid := range before {
+		if after := agentPIDs(s); !slices.Equal(after, []int{pid}) {
+			c.fault(len(c.ups)-2, what, fmt.Sprintf("agents %v of %s after the restart, want the one that ran on, %d", after, filepath.Base(s), pid))
+		}
 	}
 	if c.tmux != nil {
 		if bad := c.tmux.relogin(t); bad != "" {
-			c.fault(len(c.ups)-2, "kill -9 of dspool up", bad)
+			c.fault(len(c.ups)-2, what, bad)
 		}
 	}
-	return "kill -9 of dspool up"
+	return what
 }
 
 // killAgent kills the agent of a batch or ext node with SIGKILL: `dspool
 // up` starts a local one again, the test the ext one.
 func (c *chaos) killAgent() string {
 	t := c.t
-	i := 1 + c.rng.IntN(3)
-	if i == 3 {
+	// The batch nodes' agents, but one a kill has just ended (`dspool up`
+	// is starting it again), and the ext node's.
+	targets := []int{len(c.local)}
+	for i := 1; i < len(c.local); i++ {
+		if len(agentPIDs(c.local[i])) == 1 {
+			targets = append(targets, i)
+		}
+	}
+	i := targets[c.rng.IntN(len(targets))]
+	if i == len(c.local) {
 		_ = c.ext.agent.cmd.Process.Kill()
 		<-c.ext.agent.done
 		time.Sleep(time.Duration(c.rng.IntN(2000)) * time.Millisecond) // away for a while
 		c.ext.start(t)
+		c.reconnect[c.ext.agent.stderr] = 0
 		return "kill -9 of the ext node's agent"
 	}
 	pid := agentPID(t, c.local[i])
+	log := c.local[i] + ".log"
+	if _, ok := c.reconnect[log]; !ok {
+		c.reconnect[log] = connects(log)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "dspool up to start the agent again", func() bool {
-		pids := agentPIDs(c.local[i])
-		return len(pids) == 1 && pids[0] != pid
-	})
 	return "kill -9 of the agent of " + filepath.Base(c.local[i])
 }
 
+// connects counts the connections to the control plane an agent's log
+// tells of.
+func connects(log string) int {
+	b, _ := os.ReadFile(log)
+	return strings.Count(string(b), `msg="connected to server"`)
+}
+
 // cutLink cuts the ext node's link, within its grace or past it (and the
-// kill grace and margin after which the server retries its attempts).
+// kill grace and margin after which the server retries its attempts), and
+// has it heal by itself. A cut still under way heals first.
 func (c *chaos) cutLink(long bool) string {
 	d := time.Duration(500+c.rng.IntN(int(chaosGrace/2/time.Millisecond))) * time.Millisecond
 	if long {
@@ -270,9 +353,9 @@ func (c *chaos) cutLink(long bool) string {
 	if reset {
 		mode = "reset"
 	}
+	c.ext.proxy.waitHealed()
 	c.ext.proxy.cutLink(reset)
-	time.Sleep(d)
-	c.ext.proxy.healLink()
+	time.AfterFunc(d, c.ext.proxy.healLink)
 	return fmt.Sprintf("ext's link %s for %s", mode, d.Round(time.Millisecond))
 }
 

@@ -5,11 +5,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"testing"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -101,7 +104,19 @@ func (c *chaos) drainAndCheck(began time.Time) {
 		t.Errorf("no submission was acknowledged")
 	}
 
-	orphans := c.orphans()
+	// The check finds a process of a user that no work of theirs holds.
+	decoy := exec.Command("sleep", "61")
+	decoy.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.users[0]), Gid: uint32(c.users[0])}}
+	if err := decoy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := c.orphans(0)
+	_ = decoy.Process.Kill()
+	_ = decoy.Wait()
+	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("pid %d ", decoy.Process.Pid)) {
+		t.Errorf("with a stray sleep (pid %d) of uid %d, the orphan check found %q; want it alone", decoy.Process.Pid, c.users[0], found)
+	}
+	orphans := c.orphans(10 * time.Second)
 	for _, o := range orphans {
 		t.Errorf("orphan: %s", o)
 	}
@@ -242,14 +257,14 @@ func describeRuns(runs []*jobRun) string {
 }
 
 // orphans lists the processes of the dspool users that belong to no
-// running attempt and no active session the control plane lists, waiting a
-// while for processes on their way out.
-func (c *chaos) orphans() []string {
+// running attempt and no active session the control plane lists, waiting
+// up to patience for processes on their way out.
+func (c *chaos) orphans(patience time.Duration) []string {
 	t := c.t
 	ctx := context.Background()
 	admin := c.up.api(c.admin)
 	var out []string
-	poll(10*time.Second, func() bool {
+	poll(patience, func() bool {
 		live := map[string]bool{}
 		for _, j := range listJobs(t, ctx, admin) {
 			if j.State == dspool.JobRunning {
@@ -294,4 +309,40 @@ func workOf(pid int) string {
 		}
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// TestChaosMarkers: the checks of TestChaos tell overlapping attempts, a
+// second run of one attempt and a second run to the end from markers.
+func TestChaosMarkers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		markers string
+		overlap bool
+		runs    int
+		tries   int // attempt numbers
+		ends    int
+	}{
+		{"one run", "start 1 n1 7 10.0\ntick 1 n1 7 10.2\nend 1 n1 7 10.4\n", false, 1, 1, 1},
+		{"a retry after its attempt died", "start 1 n1 7 10.0\ntick 1 n1 7 10.2\nstart 2 n2 9 11.0\nend 2 n2 9 12.0\n", false, 2, 2, 1},
+		{"a stale attempt ticking beside its retry", "start 1 n1 7 10.0\nstart 2 n2 9 11.0\ntick 1 n1 7 11.2\nend 2 n2 9 12.0\n", true, 2, 2, 1},
+		{"an attempt started twice", "start 1 n1 7 10.0\nend 1 n1 7 10.4\nstart 1 n1 8 11.0\nend 1 n1 8 11.4\n", false, 2, 1, 2},
+		{"two runs to the end", "start 1 n1 7 10.0\nend 1 n1 7 10.4\nstart 2 n1 8 11.0\nend 2 n1 8 11.4\n", false, 2, 2, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runs, err := readMarkers(writeFile(t, "markers-*", tc.markers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, got := overlap(runs); got != tc.overlap {
+				t.Errorf("overlap: got %v, want %v\n%s", got, tc.overlap, describeRuns(runs))
+			}
+			if len(runs) != tc.runs || attempts(runs) != tc.tries || ends(runs) != tc.ends {
+				t.Errorf("got %d runs of %d attempts, %d to the end; want %d, %d, %d\n%s",
+					len(runs), attempts(runs), ends(runs), tc.runs, tc.tries, tc.ends, describeRuns(runs))
+			}
+		})
+	}
+	if _, err := readMarkers(writeFile(t, "markers-*", "start 1 n1\n")); err == nil {
+		t.Errorf("a cut line read without an error")
+	}
 }

@@ -139,6 +139,15 @@ func (p *linkProxy) healLink() {
 	p.heal.Broadcast()
 }
 
+// waitHealed waits until the link is not cut.
+func (p *linkProxy) waitHealed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.cut && p.conns != nil {
+		p.heal.Wait()
+	}
+}
+
 func (p *linkProxy) close() {
 	p.ln.Close()
 	p.mu.Lock()
