@@ -54,29 +54,10 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: seed %d (rerun with -args -chaos.seed=%d)", seed, seed)
 	c := newChaos(t, seed)
 	began := time.Now()
-	c.run(plan)
+	c.plan = plan
+	c.run()
 	c.drainAndCheck(began)
 	c.stopAndCheck()
-}
-
-// stopAndCheck stops `dspool up` as Ctrl-C does: every local agent it
-// started or adopted stops, and the work of the users ends with them.
-func (c *chaos) stopAndCheck() {
-	t := c.t
-	c.up.Stop()
-	for _, s := range c.local {
-		if pids := agentPIDs(s); len(pids) > 0 {
-			t.Errorf("agents %v of %s run on after dspool up stopped: it had not adopted them", pids, filepath.Base(s))
-		}
-	}
-	var left []int
-	eventually(t, 10*time.Second, "the users' processes to end with their sessions", func() bool {
-		left = left[:0]
-		for _, uid := range c.users {
-			left = append(left, procsMatching(uid, func([]string) bool { return true })...)
-		}
-		return len(left) == 0
-	})
 }
 
 // chaos is TestChaos's pool and what it keeps and counts.
@@ -91,14 +72,14 @@ type chaos struct {
 	ext    *chaosExt
 	admin  string // the admin's token
 	jobs   *submitter
-	kernel *chaosKernel // nil without Jupyter
-	tmux   *chaosTmux   // nil without ssh or tmux
-	users  []int        // uids of the dspool users
-	done   map[string]int
+	kernel *chaosKernel   // nil without Jupyter
+	tmux   *chaosTmux     // nil without ssh or tmux
+	users  []int          // uids of the dspool users
+	plan   map[string]int // disruptions to make, by kind
+	done   map[string]int // ... made
 	// reconnect: the logs of killed agents, each with the connections it
 	// told of before the kill.
 	reconnect map[string]int
-	faults    []string // what went wrong after a disruption
 	// procsSeen counts the processes of dspool users the orphan check
 	// looked at.
 	procsSeen int
@@ -180,14 +161,14 @@ func newChaos(t *testing.T, seed uint64) *chaos {
 	return c
 }
 
-// run submits jobs all along and makes the disruptions of plan, in an
+// run submits jobs all along and makes the disruptions of the plan, in an
 // order and at moments drawn from the seed. After most it waits for the
 // pool to be whole again and checks the kernel and tmux; one in three is
 // followed by the next at once, while the pool recovers from it.
-func (c *chaos) run(plan map[string]int) {
+func (c *chaos) run() {
 	var order []string
 	for _, kind := range []string{"up", "agent", "cut"} {
-		for range plan[kind] {
+		for range c.plan[kind] {
 			order = append(order, kind)
 		}
 	}
@@ -204,7 +185,10 @@ func (c *chaos) run(plan map[string]int) {
 
 	var began time.Time
 	var whats []string
-	for i, kind := range order {
+	for _, kind := range order {
+		if c.done[kind] == c.plan[kind] {
+			continue // made already, within another
+		}
 		if len(whats) == 0 {
 			// A random moment: the pool is busy meanwhile.
 			time.Sleep(time.Duration(1000+c.rng.IntN(3000)) * time.Millisecond)
@@ -220,19 +204,23 @@ func (c *chaos) run(plan map[string]int) {
 			what = c.cutLink(long)
 			long = !long
 		}
-		c.done[kind]++
 		whats = append(whats, what)
-		if i+1 < len(order) && c.rng.IntN(3) == 0 {
-			continue
+		if c.rng.IntN(3) != 0 {
+			c.settle(strings.Join(whats, ", then "), began)
+			whats = whats[:0]
 		}
-		c.settle(i, strings.Join(whats, ", then "), began)
-		whats = whats[:0]
+	}
+	if len(whats) > 0 {
+		c.settle(strings.Join(whats, ", then "), began)
 	}
 }
 
+// made counts the disruptions made so far.
+func (c *chaos) made() int { return c.done["up"] + c.done["agent"] + c.done["cut"] }
+
 // settle waits for the link to heal and the killed agents to connect
 // again, then for every node to be ready, and checks the kernel and tmux.
-func (c *chaos) settle(i int, what string, began time.Time) {
+func (c *chaos) settle(what string, began time.Time) {
 	t := c.t
 	c.ext.proxy.waitHealed()
 	for log, n := range c.reconnect {
@@ -243,26 +231,25 @@ func (c *chaos) settle(i int, what string, began time.Time) {
 	c.up.waitNodes(t, "", c.cfg.Ready)
 	if c.kernel != nil {
 		if bad := c.kernel.check(t); bad != "" {
-			c.fault(i, what, bad)
+			c.fault(what, bad)
 		}
 	}
 	if c.tmux != nil {
 		if bad := c.tmux.check(healed); bad != "" {
-			c.fault(i, what, bad)
+			c.fault(what, bad)
 		}
 	}
-	t.Logf("chaos: %d: %s; the pool was whole again %s after it began", i+1, what, healed.Sub(began).Round(time.Millisecond))
+	t.Logf("chaos: %d: %s; the pool was whole again %s after it began", c.made(), what, healed.Sub(began).Round(time.Millisecond))
 }
 
-func (c *chaos) fault(i int, what, bad string) {
-	c.t.Errorf("after disruption %d (%s): %s", i+1, what, bad)
-	c.faults = append(c.faults, bad)
+func (c *chaos) fault(what, bad string) {
+	c.t.Errorf("after disruption %d (%s): %s", c.made(), what, bad)
 }
 
 // killUp kills `dspool up` with SIGKILL and starts it again on the same
-// data; one time in four it kills the new one too, at a random moment of
-// its start. The run that comes up must have adopted every agent that ran
-// on.
+// data; one time in four it kills an agent while `dspool up` is away, and
+// one in four the next `dspool up` too, at a random moment of its start.
+// The run that comes up must have adopted every agent that ran on.
 func (c *chaos) killUp() string {
 	t := c.t
 	before := map[string]int{}
@@ -277,6 +264,17 @@ func (c *chaos) killUp() string {
 		t.Fatal(err)
 	}
 	<-c.up.done
+	c.done["up"]++
+	if c.rng.IntN(4) == 0 && c.done["agent"] < c.plan["agent"] {
+		// An agent dies while nobody watches it: the next run starts it
+		// again.
+		what += " (and " + strings.TrimPrefix(c.killAgent(), "kill -9 ") + " while it was away)"
+		for s := range before {
+			if len(agentPIDs(s)) == 0 {
+				delete(before, s)
+			}
+		}
+	}
 	if c.rng.IntN(4) == 0 {
 		early := launchUp(t, c.cfg)
 		c.ups = append(c.ups, early)
@@ -284,18 +282,18 @@ func (c *chaos) killUp() string {
 		time.Sleep(d)
 		_ = early.cmd.Process.Kill()
 		<-early.done
-		what += fmt.Sprintf(", and of the next %s into its start", d.Round(time.Millisecond))
+		what += fmt.Sprintf(" (and of the next dspool up %s into its start)", d.Round(time.Millisecond))
 	}
 	c.up = startUp(t, c.cfg)
 	c.ups = append(c.ups, c.up)
 	for s, pid := range before {
 		if after := agentPIDs(s); !slices.Equal(after, []int{pid}) {
-			c.fault(len(c.ups)-2, what, fmt.Sprintf("agents %v of %s after the restart, want the one that ran on, %d", after, filepath.Base(s), pid))
+			c.fault(what, fmt.Sprintf("agents %v of %s after the restart, want the one that ran on, %d", after, filepath.Base(s), pid))
 		}
 	}
 	if c.tmux != nil {
 		if bad := c.tmux.relogin(t); bad != "" {
-			c.fault(len(c.ups)-2, what, bad)
+			c.fault(what, bad)
 		}
 	}
 	return what
@@ -314,6 +312,7 @@ func (c *chaos) killAgent() string {
 		}
 	}
 	i := targets[c.rng.IntN(len(targets))]
+	c.done["agent"]++
 	if i == len(c.local) {
 		_ = c.ext.agent.cmd.Process.Kill()
 		<-c.ext.agent.done
@@ -355,6 +354,7 @@ func (c *chaos) cutLink(long bool) string {
 	}
 	c.ext.proxy.waitHealed()
 	c.ext.proxy.cutLink(reset)
+	c.done["cut"]++
 	time.AfterFunc(d, c.ext.proxy.healLink)
 	return fmt.Sprintf("ext's link %s for %s", mode, d.Round(time.Millisecond))
 }

@@ -139,6 +139,28 @@ func (c *chaos) drainAndCheck(began time.Time) {
 		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), lost, twice, concurrent, len(orphans), kernel)
 }
 
+// stopAndCheck stops `dspool up` as Ctrl-C does: every local agent it
+// started or adopted stops, and the work of the users ends with them.
+func (c *chaos) stopAndCheck() {
+	t := c.t
+	c.up.Stop()
+	for _, s := range c.local {
+		if pids := agentPIDs(s); len(pids) > 0 {
+			t.Errorf("agents %v of %s run on after dspool up stopped: it had not adopted them", pids, filepath.Base(s))
+		}
+	}
+	var left []int
+	if !poll(10*time.Second, func() bool {
+		left = left[:0]
+		for _, uid := range c.users {
+			left = append(left, procsMatching(uid, func([]string) bool { return true })...)
+		}
+		return len(left) == 0
+	}) {
+		t.Errorf("processes %v of the users run on 10s after dspool up stopped with its agents", left)
+	}
+}
+
 // unexplainedRerun says why a job's runs to the end, but the last, were
 // not lost with their node ("": they were).
 func (c *chaos) unexplainedRerun(id int64, last int, runs []*jobRun) string {
