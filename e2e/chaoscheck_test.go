@@ -43,83 +43,8 @@ func (c *chaos) drainAndCheck(began time.Time) {
 	s := c.jobs
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range s.errs {
-		t.Logf("chaos: a submission never acknowledged: %s", e)
-	}
-	// Each submission's key is in its job's name: one job per key.
-	byName := map[string][]int64{}
-	for _, j := range jobs {
-		byName[j.Name] = append(byName[j.Name], j.ID)
-	}
-	var lost, twice, concurrent, retried, rerun int
-	for i := range s.keys {
-		name := fmt.Sprintf("chaos-%d", i)
-		if ids := byName[name]; len(ids) > 1 {
-			t.Errorf("submission %s made jobs %v, want one", name, ids)
-			twice++
-		}
-		id, ok := s.acked[i]
-		if !ok {
-			continue
-		}
-		j := jobs[id]
-		if j == nil || j.Name != name {
-			t.Errorf("job %d, acknowledged for %s, is not in the server's list", id, name)
-			lost++
-			continue
-		}
-		runs, err := readMarkers(filepath.Join(c.up.Share, "jobs", itoa(id), "markers"))
-		if err != nil {
-			t.Errorf("job %d: %v", id, err)
-		}
-		if j.State != dspool.JobSucceeded || !finished(runs, j.Attempt) {
-			t.Errorf("job %d: state %s at attempt %d (reason %q, %q); want succeeded, its last attempt run to its end\n%s",
-				id, j.State, j.Attempt, j.Reason, j.Message, describeRuns(runs))
-			lost++
-		}
-		if len(runs) > attempts(runs) {
-			t.Errorf("job %d: an attempt ran twice (%d runs of %d attempts):\n%s", id, len(runs), attempts(runs), describeRuns(runs))
-			twice++
-		} else if ends(runs) > 1 {
-			// An attempt that ended while its node was cut off, or just
-			// before its agent died, is lost with its node all the same:
-			// the server cannot know, and runs the job again. Any other
-			// second run to the end is one too many.
-			if bad := c.unexplainedRerun(id, j.Attempt, runs); bad != "" {
-				t.Errorf("job %d ran to its end twice: %s\n%s", id, bad, describeRuns(runs))
-				twice++
-			} else {
-				rerun++
-			}
-		}
-		if a, b, ok := overlap(runs); ok {
-			t.Errorf("job %d: %s ran while %s did:\n%s", id, a, b, describeRuns(runs))
-			concurrent++
-		}
-		if j.Attempt > 1 {
-			retried++
-		}
-	}
-	if len(s.acked) == 0 {
-		t.Errorf("no submission was acknowledged")
-	}
-
-	// The check finds a process of a user that no work of theirs holds.
-	decoy := exec.Command("sleep", "61")
-	decoy.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.users[0]), Gid: uint32(c.users[0])}}
-	if err := decoy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	found := c.orphans(0)
-	_ = decoy.Process.Kill()
-	_ = decoy.Wait()
-	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("pid %d ", decoy.Process.Pid)) {
-		t.Errorf("with a stray sleep (pid %d) of uid %d, the orphan check found %q; want it alone", decoy.Process.Pid, c.users[0], found)
-	}
-	orphans := c.orphans(10 * time.Second)
-	for _, o := range orphans {
-		t.Errorf("orphan: %s", o)
-	}
+	n := c.checkJobs(jobs)
+	orphans := c.checkOrphans()
 	for _, p := range c.panics() {
 		t.Errorf("a panic in a log: %s", p)
 	}
@@ -134,9 +59,87 @@ func (c *chaos) drainAndCheck(began time.Time) {
 		kernel = fmt.Sprintf("kernel kept %d/%d", c.kernel.kept, c.kernel.reads)
 	}
 	t.Logf("chaos: %d submissions, %d acknowledged, %d never; %d jobs retried (a killed agent or a long cut), %d of them after an attempt that ran to its end on a node then lost; %d processes of dspool users seen at the end; %s in all",
-		s.keys, len(s.acked), len(s.errs), retried, rerun, c.procsSeen, time.Since(began).Round(time.Second))
+		s.keys, len(s.acked), len(s.errs), n.retried, n.rerun, c.procsSeen, time.Since(began).Round(time.Second))
 	t.Logf("chaos: seed %d, %d control plane kills, %d agent kills, %d link cuts, %d jobs: %d lost, %d run twice, %d concurrent duplicates, %d orphans, %s",
-		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), lost, twice, concurrent, len(orphans), kernel)
+		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), n.lost, n.twice, n.concurrent, orphans, kernel)
+}
+
+// jobCounts are what checkJobs found.
+type jobCounts struct {
+	lost       int // acknowledged, and not succeeded after a run to the end
+	twice      int // two jobs for one submission, or a run to the end too many
+	concurrent int // two attempts of a job ran at once
+	retried    int // (no fault) run at more than one attempt
+	rerun      int // (no fault) run to the end again after an attempt lost with its node
+}
+
+// checkJobs checks each submission's job against the server's list and
+// its markers. c.jobs is locked.
+func (c *chaos) checkJobs(jobs map[int64]*dspool.Job) jobCounts {
+	t := c.t
+	s := c.jobs
+	for _, e := range s.errs {
+		t.Logf("chaos: a submission never acknowledged: %s", e)
+	}
+	// Each submission's key is in its job's name: one job per key.
+	byName := map[string][]int64{}
+	for _, j := range jobs {
+		byName[j.Name] = append(byName[j.Name], j.ID)
+	}
+	var n jobCounts
+	for i := range s.keys {
+		name := fmt.Sprintf("chaos-%d", i)
+		if ids := byName[name]; len(ids) > 1 {
+			t.Errorf("submission %s made jobs %v, want one", name, ids)
+			n.twice++
+		}
+		id, ok := s.acked[i]
+		if !ok {
+			continue
+		}
+		j := jobs[id]
+		if j == nil || j.Name != name {
+			t.Errorf("job %d, acknowledged for %s, is not in the server's list", id, name)
+			n.lost++
+			continue
+		}
+		runs, err := readMarkers(filepath.Join(c.up.Share, "jobs", itoa(id), "markers"))
+		if err != nil {
+			t.Errorf("job %d: %v", id, err)
+		}
+		if j.State != dspool.JobSucceeded || !finished(runs, j.Attempt) {
+			t.Errorf("job %d: state %s at attempt %d (reason %q, %q); want succeeded, its last attempt run to its end\n%s",
+				id, j.State, j.Attempt, j.Reason, j.Message, describeRuns(runs))
+			n.lost++
+		}
+		if len(runs) > attempts(runs) {
+			t.Errorf("job %d: an attempt ran twice (%d runs of %d attempts):\n%s", id, len(runs), attempts(runs), describeRuns(runs))
+			n.twice++
+		} else if ends(runs) > 1 {
+			// An attempt that ended while its node was cut off, or just
+			// before its agent died, is lost with its node all the same:
+			// the server cannot know, and runs the job again. Any other
+			// second run to the end is one too many.
+			if bad := c.unexplainedRerun(id, j.Attempt, runs); bad != "" {
+				t.Errorf("job %d ran to its end twice: %s\n%s", id, bad, describeRuns(runs))
+				n.twice++
+			} else {
+				n.rerun++
+			}
+		}
+		if a, b, ok := overlap(runs); ok {
+			t.Errorf("job %d: %s ran while %s did:\n%s", id, a, b, describeRuns(runs))
+			n.concurrent++
+		}
+		if j.Attempt > 1 {
+			n.retried++
+		}
+	}
+	if len(s.acked) == 0 {
+		t.Errorf("no submission was acknowledged")
+	}
+	return n
+
 }
 
 // stopAndCheck stops `dspool up` as Ctrl-C does: every local agent it
@@ -276,6 +279,29 @@ func describeRuns(runs []*jobRun) string {
 		fmt.Fprintf(&b, "  %s\n", r)
 	}
 	return b.String()
+}
+
+// checkOrphans fails the test for each orphan, once it has seen the check
+// find one it made; it returns how many there were.
+func (c *chaos) checkOrphans() int {
+	t := c.t
+	// The check finds a process of a user that no work of theirs holds.
+	decoy := exec.Command("sleep", "61")
+	decoy.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.users[0]), Gid: uint32(c.users[0])}}
+	if err := decoy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := c.orphans(0)
+	_ = decoy.Process.Kill()
+	_ = decoy.Wait()
+	if len(found) != 1 || !strings.Contains(found[0], fmt.Sprintf("pid %d ", decoy.Process.Pid)) {
+		t.Errorf("with a stray sleep (pid %d) of uid %d, the orphan check found %q; want it alone", decoy.Process.Pid, c.users[0], found)
+	}
+	orphans := c.orphans(10 * time.Second)
+	for _, o := range orphans {
+		t.Errorf("orphan: %s", o)
+	}
+	return len(orphans)
 }
 
 // orphans lists the processes of the dspool users that belong to no
