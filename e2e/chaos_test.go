@@ -24,7 +24,7 @@ var (
 // control plane takes on a loaded machine, so that kill -9s of it end no
 // attempt or session. A link cut past it (and the kill grace, and the
 // margin) has its node's attempts retried.
-const chaosGrace = 10 * time.Second
+const chaosGrace = 15 * time.Second
 
 // TestChaos keeps a pool busy while it disrupts it at random moments:
 // kill -9 of `dspool up` (started again on the same data, it adopts its
@@ -80,6 +80,8 @@ type chaos struct {
 	// reconnect: the logs of killed agents, each with the connections it
 	// told of before the kill.
 	reconnect map[string]int
+	// hits are when the disruptions of each node began, by node name.
+	hits map[string][]time.Time
 	// procsSeen counts the processes of dspool users the orphan check
 	// looked at.
 	procsSeen int
@@ -101,7 +103,7 @@ func (e *chaosExt) start(t *testing.T) {
 }
 
 func newChaos(t *testing.T, seed uint64) *chaos {
-	c := &chaos{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), done: map[string]int{}, reconnect: map[string]int{}}
+	c := &chaos{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0)), done: map[string]int{}, reconnect: map[string]int{}, hits: map[string][]time.Time{}}
 	// Fixed addresses: the notebook's URL, the agents' and the clients'
 	// server stay the same across restarts.
 	listen, sshListen := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
@@ -314,6 +316,7 @@ func (c *chaos) killAgent() string {
 	i := targets[c.rng.IntN(len(targets))]
 	c.done["agent"]++
 	if i == len(c.local) {
+		c.hit("chaos-ext")
 		_ = c.ext.agent.cmd.Process.Kill()
 		<-c.ext.agent.done
 		time.Sleep(time.Duration(c.rng.IntN(2000)) * time.Millisecond) // away for a while
@@ -326,10 +329,17 @@ func (c *chaos) killAgent() string {
 	if _, ok := c.reconnect[log]; !ok {
 		c.reconnect[log] = connects(log)
 	}
+	c.hit(filepath.Base(c.local[i]))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	return "kill -9 of the agent of " + filepath.Base(c.local[i])
+}
+
+// hit notes that a disruption of node (a kill of its agent, a cut of its
+// link) begins now: its attempts may be lost from now on.
+func (c *chaos) hit(node string) {
+	c.hits[node] = append(c.hits[node], time.Now())
 }
 
 // connects counts the connections to the control plane an agent's log
@@ -353,6 +363,7 @@ func (c *chaos) cutLink(long bool) string {
 		mode = "reset"
 	}
 	c.ext.proxy.waitHealed()
+	c.hit("chaos-ext")
 	c.ext.proxy.cutLink(reset)
 	c.done["cut"]++
 	time.AfterFunc(d, c.ext.proxy.healLink)

@@ -60,14 +60,15 @@ func (c *chaos) drainAndCheck(began time.Time) {
 	}
 	t.Logf("chaos: %d submissions, %d acknowledged, %d never; %d jobs retried (a killed agent or a long cut), %d of them after an attempt that ran to its end on a node then lost; %d processes of dspool users seen at the end; %s in all",
 		s.keys, len(s.acked), len(s.errs), n.retried, n.rerun, c.procsSeen, time.Since(began).Round(time.Second))
-	t.Logf("chaos: seed %d, %d control plane kills, %d agent kills, %d link cuts, %d jobs: %d lost, %d run twice, %d concurrent duplicates, %d orphans, %s",
-		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), n.lost, n.twice, n.concurrent, orphans, kernel)
+	t.Logf("chaos: seed %d, %d control plane kills, %d agent kills, %d link cuts, %d jobs: %d lost, %d run twice, %d concurrent duplicates, %d retried without a disruption of their node, %d orphans, %s",
+		c.seed, c.done["up"], c.done["agent"], c.done["cut"], len(s.acked), n.lost, n.twice, n.concurrent, n.otherRetry, orphans, kernel)
 }
 
 // jobCounts are what checkJobs found.
 type jobCounts struct {
 	lost       int // acknowledged, and not succeeded after a run to the end
-	twice      int // two jobs for one submission, or a run to the end too many
+	twice      int // two jobs for one submission, an attempt run twice or unknown to the server
+	otherRetry int // retried after an attempt not lost with its node while a disruption of it was under way
 	concurrent int // two attempts of a job ran at once
 	retried    int // (no fault) run at more than one attempt
 	rerun      int // (no fault) run to the end again after an attempt lost with its node
@@ -78,6 +79,14 @@ type jobCounts struct {
 func (c *chaos) checkJobs(jobs map[int64]*dspool.Job) jobCounts {
 	t := c.t
 	s := c.jobs
+	nodes, err := c.up.api(c.admin).NodesWithGone(context.Background(), "")
+	if err != nil {
+		t.Fatalf("list nodes: %v", err)
+	}
+	names := map[string]string{}
+	for _, nd := range nodes {
+		names[nd.ID] = nd.Name
+	}
 	for _, e := range s.errs {
 		t.Logf("chaos: a submission never acknowledged: %s", e)
 	}
@@ -115,17 +124,15 @@ func (c *chaos) checkJobs(jobs map[int64]*dspool.Job) jobCounts {
 		if len(runs) > attempts(runs) {
 			t.Errorf("job %d: an attempt ran twice (%d runs of %d attempts):\n%s", id, len(runs), attempts(runs), describeRuns(runs))
 			n.twice++
+		} else if r := slices.IndexFunc(runs, func(r *jobRun) bool { return r.attempt > j.Attempt }); r >= 0 {
+			t.Errorf("job %d: attempt %d ran, and the server knows %d:\n%s", id, runs[r].attempt, j.Attempt, describeRuns(runs))
+			n.twice++
 		} else if ends(runs) > 1 {
 			// An attempt that ended while its node was cut off, or just
-			// before its agent died, is lost with its node all the same:
-			// the server cannot know, and runs the job again. Any other
-			// second run to the end is one too many.
-			if bad := c.unexplainedRerun(id, j.Attempt, runs); bad != "" {
-				t.Errorf("job %d ran to its end twice: %s\n%s", id, bad, describeRuns(runs))
-				n.twice++
-			} else {
-				n.rerun++
-			}
+			// before its agent died, is lost with its node all the same
+			// (checked below): the server cannot know, and runs the job
+			// again.
+			n.rerun++
 		}
 		if a, b, ok := overlap(runs); ok {
 			t.Errorf("job %d: %s ran while %s did:\n%s", id, a, b, describeRuns(runs))
@@ -133,13 +140,16 @@ func (c *chaos) checkJobs(jobs map[int64]*dspool.Job) jobCounts {
 		}
 		if j.Attempt > 1 {
 			n.retried++
+			if bad := c.lostAttempts(id, j.Attempt, names); bad != "" {
+				t.Errorf("job %d was retried, but not for a lost node: %s\n%s", id, bad, describeRuns(runs))
+				n.otherRetry++
+			}
 		}
 	}
 	if len(s.acked) == 0 {
 		t.Errorf("no submission was acknowledged")
 	}
 	return n
-
 }
 
 // stopAndCheck stops `dspool up` as Ctrl-C does: every local agent it
@@ -164,26 +174,58 @@ func (c *chaos) stopAndCheck() {
 	}
 }
 
-// unexplainedRerun says why a job's runs to the end, but the last, were
-// not lost with their node ("": they were).
-func (c *chaos) unexplainedRerun(id int64, last int, runs []*jobRun) string {
+// lostAttempts says which attempt of a job, but its last, did not end
+// with its node lost while a disruption of that node was under way ("":
+// none): a kill -9 of the control plane costs no attempt, a killed agent or
+// a cut link only those of its node. names maps node ids to names.
+func (c *chaos) lostAttempts(id int64, last int, names map[string]string) string {
 	j, err := c.up.api(c.admin).Job(context.Background(), id)
 	if err != nil {
 		return fmt.Sprintf("its attempts: %v", err)
 	}
-	for _, r := range runs {
-		if !r.ended || r.attempt == last {
+	if len(j.Attempts) != last {
+		return fmt.Sprintf("the server lists %d attempts, and the job is at attempt %d", len(j.Attempts), last)
+	}
+	for _, a := range j.Attempts {
+		if a.Number == last {
 			continue
 		}
-		i := slices.IndexFunc(j.Attempts, func(a dspool.Attempt) bool { return a.Number == r.attempt })
-		if i < 0 {
-			return fmt.Sprintf("attempt %d ran, and the server does not know it", r.attempt)
+		if a.Reason != dspool.ReasonNodeLost {
+			return fmt.Sprintf("attempt %d on node %s ended %q (exit code %s: %s)", a.Number, names[a.Node], a.Reason, exitCodeOf(a.ExitCode), a.Message)
 		}
-		if a := j.Attempts[i]; a.Reason != dspool.ReasonNodeLost {
-			return fmt.Sprintf("attempt %d ended %q (%s) at the server, not with its node lost", a.Number, a.Reason, a.Message)
+		if !slices.ContainsFunc(c.hits[names[a.Node]], func(hit time.Time) bool { return during(hit, a) }) {
+			return fmt.Sprintf("attempt %d on node %s (%s to %s) ended %q (%s), and nothing disrupted its node meanwhile",
+				a.Number, names[a.Node], stamp(a.StartedAt), stamp(a.FinishedAt), a.Reason, a.Message)
 		}
 	}
 	return ""
+}
+
+// during reports whether a disruption that began at hit can have ended
+// attempt a: it began before a ended, and after a started (a minute before
+// it ended, when it never started).
+func during(hit time.Time, a dspool.Attempt) bool {
+	if a.FinishedAt == nil || hit.After(*a.FinishedAt) {
+		return false
+	}
+	if a.StartedAt != nil {
+		return !hit.Before(a.StartedAt.Add(-time.Second))
+	}
+	return hit.After(a.FinishedAt.Add(-time.Minute))
+}
+
+func stamp(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return t.Format("15:04:05.000")
+}
+
+func exitCodeOf(code *int) string {
+	if code == nil {
+		return "none"
+	}
+	return strconv.Itoa(*code)
 }
 
 // jobRun is what one execution of a chaos job wrote to its markers.
