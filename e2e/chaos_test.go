@@ -100,6 +100,7 @@ func (e *chaosExt) start(t *testing.T) {
 	dir := tempDir(t)
 	e.agent = startAgent(t, dir, e.args...)
 	e.logs = append(e.logs, e.agent.stderr, filepath.Join(dir, "agent.out"))
+	t.Logf("chaos: the ext node's agent is pid %d, logging to %s", e.agent.cmd.Process.Pid, e.agent.stderr)
 }
 
 func newChaos(t *testing.T, seed uint64) *chaos {
@@ -168,6 +169,7 @@ func newChaos(t *testing.T, seed uint64) *chaos {
 // pool to be whole again and checks the kernel and tmux; one in three is
 // followed by the next at once, while the pool recovers from it.
 func (c *chaos) run() {
+	t := c.t
 	var order []string
 	for _, kind := range []string{"up", "agent", "cut"} {
 		for range c.plan[kind] {
@@ -196,6 +198,7 @@ func (c *chaos) run() {
 			time.Sleep(time.Duration(1000+c.rng.IntN(3000)) * time.Millisecond)
 			began = time.Now()
 		}
+		t.Logf("chaos: %s at %s", kind, time.Now().Format("15:04:05.000"))
 		var what string
 		switch kind {
 		case "up":
@@ -256,11 +259,11 @@ func (c *chaos) killUp() string {
 	t := c.t
 	before := map[string]int{}
 	for _, s := range c.local {
-		// One a kill has just ended may be away.
 		if pids := agentPIDs(s); len(pids) == 1 {
 			before[s] = pids[0]
 		}
 	}
+	c.forgetKilled(before)
 	what := "kill -9 of dspool up"
 	if err := c.up.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -271,11 +274,7 @@ func (c *chaos) killUp() string {
 		// An agent dies while nobody watches it: the next run starts it
 		// again.
 		what += " (and " + strings.TrimPrefix(c.killAgent(), "kill -9 ") + " while it was away)"
-		for s := range before {
-			if len(agentPIDs(s)) == 0 {
-				delete(before, s)
-			}
-		}
+		c.forgetKilled(before)
 	}
 	if c.rng.IntN(4) == 0 {
 		early := launchUp(t, c.cfg)
@@ -301,15 +300,25 @@ func (c *chaos) killUp() string {
 	return what
 }
 
+// forgetKilled removes from agents those killed since the pool was last
+// whole: dying or started again, they are not for the next run to adopt.
+func (c *chaos) forgetKilled(agents map[string]int) {
+	for s := range agents {
+		if _, ok := c.reconnect[s+".log"]; ok {
+			delete(agents, s)
+		}
+	}
+}
+
 // killAgent kills the agent of a batch or ext node with SIGKILL: `dspool
 // up` starts a local one again, the test the ext one.
 func (c *chaos) killAgent() string {
 	t := c.t
-	// The batch nodes' agents, but one a kill has just ended (`dspool up`
-	// is starting it again), and the ext node's.
+	// The batch nodes' agents, but one killed since the pool was last
+	// whole (`dspool up` starts it again), and the ext node's.
 	targets := []int{len(c.local)}
 	for i := 1; i < len(c.local); i++ {
-		if len(agentPIDs(c.local[i])) == 1 {
+		if _, ok := c.reconnect[c.local[i]+".log"]; !ok {
 			targets = append(targets, i)
 		}
 	}
@@ -319,6 +328,7 @@ func (c *chaos) killAgent() string {
 		c.hit("chaos-ext")
 		_ = c.ext.agent.cmd.Process.Kill()
 		<-c.ext.agent.done
+		delete(c.reconnect, c.ext.agent.stderr)                        // if it was new, it never will
 		time.Sleep(time.Duration(c.rng.IntN(2000)) * time.Millisecond) // away for a while
 		c.ext.start(t)
 		c.reconnect[c.ext.agent.stderr] = 0

@@ -374,8 +374,11 @@ func (c *chaos) orphans(patience time.Duration) []string {
 		for _, uid := range c.users {
 			for _, pid := range procsMatching(uid, func([]string) bool { return true }) {
 				c.procsSeen++
-				if where := workOf(pid); !live[where] {
-					args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				where := workOf(pid)
+				// Read after its cgroup: a process that has exited
+				// meanwhile (a zombie shows the root cgroups) is no orphan.
+				args, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if len(args) > 0 && !live[where] {
 					out = append(out, fmt.Sprintf("pid %d of uid %d in cgroup %q: %q", pid, uid, where, strings.ReplaceAll(string(args), "\x00", " ")))
 				}
 			}
