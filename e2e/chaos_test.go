@@ -234,6 +234,7 @@ func (c *chaos) settle(what string, began time.Time) {
 	clear(c.reconnect)
 	healed := time.Now()
 	c.up.waitNodes(t, "", c.cfg.Ready)
+	whole := time.Since(began)
 	if c.kernel != nil {
 		if bad := c.kernel.check(t); bad != "" {
 			c.fault(what, bad)
@@ -244,7 +245,7 @@ func (c *chaos) settle(what string, began time.Time) {
 			c.fault(what, bad)
 		}
 	}
-	t.Logf("chaos: %d: %s; the pool was whole again %s after it began", c.made(), what, healed.Sub(began).Round(time.Millisecond))
+	t.Logf("chaos: %d: %s; the pool was whole again %s after it began", c.made(), what, whole.Round(time.Millisecond))
 }
 
 func (c *chaos) fault(what, bad string) {
