@@ -217,6 +217,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		lock.Close()
 		return nil, err
 	}
+	for _, a := range ag.startedBefore() {
+		ag.log.Warn("an attempt the last agent of this node started ended with it", "job", a.spec.Job, "attempt", a.spec.Attempt)
+		ag.attempts[a.spec.AttemptRef] = a
+	}
 	return ag, nil
 }
 
@@ -486,7 +490,8 @@ func (ag *Agent) serveKill(w http.ResponseWriter, r *http.Request) {
 }
 
 // accept starts an attempt unless this agent already knows it: the server
-// may send the same attempt more than once, and it must run at most once.
+// may send the same attempt more than once, and it must run at most once,
+// also across this node's agents (started.go).
 func (ag *Agent) accept(spec api.AttemptSpec) {
 	ag.mu.Lock()
 	if _, ok := ag.attempts[spec.AttemptRef]; ok {
@@ -496,6 +501,7 @@ func (ag *Agent) accept(spec api.AttemptSpec) {
 	a := &attempt{spec: spec, done: make(chan struct{})}
 	ag.attempts[spec.AttemptRef] = a
 	ag.mu.Unlock()
+	ag.noteStarted(spec.AttemptRef)
 	ag.startsAttempt(time.Duration(spec.KillGrace))
 	ag.launch(a)
 }

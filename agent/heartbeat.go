@@ -156,6 +156,7 @@ func (ag *Agent) apply(ctx context.Context, r *api.HeartbeatReply) {
 		ag.mu.Lock()
 		if a := ag.attempts[ref]; a != nil && !a.status().Running {
 			delete(ag.attempts, ref)
+			ag.forgetStarted(ref)
 		}
 		ag.mu.Unlock()
 	}

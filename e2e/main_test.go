@@ -243,6 +243,7 @@ func cliJSON(t *testing.T, env []string, v any, args ...string) {
 // a new data directory.
 type upConfig struct {
 	Nodes   int      // local agents of the pool "default" (--nodes); 0 means 1
+	Ready   int      // ready nodes of every pool to wait for; 0 means Nodes
 	UIDBase int      // --uid-base; 0 means the default
 	Data    string   // data directory; "" means a new one
 	Login   string   // CLI login file (DSPOOL_CONFIG); "" means a new one
@@ -266,14 +267,27 @@ type upProc struct {
 	stderr   string
 	stop     sync.Once
 	accounts []string // OS accounts to remove once it has stopped
+	ready    int      // nodes waitUp waits for
+	noSSH    bool     // started without the SSH gateway
 }
 
 // startUp runs `dspool up` with short timings, waits until it is up and
 // its nodes are ready, and stops it when the test ends.
 func startUp(t *testing.T, c upConfig) *upProc {
 	t.Helper()
+	u := launchUp(t, c)
+	u.waitUp(t)
+	return u
+}
+
+// launchUp runs `dspool up` as startUp does, without waiting for it.
+func launchUp(t *testing.T, c upConfig) *upProc {
+	t.Helper()
 	if c.Nodes == 0 {
 		c.Nodes = 1
+	}
+	if c.Ready == 0 {
+		c.Ready = c.Nodes
 	}
 	dir := tempDir(t)
 	if c.Data == "" {
@@ -283,7 +297,7 @@ func startUp(t *testing.T, c upConfig) *upProc {
 		c.Login = filepath.Join(dir, "login.json")
 	}
 	u := &upProc{Data: c.Data, Share: c.Data + "-share", Login: c.Login, t: t, done: make(chan struct{}),
-		stdout: filepath.Join(dir, "up.out"), stderr: filepath.Join(dir, "up.err")}
+		stdout: filepath.Join(dir, "up.out"), stderr: filepath.Join(dir, "up.err"), ready: c.Ready, noSSH: slices.Contains(c.Args, "off")}
 	args := []string{"up", "--data", c.Data, "--listen", "127.0.0.1:0", "--ssh-listen", "127.0.0.1:0", "--nodes", strconv.Itoa(c.Nodes),
 		"--node-grace", "3s", "--kill-grace", "1s", "--heartbeat", "200ms"}
 	if c.UIDBase != 0 {
@@ -303,6 +317,12 @@ func startUp(t *testing.T, c upConfig) *upProc {
 		states, _ := filepath.Glob(filepath.Join(u.Data, "agents", "*"))
 		removeNodeCgroups(states...)
 	})
+	return u
+}
+
+// waitUp waits until `dspool up` is up and its nodes are ready.
+func (u *upProc) waitUp(t *testing.T) {
+	t.Helper()
 	eventually(t, 30*time.Second, "`dspool up` to print its address", func() bool {
 		select {
 		case <-u.done:
@@ -320,14 +340,13 @@ func startUp(t *testing.T, c upConfig) *upProc {
 			}
 		}
 		// Without the SSH gateway, no line tells its port.
-		return u.URL != "" && slices.Contains(c.Args, "off") && strings.Contains(string(b), "Press Ctrl-C")
+		return u.URL != "" && u.noSSH && strings.Contains(string(b), "Press Ctrl-C")
 	})
 	if strings.HasPrefix(u.URL, "https://") {
-		u.CA = filepath.Join(c.Data, "tls", "ca.crt")
+		u.CA = filepath.Join(u.Data, "tls", "ca.crt")
 		testCAs.trust(t, u.CA)
 	}
-	u.waitNodes(t, "", c.Nodes)
-	return u
+	u.waitNodes(t, "", u.ready)
 }
 
 // startProc starts the binary with stdout and stderr going to files, in its

@@ -22,9 +22,17 @@ import (
 
 func requireJupyter(t *testing.T) {
 	t.Helper()
-	if err := exec.Command("/usr/bin/python3", "-c", "import jupyter_server, ipykernel").Run(); err != nil {
-		t.Skip("needs Debian's Jupyter server and kernel (apt-get install python3-jupyter-server python3-ipykernel)")
+	if !haveJupyter() {
+		t.Skip(noJupyter)
 	}
+}
+
+const noJupyter = "needs Debian's Jupyter server and kernel (apt-get install python3-jupyter-server python3-ipykernel)"
+
+// haveJupyter reports whether the Jupyter server and kernel that agents
+// start are installed.
+func haveJupyter() bool {
+	return exec.Command("/usr/bin/python3", "-c", "import jupyter_server, ipykernel").Run() == nil
 }
 
 // TestNotebook: a user's own Jupyter server on a node, reached through the
@@ -336,9 +344,19 @@ func TestProxyOneRequestInOneOut(t *testing.T) {
 // printed.
 func runInKernel(ctx context.Context, t *testing.T, client *http.Client, ws, token, user, code string) string {
 	t.Helper()
+	out, err := execInKernel(ctx, client, ws, token, user, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// execInKernel is runInKernel for callers that expect failures (a kernel
+// not reachable yet): it returns the first output, or why there was none.
+func execInKernel(ctx context.Context, client *http.Client, ws, token, user, code string) (string, error) {
 	c, _, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
 	if err != nil {
-		t.Fatalf("kernel websocket: %v", err)
+		return "", fmt.Errorf("kernel websocket: %w", err)
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(16 << 20)
@@ -352,12 +370,12 @@ func runInKernel(ctx context.Context, t *testing.T, client *http.Client, ws, tok
 	}
 	out, _ := json.Marshal(msg)
 	if err := c.Write(ctx, websocket.MessageText, out); err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("kernel websocket: send the code: %w", err)
 	}
 	for {
 		_, data, err := c.Read(ctx)
 		if err != nil {
-			t.Fatalf("no output from the kernel: %v", err)
+			return "", fmt.Errorf("no output from the kernel: %w", err)
 		}
 		var m struct {
 			Header struct {
@@ -366,11 +384,17 @@ func runInKernel(ctx context.Context, t *testing.T, client *http.Client, ws, tok
 			ParentHeader struct {
 				MsgID string `json:"msg_id"`
 			} `json:"parent_header"`
-			Content struct{ Text string } `json:"content"`
+			Content struct{ Text, Ename, Evalue string } `json:"content"`
 		}
-		if json.Unmarshal(data, &m) == nil && m.Header.MsgType == "stream" && m.ParentHeader.MsgID == id {
+		if json.Unmarshal(data, &m) != nil || m.ParentHeader.MsgID != id {
+			continue
+		}
+		switch m.Header.MsgType {
+		case "stream":
 			c.Close(websocket.StatusNormalClosure, "")
-			return m.Content.Text
+			return m.Content.Text, nil
+		case "error":
+			return "", fmt.Errorf("the kernel raised %s: %s", m.Content.Ename, m.Content.Evalue)
 		}
 	}
 }
