@@ -81,6 +81,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	Now            func() time.Time
 	Version        string
+
+	// WorkTokenKey signs the API tokens that jobs and sessions get
+	// (worktokens.go); keep it across restarts, or running work loses its
+	// token. Nil means a random key for this process.
+	WorkTokenKey []byte
 }
 
 // DefaultNodeGoneAfter is how long a node stays lost before it is gone.
@@ -111,6 +116,8 @@ type Server struct {
 	metrics   *metrics
 	reg       *prometheus.Registry
 	started   time.Time
+
+	workTokens workTokens // the tokens of jobs and sessions
 
 	mu      sync.Mutex
 	waiters map[int64][]chan struct{}
@@ -150,6 +157,7 @@ func New(cfg Config) *Server {
 	}
 	s.guesses = newGuesses(cfg.Now)
 	s.proxies = forwarded.New(cfg.TrustedProxies)
+	s.workTokens = newWorkTokens(cfg.WorkTokenKey)
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
 	s.gateways = newGateways(s)
