@@ -212,6 +212,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.HandleFunc("GET /static/page.css", s.serveStyle)
+	mux.HandleFunc("GET /sdk/{$}", s.serveSDKIndex)
+	mux.HandleFunc("GET /sdk/{file}", s.serveSDK)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
