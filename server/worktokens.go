@@ -28,7 +28,8 @@ const workTokenPrefix = "dspw_"
 
 // workTokenScopes are what a work token may do: read, run jobs and
 // notebooks. Never account (work could then add an SSH key or make a token
-// that outlives it) and never admin, whoever its user is.
+// that outlives it) and never admin: its user acts as no admin, whoever it
+// is.
 var workTokenScopes = []string{dspool.ScopeRead, dspool.ScopeJobs, dspool.ScopeSessions}
 
 // workTokens makes and checks work tokens with one key.
@@ -119,8 +120,8 @@ func (w workTokens) parse(secret string) (workRef, bool) {
 	return r, err1 == nil && err2 == nil && dspool.ValidName(r.user)
 }
 
-// workCaller returns the user and token of a work token: its user, with
-// workTokenScopes, while its work runs. Who the user is is cached as for
+// workCaller returns the user and token of a work token: its user, as no
+// admin, with workTokenScopes, while its work runs. Who the user is is cached as for
 // other tokens (disabling the user drops it); whether the work runs is
 // asked at every request.
 func (s *Server) workCaller(ctx context.Context, secret string) (*dspool.User, *dspool.Token, error) {
@@ -139,7 +140,12 @@ func (s *Server) workCaller(ctx context.Context, secret string) (*dspool.User, *
 		if err != nil {
 			return nil, nil, err
 		}
-		t = &dspool.Token{User: u.Name, Name: r.String(), Scopes: dspool.EffectiveScopes(workTokenScopes, u.Admin)}
+		// Running work acts as its user, never as an admin: an admin's
+		// notebook sees and cancels only the admin's own jobs.
+		plain := *u
+		plain.Admin = false
+		u = &plain
+		t = &dspool.Token{User: u.Name, Name: r.String(), Scopes: dspool.EffectiveScopes(workTokenScopes, false)}
 		s.auth.putToken(hash, u, t)
 	}
 	if err := s.workRuns(ctx, r); err != nil {

@@ -26,21 +26,7 @@ func TestWorkTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := p.ClientFor(ada)
-	// The job hands its variables to the test on the share and runs until
-	// the test says it may end.
-	j := submit(t, a, dspool.JobSpec{Command: []string{"sh", "-c",
-		`printf '%s\n%s\n%s\n' "$DSPOOL_TOKEN" "$DSPOOL_SERVER" "$DSPOOL_CA" > env.txt; while [ ! -e done ]; do sleep 0.05; done`}})
-	dir := filepath.Join(p.Share, "jobs", strconv.FormatInt(j.ID, 10))
-	var lines []string
-	p.Eventually(20*time.Second, func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "env.txt"))
-		lines = strings.Split(string(b), "\n")
-		return err == nil && len(lines) == 4
-	}, "job %d to write its environment", j.ID)
-	tok, srv := lines[0], lines[1]
-	if !strings.HasPrefix(tok, "dspw_") || srv == "" || lines[2] != "" {
-		t.Fatalf("DSPOOL_TOKEN %q, DSPOOL_SERVER %q, DSPOOL_CA %q: want a work token, the agent's server and no CA (plain HTTP)", tok, srv, lines[2])
-	}
+	j, tok, srv, end := workJob(t, p, a)
 	w := &api.Client{Server: srv, Token: tok}
 	if u, err := w.WhoAmI(ctx); err != nil || u.Name != ada.Name {
 		t.Fatalf("whoami with the job's token: %+v, %v; want %s", u, err, ada.Name)
@@ -80,14 +66,47 @@ func TestWorkTokens(t *testing.T) {
 		}
 	}
 
-	if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o644); err != nil {
-		t.Fatal(err)
+	// An admin's job acts as no admin.
+	aj, atok, _, aend := workJob(t, p, p.Admin)
+	aw := &api.Client{Server: srv, Token: atok}
+	if _, err := aw.Jobs(ctx, api.JobQuery{AllUsers: true}); dspool.ErrorCode(err) != dspool.EForbidden {
+		t.Errorf("every user's jobs with the token of an admin's job: %v; want forbidden", err)
 	}
+	if _, err := aw.Job(ctx, j.ID); dspool.ErrorCode(err) != dspool.ENotFound {
+		t.Errorf("another user's job with the token of an admin's job: %v; want not found", err)
+	}
+	aend()
+	p.Wait(p.Admin, aj.ID)
+
+	end()
 	if got := p.Wait(a, j.ID); got.State != dspool.JobSucceeded {
 		t.Fatalf("job %d: %s (%s)", j.ID, got.State, got.Message)
 	}
 	_, err = w.WhoAmI(ctx)
 	if dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "has ended") {
 		t.Fatalf("the job's token after the job: %v; want unauthorized, saying its attempt has ended", err)
+	}
+}
+
+// workJob submits a job with c that hands its DSPOOL_TOKEN and
+// DSPOOL_SERVER to the test on the share, and runs until end is called.
+func workJob(t *testing.T, p *dspooltest.Pool, c *api.Client) (j *dspool.Job, token, server string, end func()) {
+	t.Helper()
+	j = submit(t, c, dspool.JobSpec{CPUs: 100, Command: []string{"sh", "-c",
+		`printf '%s\n%s\n%s\n' "$DSPOOL_TOKEN" "$DSPOOL_SERVER" "$DSPOOL_CA" > env.txt; while [ ! -e done ]; do sleep 0.05; done`}})
+	dir := filepath.Join(p.Share, "jobs", strconv.FormatInt(j.ID, 10))
+	var lines []string
+	p.Eventually(20*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "env.txt"))
+		lines = strings.Split(string(b), "\n")
+		return err == nil && len(lines) == 4
+	}, "job %d to write its environment", j.ID)
+	if !strings.HasPrefix(lines[0], "dspw_") || lines[1] == "" || lines[2] != "" {
+		t.Fatalf("DSPOOL_TOKEN %q, DSPOOL_SERVER %q, DSPOOL_CA %q: want a work token, the agent's server and no CA (plain HTTP)", lines[0], lines[1], lines[2])
+	}
+	return j, lines[0], lines[1], func() {
+		if err := os.WriteFile(filepath.Join(dir, "done"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
