@@ -45,8 +45,8 @@ class Transport:
 
     def _connect(self, timeout):
         if self.https:
-            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl)
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            return _HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl)
+        return _HTTPConnection(self.host, self.port, timeout=timeout)
 
     def _headers(self, body):
         h = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -141,6 +141,21 @@ class Transport:
             return UnreachableError("the dspool server at %s did not answer in time (%s)" % (self.server, e))
         return UnreachableError("cannot reach the dspool server at %s: %s (is `dspool up` or `dspool server` "
                                 "running? check DSPOOL_SERVER)" % (self.server, e))
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    # http.client writes a request's headers and body apart: without
+    # TCP_NODELAY the body waits for the headers' ACK (Nagle), which costs
+    # a request more than the server takes to answer it.
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _busy(status, headers):
