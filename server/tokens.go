@@ -111,7 +111,7 @@ func checkScope(t *dspool.Token, scope string) error {
 		return nil
 	}
 	if t.ID == 0 { // a work token
-		return dspool.Errorf(dspool.EForbidden, "the token of %s (%s's, in DSPOOL_TOKEN) has scopes %s and not %s: the token that running work gets does not manage the account or the pool; do this from a login, or with a token of your own made by one (`dspool token create --scope %s`)",
+		return dspool.Errorf(dspool.EForbidden, "the token of %s (%s's, in DSPOOL_TOKEN) has scopes %s and not %s: the token that running work gets does not manage the account or the pool; do this from a login, or with a token of your own made by one (`dspool token create --scope %s`): here, `unset DSPOOL_TOKEN` lets the CLI use your saved login",
 			t.Name, t.User, strings.Join(t.Scopes, ","), scope, scope)
 	}
 	maker := "a token with the account and " + scope + " scopes"
