@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.parse
 
-from . import _routes
+from . import _routes, _submit
 from ._http import Transport
 from ._progress import Progress
 from .errors import DspoolError, InvalidError, UnauthorizedError, UnavailableError, WaitTimeout
@@ -131,27 +131,55 @@ class Client:
 
     # Jobs.
 
-    def submit(self, command, *, pool=None, team=None, name=None, cpus=None, memory=None, gpus=None,
-               time_limit=None, retries=None, priority=None, env=None, secrets=None, secret_files=None,
-               workdir=None, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
+    def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
+               gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
+               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, idempotency_key=None,
+               wait=False, wait_timeout=None, progress=None):
         """Submits a batch job and returns it (with wait, once it has ended).
 
         command is the program and its arguments, a list: it is run as it
-        is, with no shell (give ["sh", "-c", "..."] for one). The options are
-        those of `dspool job submit`: cpus (a number, 0.5), memory (bytes, or
-        a size with its unit, "4GiB"), gpus, time_limit ("2h", seconds, or a
+        is, with no shell (give ["sh", "-c", "..."] for one). Or script, the
+        path of a batch script here (first line #!), read and sent with the
+        job to run with args; its #DSPOOL lines (#DSPOOL --cpus 4 --time 2h)
+        give the options this call does not. The options are those of
+        `dspool job submit`: cpus (a number, 0.5), memory (bytes, or a size
+        with its unit, "4GiB"), gpus, time_limit ("2h", seconds, or a
         timedelta), retries, priority (-1000 to 1000), env (a dict, or
-        "K=V" strings), secrets ("NAME" or "NAME=VAR", or a dict NAME: VAR),
-        secret_files (NAMEs, as files in $DSPOOL_SECRETS_DIR), workdir
-        (relative to your home on the share), pool, team, name. A submission
-        the server could not be reached for is sent again for up to 30 s
-        with the same idempotency_key (random by default): it is never
-        stored twice. An error names the field at fault (InvalidError.field).
+        "K=V" strings), export (names of variables here the job gets too),
+        export_all (all of them but what the node sets), env_file (a file of
+        KEY=VALUE lines), login (run in your login shell, bash -l), secrets
+        ("NAME" or "NAME=VAR", or a dict NAME: VAR), secret_files (NAMEs, as
+        files in $DSPOOL_SECRETS_DIR), workdir (relative to your home on
+        the share), pool, team, name. A submission the server could not be
+        reached for is sent again for up to 30 s with the same
+        idempotency_key (random by default): it is never stored twice. An
+        error names the field at fault (InvalidError.field).
         """
+        if script is not None:
+            if command is not None:
+                raise InvalidError("give a command or a script, not both", field="script")
+            command, words = _submit.batch_script(script, args)
+            o = _submit.apply_directives(dict(
+                pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
+                retries=retries, priority=priority, workdir=workdir, env=env, secrets=secrets,
+                secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login),
+                script, words)
+            pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
+            time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
+            secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
+            env_file, login = o["env_file"], o["login"]
+            name = name or os.path.basename(script)
+        elif args:
+            raise InvalidError("args are a script's: give them in the command", field="args")
         if isinstance(command, (str, bytes)) or not command:
             raise InvalidError("give the program and its arguments as a list, e.g. ['python3', 'train.py']; "
                                "it runs with no shell: ['sh', '-c', '...'] for one", field="command")
-        spec = {"command": [str(a) for a in command]}
+        command = [str(a) for a in command]
+        variables = _submit.environment(export, export_all, env_file)
+        variables.update(_env(env or {}))
+        if login:
+            command = _submit.login_command(command)
+        spec = {"command": command}
         for key, val in (("pool", pool), ("team", team), ("name", name), ("gpus", gpus), ("retries", retries),
                          ("priority", priority), ("workdir", workdir)):
             if val is not None:
@@ -162,8 +190,8 @@ class Client:
             spec["memory"] = _positive("memory", memory, int) if not isinstance(memory, str) else memory
         if time_limit is not None:
             spec["time_limit"] = _duration("time_limit", time_limit)
-        if env:
-            spec["env"] = _env(env)
+        if variables:
+            spec["env"] = variables
         uses = _secret_uses(secrets, secret_files)
         if uses:
             spec["secrets"] = uses
