@@ -121,9 +121,9 @@ func (w workTokens) parse(secret string) (workRef, bool) {
 }
 
 // workCaller returns the user and token of a work token: its user, as no
-// admin, with workTokenScopes, while its work runs. Who the user is is cached as for
-// other tokens (disabling the user drops it); whether the work runs is
-// asked at every request.
+// admin, with workTokenScopes, while its work runs. Who the user is is
+// cached as for other tokens (disabling the user drops it); whether the
+// work runs is asked at every request.
 func (s *Server) workCaller(ctx context.Context, secret string) (*dspool.User, *dspool.Token, error) {
 	r, ok := s.workTokens.parse(secret)
 	if !ok {

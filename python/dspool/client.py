@@ -267,8 +267,10 @@ class Client:
                 if j.done:
                     return j
                 last = j
-                if show:
-                    show(j) if not isinstance(show, Progress) else show.job(j, time.monotonic() - began)
+                if isinstance(show, Progress):
+                    show.job(j, time.monotonic() - began)
+                elif show:
+                    show(j)
         finally:
             if isinstance(show, Progress):
                 show.done()
