@@ -123,7 +123,8 @@ type Notebook struct {
 	StopsAt   *time.Time `json:"stops_at,omitempty"`
 	Message   string     `json:"message,omitempty"`
 	// StartedBy is the credential that started it: "token 12" (revoking
-	// the token stops it) or "web login".
+	// the token stops it), "web login", or the job or session whose token
+	// did ("job 7 attempt 1").
 	StartedBy string `json:"started_by,omitempty"`
 }
 

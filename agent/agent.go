@@ -100,6 +100,7 @@ type Agent struct {
 	accounts accounts
 	reporter accountReporter
 	runtime  string // this node's runtime directory ("" when it could not be made)
+	caFile   string // the server's CA for work, in runtime ("": work needs none)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt
@@ -328,6 +329,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 	if err := ag.prepareRuntime(); err != nil {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
+	}
+	if err := ag.publishCA(); err != nil {
+		ag.log.Warn("work here gets no DSPOOL_CA: the API client in a job or session must be given the server's CA", "err", err)
 	}
 	if len(ag.cfg.Watchdog) > 0 {
 		wd, err := startWatchdog(ag.cfg.Watchdog, ag.cgroups.nodeDirs(), ag.log)

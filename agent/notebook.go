@@ -116,6 +116,7 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 		"JUPYTER_TOKEN=" + spec.Token,
 	}
 	env = append(env, h.secretEnv(spec.Secrets)...)
+	env = append(env, ag.workEnv(spec.WorkToken)...)
 	path, err := lookPath(spec.Command[0], envValue(env, "PATH"))
 	if err != nil {
 		return nil, fmt.Errorf("the pool's Jupyter command: %w", err)

@@ -87,6 +87,7 @@ func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
 		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
 		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
 	}
+	env = append(env, ag.workEnv(s.WorkToken)...)
 	for k, v := range s.Env {
 		if p := strings.Index(k, "="); p < 0 {
 			env = append(env, k+"="+v)

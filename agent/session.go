@@ -252,6 +252,7 @@ func (ag *Agent) sessionEnv(h *hosted, req *api.ChannelRequest, shell string) []
 		"DSPOOL_SESSION=" + s.Session, "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName, "DSPOOL_SHARE=" + ag.cfg.Share,
 	}
 	env = append(env, h.secretEnv(s.Secrets)...)
+	env = append(env, ag.workEnv(s.WorkToken)...)
 	if req.Client != "" {
 		env = append(env, "SSH_CLIENT="+req.Client, "SSH_CONNECTION="+req.Client+" "+req.Server)
 	}

@@ -49,6 +49,9 @@ type SessionSetup struct {
 	// Secrets are the values of the secrets the user gives their
 	// sessions; the agent sets them up with the session.
 	Secrets []SecretValue `json:"secrets,omitempty"`
+	// WorkToken is the API token the session's processes get in
+	// DSPOOL_TOKEN: its user's, good only while the session lasts.
+	WorkToken string `json:"work_token,omitempty"`
 }
 
 // Channel kinds.

@@ -247,6 +247,10 @@ type AttemptSpec struct {
 	// Secrets are the values of the secrets the job asks for, sent at
 	// each start and never kept by the agent past the attempt.
 	Secrets []SecretValue `json:"secrets,omitempty"`
+	// WorkToken is the API token the attempt's processes get in
+	// DSPOOL_TOKEN: its user's, good only while the attempt runs
+	// (docs/decisions/0021-work-tokens.md). Like Secrets, never logged.
+	WorkToken string `json:"work_token,omitempty"`
 	// After, on a start the server pushes outside a heartbeat reply, is
 	// the number of replies it had begun on the connection before it
 	// placed the attempt. Every later reply carries the start while it is

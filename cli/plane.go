@@ -248,6 +248,11 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		db.Close()
 		return fail(err)
 	}
+	workKey, err := workTokenKey(o.Data)
+	if err != nil {
+		db.Close()
+		return fail(err)
+	}
 	shareID, err := share.EnsureID(o.Share)
 	if err == nil {
 		err = share.Layout(o.Share)
@@ -271,7 +276,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	}
 	srv := server.New(server.Config{SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies})
+		TrustedProxies: proxies, WorkTokenKey: workKey})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}

@@ -459,6 +459,7 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		Workdir: wd, Home: share.Home(u.Name), JobDir: share.JobDir(j.ID), Log: share.Log(j.ID, j.Attempt),
 		CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUIndices, TimeLimit: j.TimeLimit,
 		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
+		WorkToken: h.s.workTokens.attempt(j.ID, j.Attempt, u.Name),
 	}
 	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
 	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)

@@ -111,7 +111,8 @@ func (s *Server) recoverSession(ctx context.Context, rec *dspool.Session) (strin
 		holdUntil: s.cfg.Now().Add(time.Duration(settings.JupyterIdle)),
 		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: u.Name, UID: u.UID, GID: u.GID},
 			Home: share.Home(u.Name), Notebooks: share.Notebooks(u.Name), CPUs: rec.CPUs, Memory: rec.Memory, Forwarding: settings.Forwarding,
-			Secrets: s.sessionSecrets(ctx, u.Name, fmt.Sprintf("session %s on node %s", rec.ID, rec.NodeName))}}
+			Secrets:   s.sessionSecrets(ctx, u.Name, fmt.Sprintf("session %s on node %s", rec.ID, rec.NodeName)),
+			WorkToken: s.workTokens.session(rec.ID, u.Name)}}
 	l.last.Store(rec.LastActivity.UnixNano())
 	l.saved.Store(rec.LastActivity.UnixNano())
 	l.in.Store(rec.BytesIn)

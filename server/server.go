@@ -81,6 +81,11 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	Now            func() time.Time
 	Version        string
+
+	// WorkTokenKey signs the API tokens that jobs and sessions get
+	// (worktokens.go); keep it across restarts, or running work loses its
+	// token. Nil means a random key for this process.
+	WorkTokenKey []byte
 }
 
 // DefaultNodeGoneAfter is how long a node stays lost before it is gone.
@@ -111,6 +116,8 @@ type Server struct {
 	metrics   *metrics
 	reg       *prometheus.Registry
 	started   time.Time
+
+	workTokens workTokens // the tokens of jobs and sessions
 
 	mu      sync.Mutex
 	waiters map[int64][]chan struct{}
@@ -150,6 +157,7 @@ func New(cfg Config) *Server {
 	}
 	s.guesses = newGuesses(cfg.Now)
 	s.proxies = forwarded.New(cfg.TrustedProxies)
+	s.workTokens = newWorkTokens(cfg.WorkTokenKey)
 	s.hub = newHub(s)
 	s.sessions = newSessions(s)
 	s.gateways = newGateways(s)
@@ -204,6 +212,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
 	mux.HandleFunc("GET /static/page.js", s.serveScript)
 	mux.HandleFunc("GET /static/page.css", s.serveStyle)
+	mux.HandleFunc("GET /sdk/{$}", s.serveSDKIndex)
+	mux.HandleFunc("GET /sdk/{file}", s.serveSDK)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))

@@ -497,7 +497,8 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	l := &Lease{sm: sm, rec: rec, team: team, conns: 1, done: make(chan struct{}),
 		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: user.Name, UID: user.UID, GID: user.GID},
 			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding,
-			Secrets: s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name))}}
+			Secrets:   s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name)),
+			WorkToken: s.workTokens.session(rec.ID, user.Name)}}
 	l.last.Store(now.UnixNano())
 	l.saved.Store(now.UnixNano())
 	s.makeUserDir(ctx, user.Name, l.setup.Home, 0o700)

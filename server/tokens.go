@@ -37,6 +37,9 @@ func (c *credential) label() string {
 	if c == nil {
 		return ""
 	}
+	if c.tok != nil && c.tok.ID == 0 { // a work token
+		return c.tok.Name
+	}
 	if c.tok != nil {
 		return tokenLabel(c.tok.ID)
 	}
@@ -62,6 +65,9 @@ func (s *Server) identify(r *http.Request) (*dspool.User, *webLogin, *dspool.Tok
 // expired or revoked token, or one of a disabled user, is refused with an
 // EUnauthorized error that says so.
 func (s *Server) tokenCaller(ctx context.Context, secret string) (*dspool.User, *dspool.Token, error) {
+	if strings.HasPrefix(secret, workTokenPrefix) {
+		return s.workCaller(ctx, secret)
+	}
 	hash := HashSecret(secret)
 	u, t, cached := s.auth.getToken(hash)
 	if !cached {
@@ -103,6 +109,10 @@ func stamp(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC"
 func checkScope(t *dspool.Token, scope string) error {
 	if t == nil || scope == "" || slices.Contains(t.Scopes, scope) {
 		return nil
+	}
+	if t.ID == 0 { // a work token
+		return dspool.Errorf(dspool.EForbidden, "the token of %s (%s's, in DSPOOL_TOKEN) has scopes %s and not %s: the token that running work gets does not manage the account or the pool; do this from a login, or with a token of your own made by one (`dspool token create --scope %s`): here, `unset DSPOOL_TOKEN` lets the CLI use your saved login",
+			t.Name, t.User, strings.Join(t.Scopes, ","), scope, scope)
 	}
 	maker := "a token with the account and " + scope + " scopes"
 	if scope == dspool.ScopeAccount || scope == dspool.ScopeAdmin {

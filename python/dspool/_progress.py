@@ -1,0 +1,42 @@
+"""A line that says where a wait is: on a terminal it updates in place, as
+the CLI's does; elsewhere (a notebook, a log) each new state is a line."""
+
+_CLEAR = "\r\033[K"
+
+
+class Progress:
+    def __init__(self, out):
+        self.out = out
+        try:
+            self.tty = out.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.last = ""
+
+    def line(self, text, elapsed):
+        if self.tty:
+            self.out.write("%s%s, %d s" % (_CLEAR, text, int(elapsed)))
+            self.out.flush()
+        elif text != self.last:
+            self.out.write(text + "\n")
+            self.out.flush()
+        self.last = text
+
+    def job(self, j, elapsed):
+        """Where job j is: waiting for a node (and why), or running where."""
+        text = "job %d %s" % (j.id, j.state)
+        if j.state == "queued":
+            text = "waiting for a node in pool %s: job %d queued" % (j.pool, j.id)
+            if j.held:
+                text = "job %d queued, over a limit: %s" % (j.id, j.waiting)
+            elif j.waiting:
+                text = "waiting for a node in pool %s: %s" % (j.pool, j.waiting)
+        elif j.node:
+            text += " on node " + j.node
+        self.line(text, elapsed)
+
+    def done(self):
+        if self.tty and self.last:
+            self.out.write(_CLEAR)
+            self.out.flush()
+        self.last = ""

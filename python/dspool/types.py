@@ -1,0 +1,307 @@
+"""Typed results of the dspool API: dataclasses read from its JSON.
+
+Each names the schema of the API's OpenAPI document (GET
+/api/v1/openapi.json) that it reads, in SCHEMA; the SDK's tests check that
+every field here is one the document has. Fields the server adds later are
+ignored, and fields it leaves out take their defaults.
+"""
+
+import dataclasses
+import datetime
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar, Dict, List, Optional
+
+__all__ = [
+    "Job",
+    "Attempt",
+    "JobDetail",
+    "JobList",
+    "SecretUse",
+    "Secret",
+    "Notebook",
+    "User",
+    "PoolUsage",
+    "UserUsage",
+    "UsageReport",
+    "parse_time",
+    "parse_duration",
+    "format_duration",
+    "MODELS",
+]
+
+TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_time(s):
+    """A datetime (aware) from the server's RFC 3339 time; None for None,
+    "" and Go's zero time. Go writes nanoseconds, cut to microseconds."""
+    if not s:
+        return None
+    m = _TIME.match(s)
+    if not m:
+        raise ValueError("%r is not an RFC 3339 time" % (s,))
+    y, mo, d, h, mi, sec, frac, zone = m.groups()
+    if y == "0001" and mo == "01" and d == "01":
+        return None  # Go's zero time: never
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    tz = datetime.timezone.utc
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        tz = datetime.timezone(sign * datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+    return datetime.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, tz)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(s):
+    """A timedelta from a Go duration ("2h30m0s", "90s"); None for None or
+    ""."""
+    if s in (None, "", 0):
+        return None
+    text = s.lstrip("+-")
+    if text == "0":
+        return datetime.timedelta(0)
+    pos, secs = 0, 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if not m:
+            raise ValueError("%r is not a duration (examples: 90s, 30m, 2h)" % (s,))
+        secs += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise ValueError("%r is not a duration (examples: 90s, 30m, 2h)" % (s,))
+    return datetime.timedelta(seconds=-secs if s.startswith("-") else secs)
+
+
+def format_duration(d):
+    """A Go duration string from a timedelta, a number of seconds, or a
+    string (as it is): what the API takes for a time limit or a timeout."""
+    if isinstance(d, str):
+        return d
+    if isinstance(d, datetime.timedelta):
+        d = d.total_seconds()
+    if isinstance(d, bool) or not isinstance(d, (int, float)):
+        raise TypeError("a duration is a string (90s, 2h), a number of seconds or a timedelta, not %r" % (d,))
+    if d == int(d):
+        return "%ds" % int(d)
+    return "%dms" % round(d * 1000)
+
+
+def _list(model):
+    return lambda v: [model.from_json(x) for x in (v or [])]
+
+
+class _Model:
+    SCHEMA: ClassVar[str] = ""
+    # How to read a field's JSON value, by field name; as it is otherwise.
+    _READ: ClassVar[dict] = {}
+
+    @classmethod
+    def from_json(cls, d):
+        kw = {}
+        read = {}
+        for c in reversed(cls.__mro__):
+            read.update(c.__dict__.get("_READ", {}))
+        for f in dataclasses.fields(cls):
+            if f.name in d and d[f.name] is not None:
+                conv = read.get(f.name)
+                kw[f.name] = conv(d[f.name]) if conv else d[f.name]
+        return cls(**kw)
+
+
+_TIMES = {"submitted_at": parse_time, "started_at": parse_time, "finished_at": parse_time}
+
+
+@dataclass
+class SecretUse(_Model):
+    """A secret a job asks for, by name: in the variable env, or as the file
+    $DSPOOL_SECRETS_DIR/NAME when file."""
+
+    SCHEMA: ClassVar[str] = "SecretUse"
+    secret: str = ""
+    env: str = ""
+    file: bool = False
+
+
+@dataclass
+class Job(_Model):
+    """A batch job. cpus is a number of cores, memory bytes, time_limit a
+    timedelta (None: no limit); the *_at fields are aware datetimes."""
+
+    SCHEMA: ClassVar[str] = "Job"
+    _READ: ClassVar[dict] = dict(_TIMES, time_limit=parse_duration, secrets=_list(SecretUse))
+    id: int = 0
+    name: str = ""
+    user: str = ""
+    team: str = ""
+    pool: str = ""
+    state: str = ""
+    reason: str = ""
+    exit_code: Optional[int] = None
+    message: str = ""
+    attempt: int = 0
+    node: str = ""
+    cpus: float = 0
+    memory: int = 0
+    gpus: int = 0
+    gpu_indices: List[int] = field(default_factory=list)
+    time_limit: Optional[datetime.timedelta] = None
+    retries: int = 0
+    priority: int = 0
+    env: Dict[str, str] = field(default_factory=dict)
+    workdir: str = ""
+    command: List[str] = field(default_factory=list)
+    secrets: List[SecretUse] = field(default_factory=list)
+    cancel_requested: bool = False
+    waiting: str = ""
+    held: bool = False
+    submitted_at: Optional[datetime.datetime] = None
+    started_at: Optional[datetime.datetime] = None
+    finished_at: Optional[datetime.datetime] = None
+
+    @property
+    def done(self):
+        """Whether the job has ended: succeeded, failed or cancelled."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def succeeded(self):
+        return self.state == "succeeded"
+
+
+@dataclass
+class Attempt(_Model):
+    """One execution of a job on one node."""
+
+    SCHEMA: ClassVar[str] = "Attempt"
+    _READ: ClassVar[dict] = _TIMES
+    job: int = 0
+    attempt: int = 0
+    node: str = ""
+    gpu_indices: List[int] = field(default_factory=list)
+    started_at: Optional[datetime.datetime] = None
+    finished_at: Optional[datetime.datetime] = None
+    exit_code: Optional[int] = None
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass
+class JobDetail(Job):
+    """A job with its attempts, as `job show` has it."""
+
+    SCHEMA: ClassVar[str] = "JobDetail"
+    _READ: ClassVar[dict] = {"attempts": _list(Attempt)}
+    attempts: List[Attempt] = field(default_factory=list)
+
+
+@dataclass
+class JobList(_Model):
+    """A page of jobs, newest first; next, when not 0, is the before= of the
+    next page."""
+
+    SCHEMA: ClassVar[str] = "JobList"
+    _READ: ClassVar[dict] = {"jobs": _list(Job)}
+    jobs: List[Job] = field(default_factory=list)
+    next: int = 0
+
+
+@dataclass
+class Secret(_Model):
+    """A secret's name, owner and dates: never its value."""
+
+    SCHEMA: ClassVar[str] = "Secret"
+    _READ: ClassVar[dict] = {"created_at": parse_time, "updated_at": parse_time, "last_read_at": parse_time}
+    name: str = ""
+    user: str = ""
+    team: str = ""
+    session_env: str = ""
+    session_file: bool = False
+    created_by: str = ""
+    created_at: Optional[datetime.datetime] = None
+    updated_at: Optional[datetime.datetime] = None
+    last_read_at: Optional[datetime.datetime] = None
+
+    @property
+    def ref(self):
+        """How work names it: NAME, or TEAM/NAME for a team's."""
+        return self.team + "/" + self.name if self.team else self.name
+
+
+@dataclass
+class Notebook(_Model):
+    """Your Jupyter server: state starting, ready, stopped or failed; url is
+    where it is reached (with your credentials)."""
+
+    SCHEMA: ClassVar[str] = "Notebook"
+    _READ: ClassVar[dict] = {"started_at": parse_time, "ready_at": parse_time, "idle_since": parse_time, "stops_at": parse_time}
+    user: str = ""
+    pool: str = ""
+    node: str = ""
+    node_name: str = ""
+    session: str = ""
+    state: str = ""
+    url: str = ""
+    started_at: Optional[datetime.datetime] = None
+    ready_at: Optional[datetime.datetime] = None
+    idle_since: Optional[datetime.datetime] = None
+    stops_at: Optional[datetime.datetime] = None
+    message: str = ""
+    started_by: str = ""
+
+
+@dataclass
+class User(_Model):
+    SCHEMA: ClassVar[str] = "User"
+    _READ: ClassVar[dict] = {"created_at": parse_time}
+    id: int = 0
+    name: str = ""
+    uid: int = 0
+    gid: int = 0
+    admin: bool = False
+    created_at: Optional[datetime.datetime] = None
+    disabled: bool = False
+    email: str = ""
+
+
+@dataclass
+class PoolUsage(_Model):
+    SCHEMA: ClassVar[str] = "PoolUsage"
+    pool: str = ""
+    node_seconds: float = 0
+    node_hours: float = 0
+    price_per_node_hour: float = 0
+    cost: float = 0
+
+
+@dataclass
+class UserUsage(_Model):
+    SCHEMA: ClassVar[str] = "UserUsage"
+    user: str = ""
+    job_seconds: float = 0
+    cpu_seconds: float = 0
+    gpu_seconds: float = 0
+    session_seconds: float = 0
+
+
+@dataclass
+class UsageReport(_Model):
+    """Use of a window up to now, by pool or by user (yours alone unless you
+    are an admin)."""
+
+    SCHEMA: ClassVar[str] = "UsageReport"
+    _READ: ClassVar[dict] = {"since": parse_time, "until": parse_time, "pools": _list(PoolUsage), "users": _list(UserUsage)}
+    since: Optional[datetime.datetime] = None
+    until: Optional[datetime.datetime] = None
+    by: str = ""
+    pools: List[PoolUsage] = field(default_factory=list)
+    users: List[UserUsage] = field(default_factory=list)
+
+
+# Every result type, for the test that holds them to the API's document.
+MODELS = (SecretUse, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage, UsageReport)
