@@ -224,21 +224,28 @@ func TestSSHGateway(t *testing.T) {
 				lines <- strings.TrimSpace(line)
 			}
 		}()
+		// The terminal echoes each newline at once, before the shell's
+		// answer: empty lines are not answers.
 		resized := false
+		var seen []string
 		for try := 0; try < 50 && !resized; try++ {
 			_, _ = in.Write([]byte("\n"))
-			select {
-			case line, ok := <-lines:
-				resized = line == "50 132"
-				if !ok {
-					t.Fatal("the session ended before the window change showed")
+			for answered := false; !answered; {
+				select {
+				case line, ok := <-lines:
+					if !ok {
+						t.Fatal("the session ended before the window change showed")
+					}
+					seen = append(seen, line)
+					answered = line != ""
+					resized = line == "50 132"
+				case <-time.After(5 * time.Second):
+					t.Fatalf("no answer to a newline in 5 s (lines %q)", seen)
 				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no answer to a newline in 5 s")
 			}
 		}
 		if !resized {
-			t.Fatal("the window change never reached the terminal")
+			t.Fatalf("the window change never reached the terminal: the lines after it were %q", seen)
 		}
 		if err := s.Signal(ssh.SIGTERM); err != nil {
 			t.Fatal(err)
