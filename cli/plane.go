@@ -405,18 +405,28 @@ func secretsKeyring(ctx context.Context, db *sqlite.DB, data, env string, log *s
 // so two control planes never share one store, share and set of local
 // agents.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, holder, err := tryLockDir(dir)
+	if holder != "" {
+		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", holder, dir)
+	}
+	return f, err
+}
+
+// tryLockDir takes dir's lock, or says which process holds it (holder,
+// with a nil error).
+func tryLockDir(dir string) (f *os.File, holder string, err error) {
+	f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("lock data directory: %w", err)
+		return nil, "", fmt.Errorf("lock data directory: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		b, _ := os.ReadFile(f.Name())
 		f.Close()
-		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", strings.TrimSpace(string(b)), dir)
+		return nil, cmp.Or(strings.TrimSpace(string(b)), "?"), nil
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return f, nil
+	return f, "", nil
 }
 
 // ensureAdmin creates the first admin on a new store, with a uid that none

@@ -109,6 +109,7 @@ type Server struct {
 	proxies   forwarded.Proxies
 	auth      authCache
 	tokenUse  tokenUse
+	backups   backups
 	guesses   guesses
 	failures  loginFailures
 	placeMu   sync.Mutex
@@ -300,6 +301,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tokens", authUser, dspool.ScopeRead, s.listTokens},
 		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAccount, s.revokeToken},
 		{"GET", "/api/v1/audit", authAdmin, dspool.ScopeAdmin, s.auditLog},
+		{"GET", "/api/v1/backup", authAdmin, dspool.ScopeAdmin, s.backup},
 		{"GET", "/api/v1/keys", authUser, dspool.ScopeRead, s.listKeys},
 		{"POST", "/api/v1/keys", authUser, dspool.ScopeAccount, s.addKey},
 		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAccount, s.removeKey},
