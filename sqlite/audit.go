@@ -2,16 +2,18 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/dspool/dspool"
 )
 
-// The audit log is append-only: triggers refuse UPDATE and DELETE on it,
-// whoever asks, and nothing in dspool prunes it. Its entries are few (logins
-// and changes to who may do what, not every request), so it is kept whole;
-// an operator who must shrink it does so offline, on a copy of the store.
+// The audit log is append-only: triggers refuse UPDATE on it, and DELETE
+// of any entry but those older than the mark that its retention moves
+// forward (retention.go), whoever asks. Its entries are few (logins and
+// changes to who may do what, not every request), so it is kept whole by
+// default.
 
 // MaxAudit bounds the entries one read of the audit log returns.
 const MaxAudit = 10000
@@ -80,6 +82,12 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 		return nil, err
 	}
 	defer rows.Close()
+	return scanAudit(rows)
+}
+
+// scanAudit reads entries of the audit log: id, at, actor, action, target,
+// remote, outcome, detail.
+func scanAudit(rows *sql.Rows) ([]*dspool.AuditEntry, error) {
 	out := []*dspool.AuditEntry{}
 	for rows.Next() {
 		var e dspool.AuditEntry
