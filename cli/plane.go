@@ -64,6 +64,8 @@ type planeOptions struct {
 	UIDBase       int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
+	// Retention is how long the store keeps what has ended.
+	Retention dspool.Retention `json:"retention"`
 	// getenv reads the environment, and the secrets guardProcess moved
 	// out of it.
 	getenv func(string) string
@@ -181,6 +183,9 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRetention(o.Retention, log); err != nil {
+		return nil, err
+	}
 	// The data directory is traversable but not listable: jobs running as
 	// their users must reach a share that an earlier dspool made inside it
 	// (docs/decisions/0009); the store file is 0600.
@@ -276,7 +281,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	}
 	srv := server.New(server.Config{SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey})
+		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
