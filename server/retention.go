@@ -9,11 +9,13 @@ import (
 )
 
 // Retention (docs/decisions/0021): every pruneEvery, what ended before its
-// retention goes, pruneBatch rows to a transaction. After each batch the
-// pruner leaves the store's one writer to everyone else for at least as
-// long as the batch held it, so that submissions and heartbeats wait for
-// one short batch at most, and a prune of any size takes at most half of
-// the writer's time.
+// retention goes, a batch to a transaction. A batch is sized to hold the
+// store's one writer for about pruneTarget: halved after one that took
+// twice as long, doubled after one that took half. After each batch the
+// pruner leaves the writer to everyone else for at least as long as the
+// batch held it, so that submissions and heartbeats wait for one short
+// batch at most, and a prune of any size takes at most half of the
+// writer's time.
 
 const (
 	pruneEvery = time.Hour
@@ -21,10 +23,33 @@ const (
 	// so that a start (and the agents' reconnection) has the writer to
 	// itself.
 	pruneFirst = time.Minute
-	pruneBatch = 500
+	// pruneTarget is how long a batch should hold the writer.
+	pruneTarget = 20 * time.Millisecond
+	// Batches are of pruneMin to pruneMax rows of what is pruned (a job
+	// goes with its attempts), starting at pruneStart.
+	pruneMin, pruneStart, pruneMax = 20, 200, 2000
 	// prunePause is the least pause between batches.
 	prunePause = 10 * time.Millisecond
 )
+
+// batcher sizes batches by how long the last one took.
+type batcher struct {
+	size    int
+	longest time.Duration // the longest a batch took
+}
+
+func newBatcher() *batcher { return &batcher{size: pruneStart} }
+
+// took records that a batch took d, and sizes the next.
+func (b *batcher) took(d time.Duration) {
+	b.longest = max(b.longest, d)
+	switch {
+	case d > 2*pruneTarget:
+		b.size = max(b.size/2, pruneMin)
+	case d < pruneTarget/2:
+		b.size = min(b.size*2, pruneMax)
+	}
+}
 
 // Pruned is how many rows one prune removed, of each kind.
 type Pruned struct {
@@ -68,16 +93,17 @@ func (s *Server) Prune(ctx context.Context) (Pruned, error) {
 	start := time.Now()
 	var p Pruned
 	var first error
+	b := newBatcher()
 	for _, k := range []struct {
 		what  string
 		age   dspool.Age
 		into  *int
 		prune func(context.Context, time.Time) (int, error)
 	}{
-		{"jobs", r.Jobs, &p.Jobs, s.pruneBatches(s.db.PruneJobs)},
-		{"sessions", r.Sessions, &p.Sessions, s.pruneBatches(s.db.PruneSessions)},
-		{"events", r.Events, &p.Events, s.pruneBatches(s.db.PrunePoolEvents)},
-		{"audit", r.Audit, &p.Audit, s.pruneAudit},
+		{"jobs", r.Jobs, &p.Jobs, b.all(s.db.PruneJobs)},
+		{"sessions", r.Sessions, &p.Sessions, b.all(s.db.PruneSessions)},
+		{"events", r.Events, &p.Events, b.all(s.db.PrunePoolEvents)},
+		{"audit", r.Audit, &p.Audit, func(ctx context.Context, before time.Time) (int, error) { return s.pruneAudit(ctx, before, b) }},
 	} {
 		if k.age.Keeps() || ctx.Err() != nil {
 			continue
@@ -94,34 +120,35 @@ func (s *Server) Prune(ctx context.Context) (Pruned, error) {
 	}
 	if p.total() > 0 {
 		s.log.Info("retention: pruned what ended before its retention", "jobs", p.Jobs, "sessions", p.Sessions, "events", p.Events,
-			"audit", p.Audit, "took", time.Since(start).Round(time.Millisecond))
+			"audit", p.Audit, "took", time.Since(start).Round(time.Millisecond), "longest_batch", b.longest.Round(time.Microsecond))
 	}
 	return p, first
 }
 
-// pruneBatches makes a prune of everything before a time from a prune of
-// one batch.
-func (s *Server) pruneBatches(batch func(context.Context, time.Time, int) (int, error)) func(context.Context, time.Time) (int, error) {
+// all makes a prune of everything before a time from a prune of one
+// batch.
+func (b *batcher) all(batch func(context.Context, time.Time, int) (int, error)) func(context.Context, time.Time) (int, error) {
 	return func(ctx context.Context, before time.Time) (int, error) {
 		total := 0
 		for {
-			began := time.Now()
-			n, err := batch(ctx, before, pruneBatch)
+			began, size := time.Now(), b.size
+			n, err := batch(ctx, before, size)
+			took := time.Since(began)
+			b.took(took)
 			total += n
-			if err != nil || n < pruneBatch {
+			if err != nil || n < size {
 				return total, err
 			}
-			if err := pause(ctx, began); err != nil {
+			if err := pause(ctx, took); err != nil {
 				return total, err
 			}
 		}
 	}
 }
 
-// pause waits for as long as the batch that began at began took, and at
-// least prunePause.
-func pause(ctx context.Context, began time.Time) error {
-	t := time.NewTimer(max(time.Since(began), prunePause))
+// pause waits for as long as a batch took, and at least prunePause.
+func pause(ctx context.Context, took time.Duration) error {
+	t := time.NewTimer(max(took, prunePause))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -134,7 +161,7 @@ func pause(ctx context.Context, began time.Time) error {
 // pruneAudit removes the audit entries from before before, oldest first,
 // appending each batch to the export file (when configured) before it
 // goes; a prune of any entry is itself audited.
-func (s *Server) pruneAudit(ctx context.Context, before time.Time) (int, error) {
+func (s *Server) pruneAudit(ctx context.Context, before time.Time, b *batcher) (int, error) {
 	file := s.cfg.Retention.AuditExport
 	total := 0
 	defer func() {
@@ -149,8 +176,8 @@ func (s *Server) pruneAudit(ctx context.Context, before time.Time) (int, error) 
 			Target: "audit", Outcome: dspool.AuditSuccess, Detail: detail})
 	}()
 	for {
-		began := time.Now()
-		es, err := s.db.OldAudit(ctx, before, pruneBatch)
+		size := b.size
+		es, err := s.db.OldAudit(ctx, before, size)
 		if err != nil || len(es) == 0 {
 			return total, err
 		}
@@ -163,12 +190,15 @@ func (s *Server) pruneAudit(ctx context.Context, before time.Time) (int, error) 
 		for i, e := range es {
 			ids[i] = e.ID
 		}
+		began := time.Now()
 		n, err := s.db.PruneAudit(ctx, before, ids)
+		took := time.Since(began)
+		b.took(took)
 		total += n
-		if err != nil || len(es) < pruneBatch {
+		if err != nil || len(es) < size {
 			return total, err
 		}
-		if err := pause(ctx, began); err != nil {
+		if err := pause(ctx, took); err != nil {
 			return total, err
 		}
 	}
