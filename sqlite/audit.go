@@ -54,6 +54,8 @@ type AuditFilter struct {
 	// Limit is how many of the newest entries to return (default and at
 	// most MaxAudit).
 	Limit int
+	// Before selects the entries before this id (0: all).
+	Before int64
 }
 
 // Audit returns the newest entries that f selects, oldest first.
@@ -61,6 +63,11 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 	if f.Limit <= 0 || f.Limit > MaxAudit {
 		f.Limit = MaxAudit
 	}
+	return db.audit(ctx, f)
+}
+
+// audit is Audit with f.Limit as it is.
+func (db *DB) audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, error) {
 	q := `SELECT id, at, actor, action, target, remote, outcome, detail FROM audit WHERE at >= ?`
 	args := []any{unixNano(f.Since)}
 	if f.Since.IsZero() {
@@ -74,6 +81,10 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 	if f.Action != "" {
 		q += ` AND (action = ? OR substr(action, 1, ?) = ?)`
 		args = append(args, f.Action, len(f.Action)+1, f.Action+".")
+	}
+	if f.Before > 0 {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
 	}
 	q = `SELECT * FROM (` + q + ` ORDER BY id DESC LIMIT ?) ORDER BY id`
 	args = append(args, f.Limit)
