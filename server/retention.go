@@ -24,7 +24,7 @@ const (
 	// itself.
 	pruneFirst = time.Minute
 	// pruneTarget is how long a batch should hold the writer.
-	pruneTarget = 20 * time.Millisecond
+	pruneTarget = 10 * time.Millisecond
 	// Batches are of pruneMin to pruneMax rows of what is pruned (a job
 	// goes with its attempts), starting at pruneStart.
 	pruneMin, pruneStart, pruneMax = 20, 200, 2000
