@@ -12,7 +12,7 @@ import (
 // Lists that grow without bound (jobs, sessions, pool events, the audit
 // log) show one page (--limit, --before); -o json prints the page as an
 // array, as every list does, and standard error says when there is more
-// and the command that shows it (docs/decisions/0022).
+// and the command that shows it (docs/decisions/0023).
 
 // more says on standard error that a list stopped at its page, and how to
 // see the next: the same command with --before next. It says nothing when

@@ -8,7 +8,7 @@ import (
 )
 
 // The lists that grow without bound (jobs, sessions, pool events, the
-// audit log) come a page at a time, all alike (docs/decisions/0022):
+// audit log) come a page at a time, all alike (docs/decisions/0023):
 // ?limit= (default 100, at most 10,000) and ?before= (the next of the page
 // before; none: from the newest); the answer's next is the before of the
 // page after it, absent on the last.

@@ -8,7 +8,7 @@ import (
 	"github.com/dspool/dspool"
 )
 
-// Retention (docs/decisions/0021): every pruneEvery, what ended before its
+// Retention (docs/decisions/0022): every pruneEvery, what ended before its
 // retention goes, a batch to a transaction. A batch is sized to hold the
 // store's one writer for about pruneTarget: halved after one that took
 // twice as long, doubled after one that took half. After each batch the

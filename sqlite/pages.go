@@ -9,7 +9,7 @@ import (
 )
 
 // Pages of the lists that grow without bound: jobs, sessions, pool events
-// and the audit log (docs/decisions/0022). A page is asked for with one
+// and the audit log (docs/decisions/0023). A page is asked for with one
 // item more than its limit: that one, when it comes, says that there is a
 // next page, and is not returned.
 

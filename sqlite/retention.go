@@ -14,7 +14,7 @@ import (
 // (dspool.Retention), a batch at a time. Each Prune method deletes at most
 // limit rows of what it prunes in one short transaction and says how many
 // went; the caller loops, pausing between batches, so that the writer is
-// never held for long (docs/decisions/0021).
+// never held for long (docs/decisions/0022).
 //
 // The audit log stays append-only for everything but its oldest entries:
 // its trigger refuses to delete an entry at or after the mark
