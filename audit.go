@@ -67,10 +67,16 @@ const (
 	AuditSecretWrite     = "secret.write"
 	AuditSecretDelete    = "secret.delete"
 	AuditSecretRotateKey = "secret.rotate_key"
+	// AuditStoreBackup is a copy of the store taken through the API.
+	AuditStoreBackup = "store.backup"
+	// AuditAuditPrune is entries older than the audit retention pruned
+	// (and exported first, when configured), by the control plane.
+	AuditAuditPrune = "audit.prune"
 )
 
 // AuditActions lists every audited action, by family.
 var AuditActions = []string{
+	AuditAuditPrune,
 	AuditGatewayConfig,
 	AuditJoinTokenCreate, AuditJoinTokenRevoke,
 	AuditKeyAdd, AuditKeyRemove,
@@ -80,6 +86,7 @@ var AuditActions = []string{
 	AuditPoolApply, AuditPoolDelete,
 	AuditSecretDelete, AuditSecretRead, AuditSecretRotateKey, AuditSecretWrite,
 	AuditSessionKill,
+	AuditStoreBackup,
 	AuditTeamCreate, AuditTeamDelete, AuditTeamLimits, AuditTeamMemberAdd, AuditTeamMemberRemove,
 	AuditTokenCreate, AuditTokenRevoke,
 	AuditUserCreate, AuditUserDisable, AuditUserEnable, AuditUserLimits,

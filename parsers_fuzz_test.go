@@ -24,12 +24,12 @@ func hidesText(s string) (rune, bool) {
 
 // FuzzInputParsers feeds one untrusted string to every small parser of what
 // users type or send (scopes, spans, emails, secret references and names,
-// usage groupings, shown text): none may panic, every refusal is an invalid-input error
+// usage groupings, retention ages, shown text): none may panic, every refusal is an invalid-input error
 // that names the field, and what one accepts is well formed.
 func FuzzInputParsers(f *testing.F) {
 	for _, s := range []string{"", "read,jobs", "admin", "7d", "30m", "2026-11-26T10:00:00Z", "a@b.c", "Ada@Example.ORG",
 		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300),
-		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c"} {
+		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c", "never", "0", "90d", "1.5d", "59m", "36500d"} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -68,6 +68,13 @@ func FuzzInputParsers(f *testing.F) {
 		}
 		if _, err := dspool.ParseUsageBy("by", s); err != nil {
 			named(t, "ParseUsageBy", err)
+		}
+		if a, err := dspool.ParseAge("retention", s); err != nil {
+			named(t, "ParseAge", err)
+		} else if !a.Keeps() && (a < dspool.MinAge) {
+			t.Fatalf("ParseAge(%q) = %v: want never or at least %v", s, a, dspool.MinAge)
+		} else if again, err := dspool.ParseAge("retention", a.String()); err != nil || again != a {
+			t.Fatalf("ParseAge(%q) = %v, which reads back as %v, %v", s, a, again, err)
 		}
 		if err := dspool.ValidateText("name", s, dspool.MaxNameLen); err != nil {
 			named(t, "ValidateText", err)

@@ -341,15 +341,8 @@ func (c *Client) JoinToken(ctx context.Context, pool string) (*JoinToken, error)
 // the last since (all kept when 0), at most limit (0: the server's default,
 // 100).
 func (c *Client) PoolEvents(ctx context.Context, pool string, since time.Duration, limit int) ([]*dspool.PoolEvent, error) {
-	q := url.Values{}
-	if since > 0 {
-		q.Set("since", since.String())
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	var out PoolEventList
-	return out.Events, c.Do(ctx, "GET", "/api/v1/pools/"+url.PathEscape(pool)+"/events?"+q.Encode(), nil, &out)
+	l, err := c.PoolEventPage(ctx, pool, EventQuery{Since: since, Limit: limit})
+	return l.Events, err
 }
 
 // Usage reports the use of the last since (0: the server's default, 30
@@ -449,25 +442,13 @@ type AuditQuery struct {
 	User   string
 	Action string
 	Limit  int
+	Before int64 // the Next of the page before
 }
 
-// Audit reads the audit log (admin), oldest first.
+// Audit reads a page of the audit log (admin), oldest first.
 func (c *Client) Audit(ctx context.Context, aq AuditQuery) ([]*dspool.AuditEntry, error) {
-	q := url.Values{}
-	if aq.Since > 0 {
-		q.Set("since", aq.Since.String())
-	}
-	if aq.User != "" {
-		q.Set("user", aq.User)
-	}
-	if aq.Action != "" {
-		q.Set("action", aq.Action)
-	}
-	if aq.Limit > 0 {
-		q.Set("limit", strconv.Itoa(aq.Limit))
-	}
-	var out AuditList
-	return out.Entries, c.Do(ctx, "GET", "/api/v1/audit?"+q.Encode(), nil, &out)
+	l, err := c.AuditPage(ctx, aq)
+	return l.Entries, err
 }
 
 // Register registers a new node with a join token.
@@ -518,18 +499,12 @@ func (c *Client) RemoveKey(ctx context.Context, key string) (*dspool.SSHKey, err
 	return &out, c.Do(ctx, "DELETE", "/api/v1/keys/"+url.PathEscape(key), nil, &out)
 }
 
-// Sessions lists interactive sessions: the caller's, or every user's when
-// all (admins); ended ones too when ended.
+// Sessions lists the newest page of interactive sessions (the server's
+// default size): the caller's, or every user's when all (admins); ended
+// ones too when ended.
 func (c *Client) Sessions(ctx context.Context, all, ended bool) ([]*dspool.Session, error) {
-	q := url.Values{}
-	if all {
-		q.Set("all", "true")
-	}
-	if ended {
-		q.Set("ended", "true")
-	}
-	var out SessionList
-	return out.Sessions, c.Do(ctx, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out)
+	l, err := c.SessionPage(ctx, SessionQuery{AllUsers: all, Ended: ended})
+	return l.Sessions, err
 }
 
 // Session returns one session.

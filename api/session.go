@@ -28,6 +28,9 @@ type PasswordSet struct {
 // SessionList is the answer of GET /api/v1/sessions.
 type SessionList struct {
 	Sessions []*dspool.Session `json:"sessions"`
+	// Next is the value to pass as before= for the next page, of older
+	// sessions (0 when there is none).
+	Next int64 `json:"next,omitempty"`
 }
 
 // SessionUpgrade is the Upgrade token of a stream the control plane opens

@@ -37,10 +37,12 @@ type PoolDetail struct {
 	Nodes []*dspool.Node `json:"nodes"`
 }
 
-// PoolEventList is the answer of GET /api/v1/pools/{name}/events, oldest
-// first.
+// PoolEventList is the answer of GET /api/v1/pools/{name}/events: a page
+// of the newest events, oldest first; Next is the value to pass as before=
+// for the page of older ones (0 when there is none).
 type PoolEventList struct {
 	Events []*dspool.PoolEvent `json:"events"`
+	Next   int64               `json:"next,omitempty"`
 }
 
 // JoinToken is a secret an agent presents to join Pool. When the control
@@ -163,9 +165,12 @@ type TokenList struct {
 	Tokens []*dspool.Token `json:"tokens"`
 }
 
-// AuditList is the answer of GET /api/v1/audit, oldest first.
+// AuditList is the answer of GET /api/v1/audit: a page of the newest
+// entries, oldest first; Next is the value to pass as before= for the page
+// of older ones (0 when there is none).
 type AuditList struct {
 	Entries []*dspool.AuditEntry `json:"entries"`
+	Next    int64                `json:"next,omitempty"`
 }
 
 // NewToken is a created API token: Secret is shown only here.

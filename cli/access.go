@@ -225,6 +225,7 @@ them with dspool job cancel if they must stop. dspool user enable undoes it
 func (a *App) auditCmd() *cobra.Command {
 	var since, user, action string
 	var limit int
+	var before int64
 	c := &cobra.Command{
 		Use: "audit", Short: "Show the audit log (admin)", Args: cobra.NoArgs,
 		Long: `Show the audit log, oldest first: logins over SSH and the web (and their
@@ -237,8 +238,8 @@ append-only: nothing removes or changes an entry. Times are local.
 what a user did, and what was done to them and to their tokens, keys and
 sessions.`,
 		Example: "  dspool audit\n  dspool audit --since 7d --user ada\n  dspool audit --action login --since 1h -o json",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := api.AuditQuery{User: user, Action: action, Limit: limit}
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := api.AuditQuery{User: user, Action: action, Limit: limit, Before: before}
 			if since != "" && since != "0" {
 				d, err := dspool.ParseSpan(since)
 				if err != nil || d == 0 {
@@ -261,10 +262,12 @@ sessions.`,
 			if err != nil {
 				return err
 			}
-			es, err := cl.Audit(cmd.Context(), q)
+			l, err := cl.AuditPage(cmd.Context(), q)
 			if err != nil {
-				return withFlags(err, map[string]string{"user": "--user", "action": "--action", "since": "--since", "limit": "--limit"})
+				return withFlags(err, map[string]string{"user": "--user", "action": "--action", "since": "--since", "limit": "--limit", "before": "--before"})
 			}
+			defer a.more(cmd, args, "entries", l.Next)
+			es := l.Entries
 			if es == nil {
 				es = []*dspool.AuditEntry{}
 			}
@@ -287,6 +290,6 @@ sessions.`,
 	c.Flags().StringVar(&since, "since", "24h", "only entries of the last span, e.g. 1h, 24h, 7d (0: every entry)")
 	c.Flags().StringVar(&user, "user", "", "only what this user did, or what was done to them")
 	c.Flags().StringVar(&action, "action", "", "only this action (login.ssh) or family (login)")
-	c.Flags().IntVar(&limit, "limit", 1000, "at most this many entries, the newest (1-10000)")
+	pageFlags(c, &limit, 1000, &before, "entries")
 	return c
 }

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/spf13/cobra"
 )
 
 func (a *App) poolEventsCmd() *cobra.Command {
 	var since string
 	var limit int
+	var before int64
 	c := &cobra.Command{
 		Use: "events NAME", Short: "Show what happened to a pool: scaling, removed nodes, provider errors",
 		Long: `Show a pool's newest events, oldest first: nodes asked for (scale_out) and
@@ -42,26 +44,29 @@ pool its own. Times are local.`,
 			if err != nil {
 				return err
 			}
-			evs, err := cl.PoolEvents(cmd.Context(), argv[0], span, limit)
+			l, err := cl.PoolEventPage(cmd.Context(), argv[0], api.EventQuery{Since: span, Limit: limit, Before: before})
 			if err != nil {
-				return err
+				return withFlags(err, map[string]string{"limit": "--limit", "before": "--before", "since": "--since"})
 			}
+			evs := l.Events
 			if evs == nil {
 				evs = []*dspool.PoolEvent{}
 			}
 			if ok, _ := a.json(); !ok && len(evs) == 0 {
 				fmt.Fprintf(a.Stderr, "(no events in pool %s%s: scaling, removed nodes and provider errors show here)\n", argv[0], sinceNote(since))
 			}
-			return a.print(evs, []string{"TIME", "KIND", "NODES", "MESSAGE"}, func(add func(...any)) {
+			err = a.print(evs, []string{"TIME", "KIND", "NODES", "MESSAGE"}, func(add func(...any)) {
 				for _, ev := range evs {
 					add(ev.At.Local().Format("Jan 02 15:04:05"), ev.Kind, dash(strings.Join(ev.Nodes, ",")),
 						strings.ReplaceAll(ev.Message, "\n", " "))
 				}
 			})
+			a.more(cmd, argv, "events", l.Next)
+			return err
 		},
 	}
 	c.Flags().StringVar(&since, "since", "", "only events of the last span, e.g. 30m, 1h, 7d (default: every event kept)")
-	c.Flags().IntVar(&limit, "limit", 100, "at most this many events, the newest (1-10000)")
+	pageFlags(c, &limit, 100, &before, "events")
 	return c
 }
 

@@ -281,9 +281,12 @@ func (a *App) jobListCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "list", Short: "List your jobs, newest first", Args: args(0, 0, "", "dspool job list --state running"),
 		Example: "  dspool job list\n  dspool job list --state queued,running\n  dspool job list --all-users -o json",
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if states != "" {
 				q.States = strings.Split(states, ",")
+			}
+			if _, err := a.json(); err != nil {
+				return err
 			}
 			cl, err := a.client()
 			if err != nil {
@@ -291,25 +294,19 @@ func (a *App) jobListCmd() *cobra.Command {
 			}
 			l, err := cl.Jobs(cmd.Context(), q)
 			if err != nil {
-				return err
-			}
-			if ok, _ := a.json(); ok {
-				return a.print(l, nil, nil)
+				return withFlags(err, map[string]string{"limit": "--limit", "before": "--before", "state": "--state"})
 			}
 			if err := a.printJobs(l.Jobs); err != nil {
 				return err
 			}
-			if l.Next != 0 {
-				fmt.Fprintf(a.Stderr, "(more jobs: dspool job list --before %d)\n", l.Next)
-			}
+			a.more(cmd, args, "jobs", l.Next)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&states, "state", "", "only jobs in these states (comma-separated: queued,running,succeeded,failed,cancelled)")
 	c.Flags().BoolVar(&q.AllUsers, "all-users", false, "every user's jobs (admin)")
 	c.Flags().StringVar(&q.Pool, "pool", "", "only jobs of this pool")
-	c.Flags().IntVar(&q.Limit, "limit", 100, "at most this many jobs")
-	c.Flags().Int64Var(&q.Before, "before", 0, "only jobs older than this id (next page)")
+	pageFlags(c, &q.Limit, 100, &q.Before, "jobs")
 	return c
 }
 

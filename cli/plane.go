@@ -64,6 +64,8 @@ type planeOptions struct {
 	UIDBase       int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
+	// Retention is how long the store keeps what has ended.
+	Retention dspool.Retention `json:"retention"`
 	// getenv reads the environment, and the secrets guardProcess moved
 	// out of it.
 	getenv func(string) string
@@ -181,6 +183,9 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRetention(o.Retention, log); err != nil {
+		return nil, err
+	}
 	// The data directory is traversable but not listable: jobs running as
 	// their users must reach a share that an earlier dspool made inside it
 	// (docs/decisions/0009); the store file is 0600.
@@ -276,7 +281,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 	}
 	srv := server.New(server.Config{SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey})
+		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
@@ -405,18 +410,28 @@ func secretsKeyring(ctx context.Context, db *sqlite.DB, data, env string, log *s
 // so two control planes never share one store, share and set of local
 // agents.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, holder, err := tryLockDir(dir)
+	if holder != "" {
+		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", holder, dir)
+	}
+	return f, err
+}
+
+// tryLockDir takes dir's lock, or says which process holds it (holder,
+// with a nil error).
+func tryLockDir(dir string) (f *os.File, holder string, err error) {
+	f, err = os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("lock data directory: %w", err)
+		return nil, "", fmt.Errorf("lock data directory: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		b, _ := os.ReadFile(f.Name())
 		f.Close()
-		return nil, fmt.Errorf("another dspool (pid %s) is using %s: stop it first, or give this one its own --data", strings.TrimSpace(string(b)), dir)
+		return nil, cmp.Or(strings.TrimSpace(string(b)), "?"), nil
 	}
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return f, nil
+	return f, "", nil
 }
 
 // ensureAdmin creates the first admin on a new store, with a uid that none

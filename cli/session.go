@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/pkg/sftp"
 	"github.com/spf13/cobra"
 )
@@ -107,24 +108,32 @@ reservation (the pool's sessions.cpus and sessions.memory) until the last one
 closes.`,
 		Example: "  dspool session list\n  dspool session kill s-0123456789abcdef",
 	}
-	var all, ended bool
+	var q api.SessionQuery
 	list := &cobra.Command{
-		Use: "list", Short: "List sessions (yours; --all: everyone's, admin)", Args: cobra.NoArgs,
+		Use: "list", Short: "List sessions, newest first (yours; --all: everyone's, admin)", Args: cobra.NoArgs,
 		Example: "  dspool session list\n  dspool session list --all --ended -o json",
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := a.json(); err != nil {
+				return err
+			}
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			ss, err := cl.Sessions(cmd.Context(), all, ended)
+			l, err := cl.SessionPage(cmd.Context(), q)
 			if err != nil {
+				return withFlags(err, map[string]string{"limit": "--limit", "before": "--before"})
+			}
+			if err := a.printSessionsAs(l.Sessions, l.Sessions); err != nil {
 				return err
 			}
-			return a.printSessionsAs(ss, ss)
+			a.more(cmd, args, "sessions", l.Next)
+			return nil
 		},
 	}
-	list.Flags().BoolVar(&all, "all", false, "every user's sessions (admin)")
-	list.Flags().BoolVar(&ended, "ended", false, "include ended sessions")
+	list.Flags().BoolVar(&q.AllUsers, "all", false, "every user's sessions (admin)")
+	list.Flags().BoolVar(&q.Ended, "ended", false, "include ended sessions")
+	pageFlags(list, &q.Limit, 100, &q.Before, "sessions")
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show a session", Args: args(1, 1, "a session id", "dspool session show s-0123456789abcdef"),
 		Example: "  dspool session show s-0123456789abcdef -o json",

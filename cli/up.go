@@ -22,6 +22,7 @@ import (
 
 func (a *App) upCmd() *cobra.Command {
 	o := planeOptions{Listen: "127.0.0.1:8080", SSHListen: "127.0.0.1:2222"}
+	var keep retentionFlags
 	nodes := 0
 	c := &cobra.Command{
 		Use:   "up",
@@ -58,6 +59,7 @@ and running it again on the same directory takes them over.`,
 						"a user who fills it fills the store's disk too: move it (docs/decisions/0009) or give --share\n", o.Share)
 				}
 			}
+			keep.apply(cmd, &o.Retention)
 			return a.up(cmd.Context(), o, nodes, cmd.Flags().Changed("nodes"))
 		},
 	}
@@ -66,6 +68,7 @@ and running it again on the same directory takes them over.`,
 	c.Flags().IntVar(&nodes, "nodes", 1, "local agent processes of the default pool, each an equal part of this machine")
 	c.Flags().StringVar(&o.Admin, "admin", "", "name of the first admin on a new store (default: your login name, or admin as root)")
 	o.flags(c)
+	keep.add(c)
 	return c
 }
 
@@ -300,6 +303,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 func (a *App) serverCmd() *cobra.Command {
 	var file string
 	var proxies, advertise []string
+	var keep retentionFlags
 	c := &cobra.Command{
 		Use:   "server --config FILE",
 		Short: "Run the control plane alone (agents join from other machines)",
@@ -331,7 +335,7 @@ func (a *App) serverCmd() *cobra.Command {
     client_secret_file: /etc/dspool/oidc-secret   # or DSPOOL_OIDC_CLIENT_SECRET
     claim: email             # a verified email recorded with dspool user email
     password_login: true
-
+` + retentionConfigHelp + `
 On a new store it creates the first admin and writes its API token to
 DATA/admin-token (mode 0600).`,
 		Example: "  dspool server --config /etc/dspool/server.yaml",
@@ -363,12 +367,14 @@ DATA/admin-token (mode 0600).`,
 			}
 			o.TrustedProxies = append(o.TrustedProxies, proxies...)
 			o.Advertise = append(o.Advertise, advertise...)
+			keep.apply(cmd, &o.Retention)
 			return a.serve(cmd.Context(), o)
 		},
 	}
 	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
 	c.Flags().Var((*proxiesFlag)(&proxies), "trusted-proxy", trustedProxyHelp+", besides the config's trusted_proxies; repeat for more")
 	c.Flags().StringSliceVar(&advertise, "advertise", nil, "names and addresses agents and users reach the API by, besides the config's advertise")
+	keep.add(c)
 	return c
 }
 

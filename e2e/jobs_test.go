@@ -195,12 +195,10 @@ func TestJobs(t *testing.T) {
 		j, _, _ := submitWait(t, env, sub("--name", "fields", "--", "sh", "-c", "exit 3")...)
 		want := []string{"id", "name", "user", "pool", "state", "reason", "exit_code", "attempt", "node",
 			"cpus", "memory", "gpus", "submitted_at", "started_at", "finished_at"}
-		var list struct {
-			Jobs []map[string]any `json:"jobs"`
-		}
+		var list []map[string]any
 		cliJSON(t, env, &list, "job", "list")
 		var listed map[string]any
-		for _, x := range list.Jobs {
+		for _, x := range list {
 			if x["id"] == float64(j.ID) {
 				listed = x
 			}

@@ -83,17 +83,17 @@ func TestWaitOutlivesAControlPlaneRestart(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var list struct{ Jobs []dspool.Job }
+	var list []dspool.Job
 	eventually(t, 10*time.Second, "the job to be queued", func() bool {
 		cliJSON(t, env, &list, "job", "list")
-		return len(list.Jobs) == 1
+		return len(list) == 1
 	})
 	first.Stop()
 	eventually(t, 10*time.Second, "the waiting CLI to say it lost the server", func() bool {
 		return strings.Contains(errb.String(), "reconnecting")
 	})
 	startUp(t, upConfig{UIDBase: uidBase(143), Data: first.Data, Login: first.Login, Args: []string{"--listen", addr}})
-	cliOK(t, env, "job", "cancel", itoa(list.Jobs[0].ID))
+	cliOK(t, env, "job", "cancel", itoa(list[0].ID))
 	select {
 	case err := <-done:
 		if !strings.Contains(errb.String(), "reconnected") {

@@ -77,12 +77,10 @@ func TestUsersIsolation(t *testing.T) {
 // listIDs runs a job list command with -o json and returns the ids.
 func listIDs(t *testing.T, env []string, args ...string) []int64 {
 	t.Helper()
-	var l struct {
-		Jobs []*dspool.Job `json:"jobs"`
-	}
+	var l []*dspool.Job
 	cliJSON(t, env, &l, args...)
-	ids := make([]int64, len(l.Jobs))
-	for i, j := range l.Jobs {
+	ids := make([]int64, len(l))
+	for i, j := range l {
 		ids[i] = j.ID
 	}
 	return ids

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -73,7 +72,12 @@ func outcome(err error) string {
 
 func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := sqlite.AuditFilter{User: q.Get("user"), Action: q.Get("action")}
+	pg, err := parsePage(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := sqlite.AuditFilter{User: q.Get("user"), Action: q.Get("action"), Limit: pg.limit, Before: pg.before}
 	if f.Action != "" {
 		if err := dspool.CheckAuditAction("action", f.Action); err != nil {
 			s.fail(w, r, err)
@@ -88,22 +92,14 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Since = t
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > sqlite.MaxAudit {
-			s.fail(w, r, dspool.Invalid("limit", "%q is out of range: give a number from 1 to %d", v, sqlite.MaxAudit))
-			return
-		}
-		f.Limit = n
-	}
-	es, err := s.db.Audit(r.Context(), f)
+	es, err := s.db.AuditPage(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	// A name that is no user may still be one a refused login gave: it is
 	// unknown only when nothing names it either.
-	if len(es) == 0 && f.User != "" && f.User != dspool.AuditSystem && f.User != dspool.AuditAnonymous {
+	if len(es.Items) == 0 && f.Before == 0 && f.User != "" && f.User != dspool.AuditSystem && f.User != dspool.AuditAnonymous {
 		if _, err := s.db.User(r.Context(), f.User); dspool.ErrorCode(err) == dspool.ENotFound {
 			s.fail(w, r, dspool.Invalid("user", "no user %s, and no entry names it: see the users with `dspool user list`", f.User))
 			return
@@ -112,5 +108,5 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, api.AuditList{Entries: es})
+	writeJSON(w, http.StatusOK, api.AuditList{Entries: es.Items, Next: es.Next})
 }

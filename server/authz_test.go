@@ -101,6 +101,7 @@ var authzMatrix = map[string]authzRow{
 	"GET /api/v1/tokens":                {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 	"POST /api/v1/tokens/{id}/revoke":   {scope: dspool.ScopeAccount, path: "/api/v1/tokens/{token}/revoke", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 	"GET /api/v1/audit":                 {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
+	"GET /api/v1/backup":                {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/keys":                  {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 	"POST /api/v1/keys":                 {scope: dspool.ScopeAccount, body: `{"key":"{pubkey}"}`, anon: 401, other: 201, owner: 201, admin: 201},
 	"DELETE /api/v1/keys/{key}":         {scope: dspool.ScopeAccount, path: "/api/v1/keys/{key}", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},

@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -27,22 +26,18 @@ func (s *Server) poolEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	limit := 0
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > dspool.MaxPoolEvents {
-			s.fail(w, r, dspool.Invalid("limit", "%q is not a number from 1 to %d", v, dspool.MaxPoolEvents))
-			return
-		}
-		limit = n
+	pg, err := parsePage(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
-	evs, err := s.db.PoolEvents(r.Context(), name, since, limit)
-	if err == nil && poolErr != nil && len(evs) == 0 {
+	evs, err := s.db.PoolEventPage(r.Context(), name, since, pg.before, pg.limit)
+	if err == nil && poolErr != nil && len(evs.Items) == 0 && pg.before == 0 {
 		err = poolErr // a deleted pool keeps its events; no pool had none
 	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, api.PoolEventList{Events: evs})
+	writeJSON(w, http.StatusOK, api.PoolEventList{Events: evs.Items, Next: evs.Next})
 }

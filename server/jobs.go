@@ -115,7 +115,12 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	u := userFrom(r)
-	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: 100}
+	pg, err := parsePage(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: pg.limit, Before: pg.before}
 	if q.Get("all") == "true" {
 		if !u.Admin {
 			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin sees every user's jobs: drop --all-users"))
@@ -132,38 +137,15 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 			f.States = append(f.States, dspool.JobState(x))
 		}
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 10000 {
-			s.fail(w, r, dspool.Invalid("limit", "must be a number from 1 to 10000"))
-			return
-		}
-		f.Limit = n
-	}
-	if b := q.Get("before"); b != "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n < 1 {
-			s.fail(w, r, dspool.Invalid("before", "must be a job id"))
-			return
-		}
-		f.Before = n
-	}
-	jobs, err := s.db.ListJobs(r.Context(), f)
+	jobs, err := s.db.JobPage(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	for _, j := range jobs {
+	for _, j := range jobs.Items {
 		s.explainWait(j)
 	}
-	out := api.JobList{Jobs: jobs}
-	if out.Jobs == nil {
-		out.Jobs = []*dspool.Job{}
-	}
-	if len(jobs) == f.Limit {
-		out.Next = jobs[len(jobs)-1].ID
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, api.JobList{Jobs: jobs.Items, Next: jobs.Next})
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {

@@ -151,7 +151,12 @@ func (s *Server) removeKey(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	u := userFrom(r)
-	f := sqlite.SessionFilter{User: u.Name, Active: r.URL.Query().Get("ended") != "true"}
+	pg, err := parsePage(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f := sqlite.SessionFilter{User: u.Name, Active: r.URL.Query().Get("ended") != "true", Limit: pg.limit, Before: pg.before}
 	if r.URL.Query().Get("all") == "true" {
 		if !u.Admin {
 			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin lists every user's sessions"))
@@ -159,15 +164,15 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		}
 		f.User = ""
 	}
-	list, err := s.db.Sessions(r.Context(), f)
+	list, err := s.db.SessionPage(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	for _, x := range list {
+	for _, x := range list.Items {
 		s.sessions.decorate(x)
 	}
-	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list})
+	writeJSON(w, http.StatusOK, api.SessionList{Sessions: list.Items, Next: list.Next})
 }
 
 // session returns a session the caller may see: their own, or any for an

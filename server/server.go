@@ -75,6 +75,9 @@ type Config struct {
 	// Secrets holds the key that seals users' secrets in the store (nil:
 	// the control plane keeps no secrets).
 	Secrets *secrets.Keyring
+	// Retention is how long the store keeps what has ended (zero ages:
+	// the defaults); see retention.go.
+	Retention dspool.Retention
 	// TrustedProxies are the load balancers and reverse proxies whose
 	// X-Forwarded-For, -Proto and -Host headers are believed (none by
 	// default): see client.
@@ -109,6 +112,7 @@ type Server struct {
 	proxies   forwarded.Proxies
 	auth      authCache
 	tokenUse  tokenUse
+	backups   backups
 	guesses   guesses
 	failures  loginFailures
 	placeMu   sync.Mutex
@@ -150,6 +154,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Retention = cfg.Retention.WithDefaults()
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
 		kick: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
@@ -173,8 +178,9 @@ func (s *Server) Run(ctx context.Context) {
 	// Sessions outlive the control plane: take up the previous run's.
 	s.recoverSessions(ctx)
 	var wg sync.WaitGroup
-	wg.Add(8)
+	wg.Add(9)
 	go func() { defer wg.Done(); s.gateways.sweepLoop(ctx) }()
+	go func() { defer wg.Done(); s.retentionLoop(ctx) }()
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()
 	go func() { defer wg.Done(); s.roomLoop(ctx) }()
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
@@ -300,6 +306,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tokens", authUser, dspool.ScopeRead, s.listTokens},
 		{"POST", "/api/v1/tokens/{id}/revoke", authUser, dspool.ScopeAccount, s.revokeToken},
 		{"GET", "/api/v1/audit", authAdmin, dspool.ScopeAdmin, s.auditLog},
+		{"GET", "/api/v1/backup", authAdmin, dspool.ScopeAdmin, s.backup},
 		{"GET", "/api/v1/keys", authUser, dspool.ScopeRead, s.listKeys},
 		{"POST", "/api/v1/keys", authUser, dspool.ScopeAccount, s.addKey},
 		{"DELETE", "/api/v1/keys/{key}", authUser, dspool.ScopeAccount, s.removeKey},

@@ -2,16 +2,18 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
 	"github.com/dspool/dspool"
 )
 
-// The audit log is append-only: triggers refuse UPDATE and DELETE on it,
-// whoever asks, and nothing in dspool prunes it. Its entries are few (logins
-// and changes to who may do what, not every request), so it is kept whole;
-// an operator who must shrink it does so offline, on a copy of the store.
+// The audit log is append-only: triggers refuse UPDATE on it, and DELETE
+// of any entry but those older than the mark that its retention moves
+// forward (retention.go), whoever asks. Its entries are few (logins and
+// changes to who may do what, not every request), so it is kept whole by
+// default.
 
 // MaxAudit bounds the entries one read of the audit log returns.
 const MaxAudit = 10000
@@ -52,6 +54,8 @@ type AuditFilter struct {
 	// Limit is how many of the newest entries to return (default and at
 	// most MaxAudit).
 	Limit int
+	// Before selects the entries before this id (0: all).
+	Before int64
 }
 
 // Audit returns the newest entries that f selects, oldest first.
@@ -59,6 +63,11 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 	if f.Limit <= 0 || f.Limit > MaxAudit {
 		f.Limit = MaxAudit
 	}
+	return db.audit(ctx, f)
+}
+
+// audit is Audit with f.Limit as it is.
+func (db *DB) audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, error) {
 	q := `SELECT id, at, actor, action, target, remote, outcome, detail FROM audit WHERE at >= ?`
 	args := []any{unixNano(f.Since)}
 	if f.Since.IsZero() {
@@ -73,6 +82,10 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 		q += ` AND (action = ? OR substr(action, 1, ?) = ?)`
 		args = append(args, f.Action, len(f.Action)+1, f.Action+".")
 	}
+	if f.Before > 0 {
+		q += ` AND id < ?`
+		args = append(args, f.Before)
+	}
 	q = `SELECT * FROM (` + q + ` ORDER BY id DESC LIMIT ?) ORDER BY id`
 	args = append(args, f.Limit)
 	rows, err := db.r.QueryContext(ctx, q, args...)
@@ -80,6 +93,12 @@ func (db *DB) Audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 		return nil, err
 	}
 	defer rows.Close()
+	return scanAudit(rows)
+}
+
+// scanAudit reads entries of the audit log: id, at, actor, action, target,
+// remote, outcome, detail.
+func scanAudit(rows *sql.Rows) ([]*dspool.AuditEntry, error) {
 	out := []*dspool.AuditEntry{}
 	for rows.Next() {
 		var e dspool.AuditEntry

@@ -141,6 +141,10 @@ var migrations = []string{
 	CREATE INDEX join_tokens_pool ON join_tokens(pool);
 	ALTER TABLE nodes ADD COLUMN removed_at INTEGER;
 	UPDATE nodes SET removed_at = COALESCE(gone_at, last_seen, created_at) WHERE state = 'gone';`,
+	// retention (retention.go): indexes that find what ended before a
+	// time, and an audit log whose oldest entries may go below a mark that
+	// only moves forward.
+	retentionMigration,
 }
 
 const schema = `

@@ -82,13 +82,20 @@ func (db *DB) PoolEvents(ctx context.Context, pool string, since time.Time, limi
 	if limit <= 0 {
 		limit = DefaultPoolEvents
 	}
-	limit = min(limit, dspool.MaxPoolEvents)
+	return db.poolEvents(ctx, pool, since, 0, min(limit, dspool.MaxPoolEvents))
+}
+
+// poolEvents is PoolEvents of the events before the id before (0: all).
+func (db *DB) poolEvents(ctx context.Context, pool string, since time.Time, before int64, limit int) ([]*dspool.PoolEvent, error) {
 	from := int64(math.MinInt64)
 	if !since.IsZero() {
 		from = unixNano(since)
 	}
+	if before <= 0 {
+		before = math.MaxInt64
+	}
 	rows, err := db.r.QueryContext(ctx, `SELECT id, pool, at, kind, nodes, message FROM (
-		SELECT * FROM pool_events WHERE pool = ? AND at >= ? ORDER BY id DESC LIMIT ?) ORDER BY id`, pool, from, limit)
+		SELECT * FROM pool_events WHERE pool = ? AND at >= ? AND id < ? ORDER BY id DESC LIMIT ?) ORDER BY id`, pool, from, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list events of pool %s: %w", pool, err)
 	}

@@ -182,6 +182,9 @@ type SessionFilter struct {
 	User   string // empty: every user's
 	Active bool   // only those not ended
 	Limit  int    // 0: 1000
+	// Before selects, for SessionPage, the sessions made before this
+	// cursor (0: all).
+	Before int64
 }
 
 // Sessions lists sessions, newest first.

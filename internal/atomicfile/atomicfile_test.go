@@ -36,3 +36,32 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("%d entries left in the directory; want the file and the other, no temporary", len(entries))
 	}
 }
+
+func TestAbortLeavesTheOldFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := atomicfile.New(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("half"); err != nil {
+		t.Fatal(err)
+	}
+	// The caller reads what it wrote back before deciding.
+	if b, err := os.ReadFile(f.Name()); err != nil || string(b) != "half" {
+		t.Fatalf("read back %q %v", b, err)
+	}
+	f.Abort()
+	if err := f.Commit(); err == nil {
+		t.Error("Commit after Abort succeeded")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "old" {
+		t.Errorf("after Abort the file holds %q; want the old contents", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d entries left in the directory; want the file alone", len(entries))
+	}
+}
