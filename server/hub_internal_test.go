@@ -137,3 +137,41 @@ func TestHeartbeatKeepsADrain(t *testing.T) {
 		t.Errorf("%d of 100 drains that raced a heartbeat were lost: the heartbeat wrote back the state it had read", lost)
 	}
 }
+
+// TestAReconnectingNodeStartsAPass: the first report on a node's new
+// connection starts a scheduling pass even when nothing about the node
+// changed (after a restart of the control plane its row is as it was), so
+// that work queued while it was away starts then, not at the next periodic
+// pass; later reports that change nothing start none.
+func TestAReconnectingNodeStartsAPass(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	kicked := func() bool {
+		select {
+		case <-s.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	hb := &api.Heartbeat{State: dspool.NodeReady, Inventory: n.Inventory}
+	first := testConn(n)
+	s.hub.attach(first)
+	for range 2 {
+		kicked()
+		if _, err := s.hub.heartbeat(ctx, first, hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kicked() {
+		t.Errorf("a second report that changed nothing started a scheduling pass, want none")
+	}
+	again := testConn(n)
+	s.hub.attach(again)
+	if _, err := s.hub.heartbeat(ctx, again, hb); err != nil {
+		t.Fatal(err)
+	}
+	if !kicked() {
+		t.Errorf("the first report on the node's new connection started no scheduling pass: work queued while it was away waits for the periodic one")
+	}
+}
