@@ -141,6 +141,9 @@ var migrations = []string{
 	CREATE INDEX join_tokens_pool ON join_tokens(pool);
 	ALTER TABLE nodes ADD COLUMN removed_at INTEGER;
 	UPDATE nodes SET removed_at = COALESCE(gone_at, last_seen, created_at) WHERE state = 'gone';`,
+	// nodes by name: a node is looked up by id or name at each heartbeat,
+	// and without it every lookup read every node.
+	`CREATE INDEX nodes_name ON nodes(name);`,
 }
 
 const schema = `
