@@ -52,6 +52,9 @@ func fill(ctx context.Context, bin, dir string, n Sizes) (f *filled, err error) 
 	for i := range n.Sessions {
 		f.users = append(f.users, fmt.Sprintf("%s%03d", userPrefix, i+1))
 	}
+	if _, err := os.Stat(openssh.Client); err != nil && n.Sessions > 0 {
+		return nil, fmt.Errorf("the sessions are opened with the OpenSSH client, and %s is missing: install it (apt-get install openssh-client)", openssh.Client)
+	}
 	for _, u := range append([]string{benchAdmin}, f.users...) {
 		if host.UserExists(u) {
 			return nil, fmt.Errorf("this machine has an account %s already (left by an earlier run?): the agents would refuse to run its sessions with dspool's uid; remove it with `userdel %s`", u, u)

@@ -93,6 +93,10 @@ func restart(ctx context.Context, f *filled, kind string, sessions, seq int) (Re
 					*into = since()
 					return
 				}
+				if err := p.exited(); err != nil {
+					fail(fmt.Errorf("%s: %w", what, err))
+					return
+				}
 				time.Sleep(pollEvery)
 			}
 			fail(fmt.Errorf("%s: not within a minute of the exec (the server's log: %s)", what, p.log))
