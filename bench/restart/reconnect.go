@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,8 +50,8 @@ type Reconnect struct {
 	Refused   int `json:"refused"` // nothing listened yet
 	Dropped   int `json:"dropped"` // closed without an answer
 	Errors    int `json:"errors"`
-	// FirstError is one of Errors, to say what they were.
-	FirstError string `json:"first_error,omitempty"`
+	// ErrorKinds are the distinct Errors (up to 5), each with its count.
+	ErrorKinds map[string]int `json:"error_kinds,omitempty"`
 	// PeakPerS: attempts in the busiest second (windows of 10 steps);
 	// PeakAtS: where that second began.
 	PeakPerS float64 `json:"peak_attempts_per_s"`
@@ -283,6 +284,9 @@ func waitConnected(ctx context.Context, p *plane, fleet *agentsim.Process, want 
 	return at, nil
 }
 
+// addrs are the addresses in errors, which make each one distinct.
+var addrs = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
 // tally sorts the events since the kill into r, with times from t0.
 func (r *Reconnect) tally(evs []agentsim.Event, t0 time.Time) {
 	first := map[int]time.Time{}
@@ -336,8 +340,12 @@ func (r *Reconnect) tally(evs []agentsim.Event, t0 time.Time) {
 		default:
 			r.Errors++
 			b.Errors++
-			if r.FirstError == "" {
-				r.FirstError = e.Err
+			k := addrs.ReplaceAllString(e.Err, "ADDR")
+			if r.ErrorKinds == nil {
+				r.ErrorKinds = map[string]int{}
+			}
+			if _, ok := r.ErrorKinds[k]; ok || len(r.ErrorKinds) < 5 {
+				r.ErrorKinds[k]++
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -122,10 +123,9 @@ func reportReconnects(w io.Writer, rs []Reconnect, n Sizes) {
 		return fmt.Sprintf("%.2f / %.2f", x.RestServerCPU, x.RestFleetCPU)
 	})
 	tw.Flush()
-	for _, x := range rs {
-		if x.FirstError != "" {
-			fmt.Fprintf(w, "an attempt that failed otherwise: %s\n", x.FirstError)
-			break
+	for i, x := range rs {
+		for _, k := range slices.Sorted(maps.Keys(x.ErrorKinds)) {
+			fmt.Fprintf(w, "run %d: %d attempts failed with: %s\n", i+1, x.ErrorKinds[k], k)
 		}
 	}
 	last := rs[len(rs)-1]
