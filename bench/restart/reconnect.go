@@ -230,10 +230,7 @@ func reconnect(ctx context.Context, p *plane, fleet *agentsim.Process, ev *event
 			lost = append(lost, e.At.Sub(killed).Seconds())
 		}
 	}
-	slices.Sort(lost)
-	if len(lost) > 0 {
-		r.LostP50S, r.LostLastS = host.Pct(lost, 50), lost[len(lost)-1]
-	}
+	r.LostP50S, _, r.LostLastS = pcts(lost)
 	return r, nil
 }
 
@@ -282,6 +279,30 @@ func waitConnected(ctx context.Context, p *plane, fleet *agentsim.Process, want 
 		return at, fmt.Errorf("%d of %d agents connected as the server counts them: %w (the server's log: %s)", int(n), want, err, p.log)
 	}
 	return at, nil
+}
+
+// peak is the most attempts that ended within one second (windows of
+// whole steps), and where that second began.
+func peak(bins []Bin) (perS, atS float64) {
+	for i := range bins {
+		sum := 0
+		for _, b := range bins[i:min(i+int(time.Second/binWidth), len(bins))] {
+			sum += b.attempts()
+		}
+		if float64(sum) > perS {
+			perS, atS = float64(sum), bins[i].AtS
+		}
+	}
+	return perS, atS
+}
+
+// pcts sorts s and returns its p50, p90 and largest (zeros when empty).
+func pcts(s []float64) (p50, p90, last float64) {
+	if len(s) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(s)
+	return host.Pct(s, 50), host.Pct(s, 90), s[len(s)-1]
 }
 
 // addrs are the addresses in errors, which make each one distinct.
@@ -357,23 +378,9 @@ func (r *Reconnect) tally(evs []agentsim.Event, t0 time.Time) {
 	for _, at := range first {
 		back = append(back, at.Sub(t0).Seconds())
 	}
-	slices.Sort(back)
-	if len(back) > 0 {
-		r.P50S, r.P90S, r.LastS = host.Pct(back, 50), host.Pct(back, 90), back[len(back)-1]
-	}
-	slices.Sort(waits)
-	if len(waits) > 0 {
-		r.WaitP50S, r.WaitMaxS = host.Pct(waits, 50), waits[len(waits)-1]
-	}
-	for i := range bins {
-		sum := 0
-		for _, b := range bins[i:min(i+int(time.Second/binWidth), len(bins))] {
-			sum += b.attempts()
-		}
-		if float64(sum) > r.PeakPerS {
-			r.PeakPerS, r.PeakAtS = float64(sum), bins[i].AtS
-		}
-	}
+	r.P50S, r.P90S, r.LastS = pcts(back)
+	r.WaitP50S, _, r.WaitMaxS = pcts(waits)
+	r.PeakPerS, r.PeakAtS = peak(bins)
 	// The timeline ends with the last agent's return.
 	end := int(max(0, r.LastS/r.StepS)) + 1
 	r.Timeline = bins[:min(end, len(bins))]
