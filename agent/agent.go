@@ -314,6 +314,11 @@ func (ag *Agent) Run(ctx context.Context) error {
 		}
 		ag.log.Warn("keeping the node's credential", "err", err)
 	}
+	// The API calls are done. A connection kept for more would hold one
+	// of its address's connections at the server for minutes, and the
+	// agents of a pool behind one address (a NAT, `dspool up`'s) would
+	// fill the address's limit and turn each other away as they join.
+	ag.http.CloseIdleConnections()
 	if ag.root {
 		cg, err := detectCgroups(ag.node)
 		if err != nil {

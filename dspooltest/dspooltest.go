@@ -60,6 +60,10 @@ type Options struct {
 	// TrustedProxies are the server's trusted proxies (none by default):
 	// 127.0.0.1/32 makes the test's own requests come through a proxy.
 	TrustedProxies []netip.Prefix
+	// MaxConnsPerSource bounds the connections one address holds, as the
+	// server's front end does (server.LimitListener, with its busy
+	// answer); 0: no bound.
+	MaxConnsPerSource int
 }
 
 // Pool is a running in-process pool.
@@ -148,7 +152,11 @@ func New(t testing.TB, opts Options) *Pool {
 	}
 	srv := server.New(server.Config{SSHHostKey: pem.EncodeToMemory(blk), Store: db, Share: share, NodeGrace: opts.NodeGrace, NodeGoneAfter: opts.NodeGoneAfter, KillGrace: time.Second, Heartbeat: 200 * time.Millisecond,
 		Secrets: keys, TrustedProxies: opts.TrustedProxies})
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	if opts.MaxConnsPerSource > 0 {
+		hs.Listener = server.LimitListener(hs.Listener, server.Limits{PerSource: opts.MaxConnsPerSource, Busy: server.BusyAnswer(nil)})
+	}
+	hs.Start()
 	p := &Pool{t: t, URL: hs.URL, Share: share, DB: db, Server: srv, dir: dir, cancel: cancel}
 	p.wg.Add(1)
 	go func() { defer p.wg.Done(); srv.Run(ctx) }()

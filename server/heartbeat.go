@@ -106,6 +106,14 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 	ac.state = state
 	ac.accounts = node.Accounts
 	h.mu.Unlock()
+	if sendPool {
+		// The first report on a connection brings the node's capacity
+		// back (the hub knew nothing of its inventory until now): work
+		// that queued while it was away, as work does across a restart
+		// of the control plane, starts now, not at the next periodic
+		// pass.
+		h.s.Kick()
+	}
 
 	want, err := h.s.db.UIDRange(ctx)
 	if err != nil {

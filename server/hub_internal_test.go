@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -137,3 +139,100 @@ func TestHeartbeatKeepsADrain(t *testing.T) {
 		t.Errorf("%d of 100 drains that raced a heartbeat were lost: the heartbeat wrote back the state it had read", lost)
 	}
 }
+
+// TestAReconnectingNodeStartsAPass: the first report on a node's new
+// connection starts a scheduling pass even when nothing about the node
+// changed (after a restart of the control plane its row is as it was), so
+// that work queued while it was away starts then, not at the next periodic
+// pass; later reports that change nothing start none.
+func TestAReconnectingNodeStartsAPass(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	kicked := func() bool {
+		select {
+		case <-s.kick:
+			return true
+		default:
+			return false
+		}
+	}
+	hb := &api.Heartbeat{State: dspool.NodeReady, Inventory: n.Inventory}
+	first := testConn(n)
+	s.hub.attach(first)
+	for range 2 {
+		kicked()
+		if _, err := s.hub.heartbeat(ctx, first, hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kicked() {
+		t.Errorf("a second report that changed nothing started a scheduling pass, want none")
+	}
+	again := testConn(n)
+	s.hub.attach(again)
+	if _, err := s.hub.heartbeat(ctx, again, hb); err != nil {
+		t.Fatal(err)
+	}
+	if !kicked() {
+		t.Errorf("the first report on the node's new connection started no scheduling pass: work queued while it was away waits for the periodic one")
+	}
+}
+
+// TestAReportBeforeTheSessionsAreTakenUp: a node whose first report comes
+// before the control plane has taken up the sessions of the previous run
+// (its agent reconnected that fast) has them confirmed as soon as they are
+// taken up, not at its next report; a session it reports that the store
+// has not active is ended on the node, as a heartbeat's reply would.
+func TestAReportBeforeTheSessionsAreTakenUp(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	if _, err := s.db.CreateUser(ctx, "ada", false); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := s.db.CreateSession(ctx, &dspool.Session{ID: "s-kept", User: "ada", Kind: dspool.SessionSSH, Pool: dspool.DefaultPool,
+		Node: n.ID, NodeName: n.Name, CPUs: 100, Memory: 64 << 20, State: dspool.SessionActive, Connections: 1, StartedAt: now, LastActivity: now}); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan string, 1)
+	ac := testConn(n)
+	ac.client = &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+		var end api.SessionEnd
+		if r.URL.Path == "/sessions/end" && json.NewDecoder(r.Body).Decode(&end) == nil {
+			ended <- end.Session
+		}
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody, Request: r}, nil
+	})}
+	s.hub.attach(ac)
+	hb := &api.Heartbeat{State: dspool.NodeReady, Inventory: n.Inventory, Sessions: []api.HostedSession{{Session: "s-kept"}, {Session: "s-unknown"}}}
+	reply, err := s.hub.heartbeat(ctx, ac, hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reply.EndSessions) > 0 {
+		t.Errorf("a report before the sessions were taken up was told to end %v, want nothing judged yet", reply.EndSessions)
+	}
+	s.recoverSessions(ctx)
+	s.sessions.mu.Lock()
+	l := s.sessions.live["s-kept"]
+	pending := l != nil && l.pending
+	s.sessions.mu.Unlock()
+	if l == nil {
+		t.Fatal("session s-kept was not taken up")
+	}
+	if pending {
+		t.Errorf("session s-kept is still pending once taken up: its node's earlier report was not judged")
+	}
+	select {
+	case id := <-ended:
+		if id != "s-unknown" {
+			t.Errorf("the node was told to end %s, want s-unknown", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the node was not told to end s-unknown, a session the store does not have active")
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

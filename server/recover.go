@@ -47,7 +47,7 @@ func (s *Server) ShuttingDown() { s.sessions.stopping.Store(true) }
 // previous run. One that cannot be taken up (its user, pool or node is gone)
 // ends.
 func (s *Server) recoverSessions(ctx context.Context) {
-	defer s.sessions.recovered.Store(true)
+	defer s.sessions.tookUp()
 	recs, err := s.db.Sessions(ctx, sqlite.SessionFilter{Active: true, Limit: 1 << 30})
 	if err != nil {
 		s.log.Error("take up the sessions of the previous run", "err", err)
@@ -149,13 +149,19 @@ func (s *Server) recoveredTeam(ctx context.Context, u *dspool.User, p *dspool.Po
 // the reported sessions the server does not know as live on this node, for
 // the node to end.
 func (sm *sessions) reconcile(node, name string, hosted []api.HostedSession) []string {
-	if !sm.recovered.Load() {
-		return nil // judged at a later heartbeat
-	}
 	reported := make(map[string]api.HostedSession, len(hosted))
 	var unknown []string
 	var confirmed, gone []*Lease
 	sm.mu.Lock()
+	if !sm.recovered {
+		// Judged once the sessions of the previous run are taken up
+		// (tookUp), moments from now: a node's first report can come
+		// first, and waiting for its next would leave its sessions
+		// pending for a heartbeat interval.
+		sm.early[node] = earlyReport{name: name, hosted: hosted}
+		sm.mu.Unlock()
+		return nil
+	}
 	for _, hs := range hosted {
 		reported[hs.Session] = hs
 		if l := sm.live[hs.Session]; (l == nil || l.rec.Node != node) && !sm.ending[hs.Session] {
@@ -184,6 +190,36 @@ func (sm *sessions) reconcile(node, name string, hosted []api.HostedSession) []s
 		go sm.end(l, fmt.Sprintf("node %s no longer had it when it reconnected after a control plane restart", name))
 	}
 	return unknown
+}
+
+// earlyReport is a node's report of its sessions made before the sessions
+// of the previous run were taken up.
+type earlyReport struct {
+	name   string
+	hosted []api.HostedSession
+}
+
+// tookUp records that the sessions of the previous run are taken up, and
+// judges the reports nodes made before: their sessions are confirmed now,
+// and those the server does not know are ended on the node, as a
+// heartbeat's reply would have them.
+func (sm *sessions) tookUp() {
+	sm.mu.Lock()
+	sm.recovered = true
+	early := sm.early
+	sm.early = nil
+	sm.mu.Unlock()
+	for node, r := range early {
+		for _, id := range sm.reconcile(node, r.name, r.hosted) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := sm.s.hub.call(ctx, node, "/sessions/end", api.SessionEnd{Session: id}); err != nil {
+					sm.s.log.Debug("end session on node", "session", id, "err", err)
+				}
+			}()
+		}
+	}
 }
 
 // releaseHolds gives back the restart's hold of sessions no connection

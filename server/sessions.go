@@ -42,12 +42,15 @@ type sessions struct {
 	// then leave their sessions active, for the next run to take up.
 	stopping atomic.Bool
 	// recovered is set once the sessions of the previous run are taken up
-	// (recover.go): until then no node's report of its sessions is judged.
-	recovered atomic.Bool
+	// (recover.go); early holds, by node, the last report of its sessions
+	// made before, judged then. Both guarded by mu.
+	recovered bool
+	early     map[string]earlyReport
 }
 
 func newSessions(s *Server) *sessions {
-	return &sessions{s: s, live: map[string]*Lease{}, byUser: map[[2]string]*Lease{}, ending: map[string]bool{}}
+	return &sessions{s: s, live: map[string]*Lease{}, byUser: map[[2]string]*Lease{}, ending: map[string]bool{},
+		early: map[string]earlyReport{}}
 }
 
 // Lease is one connection's hold on a session. Close it when the connection

@@ -186,8 +186,9 @@ func (sm *sessions) liveFor(ctx context.Context, id, user string) bool {
 	sm.mu.Lock()
 	l := sm.live[id]
 	live := l != nil && !l.ended && l.rec.User == user
+	recovered := sm.recovered
 	sm.mu.Unlock()
-	if live || sm.recovered.Load() {
+	if live || recovered {
 		return live
 	}
 	rec, err := sm.s.db.Session(ctx, id)

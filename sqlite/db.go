@@ -145,6 +145,9 @@ var migrations = []string{
 	// time, and an audit log whose oldest entries may go below a mark that
 	// only moves forward.
 	retentionMigration,
+	// nodes by name: a node is looked up by id or name at each heartbeat,
+	// and without it every lookup read every node.
+	`CREATE INDEX nodes_name ON nodes(name);`,
 }
 
 const schema = `

@@ -78,6 +78,14 @@ func (db *DB) Pools(ctx context.Context) ([]*dspool.Pool, error) {
 
 const nodeCols = `id, name, pool, state, message, inventory, labels, version, created_at, last_seen, accounts`
 
+// The lookups of one node: by id or name (the id first), and by the hash of
+// a credential (current or next). Each heartbeat makes the first, each
+// agent connection the second: they must use the indexes (plan test).
+const (
+	nodeByIDOrName   = `SELECT ` + nodeCols + ` FROM nodes WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`
+	nodeByCredential = `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at, removed_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`
+)
+
 // scanNode reads the columns nodeCols, then into extra those that follow.
 func scanNode(s scanner, extra ...any) (*dspool.Node, error) {
 	var n dspool.Node
@@ -125,8 +133,7 @@ func (db *DB) NodeByCredential(ctx context.Context, hash []byte) (*dspool.Node, 
 	var id string
 	var next bool
 	var revoked, removed sql.NullInt64
-	err := db.r.QueryRowContext(ctx, `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at, removed_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`,
-		hash, hash, hash).Scan(&id, &next, &revoked, &removed)
+	err := db.r.QueryRowContext(ctx, nodeByCredential, hash, hash, hash).Scan(&id, &next, &revoked, &removed)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, dspool.Errorf(dspool.EUnauthorized, "node credential not recognised: remove the agent's state directory and join again with a new join token")
@@ -177,7 +184,7 @@ func (db *DB) RevokeNodeCredential(ctx context.Context, id string, t time.Time) 
 
 // Node returns node id.
 func (db *DB) Node(ctx context.Context, id string) (*dspool.Node, error) {
-	n, err := scanNode(db.r.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`, id, id, id))
+	n, err := scanNode(db.r.QueryRowContext(ctx, nodeByIDOrName, id, id, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound("node", id)
 	}

@@ -98,8 +98,8 @@ func main() {
 }
 
 func run(ctx context.Context, n Sizes, bin, jsonOut string, keep bool) error {
-	if err := raiseFileLimit(n.Conns + 1000); err != nil {
-		return err
+	if err := host.RaiseFileLimit(n.Conns + 1000); err != nil {
+		return fmt.Errorf("%w (run as root, or pass a smaller -conns)", err)
 	}
 	r := &Result{Sizes: n, CPUs: runtime.NumCPU(), Load1Before: host.Load1()}
 	pr, err := host.Prepare(ctx, "dspool-bench-frontdoor-", bin, keep)
@@ -114,26 +114,6 @@ func run(ctx context.Context, n Sizes, bin, jsonOut string, keep bool) error {
 	r.Load1After = host.Load1()
 	report(os.Stdout, r)
 	return host.WriteJSON(jsonOut, r)
-}
-
-// raiseFileLimit makes room for n open files in this process (the
-// connections it holds).
-func raiseFileLimit(n int) error {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return err
-	}
-	if l.Cur >= uint64(n) {
-		return nil
-	}
-	if l.Max < uint64(n) {
-		l.Max = uint64(n) // needs root
-	}
-	l.Cur = uint64(n)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return fmt.Errorf("raise the open files limit to %d: %w (run as root, or pass a smaller -conns)", n, err)
-	}
-	return nil
 }
 
 // measure starts `dspool up` with the gateway and runs both measurements.

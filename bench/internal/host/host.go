@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -25,9 +26,13 @@ var UIDBase = sync.OnceValue(func() int { return FreeUIDBase(61000) })
 
 // FreeUIDBase returns the first of from, from+100, ... (below 65000) whose
 // next 10 uids and gids are free here.
-func FreeUIDBase(from int) int {
+func FreeUIDBase(from int) int { return FreeUIDRange(from, 10) }
+
+// FreeUIDRange returns the first of from, from+100, ... (below 65000)
+// whose next n uids and gids are free here.
+func FreeUIDRange(from, n int) int {
 	free := func(base int) bool {
-		for id := base; id < base+10; id++ {
+		for id := base; id < base+n; id++ {
 			if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
 				return false
 			}
@@ -38,7 +43,7 @@ func FreeUIDBase(from int) int {
 		return true
 	}
 	base := from
-	for base < 65000 && !free(base) {
+	for base+n < 65000 && !free(base) {
 		base += 100
 	}
 	return base
@@ -67,6 +72,26 @@ func RemoveUser(name string, flags ...string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	Logf("%v; remove the user with `userdel %s`", err, strings.Join(args, " "))
+}
+
+// RaiseFileLimit makes room for n open files in this process (the
+// connections it holds) and the processes it starts.
+func RaiseFileLimit(n int) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	if l.Cur >= uint64(n) {
+		return nil
+	}
+	if l.Max < uint64(n) {
+		l.Max = uint64(n) // needs root
+	}
+	l.Cur = uint64(n)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("raise the open files limit to %d: %w", n, err)
+	}
+	return nil
 }
 
 // Load1 is the machine's 1-minute load average.
