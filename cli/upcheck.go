@@ -81,7 +81,7 @@ func warnAccountClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
 		if err != nil || acct.Uid == strconv.Itoa(u.UID) {
 			continue
 		}
-		log.Warn("an account with this user's name has another uid on this machine: their jobs and sessions cannot run here until it is removed (userdel) or the store is made with a --uid-base that matches",
+		log.Warn("an account with this user's name has another uid on this machine: their jobs and sessions cannot run here until it is removed (userdel), or the store is made anew with a --uid-base that matches (for the first admin: or with --admin NAME, a name no account has)",
 			"user", u.Name, "dspool_uid", u.UID, "account_uid", acct.Uid)
 	}
 }
