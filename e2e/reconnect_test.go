@@ -1,8 +1,11 @@
 package e2e_test
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/url"
 	"os/exec"
@@ -32,6 +35,21 @@ func TestCLIWaitsOutTheConnectionCap(t *testing.T) {
 		defer c.Close()
 		held = append(held, c)
 	}
+	// The server counts a connection once it has accepted it: wait until
+	// a third one is turned away, so that the CLI's is too.
+	eventually(t, 10*time.Second, "the server to count the held connections", func() bool {
+		c, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"); err != nil {
+			return false
+		}
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.Contains(line, " 503 ")
+	})
 	cmd := exec.Command(bin, "node", "list")
 	cmd.Env = append(baseEnv(), up.env()...)
 	var out bytes.Buffer

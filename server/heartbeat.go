@@ -191,6 +191,9 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 			spec, err := h.spec(ctx, j)
 			var unusable unusableSecret
 			if errors.As(err, &unusable) {
+				// Its log says why, as when the push finds it (startFailed):
+				// an attempt placed before its node connected comes here.
+				h.logStartError(ctx, j, unusable.Error())
 				reports = append(reports, startFailure(j, unusable.Error(), now))
 				ended = true
 				continue
