@@ -1,12 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -56,26 +53,12 @@ func (h *hub) call(ctx context.Context, node, path string, body any) error {
 
 // callConn sends one request to an agent over the connection ac.
 func (h *hub) callConn(ctx context.Context, ac *agentConn, path string, body any) error {
-	node := ac.node
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
+	_, err := h.askConn(ctx, ac, path, body)
+	var r *agentRefusal
+	if errors.As(err, &r) {
+		return fmt.Errorf("call node %s %s: %d %s", ac.node, path, r.status, http.StatusText(r.status))
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://agent"+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := ac.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("call node %s %s: %w", node, path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("call node %s %s: %s", node, path, resp.Status)
-	}
-	return nil
+	return err
 }
 
 // start pushes a placed attempt to its agent over the connection of m,

@@ -74,6 +74,12 @@ func (h *hub) ask(ctx context.Context, node, path string, body any) (http.Header
 	if ac == nil {
 		return nil, fmt.Errorf("node %s is not connected", node)
 	}
+	return h.askConn(ctx, ac, path, body)
+}
+
+// askConn is ask over the connection ac.
+func (h *hub) askConn(ctx context.Context, ac *agentConn, path string, body any) (http.Header, error) {
+	node := ac.node
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
