@@ -47,6 +47,9 @@ const (
 	// ReasonNodeRemoved: an admin removed the node, or deleted its pool,
 	// with --force while the attempt ran.
 	ReasonNodeRemoved Reason = "node_removed"
+	// ReasonDependency: a job it was to run after ended so that it never
+	// could (Message says which).
+	ReasonDependency Reason = "dependency"
 )
 
 // Job is a batch command with its resources and its current state.
@@ -83,7 +86,53 @@ type Job struct {
 	SubmittedAt time.Time  `json:"submitted_at"`
 	StartedAt   *time.Time `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at"`
+	// ArrayID is the array the job is a task of (0: none), ArrayIndex its
+	// index there.
+	ArrayID    int64 `json:"array_id,omitempty"`
+	ArrayIndex *int  `json:"array_index,omitempty"`
+	// After is what the job waits for ("ok:12,any:40_3"); AfterMet says
+	// it no longer waits for it.
+	After    string `json:"after,omitempty"`
+	AfterMet bool   `json:"after_met,omitempty"`
+	// OnHold: a user held the job; it runs once released.
+	OnHold bool `json:"on_hold,omitempty"`
+	// Array sums up the whole array on its first task, in lists that show
+	// an array as one line and where the array is asked for.
+	Array *ArraySummary `json:"array,omitempty"`
 }
+
+// Ref names the job as users write it: "12", or "40_7" for a task.
+func (j *Job) Ref() string {
+	if j.ArrayID != 0 && j.ArrayIndex != nil {
+		return TaskRef{ID: j.ArrayID, Index: *j.ArrayIndex}.String()
+	}
+	return TaskRef{ID: j.ID, Index: -1}.String()
+}
+
+// ArraySummary is an array as a whole: its indices, its cap, and how many
+// of its tasks are in each state.
+type ArraySummary struct {
+	ID         int64            `json:"id"`
+	Indices    string           `json:"indices"` // "0-999%50"
+	Tasks      int              `json:"tasks"`
+	MaxRunning int              `json:"max_running,omitempty"`
+	Counts     map[JobState]int `json:"counts"`
+}
+
+// State is the array's state as one word: running while any task runs,
+// queued while any waits, then failed if any task failed, cancelled if
+// any was, else succeeded.
+func (a *ArraySummary) State() JobState {
+	for _, s := range []JobState{JobRunning, JobQueued, JobFailed, JobCancelled} {
+		if a.Counts[s] > 0 {
+			return s
+		}
+	}
+	return JobSucceeded
+}
+
+// Done reports whether every task has ended.
+func (a *ArraySummary) Done() bool { return a.Counts[JobQueued] == 0 && a.Counts[JobRunning] == 0 }
 
 // Attempt is one execution of a job on one node.
 type Attempt struct {

@@ -2,6 +2,7 @@ package dspool
 
 import (
 	"fmt"
+	"strconv"
 	"path"
 	"regexp"
 	"sort"
@@ -30,6 +31,20 @@ type JobSpec struct {
 	// Secrets the job asks for, by name; their values reach only the
 	// attempt, at its start.
 	Secrets []SecretUse `json:"secrets,omitempty"`
+	// Array makes the submission an array of tasks ("0-999%50"); Sweep
+	// gives each task variables of its own, one row per task (with Array,
+	// one row per index, in order; Array may then be only "%N").
+	Array string              `json:"array,omitempty"`
+	Sweep []map[string]string `json:"sweep,omitempty"`
+	// After holds the job (or every task) until other jobs end:
+	// "ok:12,any:40,notok:40_7".
+	After string `json:"after,omitempty"`
+	// Hold queues the job held: it runs once released.
+	Hold bool `json:"hold,omitempty"`
+
+	// Filled in by Normalize from Array, Sweep and After.
+	Tasks *ArraySpec   `json:"-"`
+	Deps  []Dependency `json:"-"`
 }
 
 // Defaults and bounds of a job.
@@ -180,6 +195,72 @@ func (s *JobSpec) Normalize() error {
 	if err := ValidateText("idempotency_key", s.IdempotencyKey, 128); err != nil {
 		return err
 	}
+	if err := s.normalizeArray(); err != nil {
+		return err
+	}
+	deps, err := ParseAfter("after", s.After)
+	if err != nil {
+		return err
+	}
+	s.Deps, s.After = deps, FormatAfter(deps)
+	return nil
+}
+
+// normalizeArray parses Array and checks Sweep's rows.
+func (s *JobSpec) normalizeArray() error {
+	s.Tasks = nil
+	if s.Array == "" && len(s.Sweep) == 0 {
+		return nil
+	}
+	var a ArraySpec
+	switch {
+	case len(s.Sweep) > 0 && (s.Array == "" || strings.HasPrefix(s.Array, "%")):
+		if len(s.Sweep) > MaxArrayTasks {
+			return Invalid("sweep", "has %d rows: at most %d tasks in one array", len(s.Sweep), MaxArrayTasks)
+		}
+		if s.Array != "" {
+			n, err := strconv.Atoi(s.Array[1:])
+			if err != nil || n < 1 {
+				return Invalid("array", "%s: after %% give how many tasks may run at once, a number of at least 1 (%%50)", quote(s.Array))
+			}
+			a.MaxRunning = n
+		}
+		a.Indices = make([]int, len(s.Sweep))
+		for i := range a.Indices {
+			a.Indices[i] = i
+		}
+		if a.MaxRunning >= len(a.Indices) {
+			a.MaxRunning = 0
+		}
+	default:
+		var err error
+		if a, err = ParseArray("array", s.Array); err != nil {
+			return err
+		}
+		if len(s.Sweep) > 0 && len(s.Sweep) != len(a.Indices) {
+			return Invalid("sweep", "has %d rows for %d indices: give one row per index, or leave out the indices (--array %%N only caps the tasks running at once)", len(s.Sweep), len(a.Indices))
+		}
+	}
+	for i, row := range s.Sweep {
+		if len(row)+len(s.Env) > MaxEnv {
+			return Invalid(fmt.Sprintf("sweep[%d]", i), "has %d variables with the job's own: at most %d", len(row)+len(s.Env), MaxEnv)
+		}
+		size := 0
+		for k, v := range row {
+			if err := ValidateEnvName(k); err != nil {
+				return Invalid(fmt.Sprintf("sweep[%d]", i), "column %s", err.(*Error).Message)
+			}
+			if err := checkData(fmt.Sprintf("sweep[%d].%s", i, k), v, MaxArgsBytes); err != nil {
+				return err
+			}
+			size += len(k) + len(v) + 2
+		}
+		if size > MaxArgsBytes {
+			return Invalid(fmt.Sprintf("sweep[%d]", i), "is %d bytes: at most %d", size, MaxArgsBytes)
+		}
+	}
+	s.Tasks = &a
+	s.Array = a.String()
 	return nil
 }
 

@@ -87,6 +87,9 @@ func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
 		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
 		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
 	}
+	if s.ArrayID != 0 {
+		env = append(env, "DSPOOL_ARRAY_ID="+strconv.FormatInt(s.ArrayID, 10), "DSPOOL_ARRAY_INDEX="+strconv.Itoa(s.ArrayIndex))
+	}
 	env = append(env, ag.workEnv(s.WorkToken)...)
 	for k, v := range s.Env {
 		if p := strings.Index(k, "="); p < 0 {

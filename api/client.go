@@ -243,8 +243,15 @@ func (c *Client) SubmitJob(ctx context.Context, spec *dspool.JobSpec, retryFor t
 
 // Job returns a job with its attempts.
 func (c *Client) Job(ctx context.Context, id int64) (*JobDetail, error) {
+	return c.JobRef(ctx, strconv.FormatInt(id, 10))
+}
+
+// JobRef returns the job that ref names (12, or 40_7 for a task of array
+// 40) with its attempts; for a whole array (40), its first task, with the
+// array summed up in Array.
+func (c *Client) JobRef(ctx context.Context, ref string) (*JobDetail, error) {
 	var j JobDetail
-	return &j, c.Do(ctx, "GET", "/api/v1/jobs/"+strconv.FormatInt(id, 10), nil, &j)
+	return &j, c.Do(ctx, "GET", "/api/v1/jobs/"+url.PathEscape(ref), nil, &j)
 }
 
 // JobQuery selects jobs for Jobs.
@@ -254,6 +261,10 @@ type JobQuery struct {
 	Pool     string
 	Limit    int
 	Before   int64
+	// Array lists the tasks of this array; Tasks lists tasks one by
+	// one, where by default an array is one line.
+	Array int64
+	Tasks bool
 }
 
 // Jobs lists jobs, newest first.
@@ -274,28 +285,60 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobList, error) {
 	if q.Before > 0 {
 		v.Set("before", strconv.FormatInt(q.Before, 10))
 	}
+	if q.Array > 0 {
+		v.Set("array", strconv.FormatInt(q.Array, 10))
+	}
+	if q.Tasks {
+		v.Set("tasks", "true")
+	}
 	var l JobList
 	return &l, c.Do(ctx, "GET", "/api/v1/jobs?"+v.Encode(), nil, &l)
 }
 
 // CancelJob cancels a job.
 func (c *Client) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
+	return c.CancelRef(ctx, strconv.FormatInt(id, 10))
+}
+
+// CancelRef cancels the job, task or whole array that ref names.
+func (c *Client) CancelRef(ctx context.Context, ref string) (*dspool.Job, error) {
 	var j dspool.Job
-	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+strconv.FormatInt(id, 10)+"/cancel", nil, &j)
+	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+url.PathEscape(ref)+"/cancel", nil, &j)
+}
+
+// HoldRef holds (hold) or releases the queued job, task or every queued
+// task of the array that ref names.
+func (c *Client) HoldRef(ctx context.Context, ref string, hold bool) (*dspool.Job, error) {
+	verb := "release"
+	if hold {
+		verb = "hold"
+	}
+	var j dspool.Job
+	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+url.PathEscape(ref)+"/"+verb, nil, &j)
 }
 
 // WaitJob long-polls until the job has finished or timeout passes, and
 // returns its state then.
 func (c *Client) WaitJob(ctx context.Context, id int64, timeout time.Duration) (*dspool.Job, error) {
+	return c.WaitRef(ctx, strconv.FormatInt(id, 10), timeout)
+}
+
+// WaitRef is WaitJob for the job, task or whole array that ref names.
+func (c *Client) WaitRef(ctx context.Context, ref string, timeout time.Duration) (*dspool.Job, error) {
 	var j dspool.Job
-	path := fmt.Sprintf("/api/v1/jobs/%d/wait?timeout=%s", id, timeout)
+	path := fmt.Sprintf("/api/v1/jobs/%s/wait?timeout=%s", url.PathEscape(ref), timeout)
 	return &j, c.Do(ctx, "GET", path, nil, &j)
 }
 
 // Logs streams the output of a job's attempt (0 means the latest). With
 // follow, the stream stays open until the attempt ends.
 func (c *Client) Logs(ctx context.Context, id int64, attempt int, follow bool) (io.ReadCloser, error) {
-	path := fmt.Sprintf("/api/v1/jobs/%d/logs?attempt=%d&follow=%t", id, attempt, follow)
+	return c.LogsRef(ctx, strconv.FormatInt(id, 10), attempt, follow)
+}
+
+// LogsRef is Logs for the job or task that ref names.
+func (c *Client) LogsRef(ctx context.Context, ref string, attempt int, follow bool) (io.ReadCloser, error) {
+	path := fmt.Sprintf("/api/v1/jobs/%s/logs?attempt=%d&follow=%t", url.PathEscape(ref), attempt, follow)
 	resp, err := c.request(ctx, "GET", path, nil, nil)
 	if err != nil {
 		return nil, err

@@ -262,6 +262,11 @@ type AttemptSpec struct {
 	// wanted, so an agent that has applied one ignores the push: it would
 	// come late, perhaps after the attempt ran and was acknowledged.
 	After uint64 `json:"after,omitempty"`
+	// ArrayID and ArrayIndex place a task in its array (ArrayID 0: not
+	// a task); the agent hands them on in DSPOOL_ARRAY_ID and
+	// DSPOOL_ARRAY_INDEX.
+	ArrayID    int64 `json:"array_id,omitempty"`
+	ArrayIndex int   `json:"array_index,omitempty"`
 }
 
 // AttemptStatus is what an agent knows of one attempt.

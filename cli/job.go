@@ -22,7 +22,8 @@ import (
 func (a *App) jobCmd() *cobra.Command {
 	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
 		Example: "  dspool job submit --wait --cpus 2 --memory 4GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 12"}
-	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd(), a.jobRerunCmd())
+	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd(), a.jobRerunCmd(),
+		a.jobHoldCmd(true), a.jobHoldCmd(false))
 	return c
 }
 
@@ -32,7 +33,7 @@ func (a *App) jobSubmitCmd() *cobra.Command {
 	var env, secretEnv, secretFiles []string
 	var wait, exportAll, login bool
 	var exports []string
-	var envFile string
+	var envFile, sweep string
 	var waitTimeout dspool.Duration
 	c := &cobra.Command{
 		Use:   "submit [flags] -- COMMAND [ARGS...] | submit [flags] SCRIPT [ARGS...]",
@@ -76,6 +77,11 @@ loads) applies.`,
 			}
 			if err := a.jobEnvironment(&spec, exports, exportAll, envFile); err != nil {
 				return err
+			}
+			if sweep != "" {
+				if spec.Sweep, err = readSweep(sweep); err != nil {
+					return err
+				}
 			}
 			if login {
 				spec.Command = []string{"/bin/bash", "-l", "-c", shellQuote(spec.Command)}
@@ -125,6 +131,9 @@ loads) applies.`,
 			if err != nil {
 				return err
 			}
+			if spec.Workdir == "" && !cmd.Flags().Changed("workdir") {
+				spec.Workdir = a.submitDir(cmd.Context(), cl)
+			}
 			// Retrying with the same key is safe: the server stores the job
 			// once whatever happens to the connection.
 			cl.Retrying = func(err error) {
@@ -137,8 +146,12 @@ loads) applies.`,
 			if !wait {
 				return a.printJob(j)
 			}
-			fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
-			return a.waitSubmitted(cmd.Context(), cl, j.ID, time.Duration(waitTimeout))
+			if j.Array != nil {
+				fmt.Fprintf(a.Stderr, "submitted array %d: %s\n", j.ID, dspool.Plural(j.Array.Tasks, "task"))
+			} else {
+				fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
+			}
+			return a.waitSubmitted(cmd.Context(), cl, j, time.Duration(waitTimeout))
 		},
 	}
 	// A flag of the command itself, given without -- before the command
@@ -163,7 +176,11 @@ loads) applies.`,
 	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringArrayVar(&secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
 	f.StringArrayVar(&secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
-	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
+	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default: the directory you submit from when it is in your home on the share, else jobs/ID)")
+	f.StringVar(&spec.Array, "array", "", "an array of tasks, each a job with its index in DSPOOL_ARRAY_INDEX: 0-99, 1,3,5-9, 0-999:10; %N runs at most N at once (0-999%50)")
+	f.StringVar(&sweep, "sweep", "", "a task per row of a CSV file (its header names the variables) or of JSON lines, the row's values as variables; with --array %N at most N at once")
+	f.StringVar(&spec.After, "after", "", "run after other jobs end: ok:ID (succeeded), notok:ID (failed or cancelled), any:ID; ID may be an array (all its tasks) or a task (40_7); comma-separated")
+	f.BoolVar(&spec.Hold, "hold", false, "queue the job held: it runs once released with `dspool job release ID`")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.StringSliceVar(&exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
 	f.BoolVar(&exportAll, "export-all", false, "the job gets your environment (but for what the node sets: HOME, USER, TERM, DSPOOL_*, ...)")
@@ -196,8 +213,20 @@ func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 	if waiting {
 		header = append(header, "WAITING")
 	}
+	arrays := slices.ContainsFunc(jobs, func(j *dspool.Job) bool { return j.Array != nil })
+	if arrays {
+		header = append(header, "TASKS")
+	}
 	return a.print(v, header, func(add func(...any)) {
 		for _, j := range jobs {
+			if j.Array != nil {
+				cols := []any{fmt.Sprintf("%d_[%s]", j.ID, j.Array.Indices), j.Name, j.User, dash(j.Team), j.Pool, j.Array.State(), "-", "-", "-", "-", j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt)}
+				if waiting {
+					cols = append(cols, dash(j.Waiting))
+				}
+				add(append(cols, taskCounts(j.Array))...)
+				continue
+			}
 			exit := "-"
 			if j.ExitCode != nil {
 				exit = strconv.Itoa(*j.ExitCode)
@@ -210,9 +239,12 @@ func (a *App) printJobsAs(v any, jobs []*dspool.Job) error {
 			if n := names[node]; n != "" {
 				node = n
 			}
-			cols := []any{j.ID, j.Name, j.User, dash(j.Team), j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt)}
+			cols := []any{j.Ref(), j.Name, j.User, dash(j.Team), j.Pool, state, dash(string(j.Reason)), exit, j.Attempt, dash(node), j.CPUs, j.Memory, j.GPUs, age(j.SubmittedAt)}
 			if waiting {
 				cols = append(cols, dash(j.Waiting))
+			}
+			if arrays {
+				cols = append(cols, "-")
 			}
 			add(cols...)
 		}
@@ -267,12 +299,13 @@ func age(t time.Time) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-func parseID(s string) (int64, error) {
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, dspool.Invalid("ID", "%q is not a job id: job ids are positive numbers (see `dspool job list`)", s)
+// parseRef parses a job id, an array's id or a task (40_7).
+func parseRef(s string) (string, error) {
+	r, err := dspool.ParseTaskRef("ID", s)
+	if err != nil {
+		return "", dspool.Invalid("ID", "%q is not a job id: give a job id (12), an array (40) or one of its tasks (40_7), as `dspool job list` shows them", s)
 	}
-	return id, nil
+	return r.String(), nil
 }
 
 func (a *App) jobListCmd() *cobra.Command {
@@ -280,6 +313,9 @@ func (a *App) jobListCmd() *cobra.Command {
 	var states string
 	c := &cobra.Command{
 		Use: "list", Short: "List your jobs, newest first", Args: args(0, 0, "", "dspool job list --state running"),
+		Long: `List your jobs, newest first. An array is one line, with how many of its
+tasks are in each state; --array ID lists its tasks, --tasks every task of
+every array.`,
 		Example: "  dspool job list\n  dspool job list --state queued,running\n  dspool job list --all-users -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if states != "" {
@@ -306,6 +342,8 @@ func (a *App) jobListCmd() *cobra.Command {
 	c.Flags().StringVar(&states, "state", "", "only jobs in these states (comma-separated: queued,running,succeeded,failed,cancelled)")
 	c.Flags().BoolVar(&q.AllUsers, "all-users", false, "every user's jobs (admin)")
 	c.Flags().StringVar(&q.Pool, "pool", "", "only jobs of this pool")
+	c.Flags().Int64Var(&q.Array, "array", 0, "only the tasks of this array")
+	c.Flags().BoolVar(&q.Tasks, "tasks", false, "every task of an array on a line of its own")
 	pageFlags(c, &q.Limit, 100, &q.Before, "jobs")
 	return c
 }
@@ -319,7 +357,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			j, err := cl.Job(cmd.Context(), id)
+			j, err := cl.JobRef(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
@@ -327,7 +365,11 @@ func (a *App) jobShowCmd() *cobra.Command {
 				return a.print(j, nil, nil)
 			}
 			w := a.Stdout
-			fmt.Fprintf(w, "Job %d: %s\n", j.ID, sanitize(j.Name))
+			if j.Array != nil {
+				a.showArray(j.Job)
+				return nil
+			}
+			fmt.Fprintf(w, "Job %s: %s\n", j.Ref(), sanitize(j.Name))
 			fmt.Fprintf(w, "  user:       %s\n", j.User)
 			if j.Team != "" {
 				fmt.Fprintf(w, "  team:       %s\n", j.Team)
@@ -345,7 +387,11 @@ func (a *App) jobShowCmd() *cobra.Command {
 			if j.Message != "" {
 				fmt.Fprintf(w, "  message:    %s\n", sanitize(j.Message))
 			}
+			if j.After != "" {
+				fmt.Fprintf(w, "  after:      %s\n", j.After)
+			}
 			fmt.Fprintf(w, "  command:    %s\n", sanitize(strings.Join(quoteArgs(j.Command), " ")))
+			fmt.Fprintf(w, "  workdir:    %s\n", workdirOf(j.Job))
 			fmt.Fprintf(w, "  resources:  %s, %s memory, %s", dspool.Plural(j.CPUs, "cpu"), j.Memory, dspool.Plural(j.GPUs, "gpu"))
 			if len(j.GPUIndices) > 0 {
 				fmt.Fprintf(w, " (%v)", j.GPUIndices)
@@ -423,7 +469,7 @@ func (a *App) jobLogsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rc, err := cl.Logs(cmd.Context(), id, attempt, follow)
+			rc, err := cl.LogsRef(cmd.Context(), id, attempt, follow)
 			if err != nil {
 				return err
 			}
@@ -456,10 +502,10 @@ func (e *escapingWriter) Write(p []byte) (int, error) {
 }
 
 // jobArg parses a job id argument and returns a client to ask about it.
-func (a *App) jobArg(s string) (*api.Client, int64, error) {
-	id, err := parseID(s)
+func (a *App) jobArg(s string) (*api.Client, string, error) {
+	id, err := parseRef(s)
 	if err != nil {
-		return nil, 0, err
+		return nil, "", err
 	}
 	cl, err := a.client()
 	return cl, id, err
@@ -467,7 +513,7 @@ func (a *App) jobArg(s string) (*api.Client, int64, error) {
 
 // eachJob applies fn to every job id in args, in order, stopping at the
 // first error.
-func (a *App) eachJob(args []string, fn func(*api.Client, int64) (*dspool.Job, error)) ([]*dspool.Job, error) {
+func (a *App) eachJob(args []string, fn func(*api.Client, string) (*dspool.Job, error)) ([]*dspool.Job, error) {
 	var out []*dspool.Job
 	for _, s := range args {
 		cl, id, err := a.jobArg(s)
@@ -486,11 +532,11 @@ func (a *App) eachJob(args []string, fn func(*api.Client, int64) (*dspool.Job, e
 func (a *App) jobCancelCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "cancel ID...", Short: "Cancel jobs", Args: args(1, -1, "the ids of the jobs to cancel", "dspool job cancel 12 13"),
-		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree.",
+		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree. An array's id cancels every task that has not ended; ID_INDEX one task.",
 		Example: "  dspool job cancel 12\n  dspool job cancel 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := a.eachJob(args, func(cl *api.Client, id int64) (*dspool.Job, error) {
-				return cl.CancelJob(cmd.Context(), id)
+			out, err := a.eachJob(args, func(cl *api.Client, id string) (*dspool.Job, error) {
+				return cl.CancelRef(cmd.Context(), id)
 			})
 			if err != nil {
 				return err
@@ -504,10 +550,10 @@ func (a *App) jobWaitCmd() *cobra.Command {
 	var timeout dspool.Duration
 	c := &cobra.Command{
 		Use: "wait ID...", Short: "Wait for jobs to finish", Args: args(1, -1, "the ids of the jobs to wait for", "dspool job wait 12 13"),
-		Long:    "Wait until every job has finished; exit 0 only if all succeeded.",
+		Long:    "Wait until every job has finished (for an array's id, every task); exit 0 only if all succeeded.",
 		Example: "  dspool job wait 12\n  dspool job wait --timeout 1h 12 13 14",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := a.eachJob(args, func(cl *api.Client, id int64) (*dspool.Job, error) {
+			out, err := a.eachJob(args, func(cl *api.Client, id string) (*dspool.Job, error) {
 				return a.waitOne(cmd.Context(), cl, id, time.Duration(timeout))
 			})
 			if err != nil {
@@ -517,7 +563,7 @@ func (a *App) jobWaitCmd() *cobra.Command {
 				return err
 			}
 			for _, j := range out {
-				if j.State != dspool.JobSucceeded {
+				if jobExit(j) != nil {
 					return &ExitError{Code: 1}
 				}
 			}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -9,22 +11,24 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/spf13/cobra"
 )
 
 func (a *App) jobRerunCmd() *cobra.Command {
-	var wait bool
+	var wait, failed bool
 	c := &cobra.Command{
 		Use:   "rerun ID",
 		Short: "Submit a job again: a new job with the same command, resources and options",
 		Long: `Submit a new job with the spec of job ID: its command, pool, team, resources,
 time limit, retries, priority, environment, secrets and working directory.
 The new job has its own id, directory on the share and attempts; ID is left
-as it is.`,
-		Example: "  dspool job rerun 12\n  dspool job rerun --wait 12",
+as it is. An array's id submits a new array of the same tasks, each with its
+own variables; with --failed, only the tasks that did not succeed.`,
+		Example: "  dspool job rerun 12\n  dspool job rerun --wait 12\n  dspool job rerun --failed 40",
 		Args:    args(1, 1, "one job id", "dspool job rerun 12"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseID(args[0])
+			id, err := parseRef(args[0])
 			if err != nil {
 				return err
 			}
@@ -32,7 +36,7 @@ as it is.`,
 			if err != nil {
 				return err
 			}
-			old, err := cl.Job(cmd.Context(), id)
+			old, err := cl.JobRef(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
@@ -41,9 +45,16 @@ as it is.`,
 			if me, err := cl.WhoAmI(cmd.Context()); err != nil {
 				return err
 			} else if me.Name != old.User {
-				return dspool.Errorf(dspool.EForbidden, "job %d is %s's: a rerun would run as you (%s), in your home; ask %s to rerun it, or submit it yourself with `dspool job submit`", id, old.User, me.Name, old.User)
+				return dspool.Errorf(dspool.EForbidden, "job %s is %s's: a rerun would run as you (%s), in your home; ask %s to rerun it, or submit it yourself with `dspool job submit`", id, old.User, me.Name, old.User)
 			}
 			spec := rerunSpec(old.Job)
+			if old.Array != nil {
+				if err := a.rerunArray(cmd.Context(), cl, old.Job, spec, failed); err != nil {
+					return err
+				}
+			} else if failed {
+				return dspool.Invalid("--failed", "job %s is not an array: rerun it without --failed", id)
+			}
 			j, err := cl.SubmitJob(cmd.Context(), spec, 30*time.Second)
 			if err != nil {
 				return err
@@ -51,12 +62,55 @@ as it is.`,
 			if !wait {
 				return a.printJob(j)
 			}
-			fmt.Fprintf(a.Stderr, "submitted job %d (a rerun of job %d)\n", j.ID, id)
-			return a.waitSubmitted(cmd.Context(), cl, j.ID, 0)
+			fmt.Fprintf(a.Stderr, "submitted job %s (a rerun of job %s)\n", j.Ref(), id)
+			return a.waitSubmitted(cmd.Context(), cl, j, 0)
 		},
 	}
+	c.Flags().BoolVar(&failed, "failed", false, "of an array, only the tasks that failed or were cancelled")
 	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as `job submit --wait` does, and exit with its exit code")
 	return c
+}
+
+// rerunArray makes spec an array like old's: its indices (with --failed,
+// those of the tasks that did not succeed), its cap, and each task's own
+// variables as a sweep, read from its tasks.
+func (a *App) rerunArray(ctx context.Context, cl *api.Client, old *dspool.Job, spec *dspool.JobSpec, failed bool) error {
+	var tasks []*dspool.Job
+	q := api.JobQuery{Array: old.ID, Limit: 10000}
+	for {
+		l, err := cl.Jobs(ctx, q)
+		if err != nil {
+			return err
+		}
+		tasks = append(tasks, l.Jobs...)
+		if l.Next == 0 {
+			break
+		}
+		q.Before = l.Next
+	}
+	slices.SortFunc(tasks, func(x, y *dspool.Job) int { return cmp.Compare(*x.ArrayIndex, *y.ArrayIndex) })
+	if failed {
+		tasks = slices.DeleteFunc(tasks, func(t *dspool.Job) bool { return t.State == dspool.JobSucceeded || !t.State.Terminal() })
+		if len(tasks) == 0 {
+			return dspool.Invalid("--failed", "no task of array %d failed or was cancelled: rerun the whole array without --failed", old.ID)
+		}
+	}
+	ar := dspool.ArraySpec{MaxRunning: old.Array.MaxRunning}
+	same := true
+	for _, t := range tasks {
+		ar.Indices = append(ar.Indices, *t.ArrayIndex)
+		same = same && maps.Equal(t.Env, tasks[0].Env)
+	}
+	spec.Array = ar.String()
+	if !same {
+		spec.Env = nil
+		for _, t := range tasks {
+			spec.Sweep = append(spec.Sweep, maps.Clone(t.Env))
+		}
+	} else {
+		spec.Env = maps.Clone(tasks[0].Env)
+	}
+	return nil
 }
 
 // rerunSpec is the spec of a new job like j, with a key of its own.

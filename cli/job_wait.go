@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +16,23 @@ import (
 
 // Waiting for a job: submit --wait and job wait.
 
-// jobExit turns a finished job into the CLI's exit status.
+// ended reports whether j has ended: for an array, every task.
+func ended(j *dspool.Job) bool {
+	if j.Array != nil {
+		return j.Array.Done()
+	}
+	return j.State.Terminal()
+}
+
+// jobExit turns a finished job into the CLI's exit status; an array
+// exits 0 only if every task succeeded.
 func jobExit(j *dspool.Job) error {
+	if j.Array != nil {
+		if j.Array.State() == dspool.JobSucceeded {
+			return nil
+		}
+		return &ExitError{Code: 1}
+	}
 	switch j.State {
 	case dspool.JobSucceeded:
 		return nil
@@ -29,12 +45,12 @@ func jobExit(j *dspool.Job) error {
 }
 
 // waitOne waits for a job to finish, showing a progress line on a terminal.
-func (a *App) waitOne(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
+func (a *App) waitOne(ctx context.Context, cl *api.Client, id string, timeout time.Duration) (*dspool.Job, error) {
 	return a.waitWith(ctx, cl, id, timeout, a.progress())
 }
 
 // waitWith is waitOne with its progress line.
-func (a *App) waitWith(ctx context.Context, cl *api.Client, id int64, timeout time.Duration, p *progress) (*dspool.Job, error) {
+func (a *App) waitWith(ctx context.Context, cl *api.Client, id string, timeout time.Duration, p *progress) (*dspool.Job, error) {
 	began := time.Now()
 	defer p.done()
 	var last *dspool.Job
@@ -55,12 +71,12 @@ func (a *App) waitWith(ctx context.Context, cl *api.Client, id int64, timeout ti
 			}
 			poll = min(poll, left)
 		}
-		j, err := cl.WaitJob(ctx, id, poll)
+		j, err := cl.WaitRef(ctx, id, poll)
 		var ue *api.UnavailableError
 		if err != nil && ctx.Err() == nil && (errors.As(err, &ue) || dspool.ErrorCode(err) == dspool.EUnavailable) {
 			if lost.IsZero() {
 				lost = time.Now()
-				fmt.Fprintf(a.Stderr, "dspool: lost the server (%v); job %d goes on, reconnecting\n", err, id)
+				fmt.Fprintf(a.Stderr, "dspool: lost the server (%v); job %s goes on, reconnecting\n", err, id)
 			}
 			if time.Since(lost) < reconnectFor {
 				t := time.NewTimer(retry.Next())
@@ -74,7 +90,7 @@ func (a *App) waitWith(ctx context.Context, cl *api.Client, id int64, timeout ti
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("stopped waiting; job %d goes on (see it with `dspool job show %d`, stop it with `dspool job cancel %d`)", id, id, id)
+				return nil, fmt.Errorf("stopped waiting; job %s goes on (see it with `dspool job show %s`, stop it with `dspool job cancel %s`)", id, id, id)
 			}
 			return nil, err
 		}
@@ -83,15 +99,23 @@ func (a *App) waitWith(ctx context.Context, cl *api.Client, id int64, timeout ti
 			lost = time.Time{}
 		}
 		retry.Reset()
-		if j.State.Terminal() {
+		if ended(j) {
 			return j, nil
 		}
 		last = j
-		line := fmt.Sprintf("job %d %s", id, j.State)
+		line := fmt.Sprintf("job %s %s", id, j.State)
+		if j.Array != nil {
+			line = fmt.Sprintf("array %d: %s", j.ID, taskCounts(j.Array))
+			if j.Waiting != "" && j.Array.Counts[dspool.JobRunning] == 0 {
+				line += ": " + j.Waiting
+			}
+			p.update(fmt.Sprintf("%s, %d s", line, int(time.Since(began).Seconds())))
+			continue
+		}
 		if j.State == dspool.JobQueued {
-			line = fmt.Sprintf("waiting for a node in pool %s: job %d queued", j.Pool, id)
+			line = fmt.Sprintf("waiting for a node in pool %s: job %s queued", j.Pool, id)
 			if j.Held {
-				line = fmt.Sprintf("job %d queued, over a limit: %s", id, j.Waiting)
+				line = fmt.Sprintf("job %s queued, over a limit: %s", id, j.Waiting)
 			} else if j.Waiting != "" {
 				line = fmt.Sprintf("waiting for a node in pool %s: %s", j.Pool, j.Waiting)
 			}
@@ -117,30 +141,34 @@ func (e *waitTimeoutError) Unwrap() error { return e.err }
 
 // waitedTooLong is the error of a wait that timed out: where the job is,
 // and that it goes on.
-func waitedTooLong(j *dspool.Job, id int64, timeout time.Duration) error {
-	what := fmt.Sprintf("job %d did not finish within %s", id, timeout)
+func waitedTooLong(j *dspool.Job, id string, timeout time.Duration) error {
+	what := fmt.Sprintf("job %s did not finish within %s", id, timeout)
 	if j != nil && j.State == dspool.JobQueued {
-		what = fmt.Sprintf("job %d is still queued after %s", id, timeout)
+		what = fmt.Sprintf("job %s is still queued after %s", id, timeout)
 		if j.Held {
 			what += ", over a limit: " + j.Waiting
-			return dspool.Errorf(dspool.EUnavailable, "%s. It stays queued until the limit has room: see the limits with `dspool team list`, or cancel it with `dspool job cancel %d`", what, id)
+			return dspool.Errorf(dspool.EUnavailable, "%s. It stays queued until the limit has room: see the limits with `dspool team list`, or cancel it with `dspool job cancel %s`", what, id)
 		}
 		if j.Waiting != "" {
 			what += fmt.Sprintf(", waiting for a node in pool %s: %s", j.Pool, j.Waiting)
 		}
-		what += fmt.Sprintf(". It stays queued: see why with `dspool pool events %s`, or cancel it with `dspool job cancel %d`", j.Pool, id)
+		what += fmt.Sprintf(". It stays queued: see why with `dspool pool events %s`, or cancel it with `dspool job cancel %s`", j.Pool, id)
 		return dspool.Errorf(dspool.EUnavailable, "%s", what)
 	}
-	return dspool.Errorf(dspool.EUnavailable, "%s; it goes on: `dspool job show %d`", what, id)
+	return dspool.Errorf(dspool.EUnavailable, "%s; it goes on: `dspool job show %s`", what, id)
 }
 
 // waitSubmitted is --wait of a job just submitted: its output and how it
 // ended (follow), or with -o json the finished job; the command exits with
 // the job's exit code, or 124 when timeout (0: none) ran out first.
-func (a *App) waitSubmitted(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) error {
+func (a *App) waitSubmitted(ctx context.Context, cl *api.Client, sub *dspool.Job, timeout time.Duration) error {
 	var j *dspool.Job
 	var err error
-	if a.output == "json" {
+	id := sub.Ref()
+	if sub.Array != nil {
+		id = fmt.Sprint(sub.ID)
+	}
+	if a.output == "json" || sub.Array != nil { // an array's output is in its tasks' logs
 		j, err = a.waitOne(ctx, cl, id, timeout)
 	} else {
 		j, err = a.follow(ctx, cl, id, timeout)
@@ -166,7 +194,7 @@ func (a *App) waitSubmitted(ctx context.Context, cl *api.Client, id int64, timeo
 // follow waits for job id as srun does: a progress line while it waits for
 // a node, then its output on stdout as it comes, attempt after attempt, and
 // a last line on stderr that says how it ended.
-func (a *App) follow(ctx context.Context, cl *api.Client, id int64, timeout time.Duration) (*dspool.Job, error) {
+func (a *App) follow(ctx context.Context, cl *api.Client, id string, timeout time.Duration) (*dspool.Job, error) {
 	p := a.progress()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -191,12 +219,12 @@ func (a *App) follow(ctx context.Context, cl *api.Client, id int64, timeout time
 // streamAttempts copies the output of each attempt of job id to stdout as
 // it is written, until the job ends. The progress line stops at the first
 // byte.
-func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id int64, p *progress) {
+func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id string, p *progress) {
 	out := &firstWrite{w: a.Stdout, first: p.stop}
 	attempt := 0      // the attempt being printed
 	var printed int64 // of its output
 	for ctx.Err() == nil {
-		j, err := cl.Job(ctx, id)
+		j, err := cl.JobRef(ctx, id)
 		if err != nil {
 			sleep(ctx, 500*time.Millisecond)
 			continue
@@ -204,7 +232,7 @@ func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id int64, p *p
 		if j.Attempt > attempt {
 			if attempt > 0 {
 				p.stop()
-				fmt.Fprintf(a.Stderr, "dspool: attempt %d of job %d ended (%s); attempt %d runs\n", attempt, id, attemptEnd(j.Attempts, attempt), j.Attempt)
+				fmt.Fprintf(a.Stderr, "dspool: attempt %d of job %s ended (%s); attempt %d runs\n", attempt, id, attemptEnd(j.Attempts, attempt), j.Attempt)
 			}
 			attempt, printed = j.Attempt, 0
 		}
@@ -214,7 +242,7 @@ func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id int64, p *p
 			}
 			// Following the latest attempt of a job that has none waits
 			// for its first to start.
-			if rc, err := cl.Logs(ctx, id, 0, true); err == nil {
+			if rc, err := cl.LogsRef(ctx, id, 0, true); err == nil {
 				_, _ = io.Copy(io.Discard, rc)
 				rc.Close()
 			} else {
@@ -224,7 +252,7 @@ func (a *App) streamAttempts(ctx context.Context, cl *api.Client, id int64, p *p
 		}
 		// Each follow prints the attempt's output from the start: what an
 		// earlier one printed is skipped.
-		if rc, err := cl.Logs(ctx, id, attempt, true); err == nil {
+		if rc, err := cl.LogsRef(ctx, id, attempt, true); err == nil {
 			n, _ := io.Copy(io.Discard, io.LimitReader(rc, printed))
 			m, _ := io.Copy(out, rc)
 			printed = n + m
@@ -276,17 +304,35 @@ func finished(j *dspool.Job) string {
 		}
 		took = fmt.Sprintf(" in %s", d)
 	}
+	if j.Array != nil {
+		return fmt.Sprintf("array %d %s: %s (see the tasks with `dspool job list --array %d`)", j.ID, j.Array.State(), taskCounts(j.Array), j.ID)
+	}
 	switch j.State {
 	case dspool.JobSucceeded:
-		return fmt.Sprintf("job %d succeeded%s", j.ID, took)
+		return fmt.Sprintf("job %s succeeded%s", j.Ref(), took)
 	case dspool.JobCancelled:
-		return fmt.Sprintf("job %d was cancelled", j.ID)
+		return fmt.Sprintf("job %s was cancelled", j.Ref())
 	}
 	attempts := ""
 	if j.Attempt > 1 {
 		attempts = fmt.Sprintf(" after %d attempts", j.Attempt)
 	}
-	return fmt.Sprintf("job %d %s%s: %s (see `dspool job show %d`)", j.ID, j.State, attempts, endedHow(j.Reason, j.ExitCode, j.Message), j.ID)
+	return fmt.Sprintf("job %s %s%s: %s (see `dspool job show %s`)", j.Ref(), j.State, attempts, endedHow(j.Reason, j.ExitCode, j.Message), j.Ref())
+}
+
+// taskCounts says how many tasks of an array are in each state, in the
+// order of their lives: "950 queued, 50 running".
+func taskCounts(a *dspool.ArraySummary) string {
+	var parts []string
+	for _, st := range []dspool.JobState{dspool.JobQueued, dspool.JobRunning, dspool.JobSucceeded, dspool.JobFailed, dspool.JobCancelled} {
+		if n := a.Counts[st]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, st))
+		}
+	}
+	if len(parts) == 0 {
+		return "no tasks"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // firstWrite calls first before its first write.

@@ -31,6 +31,14 @@ type Quota struct {
 type Quotas struct {
 	Users map[string]Quota
 	Teams map[string]Quota
+	// Arrays caps the tasks of arrays that run at once, by array.
+	Arrays map[int64]ArrayCap
+}
+
+// ArrayCap is how many tasks of an array may run at once, and how many
+// run now.
+type ArrayCap struct {
+	Max, Running int
 }
 
 // Held is a queued job held back by a limit of its team or user, and why:
@@ -88,6 +96,9 @@ func (q Quotas) Check(user, team string, want Usage) (why string, userLimit bool
 type ledger struct {
 	q            Quotas
 	users, teams map[string]*account
+	// tasks counts, by array, the tasks placed (or let through) in this
+	// walk.
+	tasks map[int64]int
 }
 
 // account is one user's or team's quota during a walk.
@@ -101,10 +112,10 @@ type account struct {
 // newLedger returns nil when q limits nothing, so that a plan without
 // limits costs nothing more.
 func newLedger(q Quotas) *ledger {
-	if len(q.Users) == 0 && len(q.Teams) == 0 {
+	if len(q.Users) == 0 && len(q.Teams) == 0 && len(q.Arrays) == 0 {
 		return nil
 	}
-	return &ledger{q: q, users: map[string]*account{}, teams: map[string]*account{}}
+	return &ledger{q: q, users: map[string]*account{}, teams: map[string]*account{}, tasks: map[int64]int{}}
 }
 
 func (l *ledger) account(kind, name string, quotas map[string]Quota, cache map[string]*account) *account {
@@ -131,6 +142,9 @@ func (l *ledger) accounts(j *Job) [2]*account {
 // over returns why j does not fit its accounts, "" when it does. With
 // admit, what jobs ahead were charged counts too.
 func (l *ledger) over(j *Job, admit bool) string {
+	if c, ok := l.q.Arrays[j.Array]; ok && j.Array != 0 && c.Max > 0 && c.Running+l.tasks[j.Array] >= c.Max {
+		return fmt.Sprintf("array %d: %d of %d tasks running at once (--array ...%%%d)", j.Array, c.Running+l.tasks[j.Array], c.Max, c.Max)
+	}
 	want := Usage{CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs}
 	for _, a := range l.accounts(j) {
 		if a == nil {
@@ -146,6 +160,9 @@ func (l *ledger) over(j *Job, admit bool) string {
 // charge counts j against its accounts: as in use (placed), or as ahead
 // (let through by Admit).
 func (l *ledger) charge(j *Job, admit bool) {
+	if j.Array != 0 {
+		l.tasks[j.Array]++
+	}
 	want := Usage{CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs}
 	for _, a := range l.accounts(j) {
 		switch {

@@ -250,3 +250,32 @@ func TestPlanWithinNeverExceedsLimits(t *testing.T) {
 		}
 	}
 }
+
+// An array's cap holds its tasks past the cap, counting the tasks that run
+// and those placed earlier in the same plan, in Plan and in Admit alike;
+// other work goes on.
+func TestArrayCap(t *testing.T) {
+	n := node("n", 16, 64)
+	var jobs []scheduler.Job
+	for i := range 6 {
+		j := job(int64(10+i), 1, 1, 0)
+		j.Array = 10
+		jobs = append(jobs, j)
+	}
+	jobs = append(jobs, job(20, 1, 1, 0)) // not a task
+	q := scheduler.Quotas{Arrays: map[int64]scheduler.ArrayCap{10: {Max: 3, Running: 1}}}
+	plan, held := scheduler.PlanWithin([]scheduler.Node{n}, jobs, q)
+	var placed []int64
+	for _, p := range plan {
+		placed = append(placed, p.Job)
+	}
+	if want := []int64{10, 11, 20}; !slices.Equal(placed, want) {
+		t.Fatalf("placed %v, want %v (1 task running, a cap of 3)", placed, want)
+	}
+	if len(held) != 4 || held[0].Job != 12 || held[0].Reason != "array 10: 3 of 3 tasks running at once (--array ...%3)" {
+		t.Fatalf("held %v", held)
+	}
+	if admitted := scheduler.Admit(jobs, q); len(admitted) != 4 {
+		t.Fatalf("Admit held %d tasks, want 4", len(admitted))
+	}
+}

@@ -88,6 +88,9 @@ type Job struct {
 	// User and Team are whose limits the job counts against in
 	// PlanWithin and Admit ("" Team: none).
 	User, Team string
+	// Array is the array the job is a task of (0: none), whose cap in
+	// Quotas.Arrays it counts against.
+	Array int64
 }
 
 // Placement puts one job on one node, holding the listed GPU indices.

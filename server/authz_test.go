@@ -74,6 +74,8 @@ var authzMatrix = map[string]authzRow{
 	"POST /api/v1/jobs/{id}/cancel":         {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/cancel", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 	"GET /api/v1/jobs/{id}/wait":            {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/wait?timeout=0s", anon: 401, other: 404, owner: 200, admin: 200},
 	"GET /api/v1/jobs/{id}/logs":            {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/logs", anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/jobs/{id}/hold":           {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/hold", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/jobs/{id}/release":        {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/release", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 	"GET /api/v1/pools":                     {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 	"POST /api/v1/pools":                    {scope: dspool.ScopeAdmin, body: `{"pools":[{"name":"authz","provider":"static","node":{"cpus":"1","memory":"1GiB"}}]}`, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/pools/{name}":              {scope: dspool.ScopeRead, path: "/api/v1/pools/{pool}", anon: 401, other: 200, owner: 200, admin: 200},

@@ -32,7 +32,7 @@ func (s *Server) passLimits(dir *teamDir, pools []*dspool.Pool, active []sqlite.
 	var queued []scheduler.Job
 	for _, j := range active {
 		if j.State == dspool.JobQueued {
-			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
+			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
 				User: j.User, Team: j.Team})
 		}
 	}

@@ -460,6 +460,10 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUIndices, TimeLimit: j.TimeLimit,
 		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
 		WorkToken: h.s.workTokens.attempt(j.ID, j.Attempt, u.Name),
+		ArrayID:   j.ArrayID,
+	}
+	if j.ArrayIndex != nil {
+		spec.ArrayIndex = *j.ArrayIndex
 	}
 	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
 	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)

@@ -66,33 +66,50 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	job, created, err := s.db.SubmitJob(r.Context(), u.ID, &spec)
+	var job *dspool.Job
+	var created bool
+	if spec.Tasks != nil {
+		job, created, err = s.db.SubmitArray(r.Context(), u.ID, &spec)
+	} else {
+		job, created, err = s.db.SubmitJob(r.Context(), u.ID, &spec)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if job.ArrayID == job.ID {
+		if job.Array, err = s.db.Array(r.Context(), job.ID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
-		s.metrics.submitted.Inc()
-		s.submitted(job.Pool, job.CPUs, job.Memory, job.GPUs)
+		n := 1
+		if job.Array != nil {
+			n = job.Array.Tasks
+		}
+		s.metrics.submitted.Add(float64(n))
+		if len(spec.Deps) > 0 {
+			s.Kick() // what it waits for may have ended already
+		} else if !spec.Hold {
+			s.submitted(job.Pool, job.CPUs, job.Memory, job.GPUs)
+		}
 	}
+	s.explainWait(job)
 	writeJSON(w, status, job)
 }
 
 // jobFor loads job {id} if the caller may see it; another user's job is
 // not found, not forbidden, so its existence does not leak.
 func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return nil, dspool.Invalid("id", "%q is not a job id: job ids are positive numbers", r.PathValue("id"))
-	}
-	j, err := s.db.Job(r.Context(), id)
+	j, err := s.loadRef(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
 	if u := userFrom(r); !u.Admin && j.User != u.Name {
-		return nil, dspool.Errorf(dspool.ENotFound, "job %d not found: list yours with `dspool job list`", id)
+		return nil, dspool.Errorf(dspool.ENotFound, "job %s not found: list yours with `dspool job list`", r.PathValue("id"))
 	}
 	s.explainWait(j)
 	return j, nil
@@ -120,7 +137,15 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: pg.limit, Before: pg.before}
+	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: pg.limit, Before: pg.before, Arrays: q.Get("tasks") != "true"}
+	if a := q.Get("array"); a != "" {
+		ref, err := dspool.ParseTaskRef("array", a)
+		if err != nil || ref.Index >= 0 {
+			s.fail(w, r, dspool.Invalid("array", "%q is not an array id: give the id of an array, as `dspool job list` shows it", a))
+			return
+		}
+		f.Array, f.Arrays = ref.ID, false
+	}
 	if q.Get("all") == "true" {
 		if !u.Admin {
 			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin sees every user's jobs: drop --all-users"))
@@ -142,6 +167,11 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if !f.Arrays {
+	} else if err := s.withArrays(r.Context(), jobs.Items); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	for _, j := range jobs.Items {
 		s.explainWait(j)
 	}
@@ -154,10 +184,17 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if j.Array != nil {
+		s.cancelArray(w, r, j)
+		return
+	}
 	j, err = s.db.CancelJob(r.Context(), j.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if j.State == dspool.JobCancelled {
+		s.Kick() // work that waited for it may be settled
 	}
 	if j.State == dspool.JobRunning {
 		s.hub.kill(j.Node, api.AttemptRef{Job: j.ID, Attempt: j.Attempt})
@@ -178,6 +215,13 @@ func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) {
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	if j, err := s.jobFor(r); err != nil {
+		s.fail(w, r, err)
+		return
+	} else if j.Array != nil {
+		s.waitArray(w, r, j, deadline.C)
+		return
+	}
 	for {
 		j, err := s.jobFor(r)
 		if err != nil {
@@ -219,6 +263,10 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 	j, err := s.jobFor(r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if j.Array != nil {
+		s.fail(w, r, dspool.Invalid("id", "%d is an array of %d tasks: give one task, as in `dspool job logs %d_%d`", j.ID, j.Array.Tasks, j.ID, *j.ArrayIndex))
 		return
 	}
 	attempt := j.Attempt

@@ -21,6 +21,7 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		case <-s.kick:
 		case <-t.C:
 		}
+		s.resolveDeps(ctx)
 		if err := s.schedule(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("scheduling pass", "err", err)
 		}
@@ -46,7 +47,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	attempts := map[int64]int{}
 	for _, j := range active {
 		if j.State == dspool.JobQueued {
-			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
+			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
 				User: j.User, Team: j.Team})
 			attempts[j.ID] = j.Attempt
 		}

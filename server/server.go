@@ -281,6 +281,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/jobs/{id}/cancel", authUser, dspool.ScopeJobs, s.cancelJob},
 		{"GET", "/api/v1/jobs/{id}/wait", authUser, dspool.ScopeRead, s.waitJob},
 		{"GET", "/api/v1/jobs/{id}/logs", authUser, dspool.ScopeRead, s.jobLogs},
+		{"POST", "/api/v1/jobs/{id}/hold", authUser, dspool.ScopeJobs, s.holdJob},
+		{"POST", "/api/v1/jobs/{id}/release", authUser, dspool.ScopeJobs, s.releaseJob},
 		{"GET", "/api/v1/pools", authUser, dspool.ScopeRead, s.listPools},
 		{"POST", "/api/v1/pools", authAdmin, dspool.ScopeAdmin, s.applyPools},
 		{"GET", "/api/v1/pools/{name}", authUser, dspool.ScopeRead, s.getPool},

@@ -108,9 +108,11 @@ func (s *Server) quotas(dir *teamDir, active []sqlite.ActiveJob) scheduler.Quota
 			q.Users[name] = scheduler.Quota{Limits: l}
 		}
 	}
+	arrays := arrayCaps(active)
 	if len(q.Teams) == 0 && len(q.Users) == 0 {
-		return scheduler.Quotas{}
+		return scheduler.Quotas{Arrays: arrays}
 	}
+	q.Arrays = arrays
 	use := func(user, team string, u scheduler.Usage) {
 		if x, ok := q.Users[user]; ok {
 			x.Used = x.Used.Add(u)
@@ -130,6 +132,27 @@ func (s *Server) quotas(dir *teamDir, active []sqlite.ActiveJob) scheduler.Quota
 		use(h.user, h.team, scheduler.Usage{CPUs: h.cpus, Memory: h.mem})
 	}
 	return q
+}
+
+// arrayCaps returns the caps of the arrays with tasks in active, and how
+// many of their tasks run.
+func arrayCaps(active []sqlite.ActiveJob) map[int64]scheduler.ArrayCap {
+	var caps map[int64]scheduler.ArrayCap
+	for _, j := range active {
+		if j.Array == 0 || j.ArrayMax == 0 {
+			continue
+		}
+		if caps == nil {
+			caps = map[int64]scheduler.ArrayCap{}
+		}
+		c := caps[j.Array]
+		c.Max = j.ArrayMax
+		if j.State == dspool.JobRunning {
+			c.Running++
+		}
+		caps[j.Array] = c
+	}
+	return caps
 }
 
 // jobTeam returns the team a job of u in pool p runs on behalf of, given
@@ -211,6 +234,10 @@ func (s *Server) setLimitWaits(w map[int64]limitWait) {
 // the wait for a node of its pool goes.
 func (s *Server) explainWait(j *dspool.Job) {
 	if j.State != dspool.JobQueued {
+		return
+	}
+	if why := waitingFor(j); why != "" {
+		j.Waiting = why
 		return
 	}
 	s.teams.mu.Lock()

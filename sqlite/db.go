@@ -148,6 +148,10 @@ var migrations = []string{
 	// nodes by name: a node is looked up by id or name at each heartbeat,
 	// and without it every lookup read every node.
 	`CREATE INDEX nodes_name ON nodes(name);`,
+	// job arrays (their tasks are jobs with the array's id and their
+	// index; the array's id is its first task's), what jobs wait for
+	// (--after), and jobs held by their users.
+	arraysMigration,
 }
 
 const schema = `

@@ -15,7 +15,8 @@ import (
 
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
-	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets`
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets,
+	j.array_id, j.array_index, j.deps, j.after_met, j.on_hold`
 
 type scanner interface{ Scan(...any) error }
 
@@ -25,12 +26,18 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	var started, finished sql.NullInt64
 	var gpus, env, cmd, secrets string
 	var timeLimit int64
-	var cancel int
+	var cancel, index, afterMet, hold int
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
-		&cancel, &submitted, &started, &finished, &secrets); err != nil {
+		&cancel, &submitted, &started, &finished, &secrets,
+		&j.ArrayID, &index, &j.After, &afterMet, &hold); err != nil {
 		return nil, err
 	}
+	if j.ArrayID != 0 {
+		j.ArrayIndex = &index
+	}
+	j.AfterMet = j.After != "" && afterMet != 0
+	j.OnHold = hold != 0
 	if exit.Valid {
 		c := int(exit.Int64)
 		j.ExitCode = &c
@@ -176,14 +183,22 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 		b, _ := json.Marshal(s.Secrets)
 		secrets = string(b)
 	}
+	deps, err := findDeps(tx, userID, s.Deps)
+	if err != nil {
+		return nil, false, err
+	}
 	var id int64
-	err := tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at, secrets)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	err = tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
-		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets).Scan(&id)
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets,
+		s.After, boolInt(len(deps) == 0), boolInt(s.Hold)).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
+	}
+	if err := insertDeps(tx, id, false, deps); err != nil {
+		return nil, false, err
 	}
 	j, err := getJob(tx, id)
 	return j, err == nil, err
@@ -219,6 +234,12 @@ type JobFilter struct {
 	// Before returns only jobs with a smaller id (pagination, newest first).
 	Before int64
 	Limit  int
+	// Arrays lists each array as its first task (whose Array the caller
+	// fills in), which matches States when any task of the array is in
+	// one of them.
+	Arrays bool
+	// Array lists only the tasks of this array.
+	Array int64
 }
 
 // ListJobs returns jobs matching f, newest first.
@@ -240,11 +261,22 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 			}
 			lits = append(lits, "'"+string(s)+"'")
 		}
-		if len(lits) == 1 {
-			where = append(where, "j.state = "+lits[0])
-		} else {
-			where = append(where, "j.state IN ("+strings.Join(lits, ",")+")")
+		in := "j.state = " + lits[0]
+		if len(lits) > 1 {
+			in = "j.state IN (" + strings.Join(lits, ",") + ")"
 		}
+		if f.Arrays {
+			in = "(j.array_id = 0 AND " + in + " OR j.array_id = j.id AND EXISTS (SELECT 1 FROM jobs t WHERE t.array_id = j.id AND " +
+				strings.ReplaceAll(in, "j.state", "t.state") + "))"
+		}
+		where = append(where, in)
+	}
+	if f.Arrays {
+		where = append(where, "(j.array_id = 0 OR j.array_id = j.id)")
+	}
+	if f.Array != 0 {
+		where = append(where, "j.array_id = ?")
+		args = append(args, f.Array)
 	}
 	if f.Pool != "" {
 		where = append(where, "j.pool = ?")
@@ -296,14 +328,21 @@ type ActiveJob struct {
 	GPUs       int
 	Node       string
 	GPUIndices []int
+	// Array is the array the job is a task of (0: none), and ArrayMax
+	// how many of its tasks may run at once (0: no cap).
+	Array    int64
+	ArrayMax int
 }
 
-// ActiveJobs returns every queued and running job, oldest first: the
-// scheduler's view of the queue and of what holds node resources. It reads
-// only the columns placement needs.
+// ActiveJobs returns every running job and every queued job that may run
+// (not held, not waiting for other jobs), oldest first: the scheduler's view
+// of the queue and of what holds node resources. It reads only the columns
+// placement needs.
 func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
-		j.gpus, j.node, j.gpu_indices FROM jobs j JOIN users u ON u.id = j.user_id WHERE j.state IN ('queued', 'running') ORDER BY j.id`)
+		j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0)
+		FROM jobs j JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
+		WHERE j.state IN ('queued', 'running') AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
@@ -312,7 +351,8 @@ func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 	for rows.Next() {
 		var j ActiveJob
 		var gpus string
-		if err := rows.Scan(&j.ID, &j.User, &j.Team, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus); err != nil {
+		if err := rows.Scan(&j.ID, &j.User, &j.Team, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus,
+			&j.Array, &j.ArrayMax); err != nil {
 			return nil, err
 		}
 		j.GPUIndices = parseInts(gpus)

@@ -40,6 +40,7 @@ const retentionMigration = `CREATE INDEX jobs_finished ON jobs(finished_at) WHER
 const (
 	oldJobs     = `SELECT id FROM jobs WHERE finished_at < ? AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY finished_at LIMIT ?`
 	oldSessions = `SELECT rowid FROM sessions WHERE ended_at < ? AND state = 'ended' ORDER BY ended_at LIMIT ?`
+	goneArrays  = `SELECT a.id FROM job_arrays a WHERE NOT EXISTS (SELECT 1 FROM jobs t WHERE t.array_id != 0 AND t.array_id = a.id)`
 	oldEvents   = `SELECT id FROM pool_events WHERE at < ? ORDER BY at LIMIT ?`
 	oldAudit    = `SELECT id, at, actor, action, target, remote, outcome, detail FROM audit WHERE at < ? ORDER BY at, id LIMIT ?`
 )
@@ -52,11 +53,21 @@ func (db *DB) PruneJobs(ctx context.Context, before time.Time, limit int) (int, 
 		if _, err := tx.ExecContext(ctx, `DELETE FROM attempts WHERE job_id IN (`+oldJobs+`)`, unixNano(before), limit); err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM job_deps WHERE waiter_array = 0 AND waiter IN (`+oldJobs+`)`, unixNano(before), limit); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM jobs WHERE id IN (`+oldJobs+`)`, unixNano(before), limit)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		// An array goes with its last task.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM job_deps WHERE waiter_array = 1 AND waiter IN (`+goneArrays+`)`); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM job_arrays WHERE id IN (`+goneArrays+`)`)
 		return err
 	})
 	if err != nil {
