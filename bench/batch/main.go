@@ -39,6 +39,9 @@ type Sizes struct {
 	CLI      int `json:"cli"`
 	Makespan int `json:"makespan"`
 	Latency  int `json:"latency"`
+	Array    int `json:"array"`     // tasks of the array run to the end
+	Chain    int `json:"chain"`     // jobs in a chain of dependencies
+	BigArray int `json:"big_array"` // tasks of the array only submitted
 }
 
 // Result is what was measured on dspool.
@@ -53,6 +56,12 @@ type Result struct {
 	LatencyP90Ms    float64 `json:"latency_p90_ms"`
 	LatencyMinMs    float64 `json:"latency_min_ms"`
 	LatencyMaxMs    float64 `json:"latency_max_ms"`
+	ArrayS          float64 `json:"array_s"`           // array submitted -> its last task's end
+	ArraySubmitMs   float64 `json:"array_submit_ms"`   // the array's submission
+	ChainS          float64 `json:"chain_s"`           // the chain's first start -> its last end
+	BigArraySubmitS float64 `json:"big_array_submit_s"` // the big array's submission
+	BigArrayRSSMiB  float64 `json:"big_array_rss_mib"`  // what the control plane's resident memory grew by
+	BigArrayCancelS float64 `json:"big_array_cancel_s"` // cancelling it, one call
 	Load1Before     float64 `json:"load1_before"`
 	Load1After      float64 `json:"load1_after"`
 }
@@ -65,9 +74,9 @@ func main() {
 	peer := flag.String("peer", "bench/peers/slurm.sh", "the Slurm peer's script")
 	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log)")
 	flag.Parse()
-	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50}
+	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50, Array: 1000, Chain: 100, BigArray: 100000}
 	if *short {
-		n = Sizes{API: 500, CLI: 40, Makespan: 100, Latency: 10}
+		n = Sizes{API: 500, CLI: 40, Makespan: 100, Latency: 10, Array: 100, Chain: 10, BigArray: 10000}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -196,6 +205,9 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	r.LatencyP50Ms, r.LatencyP90Ms = lat[(len(lat)+1)/2-1], lat[(9*len(lat)+9)/10-1]
 	r.LatencyMinMs, r.LatencyMaxMs = lat[0], lat[len(lat)-1]
 	host.Logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
+	if err := benchArrays(ctx, up, n, r); err != nil {
+		return nil, err
+	}
 	r.Load1After = host.Load1()
 	return r, nil
 }

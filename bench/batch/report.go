@@ -35,7 +35,8 @@ func runPeer(ctx context.Context, script, dir string, n Sizes) (map[string]any, 
 		}
 	}()
 	out, err := peer(ctx, "measure", fmt.Sprint("N_SUBMIT=", n.CLI), fmt.Sprint("N_MAKESPAN=", n.Makespan),
-		fmt.Sprint("N_LATENCY=", n.Latency), fmt.Sprint("PARALLEL=", procs))
+		fmt.Sprint("N_LATENCY=", n.Latency), fmt.Sprint("PARALLEL=", procs), fmt.Sprint("N_ARRAY=", n.Array), fmt.Sprint("N_CHAIN=", n.Chain),
+		"PHASES=submit makespan latency array chain")
 	var m map[string]any
 	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
 	if jerr := json.Unmarshal(lines[len(lines)-1], &m); jerr != nil && err == nil {
@@ -72,6 +73,10 @@ func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]an
 		{Metric: "makespan, all seen finished (s)", Dspool: r.MakespanDrainS, Slurm: sl("makespan_drain_s")},
 		{Metric: fmt.Sprintf("submit->start p50 (ms, %d jobs)", n.Latency), Dspool: r.LatencyP50Ms, Slurm: sl("latency_p50_ms"), Target: "<= 50 ms"},
 		{Metric: fmt.Sprintf("submit->start p90 (ms, %d jobs)", n.Latency), Dspool: r.LatencyP90Ms, Slurm: sl("latency_p90_ms")},
+		{Metric: fmt.Sprintf("array of %d tasks, submit -> last end (s)", n.Array), Dspool: r.ArrayS, Slurm: sl("array_s"), Target: "<= slurm/20"},
+		{Metric: fmt.Sprintf("chain of %d, first start -> last end (s)", n.Chain), Dspool: r.ChainS, Slurm: sl("chain_s"), Target: "<= slurm/10"},
+		{Metric: fmt.Sprintf("submit an array of %d tasks (s)", n.BigArray), Dspool: r.BigArraySubmitS, Target: "<= 2 s"},
+		{Metric: "  control plane memory growth (MiB)", Dspool: r.BigArrayRSSMiB, Target: "<= 100 MB"},
 		{Metric: "load1 before", Dspool: r.Load1Before, Slurm: sl("load1_start")},
 		{Metric: "load1 after", Dspool: r.Load1After, Slurm: sl("load1")},
 	}
@@ -90,6 +95,14 @@ func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]an
 		met(2, r.MakespanS <= *s/20)
 	}
 	met(4, r.LatencyP50Ms <= 50)
+	for i, div := range map[int]float64{6: 20, 7: 10} {
+		rows[i].Status = "no peer figure"
+		if s := rows[i].Slurm; s != nil {
+			met(i, rows[i].Dspool <= *s/div)
+		}
+	}
+	met(8, r.BigArraySubmitS <= 2)
+	met(9, r.BigArrayRSSMiB <= 100e6/(1<<20))
 
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "metric\t dspool\t slurm\t ratio\t target")

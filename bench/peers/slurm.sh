@@ -25,7 +25,8 @@
 #   measure: N_SUBMIT=200 N_MAKESPAN=1000 N_LATENCY=20 PARALLEL=8
 #            MAKESPAN_PARALLEL=$PARALLEL (submitters used in the makespan phase)
 #            MAX_WAIT=1800 (seconds, upper bound on any single wait)
-#            PHASES="submit makespan latency" (subset to run)
+#            N_ARRAY=1000 N_CHAIN=100
+#            PHASES="submit makespan latency" (subset to run; also: array chain)
 #
 # Measurements (all through sbatch/squeue, as a user would):
 #   submit_per_s   N_SUBMIT `sbatch --wrap true` with PARALLEL concurrent submitters; wall time
@@ -36,6 +37,10 @@
 #                  makespan_drain_s: until squeue no longer lists any of them (Slurm's own view).
 #   latency_p50/p90_ms  N_LATENCY sequential jobs on an idle cluster; t0 = just before sbatch,
 #                  start = `date +%s.%N` written by the job as its first action.
+#   array_s        one `sbatch --array=0-(N_ARRAY-1)` of `true` (each task writes its end time);
+#                  from just before sbatch to the latest end time written.
+#   chain_s        N_CHAIN jobs, each --dependency=afterok: the one before (submitted in turn);
+#                  from the first job's start to the last job's end, as the jobs write them.
 set -uo pipefail
 
 D=${SLURM_BENCH_DIR:-/tmp/dspool-bench-slurm}
@@ -323,13 +328,14 @@ percentile() { # P (0-100) of numbers on stdin, nearest rank
 cmd_measure() {
   local N_SUBMIT=${N_SUBMIT:-200} N_MAKESPAN=${N_MAKESPAN:-1000} N_LATENCY=${N_LATENCY:-20}
   local PARALLEL=${PARALLEL:-8} MPAR=${MAKESPAN_PARALLEL:-${PARALLEL:-8}}
+  local N_ARRAY=${N_ARRAY:-1000} N_CHAIN=${N_CHAIN:-100} array_s=null chain_s=null
   local PHASES=" ${PHASES:-submit makespan latency} "
   local v sp st nodes_idle total_cpus load_start err=""
   local submit_per_s=null submit_ok=null submit_s=null
   local makespan_s=null makespan_drain_s=null makespan_done=null makespan_submit_s=null
   local lat_p50=null lat_p90=null lat_min=null lat_max=null lat_n=0
   local k
-  for k in N_SUBMIT N_MAKESPAN N_LATENCY PARALLEL MPAR MAX_WAIT; do
+  for k in N_SUBMIT N_MAKESPAN N_LATENCY PARALLEL MPAR MAX_WAIT N_ARRAY N_CHAIN; do
     [[ "${!k}" =~ ^[0-9]+$ ]] || die "$k must be a non-negative integer (got '${!k}')"
   done
   [ "$PARALLEL" -ge 1 ] && [ "$MPAR" -ge 1 ] || die "PARALLEL must be >= 1"
@@ -427,12 +433,48 @@ cmd_measure() {
     log "latency: n=$lat_n min=${lat_min}ms p50=${lat_p50}ms p90=${lat_p90}ms max=${lat_max}ms"
   fi
 
+  # ---- 4. an array of trivial tasks
+  if [[ "$PHASES" == *" array "* ]] && [ "$N_ARRAY" -gt 0 ] && [ -z "$err" ]; then
+    local ad=$W/array t0 end
+    rm -rf "$ad"; mkdir -p "$ad/end"
+    wait_drained 120 || err="$err array: cluster not idle;"
+    log "array: one sbatch --array of $N_ARRAY tasks"
+    t0=$(now)
+    sbatch --parsable -o /dev/null -e /dev/null -J arr --array="0-$((N_ARRAY-1))" \
+      --wrap "true; date +%s.%N > $ad/end/\$SLURM_ARRAY_TASK_ID" > "$ad/id" 2> "$ad/sbatch.err" || err="$err array: sbatch failed;"
+    end=$(deadline "$MAX_WAIT")
+    while [ "$(count_files "$ad/end")" -lt "$N_ARRAY" ] && before "$end"; do sleep 0.2; done
+    [ "$(count_files "$ad/end")" -ge "$N_ARRAY" ] || err="$err array: not every task ended within ${MAX_WAIT}s;"
+    array_s=$(cat "$ad"/end/* 2>/dev/null | awk -v a="$t0" 'BEGIN{m=0} $1>m{m=$1} END{printf "%.3f", m-a}')
+    wait_drained "$MAX_WAIT" || true
+    log "array: last task ended at +${array_s}s"
+  fi
+
+  # ---- 5. a chain of dependent jobs
+  if [[ "$PHASES" == *" chain "* ]] && [ "$N_CHAIN" -gt 0 ] && [ -z "$err" ]; then
+    local cd=$W/chain prev="" id i end dep
+    rm -rf "$cd"; mkdir -p "$cd"
+    wait_drained 120 || err="$err chain: cluster not idle;"
+    log "chain: $N_CHAIN jobs, each afterok the one before"
+    for i in $(seq 1 "$N_CHAIN"); do
+      dep=(); [ -n "$prev" ] && dep=(--dependency="afterok:$prev")
+      id=$(sbatch --parsable -o /dev/null -e /dev/null -J ch$i "${dep[@]}" \
+        --wrap "date +%s.%N > $cd/s$i; true; date +%s.%N > $cd/e$i") || { err="$err chain: sbatch failed;"; break; }
+      prev=${id%%;*}
+    done
+    end=$(deadline "$MAX_WAIT")
+    while [ ! -s "$cd/e$N_CHAIN" ] && before "$end"; do sleep 0.2; done
+    [ -s "$cd/e$N_CHAIN" ] && [ -s "$cd/s1" ] && chain_s=$(sub "$(cat "$cd/s1")" "$(cat "$cd/e$N_CHAIN")") || err="$err chain: did not end within ${MAX_WAIT}s;"
+    wait_drained "$MAX_WAIT" || true
+    log "chain: ${chain_s}s from the first start to the last end"
+  fi
+
   local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
-  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"scheduler":"%s","sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_min_ms":%s,"latency_max_ms":%s,"latency_n":%d,"load1_start":%s,"load1":%s%s}\n' \
+  printf '{"peer":"slurm %s","version":"%s","nodes":%d,"cpus_per_node":%d,"real_cpus":%d,"scheduler":"%s","sched_params":"%s","submit_per_s":%s,"submit_n":%s,"submit_s":%s,"submit_parallel":%d,"makespan_s":%s,"makespan_n":%s,"makespan_drain_s":%s,"makespan_submit_s":%s,"makespan_parallel":%d,"latency_p50_ms":%s,"latency_p90_ms":%s,"latency_min_ms":%s,"latency_max_ms":%s,"latency_n":%d,"array_s":%s,"chain_s":%s,"load1_start":%s,"load1":%s%s}\n' \
     "$(echo "$v" | cut -d. -f1-2)" "$v" "$NODES" "$CPUS" "$(nproc)" "$st" "${sp// /}" \
     "$submit_per_s" "$submit_ok" "$submit_s" "$PARALLEL" \
     "$makespan_s" "$makespan_done" "$makespan_drain_s" "$makespan_submit_s" "$MPAR" \
-    "$lat_p50" "$lat_p90" "$lat_min" "$lat_max" "$lat_n" "$load_start" "$load1" \
+    "$lat_p50" "$lat_p90" "$lat_min" "$lat_max" "$lat_n" "$array_s" "$chain_s" "$load_start" "$load1" \
     "$([ -n "$err" ] && printf ',"error":"%s"' "$(echo "$err" | sed 's/^ //; s/"/'"'"'/g')")"
   [ -z "$err" ] || die "measurement incomplete:$err"
 }

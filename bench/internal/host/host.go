@@ -138,3 +138,18 @@ func Poll(ctx context.Context, timeout, interval time.Duration, done func() (boo
 		}
 	}
 }
+
+// RSSMiB is a process's resident memory in MiB (0 when it cannot be read).
+func RSSMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
