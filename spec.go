@@ -2,10 +2,10 @@ package dspool
 
 import (
 	"fmt"
-	"strconv"
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"

@@ -127,4 +127,3 @@ func sweepJSONLines(field string, r *bufio.Reader) ([]map[string]string, error) 
 	}
 	return rows, nil
 }
-

@@ -56,9 +56,9 @@ type Result struct {
 	LatencyP90Ms    float64 `json:"latency_p90_ms"`
 	LatencyMinMs    float64 `json:"latency_min_ms"`
 	LatencyMaxMs    float64 `json:"latency_max_ms"`
-	ArrayS          float64 `json:"array_s"`           // array submitted -> its last task's end
-	ArraySubmitMs   float64 `json:"array_submit_ms"`   // the array's submission
-	ChainS          float64 `json:"chain_s"`           // the chain's first start -> its last end
+	ArrayS          float64 `json:"array_s"`            // array submitted -> its last task's end
+	ArraySubmitMs   float64 `json:"array_submit_ms"`    // the array's submission
+	ChainS          float64 `json:"chain_s"`            // the chain's first start -> its last end
 	BigArraySubmitS float64 `json:"big_array_submit_s"` // the big array's submission
 	BigArrayRSSMiB  float64 `json:"big_array_rss_mib"`  // what the control plane's resident memory grew by
 	BigArrayCancelS float64 `json:"big_array_cancel_s"` // cancelling it, one call
