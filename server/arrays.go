@@ -72,7 +72,10 @@ func (s *Server) cancelArray(w http.ResponseWriter, r *http.Request, j *dspool.J
 		s.hub.kill(t.Node, api.AttemptRef{Job: t.ID, Attempt: t.Attempt})
 		s.notify(t.ID)
 	}
-	if queued > 0 {
+	for _, id := range queued {
+		s.notify(id)
+	}
+	if len(queued) > 0 {
 		s.Kick() // work that waited for these tasks may be settled
 	}
 	s.writeArray(w, r, j.ID)

@@ -248,18 +248,15 @@ func (db *DB) Task(ctx context.Context, array int64, index int) (*dspool.Job, er
 }
 
 // CancelArray cancels every task of array that has not ended: the queued
-// ones at once, the running ones by request. It returns how many queued
-// tasks it cancelled and the running ones, whose agents must stop them.
-func (db *DB) CancelArray(ctx context.Context, array int64) (int, []*dspool.Job, error) {
-	var queued int64
+// ones at once, the running ones by request. It returns the queued tasks
+// it cancelled and the running ones, whose agents must stop them.
+func (db *DB) CancelArray(ctx context.Context, array int64) ([]int64, []*dspool.Job, error) {
+	var queued []int64
 	var running []*dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = 'cancelled', finished_at = ?
-			WHERE array_id != 0 AND array_id = ? AND state = 'queued'`, unixNano(db.now()), array)
-		if err != nil {
-			return err
-		}
-		if queued, err = res.RowsAffected(); err != nil {
+		var err error
+		if queued, err = queryIDs(tx, `UPDATE jobs SET state = 'cancelled', finished_at = ?
+			WHERE array_id != 0 AND array_id = ? AND state = 'queued' RETURNING id`, unixNano(db.now()), array); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
@@ -290,9 +287,9 @@ func (db *DB) CancelArray(ctx context.Context, array int64) (int, []*dspool.Job,
 		return nil
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("cancel array %d: %w", array, err)
+		return nil, nil, fmt.Errorf("cancel array %d: %w", array, err)
 	}
-	return int(queued), running, nil
+	return queued, running, nil
 }
 
 // SetHold holds (or releases) job id, or every task of array id, that is

@@ -85,8 +85,8 @@ func TestArrays(t *testing.T) {
 		t.Fatalf("bob after ann's array: %v, want refused as unknown", err)
 	}
 	queued, running, err := db.CancelArray(ctx, a.ID)
-	if err != nil || queued != 3 || len(running) != 0 {
-		t.Fatalf("cancel: %d queued %d running %v", queued, len(running), err)
+	if err != nil || len(queued) != 3 || len(running) != 0 {
+		t.Fatalf("cancel: %d queued %d running %v", len(queued), len(running), err)
 	}
 	if sum, _ := db.Array(ctx, a.ID); !sum.Done() || sum.State() != dspool.JobCancelled {
 		t.Fatalf("after cancel: %+v", sum)
