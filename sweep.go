@@ -95,7 +95,7 @@ func sweepJSONLines(field string, r *bufio.Reader) ([]map[string]string, error) 
 		var obj map[string]any
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.UseNumber()
-		if err := d.Decode(&obj); err != nil || obj == nil {
+		if err := d.Decode(&obj); err != nil || obj == nil || d.More() {
 			return nil, Invalid(field, "line %d is not a JSON object: give one object per line, as {\"lr\": 0.1}", line)
 		}
 		row := make(map[string]string, len(obj))

@@ -154,6 +154,20 @@ func (s *Server) setHold(w http.ResponseWriter, r *http.Request, hold bool) {
 	writeJSON(w, http.StatusOK, j)
 }
 
+// unpark brings the next tasks of large arrays into the queue (Unpark).
+func (s *Server) unpark(ctx context.Context) {
+	n, err := s.db.Unpark(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("unpark array tasks", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.scaler.kick()
+	}
+}
+
 // resolveDeps settles what queued work waits for (ResolveDeps): work that
 // may now run is scheduled, work that never can has ended.
 func (s *Server) resolveDeps(ctx context.Context) {

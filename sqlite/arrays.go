@@ -15,16 +15,32 @@ import (
 )
 
 // Queries on the tasks of an array write "array_id != 0" out, so that
-// SQLite proves the partial index jobs_array applies.
+// SQLite proves the partial index jobs_array applies; those of the queue
+// and of lists write out the conditions of jobs_active and jobs_heads.
+//
+// Parked tasks: a large array's tasks past its first arrayWindow are
+// stored parked, queued but outside the queue the scheduler and autoscaler
+// read (jobs_active), and come into it a window at a time (Unpark), so
+// that an array of 100,000 costs each pass what a few thousand jobs do.
+// Lists read their first lines by jobs_heads, which holds plain jobs and
+// each array's first task only.
 const arraysMigration = `ALTER TABLE jobs ADD COLUMN array_id INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN array_index INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN deps TEXT NOT NULL DEFAULT '';
 	ALTER TABLE jobs ADD COLUMN after_met INTEGER NOT NULL DEFAULT 1;
 	ALTER TABLE jobs ADD COLUMN on_hold INTEGER NOT NULL DEFAULT 0;
-	CREATE INDEX jobs_array ON jobs(array_id, array_index, state) WHERE array_id != 0;
+	ALTER TABLE jobs ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX jobs_array ON jobs(array_id, id) WHERE array_id != 0;
+	CREATE INDEX jobs_array_state ON jobs(array_id, state, parked, array_index) WHERE array_id != 0;
+	CREATE INDEX jobs_parked ON jobs(array_id, id) WHERE parked = 1;
+	CREATE INDEX jobs_active ON jobs(id) WHERE state IN ('queued', 'running') AND parked = 0;
+	CREATE INDEX jobs_heads ON jobs(user_id, id) WHERE array_id = 0 OR array_id = id;
+	CREATE INDEX jobs_heads_all ON jobs(id) WHERE array_id = 0 OR array_id = id;
 	CREATE TABLE job_arrays (
 		id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), indices TEXT NOT NULL,
-		tasks INTEGER NOT NULL, max_running INTEGER NOT NULL, created_at INTEGER NOT NULL);
+		tasks INTEGER NOT NULL, max_running INTEGER NOT NULL, created_at INTEGER NOT NULL,
+		parked INTEGER NOT NULL DEFAULT 0);
+	CREATE INDEX job_arrays_parked ON job_arrays(id) WHERE parked > 0;
 	CREATE TABLE job_deps (
 		waiter INTEGER NOT NULL, waiter_array INTEGER NOT NULL, kind TEXT NOT NULL,
 		on_job INTEGER NOT NULL, on_array INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0,
@@ -67,16 +83,14 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 		if s.Env == nil {
 			base = []byte("{}")
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-			retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold, array_id, array_index)
-			VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		// The first task is inserted alone, for the id that names the
+		// array; the others go in statements of many rows each.
+		const cols = `INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
+			retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold, array_id, array_index, parked) VALUES `
+		const row = `(?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 		now := unixNano(db.now())
 		var arrayID int64
-		for k, idx := range s.Tasks.Indices {
+		args := func(buf []any, k int) []any {
 			env := string(base)
 			if k < len(s.Sweep) {
 				e := maps.Clone(s.Env)
@@ -91,22 +105,45 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 			if k == 0 {
 				key = s.IdempotencyKey
 			}
-			res, err := stmt.ExecContext(ctx, userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit),
-				s.Retries, s.Priority, env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold), arrayID, idx)
-			if err != nil {
-				return fmt.Errorf("insert task %d: %w", idx, err)
+			return append(buf, userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit),
+				s.Retries, s.Priority, env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold),
+				arrayID, s.Tasks.Indices[k], boolInt(k >= arrayWindow))
+		}
+		res, err := tx.ExecContext(ctx, cols+row, args(nil, 0)...)
+		if err != nil {
+			return fmt.Errorf("insert task %d: %w", s.Tasks.Indices[0], err)
+		}
+		if arrayID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET array_id = ? WHERE id = ?`, arrayID, arrayID); err != nil {
+			return err
+		}
+		const perStmt = 256
+		full := cols + strings.TrimSuffix(strings.Repeat(row+",", perStmt), ",")
+		stmt, err := tx.PrepareContext(ctx, full)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		buf := make([]any, 0, 24*perStmt)
+		for k := 1; k < len(s.Tasks.Indices); k += perStmt {
+			n := min(perStmt, len(s.Tasks.Indices)-k)
+			buf = buf[:0]
+			for i := range n {
+				buf = args(buf, k+i)
 			}
-			if k == 0 {
-				if arrayID, err = res.LastInsertId(); err != nil {
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `UPDATE jobs SET array_id = ? WHERE id = ?`, arrayID, arrayID); err != nil {
-					return err
-				}
+			if n == perStmt {
+				_, err = stmt.ExecContext(ctx, buf...)
+			} else {
+				_, err = tx.ExecContext(ctx, cols+strings.TrimSuffix(strings.Repeat(row+",", n), ","), buf...)
+			}
+			if err != nil {
+				return fmt.Errorf("insert tasks: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO job_arrays (id, user_id, indices, tasks, max_running, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			arrayID, userID, s.Tasks.String(), len(s.Tasks.Indices), s.Tasks.MaxRunning, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_arrays (id, user_id, indices, tasks, max_running, created_at, parked) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			arrayID, userID, s.Tasks.String(), len(s.Tasks.Indices), s.Tasks.MaxRunning, now, max(0, len(s.Tasks.Indices)-arrayWindow)); err != nil {
 			return fmt.Errorf("insert array: %w", err)
 		}
 		if err := insertDeps(tx, arrayID, true, deps); err != nil {
@@ -120,6 +157,65 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 		return nil, false, fmt.Errorf("submit array: %w", err)
 	}
 	return first, created, nil
+}
+
+// arrayWindow is how many queued tasks of an array the queue holds at
+// most (the others are parked); Unpark tops it up once it is half empty.
+const arrayWindow = 2000
+
+// Unpark brings parked tasks into the queue, a window at a time, for every
+// array whose queued tasks in the queue fell below half a window. It
+// returns how many it brought.
+func (db *DB) Unpark(ctx context.Context) (int, error) {
+	ids, err := queryIDsCtx(ctx, db.r, `SELECT id FROM job_arrays WHERE parked > 0`)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	total := 0
+	for _, a := range ids {
+		var n int
+		if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE array_id != 0 AND array_id = ? AND state = 'queued' AND parked = 0`, a).Scan(&n); err != nil {
+			return total, err
+		}
+		if n >= arrayWindow/2 {
+			continue
+		}
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			got, err := queryIDs(tx, `UPDATE jobs SET parked = 0 WHERE id IN (SELECT id FROM jobs WHERE parked = 1 AND array_id = ?
+				ORDER BY id LIMIT ?) AND state = 'queued' RETURNING id`, a, arrayWindow-n)
+			if err != nil {
+				return err
+			}
+			total += len(got)
+			left := `parked - ?`
+			if len(got) == 0 { // what was parked has ended (cancelled)
+				left = `0 * ?`
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE job_arrays SET parked = max(0, `+left+`) WHERE id = ?`, len(got), a)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("unpark array %d: %w", a, err)
+		}
+	}
+	return total, nil
+}
+
+func queryIDsCtx(ctx context.Context, db *sql.DB, q string, args ...any) ([]int64, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // dep is one row of job_deps: what a job or an array waits for.

@@ -244,6 +244,28 @@ type JobFilter struct {
 
 // ListJobs returns jobs matching f, newest first.
 func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) {
+	q, args, err := listQuery(f)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []*dspool.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// listQuery is the statement of ListJobs.
+func listQuery(f JobFilter) (string, []any, error) {
 	var where []string
 	var args []any
 	if f.User != "" {
@@ -257,7 +279,7 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 		var lits []string
 		for _, s := range f.States {
 			if !s.Valid() {
-				return nil, dspool.Invalid("state", "%q is not a job state", s)
+				return "", nil, dspool.Invalid("state", "%q is not a job state", s)
 			}
 			lits = append(lits, "'"+string(s)+"'")
 		}
@@ -266,7 +288,7 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 			in = "j.state IN (" + strings.Join(lits, ",") + ")"
 		}
 		if f.Arrays {
-			in = "(j.array_id = 0 AND " + in + " OR j.array_id = j.id AND EXISTS (SELECT 1 FROM jobs t WHERE t.array_id = j.id AND " +
+			in = "(j.array_id = 0 AND " + in + " OR j.array_id = j.id AND EXISTS (SELECT 1 FROM jobs t WHERE t.array_id != 0 AND t.array_id = j.id AND " +
 				strings.ReplaceAll(in, "j.state", "t.state") + "))"
 		}
 		where = append(where, in)
@@ -275,7 +297,7 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 		where = append(where, "(j.array_id = 0 OR j.array_id = j.id)")
 	}
 	if f.Array != 0 {
-		where = append(where, "j.array_id = ?")
+		where = append(where, "j.array_id != 0 AND j.array_id = ?")
 		args = append(args, f.Array)
 	}
 	if f.Pool != "" {
@@ -298,20 +320,7 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 	if f.Limit > 0 {
 		q += " LIMIT " + strconv.Itoa(f.Limit)
 	}
-	rows, err := db.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []*dspool.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list jobs: %w", err)
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+	return q, args, nil
 }
 
 // ActiveJob is what the scheduler needs of a queued or running job.
@@ -334,15 +343,17 @@ type ActiveJob struct {
 	ArrayMax int
 }
 
+const activeJobs = `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
+	j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0)
+	FROM jobs j INDEXED BY jobs_active JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
+	WHERE j.state IN ('queued', 'running') AND j.parked = 0 AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`
+
 // ActiveJobs returns every running job and every queued job that may run
 // (not held, not waiting for other jobs), oldest first: the scheduler's view
 // of the queue and of what holds node resources. It reads only the columns
 // placement needs.
 func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
-		j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0)
-		FROM jobs j JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
-		WHERE j.state IN ('queued', 'running') AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`)
+	rows, err := db.r.QueryContext(ctx, activeJobs)
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}
