@@ -25,7 +25,20 @@ from .errors import (
     UnreachableError,
     WaitTimeout,
 )
-from .types import ArraySummary, Attempt, Job, JobDetail, JobList, Notebook, PoolUsage, Secret, SecretUse, UsageReport, User, UserUsage
+from .types import (
+    ArraySummary,
+    Attempt,
+    Job,
+    JobDetail,
+    JobList,
+    Notebook,
+    PoolUsage,
+    Secret,
+    SecretUse,
+    UsageReport,
+    User,
+    UserUsage,
+)
 
 __all__ = [
     "__version__",

@@ -180,6 +180,8 @@ _AFTER_KINDS = ("ok", "notok", "any")
 def ref_of(job, field="id"):
     """The ref of job: a Job (its ref), a job id, or a ref string ("40_7")."""
     r = getattr(job, "ref", job)
+    if not isinstance(r, (bool, str)) and hasattr(r, "__index__"):
+        r = r.__index__()  # a numpy integer, say
     if isinstance(r, bool) or not isinstance(r, (int, str)) or not REF.match(str(r)):
         raise InvalidError("%r is not a job id: give a job id (12), an array (40) or one of its tasks (\"40_7\")"
                            % (job,), field=field)

@@ -219,8 +219,9 @@ class Client:
             spec["array"] = _submit.array_spec(array)
         if sweep is not None:
             spec["sweep"] = _submit.sweep_rows(sweep)
-        if after is not None and after != "":
-            spec["after"] = _submit.after_spec(after)
+        after = _submit.after_spec(after) if after is not None else ""
+        if after:
+            spec["after"] = after
         if hold:
             spec["hold"] = True
         spec["idempotency_key"] = idempotency_key or _random.token_hex(16)
@@ -347,8 +348,9 @@ class Client:
         jobs(array=40) or tasks(40) listed; a whole array has none.
         """
         if isinstance(job, Job) and job.is_array:
-            raise InvalidError("job %d is an array of %d tasks: give one task, as logs(\"%d_%d\"), or see them with "
-                               "tasks(%d)" % (job.id, job.array.tasks, job.id, job.array_index or 0, job.id), field="id")
+            raise InvalidError("job %d is an array of %d tasks: give one task, as logs(\"%d_%d\"), or see them "
+                               "with tasks(%d)" % (job.id, job.array.tasks, job.id, job.array_index or 0, job.id),
+                               field="id")
         jid = _submit.ref_of(job)
         route = _routes.ROUTES["logs"]
         url = route.path.format(id=jid) + "?" + urllib.parse.urlencode(
@@ -450,7 +452,8 @@ def _array_id(array):
     if isinstance(array, Job):
         return array.array_id or array.id
     if isinstance(array, bool) or not isinstance(array, (int, str)) or not str(array).isdigit() or int(array) <= 0:
-        raise InvalidError("%r is not an array's id: give the id of an array (40), or its Job" % (array,), field="array")
+        raise InvalidError("%r is not an array's id: give the id of an array (40), or its Job" % (array,),
+                           field="array")
     return int(array)
 
 

@@ -378,4 +378,5 @@ class UsageReport(_Model):
 
 
 # Every result type, for the test that holds them to the API's document.
-MODELS = (SecretUse, ArraySummary, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage, UsageReport)
+MODELS = (SecretUse, ArraySummary, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage,
+          UsageReport)
