@@ -25,7 +25,20 @@ from .errors import (
     UnreachableError,
     WaitTimeout,
 )
-from .types import Attempt, Job, JobDetail, JobList, Notebook, PoolUsage, Secret, SecretUse, UsageReport, User, UserUsage
+from .types import (
+    ArraySummary,
+    Attempt,
+    Job,
+    JobDetail,
+    JobList,
+    Notebook,
+    PoolUsage,
+    Secret,
+    SecretUse,
+    UsageReport,
+    User,
+    UserUsage,
+)
 
 __all__ = [
     "__version__",
@@ -43,6 +56,7 @@ __all__ = [
     "UnreachableError",
     "WaitTimeout",
     "Job",
+    "ArraySummary",
     "Attempt",
     "JobDetail",
     "JobList",

@@ -23,12 +23,19 @@ class Progress:
         self.last = text
 
     def job(self, j, elapsed):
-        """Where job j is: waiting for a node (and why), or running where."""
-        text = "job %d %s" % (j.id, j.state)
+        """Where job j is: waiting for a node (and why), or running where;
+        an array, how many of its tasks are in each state."""
+        if j.is_array:
+            text = "array %d: %s" % (j.id, j.array.describe())
+            if j.waiting and not j.array.counts.get("running"):
+                text += ": " + j.waiting
+            self.line(text, elapsed)
+            return
+        text = "job %s %s" % (j.ref, j.state)
         if j.state == "queued":
-            text = "waiting for a node in pool %s: job %d queued" % (j.pool, j.id)
+            text = "waiting for a node in pool %s: job %s queued" % (j.pool, j.ref)
             if j.held:
-                text = "job %d queued, over a limit: %s" % (j.id, j.waiting)
+                text = "job %s queued, over a limit: %s" % (j.ref, j.waiting)
             elif j.waiting:
                 text = "waiting for a node in pool %s: %s" % (j.pool, j.waiting)
         elif j.node:

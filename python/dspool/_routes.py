@@ -6,11 +6,11 @@ fails a test rather than a user."""
 
 from collections import namedtuple
 
-# method and path (with {id}-style parameters); query: the query parameters
-# it may send; body: the request fields it may send, or the schema whose
-# fields they are; answer: the schema of a success's body, "NAME[]" for an
-# array of it, "KEY:NAME[]" for an object whose KEY is such an array, None
-# for text.
+# method and path (with {id}-style parameters; a job's {id} is a ref: a job
+# 12, an array 40, or a task 40_7); query: the query parameters it may send;
+# body: the request fields it may send, or the schema whose fields they are;
+# answer: the schema of a success's body, "NAME[]" for an array of it,
+# "KEY:NAME[]" for an object whose KEY is such an array, None for text.
 Route = namedtuple("Route", "method path query body answer")
 
 
@@ -22,9 +22,12 @@ ROUTES = {
     "openapi": _route("GET", "/api/v1/openapi.json"),
     "whoami": _route("GET", "/api/v1/whoami", answer="User"),
     "submit": _route("POST", "/api/v1/jobs", body="JobSpec", answer="Job"),
-    "jobs": _route("GET", "/api/v1/jobs", query=("state", "all", "pool", "limit", "before"), answer="JobList"),
+    "jobs": _route("GET", "/api/v1/jobs", query=("state", "all", "pool", "array", "tasks", "limit", "before"),
+                   answer="JobList"),
     "job": _route("GET", "/api/v1/jobs/{id}", answer="JobDetail"),
     "cancel": _route("POST", "/api/v1/jobs/{id}/cancel", answer="Job"),
+    "hold": _route("POST", "/api/v1/jobs/{id}/hold", answer="Job"),
+    "release": _route("POST", "/api/v1/jobs/{id}/release", answer="Job"),
     "wait": _route("GET", "/api/v1/jobs/{id}/wait", query=("timeout",), answer="Job"),
     "logs": _route("GET", "/api/v1/jobs/{id}/logs", query=("attempt", "follow")),
     "notebook_status": _route("GET", "/api/v1/notebook", answer="Notebook"),
@@ -38,6 +41,6 @@ ROUTES = {
 
 # The fields of a job's spec the SDK sends (the schema JobSpec).
 JOB_SPEC_FIELDS = ("pool", "team", "name", "cpus", "memory", "gpus", "time_limit", "retries", "priority",
-                   "env", "workdir", "command", "idempotency_key", "secrets")
+                   "env", "workdir", "command", "idempotency_key", "secrets", "array", "sweep", "after", "hold")
 # The fields of one secret a job asks for (the schema SecretUse).
 SECRET_USE_FIELDS = ("secret", "env", "file")

@@ -1,9 +1,14 @@
 """What `dspool job submit` does on the submitter's side before it sends a
 job, done the same way here: a batch script read and sent with the job, its
 #DSPOOL lines as options the call did not give; the submitter's variables
-(export, export_all, env_file); and the login shell (login)."""
+(export, export_all, env_file); the login shell (login); and the rows of a
+sweep read from a file (sweep)."""
 
+import csv
+import io
+import json
 import os
+import re
 import shlex
 
 from .errors import InvalidError
@@ -19,7 +24,8 @@ DIRECTIVES = {
     "memory": ("memory", str), "gpus": ("gpus", int), "time": ("time_limit", str), "retries": ("retries", int),
     "priority": ("priority", int), "workdir": ("workdir", str), "env": ("env", list), "secret": ("secrets", list),
     "secret-file": ("secret_files", list), "export": ("export", list), "export-all": ("export_all", bool),
-    "env-file": ("env_file", str), "login": ("login", bool),
+    "env-file": ("env_file", str), "login": ("login", bool), "array": ("array", str), "sweep": ("sweep", str),
+    "after": ("after", str), "hold": ("hold", bool),
 }
 
 _SHELLS = ("sh", "bash", "dash", "zsh", "ksh")
@@ -164,3 +170,164 @@ def login_command(command):
     """The command run in the user's login shell, so that their profile
     applies."""
     return ["/bin/bash", "-l", "-c", " ".join(shlex.quote(w) if w else "''" for w in command)]
+
+
+# A job, an array or a task, as the API names them: 12, 40, 40_7.
+REF = re.compile(r"^[1-9][0-9]*(_[0-9]+)?$")
+_AFTER_KINDS = ("ok", "notok", "any")
+
+
+def ref_of(job, field="id"):
+    """The ref of job: a Job (its ref), a job id, or a ref string ("40_7")."""
+    r = getattr(job, "ref", job)
+    if not isinstance(r, (bool, str)) and hasattr(r, "__index__"):
+        r = r.__index__()  # a numpy integer, say
+    if isinstance(r, bool) or not isinstance(r, (int, str)) or not REF.match(str(r)):
+        raise InvalidError("%r is not a job id: give a job id (12), an array (40) or one of its tasks (\"40_7\")"
+                           % (job,), field=field)
+    return str(r)
+
+
+def array_spec(array):
+    """The API's array expression of array: a string as it is ("0-99%10",
+    "%5" with a sweep), a range, or indices."""
+    if isinstance(array, str):
+        return array
+    if isinstance(array, range):
+        if len(array) == 0 or array.step < 1:
+            raise InvalidError("%r has no indices, or goes down" % (array,), field="array")
+        last = array[-1]
+        if array.step == 1:
+            return "%d-%d" % (array.start, last) if last != array.start else str(last)
+        return "%d-%d:%d" % (array.start, last, array.step)
+    try:
+        indices = [int(i) for i in array if not isinstance(i, bool)]
+    except (TypeError, ValueError):
+        indices = None
+    if not indices or isinstance(array, (bytes, dict)):
+        raise InvalidError("give indices as \"0-99\", \"0-999%%50\", a range or a list of numbers, not %r" % (array,),
+                           field="array")
+    return ",".join(str(i) for i in indices)
+
+
+def after_spec(after):
+    """The API's --after list of after: a string as it is ("ok:12,any:40"),
+    or a job, id or ref (that it succeeds), a (kind, job) pair, or a list of
+    them."""
+    if isinstance(after, str):
+        return after
+    if isinstance(after, (int, tuple)) or hasattr(after, "ref"):
+        after = [after]
+    parts = []
+    for a in after:
+        if isinstance(a, tuple):
+            if len(a) != 2 or a[0] not in _AFTER_KINDS:
+                raise InvalidError("%r: give (kind, job) with kind ok, notok or any" % (a,), field="after")
+            parts.append("%s:%s" % (a[0], ref_of(a[1], "after")))
+        elif isinstance(a, str) and ":" in a:
+            parts.append(a)
+        else:
+            parts.append("ok:" + ref_of(a, "after"))
+    return ",".join(parts)
+
+
+def sweep_rows(sweep):
+    """The rows of a sweep: a list of dicts (values as text: numbers as
+    written, booleans as true and false), or the path of a file read as
+    `dspool job submit --sweep` reads it (CSV with a header that names the
+    variables, or JSON lines, one object per line)."""
+    if isinstance(sweep, (str, bytes, os.PathLike)):
+        return read_sweep(sweep)
+    rows = []
+    for i, row in enumerate(sweep):
+        if not hasattr(row, "items"):
+            raise InvalidError("row %d is %r: give a dict of variables per task" % (i, row), field="sweep[%d]" % i)
+        out = {}
+        for k, v in row.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif isinstance(v, (int, float, str)):
+                v = str(v)
+            else:
+                raise InvalidError("the value of %s is %r: give a string, number or boolean" % (k, v),
+                                   field="sweep[%d].%s" % (i, k))
+            out[str(k)] = v
+        rows.append(out)
+    if not rows:
+        raise InvalidError("has no rows: give one dict per task", field="sweep")
+    return rows
+
+
+def read_sweep(path):
+    """The rows of a sweep file: JSON lines when its first character that is
+    not space is '{', else CSV whose header row names the variables."""
+    name = os.fsdecode(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidError("read the sweep: %s" % e, field="sweep") from None
+    if not text.strip():
+        raise InvalidError("%s is empty: give a CSV file with a header row, or JSON lines" % name, field="sweep")
+    if text.lstrip().startswith("{"):
+        return _sweep_json_lines(name, text)
+    return _sweep_csv(name, text)
+
+
+def _bad_json_constant(c):
+    raise ValueError("%s is not JSON" % c)
+
+
+def _sweep_json_lines(name, text):
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            # Numbers stay as written, as the CLI keeps them.
+            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=_bad_json_constant)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise InvalidError("%s: line %d is not a JSON object: give one object per line, as {\"lr\": 0.1}"
+                               % (name, n), field="sweep")
+        row = {}
+        for k, v in obj.items():
+            if not env_name_ok(k):
+                raise InvalidError("%s: line %d: %s is not a variable a job may set" % (name, n, k), field="sweep")
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif not isinstance(v, str):
+                raise InvalidError("%s: line %d: the value of %s is not a string, number or boolean" % (name, n, k),
+                                   field="sweep")
+            row[k] = v
+        rows.append(row)
+    if not rows:
+        raise InvalidError("%s has no rows: give one JSON object per line" % name, field="sweep")
+    return rows
+
+
+def _sweep_csv(name, text):
+    reader = csv.reader(io.StringIO(text.lstrip("\r\n\t ")), skipinitialspace=True, strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+        for i, h in enumerate(header, start=1):
+            if not env_name_ok(h):
+                raise InvalidError("%s: header column %d: %r is not a variable a job may set" % (name, i, h),
+                                   field="sweep")
+            if header.count(h) > 1:
+                raise InvalidError("%s: the header names %s twice" % (name, h), field="sweep")
+        rows = []
+        for rec in reader:
+            if not rec:
+                continue  # a blank line
+            if len(rec) != len(header):
+                raise InvalidError("%s: line %d: wrong number of fields (%d; the header has %d)"
+                                   % (name, reader.line_num, len(rec), len(header)), field="sweep")
+            rows.append(dict(zip(header, rec)))
+    except csv.Error as e:
+        raise InvalidError("%s: line %d: %s" % (name, reader.line_num, e), field="sweep") from None
+    if not rows:
+        raise InvalidError("%s has a header and no rows: give one row per task" % name, field="sweep")
+    return rows

@@ -133,9 +133,10 @@ class Client:
 
     def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
                gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
-               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, idempotency_key=None,
-               wait=False, wait_timeout=None, progress=None):
-        """Submits a batch job and returns it (with wait, once it has ended).
+               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, array=None, sweep=None,
+               after=None, hold=False, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
+        """Submits a batch job, or an array of tasks, and returns it (with
+        wait, once it has ended: for an array, every task).
 
         command is the program and its arguments, a list: it is run as it
         is, with no shell (give ["sh", "-c", "..."] for one). Or script, the
@@ -150,10 +151,27 @@ class Client:
         KEY=VALUE lines), login (run in your login shell, bash -l), secrets
         ("NAME" or "NAME=VAR", or a dict NAME: VAR), secret_files (NAMEs, as
         files in $DSPOOL_SECRETS_DIR), workdir (relative to your home on
-        the share), pool, team, name. A submission the server could not be
-        reached for is sent again for up to 30 s with the same
-        idempotency_key (random by default): it is never stored twice. An
-        error names the field at fault (InvalidError.field).
+        the share), pool, team, name.
+
+        array makes it an array of tasks, each a job of its own with its
+        index in DSPOOL_ARRAY_INDEX (and the array's id in DSPOOL_ARRAY_ID):
+        "0-99", "1,3,5-9", "0-999:10", with "%N" at most N running at once
+        ("0-999%50"); or a range, or a list of indices. sweep gives each task
+        variables of its own, one task per row: a list of dicts ({"LR":
+        0.1}), or the path of a CSV file whose header names the variables or
+        of JSON lines (one object per line), read as `dspool job submit
+        --sweep` reads it; array is then only "%N", or one index per row.
+        The result is then the whole array (Job.is_array; Job.array counts
+        its tasks by state). after runs it once other jobs have ended:
+        "ok:12,notok:40,any:40_7" (ok: succeeded, notok: failed or
+        cancelled, any: ended; an array's id is all its tasks), or a job (or
+        its id or ref) that must succeed, a (kind, job) pair, or a list of
+        them. hold queues it held, until release().
+
+        A submission the server could not be reached for is sent again for
+        up to 30 s with the same idempotency_key (random by default): it is
+        never stored twice. An error names the field at fault
+        (InvalidError.field).
         """
         if script is not None:
             if command is not None:
@@ -162,12 +180,14 @@ class Client:
             o = _submit.apply_directives(dict(
                 pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
                 retries=retries, priority=priority, workdir=workdir, env=env, secrets=secrets,
-                secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login),
+                secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login,
+                array=array, sweep=sweep, after=after, hold=hold),
                 script, words)
             pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
             time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
             secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
             env_file, login = o["env_file"], o["login"]
+            array, sweep, after, hold = o["array"], o["sweep"], o["after"], o["hold"]
             name = name or os.path.basename(script)
         elif args:
             raise InvalidError("args are a script's: give them in the command", field="args")
@@ -195,6 +215,15 @@ class Client:
         uses = _secret_uses(secrets, secret_files)
         if uses:
             spec["secrets"] = uses
+        if array is not None:
+            spec["array"] = _submit.array_spec(array)
+        if sweep is not None:
+            spec["sweep"] = _submit.sweep_rows(sweep)
+        after = _submit.after_spec(after) if after is not None else ""
+        if after:
+            spec["after"] = after
+        if hold:
+            spec["hold"] = True
         spec["idempotency_key"] = idempotency_key or _random.token_hex(16)
         deadline = time.monotonic() + SUBMIT_RETRY_FOR
         delay = 0.05
@@ -214,32 +243,68 @@ class Client:
         return self.wait(job, timeout=wait_timeout, progress=progress)
 
     def job(self, job):
-        """A job and its attempts."""
-        return JobDetail.from_json(self._call("job", {"id": _job_id(job)}))
+        """A job and its attempts. job is a Job, a job id, or a ref: an
+        array's id (40) is the whole array (its first task, with
+        Job.array), "40_7" one of its tasks."""
+        return JobDetail.from_json(self._call("job", {"id": _submit.ref_of(job)}))
 
-    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None):
+    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None, array=None, tasks=False):
         """Your jobs, newest first (every user's with all_users, for an
         admin): of state (one, a list, or "queued,running"), of pool; at
         most limit (the server's default: 100); before= a job id for the
-        next page (JobList.next)."""
+        next page (JobList.next). An array is one entry, its first task
+        with the array summed up (Job.array), unless tasks, which lists
+        every task on its own; array (an array's id, or its Job) lists only
+        its tasks."""
         if state is not None and not isinstance(state, str):
             state = ",".join(state)
-        q = {"state": state, "pool": pool, "all": "true" if all_users else None, "limit": limit, "before": before}
+        if array is not None:
+            array = _array_id(array)
+        q = {"state": state, "pool": pool, "all": "true" if all_users else None, "array": array,
+             "tasks": "true" if tasks else None, "limit": limit, "before": before}
         return JobList.from_json(self._call("jobs", query=q))
+
+    def tasks(self, array, state=None):
+        """Every task of an array (its id, or its Job), in the order of
+        their indices, page after page."""
+        aid, out, before = _array_id(array), [], None
+        while True:
+            page = self.jobs(state=state, array=aid, limit=1000, before=before)
+            out += page.jobs
+            if not page.next:
+                break
+            before = page.next
+        return sorted(out, key=lambda j: (j.array_index is None, j.array_index or 0, j.id))
 
     def cancel(self, job):
         """Cancels a job: a queued one at once; a running one gets SIGTERM,
-        then SIGKILL after the grace, for its whole process tree."""
-        return Job.from_json(self._call("cancel", {"id": _job_id(job)}))
+        then SIGKILL after the grace, for its whole process tree. An
+        array's id cancels every task that has not ended; "40_7" one."""
+        return Job.from_json(self._call("cancel", {"id": _submit.ref_of(job)}))
+
+    def hold(self, job):
+        """Holds a queued job: it stays queued, and no node is started for
+        it, until release(). An array's id holds every queued task; "40_7"
+        one. A job that is not queued is a ConflictError."""
+        return Job.from_json(self._call("hold", {"id": _submit.ref_of(job)}))
+
+    def release(self, job):
+        """Releases a held job (held with hold(), or submitted with
+        hold=True): it queues again. An array's id releases every held
+        task."""
+        return Job.from_json(self._call("release", {"id": _submit.ref_of(job)}))
 
     def wait(self, job, timeout=None, progress=None):
         """Waits until the job has ended and returns it, whether it
-        succeeded or not (see Job.succeeded, Job.exit_code). timeout (seconds
-        or a timedelta) raises WaitTimeout when it passes; the job goes on.
-        progress is called with the job at each change while it waits, or,
-        when True, a line on stderr says where it is. A server that is lost
-        for a while (a restart) is waited for, for up to 2 minutes."""
-        jid = _job_id(job)
+        succeeded or not (see Job.succeeded, Job.exit_code); for an array
+        (its id, or the Job submit returned), until every task has, and
+        returns the array (Job.array counts its tasks by state). timeout
+        (seconds or a timedelta) raises WaitTimeout when it passes; the job
+        goes on. progress is called with the job at each change while it
+        waits, or, when True, a line on stderr says where it is (for an
+        array, how many tasks are in each state). A server that is lost for
+        a while (a restart) is waited for, for up to 2 minutes."""
+        jid = _submit.ref_of(job)
         timeout = _seconds("timeout", timeout)
         show = Progress(sys.stderr) if progress is True else progress
         began = time.monotonic()
@@ -279,8 +344,14 @@ class Client:
         """The output of a job's attempt (0: the latest), stdout and stderr
         as the job wrote them, as an iterator of text: with follow, as it
         comes, until the attempt ends. "".join(client.logs(7)) is all of it.
+        A task's are its own: logs("40_7"), or logs(task) of a Job that
+        jobs(array=40) or tasks(40) listed; a whole array has none.
         """
-        jid = _job_id(job)
+        if isinstance(job, Job) and job.is_array:
+            raise InvalidError("job %d is an array of %d tasks: give one task, as logs(\"%d_%d\"), or see them "
+                               "with tasks(%d)" % (job.id, job.array.tasks, job.id, job.array_index or 0, job.id),
+                               field="id")
+        jid = _submit.ref_of(job)
         route = _routes.ROUTES["logs"]
         url = route.path.format(id=jid) + "?" + urllib.parse.urlencode(
             {"attempt": int(attempt), "follow": "true" if follow else "false"})
@@ -376,11 +447,14 @@ class Client:
         return UsageReport.from_json(self._call("usage", query={"since": since, "by": by}))
 
 
-def _job_id(job):
-    jid = job.id if isinstance(job, Job) else job
-    if isinstance(jid, bool) or not isinstance(jid, int) or jid <= 0:
-        raise InvalidError("%r is not a job id: job ids are positive numbers" % (job,), field="id")
-    return jid
+def _array_id(array):
+    """The id of an array: given, or of its Job (a task's is its array's)."""
+    if isinstance(array, Job):
+        return array.array_id or array.id
+    if isinstance(array, bool) or not isinstance(array, (int, str)) or not str(array).isdigit() or int(array) <= 0:
+        raise InvalidError("%r is not an array's id: give the id of an array (40), or its Job" % (array,),
+                           field="array")
+    return int(array)
 
 
 def _positive(field, v, kind):
@@ -459,9 +533,21 @@ def _secret_ref(name, team):
 
 
 def _waited_too_long(jid, last, timeout):
+    if last is not None and last.is_array:
+        return ("array %s has not ended after %gs (%s); it goes on: see its tasks with tasks(%s), or cancel(%s)"
+                % (jid, timeout, last.array.describe(), jid, jid))
+    if last is not None and last.state == "queued" and last.on_hold:
+        return "job %s is still queued after %gs, held: it runs once released, with release(%r)" % (
+            jid, timeout, _arg(jid))
     if last is not None and last.state == "queued":
-        what = "job %d is still queued after %gs" % (jid, timeout)
+        what = "job %s is still queued after %gs" % (jid, timeout)
         if last.waiting:
             what += ": " + last.waiting
-        return what + ". It stays queued: cancel it with cancel(%d), or see why with `dspool pool events %s`" % (jid, last.pool)
-    return "job %d did not finish within %gs; it goes on: see it with job(%d)" % (jid, timeout, jid)
+        return what + ". It stays queued: cancel it with cancel(%r), or see why with `dspool pool events %s`" % (
+            _arg(jid), last.pool)
+    return "job %s did not finish within %gs; it goes on: see it with job(%r)" % (jid, timeout, _arg(jid))
+
+
+def _arg(ref):
+    """A ref as a call takes it: 12, or "40_7"."""
+    return int(ref) if ref.isdigit() else ref

@@ -14,6 +14,7 @@ from typing import ClassVar, Dict, List, Optional
 
 __all__ = [
     "Job",
+    "ArraySummary",
     "Attempt",
     "JobDetail",
     "JobList",
@@ -128,13 +129,61 @@ class SecretUse(_Model):
     file: bool = False
 
 
+# The order in which task counts are told, as the CLI tells them.
+_COUNT_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+@dataclass
+class ArraySummary(_Model):
+    """A job array as a whole: its indices ("0-999%50"), how many tasks it
+    has, how many may run at once (0: no cap), and how many tasks are in
+    each state (counts, by state)."""
+
+    SCHEMA: ClassVar[str] = "ArraySummary"
+    id: int = 0
+    indices: str = ""
+    tasks: int = 0
+    max_running: int = 0
+    counts: Dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state(self):
+        """The array's state in one word, as `dspool job list` has it:
+        running while a task runs, queued while one waits, then failed if a
+        task failed, cancelled if one was, else succeeded."""
+        for s in ("running", "queued", "failed", "cancelled"):
+            if self.counts.get(s):
+                return s
+        return "succeeded"
+
+    @property
+    def done(self):
+        """Whether every task has ended."""
+        return not self.counts.get("queued") and not self.counts.get("running")
+
+    def describe(self):
+        """The counts as words: "2 running, 3 succeeded"."""
+        parts = ["%d %s" % (self.counts[s], s) for s in _COUNT_ORDER if self.counts.get(s)]
+        parts += ["%d %s" % (n, s) for s, n in sorted(self.counts.items()) if n and s not in _COUNT_ORDER]
+        return ", ".join(parts) or "no tasks"
+
+
 @dataclass
 class Job(_Model):
     """A batch job. cpus is a number of cores, memory bytes, time_limit a
-    timedelta (None: no limit); the *_at fields are aware datetimes."""
+    timedelta (None: no limit); the *_at fields are aware datetimes.
+
+    A task of an array has array_id (the array's id) and array_index (its
+    index; ref is "ID_INDEX"). A whole array (what submit with array= or
+    sweep= returns, and job(), wait(), cancel(), hold() and release() of an
+    array's id, and jobs() lists as one line) is its first task with array,
+    the ArraySummary of every task: is_array is then true, and done and
+    succeeded are the whole array's (state, exit_code and node stay the
+    first task's; array.state is the array's)."""
 
     SCHEMA: ClassVar[str] = "Job"
-    _READ: ClassVar[dict] = dict(_TIMES, time_limit=parse_duration, secrets=_list(SecretUse))
+    _READ: ClassVar[dict] = dict(_TIMES, time_limit=parse_duration, secrets=_list(SecretUse),
+                                 array=ArraySummary.from_json)
     id: int = 0
     name: str = ""
     user: str = ""
@@ -163,14 +212,39 @@ class Job(_Model):
     submitted_at: Optional[datetime.datetime] = None
     started_at: Optional[datetime.datetime] = None
     finished_at: Optional[datetime.datetime] = None
+    array_id: int = 0
+    array_index: Optional[int] = None
+    after: str = ""
+    after_met: bool = False
+    on_hold: bool = False
+    array: Optional[ArraySummary] = None
+
+    @property
+    def is_array(self):
+        """Whether this is a whole array (its first task, with array)."""
+        return self.array is not None
+
+    @property
+    def ref(self):
+        """How the API and the CLI name it: "12" for a job, "40" for a whole
+        array, "40_7" for one task of array 40."""
+        if self.array is None and self.array_id and self.array_index is not None:
+            return "%d_%d" % (self.array_id, self.array_index)
+        return str(self.id)
 
     @property
     def done(self):
-        """Whether the job has ended: succeeded, failed or cancelled."""
+        """Whether the job has ended: succeeded, failed or cancelled; for a
+        whole array, whether every task has."""
+        if self.array is not None:
+            return self.array.done
         return self.state in TERMINAL_STATES
 
     @property
     def succeeded(self):
+        """Whether it succeeded; for a whole array, whether every task did."""
+        if self.array is not None:
+            return self.array.done and self.array.state == "succeeded"
         return self.state == "succeeded"
 
 
@@ -304,4 +378,5 @@ class UsageReport(_Model):
 
 
 # Every result type, for the test that holds them to the API's document.
-MODELS = (SecretUse, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage, UsageReport)
+MODELS = (SecretUse, ArraySummary, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage,
+          UsageReport)
