@@ -15,20 +15,20 @@ import (
 
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
-	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets`
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets, j.schedule, j.slot`
 
 type scanner interface{ Scan(...any) error }
 
 func scanJob(s scanner) (*dspool.Job, error) {
 	var j dspool.Job
 	var exit, submitted sql.NullInt64
-	var started, finished sql.NullInt64
+	var started, finished, slot sql.NullInt64
 	var gpus, env, cmd, secrets string
 	var timeLimit int64
 	var cancel int
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
-		&cancel, &submitted, &started, &finished, &secrets); err != nil {
+		&cancel, &submitted, &started, &finished, &secrets, &j.Schedule, &slot); err != nil {
 		return nil, err
 	}
 	if exit.Valid {
@@ -52,6 +52,7 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	j.SubmittedAt = *fromNano(submitted)
 	j.StartedAt = fromNano(started)
 	j.FinishedAt = fromNano(finished)
+	j.Slot = fromNano(slot)
 	return &j, nil
 }
 
@@ -139,7 +140,7 @@ func (db *DB) commitBatch(batch []*submitReq) {
 				r.err = r.ctx.Err()
 				continue
 			}
-			r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, now)
+			r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, jobLink{}, now)
 			if r.err != nil && dspool.ErrorCode(r.err) == dspool.EInternal {
 				return r.err
 			}
@@ -154,7 +155,14 @@ func (db *DB) commitBatch(batch []*submitReq) {
 	}
 }
 
-func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dspool.Job, bool, error) {
+// jobLink ties a job to the schedule that submitted it, and the slot it
+// runs for; the zero value ties it to none.
+type jobLink struct {
+	schedule string
+	slot     *time.Time
+}
+
+func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, link jobLink, now time.Time) (*dspool.Job, bool, error) {
 	if s.IdempotencyKey != "" {
 		row := tx.QueryRow(`SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
 			WHERE j.user_id = ? AND j.idem_key = ?`, userID, s.IdempotencyKey)
@@ -178,10 +186,10 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 	}
 	var id int64
 	err := tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at, secrets)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, schedule, slot)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
-		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets).Scan(&id)
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets, link.schedule, nullTime(link.slot)).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
 	}
@@ -216,6 +224,9 @@ type JobFilter struct {
 	States []dspool.JobState
 	Pool   string
 	Node   string
+	// Schedule selects the jobs of the user's schedule of that name (User
+	// must be set).
+	Schedule string
 	// Before returns only jobs with a smaller id (pagination, newest first).
 	Before int64
 	Limit  int
@@ -253,6 +264,10 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 	if f.Node != "" {
 		where = append(where, "j.node = ?")
 		args = append(args, f.Node)
+	}
+	if f.Schedule != "" {
+		where = append(where, "j.schedule = ?")
+		args = append(args, f.Schedule)
 	}
 	if f.Before > 0 {
 		where = append(where, "j.id < ?")

@@ -1,0 +1,129 @@
+// Package cron reads the cron expressions of recurring jobs (dspool
+// schedule create --cron) with github.com/netresearch/go-cron, and says
+// which slot of a schedule is due at a time.
+//
+// It uses only the library's parser and its schedules' Next and Prev: the
+// control plane owns the loop that fires schedules and the store that
+// remembers which slot fired. Nothing here does I/O, keeps a clock or
+// starts a goroutine; time is always an argument.
+package cron
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dspool/dspool"
+	lib "github.com/netresearch/go-cron"
+)
+
+// MinInterval is the least time between two slots of a schedule: each slot
+// is a job, with its directory on the share and its row in the store.
+const MinInterval = 2 * time.Second
+
+// MaxExprLen bounds an expression.
+const MaxExprLen = 256
+
+// The fields of crontab (minute hour day-of-month month day-of-week), with
+// seconds first when six are given, the descriptors (@daily, @every 10m,
+// ...), and a day matching when either its day of month or its day of week
+// does, as in crontab when both are restricted.
+var parser = lib.MustNewParser(lib.Minute | lib.Hour | lib.Dom | lib.Month | lib.Dow | lib.Descriptor | lib.DowOrDom).
+	WithSecondOptional()
+
+// Schedule is a parsed expression in its time zone.
+type Schedule struct {
+	spec  *lib.SpecSchedule // crontab fields
+	every time.Duration     // @every: slots this far apart, from the first
+}
+
+// Parse reads expr in the time zone loc. Errors are EInvalid naming field
+// "cron": a time zone inside the expression (it belongs in the schedule's
+// own), slots closer than MinInterval, and an expression that never fires
+// after now are refused too.
+func Parse(expr string, loc *time.Location, now time.Time) (*Schedule, error) {
+	expr = strings.TrimSpace(expr)
+	if expr == "" {
+		return nil, dspool.Invalid("cron", "is empty: give five fields (minute hour day month weekday), e.g. '0 2 * * *', or @daily, @every 1h")
+	}
+	if len(expr) > MaxExprLen {
+		return nil, dspool.Invalid("cron", "is %d bytes long: at most %d", len(expr), MaxExprLen)
+	}
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		return nil, dspool.Invalid("cron", "%q names a time zone: give it as the schedule's time zone (--tz) instead", expr)
+	}
+	parsed, err := parser.Parse(expr)
+	if err != nil {
+		return nil, dspool.Invalid("cron", "%q is not a cron expression: %v; give five fields (minute hour day month weekday), six with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly, @every DURATION", expr, err)
+	}
+	s := &Schedule{}
+	switch p := parsed.(type) {
+	case *lib.SpecSchedule:
+		p.Location = loc
+		s.spec = p
+	case lib.ConstantDelaySchedule:
+		s.every = p.Delay
+	default:
+		return nil, fmt.Errorf("cron expression %q: unexpected schedule %T", expr, parsed)
+	}
+	if err := s.check(expr, now); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// check refuses a schedule that fires too often or never. The seconds
+// field repeats each minute and the others are at least a minute apart, so
+// the gaps among the next 61 slots are all the gaps shorter than a minute.
+func (s *Schedule) check(expr string, now time.Time) error {
+	if s.every > 0 {
+		if s.every < MinInterval {
+			return dspool.Invalid("cron", "%q fires every %s: at most one run every %s", expr, s.every, MinInterval)
+		}
+		return nil
+	}
+	t := s.spec.Next(now)
+	if t.IsZero() {
+		return dspool.Invalid("cron", "%q never fires: no date matches it", expr)
+	}
+	for range 60 {
+		u := s.spec.Next(t)
+		if u.IsZero() {
+			break
+		}
+		if gap := u.Sub(t); gap < MinInterval {
+			return dspool.Invalid("cron", "%q fires %s apart at %s: at most one run every %s", expr, gap, t.Format(time.TimeOnly), MinInterval)
+		}
+		t = u
+	}
+	return nil
+}
+
+// Next is the first slot after t; the zero time when there is none.
+func (s *Schedule) Next(t time.Time) time.Time {
+	if s.every > 0 {
+		return t.Truncate(time.Second).Add(s.every)
+	}
+	return s.spec.Next(t)
+}
+
+// Due says what to do at now about a schedule whose next slot is next:
+// nothing (ok false) while next is after now; else fire slot, the latest
+// slot at or before now (next itself, unless the control plane was away
+// or late past more slots: those are not run), and wait for following.
+func (s *Schedule) Due(next, now time.Time) (slot, following time.Time, ok bool) {
+	if next.IsZero() || next.After(now) {
+		return time.Time{}, next, false
+	}
+	slot = next
+	if s.every > 0 {
+		slot = next.Add(now.Sub(next) / s.every * s.every)
+	} else if after := s.spec.Next(now); !after.IsZero() {
+		// The slot before the first one after now is the latest at or
+		// before it.
+		if p := s.spec.Prev(after); !p.Before(next) && !p.After(now) {
+			slot = p
+		}
+	}
+	return slot, s.Next(slot), true
+}
