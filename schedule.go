@@ -69,15 +69,7 @@ func (s *ScheduleSpec) Normalize() error {
 	}
 	// A schedule's runs are new jobs each: a key would make them one.
 	s.Job.IdempotencyKey = ""
-	if err := s.Job.Normalize(); err != nil {
-		if e, ok := err.(*Error); ok {
-			c := *e
-			c.Field = "job." + c.Field
-			return &c
-		}
-		return err
-	}
-	return nil
+	return WithinField("job", s.Job.Normalize())
 }
 
 // Location is the schedule's time zone; s must have been normalized.
