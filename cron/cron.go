@@ -99,12 +99,39 @@ func (s *Schedule) check(expr string, now time.Time) error {
 	return nil
 }
 
+// maxRepeated bounds the slots Next passes over in an hour that a change
+// of daylight-saving time repeats: 1,800 at 2 s apart.
+const maxRepeated = 4000
+
 // Next is the first slot after t; the zero time when there is none.
+//
+// A local time fires once. Where daylight-saving time ends and an hour
+// repeats, the library gives its times again; as crontab does for times
+// of day, Next passes over a slot whose local time is not after t's.
+// Where it begins, a local time that does not exist fires at the same
+// offset after the jump (02:30 for 01:30 when 01:00 becomes 02:00).
 func (s *Schedule) Next(t time.Time) time.Time {
 	if s.every > 0 {
 		return t.Truncate(time.Second).Add(s.every)
 	}
-	return s.spec.Next(t)
+	loc := s.spec.Location
+	n := s.spec.Next(t)
+	for range maxRepeated {
+		if n.IsZero() || wallClock(n, loc).After(wallClock(t, loc)) {
+			break
+		}
+		n = s.spec.Next(n)
+	}
+	return n
+}
+
+// wallClock is t's local time in loc, as if it were UTC: comparable
+// across a change of offset.
+func wallClock(t time.Time, loc *time.Location) time.Time {
+	t = t.In(loc)
+	y, m, d := t.Date()
+	h, mi, sec := t.Clock()
+	return time.Date(y, m, d, h, mi, sec, t.Nanosecond(), time.UTC)
 }
 
 // Due says what to do at now about a schedule whose next slot is next:

@@ -107,3 +107,38 @@ func TestDue(t *testing.T) {
 		})
 	}
 }
+
+// TestDaylightSaving: a local time fires once where an hour repeats, and
+// a local time that does not exist fires after the jump.
+func TestDaylightSaving(t *testing.T) {
+	lisbon := mustLoad(t, "Europe/Lisbon")
+	for _, tc := range []struct {
+		name, expr string
+		from       time.Time
+		want       []string // the next slots, in Lisbon's time
+	}{
+		{"daily in the repeated hour, once", "30 1 * * *", time.Date(2030, 10, 26, 12, 0, 0, 0, lisbon),
+			[]string{"2030-10-27 01:30 WEST", "2030-10-28 01:30 WET"}},
+		{"twice an hour in the repeated hour, once each", "0,30 1 * * *", time.Date(2030, 10, 26, 12, 0, 0, 0, lisbon),
+			[]string{"2030-10-27 01:00 WEST", "2030-10-27 01:30 WEST", "2030-10-28 01:00 WET"}},
+		{"every 30 minutes across the repeated hour", "*/30 * * * *", time.Date(2030, 10, 27, 0, 10, 0, 0, time.UTC), // 01:10 WEST
+			[]string{"2030-10-27 01:30 WEST", "2030-10-27 02:00 WET", "2030-10-27 02:30 WET"}},
+		{"a time that does not exist", "30 1 * * *", time.Date(2030, 3, 30, 12, 0, 0, 0, lisbon),
+			[]string{"2030-03-31 02:30 WEST", "2030-04-01 01:30 WEST"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := cron.Parse(tc.expr, lisbon, tc.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for x := tc.from; len(got) < len(tc.want); {
+				x = s.Next(x)
+				got = append(got, x.In(lisbon).Format("2006-01-02 15:04 MST"))
+			}
+			if strings.Join(got, ", ") != strings.Join(tc.want, ", ") {
+				t.Errorf("slots: %s; want %s", strings.Join(got, ", "), strings.Join(tc.want, ", "))
+			}
+		})
+	}
+}
