@@ -18,7 +18,7 @@ each run is a job like any other (job list, job logs), named after its
 schedule. A slot fires once, also when the control plane restarts at its
 time; slots missed while the control plane was down run once, the latest
 of them, when it is back.`,
-		Example: "  dspool schedule create nightly --cron '0 2 * * *' --tz Europe/Lisbon -- sh -c 'date >> nightly.log'\n  dspool schedule list\n  dspool schedule show nightly"}
+		Example: "  dspool schedule create nightly --cron '0 2 * * *' --tz Europe/Lisbon -- sh -c 'date >> $HOME/nightly.log'\n  dspool schedule list\n  dspool schedule show nightly"}
 	c.AddCommand(a.scheduleCreateCmd(), a.scheduleListCmd(), a.scheduleShowCmd(),
 		a.scheduleEachCmd("pause", "Stop schedules firing until they are resumed", "slots while paused do not run, even once resumed; runs already submitted go on"),
 		a.scheduleEachCmd("resume", "Let paused schedules fire again", "they fire from their next slot after now"),
@@ -55,7 +55,7 @@ A slot fires once, also across a restart of the control plane at its
 time. Slots missed while the control plane was down: the latest of them
 runs once when it is back, however late, unless --starting-deadline says
 how late is too late.`,
-		Example: `  dspool schedule create nightly --cron '0 2 * * *' --tz Europe/Lisbon -- sh -c 'date >> nightly.log'
+		Example: `  dspool schedule create nightly --cron '0 2 * * *' --tz Europe/Lisbon -- sh -c 'date >> $HOME/nightly.log'
   dspool schedule create poll --cron '@every 10m' --cpus 0.5 --memory 256MiB -- python3 -c 'print(6*7)'
   dspool schedule create refresh --cron '*/30 * * * * *' --overlap replace --time 1m -- sh -c 'date > latest.txt'`,
 		Args: args(2, -1, "a name and, after --, the command to run", scheduleCreateUsage),
@@ -247,7 +247,7 @@ func (a *App) scheduleEachCmd(verb, short, long string) *cobra.Command {
 	return &cobra.Command{
 		Use: verb + " NAME|ID...", Short: short, Long: short + ": " + long + ".",
 		Args:    args(1, -1, "the names or ids of the schedules", "dspool schedule "+verb+" nightly"),
-		Example: fmt.Sprintf("  dspool schedule %s nightly\n  dspool schedule %s nightly poll", verb, verb),
+		Example: fmt.Sprintf("  dspool schedule %s nightly\n  dspool schedule %s poll refresh", verb, verb),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
