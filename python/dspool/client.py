@@ -217,14 +217,15 @@ class Client:
         """A job and its attempts."""
         return JobDetail.from_json(self._call("job", {"id": _job_id(job)}))
 
-    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None):
+    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None, schedule=None):
         """Your jobs, newest first (every user's with all_users, for an
-        admin): of state (one, a list, or "queued,running"), of pool; at
-        most limit (the server's default: 100); before= a job id for the
-        next page (JobList.next)."""
+        admin): of state (one, a list, or "queued,running"), of pool, the
+        runs of your schedule named schedule; at most limit (the server's
+        default: 100); before= a job id for the next page (JobList.next)."""
         if state is not None and not isinstance(state, str):
             state = ",".join(state)
-        q = {"state": state, "pool": pool, "all": "true" if all_users else None, "limit": limit, "before": before}
+        q = {"state": state, "pool": pool, "all": "true" if all_users else None, "limit": limit, "before": before,
+             "schedule": schedule}
         return JobList.from_json(self._call("jobs", query=q))
 
     def cancel(self, job):
