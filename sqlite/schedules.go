@@ -32,6 +32,13 @@ const scheduleCols = `s.id, u.name, s.name, s.cron, s.tz, s.overlap, s.starting_
 
 const scheduleFrom = ` FROM schedules s JOIN users u ON u.id = s.user_id`
 
+// What the loop that fires schedules reads each second, by the index
+// schedules_next (plan_internal_test.go checks the plans).
+const (
+	dueSchedules = `SELECT ` + scheduleCols + scheduleFrom + ` WHERE s.next_slot IS NOT NULL AND s.next_slot <= ? ORDER BY s.next_slot, s.id`
+	nextSlot     = `SELECT min(next_slot) FROM schedules WHERE next_slot IS NOT NULL`
+)
+
 func scanSchedule(r scanner) (*dspool.Schedule, error) {
 	var s dspool.Schedule
 	var job string
@@ -128,8 +135,7 @@ func (db *DB) Schedules(ctx context.Context, user string) ([]*dspool.Schedule, e
 // DueSchedules returns the schedules not paused whose next slot is at or
 // before now, earliest first.
 func (db *DB) DueSchedules(ctx context.Context, now time.Time) ([]*dspool.Schedule, error) {
-	out, err := queryAll(ctx, db.r, scanSchedule, `SELECT `+scheduleCols+scheduleFrom+
-		` WHERE s.next_slot IS NOT NULL AND s.next_slot <= ? ORDER BY s.next_slot, s.id`, unixNano(now))
+	out, err := queryAll(ctx, db.r, scanSchedule, dueSchedules, unixNano(now))
 	if err != nil {
 		return nil, fmt.Errorf("due schedules: %w", err)
 	}
@@ -140,7 +146,7 @@ func (db *DB) DueSchedules(ctx context.Context, now time.Time) ([]*dspool.Schedu
 // for one.
 func (db *DB) NextSlot(ctx context.Context) (*time.Time, error) {
 	var next sql.NullInt64
-	if err := db.r.QueryRowContext(ctx, `SELECT min(next_slot) FROM schedules WHERE next_slot IS NOT NULL`).Scan(&next); err != nil {
+	if err := db.r.QueryRowContext(ctx, nextSlot).Scan(&next); err != nil {
 		return nil, fmt.Errorf("next slot: %w", err)
 	}
 	return fromNano(next), nil
