@@ -11,6 +11,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/sqlite"
 )
@@ -336,5 +337,56 @@ func TestScheduleCreateRefuses(t *testing.T) {
 	}
 	if l, err := r.admin.Schedules(r.ctx, true); err != nil || len(l) != 1 || l[0].User != "ada" {
 		t.Errorf("the admin listing every user's schedules: %v %v, want ada's", l, err)
+	}
+}
+
+// TestScheduleReplaceStopsARunningRun: with overlap replace, a slot that
+// comes while the run of the one before still runs stops it (its process
+// tree, as job cancel does) and runs anew; with real agents and the real
+// clock, a slot every 2 s.
+func TestScheduleReplaceStopsARunningRun(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 41900})
+	ctx := context.Background()
+	sc, err := p.Admin.CreateSchedule(ctx, &dspool.ScheduleSpec{Name: "long", Cron: "*/2 * * * * *", Overlap: dspool.OverlapReplace,
+		Job: dspool.JobSpec{Command: []string{"sleep", "60"}, CPUs: 100, Memory: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := func() []*dspool.Job {
+		l, err := p.Admin.Jobs(ctx, api.JobQuery{Schedule: sc.Name, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Jobs // newest first
+	}
+	var first *dspool.Job
+	p.Eventually(10*time.Second, func() bool {
+		l := runs()
+		if len(l) == 0 {
+			return false
+		}
+		first = l[len(l)-1]
+		return first.State == dspool.JobRunning && first.StartedAt != nil
+	}, "the first run to start")
+	p.Eventually(10*time.Second, func() bool {
+		j, err := p.Admin.Job(ctx, first.ID)
+		return err == nil && j.State == dspool.JobCancelled && len(runs()) >= 2
+	}, "the next slot to cancel the first run and submit its own")
+	d, err := p.Admin.Schedule(ctx, sc.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d.Message, "(overlap replace)") {
+		t.Errorf("the schedule's message: %q, want it to say which run it replaced", d.Message)
+	}
+	if _, err := p.Admin.DeleteSchedule(ctx, sc.Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range runs() {
+		if !j.State.Terminal() {
+			if _, err := p.Admin.CancelJob(ctx, j.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
