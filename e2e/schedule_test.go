@@ -19,9 +19,11 @@ import (
 const scheduleEvery = 3 * time.Second
 
 // TestScheduleAcrossKill9: a schedule every 3 s fires once per slot, and
-// `dspool up` killed with SIGKILL at a slot's time, twice (a little before
-// the slot, and just after it), and kept down across the next slot, fires
-// on its return the latest slot it missed, once, and no slot twice.
+// `dspool up` killed with SIGKILL at a slot's time fires on its return the
+// latest slot it missed, once, and no slot twice: killed a little before a
+// slot and started again at once; killed a little before a slot and kept
+// down across the next one too; killed just after a slot (which has
+// fired, or not) and kept down across the next one.
 func TestScheduleAcrossKill9(t *testing.T) {
 	cfg := upConfig{UIDBase: uidBase(197)}
 	up := startUp(t, cfg)
@@ -50,25 +52,27 @@ func TestScheduleAcrossKill9(t *testing.T) {
 	eventually(t, 4*scheduleEvery, "two runs of the schedule", func() bool { return len(runs(up)) >= 2 })
 
 	type kill struct {
-		offset      time.Duration
-		slot, ready time.Time // the slot killed at; when the next control plane was up
+		offset time.Duration // from the slot
+		down   bool          // kept down past the next slot
+		slot   time.Time     // the slot killed at
+		killed time.Time
 	}
-	kills := []kill{{offset: -30 * time.Millisecond}, {offset: 5 * time.Millisecond}}
+	kills := []kill{{offset: -30 * time.Millisecond}, {offset: -30 * time.Millisecond, down: true}, {offset: 5 * time.Millisecond, down: true}}
 	for i := range kills {
 		k := &kills[i]
 		k.slot = nextSlot(t, up, token)
 		at(k.slot.Add(k.offset))
-		killed := time.Now()
+		k.killed = time.Now()
 		if err := up.cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		<-up.done
-		// Down across the next slot too: it passes while nothing runs.
-		at(k.slot.Add(scheduleEvery + 300*time.Millisecond))
+		if k.down {
+			at(k.slot.Add(scheduleEvery + 300*time.Millisecond))
+		}
 		up = startUp(t, cfg)
-		k.ready = time.Now()
 		t.Logf("kill %d: %s from the slot %s; the next control plane was up %s after the kill",
-			i+1, k.offset, k.slot.Format("15:04:05.000"), k.ready.Sub(killed).Round(time.Millisecond))
+			i+1, k.offset, k.slot.Format("15:04:05.000"), time.Since(k.killed).Round(time.Millisecond))
 		n := len(runs(up))
 		eventually(t, 4*scheduleEvery, "two runs after the restart", func() bool { return len(runs(up)) >= n+2 })
 	}
@@ -88,30 +92,37 @@ func TestScheduleAcrossKill9(t *testing.T) {
 		if j.Schedule != "tick" || j.Name != "tick" || j.User != "e2esched197" {
 			t.Errorf("job %d: schedule %q name %q user %q, want a run of tick of e2esched197", j.ID, j.Schedule, j.Name, j.User)
 		}
-		late = append(late, j.SubmittedAt.Sub(s))
+		// Each run is for the latest slot when it was submitted: on time,
+		// or the latest missed at a return.
+		d := j.SubmittedAt.Sub(s)
+		if d < 0 || d >= scheduleEvery {
+			t.Errorf("job %d for the slot %s was submitted at %s: not the latest slot then", j.ID, s.Format(time.TimeOnly), j.SubmittedAt.Format(time.TimeOnly+".000"))
+		}
+		late = append(late, d)
 	}
-	// down holds the slots that may be missing: those from the slot of a
-	// kill to the first one that fired after it, which must be one that
-	// passed while the control plane was down (the latest at its return),
-	// fired at its return.
+	// After each kill, the first run the next control plane submitted is
+	// for a slot at or after the one killed at; the slots between are
+	// those missed while it was down (and the one killed at, when it had
+	// fired). No slot is missing while a control plane ran.
 	down := map[time.Time]bool{}
 	for i, k := range kills {
-		if j := seen[k.slot.UTC()]; j != nil && k.offset < 0 {
-			t.Errorf("kill %d: slot %s, killed before it, fired (job %d) though a later one was due at the return", i+1, k.slot.Format(time.TimeOnly), j.ID)
-		}
-		var back time.Time
-		for s := k.slot.Add(scheduleEvery); !s.After(k.ready); s = s.Add(scheduleEvery) {
-			if seen[s.UTC()] != nil {
-				back = s
+		var back *dspool.Job
+		for _, j := range all {
+			if !j.Slot.Before(k.slot) && j.SubmittedAt.After(k.killed) {
+				back = j
 				break
 			}
 		}
-		if back.IsZero() {
-			t.Errorf("kill %d: no slot missed while the control plane was down (from %s to %s) fired at its return; slots fired: %s",
-				i+1, k.slot.Add(scheduleEvery).Format(time.TimeOnly), k.ready.Format(time.TimeOnly), slotList(all))
+		if back == nil {
+			t.Errorf("kill %d: no run was submitted after it; slots fired: %s", i+1, slotList(all))
 			continue
 		}
-		for s := k.slot; s.Before(back); s = s.Add(scheduleEvery) {
+		if k.down && !back.Slot.After(k.slot) {
+			t.Errorf("kill %d: the first run after it is for the slot %s, killed at, though a later one passed while down", i+1, back.Slot.Format(time.TimeOnly))
+		}
+		t.Logf("kill %d at %s: the next control plane fired the slot %s (job %d) %s after it", i+1, k.slot.Format(time.TimeOnly),
+			back.Slot.Format(time.TimeOnly), back.ID, back.SubmittedAt.Sub(*back.Slot).Round(time.Millisecond))
+		for s := k.slot; s.Before(*back.Slot); s = s.Add(scheduleEvery) {
 			down[s.UTC()] = true
 		}
 	}
