@@ -33,15 +33,15 @@ var parser = lib.MustNewParser(lib.Minute | lib.Hour | lib.Dom | lib.Month | lib
 
 // Schedule is a parsed expression in its time zone.
 type Schedule struct {
+	expr  string
 	spec  *lib.SpecSchedule // crontab fields
 	every time.Duration     // @every: slots this far apart, from the first
 }
 
 // Parse reads expr in the time zone loc. Errors are EInvalid naming field
-// "cron": a time zone inside the expression (it belongs in the schedule's
-// own), slots closer than MinInterval, and an expression that never fires
-// after now are refused too.
-func Parse(expr string, loc *time.Location, now time.Time) (*Schedule, error) {
+// "cron"; a time zone inside the expression is refused (it belongs in the
+// schedule's own). A new schedule's expression is checked too (Check).
+func Parse(expr string, loc *time.Location) (*Schedule, error) {
 	expr = strings.TrimSpace(expr)
 	if expr == "" {
 		return nil, dspool.Invalid("cron", "is empty: give five fields (minute hour day month weekday), e.g. '0 2 * * *', or @daily, @every 1h")
@@ -56,7 +56,7 @@ func Parse(expr string, loc *time.Location, now time.Time) (*Schedule, error) {
 	if err != nil {
 		return nil, dspool.Invalid("cron", "%q is not a cron expression: %v; give five fields (minute hour day month weekday), six with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly, @every DURATION", expr, err)
 	}
-	s := &Schedule{}
+	s := &Schedule{expr: expr}
 	switch p := parsed.(type) {
 	case *lib.SpecSchedule:
 		p.Location = loc
@@ -66,16 +66,16 @@ func Parse(expr string, loc *time.Location, now time.Time) (*Schedule, error) {
 	default:
 		return nil, fmt.Errorf("cron expression %q: unexpected schedule %T", expr, parsed)
 	}
-	if err := s.check(expr, now); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 
-// check refuses a schedule that fires too often or never. The seconds
-// field repeats each minute and the others are at least a minute apart, so
-// the gaps among the next 61 slots are all the gaps shorter than a minute.
-func (s *Schedule) check(expr string, now time.Time) error {
+// Check refuses, with an EInvalid error naming field "cron", a schedule
+// whose slots come closer than MinInterval or that never fires after now.
+// The seconds field repeats each minute and the others are at least a
+// minute apart, so the gaps among the next 61 slots are all the gaps
+// shorter than a minute.
+func (s *Schedule) Check(now time.Time) error {
+	expr := s.expr
 	if s.every > 0 {
 		if s.every < MinInterval {
 			return dspool.Invalid("cron", "%q fires every %s: at most one run every %s", expr, s.every, MinInterval)

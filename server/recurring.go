@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -58,6 +59,11 @@ func (s *Server) recurringLoop(ctx context.Context) {
 	}
 }
 
+// recurringParallel is how many schedules due at once are fired at once:
+// their jobs are committed together (the store's group commit), so that a
+// thousand nightly jobs at 02:00 are not a thousand writes in a row.
+const recurringParallel = 64
+
 // FireSchedules fires every schedule whose slot is due by the clock
 // (Config.Now), and returns the earliest next slot of any schedule (nil:
 // none). A schedule that fails to fire (the store is unavailable) stays
@@ -69,13 +75,24 @@ func (s *Server) FireSchedules(ctx context.Context) (*time.Time, error) {
 	if err != nil {
 		return nil, err
 	}
+	var mu sync.Mutex
 	var first error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, recurringParallel)
 	for _, sc := range due {
-		if err := s.fire(ctx, sc, now); err != nil {
-			s.log.Warn("fire schedule", "schedule", sc.ID, "user", sc.User, "name", sc.Name, "err", err)
-			first = cmp.Or(first, err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.fire(ctx, sc, now); err != nil {
+				s.log.Warn("fire schedule", "schedule", sc.ID, "user", sc.User, "name", sc.Name, "err", err)
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	next, err := s.db.NextSlot(ctx)
 	return next, cmp.Or(first, err)
 }
@@ -86,7 +103,7 @@ func (s *Server) FireSchedules(ctx context.Context) (*time.Time, error) {
 // schedule's message. Errors returned are those worth another try.
 func (s *Server) fire(ctx context.Context, sc *dspool.Schedule, now time.Time) error {
 	expect := *sc.NextSlot
-	c, err := cron.Parse(sc.Cron, sc.Location(), expect)
+	c, err := cron.Parse(sc.Cron, sc.Location())
 	if err != nil {
 		// It parsed at creation; a version of dspool that reads it
 		// otherwise stops it, saying why, rather than fail each pass.

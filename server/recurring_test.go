@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // (jobs stay queued), and a client of a user and of an admin. Its loops do
 // not run: the test fires schedules with FireSchedules.
 type recurring struct {
-	t           *testing.T
+	t           testing.TB
 	db          *sqlite.DB
 	srv         *server.Server
 	ada, admin  *api.Client
@@ -30,7 +31,7 @@ type recurring struct {
 	adaUser, ad *dspool.User
 }
 
-func newRecurring(t *testing.T) *recurring {
+func newRecurring(t testing.TB) *recurring {
 	t.Helper()
 	r := &recurring{t: t, ctx: context.Background(), now: time.Date(2030, 1, 10, 12, 0, 1, 0, time.UTC)}
 	db, err := sqlite.Open(r.ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{Now: r.clock, Reserve: -1})
@@ -387,6 +388,43 @@ func TestScheduleReplaceStopsARunningRun(t *testing.T) {
 			if _, err := p.Admin.CancelJob(ctx, j.ID); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// BenchmarkFireSchedules fires 1,000 schedules (10 users' 100) due at the
+// same slot, a team's nightly jobs at 02:00: each slot is a transaction of
+// its own, durable before the next.
+func BenchmarkFireSchedules(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		r := newRecurring(b)
+		slot := time.Date(2030, 1, 11, 2, 0, 0, 0, time.UTC)
+		for u := range 10 {
+			usr, err := r.db.CreateUser(r.ctx, fmt.Sprintf("user%d", u), false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range dspool.MaxSchedules {
+				spec := &dspool.ScheduleSpec{Name: fmt.Sprintf("s%d", i), Cron: "0 2 * * *", Job: dspool.JobSpec{Command: []string{"true"}}}
+				if err := spec.Normalize(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := r.db.CreateSchedule(r.ctx, usr.ID, spec, slot); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		r.mu.Lock()
+		r.now = slot
+		r.mu.Unlock()
+		b.StartTimer()
+		if _, err := r.srv.FireSchedules(r.ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if n, err := r.db.CountJobs(r.ctx); err != nil || n[dspool.JobQueued] != 1000 {
+			b.Fatalf("jobs after firing: %v %v, want 1000 queued", n, err)
 		}
 	}
 }

@@ -36,7 +36,10 @@ func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.cfg.Now()
-	c, err := cron.Parse(spec.Cron, spec.Location(), now)
+	c, err := cron.Parse(spec.Cron, spec.Location())
+	if err == nil {
+		err = c.Check(now)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -144,7 +147,7 @@ func (s *Server) resumeSchedule(w http.ResponseWriter, r *http.Request) {
 	if err == nil && sc.Paused {
 		now := s.cfg.Now()
 		var c *cron.Schedule
-		if c, err = cron.Parse(sc.Cron, sc.Location(), now); err == nil {
+		if c, err = cron.Parse(sc.Cron, sc.Location()); err == nil {
 			sc, err = s.db.ResumeSchedule(r.Context(), sc.ID, c.Next(now))
 			s.wakeRecurring()
 		}

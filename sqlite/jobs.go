@@ -86,6 +86,9 @@ type submitReq struct {
 	created bool
 	err     error
 	done    chan struct{}
+	// fire, when set, is a schedule's slot to record with its job, fenced
+	// (FireSchedule); userID and spec are then the firing's.
+	fire *Firing
 }
 
 // SubmitJob stores a new queued job for userID and returns it once it is
@@ -96,15 +99,22 @@ type submitReq struct {
 // makes a whole batch durable.
 func (db *DB) SubmitJob(ctx context.Context, userID int64, spec *dspool.JobSpec) (*dspool.Job, bool, error) {
 	req := &submitReq{ctx: ctx, userID: userID, spec: spec, done: make(chan struct{})}
+	db.enqueue(req)
+	return req.job, req.created, req.err
+}
+
+// enqueue hands req to the group commit and waits until it is done.
+func (db *DB) enqueue(req *submitReq) {
 	select {
 	case db.submit <- req:
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
+	case <-req.ctx.Done():
+		req.err = req.ctx.Err()
+		return
 	case <-db.done:
-		return nil, false, dspool.Errorf(dspool.EUnavailable, "store is closing: retry")
+		req.err = dspool.Errorf(dspool.EUnavailable, "store is closing: retry")
+		return
 	}
 	<-req.done
-	return req.job, req.created, req.err
 }
 
 const maxBatch = 256
@@ -140,7 +150,12 @@ func (db *DB) commitBatch(batch []*submitReq) {
 				r.err = r.ctx.Err()
 				continue
 			}
-			r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, jobLink{}, now)
+			if r.fire != nil {
+				r.job, r.err = fireSlot(tx, r.fire, now)
+				r.created = r.err == nil && r.job != nil
+			} else {
+				r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, jobLink{}, now)
+			}
 			if r.err != nil && dspool.ErrorCode(r.err) == dspool.EInternal {
 				return r.err
 			}

@@ -218,37 +218,46 @@ var ErrSlotFired = dspool.Errorf(dspool.EConflict, "the schedule no longer waits
 // FireSchedule records that f.Slot fired and inserts its job (if any), in
 // one transaction, fenced on f.Expect: when the schedule no longer has it
 // as its next slot, nothing is written and the error is ErrSlotFired.
+// Firings and submissions at the same time are committed together, as
+// SubmitJob's are.
 func (db *DB) FireSchedule(ctx context.Context, f Firing) (*dspool.Job, error) {
-	var j *dspool.Job
-	err := db.tx(ctx, func(tx *sql.Tx) error {
-		j = nil
-		var name string
-		err := tx.QueryRow(`SELECT name FROM schedules WHERE id = ? AND next_slot = ?`, f.Schedule, unixNano(f.Expect)).Scan(&name)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrSlotFired
-		} else if err != nil {
-			return err
-		}
-		var lastJob any
-		if f.Job != nil {
-			slot := f.Slot
-			if j, _, err = insertJob(tx, f.UserID, f.Job, jobLink{schedule: name, slot: &slot}, db.now()); err != nil {
-				return err
-			}
-			lastJob = j.ID
-		}
-		var following any
-		if !f.Following.IsZero() {
-			following = unixNano(f.Following)
-		}
-		_, err = tx.Exec(`UPDATE schedules SET last_slot = ?, last_job = ?, next_slot = ?, message = ? WHERE id = ?`,
-			unixNano(f.Slot), lastJob, following, f.Message, f.Schedule)
-		return err
-	})
-	if err != nil && !errors.Is(err, ErrSlotFired) {
-		err = fmt.Errorf("fire schedule %d at %s: %w", f.Schedule, f.Slot.Format(time.RFC3339), err)
+	req := &submitReq{ctx: ctx, fire: &f, done: make(chan struct{})}
+	db.enqueue(req)
+	if req.err != nil && !errors.Is(req.err, ErrSlotFired) {
+		return nil, fmt.Errorf("fire schedule %d at %s: %w", f.Schedule, f.Slot.Format(time.RFC3339), req.err)
 	}
-	return j, err
+	return req.job, req.err
+}
+
+// fireSlot is FireSchedule's part of a transaction. It writes nothing
+// before the fence holds, so a firing refused leaves the others of its
+// transaction as they are.
+func fireSlot(tx *sql.Tx, f *Firing, now time.Time) (*dspool.Job, error) {
+	var name string
+	err := tx.QueryRow(`SELECT name FROM schedules WHERE id = ? AND next_slot = ?`, f.Schedule, unixNano(f.Expect)).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrSlotFired
+	} else if err != nil {
+		return nil, err
+	}
+	var j *dspool.Job
+	var lastJob any
+	if f.Job != nil {
+		slot := f.Slot
+		if j, _, err = insertJob(tx, f.UserID, f.Job, jobLink{schedule: name, slot: &slot}, now); err != nil {
+			return nil, err
+		}
+		lastJob = j.ID
+	}
+	var following any
+	if !f.Following.IsZero() {
+		following = unixNano(f.Following)
+	}
+	if _, err := tx.Exec(`UPDATE schedules SET last_slot = ?, last_job = ?, next_slot = ?, message = ? WHERE id = ?`,
+		unixNano(f.Slot), lastJob, following, f.Message, f.Schedule); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // readQuerier runs QueryRow on the read pool with a context.
