@@ -62,6 +62,9 @@ func Parse(expr string, loc *time.Location) (*Schedule, error) {
 		p.Location = loc
 		s.spec = p
 	case lib.ConstantDelaySchedule:
+		if p.Delay <= 0 {
+			return nil, dspool.Invalid("cron", "%q fires every %s: give a positive duration", expr, p.Delay)
+		}
 		s.every = p.Delay
 	default:
 		return nil, fmt.Errorf("cron expression %q: unexpected schedule %T", expr, parsed)
