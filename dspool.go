@@ -79,6 +79,10 @@ type Job struct {
 	Command         []string          `json:"command"`
 	Secrets         []SecretUse       `json:"secrets,omitempty"`
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
+	// Schedule names the schedule of the job's user that submitted it
+	// ("": none), and Slot is the time of the slot it runs for.
+	Schedule string     `json:"schedule,omitempty"`
+	Slot     *time.Time `json:"slot,omitempty"`
 	// Waiting says, for a queued job, how the wait for a node goes ("1 of
 	// 1 starting") when its pool is getting one.
 	Waiting     string     `json:"waiting,omitempty"`

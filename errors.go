@@ -65,3 +65,16 @@ func Message(err error) string {
 	}
 	return "an internal error occurred; an admin finds it in the server's log"
 }
+
+// WithinField returns err with its field named under parent ("job" and
+// "cpus" make "job.cpus"), for a value checked as part of a larger one;
+// other errors are returned as they are.
+func WithinField(parent string, err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Field == "" {
+		return err
+	}
+	c := *e
+	c.Field = parent + "." + c.Field
+	return &c
+}

@@ -259,6 +259,8 @@ type JobQuery struct {
 	States   []string
 	AllUsers bool
 	Pool     string
+	// Schedule selects the runs of one of the user's schedules, by name.
+	Schedule string
 	Limit    int
 	Before   int64
 	// Array lists the tasks of this array; Tasks lists tasks one by
@@ -278,6 +280,9 @@ func (c *Client) Jobs(ctx context.Context, q JobQuery) (*JobList, error) {
 	}
 	if q.Pool != "" {
 		v.Set("pool", q.Pool)
+	}
+	if q.Schedule != "" {
+		v.Set("schedule", q.Schedule)
 	}
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))

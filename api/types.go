@@ -25,6 +25,18 @@ type JobList struct {
 	Next int64         `json:"next,omitempty"`
 }
 
+// ScheduleDetail is a schedule with its latest runs, newest first.
+type ScheduleDetail struct {
+	*dspool.Schedule
+	Runs []*dspool.Job `json:"runs"`
+}
+
+// ScheduleList is every schedule of a user (or, for an admin who asks,
+// of everyone), by user and name.
+type ScheduleList struct {
+	Schedules []*dspool.Schedule `json:"schedules"`
+}
+
 // PoolApply is the body of POST /api/v1/pools: all pools are validated
 // before any is stored.
 type PoolApply struct {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,12 +27,8 @@ func (a *App) jobCmd() *cobra.Command {
 }
 
 func (a *App) jobSubmitCmd() *cobra.Command {
-	var spec dspool.JobSpec
-	var cpus, memory string
-	var env, secretEnv, secretFiles []string
-	var wait, exportAll, login bool
-	var exports []string
-	var envFile, sweep string
+	var o jobFlags
+	var wait bool
 	var waitTimeout dspool.Duration
 	c := &cobra.Command{
 		Use:   "submit [flags] -- COMMAND [ARGS...] | submit [flags] SCRIPT [ARGS...]",
@@ -58,74 +53,14 @@ loads) applies.`,
   dspool job submit --secret hf-token --secret-file gcp-key --workdir project -- python3 train.py`,
 		Args: args(1, -1, "the command to run after --", "dspool job submit -- python3 train.py"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec.Command = args
-			var err error
-			if cmd.ArgsLenAtDash() < 0 {
-				script, directives, ok, err := batchScript(args[0], args[1:])
-				if err != nil {
-					return err
-				}
-				if ok {
-					spec.Command = script
-					if err := applyDirectives(cmd.Flags(), args[0], directives); err != nil {
-						return err
-					}
-					if spec.Name == "" {
-						spec.Name = filepath.Base(args[0])
-					}
-				}
-			}
-			if err := a.jobEnvironment(&spec, exports, exportAll, envFile); err != nil {
-				return err
-			}
-			if sweep != "" {
-				if spec.Sweep, err = readSweep(sweep); err != nil {
-					return err
-				}
-			}
-			if login {
-				spec.Command = []string{"/bin/bash", "-l", "-c", shellQuote(spec.Command)}
-			}
-			if cpus != "" {
-				if spec.CPUs, err = dspool.ParseCPU(cpus); err != nil {
-					return dspool.Invalid("--cpus", "%v", err)
-				}
-				if spec.CPUs == 0 {
-					return dspool.Invalid("--cpus", "must be more than 0")
-				}
-			}
-			if memory != "" {
-				if spec.Memory, err = dspool.ParseBytes(memory); err != nil {
-					return dspool.Invalid("--memory", "%v", err)
-				}
-				if spec.Memory == 0 {
-					return dspool.Invalid("--memory", "must be more than 0")
-				}
-			}
-			for _, kv := range env {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return dspool.Invalid("--env", "%q is not K=V", kv)
-				}
-				if spec.Env == nil {
-					spec.Env = map[string]string{}
-				}
-				spec.Env[k] = v
-			}
-			for _, x := range secretEnv {
-				ref, env, _ := strings.Cut(x, "=")
-				spec.Secrets = append(spec.Secrets, dspool.SecretUse{Secret: ref, Env: env})
-			}
-			for _, ref := range secretFiles {
-				spec.Secrets = append(spec.Secrets, dspool.SecretUse{Secret: ref, File: true})
-			}
-			if spec.IdempotencyKey == "" {
+			if o.spec.IdempotencyKey == "" {
 				b := make([]byte, 16)
 				_, _ = rand.Read(b)
-				spec.IdempotencyKey = hex.EncodeToString(b)
+				o.spec.IdempotencyKey = hex.EncodeToString(b)
 			}
-			if err := spec.Normalize(); err != nil {
-				return secretFlags(err, secretEnv, secretFiles)
+			spec, err := o.build(a, cmd, args, cmd.ArgsLenAtDash() >= 0)
+			if err != nil {
+				return err
 			}
 			cl, err := a.client()
 			if err != nil {
@@ -139,9 +74,9 @@ loads) applies.`,
 			cl.Retrying = func(err error) {
 				fmt.Fprintf(a.Stderr, "dspool: %v; retrying for up to 30 s (the same submission is never stored twice)\n", err)
 			}
-			j, err := cl.SubmitJob(cmd.Context(), &spec, 30*time.Second)
+			j, err := cl.SubmitJob(cmd.Context(), spec, 30*time.Second)
 			if err != nil {
-				return secretFlags(err, secretEnv, secretFiles)
+				return o.flagsOf(err)
 			}
 			if !wait {
 				return a.printJob(j)
@@ -154,38 +89,9 @@ loads) applies.`,
 			return a.waitSubmitted(cmd.Context(), cl, j, time.Duration(waitTimeout))
 		},
 	}
-	// A flag of the command itself, given without -- before the command
-	// (`dspool job submit python3 train.py --epochs 10`), is no flag of
-	// ours: say where it belongs.
-	c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		if strings.HasPrefix(err.Error(), "unknown flag") || strings.HasPrefix(err.Error(), "unknown shorthand flag") {
-			return fmt.Errorf("%w: if it is your command's, put -- before the command: dspool job submit [flags] -- COMMAND [ARGS...]", err)
-		}
-		return err
-	})
+	o.add(c, "dspool job submit [flags] -- COMMAND [ARGS...]")
 	f := c.Flags()
-	f.StringVar(&spec.Pool, "pool", "", "pool to run in (default \"default\")")
-	f.StringVar(&spec.Team, "team", "", "team the job runs for, whose limits apply (default: your one team that may use the pool)")
-	f.StringVar(&spec.Name, "name", "", "job name (default: the command's base name)")
-	f.StringVar(&cpus, "cpus", "", "cpus to hold, e.g. 1, 0.5, 8 (default 1)")
-	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB, 16GiB (default 512MiB)")
-	f.IntVar(&spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
-	f.Var((*durationFlag)(&spec.TimeLimit), "time", "time limit, e.g. 30m, 2h (default none)")
-	f.IntVar(&spec.Retries, "retries", 0, "how many times to retry a failed attempt")
-	f.IntVar(&spec.Priority, "priority", 0, "higher runs first (-1000 to 1000)")
-	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
-	f.StringArrayVar(&secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
-	f.StringArrayVar(&secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
-	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default: the directory you submit from when it is in your home on the share, else jobs/ID)")
-	f.StringVar(&spec.Array, "array", "", "an array of tasks, each a job with its index in DSPOOL_ARRAY_INDEX: 0-99, 1,3,5-9, 0-999:10; %N runs at most N at once (0-999%50)")
-	f.StringVar(&sweep, "sweep", "", "a task per row of a CSV file (its header names the variables) or of JSON lines, the row's values as variables; with --array %N at most N at once")
-	f.StringVar(&spec.After, "after", "", "run after other jobs end: ok:ID (succeeded), notok:ID (failed or cancelled), any:ID; ID may be an array (all its tasks) or a task (40_7); comma-separated")
-	f.BoolVar(&spec.Hold, "hold", false, "queue the job held: it runs once released with `dspool job release ID`")
-	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
-	f.StringSliceVar(&exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
-	f.BoolVar(&exportAll, "export-all", false, "the job gets your environment (but for what the node sets: HOME, USER, TERM, DSPOOL_*, ...)")
-	f.StringVar(&envFile, "env-file", "", "variables from a file of KEY=VALUE lines (# comments; quotes and export are allowed)")
-	f.BoolVar(&login, "login", false, "run the command in your login shell (bash -l), so that your profile applies")
+	f.StringVar(&o.spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.BoolVar(&wait, "wait", false, "wait for the job to finish and exit with its exit code")
 	f.Var((*durationFlag)(&waitTimeout), "wait-timeout", "with --wait, stop waiting after this long and exit 124 (the job goes on; default: wait until it ends)")
 	return c
@@ -344,6 +250,7 @@ every array.`,
 	c.Flags().StringVar(&q.Pool, "pool", "", "only jobs of this pool")
 	c.Flags().Int64Var(&q.Array, "array", 0, "only the tasks of this array")
 	c.Flags().BoolVar(&q.Tasks, "tasks", false, "every task of an array on a line of its own")
+	c.Flags().StringVar(&q.Schedule, "schedule", "", "only the runs of your schedule of this name")
 	pageFlags(c, &q.Limit, 100, &q.Before, "jobs")
 	return c
 }
@@ -373,6 +280,13 @@ func (a *App) jobShowCmd() *cobra.Command {
 			fmt.Fprintf(w, "  user:       %s\n", j.User)
 			if j.Team != "" {
 				fmt.Fprintf(w, "  team:       %s\n", j.Team)
+			}
+			if j.Schedule != "" {
+				fmt.Fprintf(w, "  schedule:   %s", j.Schedule)
+				if j.Slot != nil {
+					fmt.Fprintf(w, " (slot %s)", j.Slot.Local().Format(time.DateTime))
+				}
+				fmt.Fprintln(w)
 			}
 			fmt.Fprintf(w, "  pool:       %s\n  state:      %s\n", j.Pool, j.State)
 			if j.Waiting != "" {

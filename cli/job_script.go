@@ -90,8 +90,8 @@ func isShell(name string) bool {
 }
 
 // applyDirectives sets the flags a batch script's #DSPOOL lines give,
-// except those the command line set.
-func applyDirectives(fs *pflag.FlagSet, script string, words []string) error {
+// except those the command line set; allowed are the flags they may set.
+func applyDirectives(fs *pflag.FlagSet, script string, words []string, allowed map[string]bool) error {
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		name, value, hasValue := strings.Cut(strings.TrimPrefix(w, "--"), "=")
@@ -99,7 +99,7 @@ func applyDirectives(fs *pflag.FlagSet, script string, words []string) error {
 			return dspool.Invalid("script", "%s: %s %q is not a flag: write flags of `dspool job submit` as --name value or --name=value", script, scriptPrefix, w)
 		}
 		f := fs.Lookup(name)
-		if f == nil || name == "wait" || name == "wait-timeout" || name == "idempotency-key" {
+		if f == nil || !allowed[name] {
 			return dspool.Invalid("script", "%s: %s --%s is no flag a script may set (see `dspool job submit --help`)", script, scriptPrefix, name)
 		}
 		if !hasValue {

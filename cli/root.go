@@ -148,6 +148,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	root.AddCommand(a.teamCmd())
 	root.AddCommand(a.auditCmd())
 	root.AddCommand(a.secretCmd())
+	root.AddCommand(a.scheduleCmd())
 	root.AddCommand(a.backupCmd(), a.restoreCmd())
 	refuseUnknownSubcommands(root)
 	return root

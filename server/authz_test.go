@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,15 +69,26 @@ var authzMatrix = map[string]authzRow{
 	"POST /api/v1/gateway/close":     {scope: dspool.ScopeGateway, body: `{"gateway":"g","conns":["c"]}`, anon: 401, other: 403, owner: 403, admin: 204},
 	"POST /api/v1/gateway/audit":     {scope: dspool.ScopeGateway, body: `{"action":"login.ssh","actor":"authz","outcome":"failure"}`, anon: 401, other: 403, owner: 403, admin: 204},
 
-	"POST /api/v1/jobs":                     {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},
-	"GET /api/v1/jobs":                      {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
-	"GET /api/v1/jobs/{id}":                 {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}", anon: 401, other: 404, owner: 200, admin: 200},
-	"POST /api/v1/jobs/{id}/cancel":         {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/cancel", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
-	"GET /api/v1/jobs/{id}/wait":            {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/wait?timeout=0s", anon: 401, other: 404, owner: 200, admin: 200},
-	"GET /api/v1/jobs/{id}/logs":            {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/logs", anon: 401, other: 404, owner: 200, admin: 200},
-	"POST /api/v1/jobs/{id}/hold":           {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/hold", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
-	"POST /api/v1/jobs/{id}/release":        {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/release", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
-	"GET /api/v1/pools":                     {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"POST /api/v1/jobs":              {scope: dspool.ScopeJobs, body: `{"command":["true"]}`, anon: 401, other: 201, owner: 201, admin: 201},
+	"GET /api/v1/jobs":               {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"GET /api/v1/jobs/{id}":          {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}", anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/jobs/{id}/cancel":  {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/cancel", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"GET /api/v1/jobs/{id}/wait":     {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/wait?timeout=0s", anon: 401, other: 404, owner: 200, admin: 200},
+	"GET /api/v1/jobs/{id}/logs":     {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/logs", anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/jobs/{id}/hold":    {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/hold", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/jobs/{id}/release": {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/release", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+	"GET /api/v1/pools":              {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+
+	// Schedules: a user's own, by name or id; an admin's way to anyone's
+	// is its id ({schedule} is the owner's).
+	"POST /api/v1/schedules": {scope: dspool.ScopeJobs, body: `{"name":"new{n}","cron":"@daily","job":{"command":["true"]}}`,
+		anon: 401, other: 201, owner: 201, admin: 201},
+	"GET /api/v1/schedules":               {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"GET /api/v1/schedules/{ref}":         {scope: dspool.ScopeRead, path: "/api/v1/schedules/{schedule}", anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/schedules/{ref}/pause":  {scope: dspool.ScopeJobs, path: "/api/v1/schedules/{schedule}/pause", anon: 401, other: 404, owner: 200, admin: 200},
+	"POST /api/v1/schedules/{ref}/resume": {scope: dspool.ScopeJobs, path: "/api/v1/schedules/{schedule}/resume", anon: 401, other: 404, owner: 200, admin: 200},
+	"DELETE /api/v1/schedules/{ref}":      {scope: dspool.ScopeJobs, path: "/api/v1/schedules/{schedule}", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
+
 	"POST /api/v1/pools":                    {scope: dspool.ScopeAdmin, body: `{"pools":[{"name":"authz","provider":"static","node":{"cpus":"1","memory":"1GiB"}}]}`, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/pools/{name}":              {scope: dspool.ScopeRead, path: "/api/v1/pools/{pool}", anon: 401, other: 200, owner: 200, admin: 200},
 	"POST /api/v1/pools/{name}/join-tokens": {scope: dspool.ScopeAdmin, path: "/api/v1/pools/{pool}/join-tokens", anon: 401, other: 403, owner: 403, admin: 201},
@@ -228,6 +240,7 @@ func (f *authzFixture) token(t *testing.T, u *dspool.User, scopes []string) stri
 // the placeholders: {job} (queued), {session}, {key}, {token}, {victim} (a
 // user to disable, in team authz), {owner}, {pool}, {pubkey} (a key nobody
 // has), {team} (a team nobody is in), {node} (a ready node of no agent),
+// {schedule} (the owner's schedule, by id),
 // {emptypool} (a pool without nodes or work), {jointoken} (of {pool}), {n}.
 func (f *authzFixture) objects(t *testing.T) map[string]string {
 	t.Helper()
@@ -293,7 +306,15 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"{node}": node.Name, "{emptypool}": empty.Name, "{jointoken}": fmt.Sprint(jt.ID),
+	sched := &dspool.ScheduleSpec{Name: fmt.Sprintf("sched%d", f.n), Cron: "@daily", Job: dspool.JobSpec{Command: []string{"true"}}}
+	if err := sched.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := f.p.DB.CreateSchedule(ctx, owner.ID, sched, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"{schedule}": fmt.Sprint(sc.ID), "{node}": node.Name, "{emptypool}": empty.Name, "{jointoken}": fmt.Sprint(jt.ID),
 		"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
 		"{victim}": victim.Name, "{owner}": owner.Name, "{pool}": dspool.DefaultPool, "{pubkey}": strings.TrimSpace(newPublicKey(t)),
 		"{n}": fmt.Sprint(f.n)}
@@ -402,6 +423,8 @@ func TestAuthzMatrix(t *testing.T) {
 					// A fresh set's key goes with its cell: a user may
 					// hold only so many.
 					_, _ = f.p.DB.RemoveKey(context.Background(), "", vars["{key}"])
+					id, _ := strconv.ParseInt(vars["{schedule}"], 10, 64)
+					_ = f.p.DB.DeleteSchedule(context.Background(), id)
 				}
 				if got != want {
 					t.Errorf("%s with token %s: got %d, want %d: %s", caller, token, got, want, body)

@@ -23,12 +23,6 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
-	// While the store is short of room, its reserve is for the work that
-	// runs: new work waits until there is room.
-	if err := s.db.Room(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var spec dspool.JobSpec
 	if err := readJSON(r, &spec); err != nil {
 		s.fail(w, r, err)
@@ -37,42 +31,7 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	if k := r.Header.Get("Idempotency-Key"); k != "" && spec.IdempotencyKey == "" {
 		spec.IdempotencyKey = k
 	}
-	if err := spec.Normalize(); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	pool, err := s.db.Pool(r.Context(), spec.Pool)
-	if dspool.ErrorCode(err) == dspool.ENotFound {
-		s.fail(w, r, dspool.Invalid("pool", "no pool named %q: list pools with `dspool pool list`", spec.Pool))
-		return
-	} else if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if !pool.Takes(dspool.WorkBatch) {
-		s.fail(w, r, dspool.Invalid("pool", "pool %s takes no batch work: submit to a pool whose work includes batch", pool.Name))
-		return
-	}
-	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	u := userFrom(r)
-	if spec.Team, err = s.jobTeam(r.Context(), u, pool, &spec); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.checkSecrets(r.Context(), u, spec.Secrets); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var job *dspool.Job
-	var created bool
-	if spec.Tasks != nil {
-		job, created, err = s.db.SubmitArray(r.Context(), u.ID, &spec)
-	} else {
-		job, created, err = s.db.SubmitJob(r.Context(), u.ID, &spec)
-	}
+	job, created, err := s.submit(r.Context(), userFrom(r), &spec, nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -86,9 +45,41 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
+	}
+	s.explainWait(job)
+	writeJSON(w, status, job)
+}
+
+// submit stores a job of spec for u, once checkJob passes it. With fire,
+// the job is the one of a schedule's slot, stored with the slot's record
+// (sqlite.FireSchedule); created is false when the job existed already
+// (its idempotency key was used) or the slot had fired.
+func (s *Server) submit(ctx context.Context, u *dspool.User, spec *dspool.JobSpec, fire *sqlite.Firing) (job *dspool.Job, created bool, err error) {
+	// While the store is short of room, its reserve is for the work that
+	// runs: new work waits until there is room.
+	if err := s.db.Room(); err != nil {
+		return nil, false, err
+	}
+	if err := s.checkJob(ctx, u, spec); err != nil {
+		return nil, false, err
+	}
+	if fire != nil {
+		f := *fire
+		f.UserID, f.Job = u.ID, spec
+		job, err = s.db.FireSchedule(ctx, f)
+		created = err == nil
+	} else if spec.Tasks != nil {
+		job, created, err = s.db.SubmitArray(ctx, u.ID, spec)
+	} else {
+		job, created, err = s.db.SubmitJob(ctx, u.ID, spec)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if created {
 		n := 1
-		if job.Array != nil {
-			n = job.Array.Tasks
+		if spec.Tasks != nil {
+			n = len(spec.Tasks.Indices)
 		}
 		s.metrics.submitted.Add(float64(n))
 		if len(spec.Deps) > 0 {
@@ -97,8 +88,34 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 			s.submitted(job.Pool, job.CPUs, job.Memory, job.GPUs)
 		}
 	}
-	s.explainWait(job)
-	writeJSON(w, status, job)
+	return job, created, nil
+}
+
+// checkJob normalizes spec and checks that u may run it as it is: its pool
+// exists, takes batch work and has nodes it fits, the team it runs for
+// (which it sets) grants the pool and has room in its limits, and its
+// secrets are u's to use. Every job passes here: those submitted and
+// those of schedules, at their creation and at each slot.
+func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobSpec) error {
+	if err := spec.Normalize(); err != nil {
+		return err
+	}
+	pool, err := s.db.Pool(ctx, spec.Pool)
+	if dspool.ErrorCode(err) == dspool.ENotFound {
+		return dspool.Invalid("pool", "no pool named %q: list pools with `dspool pool list`", spec.Pool)
+	} else if err != nil {
+		return err
+	}
+	if !pool.Takes(dspool.WorkBatch) {
+		return dspool.Invalid("pool", "pool %s takes no batch work: submit to a pool whose work includes batch", pool.Name)
+	}
+	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
+		return err
+	}
+	if spec.Team, err = s.jobTeam(ctx, u, pool, spec); err != nil {
+		return err
+	}
+	return s.checkSecrets(ctx, u, spec.Secrets)
 }
 
 // jobFor loads job {id} if the caller may see it; another user's job is
@@ -137,7 +154,8 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Limit: pg.limit, Before: pg.before, Arrays: q.Get("tasks") != "true"}
+	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Schedule: q.Get("schedule"), Limit: pg.limit, Before: pg.before,
+		Arrays: q.Get("tasks") != "true"}
 	if a := q.Get("array"); a != "" {
 		ref, err := dspool.ParseTaskRef("array", a)
 		if err != nil || ref.Index >= 0 {
@@ -188,10 +206,20 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		s.cancelArray(w, r, j)
 		return
 	}
-	j, err = s.db.CancelJob(r.Context(), j.ID)
+	j, err = s.cancel(r.Context(), j.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// cancel cancels job id: a queued job at once, a running one once its
+// agent has stopped it, which it is told to do here.
+func (s *Server) cancel(ctx context.Context, id int64) (*dspool.Job, error) {
+	j, err := s.db.CancelJob(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	if j.State == dspool.JobCancelled {
 		s.Kick() // work that waited for it may be settled
@@ -200,7 +228,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		s.hub.kill(j.Node, api.AttemptRef{Job: j.ID, Attempt: j.Attempt})
 	}
 	s.notify(j.ID)
-	writeJSON(w, http.StatusOK, j)
+	return j, nil
 }
 
 func (s *Server) waitJob(w http.ResponseWriter, r *http.Request) {

@@ -117,6 +117,7 @@ type Server struct {
 	failures  loginFailures
 	placeMu   sync.Mutex
 	kick      chan struct{}
+	recurWake chan struct{} // wakes the loop that fires schedules
 	metrics   *metrics
 	reg       *prometheus.Registry
 	started   time.Time
@@ -157,7 +158,7 @@ func New(cfg Config) *Server {
 	cfg.Retention = cfg.Retention.WithDefaults()
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
-		kick: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
+		kick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
 		reg: prometheus.NewRegistry(), started: cfg.Now(),
 	}
 	s.guesses = newGuesses(cfg.Now)
@@ -173,12 +174,13 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Run runs the scheduling loop and the node monitor until ctx ends.
+// Run runs the scheduling loop, the loop that fires schedules and the node
+// monitor until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	// Sessions outlive the control plane: take up the previous run's.
 	s.recoverSessions(ctx)
 	var wg sync.WaitGroup
-	wg.Add(9)
+	wg.Add(10)
 	go func() { defer wg.Done(); s.gateways.sweepLoop(ctx) }()
 	go func() { defer wg.Done(); s.retentionLoop(ctx) }()
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()
@@ -186,6 +188,7 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
+	go func() { defer wg.Done(); s.recurringLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
 	go func() { defer wg.Done(); s.sessions.recordLoop(ctx) }()
 	if s.sso != nil {
@@ -283,6 +286,12 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/jobs/{id}/logs", authUser, dspool.ScopeRead, s.jobLogs},
 		{"POST", "/api/v1/jobs/{id}/hold", authUser, dspool.ScopeJobs, s.holdJob},
 		{"POST", "/api/v1/jobs/{id}/release", authUser, dspool.ScopeJobs, s.releaseJob},
+		{"POST", "/api/v1/schedules", authUser, dspool.ScopeJobs, s.createSchedule},
+		{"GET", "/api/v1/schedules", authUser, dspool.ScopeRead, s.listSchedules},
+		{"GET", "/api/v1/schedules/{ref}", authUser, dspool.ScopeRead, s.getSchedule},
+		{"POST", "/api/v1/schedules/{ref}/pause", authUser, dspool.ScopeJobs, s.pauseSchedule},
+		{"POST", "/api/v1/schedules/{ref}/resume", authUser, dspool.ScopeJobs, s.resumeSchedule},
+		{"DELETE", "/api/v1/schedules/{ref}", authUser, dspool.ScopeJobs, s.deleteSchedule},
 		{"GET", "/api/v1/pools", authUser, dspool.ScopeRead, s.listPools},
 		{"POST", "/api/v1/pools", authAdmin, dspool.ScopeAdmin, s.applyPools},
 		{"GET", "/api/v1/pools/{name}", authUser, dspool.ScopeRead, s.getPool},

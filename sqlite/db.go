@@ -152,6 +152,9 @@ var migrations = []string{
 	// index; the array's id is its first task's), what jobs wait for
 	// (--after), and jobs held by their users.
 	arraysMigration,
+	// recurring jobs (schedules.go), and the schedule and slot each job
+	// ran for.
+	schedulesMigration,
 }
 
 const schema = `
@@ -363,14 +366,15 @@ func nullTime(t *time.Time) any {
 
 // notFoundHint says where to look instead, per kind of thing.
 var notFoundHint = map[string]string{
-	"job":     "list yours with `dspool job list`",
-	"pool":    "list pools with `dspool pool list`",
-	"node":    "list nodes with `dspool node list`",
-	"user":    "list users with `dspool user list`",
-	"key":     "list keys with `dspool key list`",
-	"session": "list sessions with `dspool session list`",
-	"team":    "list teams with `dspool team list`",
-	"secret":  "list yours with `dspool secret list`",
+	"job":      "list yours with `dspool job list`",
+	"pool":     "list pools with `dspool pool list`",
+	"node":     "list nodes with `dspool node list`",
+	"user":     "list users with `dspool user list`",
+	"key":      "list keys with `dspool key list`",
+	"session":  "list sessions with `dspool session list`",
+	"team":     "list teams with `dspool team list`",
+	"secret":   "list yours with `dspool secret list`",
+	"schedule": "list yours with `dspool schedule list`",
 }
 
 func notFound(what string, id any) error {

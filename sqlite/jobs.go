@@ -15,7 +15,7 @@ import (
 
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
-	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets,
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets, j.schedule, j.slot,
 	j.array_id, j.array_index, j.deps, j.after_met, j.on_hold`
 
 type scanner interface{ Scan(...any) error }
@@ -23,13 +23,13 @@ type scanner interface{ Scan(...any) error }
 func scanJob(s scanner) (*dspool.Job, error) {
 	var j dspool.Job
 	var exit, submitted sql.NullInt64
-	var started, finished sql.NullInt64
+	var started, finished, slot sql.NullInt64
 	var gpus, env, cmd, secrets string
 	var timeLimit int64
 	var cancel, index, afterMet, hold int
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
-		&cancel, &submitted, &started, &finished, &secrets,
+		&cancel, &submitted, &started, &finished, &secrets, &j.Schedule, &slot,
 		&j.ArrayID, &index, &j.After, &afterMet, &hold); err != nil {
 		return nil, err
 	}
@@ -59,6 +59,7 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	j.SubmittedAt = *fromNano(submitted)
 	j.StartedAt = fromNano(started)
 	j.FinishedAt = fromNano(finished)
+	j.Slot = fromNano(slot)
 	return &j, nil
 }
 
@@ -92,6 +93,9 @@ type submitReq struct {
 	created bool
 	err     error
 	done    chan struct{}
+	// fire, when set, is a schedule's slot to record with its job, fenced
+	// (FireSchedule); userID and spec are then the firing's.
+	fire *Firing
 }
 
 // SubmitJob stores a new queued job for userID and returns it once it is
@@ -102,15 +106,22 @@ type submitReq struct {
 // makes a whole batch durable.
 func (db *DB) SubmitJob(ctx context.Context, userID int64, spec *dspool.JobSpec) (*dspool.Job, bool, error) {
 	req := &submitReq{ctx: ctx, userID: userID, spec: spec, done: make(chan struct{})}
+	db.enqueue(req)
+	return req.job, req.created, req.err
+}
+
+// enqueue hands req to the group commit and waits until it is done.
+func (db *DB) enqueue(req *submitReq) {
 	select {
 	case db.submit <- req:
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
+	case <-req.ctx.Done():
+		req.err = req.ctx.Err()
+		return
 	case <-db.done:
-		return nil, false, dspool.Errorf(dspool.EUnavailable, "store is closing: retry")
+		req.err = dspool.Errorf(dspool.EUnavailable, "store is closing: retry")
+		return
 	}
 	<-req.done
-	return req.job, req.created, req.err
 }
 
 const maxBatch = 256
@@ -146,7 +157,12 @@ func (db *DB) commitBatch(batch []*submitReq) {
 				r.err = r.ctx.Err()
 				continue
 			}
-			r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, now)
+			if r.fire != nil {
+				r.job, r.err = fireSlot(tx, r.fire, now)
+				r.created = r.err == nil && r.job != nil
+			} else {
+				r.job, r.created, r.err = insertJob(tx, r.userID, r.spec, jobLink{}, now)
+			}
 			if r.err != nil && dspool.ErrorCode(r.err) == dspool.EInternal {
 				return r.err
 			}
@@ -161,7 +177,14 @@ func (db *DB) commitBatch(batch []*submitReq) {
 	}
 }
 
-func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dspool.Job, bool, error) {
+// jobLink ties a job to the schedule that submitted it, and the slot it
+// runs for; the zero value ties it to none.
+type jobLink struct {
+	schedule string
+	slot     *time.Time
+}
+
+func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, link jobLink, now time.Time) (*dspool.Job, bool, error) {
 	if s.IdempotencyKey != "" {
 		row := tx.QueryRow(`SELECT `+jobCols+` FROM jobs j JOIN users u ON u.id = j.user_id
 			WHERE j.user_id = ? AND j.idem_key = ?`, userID, s.IdempotencyKey)
@@ -189,10 +212,10 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 	}
 	var id int64
 	err = tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, schedule, slot, deps, after_met, on_hold)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
-		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets,
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets, link.schedule, nullTime(link.slot),
 		s.After, boolInt(len(deps) == 0), boolInt(s.Hold)).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
@@ -231,6 +254,9 @@ type JobFilter struct {
 	States []dspool.JobState
 	Pool   string
 	Node   string
+	// Schedule selects the jobs of the user's schedule of that name (User
+	// must be set).
+	Schedule string
 	// Before returns only jobs with a smaller id (pagination, newest first).
 	Before int64
 	Limit  int
@@ -264,7 +290,7 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]*dspool.Job, error) 
 	return out, rows.Err()
 }
 
-// listQuery is the statement of ListJobs.
+// listQuery is the statement of ListJobs for f, and its arguments.
 func listQuery(f JobFilter) (string, []any, error) {
 	var where []string
 	var args []any
@@ -307,6 +333,12 @@ func listQuery(f JobFilter) (string, []any, error) {
 	if f.Node != "" {
 		where = append(where, "j.node = ?")
 		args = append(args, f.Node)
+	}
+	if f.Schedule != "" {
+		// != '' lets SQLite prove that the partial index jobs_schedule
+		// applies.
+		where = append(where, "j.schedule = ?", "j.schedule != ''")
+		args = append(args, f.Schedule)
 	}
 	if f.Before > 0 {
 		where = append(where, "j.id < ?")

@@ -22,7 +22,7 @@ ROUTES = {
     "openapi": _route("GET", "/api/v1/openapi.json"),
     "whoami": _route("GET", "/api/v1/whoami", answer="User"),
     "submit": _route("POST", "/api/v1/jobs", body="JobSpec", answer="Job"),
-    "jobs": _route("GET", "/api/v1/jobs", query=("state", "all", "pool", "array", "tasks", "limit", "before"),
+    "jobs": _route("GET", "/api/v1/jobs", query=("state", "all", "pool", "array", "tasks", "limit", "before", "schedule"),
                    answer="JobList"),
     "job": _route("GET", "/api/v1/jobs/{id}", answer="JobDetail"),
     "cancel": _route("POST", "/api/v1/jobs/{id}/cancel", answer="Job"),

@@ -248,20 +248,20 @@ class Client:
         Job.array), "40_7" one of its tasks."""
         return JobDetail.from_json(self._call("job", {"id": _submit.ref_of(job)}))
 
-    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None, array=None, tasks=False):
+    def jobs(self, state=None, pool=None, all_users=False, limit=None, before=None, array=None, tasks=False, schedule=None):
         """Your jobs, newest first (every user's with all_users, for an
-        admin): of state (one, a list, or "queued,running"), of pool; at
-        most limit (the server's default: 100); before= a job id for the
-        next page (JobList.next). An array is one entry, its first task
-        with the array summed up (Job.array), unless tasks, which lists
-        every task on its own; array (an array's id, or its Job) lists only
-        its tasks."""
+        admin): of state (one, a list, or "queued,running"), of pool, the
+        runs of your schedule named schedule; at most limit (the server's
+        default: 100); before= a job id for the next page (JobList.next).
+        An array is one entry, its first task with the array summed up
+        (Job.array), unless tasks, which lists every task on its own; array
+        (an array's id, or its Job) lists only its tasks."""
         if state is not None and not isinstance(state, str):
             state = ",".join(state)
         if array is not None:
             array = _array_id(array)
         q = {"state": state, "pool": pool, "all": "true" if all_users else None, "array": array,
-             "tasks": "true" if tasks else None, "limit": limit, "before": before}
+             "tasks": "true" if tasks else None, "limit": limit, "before": before, "schedule": schedule}
         return JobList.from_json(self._call("jobs", query=q))
 
     def tasks(self, array, state=None):

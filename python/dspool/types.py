@@ -183,7 +183,7 @@ class Job(_Model):
 
     SCHEMA: ClassVar[str] = "Job"
     _READ: ClassVar[dict] = dict(_TIMES, time_limit=parse_duration, secrets=_list(SecretUse),
-                                 array=ArraySummary.from_json)
+                                 array=ArraySummary.from_json, slot=parse_time)
     id: int = 0
     name: str = ""
     user: str = ""
@@ -209,6 +209,8 @@ class Job(_Model):
     cancel_requested: bool = False
     waiting: str = ""
     held: bool = False
+    schedule: str = ""  # the schedule that submitted it ("": none), for the slot at slot
+    slot: Optional[datetime.datetime] = None
     submitted_at: Optional[datetime.datetime] = None
     started_at: Optional[datetime.datetime] = None
     finished_at: Optional[datetime.datetime] = None
