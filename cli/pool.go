@@ -124,7 +124,7 @@ func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) 
 			if len(p.Teams) > 0 {
 				teams = strings.Join(p.Teams, ",")
 			}
-			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), teams, dash(strings.Join(labels, ",")))
+			add(p.Name, p.Provider.Name, size, readyCol, strings.Join(work, ","), teams, dash(strings.Join(labels, ",")))
 		}
 	})
 }

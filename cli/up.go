@@ -205,7 +205,7 @@ func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data 
 		return err
 	}
 	for _, pool := range pools {
-		if pool.Provider != dspool.ProviderLocal {
+		if pool.Provider.Name != dspool.ProviderLocal {
 			continue
 		}
 		nodes, err := db.Nodes(ctx, pool.Name, false)
@@ -242,7 +242,7 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 		return err
 	}
 	if len(pools) == 0 {
-		p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderLocal, Node: m.share(nodes), Count: nodes}
+		p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderLocal), Node: m.share(nodes), Count: nodes}
 		if err := p.Normalize(""); err != nil {
 			return err
 		}
@@ -252,7 +252,7 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 		}
 	}
 	for _, p := range pools {
-		if !nodesSet || p.Name != dspool.DefaultPool || p.Provider != dspool.ProviderLocal {
+		if !nodesSet || p.Name != dspool.DefaultPool || p.Provider.Name != dspool.ProviderLocal {
 			continue
 		}
 		size := p.Node

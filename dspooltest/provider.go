@@ -50,7 +50,8 @@ func (p *Pool) UseProvider() *Provider {
 }
 
 // Grow starts n agents in pool.
-func (pr *Provider) Grow(_ context.Context, pool *dspool.Pool, n int) ([]string, error) {
+func (pr *Provider) Grow(_ context.Context, req autoscale.GrowRequest) ([]string, error) {
+	pool, n := req.Pool, req.N()
 	var names []string
 	for i := 0; i < n; i++ {
 		pr.mu.Lock()

@@ -44,7 +44,7 @@ func findEvent(evs []*dspool.PoolEvent, kind, part string) *dspool.PoolEvent {
 func TestScaleOutSizedToDemand(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48000})
 	prov := p.UseProvider()
-	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30, GPUs: 1}, Autoscale: &dspool.Autoscale{Max: 6}})
 	began := time.Now()
 	var ids []int64
@@ -85,7 +85,7 @@ func TestScaleOutSizedToDemand(t *testing.T) {
 func TestScaleInRacesPlacement(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48100})
 	prov := p.UseProvider()
-	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1, IdleTimeout: dspool.Duration(time.Second)}})
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 12; i++ {
@@ -121,7 +121,7 @@ func TestProviderFailureBacksOff(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48200})
 	prov := p.UseProvider()
 	prov.Fail(errors.New("quota exceeded for cpus in region lab"))
-	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
 	j := submit(t, p.Admin, dspool.JobSpec{Pool: "burst", Memory: 64 << 20, Command: []string{"true"}})
 	p.Eventually(3*time.Second, func() bool {

@@ -148,6 +148,10 @@ var migrations = []string{
 	// nodes by name: a node is looked up by id or name at each heartbeat,
 	// and without it every lookup read every node.
 	`CREATE INDEX nodes_name ON nodes(name);`,
+	// join tokens the autoscaler makes for the machines it asks a provider
+	// for: each joins one node, once (used_at), and expires soon.
+	`ALTER TABLE join_tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE join_tokens ADD COLUMN used_at INTEGER;`,
 }
 
 const schema = `

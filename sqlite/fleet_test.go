@@ -12,7 +12,7 @@ import (
 
 func putPool(t *testing.T, db *sqlite.DB, name string) {
 	t.Helper()
-	p := &dspool.Pool{Name: name, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
+	p := &dspool.Pool{Name: name, Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
 	if err := p.Normalize(""); err != nil {
 		t.Fatal(err)
 	}
