@@ -77,8 +77,16 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	a.shareCPUs()
 	log := logger(os.Stderr)
 	o.getenv = a.Getenv
-	p, err := startPlane(ctx, o, log)
+	kinds, err := a.kinds()
 	if err != nil {
+		return err
+	}
+	p, err := startPlane(ctx, o, kinds, log)
+	if err != nil {
+		return err
+	}
+	if err := p.startProviders(kinds, o, log); err != nil {
+		p.close()
 		return err
 	}
 	if o.Admin == "" {
@@ -382,8 +390,16 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	a.tuneGC()
 	log := logger(os.Stderr)
 	o.getenv = a.Getenv
-	p, err := startPlane(ctx, o, log)
+	kinds, err := a.kinds()
 	if err != nil {
+		return err
+	}
+	p, err := startPlane(ctx, o, kinds, log)
+	if err != nil {
+		return err
+	}
+	if err := p.startProviders(kinds, o, log); err != nil {
+		p.close()
 		return err
 	}
 	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil)

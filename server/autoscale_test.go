@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/dspooltest"
 )
 
@@ -161,5 +163,49 @@ func TestProviderFailureBacksOff(t *testing.T) {
 	prov.Fail(nil)
 	if got := p.Wait(p.Admin, j.ID); got.State != dspool.JobSucceeded {
 		t.Fatalf("job %d: %s %s", j.ID, got.State, got.Message)
+	}
+}
+
+// TestProviderErrorClass: an engine's refusal keeps its class and words in
+// the event and in the queued job's wait, and a quota refusal backs off
+// for a minute, not 5 s: it does not mend by itself soon.
+func TestProviderErrorClass(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48300})
+	prov := p.UseProvider()
+	prov.Fail(&autoscale.Error{Class: autoscale.ClassQuota, Engine: "slurm",
+		Message: "sbatch: error: QOSMaxSubmitJobPerUserLimit"})
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
+	j := submit(t, p.Admin, dspool.JobSpec{Pool: "hpc", Memory: 64 << 20, Command: []string{"true"}})
+	p.Eventually(3*time.Second, func() bool {
+		return findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "QOSMaxSubmitJobPerUserLimit") != nil
+	}, "a provider_error event in the engine's words")
+	ev := findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "QOSMaxSubmitJobPerUserLimit")
+	if !strings.Contains(ev.Message, "slurm (quota)") || !strings.Contains(ev.Message, "trying again in 1m0s") {
+		t.Fatalf("the event does not give the class and a minute's backoff: %q", ev.Message)
+	}
+	p.Eventually(3*time.Second, func() bool {
+		got, err := p.Admin.Job(context.Background(), j.ID)
+		return err == nil && strings.Contains(got.Waiting, "slurm (quota): sbatch: error: QOSMaxSubmitJobPerUserLimit")
+	}, "the queued job to show the engine's words")
+}
+
+// TestProviderKindsCheckSettings: a pool naming a provider the control
+// plane does not know, or a setting its provider does not take, is refused
+// with the field's path.
+func TestProviderKindsCheckSettings(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48400})
+	for _, tt := range []struct {
+		provider  dspool.ProviderSpec
+		wantField string
+	}{
+		{dspool.Provider("aws"), "pools[0].provider"},
+		{dspool.ProviderSpec{Name: "local", Settings: map[string]json.RawMessage{"zone": []byte(`"a"`)}}, "pools[0].provider.zone"},
+	} {
+		_, err := p.Admin.ApplyPools(context.Background(), []*dspool.Pool{{Name: "x", Provider: tt.provider, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}})
+		var e *dspool.Error
+		if !errors.As(err, &e) || e.Field != tt.wantField {
+			t.Errorf("apply with provider %+v: %v, want an error naming %s", tt.provider, err, tt.wantField)
+		}
 	}
 }

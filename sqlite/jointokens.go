@@ -45,7 +45,7 @@ func (db *DB) AddJoinToken(ctx context.Context, pool string, hash []byte, by str
 func (db *DB) AddSingleUseJoinTokens(ctx context.Context, pool string, hashes [][]byte, expires time.Time) error {
 	return db.tx(ctx, func(tx *sql.Tx) error {
 		now := db.now().UTC()
-		if _, err := tx.Exec(`DELETE FROM join_tokens WHERE single_use = 1 AND expires_at < ?`, unixNano(now)); err != nil {
+		if _, err := tx.Exec(`DELETE FROM join_tokens WHERE single_use = 1 AND expires_at <= ?`, unixNano(now)); err != nil {
 			return err
 		}
 		for _, h := range hashes {
@@ -62,12 +62,14 @@ func (db *DB) AddSingleUseJoinTokens(ctx context.Context, pool string, hashes []
 // JoinTokenPool does, and uses it up when it is single-use: a second
 // node cannot join with it.
 func (db *DB) TakeJoinToken(ctx context.Context, hash []byte) (string, error) {
-	var pool string
-	err := db.tx(ctx, func(tx *sql.Tx) error {
+	pool, err := db.JoinTokenPool(ctx, hash)
+	if err != nil {
+		return "", err
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
 		var single int
 		var used sql.NullInt64
-		err := tx.QueryRow(`SELECT pool, single_use, used_at FROM join_tokens WHERE hash = ?`, hash).Scan(&pool, &single, &used)
-		if err != nil {
+		if err := tx.QueryRow(`SELECT single_use, used_at FROM join_tokens WHERE hash = ?`, hash).Scan(&single, &used); err != nil {
 			return err
 		}
 		if single == 0 {
@@ -77,17 +79,16 @@ func (db *DB) TakeJoinToken(ctx context.Context, hash []byte) (string, error) {
 			return dspool.Errorf(dspool.EUnauthorized, "this join token joined a node at %s and joins no other: it was made for one machine",
 				fromNano(used).Local().Format(time.DateTime))
 		}
-		_, err = tx.Exec(`UPDATE join_tokens SET used_at = ? WHERE hash = ?`, unixNano(db.now()), hash)
+		_, err := tx.Exec(`UPDATE join_tokens SET used_at = ? WHERE hash = ?`, unixNano(db.now()), hash)
 		return err
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, sql.ErrNoRows) { // revoked with its pool in between
 		return db.JoinTokenPool(ctx, hash)
 	}
 	if err != nil {
 		return "", err
 	}
-	// Revoked or expired: said as for any token.
-	return db.JoinTokenPool(ctx, hash)
+	return pool, nil
 }
 
 // JoinTokenPool returns the pool a join token with this hash joins, or an
