@@ -32,7 +32,8 @@ func (a *App) poolApplyCmd() *cobra.Command {
 
   pools:
     - name: gpu
-      provider: local          # local (agent processes here) or static (machines that join)
+      provider: local          # local (agent processes here) or static (machines that join),
+                               # or a block: {name: slurm, partition: debug, time: 1d}
       node: {cpus: 8, memory: 32GiB, gpus: 1}
       count: 2
       work: [batch, interactive]

@@ -323,7 +323,8 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
   trusted_proxies: [10.0.0.0/8, 192.168.1.5]   # load balancers whose X-Forwarded-For/Proto/Host are believed (docs/guide.md)
-  advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses)
+  advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses);
+                             # machines a provider starts (Slurm) dial the first
   # HTTPS by default, with a CA of its own made at first start in DATA/tls
   # (join tokens carry its pin); or bring a certificate:
   tls_cert: /etc/dspool/tls.crt

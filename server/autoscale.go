@@ -388,7 +388,7 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 
 	if d.Add > 0 {
 		var names []string
-		joins, err := s.newJoins(ctx, p.Name, d.Add)
+		joins, err := s.newJoins(ctx, p, d.Add)
 		if err == nil {
 			names, err = prov.Grow(ctx, autoscale.GrowRequest{Pool: p, Joins: joins})
 		}
