@@ -38,6 +38,11 @@ func TestSlurmPool(t *testing.T) {
   node: {cpus: 1, memory: 512MiB}
   work: [batch]
   autoscale: {min: 0, max: 1, idle_timeout: 3s}
+- name: broken
+  provider: {name: slurm, partition: `+cluster.Partition+`, dspool: /nonexistent/dspool, share: `+up.Share+`, state: `+state+`}
+  node: {cpus: 1, memory: 512MiB}
+  work: [batch]
+  autoscale: {min: 0, max: 1, idle_timeout: 3s}
 `))
 
 	t.Run("a job wakes the empty pool through sbatch and runs", func(t *testing.T) {
@@ -98,6 +103,28 @@ func TestSlurmPool(t *testing.T) {
 		t.Logf("waiting: %s", job(t, up.env(), id).Waiting)
 		if evs := up.events(t, "later"); !hasEvent(evs, dspool.EventWaiting, "BeginTime") {
 			t.Fatalf("no waiting event with Slurm's reason: %+v", evs)
+		}
+		cliOK(t, up.env(), "job", "cancel", itoa(id))
+	})
+
+	t.Run("an allocation that cannot start its agent is a classed failure that backs off", func(t *testing.T) {
+		id := submit(t, up.env(), "--pool", "broken", "--", "true")
+		eventually(t, 60*time.Second, "a provider_error saying the binary is missing", func() bool {
+			return hasEvent(up.events(t, "broken"), dspool.EventProviderError, "slurm (image)", "exited 127", "/nonexistent/dspool")
+		})
+		eventually(t, 10*time.Second, "the job to wait with the reason", func() bool {
+			return strings.Contains(job(t, up.env(), id).Waiting, "slurm (image)")
+		})
+		t.Logf("waiting: %s", job(t, up.env(), id).Waiting)
+		// A minute's backoff: one sbatch, not one a pass.
+		n := 0
+		for _, e := range up.events(t, "broken") {
+			if e.Kind == dspool.EventScaleOut {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d nodes asked for within the backoff, want 1", n)
 		}
 		cliOK(t, up.env(), "job", "cancel", itoa(id))
 	})

@@ -9,6 +9,7 @@ package slurm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -269,7 +270,7 @@ func (p *Provider) List(ctx context.Context, pool *dspool.Pool) ([]autoscale.Ins
 			in.State = autoscale.InstanceRunning
 		case "FAILED", "BOOT_FAIL", "NODE_FAIL", "OUT_OF_MEMORY":
 			in.State = autoscale.InstanceFailed
-			in.Err = p.failure(ctx, j)
+			in.Err = p.failure(ctx, pool, j)
 		default: // COMPLETING (leaving), CANCELLED, COMPLETED, TIMEOUT, PREEMPTED, ...
 			continue
 		}
@@ -341,14 +342,17 @@ func pendingError(j job) *autoscale.Error {
 
 // failure says why a job failed; an exit status of 127 from its script
 // means the dspool binary is not on the node.
-func (p *Provider) failure(ctx context.Context, j job) *autoscale.Error {
+func (p *Provider) failure(ctx context.Context, pool *dspool.Pool, j job) *autoscale.Error {
 	e := &autoscale.Error{Class: autoscale.ClassOther, Engine: "slurm",
 		Message: fmt.Sprintf("job %s %s on %s (%s): its log is /tmp/dspool-%s-%s.log there", j.id, j.state, j.nodes, j.reason, j.name, j.id)}
 	cmd := p.command(ctx, "scontrol", "--oneliner", "show", "job", j.id)
 	p.scontrol.Add(1)
 	if out, err := run(cmd); err == nil && strings.Contains(out, "ExitCode=127:") {
 		e.Class = autoscale.ClassImage
-		e.Message = fmt.Sprintf("job %s exited 127 on %s: the dspool binary is not there (set the pool's provider.dspool)", j.id, j.nodes)
+		var s Settings
+		_ = autoscale.DecodeSettings(pool, &s)
+		exe := cmp.Or(s.Dspool, p.opts.Exe)
+		e.Message = fmt.Sprintf("job %s exited 127 on %s: the dspool binary %s is not there (the pool's provider.dspool)", j.id, j.nodes, exe)
 	}
 	return e
 }
