@@ -101,9 +101,9 @@ type NodeSize struct {
 
 // Pool is a named set of identical nodes.
 type Pool struct {
-	Name     string   `json:"name" yaml:"name"`
+	Name     string       `json:"name" yaml:"name"`
 	Provider ProviderSpec `json:"provider" yaml:"provider"`
-	Node     NodeSize `json:"node" yaml:"node"`
+	Node     NodeSize     `json:"node" yaml:"node"`
 	// Count is how many nodes the provider keeps: agent processes for
 	// local, the expected number of joined machines for static.
 	Count int    `json:"count" yaml:"count"`
