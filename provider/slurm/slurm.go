@@ -42,6 +42,10 @@ type Options struct {
 	// variables are passed on.
 	Env    []string
 	Logger *slog.Logger
+	// Timeout bounds one Slurm command (default 30s): sbatch retries for
+	// minutes while slurmctld does not answer, and the autoscaler's pass
+	// waits for it.
+	Timeout time.Duration
 }
 
 // Provider runs a pool's nodes as Slurm jobs; it implements
@@ -49,8 +53,9 @@ type Options struct {
 type Provider struct {
 	opts Options
 
-	mu   sync.Mutex
-	jobs map[string]string // node name -> job id, as last seen
+	mu     sync.Mutex
+	jobs   map[string]string           // node name -> job id, as last seen
+	failed map[string]failedJob // job id -> why it failed, asked once
 
 	sbatch, squeue, scancel, scontrol atomic.Int64
 }
@@ -62,7 +67,10 @@ func New(opts Options) *Provider {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Provider{opts: opts, jobs: map[string]string{}}
+	if opts.Timeout == 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	return &Provider{opts: opts, jobs: map[string]string{}, failed: map[string]failedJob{}}
 }
 
 // Calls returns how many times each Slurm command ran.
@@ -157,7 +165,8 @@ func (p *Provider) submit(ctx context.Context, pool *dspool.Pool, s *Settings, n
 		args = append(args, "--time="+strconv.Itoa(m))
 	}
 	args = append(args, s.Options...)
-	cmd := p.command(ctx, "sbatch", args...)
+	cmd, cancel := p.command(ctx, "sbatch", args...)
+	defer cancel()
 	cmd.Env = append(cmd.Env, "DSPOOL_JOIN_TOKEN="+j.Token)
 	cmd.Stdin = strings.NewReader(script(pool, s, name, j.Server))
 	p.sbatch.Add(1)
@@ -174,8 +183,9 @@ func (p *Provider) submit(ctx context.Context, pool *dspool.Pool, s *Settings, n
 }
 
 // command makes a Slurm command with the control plane's Slurm
-// environment and nothing else of it.
-func (p *Provider) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+// environment and nothing else of it; it is killed after the timeout.
+func (p *Provider) command(ctx context.Context, name string, args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	bin := name
 	if p.opts.Bin != "" {
 		bin = filepath.Join(p.opts.Bin, name)
@@ -189,7 +199,7 @@ func (p *Provider) command(ctx context.Context, name string, args ...string) *ex
 		}
 	}
 	cmd.Env = append(cmd.Env, p.opts.Env...)
-	return cmd
+	return cmd, cancel
 }
 
 // commandError is a Slurm command that failed, with what it said.
@@ -288,6 +298,15 @@ func (p *Provider) List(ctx context.Context, pool *dspool.Pool) ([]autoscale.Ins
 	for name, id := range seen {
 		p.jobs[name] = id
 	}
+	shown := map[string]bool{}
+	for _, j := range jobs {
+		shown[j.id] = true
+	}
+	for id, f := range p.failed {
+		if f.pool == pool.Name && !shown[id] {
+			delete(p.failed, id)
+		}
+	}
 	p.mu.Unlock()
 	slices.SortFunc(out, func(a, b autoscale.Instance) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -300,7 +319,8 @@ type job struct {
 
 // queue lists this user's jobs of pool, in every state Slurm still shows.
 func (p *Provider) queue(ctx context.Context, pool string) ([]job, error) {
-	cmd := p.command(ctx, "squeue", "--me", "--noheader", "--states=all", "--format=%i|%j|%T|%r|%V|%P|%N")
+	cmd, cancel := p.command(ctx, "squeue", "--me", "--noheader", "--states=all", "--format=%i|%j|%T|%r|%V|%P|%N")
+	defer cancel()
 	p.squeue.Add(1)
 	out, err := run(cmd)
 	if err != nil {
@@ -343,9 +363,16 @@ func pendingError(j job) *autoscale.Error {
 // failure says why a job failed; an exit status of 127 from its script
 // means the dspool binary is not on the node.
 func (p *Provider) failure(ctx context.Context, pool *dspool.Pool, j job) *autoscale.Error {
+	p.mu.Lock()
+	f, ok := p.failed[j.id]
+	p.mu.Unlock()
+	if ok { // Slurm shows it for MinJobAge: one scontrol is enough
+		return f.err
+	}
 	e := &autoscale.Error{Class: autoscale.ClassOther, Engine: "slurm",
 		Message: fmt.Sprintf("job %s %s on %s (%s): its log is /tmp/dspool-%s-%s.log there", j.id, j.state, j.nodes, j.reason, j.name, j.id)}
-	cmd := p.command(ctx, "scontrol", "--oneliner", "show", "job", j.id)
+	cmd, cancel := p.command(ctx, "scontrol", "--oneliner", "show", "job", j.id)
+	defer cancel()
 	p.scontrol.Add(1)
 	if out, err := run(cmd); err == nil && strings.Contains(out, "ExitCode=127:") {
 		e.Class = autoscale.ClassImage
@@ -354,7 +381,15 @@ func (p *Provider) failure(ctx context.Context, pool *dspool.Pool, j job) *autos
 		exe := cmp.Or(s.Dspool, p.opts.Exe)
 		e.Message = fmt.Sprintf("job %s exited 127 on %s: the dspool binary %s is not there (the pool's provider.dspool)", j.id, j.nodes, exe)
 	}
+	p.mu.Lock()
+	p.failed[j.id] = failedJob{pool: pool.Name, err: e}
+	p.mu.Unlock()
 	return e
+}
+
+type failedJob struct {
+	pool string
+	err  *autoscale.Error
 }
 
 // Remove cancels the named nodes' jobs, in one scancel.
@@ -390,7 +425,8 @@ func (p *Provider) Remove(ctx context.Context, pool *dspool.Pool, names []string
 	if len(ids) == 0 {
 		return nil
 	}
-	cmd := p.command(ctx, "scancel", ids...)
+	cmd, cancel := p.command(ctx, "scancel", ids...)
+	defer cancel()
 	p.scancel.Add(1)
 	if _, err := run(cmd); err != nil && !strings.Contains(err.Error(), "Invalid job id") {
 		return &autoscale.Error{Class: autoscale.ClassOther, Engine: "slurm", Message: "scancel: " + err.Error(), Err: err}
