@@ -54,7 +54,7 @@ type Provider struct {
 	opts Options
 
 	mu     sync.Mutex
-	jobs   map[string]string           // node name -> job id, as last seen
+	jobs   map[string]string    // node name -> job id, as last seen
 	failed map[string]failedJob // job id -> why it failed, asked once
 
 	sbatch, squeue, scancel, scontrol atomic.Int64
