@@ -48,6 +48,8 @@ type poolScale struct {
 	requested map[string]time.Time // names asked of the provider, not yet registered
 	failed    map[string]bool      // instances seen failed (told once)
 	engine    string               // what creating instances wait for, in the engine's words
+	listErr   string               // the last failure to list that was told
+	listTold  time.Time
 	waiting   string               // the last Decision.Waiting
 	booting   int                  // nodes asked for or provisioning
 	nodes     int                  // nodes that are not gone
@@ -196,6 +198,7 @@ func (sc *scaler) pass(ctx context.Context) error {
 		if err != nil {
 			// A cached list may still be there: the pool goes on with it.
 			s.log.Error("autoscaler: list nodes", "pool", p.Name, "err", err)
+			sc.listFailed(ctx, p, err, now)
 			if insts == nil {
 				continue
 			}
@@ -666,4 +669,21 @@ func (sc *scaler) instances(ctx context.Context, p *dspool.Pool, insts []autosca
 		s.event(ctx, p.Name, e.kind, nil, e.msg)
 	}
 	return live
+}
+
+// listFailed tells a failure to list pool p's nodes as a provider_error:
+// once, and again when it says something else or five minutes on (the
+// list cache keeps the engine from being asked at every pass; a provider
+// without one is asked again at the next).
+func (sc *scaler) listFailed(ctx context.Context, p *dspool.Pool, err error, now time.Time) {
+	sc.mu.Lock()
+	ps := sc.poolState(p.Name)
+	tell := err.Error() != ps.listErr || now.Sub(ps.listTold) >= 5*time.Minute
+	if tell {
+		ps.listErr, ps.listTold = err.Error(), now
+	}
+	sc.mu.Unlock()
+	if tell {
+		sc.s.event(ctx, p.Name, dspool.EventProviderError, nil, fmt.Sprintf("could not list the pool's nodes: %v", err))
+	}
 }

@@ -209,3 +209,37 @@ func TestProviderKindsCheckSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestListFailureIsAnEvent: an engine that cannot be listed is a
+// provider_error, told once, not at every pass.
+func TestListFailureIsAnEvent(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48500})
+	prov := p.UseProvider()
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1}})
+	prov.FailList(errors.New("slurm_load_jobs error: Unable to contact slurm controller"))
+	p.Eventually(3*time.Second, func() bool {
+		return findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "could not list the pool's nodes: slurm_load_jobs error") != nil
+	}, "a provider_error event for the failed list")
+	// Passes go on (one a second): still one event 2.5 s on.
+	quiet := time.After(2500 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		n := 0
+		for _, e := range poolEvents(t, p, "hpc") {
+			if e.Kind == dspool.EventProviderError {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d provider_error events over several passes, want 1", n)
+		}
+		select {
+		case <-quiet:
+			done = true
+		case <-tick.C:
+		}
+	}
+	prov.FailList(nil)
+}
