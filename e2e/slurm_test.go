@@ -29,17 +29,17 @@ func TestSlurmPool(t *testing.T) {
 	state := tempDir(t)
 	cliOK(t, up.env(), "pool", "apply", "-f", writeFile(t, "pools-*.yaml", `pools:
 - name: hpc
-  provider: {name: slurm, partition: `+cluster.Partition+`, time: 1h, dspool: `+bin+`, share: `+up.Share+`, state: `+state+`}
+  provider: {name: slurm, partition: `+cluster.Partition+`, time: 1h, dspool: `+bin+`, share: `+up.Share+`, state: `+state+`, logs: `+state+`}
   node: {cpus: 1, memory: 512MiB}
   work: [batch]
   autoscale: {min: 0, max: 2, idle_timeout: 3s}
 - name: later
-  provider: {name: slurm, partition: `+cluster.Partition+`, dspool: `+bin+`, share: `+up.Share+`, state: `+state+`, options: [--begin=now+1hour]}
+  provider: {name: slurm, partition: `+cluster.Partition+`, dspool: `+bin+`, share: `+up.Share+`, state: `+state+`, logs: `+state+`, options: [--begin=now+1hour]}
   node: {cpus: 1, memory: 512MiB}
   work: [batch]
   autoscale: {min: 0, max: 1, idle_timeout: 3s}
 - name: broken
-  provider: {name: slurm, partition: `+cluster.Partition+`, dspool: /nonexistent/dspool, share: `+up.Share+`, state: `+state+`}
+  provider: {name: slurm, partition: `+cluster.Partition+`, dspool: /nonexistent/dspool, share: `+up.Share+`, state: `+state+`, logs: `+state+`}
   node: {cpus: 1, memory: 512MiB}
   work: [batch]
   autoscale: {min: 0, max: 1, idle_timeout: 3s}

@@ -188,7 +188,7 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 	}
 	cl := up.Client
 	settings := map[string]json.RawMessage{"partition": q(cluster.Partition), "dspool": q(bin), "share": q(data + "-share"),
-		"state": q(filepath.Join(tmp, "agents")), "time": q("1h")}
+		"state": q(filepath.Join(tmp, "agents")), "logs": q(tmp), "time": q("1h")}
 	pool := &dspool.Pool{Name: "hpc", Provider: dspool.ProviderSpec{Name: "slurm", Settings: settings}, Work: []dspool.Work{dspool.WorkBatch},
 		Node:      dspool.NodeSize{CPUs: 1000, Memory: 256 << 20},
 		Autoscale: &dspool.Autoscale{Max: 4, IdleTimeout: dspool.Duration(2 * time.Second)}}

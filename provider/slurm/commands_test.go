@@ -71,7 +71,7 @@ func TestWhatSbatchIsGiven(t *testing.T) {
 	}
 	args := strings.Split(strings.TrimSpace(read(t, filepath.Join(bin, "sbatch.0.args"))), "\n")
 	for _, want := range []string{"--parsable", "--job-name=dspool.hpc." + names[0], "--cpus-per-task=4", "--mem=3073M", "--gres=gpu:2",
-		"--partition=gpu", "--account=lab", "--qos=high", "--constraint=a100", "--time=1440", "--exclusive", "--export=ALL"} {
+		"--output=/tmp/dspool-" + names[0] + "-%j.log", "--partition=gpu", "--account=lab", "--qos=high", "--constraint=a100", "--time=1440", "--exclusive", "--export=ALL"} {
 		if !contains(args, want) {
 			t.Errorf("sbatch was not given %s: %q", want, args)
 		}

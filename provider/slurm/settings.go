@@ -34,6 +34,10 @@ type Settings struct {
 	Dspool string `json:"dspool,omitempty"`
 	Share  string `json:"share,omitempty"`
 	State  string `json:"state,omitempty"`
+	// Logs is a directory on the nodes, there before the job starts,
+	// where each node's job writes its output: dspool-NODE-JOBID.log
+	// (default /tmp).
+	Logs string `json:"logs,omitempty"`
 }
 
 // DefaultState is where agents keep their state on Slurm nodes.
@@ -72,7 +76,7 @@ func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 			}
 		}
 	}
-	for _, v := range []struct{ name, value string }{{"dspool", s.Dspool}, {"share", s.Share}, {"state", s.State}} {
+	for _, v := range []struct{ name, value string }{{"dspool", s.Dspool}, {"share", s.Share}, {"state", s.State}, {"logs", s.Logs}} {
 		if v.value != "" && (!strings.HasPrefix(v.value, "/") || strings.ContainsAny(v.value, "\n\r\x00")) {
 			return dspool.Invalid(f(v.name), "%q must be an absolute path", v.value)
 		}
@@ -82,6 +86,9 @@ func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 	}
 	if s.State == "" {
 		s.State = DefaultState
+	}
+	if s.Logs == "" {
+		s.Logs = "/tmp"
 	}
 	return nil
 }

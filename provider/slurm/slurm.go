@@ -148,7 +148,7 @@ func (p *Provider) submit(ctx context.Context, pool *dspool.Pool, s *Settings, n
 	args := []string{"--parsable", "--job-name=" + jobName(pool.Name, name), "--nodes=1", "--ntasks=1",
 		"--cpus-per-task=" + strconv.FormatInt(int64(pool.Node.CPUs/1000), 10),
 		fmt.Sprintf("--mem=%dM", (int64(pool.Node.Memory)+(1<<20)-1)>>20),
-		"--output=/tmp/dspool-" + name + "-%j.log", "--chdir=/tmp",
+		"--output=" + filepath.Join(s.Logs, "dspool-"+name+"-%j.log"), "--chdir=/tmp",
 		// The environment sbatch runs with is the job's: the token goes
 		// there, never on a command line.
 		"--export=ALL"}
@@ -363,6 +363,8 @@ func pendingError(j job) *autoscale.Error {
 // failure says why a job failed; an exit status of 127 from its script
 // means the dspool binary is not on the node.
 func (p *Provider) failure(ctx context.Context, pool *dspool.Pool, j job) *autoscale.Error {
+	var s Settings
+	_ = autoscale.DecodeSettings(pool, &s)
 	p.mu.Lock()
 	f, ok := p.failed[j.id]
 	p.mu.Unlock()
@@ -370,14 +372,13 @@ func (p *Provider) failure(ctx context.Context, pool *dspool.Pool, j job) *autos
 		return f.err
 	}
 	e := &autoscale.Error{Class: autoscale.ClassOther, Engine: "slurm",
-		Message: fmt.Sprintf("job %s %s on %s (%s): its log is /tmp/dspool-%s-%s.log there", j.id, j.state, j.nodes, j.reason, j.name, j.id)}
+		Message: fmt.Sprintf("job %s %s on %s (%s): its log is %s there", j.id, j.state, j.nodes, j.reason,
+			filepath.Join(cmp.Or(s.Logs, "/tmp"), "dspool-"+j.name+"-"+j.id+".log"))}
 	cmd, cancel := p.command(ctx, "scontrol", "--oneliner", "show", "job", j.id)
 	defer cancel()
 	p.scontrol.Add(1)
 	if out, err := run(cmd); err == nil && strings.Contains(out, "ExitCode=127:") {
 		e.Class = autoscale.ClassImage
-		var s Settings
-		_ = autoscale.DecodeSettings(pool, &s)
 		exe := cmp.Or(s.Dspool, p.opts.Exe)
 		e.Message = fmt.Sprintf("job %s exited 127 on %s: the dspool binary %s is not there (the pool's provider.dspool)", j.id, j.nodes, exe)
 	}

@@ -97,11 +97,11 @@ func TestConformance(t *testing.T) {
 	providertest.Run(t, func(t *testing.T) *providertest.Harness {
 		exe, dir := fakeAgent(t)
 		prov := slurm.New(slurm.Options{Env: cluster.Env(), Share: "/tmp"})
-		base := map[string]any{"partition": cluster.Partition, "dspool": exe, "state": dir + "/state"}
+		base := map[string]any{"partition": cluster.Partition, "dspool": exe, "state": dir + "/state", "logs": dir}
 		h := &providertest.Harness{Provider: prov, Pool: newPool(t, reg, base), Other: newPool(t, reg, base), List: kind.List}
 		h.Refused = newPool(t, reg, map[string]any{"partition": "nosuch", "dspool": exe})
 		h.RefusedClass = autoscale.ClassUnschedulable
-		h.Queued = newPool(t, reg, map[string]any{"partition": cluster.Partition, "dspool": exe, "options": []string{"--begin=now+1hour"}})
+		h.Queued = newPool(t, reg, map[string]any{"partition": cluster.Partition, "dspool": exe, "logs": dir, "options": []string{"--begin=now+1hour"}})
 		h.Started = func(t *testing.T, name string) ([]string, string) {
 			deadline := time.Now().Add(60 * time.Second)
 			for {
@@ -143,7 +143,7 @@ func TestSettings(t *testing.T) {
 		wantField string
 	}{
 		{"defaults", map[string]any{}, 1000, ""},
-		{"all", map[string]any{"partition": "debug", "time": "1d", "account": "lab", "qos": "normal", "constraint": "a100", "options": []string{"--exclusive"}, "dspool": "/usr/bin/dspool", "share": "/mnt/dspool", "state": "/var/tmp/d"}, 2000, ""},
+		{"all", map[string]any{"partition": "debug", "time": "1d", "account": "lab", "qos": "normal", "constraint": "a100", "options": []string{"--exclusive"}, "dspool": "/usr/bin/dspool", "share": "/mnt/dspool", "state": "/var/tmp/d", "logs": "/var/log/dspool"}, 2000, ""},
 		{"unknown setting", map[string]any{"zone": "x"}, 1000, "pools[0].provider.zone"},
 		{"partition of two words", map[string]any{"partition": "a b"}, 1000, "pools[0].provider.partition"},
 		{"bad time", map[string]any{"time": "soon"}, 1000, "pools[0].provider.time"},
