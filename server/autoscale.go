@@ -609,9 +609,9 @@ func (sc *scaler) poolState(pool string) *poolScale {
 }
 
 // instances reads what the provider says of pool p's instances. A failed
-// one (it ended, or cannot start, without its node joining) counts as a
-// failure of the pool, which backs off, and is told once as a
-// provider_error; it is left out of what the decision sees, so the node is
+// one that was asked for and never joined counts as a failure of the pool,
+// which backs off, and is told once as a provider_error; any failed one is
+// left out of what the decision sees, so the node is
 // asked for again after the backoff. What creating ones wait for, in the
 // engine's words, becomes part of the waiting work's reason, and an event
 // when it changes.
@@ -628,7 +628,10 @@ func (sc *scaler) instances(ctx context.Context, p *dspool.Pool, insts []autosca
 	for _, in := range insts {
 		seen[in.Name] = true
 		if in.State == autoscale.InstanceFailed {
-			if !ps.failed[in.Name] {
+			// Only one asked for that never joined failed to start: a
+			// node that ran and ended (its agent cut off by an admin) is
+			// told by the node's own events.
+			if !ps.failed[in.Name] && !ps.requested[in.Name].IsZero() {
 				ps.failed[in.Name] = true
 				var err error = fmt.Errorf("node %s did not start", in.Name)
 				if in.Err != nil {
