@@ -132,7 +132,7 @@ func script(pool *dspool.Pool, s *Settings, name, server string) string {
 		"--gpus", strconv.Itoa(pool.Node.GPUs)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# node %s of dspool pool %s: the agent runs for as long as the pool needs the node.\n", name, pool.Name)
-	fmt.Fprintf(&b, "[ -x %s ] || { echo \"dspool: %s is not on $(hostname)\" >&2; exit 127; }\n", quote(s.Dspool), strings.ReplaceAll(s.Dspool, "\"", ""))
+	fmt.Fprintf(&b, "[ -x %s ] || { echo \"dspool: not on $(hostname):\" %s >&2; exit 127; }\n", quote(s.Dspool), quote(s.Dspool))
 	b.WriteString("exec")
 	for _, a := range args {
 		b.WriteString(" " + quote(a))
