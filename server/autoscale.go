@@ -50,9 +50,9 @@ type poolScale struct {
 	engine    string               // what creating instances wait for, in the engine's words
 	listErr   string               // the last failure to list that was told
 	listTold  time.Time
-	waiting   string               // the last Decision.Waiting
-	booting   int                  // nodes asked for or provisioning
-	nodes     int                  // nodes that are not gone
+	waiting   string // the last Decision.Waiting
+	booting   int    // nodes asked for or provisioning
+	nodes     int    // nodes that are not gone
 	lastLog   time.Time
 }
 
