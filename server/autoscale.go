@@ -49,10 +49,10 @@ type poolScale struct {
 	failed    map[string]bool      // instances seen failed (told once)
 	engine    string               // what creating instances wait for, in the engine's words
 	listErr   string               // the last failure to list that was told
-	listTold  time.Time
-	waiting   string // the last Decision.Waiting
-	booting   int    // nodes asked for or provisioning
-	nodes     int    // nodes that are not gone
+	listTold  time.Time            // when it was told
+	waiting   string               // the last Decision.Waiting
+	booting   int                  // nodes asked for or provisioning
+	nodes     int                  // nodes that are not gone
 	lastLog   time.Time
 }
 
