@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,4 +244,91 @@ func TestListFailureIsAnEvent(t *testing.T) {
 		}
 	}
 	prov.FailList(nil)
+}
+
+// joinRecorder is a provider that records what Grow is given and starts
+// no machine.
+type joinRecorder struct {
+	mu    sync.Mutex
+	reqs  []autoscale.GrowRequest
+	names []string
+}
+
+func (r *joinRecorder) Grow(_ context.Context, req autoscale.GrowRequest) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, req)
+	var names []string
+	for range req.Joins {
+		names = append(names, fmt.Sprintf("%s-j%d", req.Pool.Name, len(r.names)+1))
+		r.names = append(r.names, names[len(names)-1])
+	}
+	return names, nil
+}
+
+func (r *joinRecorder) Remove(context.Context, *dspool.Pool, []string) error { return nil }
+
+func (r *joinRecorder) List(_ context.Context, pool *dspool.Pool) ([]autoscale.Instance, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []autoscale.Instance
+	for _, n := range r.names {
+		out = append(out, autoscale.Instance{Name: n, Created: time.Now(), State: autoscale.InstanceCreating})
+	}
+	return out, nil
+}
+
+// TestGrowGetsSingleUseJoins: each machine Grow asks for comes with a join
+// token of its own, which joins one node, once, expires within the hour,
+// and is not listed with the pool's tokens.
+func TestGrowGetsSingleUseJoins(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48600})
+	ctx := context.Background()
+	rec := &joinRecorder{}
+	p.Server.UseProvider(dspool.ProviderLocal, rec)
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
+	for range 2 {
+		submit(t, p.Admin, dspool.JobSpec{Pool: "hpc", CPUs: 1000, Memory: 64 << 20, Command: []string{"true"}})
+	}
+	var req autoscale.GrowRequest
+	p.Eventually(3*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, r := range rec.reqs {
+			n += r.N()
+		}
+		if n == 2 {
+			req = rec.reqs[len(rec.reqs)-1]
+		}
+		return n == 2
+	}, "two machines asked for")
+	rec.mu.Lock()
+	var joins []autoscale.Join
+	for _, r := range rec.reqs {
+		joins = append(joins, r.Joins...)
+	}
+	names := append([]string(nil), rec.names...)
+	rec.mu.Unlock()
+	if req.Pool == nil || req.Pool.Name != "hpc" {
+		t.Fatalf("Grow was given pool %+v", req.Pool)
+	}
+	if joins[0].Token == "" || joins[0].Token == joins[1].Token {
+		t.Fatalf("the two machines' tokens: %q and %q, want two of their own", joins[0].Token, joins[1].Token)
+	}
+	if d := time.Until(joins[0].Expires); d < 55*time.Minute || d > 61*time.Minute {
+		t.Errorf("a machine's token expires in %s, want an hour", d)
+	}
+	cl := &api.Client{Server: p.URL}
+	if _, err := cl.Register(ctx, api.RegisterRequest{JoinToken: joins[0].Token, Name: names[0]}); err != nil {
+		t.Fatalf("the machine joins with its token: %v", err)
+	}
+	_, err := cl.Register(ctx, api.RegisterRequest{JoinToken: joins[0].Token, Name: "impostor"})
+	if dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "joins no other") {
+		t.Errorf("a second join with the same token: %v, want unauthorized: it joined a node already", err)
+	}
+	if list, err := p.Admin.JoinTokens(ctx, "hpc"); err != nil || len(list.Tokens) != 0 {
+		t.Errorf("the pool's listed join tokens: %+v %v, want none of the machines'", list, err)
+	}
 }
