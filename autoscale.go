@@ -127,7 +127,7 @@ var weekdays = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "
 
 func (a *Autoscale) normalize(prefix string, p *Pool) error {
 	f := func(name string) string { return prefix + "autoscale." + name }
-	if p.Provider == ProviderStatic {
+	if p.Provider.Name == ProviderStatic {
 		return Invalid(prefix+"autoscale", "pool %s is static: its nodes are machines you run, and dspool cannot add or remove them; remove autoscale, or use provider local", p.Name)
 	}
 	if p.Count != 0 {

@@ -395,7 +395,7 @@ func FuzzPoolAutoscale(f *testing.F) {
 func checkAutoscale(p *dspool.Pool) error {
 	a := p.Autoscale
 	switch {
-	case p.Provider != dspool.ProviderLocal || p.Count != 0:
+	case p.Provider.Name != dspool.ProviderLocal || p.Count != 0:
 		return fmt.Errorf("autoscale with provider %s and count %d", p.Provider, p.Count)
 	case a.Min < 0 || a.Min > a.Max || a.Max < 1 || a.Max > dspool.MaxPoolCount:
 		return fmt.Errorf("bounds %d..%d", a.Min, a.Max)

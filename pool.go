@@ -1,8 +1,11 @@
 package dspool
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 )
@@ -15,11 +18,79 @@ const (
 	WorkInteractive Work = "interactive"
 )
 
-// Providers a pool may name.
+// Providers every control plane knows. Others (slurm, ...) are registered
+// by the binary's wiring (autoscale.Registry); the domain package knows
+// only their names and keeps their settings as it was given them.
 const (
 	ProviderLocal  = "local"
 	ProviderStatic = "static"
 )
+
+// ProviderSpec is a pool's provider: its name and the settings that
+// provider defines (a Slurm partition, an image). A pool file gives it as a
+// name (`provider: local`) or as a block (`provider: {name: slurm,
+// partition: debug}`); it is written back as a name when it has no
+// settings, so pools stored before providers had settings read the same.
+type ProviderSpec struct {
+	Name string
+	// Settings are the block's fields but name, as JSON values; the
+	// provider's registration checks them (autoscale.Registry.Check).
+	Settings map[string]json.RawMessage
+}
+
+// Provider returns the spec of provider name without settings.
+func Provider(name string) ProviderSpec { return ProviderSpec{Name: name} }
+
+func (s ProviderSpec) String() string { return s.Name }
+
+// MarshalJSON writes the name alone when there are no settings.
+func (s ProviderSpec) MarshalJSON() ([]byte, error) {
+	if len(s.Settings) == 0 {
+		return json.Marshal(s.Name)
+	}
+	m := make(map[string]json.RawMessage, len(s.Settings)+1)
+	for k, v := range s.Settings {
+		m[k] = v
+	}
+	name, _ := json.Marshal(s.Name)
+	m["name"] = name
+	return json.Marshal(m) // sorted keys: a stable spec
+}
+
+// UnmarshalJSON reads a name or a block with a name.
+func (s *ProviderSpec) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	*s = ProviderSpec{}
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &s.Name)
+	}
+	var m map[string]json.RawMessage
+	if len(b) == 0 || b[0] != '{' || json.Unmarshal(b, &m) != nil {
+		return fmt.Errorf("must be a provider's name (local) or a mapping with its name and settings ({name: slurm, partition: debug})")
+	}
+	raw, ok := m["name"]
+	if !ok || json.Unmarshal(raw, &s.Name) != nil || s.Name == "" {
+		return fmt.Errorf("a provider block needs name: the provider's name, e.g. {name: slurm, partition: debug}")
+	}
+	delete(m, "name")
+	if len(m) > 0 {
+		s.Settings = m
+	}
+	return nil
+}
+
+// SettingNames returns the names of the settings, sorted.
+func (s ProviderSpec) SettingNames() []string {
+	names := make([]string, 0, len(s.Settings))
+	for k := range s.Settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
 
 // NodeSize is the size of every node of a pool.
 type NodeSize struct {
@@ -30,9 +101,9 @@ type NodeSize struct {
 
 // Pool is a named set of identical nodes.
 type Pool struct {
-	Name     string   `json:"name" yaml:"name"`
-	Provider string   `json:"provider" yaml:"provider"`
-	Node     NodeSize `json:"node" yaml:"node"`
+	Name     string       `json:"name" yaml:"name"`
+	Provider ProviderSpec `json:"provider" yaml:"provider"`
+	Node     NodeSize     `json:"node" yaml:"node"`
 	// Count is how many nodes the provider keeps: agent processes for
 	// local, the expected number of joined machines for static.
 	Count int    `json:"count" yaml:"count"`
@@ -82,12 +153,16 @@ func (p *Pool) Normalize(prefix string) error {
 	if err := ValidateName(f("name"), p.Name); err != nil {
 		return err
 	}
-	switch p.Provider {
-	case "":
-		p.Provider = ProviderLocal
-	case ProviderLocal, ProviderStatic:
-	default:
-		return Invalid(f("provider"), "%s is not a provider: use local or static", quote(p.Provider))
+	// Which providers exist, and what their settings may be, is the
+	// control plane's registry's to say (autoscale.Registry.Check).
+	if p.Provider.Name == "" {
+		if len(p.Provider.Settings) > 0 {
+			return Invalid(f("provider.name"), "is missing: name the provider whose settings these are")
+		}
+		p.Provider.Name = ProviderLocal
+	}
+	if err := ValidateName(f("provider"), p.Provider.Name); err != nil {
+		return Invalid(f("provider"), "%s is not a provider's name", quote(p.Provider.Name))
 	}
 	if p.Node.CPUs <= 0 || p.Node.CPUs > MaxCPUs*1000 {
 		return Invalid(f("node.cpus"), "must be between 0.001 and %d", MaxCPUs)

@@ -1,6 +1,7 @@
 package dspool_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -165,7 +166,10 @@ func TestPoolNormalize(t *testing.T) {
 	}{
 		{"valid", func(*dspool.Pool) {}, ""},
 		{"bad name", func(p *dspool.Pool) { p.Name = "Bad Name" }, "pools[0].name"},
-		{"bad provider", func(p *dspool.Pool) { p.Provider = "aws" }, "pools[0].provider"},
+		{"bad provider name", func(p *dspool.Pool) { p.Provider = dspool.Provider("Not A Name") }, "pools[0].provider"},
+		{"settings without a name", func(p *dspool.Pool) {
+			p.Provider = dspool.ProviderSpec{Settings: map[string]json.RawMessage{"partition": []byte(`"debug"`)}}
+		}, "pools[0].provider.name"},
 		{"zero cpus", func(p *dspool.Pool) { p.Node.CPUs = 0 }, "pools[0].node.cpus"},
 		{"zero memory", func(p *dspool.Pool) { p.Node.Memory = 0 }, "pools[0].node.memory"},
 		{"negative gpus", func(p *dspool.Pool) { p.Node.GPUs = -1 }, "pools[0].node.gpus"},
@@ -183,7 +187,7 @@ func TestPoolNormalize(t *testing.T) {
 				if err != nil {
 					t.Fatalf("got %v, want valid", err)
 				}
-				if p.Provider != "local" || len(p.Work) != 2 {
+				if p.Provider.Name != "local" || len(p.Work) != 2 {
 					t.Errorf("defaults: got provider %q work %v", p.Provider, p.Work)
 				}
 				return

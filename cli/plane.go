@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/gateway/sshgw"
 	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/internal/forwarded"
@@ -156,7 +157,7 @@ type plane struct {
 	lock    *os.File
 }
 
-func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, error) {
+func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, log *slog.Logger) (*plane, error) {
 	sshOn := o.SSHListen != "" && o.SSHListen != "off"
 	if o.MaxConnsPerAddress < 0 {
 		return nil, dspool.Invalid("max_conns_per_address", "%d is negative: give a number of connections, or 0 for the default (%d)", o.MaxConnsPerAddress, server.MaxConnsPerSource)
@@ -279,7 +280,7 @@ func startPlane(ctx context.Context, o planeOptions, log *slog.Logger) (*plane, 
 		db.Close()
 		return fail(err)
 	}
-	srv := server.New(server.Config{SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
+	srv := server.New(server.Config{Kinds: kinds, JoinURL: joinURL(o, ln, link.cert != nil), SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
 		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention})
 	if len(proxies) > 0 {
@@ -472,4 +473,21 @@ func defaultAdminName() string {
 		return u.Username
 	}
 	return "admin"
+}
+
+// joinURL is the address machines a provider starts dial to join: the
+// first advertised name, else the listen address (loopback for a wildcard).
+func joinURL(o planeOptions, ln net.Listener, https bool) string {
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	if len(o.Advertise) > 0 {
+		host = o.Advertise[0]
+	}
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

@@ -32,7 +32,8 @@ func (a *App) poolApplyCmd() *cobra.Command {
 
   pools:
     - name: gpu
-      provider: local          # local (agent processes here) or static (machines that join)
+      provider: local          # local (agent processes here) or static (machines that join),
+                               # or a block: {name: slurm, partition: debug, time: 1d}
       node: {cpus: 8, memory: 32GiB, gpus: 1}
       count: 2
       work: [batch, interactive]
@@ -124,7 +125,7 @@ func (a *App) printPools(pools []*dspool.Pool, nodes map[string][]*dspool.Node) 
 			if len(p.Teams) > 0 {
 				teams = strings.Join(p.Teams, ",")
 			}
-			add(p.Name, p.Provider, size, readyCol, strings.Join(work, ","), teams, dash(strings.Join(labels, ",")))
+			add(p.Name, p.Provider.Name, size, readyCol, strings.Join(work, ","), teams, dash(strings.Join(labels, ",")))
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dspool/dspool/autoscale"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ type App struct {
 	// Environ is the whole environment, for job submit --export-all
 	// (default os.Environ).
 	Environ func() []string
+	// Providers are the provider kinds this binary runs besides local and
+	// static, registered by cmd/dspool (e.g. slurm).
+	Providers []autoscale.Kind
 
 	server, token, output, configPath string
 	// tokenFrom says where the token of client() came from; "" before.
@@ -54,9 +58,11 @@ type Config struct {
 	CA string `json:"ca,omitempty"`
 }
 
-// Main runs the CLI with args and returns the process exit code.
-func Main(ctx context.Context, args []string) int {
-	app := &App{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, process: true}
+// Main runs the CLI with args and returns the process exit code; the
+// control plane it runs knows the provider kinds given besides local and
+// static.
+func Main(ctx context.Context, args []string, providers ...autoscale.Kind) int {
+	app := &App{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, process: true, Providers: providers}
 	return app.Run(ctx, args)
 }
 

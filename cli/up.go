@@ -77,8 +77,16 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	a.shareCPUs()
 	log := logger(os.Stderr)
 	o.getenv = a.Getenv
-	p, err := startPlane(ctx, o, log)
+	kinds, err := a.kinds()
 	if err != nil {
+		return err
+	}
+	p, err := startPlane(ctx, o, kinds, log)
+	if err != nil {
+		return err
+	}
+	if err := p.startProviders(kinds, o, log); err != nil {
+		p.close()
 		return err
 	}
 	if o.Admin == "" {
@@ -205,7 +213,7 @@ func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data 
 		return err
 	}
 	for _, pool := range pools {
-		if pool.Provider != dspool.ProviderLocal {
+		if pool.Provider.Name != dspool.ProviderLocal {
 			continue
 		}
 		nodes, err := db.Nodes(ctx, pool.Name, false)
@@ -242,7 +250,7 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 		return err
 	}
 	if len(pools) == 0 {
-		p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderLocal, Node: m.share(nodes), Count: nodes}
+		p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderLocal), Node: m.share(nodes), Count: nodes}
 		if err := p.Normalize(""); err != nil {
 			return err
 		}
@@ -252,7 +260,7 @@ func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSe
 		}
 	}
 	for _, p := range pools {
-		if !nodesSet || p.Name != dspool.DefaultPool || p.Provider != dspool.ProviderLocal {
+		if !nodesSet || p.Name != dspool.DefaultPool || p.Provider.Name != dspool.ProviderLocal {
 			continue
 		}
 		size := p.Node
@@ -315,7 +323,8 @@ func (a *App) serverCmd() *cobra.Command {
   ssh_password_auth: false   # true: users with a password (dspool user passwd) may log in with it
   max_conns_per_address: 256   # API connections one address (an IPv6 /64) may hold; agents' do not count
   trusted_proxies: [10.0.0.0/8, 192.168.1.5]   # load balancers whose X-Forwarded-For/Proto/Host are believed (docs/guide.md)
-  advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses)
+  advertise: [pool.example.com, 10.0.0.1]   # names agents and users reach it by (default: this machine's name and addresses);
+                             # machines a provider starts (Slurm) dial the first
   # HTTPS by default, with a CA of its own made at first start in DATA/tls
   # (join tokens carry its pin); or bring a certificate:
   tls_cert: /etc/dspool/tls.crt
@@ -382,8 +391,16 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	a.tuneGC()
 	log := logger(os.Stderr)
 	o.getenv = a.Getenv
-	p, err := startPlane(ctx, o, log)
+	kinds, err := a.kinds()
 	if err != nil {
+		return err
+	}
+	p, err := startPlane(ctx, o, kinds, log)
+	if err != nil {
+		return err
+	}
+	if err := p.startProviders(kinds, o, log); err != nil {
+		p.close()
 		return err
 	}
 	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil)

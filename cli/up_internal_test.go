@@ -50,7 +50,7 @@ func TestDefaultShareDir(t *testing.T) {
 func TestMachineSizes(t *testing.T) {
 	m := machine{cpus: 4000, mem: 8 << 30}
 	local := func(count int, size dspool.NodeSize) *dspool.Pool {
-		return &dspool.Pool{Name: "p", Provider: dspool.ProviderLocal, Count: count, Node: size}
+		return &dspool.Pool{Name: "p", Provider: dspool.Provider(dspool.ProviderLocal), Count: count, Node: size}
 	}
 	tests := []struct {
 		name      string
@@ -63,7 +63,7 @@ func TestMachineSizes(t *testing.T) {
 		{"two nodes halve it", 2, dspool.NodeSize{CPUs: 2000, Memory: 4 << 30}, []*dspool.Pool{local(2, m.share(2))}, false},
 		{"at least one cpu", 8, dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, []*dspool.Pool{local(8, m.share(8))}, true},
 		{"a store of one node's size with two nodes", 2, dspool.NodeSize{CPUs: 2000, Memory: 4 << 30}, []*dspool.Pool{local(2, m.share(1))}, true},
-		{"other providers do not count", 1, m.share(1), []*dspool.Pool{local(1, m.share(1)), {Name: "s", Provider: "static", Count: 9, Node: m.share(1)}}, false},
+		{"other providers do not count", 1, m.share(1), []*dspool.Pool{local(1, m.share(1)), {Name: "s", Provider: dspool.Provider("static"), Count: 9, Node: m.share(1)}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

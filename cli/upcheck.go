@@ -122,7 +122,7 @@ func (m machine) oversized(pools []*dspool.Pool) string {
 	var mem dspool.Bytes
 	var names []string
 	for _, p := range pools {
-		if p.Provider != dspool.ProviderLocal {
+		if p.Provider.Name != dspool.ProviderLocal {
 			continue
 		}
 		n := p.Count

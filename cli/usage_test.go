@@ -34,7 +34,7 @@ func run(t *testing.T, p *dspooltest.Pool, c *api.Client, args ...string) (stdou
 func TestUsageOutput(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{Nodes: 1, UIDBase: 47000})
 	ctx := context.Background()
-	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic,
+	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, Count: 1, PricePerNodeHour: 3.5}}); err != nil {
 		t.Fatal(err)
 	}

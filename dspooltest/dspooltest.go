@@ -179,7 +179,7 @@ func New(t testing.TB, opts Options) *Pool {
 		t.Fatal(err)
 	}
 	p.Admin = p.ClientFor(admin)
-	pool := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic,
+	pool := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: opts.NodeCPUs, Memory: opts.NodeMemory, GPUs: opts.NodeGPUs}, Count: opts.Nodes}
 	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ type Provider struct {
 	grows   int
 	removes int
 	fail    error
+	listErr error
 }
 
 // Fail makes Grow fail with err until it is called again with nil, as a
@@ -30,6 +31,14 @@ type Provider struct {
 func (pr *Provider) Fail(err error) {
 	pr.mu.Lock()
 	pr.fail = err
+	pr.mu.Unlock()
+}
+
+// FailList makes List fail with err until it is called again with nil, as
+// an engine that cannot be reached would.
+func (pr *Provider) FailList(err error) {
+	pr.mu.Lock()
+	pr.listErr = err
 	pr.mu.Unlock()
 }
 
@@ -50,7 +59,8 @@ func (p *Pool) UseProvider() *Provider {
 }
 
 // Grow starts n agents in pool.
-func (pr *Provider) Grow(_ context.Context, pool *dspool.Pool, n int) ([]string, error) {
+func (pr *Provider) Grow(_ context.Context, req autoscale.GrowRequest) ([]string, error) {
+	pool, n := req.Pool, req.N()
 	var names []string
 	for i := 0; i < n; i++ {
 		pr.mu.Lock()
@@ -98,6 +108,9 @@ func (pr *Provider) Remove(_ context.Context, pool *dspool.Pool, names []string)
 func (pr *Provider) List(_ context.Context, pool *dspool.Pool) ([]autoscale.Instance, error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	if pr.listErr != nil {
+		return nil, pr.listErr
+	}
 	var out []autoscale.Instance
 	for name, a := range pr.agents {
 		if a.pool == pool.Name {

@@ -147,7 +147,7 @@ heartbeat: 200ms
 	}
 	testCAs.trust(t, filepath.Join(data, "tls", "ca.crt"))
 	p.admin = &api.Client{Server: "https://" + addr, Token: strings.TrimSpace(string(tok)), HTTP: &http.Client{}}
-	if _, err := p.admin.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.ProviderStatic,
+	if _, err := p.admin.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, Count: 2}}); err != nil {
 		t.Fatalf("apply pool default: %v", err)
 	}

@@ -103,7 +103,7 @@ heartbeat: 200ms
 		t.Fatal(err)
 	}
 	adm := &api.Client{Server: url, Token: strings.TrimSpace(string(tok)), HTTP: hc}
-	if _, err := adm.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.ProviderStatic,
+	if _, err := adm.ApplyPools(ctx, []*dspool.Pool{{Name: "default", Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, Count: 1}}); err != nil {
 		t.Fatal(err)
 	}

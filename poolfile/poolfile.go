@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/yamljson"
 )
 
@@ -23,8 +24,13 @@ var limits = yamljson.Limits{Nodes: 100_000, Aliased: 10_000, Depth: 32}
 
 // Parse reads either a list of pools under `pools:` or a single pool
 // document, validates every pool and fills its defaults. Errors name the
-// field, e.g. "pools[1].node.cpus: must be ...".
-func Parse(data []byte) ([]*dspool.Pool, error) {
+// field, e.g. "pools[1].node.cpus: must be ...". A pool's provider block is
+// checked by the control plane it is applied to; ParseWith checks it here.
+func Parse(data []byte) ([]*dspool.Pool, error) { return ParseWith(data, nil) }
+
+// ParseWith is Parse that also checks each pool's provider and its
+// settings against kinds (nil: not checked).
+func ParseWith(data []byte, kinds *autoscale.Registry) ([]*dspool.Pool, error) {
 	if len(data) > MaxSize {
 		return nil, dspool.Invalid("file", "is %d bytes: at most %d", len(data), MaxSize)
 	}
@@ -77,6 +83,11 @@ func Parse(data []byte) ([]*dspool.Pool, error) {
 		}
 		if err := p.Normalize(pre); err != nil {
 			return nil, err
+		}
+		if kinds != nil {
+			if err := kinds.Check(pre, p); err != nil {
+				return nil, err
+			}
 		}
 		if seen[p.Name] {
 			return nil, dspool.Invalid(pre+"name", "pool %s is defined twice", p.Name)

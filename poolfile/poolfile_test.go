@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/poolfile"
 )
 
@@ -25,6 +26,10 @@ func TestParse(t *testing.T) {
 		{"unknown field", "name: a\nnode: {cpus: 1, memory: 1G}\nnodes: 3\n", 0, "nodes"},
 		{"unknown nested field", "pools:\n  - name: a\n    node: {cpus: 1, memory: 1G, disk: 5}\n", 0, "pools[0].node.disk"},
 		{"bad provider", "pools:\n  - name: a\n    provider: aws\n    node: {cpus: 1, memory: 1G}\n", 0, "pools[0].provider"},
+		{"settings of a provider that takes none", "pools:\n  - name: a\n    provider: {name: local, zone: x}\n    node: {cpus: 1, memory: 1G}\n", 0, "pools[0].provider.zone"},
+		{"provider block without a name", "pools:\n  - name: a\n    provider: {zone: x}\n    node: {cpus: 1, memory: 1G}\n", 0, "pools[0].provider"},
+		{"provider as a list", "pools:\n  - name: a\n    provider: [local]\n    node: {cpus: 1, memory: 1G}\n", 0, "pools[0].provider"},
+		{"provider block", "pools:\n  - name: a\n    provider: {name: static}\n    node: {cpus: 1, memory: 1G}\n", 1, ""},
 		{"duplicate", "pools:\n  - name: a\n    node: {cpus: 1, memory: 1G}\n  - name: a\n    node: {cpus: 1, memory: 1G}\n", 0, "pools[1].name"},
 		{"empty list", "pools: []\n", 0, "pools"},
 		{"NUL", "name: a\x00\n", 0, "file"},
@@ -32,7 +37,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pools, err := poolfile.Parse([]byte(tt.yaml))
+			pools, err := poolfile.ParseWith([]byte(tt.yaml), autoscale.Builtin())
 			if tt.wantField == "" {
 				if err != nil || len(pools) != tt.wantPools {
 					t.Fatalf("got %d pools, %v; want %d", len(pools), err, tt.wantPools)

@@ -367,7 +367,7 @@ func notebookPool(t *testing.T, uidBase int) *dspooltest.Pool {
 	if err := os.WriteFile(script, []byte(fakeJupyter), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pool := &dspool.Pool{Name: "nb", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+	pool := &dspool.Pool{Name: "nb", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 		Work:     []dspool.Work{dspool.WorkInteractive},
 		Sessions: &dspool.SessionSpec{CPUs: 500, Memory: 256 << 20, Default: true, Jupyter: []string{"/usr/bin/python3", script}}}
 	if _, err := p.Admin.ApplyPools(context.Background(), []*dspool.Pool{pool}); err != nil {

@@ -29,6 +29,10 @@ func (s *Server) applyPools(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if err := s.cfg.Kinds.Check(prefix, p); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if seen[p.Name] {
 			s.fail(w, r, dspool.Invalid(prefix+"name", "pool %s appears twice", p.Name))
 			return

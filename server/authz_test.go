@@ -295,7 +295,7 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 	if err := f.p.DB.CreateNode(ctx, node, server.HashSecret(server.NewSecret("dspn_"))); err != nil {
 		t.Fatal(err)
 	}
-	empty := &dspool.Pool{Name: fmt.Sprintf("empty%d", f.n), Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
+	empty := &dspool.Pool{Name: fmt.Sprintf("empty%d", f.n), Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
 	if err := empty.Normalize(""); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,10 @@ type poolScale struct {
 	failures  int
 	lastErr   string
 	requested map[string]time.Time // names asked of the provider, not yet registered
+	failed    map[string]bool      // instances seen failed (told once)
+	engine    string               // what creating instances wait for, in the engine's words
+	listErr   string               // the last failure to list that was told
+	listTold  time.Time            // when it was told
 	waiting   string               // the last Decision.Waiting
 	booting   int                  // nodes asked for or provisioning
 	nodes     int                  // nodes that are not gone
@@ -98,7 +103,16 @@ func (sc *scaler) wait() <-chan struct{} {
 // scales reports whether pool can get nodes by itself: its provider is
 // here and grows.
 func (sc *scaler) scales(p *dspool.Pool) bool {
-	return sc.provider(p.Provider) != nil && p.Provider != dspool.ProviderStatic
+	return sc.provider(p.Provider.Name) != nil && !sc.fixed(p)
+}
+
+// fixed reports whether pool p's provider never grows it (static).
+func (sc *scaler) fixed(p *dspool.Pool) bool {
+	if p.Provider.Name == dspool.ProviderStatic {
+		return true
+	}
+	k := sc.s.cfg.Kinds.Kind(p.Provider.Name)
+	return k != nil && k.Fixed
 }
 
 func (sc *scaler) provider(name string) autoscale.Provider {
@@ -171,8 +185,8 @@ func (sc *scaler) pass(ctx context.Context) error {
 	sessions := s.sessions.perNode()
 	keep := map[string]bool{}
 	for _, p := range pools {
-		prov := sc.provider(p.Provider)
-		if prov == nil || p.Provider == dspool.ProviderStatic {
+		prov := sc.provider(p.Provider.Name)
+		if prov == nil || sc.fixed(p) {
 			if p.Autoscale != nil && !sc.noted[p.Name] {
 				sc.noted[p.Name] = true
 				s.event(ctx, p.Name, dspool.EventPolicy, nil, fmt.Sprintf("pool %s autoscales, but this control plane has no %s provider: its nodes are not added or removed (local pools scale under `dspool up`)", p.Name, p.Provider))
@@ -182,9 +196,14 @@ func (sc *scaler) pass(ctx context.Context) error {
 		keep[p.Name] = true
 		insts, err := prov.List(ctx, p)
 		if err != nil {
+			// A cached list may still be there: the pool goes on with it.
 			s.log.Error("autoscaler: list nodes", "pool", p.Name, "err", err)
-			continue
+			sc.listFailed(ctx, p, err, now)
+			if insts == nil {
+				continue
+			}
 		}
+		insts = sc.instances(ctx, p, insts, now)
 		st := sc.state(p, now, insts, stored, active, facts, held, sessions, lim)
 		d := autoscale.Decide(st, now)
 		sc.apply(ctx, p, prov, st, d, now)
@@ -216,11 +235,7 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 	active []sqlite.ActiveJob, facts map[string]nodeFacts, held map[string]sqlite.NodeLoad, sessions map[string]int, lim *passLimits) *autoscale.State {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	ps := sc.pools[p.Name]
-	if ps == nil {
-		ps = &poolScale{requested: map[string]time.Time{}}
-		sc.pools[p.Name] = ps
-	}
+	ps := sc.poolState(p.Name)
 	pol := autoscale.Policy(p)
 	if len(ps.fired) != len(pol.Rules) {
 		ps.fired = make([]time.Time, len(pol.Rules))
@@ -375,7 +390,11 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 	}
 
 	if d.Add > 0 {
-		names, err := prov.Grow(ctx, p, d.Add)
+		var names []string
+		joins, err := s.newJoins(ctx, p, d.Add)
+		if err == nil {
+			names, err = prov.Grow(ctx, autoscale.GrowRequest{Pool: p, Joins: joins})
+		}
 		if errors.Is(err, autoscale.ErrStopping) {
 			return // shutting down: the nodes went with the provider
 		}
@@ -386,8 +405,7 @@ func (sc *scaler) apply(ctx context.Context, p *dspool.Pool, prov autoscale.Prov
 		}
 		if err != nil {
 			ps.failures++
-			wait := min(5*time.Second<<min(ps.failures-1, 6), 5*time.Minute)
-			ps.backoff = now.Add(wait)
+			ps.backoff = now.Add(autoscale.Backoff(autoscale.ClassOf(err), ps.failures))
 			ps.lastErr = err.Error()
 			if errors.Is(err, autoscale.ErrFixed) {
 				ps.backoff = now.Add(time.Hour)
@@ -553,6 +571,8 @@ func (sc *scaler) jobWaiting(pool string) string {
 		return ""
 	case ps.waiting != "":
 		return ps.waiting
+	case ps.booting > 0 && ps.engine != "":
+		return fmt.Sprintf("%d of %d starting; %s", ps.booting, ps.nodes, ps.engine)
 	case ps.booting > 0:
 		return fmt.Sprintf("%d of %d starting", ps.booting, ps.nodes)
 	}
@@ -575,4 +595,98 @@ func (sc *scaler) donePending(w *pendingSession) {
 	sc.mu.Lock()
 	delete(sc.pending, w)
 	sc.mu.Unlock()
+}
+
+// poolState returns what the loop keeps of pool, made on first use. sc.mu
+// is held.
+func (sc *scaler) poolState(pool string) *poolScale {
+	ps := sc.pools[pool]
+	if ps == nil {
+		ps = &poolScale{requested: map[string]time.Time{}, failed: map[string]bool{}}
+		sc.pools[pool] = ps
+	}
+	return ps
+}
+
+// instances reads what the provider says of pool p's instances. A failed
+// one that was asked for and never joined counts as a failure of the pool,
+// which backs off, and is told once as a provider_error; any failed one is
+// left out of what the decision sees, so the node is
+// asked for again after the backoff. What creating ones wait for, in the
+// engine's words, becomes part of the waiting work's reason, and an event
+// when it changes.
+func (sc *scaler) instances(ctx context.Context, p *dspool.Pool, insts []autoscale.Instance, now time.Time) []autoscale.Instance {
+	s := sc.s
+	type told struct{ kind, msg string }
+	var events []told
+	sc.mu.Lock()
+	ps := sc.poolState(p.Name)
+	live := insts[:0:0]
+	seen := map[string]bool{}
+	var waits []string
+	var worst autoscale.Class
+	for _, in := range insts {
+		seen[in.Name] = true
+		if in.State == autoscale.InstanceFailed {
+			// Only one asked for that never joined failed to start: a
+			// node that ran and ended (its agent cut off by an admin) is
+			// told by the node's own events.
+			if !ps.failed[in.Name] && !ps.requested[in.Name].IsZero() {
+				ps.failed[in.Name] = true
+				var err error = fmt.Errorf("node %s did not start", in.Name)
+				if in.Err != nil {
+					err = in.Err
+				}
+				ps.failures++
+				ps.backoff = now.Add(autoscale.Backoff(autoscale.ClassOf(err), ps.failures))
+				ps.lastErr = err.Error()
+				events = append(events, told{dspool.EventProviderError, fmt.Sprintf("node %s did not start: %v; trying again in %s",
+					in.Name, err, ps.backoff.Sub(now).Round(time.Second))})
+			}
+			continue
+		}
+		if in.State == autoscale.InstanceCreating && in.Err != nil && !slices.Contains(waits, in.Err.Error()) {
+			waits = append(waits, in.Err.Error())
+			if worst == "" || worst == autoscale.ClassCapacity {
+				worst = in.Err.Class
+			}
+		}
+		live = append(live, in)
+	}
+	for name := range ps.failed {
+		if !seen[name] {
+			delete(ps.failed, name)
+		}
+	}
+	engine := strings.Join(waits, "; ")
+	if engine != ps.engine && engine != "" {
+		kind := dspool.EventWaiting
+		if worst != autoscale.ClassCapacity {
+			kind = dspool.EventProviderError
+		}
+		events = append(events, told{kind, "new nodes wait: " + engine})
+	}
+	ps.engine = engine
+	sc.mu.Unlock()
+	for _, e := range events {
+		s.event(ctx, p.Name, e.kind, nil, e.msg)
+	}
+	return live
+}
+
+// listFailed tells a failure to list pool p's nodes as a provider_error:
+// once, and again when it says something else or five minutes on (the
+// list cache keeps the engine from being asked at every pass; a provider
+// without one is asked again at the next).
+func (sc *scaler) listFailed(ctx context.Context, p *dspool.Pool, err error, now time.Time) {
+	sc.mu.Lock()
+	ps := sc.poolState(p.Name)
+	tell := err.Error() != ps.listErr || now.Sub(ps.listTold) >= 5*time.Minute
+	if tell {
+		ps.listErr, ps.listTold = err.Error(), now
+	}
+	sc.mu.Unlock()
+	if tell {
+		sc.s.event(ctx, p.Name, dspool.EventProviderError, nil, fmt.Sprintf("could not list the pool's nodes: %v", err))
+	}
 }

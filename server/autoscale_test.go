@@ -2,14 +2,18 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/dspooltest"
 )
 
@@ -44,7 +48,7 @@ func findEvent(evs []*dspool.PoolEvent, kind, part string) *dspool.PoolEvent {
 func TestScaleOutSizedToDemand(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48000})
 	prov := p.UseProvider()
-	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30, GPUs: 1}, Autoscale: &dspool.Autoscale{Max: 6}})
 	began := time.Now()
 	var ids []int64
@@ -85,7 +89,7 @@ func TestScaleOutSizedToDemand(t *testing.T) {
 func TestScaleInRacesPlacement(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48100})
 	prov := p.UseProvider()
-	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1, IdleTimeout: dspool.Duration(time.Second)}})
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 12; i++ {
@@ -121,7 +125,7 @@ func TestProviderFailureBacksOff(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48200})
 	prov := p.UseProvider()
 	prov.Fail(errors.New("quota exceeded for cpus in region lab"))
-	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "burst", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
 	j := submit(t, p.Admin, dspool.JobSpec{Pool: "burst", Memory: 64 << 20, Command: []string{"true"}})
 	p.Eventually(3*time.Second, func() bool {
@@ -161,5 +165,170 @@ func TestProviderFailureBacksOff(t *testing.T) {
 	prov.Fail(nil)
 	if got := p.Wait(p.Admin, j.ID); got.State != dspool.JobSucceeded {
 		t.Fatalf("job %d: %s %s", j.ID, got.State, got.Message)
+	}
+}
+
+// TestProviderErrorClass: an engine's refusal keeps its class and words in
+// the event and in the queued job's wait, and a quota refusal backs off
+// for a minute, not 5 s: it does not mend by itself soon.
+func TestProviderErrorClass(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48300})
+	prov := p.UseProvider()
+	prov.Fail(&autoscale.Error{Class: autoscale.ClassQuota, Engine: "slurm",
+		Message: "sbatch: error: QOSMaxSubmitJobPerUserLimit"})
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
+	j := submit(t, p.Admin, dspool.JobSpec{Pool: "hpc", Memory: 64 << 20, Command: []string{"true"}})
+	p.Eventually(3*time.Second, func() bool {
+		return findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "QOSMaxSubmitJobPerUserLimit") != nil
+	}, "a provider_error event in the engine's words")
+	ev := findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "QOSMaxSubmitJobPerUserLimit")
+	if !strings.Contains(ev.Message, "slurm (quota)") || !strings.Contains(ev.Message, "trying again in 1m0s") {
+		t.Fatalf("the event does not give the class and a minute's backoff: %q", ev.Message)
+	}
+	p.Eventually(3*time.Second, func() bool {
+		got, err := p.Admin.Job(context.Background(), j.ID)
+		return err == nil && strings.Contains(got.Waiting, "slurm (quota): sbatch: error: QOSMaxSubmitJobPerUserLimit")
+	}, "the queued job to show the engine's words")
+}
+
+// TestProviderKindsCheckSettings: a pool naming a provider the control
+// plane does not know, or a setting its provider does not take, is refused
+// with the field's path.
+func TestProviderKindsCheckSettings(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48400})
+	for _, tt := range []struct {
+		provider  dspool.ProviderSpec
+		wantField string
+	}{
+		{dspool.Provider("aws"), "pools[0].provider"},
+		{dspool.ProviderSpec{Name: "local", Settings: map[string]json.RawMessage{"zone": []byte(`"a"`)}}, "pools[0].provider.zone"},
+	} {
+		_, err := p.Admin.ApplyPools(context.Background(), []*dspool.Pool{{Name: "x", Provider: tt.provider, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}})
+		var e *dspool.Error
+		if !errors.As(err, &e) || e.Field != tt.wantField {
+			t.Errorf("apply with provider %+v: %v, want an error naming %s", tt.provider, err, tt.wantField)
+		}
+	}
+}
+
+// TestListFailureIsAnEvent: an engine that cannot be listed is a
+// provider_error, told once, not at every pass.
+func TestListFailureIsAnEvent(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48500})
+	prov := p.UseProvider()
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 1}})
+	prov.FailList(errors.New("slurm_load_jobs error: Unable to contact slurm controller"))
+	p.Eventually(3*time.Second, func() bool {
+		return findEvent(poolEvents(t, p, "hpc"), dspool.EventProviderError, "could not list the pool's nodes: slurm_load_jobs error") != nil
+	}, "a provider_error event for the failed list")
+	// Passes go on (one a second): still one event 2.5 s on.
+	quiet := time.After(2500 * time.Millisecond)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		n := 0
+		for _, e := range poolEvents(t, p, "hpc") {
+			if e.Kind == dspool.EventProviderError {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%d provider_error events over several passes, want 1", n)
+		}
+		select {
+		case <-quiet:
+			done = true
+		case <-tick.C:
+		}
+	}
+	prov.FailList(nil)
+}
+
+// joinRecorder is a provider that records what Grow is given and starts
+// no machine.
+type joinRecorder struct {
+	mu    sync.Mutex
+	reqs  []autoscale.GrowRequest
+	names []string
+}
+
+func (r *joinRecorder) Grow(_ context.Context, req autoscale.GrowRequest) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, req)
+	var names []string
+	for range req.Joins {
+		names = append(names, fmt.Sprintf("%s-j%d", req.Pool.Name, len(r.names)+1))
+		r.names = append(r.names, names[len(names)-1])
+	}
+	return names, nil
+}
+
+func (r *joinRecorder) Remove(context.Context, *dspool.Pool, []string) error { return nil }
+
+func (r *joinRecorder) List(_ context.Context, pool *dspool.Pool) ([]autoscale.Instance, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []autoscale.Instance
+	for _, n := range r.names {
+		out = append(out, autoscale.Instance{Name: n, Created: time.Now(), State: autoscale.InstanceCreating})
+	}
+	return out, nil
+}
+
+// TestGrowGetsSingleUseJoins: each machine Grow asks for comes with a join
+// token of its own, which joins one node, once, expires within the hour,
+// and is not listed with the pool's tokens.
+func TestGrowGetsSingleUseJoins(t *testing.T) {
+	p := dspooltest.New(t, dspooltest.Options{UIDBase: 48600})
+	ctx := context.Background()
+	rec := &joinRecorder{}
+	p.Server.UseProvider(dspool.ProviderLocal, rec)
+	applyPool(t, p, &dspool.Pool{Name: "hpc", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
+		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Autoscale: &dspool.Autoscale{Max: 2}})
+	for range 2 {
+		submit(t, p.Admin, dspool.JobSpec{Pool: "hpc", CPUs: 1000, Memory: 64 << 20, Command: []string{"true"}})
+	}
+	var req autoscale.GrowRequest
+	p.Eventually(3*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		n := 0
+		for _, r := range rec.reqs {
+			n += r.N()
+		}
+		if n == 2 {
+			req = rec.reqs[len(rec.reqs)-1]
+		}
+		return n == 2
+	}, "two machines asked for")
+	rec.mu.Lock()
+	var joins []autoscale.Join
+	for _, r := range rec.reqs {
+		joins = append(joins, r.Joins...)
+	}
+	names := append([]string(nil), rec.names...)
+	rec.mu.Unlock()
+	if req.Pool == nil || req.Pool.Name != "hpc" {
+		t.Fatalf("Grow was given pool %+v", req.Pool)
+	}
+	if joins[0].Token == "" || joins[0].Token == joins[1].Token {
+		t.Fatalf("the two machines' tokens: %q and %q, want two of their own", joins[0].Token, joins[1].Token)
+	}
+	if d := time.Until(joins[0].Expires); d < 55*time.Minute || d > 61*time.Minute {
+		t.Errorf("a machine's token expires in %s, want an hour", d)
+	}
+	cl := &api.Client{Server: p.URL}
+	if _, err := cl.Register(ctx, api.RegisterRequest{JoinToken: joins[0].Token, Name: names[0]}); err != nil {
+		t.Fatalf("the machine joins with its token: %v", err)
+	}
+	_, err := cl.Register(ctx, api.RegisterRequest{JoinToken: joins[0].Token, Name: "impostor"})
+	if dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "joins no other") {
+		t.Errorf("a second join with the same token: %v, want unauthorized: it joined a node already", err)
+	}
+	if list, err := p.Admin.JoinTokens(ctx, "hpc"); err != nil || len(list.Tokens) != 0 {
+		t.Errorf("the pool's listed join tokens: %+v %v, want none of the machines'", list, err)
 	}
 }

@@ -272,7 +272,7 @@ func (s *Server) removeNodeAPI(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	prov := s.scaler.provider(p.Provider)
+	prov := s.scaler.provider(p.Provider.Name)
 	if err := s.scaler.retire(ctx, p, prov, autoscale.Removal{ID: n.ID, Name: n.Name, Reason: why}); err != nil {
 		s.refuse(w, r, dspool.AuditNodeRemove, target, dspool.Errorf(dspool.EUnavailable,
 			"node %s is drained, but its provider could not remove it (%v): try again", n.Name, err))

@@ -186,7 +186,7 @@ func TestLostNodeGoesAndComesBack(t *testing.T) {
 func TestDeletePool(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 49980})
 	ctx := context.Background()
-	applyPool(t, p, &dspool.Pool{Name: "extra", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}})
+	applyPool(t, p, &dspool.Pool{Name: "extra", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}})
 	a := p.AddAgent("extra", agent.Config{CPUs: 2000, Memory: 2 << 30})
 	p.WaitReady("extra", 1)
 	j := submit(t, p.Admin, dspool.JobSpec{Pool: "extra", Retries: 3, Command: []string{"sleep", "60"}})

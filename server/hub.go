@@ -114,6 +114,12 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 		h.s.fail(w, r, err)
 		return
 	}
+	// A single-use token is spent only by a registration that passes
+	// every check above: an agent turned away for its share may try again.
+	if _, err := h.s.db.TakeJoinToken(r.Context(), HashSecret(secret)); err != nil {
+		h.s.fail(w, r, err)
+		return
+	}
 	id := NewSecret("")[:12]
 	name := req.Name
 	if existing, _ := h.s.db.Nodes(r.Context(), "", false); existing != nil {

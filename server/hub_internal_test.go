@@ -27,7 +27,7 @@ func hubServer(t *testing.T) (*Server, *dspool.Node) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}, Count: 1}
+	p := &dspool.Pool{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}, Count: 1}
 	if err := p.Normalize(""); err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func (s *Server) deletePool(w http.ResponseWriter, r *http.Request) {
 		if !s.scaler.claim(n.Name) {
 			continue // the autoscaler is removing it
 		}
-		err := s.scaler.retire(ctx, p, s.scaler.provider(p.Provider), autoscale.Removal{ID: n.ID, Name: n.Name, Reason: why})
+		err := s.scaler.retire(ctx, p, s.scaler.provider(p.Provider.Name), autoscale.Removal{ID: n.ID, Name: n.Name, Reason: why})
 		s.scaler.unclaim(n.Name)
 		if err != nil {
 			s.log.Error("remove a node of a deleted pool", "node", n.Name, "err", err)

@@ -44,8 +44,8 @@ func newRecurring(t testing.TB) *recurring {
 	hs := httptest.NewServer(r.srv.Handler())
 	t.Cleanup(hs.Close)
 	for _, p := range []*dspool.Pool{
-		{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}},
-		{Name: "vision", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}, Teams: []string{"vision"}},
+		{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}},
+		{Name: "vision", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 8 << 30}, Teams: []string{"vision"}},
 	} {
 		if err := p.Normalize(""); err != nil {
 			t.Fatal(err)

@@ -70,6 +70,14 @@ type Config struct {
 	// (dspool.ProviderLocal...). A pool whose provider is missing keeps
 	// the nodes that join it.
 	Providers map[string]autoscale.Provider
+	// Kinds are the provider kinds pools may name, with their settings
+	// (nil: autoscale.Builtin, local and static).
+	Kinds *autoscale.Registry
+	// JoinURL is the address new machines dial to join (what Grow hands
+	// providers with each join token); JoinTTL how long such a token joins
+	// (default DefaultJoinTTL).
+	JoinURL string
+	JoinTTL time.Duration
 	// OIDC turns on single sign-on for the web front end (nil: off).
 	OIDC *OIDCConfig
 	// Secrets holds the key that seals users' secrets in the store (nil:
@@ -90,6 +98,11 @@ type Config struct {
 	// token. Nil means a random key for this process.
 	WorkTokenKey []byte
 }
+
+// DefaultJoinTTL is how long the join token of a machine the autoscaler
+// asked for joins: long enough for a queue (Slurm) to start it, short
+// enough that one that leaks is soon worthless.
+const DefaultJoinTTL = time.Hour
 
 // DefaultNodeGoneAfter is how long a node stays lost before it is gone.
 const DefaultNodeGoneAfter = 10 * time.Minute
@@ -168,6 +181,12 @@ func New(cfg Config) *Server {
 	s.sessions = newSessions(s)
 	s.gateways = newGateways(s)
 	s.notebooks = newNotebooks(s)
+	if s.cfg.Kinds == nil {
+		s.cfg.Kinds = autoscale.Builtin()
+	}
+	if s.cfg.JoinTTL == 0 {
+		s.cfg.JoinTTL = DefaultJoinTTL
+	}
 	s.scaler = newScaler(s, cfg.Providers)
 	s.metrics = newMetrics(s)
 	s.sso = newSSO(cfg.OIDC)

@@ -20,9 +20,9 @@ func TestSetupScript(t *testing.T) {
 	p := dspooltest.New(t, dspooltest.Options{UIDBase: 45000})
 	ctx := context.Background()
 	pools := []*dspool.Pool{
-		{Name: "good", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+		{Name: "good", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 			Setup: `echo ran >> "$DSPOOL_SHARE/setup-$DSPOOL_NODE"`},
-		{Name: "bad", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+		{Name: "bad", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 			Setup: "echo installing; echo boom >&2; exit 3"},
 	}
 	if _, err := p.Admin.ApplyPools(ctx, pools); err != nil {

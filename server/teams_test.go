@@ -191,8 +191,8 @@ func TestPoolGrants(t *testing.T) {
 	newTeam(t, p, "vision", dspool.Limits{}, false, ann)
 	newTeam(t, p, "nlp", dspool.Limits{}, false)
 
-	gpu := &dspool.Pool{Name: "gpu", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Teams: []string{"vision", "nlp"}}
-	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: "x", Provider: dspool.ProviderStatic, Node: gpu.Node, Teams: []string{"vision", "nope"}}}); dspool.ErrorCode(err) != dspool.EInvalid ||
+	gpu := &dspool.Pool{Name: "gpu", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Teams: []string{"vision", "nlp"}}
+	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: "x", Provider: dspool.Provider(dspool.ProviderStatic), Node: gpu.Node, Teams: []string{"vision", "nope"}}}); dspool.ErrorCode(err) != dspool.EInvalid ||
 		!strings.Contains(err.Error(), "pools[0].teams[1]: no team named nope") {
 		t.Fatalf("a pool granted to a team that does not exist: %v; want it refused naming the field", err)
 	}
@@ -329,7 +329,7 @@ func TestLimitsAndAutoscaling(t *testing.T) {
 	ann, cy := newUser(t, p, "ann"), newUser(t, p, "cy")
 	newTeam(t, p, "vision", dspool.Limits{GPUs: ptr(2)}, false, ann)
 	newTeam(t, p, "nlp", dspool.Limits{Nodes: ptr(1)}, false, cy)
-	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	applyPool(t, p, &dspool.Pool{Name: "gpu", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30, GPUs: 1}, Autoscale: &dspool.Autoscale{Max: 8}})
 
 	var ids []int64

@@ -45,7 +45,7 @@ func TestShownTextRefusesHiddenCharacters(t *testing.T) {
 		}, "email"},
 		{"email set", func() error { return p.Admin.SetUserEmail(ctx, "ada", "ada@exa"+zwsp+"mple.com") }, "email"},
 		{"pool label", func() error {
-			_, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: "lab", Provider: "static", Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+			_, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{{Name: "lab", Provider: dspool.Provider("static"), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 				Labels: map[string]string{"zone": "a" + rlo + "b"}}})
 			return err
 		}, "pools[0].labels.zone"},

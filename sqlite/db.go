@@ -155,6 +155,10 @@ var migrations = []string{
 	// recurring jobs (schedules.go), and the schedule and slot each job
 	// ran for.
 	schedulesMigration,
+	// join tokens the autoscaler makes for the machines it asks a provider
+	// for: each joins one node, once (used_at), and expires soon.
+	`ALTER TABLE join_tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE join_tokens ADD COLUMN used_at INTEGER;`,
 }
 
 const schema = `

@@ -12,7 +12,7 @@ import (
 
 func putPool(t *testing.T, db *sqlite.DB, name string) {
 	t.Helper()
-	p := &dspool.Pool{Name: name, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
+	p := &dspool.Pool{Name: name, Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
 	if err := p.Normalize(""); err != nil {
 		t.Fatal(err)
 	}
@@ -146,5 +146,47 @@ func TestDeletePool(t *testing.T) {
 	}
 	if _, _, err := db.DeletePool(ctx, "gpu", ""); dspool.ErrorCode(err) != dspool.ENotFound {
 		t.Errorf("delete it again: %v, want not_found", err)
+	}
+}
+
+// TestSingleUseJoinTokens: a token the autoscaler made for one machine
+// joins one node, once, until it expires; it is not listed with the
+// admins' tokens, and expired ones go when new ones are made.
+func TestSingleUseJoinTokens(t *testing.T) {
+	c := newClock()
+	db := openAt(t, c)
+	ctx := context.Background()
+	putPool(t, db, "hpc")
+	if err := db.AddSingleUseJoinTokens(ctx, "hpc", [][]byte{[]byte("m1"), []byte("m2")}, c.now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if pool, err := db.TakeJoinToken(ctx, []byte("m1")); err != nil || pool != "hpc" {
+		t.Fatalf("first use: got %q %v, want hpc", pool, err)
+	}
+	_, err := db.TakeJoinToken(ctx, []byte("m1"))
+	if dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "joins no other") {
+		t.Fatalf("second use: got %v, want unauthorized: it joined a node already", err)
+	}
+	if list, err := db.JoinTokens(ctx, "hpc"); err != nil || len(list) != 0 {
+		t.Fatalf("listed tokens: %+v %v, want none (single-use ones are not listed)", list, err)
+	}
+	c.advance(time.Hour)
+	if _, err := db.TakeJoinToken(ctx, []byte("m2")); dspool.ErrorCode(err) != dspool.EUnauthorized || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("after its hour: got %v, want expired", err)
+	}
+	// A token an admin made joins many nodes, as before.
+	if err := db.CreateJoinToken(ctx, "hpc", []byte("lab")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := db.TakeJoinToken(ctx, []byte("lab")); err != nil {
+			t.Fatalf("use %d of a token for many: %v", i+1, err)
+		}
+	}
+	if err := db.AddSingleUseJoinTokens(ctx, "hpc", [][]byte{[]byte("m3")}, c.now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.TakeJoinToken(ctx, []byte("m2")); err == nil || !strings.Contains(err.Error(), "not recognised") {
+		t.Fatalf("an expired single-use token after new ones were made: %v, want it gone", err)
 	}
 }

@@ -39,6 +39,58 @@ func (db *DB) AddJoinToken(ctx context.Context, pool string, hash []byte, by str
 	return t, nil
 }
 
+// AddSingleUseJoinTokens stores the hashes of join tokens for pool that
+// each join one node, once, until expires: those Grow hands to new
+// machines. Single-use tokens of any pool that expired before now go.
+func (db *DB) AddSingleUseJoinTokens(ctx context.Context, pool string, hashes [][]byte, expires time.Time) error {
+	return db.tx(ctx, func(tx *sql.Tx) error {
+		now := db.now().UTC()
+		if _, err := tx.Exec(`DELETE FROM join_tokens WHERE single_use = 1 AND expires_at <= ?`, unixNano(now)); err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			if _, err := tx.Exec(`INSERT INTO join_tokens (hash, pool, created_at, created_by, expires_at, single_use) VALUES (?, ?, ?, 'autoscaler', ?, 1)`,
+				h, pool, unixNano(now), unixNano(expires)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TakeJoinToken returns the pool a join token with this hash joins, as
+// JoinTokenPool does, and uses it up when it is single-use: a second
+// node cannot join with it.
+func (db *DB) TakeJoinToken(ctx context.Context, hash []byte) (string, error) {
+	pool, err := db.JoinTokenPool(ctx, hash)
+	if err != nil {
+		return "", err
+	}
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		var single int
+		var used sql.NullInt64
+		if err := tx.QueryRow(`SELECT single_use, used_at FROM join_tokens WHERE hash = ?`, hash).Scan(&single, &used); err != nil {
+			return err
+		}
+		if single == 0 {
+			return nil
+		}
+		if used.Valid {
+			return dspool.Errorf(dspool.EUnauthorized, "this join token joined a node at %s and joins no other: it was made for one machine",
+				fromNano(used).Local().Format(time.DateTime))
+		}
+		_, err := tx.Exec(`UPDATE join_tokens SET used_at = ? WHERE hash = ?`, unixNano(db.now()), hash)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) { // revoked with its pool in between
+		return db.JoinTokenPool(ctx, hash)
+	}
+	if err != nil {
+		return "", err
+	}
+	return pool, nil
+}
+
 // JoinTokenPool returns the pool a join token with this hash joins, or an
 // EUnauthorized error that says why it does not: unknown, revoked or
 // expired.
@@ -78,7 +130,9 @@ func scanJoinToken(s scanner) (*dspool.JoinToken, error) {
 
 // JoinTokens lists the join tokens of pool, oldest first.
 func (db *DB) JoinTokens(ctx context.Context, pool string) ([]*dspool.JoinToken, error) {
-	return queryAll(ctx, db.r, scanJoinToken, `SELECT `+joinTokenCols+` FROM join_tokens WHERE pool = ? ORDER BY rowid`, pool)
+	// The autoscaler's single-use tokens are not listed: there is one per
+	// machine asked for, and they expire within the hour.
+	return queryAll(ctx, db.r, scanJoinToken, `SELECT `+joinTokenCols+` FROM join_tokens WHERE pool = ? AND single_use = 0 ORDER BY rowid`, pool)
 }
 
 // RevokeJoinTokens revokes the join token id of pool, or every one of

@@ -45,9 +45,9 @@ func newUsageFixture(t *testing.T) *usageFixture {
 		}
 	}
 	for _, p := range []*dspool.Pool{
-		{Name: "a", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}, PricePerNodeHour: 2},
-		{Name: "b", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}},
-		{Name: "empty", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}, PricePerNodeHour: 5},
+		{Name: "a", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}, PricePerNodeHour: 2},
+		{Name: "b", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}},
+		{Name: "empty", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 4000, Memory: 1 << 30}, PricePerNodeHour: 5},
 	} {
 		must(p.Normalize(""))
 		_, err := db.PutPool(ctx, p)

@@ -1,6 +1,11 @@
 // Package providertest is the conformance suite every autoscale.Provider
 // passes: a provider's own test calls Run with a harness that makes a fresh
-// provider and two pools of it.
+// provider and two pools of it. Besides growing, listing and removing, it
+// checks what a provider's engine adds: that each machine gets its own join
+// token and never on its command line, that a refusal is an
+// *autoscale.Error with a class and the engine's words, that a queued
+// machine says what it waits for, and that the provider's list policy
+// keeps the engine from being listed at every pass.
 package providertest
 
 import (
@@ -28,7 +33,38 @@ type Harness struct {
 	// Join then makes a node of pool join by itself, as a machine would.
 	Fixed bool
 	Join  func(t *testing.T, pool *dspool.Pool, name string)
+
+	// Started, when set, returns what the machine called name was
+	// started with: its command line and the join token it was given (by
+	// whatever means: environment, file). Nil for providers that join
+	// their machines by other means (local's agents use the pool's own
+	// token, to be restarted).
+	Started func(t *testing.T, name string) (args []string, token string)
+	// Refused, when set, is a pool of this provider that its engine
+	// refuses to grow (a partition that does not exist), and RefusedClass
+	// the class the refusal must have.
+	Refused      *dspool.Pool
+	RefusedClass autoscale.Class
+	// Queued, when set, is a pool whose new machines wait in the engine's
+	// queue: listed as creating, with what they wait for.
+	Queued *dspool.Pool
+	// List is the provider's list policy (its Kind's); zero: none, the
+	// provider is listed at every pass.
+	List autoscale.ListPolicy
 }
+
+// Request returns a request for n machines of pool, each with its own
+// join token.
+func Request(pool *dspool.Pool, n int) autoscale.GrowRequest {
+	req := autoscale.GrowRequest{Pool: pool}
+	for i := 0; i < n; i++ {
+		req.Joins = append(req.Joins, autoscale.Join{Server: "https://127.0.0.1:1", CAPin: "sha256:00",
+			Token: fmt.Sprintf("dspj_conformance%d_%d.00", tokens.Add(1), i), Expires: time.Now().Add(time.Hour)})
+	}
+	return req
+}
+
+var tokens atomic.Int64
 
 // joined numbers the machines that joined fixed pools.
 var joined atomic.Int64
@@ -50,7 +86,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 			}
 			return names
 		}
-		names, err := h.Provider.Grow(ctx, pool, n)
+		names, err := h.Provider.Grow(ctx, Request(pool, n))
 		if err != nil {
 			t.Fatalf("Grow(%s, %d): %v", pool.Name, n, err)
 		}
@@ -93,7 +129,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 	})
 	t.Run("grow by zero does nothing", func(t *testing.T) {
 		h := newHarness(t)
-		names, err := h.Provider.Grow(ctx, h.Pool, 0)
+		names, err := h.Provider.Grow(ctx, Request(h.Pool, 0))
 		if err != nil || len(names) != 0 {
 			t.Fatalf("Grow(0) = %v, %v", names, err)
 		}
@@ -171,7 +207,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				names, err := h.Provider.Grow(ctx, h.Pool, 1)
+				names, err := h.Provider.Grow(ctx, Request(h.Pool, 1))
 				if err != nil {
 					t.Errorf("Grow: %v", err)
 				}
@@ -191,7 +227,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		if !h.Fixed {
 			t.Skip("the provider grows")
 		}
-		_, err := h.Provider.Grow(ctx, h.Pool, 1)
+		_, err := h.Provider.Grow(ctx, Request(h.Pool, 1))
 		if !errors.Is(err, autoscale.ErrFixed) {
 			t.Fatalf("Grow of a fixed provider: %v, want an error wrapping ErrFixed", err)
 		}
@@ -199,4 +235,113 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 			t.Fatalf("the error does not name the pool: %v", err)
 		}
 	})
+	t.Run("each machine gets its own join token, never on its command line", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Started == nil || h.Fixed {
+			t.Skip("the provider's machines join by other means")
+		}
+		req := Request(h.Pool, 2)
+		names, err := h.Provider.Grow(ctx, req)
+		if err != nil || len(names) != 2 {
+			t.Fatalf("Grow(2) = %v, %v", names, err)
+		}
+		given := map[string]bool{req.Joins[0].Token: true, req.Joins[1].Token: true}
+		got := map[string]bool{}
+		for _, name := range names {
+			args, token := h.Started(t, name)
+			if !given[token] {
+				t.Errorf("machine %s got join token %q, not one of the request's", name, token)
+			}
+			got[token] = true
+			for _, a := range args {
+				secret, _, _ := strings.Cut(token, ".")
+				if secret != "" && strings.Contains(a, secret) {
+					t.Errorf("machine %s has its join token on its command line: %q", name, a)
+				}
+			}
+		}
+		if len(got) != 2 {
+			t.Errorf("two machines got %d distinct tokens", len(got))
+		}
+	})
+	t.Run("a refusal is a classed error in the engine's words", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Refused == nil {
+			t.Skip("the harness has no pool its engine refuses")
+		}
+		names, err := h.Provider.Grow(ctx, Request(h.Refused, 1))
+		var e *autoscale.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("Grow of a refused pool = %v, %v: want an *autoscale.Error", names, err)
+		}
+		if e.Class != h.RefusedClass || e.Message == "" || e.Engine == "" {
+			t.Errorf("refusal: class %q engine %q message %q; want class %q and the engine's words", e.Class, e.Engine, e.Message, h.RefusedClass)
+		}
+		if got := list(t, h, h.Refused); len(got) != len(names) {
+			t.Errorf("after a refusal List gives %v, Grow gave %v", got, names)
+		}
+	})
+	t.Run("a queued machine says what it waits for", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Queued == nil {
+			t.Skip("the harness has no pool whose machines queue")
+		}
+		names := grow(t, h, h.Queued, 1)
+		inst, err := h.Provider.List(ctx, h.Queued)
+		if err != nil || len(inst) != 1 || inst[0].Name != names[0] {
+			t.Fatalf("List after growing a queued pool = %+v, %v", inst, err)
+		}
+		if in := inst[0]; in.State != autoscale.InstanceCreating || in.Err == nil || in.Err.Message == "" || in.Err.Class == "" {
+			t.Fatalf("a queued machine lists as %+v (err %v): want creating, with what it waits for", in, in.Err)
+		}
+	})
+	t.Run("the list policy bounds how often the engine is listed", func(t *testing.T) {
+		h := newHarness(t)
+		if h.List.Every == 0 {
+			t.Skip("the provider is listed at every pass (its list is in memory)")
+		}
+		clock := time.Now()
+		var mu sync.Mutex
+		now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+		advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+		cnt := &counting{Provider: h.Provider}
+		c := autoscale.NewCache(cnt, h.List, now)
+		for i := 0; i < 100; i++ { // 100 passes at once
+			if _, err := c.List(ctx, h.Pool); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := cnt.lists.Load(); got != 1 {
+			t.Fatalf("100 passes listed the engine %d times, want 1", got)
+		}
+		advance(h.List.Every + time.Millisecond)
+		if _, err := c.List(ctx, h.Pool); err != nil {
+			t.Fatal(err)
+		}
+		if got := cnt.lists.Load(); got != 2 {
+			t.Fatalf("a pass after the policy's Every listed the engine %d times in all, want 2", got)
+		}
+		names, err := c.Grow(ctx, Request(h.Pool, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst, _ := c.List(ctx, h.Pool)
+		if len(inst) != 1 || inst[0].Name != names[0] {
+			t.Fatalf("right after Grow the cached list is %+v, want %v", inst, names)
+		}
+		if got := cnt.lists.Load(); got != 2 {
+			t.Fatalf("a pass right after Grow listed the engine (%d lists in all, want 2)", got)
+		}
+	})
+}
+
+// counting counts a provider's lists.
+type counting struct {
+	autoscale.Provider
+	lists atomic.Int64
+}
+
+func (c *counting) List(ctx context.Context, pool *dspool.Pool) ([]autoscale.Instance, error) {
+	c.lists.Add(1)
+	return c.Provider.List(ctx, pool)
 }

@@ -67,7 +67,7 @@ func coldStart(ctx context.Context, runs int, keep bool) (*ColdStart, error) {
 		}
 	}()
 
-	pool := &dspool.Pool{Name: "cold", Provider: dspool.ProviderLocal, Work: []dspool.Work{dspool.WorkBatch},
+	pool := &dspool.Pool{Name: "cold", Provider: dspool.Provider(dspool.ProviderLocal), Work: []dspool.Work{dspool.WorkBatch},
 		Node:      dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 		Autoscale: &dspool.Autoscale{Max: 1, IdleTimeout: dspool.Duration(time.Second)}}
 	var cl *api.Client

@@ -61,7 +61,7 @@ func states(n int, now time.Time) []*autoscale.State {
 					From: fmt.Sprintf("%02d:00", 7+k*10), To: fmt.Sprintf("%02d:00", 9+k*10), Timezone: zones[r.IntN(len(zones))], Min: 1})
 			}
 		}
-		p := &dspool.Pool{Name: fmt.Sprintf("pool-%04d", i), Provider: dspool.ProviderLocal, Node: size,
+		p := &dspool.Pool{Name: fmt.Sprintf("pool-%04d", i), Provider: dspool.Provider(dspool.ProviderLocal), Node: size,
 			Work: []dspool.Work{dspool.WorkBatch, dspool.WorkInteractive}, Autoscale: a}
 		st := &autoscale.State{Pool: p, Fired: make([]time.Time, len(a.Rules))}
 		nodes := r.IntN(41)

@@ -239,8 +239,8 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	// wait for the bench pool's agents.
 	size, batch := dspool.NodeSize{CPUs: 2000, Memory: 2 << 30}, []dspool.Work{dspool.WorkBatch}
 	pools := []*dspool.Pool{
-		{Name: benchPool, Provider: dspool.ProviderLocal, Node: size, Count: nodes, Work: batch},
-		{Name: holdPool, Provider: dspool.ProviderStatic, Node: size, Count: 0, Work: batch},
+		{Name: benchPool, Provider: dspool.Provider(dspool.ProviderLocal), Node: size, Count: nodes, Work: batch},
+		{Name: holdPool, Provider: dspool.Provider(dspool.ProviderStatic), Node: size, Count: 0, Work: batch},
 	}
 	t0, applied := time.Now(), false
 	err = host.Poll(ctx, time.Minute, 50*time.Millisecond, func() (bool, error) {

@@ -238,7 +238,7 @@ func (c *cluster) startUp(ctx context.Context, uidBase int) (*plane, error) {
 func (c *cluster) joinNodes(ctx context.Context, server *plane, node dspool.NodeSize) error {
 	var ps []*dspool.Pool
 	for _, name := range []string{"cross", "local"} {
-		ps = append(ps, &dspool.Pool{Name: name, Provider: dspool.ProviderStatic, Node: node, Count: 1})
+		ps = append(ps, &dspool.Pool{Name: name, Provider: dspool.Provider(dspool.ProviderStatic), Node: node, Count: 1})
 	}
 	if _, err := server.adm.ApplyPools(ctx, ps); err != nil {
 		return fmt.Errorf("apply the server's pools: %w", err)

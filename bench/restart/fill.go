@@ -38,10 +38,10 @@ type filled struct {
 // has no machine, so its jobs stay queued.
 func pools() []*dspool.Pool {
 	return []*dspool.Pool{
-		{Name: dspool.DefaultPool, Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 8000, Memory: 16 << 30}, Count: 2,
+		{Name: dspool.DefaultPool, Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 8000, Memory: 16 << 30}, Count: 2,
 			Work:     []dspool.Work{dspool.WorkBatch, dspool.WorkInteractive},
 			Sessions: &dspool.SessionSpec{CPUs: 100, Memory: 64 << 20}},
-		{Name: "hold", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Count: 1,
+		{Name: "hold", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Count: 1,
 			Work: []dspool.Work{dspool.WorkBatch}},
 	}
 }

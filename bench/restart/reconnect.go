@@ -115,7 +115,7 @@ func reconnects(ctx context.Context, bin, dir string, n Sizes) ([]Reconnect, err
 		return nil, err
 	}
 	defer p.stop()
-	if _, err := p.admin.ApplyPools(ctx, []*dspool.Pool{{Name: "sim", Provider: dspool.ProviderStatic,
+	if _, err := p.admin.ApplyPools(ctx, []*dspool.Pool{{Name: "sim", Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}, Count: n.Agents, Work: []dspool.Work{dspool.WorkBatch}}}); err != nil {
 		return nil, fmt.Errorf("apply the pool: %w", err)
 	}

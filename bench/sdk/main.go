@@ -134,7 +134,7 @@ func run(ctx context.Context, n int, bin, python, jsonOut string, keep bool) err
 	defer up.Stop()
 	// A pool with no machine: its jobs queue and never start, so nothing
 	// but the submissions loads the control plane.
-	if _, err := up.Client.ApplyPools(ctx, []*dspool.Pool{{Name: "hold", Provider: dspool.ProviderStatic,
+	if _, err := up.Client.ApplyPools(ctx, []*dspool.Pool{{Name: "hold", Provider: dspool.Provider(dspool.ProviderStatic),
 		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}}); err != nil {
 		return fmt.Errorf("apply the pool hold: %w", err)
 	}

@@ -12,11 +12,14 @@ import (
 	_ "time/tzdata"
 
 	"github.com/dspool/dspool/cli"
+	"github.com/dspool/dspool/provider/slurm"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, os.Args[1:])
+	// The providers the control plane runs besides local and static,
+	// registered here and nowhere else.
+	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}))
 	stop()
 	os.Exit(code)
 }

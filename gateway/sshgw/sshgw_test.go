@@ -74,7 +74,7 @@ func startGateway(t testing.TB, opts dspooltest.Options, cfg sshgw.Config, ac ag
 	p := dspooltest.New(t, opts)
 	ctx := context.Background()
 	sessions.Default = true
-	pool := &dspool.Pool{Name: "inter", Provider: dspool.ProviderStatic, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
+	pool := &dspool.Pool{Name: "inter", Provider: dspool.Provider(dspool.ProviderStatic), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30},
 		Sessions: &sessions}
 	if _, err := p.Admin.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
 		t.Fatal(err)

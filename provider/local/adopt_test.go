@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dspool/dspool/autoscale/providertest"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -119,7 +121,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestAdoptsTheAgentsOfACrashedRun(t *testing.T) {
 	p := newProvider(t, fakeAgent(t, stayingAgent))
 	ctx := context.Background()
-	names, err := p.Grow(ctx, pool("cpu"), 1)
+	names, err := p.Grow(ctx, providertest.Request(pool("cpu"), 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +213,7 @@ func TestPidFileOfAnotherProcess(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProvider(t, exe)
-			names, err := p.Grow(context.Background(), pool("cpu"), 1)
+			names, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 1))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -271,7 +273,7 @@ func TestPidFileOfAnotherProcess(t *testing.T) {
 // anew with the current ones.
 func TestReplacesAnAgentWithOtherSettings(t *testing.T) {
 	p := newProvider(t, fakeAgent(t, stayingAgent))
-	names, err := p.Grow(context.Background(), pool("cpu"), 1)
+	names, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +299,7 @@ func TestReplacesAnAgentWithOtherSettings(t *testing.T) {
 // stopped; the resumed ones are left running.
 func TestStopStrays(t *testing.T) {
 	p := newProvider(t, fakeAgent(t, stayingAgent))
-	names, err := p.Grow(context.Background(), pool("cpu"), 2)
+	names, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,8 +92,12 @@ func New(opts Options) *Provider {
 	return &Provider{opts: opts, procs: map[string]*proc{}}
 }
 
-// Grow starts n agents for pool.
-func (p *Provider) Grow(ctx context.Context, pool *dspool.Pool, n int) ([]string, error) {
+// Grow starts an agent for each join asked for. Local agents join with the
+// pool's own token from Options.JoinToken rather than the request's
+// single-use ones: an agent that exits before it has kept its credential
+// is started again, and must still be able to join.
+func (p *Provider) Grow(ctx context.Context, req autoscale.GrowRequest) ([]string, error) {
+	pool, n := req.Pool, req.N()
 	if n <= 0 {
 		return nil, nil
 	}

@@ -35,7 +35,7 @@ func newProvider(t *testing.T, exe string) *Provider {
 }
 
 func pool(name string) *dspool.Pool {
-	return &dspool.Pool{Name: name, Provider: dspool.ProviderLocal, Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
+	return &dspool.Pool{Name: name, Provider: dspool.Provider(dspool.ProviderLocal), Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}
 }
 
 func TestConformance(t *testing.T) {
@@ -50,7 +50,7 @@ func TestRestartsAnAgentThatExits(t *testing.T) {
 	// The first start exits at once; later starts run.
 	exe := fakeAgent(t, `if [ ! -e `+dir+`/ran ]; then touch `+dir+`/ran; exit 3; fi; touch `+dir+`/again; exec sleep 600`)
 	p := newProvider(t, exe)
-	names, err := p.Grow(context.Background(), pool("cpu"), 1)
+	names, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestRestartsAnAgentThatExits(t *testing.T) {
 
 func TestRemoveDeletesStateAndStopsAgent(t *testing.T) {
 	p := newProvider(t, fakeAgent(t, "exec sleep 600"))
-	names, err := p.Grow(context.Background(), pool("cpu"), 2)
+	names, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestRemoveDeletesStateAndStopsAgent(t *testing.T) {
 		t.Fatalf("the removed node's state is still there: %v", err)
 	}
 	// The lowest free name is used again, by a fresh node.
-	again, err := p.Grow(context.Background(), pool("cpu"), 1)
+	again, err := p.Grow(context.Background(), providertest.Request(pool("cpu"), 1))
 	if err != nil || len(again) != 1 || again[0] != names[0] {
 		t.Fatalf("Grow after Remove gave %v, %v; want [%s]", again, err, names[0])
 	}
@@ -104,13 +104,13 @@ func TestRemoveDeletesStateAndStopsAgent(t *testing.T) {
 func TestGrowAfterStop(t *testing.T) {
 	p := newProvider(t, fakeAgent(t, "exec sleep 600"))
 	ctx := context.Background()
-	if names, err := p.Grow(ctx, pool("cpu"), 1); err != nil || len(names) != 1 {
+	if names, err := p.Grow(ctx, providertest.Request(pool("cpu"), 1)); err != nil || len(names) != 1 {
 		t.Fatalf("grow: %v, %v", names, err)
 	}
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	p.Stop(stopCtx)
-	names, err := p.Grow(ctx, pool("cpu"), 1)
+	names, err := p.Grow(ctx, providertest.Request(pool("cpu"), 1))
 	if len(names) != 0 || !errors.Is(err, autoscale.ErrStopping) {
 		t.Fatalf("grow after stop: %v, %v; want nothing and autoscale.ErrStopping", names, err)
 	}

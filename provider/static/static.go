@@ -23,10 +23,11 @@ type Provider struct {
 var _ autoscale.Provider = (*Provider)(nil)
 
 // Grow always fails with ErrFixed: a machine joins by running an agent.
-func (p *Provider) Grow(_ context.Context, pool *dspool.Pool, n int) ([]string, error) {
-	if n <= 0 {
+func (p *Provider) Grow(_ context.Context, req autoscale.GrowRequest) ([]string, error) {
+	if req.N() <= 0 {
 		return nil, nil
 	}
+	pool := req.Pool
 	return nil, fmt.Errorf("pool %s is static: add a machine by running `dspool agent` on it with a join token from `dspool pool join-token %s`: %w",
 		pool.Name, pool.Name, autoscale.ErrFixed)
 }

@@ -21,8 +21,8 @@ func TestConformance(t *testing.T) {
 			return append([]autoscale.Instance(nil), joined[pool]...), nil
 		}}
 		return &providertest.Harness{Provider: p, Fixed: true,
-			Pool:  &dspool.Pool{Name: "lab", Provider: dspool.ProviderStatic},
-			Other: &dspool.Pool{Name: "lab2", Provider: dspool.ProviderStatic},
+			Pool:  &dspool.Pool{Name: "lab", Provider: dspool.Provider(dspool.ProviderStatic)},
+			Other: &dspool.Pool{Name: "lab2", Provider: dspool.Provider(dspool.ProviderStatic)},
 			Join: func(t *testing.T, pool *dspool.Pool, name string) {
 				mu.Lock()
 				joined[pool.Name] = append(joined[pool.Name], autoscale.Instance{Name: name, Created: time.Now()})
