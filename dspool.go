@@ -75,6 +75,7 @@ type Job struct {
 	Workdir         string            `json:"workdir"`
 	Command         []string          `json:"command"`
 	Secrets         []SecretUse       `json:"secrets,omitempty"`
+	Image           string            `json:"image,omitempty"` // as submitted; the pool's applies when empty
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
 	// Waiting says, for a queued job, how the wait for a node goes ("1 of
 	// 1 starting") when its pool is getting one.
@@ -129,6 +130,10 @@ type Inventory struct {
 	CPUs   MilliCPU `json:"cpus"`
 	Memory Bytes    `json:"memory"`
 	GPUs   []GPU    `json:"gpus"`
+	// Podman is the version of podman the node runs jobs in images with;
+	// empty when it cannot (ImagesWhy says why).
+	Podman    string `json:"podman,omitempty"`
+	ImagesWhy string `json:"images_why,omitempty"`
 }
 
 // Usage is what a node reports it is using right now.

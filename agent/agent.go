@@ -99,8 +99,9 @@ type Agent struct {
 	cgroups  *cgroups
 	accounts accounts
 	reporter accountReporter
-	runtime  string // this node's runtime directory ("" when it could not be made)
-	caFile   string // the server's CA for work, in runtime ("": work needs none)
+	runtime  string  // this node's runtime directory ("" when it could not be made)
+	caFile   string  // the server's CA for work, in runtime ("": work needs none)
+	podman   *podman // nil: no attempt in an image runs here (inv.ImagesWhy says why)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt
@@ -334,6 +335,16 @@ func (ag *Agent) Run(ctx context.Context) error {
 	if err := ag.prepareRuntime(); err != nil {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
+	}
+	if p, why := ag.detectPodman(ctx); p != nil {
+		ag.removeStaleContainers(ctx, p)
+		ag.mu.Lock()
+		ag.podman, ag.inv.Podman = p, p.version
+		ag.mu.Unlock()
+	} else {
+		ag.mu.Lock()
+		ag.inv.ImagesWhy = why
+		ag.mu.Unlock()
 	}
 	if err := ag.publishCA(); err != nil {
 		ag.log.Warn("work here gets no DSPOOL_CA: the API client in a job or session must be given the server's CA", "err", err)

@@ -163,6 +163,7 @@ loads) applies.`,
 	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringArrayVar(&secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
 	f.StringArrayVar(&secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
+	f.StringVar(&spec.Image, "image", "", "run in this image with podman: a NAME on the nodes, or a FILE.tar[.gz] from podman save, relative to your home on the share (default: the pool's, if any)")
 	f.StringVar(&spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default jobs/ID)")
 	f.StringVar(&spec.IdempotencyKey, "idempotency-key", "", "submitting again with the same key returns the first job instead of a new one")
 	f.StringSliceVar(&exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
@@ -353,6 +354,9 @@ func (a *App) jobShowCmd() *cobra.Command {
 			fmt.Fprintln(w)
 			if len(j.Secrets) > 0 {
 				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))
+			}
+			if j.Image != "" {
+				fmt.Fprintf(w, "  image:      %s\n", sanitize(j.Image))
 			}
 			if j.TimeLimit > 0 {
 				fmt.Fprintf(w, "  time limit: %s\n", time.Duration(j.TimeLimit))

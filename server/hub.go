@@ -461,6 +461,7 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		KillGrace: dspool.Duration(h.s.cfg.KillGrace), OutputLimit: p.OutputLimit,
 		WorkToken: h.s.workTokens.attempt(j.ID, j.Attempt, u.Name),
 	}
+	spec.Image, spec.ImageFile, spec.ImageNetwork = attemptImage(j, p, spec.Home)
 	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
 	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)
 	// The values are read at each start, so a retry gets a secret's value
@@ -470,6 +471,31 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		return nil, err
 	}
 	return spec, nil
+}
+
+// attemptImage is the image an attempt runs in: the job's, else its
+// pool's. A file of the job's is relative to the user's home, one of the
+// pool's to the share's root; absolute paths go as they are, and the agent
+// checks that they are on the share.
+func attemptImage(j *dspool.Job, p *dspool.Pool, home string) (image string, file bool, network string) {
+	image, base := j.Image, home
+	if image == "" {
+		image, base = p.Image, ""
+	}
+	if image == "" {
+		return "", false, ""
+	}
+	network = p.ImageNetwork
+	if network == "" {
+		network = dspool.ImageNetworkHost
+	}
+	if !dspool.ImageIsFile(image) {
+		return image, false, network
+	}
+	if !path.IsAbs(image) {
+		image = path.Join(base, image)
+	}
+	return image, true, network
 }
 
 // startFailed ends an attempt that cannot start for a reason no retry of

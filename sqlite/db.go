@@ -148,6 +148,8 @@ var migrations = []string{
 	// nodes by name: a node is looked up by id or name at each heartbeat,
 	// and without it every lookup read every node.
 	`CREATE INDEX nodes_name ON nodes(name);`,
+	// images (docs/decisions/0026-images.md): the image a job asked for.
+	`ALTER TABLE jobs ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
 }
 
 const schema = `

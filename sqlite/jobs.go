@@ -15,7 +15,7 @@ import (
 
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
-	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets`
+	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets, j.image`
 
 type scanner interface{ Scan(...any) error }
 
@@ -28,7 +28,7 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	var cancel int
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
-		&cancel, &submitted, &started, &finished, &secrets); err != nil {
+		&cancel, &submitted, &started, &finished, &secrets, &j.Image); err != nil {
 		return nil, err
 	}
 	if exit.Valid {
@@ -178,10 +178,10 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, now time.Time) (*dsp
 	}
 	var id int64
 	err := tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at, secrets)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, image)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
-		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets).Scan(&id)
+		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets, s.Image).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
 	}

@@ -1,0 +1,210 @@
+package e2e_test
+
+import (
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestJobInImage: a job in an image (docs/decisions/0026-images.md), here
+// one the test builds from busybox-static and imports into the node's
+// podman, runs as its user with the share mounted at its path, and in
+// the image (a file only the image has); it is killed at its memory limit
+// with the message that says so, ended at its time limit through its
+// cgroup, and the same image saved to a file in the user's home runs too.
+// An image file that is a symlink is refused, and no container or cgroup
+// of the jobs is left behind.
+func TestJobInImage(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Skip("needs podman and runc (apt-get install podman runc): the agent runs jobs in images with them")
+	}
+	bb := staticBusybox(t)
+	img := importBusyboxImage(t, bb)
+
+	up := startUp(t, upConfig{UIDBase: uidBase(126)})
+	usr, tok := up.createUser(t, "e2eimage126")
+	env := up.userEnv(tok)
+
+	// As the user, in the image, with the share at its path on the node.
+	out, errs, code := cli(t, env, "job", "submit", "--wait", "--image", img, "--", "sh", "-c",
+		`id -u; id -g; cat /etc/dspool-e2e-marker; echo made > "$HOME/from-image"; pwd; echo "$DSPOOL_SHARE"`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 5 {
+		t.Fatalf("a job in image %s: exit %d, stdout %q, stderr %q", img, code, out, errs)
+	}
+	if lines[0] != strconv.Itoa(usr.UID) || lines[1] != strconv.Itoa(usr.GID) {
+		t.Errorf("the job ran as %s:%s, want the user's %d:%d", lines[0], lines[1], usr.UID, usr.GID)
+	}
+	if lines[2] != "busybox image" {
+		t.Errorf("the job did not see the image's own file: %q", lines[2])
+	}
+	if !strings.HasPrefix(lines[3], up.Share+"/jobs/") || lines[4] != up.Share {
+		t.Errorf("working directory %q, DSPOOL_SHARE %q: want the job's directory on the share %s", lines[3], lines[4], up.Share)
+	}
+	made := filepath.Join(up.Share, "home", usr.Name, "from-image")
+	if st, err := os.Stat(made); err != nil {
+		t.Errorf("the job's file on the share: %v", err)
+	} else if owner := int(st.Sys().(*syscall.Stat_t).Uid); owner != usr.UID {
+		t.Errorf("the job's file on the share belongs to uid %d, want %d", owner, usr.UID)
+	}
+
+	// Killed at its memory limit: dd's 200 MiB buffer, in a 50 MiB job.
+	_, errs, code = cli(t, env, "job", "submit", "--wait", "--memory", "50MiB", "--image", img, "--",
+		"dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1")
+	if code != 137 || !strings.Contains(errs, "killed for using more than its memory limit of 50MiB") {
+		t.Errorf("a job in an image over its memory: exit %d, stderr %q; want 137 and the memory limit named", code, errs)
+	}
+
+	// A time limit ends it through its cgroup; --init passes SIGTERM on.
+	began := time.Now()
+	_, errs, code = cli(t, env, "job", "submit", "--wait", "--time", "2s", "--image", img, "--", "sleep", "600")
+	if code != 143 || !strings.Contains(errs, "time limit of 2s") {
+		t.Errorf("a job in an image past its time limit: exit %d, stderr %q; want 143 and the time limit", code, errs)
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("the job past its time limit of 2s took %s to end", d)
+	}
+
+	// The same image as a file in the user's home, loaded by the node.
+	home := filepath.Join(up.Share, "home", usr.Name)
+	file := filepath.Join(home, "bb.tar")
+	podmanTest(t, "save", "--quiet", "-o", file, img)
+	if err := os.Chown(file, usr.UID, usr.GID); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = cli(t, env, "job", "submit", "--wait", "--image", "bb.tar", "--", "cat", "/etc/dspool-e2e-marker")
+	if code != 0 || out != "busybox image\n" {
+		t.Errorf("a job in image file bb.tar: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// A symlink is not followed, by the user's choice or not.
+	if err := os.Symlink("bb.tar", filepath.Join(home, "link.tar")); err != nil {
+		t.Fatal(err)
+	}
+	_, errs, code = cli(t, env, "job", "submit", "--wait", "--image", "link.tar", "--", "true")
+	if code == 0 || !strings.Contains(errs, "symlink") {
+		t.Errorf("a job in an image file that is a symlink: exit %d, stderr %q; want a refusal that says symlink", code, errs)
+	}
+
+	// Nothing left: no container of this pool's nodes, no cgroup of a job.
+	var nodes []struct{ ID string }
+	cliJSON(t, up.env(), &nodes, "node", "list", "-o", "json")
+	for _, n := range nodes {
+		if left := podmanTest(t, "ps", "--all", "--quiet", "--filter", "label=dspool.node="+n.ID); left != "" {
+			t.Errorf("containers of node %s left after its jobs ended: %s", n.ID, left)
+		}
+		if left, _ := filepath.Glob("/sys/fs/cgroup/*/dspool/" + n.ID + "/j*"); len(left) > 0 {
+			t.Errorf("cgroups left after the jobs ended: %v", left)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(up.Data, "agents", "*", "images", "overlay-containers", "*", "userdata")); len(left) > 0 {
+		t.Errorf("containers of image files left after the jobs ended: %v", left)
+	}
+}
+
+// staticBusybox is the machine's statically linked busybox (Debian's
+// busybox-static), or the test is skipped.
+func staticBusybox(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		f, err := elf.Open(p)
+		if err != nil {
+			continue
+		}
+		static := true
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				static = false
+			}
+		}
+		f.Close()
+		if static {
+			return p
+		}
+	}
+	t.Skip("needs a static busybox (apt-get install busybox-static) to build the image's root file system")
+	return ""
+}
+
+// importBusyboxImage builds a root file system of busybox and a file of
+// its own, imports it into the node's podman store under a name of this
+// run, and removes the image when the test ends.
+func importBusyboxImage(t *testing.T, busybox string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "etc", "tmp", "var/tmp", "proc", "sys", "dev"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"sh", "id", "cat", "echo", "dd", "sleep", "pwd", "true", "ls"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "dspool-e2e-marker"), []byte("busybox image\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rb := make([]byte, 4)
+	_, _ = rand.Read(rb)
+	name := "localhost/dspool-e2e-busybox:" + hex.EncodeToString(rb)
+	tar := exec.Command("tar", "-C", root, "-c", ".")
+	imp := exec.Command("podman", "import", "--quiet", "-", name)
+	imp.Env = podmanEnv(t)
+	pipe, err := tar.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp.Stdin = pipe
+	if err := tar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("podman import: %v: %s", err, out)
+	}
+	if err := tar.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("podman", "rmi", "--force", name).Run() })
+	return name
+}
+
+// podmanTest runs podman with the settings these machines need for it
+// (shared/engines: runc, cgroupfs, events in a file) and returns its
+// output.
+func podmanTest(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("podman", args...)
+	cmd.Env = podmanEnv(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("podman %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+func podmanEnv(t *testing.T) []string {
+	conf := filepath.Join(os.TempDir(), "dspool-e2e-containers.conf")
+	if _, err := os.Stat(conf); err != nil {
+		err := os.WriteFile(conf, []byte("[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return append(os.Environ(), "CONTAINERS_CONF="+conf)
+}
