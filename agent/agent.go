@@ -337,10 +337,10 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
 	if p, why := ag.detectPodman(ctx); p != nil {
-		ag.removeStaleContainers(ctx, p)
 		ag.mu.Lock()
 		ag.podman, ag.inv.Podman = p, p.version
 		ag.mu.Unlock()
+		ag.removeStaleContainers(ctx, p)
 	} else {
 		ag.mu.Lock()
 		ag.inv.ImagesWhy = why

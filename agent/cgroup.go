@@ -185,7 +185,11 @@ var spared int
 // cgroup v1 one of its threads passes through a job's cgroup to fork the
 // job, and cgroup.procs then names the agent. Neither the agent nor its
 // watchdog may take the agent for a job's process.
-func (g *cgroup) pids() []int {
+func (g *cgroup) pids() []int { return g.pidsBut("") }
+
+// pidsBut lists the processes in the cgroup but for those in the cgroups
+// beneath it called skip.
+func (g *cgroup) pidsBut(skip string) []int {
 	seen := map[int]bool{os.Getpid(): true, spared: true}
 	var out []int
 	read := func(p string) {
@@ -206,7 +210,9 @@ func (g *cgroup) pids() []int {
 		// podman makes under the attempt's): cgroup.procs lists only its
 		// own cgroup's processes.
 		for _, d := range subCgroups(filepath.Dir(p)) {
-			read(filepath.Join(d, "cgroup.procs"))
+			if skip == "" || !strings.Contains("/"+d+"/", "/"+skip+"/") {
+				read(filepath.Join(d, "cgroup.procs"))
+			}
 		}
 	}
 	return out
@@ -229,8 +235,12 @@ func subCgroups(dir string) []string {
 }
 
 // signal sends sig to every process in the cgroup, daemons included.
-func (g *cgroup) signal(sig syscall.Signal) {
-	for _, pid := range g.pids() {
+func (g *cgroup) signal(sig syscall.Signal) { g.signalBut(sig, "") }
+
+// signalBut sends sig to the processes of the cgroup but for those in the
+// cgroups beneath it called skip.
+func (g *cgroup) signalBut(sig syscall.Signal, skip string) {
+	for _, pid := range g.pidsBut(skip) {
 		_ = syscall.Kill(pid, sig)
 	}
 }

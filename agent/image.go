@@ -383,9 +383,17 @@ func (ag *Agent) removeContainer(c *container) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	args := append(append([]string(nil), c.store...), "rm", "--force", "--ignore", "--time", "0", c.name)
-	if out, err := p.command(ctx, args...).CombinedOutput(); err != nil {
-		ag.log.Warn("remove an attempt's container", "container", c.name, "err", err, "out", firstLine(string(out)))
+	// A container whose conmon was killed (by the watchdog, or a kill of
+	// its whole cgroup) is refused once, as podman finds it stopped while
+	// stopping it, and removed the next time.
+	var err error
+	var out []byte
+	for i := 0; i < 3; i++ {
+		if out, err = p.command(ctx, args...).CombinedOutput(); err == nil {
+			return
+		}
 	}
+	ag.log.Warn("remove an attempt's container", "container", c.name, "err", err, "out", firstLine(string(out)))
 }
 
 // removeStaleContainers removes the containers an earlier run of this
@@ -403,9 +411,8 @@ func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
 		if len(ids) == 0 {
 			continue
 		}
-		rm := append(append(append([]string(nil), store...), "rm", "--force", "--ignore", "--time", "0"), ids...)
-		if out, err := p.command(ctx, rm...).CombinedOutput(); err != nil {
-			ag.log.Warn("remove containers an earlier agent left", "err", err, "out", firstLine(string(out)))
+		for _, id := range ids {
+			ag.removeContainer(&container{name: id, store: store})
 		}
 	}
 }

@@ -361,8 +361,8 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 			r.Message = fmt.Sprintf("killed for using more than its memory limit of %s", s.Memory)
 		}
 	}
-	a.removeCgroup()
 	ag.removeContainer(a.container)
+	a.removeCgroup()
 	ag.removeRuntime(a.runtime)
 	ag.workEnded(s.User.UID, s.User.GID)
 	a.finish(r)
@@ -371,15 +371,21 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 }
 
 // signal sends sig to the attempt's process group and to every process in
-// its cgroup.
+// its cgroup (of a container's, every process but conmon).
 func (a *attempt) signal(sig syscall.Signal) {
 	a.mu.Lock()
-	pgid, cg := a.pgid, a.cg
+	pgid, cg, ctr := a.pgid, a.cg, a.container
 	a.mu.Unlock()
 	if pgid > 0 {
 		_ = syscall.Kill(-pgid, sig)
 	}
-	if cg != nil {
+	switch {
+	case cg != nil && ctr != nil:
+		// Not conmon, which must see the container end to record its
+		// exit for podman; it goes with the cgroup once the container
+		// is removed.
+		cg.signalBut(sig, "conmon")
+	case cg != nil:
 		cg.signal(sig)
 	}
 }

@@ -94,6 +94,24 @@ func TestJobInImage(t *testing.T) {
 		t.Errorf("a job in an image file that is a symlink: exit %d, stderr %q; want a refusal that says symlink", code, errs)
 	}
 
+	// A pool's image is its jobs' when they name none; its network may be
+	// none.
+	poolFile := filepath.Join(t.TempDir(), "pool.yaml")
+	err := os.WriteFile(poolFile, []byte("name: boxed\nnode: {cpus: 1, memory: 1GiB}\ncount: 1\nimage: "+img+"\nimage_network: none\n"), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliOK(t, up.env(), "pool", "apply", "-f", poolFile)
+	out, errs, code = cli(t, env, "job", "submit", "--wait", "--pool", "boxed", "--", "sh", "-c", "cat /etc/dspool-e2e-marker; ls /sys/class/net")
+	if code != 0 || out != "busybox image\nlo\n" {
+		t.Errorf("a job in pool boxed, whose image is %s with no network: exit %d, stdout %q, stderr %q; want the image's file and lo alone", img, code, out, errs)
+	}
+	var shown struct{ Image string }
+	cliJSON(t, env, &shown, "job", "show", "-o", "json", strings.Fields(errs)[2])
+	if shown.Image != "" {
+		t.Errorf("job show of a job in its pool's image: image %q, want none of its own", shown.Image)
+	}
+
 	// Nothing left: no container of this pool's nodes, no cgroup of a job.
 	var nodes []struct{ ID string }
 	cliJSON(t, up.env(), &nodes, "node", "list", "-o", "json")

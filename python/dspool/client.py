@@ -133,8 +133,8 @@ class Client:
 
     def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
                gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
-               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, idempotency_key=None,
-               wait=False, wait_timeout=None, progress=None):
+               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, image=None,
+               idempotency_key=None, wait=False, wait_timeout=None, progress=None):
         """Submits a batch job and returns it (with wait, once it has ended).
 
         command is the program and its arguments, a list: it is run as it
@@ -150,7 +150,9 @@ class Client:
         KEY=VALUE lines), login (run in your login shell, bash -l), secrets
         ("NAME" or "NAME=VAR", or a dict NAME: VAR), secret_files (NAMEs, as
         files in $DSPOOL_SECRETS_DIR), workdir (relative to your home on
-        the share), pool, team, name. A submission the server could not be
+        the share), image (the job runs in it with podman: an image's name
+        on the nodes, or a file.tar[.gz] on the share, relative to your
+        home; default the pool's), pool, team, name. A submission the server could not be
         reached for is sent again for up to 30 s with the same
         idempotency_key (random by default): it is never stored twice. An
         error names the field at fault (InvalidError.field).
@@ -161,11 +163,12 @@ class Client:
             command, words = _submit.batch_script(script, args)
             o = _submit.apply_directives(dict(
                 pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
-                retries=retries, priority=priority, workdir=workdir, env=env, secrets=secrets,
+                retries=retries, priority=priority, workdir=workdir, image=image, env=env, secrets=secrets,
                 secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login),
                 script, words)
             pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
             time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
+            image = o["image"]
             secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
             env_file, login = o["env_file"], o["login"]
             name = name or os.path.basename(script)
@@ -181,7 +184,7 @@ class Client:
             command = _submit.login_command(command)
         spec = {"command": command}
         for key, val in (("pool", pool), ("team", team), ("name", name), ("gpus", gpus), ("retries", retries),
-                         ("priority", priority), ("workdir", workdir)):
+                         ("priority", priority), ("workdir", workdir), ("image", image)):
             if val is not None:
                 spec[key] = val
         if cpus is not None:
