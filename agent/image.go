@@ -146,7 +146,13 @@ type container struct {
 	name    string
 	store   []string // podman's global flags for the store (none: the node's)
 	envFile string
+	// ended: podman run saw the container end and removed it (--rm).
+	ended bool
 }
+
+// podmanFailed is the exit code of podman run when podman itself failed
+// (an image it does not have, a mount it cannot make), not the job.
+const podmanFailed = 125
 
 // podmanFor returns the node's podman, looking again when it had none (it
 // may have been installed since).
@@ -300,8 +306,8 @@ func (ag *Agent) loadImageFile(ctx context.Context, p *podman, image string, o s
 	key := fileKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
 	p.mu.Lock()
 	defer p.mu.Unlock() // one load at a time: they would share layers
-	if id, ok := p.loaded[key]; ok && p.hasImage(ctx, id) {
-		return id, nil
+	if id, ok := p.loaded[key]; ok {
+		return id, nil // forgotten should podman not find it (forget)
 	}
 	// podman reads the archive from its stdin, as the agent opened it;
 	// a gzipped one is unpacked here.
@@ -354,8 +360,12 @@ func loadedID(ctx context.Context, p *podman, out string) (string, error) {
 	return id, nil
 }
 
-func (p *podman) hasImage(ctx context.Context, id string) bool {
-	return p.command(ctx, append(append([]string(nil), p.fileStore...), "image", "exists", id)...).Run() == nil
+// forget drops what is known of the file images loaded, once podman failed
+// to run one (it may have been removed from the store since).
+func (p *podman) forget() {
+	p.mu.Lock()
+	clear(p.loaded)
+	p.mu.Unlock()
 }
 
 func firstLine(s string) string {
@@ -373,7 +383,12 @@ func (ag *Agent) removeContainer(c *container) {
 	if c == nil {
 		return
 	}
-	_ = os.Remove(c.envFile)
+	if c.envFile != "" {
+		_ = os.Remove(c.envFile)
+	}
+	if c.ended {
+		return
+	}
 	ag.mu.Lock()
 	p := ag.podman
 	ag.mu.Unlock()

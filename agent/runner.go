@@ -345,6 +345,20 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 	a.mu.Lock()
 	reason, why := a.killReason, a.killMessage
 	a.mu.Unlock()
+	if a.container != nil {
+		// podman run --rm removed a container it saw end; one that ended
+		// otherwise (killed, or podman's own failure) is removed here.
+		a.container.ended = reason == "" && ee != nil && !ee.Sys().(syscall.WaitStatus).Signaled() && code != podmanFailed
+		if code == podmanFailed && reason == "" {
+			ag.mu.Lock()
+			if pm := ag.podman; pm != nil && s.ImageFile {
+				defer pm.forget()
+			}
+			ag.mu.Unlock()
+			r.Reason = dspool.ReasonStartError
+			r.Message = fmt.Sprintf("podman could not run the job in image %s on node %s; the job's log says why", s.Image, ag.nodeName)
+		}
+	}
 	if reason != "" && r.Reason == "" {
 		r.Reason = reason
 		switch {

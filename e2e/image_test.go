@@ -94,6 +94,16 @@ func TestJobInImage(t *testing.T) {
 		t.Errorf("a job in an image file that is a symlink: exit %d, stderr %q; want a refusal that says symlink", code, errs)
 	}
 
+	// An image the node does not have: podman cannot run it.
+	_, errs, code = cli(t, env, "job", "submit", "--wait", "--image", "localhost/dspool-e2e-none:1", "--", "true")
+	if code == 0 || !strings.Contains(errs, "podman could not run the job in image localhost/dspool-e2e-none:1") {
+		t.Errorf("a job in an image the node lacks: exit %d, stderr %q; want a start error that says podman could not run it", code, errs)
+	}
+	logs := cliOK(t, env, "job", "logs", strings.Fields(errs)[2])
+	if !strings.Contains(logs, "dspool-e2e-none") {
+		t.Errorf("the log of a job in an image the node lacks says %q, want podman's error", logs)
+	}
+
 	// A pool's image is its jobs' when they name none; its network may be
 	// none.
 	poolFile := filepath.Join(t.TempDir(), "pool.yaml")
