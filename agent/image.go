@@ -30,12 +30,14 @@ import (
 // hybrid cgroup v1 layout; cgroupfs, as there may be no systemd; a file
 // for events, as there may be no journal; ulimits set here, because podman
 // cannot raise them above root's where root lacks CAP_SYS_RESOURCE; no
-// pids limit of podman's own: the attempt's cgroup has one.
+// pids limit of podman's own: the attempt's cgroup has one; the init
+// (--init) the agent found, which Debian's podman only recommends.
 const containersConf = `[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 pids_limit = 0
 log_driver = "passthrough"
 http_proxy = false
+init_path = %q
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -87,6 +89,12 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 	if _, err := lookPath("runc", podmanPath); err != nil {
 		return nil, "runc is not installed"
 	}
+	init, err := lookPath("catatonit", podmanPath)
+	if err != nil {
+		if init, err = lookPath("tini", podmanPath); err != nil {
+			return nil, "catatonit is not installed"
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").Output()
@@ -94,7 +102,7 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 		return nil, fmt.Sprintf("podman --version: %v", err)
 	}
 	conf := filepath.Join(ag.runtime, "containers.conf")
-	if err := writeNew(conf, []byte(containersConf), 0o600); err != nil {
+	if err := writeNew(conf, []byte(fmt.Sprintf(containersConf, init)), 0o600); err != nil {
 		return nil, fmt.Sprintf("write %s: %v", conf, err)
 	}
 	p := &podman{path: path, version: strings.TrimPrefix(strings.TrimSpace(string(out)), "podman version "), conf: conf,
@@ -135,8 +143,11 @@ func (p *podman) env() []string {
 // noPodman is the refusal of an attempt in an image on a node that cannot
 // run one.
 func noPodman(node, why string) error {
-	if why == "podman is not installed" || why == "runc is not installed" {
+	switch why {
+	case "podman is not installed", "runc is not installed":
 		return fmt.Errorf("node %s has no podman (%s): install podman and runc, or submit without --image", node, why)
+	case "catatonit is not installed":
+		return fmt.Errorf("node %s has no init for containers (%s): install catatonit, or submit without --image", node, why)
 	}
 	return fmt.Errorf("node %s cannot run jobs in images: %s; submit without --image", node, why)
 }

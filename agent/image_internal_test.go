@@ -13,6 +13,7 @@ func TestNoPodmanSaysWhatToDo(t *testing.T) {
 	}{
 		{"not installed", "podman is not installed", "node gpu-3 has no podman (podman is not installed): install podman and runc, or submit without --image"},
 		{"no runc", "runc is not installed", "node gpu-3 has no podman (runc is not installed): install podman and runc, or submit without --image"},
+		{"no init", "catatonit is not installed", "node gpu-3 has no init for containers (catatonit is not installed): install catatonit, or submit without --image"},
 		{"not root", "the agent does not run as root", "node gpu-3 cannot run jobs in images: the agent does not run as root; submit without --image"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
