@@ -101,12 +101,16 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 	if err != nil {
 		return nil, fmt.Sprintf("podman --version: %v", err)
 	}
-	conf := filepath.Join(ag.runtime, "containers.conf")
+	// Both out of the node's runtime directory, which holds only the
+	// files of work under way: the conf in the agent's state, the file
+	// images' run root beside the node's runtime directory (in memory, as
+	// podman wants it: gone at a reboot).
+	conf := filepath.Join(ag.cfg.StateDir, "containers.conf")
 	if err := writeNew(conf, []byte(fmt.Sprintf(containersConf, init)), 0o600); err != nil {
 		return nil, fmt.Sprintf("write %s: %v", conf, err)
 	}
 	p := &podman{path: path, version: strings.TrimPrefix(strings.TrimSpace(string(out)), "podman version "), conf: conf,
-		fileStore: []string{"--root", filepath.Join(ag.cfg.StateDir, "images"), "--runroot", filepath.Join(ag.runtime, "images")},
+		fileStore: []string{"--root", filepath.Join(ag.cfg.StateDir, "images"), "--runroot", ag.runtime + ".images"},
 		loaded:    map[fileKey]string{}}
 	return p, ""
 }
