@@ -406,6 +406,7 @@ func (ag *Agent) stopWork() int {
 	}
 	if ag.runtime != "" {
 		_ = os.RemoveAll(ag.runtime)
+		_ = os.RemoveAll(ag.runtime + ".images") // the file images' run root, its containers gone
 	}
 	return n
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dspool/dspool"
 )
 
 // TestJobInImage: a job in an image (docs/decisions/0026-images.md), here
@@ -121,6 +123,23 @@ func TestJobInImage(t *testing.T) {
 	if shown.Image != "" {
 		t.Errorf("job show of a job in its pool's image: image %q, want none of its own", shown.Image)
 	}
+
+	// An agent killed under a job in an image: the container dies with the
+	// job's cgroup, and the agent that comes next removes it.
+	id := submit(t, env, "--retries", "1", "--image", img, "--", "sleep", "600")
+	running := func(attempt int) string {
+		return podmanTest(t, "ps", "--quiet", "--filter", "label=dspool.attempt=j"+itoa(id)+"-a"+strconv.Itoa(attempt))
+	}
+	eventually(t, 30*time.Second, "attempt 1's container to run", func() bool { return running(1) != "" })
+	if err := syscall.Kill(agentPID(t, filepath.Join(up.Data, "agents", "default-1")), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "attempt 2's container to run", func() bool { return running(2) != "" })
+	if left := podmanTest(t, "ps", "--all", "--quiet", "--filter", "label=dspool.attempt=j"+itoa(id)+"-a1"); left != "" {
+		t.Errorf("attempt 1's container is left after its agent died and came back: %s", left)
+	}
+	cliOK(t, env, "job", "cancel", itoa(id))
+	waitState(t, env, id, dspool.JobCancelled, 30*time.Second)
 
 	// Nothing left: no container of this pool's nodes, no cgroup of a job.
 	var nodes []struct{ ID string }
