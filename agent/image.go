@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/share"
 )
 
@@ -160,6 +161,7 @@ func noPodman(node, why string) error {
 type container struct {
 	name    string
 	store   []string // podman's global flags for the store (none: the node's)
+	network string
 	envFile string
 	// ended: podman run saw the container end and removed it (--rm).
 	ended bool
@@ -198,46 +200,68 @@ func (ag *Agent) podmanFor(ctx context.Context) (*podman, error) {
 // container and conmon run in it.
 func (ag *Agent) containerCmd(ctx context.Context, a *attempt, env []string, o share.Owner, extraMounts []string) (*exec.Cmd, *container, error) {
 	s := &a.spec
-	p, err := ag.podmanFor(ctx)
+	name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
+	p, ref, c, err := ag.prepareContainer(ctx, imageRef{s.Image, s.ImageFile, s.ImageNetwork}, name, o)
 	if err != nil {
 		return nil, nil, err
 	}
-	ref, store := s.Image, []string(nil)
-	if s.ImageFile {
-		if ref, err = ag.loadImageFile(ctx, p, s.Image, o); err != nil {
-			return nil, nil, err
-		}
-		store = p.fileStore
-	}
-	name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
-	c := &container{name: "dspool-" + ag.node + "-" + name, store: store,
-		envFile: filepath.Join(ag.runtime, name+".env")}
+	c.envFile = filepath.Join(ag.runtime, name+".env")
 	if err := writeEnvFile(c.envFile, env); err != nil {
 		return nil, nil, err
 	}
-	network := s.ImageNetwork
-	if network == "" {
-		network = "host"
-	}
-	workdir := filepath.Join(ag.cfg.Share, s.Workdir)
-	args := append(append([]string(nil), store...), "run", "--rm", "--name", c.name, "--pull", "never",
-		"--label", "dspool.node="+ag.node, "--label", "dspool.attempt="+name,
-		"--init", "--user", fmt.Sprintf("%d:%d", o.UID, o.GID),
-		"--security-opt", "no-new-privileges", "--cap-drop", "all",
-		"--network", network, "--cgroup-parent", a.cg.rel, "--log-driver", "passthrough",
-		"--read-only", "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/var/tmp:rw,mode=1777",
-		"--shm-size", strconv.FormatInt(int64(s.Memory), 10),
-		"--env-file", c.envFile,
-		"--volume", ag.cfg.Share+":"+ag.cfg.Share, "--workdir", workdir)
-	for _, m := range extraMounts {
-		args = append(args, "--volume", m+":"+m+":ro")
-	}
+	args := ag.runArgs(c, name, o, a.cg, s.Memory, extraMounts)
+	args = append(args, "--log-driver", "passthrough", "--env-file", c.envFile,
+		"--workdir", filepath.Join(ag.cfg.Share, s.Workdir))
 	args = append(args, gpuDevices(s.GPUs)...)
 	args = append(args, "--", ref)
 	args = append(args, s.Command...)
-	cmd := p.command(context.Background(), args...)
-	cmd.Cancel = nil
-	return cmd, c, nil
+	return p.command(context.Background(), args...), c, nil
+}
+
+// imageRef is an image as the control plane sends it.
+type imageRef struct {
+	image   string
+	file    bool
+	network string
+}
+
+// prepareContainer finds the node's podman and the image (loading a file
+// as its user), and names the container of the work called name.
+func (ag *Agent) prepareContainer(ctx context.Context, img imageRef, name string, o share.Owner) (*podman, string, *container, error) {
+	p, err := ag.podmanFor(ctx)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ref, store := img.image, []string(nil)
+	if img.file {
+		if ref, err = ag.loadImageFile(ctx, p, img.image, o); err != nil {
+			return nil, "", nil, err
+		}
+		store = p.fileStore
+	}
+	network := img.network
+	if network == "" {
+		network = "host"
+	}
+	return p, ref, &container{name: "dspool-" + ag.node + "-" + name, store: store, network: network}, nil
+}
+
+// runArgs are the flags of `podman run` that every container of the node
+// has: the user's ids and nothing more, in the cgroup cg, the share at its
+// path and the given files read-only.
+func (ag *Agent) runArgs(c *container, name string, o share.Owner, cg *cgroup, mem dspool.Bytes, mounts []string) []string {
+	args := append(append([]string(nil), c.store...), "run", "--rm", "--name", c.name, "--pull", "never",
+		"--label", "dspool.node="+ag.node, "--label", "dspool.attempt="+name,
+		"--init", "--user", fmt.Sprintf("%d:%d", o.UID, o.GID),
+		"--security-opt", "no-new-privileges", "--cap-drop", "all",
+		"--network", c.network, "--cgroup-parent", cg.rel,
+		"--read-only", "--tmpfs", "/tmp:rw,mode=1777", "--tmpfs", "/var/tmp:rw,mode=1777",
+		"--shm-size", strconv.FormatInt(int64(mem), 10),
+		"--volume", ag.cfg.Share+":"+ag.cfg.Share)
+	for _, m := range mounts {
+		args = append(args, "--volume", m+":"+m+":ro")
+	}
+	return args
 }
 
 // writeEnvFile writes the job's environment as podman's env file: one
