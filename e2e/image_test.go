@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"crypto/rand"
+	"fmt"
 	"debug/elf"
 	"encoding/hex"
 	"os"
@@ -32,9 +33,11 @@ func TestJobInImage(t *testing.T) {
 	bb := staticBusybox(t)
 	img := importBusyboxImage(t, bb)
 
+	requireSSHClients(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(126)})
-	usr, tok := up.createUser(t, "e2eimage126")
-	env := up.userEnv(tok)
+	su := up.sshUser(t, "e2eimage126")
+	usr := su.User
+	env := up.userEnv(su.token)
 
 	// As the user, in the image, with the share at its path on the node.
 	out, errs, code := cli(t, env, "job", "submit", "--wait", "--image", img, "--", "sh", "-c",
@@ -118,8 +121,29 @@ func TestJobInImage(t *testing.T) {
 	if code != 0 || out != "busybox image\nlo\n" {
 		t.Errorf("a job in pool boxed, whose image is %s with no network: exit %d, stdout %q, stderr %q; want the image's file and lo alone", img, code, out, errs)
 	}
+	boxed := strings.Fields(errs)[2] // "submitted job N"
+
+	// A session in the pool runs its commands in the image too, as the
+	// user, with the share; sftp serves the share from the node.
+	out, errs, code = su.ssh(t, usr.Name+"+boxed", nil, "cat /etc/dspool-e2e-marker; id -u; pwd; ls /sys/class/net")
+	if code != 0 || out != fmt.Sprintf("busybox image\n%d\n%s\nlo\n", usr.UID, home) {
+		t.Errorf("ssh %s+boxed: exit %d, stdout %q, stderr %q; want the image's file, the user's uid, their home and no network", usr.Name, code, out, errs)
+	}
+	out, errs, code = su.ssh(t, usr.Name+"+boxed", strings.NewReader("exit 3\n"), "sh")
+	if code != 3 {
+		t.Errorf("ssh %s+boxed sh, exit 3: exit %d, stdout %q, stderr %q", usr.Name, code, out, errs)
+	}
+
+	// A login shell on a terminal.
+	shell := exec.Command("ssh", append(su.sshOpts(up.SSHPort, "-tt"), usr.Name+"+boxed@127.0.0.1")...)
+	shell.Stdin = strings.NewReader("cat /etc/dspool-e2e-marker; exit 5\n")
+	b, err := shell.CombinedOutput()
+	if code := shell.ProcessState.ExitCode(); code != 5 || !strings.Contains(string(b), "busybox image") {
+		t.Errorf("ssh -tt %s+boxed: exit %d (%v), output %q; want the image's file and exit 5", usr.Name, code, err, b)
+	}
+
 	var shown struct{ Image string }
-	cliJSON(t, env, &shown, "job", "show", "-o", "json", strings.Fields(errs)[2])
+	cliJSON(t, env, &shown, "job", "show", "-o", "json", boxed)
 	if shown.Image != "" {
 		t.Errorf("job show of a job in its pool's image: image %q, want none of its own", shown.Image)
 	}
@@ -144,10 +168,11 @@ func TestJobInImage(t *testing.T) {
 	// Nothing left: no container of this pool's nodes, no cgroup of a job.
 	var nodes []struct{ ID string }
 	cliJSON(t, up.env(), &nodes, "node", "list", "-o", "json")
+	cliOK(t, up.env(), "session", "list") // sessions end as their connections close
 	for _, n := range nodes {
-		if left := podmanTest(t, "ps", "--all", "--quiet", "--filter", "label=dspool.node="+n.ID); left != "" {
-			t.Errorf("containers of node %s left after its jobs ended: %s", n.ID, left)
-		}
+		eventually(t, 30*time.Second, "no container of node "+n.ID, func() bool {
+			return podmanTest(t, "ps", "--all", "--quiet", "--filter", "label=dspool.node="+n.ID) == ""
+		})
 		if left, _ := filepath.Glob("/sys/fs/cgroup/*/dspool/" + n.ID + "/j*"); len(left) > 0 {
 			t.Errorf("cgroups left after the jobs ended: %v", left)
 		}

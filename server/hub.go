@@ -482,6 +482,18 @@ func attemptImage(j *dspool.Job, p *dspool.Pool, home string) (image string, fil
 	if image == "" {
 		image, base = p.Image, ""
 	}
+	return resolveImage(image, base, p)
+}
+
+// sessionImage is the image a session of pool p runs in: the pool's.
+func sessionImage(p *dspool.Pool) (image string, file bool, network string) {
+	return resolveImage(p.Image, "", p)
+}
+
+// resolveImage is image as an agent takes it, a relative file resolved
+// beneath base.
+func resolveImage(image, base string, p *dspool.Pool) (string, bool, string) {
+	var network string
 	if image == "" {
 		return "", false, ""
 	}
