@@ -2,9 +2,9 @@ package e2e_test
 
 import (
 	"crypto/rand"
-	"fmt"
 	"debug/elf"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
