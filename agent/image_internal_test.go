@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dspool/dspool/api"
 )
 
 func TestNoPodmanSaysWhatToDo(t *testing.T) {
@@ -69,5 +71,24 @@ func TestEnvFile(t *testing.T) {
 	}
 	if _, err := os.Stat(target); err == nil {
 		t.Error("the env file was written through a symlink")
+	}
+}
+
+func TestTransfersServeTheShareFromTheNode(t *testing.T) {
+	for _, tt := range []struct {
+		cmd  string
+		want bool
+	}{
+		{"scp -t .", true},
+		{"scp -f data.csv", true},
+		{"rsync --server -vlogDtpre.iLsfxCIvu . data/", true},
+		{"rsync -a a b", false},
+		{"python3 train.py", false},
+		{"scp", false},
+	} {
+		req := &api.ChannelRequest{Kind: api.ChannelExec, Command: tt.cmd}
+		if got := transfer(req); got != tt.want {
+			t.Errorf("transfer(%q) = %v, want %v", tt.cmd, got, tt.want)
+		}
 	}
 }

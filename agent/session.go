@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -310,6 +311,17 @@ func (ag *Agent) command(req *api.ChannelRequest) (string, []string, error) {
 	return "", nil, fmt.Errorf("unknown channel kind %q", req.Kind)
 }
 
+// transfer reports whether an exec channel is the server side of a file
+// transfer, scp's (-t, -f) or rsync's.
+func transfer(req *api.ChannelRequest) bool {
+	if req.Kind != api.ChannelExec {
+		return false
+	}
+	f := strings.Fields(req.Command)
+	return len(f) >= 2 && (f[0] == "scp" && (slices.Contains(f, "-t") || slices.Contains(f, "-f")) ||
+		f[0] == "rsync" && f[1] == "--server")
+}
+
 func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	var req api.ChannelRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -327,8 +339,9 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cmd *exec.Cmd
-	if h.ctr != nil && req.Kind != api.ChannelSubsystem {
-		// In the session's container; sftp serves the share from the node.
+	if h.ctr != nil && req.Kind != api.ChannelSubsystem && !transfer(&req) {
+		// In the session's container; sftp, scp and rsync serve the share
+		// from the node (the image need not have them).
 		if cmd, err = ag.execCmd(h, &req, ag.sessionEnv(h, &req, "/bin/sh")); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

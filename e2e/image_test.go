@@ -134,6 +134,20 @@ func TestJobInImage(t *testing.T) {
 		t.Errorf("ssh %s+boxed sh, exit 3: exit %d, stdout %q, stderr %q", usr.Name, code, out, errs)
 	}
 
+	// rsync serves the share from the node: the image has none.
+	if _, err := exec.LookPath("rsync"); err == nil {
+		src := filepath.Join(tempDir(t), "sent.txt")
+		if err := os.WriteFile(src, []byte("sent\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rsync := exec.Command("rsync", "-e", "ssh "+strings.Join(su.sshOpts(up.SSHPort), " "), src, usr.Name+"+boxed@127.0.0.1:sent.txt")
+		if b, err := rsync.CombinedOutput(); err != nil {
+			t.Errorf("rsync to a session in an image: %v: %s", err, b)
+		} else if b, _ := os.ReadFile(filepath.Join(home, "sent.txt")); string(b) != "sent\n" {
+			t.Errorf("rsync to a session in an image wrote %q", b)
+		}
+	}
+
 	// A login shell on a terminal.
 	shell := exec.Command("ssh", append(su.sshOpts(up.SSHPort, "-tt"), usr.Name+"+boxed@127.0.0.1")...)
 	shell.Stdin = strings.NewReader("cat /etc/dspool-e2e-marker; exit 5\n")
