@@ -194,7 +194,9 @@ func (ag *Agent) start(a *attempt) (err error) {
 			a.removeCgroup()
 			return err
 		}
+		a.mu.Lock() // a kill during the start reads it
 		a.container = ctr
+		a.mu.Unlock()
 		// podman runs as root outside the attempt's cgroup; the container
 		// is placed in it (--cgroup-parent).
 		cmd, spawnIn, uid, gid = c, nil, -1, -1
@@ -348,6 +350,8 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 	if a.container != nil {
 		// podman run --rm removed a container it saw end; one that ended
 		// otherwise (killed, or podman's own failure) is removed here.
+		// podman exits 125 when it fails itself (a job of its own that
+		// exits 125 is taken for that too).
 		a.container.ended = reason == "" && ee != nil && !ee.Sys().(syscall.WaitStatus).Signaled() && code != podmanFailed
 		if code == podmanFailed && reason == "" {
 			ag.mu.Lock()
