@@ -62,6 +62,11 @@ func TestJobInImage(t *testing.T) {
 		t.Errorf("the job's file on the share belongs to uid %d, want %d", owner, usr.UID)
 	}
 
+	// The node says it runs images.
+	if shown := cliOK(t, up.env(), "node", "show", "default-1"); !strings.Contains(shown, "\nImages: podman ") {
+		t.Errorf("node show default-1 does not say it runs images with podman:\n%s", shown)
+	}
+
 	// Killed at its memory limit: dd's 200 MiB buffer, in a 50 MiB job.
 	_, errs, code = cli(t, env, "job", "submit", "--wait", "--memory", "50MiB", "--image", img, "--",
 		"dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1")
