@@ -451,7 +451,8 @@ func (ag *Agent) removeContainer(c *container) {
 }
 
 // removeStaleContainers removes the containers an earlier run of this
-// node's agent left: their processes died with their cgroups.
+// node's agent left (their processes died with their cgroups), and the
+// images it loaded from files.
 func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -468,5 +469,12 @@ func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
 		for _, id := range ids {
 			ag.removeContainer(&container{name: id, store: store})
 		}
+	}
+	// The images loaded from files by an earlier run: this run knows none
+	// of them (it loads a file again at its first use), and they would
+	// pile up otherwise.
+	prune := append(append([]string(nil), p.fileStore...), "image", "prune", "--all", "--force")
+	if out, err := p.command(ctx, prune...).CombinedOutput(); err != nil {
+		ag.log.Warn("remove the images an earlier agent loaded from files", "err", err, "out", firstLine(string(out)))
 	}
 }
