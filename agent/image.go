@@ -96,12 +96,6 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 			return nil, "catatonit is not installed"
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
-	if err != nil {
-		return nil, fmt.Sprintf("podman --version: %v", err)
-	}
 	// Both out of the node's runtime directory, which holds only the
 	// files of work under way: the conf in the agent's state, the file
 	// images' run root beside the node's runtime directory (in memory, as
@@ -110,9 +104,19 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 	if err := writeNew(conf, []byte(fmt.Sprintf(containersConf, init)), 0o600); err != nil {
 		return nil, fmt.Sprintf("write %s: %v", conf, err)
 	}
-	p := &podman{path: path, version: strings.TrimPrefix(strings.TrimSpace(string(out)), "podman version "), conf: conf,
+	p := &podman{path: path, conf: conf,
 		fileStore: []string{"--root", filepath.Join(ag.cfg.StateDir, "images"), "--runroot", ag.runtime + ".images"},
 		loaded:    map[fileKey]string{}}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var errb bytes.Buffer
+	cmd := p.command(ctx, "--version")
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Sprintf("podman --version: %v: %s", err, firstLine(errb.String()))
+	}
+	p.version = strings.TrimPrefix(strings.TrimSpace(string(out)), "podman version ")
 	return p, ""
 }
 
