@@ -23,8 +23,9 @@ import (
 // the image (a file only the image has); it is killed at its memory limit
 // with the message that says so, ended at its time limit through its
 // cgroup, and the same image saved to a file in the user's home runs too.
-// An image file that is a symlink is refused, and no container or cgroup
-// of the jobs is left behind.
+// An image file that is a symlink is refused. A pool's image is its jobs'
+// and its SSH sessions'. A container whose agent died goes with the next
+// agent, and no container or cgroup of the work is left behind.
 func TestJobInImage(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("podman"); err != nil {
@@ -36,9 +37,28 @@ func TestJobInImage(t *testing.T) {
 	requireSSHClients(t)
 	up := startUp(t, upConfig{UIDBase: uidBase(126)})
 	su := up.sshUser(t, "e2eimage126")
-	usr := su.User
-	env := up.userEnv(su.token)
+	r := &imageRun{up: up, su: su, env: up.userEnv(su.token), img: img,
+		home: filepath.Join(up.Share, "home", su.Name)}
+	t.Run("job", func(t *testing.T) { jobInImage(t, r) })
+	t.Run("file", func(t *testing.T) { imageFile(t, r) })
+	t.Run("pool and session", func(t *testing.T) { poolImage(t, r) })
+	t.Run("agent killed", func(t *testing.T) { agentKilledUnderImage(t, r) })
+	t.Run("nothing left", func(t *testing.T) { nothingLeftOfImages(t, r) })
+}
 
+// imageRun is what the parts of TestJobInImage share.
+type imageRun struct {
+	up   *upProc
+	su   *sshUser
+	env  []string
+	img  string
+	home string // the user's on the share
+}
+
+// jobInImage: a job in the image runs as its user, with the share at its
+// path; it is killed at its memory limit and ended at its time limit.
+func jobInImage(t *testing.T, r *imageRun) {
+	up, usr, env, img := r.up, r.su.User, r.env, r.img
 	// As the user, in the image, with the share at its path on the node.
 	out, errs, code := cli(t, env, "job", "submit", "--wait", "--image", img, "--", "sh", "-c",
 		`id -u; id -g; cat /etc/dspool-e2e-marker; echo made > "$HOME/from-image"; pwd; echo "$DSPOOL_SHARE"`)
@@ -83,15 +103,19 @@ func TestJobInImage(t *testing.T) {
 	if d := time.Since(began); d > 30*time.Second {
 		t.Errorf("the job past its time limit of 2s took %s to end", d)
 	}
+}
 
+// imageFile: the image saved to a file in the user's home runs; a symlink
+// is refused, and so is an image the node lacks.
+func imageFile(t *testing.T, r *imageRun) {
+	usr, env, img, home := r.su.User, r.env, r.img, r.home
 	// The same image as a file in the user's home, loaded by the node.
-	home := filepath.Join(up.Share, "home", usr.Name)
 	file := filepath.Join(home, "bb.tar")
 	podmanTest(t, "save", "--quiet", "-o", file, img)
 	if err := os.Chown(file, usr.UID, usr.GID); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code = cli(t, env, "job", "submit", "--wait", "--image", "bb.tar", "--", "cat", "/etc/dspool-e2e-marker")
+	out, errs, code := cli(t, env, "job", "submit", "--wait", "--image", "bb.tar", "--", "cat", "/etc/dspool-e2e-marker")
 	if code != 0 || out != "busybox image\n" {
 		t.Errorf("a job in image file bb.tar: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
@@ -113,7 +137,11 @@ func TestJobInImage(t *testing.T) {
 	if !strings.Contains(logs, "dspool-e2e-none") {
 		t.Errorf("the log of a job in an image the node lacks says %q, want podman's error", logs)
 	}
+}
 
+// poolImage: a pool's image is its jobs' and its sessions'.
+func poolImage(t *testing.T, r *imageRun) {
+	up, su, usr, env, img, home := r.up, r.su, r.su.User, r.env, r.img, r.home
 	// A pool's image is its jobs' when they name none; its network may be
 	// none.
 	poolFile := filepath.Join(t.TempDir(), "pool.yaml")
@@ -122,7 +150,7 @@ func TestJobInImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	cliOK(t, up.env(), "pool", "apply", "-f", poolFile)
-	out, errs, code = cli(t, env, "job", "submit", "--wait", "--pool", "boxed", "--", "sh", "-c", "cat /etc/dspool-e2e-marker; ls /sys/class/net")
+	out, errs, code := cli(t, env, "job", "submit", "--wait", "--pool", "boxed", "--", "sh", "-c", "cat /etc/dspool-e2e-marker; ls /sys/class/net")
 	if code != 0 || out != "busybox image\nlo\n" {
 		t.Errorf("a job in pool boxed, whose image is %s with no network: exit %d, stdout %q, stderr %q; want the image's file and lo alone", img, code, out, errs)
 	}
@@ -166,7 +194,12 @@ func TestJobInImage(t *testing.T) {
 	if shown.Image != "" {
 		t.Errorf("job show of a job in its pool's image: image %q, want none of its own", shown.Image)
 	}
+}
 
+// agentKilledUnderImage: the container of a job whose agent died goes
+// with the next agent.
+func agentKilledUnderImage(t *testing.T, r *imageRun) {
+	up, env, img := r.up, r.env, r.img
 	// An agent killed under a job in an image: the container dies with the
 	// job's cgroup, and the agent that comes next removes it.
 	id := submit(t, env, "--retries", "1", "--image", img, "--", "sleep", "600")
@@ -183,7 +216,11 @@ func TestJobInImage(t *testing.T) {
 	}
 	cliOK(t, env, "job", "cancel", itoa(id))
 	waitState(t, env, id, dspool.JobCancelled, 30*time.Second)
+}
 
+// nothingLeftOfImages: no container or cgroup of the work is left.
+func nothingLeftOfImages(t *testing.T, r *imageRun) {
+	up := r.up
 	// Nothing left: no container of this pool's nodes, no cgroup of a job.
 	var nodes []struct{ ID string }
 	cliJSON(t, up.env(), &nodes, "node", "list", "-o", "json")
