@@ -82,6 +82,12 @@ func jobInImage(t *testing.T, r *imageRun) {
 		t.Errorf("the job's file on the share belongs to uid %d, want %d", owner, usr.UID)
 	}
 
+	// With no privilege to gain: no capability, no_new_privs.
+	out, errs, code = cli(t, env, "job", "submit", "--wait", "--image", img, "--", "grep", "-E", "^(CapBnd|CapEff|NoNewPrivs):", "/proc/self/status")
+	if want := "CapEff:\t0000000000000000\nCapBnd:\t0000000000000000\nNoNewPrivs:\t1\n"; code != 0 || out != want {
+		t.Errorf("a job in an image: exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+	}
+
 	// The node says it runs images.
 	if shown := cliOK(t, up.env(), "node", "show", "default-1"); !strings.Contains(shown, "\nImages: podman ") {
 		t.Errorf("node show default-1 does not say it runs images with podman:\n%s", shown)
@@ -161,6 +167,10 @@ func poolImage(t *testing.T, r *imageRun) {
 	out, errs, code = su.ssh(t, usr.Name+"+boxed", nil, "cat /etc/dspool-e2e-marker; id -u; pwd; ls /sys/class/net")
 	if code != 0 || out != fmt.Sprintf("busybox image\n%d\n%s\nlo\n", usr.UID, home) {
 		t.Errorf("ssh %s+boxed: exit %d, stdout %q, stderr %q; want the image's file, the user's uid, their home and no network", usr.Name, code, out, errs)
+	}
+	out, errs, code = su.ssh(t, usr.Name+"+boxed", nil, "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status")
+	if want := "CapEff:\t0000000000000000\nNoNewPrivs:\t1\n"; code != 0 || out != want {
+		t.Errorf("ssh %s+boxed: exit %d, stdout %q, stderr %q; want %q", usr.Name, code, out, errs, want)
 	}
 	out, errs, code = su.ssh(t, usr.Name+"+boxed", strings.NewReader("exit 3\n"), "sh")
 	if code != 3 {
@@ -280,7 +290,7 @@ func importBusyboxImage(t *testing.T, busybox string) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{"sh", "id", "cat", "echo", "dd", "sleep", "pwd", "true", "ls"} {
+	for _, c := range []string{"sh", "id", "cat", "echo", "dd", "sleep", "pwd", "true", "ls", "grep"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", c)); err != nil {
 			t.Fatal(err)
 		}
