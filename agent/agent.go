@@ -340,7 +340,9 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.mu.Lock()
 		ag.podman, ag.inv.Podman = p, p.version
 		ag.mu.Unlock()
-		ag.removeStaleContainers(ctx, p)
+		// In the background: what is left is dead, and no work of this run
+		// has its names (attempt numbers and sessions are new).
+		go ag.removeStaleContainers(ctx, p)
 	} else {
 		ag.mu.Lock()
 		ag.inv.ImagesWhy = why

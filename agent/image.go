@@ -62,6 +62,11 @@ type podman struct {
 
 	mu     sync.Mutex
 	loaded map[fileKey]string // image ids of the files loaded, by the file's identity
+
+	// ready is closed once what an earlier agent left is gone (its
+	// containers, its file images): work waits for it, so that the
+	// removal never takes an image this run loaded.
+	ready chan struct{}
 }
 
 // fileKey identifies a version of a file: another file, or this one
@@ -106,7 +111,7 @@ func (ag *Agent) detectPodman(ctx context.Context) (*podman, string) {
 	}
 	p := &podman{path: path, conf: conf,
 		fileStore: []string{"--root", filepath.Join(ag.cfg.StateDir, "images"), "--runroot", ag.runtime + ".images"},
-		loaded:    map[fileKey]string{}}
+		loaded:    map[fileKey]string{}, ready: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	var errb bytes.Buffer
@@ -182,6 +187,7 @@ func (ag *Agent) podmanFor(ctx context.Context) (*podman, error) {
 	p, why := ag.podman, ag.inv.ImagesWhy
 	ag.mu.Unlock()
 	if p != nil {
+		<-p.ready
 		return p, nil
 	}
 	p, why2 := ag.detectPodman(ctx)
@@ -191,6 +197,7 @@ func (ag *Agent) podmanFor(ctx context.Context) (*podman, error) {
 		}
 		return nil, noPodman(ag.nodeName, why)
 	}
+	close(p.ready) // nothing of an earlier agent's: it had no podman
 	ag.mu.Lock()
 	ag.podman, ag.inv.Podman, ag.inv.ImagesWhy = p, p.version, ""
 	ag.mu.Unlock()
@@ -458,6 +465,7 @@ func (ag *Agent) removeContainer(c *container) {
 // node's agent left (their processes died with their cgroups), and the
 // images it loaded from files.
 func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
+	defer close(p.ready)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for _, store := range [][]string{nil, p.fileStore} {
