@@ -78,6 +78,7 @@ type Job struct {
 	Workdir         string            `json:"workdir"`
 	Command         []string          `json:"command"`
 	Secrets         []SecretUse       `json:"secrets,omitempty"`
+	Image           string            `json:"image,omitempty"` // as submitted; the pool's applies when empty
 	CancelRequested bool              `json:"cancel_requested,omitempty"`
 	// Schedule names the schedule of the job's user that submitted it
 	// ("": none), and Slot is the time of the slot it runs for.
@@ -182,6 +183,10 @@ type Inventory struct {
 	CPUs   MilliCPU `json:"cpus"`
 	Memory Bytes    `json:"memory"`
 	GPUs   []GPU    `json:"gpus"`
+	// Podman is the version of podman the node runs jobs in images with;
+	// empty when it cannot (ImagesWhy says why).
+	Podman    string `json:"podman,omitempty"`
+	ImagesWhy string `json:"images_why,omitempty"`
 }
 
 // Usage is what a node reports it is using right now.

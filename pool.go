@@ -113,6 +113,14 @@ type Pool struct {
 	Setup        string   `json:"setup,omitempty" yaml:"setup"`
 	SetupTimeout Duration `json:"setup_timeout,omitempty" yaml:"setup_timeout"`
 	OutputLimit  Bytes    `json:"output_limit,omitempty" yaml:"output_limit"`
+	// Image is the image the pool's jobs run in when they name none: an
+	// image's name on the nodes, or a file on the share (a path relative
+	// to the share's root, or an absolute path on the nodes).
+	Image string `json:"image,omitempty" yaml:"image"`
+	// ImageNetwork is the network of jobs in an image: host (the node's,
+	// as jobs without an image have; the default) or none (loopback only).
+	// Empty means host.
+	ImageNetwork string `json:"image_network,omitempty" yaml:"image_network"`
 	// Sessions configures interactive sessions in pools that take them.
 	Sessions *SessionSpec `json:"sessions,omitempty" yaml:"sessions"`
 	// Autoscale makes the pool grow and shrink with its work; without it
@@ -126,6 +134,12 @@ type Pool struct {
 	CreatedAt        time.Time         `json:"created_at,omitempty" yaml:"-"`
 	UpdatedAt        time.Time         `json:"updated_at,omitempty" yaml:"-"`
 }
+
+// The networks a pool's jobs in images may have.
+const (
+	ImageNetworkHost = "host"
+	ImageNetworkNone = "none"
+)
 
 // Pool defaults and bounds.
 const (
@@ -203,6 +217,14 @@ func (p *Pool) Normalize(prefix string) error {
 	}
 	if p.OutputLimit == 0 {
 		p.OutputLimit = DefaultOutputLimit
+	}
+	if err := ValidateImage(f("image"), p.Image); err != nil {
+		return err
+	}
+	switch p.ImageNetwork {
+	case "", ImageNetworkHost, ImageNetworkNone: // "": host
+	default:
+		return Invalid(f("image_network"), "%s is not a network for images: use host or none", quote(p.ImageNetwork))
 	}
 	if p.Takes(WorkInteractive) {
 		if p.Sessions == nil {

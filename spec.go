@@ -45,6 +45,10 @@ type JobSpec struct {
 	// Filled in by Normalize from Array, Sweep and After.
 	Tasks *ArraySpec   `json:"-"`
 	Deps  []Dependency `json:"-"`
+	// Image runs the job in a container (docs/decisions/0026-images.md):
+	// the name of an image present on the node, or a file on the share
+	// (ImageIsFile) that the node loads. Empty: the pool's image, if any.
+	Image string `json:"image,omitempty"`
 }
 
 // Defaults and bounds of a job.
@@ -192,6 +196,12 @@ func (s *JobSpec) Normalize() error {
 		}
 		s.Workdir = path.Clean(s.Workdir)
 	}
+	if err := ValidateImage("image", s.Image); err != nil {
+		return err
+	}
+	if s.Image != "" && ImageIsFile(s.Image) {
+		s.Image = path.Clean(s.Image)
+	}
 	if err := ValidateText("idempotency_key", s.IdempotencyKey, 128); err != nil {
 		return err
 	}
@@ -261,6 +271,43 @@ func (s *JobSpec) normalizeArray() error {
 	}
 	s.Tasks = &a
 	s.Array = a.String()
+	return nil
+}
+
+// MaxImageLen bounds an image's name or file path.
+const MaxImageLen = 512
+
+var imageRefRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+
+// ImageIsFile reports whether an image is given as a file (an archive
+// made by podman save or docker save) rather than by name: its name ends
+// in .tar, .tar.gz or .tgz.
+func ImageIsFile(image string) bool {
+	return strings.HasSuffix(image, ".tar") || strings.HasSuffix(image, ".tar.gz") || strings.HasSuffix(image, ".tgz")
+}
+
+// ValidateImage checks an image as a job or a pool names it: empty (none),
+// a file on the share (a path relative to a home, or an absolute path on
+// the nodes, without ".."), or the name of an image on the node
+// (registry/name:tag or name@sha256:digest).
+func ValidateImage(field, image string) error {
+	if image == "" {
+		return nil
+	}
+	if err := ValidateText(field, image, MaxImageLen); err != nil {
+		return err
+	}
+	if ImageIsFile(image) {
+		for _, part := range strings.Split(image, "/") {
+			if part == ".." {
+				return Invalid(field, "%s leaves the directory it is in: remove the '..'", quote(image))
+			}
+		}
+		return nil
+	}
+	if !imageRefRE.MatchString(image) {
+		return Invalid(field, "%s is neither an image's name (e.g. localhost/torch:2.3) nor an image file (.tar, .tar.gz or .tgz, from podman save)", quote(image))
+	}
 	return nil
 }
 

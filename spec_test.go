@@ -47,6 +47,14 @@ func TestJobSpecNormalize(t *testing.T) {
 		{"bidi override in workdir", `{"workdir":"a\u202eb","command":["true"]}`, "workdir"},
 		{"bidi override in an argument", `{"command":["echo","\u202eabc"]}`, ""},
 		{"non-Latin name", `{"name":"训练-模型 ø","command":["true"]}`, ""},
+		{"image by name", `{"image":"localhost/torch:2.3","command":["true"]}`, ""},
+		{"image by digest", `{"image":"docker.io/library/debian@sha256:0123abcd","command":["true"]}`, ""},
+		{"image file in home", `{"image":"images/torch.tar.gz","command":["true"]}`, ""},
+		{"image file on the share", `{"image":"/srv/dspool/data/torch.tar","command":["true"]}`, ""},
+		{"image file leaving", `{"image":"../bob/torch.tar","command":["true"]}`, "image"},
+		{"image name as a flag", `{"image":"--privileged","command":["true"]}`, "image"},
+		{"image name with a space", `{"image":"torch 2","command":["true"]}`, "image"},
+		{"image name with a newline", `{"image":"torch\nx.tar","command":["true"]}`, "image"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -177,6 +185,9 @@ func TestPoolNormalize(t *testing.T) {
 		{"bad work", func(p *dspool.Pool) { p.Work = []dspool.Work{"gaming"} }, "pools[0].work[0]"},
 		{"NUL in setup", func(p *dspool.Pool) { p.Setup = "echo \x00" }, "pools[0].setup"},
 		{"huge setup", func(p *dspool.Pool) { p.Setup = strings.Repeat("x", dspool.MaxSetupBytes+1) }, "pools[0].setup"},
+		{"an image", func(p *dspool.Pool) { p.Image, p.ImageNetwork = "localhost/mini:1", "none" }, ""},
+		{"bad image", func(p *dspool.Pool) { p.Image = "-v /:/host" }, "pools[0].image"},
+		{"bad image network", func(p *dspool.Pool) { p.ImageNetwork = "bridge" }, "pools[0].image_network"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

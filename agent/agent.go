@@ -99,8 +99,9 @@ type Agent struct {
 	cgroups  *cgroups
 	accounts accounts
 	reporter accountReporter
-	runtime  string // this node's runtime directory ("" when it could not be made)
-	caFile   string // the server's CA for work, in runtime ("": work needs none)
+	runtime  string  // this node's runtime directory ("" when it could not be made)
+	caFile   string  // the server's CA for work, in runtime ("": work needs none)
+	podman   *podman // nil: no attempt in an image runs here (inv.ImagesWhy says why)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt
@@ -335,6 +336,18 @@ func (ag *Agent) Run(ctx context.Context) error {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
 	}
+	if p, why := ag.detectPodman(ctx); p != nil {
+		ag.mu.Lock()
+		ag.podman, ag.inv.Podman = p, p.version
+		ag.mu.Unlock()
+		// In the background: what is left is dead, and no work of this run
+		// has its names (attempt numbers and sessions are new).
+		go ag.removeStaleContainers(ctx, p)
+	} else {
+		ag.mu.Lock()
+		ag.inv.ImagesWhy = why
+		ag.mu.Unlock()
+	}
 	if err := ag.publishCA(); err != nil {
 		ag.log.Warn("work here gets no DSPOOL_CA: the API client in a job or session must be given the server's CA", "err", err)
 	}
@@ -395,6 +408,7 @@ func (ag *Agent) stopWork() int {
 	}
 	if ag.runtime != "" {
 		_ = os.RemoveAll(ag.runtime)
+		_ = os.RemoveAll(ag.runtime + ".images") // the file images' run root, its containers gone
 	}
 	return n
 }

@@ -113,10 +113,13 @@ type cgroup struct {
 	// directory clone3 places the child in.
 	tasks []string
 	dirFD int
+	// rel is its path in each hierarchy (/dspool/NODE/NAME), which podman
+	// takes as a container's --cgroup-parent.
+	rel string
 }
 
 func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pids int) (*cgroup, error) {
-	g := &cgroup{v2: c.v2, dirFD: -1}
+	g := &cgroup{v2: c.v2, dirFD: -1, rel: "/" + filepath.Join(c.base, name)}
 	write := func(dir, file, val string) error {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
 			return fmt.Errorf("cgroup %s: set %s=%s: %w", dir, file, val, err)
@@ -182,13 +185,17 @@ var spared int
 // cgroup v1 one of its threads passes through a job's cgroup to fork the
 // job, and cgroup.procs then names the agent. Neither the agent nor its
 // watchdog may take the agent for a job's process.
-func (g *cgroup) pids() []int {
+func (g *cgroup) pids() []int { return g.pidsBut("") }
+
+// pidsBut lists the processes in the cgroup but for those in the cgroups
+// beneath it called skip.
+func (g *cgroup) pidsBut(skip string) []int {
 	seen := map[int]bool{os.Getpid(): true, spared: true}
 	var out []int
-	for _, p := range g.procs {
+	read := func(p string) {
 		b, err := os.ReadFile(p)
 		if err != nil {
-			continue
+			return
 		}
 		for _, f := range strings.Fields(string(b)) {
 			if n, err := strconv.Atoi(f); err == nil && !seen[n] {
@@ -197,12 +204,43 @@ func (g *cgroup) pids() []int {
 			}
 		}
 	}
+	for _, p := range g.procs {
+		read(p)
+		// The cgroups beneath (a container's and its conmon's, which
+		// podman makes under the attempt's): cgroup.procs lists only its
+		// own cgroup's processes.
+		for _, d := range subCgroups(filepath.Dir(p)) {
+			if skip == "" || !strings.Contains("/"+d+"/", "/"+skip+"/") {
+				read(filepath.Join(d, "cgroup.procs"))
+			}
+		}
+	}
+	return out
+}
+
+// subCgroups lists the cgroups beneath dir, deepest first.
+func subCgroups(dir string) []string {
+	var out []string
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			d := filepath.Join(dir, e.Name())
+			out = append(append(out, subCgroups(d)...), d)
+		}
+	}
 	return out
 }
 
 // signal sends sig to every process in the cgroup, daemons included.
-func (g *cgroup) signal(sig syscall.Signal) {
-	for _, pid := range g.pids() {
+func (g *cgroup) signal(sig syscall.Signal) { g.signalBut(sig, "") }
+
+// signalBut sends sig to the processes of the cgroup but for those in the
+// cgroups beneath it called skip.
+func (g *cgroup) signalBut(sig syscall.Signal, skip string) {
+	for _, pid := range g.pidsBut(skip) {
 		_ = syscall.Kill(pid, sig)
 	}
 }
@@ -210,7 +248,11 @@ func (g *cgroup) signal(sig syscall.Signal) {
 // oomKilled reports whether the kernel killed a process of the cgroup for
 // exceeding its memory limit.
 func (g *cgroup) oomKilled() bool {
+	var dirs []string
 	for _, d := range g.dirs {
+		dirs = append(append(dirs, d), subCgroups(d)...)
+	}
+	for _, d := range dirs {
 		if b, err := os.ReadFile(filepath.Join(d, "memory.events")); err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
@@ -223,6 +265,33 @@ func (g *cgroup) oomKilled() bool {
 				if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" && f[1] != "0" {
 					return true
 				}
+			}
+		}
+	}
+	return false
+}
+
+// hitLimit reports whether the cgroup's memory use reached its limit. On
+// cgroup v1 the kernel counts an OOM kill in the cgroup of the process it
+// killed (a container's, which podman removes with it), not in the
+// attempt's, whose peak use is what is left to tell.
+func (g *cgroup) hitLimit() bool {
+	num := func(path string) int64 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return -1
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	for _, d := range g.dirs {
+		for _, pre := range []string{"memory.", "memory.memsw."} {
+			peak, limit := num(filepath.Join(d, pre+"max_usage_in_bytes")), num(filepath.Join(d, pre+"limit_in_bytes"))
+			if peak > 0 && limit > 0 && peak >= limit {
+				return true
 			}
 		}
 	}
@@ -268,9 +337,36 @@ func (g *cgroup) remove() {
 	if len(g.pids()) > 0 {
 		g.kill()
 	}
-	for _, d := range g.dirs {
+	dirs := g.dirs
+	if !g.v2 && g.rel != "" {
+		dirs = v1Dirs(g.rel) // podman makes the attempt's path in every hierarchy
+	}
+	for _, d := range dirs {
+		removeTree(d)
+	}
+}
+
+// v1Dirs is rel in every cgroup v1 hierarchy of the machine.
+func v1Dirs(rel string) []string {
+	mounts, _ := os.ReadDir("/sys/fs/cgroup")
+	var out []string
+	for _, m := range mounts {
+		if d := filepath.Join("/sys/fs/cgroup", m.Name(), rel); m.IsDir() {
+			if _, err := os.Stat(d); err == nil {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// removeTree removes the cgroup dir and those beneath it, deepest first
+// (a cgroup with children cannot be removed).
+func removeTree(dir string) {
+	for _, d := range subCgroups(dir) {
 		_ = os.Remove(d)
 	}
+	_ = os.Remove(dir)
 }
 
 // cleanup removes cgroups left by an earlier run of this node's agent,
@@ -288,7 +384,10 @@ func (c *cgroups) cleanup() {
 		entries, _ := os.ReadDir(p)
 		for _, e := range entries {
 			if e.IsDir() {
-				g := &cgroup{dirs: []string{filepath.Join(p, e.Name())}, procs: []string{filepath.Join(p, e.Name(), "cgroup.procs")}, dirFD: -1}
+				g := &cgroup{v2: c.v2, dirs: []string{filepath.Join(p, e.Name())}, procs: []string{filepath.Join(p, e.Name(), "cgroup.procs")}, dirFD: -1}
+				if !c.v2 {
+					g.rel = "/" + filepath.Join(c.base, e.Name())
+				}
 				g.remove()
 			}
 		}
@@ -302,7 +401,7 @@ func (c *cgroups) removeAll() {
 		_ = os.Remove(filepath.Join(c.root, c.base))
 		return
 	}
-	for _, ctrl := range []string{"memory", "cpu", "pids"} {
-		_ = os.Remove(filepath.Join(c.root, ctrl, c.base))
+	for _, d := range v1Dirs("/" + c.base) { // podman's too
+		_ = os.Remove(d)
 	}
 }

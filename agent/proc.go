@@ -105,7 +105,11 @@ func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, err
 		}
 		child = append(child, pipes[1][1], pipes[2][1])
 	}
-	err := spawn(cmd, h.cg)
+	cg := h.cg
+	if cmd.SysProcAttr.Credential == nil && h.ctr != nil {
+		cg = nil // podman exec, as root: the process it runs joins the container, in h.cg
+	}
+	err := spawn(cmd, cg)
 	for _, f := range child {
 		f.Close()
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,8 @@ type attempt struct {
 	killing    bool
 	pgid       int
 	cg         *cgroup
-	runtime    string // the attempt's runtime directory, under the agent's
+	runtime    string     // the attempt's runtime directory, under the agent's
+	container  *container // the attempt's container, when it runs in an image
 	done       chan struct{}
 
 	// killMessage says why the agent killed it, when its reason's own
@@ -128,10 +130,13 @@ func (ag *Agent) start(a *attempt) (err error) {
 			return err
 		}
 		// The command is looked up as the user too: a start error must not
-		// tell what is in directories the user cannot read.
+		// tell what is in directories the user cannot read. In an image,
+		// the container looks it up.
 		var err error
-		if path, err = lookPath(s.Command[0], envValue(env, "PATH")); err != nil {
-			return err
+		if s.Image == "" {
+			if path, err = lookPath(s.Command[0], envValue(env, "PATH")); err != nil {
+				return err
+			}
 		}
 		logf, err = share.OpenFile(ag.cfg.Share, s.Log, o, 0o640)
 		return err
@@ -146,6 +151,15 @@ func (ag *Agent) start(a *attempt) (err error) {
 		return err
 	}
 	env = append(env, senv...)
+	if s.Image != "" {
+		if _, err := ag.podmanFor(context.Background()); err != nil {
+			return err
+		}
+	}
+	var mounts []string // what a container sees of the agent's files
+	if ag.caFile != "" && envValue(env, "DSPOOL_CA") != "" {
+		mounts = append(mounts, ag.caFile)
+	}
 	if hasSecretFiles(s.Secrets) {
 		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
 		dir, err := ag.writeSecrets(name, uid, gid, s.Secrets)
@@ -159,6 +173,7 @@ func (ag *Agent) start(a *attempt) (err error) {
 			}
 		}()
 		env = append(env, "DSPOOL_SECRETS_DIR="+dir)
+		mounts = append(mounts, dir)
 	}
 	if ag.cgroups != nil {
 		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
@@ -170,18 +185,40 @@ func (ag *Agent) start(a *attempt) (err error) {
 		a.cg = cg
 		a.mu.Unlock()
 	}
+	var cmd *exec.Cmd
+	spawnIn := a.cg
+	if s.Image != "" {
+		if a.cg == nil {
+			a.removeCgroup()
+			return noPodman(ag.nodeName, "the agent has no cgroups")
+		}
+		c, ctr, err := ag.containerCmd(context.Background(), a, env, o, mounts)
+		if err != nil {
+			a.removeCgroup()
+			return err
+		}
+		a.mu.Lock() // a kill during the start reads it
+		a.container = ctr
+		a.mu.Unlock()
+		// podman runs as root outside the attempt's cgroup; the container
+		// is placed in it (--cgroup-parent).
+		cmd, spawnIn, uid, gid = c, nil, -1, -1
+	} else {
+		cmd = &exec.Cmd{Path: path, Args: s.Command, Env: env, Dir: filepath.Join(ag.cfg.Share, s.Workdir)}
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		a.removeCgroup()
+		ag.removeContainer(a.container)
 		return err
 	}
-	cmd := &exec.Cmd{Path: path, Args: s.Command, Env: env, Dir: filepath.Join(ag.cfg.Share, s.Workdir),
-		Stdout: outW, Stderr: outW, SysProcAttr: sysProcAttr(uid, gid, a.cg)}
-	err = spawn(cmd, a.cg)
+	cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = outW, outW, sysProcAttr(uid, gid, spawnIn)
+	err = spawn(cmd, spawnIn)
 	outW.Close()
 	if err != nil {
 		outR.Close()
 		a.removeCgroup()
+		ag.removeContainer(a.container)
 		return fmt.Errorf("start %s: %w", s.Command[0], unwrapExec(err))
 	}
 	ag.wd.group(cmd.Process.Pid)
@@ -313,6 +350,22 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 	a.mu.Lock()
 	reason, why := a.killReason, a.killMessage
 	a.mu.Unlock()
+	if a.container != nil {
+		// podman run --rm removed a container it saw end; one that ended
+		// otherwise (killed, or podman's own failure) is removed here.
+		// podman exits 125 when it fails itself (a job of its own that
+		// exits 125 is taken for that too).
+		a.container.ended = reason == "" && ee != nil && !ee.Sys().(syscall.WaitStatus).Signaled() && code != podmanFailed
+		if code == podmanFailed && reason == "" {
+			ag.mu.Lock()
+			if pm := ag.podman; pm != nil && s.ImageFile {
+				defer pm.forget()
+			}
+			ag.mu.Unlock()
+			r.Reason = dspool.ReasonStartError
+			r.Message = fmt.Sprintf("podman could not run the job in image %s on node %s; the job's log says why", s.Image, ag.nodeName)
+		}
+	}
 	if reason != "" && r.Reason == "" {
 		r.Reason = reason
 		switch {
@@ -325,10 +378,11 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 		}
 	} else if r.Reason == "" && code != 0 {
 		r.Reason = dspool.ReasonExit
-		if a.cg != nil && a.cg.oomKilled() {
+		if a.cg != nil && (a.cg.oomKilled() || a.container != nil && code == 137 && a.cg.hitLimit()) {
 			r.Message = fmt.Sprintf("killed for using more than its memory limit of %s", s.Memory)
 		}
 	}
+	ag.removeContainer(a.container)
 	a.removeCgroup()
 	ag.removeRuntime(a.runtime)
 	ag.workEnded(s.User.UID, s.User.GID)
@@ -338,15 +392,21 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 }
 
 // signal sends sig to the attempt's process group and to every process in
-// its cgroup.
+// its cgroup (of a container's, every process but conmon).
 func (a *attempt) signal(sig syscall.Signal) {
 	a.mu.Lock()
-	pgid, cg := a.pgid, a.cg
+	pgid, cg, ctr := a.pgid, a.cg, a.container
 	a.mu.Unlock()
 	if pgid > 0 {
 		_ = syscall.Kill(-pgid, sig)
 	}
-	if cg != nil {
+	switch {
+	case cg != nil && ctr != nil:
+		// Not conmon, which must see the container end to record its
+		// exit for podman; it goes with the cgroup once the container
+		// is removed.
+		cg.signalBut(sig, "conmon")
+	case cg != nil:
 		cg.signal(sig)
 	}
 }

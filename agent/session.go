@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +38,10 @@ type hosted struct {
 	uid   int    // -1: run as the agent's own user
 	gid   int
 	cg    *cgroup
+	// ctr is the session's container, in a pool with an image.
+	ctr *sessionContainer
+	// beforeEnd runs first when the session ends (removes the container).
+	beforeEnd func()
 	// secrets is the directory of the session's secret files ("": none).
 	secrets string
 
@@ -87,6 +92,16 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 		}
 		h.cg = cg
 	}
+	if s.Image != "" {
+		if err := ag.startSessionContainer(h); err != nil {
+			if h.cg != nil {
+				h.cg.remove()
+			}
+			ag.removeRuntime(s.Session)
+			return nil, err
+		}
+		h.beforeEnd = func() { ag.removeSessionContainer(h) }
+	}
 	ag.sessions[s.Session] = h
 	ag.log.Info("session started", "session", s.Session, "user", s.User.Name)
 	return h, nil
@@ -132,6 +147,9 @@ func (h *hosted) end() {
 	h.mu.Unlock()
 	for _, p := range pgids {
 		_ = syscall.Kill(-p, syscall.SIGKILL)
+	}
+	if h.beforeEnd != nil {
+		h.beforeEnd()
 	}
 	if h.cg != nil {
 		h.cg.signal(syscall.SIGKILL)
@@ -293,6 +311,17 @@ func (ag *Agent) command(req *api.ChannelRequest) (string, []string, error) {
 	return "", nil, fmt.Errorf("unknown channel kind %q", req.Kind)
 }
 
+// transfer reports whether an exec channel is the server side of a file
+// transfer, scp's (-t, -f) or rsync's.
+func transfer(req *api.ChannelRequest) bool {
+	if req.Kind != api.ChannelExec {
+		return false
+	}
+	f := strings.Fields(req.Command)
+	return len(f) >= 2 && (f[0] == "scp" && (slices.Contains(f, "-t") || slices.Contains(f, "-f")) ||
+		f[0] == "rsync" && f[1] == "--server")
+}
+
 func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	var req api.ChannelRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -309,8 +338,18 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	cmd := &exec.Cmd{Path: path, Args: argv, Env: ag.sessionEnv(h, &req, path), Dir: h.home,
-		SysProcAttr: sysProcAttr(h.uid, h.gid, h.cg)}
+	var cmd *exec.Cmd
+	if h.ctr != nil && req.Kind != api.ChannelSubsystem && !transfer(&req) {
+		// In the session's container; sftp, scp and rsync serve the share
+		// from the node (the image need not have them).
+		if cmd, err = ag.execCmd(h, &req, ag.sessionEnv(h, &req, "/bin/sh")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	} else {
+		cmd = &exec.Cmd{Path: path, Args: argv, Env: ag.sessionEnv(h, &req, path), Dir: h.home,
+			SysProcAttr: sysProcAttr(h.uid, h.gid, h.cg)}
+	}
 	if req.Kind == api.ChannelSubsystem {
 		cmd.ExtraFiles = []*os.File{ag.sftpExe}
 	}

@@ -55,6 +55,12 @@ type SessionSetup struct {
 	// WorkToken is the API token the session's processes get in
 	// DSPOOL_TOKEN: its user's, good only while the session lasts.
 	WorkToken string `json:"work_token,omitempty"`
+	// Image, when set, is the pool's image, which the session's shells and
+	// commands run in (as AttemptSpec has it: a name on the node, or with
+	// ImageFile a file on the share); ImageNetwork is host or none.
+	Image        string `json:"image,omitempty"`
+	ImageFile    bool   `json:"image_file,omitempty"`
+	ImageNetwork string `json:"image_network,omitempty"`
 }
 
 // Channel kinds.

@@ -268,6 +268,13 @@ type AttemptSpec struct {
 	// DSPOOL_TOKEN: its user's, good only while the attempt runs
 	// (docs/decisions/0021-work-tokens.md). Like Secrets, never logged.
 	WorkToken string `json:"work_token,omitempty"`
+	// Image, when set, is the image the attempt runs in: an image's name
+	// on the node, or with ImageFile a file on the share, as a path
+	// relative to the share's root or an absolute path on the nodes.
+	Image     string `json:"image,omitempty"`
+	ImageFile bool   `json:"image_file,omitempty"`
+	// ImageNetwork is "host" or "none" (the pool's image_network).
+	ImageNetwork string `json:"image_network,omitempty"`
 	// After, on a start the server pushes outside a heartbeat reply, is
 	// the number of replies it had begun on the connection before it
 	// placed the attempt. Every later reply carries the start while it is

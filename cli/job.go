@@ -314,6 +314,9 @@ func (a *App) jobShowCmd() *cobra.Command {
 			if len(j.Secrets) > 0 {
 				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))
 			}
+			if j.Image != "" {
+				fmt.Fprintf(w, "  image:      %s\n", sanitize(j.Image))
+			}
 			if j.TimeLimit > 0 {
 				fmt.Fprintf(w, "  time limit: %s\n", time.Duration(j.TimeLimit))
 			}

@@ -40,6 +40,7 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.StringArrayVar(&o.env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringArrayVar(&o.secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
 	f.StringArrayVar(&o.secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
+	f.StringVar(&o.spec.Image, "image", "", "run in this image with podman: a NAME on the nodes, or a FILE.tar[.gz] from podman save, relative to your home on the share (default: the pool's, if any)")
 	f.StringVar(&o.spec.Workdir, "workdir", "", "working directory, relative to your home on the share (default: the directory you submit from when it is in your home on the share, else jobs/ID)")
 	f.StringVar(&o.spec.Array, "array", "", "an array of tasks, each a job with its index in DSPOOL_ARRAY_INDEX: 0-99, 1,3,5-9, 0-999:10; %N runs at most N at once (0-999%50)")
 	f.StringVar(&o.sweep, "sweep", "", "a task per row of a CSV file (its header names the variables) or of JSON lines, the row's values as variables; with --array %N at most N at once")

@@ -272,6 +272,12 @@ func (a *App) nodeCmd() *cobra.Command {
 					if n.Message != "" {
 						fmt.Fprintf(a.Stdout, "\nMessage:\n%s\n", sanitize(n.Message))
 					}
+					switch {
+					case n.Inventory.Podman != "":
+						fmt.Fprintf(a.Stdout, "\nImages: podman %s\n", sanitize(n.Inventory.Podman))
+					case n.Inventory.ImagesWhy != "":
+						fmt.Fprintf(a.Stdout, "\nImages: none (%s)\n", sanitize(n.Inventory.ImagesWhy))
+					}
 					if len(n.Accounts) > 0 {
 						fmt.Fprintf(a.Stdout, "\nAccounts in dspool's uid range that are not its users' (new users do not get their ids; users whose uid or gid they hold get no work here):\n")
 						for _, acct := range n.Accounts {

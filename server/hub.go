@@ -471,6 +471,7 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 	if j.ArrayIndex != nil {
 		spec.ArrayIndex = *j.ArrayIndex
 	}
+	spec.Image, spec.ImageFile, spec.ImageNetwork = attemptImage(j, p, spec.Home)
 	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
 	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)
 	// The values are read at each start, so a retry gets a secret's value
@@ -480,6 +481,43 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 		return nil, err
 	}
 	return spec, nil
+}
+
+// attemptImage is the image an attempt runs in: the job's, else its
+// pool's. A file of the job's is relative to the user's home, one of the
+// pool's to the share's root; absolute paths go as they are, and the agent
+// checks that they are on the share.
+func attemptImage(j *dspool.Job, p *dspool.Pool, home string) (image string, file bool, network string) {
+	image, base := j.Image, home
+	if image == "" {
+		image, base = p.Image, ""
+	}
+	return resolveImage(image, base, p)
+}
+
+// sessionImage is the image a session of pool p runs in: the pool's.
+func sessionImage(p *dspool.Pool) (image string, file bool, network string) {
+	return resolveImage(p.Image, "", p)
+}
+
+// resolveImage is image as an agent takes it, a relative file resolved
+// beneath base.
+func resolveImage(image, base string, p *dspool.Pool) (string, bool, string) {
+	var network string
+	if image == "" {
+		return "", false, ""
+	}
+	network = p.ImageNetwork
+	if network == "" {
+		network = dspool.ImageNetworkHost
+	}
+	if !dspool.ImageIsFile(image) {
+		return image, false, network
+	}
+	if !path.IsAbs(image) {
+		image = path.Join(base, image)
+	}
+	return image, true, network
 }
 
 // startFailed ends an attempt that cannot start for a reason no retry of

@@ -113,6 +113,7 @@ func (s *Server) recoverSession(ctx context.Context, rec *dspool.Session) (strin
 			Home: share.Home(u.Name), Notebooks: share.Notebooks(u.Name), CPUs: rec.CPUs, Memory: rec.Memory, Forwarding: settings.Forwarding,
 			Secrets:   s.sessionSecrets(ctx, u.Name, fmt.Sprintf("session %s on node %s", rec.ID, rec.NodeName)),
 			WorkToken: s.workTokens.session(rec.ID, u.Name)}}
+	l.setup.Image, l.setup.ImageFile, l.setup.ImageNetwork = sessionImage(p)
 	l.last.Store(rec.LastActivity.UnixNano())
 	l.saved.Store(rec.LastActivity.UnixNano())
 	l.in.Store(rec.BytesIn)

@@ -502,6 +502,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding,
 			Secrets:   s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name)),
 			WorkToken: s.workTokens.session(rec.ID, user.Name)}}
+	l.setup.Image, l.setup.ImageFile, l.setup.ImageNetwork = sessionImage(p)
 	l.last.Store(now.UnixNano())
 	l.saved.Store(now.UnixNano())
 	s.makeUserDir(ctx, user.Name, l.setup.Home, 0o700)

@@ -80,6 +80,34 @@ func Open(root, rel string, o Owner) (*os.File, error) {
 	return reopen(pfd, rel, unix.O_RDONLY, root)
 }
 
+// OpenReadable opens the regular file rel beneath root for reading,
+// whoever owns it (an image a team shares): call it inside As, so that the
+// kernel checks the user's right to read it. No component may be a
+// symlink, and nothing but a regular file is opened.
+func OpenReadable(root, rel string) (*os.File, error) {
+	rfd, err := openRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(rfd)
+	pfd, err := openPath(rfd, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		return nil, fmt.Errorf("stat %s in the share: %w", rel, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+		return nil, fmt.Errorf("%w: %s in the share is a symlink, which is not followed", ErrUnsafe, rel)
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, fmt.Errorf("%w: %s in the share is a %s, not a regular file", ErrUnsafe, rel, kind(st.Mode))
+	}
+	return reopen(pfd, rel, unix.O_RDONLY, root)
+}
+
 // OpenFile opens rel beneath root for appending, creating it with mode perm
 // and owner o when missing. An existing rel must be a regular file of o.UID
 // with one link.

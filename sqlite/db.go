@@ -159,6 +159,8 @@ var migrations = []string{
 	// for: each joins one node, once (used_at), and expires soon.
 	`ALTER TABLE join_tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE join_tokens ADD COLUMN used_at INTEGER;`,
+	// images (docs/decisions/0026-images.md): the image a job asked for.
+	`ALTER TABLE jobs ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
 }
 
 const schema = `

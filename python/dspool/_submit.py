@@ -22,7 +22,7 @@ MAX_SCRIPT = 128 * 1024 - 1024
 DIRECTIVES = {
     "pool": ("pool", str), "team": ("team", str), "name": ("name", str), "cpus": ("cpus", str),
     "memory": ("memory", str), "gpus": ("gpus", int), "time": ("time_limit", str), "retries": ("retries", int),
-    "priority": ("priority", int), "workdir": ("workdir", str), "env": ("env", list), "secret": ("secrets", list),
+    "priority": ("priority", int), "workdir": ("workdir", str), "image": ("image", str), "env": ("env", list), "secret": ("secrets", list),
     "secret-file": ("secret_files", list), "export": ("export", list), "export-all": ("export_all", bool),
     "env-file": ("env_file", str), "login": ("login", bool), "array": ("array", str), "sweep": ("sweep", str),
     "after": ("after", str), "hold": ("hold", bool),

@@ -133,7 +133,7 @@ class Client:
 
     def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
                gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
-               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, array=None, sweep=None,
+               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, image=None, array=None, sweep=None,
                after=None, hold=False, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
         """Submits a batch job, or an array of tasks, and returns it (with
         wait, once it has ended: for an array, every task).
@@ -151,7 +151,9 @@ class Client:
         KEY=VALUE lines), login (run in your login shell, bash -l), secrets
         ("NAME" or "NAME=VAR", or a dict NAME: VAR), secret_files (NAMEs, as
         files in $DSPOOL_SECRETS_DIR), workdir (relative to your home on
-        the share), pool, team, name.
+        the share), image (the job runs in it with podman: an image's name
+        on the nodes, or a file.tar[.gz] on the share, relative to your
+        home; default the pool's), pool, team, name.
 
         array makes it an array of tasks, each a job of its own with its
         index in DSPOOL_ARRAY_INDEX (and the array's id in DSPOOL_ARRAY_ID):
@@ -179,12 +181,13 @@ class Client:
             command, words = _submit.batch_script(script, args)
             o = _submit.apply_directives(dict(
                 pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
-                retries=retries, priority=priority, workdir=workdir, env=env, secrets=secrets,
+                retries=retries, priority=priority, workdir=workdir, image=image, env=env, secrets=secrets,
                 secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login,
                 array=array, sweep=sweep, after=after, hold=hold),
                 script, words)
             pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
             time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
+            image = o["image"]
             secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
             env_file, login = o["env_file"], o["login"]
             array, sweep, after, hold = o["array"], o["sweep"], o["after"], o["hold"]
@@ -201,7 +204,7 @@ class Client:
             command = _submit.login_command(command)
         spec = {"command": command}
         for key, val in (("pool", pool), ("team", team), ("name", name), ("gpus", gpus), ("retries", retries),
-                         ("priority", priority), ("workdir", workdir)):
+                         ("priority", priority), ("workdir", workdir), ("image", image)):
             if val is not None:
                 spec[key] = val
         if cpus is not None:

@@ -204,6 +204,7 @@ class Job(_Model):
     priority: int = 0
     env: Dict[str, str] = field(default_factory=dict)
     workdir: str = ""
+    image: str = ""
     command: List[str] = field(default_factory=list)
     secrets: List[SecretUse] = field(default_factory=list)
     cancel_requested: bool = False

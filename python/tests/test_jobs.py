@@ -96,6 +96,8 @@ def test_list_with_filters(client):
     ({"priority": 5000}, "priority"),
     ({"time_limit": "soon"}, "time_limit"),
     ({"workdir": "../elsewhere"}, "workdir"),
+    ({"image": "not an image"}, "image"),
+    ({"image": "../images/torch.tar"}, "image"),
     ({"pool": "Not A Pool"}, "pool"),
     ({"secrets": ["no-such-secret"]}, "secrets[0]"),
     ({"secret_files": ["no-such-secret"]}, "secret_files[0]"),
