@@ -468,7 +468,16 @@ func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
 	defer close(p.ready)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for _, store := range [][]string{nil, p.fileStore} {
+	// The file images' store is looked at only if an earlier run made it:
+	// podman makes a store it is pointed at, and mounts its overlay
+	// directory, which would then outlive an agent that never ran an
+	// image.
+	stores := [][]string{nil}
+	fileStore := false
+	if _, err := os.Lstat(p.fileStore[1]); err == nil {
+		stores, fileStore = append(stores, p.fileStore), true
+	}
+	for _, store := range stores {
 		args := append(append([]string(nil), store...), "ps", "--all", "--quiet", "--filter", "label=dspool.node="+ag.node)
 		out, err := p.command(ctx, args...).Output()
 		if err != nil {
@@ -481,6 +490,9 @@ func (ag *Agent) removeStaleContainers(ctx context.Context, p *podman) {
 		for _, id := range ids {
 			ag.removeContainer(&container{name: id, store: store})
 		}
+	}
+	if !fileStore {
+		return
 	}
 	// The images loaded from files by an earlier run: this run knows none
 	// of them (it loads a file again at its first use), and they would
