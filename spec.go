@@ -15,15 +15,17 @@ import (
 // JobSpec is what a user submits. Zero values mean the defaults filled in by
 // Normalize.
 type JobSpec struct {
-	Pool           string            `json:"pool,omitempty"`
-	Team           string            `json:"team,omitempty"` // default: the user's one team that may use the pool
-	Name           string            `json:"name,omitempty"`
-	CPUs           MilliCPU          `json:"cpus,omitempty"`
-	Memory         Bytes             `json:"memory,omitempty"`
-	GPUs           int               `json:"gpus,omitempty"`
-	TimeLimit      Duration          `json:"time_limit,omitempty"`
-	Retries        int               `json:"retries,omitempty"`
-	Priority       int               `json:"priority,omitempty"`
+	Pool      string   `json:"pool,omitempty"`
+	Team      string   `json:"team,omitempty"` // default: the user's one team that may use the pool
+	Name      string   `json:"name,omitempty"`
+	CPUs      MilliCPU `json:"cpus,omitempty"`
+	Memory    Bytes    `json:"memory,omitempty"`
+	GPUs      int      `json:"gpus,omitempty"`
+	TimeLimit Duration `json:"time_limit,omitempty"`
+	Retries   int      `json:"retries,omitempty"`
+	// Priority orders the queue, higher first; nil: the default of the
+	// user's or the team's limits (see JobPriorityBounds). checkJob sets it.
+	Priority       *int              `json:"priority,omitempty"`
 	Env            map[string]string `json:"env,omitempty"`
 	Workdir        string            `json:"workdir,omitempty"`
 	Command        []string          `json:"command"`
@@ -105,6 +107,14 @@ func reservedEnvName(k string) bool {
 		strings.HasPrefix(k, "BASH_FUNC_") || strings.HasPrefix(k, "GCONV_")
 }
 
+// PriorityOrZero returns the priority given, or 0 when none was.
+func (s *JobSpec) PriorityOrZero() int {
+	if s.Priority == nil {
+		return 0
+	}
+	return *s.Priority
+}
+
 // Normalize fills defaults and validates s, returning an EInvalid error that
 // names the first offending field.
 func (s *JobSpec) Normalize() error {
@@ -165,8 +175,8 @@ func (s *JobSpec) Normalize() error {
 	if s.Retries < 0 || s.Retries > MaxRetries {
 		return Invalid("retries", "%d is out of range: give 0 to %d", s.Retries, MaxRetries)
 	}
-	if s.Priority < -MaxPriority || s.Priority > MaxPriority {
-		return Invalid("priority", "%d is out of range: give -%d to %d", s.Priority, MaxPriority, MaxPriority)
+	if p := s.Priority; p != nil && (*p < -MaxPriority || *p > MaxPriority) {
+		return Invalid("priority", "%d is out of range: give -%d to %d", *p, MaxPriority, MaxPriority)
 	}
 	if len(s.Env) > MaxEnv {
 		return Invalid("env", "has %d variables: at most %d", len(s.Env), MaxEnv)

@@ -118,6 +118,6 @@ func rerunSpec(j *dspool.Job) *dspool.JobSpec {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return &dspool.JobSpec{Pool: j.Pool, Team: j.Team, Name: j.Name, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
-		TimeLimit: j.TimeLimit, Retries: j.Retries, Priority: j.Priority, Env: maps.Clone(j.Env), Workdir: j.Workdir,
+		TimeLimit: j.TimeLimit, Retries: j.Retries, Priority: &j.Priority, Env: maps.Clone(j.Env), Workdir: j.Workdir,
 		Command: slices.Clone(j.Command), Secrets: slices.Clone(j.Secrets), IdempotencyKey: hex.EncodeToString(b)}
 }
