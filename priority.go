@@ -36,8 +36,8 @@ func (r PriorityRange) Validate(field string) error {
 }
 
 // ParsePriorityRange parses "MIN..MAX" ("-100..100", "-50..-10"); a single
-// number N is N..N.
-func ParsePriorityRange(s string) (PriorityRange, error) {
+// number N is N..N. A refusal is an EInvalid error naming field.
+func ParsePriorityRange(field, s string) (PriorityRange, error) {
 	lo, hi, ok := strings.Cut(strings.TrimSpace(s), "..")
 	if !ok {
 		hi = lo
@@ -45,11 +45,11 @@ func ParsePriorityRange(s string) (PriorityRange, error) {
 	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
 	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
 	if err1 != nil || err2 != nil {
-		return PriorityRange{}, fmt.Errorf("%s is not a range of priorities: give MIN..MAX, e.g. -100..100", quote(s))
+		return PriorityRange{}, Invalid(field, "%s is not a range of priorities: give MIN..MAX, e.g. -100..100", quote(s))
 	}
 	r := PriorityRange{Min: a, Max: b}
-	if err := r.Validate("priority"); err != nil {
-		return PriorityRange{}, fmt.Errorf("%s", Message(err))
+	if err := r.Validate(field); err != nil {
+		return PriorityRange{}, err
 	}
 	return r, nil
 }

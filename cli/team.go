@@ -272,9 +272,9 @@ func (f *limitFlags) apply(l *dspool.Limits) error {
 	if f.priority != "" {
 		l.Priority = nil
 		if f.priority != "none" {
-			r, err := dspool.ParsePriorityRange(f.priority)
+			r, err := dspool.ParsePriorityRange("--priority", f.priority)
 			if err != nil {
-				return dspool.Invalid("--priority", "%v (or none)", err)
+				return err
 			}
 			l.Priority = &r
 		}

@@ -83,11 +83,11 @@ func (s *Server) setJobPriority(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, dspool.Errorf(dspool.EConflict, "%s: only a queued job's priority can change", what))
 		return
 	}
-	detail := fmt.Sprintf("priority %d to %d", j.Priority, p)
+	target, detail := "job "+j.Ref(), fmt.Sprintf("priority %d to %d", j.Priority, p)
 	if j.Array != nil {
-		detail += fmt.Sprintf(" (%s)", dspool.Plural(n, "queued task"))
+		target, detail = fmt.Sprintf("array %d", j.ID), detail+fmt.Sprintf(" (%s)", dspool.Plural(n, "queued task"))
 	}
-	s.audit(r, "", dspool.AuditJobPriority, "job "+j.Ref(), dspool.AuditSuccess, detail)
+	s.audit(r, "", dspool.AuditJobPriority, target, dspool.AuditSuccess, detail)
 	s.Kick()
 	if j.Array != nil {
 		s.writeArray(w, r, j.ID)
