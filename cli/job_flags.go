@@ -37,7 +37,7 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.IntVar(&o.spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
 	f.Var((*durationFlag)(&o.spec.TimeLimit), "time", "time limit, e.g. 30m, 2h (default none)")
 	f.IntVar(&o.spec.Retries, "retries", 0, "how many times to retry a failed attempt")
-	f.Var(priorityFlag{&o.spec.Priority}, "priority", "higher runs first, within the range an admin gave you and your team (none given: 0 or below; default: your default, else the team's, else 0)")
+	f.Var(priorityFlag{&o.spec.Priority}, "priority", "higher runs first, within your and your team's range (none set: 0 or below); default: your default priority, else your team's, else 0")
 	f.StringArrayVar(&o.env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringArrayVar(&o.secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
 	f.StringArrayVar(&o.secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
