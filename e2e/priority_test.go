@@ -75,8 +75,16 @@ func TestPriorityBounds(t *testing.T) {
 	if j.Priority != -1000 {
 		t.Errorf("after the admin's change: priority %d, want -1000", j.Priority)
 	}
+	// A rerun of a job an admin raised past its owner's range gets the
+	// owner's default instead.
+	cliOK(t, admin, "job", "priority", id, "500")
+	out, errs, code := cli(t, bob, "job", "rerun", "-o", "json", id)
+	var rerun dspool.Job
+	if code != 0 || json.Unmarshal([]byte(out), &rerun) != nil || rerun.Priority != 10 || !strings.Contains(errs, "job "+id+"'s priority 500 is past your range") {
+		t.Errorf("bob reruns the job an admin raised to 500: exit code %d, stdout %q, stderr %q; want a new job at the default, 10", code, out, errs)
+	}
 	audit := cliOK(t, admin, "audit", "--action", "job.priority")
-	for _, want := range []string{"e2eann199", "priority 10 to 100", "priority 100 to -1000"} {
+	for _, want := range []string{"e2eann199", "priority 10 to 100", "priority 100 to -1000", "priority -1000 to 500"} {
 		if !strings.Contains(audit, want) {
 			t.Errorf("audit log lacks %q:\n%s", want, audit)
 		}
