@@ -58,6 +58,14 @@ func TestPriorityBounds(t *testing.T) {
 	_, err = p.Admin.SetTeamLimits(ctx, "vision", dspool.Limits{Priority: &dspool.PriorityRange{Min: -10, Max: 10}, DefaultPriority: ptr(20)})
 	wantCode(t, "a default outside its range", err, dspool.EInvalid, "20 is outside the priority range -10..10")
 
+	// A schedule's job is checked as a submission is, and keeps "none
+	// given", so each slot gets the default in force then.
+	_, err = bob.c.CreateSchedule(ctx, &dspool.ScheduleSpec{Name: "loud", Cron: "@daily", Job: dspool.JobSpec{Command: []string{"true"}, Priority: ptr(500)}})
+	wantCode(t, "a schedule at 500", err, dspool.EInvalid, "500 is out of range for user bob in team vision")
+	if sc, err := bob.c.CreateSchedule(ctx, &dspool.ScheduleSpec{Name: "quiet", Cron: "@daily", Job: dspool.JobSpec{Command: []string{"true"}}}); err != nil || sc.Job.Priority != nil {
+		t.Fatalf("a schedule without a priority: %+v %v; want none stored", sc, err)
+	}
+
 	// Changes of a queued job.
 	set := func(c *api.Client, ref string, prio int) (*dspool.Job, error) { return c.SetPriority(ctx, ref, prio) }
 	ref := fmt.Sprint(j.ID)
