@@ -15,17 +15,15 @@ import (
 // JobSpec is what a user submits. Zero values mean the defaults filled in by
 // Normalize.
 type JobSpec struct {
-	Pool      string   `json:"pool,omitempty"`
-	Team      string   `json:"team,omitempty"` // default: the user's one team that may use the pool
-	Name      string   `json:"name,omitempty"`
-	CPUs      MilliCPU `json:"cpus,omitempty"`
-	Memory    Bytes    `json:"memory,omitempty"`
-	GPUs      int      `json:"gpus,omitempty"`
-	TimeLimit Duration `json:"time_limit,omitempty"`
-	Retries   int      `json:"retries,omitempty"`
-	// Priority orders the queue, higher first; nil: the default of the
-	// user's or the team's limits (see JobPriorityBounds). checkJob sets it.
-	Priority       *int              `json:"priority,omitempty"`
+	Pool           string            `json:"pool,omitempty"`
+	Team           string            `json:"team,omitempty"` // default: the user's one team that may use the pool
+	Name           string            `json:"name,omitempty"`
+	CPUs           MilliCPU          `json:"cpus,omitempty"`
+	Memory         Bytes             `json:"memory,omitempty"`
+	GPUs           int               `json:"gpus,omitempty"`
+	TimeLimit      Duration          `json:"time_limit,omitempty"`
+	Retries        int               `json:"retries,omitempty"`
+	Priority       *int              `json:"priority,omitempty"` // higher first; nil: the default of the limits (JobPriorityBounds)
 	Env            map[string]string `json:"env,omitempty"`
 	Workdir        string            `json:"workdir,omitempty"`
 	Command        []string          `json:"command"`
