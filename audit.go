@@ -79,6 +79,7 @@ var AuditActions = []string{
 	AuditAuditPrune,
 	AuditGatewayConfig,
 	AuditJoinTokenCreate, AuditJoinTokenRevoke,
+	AuditJobPriority,
 	AuditKeyAdd, AuditKeyRemove,
 	AuditLoginOIDC, AuditLoginSSH, AuditLoginWeb,
 	AuditNodeConnect, AuditNodeDrain, AuditNodeRemove, AuditNodeRevoke, AuditNodeUndrain,

@@ -58,7 +58,7 @@ func TestCheckAuditAction(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: %q: got %v, want ok %v", tt.name, tt.action, err, tt.ok)
 		}
-		if err != nil && !strings.Contains(err.Error(), "give a family (audit, gateway, join_token, key, login,") {
+		if err != nil && !strings.Contains(err.Error(), "give a family (audit, gateway, join_token, job, key, login,") {
 			t.Errorf("%s: %v; want the families listed", tt.name, err)
 		}
 	}

@@ -24,12 +24,13 @@ func hidesText(s string) (rune, bool) {
 
 // FuzzInputParsers feeds one untrusted string to every small parser of what
 // users type or send (scopes, spans, emails, secret references and names,
-// usage groupings, retention ages, shown text): none may panic, every refusal is an invalid-input error
+// usage groupings, retention ages, priority ranges, shown text): none may panic, every refusal is an invalid-input error
 // that names the field, and what one accepts is well formed.
 func FuzzInputParsers(f *testing.F) {
 	for _, s := range []string{"", "read,jobs", "admin", "7d", "30m", "2026-11-26T10:00:00Z", "a@b.c", "Ada@Example.ORG",
 		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300),
-		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c", "never", "0", "90d", "1.5d", "59m", "36500d"} {
+		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c", "never", "0", "90d", "1.5d", "59m", "36500d",
+		"-100..100", "5", "10..-10", "-1000..1000", " -3 .. 7 ", "1001", "..", "1..2..3"} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -40,6 +41,13 @@ func FuzzInputParsers(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if r, err := dspool.ParsePriorityRange("priority", s); err != nil {
+			named(t, "ParsePriorityRange", err)
+		} else if r.Min > r.Max || r.Min < -dspool.MaxPriority || r.Max > dspool.MaxPriority {
+			t.Fatalf("ParsePriorityRange(%q) = %v: want -1000 <= min <= max <= 1000", s, r)
+		} else if back, err := dspool.ParsePriorityRange("priority", r.String()); err != nil || back != r {
+			t.Fatalf("ParsePriorityRange(%q) = %v, which reads back as %v, %v", s, r, back, err)
+		}
 		if scopes, err := dspool.ParseScopes("scope", s); err != nil {
 			named(t, "ParseScopes", err)
 		} else if err := dspool.CheckScopes("scope", scopes); err != nil {

@@ -23,7 +23,7 @@ type JobSpec struct {
 	GPUs           int               `json:"gpus,omitempty"`
 	TimeLimit      Duration          `json:"time_limit,omitempty"`
 	Retries        int               `json:"retries,omitempty"`
-	Priority       int               `json:"priority,omitempty"`
+	Priority       *int              `json:"priority,omitempty"` // higher first; nil: the default of the limits (JobPriorityBounds)
 	Env            map[string]string `json:"env,omitempty"`
 	Workdir        string            `json:"workdir,omitempty"`
 	Command        []string          `json:"command"`
@@ -109,6 +109,14 @@ func reservedEnvName(k string) bool {
 		strings.HasPrefix(k, "BASH_FUNC_") || strings.HasPrefix(k, "GCONV_")
 }
 
+// PriorityOrZero returns the priority given, or 0 when none was.
+func (s *JobSpec) PriorityOrZero() int {
+	if s.Priority == nil {
+		return 0
+	}
+	return *s.Priority
+}
+
 // Normalize fills defaults and validates s, returning an EInvalid error that
 // names the first offending field.
 func (s *JobSpec) Normalize() error {
@@ -169,8 +177,8 @@ func (s *JobSpec) Normalize() error {
 	if s.Retries < 0 || s.Retries > MaxRetries {
 		return Invalid("retries", "%d is out of range: give 0 to %d", s.Retries, MaxRetries)
 	}
-	if s.Priority < -MaxPriority || s.Priority > MaxPriority {
-		return Invalid("priority", "%d is out of range: give -%d to %d", s.Priority, MaxPriority, MaxPriority)
+	if p := s.Priority; p != nil && (*p < -MaxPriority || *p > MaxPriority) {
+		return Invalid("priority", "%d is out of range: give -%d to %d", *p, MaxPriority, MaxPriority)
 	}
 	if len(s.Env) > MaxEnv {
 		return Invalid("env", "has %d variables: at most %d", len(s.Env), MaxEnv)

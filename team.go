@@ -38,12 +38,16 @@ func (t *Team) Member(user string) *TeamMember {
 // Limits cap what the running work of one team or one user holds at once:
 // the cpus, memory and GPUs of its running jobs and of its sessions'
 // reservations, and how many nodes autoscaling adds for its waiting work. A
-// nil field is no limit; zero is a limit of nothing.
+// nil field is no limit; zero is a limit of nothing. They also bound the
+// priorities of its jobs (Priority, see JobPriorityBounds) and give the
+// priority of a job submitted without one (DefaultPriority).
 type Limits struct {
-	CPUs   *MilliCPU `json:"cpus,omitempty"`
-	Memory *Bytes    `json:"memory,omitempty"`
-	GPUs   *int      `json:"gpus,omitempty"`
-	Nodes  *int      `json:"nodes,omitempty"`
+	CPUs            *MilliCPU      `json:"cpus,omitempty"`
+	Memory          *Bytes         `json:"memory,omitempty"`
+	GPUs            *int           `json:"gpus,omitempty"`
+	Nodes           *int           `json:"nodes,omitempty"`
+	Priority        *PriorityRange `json:"priority,omitempty"`
+	DefaultPriority *int           `json:"default_priority,omitempty"`
 }
 
 // Bounds of a limit.
@@ -55,7 +59,7 @@ const (
 
 // None reports whether l limits nothing.
 func (l Limits) None() bool {
-	return l.CPUs == nil && l.Memory == nil && l.GPUs == nil && l.Nodes == nil
+	return l.CPUs == nil && l.Memory == nil && l.GPUs == nil && l.Nodes == nil && l.Priority == nil && l.DefaultPriority == nil
 }
 
 // Validate returns an EInvalid error naming the first field out of range.
@@ -71,6 +75,19 @@ func (l Limits) Validate() error {
 	}
 	if l.Nodes != nil && (*l.Nodes < 0 || *l.Nodes > MaxPoolCount) {
 		return Invalid("nodes", "%d is out of range: give 0 to %d nodes", *l.Nodes, MaxPoolCount)
+	}
+	if l.Priority != nil {
+		if err := l.Priority.Validate("priority"); err != nil {
+			return err
+		}
+	}
+	if d := l.DefaultPriority; d != nil {
+		if *d < -MaxPriority || *d > MaxPriority {
+			return Invalid("default_priority", "%d is out of range: give -%d to %d", *d, MaxPriority, MaxPriority)
+		}
+		if l.Priority != nil && !l.Priority.Contains(*d) {
+			return Invalid("default_priority", "%d is outside the priority range %s: give a default within it", *d, *l.Priority)
+		}
 	}
 	return nil
 }
@@ -90,6 +107,12 @@ func (l Limits) String() string {
 	}
 	if l.Nodes != nil {
 		parts = append(parts, Plural(*l.Nodes, "node"))
+	}
+	if l.Priority != nil {
+		parts = append(parts, "priority "+l.Priority.String())
+	}
+	if l.DefaultPriority != nil {
+		parts = append(parts, fmt.Sprintf("default priority %d", *l.DefaultPriority))
 	}
 	if len(parts) == 0 {
 		return "none"
@@ -120,6 +143,9 @@ const (
 	AuditTeamMemberRemove = "team.member_remove"
 	AuditTeamLimits       = "team.limits"
 	AuditUserLimits       = "user.limits"
+	// AuditJobPriority: a queued job's priority changed after its
+	// submission.
+	AuditJobPriority = "job.priority"
 )
 
 // Open reports whether every user may use p: it is granted to no team.

@@ -322,6 +322,13 @@ func (c *Client) HoldRef(ctx context.Context, ref string, hold bool) (*dspool.Jo
 	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+url.PathEscape(ref)+"/"+verb, nil, &j)
 }
 
+// SetPriority sets the priority of the queued job or task that ref names,
+// or of every queued task of the array.
+func (c *Client) SetPriority(ctx context.Context, ref string, priority int) (*dspool.Job, error) {
+	var j dspool.Job
+	return &j, c.Do(ctx, "POST", "/api/v1/jobs/"+url.PathEscape(ref)+"/priority", JobPriority{Priority: &priority}, &j)
+}
+
 // WaitJob long-polls until the job has finished or timeout passes, and
 // returns its state then.
 func (c *Client) WaitJob(ctx context.Context, id int64, timeout time.Duration) (*dspool.Job, error) {

@@ -18,6 +18,11 @@ type JobDetail struct {
 	Attempts []dspool.Attempt `json:"attempts"`
 }
 
+// JobPriority is the body of POST /api/v1/jobs/{id}/priority.
+type JobPriority struct {
+	Priority *int `json:"priority"`
+}
+
 // JobList is a page of jobs, newest first; Next is the value to pass as
 // before= for the next page (0 when there is none).
 type JobList struct {

@@ -22,7 +22,7 @@ func (a *App) jobCmd() *cobra.Command {
 	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
 		Example: "  dspool job submit --wait --cpus 2 --memory 4GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 12"}
 	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd(), a.jobRerunCmd(),
-		a.jobHoldCmd(true), a.jobHoldCmd(false))
+		a.jobHoldCmd(true), a.jobHoldCmd(false), a.jobPriorityCmd())
 	return c
 }
 
@@ -289,6 +289,7 @@ func (a *App) jobShowCmd() *cobra.Command {
 				fmt.Fprintln(w)
 			}
 			fmt.Fprintf(w, "  pool:       %s\n  state:      %s\n", j.Pool, j.State)
+			fmt.Fprintf(w, "  priority:   %d\n", j.Priority)
 			if j.Waiting != "" {
 				fmt.Fprintf(w, "  waiting:    %s\n", sanitize(j.Waiting))
 			}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/dspool/dspool"
@@ -36,7 +37,7 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.IntVar(&o.spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
 	f.Var((*durationFlag)(&o.spec.TimeLimit), "time", "time limit, e.g. 30m, 2h (default none)")
 	f.IntVar(&o.spec.Retries, "retries", 0, "how many times to retry a failed attempt")
-	f.IntVar(&o.spec.Priority, "priority", 0, "higher runs first (-1000 to 1000)")
+	f.Var(priorityFlag{&o.spec.Priority}, "priority", "higher runs first, within your and your team's range (none set: 0 or below); default: your default priority, else your team's, else 0")
 	f.StringArrayVar(&o.env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringArrayVar(&o.secretEnv, "secret", nil, "secret NAME (or TEAM/NAME) in the variable ENVVAR: NAME[=ENVVAR]; default NAME upper-cased, '-' as '_' (repeatable)")
 	f.StringArrayVar(&o.secretFiles, "secret-file", nil, "secret NAME (or TEAM/NAME) as the file $DSPOOL_SECRETS_DIR/NAME, readable by the job alone (repeatable)")
@@ -150,3 +151,25 @@ func (o *jobFlags) flagsOf(err error) error {
 func (o *jobFlags) applyDirectives(fs *pflag.FlagSet, script string, words []string) error {
 	return applyDirectives(fs, script, words, o.names)
 }
+
+// priorityFlag sets a spec's priority only when the flag is given, so that
+// a job without it gets the default of its user's or team's limits.
+type priorityFlag struct{ p **int }
+
+func (f priorityFlag) String() string {
+	if *f.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**f.p)
+}
+
+func (f priorityFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*f.p = &n
+	return nil
+}
+
+func (priorityFlag) Type() string { return "int" }

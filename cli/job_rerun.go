@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -21,7 +22,8 @@ func (a *App) jobRerunCmd() *cobra.Command {
 		Use:   "rerun ID",
 		Short: "Submit a job again: a new job with the same command, resources and options",
 		Long: `Submit a new job with the spec of job ID: its command, pool, team, resources,
-time limit, retries, priority, environment, secrets and working directory.
+time limit, retries, priority (your default one when the old one is past
+your range), environment, secrets and working directory.
 The new job has its own id, directory on the share and attempts; ID is left
 as it is. An array's id submits a new array of the same tasks, each with its
 own variables; with --failed, only the tasks that did not succeed.`,
@@ -56,6 +58,15 @@ own variables; with --failed, only the tasks that did not succeed.`,
 				return dspool.Invalid("--failed", "job %s is not an array: rerun it without --failed", id)
 			}
 			j, err := cl.SubmitJob(cmd.Context(), spec, 30*time.Second)
+			var e *dspool.Error
+			if errors.As(err, &e) && e.Code == dspool.EInvalid && e.Field == "priority" {
+				// A priority an admin or maintainer gave the old job may
+				// be past the submitter's range: the rerun takes the
+				// default rather than failing.
+				fmt.Fprintf(a.Stderr, "job %s's priority %d is past your range (%s): the rerun gets your default priority\n", id, old.Priority, e.Message)
+				spec.Priority = nil
+				j, err = cl.SubmitJob(cmd.Context(), spec, 30*time.Second)
+			}
 			if err != nil {
 				return err
 			}
@@ -118,6 +129,6 @@ func rerunSpec(j *dspool.Job) *dspool.JobSpec {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return &dspool.JobSpec{Pool: j.Pool, Team: j.Team, Name: j.Name, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
-		TimeLimit: j.TimeLimit, Retries: j.Retries, Priority: j.Priority, Env: maps.Clone(j.Env), Workdir: j.Workdir,
+		TimeLimit: j.TimeLimit, Retries: j.Retries, Priority: &j.Priority, Env: maps.Clone(j.Env), Workdir: j.Workdir,
 		Command: slices.Clone(j.Command), Secrets: slices.Clone(j.Secrets), Image: j.Image, IdempotencyKey: hex.EncodeToString(b)}
 }

@@ -212,7 +212,7 @@ the team they ran for.`,
 // limitFlags are the flags that set limits: a value sets one, "none" takes
 // it away, and a flag not given leaves it as it is.
 type limitFlags struct {
-	cpus, memory, gpus, nodes string
+	cpus, memory, gpus, nodes, priority, defaultPriority string
 }
 
 func (f *limitFlags) add(c *cobra.Command, whose string) {
@@ -220,10 +220,12 @@ func (f *limitFlags) add(c *cobra.Command, whose string) {
 	c.Flags().StringVar(&f.memory, "memory", "", "memory it may hold at once, e.g. 512GiB (none: no limit)")
 	c.Flags().StringVar(&f.gpus, "gpus", "", "GPUs it may hold at once (none: no limit)")
 	c.Flags().StringVar(&f.nodes, "nodes", "", "nodes autoscaling may add for its waiting work (0: none; none: no limit)")
+	c.Flags().StringVar(&f.priority, "priority", "", "priorities its jobs may be submitted with, MIN..MAX, e.g. -100..100 (none: 0 or below, any for admins)")
+	c.Flags().StringVar(&f.defaultPriority, "default-priority", "", "priority of its jobs submitted without one, within --priority (none: 0)")
 }
 
 func (f *limitFlags) any() bool {
-	return f.cpus != "" || f.memory != "" || f.gpus != "" || f.nodes != ""
+	return f.cpus != "" || f.memory != "" || f.gpus != "" || f.nodes != "" || f.priority != "" || f.defaultPriority != ""
 }
 
 // apply changes l by the flags given.
@@ -267,13 +269,33 @@ func (f *limitFlags) apply(l *dspool.Limits) error {
 			*x.dst = &n
 		}
 	}
+	if f.priority != "" {
+		l.Priority = nil
+		if f.priority != "none" {
+			r, err := dspool.ParsePriorityRange("--priority", f.priority)
+			if err != nil {
+				return err
+			}
+			l.Priority = &r
+		}
+	}
+	if f.defaultPriority != "" {
+		l.DefaultPriority = nil
+		if f.defaultPriority != "none" {
+			n, err := strconv.Atoi(f.defaultPriority)
+			if err != nil {
+				return dspool.Invalid("--default-priority", "%q is not a whole number: give one from -1000 to 1000 (or none)", f.defaultPriority)
+			}
+			l.DefaultPriority = &n
+		}
+	}
 	return l.Validate()
 }
 
 func (a *App) teamLimitsCmd() *cobra.Command {
 	var f limitFlags
 	c := &cobra.Command{
-		Use: "limits TEAM [--cpus N] [--memory SIZE] [--gpus N] [--nodes N]", Short: "Show or set a team's limits (setting: admin)",
+		Use: "limits TEAM [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N]", Short: "Show or set a team's limits (setting: admin)",
 		Args: args(1, 1, "one team name", "dspool team limits vision --gpus 8"),
 		Long: `Show or set what a team's work may hold at once: the cpus, memory and GPUs of
 its running jobs and of its members' sessions in its pools, and how many nodes
@@ -281,8 +303,11 @@ autoscaling may add for its waiting work. A flag not given leaves that limit
 as it is; "none" takes it away; 0 allows nothing (--nodes 0: autoscaling
 adds no node for the team's waiting work, which runs only on nodes that are
 there anyway). A job over a limit waits in the queue (its waiting line says
-which limit); a login over a limit is refused with the reason.`,
-		Example: "  dspool team limits vision\n  dspool team limits vision --cpus 64 --gpus 8 --memory 512GiB --nodes 10\n  dspool team limits vision --gpus none",
+which limit); a login over a limit is refused with the reason. --priority
+bounds the priorities the team's jobs may be submitted with (with the
+user's own range, where set) and what its maintainers may raise a queued
+job to; --default-priority is the priority of a job given none.`,
+		Example: "  dspool team limits vision\n  dspool team limits vision --cpus 64 --gpus 8 --memory 512GiB --nodes 10\n  dspool team limits vision --gpus none\n  dspool team limits vision --priority -100..100 --default-priority 10",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -326,14 +351,16 @@ func limitNotes(whose string, l dspool.Limits) []string {
 func (a *App) userLimitsCmd() *cobra.Command {
 	var f limitFlags
 	c := &cobra.Command{
-		Use: "limits [USER] [--cpus N] [--memory SIZE] [--gpus N] [--nodes N]", Short: "Show a user's own limits (default: yours), or set them (admin)",
+		Use: "limits [USER] [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N]", Short: "Show a user's own limits (default: yours), or set them (admin)",
 		Args: args(0, 1, "at most one user name", "dspool user limits alice --gpus 2"),
 		Long: `Show or set what one user's work may hold at once, whichever team it runs
 for: the cpus, memory and GPUs of their running jobs and sessions, and how
 many nodes autoscaling may add for their waiting work. Without USER, your
 own. A flag not given leaves that limit as it is; "none" takes it away; 0
 allows nothing (--nodes 0: autoscaling adds no node for their waiting work).
-Team limits apply as well.`,
+Team limits apply as well. --priority bounds the priorities of their jobs
+(where the team has a range too, both apply); --default-priority is the
+priority of a job given none, before the team's.`,
 		Example: "  dspool user limits\n  dspool user limits alice\n  dspool user limits alice --cpus 16 --gpus 2\n  dspool user limits alice --cpus none",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()

@@ -557,7 +557,7 @@ func TestAuditOfAdminActions(t *testing.T) {
 
 	// What the log is asked for is checked.
 	_, err = p.Admin.Audit(ctx, api.AuditQuery{Action: "bogus"})
-	wantCode(t, "an unknown action", err, dspool.EInvalid, `"bogus" is not an audited action: give a family (audit, gateway, join_token, key, login,`)
+	wantCode(t, "an unknown action", err, dspool.EInvalid, `"bogus" is not an audited action: give a family (audit, gateway, join_token, job, key, login,`)
 	_, err = p.Admin.Audit(ctx, api.AuditQuery{User: "nobody"})
 	wantCode(t, "an unknown user", err, dspool.EInvalid, "no user nobody")
 	if es, err := p.Admin.Audit(ctx, api.AuditQuery{User: "bob", Action: "secret"}); err != nil || len(es) != 0 {

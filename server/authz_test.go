@@ -77,7 +77,11 @@ var authzMatrix = map[string]authzRow{
 	"GET /api/v1/jobs/{id}/logs":     {scope: dspool.ScopeRead, path: "/api/v1/jobs/{job}/logs", anon: 401, other: 404, owner: 200, admin: 200},
 	"POST /api/v1/jobs/{id}/hold":    {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/hold", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
 	"POST /api/v1/jobs/{id}/release": {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{job}/release", fresh: true, anon: 401, other: 404, owner: 200, admin: 200},
-	"GET /api/v1/pools":              {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	// The owner lowers it; a maintainer of its team sets it within the
+	// team's range (none: 0 or below).
+	"POST /api/v1/jobs/{id}/priority": {scope: dspool.ScopeJobs, path: "/api/v1/jobs/{teamjob}/priority", body: `{"priority":-1}`,
+		anon: 401, other: 404, maint: 200, owner: 200, admin: 200},
+	"GET /api/v1/pools": {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 
 	// Schedules: a user's own, by name or id; an admin's way to anyone's
 	// is its id ({schedule} is the owner's).
@@ -237,7 +241,7 @@ func (f *authzFixture) token(t *testing.T, u *dspool.User, scopes []string) stri
 }
 
 // objects makes a new set of the owner's objects and returns the values of
-// the placeholders: {job} (queued), {session}, {key}, {token}, {victim} (a
+// the placeholders: {job} (queued), {teamjob} (queued, for team authz), {session}, {key}, {token}, {victim} (a
 // user to disable, in team authz), {owner}, {pool}, {pubkey} (a key nobody
 // has), {team} (a team nobody is in), {node} (a ready node of no agent),
 // {schedule} (the owner's schedule, by id),
@@ -252,6 +256,12 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	j, _, err := f.p.DB.SubmitJob(ctx, owner.ID, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	teamSpec := *spec
+	teamSpec.Team = "authz"
+	tj, _, err := f.p.DB.SubmitJob(ctx, owner.ID, &teamSpec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +325,7 @@ func (f *authzFixture) objects(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	return map[string]string{"{schedule}": fmt.Sprint(sc.ID), "{node}": node.Name, "{emptypool}": empty.Name, "{jointoken}": fmt.Sprint(jt.ID),
-		"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
+		"{team}": team.Name, "{secret}": sec.Name, "{job}": fmt.Sprint(j.ID), "{teamjob}": fmt.Sprint(tj.ID), "{session}": sess.ID, "{key}": k.Fingerprint, "{token}": fmt.Sprint(tok.ID),
 		"{victim}": victim.Name, "{owner}": owner.Name, "{pool}": dspool.DefaultPool, "{pubkey}": strings.TrimSpace(newPublicKey(t)),
 		"{n}": fmt.Sprint(f.n)}
 }

@@ -93,8 +93,9 @@ func (s *Server) submit(ctx context.Context, u *dspool.User, spec *dspool.JobSpe
 
 // checkJob normalizes spec and checks that u may run it as it is: its pool
 // exists, takes batch work and has nodes it fits, the team it runs for
-// (which it sets) grants the pool and has room in its limits, and its
-// secrets are u's to use. Every job passes here: those submitted and
+// (which it sets) grants the pool and has room in its limits, its priority
+// (which it sets, to the default when none is given) is within the range
+// of u and that team, and its secrets are u's to use. Every job passes here: those submitted and
 // those of schedules, at their creation and at each slot.
 func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobSpec) error {
 	if err := spec.Normalize(); err != nil {
@@ -115,6 +116,15 @@ func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobS
 	if spec.Team, err = s.jobTeam(ctx, u, pool, spec); err != nil {
 		return err
 	}
+	b, err := s.priorityBounds(ctx, u.Name, spec.Team, u.Admin)
+	if err != nil {
+		return err
+	}
+	p, err := b.Priority(spec.Priority, u.Name, spec.Team)
+	if err != nil {
+		return err
+	}
+	spec.Priority = &p // a new value: a schedule's stored spec keeps none
 	return s.checkSecrets(ctx, u, spec.Secrets)
 }
 

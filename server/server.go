@@ -304,6 +304,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/jobs/{id}/wait", authUser, dspool.ScopeRead, s.waitJob},
 		{"GET", "/api/v1/jobs/{id}/logs", authUser, dspool.ScopeRead, s.jobLogs},
 		{"POST", "/api/v1/jobs/{id}/hold", authUser, dspool.ScopeJobs, s.holdJob},
+		{"POST", "/api/v1/jobs/{id}/priority", authUser, dspool.ScopeJobs, s.setJobPriority},
 		{"POST", "/api/v1/jobs/{id}/release", authUser, dspool.ScopeJobs, s.releaseJob},
 		{"POST", "/api/v1/schedules", authUser, dspool.ScopeJobs, s.createSchedule},
 		{"GET", "/api/v1/schedules", authUser, dspool.ScopeRead, s.listSchedules},

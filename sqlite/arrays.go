@@ -106,7 +106,7 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 				key = s.IdempotencyKey
 			}
 			return append(buf, userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit),
-				s.Retries, s.Priority, env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold),
+				s.Retries, s.PriorityOrZero(), env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold),
 				arrayID, s.Tasks.Indices[k], boolInt(k >= arrayWindow), s.Image)
 		}
 		res, err := tx.ExecContext(ctx, cols+row, args(nil, 0)...)
@@ -621,4 +621,20 @@ func (t target) judge(kind string) (met bool, never string) {
 	default:
 		return done, ""
 	}
+}
+
+// SetPriority sets the priority of job id when it is queued, or of every
+// queued task of the array id. It returns how many jobs are queued there
+// (those already at p included).
+func (db *DB) SetPriority(ctx context.Context, id int64, array bool, p int) (int, error) {
+	q := `UPDATE jobs SET priority = ? WHERE id = ? AND state = 'queued'`
+	if array {
+		q = `UPDATE jobs SET priority = ? WHERE array_id != 0 AND array_id = ? AND state = 'queued'`
+	}
+	res, err := db.exec(ctx, q, p, id)
+	if err != nil {
+		return 0, fmt.Errorf("set the priority of %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }

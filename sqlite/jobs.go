@@ -214,7 +214,7 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, link jobLink, now ti
 	err = tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
 		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, schedule, slot, deps, after_met, on_hold, image)
 		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.Priority,
+		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.PriorityOrZero(),
 		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets, link.schedule, nullTime(link.slot),
 		s.After, boolInt(len(deps) == 0), boolInt(s.Hold), s.Image).Scan(&id)
 	if err != nil {

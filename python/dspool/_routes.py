@@ -28,6 +28,7 @@ ROUTES = {
     "cancel": _route("POST", "/api/v1/jobs/{id}/cancel", answer="Job"),
     "hold": _route("POST", "/api/v1/jobs/{id}/hold", answer="Job"),
     "release": _route("POST", "/api/v1/jobs/{id}/release", answer="Job"),
+    "set_priority": _route("POST", "/api/v1/jobs/{id}/priority", body=("priority",), answer="Job"),
     "wait": _route("GET", "/api/v1/jobs/{id}/wait", query=("timeout",), answer="Job"),
     "logs": _route("GET", "/api/v1/jobs/{id}/logs", query=("attempt", "follow")),
     "notebook_status": _route("GET", "/api/v1/notebook", answer="Notebook"),

@@ -145,7 +145,8 @@ class Client:
         give the options this call does not. The options are those of
         `dspool job submit`: cpus (a number, 0.5), memory (bytes, or a size
         with its unit, "4GiB"), gpus, time_limit ("2h", seconds, or a
-        timedelta), retries, priority (-1000 to 1000), env (a dict, or
+        timedelta), retries, priority (-1000 to 1000, within the range of
+        your and your team's limits; left out: their default), env (a dict, or
         "K=V" strings), export (names of variables here the job gets too),
         export_all (all of them but what the node sets), env_file (a file of
         KEY=VALUE lines), login (run in your login shell, bash -l), secrets
@@ -296,6 +297,15 @@ class Client:
         hold=True): it queues again. An array's id releases every held
         task."""
         return Job.from_json(self._call("release", {"id": _submit.ref_of(job)}))
+
+    def set_priority(self, job, priority):
+        """Changes the priority of a queued job (higher runs first): an
+        admin to any, a maintainer of its team within the team's range,
+        its owner to one they could submit with or a lower one. An array's
+        id changes every queued task; "40_7" one. A priority out of range
+        is an InvalidError that gives the range; a job that is not queued a
+        ConflictError."""
+        return Job.from_json(self._call("set_priority", {"id": _submit.ref_of(job)}, body={"priority": int(priority)}))
 
     def wait(self, job, timeout=None, progress=None):
         """Waits until the job has ended and returns it, whether it

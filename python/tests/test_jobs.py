@@ -24,10 +24,10 @@ def running(client, job, timeout=60):
 def test_submit_wait_logs(client):
     me = client.whoami()
     job = client.submit(["sh", "-c", "echo out; echo err >&2; echo \"A=$A\"; pwd; exit 3"], name="sdk-wait",
-                        cpus=0.5, memory="256MiB", time_limit=datetime.timedelta(minutes=5), retries=0, priority=5,
+                        cpus=0.5, memory="256MiB", time_limit=datetime.timedelta(minutes=5), retries=0, priority=-5,
                         env={"A": "1"}, workdir="sdk-test/wd")
     assert isinstance(job, dspool.Job) and job.id > 0 and job.user == me.name
-    assert (job.name, job.cpus, job.memory, job.priority) == ("sdk-wait", 0.5, 256 << 20, 5)
+    assert (job.name, job.cpus, job.memory, job.priority) == ("sdk-wait", 0.5, 256 << 20, -5)
     assert job.time_limit == datetime.timedelta(minutes=5) and job.env == {"A": "1"}
     done = client.wait(job, timeout=120)
     assert (done.state, done.reason, done.exit_code) == ("failed", "exit", 3), done
@@ -107,6 +107,24 @@ def test_a_bad_field_is_named(client, kwargs, field):
         client.submit(["true"], **kwargs)
     assert e.value.field == field, e.value
     assert e.value.code == "invalid" and e.value.status == 400 and e.value.message
+
+
+def test_priority_bounds(client):
+    # The SDK's user is no admin and has no range: they may lower their
+    # own work, not raise it.
+    with pytest.raises(dspool.InvalidError) as e:
+        client.submit(["true"], cpus=0.1, priority=1, hold=True)
+    assert e.value.field == "priority" and "give -1000 to 0" in e.value.message, e.value
+    job = client.submit(["true"], cpus=0.1, hold=True)
+    assert job.priority == 0
+    assert client.set_priority(job, -10).priority == -10
+    assert client.job(job).priority == -10
+    with pytest.raises(dspool.InvalidError) as e:
+        client.set_priority(job.id, 5)
+    assert e.value.field == "priority" and "give -1000 to 0" in e.value.message, e.value
+    client.cancel(job)
+    with pytest.raises(dspool.ConflictError):
+        client.set_priority(job, -20)
 
 
 def test_a_secret_file_at_fault_is_named_by_its_argument(client):
