@@ -67,7 +67,7 @@ own variables; with --failed, only the tasks that did not succeed.`,
 		},
 	}
 	c.Flags().BoolVar(&failed, "failed", false, "of an array, only the tasks that failed or were cancelled")
-	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as `job submit --wait` does, and exit with its exit code")
+	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as job submit --wait does, and exit with its exit code")
 	return c
 }
 
