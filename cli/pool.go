@@ -369,7 +369,7 @@ least 8 characters.`,
 		Args: args(0, 1, "at most one user name", "dspool user passwd alice"),
 		Example: `  dspool user passwd
   dspool user passwd alice
-  openssl rand -base64 12 | tee alice.pw | dspool user passwd alice
+  head -c 12 /dev/urandom | base64 | tee alice.pw | dspool user passwd alice
   dspool user passwd --remove alice`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
