@@ -40,8 +40,9 @@ var helpOrder = []string{
 	// two of which diverge.
 	"dspool_job_submit", "dspool_job_hold", "dspool_job_release",
 	"dspool", "dspool_job", "dspool_job_list", "dspool_job_show", "dspool_job_logs", "dspool_job_wait",
-	// Jobs 11 to 13 (an array of two tasks, 13 and 14), then the end of 12
-	// and 13.
+	// Jobs 9 and 10 are quick ones. Then 11 to 14: the evaluation and the
+	// training again, and the sweep's diverged tasks again (an array of two
+	// tasks, 13 and 14); then the end of 12, 13 and 14.
 	"dspool_job_rerun", "dspool_job_cancel",
 	"dspool_secret_set", "dspool_secret", "dspool_secret_list",
 	// Schedules make jobs as their slots come: after every example that
@@ -61,8 +62,9 @@ var helpOrder = []string{
 }
 
 // helpNotRun are the examples that cannot run on a fresh `dspool up` on
-// this machine, and why: they start a pool or a part of one, or act on
-// another machine or on files an operator keeps elsewhere.
+// this machine, and why: they start a pool or a part of one, act on another
+// machine or on files an operator keeps elsewhere, or need an SSH login.
+// Any other example that fails fails the test.
 var helpNotRun = map[string]string{
 	"dspool up": "starts a pool: one is running already",
 	"dspool up --nodes 4 --data /tmp/pool --listen 127.0.0.1:9090":                                                                                                            "starts a second pool",
