@@ -34,7 +34,7 @@ user who is not an admin, asked for with admin, has account. A token made
 with a token never gets more scopes, or a later expiry, than the token that
 made it. Revoking a token refuses it at once and stops the Jupyter server it
 started.`,
-		Example: "  dspool token create --name ci --scope read,jobs --expires 30d\n  dspool token list\n  dspool token revoke 12"}
+		Example: "  dspool token create --name ci --scope read,jobs --expires 30d\n  dspool token list\n  dspool token revoke 4"}
 	var user, name, scope, expires string
 	create := &cobra.Command{
 		Use: "create", Short: "Create an API token (for another user: admin)", Args: cobra.NoArgs,
@@ -129,9 +129,9 @@ and the default expiry is cut to its own (saying so).`,
 	list.Flags().BoolVar(&all, "all", false, "every user's tokens (admin)")
 
 	revoke := &cobra.Command{
-		Use: "revoke ID", Short: "Revoke an API token (yours; any, admin)", Args: args(1, 1, "a token id", "dspool token revoke 12"),
+		Use: "revoke ID", Short: "Revoke an API token (yours; any, admin)", Args: args(1, 1, "a token id", "dspool token revoke 4"),
 		Long:    "Revoke an API token: it is refused from now on, and the Jupyter server it started is stopped. Revoking a revoked token changes nothing.",
-		Example: "  dspool token revoke 12",
+		Example: "  dspool token revoke 4",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			id, err := strconv.ParseInt(argv[0], 10, 64)
 			if err != nil || id <= 0 {
@@ -188,12 +188,12 @@ logins (which end), SSH keys and password. Their jobs are left alone: cancel
 them with dspool job cancel if they must stop. dspool user enable undoes it
 (tokens and keys work again; they log in to the web page again).`,
 		Args:    args(1, 1, "a user name", "dspool user disable ada"),
-		Example: "  dspool user disable ada",
+		Example: "  dspool user disable bob",
 	}
 	if !disable {
 		c.Use, c.Short = "enable NAME", "Enable a disabled user (admin)"
 		c.Long = "Enable a disabled user: their API tokens and SSH keys work again, and they can log in to the web page."
-		c.Args, c.Example = args(1, 1, "a user name", "dspool user enable ada"), "  dspool user enable ada"
+		c.Args, c.Example = args(1, 1, "a user name", "dspool user enable bob"), "  dspool user enable bob"
 	}
 	c.RunE = func(cmd *cobra.Command, argv []string) error {
 		cl, err := a.client()
@@ -237,7 +237,7 @@ append-only: nothing removes or changes an entry. Times are local.
 --action takes an action (login.ssh) or a family (login); --user selects
 what a user did, and what was done to them and to their tokens, keys and
 sessions.`,
-		Example: "  dspool audit\n  dspool audit --since 7d --user ada\n  dspool audit --action login --since 1h -o json",
+		Example: "  dspool audit\n  dspool audit --since 7d --user alice\n  dspool audit --action login --since 1h -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			q := api.AuditQuery{User: user, Action: action, Limit: limit, Before: before}
 			if since != "" && since != "0" {

@@ -25,7 +25,7 @@ provider errors (provider_error), work waiting for a node (waiting) and
 policy limits (policy). A pool keeps its last 10000 events, and a deleted
 pool its own. Times are local.`,
 		Args:    args(1, 1, "one pool name", "dspool pool events default"),
-		Example: "  dspool pool events gpu\n  dspool pool events gpu --since 1h\n  dspool pool events gpu --limit 1000 -o json",
+		Example: "  dspool pool events highmem\n  dspool pool events highmem --since 1h\n  dspool pool events highmem --limit 1000 -o json",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var span time.Duration
 			if since != "" {

@@ -21,7 +21,7 @@ func (a *App) nodeDrainCmd() *cobra.Command {
 		Long: `Stop placing work on a node: jobs and sessions already there keep running,
 new ones go to other nodes. Remove it once they are done (dspool node remove),
 or let it take work again (dspool node undrain).`,
-		Args: args(1, 1, "one node name or id", "dspool node drain gpu-3"), Example: "  dspool node drain gpu-3\n  dspool node drain gpu-3 -o json",
+		Args: args(1, 1, "one node name or id", "dspool node drain highmem-1"), Example: "  dspool node drain highmem-1\n  dspool node drain highmem-1 -o json",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.nodeVerb(cmd.Context(), func(cl *api.Client) (*api.NodeChange, error) { return cl.DrainNode(cmd.Context(), argv[0]) },
 				func(c *api.NodeChange) string {
@@ -38,7 +38,7 @@ or let it take work again (dspool node undrain).`,
 func (a *App) nodeUndrainCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "undrain NAME", Short: "Let a drained node take work again (admin)",
-		Args: args(1, 1, "one node name or id", "dspool node undrain gpu-3"), Example: "  dspool node undrain gpu-3",
+		Args: args(1, 1, "one node name or id", "dspool node undrain highmem-1"), Example: "  dspool node undrain highmem-1",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.nodeVerb(cmd.Context(), func(cl *api.Client) (*api.NodeChange, error) { return cl.UndrainNode(cmd.Context(), argv[0]) },
 				func(c *api.NodeChange) string {
@@ -61,8 +61,8 @@ A node of a local pool (dspool up) is stopped and its state deleted; a
 machine that joined with dspool agent is cut off: its credential is refused
 from then on, so its agent stops its work and exits. To join that machine
 again, delete the agent's --state directory and give it a new join token.`,
-		Args:    args(1, 1, "one node name or id", "dspool node remove gpu-3"),
-		Example: "  dspool node remove gpu-3\n  dspool node remove gpu-3 --force",
+		Args:    args(1, 1, "one node name or id", "dspool node remove highmem-1"),
+		Example: "  dspool node remove highmem-1\n  dspool node remove highmem-2 --force",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			return a.nodeVerb(cmd.Context(), func(cl *api.Client) (*api.NodeChange, error) { return cl.RemoveNode(cmd.Context(), argv[0], force) },
 				func(c *api.NodeChange) string {
@@ -127,7 +127,7 @@ running) or sessions is refused: remove its nodes (a pool with a count starts
 new ones: set count: 0 with dspool pool apply first) and let its work finish,
 or give --force, which cancels its jobs, ends its sessions and removes its
 nodes. Its finished jobs stay listed, and its events stay readable.`,
-		Args: args(1, 1, "one pool name", "dspool pool delete gpu"), Example: "  dspool pool delete gpu\n  dspool pool delete gpu --force",
+		Args: args(1, 1, "one pool name", "dspool pool delete highmem"), Example: "  dspool pool delete highmem --force",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if _, err := a.json(); err != nil {
 				return err

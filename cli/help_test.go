@@ -11,6 +11,7 @@ import (
 
 	"github.com/dspool/dspool/cli"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden help files")
@@ -59,4 +60,24 @@ func TestHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHelpSwitches: a flag that takes no value shows none in --help. pflag
+// takes a `quoted` word of a flag's usage as the name of its value, so a
+// switch whose usage quotes a command would seem to take that command.
+func TestHelpSwitches(t *testing.T) {
+	app := &cli.App{Getenv: func(string) string { return "" }}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		check := func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); f.Value.Type() == "bool" && name != "" {
+				t.Errorf("%s --%s takes no value, but its help shows one: %q (take the backquotes out of its usage)", c.CommandPath(), f.Name, name)
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(app.Root())
 }

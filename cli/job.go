@@ -20,7 +20,7 @@ import (
 
 func (a *App) jobCmd() *cobra.Command {
 	c := &cobra.Command{Use: "job", Short: "Submit and follow batch jobs",
-		Example: "  dspool job submit --wait --cpus 2 --memory 4GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 12"}
+		Example: "  dspool job submit --wait --cpus 1 --memory 1GiB -- python3 -c 'print(6*7)'\n  dspool job list\n  dspool job logs -f 3"}
 	c.AddCommand(a.jobSubmitCmd(), a.jobListCmd(), a.jobShowCmd(), a.jobLogsCmd(), a.jobCancelCmd(), a.jobWaitCmd(), a.jobRerunCmd(),
 		a.jobHoldCmd(true), a.jobHoldCmd(false), a.jobPriorityCmd())
 	return c
@@ -48,9 +48,10 @@ shown by job show: use secrets for credentials), and --login runs the
 command in your login shell, so that your profile (conda init, module
 loads) applies.`,
 		Example: `  dspool job submit --wait -- python3 -c 'import platform; print(platform.node())'
-  dspool job submit --cpus 4 --memory 16GiB --gpus 1 --time 2h --workdir project -- python3 train.py --epochs 10
   dspool job submit --wait -- sh -c 'echo hello > out.txt'
-  dspool job submit --secret hf-token --secret-file gcp-key --workdir project -- python3 train.py`,
+  dspool job submit --cpus 1 --memory 2GiB --time 2h --workdir project -- python3 train.py --epochs 10
+  dspool job submit --after ok:3 --workdir project -- python3 evaluate.py
+  dspool job submit --array 0-3%2 --cpus 0.5 --workdir project -- sh -c 'python3 train.py --lr 1e-$DSPOOL_ARRAY_INDEX'`,
 		Args: args(1, -1, "the command to run after --", "dspool job submit -- python3 train.py"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.spec.IdempotencyKey == "" {
@@ -258,7 +259,7 @@ every array.`,
 func (a *App) jobShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "show ID", Short: "Show a job and its attempts", Args: args(1, 1, "one job id", "dspool job show 12"),
-		Example: "  dspool job show 12\n  dspool job show 12 -o json",
+		Example: "  dspool job show 3\n  dspool job show 3 -o json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, id, err := a.jobArg(args[0])
 			if err != nil {
@@ -381,7 +382,7 @@ func (a *App) jobLogsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "logs ID", Short: "Print a job's output (stdout and stderr)", Args: args(1, 1, "one job id", "dspool job logs -f 12"),
 		Long:    "Print a job's combined stdout and stderr, read from the share. With -f, keep printing until the attempt ends.",
-		Example: "  dspool job logs 12\n  dspool job logs -f 12\n  dspool job logs --attempt 1 12",
+		Example: "  dspool job logs 3\n  dspool job logs -f 3\n  dspool job logs --attempt 1 3",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, id, err := a.jobArg(args[0])
 			if err != nil {
@@ -451,7 +452,7 @@ func (a *App) jobCancelCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "cancel ID...", Short: "Cancel jobs", Args: args(1, -1, "the ids of the jobs to cancel", "dspool job cancel 12 13"),
 		Long:    "Cancel jobs: a queued job at once; a running job gets SIGTERM, then SIGKILL after the grace period, for its whole process tree. An array's id cancels every task that has not ended; ID_INDEX one task.",
-		Example: "  dspool job cancel 12\n  dspool job cancel 12 13 14",
+		Example: "  dspool job cancel 12\n  dspool job cancel 13_0 13_1",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := a.eachJob(args, func(cl *api.Client, id string) (*dspool.Job, error) {
 				return cl.CancelRef(cmd.Context(), id)
@@ -469,7 +470,7 @@ func (a *App) jobWaitCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "wait ID...", Short: "Wait for jobs to finish", Args: args(1, -1, "the ids of the jobs to wait for", "dspool job wait 12 13"),
 		Long:    "Wait until every job has finished (for an array's id, every task); exit 0 only if all succeeded.",
-		Example: "  dspool job wait 12\n  dspool job wait --timeout 1h 12 13 14",
+		Example: "  dspool job wait 3\n  dspool job wait --timeout 1h 3 4",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := a.eachJob(args, func(cl *api.Client, id string) (*dspool.Job, error) {
 				return a.waitOne(cmd.Context(), cl, id, time.Duration(timeout))

@@ -27,7 +27,7 @@ func (a *App) jobHoldCmd(hold bool) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Long: long,
 		Args:    args(1, -1, "the ids of the jobs", "dspool job "+verb+" 12"),
-		Example: fmt.Sprintf("  dspool job %s 12\n  dspool job %s 40", verb, verb),
+		Example: fmt.Sprintf("  dspool job %s 4\n  dspool job %s 5", verb, verb),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, err := a.eachJob(args, func(cl *api.Client, id string) (*dspool.Job, error) {
 				return cl.HoldRef(cmd.Context(), id, hold)

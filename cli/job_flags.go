@@ -46,7 +46,7 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.StringVar(&o.spec.Array, "array", "", "an array of tasks, each a job with its index in DSPOOL_ARRAY_INDEX: 0-99, 1,3,5-9, 0-999:10; %N runs at most N at once (0-999%50)")
 	f.StringVar(&o.sweep, "sweep", "", "a task per row of a CSV file (its header names the variables) or of JSON lines, the row's values as variables; with --array %N at most N at once")
 	f.StringVar(&o.spec.After, "after", "", "run after other jobs end: ok:ID (succeeded), notok:ID (failed or cancelled), any:ID; ID may be an array (all its tasks) or a task (40_7); comma-separated")
-	f.BoolVar(&o.spec.Hold, "hold", false, "queue the job held: it runs once released with `dspool job release ID`")
+	f.BoolVar(&o.spec.Hold, "hold", false, "queue the job held: it runs once released (dspool job release ID)")
 	f.StringSliceVar(&o.exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
 	f.BoolVar(&o.exportAll, "export-all", false, "the job gets your environment (but for what the node sets: HOME, USER, TERM, DSPOOL_*, ...)")
 	f.StringVar(&o.envFile, "env-file", "", "variables from a file of KEY=VALUE lines (# comments; quotes and export are allowed)")

@@ -27,7 +27,7 @@ your range), environment, secrets and working directory.
 The new job has its own id, directory on the share and attempts; ID is left
 as it is. An array's id submits a new array of the same tasks, each with its
 own variables; with --failed, only the tasks that did not succeed.`,
-		Example: "  dspool job rerun 12\n  dspool job rerun --wait 12\n  dspool job rerun --failed 40",
+		Example: "  dspool job rerun --wait 4\n  dspool job rerun 3\n  dspool job wait 5 || dspool job rerun --failed 5",
 		Args:    args(1, 1, "one job id", "dspool job rerun 12"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := parseRef(args[0])
@@ -78,7 +78,7 @@ own variables; with --failed, only the tasks that did not succeed.`,
 		},
 	}
 	c.Flags().BoolVar(&failed, "failed", false, "of an array, only the tasks that failed or were cancelled")
-	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as `job submit --wait` does, and exit with its exit code")
+	c.Flags().BoolVar(&wait, "wait", false, "follow the new job as job submit --wait does, and exit with its exit code")
 	return c
 }
 

@@ -37,7 +37,7 @@ machine that takes the pool's address cannot read your token. A server
 whose certificate a public CA signed needs no pin.
 
 The token comes from --token, DSPOOL_TOKEN, or standard input.`,
-		Example: "  dspool login https://pool.example.com:8080 --ca-hash sha256:3f1c...\n  dspool token create --user ada | ssh ada@laptop dspool login https://pool:8080 --ca-hash sha256:3f1c...",
+		Example: "  dspool login https://pool.example.com:8080 --ca-hash sha256:3f1c...\n  dspool token create --user alice | ssh alice@laptop dspool login https://pool:8080 --ca-hash sha256:3f1c...",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.loginTo(cmd.Context(), args[0], firstOf(token, a.Getenv("DSPOOL_TOKEN")), caHash)

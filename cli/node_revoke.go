@@ -16,8 +16,8 @@ its connection is closed at once and its agent is refused from then on; its
 running work is handled as a lost node's (retried elsewhere if the job
 allows). To bring the machine back, remove its agent's node.json and join it
 again with a new join token. Agents also rotate their credential at each start.`,
-		Example: "  dspool node revoke gpu-3",
-		Args:    args(1, 1, "one node name or id", "dspool node revoke gpu-3"),
+		Example: "  dspool node revoke highmem-1",
+		Args:    args(1, 1, "one node name or id", "dspool node revoke highmem-1"),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
 			if err != nil {

@@ -21,7 +21,7 @@ share as its notebook directory. It is reached through the pool's address at
 	var timeout time.Duration
 	start := &cobra.Command{
 		Use: "start [--pool POOL] [--wait]", Short: "Start your Jupyter server", Args: cobra.NoArgs,
-		Example: "  dspool notebook start --wait\n  dspool notebook start --pool gpu",
+		Example: "  dspool notebook start --wait\n  dspool notebook start --pool highmem",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := a.client()
 			if err != nil {

@@ -18,7 +18,7 @@ import (
 
 func (a *App) poolCmd() *cobra.Command {
 	c := &cobra.Command{Use: "pool", Short: "Define pools and let nodes join them",
-		Example: "  dspool pool apply -f pools.yaml\n  dspool pool list\n  dspool pool join-token gpu"}
+		Example: "  dspool pool apply -f pools.yaml\n  dspool pool list\n  dspool pool join-token default"}
 	c.AddCommand(a.poolApplyCmd(), a.poolListCmd(), a.poolShowCmd(), a.poolJoinTokenCmd(), a.poolEventsCmd(), a.poolDeleteCmd())
 	return c
 }
@@ -40,7 +40,9 @@ func (a *App) poolApplyCmd() *cobra.Command {
       setup: |                 # runs once as root when a node starts
         apt-get install -y python3-numpy
       labels: {zone: lab}`,
-		Example: "  dspool pool apply -f pools.yaml\n  cat pools.yaml | dspool pool apply -f -",
+		Example: `  echo '{name: highmem, node: {cpus: 1, memory: 4GiB}, count: 1}' > pools.yaml
+  dspool pool apply -f pools.yaml
+  sed 's/count: 1/count: 2/' pools.yaml | dspool pool apply -f -`,
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if file == "" && len(argv) == 1 {
 				file = argv[0]
@@ -201,11 +203,11 @@ keeps only its hash. A token joins nodes until it expires (--ttl, default 24h;
 either way. --list shows a pool's tokens (never their secrets).`,
 		Args: args(1, 2, "one pool name (and, with --revoke, a token id)", "dspool pool join-token default"),
 		Example: `  dspool pool join-token default
-  dspool pool join-token gpu --ttl 1h
+  dspool pool join-token default --ttl 1h
   dspool agent --server http://HOST:8080 --join-token $(dspool pool join-token default) --share /mnt/dspool
-  dspool pool join-token gpu --list
-  dspool pool join-token gpu --revoke 3
-  dspool pool join-token gpu --revoke --all`,
+  dspool pool join-token default --list
+  dspool pool join-token default --revoke 3
+  dspool pool join-token default --revoke --all`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.ttlGiven = cmd.Flags().Changed("ttl")
 			if len(args) == 2 {
@@ -226,11 +228,11 @@ either way. --list shows a pool's tokens (never their secrets).`,
 
 func (a *App) nodeCmd() *cobra.Command {
 	c := &cobra.Command{Use: "node", Short: "See the nodes of the pools; drain and remove them (admin)",
-		Example: "  dspool node list --pool gpu\n  dspool node drain gpu-3\n  dspool node remove gpu-3"}
+		Example: "  dspool node list --pool highmem\n  dspool node drain highmem-1\n  dspool node remove highmem-1"}
 	var pool string
 	list := &cobra.Command{
 		Use: "list", Short: "List nodes", Args: cobra.NoArgs,
-		Example: "  dspool node list\n  dspool node list --pool gpu -o json",
+		Example: "  dspool node list\n  dspool node list --pool highmem -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -329,7 +331,7 @@ func (a *App) userCmd() *cobra.Command {
 	var email string
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a user with the next free uid/gid (admin)", Args: args(1, 1, "the new user's name", "dspool user create alice"),
-		Example: "  dspool user create alice\n  dspool user create alice --email alice@example.com\n  dspool token create --user alice",
+		Example: "  dspool user create alice\n  dspool user create bob --email bob@example.com\n  dspool token create --user alice",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -373,7 +375,7 @@ least 8 characters.`,
 		Args: args(0, 1, "at most one user name", "dspool user passwd alice"),
 		Example: `  dspool user passwd
   dspool user passwd alice
-  printf '%s\n' "$PW" | dspool user passwd alice
+  head -c 12 /dev/urandom | base64 | tee alice.pw | dspool user passwd alice
   dspool user passwd --remove alice`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()

@@ -23,7 +23,7 @@ func (a *App) secretCmd() *cobra.Command {
 get at their start, as an environment variable or a file, without the value
 ever being in a command line, a log, the share or the store in the clear. A
 secret is yours, or a team's: every member of the team may use it.`,
-		Example: `  dspool secret set hf-token < token.txt
+		Example: `  dspool secret set hf-token < ~/.cache/huggingface/token
   dspool job submit --secret hf-token --secret-file gcp-key --workdir project -- python3 train.py
   dspool secret list`,
 	}
@@ -53,7 +53,7 @@ admin replaces it.`,
 		Example: `  dspool secret set db-password
   dspool secret set hf-token < ~/.cache/huggingface/token
   dspool secret set gcp-key --raw < key.json
-  dspool secret set ml/wandb-key < key.txt
+  dspool secret set vision/wandb-key < key.txt
   dspool secret set openai-key --session-env OPENAI_API_KEY < key.txt`,
 		Args: func(cmd *cobra.Command, got []string) error {
 			if len(got) > 1 {
@@ -159,7 +159,7 @@ list shows it). A team's secret is deleted by the member who set it, a
 maintainer of the team or an admin. Work that asks for it afterwards fails
 to start, naming it.`,
 		Args:    args(1, 1, "the secret's name", "dspool secret delete db-password"),
-		Example: "  dspool secret delete db-password\n  dspool secret delete ml/wandb-key",
+		Example: "  dspool secret delete db-password\n  dspool secret delete vision/wandb-key",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			team, name, err := secretArg(args[0], team)
 			if err != nil {

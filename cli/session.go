@@ -17,7 +17,7 @@ func (a *App) keyCmd() *cobra.Command {
 		Long: `Manage the SSH public keys that log you in through the pool's SSH gateway
 (ssh -p 2222 USER@HOST, or USER+POOL@HOST for a given interactive pool). A key
 logs in exactly one user.`,
-		Example: "  dspool key add ~/.ssh/id_ed25519.pub\n  dspool key list\n  dspool key remove SHA256:...",
+		Example: "  dspool key add ~/.ssh/id_ed25519.pub\n  dspool key list\n  dspool key remove $(ssh-keygen -lf ~/.ssh/id_ed25519.pub | cut -d' ' -f2)",
 	}
 	var user string
 	add := &cobra.Command{
@@ -71,7 +71,7 @@ logs in exactly one user.`,
 	remove := &cobra.Command{
 		Use: "remove ID|FINGERPRINT", Short: "Remove an SSH key", Args: args(1, 1, "the key's id or fingerprint", "dspool key remove SHA256:abc..."),
 		Long:    "Remove an SSH key (yours; any, admin). The SSH connections it opened end at once, with a message that says so.",
-		Example: "  dspool key remove 3\n  dspool key remove SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+		Example: "  dspool key remove 3\n  dspool key remove $(ssh-keygen -lf alice.pub | cut -d' ' -f2)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := a.client()
 			if err != nil {
