@@ -18,7 +18,7 @@ changes every queued task of it; ID_INDEX one task. An admin may give any
 priority (-1000 to 1000); a maintainer of the job's team one within the
 team's range (0 or below when it has none); the job's owner one they could
 submit with, or a lower one. Put -- before a negative priority.`,
-		Example: "  dspool job priority 12 50\n  dspool job priority 40 10\n  dspool job priority 12 -- -100",
+		Example: "  dspool job priority 4 50\n  dspool job priority 5 10\n  dspool job priority 4 -- -100",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			p, err := strconv.Atoi(argv[1])
 			if err != nil {

@@ -38,7 +38,7 @@ var helpOrder = []string{
 	// Jobs 1 to 8: two quick ones, a training job (3), its evaluation
 	// after it (4), a sweep of learning rates: an array of four tasks (5 to 8),
 	// two of which diverge.
-	"dspool_job_submit", "dspool_job_hold", "dspool_job_release",
+	"dspool_job_submit", "dspool_job_hold", "dspool_job_priority", "dspool_job_release",
 	"dspool", "dspool_job", "dspool_job_list", "dspool_job_show", "dspool_job_logs", "dspool_job_wait",
 	// Jobs 9 and 10 are quick ones. Then 11 to 14: the evaluation and the
 	// training again, and the sweep's diverged tasks again (an array of two
