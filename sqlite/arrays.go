@@ -167,7 +167,7 @@ const arrayWindow = 2000
 // array whose queued tasks in the queue fell below half a window. It
 // returns how many it brought.
 func (db *DB) Unpark(ctx context.Context) (int, error) {
-	ids, err := queryIDsCtx(ctx, db.r, `SELECT id FROM job_arrays WHERE parked > 0`)
+	ids, err := queryIDs(ctx, db.r, `SELECT id FROM job_arrays WHERE parked > 0`)
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
@@ -181,7 +181,7 @@ func (db *DB) Unpark(ctx context.Context) (int, error) {
 			continue
 		}
 		err := db.tx(ctx, func(tx *sql.Tx) error {
-			got, err := queryIDs(tx, `UPDATE jobs SET parked = 0 WHERE id IN (SELECT id FROM jobs WHERE parked = 1 AND array_id = ?
+			got, err := queryIDs(ctx, tx, `UPDATE jobs SET parked = 0 WHERE id IN (SELECT id FROM jobs WHERE parked = 1 AND array_id = ?
 				ORDER BY id LIMIT ?) AND state = 'queued' RETURNING id`, a, arrayWindow-n)
 			if err != nil {
 				return err
@@ -199,23 +199,6 @@ func (db *DB) Unpark(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-func queryIDsCtx(ctx context.Context, db *sql.DB, q string, args ...any) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // dep is one row of job_deps: what a job or an array waits for.
@@ -351,7 +334,7 @@ func (db *DB) CancelArray(ctx context.Context, array int64) ([]int64, []*dspool.
 	var running []*dspool.Job
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if queued, err = queryIDs(tx, `UPDATE jobs SET state = 'cancelled', finished_at = ?
+		if queued, err = queryIDs(ctx, tx, `UPDATE jobs SET state = 'cancelled', finished_at = ?
 			WHERE array_id != 0 AND array_id = ? AND state = 'queued' RETURNING id`, unixNano(db.now()), array); err != nil {
 			return err
 		}
@@ -512,7 +495,7 @@ func resolveOnce(ctx context.Context, tx *sql.Tx, now func() time.Time, out *Res
 			out.Released = append(out.Released, w.id)
 			continue
 		}
-		ids, err := queryIDs(tx, `SELECT id FROM jobs WHERE `+scope+` AND state = 'queued'`, w.id)
+		ids, err := queryIDs(ctx, tx, `SELECT id FROM jobs WHERE `+scope+` AND state = 'queued'`, w.id)
 		if err != nil {
 			return false, err
 		}
@@ -525,8 +508,12 @@ func resolveOnce(ctx context.Context, tx *sql.Tx, now func() time.Time, out *Res
 	return changed, nil
 }
 
-func queryIDs(tx *sql.Tx, q string, args ...any) ([]int64, error) {
-	rows, err := tx.Query(q, args...)
+// queryIDs returns the ids a query (of one column) answers, in a
+// transaction or not.
+func queryIDs(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, q string, args ...any) ([]int64, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -85,18 +85,7 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 		if name == "a user's first page" || name == "queued arrays" {
 			args[0] = "ann"
 		}
-		rows, err := db.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			_ = rows.Scan(&id, &parent, &unused, &detail)
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, q, args...)
 		for _, step := range plan {
 			if strings.HasPrefix(step, "SCAN j") && !strings.Contains(step, "USING") || strings.Contains(step, "jobs_queue") {
 				t.Errorf("%s reads every job or the parked ones (%s); its plan: %s", name, step, strings.Join(plan, "; "))
