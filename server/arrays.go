@@ -76,7 +76,7 @@ func (s *Server) cancelArray(w http.ResponseWriter, r *http.Request, j *dspool.J
 		s.notify(id)
 	}
 	if len(queued) > 0 {
-		s.Kick() // work that waited for these tasks may be settled
+		s.kickDeps() // work that waited for these tasks may be settled
 	}
 	s.writeArray(w, r, j.ID)
 }
@@ -154,36 +154,77 @@ func (s *Server) setHold(w http.ResponseWriter, r *http.Request, hold bool) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-// unpark brings the next tasks of large arrays into the queue (Unpark).
-func (s *Server) unpark(ctx context.Context) {
-	n, err := s.db.Unpark(ctx)
+// depsLoop brings parked tasks into the queue and settles what jobs wait
+// for, when kicked (a job ended, was cancelled or submitted with --after)
+// and each second, apart from the scheduling loop, so that neither a
+// cancel nor a scheduling pass pays for the other; what it lets run starts
+// a scheduling pass.
+func (s *Server) depsLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.depsKick:
+		case <-t.C:
+		}
+		// Nothing to look at since a pass found nothing waiting: no
+		// submission with --after or of an array came since.
+		gen := s.depsGen.Load()
+		if gen == s.depsIdle.Load() {
+			continue
+		}
+		n, parked := s.unpark(ctx)
+		m, waiting := s.resolveDeps(ctx)
+		if !parked && !waiting {
+			s.depsIdle.Store(gen)
+		}
+		if n+m > 0 {
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+			s.scaler.kick()
+		}
+	}
+}
+
+// unpark brings the next tasks of large arrays into the queue (Unpark),
+// and returns how many.
+func (s *Server) unpark(ctx context.Context) (n int, parked bool) {
+	n, parked, err := s.db.Unpark(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("unpark array tasks", "err", err)
 		}
-		return
+		return n, true
 	}
-	if n > 0 {
-		s.scaler.kick()
-	}
+	return n, parked
+}
+
+// mayWait tells the dependencies' loop that a submission may wait for
+// others, or has parked tasks: it looks again.
+func (s *Server) mayWait() {
+	s.depsGen.Add(1)
+	s.kickDeps()
 }
 
 // resolveDeps settles what queued work waits for (ResolveDeps): work that
-// may now run is scheduled, work that never can has ended.
-func (s *Server) resolveDeps(ctx context.Context) {
+// never can run has ended; it returns how many jobs and arrays it settled,
+// and whether some still wait.
+func (s *Server) resolveDeps(ctx context.Context) (settled int, waiting bool) {
 	res, err := s.db.ResolveDeps(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Error("resolve dependencies", "err", err)
 		}
-		return
+		return 0, true
 	}
 	for _, id := range res.Ended {
 		s.notify(id)
 	}
-	if len(res.Released) > 0 || len(res.Ended) > 0 {
-		s.scaler.kick()
-	}
+	return len(res.Released) + len(res.Ended), res.Waiting
 }
 
 // waitingFor says what a queued job waits for before the queue: its hold,

@@ -82,9 +82,10 @@ func (s *Server) submit(ctx context.Context, u *dspool.User, spec *dspool.JobSpe
 			n = len(spec.Tasks.Indices)
 		}
 		s.metrics.submitted.Add(float64(n))
-		if len(spec.Deps) > 0 {
-			s.Kick() // what it waits for may have ended already
-		} else if !spec.Hold {
+		if len(spec.Deps) > 0 || spec.Tasks != nil {
+			s.mayWait() // what it waits for may have ended already; tasks may be parked
+		}
+		if len(spec.Deps) == 0 && !spec.Hold {
 			s.submitted(job.Pool, job.CPUs, job.Memory, job.GPUs)
 		}
 	}
@@ -232,7 +233,7 @@ func (s *Server) cancel(ctx context.Context, id int64) (*dspool.Job, error) {
 		return nil, err
 	}
 	if j.State == dspool.JobCancelled {
-		s.Kick() // work that waited for it may be settled
+		s.kickDeps() // work that waited for it may be settled
 	}
 	if j.State == dspool.JobRunning {
 		s.hub.kill(j.Node, api.AttemptRef{Job: j.ID, Attempt: j.Attempt})

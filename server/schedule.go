@@ -21,8 +21,6 @@ func (s *Server) scheduleLoop(ctx context.Context) {
 		case <-s.kick:
 		case <-t.C:
 		}
-		s.unpark(ctx)
-		s.resolveDeps(ctx)
 		if err := s.schedule(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("scheduling pass", "err", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -130,6 +131,10 @@ type Server struct {
 	failures  loginFailures
 	placeMu   sync.Mutex
 	kick      chan struct{}
+	depsKick  chan struct{} // dependencies and parked tasks to look at (depsLoop)
+	// depsGen counts submissions that may wait or park; depsIdle is the
+	// count when the dependencies' loop last found nothing waiting.
+	depsGen, depsIdle atomic.Uint64
 	recurWake chan struct{} // wakes the loop that fires schedules
 	metrics   *metrics
 	reg       *prometheus.Registry
@@ -171,7 +176,7 @@ func New(cfg Config) *Server {
 	cfg.Retention = cfg.Retention.WithDefaults()
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
-		kick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
+		kick: make(chan struct{}, 1), depsKick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
 		reg: prometheus.NewRegistry(), started: cfg.Now(),
 	}
 	s.guesses = newGuesses(cfg.Now)
@@ -190,6 +195,7 @@ func New(cfg Config) *Server {
 	s.scaler = newScaler(s, cfg.Providers)
 	s.metrics = newMetrics(s)
 	s.sso = newSSO(cfg.OIDC)
+	s.depsGen.Store(1) // what the store holds is not known to wait for nothing
 	return s
 }
 
@@ -199,7 +205,7 @@ func (s *Server) Run(ctx context.Context) {
 	// Sessions outlive the control plane: take up the previous run's.
 	s.recoverSessions(ctx)
 	var wg sync.WaitGroup
-	wg.Add(10)
+	wg.Add(11)
 	go func() { defer wg.Done(); s.gateways.sweepLoop(ctx) }()
 	go func() { defer wg.Done(); s.retentionLoop(ctx) }()
 	go func() { defer wg.Done(); s.failureLoop(ctx) }()
@@ -207,6 +213,7 @@ func (s *Server) Run(ctx context.Context) {
 	go func() { defer wg.Done(); s.scaler.run(ctx) }()
 	go func() { defer wg.Done(); s.notebooks.cullLoop(ctx) }()
 	go func() { defer wg.Done(); s.scheduleLoop(ctx) }()
+	go func() { defer wg.Done(); s.depsLoop(ctx) }()
 	go func() { defer wg.Done(); s.recurringLoop(ctx) }()
 	go func() { defer wg.Done(); s.monitorLoop(ctx) }()
 	go func() { defer wg.Done(); s.sessions.recordLoop(ctx) }()
@@ -542,11 +549,22 @@ func (s *Server) unwatch(id int64, c chan struct{}) {
 	}
 }
 
-// Kick asks the scheduling loop to run soon.
+// Kick asks the scheduling loop to run soon, and the dependencies' loop:
+// what changed may settle what jobs wait for.
 func (s *Server) Kick() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
+	s.kickDeps()
 	s.scaler.kick()
+}
+
+// kickDeps asks the dependencies' loop alone to run soon (depsLoop): a job
+// ended or went, which frees no room but may settle what others wait for.
+func (s *Server) kickDeps() {
+	select {
+	case s.depsKick <- struct{}{}:
+	default:
+	}
 }

@@ -165,19 +165,21 @@ const arrayWindow = 2000
 
 // Unpark brings parked tasks into the queue, a window at a time, for every
 // array whose queued tasks in the queue fell below half a window. It
-// returns how many it brought.
-func (db *DB) Unpark(ctx context.Context) (int, error) {
+// returns how many it brought, and whether any array still has tasks
+// parked.
+func (db *DB) Unpark(ctx context.Context) (int, bool, error) {
 	ids, err := queryIDs(ctx, db.r, `SELECT id FROM job_arrays WHERE parked > 0`)
 	if err != nil || len(ids) == 0 {
-		return 0, err
+		return 0, false, err
 	}
-	total := 0
+	total, more := 0, false
 	for _, a := range ids {
 		var n int
 		if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM jobs WHERE array_id != 0 AND array_id = ? AND state = 'queued' AND parked = 0`, a).Scan(&n); err != nil {
-			return total, err
+			return total, true, err
 		}
 		if n >= arrayWindow/2 {
+			more = true
 			continue
 		}
 		err := db.tx(ctx, func(tx *sql.Tx) error {
@@ -191,14 +193,18 @@ func (db *DB) Unpark(ctx context.Context) (int, error) {
 			if len(got) == 0 { // what was parked has ended (cancelled)
 				left = `0 * ?`
 			}
-			_, err = tx.ExecContext(ctx, `UPDATE job_arrays SET parked = max(0, `+left+`) WHERE id = ?`, len(got), a)
-			return err
+			var still int
+			if err := tx.QueryRowContext(ctx, `UPDATE job_arrays SET parked = max(0, `+left+`) WHERE id = ? RETURNING parked`, len(got), a).Scan(&still); err != nil {
+				return err
+			}
+			more = more || still > 0
+			return nil
 		})
 		if err != nil {
-			return total, fmt.Errorf("unpark array %d: %w", a, err)
+			return total, true, fmt.Errorf("unpark array %d: %w", a, err)
 		}
 	}
-	return total, nil
+	return total, more, nil
 }
 
 // dep is one row of job_deps: what a job or an array waits for.
@@ -390,6 +396,8 @@ func (db *DB) SetHold(ctx context.Context, id int64, array, hold bool) (int, err
 type Resolved struct {
 	Released []int64 // jobs and arrays that no longer wait
 	Ended    []int64 // jobs (and tasks) ended because what they waited for can no longer happen
+	// Waiting: some jobs still wait for others.
+	Waiting bool
 }
 
 // ResolveDeps looks at every dependency not yet settled: a job or array
@@ -408,10 +416,18 @@ func (db *DB) ResolveDeps(ctx context.Context) (Resolved, error) {
 		out = Resolved{}
 		for range 1000 {
 			changed, err := resolveOnce(ctx, tx, db.now, &out)
-			if err != nil || !changed {
+			if err != nil {
 				return err
 			}
+			if !changed {
+				break
+			}
 		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM job_deps WHERE done = 0 LIMIT 1)`).Scan(&n); err != nil {
+			return err
+		}
+		out.Waiting = n > 0
 		return nil
 	})
 	if err != nil {

@@ -33,7 +33,7 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 	if len(active) != arrayWindow {
 		t.Fatalf("the queue holds %d tasks, want a window of %d", len(active), arrayWindow)
 	}
-	if n, err := db.Unpark(ctx); err != nil || n != 0 {
+	if n, _, err := db.Unpark(ctx); err != nil || n != 0 {
 		t.Fatalf("unpark with a full window: %d %v", n, err)
 	}
 	// Half the window ends: the next unpark tops it up.
@@ -46,7 +46,7 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := db.Unpark(ctx); err != nil || n != arrayWindow/2+1 {
+	if n, parked, err := db.Unpark(ctx); err != nil || n != arrayWindow/2+1 || !parked {
 		t.Fatalf("unpark after %d ended: %d %v", len(ids), n, err)
 	}
 	if active, _ = db.ActiveJobs(ctx); len(active) != arrayWindow {
@@ -60,8 +60,8 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 	if _, _, err := db.CancelArray(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := db.Unpark(ctx); err != nil || n != 0 {
-		t.Fatalf("unpark after cancel: %d %v", n, err)
+	if n, parked, err := db.Unpark(ctx); err != nil || n != 0 || parked {
+		t.Fatalf("unpark after cancel: %d %v %v (want nothing left parked)", n, parked, err)
 	}
 	var parked int
 	_ = db.r.QueryRow(`SELECT parked FROM job_arrays WHERE id = ?`, a.ID).Scan(&parked)
