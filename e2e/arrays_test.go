@@ -105,6 +105,17 @@ func TestJobArrays(t *testing.T) {
 	if _, errs, code := cli(t, env, "job", "logs", itoa(a.ID)); code == 0 || !strings.Contains(errs, "is an array of 1000 tasks") {
 		t.Errorf("logs of a whole array: exit %d, %q; want a refusal that names a task", code, errs)
 	}
+	// A task that is not there: of the array, where its tasks are; of a
+	// plain job, that it is none; of nothing, not found.
+	for ref, want := range map[string]string{
+		itoa(a.ID) + "_1000": "see the array's tasks with `dspool job list --array " + itoa(a.ID) + "`",
+		itoa(a.ID+1) + "_0":  "job " + itoa(a.ID+1) + " is not an array",
+		"999999_1":           "job 999999_1 not found",
+	} {
+		if _, errs, code := cli(t, env, "job", "show", ref); code == 0 || !strings.Contains(errs, want) {
+			t.Errorf("job show %s: exit %d, %q; want %q", ref, code, errs, want)
+		}
+	}
 
 	// A sweep: each row's values in its task's environment; one task fails.
 	csv := writeFile(t, "sweep*.csv", "LR,NAME\n0.1,\"a b\"\n0.01,fail\n0.001,c\n")

@@ -132,12 +132,29 @@ func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobS
 // jobFor loads job {id} if the caller may see it; another user's job is
 // not found, not forbidden, so its existence does not leak.
 func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
+	u := userFrom(r)
+	notFound := dspool.Errorf(dspool.ENotFound, "job %s not found: list yours with `dspool job list`", r.PathValue("id"))
 	j, err := s.loadRef(r.Context(), r.PathValue("id"))
+	if dspool.ErrorCode(err) == dspool.ENotFound {
+		// A task that is not there: say whether its job is an array
+		// (then which tasks it has) or none, for a job the caller may
+		// see; of anyone else's, nothing.
+		ref, _ := dspool.ParseTaskRef("id", r.PathValue("id"))
+		if ref.Index >= 0 {
+			if whole, werr := s.db.Job(r.Context(), ref.ID); werr == nil && (u.Admin || whole.User == u.Name) {
+				if whole.ArrayID != whole.ID {
+					return nil, dspool.Errorf(dspool.ENotFound, "job %d is not an array, so it has no task %s: show it with `dspool job show %d`", ref.ID, ref, ref.ID)
+				}
+				return nil, err // the array's: no such task, and where its tasks are
+			}
+		}
+		return nil, notFound
+	}
 	if err != nil {
 		return nil, err
 	}
-	if u := userFrom(r); !u.Admin && j.User != u.Name {
-		return nil, dspool.Errorf(dspool.ENotFound, "job %s not found: list yours with `dspool job list`", r.PathValue("id"))
+	if !u.Admin && j.User != u.Name {
+		return nil, notFound
 	}
 	s.explainWait(j)
 	return j, nil
