@@ -266,6 +266,12 @@ func (a *App) scheduleEachCmd(verb, short, long string) *cobra.Command {
 				}
 				out = append(out, s)
 			}
+			if verb == "delete" && a.output != "json" {
+				// The schedules as they were: say that they are gone.
+				for _, s := range out {
+					fmt.Fprintf(a.Stderr, "deleted schedule %s; the jobs it submitted stay (dspool job list --schedule %s)\n", s.Name, s.Name)
+				}
+			}
 			return a.printSchedules(out, out)
 		},
 	}

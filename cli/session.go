@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -31,6 +33,9 @@ logs in exactly one user.`,
 				b, err = io.ReadAll(io.LimitReader(a.Stdin, 64<<10))
 			} else {
 				b, err = readLimited(args[0], 64<<10)
+				if errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("%w: make a key pair first with `ssh-keygen -t ed25519`, then add its .pub file", err)
+				}
 			}
 			if err != nil {
 				return err
