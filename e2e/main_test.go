@@ -304,6 +304,11 @@ func launchUp(t *testing.T, c upConfig) *upProc {
 		args = append(args, "--uid-base", strconv.Itoa(c.UIDBase))
 	}
 	args = append(args, c.Args...)
+	// The first admin's OS account, which an agent makes for the admin's
+	// first job, goes with the pool, as the users' accounts do.
+	if _, err := user.Lookup("admin"); err != nil && !slices.Contains(c.Args, "--admin") && os.Geteuid() == 0 {
+		u.accounts = append(u.accounts, "admin")
+	}
 	u.cmd = startProc(t, append([]string{"DSPOOL_CONFIG=" + c.Login}, c.Env...), u.stdout, u.stderr, args...)
 	go func() { _ = u.cmd.Wait(); close(u.done) }()
 	t.Cleanup(func() {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +70,17 @@ func TestHosts(t *testing.T) {
 	sleep := h.Command(1, "sleep", "60")
 	if err := sleep.Start(); err != nil {
 		t.Fatal(err)
+	}
+	// nsenter enters the namespace after it starts: wait until it has,
+	// or Down may look before it is there to be found.
+	in := func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", h.Name(1)).Output()
+		return slices.Contains(strings.Fields(string(out)), strconv.Itoa(sleep.Process.Pid))
+	}
+	for deadline := time.Now().Add(10 * time.Second); !in(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the process started on host 1 did not enter its namespace in 10 s")
+		}
 	}
 	down = false
 	if err := h.Down(); err != nil {
