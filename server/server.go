@@ -135,6 +135,7 @@ type Server struct {
 	// depsGen counts submissions that may wait or park; depsIdle is the
 	// count when the dependencies' loop last found nothing waiting.
 	depsGen, depsIdle atomic.Uint64
+
 	recurWake chan struct{} // wakes the loop that fires schedules
 	metrics   *metrics
 	reg       *prometheus.Registry
