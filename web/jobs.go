@@ -1,0 +1,217 @@
+package web
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
+)
+
+// jobsPage is how many jobs a page of the list shows.
+const jobsPage = 100
+
+type jobsData struct {
+	Jobs  []*dspool.Job
+	Pools []string
+	// The filters as asked: State ("" for any), Pool ("" for any), and
+	// Everyone (an admin's view of every user's jobs).
+	State, Pool string
+	Everyone    bool
+	States      []dspool.JobState
+	IsAdmin     bool
+	// Older is the address of the next page ("": none); Live says the page
+	// refreshes itself (the first page only: later ones stay put).
+	Older string
+	Live  bool
+	// Self is the page's own address, which it refreshes from.
+	Self string
+}
+
+var jobStates = []dspool.JobState{dspool.JobQueued, dspool.JobRunning, dspool.JobSucceeded, dspool.JobFailed, dspool.JobCancelled}
+
+func (d *Dashboard) jobs(w http.ResponseWriter, r *http.Request) {
+	v := d.login(w, r)
+	if v == nil {
+		return
+	}
+	q := r.URL.Query()
+	data := jobsData{State: q.Get("state"), Pool: q.Get("pool"), Everyone: q.Get("all") == "true" && v.user.Admin,
+		States: jobStates, IsAdmin: v.user.Admin}
+	jq := api.JobQuery{Pool: data.Pool, AllUsers: data.Everyone, Limit: jobsPage}
+	if data.State != "" {
+		if !slices.Contains(jobStates, dspool.JobState(data.State)) {
+			d.fail(w, r, v, dspool.Invalid("state", "%q is not a job state: choose one from the list", data.State))
+			return
+		}
+		jq.States = []string{data.State}
+	}
+	if b := q.Get("before"); b != "" {
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 1 {
+			d.fail(w, r, v, dspool.Invalid("before", "%q is not a page of the list: go back to the first page", b))
+			return
+		}
+		jq.Before = n
+	}
+	l, err := v.api.Jobs(r.Context(), jq)
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	pools, err := v.api.Pools(r.Context())
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	for _, p := range pools {
+		data.Pools = append(data.Pools, p.Name)
+	}
+	data.Jobs, data.Live, data.Self = l.Jobs, jq.Before == 0, r.URL.RequestURI()
+	if l.Next != 0 {
+		next := url.Values{"before": {strconv.FormatInt(l.Next, 10)}}
+		for _, k := range []string{"state", "pool", "all"} {
+			if q.Get(k) != "" {
+				next.Set(k, q.Get(k))
+			}
+		}
+		data.Older = "/jobs?" + next.Encode()
+	}
+	d.render(w, r, http.StatusOK, "jobs", v, "Jobs", data)
+}
+
+type jobData struct {
+	*api.JobDetail
+	Mine bool
+	// Attempt is the attempt whose log the page shows (the latest).
+	Attempt int
+	// Tasks are an array's tasks (the first page of them).
+	Tasks []*dspool.Job
+}
+
+func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
+	v := d.login(w, r)
+	if v == nil {
+		return
+	}
+	ref := r.PathValue("ref")
+	j, err := v.api.JobRef(r.Context(), ref)
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	data := jobData{JobDetail: j, Mine: j.User == v.user.Name, Attempt: j.Attempt}
+	if a, err := strconv.Atoi(r.URL.Query().Get("attempt")); err == nil && a >= 1 && a <= j.Attempt {
+		data.Attempt = a
+	}
+	if j.Array != nil && j.ArrayIndex == nil {
+		l, err := v.api.Jobs(r.Context(), api.JobQuery{Array: j.ID, Limit: jobsPage, AllUsers: j.User != v.user.Name})
+		if err != nil {
+			d.fail(w, r, v, err)
+			return
+		}
+		data.Tasks = l.Jobs
+	}
+	title := "Job " + j.Ref()
+	if j.Name != "" {
+		title += ": " + j.Name
+	}
+	d.render(w, r, http.StatusOK, "job", v, title, data)
+}
+
+func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
+	v := d.action(w, r)
+	if v == nil {
+		return
+	}
+	j, err := v.api.CancelRef(r.Context(), r.PathValue("ref"))
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	http.Redirect(w, r, "/jobs/"+url.PathEscape(j.Ref()), http.StatusSeeOther)
+}
+
+func (d *Dashboard) rerun(w http.ResponseWriter, r *http.Request) {
+	v := d.action(w, r)
+	if v == nil {
+		return
+	}
+	j, err := v.api.Rerun(r.Context(), r.PathValue("ref"), r.PostFormValue("failed") == "true", nil)
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	ref := j.Ref()
+	if j.ArrayID != 0 {
+		ref = strconv.FormatInt(j.ArrayID, 10)
+	}
+	http.Redirect(w, r, "/jobs/"+url.PathEscape(ref), http.StatusSeeOther)
+}
+
+// queueData is the work waiting in the pools the user may use: their own
+// queued jobs (an admin's: everyone's), by pool, each with why it waits.
+type queueData struct {
+	Pools []queuePool
+}
+
+type queuePool struct {
+	Pool  *api.PoolDetail
+	Ready int
+	Jobs  []*dspool.Job
+}
+
+func (d *Dashboard) queue(w http.ResponseWriter, r *http.Request) {
+	v := d.login(w, r)
+	if v == nil {
+		return
+	}
+	pools, err := v.api.Pools(r.Context())
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	l, err := v.api.Jobs(r.Context(), api.JobQuery{States: []string{string(dspool.JobQueued)}, AllUsers: v.user.Admin, Limit: 1000})
+	if err != nil {
+		d.fail(w, r, v, err)
+		return
+	}
+	var data queueData
+	for _, p := range pools {
+		qp := queuePool{Pool: p}
+		for _, n := range p.Nodes {
+			if n.State == dspool.NodeReady {
+				qp.Ready++
+			}
+		}
+		for _, j := range l.Jobs {
+			if j.Pool == p.Name {
+				qp.Jobs = append(qp.Jobs, j)
+			}
+		}
+		slices.Reverse(qp.Jobs) // the longest waiting first
+		data.Pools = append(data.Pools, qp)
+	}
+	d.render(w, r, http.StatusOK, "queue", v, "Queue", data)
+}
+
+// waitReason says in words why a queued job waits.
+func waitReason(j *dspool.Job) string {
+	var why []string
+	if j.OnHold {
+		why = append(why, "held by its user: release it with dspool job release "+j.Ref())
+	}
+	if j.After != "" && !j.AfterMet {
+		why = append(why, "waits for jobs it depends on ("+j.After+")")
+	}
+	if j.Waiting != "" {
+		why = append(why, j.Waiting)
+	}
+	if len(why) == 0 {
+		return "next in line for a node with room"
+	}
+	return strings.Join(why, "; ")
+}
