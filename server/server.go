@@ -96,7 +96,7 @@ type Config struct {
 	// when there is none): the dashboard shows users their SSH command.
 	SSHAddress string
 	Now        func() time.Time
-	Version        string
+	Version    string
 
 	// WorkTokenKey signs the API tokens that jobs and sessions get
 	// (worktokens.go); keep it across restarts, or running work loses its
