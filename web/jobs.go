@@ -27,6 +27,8 @@ type jobsData struct {
 	// refreshes itself (the first page only: later ones stay put).
 	Older string
 	Live  bool
+	// Why says why each queued job waits, by id.
+	Why map[int64]string
 	// Self is the page's own address, which it refreshes from.
 	Self string
 }
@@ -70,6 +72,7 @@ func (d *Dashboard) jobs(w http.ResponseWriter, r *http.Request) {
 	for _, p := range pools {
 		data.Pools = append(data.Pools, p.Name)
 	}
+	data.Why = waitReasons(l.Jobs, pools)
 	data.Jobs, data.Live, data.Self = l.Jobs, jq.Before == 0, r.URL.RequestURI()
 	if l.Next != 0 {
 		next := url.Values{"before": {strconv.FormatInt(l.Next, 10)}}
@@ -90,6 +93,8 @@ type jobData struct {
 	Attempt int
 	// Tasks are an array's tasks (the first page of them).
 	Tasks []*dspool.Job
+	// Why says why the job waits, while it is queued.
+	Why string
 }
 
 func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
@@ -114,6 +119,14 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		data.Tasks = l.Jobs
+	}
+	if j.State == dspool.JobQueued {
+		p, err := v.api.Pool(r.Context(), j.Pool)
+		if err != nil && dspool.ErrorCode(err) != dspool.ENotFound {
+			d.fail(w, r, v, err)
+			return
+		}
+		data.Why = waitReason(j.Job, p)
 	}
 	title := "Job " + j.Ref()
 	if j.Name != "" {
@@ -156,6 +169,8 @@ func (d *Dashboard) rerun(w http.ResponseWriter, r *http.Request) {
 // queued jobs (an admin's: everyone's), by pool, each with why it waits.
 type queueData struct {
 	Pools []queuePool
+	// Why says why each job waits, by id.
+	Why map[int64]string
 }
 
 type queuePool struct {
@@ -179,7 +194,7 @@ func (d *Dashboard) queue(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, v, err)
 		return
 	}
-	var data queueData
+	data := queueData{Why: waitReasons(l.Jobs, pools)}
 	for _, p := range pools {
 		qp := queuePool{Pool: p}
 		for _, n := range p.Nodes {
@@ -198,8 +213,24 @@ func (d *Dashboard) queue(w http.ResponseWriter, r *http.Request) {
 	d.render(w, r, http.StatusOK, "queue", v, "Queue", data)
 }
 
-// waitReason says in words why a queued job waits.
-func waitReason(j *dspool.Job) string {
+// waitReasons says in words why each queued job of jobs waits, by id.
+func waitReasons(jobs []*dspool.Job, pools []*api.PoolDetail) map[int64]string {
+	byName := map[string]*api.PoolDetail{}
+	for _, p := range pools {
+		byName[p.Name] = p
+	}
+	out := map[int64]string{}
+	for _, j := range jobs {
+		if j.State == dspool.JobQueued {
+			out[j.ID] = waitReason(j, byName[j.Pool])
+		}
+	}
+	return out
+}
+
+// waitReason says in words why a queued job waits: what the API says, or
+// else what its pool (nil when unknown) lacks.
+func waitReason(j *dspool.Job, pool *api.PoolDetail) string {
 	var why []string
 	if j.OnHold {
 		why = append(why, "held by its user: release it with dspool job release "+j.Ref())
@@ -210,8 +241,14 @@ func waitReason(j *dspool.Job) string {
 	if j.Waiting != "" {
 		why = append(why, j.Waiting)
 	}
-	if len(why) == 0 {
-		return "next in line for a node with room"
+	if len(why) > 0 {
+		return strings.Join(why, "; ")
 	}
-	return strings.Join(why, "; ")
+	if pool != nil && !slices.ContainsFunc(pool.Nodes, func(n *dspool.Node) bool { return n.State == dspool.NodeReady }) {
+		if pool.Autoscale != nil {
+			return "pool " + pool.Name + " has no node ready: the autoscaler adds one for it"
+		}
+		return "pool " + pool.Name + " has no node ready: it waits until one joins (ask your pool's admin)"
+	}
+	return "next in line for a node with room"
 }

@@ -17,7 +17,7 @@ var templateFS embed.FS
 
 // templates are the pages by name, each parsed with the layout.
 var templates = func() map[string]*template.Template {
-	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "why": waitReason, "expired": expired}
+	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "home", "jobs", "job", "queue", "pools", "pool", "usage", "admin", "audit"} {
@@ -150,4 +150,12 @@ func sshCommand(addr, host, user string) string {
 		return fmt.Sprintf("ssh %s@%s", user, h)
 	}
 	return fmt.Sprintf("ssh -p %s %s@%s", port, user, h)
+}
+
+// hours writes a span given in hours: minutes under an hour.
+func hours(h float64) string {
+	if h < 1 {
+		return fmt.Sprintf("%.1f min", h*60)
+	}
+	return fmt.Sprintf("%.2f h", h)
 }
