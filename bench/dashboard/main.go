@@ -115,8 +115,11 @@ func run(ctx context.Context, n, runs int, bin, jsonOut string, keep bool) error
 		}()
 	}
 	up, err := host.StartUp(ctx, pr.Bin, pr.Dir, []string{"--data", filepath.Join(pr.Dir, "data"), "--listen", "127.0.0.1:0",
-		"--ssh-listen", "off", "--nodes", "1", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.FreeUIDBase(61000)+uidOffset)},
-		func(cl *api.Client) bool { n, err := cl.Nodes(ctx, ""); return err == nil && len(n) > 0 && n[0].State == dspool.NodeReady })
+		"--ssh-listen", "off", "--nodes", "1", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.FreeUIDBase(61000) + uidOffset)},
+		func(cl *api.Client) bool {
+			n, err := cl.Nodes(ctx, "")
+			return err == nil && len(n) > 0 && n[0].State == dspool.NodeReady
+		})
 	if err != nil {
 		return err
 	}
@@ -328,4 +331,3 @@ func report(w io.Writer, r *Result) {
 	row("job list page: first contentful paint in Chromium", r.Paint, targetPaint, true)
 	row("live log: a line from the job's write to the page", r.Log, targetLog, true)
 }
-
