@@ -4,7 +4,14 @@
 // its login), so each line shows as soon as the server reads it.
 (function () {
   const log = document.getElementById('log');
-  if (!log) return;
+  if (!log) {
+    // A queued job's page: once the job has started, load the page again
+    // for its log.
+    document.body.addEventListener('htmx:afterSwap', () => {
+      if (document.querySelector('#job-state[data-started]')) location.reload();
+    });
+    return;
+  }
   const status = document.getElementById('log-status');
   const follow = document.getElementById('follow');
   const decoder = new TextDecoder();

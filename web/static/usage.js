@@ -16,5 +16,5 @@
     el.dataset.drawn = 'true';
     window.addEventListener('resize', () => plot.setSize({width: width(), height: 260}));
   }
-  document.querySelectorAll('.chart').forEach((el) => draw(el, el.id === 'mine-chart'));
+  document.querySelectorAll('.chart').forEach((el) => draw(el, true));
 })();
