@@ -17,7 +17,7 @@ var templateFS embed.FS
 
 // templates are the pages by name, each parsed with the layout.
 var templates = func() map[string]*template.Template {
-	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours}
+	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "home", "jobs", "job", "queue", "pools", "pool", "usage", "admin", "audit"} {

@@ -60,13 +60,12 @@ type Options struct {
 
 // Dashboard serves the pages.
 type Dashboard struct {
-	o      Options
-	static map[string]asset
+	o Options
 }
 
 type asset struct {
 	body  []byte
-	etag  string
+	hash  string
 	ctype string
 }
 
@@ -78,7 +77,14 @@ func New(o Options) *Dashboard {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &Dashboard{o: o, static: map[string]asset{}}
+	return &Dashboard{o: o}
+}
+
+// assets are the embedded files by name, each with a hash of its content
+// that the pages put in its address (/static/NAME?v=HASH, see assetURL):
+// such an address is cached for good, so pages load without asking again.
+var assets = func() map[string]asset {
+	out := map[string]asset{}
 	_ = fs.WalkDir(staticFS, "static", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
@@ -88,10 +94,15 @@ func New(o Options) *Dashboard {
 			return err
 		}
 		sum := sha256.Sum256(b)
-		d.static[path.Base(p)] = asset{body: b, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, ctype: contentType(p)}
+		out[path.Base(p)] = asset{body: b, hash: hex.EncodeToString(sum[:8]), ctype: contentType(p)}
 		return nil
 	})
-	return d
+	return out
+}()
+
+// assetURL is the address of the embedded file name, with its hash.
+func assetURL(name string) string {
+	return "/static/" + name + "?v=" + assets[name].hash
 }
 
 func contentType(p string) string {
@@ -153,14 +164,18 @@ var pageMux = func() *http.ServeMux {
 }()
 
 func (d *Dashboard) serveStatic(w http.ResponseWriter, r *http.Request) {
-	a, ok := d.static[r.PathValue("file")]
+	a, ok := assets[r.PathValue("file")]
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", a.ctype)
-	w.Header().Set("ETag", a.etag)
-	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("ETag", `"`+a.hash+`"`)
+	if r.URL.Query().Get("v") == a.hash {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
 }
