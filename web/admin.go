@@ -1,10 +1,7 @@
 package web
 
 import (
-	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -19,23 +16,18 @@ type adminData struct {
 
 // admin shows users, teams and their limits, and every API token; the
 // API refuses all three to anyone but an admin.
-func (d *Dashboard) admin(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
+func (d *Dashboard) admin(v *visit) (string, any, error) {
 	var data adminData
 	var err error
-	if data.Users, err = v.api.Users(r.Context()); err == nil {
-		if data.Teams, err = v.api.Teams(r.Context()); err == nil {
-			data.Tokens, err = v.api.Tokens(r.Context(), "", true)
+	if data.Users, err = v.api.Users(v.r.Context()); err == nil {
+		if data.Teams, err = v.api.Teams(v.r.Context()); err == nil {
+			data.Tokens, err = v.api.Tokens(v.r.Context(), "", true)
 		}
 	}
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
-	d.render(w, r, http.StatusOK, "admin", v, "Admin", data)
+	return "Admin", data, nil
 }
 
 type auditData struct {
@@ -46,42 +38,29 @@ type auditData struct {
 	Older string
 }
 
-func (d *Dashboard) audit(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	q := r.URL.Query()
+func (d *Dashboard) audit(v *visit) (string, any, error) {
+	q := v.r.URL.Query()
 	data := auditData{User: q.Get("user"), Action: q.Get("action"), Since: q.Get("since")}
 	aq := api.AuditQuery{User: data.User, Action: data.Action, Limit: 200}
 	if data.Since != "" {
 		span, err := dspool.ParseSpan(data.Since)
 		if err != nil {
-			d.fail(w, r, v, dspool.Invalid("since", "%v", err))
-			return
+			return "", nil, dspool.Invalid("since", "%v", err)
 		}
 		aq.Since = span
 	}
-	if b, err := strconv.ParseInt(q.Get("before"), 10, 64); err == nil && b > 0 {
-		aq.Before = b
+	var err error
+	if aq.Before, err = before(q); err != nil {
+		return "", nil, err
 	}
-	l, err := v.api.AuditPage(r.Context(), aq)
+	l, err := v.api.AuditPage(v.r.Context(), aq)
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	data.Entries = l.Entries
 	slices.Reverse(data.Entries) // newest first
-	if l.Next != 0 {
-		next := url.Values{"before": {strconv.FormatInt(l.Next, 10)}}
-		for _, k := range []string{"user", "action", "since"} {
-			if q.Get(k) != "" {
-				next.Set(k, q.Get(k))
-			}
-		}
-		data.Older = "/admin/audit?" + next.Encode()
-	}
-	d.render(w, r, http.StatusOK, "audit", v, "Audit log", data)
+	data.Older = older(v.r.URL, l.Next)
+	return "Audit log", data, nil
 }
 
 // expired reports whether a token's expiry has passed.

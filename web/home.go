@@ -15,20 +15,14 @@ type homeData struct {
 	SSH   string
 }
 
-func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	nb, err := v.api.Notebook(r.Context())
+func (d *Dashboard) home(v *visit) (string, any, error) {
+	nb, err := v.api.Notebook(v.r.Context())
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
-	pools, err := v.api.Pools(r.Context())
+	pools, err := v.api.Pools(v.r.Context())
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	data := homeData{Notebook: nb}
 	for _, p := range pools {
@@ -37,9 +31,9 @@ func (d *Dashboard) home(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if d.o.SSH != "" {
-		data.SSH = sshCommand(d.o.SSH, r.Host, v.user.Name)
+		data.SSH = sshCommand(d.o.SSH, v.r.Host, v.user.Name)
 	}
-	d.render(w, r, http.StatusOK, "home", v, "Home", data)
+	return "Home", data, nil
 }
 
 // startNotebook and stopNotebook serve the home page's forms where its

@@ -35,55 +35,36 @@ type jobsData struct {
 
 var jobStates = []dspool.JobState{dspool.JobQueued, dspool.JobRunning, dspool.JobSucceeded, dspool.JobFailed, dspool.JobCancelled}
 
-func (d *Dashboard) jobs(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	q := r.URL.Query()
+func (d *Dashboard) jobs(v *visit) (string, any, error) {
+	q := v.r.URL.Query()
 	data := jobsData{State: q.Get("state"), Pool: q.Get("pool"), Everyone: q.Get("all") == "true" && v.user.Admin,
 		States: jobStates, IsAdmin: v.user.Admin}
 	jq := api.JobQuery{Pool: data.Pool, AllUsers: data.Everyone, Limit: jobsPage}
+	var err error
 	if data.State != "" {
 		if !slices.Contains(jobStates, dspool.JobState(data.State)) {
-			d.fail(w, r, v, dspool.Invalid("state", "%q is not a job state: choose one from the list", data.State))
-			return
+			return "", nil, dspool.Invalid("state", "%q is not a job state: choose one from the list", data.State)
 		}
 		jq.States = []string{data.State}
 	}
-	if b := q.Get("before"); b != "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n < 1 {
-			d.fail(w, r, v, dspool.Invalid("before", "%q is not a page of the list: go back to the first page", b))
-			return
-		}
-		jq.Before = n
+	if jq.Before, err = before(q); err != nil {
+		return "", nil, err
 	}
-	l, err := v.api.Jobs(r.Context(), jq)
+	l, err := v.api.Jobs(v.r.Context(), jq)
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
-	pools, err := v.api.Pools(r.Context())
+	pools, err := v.api.Pools(v.r.Context())
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	for _, p := range pools {
 		data.Pools = append(data.Pools, p.Name)
 	}
 	data.Why = waitReasons(l.Jobs, pools)
-	data.Jobs, data.Live, data.Self = l.Jobs, jq.Before == 0, r.URL.RequestURI()
-	if l.Next != 0 {
-		next := url.Values{"before": {strconv.FormatInt(l.Next, 10)}}
-		for _, k := range []string{"state", "pool", "all"} {
-			if q.Get(k) != "" {
-				next.Set(k, q.Get(k))
-			}
-		}
-		data.Older = "/jobs?" + next.Encode()
-	}
-	d.render(w, r, http.StatusOK, "jobs", v, "Jobs", data)
+	data.Jobs, data.Live, data.Self = l.Jobs, jq.Before == 0, v.r.URL.RequestURI()
+	data.Older = older(v.r.URL, l.Next)
+	return "Jobs", data, nil
 }
 
 type jobData struct {
@@ -97,34 +78,27 @@ type jobData struct {
 	Why string
 }
 
-func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	ref := r.PathValue("ref")
-	j, err := v.api.JobRef(r.Context(), ref)
+func (d *Dashboard) job(v *visit) (string, any, error) {
+	ref := v.r.PathValue("ref")
+	j, err := v.api.JobRef(v.r.Context(), ref)
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	data := jobData{JobDetail: j, Mine: j.User == v.user.Name, Attempt: j.Attempt}
-	if a, err := strconv.Atoi(r.URL.Query().Get("attempt")); err == nil && a >= 1 && a <= j.Attempt {
+	if a, err := strconv.Atoi(v.r.URL.Query().Get("attempt")); err == nil && a >= 1 && a <= j.Attempt {
 		data.Attempt = a
 	}
 	if j.Array != nil && j.ArrayIndex == nil {
-		l, err := v.api.Jobs(r.Context(), api.JobQuery{Array: j.ID, Limit: jobsPage, AllUsers: j.User != v.user.Name})
+		l, err := v.api.Jobs(v.r.Context(), api.JobQuery{Array: j.ID, Limit: jobsPage, AllUsers: j.User != v.user.Name})
 		if err != nil {
-			d.fail(w, r, v, err)
-			return
+			return "", nil, err
 		}
 		data.Tasks = l.Jobs
 	}
 	if j.State == dspool.JobQueued {
-		p, err := v.api.Pool(r.Context(), j.Pool)
+		p, err := v.api.Pool(v.r.Context(), j.Pool)
 		if err != nil && dspool.ErrorCode(err) != dspool.ENotFound {
-			d.fail(w, r, v, err)
-			return
+			return "", nil, err
 		}
 		data.Why = waitReason(j.Job, p)
 	}
@@ -132,7 +106,7 @@ func (d *Dashboard) job(w http.ResponseWriter, r *http.Request) {
 	if j.Name != "" {
 		title += ": " + j.Name
 	}
-	d.render(w, r, http.StatusOK, "job", v, title, data)
+	return title, data, nil
 }
 
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
@@ -179,20 +153,14 @@ type queuePool struct {
 	Jobs  []*dspool.Job
 }
 
-func (d *Dashboard) queue(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	pools, err := v.api.Pools(r.Context())
+func (d *Dashboard) queue(v *visit) (string, any, error) {
+	pools, err := v.api.Pools(v.r.Context())
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
-	l, err := v.api.Jobs(r.Context(), api.JobQuery{States: []string{string(dspool.JobQueued)}, AllUsers: v.user.Admin, Limit: 1000})
+	l, err := v.api.Jobs(v.r.Context(), api.JobQuery{States: []string{string(dspool.JobQueued)}, AllUsers: v.user.Admin, Limit: 1000})
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	data := queueData{Why: waitReasons(l.Jobs, pools)}
 	for _, p := range pools {
@@ -210,7 +178,7 @@ func (d *Dashboard) queue(w http.ResponseWriter, r *http.Request) {
 		slices.Reverse(qp.Jobs) // the longest waiting first
 		data.Pools = append(data.Pools, qp)
 	}
-	d.render(w, r, http.StatusOK, "queue", v, "Queue", data)
+	return "Queue", data, nil
 }
 
 // waitReasons says in words why each queued job of jobs waits, by id.
@@ -251,4 +219,28 @@ func waitReason(j *dspool.Job, pool *api.PoolDetail) string {
 		return "pool " + pool.Name + " has no node ready: it waits until one joins (ask your pool's admin)"
 	}
 	return "next in line for a node with room"
+}
+
+// before reads a list's ?before= (0: the first page).
+func before(q url.Values) (int64, error) {
+	b := q.Get("before")
+	if b == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(b, 10, 64)
+	if err != nil || n < 1 {
+		return 0, dspool.Invalid("before", "%q is not a page of the list: go back to the first page", b)
+	}
+	return n, nil
+}
+
+// older is the address of the page after u's in a list whose answer gave
+// next ("" on the last page): u's own filters, before next.
+func older(u *url.URL, next int64) string {
+	if next == 0 {
+		return ""
+	}
+	q := u.Query()
+	q.Set("before", strconv.FormatInt(next, 10))
+	return u.Path + "?" + q.Encode()
 }

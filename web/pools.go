@@ -1,7 +1,6 @@
 package web
 
 import (
-	"net/http"
 	"strconv"
 	"time"
 
@@ -30,55 +29,42 @@ type nodeView struct {
 	Jobs []*dspool.Job
 }
 
-func (d *Dashboard) pools(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	pools, err := v.api.Pools(r.Context())
+func (d *Dashboard) pools(v *visit) (string, any, error) {
+	pools, err := v.api.Pools(v.r.Context())
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	running, err := d.running(v, "")
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	var data poolsData
 	for _, p := range pools {
 		data.Pools = append(data.Pools, d.poolView(p, running))
 	}
-	d.render(w, r, http.StatusOK, "pools", v, "Pools and nodes", data)
+	return "Pools and nodes", data, nil
 }
 
-func (d *Dashboard) pool(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
-	name := r.PathValue("name")
-	p, err := v.api.Pool(r.Context(), name)
+func (d *Dashboard) pool(v *visit) (string, any, error) {
+	name := v.r.PathValue("name")
+	p, err := v.api.Pool(v.r.Context(), name)
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	running, err := d.running(v, name)
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	pv := d.poolView(p, running)
-	events, err := v.api.PoolEventPage(r.Context(), name, api.EventQuery{Limit: 200})
+	events, err := v.api.PoolEventPage(v.r.Context(), name, api.EventQuery{Limit: 200})
 	if err != nil {
-		d.fail(w, r, v, err)
-		return
+		return "", nil, err
 	}
 	pv.Events = events.Events
 	for i, j := 0, len(pv.Events)-1; i < j; i, j = i+1, j-1 { // newest first
 		pv.Events[i], pv.Events[j] = pv.Events[j], pv.Events[i]
 	}
-	d.render(w, r, http.StatusOK, "pool", v, "Pool "+name, pv)
+	return "Pool " + name, pv, nil
 }
 
 // running returns the running jobs the user may see, of pool ("": all).

@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"slices"
 	"time"
@@ -32,11 +31,7 @@ type dayUsage struct {
 
 // usage reads the usage API once per day boundary (reports are totals
 // since a time): a day's figure is the difference of two of them.
-func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
-	v := d.login(w, r)
-	if v == nil {
-		return
-	}
+func (d *Dashboard) usage(v *visit) (string, any, error) {
 	now := d.o.Now().UTC()
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	days := make([]time.Time, usageDays)
@@ -48,12 +43,11 @@ func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
 	byPool := make([]*dspool.UsageReport, usageDays)
 	for i, day := range days {
 		var err error
-		if byUser[i], err = report(r.Context(), v, day, dspool.UsageByUser); err == nil {
-			byPool[i], err = report(r.Context(), v, day, dspool.UsageByPool)
+		if byUser[i], err = report(v.r.Context(), v, day, dspool.UsageByUser); err == nil {
+			byPool[i], err = report(v.r.Context(), v, day, dspool.UsageByPool)
 		}
 		if err != nil {
-			d.fail(w, r, v, err)
-			return
+			return "", nil, err
 		}
 	}
 	data := usageData{Days: usageDays, Pools: byPool[0].Pools}
@@ -107,7 +101,7 @@ func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
 	data.Chart = string(b)
 	b, _ = json.Marshal(map[string]any{"series": pools, "data": nodeChart})
 	data.NodeChart = string(b)
-	d.render(w, r, http.StatusOK, "usage", v, "Usage", data)
+	return "Usage", data, nil
 }
 
 func report(ctx context.Context, v *visit, since time.Time, by dspool.UsageBy) (*dspool.UsageReport, error) {

@@ -115,19 +115,45 @@ func contentType(p string) string {
 	return "text/plain; charset=utf-8"
 }
 
-// pagePatterns are the patterns of the dashboard's pages, in the order of
-// pages; a login may return to any of them (Returnable).
-var pagePatterns = []string{"GET /{$}", "GET /jobs", "GET /jobs/{ref}", "GET /queue", "GET /pools", "GET /pools/{name}",
-	"GET /usage", "GET /admin", "GET /admin/audit"}
+// pages are the dashboard's pages: the pattern of each, its template and
+// what reads its data; a login may return to any of them (Returnable).
+var pages = []struct {
+	pattern, name string
+	load          func(*Dashboard, *visit) (title string, data any, err error)
+}{
+	{"GET /{$}", "home", (*Dashboard).home},
+	{"GET /jobs", "jobs", (*Dashboard).jobs},
+	{"GET /jobs/{ref}", "job", (*Dashboard).job},
+	{"GET /queue", "queue", (*Dashboard).queue},
+	{"GET /pools", "pools", (*Dashboard).pools},
+	{"GET /pools/{name}", "pool", (*Dashboard).pool},
+	{"GET /usage", "usage", (*Dashboard).usage},
+	{"GET /admin", "admin", (*Dashboard).admin},
+	{"GET /admin/audit", "audit", (*Dashboard).audit},
+}
 
-func (d *Dashboard) pages() []http.HandlerFunc {
-	return []http.HandlerFunc{d.home, d.jobs, d.job, d.queue, d.pools, d.pool, d.usage, d.admin, d.audit}
+// serve answers a page: the browser's login (or the login form), the
+// page's data read through the API as that login, and its template; a
+// failure to read it is a page that says what happened.
+func (d *Dashboard) serve(name string, load func(*Dashboard, *visit) (string, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v := d.login(w, r)
+		if v == nil {
+			return
+		}
+		title, data, err := load(d, v)
+		if err != nil {
+			d.fail(w, r, v, err)
+			return
+		}
+		d.render(w, r, http.StatusOK, name, v, title, data)
+	}
 }
 
 // Register mounts the pages, their actions and their files on mux.
 func (d *Dashboard) Register(mux *http.ServeMux) {
-	for i, h := range d.pages() {
-		mux.HandleFunc(pagePatterns[i], h)
+	for _, p := range pages {
+		mux.HandleFunc(p.pattern, d.serve(p.name, p.load))
 	}
 	mux.HandleFunc("POST /jobs/{ref}/cancel", d.cancel)
 	mux.HandleFunc("POST /jobs/{ref}/rerun", d.rerun)
@@ -157,8 +183,8 @@ func Returnable(p string) bool {
 // pageMux matches the paths of the pages, for Returnable.
 var pageMux = func() *http.ServeMux {
 	mux := http.NewServeMux()
-	for _, pattern := range pagePatterns {
-		mux.HandleFunc(pattern, func(http.ResponseWriter, *http.Request) {})
+	for _, p := range pages {
+		mux.HandleFunc(p.pattern, func(http.ResponseWriter, *http.Request) {})
 	}
 	return mux
 }()

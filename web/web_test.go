@@ -266,3 +266,50 @@ func TestOthersJobsStayTheirs(t *testing.T) {
 		t.Errorf("bob's menu offers the admin pages")
 	}
 }
+
+// TestAdminSeesThePool: an admin's pages list the users, tokens and the
+// audit log, filtered; every page of the menu answers; the files the pages
+// load are cached for good under their hash only.
+func TestAdminSeesThePool(t *testing.T) {
+	p := newPool(t, 49390)
+	ctx := context.Background()
+	admin, err := p.Admin.WhoAmI(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Admin.SetPassword(ctx, admin.Name, password); err != nil {
+		t.Fatal(err)
+	}
+	newBrowser(t, p.URL).logIn("ada", password, "")
+	b := newBrowser(t, p.URL)
+	b.logIn(admin.Name, password, "")
+	for _, path := range []string{"/", "/jobs?all=true", "/queue", "/pools", "/pools/default", "/usage", "/admin", "/admin/audit"} {
+		if r := b.get(path); r.status != http.StatusOK || !strings.Contains(r.body, `href="/admin"`) {
+			t.Errorf("the admin's %s: %d, or no Admin in the menu\n%s", path, r.status, r.body)
+		}
+	}
+	if r := b.get("/admin"); !strings.Contains(r.body, "<td>ada</td>") || !strings.Contains(r.body, `id="tokens"`) {
+		t.Errorf("the admin page lacks the user ada or the tokens:\n%s", r.body)
+	}
+	r := b.get("/admin/audit?user=ada&since=1h")
+	if !strings.Contains(r.body, "<td>login.web</td>") || strings.Contains(r.body, "<td>user bob</td>") {
+		t.Errorf("the audit log of ada: want her web login and nothing about bob\n%s", r.body)
+	}
+	if r := b.get("/admin/audit?since=soon"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "e.g. 1h") {
+		t.Errorf("the audit log since=soon: %d, want 400 saying what to give\n%s", r.status, r.body)
+	}
+	m := regexp.MustCompile(`href="(/static/pico\.min\.css\?v=[0-9a-f]+)"`).FindStringSubmatch(b.get("/").body)
+	if m == nil {
+		t.Fatal("the page does not load pico.min.css by its hash")
+	}
+	for path, want := range map[string]string{m[1]: "immutable", "/static/pico.min.css?v=old": "no-cache"} {
+		resp, err := http.Get(p.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != 200 || !strings.Contains(cc, want) {
+			t.Errorf("GET %s: %d, Cache-Control %q, want %s", path, resp.StatusCode, cc, want)
+		}
+	}
+}
