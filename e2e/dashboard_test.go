@@ -15,7 +15,10 @@ import (
 // TestDashboard: headless Chromium uses the dashboard of a real `dspool
 // up`, as a user and as an admin. The user opens a job's page from a link
 // before logging in and lands back on it, follows its log while it prints,
-// cancels another job, reads why a third waits, and reads the usage chart;
+// finds their SSH command at home,
+// cancels another job, reads why a third waits, sees the node an
+// autoscaled pool added count down to its removal, and reads the usage
+// chart;
 // the pages fit a phone's width and every field has a label. The admin
 // logs in from a link to the audit log and finds the user's login there,
 // and the user in the list of users. Screenshots of each page are kept (in
@@ -34,11 +37,17 @@ func TestDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A pool with no machine: its jobs wait, and say why.
-	if _, err := up.api(up.adminToken(t)).ApplyPools(ctx, []*dspool.Pool{{Name: "hold", Provider: dspool.Provider(dspool.ProviderStatic),
-		Node: dspool.NodeSize{CPUs: 1000, Memory: 1 << 30}}}); err != nil {
-		t.Fatal(err)
-	}
+	// A pool with no machine, whose jobs wait and say why, and one that
+	// autoscales from zero.
+	cliOK(t, up.env(), "pool", "apply", "-f", writeFile(t, "pools-*.yaml", `pools:
+- name: hold
+  provider: static
+  node: {cpus: 1, memory: 1GiB}
+- name: burst
+  node: {cpus: 1, memory: 1GiB}
+  autoscale: {min: 0, max: 1, idle_timeout: 10m}
+`))
+	burst := submit(t, env, "--name", "burst", "--pool", "burst", "--cpus", "0.1", "--", "true")
 	printer := submit(t, env, "--name", "printer", "--cpus", "0.1", "--", "sh", "-c", "sleep 3; for i in $(seq 1 30); do echo line $i; sleep 0.2; done")
 	sleeper := submit(t, env, "--name", "sleeper", "--cpus", "0.1", "--", "sleep", "600")
 	waiter := submit(t, env, "--name", "waiter", "--pool", "hold", "--cpus", "0.1", "--", "true")
@@ -80,6 +89,16 @@ func TestDashboard(t *testing.T) {
 	usable("the job's page", 1280)
 	p.screenshot(ctx, dir, "dashboard-job-log.png")
 
+	// Home: the Jupyter server's controls and the SSH command.
+	p.navigate(ctx, up.URL+"/")
+	wantSSH := "ssh -p " + up.SSHPort + " " + u.Name + "@127.0.0.1"
+	if got := p.eval(ctx, `document.getElementById("ssh").textContent.trim()`); got != jsString(wantSSH) {
+		t.Errorf("the home page's SSH command: %s, want %q", got, wantSSH)
+	}
+	p.waitFor(ctx, "the notebook's state", `document.getElementById("state").textContent === "stopped" && !document.getElementById("start").disabled`)
+	usable("the home page", 1280)
+	p.screenshot(ctx, dir, "dashboard-home.png")
+
 	// Cancel a job with its button.
 	p.navigate(ctx, up.URL+"/jobs/"+itoa(sleeper))
 	p.waitFor(ctx, "the cancel button", `!!document.getElementById("cancel")`)
@@ -104,12 +123,22 @@ func TestDashboard(t *testing.T) {
 	}
 	p.screenshot(ctx, dir, "dashboard-queue.png")
 
+	// The autoscaled pool's node came for the job, and counts down to its
+	// removal now that it is idle.
+	waitState(t, env, burst, dspool.JobSucceeded, time.Minute)
+	p.navigate(ctx, up.URL+"/pools/burst")
+	p.waitFor(ctx, "the idle node's countdown", `[...document.querySelectorAll("tr[data-node] .idle")].some(c => /idle for .*: removed in \d+m\d+s unless work arrives/.test(c.textContent))`)
+	if got := p.eval(ctx, `[...document.querySelectorAll("#events tbody tr")].some(r => r.textContent.includes("scale_out") && r.textContent.includes("queued job"))`); got != "true" {
+		t.Errorf("the pool's events do not say why its node came")
+	}
+	p.screenshot(ctx, dir, "dashboard-pool-idle.png")
+
 	// The jobs list at a phone's width, then the usage chart.
 	if err := p.p.SetWidth(ctx, 390, 844, true); err != nil {
 		t.Fatal(err)
 	}
 	p.navigate(ctx, up.URL+"/jobs")
-	p.waitFor(ctx, "the three jobs in the list", `document.querySelectorAll("#jobs tbody tr").length === 3`)
+	p.waitFor(ctx, "the four jobs in the list", `document.querySelectorAll("#jobs tbody tr").length === 4`)
 	usable("the jobs list on a phone", 390)
 	p.screenshot(ctx, dir, "dashboard-jobs-phone.png")
 	if err := p.p.SetWidth(ctx, 1280, 900, false); err != nil {

@@ -1,7 +1,7 @@
 package web
 
 import (
-	"strconv"
+	"fmt"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -112,7 +112,7 @@ func idleCountdown(p *dspool.Pool, n *dspool.Node, ready int, now time.Time) str
 	}
 	idle := now.Sub(*n.IdleSince).Round(time.Second)
 	if ready <= p.Autoscale.Min {
-		return "idle for " + idle.String() + "; stays: the pool keeps at least " + strconv.Itoa(p.Autoscale.Min) + " nodes"
+		return fmt.Sprintf("idle for %s; stays: the pool keeps at least %d", idle, p.Autoscale.Min)
 	}
 	left := n.IdleSince.Add(timeout).Sub(now).Round(time.Second)
 	if left <= 0 {

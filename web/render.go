@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -130,20 +131,18 @@ func cmdline(args []string) string {
 	return strings.Join(out, " ")
 }
 
-// ssh is the command that logs user in over SSH to the gateway at addr as
-// the browser reached the pool at host.
+// sshCommand is the command that logs user in over SSH to the gateway
+// listening at addr, for a browser that reached the pool at host ("" when
+// addr is not HOST:PORT).
 func sshCommand(addr, host, user string) string {
-	h, port, ok := strings.Cut(addr, ":")
-	if i := strings.LastIndex(addr, ":"); i >= 0 {
-		h, port, ok = addr[:i], addr[i+1:], true
-	}
-	if !ok {
+	h, port, err := net.SplitHostPort(addr)
+	if err != nil {
 		return ""
 	}
-	if h == "" || h == "0.0.0.0" || h == "[::]" || h == "::" {
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
 		h = host
-		if i := strings.LastIndex(h, ":"); i >= 0 && !strings.HasSuffix(h, "]") {
-			h = h[:i]
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
 		}
 	}
 	if port == "22" {
