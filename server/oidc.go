@@ -19,6 +19,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/web"
 	"golang.org/x/oauth2"
@@ -350,7 +351,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &e) && e.Code != dspool.EInternal {
 			why = e.Message
 		}
-		s.ssoPage(w, r, statusOf[dspool.ErrorCode(err)], "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
+		s.ssoPage(w, r, api.HTTPStatus(dspool.ErrorCode(err)), "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
 		return
 	}
 	s.log.Info("web login", "user", u.Name, "via", "oidc", "subject", id.subject, "remote", s.client(r).Addr)

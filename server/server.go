@@ -500,23 +500,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-var statusOf = map[string]int{
-	dspool.EInvalid:      http.StatusBadRequest,
-	dspool.ENotFound:     http.StatusNotFound,
-	dspool.EConflict:     http.StatusConflict,
-	dspool.EUnauthorized: http.StatusUnauthorized,
-	dspool.EForbidden:    http.StatusForbidden,
-	dspool.ETooLarge:     http.StatusRequestEntityTooLarge,
-	dspool.EUnavailable:  http.StatusServiceUnavailable,
-	dspool.EInternal:     http.StatusInternalServerError,
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	var e *dspool.Error
 	if !errors.As(err, &e) {
 		e = &dspool.Error{Code: dspool.EInternal, Message: "internal error: see the server log"}
 	}
-	writeJSON(w, statusOf[e.Code], api.ErrorBody{Error: e})
+	writeJSON(w, api.HTTPStatus(e.Code), api.ErrorBody{Error: e})
 }
 
 // fail logs internal errors once, here, and answers the request.

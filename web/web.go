@@ -316,7 +316,7 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, v *visit, err e
 	msg := "Something went wrong on the pool's side: try again, and if it persists, tell your pool's admin (the server's log has the details)."
 	var e *dspool.Error
 	if errors.As(err, &e) && e.Code != dspool.EInternal {
-		status, msg = statusOf(e.Code), sentence(e.Message)
+		status, msg = api.HTTPStatus(e.Code), sentence(e.Message)
 	} else if !errors.Is(err, context.Canceled) {
 		d.o.Logger.Error("dashboard page failed", "path", r.URL.Path, "err", err)
 	}
@@ -325,24 +325,6 @@ func (d *Dashboard) fail(w http.ResponseWriter, r *http.Request, v *visit, err e
 		return
 	}
 	d.render(w, r, status, "error", v, "Something went wrong", struct{ Message string }{msg})
-}
-
-func statusOf(code string) int {
-	switch code {
-	case dspool.EInvalid:
-		return http.StatusBadRequest
-	case dspool.ENotFound:
-		return http.StatusNotFound
-	case dspool.EConflict:
-		return http.StatusConflict
-	case dspool.EUnauthorized:
-		return http.StatusUnauthorized
-	case dspool.EForbidden:
-		return http.StatusForbidden
-	case dspool.EUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
 
 // sentence makes an API message a sentence for a page: "Job 3 has ended:
