@@ -9,7 +9,9 @@ import (
 )
 
 type adminData struct {
-	Users  []*dspool.User
+	Users []*dspool.User
+	// Limits are each user's own limits, by name.
+	Limits map[string]dspool.Limits
 	Teams  []*dspool.Team
 	Tokens []*dspool.Token
 }
@@ -26,6 +28,14 @@ func (d *Dashboard) admin(v *visit) (string, any, error) {
 	}
 	if err != nil {
 		return "", nil, err
+	}
+	data.Limits = map[string]dspool.Limits{}
+	for _, u := range data.Users {
+		l, err := v.api.UserLimits(v.r.Context(), u.Name)
+		if err != nil {
+			return "", nil, err
+		}
+		data.Limits[u.Name] = l.Limits
 	}
 	return "Admin", data, nil
 }

@@ -22,7 +22,7 @@ func TestIdleCountdown(t *testing.T) {
 	}{
 		{"counts down", auto, dspool.Node{State: dspool.NodeReady, IdleSince: &since}, 2, "idle for 4m0s: removed in 6m0s unless work arrives"},
 		{"past its time", auto, dspool.Node{State: dspool.NodeReady, IdleSince: ptr(now.Add(-11 * time.Minute))}, 2, "idle for 11m0s: being removed"},
-		{"at the pool's minimum", floor, dspool.Node{State: dspool.NodeReady, IdleSince: &since}, 1, "idle for 4m0s; stays: the pool keeps at least 1"},
+		{"at the pool's minimum", floor, dspool.Node{State: dspool.NodeReady, IdleSince: &since}, 1, "idle for 4m0s; stays: the pool keeps at least 1 node"},
 		{"the default timeout", floor, dspool.Node{State: dspool.NodeReady, IdleSince: &since}, 2, "idle for 4m0s: removed in 6m0s unless work arrives"},
 		{"busy", auto, dspool.Node{State: dspool.NodeReady}, 2, ""},
 		{"draining", auto, dspool.Node{State: dspool.NodeDraining, IdleSince: &since}, 2, ""},

@@ -112,7 +112,7 @@ func idleCountdown(p *dspool.Pool, n *dspool.Node, ready int, now time.Time) str
 	}
 	idle := now.Sub(*n.IdleSince).Round(time.Second)
 	if ready <= p.Autoscale.Min {
-		return fmt.Sprintf("idle for %s; stays: the pool keeps at least %d", idle, p.Autoscale.Min)
+		return fmt.Sprintf("idle for %s; stays: the pool keeps at least %s", idle, dspool.Plural(p.Autoscale.Min, "node"))
 	}
 	left := n.IdleSince.Add(timeout).Sub(now).Round(time.Second)
 	if left <= 0 {

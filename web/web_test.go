@@ -280,6 +280,10 @@ func TestAdminSeesThePool(t *testing.T) {
 	if err := p.Admin.SetPassword(ctx, admin.Name, password); err != nil {
 		t.Fatal(err)
 	}
+	gpus := 1
+	if _, err := p.Admin.SetUserLimits(ctx, "ada", dspool.Limits{GPUs: &gpus}); err != nil {
+		t.Fatal(err)
+	}
 	newBrowser(t, p.URL).logIn("ada", password, "")
 	b := newBrowser(t, p.URL)
 	b.logIn(admin.Name, password, "")
@@ -288,8 +292,8 @@ func TestAdminSeesThePool(t *testing.T) {
 			t.Errorf("the admin's %s: %d, or no Admin in the menu\n%s", path, r.status, r.body)
 		}
 	}
-	if r := b.get("/admin"); !strings.Contains(r.body, "<td>ada</td>") || !strings.Contains(r.body, `id="tokens"`) {
-		t.Errorf("the admin page lacks the user ada or the tokens:\n%s", r.body)
+	if r := b.get("/admin"); !strings.Contains(r.body, "<td>ada</td>") || !strings.Contains(r.body, "<td>1 gpu</td>") || !strings.Contains(r.body, `id="tokens"`) {
+		t.Errorf("the admin page lacks the user ada, her limit of 1 gpu or the tokens:\n%s", r.body)
 	}
 	r := b.get("/admin/audit?user=ada&since=1h")
 	if !strings.Contains(r.body, "<td>login.web</td>") || strings.Contains(r.body, "<td>user bob</td>") {
