@@ -82,7 +82,7 @@ func (d *Dashboard) job(v *visit) (string, any, error) {
 	ref := v.r.PathValue("ref")
 	j, err := v.api.JobRef(v.r.Context(), ref)
 	if err != nil {
-		return "", nil, err
+		return "", nil, noJob(ref, err)
 	}
 	data := jobData{JobDetail: j, Mine: j.User == v.user.Name, Attempt: j.Attempt}
 	if a, err := strconv.Atoi(v.r.URL.Query().Get("attempt")); err == nil && a >= 1 && a <= j.Attempt {
@@ -116,7 +116,7 @@ func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := v.api.CancelRef(r.Context(), r.PathValue("ref"))
 	if err != nil {
-		d.fail(w, r, v, err)
+		d.fail(w, r, v, noJob(r.PathValue("ref"), err))
 		return
 	}
 	http.Redirect(w, r, "/jobs/"+url.PathEscape(j.Ref()), http.StatusSeeOther)
@@ -129,7 +129,7 @@ func (d *Dashboard) rerun(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := v.api.Rerun(r.Context(), r.PathValue("ref"), r.PostFormValue("failed") == "true", nil)
 	if err != nil {
-		d.fail(w, r, v, err)
+		d.fail(w, r, v, noJob(r.PathValue("ref"), err))
 		return
 	}
 	ref := j.Ref()
@@ -243,4 +243,13 @@ func older(u *url.URL, next int64) string {
 	q := u.Query()
 	q.Set("before", strconv.FormatInt(next, 10))
 	return u.Path + "?" + q.Encode()
+}
+
+// noJob says to a browser user that the API found no job ref (the API's
+// own answer names CLI commands); other errors pass unchanged.
+func noJob(ref string, err error) error {
+	if dspool.ErrorCode(err) != dspool.ENotFound {
+		return err
+	}
+	return dspool.Errorf(dspool.ENotFound, "there is no job %s that you may see: it may be another user's, or ended so long ago that it was pruned; your jobs are on the Jobs page", ref)
 }

@@ -48,6 +48,9 @@ func (d *Dashboard) pools(v *visit) (string, any, error) {
 func (d *Dashboard) pool(v *visit) (string, any, error) {
 	name := v.r.PathValue("name")
 	p, err := v.api.Pool(v.r.Context(), name)
+	if dspool.ErrorCode(err) == dspool.ENotFound {
+		return "", nil, dspool.Errorf(dspool.ENotFound, "there is no pool %s: the pools are listed on the Pools page", name)
+	}
 	if err != nil {
 		return "", nil, err
 	}

@@ -246,8 +246,9 @@ func TestOthersJobsStayTheirs(t *testing.T) {
 	j := p.submit(t, p.ada, "ada-secret-run", "sleep", "600")
 	b := newBrowser(t, p.URL)
 	b.logIn("bob", password, "")
-	if r := b.get("/jobs/" + j.Ref()); r.status != http.StatusNotFound || strings.Contains(r.body, "ada-secret-run") {
-		t.Errorf("bob opens ada's job: %d, want 404 without its name\n%s", r.status, r.body)
+	if r := b.get("/jobs/" + j.Ref()); r.status != http.StatusNotFound || strings.Contains(r.body, "ada-secret-run") ||
+		!strings.Contains(r.body, "your jobs are on the Jobs page") || strings.Contains(r.body, "dspool job") {
+		t.Errorf("bob opens ada's job: %d, want 404 without its name, saying where his jobs are (not a command)\n%s", r.status, r.body)
 	}
 	for _, path := range []string{"/jobs", "/jobs?all=true", "/queue", "/pools"} {
 		if r := b.get(path); r.status != http.StatusOK || strings.Contains(r.body, "ada-secret-run") {
