@@ -170,7 +170,8 @@ func Returnable(p string) bool {
 		return false
 	}
 	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(p, "//") {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.HasPrefix(p, "//") ||
+		strings.Contains(u.Path+"/", "/../") || strings.Contains(u.Path+"/", "/./") {
 		return false
 	}
 	if strings.HasPrefix(u.Path, "/user/") {

@@ -199,6 +199,8 @@ func TestReturnable(t *testing.T) {
 		{"a backslash", "/jobs/\\evil", false},
 		{"no page", "/nowhere", false},
 		{"an action", "/jobs/3/cancel", false},
+		{"out of a Jupyter path", "/user/ada/../../api/v1/tokens", false},
+		{"a dot segment", "/user/./ada/", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := web.Returnable(tc.path); got != tc.want {
