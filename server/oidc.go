@@ -239,6 +239,9 @@ type ssoFlow struct {
 	Verifier string `json:"v"`
 	Redirect string `json:"r"`
 	Expires  int64  `json:"e"`
+	// Next is the page that asked for the login (loginNext), where the
+	// sign-in returns.
+	Next string `json:"x,omitempty"`
 }
 
 func (p *sso) seal(f ssoFlow) string {
@@ -307,7 +310,7 @@ func (s *Server) ssoStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := ssoFlow{State: newToken(), Nonce: newToken(), Verifier: oauth2.GenerateVerifier(), Redirect: s.sso.redirectURL(s.client(r)),
-		Expires: s.cfg.Now().Add(ssoFlowTTL).Unix()}
+		Expires: s.cfg.Now().Add(ssoFlowTTL).Unix(), Next: loginNext(r.URL.Query().Get("next"))}
 	http.SetCookie(w, s.sso.flowCookie(s.client(r), s.sso.seal(f), int(ssoFlowTTL/time.Second)))
 	c := *oc
 	c.RedirectURL = f.Redirect
@@ -343,7 +346,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		s.ssoPage(w, r, e.status, e.msg)
 		return
 	}
-	if err := s.startWebSession(w, r, u, ""); err != nil {
+	if err := s.startWebSession(w, r, u, id.next); err != nil {
 		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", s.client(r).Addr, "err", err)
 		s.recordSSO(r, nil, id, "no_session")
 		why := "see the pool's log"
@@ -364,6 +367,7 @@ type ssoIdentity struct {
 	subject, email string
 	emailVerified  bool
 	claims         map[string]any
+	next           string // where the sign-in returns (its flow's Next)
 }
 
 // ssoIdentity checks the callback against its flow and the provider's ID
@@ -435,7 +439,7 @@ func (s *Server) ssoIdentity(r *http.Request) (ssoIdentity, error) {
 		e.err = err
 		return id, e
 	}
-	id.subject = t.Subject
+	id.subject, id.next = t.Subject, flow.Next
 	id.email, _ = id.claims["email"].(string)
 	switch v := id.claims["email_verified"].(type) {
 	case bool:
