@@ -144,6 +144,19 @@ func TestDashboard(t *testing.T) {
 	if err := p.p.SetWidth(ctx, 1280, 900, false); err != nil {
 		t.Fatal(err)
 	}
+	// From the keyboard: the first Tab reaches the link past the menu, and
+	// Enter on it moves to the page's content.
+	key := func(k string, code int) {
+		for _, typ := range []string{"keyDown", "keyUp"} {
+			p.call(ctx, "Input.dispatchKeyEvent", map[string]any{"type": typ, "key": k, "code": k, "windowsVirtualKeyCode": code})
+		}
+	}
+	key("Tab", 9)
+	if got := p.eval(ctx, `document.activeElement.textContent`); got != jsString("Skip to the page's content") {
+		t.Errorf("the first Tab on the jobs page reaches %s, want the link to the content", got)
+	}
+	key("Enter", 13)
+	p.waitFor(ctx, "Enter on the link to move to the content", `location.hash === "#main"`)
 	p.navigate(ctx, up.URL+"/usage")
 	p.waitFor(ctx, "the usage chart drawn", `document.getElementById("mine-chart").dataset.drawn === "true" && !!document.querySelector("#mine-chart canvas")`)
 	today := p.eval(ctx, `JSON.parse(document.getElementById("mine-chart").dataset.chart).data[1].at(-1)`)
