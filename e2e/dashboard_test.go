@@ -15,13 +15,12 @@ import (
 // TestDashboard: headless Chromium uses the dashboard of a real `dspool
 // up`, as a user and as an admin. The user opens a job's page from a link
 // before logging in and lands back on it, follows its log while it prints,
-// finds their SSH command at home,
-// cancels another job, reads why a third waits, sees the node an
-// autoscaled pool added count down to its removal, and reads the usage
-// chart;
-// the pages fit a phone's width and every field has a label. The admin
-// logs in from a link to the audit log and finds the user's login there,
-// and the user in the list of users. Screenshots of each page are kept (in
+// finds their SSH command at home, cancels another job, reads why a third
+// waits, sees the node an autoscaled pool added count down to its removal,
+// and reads the usage chart; the pages fit a phone's width, every field has
+// a label, and the keyboard's first stop skips the menu. The admin logs in
+// from a link to the audit log and finds the user's login there, and the
+// user in the list of users. Screenshots of each page are kept (in
 // $DSPOOL_ARTIFACTS when set).
 func TestDashboard(t *testing.T) {
 	requireRoot(t)
