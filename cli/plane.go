@@ -282,7 +282,7 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	}
 	srv := server.New(server.Config{Kinds: kinds, JoinURL: joinURL(o, ln, link.cert != nil), SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention})
+		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention, SSHAddress: listenAddr(sln)})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
@@ -490,4 +490,12 @@ func joinURL(o planeOptions, ln net.Listener, https bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// listenAddr is where ln listens ("" for none).
+func listenAddr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }

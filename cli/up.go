@@ -181,9 +181,9 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 				name = u.Hostname()
 			}
 		}
-		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; sign in with %s)\n", p.url, name)
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (the dashboard: jobs and their logs, pools, usage, your Jupyter server; sign in with %s)\n", p.url, name)
 	} else {
-		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (the dashboard: jobs and their logs, pools, usage, your Jupyter server; log in after %s user passwd)\n", p.url, self)
 	}
 	if o.OIDC.Issuer != "" {
 		redirect := firstOf(o.OIDC.RedirectURL, p.url+server.OIDCCallbackPath)

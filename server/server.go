@@ -30,6 +30,7 @@ import (
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -91,8 +92,11 @@ type Config struct {
 	// X-Forwarded-For, -Proto and -Host headers are believed (none by
 	// default): see client.
 	TrustedProxies []netip.Prefix
-	Now            func() time.Time
-	Version        string
+	// SSHAddress is where the pool's SSH gateway listens ("host:port"; ""
+	// when there is none): the dashboard shows users their SSH command.
+	SSHAddress string
+	Now        func() time.Time
+	Version    string
 
 	// WorkTokenKey signs the API tokens that jobs and sessions get
 	// (worktokens.go); keep it across restarts, or running work loses its
@@ -123,6 +127,7 @@ type Server struct {
 	teams     teamState
 	closed    closedWaits
 	sso       *sso // nil without single sign-on
+	dash      *web.Dashboard
 	proxies   forwarded.Proxies
 	auth      authCache
 	tokenUse  tokenUse
@@ -197,6 +202,9 @@ func New(cfg Config) *Server {
 	s.metrics = newMetrics(s)
 	s.sso = newSSO(cfg.OIDC)
 	s.depsGen.Store(1) // what the store holds is not known to wait for nothing
+	apiMux := http.NewServeMux()
+	s.mountAPI(apiMux)
+	s.dash = web.New(web.Options{API: apiMux, Logins: webLogins{s}, SSH: cfg.SSHAddress, Logger: cfg.Logger, Now: cfg.Now})
 	return s
 }
 
@@ -231,23 +239,15 @@ func (s *Server) Run(ctx context.Context) {
 // /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, r := range s.routes() {
-		h := r.handler
-		if r.auth != authNone {
-			h = s.authenticate(r.auth, r.scope, h)
-		}
-		mux.Handle(r.method+" "+r.path, s.limitBody(h))
-	}
+	s.mountAPI(mux)
 	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
 	// files go through here), so no body limit.
 	mux.Handle("/user/{name}/", s.toLoginPage(s.authenticateWith(authUser, dspool.ScopeSessions, checkJupyterXSRF, s.serveUser)))
-	mux.HandleFunc("GET /{$}", s.servePage)
+	s.dash.Register(mux)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /login/oidc", s.ssoStart)
 	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
-	mux.HandleFunc("GET /static/page.js", s.serveScript)
-	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.HandleFunc("GET /sdk/{$}", s.serveSDKIndex)
 	mux.HandleFunc("GET /sdk/{file}", s.serveSDK)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
@@ -255,6 +255,18 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// mountAPI mounts the API's routes (and the agents' and health checks') on
+// mux, each behind its authentication and body limit.
+func (s *Server) mountAPI(mux *http.ServeMux) {
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.auth != authNone {
+			h = s.authenticate(r.auth, r.scope, h)
+		}
+		mux.Handle(r.method+" "+r.path, s.limitBody(h))
+	}
 }
 
 // NewHTTPServer wraps h with the timeouts and limits every listener of
@@ -488,23 +500,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-var statusOf = map[string]int{
-	dspool.EInvalid:      http.StatusBadRequest,
-	dspool.ENotFound:     http.StatusNotFound,
-	dspool.EConflict:     http.StatusConflict,
-	dspool.EUnauthorized: http.StatusUnauthorized,
-	dspool.EForbidden:    http.StatusForbidden,
-	dspool.ETooLarge:     http.StatusRequestEntityTooLarge,
-	dspool.EUnavailable:  http.StatusServiceUnavailable,
-	dspool.EInternal:     http.StatusInternalServerError,
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	var e *dspool.Error
 	if !errors.As(err, &e) {
 		e = &dspool.Error{Code: dspool.EInternal, Message: "internal error: see the server log"}
 	}
-	writeJSON(w, statusOf[e.Code], api.ErrorBody{Error: e})
+	writeJSON(w, api.HTTPStatus(e.Code), api.ErrorBody{Error: e})
 }
 
 // fail logs internal errors once, here, and answers the request.
