@@ -51,7 +51,7 @@ func TestReservations(t *testing.T) {
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitReservation, Node: "n2", Start: 5 * time.Minute, StartKnown: true},
 			{Job: 4, Kind: scheduler.WaitReserved, Node: "n2", For: 1}, {Job: 6, Kind: scheduler.WaitReserved, Node: "n2", For: 1}},
 	}, {
-		name: "work past the start may take what the node has to spare then",
+		name:  "work past the start may take what the node has to spare then",
 		nodes: []scheduler.Node{releasing(node("n1", 4, 32), rel(5*time.Minute, 4))},
 		jobs:  []scheduler.Job{reserving(job(1, 6, 1, 0)), job(2, 1, 1, 0), job(3, 2, 1, 0), job(4, 1, 1, 0)},
 		want:  []scheduler.Placement{{Job: 2, Node: "n1"}, {Job: 4, Node: "n1"}},
@@ -59,7 +59,7 @@ func TestReservations(t *testing.T) {
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitReservation, Node: "n1", Start: 5 * time.Minute, StartKnown: true},
 			{Job: 3, Kind: scheduler.WaitReserved, Node: "n1", For: 1}},
 	}, {
-		name: "work without a time limit makes the start unknown, and no time limit ends before it",
+		name:  "work without a time limit makes the start unknown, and no time limit ends before it",
 		nodes: []scheduler.Node{node("n1", 4, 32)},
 		jobs:  []scheduler.Job{reserving(job(1, 8, 1, 0)), limited(job(2, 1, 1, 0), time.Second)},
 		res:   []scheduler.Reservation{{Job: 1, Node: "n1"}},
