@@ -148,19 +148,8 @@ func (p *pool) reserve(j *Job) (Reservation, bool) {
 				continue
 			}
 			c := cand{k: k, i: i, rank: e.rank}
-			c.free = shape{cpus: e.cpus, mem: e.mem, gpus: k}
-			c.known = c.free.covers(want)
-			if !c.known {
-				rel = append(rel[:0], p.releases[e.rank]...)
-				slices.SortFunc(rel, func(a, b Release) int { return cmp.Compare(a.After, b.After) })
-				for _, r := range rel {
-					c.free = shape{cpus: c.free.cpus + r.CPUs, mem: c.free.mem + r.Memory, gpus: c.free.gpus + r.GPUs}
-					if c.free.covers(want) {
-						c.start, c.known = max(r.After, 0), true
-						break
-					}
-				}
-			}
+			rel = append(rel[:0], p.releases[e.rank]...)
+			c.start, c.known, c.free = startOn(shape{cpus: e.cpus, mem: e.mem, gpus: k}, rel, want)
 			if !c.known {
 				m := want.minus(c.free)
 				c.miss = shape{cpus: max(m.cpus, 0), mem: max(m.mem, 0), gpus: max(m.gpus, 0)}
@@ -180,4 +169,42 @@ func (p *pool) reserve(j *Job) (Reservation, bool) {
 		spare: shape{cpus: max(sp.cpus, 0), mem: max(sp.mem, 0), gpus: max(sp.gpus, 0)}}
 	p.res = append(p.res, r)
 	return Reservation{Job: j.ID, Node: p.ids[e.rank], Start: best.start, StartKnown: best.known}, true
+}
+
+// Earliest returns how soon j could start on a node of its pool open to
+// its user, by what is free on each and what its running work releases at
+// its time limits, ignoring every other queued job; known is false when no
+// node can promise a time. It does not modify its arguments.
+func Earliest(nodes []Node, j Job) (start time.Duration, known bool) {
+	want := shape{cpus: j.CPUs, mem: j.Memory, gpus: j.GPUs}
+	var rel []Release
+	for i := range nodes {
+		n := &nodes[i]
+		if n.Pool != j.Pool || n.Closed[j.User] {
+			continue
+		}
+		rel = append(rel[:0], n.Releases...)
+		s, ok, _ := startOn(shape{cpus: n.FreeCPUs, mem: n.FreeMem, gpus: len(n.FreeGPUs)}, rel, want)
+		if ok && (!known || s < start) {
+			start, known = s, true
+		}
+	}
+	return start, known
+}
+
+// startOn returns when a node with free resources and the releases rel
+// (which it sorts) can hold want, whether it ever can by them, and what it
+// has free then (or after every release, when it cannot).
+func startOn(free shape, rel []Release, want shape) (time.Duration, bool, shape) {
+	if free.covers(want) {
+		return 0, true, free
+	}
+	slices.SortFunc(rel, func(a, b Release) int { return cmp.Compare(a.After, b.After) })
+	for _, r := range rel {
+		free = shape{cpus: free.cpus + r.CPUs, mem: free.mem + r.Memory, gpus: free.gpus + r.GPUs}
+		if free.covers(want) {
+			return max(r.After, 0), true, free
+		}
+	}
+	return 0, false, free
 }

@@ -1,0 +1,240 @@
+package server
+
+import (
+	"cmp"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/fairshare"
+	"github.com/dspool/dspool/scheduler"
+	"github.com/dspool/dspool/sqlite"
+)
+
+// queue answers GET /api/v1/queue[?pool=P]: every queued job, of every
+// user, in the order the scheduler takes them, with the factors of its
+// score, why it waits and when it may start, from a plan made for the
+// answer (nothing is placed). Other users' names and job names are left
+// out where their pool hides them, except for admins.
+func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	pool := r.URL.Query().Get("pool")
+	if pool != "" {
+		if _, err := s.db.Pool(ctx, pool); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	now := s.cfg.Now()
+	s.placeMu.Lock() // the same view of free nodes as a pass
+	active, err := s.db.ActiveJobs(ctx)
+	var nodes []scheduler.Node
+	var dir *teamDir
+	if err == nil {
+		nodes, err = s.snapshotNodes(ctx, active)
+	}
+	if err == nil {
+		_, err = s.closeNodes(ctx, nodes)
+	}
+	if err == nil {
+		dir, err = s.teamDirectory(ctx)
+	}
+	s.placeMu.Unlock()
+	var st *standing
+	if err == nil {
+		st, err = s.standing(ctx, dir, active, now)
+	}
+	var listed []*dspool.Job
+	if err == nil {
+		listed, err = s.db.ListJobs(ctx, sqlite.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
+	}
+	pools, perr := s.db.Pools(ctx)
+	if err = cmp.Or(err, perr); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	hidden := map[string]bool{}
+	for _, p := range pools {
+		hidden[p.Name] = p.QueueNames == dspool.QueueNamesHidden
+	}
+	queued := s.queued(active, st)
+	res := scheduler.Schedule(nodes, queued, s.quotas(dir, active), true)
+	byID := make(map[int64]*dspool.Job, len(listed))
+	for _, j := range listed {
+		byID[j.ID] = j
+	}
+	waits := make(map[int64]scheduler.Wait, len(res.Waits))
+	for _, w := range res.Waits {
+		waits[w.Job] = w
+	}
+	for _, p := range res.Placements {
+		waits[p.Job] = scheduler.Wait{Job: p.Job, Kind: "starting"}
+	}
+	caller := userFrom(r)
+	out := dspool.Queue{At: now.UTC(), Jobs: []dspool.QueueEntry{}}
+	position := map[string]int{}
+	for _, i := range scheduler.Order(queued) {
+		q := &queued[i]
+		j := byID[q.ID]
+		if j == nil { // another pool's, or it changed since
+			continue
+		}
+		delete(byID, q.ID)
+		position[q.Pool]++
+		e := s.queueEntry(j, q, st, now)
+		e.Position = position[q.Pool]
+		s.explainQueued(&e, waits[q.ID], nodes, q, now)
+		out.Jobs = append(out.Jobs, e)
+	}
+	// What may not run yet: held by its user, waiting for other jobs, or
+	// an array's task parked by its cap.
+	var rest []*dspool.Job
+	for _, j := range byID {
+		rest = append(rest, j)
+	}
+	slices.SortFunc(rest, func(a, b *dspool.Job) int { return cmp.Compare(a.ID, b.ID) })
+	for _, j := range rest {
+		e := s.queueEntry(j, nil, st, now)
+		e.Reason, e.Detail = dspool.WaitHeld, cmp.Or(waitingFor(j), "an array's task: it waits for a place under the array's cap of tasks running at once")
+		out.Jobs = append(out.Jobs, e)
+	}
+	for i := range out.Jobs {
+		if e := &out.Jobs[i]; hidden[e.Pool] && !caller.Admin && e.User != caller.Name {
+			e.User, e.Name = "", ""
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// queueEntry is j in the queue, with the factors of its score (q: as the
+// scheduler takes it; nil for one it does not take yet).
+func (s *Server) queueEntry(j *dspool.Job, q *scheduler.Job, st *standing, now time.Time) dspool.QueueEntry {
+	e := dspool.QueueEntry{Job: j.Ref(), ID: j.ID, Name: j.Name, User: j.User, Team: j.Team, Pool: j.Pool, CPUs: j.CPUs, Memory: j.Memory,
+		GPUs: j.GPUs, TimeLimit: j.TimeLimit, Priority: j.Priority, SubmittedAt: j.SubmittedAt}
+	age := now.Sub(j.SubmittedAt)
+	e.Age = st.cfg.AgeWeight * st.cfg.AgeFactor(age)
+	e.FairShare = st.cfg.FairShareWeight * st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor
+	e.Score = float64(e.Priority) + e.FairShare + e.Age
+	if q != nil {
+		e.Score, e.Reserving = q.Score, q.Reserve
+	}
+	return e
+}
+
+// explainQueued fills e's reason, detail and estimated start from w, what
+// the plan made for the answer says of it.
+func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []scheduler.Node, q *scheduler.Job, now time.Time) {
+	at := func(d time.Duration) *time.Time { t := now.Add(d).UTC().Truncate(time.Second); return &t }
+	earliest := func() {
+		if d, ok := scheduler.Earliest(nodes, *q); ok {
+			e.EstimatedStart = at(d)
+		}
+	}
+	switch w.Kind {
+	case "starting":
+		e.Reason, e.Detail, e.EstimatedStart = dspool.WaitStarting, "there is room for it: it starts at the next scheduling pass", at(0)
+	case scheduler.WaitLimit:
+		e.Reason, e.Detail = dspool.WaitLimit, w.Reason
+	case scheduler.WaitNoNode:
+		e.Reason, e.Detail = dspool.WaitNoNode, cmp.Or(s.scaler.jobWaiting(e.Pool), "pool "+e.Pool+" has no ready node that takes batch work")
+	case scheduler.WaitReservation:
+		e.Reason, e.ReservedNode = dspool.WaitReservation, w.Node
+		if w.StartKnown {
+			e.EstimatedStart = at(w.Start)
+			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts by %s, when the work there reaches its time limits", w.Node, e.EstimatedStart.Format(time.RFC3339))
+		} else {
+			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts when work without a time limit there ends", w.Node)
+		}
+	case scheduler.WaitReserved:
+		e.Reason, e.ReservedNode = dspool.WaitReserved, w.Node
+		e.Detail = fmt.Sprintf("the node with room for it, %s, is reserved for job %d, and it would run past that job's start (give it a --time that ends before)", w.Node, w.For)
+		earliest()
+	default:
+		earliest()
+		e.Reason, e.Detail = dspool.WaitResources, fmt.Sprintf("no node of pool %s has room for %s, %s and %s now", e.Pool, dspool.Plural(e.CPUs, "cpu"), e.Memory, dspool.Plural(e.GPUs, "gpu"))
+		if e.EstimatedStart != nil && !e.EstimatedStart.After(now) {
+			e.Reason, e.Detail = dspool.WaitPriority, "jobs ahead of it in the queue took the room there was"
+		}
+	}
+}
+
+// share answers GET /api/v1/share: each team's and user's share and
+// decayed usage. Other users' names are left out for non-admins when a
+// pool hides names in its queue.
+func (s *Server) share(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	now := s.cfg.Now()
+	active, err := s.db.ActiveJobs(ctx)
+	var dir *teamDir
+	if err == nil {
+		dir, err = s.teamDirectory(ctx)
+	}
+	var st *standing
+	if err == nil {
+		st, err = s.standing(ctx, dir, active, now)
+	}
+	pools, perr := s.db.Pools(ctx)
+	if err = cmp.Or(err, perr); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	caller := userFrom(r)
+	hide := !caller.Admin && slices.ContainsFunc(pools, func(p *dspool.Pool) bool { return p.QueueNames == dspool.QueueNamesHidden })
+	rep := shareReport(st, dir.shares())
+	for i := range rep.Users {
+		if u := &rep.Users[i]; hide && u.Name != caller.Name {
+			u.Name = ""
+		}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// shareReport lays out st: teams and users with usage or work, by name.
+func shareReport(st *standing, sh fairshare.Shares) dspool.ShareReport {
+	rep := dspool.ShareReport{At: st.now.UTC(), HalfLife: dspool.Duration(st.cfg.HalfLife), Teams: []dspool.ShareAccount{}, Users: []dspool.ShareAccount{}}
+	raw := func(m map[string]float64, name string) float64 {
+		if v, ok := m[name]; ok {
+			return v
+		}
+		return 1
+	}
+	teams := map[string]*dspool.ShareAccount{}
+	add := func(k fairshare.Key) {
+		u, f := st.usage[k], st.Users[k]
+		_, active := st.Users[k]
+		rep.Users = append(rep.Users, dspool.ShareAccount{Name: k.User, Team: k.Team, Active: active, Shares: raw(sh.Users, k.User), Target: f.Target,
+			Usage: f.Usage, EffectiveUsage: f.Effective, Factor: f.Factor, CPUSeconds: u.CPUSeconds, GPUSeconds: u.GPUSeconds, GiBSeconds: u.GiBSeconds})
+		if k.Team == "" {
+			return
+		}
+		t := teams[k.Team]
+		if t == nil {
+			tf, active := st.Teams[k.Team]
+			t = &dspool.ShareAccount{Name: k.Team, Active: active, Shares: raw(sh.Teams, k.Team), Target: tf.Target, Usage: tf.Usage,
+				EffectiveUsage: tf.Effective, Factor: tf.Factor}
+			teams[k.Team] = t
+		}
+		t.CPUSeconds += u.CPUSeconds
+		t.GPUSeconds += u.GPUSeconds
+		t.GiBSeconds += u.GiBSeconds
+	}
+	for k := range st.usage {
+		add(k)
+	}
+	for k := range st.Users {
+		if _, done := st.usage[k]; !done {
+			add(k)
+		}
+	}
+	for _, t := range teams {
+		rep.Teams = append(rep.Teams, *t)
+	}
+	byName := func(a, b dspool.ShareAccount) int {
+		return cmp.Or(cmp.Compare(a.Team, b.Team), cmp.Compare(a.Name, b.Name))
+	}
+	slices.SortFunc(rep.Teams, byName)
+	slices.SortFunc(rep.Users, byName)
+	return rep
+}
