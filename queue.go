@@ -53,8 +53,8 @@ type QueueEntry struct {
 	// work (jobs ahead of it may take that room first). Nil: unknown, as
 	// when the room it needs is held by work without a time limit.
 	EstimatedStart *time.Time `json:"estimated_start"`
-	// ReservedNode is the node it reserved, or the node reserved for the
-	// job it waits behind.
+	// ReservedNode is the node (its ID, as Job.Node) it reserved, or the
+	// node reserved for the job it waits behind; Detail names it.
 	ReservedNode string `json:"reserved_node,omitempty"`
 }
 

@@ -51,9 +51,14 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		listed, err = s.db.ListJobs(ctx, sqlite.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
 	}
 	pools, perr := s.db.Pools(ctx)
-	if err = cmp.Or(err, perr); err != nil {
+	stored, nerr := s.db.Nodes(ctx, pool, false)
+	if err = cmp.Or(err, perr, nerr); err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	names := map[string]string{}
+	for _, n := range stored {
+		names[n.ID] = n.Name
 	}
 	hidden := map[string]bool{}
 	for _, p := range pools {
@@ -85,7 +90,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		position[q.Pool]++
 		e := s.queueEntry(j, q, st, now)
 		e.Position = position[q.Pool]
-		s.explainQueued(&e, waits[q.ID], nodes, q, now)
+		s.explainQueued(&e, waits[q.ID], nodes, q, cmp.Or(names[waits[q.ID].Node], waits[q.ID].Node), now)
 		out.Jobs = append(out.Jobs, e)
 	}
 	// What may not run yet: held by its user, waiting for other jobs, or
@@ -124,8 +129,9 @@ func (s *Server) queueEntry(j *dspool.Job, q *scheduler.Job, st *standing, now t
 }
 
 // explainQueued fills e's reason, detail and estimated start from w, what
-// the plan made for the answer says of it.
-func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []scheduler.Node, q *scheduler.Job, now time.Time) {
+// the plan made for the answer says of it; node is the name of the node w
+// names.
+func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []scheduler.Node, q *scheduler.Job, node string, now time.Time) {
 	at := func(d time.Duration) *time.Time { t := now.Add(d).UTC().Truncate(time.Second); return &t }
 	earliest := func() {
 		if d, ok := scheduler.Earliest(nodes, *q); ok {
@@ -143,13 +149,13 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 		e.Reason, e.ReservedNode = dspool.WaitReservation, w.Node
 		if w.StartKnown {
 			e.EstimatedStart = at(w.Start)
-			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts by %s, when the work there reaches its time limits", w.Node, e.EstimatedStart.Format(time.RFC3339))
+			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts by %s, when the work there reaches its time limits", node, e.EstimatedStart.Format(time.RFC3339))
 		} else {
-			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts when work without a time limit there ends", w.Node)
+			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts when work without a time limit there ends", node)
 		}
 	case scheduler.WaitReserved:
 		e.Reason, e.ReservedNode = dspool.WaitReserved, w.Node
-		e.Detail = fmt.Sprintf("the node with room for it, %s, is reserved for job %d, and it would run past that job's start (give it a --time that ends before)", w.Node, w.For)
+		e.Detail = fmt.Sprintf("the node with room for it, %s, is reserved for job %d, and it would run past that job's start (give it a --time that ends before)", node, w.For)
 		earliest()
 	default:
 		earliest()
