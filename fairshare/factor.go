@@ -64,9 +64,16 @@ func Factors(active []Key, usage map[Key]Usage, shares Shares, b Billing) Standi
 		return v / total
 	}
 	// Raw shares of the active groups, and of the active users in each.
-	keys := slices.Clone(active)
+	// One key per account (active has one per job), in a fixed order.
+	seen := make(map[Key]bool, 64)
+	var keys []Key
+	for _, k := range active {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
 	slices.SortFunc(keys, func(a, b Key) int { return cmp.Or(cmp.Compare(a.Team, b.Team), cmp.Compare(a.User, b.User)) })
-	keys = slices.Compact(keys)
 	groupShare := map[group]float64{}
 	members := map[group]float64{}
 	sum := 0.0
