@@ -12,6 +12,24 @@ import (
 	"github.com/dspool/dspool/api"
 )
 
+// twoUsersOnTwoNodes starts dspool up with args (uids of test n), users
+// e2eannN and e2ebobN, and a local pool of two nodes of 2 cpus; it returns
+// ann's and bob's environments.
+func twoUsersOnTwoNodes(t *testing.T, n int, pool string, args ...string) (ann, bob []string) {
+	t.Helper()
+	requireRoot(t)
+	names := []string{fmt.Sprintf("e2eann%d", n), fmt.Sprintf("e2ebob%d", n)}
+	for _, name := range names {
+		removeAccountAfter(t, name)
+	}
+	up := startUp(t, upConfig{UIDBase: uidBase(n), Args: args})
+	_, annTok := up.createUser(t, names[0])
+	_, bobTok := up.createUser(t, names[1])
+	applyPool(t, up, "name: "+pool+"\nnode: {cpus: 2, memory: 2GiB}\ncount: 2\nwork: [batch]\n")
+	up.waitNodes(t, pool, 2)
+	return up.userEnv(annTok), up.userEnv(bobTok)
+}
+
 // TestFairShareFlood: with the real binary, two users flood a pool of four
 // one-cpu slots, ann first with 40 jobs, then bob with 40. First come,
 // first served would run ann's forty first; fair share runs bob's ahead of
@@ -20,16 +38,7 @@ import (
 // every waiting job with its position, factors and reason, and dspool
 // share each user's target and usage.
 func TestFairShareFlood(t *testing.T) {
-	requireRoot(t)
-	for _, n := range []string{"e2eann220", "e2ebob220"} {
-		removeAccountAfter(t, n)
-	}
-	up := startUp(t, upConfig{UIDBase: uidBase(220), Args: []string{"--fair-share-half-life", "1h"}})
-	_, annTok := up.createUser(t, "e2eann220")
-	_, bobTok := up.createUser(t, "e2ebob220")
-	ann, bob := up.userEnv(annTok), up.userEnv(bobTok)
-	applyPool(t, up, "name: flood\nnode: {cpus: 2, memory: 2GiB}\ncount: 2\nwork: [batch]\n")
-	up.waitNodes(t, "flood", 2)
+	ann, bob := twoUsersOnTwoNodes(t, 220, "flood", "--fair-share-half-life", "1h")
 
 	job := []string{"job", "submit", "--pool", "flood", "--cpus", "1", "--memory", "64MiB", "--array", "0-39", "-o", "json", "--", "sleep", "1"}
 	cliOK(t, ann, job...)
@@ -108,16 +117,7 @@ func TestFairShareFlood(t *testing.T) {
 // (reason reserved), and the large job starts there when the long job
 // ends, before the reservation's start.
 func TestReservationBackfill(t *testing.T) {
-	requireRoot(t)
-	for _, n := range []string{"e2eann221", "e2ebob221"} {
-		removeAccountAfter(t, n)
-	}
-	up := startUp(t, upConfig{UIDBase: uidBase(221), Args: []string{"--reserve-after", "2s"}})
-	_, annTok := up.createUser(t, "e2eann221")
-	_, bobTok := up.createUser(t, "e2ebob221")
-	ann, bob := up.userEnv(annTok), up.userEnv(bobTok)
-	applyPool(t, up, "name: big\nnode: {cpus: 2, memory: 2GiB}\ncount: 2\nwork: [batch]\n")
-	up.waitNodes(t, "big", 2)
+	ann, bob := twoUsersOnTwoNodes(t, 221, "big", "--reserve-after", "2s")
 
 	small := func(limit string, secs string) int64 {
 		return submit(t, bob, "--pool", "big", "--cpus", "1", "--memory", "64MiB", "--time", limit, "--", "sleep", secs)

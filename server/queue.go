@@ -2,7 +2,9 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -27,47 +29,15 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	now := s.cfg.Now()
-	s.placeMu.Lock() // the same view of free nodes as a pass
-	active, err := s.db.ActiveJobs(ctx)
-	var nodes []scheduler.Node
-	var dir *teamDir
-	if err == nil {
-		nodes, err = s.snapshotNodes(ctx, active)
-	}
-	if err == nil {
-		_, err = s.closeNodes(ctx, nodes)
-	}
-	if err == nil {
-		dir, err = s.teamDirectory(ctx)
-	}
-	s.placeMu.Unlock()
-	var st *standing
-	if err == nil {
-		st, err = s.standing(ctx, dir, active, now)
-	}
-	var listed []*dspool.Job
-	if err == nil {
-		listed, err = s.db.ListJobs(ctx, sqlite.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
-	}
-	pools, perr := s.db.Pools(ctx)
-	stored, nerr := s.db.Nodes(ctx, pool, false)
-	if err = cmp.Or(err, perr, nerr); err != nil {
+	in, err := s.queueInputs(ctx, pool)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	names := map[string]string{}
-	for _, n := range stored {
-		names[n.ID] = n.Name
-	}
-	hidden := map[string]bool{}
-	for _, p := range pools {
-		hidden[p.Name] = p.QueueNames == dspool.QueueNamesHidden
-	}
-	queued := s.queued(active, st)
-	res := scheduler.Schedule(nodes, queued, s.quotas(dir, active), true)
-	byID := make(map[int64]*dspool.Job, len(listed))
-	for _, j := range listed {
+	queued := s.queued(in.active, in.st)
+	res := scheduler.Schedule(in.nodes, queued, s.quotas(in.dir, in.active), true)
+	byID := make(map[int64]*dspool.Job, len(in.listed))
+	for _, j := range in.listed {
 		byID[j.ID] = j
 	}
 	waits := make(map[int64]scheduler.Wait, len(res.Waits))
@@ -75,9 +45,9 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		waits[w.Job] = w
 	}
 	for _, p := range res.Placements {
-		waits[p.Job] = scheduler.Wait{Job: p.Job, Kind: "starting"}
+		waits[p.Job] = scheduler.Wait{Job: p.Job, Kind: waitStarting}
 	}
-	caller := userFrom(r)
+	now := in.st.now
 	out := dspool.Queue{At: now.UTC(), Jobs: []dspool.QueueEntry{}}
 	position := map[string]int{}
 	for _, i := range scheduler.Order(queued) {
@@ -88,37 +58,93 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		}
 		delete(byID, q.ID)
 		position[q.Pool]++
-		e := s.queueEntry(j, q, st, now)
+		e := queueEntry(j, q, in.st)
 		e.Position = position[q.Pool]
-		s.explainQueued(&e, waits[q.ID], nodes, q, cmp.Or(names[waits[q.ID].Node], waits[q.ID].Node), now)
+		w := waits[q.ID]
+		s.explainQueued(&e, w, in.nodes, q, cmp.Or(in.names[w.Node], w.Node), now)
 		out.Jobs = append(out.Jobs, e)
 	}
 	// What may not run yet: held by its user, waiting for other jobs, or
 	// an array's task parked by its cap.
-	var rest []*dspool.Job
-	for _, j := range byID {
-		rest = append(rest, j)
-	}
-	slices.SortFunc(rest, func(a, b *dspool.Job) int { return cmp.Compare(a.ID, b.ID) })
+	rest := slices.SortedFunc(maps.Values(byID), func(a, b *dspool.Job) int { return cmp.Compare(a.ID, b.ID) })
 	for _, j := range rest {
-		e := s.queueEntry(j, nil, st, now)
+		e := queueEntry(j, nil, in.st)
 		e.Reason, e.Detail = dspool.WaitHeld, cmp.Or(waitingFor(j), "an array's task: it waits for a place under the array's cap of tasks running at once")
 		out.Jobs = append(out.Jobs, e)
 	}
+	caller := userFrom(r)
 	for i := range out.Jobs {
-		if e := &out.Jobs[i]; hidden[e.Pool] && !caller.Admin && e.User != caller.Name {
+		if e := &out.Jobs[i]; in.hidden[e.Pool] && !caller.Admin && e.User != caller.Name {
 			e.User, e.Name = "", ""
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
+// waitStarting is the wait of a job the plan made for an answer places:
+// the next pass will.
+const waitStarting scheduler.WaitKind = "starting"
+
+// queueView is what an answer about the queue is made from.
+type queueView struct {
+	active []sqlite.ActiveJob
+	nodes  []scheduler.Node
+	dir    *teamDir
+	st     *standing
+	listed []*dspool.Job     // the queued jobs of the pool asked for (all pools: "")
+	names  map[string]string // node names by ID
+	hidden map[string]bool   // pools that hide other users' names
+}
+
+// queueInputs reads what a pass reads, with the queued jobs of pool in
+// full, the nodes' names and the pools' settings of names.
+func (s *Server) queueInputs(ctx context.Context, pool string) (*queueView, error) {
+	in := &queueView{names: map[string]string{}, hidden: map[string]bool{}}
+	s.placeMu.Lock() // the same view of free nodes as a pass
+	active, err := s.db.ActiveJobs(ctx)
+	if err == nil {
+		in.nodes, err = s.snapshotNodes(ctx, active)
+	}
+	if err == nil {
+		_, err = s.closeNodes(ctx, in.nodes)
+	}
+	s.placeMu.Unlock()
+	in.active = active
+	if err == nil {
+		in.dir, err = s.teamDirectory(ctx)
+	}
+	if err == nil {
+		in.st, err = s.standing(ctx, in.dir, active, s.cfg.Now())
+	}
+	if err == nil {
+		in.listed, err = s.db.ListJobs(ctx, sqlite.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
+	}
+	var pools []*dspool.Pool
+	if err == nil {
+		pools, err = s.db.Pools(ctx)
+	}
+	var stored []*dspool.Node
+	if err == nil {
+		stored, err = s.db.Nodes(ctx, pool, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range stored {
+		in.names[n.ID] = n.Name
+	}
+	for _, p := range pools {
+		in.hidden[p.Name] = p.QueueNames == dspool.QueueNamesHidden
+	}
+	return in, nil
+}
+
 // queueEntry is j in the queue, with the factors of its score (q: as the
 // scheduler takes it; nil for one it does not take yet).
-func (s *Server) queueEntry(j *dspool.Job, q *scheduler.Job, st *standing, now time.Time) dspool.QueueEntry {
+func queueEntry(j *dspool.Job, q *scheduler.Job, st *standing) dspool.QueueEntry {
 	e := dspool.QueueEntry{Job: j.Ref(), ID: j.ID, Name: j.Name, User: j.User, Team: j.Team, Pool: j.Pool, CPUs: j.CPUs, Memory: j.Memory,
 		GPUs: j.GPUs, TimeLimit: j.TimeLimit, Priority: j.Priority, SubmittedAt: j.SubmittedAt}
-	age := now.Sub(j.SubmittedAt)
+	age := st.now.Sub(j.SubmittedAt)
 	e.Age = st.cfg.AgeWeight * st.cfg.AgeFactor(age)
 	e.FairShare = st.cfg.FairShareWeight * st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor
 	e.Score = float64(e.Priority) + e.FairShare + e.Age
@@ -139,7 +165,7 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 		}
 	}
 	switch w.Kind {
-	case "starting":
+	case waitStarting:
 		e.Reason, e.Detail, e.EstimatedStart = dspool.WaitStarting, "there is room for it: it starts at the next scheduling pass", at(0)
 	case scheduler.WaitLimit:
 		e.Reason, e.Detail = dspool.WaitLimit, w.Reason

@@ -34,55 +34,8 @@ type passResult struct {
 // ends by its time limits within 4 hours. One job in ten has waited long
 // enough to reserve; half have a time limit.
 func benchPass(queued, reps int, cfg fairshare.Config) *passResult {
-	r := rand.New(rand.NewPCG(7, 8))
-	const users = 1000
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	nodes := make([]scheduler.Node, 10_000)
-	for i := range nodes {
-		n := scheduler.Node{ID: fmt.Sprintf("node-%05d", i), Pool: []string{"a", "b"}[i%2], CPUs: 8000, Memory: 32 << 30,
-			FreeCPUs: dspool.MilliCPU(r.IntN(3) * 500), FreeMem: dspool.Bytes(r.IntN(3)) << 30}
-		if i%8 == 1 || i%8 == 2 {
-			n.FreeGPUs = []int{0, 1, 2, 3}[:r.IntN(2)]
-		}
-		for range 1 + r.IntN(4) {
-			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute,
-				CPUs: dspool.MilliCPU(1000 * (1 + r.IntN(4))), Memory: dspool.Bytes(1+r.IntN(8)) << 30})
-		}
-		nodes[i] = n
-	}
-	ledger := fairshare.NewLedger(cfg.HalfLife)
-	for u := range users {
-		ledger.Charge(fairshare.Key{User: fmt.Sprintf("u%04d", u)}, fairshare.Usage{CPUSeconds: r.Float64() * 1e6, GiBSeconds: r.Float64() * 4e6}, now.Add(-time.Duration(r.IntN(7*24))*time.Hour))
-	}
-	type queuedJob struct {
-		user     string
-		priority int
-		submit   time.Time
-		limit    time.Duration
-		cpus     dspool.MilliCPU
-		mem      dspool.Bytes
-		gpus     int
-		pool     string
-	}
-	qs := make([]queuedJob, queued)
-	cpuShapes := []dspool.MilliCPU{500, 1000, 1000, 2000, 4000, 8000}
-	memShapes := []dspool.Bytes{512 << 20, 1 << 30, 2 << 30, 4 << 30, 8 << 30, 16 << 30}
-	for i := range qs {
-		q := queuedJob{user: fmt.Sprintf("u%04d", r.IntN(users)), priority: r.IntN(4), pool: []string{"a", "b"}[r.IntN(2)],
-			cpus: cpuShapes[r.IntN(len(cpuShapes))], mem: memShapes[r.IntN(len(memShapes))]}
-		// One in ten has waited past ReserveAfter.
-		q.submit = now.Add(-time.Duration(r.IntN(int(cfg.ReserveAfter/time.Second))) * time.Second)
-		if r.IntN(10) == 0 {
-			q.submit = now.Add(-cfg.ReserveAfter - time.Duration(r.IntN(3600))*time.Second)
-		}
-		if r.IntN(2) == 0 {
-			q.limit = time.Duration(1+r.IntN(480)) * time.Minute
-		}
-		if r.IntN(10) == 0 {
-			q.gpus = 1 + r.IntN(4)
-		}
-		qs[i] = q
-	}
+	nodes, ledger, qs := passInputs(queued, now, cfg)
 	res := &passResult{Queued: queued, Nodes: len(nodes), Users: users}
 	var factors, score, plan, total []time.Duration
 	for range reps {
@@ -117,4 +70,61 @@ func benchPass(queued, reps int, cfg fairshare.Config) *passResult {
 	res.FactorsP50Ms, res.ScoreP50Ms, res.PlanP50Ms, res.TotalP50Ms = med(factors), med(score), med(plan), med(total)
 	res.TotalMaxMs = float64(slices.Max(total)) / float64(time.Millisecond)
 	return res
+}
+
+const users = 1000
+
+// queuedJob is a queued job of the pass benchmark.
+type queuedJob struct {
+	user     string
+	priority int
+	submit   time.Time
+	limit    time.Duration
+	cpus     dspool.MilliCPU
+	mem      dspool.Bytes
+	gpus     int
+	pool     string
+}
+
+// passInputs makes the nodes, the users' decayed usage and the queue of
+// the pass benchmark, from a fixed seed.
+func passInputs(queued int, now time.Time, cfg fairshare.Config) ([]scheduler.Node, *fairshare.Ledger, []queuedJob) {
+	r := rand.New(rand.NewPCG(7, 8))
+	nodes := make([]scheduler.Node, 10_000)
+	for i := range nodes {
+		n := scheduler.Node{ID: fmt.Sprintf("node-%05d", i), Pool: []string{"a", "b"}[i%2], CPUs: 8000, Memory: 32 << 30,
+			FreeCPUs: dspool.MilliCPU(r.IntN(3) * 500), FreeMem: dspool.Bytes(r.IntN(3)) << 30}
+		if i%8 == 1 || i%8 == 2 {
+			n.FreeGPUs = []int{0, 1, 2, 3}[:r.IntN(2)]
+		}
+		for range 1 + r.IntN(4) {
+			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute,
+				CPUs: dspool.MilliCPU(1000 * (1 + r.IntN(4))), Memory: dspool.Bytes(1+r.IntN(8)) << 30})
+		}
+		nodes[i] = n
+	}
+	ledger := fairshare.NewLedger(cfg.HalfLife)
+	for u := range users {
+		ledger.Charge(fairshare.Key{User: fmt.Sprintf("u%04d", u)}, fairshare.Usage{CPUSeconds: r.Float64() * 1e6, GiBSeconds: r.Float64() * 4e6}, now.Add(-time.Duration(r.IntN(7*24))*time.Hour))
+	}
+	qs := make([]queuedJob, queued)
+	cpuShapes := []dspool.MilliCPU{500, 1000, 1000, 2000, 4000, 8000}
+	memShapes := []dspool.Bytes{512 << 20, 1 << 30, 2 << 30, 4 << 30, 8 << 30, 16 << 30}
+	for i := range qs {
+		q := queuedJob{user: fmt.Sprintf("u%04d", r.IntN(users)), priority: r.IntN(4), pool: []string{"a", "b"}[r.IntN(2)],
+			cpus: cpuShapes[r.IntN(len(cpuShapes))], mem: memShapes[r.IntN(len(memShapes))]}
+		// One in ten has waited past ReserveAfter.
+		q.submit = now.Add(-time.Duration(r.IntN(int(cfg.ReserveAfter/time.Second))) * time.Second)
+		if r.IntN(10) == 0 {
+			q.submit = now.Add(-cfg.ReserveAfter - time.Duration(r.IntN(3600))*time.Second)
+		}
+		if r.IntN(2) == 0 {
+			q.limit = time.Duration(1+r.IntN(480)) * time.Minute
+		}
+		if r.IntN(10) == 0 {
+			q.gpus = 1 + r.IntN(4)
+		}
+		qs[i] = q
+	}
+	return nodes, ledger, qs
 }

@@ -140,19 +140,27 @@ func simulate(trace []tjob, end time.Time, p policy, cfg fairshare.Config) simRe
 		now = step
 	}
 	// What still runs at the end counts up to the end.
-	used := 0.0
 	for _, r := range run {
 		credit(got, r.job, r.at, end, firstFlood)
 	}
-	for _, v := range got {
-		used += v
-	}
-	res.Utilization = used / (float64(nodeCount*nodeCPUs) * end.Sub(firstFlood).Seconds())
-	res.Shares, res.MaxDeviation = deviation(got)
 	// Jobs still queued at the end have waited at least until then.
 	for _, j := range queue {
 		waits[j] = end.Sub(j.submit)
 	}
+	res.finish(got, waits, end.Sub(firstFlood), passTimes)
+	res.RunMs = float64(time.Since(began).Milliseconds())
+	return res
+}
+
+// finish works out the figures from the cpu-seconds each user got over
+// span, each job's wait and the passes' times.
+func (res *simResult) finish(got map[string]float64, waits map[*tjob]time.Duration, span time.Duration, passTimes []time.Duration) {
+	used := 0.0
+	for _, v := range got {
+		used += v
+	}
+	res.Utilization = used / (float64(nodeCount*nodeCPUs) * span.Seconds())
+	res.Shares, res.MaxDeviation = deviation(got)
 	var ll, ls, al, as []float64
 	for j, w := range waits {
 		s := w.Seconds()
@@ -175,8 +183,6 @@ func simulate(trace []tjob, end time.Time, p policy, cfg fairshare.Config) simRe
 		res.PassP50Us = float64(passTimes[len(passTimes)/2].Nanoseconds()) / 1000
 		res.PassMaxUs = float64(passTimes[len(passTimes)-1].Nanoseconds()) / 1000
 	}
-	res.RunMs = float64(time.Since(began).Milliseconds())
-	return res
 }
 
 type placed struct {
