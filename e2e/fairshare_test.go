@@ -42,12 +42,11 @@ func TestFairShareFlood(t *testing.T) {
 
 	job := []string{"job", "submit", "--pool", "flood", "--cpus", "1", "--memory", "64MiB", "--array", "0-39", "-o", "json", "--", "sleep", "1"}
 	cliOK(t, ann, job...)
-	// Wait until ann's work runs, so that she has used something when
-	// bob's arrives.
+	// Wait until ann has used something when bob's work arrives.
 	eventually(t, 30*time.Second, "ann's jobs to run", func() bool {
-		var q dspool.Queue
-		cliJSON(t, ann, &q, "queue", "--pool", "flood")
-		return len(q.Jobs) <= 36
+		var rep dspool.ShareReport
+		cliJSON(t, ann, &rep, "share")
+		return slices.ContainsFunc(rep.Users, func(u dspool.ShareAccount) bool { return u.Name == "e2eann220" && u.CPUSeconds > 0 })
 	})
 	cliOK(t, bob, job...)
 
