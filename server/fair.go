@@ -69,8 +69,9 @@ func (s *Server) standing(ctx context.Context, dir *teamDir, active []sqlite.Act
 			delete(f.seen, k)
 		}
 	}
-	// Less than a thousandth of a cpu-second is nobody's usage any more.
-	f.ledger.Forget(now, cfg.Billing, 1e-3)
+	// A millionth of a cpu-second is nobody's usage any more: a second
+	// of a cpu gets there after 20 half-lives.
+	f.ledger.Forget(now, cfg.Billing, 1e-6)
 	st := &standing{now: now, cfg: cfg, usage: f.ledger.Usage(now)}
 	var keys []fairshare.Key
 	for _, j := range active {
