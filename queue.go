@@ -48,10 +48,12 @@ type QueueEntry struct {
 	Reason      string    `json:"reason"`
 	Detail      string    `json:"detail"`
 	// EstimatedStart is when it is expected to start: now for one that
-	// starts at the next pass, the start of its reservation, or the
-	// earliest time its pool could fit it by the time limits of running
-	// work (jobs ahead of it may take that room first). Nil: unknown, as
-	// when the room it needs is held by work without a time limit.
+	// starts at the next pass, the start of its reservation, else as
+	// Slurm's backfill plans it: each job in queue order takes the
+	// earliest room that lasts its time limit, after the jobs ahead of it,
+	// by the time limits of running work (the first 200 of each pool).
+	// Nil: unknown, as when the room it needs is held by work without a
+	// time limit.
 	EstimatedStart *time.Time `json:"estimated_start"`
 	// ReservedNode is the node (its ID, as Job.Node) it reserved, or the
 	// node reserved for the job it waits behind; Detail names it.

@@ -29,8 +29,10 @@ node has room), priority (jobs ahead took the room), reservation (it reserved
 a node), reserved (the node with room is reserved for an older job), limit (a
 team or user limit), no_node (the pool has no ready node yet) or held (held,
 waiting for other jobs, or parked by its array's cap). START is when it is
-expected to start, by the time limits of running work ("-": unknown, as when
-that work has no time limit). -o json adds the full reason of each.
+expected to start: each job in order takes the first room that lasts its
+--time, after the jobs ahead, by the time limits of running work ("-":
+unknown, as when the room is held by work without a time limit; only the
+first 200 of each pool are planned). -o json adds the full reason of each.
 
 A pool may hide other users' names (queue_names: hidden); admins see them.`,
 		Args: args(0, 0, "", "dspool queue --pool gpu"),

@@ -106,3 +106,32 @@ func BenchmarkSchedule(b *testing.B) {
 	b.ReportMetric(float64(len(res.Reservations)), "reservations")
 	b.ReportMetric(float64(len(jobs)*b.N)/b.Elapsed().Seconds(), "jobs/s")
 }
+
+// BenchmarkEstimate plans the starts of the first 200 jobs of each of two
+// pools of 5,000 nearly full nodes, as `dspool queue` does for its answer.
+func BenchmarkEstimate(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	nodes := benchNodes(r, 10_000, func(r *rand.Rand, n *scheduler.Node) {
+		n.FreeCPUs = cpus(float64(r.IntN(3)) / 2)
+		n.FreeMem = gib(float64(r.IntN(3)))
+		for range 1 + r.IntN(4) {
+			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute, CPUs: cpus(float64(1 + r.IntN(4))), Memory: gib(float64(1 + r.IntN(8)))})
+		}
+	})
+	jobs := benchJobs(r, 100_000)
+	for i := range jobs {
+		if r.IntN(2) == 0 {
+			jobs[i].TimeLimit = time.Duration(1+r.IntN(480)) * time.Minute
+		}
+	}
+	known := 0
+	for b.Loop() {
+		known = 0
+		for _, s := range scheduler.Estimate(nodes, jobs, 200) {
+			if s.Known {
+				known++
+			}
+		}
+	}
+	b.ReportMetric(float64(known), "known")
+}

@@ -171,25 +171,17 @@ func (p *pool) reserve(j *Job) (Reservation, bool) {
 	return Reservation{Job: j.ID, Node: p.ids[e.rank], Start: best.start, StartKnown: best.known}, true
 }
 
-// Earliest returns how soon j could start on a node of its pool open to
-// its user, by what is free on each and what its running work releases at
-// its time limits, ignoring every other queued job; known is false when no
-// node can promise a time. It does not modify its arguments.
-func Earliest(nodes []Node, j Job) (start time.Duration, known bool) {
+// Fits reports whether a node of j's pool, open to its user, has room for
+// j now, before any plan. It does not modify its arguments.
+func Fits(nodes []Node, j Job) bool {
 	want := shape{cpus: j.CPUs, mem: j.Memory, gpus: j.GPUs}
-	var rel []Release
 	for i := range nodes {
 		n := &nodes[i]
-		if n.Pool != j.Pool || n.Closed[j.User] {
-			continue
-		}
-		rel = append(rel[:0], n.Releases...)
-		s, ok, _ := startOn(shape{cpus: n.FreeCPUs, mem: n.FreeMem, gpus: len(n.FreeGPUs)}, rel, want)
-		if ok && (!known || s < start) {
-			start, known = s, true
+		if n.Pool == j.Pool && !n.Closed[j.User] && (shape{cpus: n.FreeCPUs, mem: n.FreeMem, gpus: len(n.FreeGPUs)}).covers(want) {
+			return true
 		}
 	}
-	return start, known
+	return false
 }
 
 // startOn returns when a node with free resources and the releases rel

@@ -48,6 +48,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		waits[p.Job] = scheduler.Wait{Job: p.Job, Kind: waitStarting}
 	}
 	now := in.st.now
+	starts := scheduler.Estimate(in.nodes, queued, estimateFirst)
 	out := dspool.Queue{At: now.UTC(), Jobs: []dspool.QueueEntry{}}
 	position := map[string]int{}
 	for _, i := range scheduler.Order(queued) {
@@ -62,6 +63,9 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		e.Position = position[q.Pool]
 		w := waits[q.ID]
 		s.explainQueued(&e, w, in.nodes, q, cmp.Or(in.names[w.Node], w.Node), now)
+		if st, ok := starts[q.ID]; ok && st.Known && e.EstimatedStart == nil {
+			e.EstimatedStart = at(now, st.At)
+		}
 		out.Jobs = append(out.Jobs, e)
 	}
 	// What may not run yet: held by its user, waiting for other jobs, or
@@ -79,6 +83,16 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// estimateFirst is how many jobs of each pool's queue get an estimated
+// start: planning each costs a walk of the pool's nodes.
+const estimateFirst = 200
+
+// at is now plus d, to the second, as the queue shows times.
+func at(now time.Time, d time.Duration) *time.Time {
+	t := now.Add(d).UTC().Truncate(time.Second)
+	return &t
 }
 
 // waitStarting is the wait of a job the plan made for an answer places:
@@ -158,15 +172,9 @@ func queueEntry(j *dspool.Job, q *scheduler.Job, st *standing) dspool.QueueEntry
 // the plan made for the answer says of it; node is the name of the node w
 // names.
 func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []scheduler.Node, q *scheduler.Job, node string, now time.Time) {
-	at := func(d time.Duration) *time.Time { t := now.Add(d).UTC().Truncate(time.Second); return &t }
-	earliest := func() {
-		if d, ok := scheduler.Earliest(nodes, *q); ok {
-			e.EstimatedStart = at(d)
-		}
-	}
 	switch w.Kind {
 	case waitStarting:
-		e.Reason, e.Detail, e.EstimatedStart = dspool.WaitStarting, "there is room for it: it starts at the next scheduling pass", at(0)
+		e.Reason, e.Detail, e.EstimatedStart = dspool.WaitStarting, "there is room for it: it starts at the next scheduling pass", at(now, 0)
 	case scheduler.WaitLimit:
 		e.Reason, e.Detail = dspool.WaitLimit, w.Reason
 	case scheduler.WaitNoNode:
@@ -174,7 +182,7 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 	case scheduler.WaitReservation:
 		e.Reason, e.ReservedNode = dspool.WaitReservation, w.Node
 		if w.StartKnown {
-			e.EstimatedStart = at(w.Start)
+			e.EstimatedStart = at(now, w.Start)
 			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts by %s, when the work there reaches its time limits", node, e.EstimatedStart.Format(time.RFC3339))
 		} else {
 			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts when work without a time limit there ends", node)
@@ -182,11 +190,9 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 	case scheduler.WaitReserved:
 		e.Reason, e.ReservedNode = dspool.WaitReserved, w.Node
 		e.Detail = fmt.Sprintf("the node with room for it, %s, is reserved for job %d, and it would run past that job's start (give it a --time that ends before)", node, w.For)
-		earliest()
 	default:
-		earliest()
 		e.Reason, e.Detail = dspool.WaitResources, fmt.Sprintf("no node of pool %s has room for %s, %s and %s now", e.Pool, dspool.Plural(e.CPUs, "cpu"), e.Memory, dspool.Plural(e.GPUs, "gpu"))
-		if e.EstimatedStart != nil && !e.EstimatedStart.After(now) {
+		if scheduler.Fits(nodes, *q) {
 			e.Reason, e.Detail = dspool.WaitPriority, "jobs ahead of it in the queue took the room there was"
 		}
 	}
