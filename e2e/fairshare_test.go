@@ -166,10 +166,10 @@ func TestReservationBackfill(t *testing.T) {
 		}
 		return false
 	})
-	if why.ReservedNode != reserved || !strings.Contains(why.Detail, fmt.Sprintf("reserved for job %d", large)) || !slices.Contains(longs, why.ID) {
-		t.Errorf("a job kept off the reserved node says %+v; want one of the long jobs %v, node %s reserved for job %d", why, longs, reserved, large)
+	if why.ReservedNode != reserved || !strings.Contains(why.Detail, fmt.Sprintf("reserved for job %d", large)) || !slices.Contains(longs, why.ID) || why.EstimatedStart == nil {
+		t.Errorf("a job kept off the reserved node says %+v; want one of the long jobs %v, node %s reserved for job %d, and when it may start", why, longs, reserved, large)
 	}
-	t.Logf("job %s waits: %s", why.Job, why.Detail)
+	t.Logf("job %s waits: %s; it may start at %s", why.Job, why.Detail, why.EstimatedStart.Format(time.RFC3339))
 
 	big := waitState(t, ann, large, dspool.JobSucceeded, 60*time.Second)
 	if big.Node != reserved {
