@@ -69,8 +69,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	queued := s.queued(active, st)
 	// Jobs held by a limit are explained by the autoscaler's pass, which
 	// runs whether or not there are nodes.
-	res := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false)
-	plan := res.Placements
+	plan := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false).Placements
 	s.closed.set(queued, plan, why)
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
