@@ -56,4 +56,20 @@ func TestQueueNames(t *testing.T) {
 	if _, err := bob.c.Queue(ctx, "nosuch"); dspool.ErrorCode(err) != dspool.ENotFound {
 		t.Errorf("the queue of a pool that does not exist: got %v, want not_found", err)
 	}
+
+	// A pool hides names: dspool share shows bob no other user's.
+	for who, c := range map[string]interface {
+		Share(context.Context) (*dspool.ShareReport, error)
+	}{"bob": bob.c, "an admin": p.Admin} {
+		rep, err := c.Share(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Users) != 1 || !rep.Users[0].Active || rep.Users[0].Target != 1 || rep.Users[0].Factor != 1 {
+			t.Fatalf("%s's share report: %+v; want one user with work, all of the target and a factor of 1", who, rep.Users)
+		}
+		if name, want := rep.Users[0].Name, map[string]string{"bob": "", "an admin": "ann"}[who]; name != want {
+			t.Errorf("%s sees ann's share as %q, want %q", who, name, want)
+		}
+	}
 }
