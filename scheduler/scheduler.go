@@ -56,8 +56,10 @@
 // spare at the start beyond the reservation. So backfill never delays a
 // reservation that the time limits promise. A pool holds at most
 // MaxReservations at once; a reserving job past that waits as any other.
-// Schedule reports the reservations and why each job waits. A job asking
-// for a negative amount of anything is never placed.
+// Schedule reports the reservations and why each job waits; Estimate says
+// when queued jobs should start, planning each in queue order on the
+// nodes' timelines as Slurm's backfill does. A job asking for a negative
+// amount of anything is never placed.
 //
 // Limits: PlanWithin is Plan under the limits of users and teams (Quotas:
 // each one's limits and what its running work holds now). In the same walk,
