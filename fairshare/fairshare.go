@@ -2,7 +2,8 @@
 // recent usage, decayed with a half-life, works out their fair-share
 // factors from it, and scores queued jobs by priority, age and fair share,
 // as Slurm's multifactor priority does. It is pure: no I/O, no clock, no
-// goroutines; the caller passes every time in and keeps the Ledger.
+// goroutines; the caller passes every time in and keeps the Ledger. It
+// imports only the domain package, for the report it lays out.
 //
 // Usage is held resources over time: cpu-seconds, GPU-seconds and
 // GiB-seconds of memory, each second counting half as much after every

@@ -1,7 +1,10 @@
 package fairshare_test
 
 import (
+	"fmt"
 	"math"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,5 +137,26 @@ func TestScore(t *testing.T) {
 	}
 	if c.Reserves(9*time.Minute) || !c.Reserves(10*time.Minute) {
 		t.Errorf("Reserves: want false at 9m and true at the default 10m")
+	}
+}
+
+// TestReport: teams sum their members' seconds; users with work but no
+// usage are listed; inactive accounts have no target.
+func TestReport(t *testing.T) {
+	vAnn, vBob, cy := fairshare.Key{Team: "vision", User: "ann"}, fairshare.Key{Team: "vision", User: "bob"}, fairshare.Key{User: "cy"}
+	usage := map[fairshare.Key]fairshare.Usage{vAnn: {CPUSeconds: 30}, vBob: {CPUSeconds: 10}, fairshare.Key{User: "old"}: {CPUSeconds: 60}}
+	st := fairshare.Factors([]fairshare.Key{vAnn, cy}, usage, fairshare.Shares{}, fairshare.DefaultBilling)
+	rep := fairshare.Report(t0, time.Hour, usage, st, fairshare.Shares{Users: map[string]float64{"ann": 2}})
+	if len(rep.Teams) != 1 || rep.Teams[0].Name != "vision" || rep.Teams[0].CPUSeconds != 40 || !rep.Teams[0].Active || rep.Teams[0].Target != 0.5 {
+		t.Errorf("teams: %+v; want vision with 40 cpu-seconds, active, target 0.5", rep.Teams)
+	}
+	var got []string
+	for _, u := range rep.Users {
+		got = append(got, fmt.Sprintf("%s/%s active=%v target=%.2f shares=%v", u.Team, u.Name, u.Active, u.Target, u.Shares))
+	}
+	want := []string{"/cy active=true target=0.50 shares=1", "/old active=false target=0.00 shares=1",
+		"vision/ann active=true target=0.50 shares=2", "vision/bob active=false target=0.00 shares=1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("users:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

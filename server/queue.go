@@ -220,59 +220,11 @@ func (s *Server) share(w http.ResponseWriter, r *http.Request) {
 	}
 	caller := userFrom(r)
 	hide := !caller.Admin && slices.ContainsFunc(pools, func(p *dspool.Pool) bool { return p.QueueNames == dspool.QueueNamesHidden })
-	rep := shareReport(st, dir.shares())
+	rep := fairshare.Report(st.now, st.cfg.HalfLife, st.usage, st.Standing, dir.shares())
 	for i := range rep.Users {
 		if u := &rep.Users[i]; hide && u.Name != caller.Name {
 			u.Name = ""
 		}
 	}
 	writeJSON(w, http.StatusOK, rep)
-}
-
-// shareReport lays out st: teams and users with usage or work, by name.
-func shareReport(st *standing, sh fairshare.Shares) dspool.ShareReport {
-	rep := dspool.ShareReport{At: st.now.UTC(), HalfLife: dspool.Duration(st.cfg.HalfLife), Teams: []dspool.ShareAccount{}, Users: []dspool.ShareAccount{}}
-	raw := func(m map[string]float64, name string) float64 {
-		if v, ok := m[name]; ok {
-			return v
-		}
-		return 1
-	}
-	teams := map[string]*dspool.ShareAccount{}
-	add := func(k fairshare.Key) {
-		u, f := st.usage[k], st.Users[k]
-		_, active := st.Users[k]
-		rep.Users = append(rep.Users, dspool.ShareAccount{Name: k.User, Team: k.Team, Active: active, Shares: raw(sh.Users, k.User), Target: f.Target,
-			Usage: f.Usage, EffectiveUsage: f.Effective, Factor: f.Factor, CPUSeconds: u.CPUSeconds, GPUSeconds: u.GPUSeconds, GiBSeconds: u.GiBSeconds})
-		if k.Team == "" {
-			return
-		}
-		t := teams[k.Team]
-		if t == nil {
-			tf, active := st.Teams[k.Team]
-			t = &dspool.ShareAccount{Name: k.Team, Active: active, Shares: raw(sh.Teams, k.Team), Target: tf.Target, Usage: tf.Usage,
-				EffectiveUsage: tf.Effective, Factor: tf.Factor}
-			teams[k.Team] = t
-		}
-		t.CPUSeconds += u.CPUSeconds
-		t.GPUSeconds += u.GPUSeconds
-		t.GiBSeconds += u.GiBSeconds
-	}
-	for k := range st.usage {
-		add(k)
-	}
-	for k := range st.Users {
-		if _, done := st.usage[k]; !done {
-			add(k)
-		}
-	}
-	for _, t := range teams {
-		rep.Teams = append(rep.Teams, *t)
-	}
-	byName := func(a, b dspool.ShareAccount) int {
-		return cmp.Or(cmp.Compare(a.Team, b.Team), cmp.Compare(a.Name, b.Name))
-	}
-	slices.SortFunc(rep.Teams, byName)
-	slices.SortFunc(rep.Users, byName)
-	return rep
 }
