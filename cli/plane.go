@@ -21,6 +21,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/gateway/sshgw"
 	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/internal/forwarded"
@@ -61,8 +62,12 @@ type planeOptions struct {
 	NodeGoneAfter dspool.Duration `json:"node_gone_after"`
 	KillGrace     dspool.Duration `json:"kill_grace"`
 	Heartbeat     dspool.Duration `json:"heartbeat"`
-	Admin         string          `json:"admin"`
-	UIDBase       int             `json:"uid_base"`
+	// FairShareHalfLife and ReserveAfter order the queue (server.Config's
+	// FairShare).
+	FairShareHalfLife dspool.Duration `json:"fair_share_half_life"`
+	ReserveAfter      dspool.Duration `json:"reserve_after"`
+	Admin             string          `json:"admin"`
+	UIDBase           int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
 	// Retention is how long the store keeps what has ended.
@@ -88,6 +93,8 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*durationFlag)(&o.NodeGoneAfter), "node-gone-after", "how long a node stays lost before it is gone, with a node_gone event (default 10m)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
+	f.Var((*durationFlag)(&o.FairShareHalfLife), "fair-share-half-life", "how long until a second of a user's or team's use counts half in their fair share (default 168h)")
+	f.Var((*durationFlag)(&o.ReserveAfter), "reserve-after", "how long a queued job waits before it goes first and reserves the node it needs, which smaller jobs then use only if they end before it starts (default 10m)")
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
 	o.OIDC.flags(c)
 }
@@ -282,7 +289,8 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	}
 	srv := server.New(server.Config{Kinds: kinds, JoinURL: joinURL(o, ln, link.cert != nil), SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention, SSHAddress: listenAddr(sln)})
+		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention, SSHAddress: listenAddr(sln),
+		FairShare: fairshare.Config{HalfLife: time.Duration(o.FairShareHalfLife), ReserveAfter: time.Duration(o.ReserveAfter)}})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}

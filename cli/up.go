@@ -337,6 +337,8 @@ func (a *App) serverCmd() *cobra.Command {
   node_gone_after: 10m       # a node lost this long is gone (it comes back if its agent does)
   kill_grace: 10s
   heartbeat: 2s              # agents' heartbeat interval
+  fair_share_half_life: 168h # a second of use counts half in fair share after this
+  reserve_after: 10m         # a job waiting this long reserves the node it needs
   uid_base: 20000            # first uid/gid of users on a new store
   oidc:                      # single sign-on on the web page (docs/guide.md)
     issuer: https://sso.example.com/realms/lab

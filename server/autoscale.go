@@ -180,7 +180,11 @@ func (sc *scaler) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lim := s.passLimits(dir, pools, active, stored)
+	st, err := s.standing(ctx, dir, active, now)
+	if err != nil {
+		return err
+	}
+	lim := s.passLimits(dir, pools, active, s.queued(active, st), stored)
 	facts := s.hub.facts()
 	held := s.sessions.reserved()
 	sessions := s.sessions.perNode()

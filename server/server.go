@@ -27,6 +27,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/sqlite"
@@ -88,6 +89,9 @@ type Config struct {
 	// Retention is how long the store keeps what has ended (zero ages:
 	// the defaults); see retention.go.
 	Retention dspool.Retention
+	// FairShare orders the queue and says when a job reserves a node
+	// (zero fields: the defaults); see fair.go.
+	FairShare fairshare.Config
 	// TrustedProxies are the load balancers and reverse proxies whose
 	// X-Forwarded-For, -Proto and -Host headers are believed (none by
 	// default): see client.
@@ -126,6 +130,7 @@ type Server struct {
 	scaler    *scaler
 	teams     teamState
 	closed    closedWaits
+	fair      fairState
 	sso       *sso // nil without single sign-on
 	dash      *web.Dashboard
 	proxies   forwarded.Proxies
@@ -180,6 +185,7 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	cfg.Retention = cfg.Retention.WithDefaults()
+	cfg.FairShare = cfg.FairShare.WithDefaults()
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
 		kick: make(chan struct{}, 1), depsKick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
@@ -342,6 +348,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/pools/{name}/join-tokens/{id}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeJoinTokens},
 		{"GET", "/api/v1/pools/{name}/events", authUser, dspool.ScopeRead, s.poolEvents},
 		{"GET", "/api/v1/usage", authUser, dspool.ScopeRead, s.usage},
+		{"GET", "/api/v1/queue", authUser, dspool.ScopeRead, s.queue},
+		{"GET", "/api/v1/share", authUser, dspool.ScopeRead, s.share},
 		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
 		{"POST", "/api/v1/nodes/{name}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeNode},
 		{"POST", "/api/v1/nodes/{name}/drain", authAdmin, dspool.ScopeAdmin, s.drainNodeAPI},
