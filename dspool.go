@@ -50,6 +50,10 @@ const (
 	// ReasonDependency: a job it was to run after ended so that it never
 	// could (Message says which).
 	ReasonDependency Reason = "dependency"
+	// ReasonPreempted: a job of a higher score needed the node; the job
+	// waits again in the queue, neither failed nor retried
+	// (docs/decisions/0034-preemption.md).
+	ReasonPreempted Reason = "preempted"
 )
 
 // Job is a batch command with its resources and its current state.
@@ -101,6 +105,12 @@ type Job struct {
 	AfterMet bool   `json:"after_met,omitempty"`
 	// OnHold: a user held the job; it runs once released.
 	OnHold bool `json:"on_hold,omitempty"`
+	// Preemptible: a job of a higher score may evict it; Preemptions is
+	// how many times one has, PreemptRequested that an eviction is under
+	// way (docs/decisions/0034-preemption.md).
+	Preemptible      bool `json:"preemptible,omitempty"`
+	Preemptions      int  `json:"preemptions,omitempty"`
+	PreemptRequested bool `json:"preempt_requested,omitempty"`
 	// Array sums up the whole array on its first task, in lists that show
 	// an array as one line and where the array is asked for.
 	Array *ArraySummary `json:"array,omitempty"`

@@ -132,6 +132,9 @@ type Pool struct {
 	// names on the pool's queued work: shown (the default) or hidden.
 	// Admins always see them.
 	QueueNames string `json:"queue_names,omitempty" yaml:"queue_names"`
+	// Preemption lets the pool's jobs be preemptible (JobSpec.Preemptible);
+	// without it, none may be.
+	Preemption *Preemption `json:"preemption,omitempty" yaml:"preemption"`
 	// PricePerNodeHour prices the pool's node time in `dspool usage`.
 	PricePerNodeHour float64           `json:"price_per_node_hour,omitempty" yaml:"price_per_node_hour"`
 	Labels           map[string]string `json:"labels,omitempty" yaml:"labels"`
@@ -143,6 +146,22 @@ type Pool struct {
 const (
 	ImageNetworkHost = "host"
 	ImageNetworkNone = "none"
+)
+
+// Preemption is how a pool evicts preemptible jobs for jobs of a higher
+// score (docs/decisions/0034-preemption.md).
+type Preemption struct {
+	// Grace is the time between SIGTERM and SIGKILL of an evicted job,
+	// which it may use to checkpoint: the job reads it, in seconds, from
+	// DSPOOL_PREEMPT_GRACE. An attempt that has run for less than its
+	// grace is not evicted, so each gets some run time between evictions.
+	Grace Duration `json:"grace,omitempty" yaml:"grace"`
+}
+
+// Bounds of Preemption.Grace.
+const (
+	DefaultPreemptGrace = 30 * time.Second
+	MaxPreemptGrace     = time.Hour
 )
 
 // The settings of Pool.QueueNames.
@@ -235,6 +254,14 @@ func (p *Pool) Normalize(prefix string) error {
 	case "", QueueNamesShown, QueueNamesHidden: // "": shown
 	default:
 		return Invalid(f("queue_names"), "%s is not a setting of queue names: use shown or hidden", quote(p.QueueNames))
+	}
+	if pr := p.Preemption; pr != nil {
+		if pr.Grace == 0 {
+			pr.Grace = Duration(DefaultPreemptGrace)
+		}
+		if pr.Grace < Duration(time.Second) || time.Duration(pr.Grace) > MaxPreemptGrace {
+			return Invalid(f("preemption.grace"), "%s is out of range: give 1s to 1h, or leave it out for %s", time.Duration(pr.Grace), DefaultPreemptGrace)
+		}
 	}
 	switch p.ImageNetwork {
 	case "", ImageNetworkHost, ImageNetworkNone: // "": host

@@ -41,6 +41,9 @@ type JobSpec struct {
 	After string `json:"after,omitempty"`
 	// Hold queues the job held: it runs once released.
 	Hold bool `json:"hold,omitempty"`
+	// Preemptible lets a job of a higher score evict the job, which then
+	// waits again in the queue; its pool must allow it (Pool.Preemption).
+	Preemptible bool `json:"preemptible,omitempty"`
 
 	// Filled in by Normalize from Array, Sweep and After.
 	Tasks *ArraySpec   `json:"-"`

@@ -46,16 +46,26 @@ func (r AttemptResult) Succeeded() bool {
 }
 
 // Finish applies the end of the current attempt: succeeded, cancelled if a
-// cancel was requested, back to queued with attempt+1 if it failed with
-// retries left, else failed. The caller has checked the fence.
+// cancel was requested, back to queued with attempt+1 if it was preempted
+// (however it exited: it may have checkpointed and exited 0) or failed
+// with retries left, else failed. A preempted attempt counts against no
+// retry: the retries left are those of the attempts that were not
+// preempted. The caller has checked the fence.
 func (j *Job) Finish(r AttemptResult, now time.Time) {
 	j.ExitCode = r.ExitCode
 	j.Message = r.Message
 	j.Reason = r.Reason
+	preempted := j.PreemptRequested
+	j.PreemptRequested = false
 	switch {
 	case j.CancelRequested:
 		j.State = JobCancelled
 		j.Reason = ""
+	case preempted:
+		j.Reason = ReasonPreempted
+		j.Preemptions++
+		j.requeue()
+		return
 	case r.Succeeded():
 		j.State = JobSucceeded
 		j.Reason = ""
@@ -63,17 +73,39 @@ func (j *Job) Finish(r AttemptResult, now time.Time) {
 		if j.Reason == "" {
 			j.Reason = ReasonExit
 		}
-		if j.Attempt <= j.Retries {
-			j.State = JobQueued
-			j.Attempt++
-			j.Node, j.GPUIndices = "", nil
-			j.StartedAt = nil
+		if j.Attempt-j.Preemptions <= j.Retries {
+			j.requeue()
 			return
 		}
 		j.State = JobFailed
 	}
 	t := now
 	j.FinishedAt = &t
+}
+
+// requeue puts the job back in the queue for its next attempt; its
+// submission time, by which it ages, stays.
+func (j *Job) requeue() {
+	j.State = JobQueued
+	j.Attempt++
+	j.Node, j.GPUIndices = "", nil
+	j.StartedAt = nil
+}
+
+// Preempt asks the running job's agent to evict it for a job of a higher
+// score. It is an EConflict error unless the job is running, preemptible,
+// and neither being cancelled nor already being preempted.
+func (j *Job) Preempt() error {
+	switch {
+	case j.State != JobRunning:
+		return Errorf(EConflict, "job %d is %s, not running: only a running job can be preempted", j.ID, j.State)
+	case !j.Preemptible:
+		return Errorf(EConflict, "job %d is not preemptible", j.ID)
+	case j.CancelRequested || j.PreemptRequested:
+		return Errorf(EConflict, "job %d is already stopping", j.ID)
+	}
+	j.PreemptRequested = true
+	return nil
 }
 
 // Cancel cancels a queued job at once; a running job gets CancelRequested and

@@ -114,6 +114,9 @@ func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobS
 	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
 		return err
 	}
+	if spec.Preemptible && pool.Preemption == nil {
+		return dspool.Invalid("preemptible", "pool %s does not allow preemptible jobs: submit without --preemptible, or ask an admin to set preemption in the pool's file", pool.Name)
+	}
 	if spec.Team, err = s.jobTeam(ctx, u, pool, spec); err != nil {
 		return err
 	}

@@ -84,9 +84,9 @@ func saveJob(tx *sql.Tx, j *dspool.Job) error {
 		cancel = 1
 	}
 	_, err := tx.Exec(`UPDATE jobs SET state = ?, reason = ?, exit_code = ?, message = ?, attempt = ?, node = ?,
-		gpu_indices = ?, cancel_requested = ?, started_at = ?, finished_at = ? WHERE id = ?`,
+		gpu_indices = ?, cancel_requested = ?, started_at = ?, finished_at = ?, preemptions = ?, preempt_requested = ? WHERE id = ?`,
 		string(j.State), string(j.Reason), nullInt(j.ExitCode), j.Message, j.Attempt, j.Node,
-		formatInts(j.GPUIndices), cancel, nullTime(j.StartedAt), nullTime(j.FinishedAt), j.ID)
+		formatInts(j.GPUIndices), cancel, nullTime(j.StartedAt), nullTime(j.FinishedAt), j.Preemptions, boolInt(j.PreemptRequested), j.ID)
 	if err != nil {
 		return fmt.Errorf("save job %d: %w", j.ID, err)
 	}
@@ -110,6 +110,28 @@ func (db *DB) CancelJob(ctx context.Context, id int64) (*dspool.Job, error) {
 			return err
 		}
 		if err := j.Cancel(db.now()); err != nil {
+			return err
+		}
+		return saveJob(tx, j)
+	})
+	return j, err
+}
+
+// PreemptJob marks attempt of running job id as being evicted for a job
+// of a higher score: when the attempt ends, however it ends, the job waits
+// in the queue again (dspool.Job.Finish). A stale attempt, or a job that
+// is not preemptible or is already stopping, is an EConflict error.
+func (db *DB) PreemptJob(ctx context.Context, id int64, attempt int) (*dspool.Job, error) {
+	var j *dspool.Job
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if j, err = getJob(tx, id); err != nil {
+			return err
+		}
+		if j.State == dspool.JobRunning && j.Attempt != attempt {
+			return dspool.Errorf(dspool.EConflict, "job %d runs attempt %d, not %d", id, j.Attempt, attempt)
+		}
+		if err := j.Preempt(); err != nil {
 			return err
 		}
 		return saveJob(tx, j)

@@ -161,6 +161,10 @@ var migrations = []string{
 	ALTER TABLE join_tokens ADD COLUMN used_at INTEGER;`,
 	// images (docs/decisions/0026-images.md): the image a job asked for.
 	`ALTER TABLE jobs ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
+	// preemption (docs/decisions/0034-preemption.md).
+	`ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE jobs ADD COLUMN preempt_requested INTEGER NOT NULL DEFAULT 0;`,
 }
 
 const schema = `
