@@ -31,6 +31,7 @@ const (
 	WaitResources   WaitKind = "resources"   // no node has room for it
 	WaitReserved    WaitKind = "reserved"    // the node with room is reserved for job For
 	WaitReservation WaitKind = "reservation" // it holds a reservation of Node
+	WaitPreempting  WaitKind = "preempting"  // preemptible work on Node is evicted for it
 )
 
 // Wait is why one job stays queued.

@@ -97,6 +97,10 @@ type Node struct {
 	// Releases is what the node's running work gives back when it reaches
 	// its time limit; work without a time limit is not listed.
 	Releases []Release
+	// Running is the preemptible work running on the node, and
+	// PreemptGrace its pool's grace (Pool.Preemption): see Preemption.
+	Running      []Running
+	PreemptGrace time.Duration
 }
 
 // Release is what running work gives back After from now, at its time limit.
@@ -129,6 +133,9 @@ type Job struct {
 	// TimeLimit is how long the job may run (0: no limit); backfill on a
 	// reserved node reads it.
 	TimeLimit time.Duration
+	// Preemptible: the job may be evicted when it runs, and never evicts
+	// others.
+	Preemptible bool
 }
 
 // Placement puts one job on one node, holding the listed GPU indices.
@@ -160,6 +167,8 @@ type Result struct {
 	Placements   []Placement
 	Held         []Held
 	Reservations []Reservation
+	// Preemptions are the evictions proposed for jobs that stay queued.
+	Preemptions []Preemption
 	// Waits says why each job that stays queued waits, in queue order;
 	// Schedule fills it only when asked to explain.
 	Waits []Wait
@@ -182,22 +191,35 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 		}
 	}
 	var r Result
-	wait := func(w Wait) {
+	// stays are the jobs that stay queued in pools that run preemptible
+	// work, with their waits (at: in r.Waits, -1 when not explained).
+	type stay struct {
+		j  *Job
+		w  Wait
+		at int
+	}
+	var stays []stay
+	wait := func(j *Job, p *pool, w Wait) {
+		at := -1
 		if explain {
+			at = len(r.Waits)
 			r.Waits = append(r.Waits, w)
+		}
+		if p != nil && p.preempt != nil {
+			stays = append(stays, stay{j: j, w: w, at: at})
 		}
 	}
 	for _, i := range queue(jobs) {
 		j := &jobs[i]
 		p := pools[j.Pool]
 		if p == nil || j.CPUs < 0 || j.Memory < 0 || j.GPUs < 0 {
-			wait(Wait{Job: j.ID, Kind: WaitNoNode})
+			wait(j, nil, Wait{Job: j.ID, Kind: WaitNoNode})
 			continue
 		}
 		if led != nil {
 			if why := led.over(j, false); why != "" {
 				r.Held = append(r.Held, Held{Job: j.ID, Reason: why})
-				wait(Wait{Job: j.ID, Kind: WaitLimit, Reason: why})
+				wait(j, nil, Wait{Job: j.ID, Kind: WaitLimit, Reason: why})
 				continue
 			}
 		}
@@ -217,15 +239,33 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 		if j.Reserve {
 			if rv, ok := p.reserve(j); ok {
 				r.Reservations = append(r.Reservations, rv)
-				wait(Wait{Job: j.ID, Kind: WaitReservation, Node: rv.Node, Start: rv.Start, StartKnown: rv.StartKnown})
+				wait(j, p, Wait{Job: j.ID, Kind: WaitReservation, Node: rv.Node, Start: rv.Start, StartKnown: rv.StartKnown})
 				continue
 			}
 		}
 		if by != nil {
-			wait(Wait{Job: j.ID, Kind: WaitReserved, For: by.job, Node: p.ids[by.e.rank]})
+			wait(j, p, Wait{Job: j.ID, Kind: WaitReserved, For: by.job, Node: p.ids[by.e.rank]})
 			continue
 		}
-		wait(Wait{Job: j.ID, Kind: WaitResources})
+		wait(j, p, Wait{Job: j.ID, Kind: WaitResources})
+	}
+	evictors := map[*pool]*evictor{}
+	for _, st := range stays {
+		p := pools[st.j.Pool]
+		v := evictors[p]
+		if v == nil {
+			v = p.evictor()
+			evictors[p] = v
+		}
+		if !v.mayPreempt(st.j, st.w) {
+			continue
+		}
+		if pr, ok := v.preempt(st.j); ok {
+			r.Preemptions = append(r.Preemptions, pr)
+			if st.at >= 0 {
+				r.Waits[st.at] = Wait{Job: st.j.ID, Kind: WaitPreempting, Node: pr.Node}
+			}
+		}
 	}
 	return r
 }
@@ -317,6 +357,10 @@ type pool struct {
 	releases  [][]Release
 	res       []*reserved
 	reserving bool // some job of the plan may reserve: track releases
+	// preempt[rank] is the preemptible work running on each node (nil:
+	// none on any), grace the pool's preemption grace.
+	preempt [][]Running
+	grace   time.Duration
 }
 
 // indexPools builds the working state of every pool that has nodes.
@@ -353,6 +397,13 @@ func newPool(nodes []Node, idx []int) *pool {
 		p.ids[r] = n.ID
 		p.releases[r] = slices.Clip(n.Releases) // appends copy, never write the caller's array
 		p.close(r, n.Closed)
+		if len(n.Running) > 0 {
+			if p.preempt == nil {
+				p.preempt = make([][]Running, len(idx))
+			}
+			p.preempt[r] = slices.Clone(n.Running)
+		}
+		p.grace = max(p.grace, n.PreemptGrace)
 		start := len(flat)
 		flat = append(flat, n.FreeGPUs...)
 		free := flat[start:len(flat):len(flat)]
