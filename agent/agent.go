@@ -498,16 +498,20 @@ func (ag *Agent) session(ctx context.Context) error {
 }
 
 func (ag *Agent) serveKill(w http.ResponseWriter, r *http.Request) {
-	var ref api.AttemptRef
-	if err := json.NewDecoder(r.Body).Decode(&ref); err != nil {
+	var k api.Kill
+	if err := json.NewDecoder(r.Body).Decode(&k); err != nil {
 		http.Error(w, "bad attempt: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if k.Reason != "" && k.Reason != dspool.ReasonPreempted {
+		http.Error(w, fmt.Sprintf("bad kill: reason %q is not one the server gives", k.Reason), http.StatusBadRequest)
+		return
+	}
 	ag.mu.Lock()
-	a := ag.attempts[ref]
+	a := ag.attempts[k.AttemptRef]
 	ag.mu.Unlock()
 	if a != nil {
-		ag.kill(a, "")
+		ag.kill(a, k.Reason)
 	}
 	w.WriteHeader(http.StatusOK)
 }

@@ -89,6 +89,9 @@ func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
 		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
 		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
 	}
+	if s.PreemptGrace > 0 {
+		env = append(env, "DSPOOL_PREEMPT_GRACE="+strconv.Itoa(int(time.Duration(s.PreemptGrace)/time.Second)))
+	}
 	if s.ArrayID != 0 {
 		env = append(env, "DSPOOL_ARRAY_ID="+strconv.FormatInt(s.ArrayID, 10), "DSPOOL_ARRAY_INDEX="+strconv.Itoa(s.ArrayIndex))
 	}
@@ -373,6 +376,8 @@ func (ag *Agent) supervise(a *attempt, cmd *exec.Cmd, copied chan struct{}) {
 			r.Message = why
 		case reason == dspool.ReasonTimeout:
 			r.Message = fmt.Sprintf("time limit of %s reached", time.Duration(s.TimeLimit))
+		case reason == dspool.ReasonPreempted:
+			r.Message = fmt.Sprintf("evicted for a job of a higher score (SIGTERM, then SIGKILL after a grace of %s); it waits in the queue again", time.Duration(s.PreemptGrace))
 		case reason == dspool.ReasonNodeLost:
 			r.Message = "stopped because its node's agent was shut down (dspool up or the agent stopped); retried if the job has retries left"
 		}
@@ -423,11 +428,15 @@ func (ag *Agent) kill(a *attempt, reason dspool.Reason) {
 		a.killReason = reason
 	}
 	a.mu.Unlock()
+	grace := time.Duration(a.spec.KillGrace)
+	if reason == dspool.ReasonPreempted && a.spec.PreemptGrace > 0 {
+		grace = time.Duration(a.spec.PreemptGrace)
+	}
 	a.signal(syscall.SIGTERM)
 	go func() {
 		select {
 		case <-a.done:
-		case <-time.After(time.Duration(a.spec.KillGrace)):
+		case <-time.After(grace):
 			a.signal(syscall.SIGKILL)
 		}
 	}()

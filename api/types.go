@@ -263,6 +263,14 @@ type AttemptRef struct {
 	Attempt int   `json:"attempt"`
 }
 
+// Kill asks an agent to stop an attempt: SIGTERM, then SIGKILL after the
+// grace. Reason is preempted for an eviction, whose grace is the
+// attempt's PreemptGrace; empty for a cancel.
+type Kill struct {
+	AttemptRef
+	Reason dspool.Reason `json:"reason,omitempty"`
+}
+
 // RunAs is the account an attempt runs as.
 type RunAs struct {
 	Name string `json:"name"`
@@ -288,6 +296,10 @@ type AttemptSpec struct {
 	GPUs        []int             `json:"gpus"`
 	TimeLimit   dspool.Duration   `json:"time_limit,omitempty"`
 	KillGrace   dspool.Duration   `json:"kill_grace"`
+	// PreemptGrace is, for a preemptible job, the time between SIGTERM
+	// and SIGKILL when it is evicted (0: the job is not preemptible);
+	// the job reads it from DSPOOL_PREEMPT_GRACE.
+	PreemptGrace dspool.Duration `json:"preempt_grace,omitempty"`
 	OutputLimit dspool.Bytes      `json:"output_limit"`
 	// Secrets are the values of the secrets the job asks for, sent at
 	// each start and never kept by the agent past the attempt.

@@ -74,9 +74,9 @@ func TestPreemption(t *testing.T) {
 		jobs:  []scheduler.Job{scored(job(1, 4, 1, 0), 10)},
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitResources}},
 	}, {
-		name:  "a job that fits elsewhere is placed, and evicts nothing",
-		nodes: []scheduler.Node{busy(node("n1", 0, 28), run(10, 4, 1)), node("n2", 4, 28)},
-		jobs:  []scheduler.Job{scored(job(1, 4, 1, 0), 10)},
+		name:   "a job that fits elsewhere is placed, and evicts nothing",
+		nodes:  []scheduler.Node{busy(node("n1", 0, 28), run(10, 4, 1)), node("n2", 4, 28)},
+		jobs:   []scheduler.Job{scored(job(1, 4, 1, 0), 10)},
 		placed: []scheduler.Placement{{Job: 1, Node: "n2"}},
 	}, {
 		name:  "a reservation that starts within the grace is waited for",
@@ -97,8 +97,12 @@ func TestPreemption(t *testing.T) {
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitPreempting, Node: "n1"}, {Job: 2, Kind: scheduler.WaitPreempting, Node: "n1"},
 			{Job: 3, Kind: scheduler.WaitResources}},
 	}, {
-		name:  "a node closed to the user is not used",
-		nodes: []scheduler.Node{func() scheduler.Node { n := busy(node("n1", 0, 28), run(10, 4, 1)); n.Closed = map[string]bool{"ann": true}; return n }()},
+		name: "a node closed to the user is not used",
+		nodes: []scheduler.Node{func() scheduler.Node {
+			n := busy(node("n1", 0, 28), run(10, 4, 1))
+			n.Closed = map[string]bool{"ann": true}
+			return n
+		}()},
 		jobs:  []scheduler.Job{func() scheduler.Job { j := scored(job(1, 4, 1, 0), 10); j.User = "ann"; return j }()},
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitResources}},
 	}}

@@ -264,7 +264,8 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 	var ids []int64 // of the queued jobs in st.Waiting
 	for _, j := range active {
 		switch {
-		case j.State == dspool.JobQueued && j.Pool == p.Name && !lim.held[j.ID]:
+		case j.State == dspool.JobQueued && j.Pool == p.Name && !lim.held[j.ID] && !sc.s.preempts.waits(j.ID):
+			// A job that evictions make room for needs no new node.
 			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindJob, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
 				Owners: lim.owners(j.User, j.Team)})
 			ids = append(ids, j.ID)

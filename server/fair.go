@@ -110,16 +110,21 @@ func (s *Server) queued(active []sqlite.ActiveJob, st *standing) []scheduler.Job
 		if j.State != dspool.JobQueued {
 			continue
 		}
-		age := st.now.Sub(j.SubmittedAt)
-		f := st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor
 		sj := scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-			User: j.User, Team: j.Team, Score: st.cfg.Score(j.Priority, age, f), Reserve: st.cfg.Reserves(age)}
+			User: j.User, Team: j.Team, Score: s.score(j, st), Reserve: st.cfg.Reserves(st.now.Sub(j.SubmittedAt)), Preemptible: j.Preemptible}
 		if j.TimeLimit > 0 {
 			sj.TimeLimit = j.TimeLimit + s.cfg.KillGrace
 		}
 		out = append(out, sj)
 	}
 	return out
+}
+
+// score is job j's place in the queue by st: its priority, its age since
+// submission (which an eviction does not reset) and its fair share. Running
+// preemptible jobs are scored so too, to choose which to evict.
+func (s *Server) score(j sqlite.ActiveJob, st *standing) float64 {
+	return st.cfg.Score(j.Priority, st.now.Sub(j.SubmittedAt), st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor)
 }
 
 // release returns what running job j gives back at its time limit (and

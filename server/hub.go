@@ -471,6 +471,9 @@ func (h *hub) spec(ctx context.Context, j *dspool.Job) (*api.AttemptSpec, error)
 	if j.ArrayIndex != nil {
 		spec.ArrayIndex = *j.ArrayIndex
 	}
+	if j.Preemptible && p.Preemption != nil {
+		spec.PreemptGrace = p.Preemption.Grace
+	}
 	spec.Image, spec.ImageFile, spec.ImageNetwork = attemptImage(j, p, spec.Home)
 	h.s.makeUserDir(ctx, u.Name, spec.Home, 0o700)
 	h.s.makeUserDir(ctx, u.Name, spec.JobDir, 0o750)

@@ -12,6 +12,10 @@ type metrics struct {
 	submitted prometheus.Counter
 	schedule  prometheus.Histogram
 	placed    prometheus.Counter
+	// preempted counts evictions; preemption times them from the
+	// decision to the placement of the job they made room for.
+	preempted  prometheus.Counter
+	preemption prometheus.Histogram
 	// connects counts agents' connections; hbErrors the heartbeats answered
 	// with an error (the connection stays: the agent sends it again).
 	connects prometheus.Counter
@@ -22,14 +26,19 @@ func newMetrics(s *Server) *metrics {
 	m := &metrics{
 		submitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_submitted_total", Help: "Jobs accepted (durable)."}),
 		placed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_placed_total", Help: "Attempts placed on nodes."}),
-		connects:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_agent_connections_total", Help: "Agent connections accepted (a reconnecting fleet shows here)."}),
-		hbErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_heartbeat_errors_total", Help: "Heartbeats answered with an error; the agent keeps its connection and sends again."}),
+		preempted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_jobs_preempted_total", Help: "Attempts evicted for jobs of a higher score."}),
+		preemption: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dspool_preemption_seconds", Help: "From the decision to evict to the placement of the job it made room for.",
+			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12),
+		}),
+		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_agent_connections_total", Help: "Agent connections accepted (a reconnecting fleet shows here)."}),
+		hbErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "dspool_heartbeat_errors_total", Help: "Heartbeats answered with an error; the agent keeps its connection and sends again."}),
 		schedule: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "dspool_scheduling_seconds", Help: "Time of one scheduling pass: snapshot, plan and commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	s.reg.MustRegister(m.submitted, m.placed, m.schedule, m.connects, m.hbErrors, &stateCollector{s: s},
+	s.reg.MustRegister(m.submitted, m.placed, m.preempted, m.preemption, m.schedule, m.connects, m.hbErrors, &stateCollector{s: s},
 		prometheus.NewGoCollector())
 	return m
 }

@@ -88,12 +88,15 @@ func (h *hub) start(j *dspool.Job, m pushMark) {
 	}
 }
 
-func (h *hub) kill(node string, ref api.AttemptRef) {
+func (h *hub) kill(node string, ref api.AttemptRef) { h.stop(node, api.Kill{AttemptRef: ref}) }
+
+// stop asks node's agent to stop an attempt as k says.
+func (h *hub) stop(node string, k api.Kill) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := h.call(ctx, node, "/kill", ref); err != nil {
-			h.s.log.Warn("push kill", "job", ref.Job, "attempt", ref.Attempt, "node", node, "err", err)
+		if err := h.call(ctx, node, "/kill", k); err != nil {
+			h.s.log.Warn("push kill", "job", k.Job, "attempt", k.Attempt, "node", node, "reason", k.Reason, "err", err)
 		}
 	}()
 }

@@ -67,9 +67,12 @@ func (s *Server) schedule(ctx context.Context) error {
 		return err
 	}
 	queued := s.queued(active, st)
+	s.addPreemptible(ctx, nodes, active, st)
 	// Jobs held by a limit are explained by the autoscaler's pass, which
 	// runs whether or not there are nodes.
-	plan := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false).Placements
+	res := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false)
+	plan := res.Placements
+	s.evict(ctx, res, attempts)
 	s.closed.set(queued, plan, why)
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
@@ -87,6 +90,10 @@ func (s *Server) schedule(ctx context.Context) error {
 	s.metrics.schedule.Observe(time.Since(began).Seconds())
 	s.metrics.placed.Add(float64(len(placed)))
 	for _, j := range placed {
+		if at, ok := s.preempts.placed(j.ID); ok {
+			s.metrics.preemption.Observe(s.cfg.Now().Sub(at).Seconds())
+			s.log.Info("placed after preemption", "job", j.ID, "node", j.Node, "after", s.cfg.Now().Sub(at))
+		}
 		s.notify(j.ID)
 		go s.hub.start(j, marks[j.Node])
 	}

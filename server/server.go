@@ -131,6 +131,7 @@ type Server struct {
 	teams     teamState
 	closed    closedWaits
 	fair      fairState
+	preempts  preempting
 	sso       *sso // nil without single sign-on
 	dash      *web.Dashboard
 	proxies   forwarded.Proxies
