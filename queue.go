@@ -19,6 +19,8 @@ const (
 	WaitLimit       = "limit"       // running it would take its team or user over a limit
 	WaitNoNode      = "no_node"     // its pool has no ready node for batch work
 	WaitHeld        = "held"        // not for the scheduler yet: held, waiting for other jobs, or parked by its array's cap
+	WaitPreempting  = "preempting"  // preemptible work is being evicted to make room for it
+	WaitPreempted   = "preempted"   // it was evicted for a job of a higher score and waits for room again
 )
 
 // QueueEntry is one queued job: its place in the queue, the factors of its

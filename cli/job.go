@@ -323,6 +323,9 @@ func (a *App) jobShowCmd() *cobra.Command {
 				fmt.Fprintf(w, "  time limit: %s\n", time.Duration(j.TimeLimit))
 			}
 			fmt.Fprintf(w, "  attempt:    %d (retries allowed: %d)\n", j.Attempt, j.Retries)
+			if j.Preemptible {
+				fmt.Fprintf(w, "  preemptible: yes, preempted %s (which count against no retry)\n", dspool.Plural(j.Preemptions, "time"))
+			}
 			fmt.Fprintf(w, "  submitted:  %s\n", j.SubmittedAt.Local().Format(time.DateTime))
 			if j.StartedAt != nil {
 				fmt.Fprintf(w, "  started:    %s\n", j.StartedAt.Local().Format(time.DateTime))

@@ -47,6 +47,7 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.StringVar(&o.sweep, "sweep", "", "a task per row of a CSV file (its header names the variables) or of JSON lines, the row's values as variables; with --array %N at most N at once")
 	f.StringVar(&o.spec.After, "after", "", "run after other jobs end: ok:ID (succeeded), notok:ID (failed or cancelled), any:ID; ID may be an array (all its tasks) or a task (40_7); comma-separated")
 	f.BoolVar(&o.spec.Hold, "hold", false, "queue the job held: it runs once released (dspool job release ID)")
+	f.BoolVar(&o.spec.Preemptible, "preemptible", false, "a job of a higher score may evict it (SIGTERM, then SIGKILL after the pool's grace, in seconds in DSPOOL_PREEMPT_GRACE) and it waits in the queue again; the pool must allow it")
 	f.StringSliceVar(&o.exports, "export", nil, "variables of your environment the job gets too: VAR[,VAR...] (repeatable)")
 	f.BoolVar(&o.exportAll, "export-all", false, "the job gets your environment (but for what the node sets: HOME, USER, TERM, DSPOOL_*, ...)")
 	f.StringVar(&o.envFile, "env-file", "", "variables from a file of KEY=VALUE lines (# comments; quotes and export are allowed)")

@@ -27,8 +27,10 @@ ends before the reservation starts.
 REASON is why it waits: starting (it starts at the next pass), resources (no
 node has room), priority (jobs ahead took the room), reservation (it reserved
 a node), reserved (the node with room is reserved for an older job), limit (a
-team or user limit), no_node (the pool has no ready node yet) or held (held,
-waiting for other jobs, or parked by its array's cap). START is when it is
+team or user limit), no_node (the pool has no ready node yet), held (held,
+waiting for other jobs, or parked by its array's cap), preempting (preemptible
+work is being evicted for it) or preempted (it was evicted for a job of a
+higher score and waits for room again, in its place by age). START is when it is
 expected to start: each job in order takes the first room that lasts its
 --time, after the jobs ahead, by the time limits of running work ("-":
 unknown, as when the room is held by work without a time limit; only the

@@ -63,6 +63,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request) {
 		e.Position = position[q.Pool]
 		w := waits[q.ID]
 		s.explainQueued(&e, w, in.nodes, q, cmp.Or(in.names[w.Node], w.Node), now)
+		explainPreempted(&e, j)
 		if st, ok := starts[q.ID]; ok && st.Known && e.EstimatedStart == nil {
 			e.EstimatedStart = at(now, st.At)
 		}
@@ -147,6 +148,7 @@ func (s *Server) queueInputs(ctx context.Context, pool string) (*queueView, erro
 	for _, n := range stored {
 		in.names[n.ID] = n.Name
 	}
+	s.addPreemptible(ctx, in.nodes, active, in.st)
 	for _, p := range pools {
 		in.hidden[p.Name] = p.QueueNames == dspool.QueueNamesHidden
 	}
@@ -187,6 +189,9 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 		} else {
 			e.Detail = fmt.Sprintf("it waited long enough to reserve node %s, where it starts when work without a time limit there ends", node)
 		}
+	case scheduler.WaitPreempting:
+		e.Reason = dspool.WaitPreempting
+		e.Detail = fmt.Sprintf("preemptible work of a lower score on node %s is being evicted for it: it starts there when that work has stopped, within the pool's preemption grace", node)
 	case scheduler.WaitReserved:
 		e.Reason, e.ReservedNode = dspool.WaitReserved, w.Node
 		e.Detail = fmt.Sprintf("the node with room for it, %s, is reserved for job %d, and it would run past that job's start (give it a --time that ends before)", node, w.For)
@@ -196,6 +201,18 @@ func (s *Server) explainQueued(e *dspool.QueueEntry, w scheduler.Wait, nodes []s
 			e.Reason, e.Detail = dspool.WaitPriority, "jobs ahead of it in the queue took the room there was"
 		}
 	}
+}
+
+// explainPreempted says of a job that waits for room again after an
+// eviction that it was preempted, and keeps the room it waits for in the
+// detail.
+func explainPreempted(e *dspool.QueueEntry, j *dspool.Job) {
+	if j.Reason != dspool.ReasonPreempted || e.Reason != dspool.WaitResources && e.Reason != dspool.WaitPriority {
+		return
+	}
+	e.Reason = dspool.WaitPreempted
+	e.Detail = fmt.Sprintf("evicted for a job of a higher score (%s so far); it keeps its place by age: %s",
+		dspool.Plural(j.Preemptions, "time"), e.Detail)
 }
 
 // share answers GET /api/v1/share: each team's and user's share and

@@ -44,6 +44,7 @@ ROUTES = {
 
 # The fields of a job's spec the SDK sends (the schema JobSpec).
 JOB_SPEC_FIELDS = ("pool", "team", "name", "cpus", "memory", "gpus", "time_limit", "retries", "priority",
-                   "env", "workdir", "image", "command", "idempotency_key", "secrets", "array", "sweep", "after", "hold")
+                   "env", "workdir", "image", "command", "idempotency_key", "secrets", "array", "sweep", "after", "hold",
+                   "preemptible")
 # The fields of one secret a job asks for (the schema SecretUse).
 SECRET_USE_FIELDS = ("secret", "env", "file")

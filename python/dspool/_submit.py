@@ -25,7 +25,7 @@ DIRECTIVES = {
     "priority": ("priority", int), "workdir": ("workdir", str), "image": ("image", str), "env": ("env", list), "secret": ("secrets", list),
     "secret-file": ("secret_files", list), "export": ("export", list), "export-all": ("export_all", bool),
     "env-file": ("env_file", str), "login": ("login", bool), "array": ("array", str), "sweep": ("sweep", str),
-    "after": ("after", str), "hold": ("hold", bool),
+    "after": ("after", str), "hold": ("hold", bool), "preemptible": ("preemptible", bool),
 }
 
 _SHELLS = ("sh", "bash", "dash", "zsh", "ksh")

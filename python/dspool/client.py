@@ -134,7 +134,7 @@ class Client:
     def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
                gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
                env_file=None, login=False, secrets=None, secret_files=None, workdir=None, image=None, array=None, sweep=None,
-               after=None, hold=False, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
+               after=None, hold=False, preemptible=False, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
         """Submits a batch job, or an array of tasks, and returns it (with
         wait, once it has ended: for an array, every task).
 
@@ -169,7 +169,11 @@ class Client:
         "ok:12,notok:40,any:40_7" (ok: succeeded, notok: failed or
         cancelled, any: ended; an array's id is all its tasks), or a job (or
         its id or ref) that must succeed, a (kind, job) pair, or a list of
-        them. hold queues it held, until release().
+        them. hold queues it held, until release(). preemptible lets a job
+        of a higher score evict it (SIGTERM, then SIGKILL after the pool's
+        grace, in seconds in DSPOOL_PREEMPT_GRACE): it then waits in the
+        queue again, in its place by age, neither failed nor retried; the
+        pool must allow it.
 
         A submission the server could not be reached for is sent again for
         up to 30 s with the same idempotency_key (random by default): it is
@@ -184,7 +188,7 @@ class Client:
                 pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
                 retries=retries, priority=priority, workdir=workdir, image=image, env=env, secrets=secrets,
                 secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login,
-                array=array, sweep=sweep, after=after, hold=hold),
+                array=array, sweep=sweep, after=after, hold=hold, preemptible=preemptible),
                 script, words)
             pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
             time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
@@ -192,6 +196,7 @@ class Client:
             secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
             env_file, login = o["env_file"], o["login"]
             array, sweep, after, hold = o["array"], o["sweep"], o["after"], o["hold"]
+            preemptible = o["preemptible"]
             name = name or os.path.basename(script)
         elif args:
             raise InvalidError("args are a script's: give them in the command", field="args")
@@ -228,6 +233,8 @@ class Client:
             spec["after"] = after
         if hold:
             spec["hold"] = True
+        if preemptible:
+            spec["preemptible"] = True
         spec["idempotency_key"] = idempotency_key or _random.token_hex(16)
         deadline = time.monotonic() + SUBMIT_RETRY_FOR
         delay = 0.05

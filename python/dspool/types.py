@@ -224,6 +224,9 @@ class Job(_Model):
     after: str = ""
     after_met: bool = False
     on_hold: bool = False
+    preemptible: bool = False
+    preemptions: int = 0  # evictions for jobs of a higher score; they count against no retry
+    preempt_requested: bool = False
     array: Optional[ArraySummary] = None
 
     @property
