@@ -72,6 +72,10 @@
 // without nodes, charging each job it lets through as though it ran: what
 // it holds back is work no new node should be added for, and its reasons
 // are what queued jobs show.
+//
+// Preemption: Schedule also proposes evictions of preemptible work
+// (Node.Running) for jobs that stay queued (Result.Preemptions); it never
+// carries them out. preempt.go says who may evict whom.
 package scheduler
 
 import (

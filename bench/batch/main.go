@@ -42,6 +42,7 @@ type Sizes struct {
 	Array    int `json:"array"`     // tasks of the array run to the end
 	Chain    int `json:"chain"`     // jobs in a chain of dependencies
 	BigArray int `json:"big_array"` // tasks of the array only submitted
+	Preempt  int `json:"preempt"`   // evictions of each kind of victim
 }
 
 // Result is what was measured on dspool.
@@ -62,6 +63,14 @@ type Result struct {
 	BigArraySubmitS float64 `json:"big_array_submit_s"` // the big array's submission
 	BigArrayRSSMiB  float64 `json:"big_array_rss_mib"`  // what the control plane's resident memory grew by
 	BigArrayCancelS float64 `json:"big_array_cancel_s"` // cancelling it, one call
+	// Preemption: from a victim's SIGTERM to the start of the job of a
+	// higher priority it made room for, for a victim that checkpoints in
+	// a second and one that waits for SIGKILL at the grace.
+	PreemptGraceS   float64 `json:"preempt_grace_s"`
+	PreemptCkptP50S float64 `json:"preempt_checkpoint_p50_s"`
+	PreemptCkptMaxS float64 `json:"preempt_checkpoint_max_s"`
+	PreemptKillP50S float64 `json:"preempt_kill_p50_s"`
+	PreemptKillMaxS float64 `json:"preempt_kill_max_s"`
 	Load1Before     float64 `json:"load1_before"`
 	Load1After      float64 `json:"load1_after"`
 }
@@ -74,9 +83,9 @@ func main() {
 	peer := flag.String("peer", "bench/peers/slurm.sh", "the Slurm peer's script")
 	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log)")
 	flag.Parse()
-	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50, Array: 1000, Chain: 100, BigArray: 100000}
+	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50, Array: 1000, Chain: 100, BigArray: 100000, Preempt: 5}
 	if *short {
-		n = Sizes{API: 500, CLI: 40, Makespan: 100, Latency: 10, Array: 100, Chain: 10, BigArray: 10000}
+		n = Sizes{API: 500, CLI: 40, Makespan: 100, Latency: 10, Array: 100, Chain: 10, BigArray: 10000, Preempt: 1}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -208,6 +217,9 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	if err := benchArrays(ctx, up, n, r); err != nil {
 		return nil, err
 	}
+	if err := benchPreemption(ctx, up, filepath.Join(dir, "data-share"), n.Preempt, r); err != nil {
+		return nil, err
+	}
 	r.Load1After = host.Load1()
 	return r, nil
 }
@@ -241,6 +253,8 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	pools := []*dspool.Pool{
 		{Name: benchPool, Provider: dspool.Provider(dspool.ProviderLocal), Node: size, Count: nodes, Work: batch},
 		{Name: holdPool, Provider: dspool.Provider(dspool.ProviderStatic), Node: size, Count: 0, Work: batch},
+		{Name: preemptPool, Provider: dspool.Provider(dspool.ProviderLocal), Node: size, Count: 1, Work: batch,
+			Preemption: &dspool.Preemption{Grace: dspool.Duration(preemptGrace)}},
 	}
 	t0, applied := time.Now(), false
 	err = host.Poll(ctx, time.Minute, 50*time.Millisecond, func() (bool, error) {

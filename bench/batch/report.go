@@ -77,6 +77,10 @@ func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]an
 		{Metric: fmt.Sprintf("chain of %d, first start -> last end (s)", n.Chain), Dspool: r.ChainS, Slurm: sl("chain_s"), Target: "<= slurm/10"},
 		{Metric: fmt.Sprintf("submit an array of %d tasks (s)", n.BigArray), Dspool: r.BigArraySubmitS, Target: "<= 2 s"},
 		{Metric: "  control plane memory growth (MiB)", Dspool: r.BigArrayRSSMiB, Target: "<= 100 MB"},
+		{Metric: fmt.Sprintf("preemption, victim checkpoints 1s: p50 (s, grace %gs)", r.PreemptGraceS), Dspool: r.PreemptCkptP50S},
+		{Metric: "  max (s)", Dspool: r.PreemptCkptMaxS, Target: "<= grace + 2 s"},
+		{Metric: "preemption, victim waits for SIGKILL: p50 (s)", Dspool: r.PreemptKillP50S},
+		{Metric: "  max (s)", Dspool: r.PreemptKillMaxS, Target: "<= grace + 2 s"},
 		{Metric: "load1 before", Dspool: r.Load1Before, Slurm: sl("load1_start")},
 		{Metric: "load1 after", Dspool: r.Load1After, Slurm: sl("load1")},
 	}
@@ -103,6 +107,8 @@ func report(w io.Writer, jsonOut string, n Sizes, r *Result, slurm map[string]an
 	}
 	met(8, r.BigArraySubmitS <= 2)
 	met(9, r.BigArrayRSSMiB <= 100e6/(1<<20))
+	met(11, r.PreemptCkptMaxS <= r.PreemptGraceS+2)
+	met(13, r.PreemptKillMaxS <= r.PreemptGraceS+2)
 
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "metric\t dspool\t slurm\t ratio\t target")
