@@ -282,25 +282,25 @@ type RunAs struct {
 // share's root.
 type AttemptSpec struct {
 	AttemptRef
-	Name      string            `json:"name"`
-	Pool      string            `json:"pool"`
-	User      RunAs             `json:"user"`
-	Command   []string          `json:"command"`
-	Env       map[string]string `json:"env,omitempty"`
-	Workdir   string            `json:"workdir"`
-	Home      string            `json:"home"`
-	JobDir    string            `json:"job_dir"`
-	Log       string            `json:"log"`
-	CPUs      dspool.MilliCPU   `json:"cpus"`
-	Memory    dspool.Bytes      `json:"memory"`
-	GPUs      []int             `json:"gpus"`
-	TimeLimit dspool.Duration   `json:"time_limit,omitempty"`
-	KillGrace dspool.Duration   `json:"kill_grace"`
+	Name        string            `json:"name"`
+	Pool        string            `json:"pool"`
+	User        RunAs             `json:"user"`
+	Command     []string          `json:"command"`
+	Env         map[string]string `json:"env,omitempty"`
+	Workdir     string            `json:"workdir"`
+	Home        string            `json:"home"`
+	JobDir      string            `json:"job_dir"`
+	Log         string            `json:"log"`
+	CPUs        dspool.MilliCPU   `json:"cpus"`
+	Memory      dspool.Bytes      `json:"memory"`
+	GPUs        []int             `json:"gpus"`
+	TimeLimit   dspool.Duration   `json:"time_limit,omitempty"`
+	KillGrace   dspool.Duration   `json:"kill_grace"`
+	OutputLimit dspool.Bytes      `json:"output_limit"`
 	// PreemptGrace is, for a preemptible job, the time between SIGTERM
 	// and SIGKILL when it is evicted (0: the job is not preemptible);
 	// the job reads it from DSPOOL_PREEMPT_GRACE.
 	PreemptGrace dspool.Duration `json:"preempt_grace,omitempty"`
-	OutputLimit  dspool.Bytes    `json:"output_limit"`
 	// Secrets are the values of the secrets the job asks for, sent at
 	// each start and never kept by the agent past the attempt.
 	Secrets []SecretValue `json:"secrets,omitempty"`
