@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dspool/dspool"
 )
@@ -190,6 +191,8 @@ func TestPoolNormalize(t *testing.T) {
 		{"bad image network", func(p *dspool.Pool) { p.ImageNetwork = "bridge" }, "pools[0].image_network"},
 		{"names hidden in the queue", func(p *dspool.Pool) { p.QueueNames = dspool.QueueNamesHidden }, ""},
 		{"bad queue names", func(p *dspool.Pool) { p.QueueNames = "secret" }, "pools[0].queue_names"},
+		{"a preemption grace under a second", func(p *dspool.Pool) { p.Preemption = &dspool.Preemption{Grace: dspool.Duration(time.Millisecond)} }, "pools[0].preemption.grace"},
+		{"a preemption grace over an hour", func(p *dspool.Pool) { p.Preemption = &dspool.Preemption{Grace: dspool.Duration(2 * time.Hour)} }, "pools[0].preemption.grace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

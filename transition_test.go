@@ -30,6 +30,10 @@ func TestFinish(t *testing.T) {
 		{"start error fails", dspool.Job{State: dspool.JobRunning, Attempt: 1}, dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: "not found"}, dspool.JobFailed, dspool.ReasonStartError, 1, true},
 		{"cancel requested wins over retries", dspool.Job{State: dspool.JobRunning, Attempt: 1, Retries: 5, CancelRequested: true}, dspool.AttemptResult{ExitCode: intp(143)}, dspool.JobCancelled, "", 1, true},
 		{"cancel requested wins over success", dspool.Job{State: dspool.JobRunning, Attempt: 1, CancelRequested: true}, dspool.AttemptResult{ExitCode: intp(0)}, dspool.JobCancelled, "", 1, true},
+		{"a preempted attempt requeues, however it exited", dspool.Job{State: dspool.JobRunning, Attempt: 1, Preemptible: true, PreemptRequested: true}, dspool.AttemptResult{ExitCode: intp(0)}, dspool.JobQueued, dspool.ReasonPreempted, 2, false},
+		{"a preempted attempt without retries requeues", dspool.Job{State: dspool.JobRunning, Attempt: 1, Preemptible: true, PreemptRequested: true}, dspool.AttemptResult{ExitCode: intp(137), Reason: dspool.ReasonPreempted}, dspool.JobQueued, dspool.ReasonPreempted, 2, false},
+		{"preempted attempts count against no retry", dspool.Job{State: dspool.JobRunning, Attempt: 3, Retries: 1, Preemptible: true, Preemptions: 2}, dspool.AttemptResult{ExitCode: intp(1)}, dspool.JobQueued, dspool.ReasonExit, 4, false},
+		{"a cancel wins over a preemption", dspool.Job{State: dspool.JobRunning, Attempt: 1, Preemptible: true, PreemptRequested: true, CancelRequested: true}, dspool.AttemptResult{ExitCode: intp(143)}, dspool.JobCancelled, "", 1, true},
 		{"no exit code and no reason is a failure", dspool.Job{State: dspool.JobRunning, Attempt: 1}, dspool.AttemptResult{}, dspool.JobFailed, dspool.ReasonExit, 1, true},
 	}
 	for _, tt := range tests {
@@ -44,6 +48,32 @@ func TestFinish(t *testing.T) {
 			}
 			if j.State == dspool.JobQueued && (j.Node != "" || j.GPUIndices != nil) {
 				t.Errorf("requeued job still holds node %q gpus %v", j.Node, j.GPUIndices)
+			}
+		})
+	}
+}
+
+func TestPreempt(t *testing.T) {
+	tests := []struct {
+		name string
+		job  dspool.Job
+		ok   bool
+	}{
+		{"a running preemptible job", dspool.Job{State: dspool.JobRunning, Preemptible: true}, true},
+		{"not preemptible", dspool.Job{State: dspool.JobRunning}, false},
+		{"queued", dspool.Job{State: dspool.JobQueued, Preemptible: true}, false},
+		{"being cancelled", dspool.Job{State: dspool.JobRunning, Preemptible: true, CancelRequested: true}, false},
+		{"being preempted", dspool.Job{State: dspool.JobRunning, Preemptible: true, PreemptRequested: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := tt.job
+			err := j.Preempt()
+			if (err == nil) != tt.ok || j.PreemptRequested != (tt.ok || tt.job.PreemptRequested) {
+				t.Errorf("Preempt of %+v: err %v, preempt requested %v; want ok %v", tt.job, err, j.PreemptRequested, tt.ok)
+			}
+			if err != nil && dspool.ErrorCode(err) != dspool.EConflict {
+				t.Errorf("error code %s, want conflict", dspool.ErrorCode(err))
 			}
 		})
 	}
