@@ -47,10 +47,11 @@ func (r AttemptResult) Succeeded() bool {
 
 // Finish applies the end of the current attempt: succeeded, cancelled if a
 // cancel was requested, back to queued with attempt+1 if it was preempted
-// (however it exited: it may have checkpointed and exited 0) or failed
-// with retries left, else failed. A preempted attempt counts against no
-// retry: the retries left are those of the attempts that were not
-// preempted. The caller has checked the fence.
+// (an eviction was requested and the attempt did not succeed before it
+// reached the agent: one that checkpoints and exits 0 on SIGTERM ends with
+// reason preempted) or failed with retries left, else failed. A preempted
+// attempt counts against no retry: the retries left are those of the
+// attempts that were not preempted. The caller has checked the fence.
 func (j *Job) Finish(r AttemptResult, now time.Time) {
 	j.ExitCode = r.ExitCode
 	j.Message = r.Message
@@ -61,7 +62,7 @@ func (j *Job) Finish(r AttemptResult, now time.Time) {
 	case j.CancelRequested:
 		j.State = JobCancelled
 		j.Reason = ""
-	case preempted:
+	case preempted && !r.Succeeded():
 		j.Reason = ReasonPreempted
 		j.Preemptions++
 		j.requeue()

@@ -76,9 +76,29 @@ func benchJobs(r *rand.Rand, n int) []scheduler.Job {
 // BenchmarkSchedule is BenchmarkPlan's nearly-full case with what fair
 // share and reservations add: scores, time limits on half the jobs, one
 // job in ten reserving, and running work on every node that ends by its
-// time limits within 4 hours.
+// time limits within 4 hours. In "preemptible", every node also runs one
+// or two preemptible jobs (half of them past the grace), so that jobs that
+// stay queued look for victims.
 func BenchmarkSchedule(b *testing.B) {
+	for _, preemptible := range []bool{false, true} {
+		b.Run(map[bool]string{false: "fair-share", true: "preemptible"}[preemptible], func(b *testing.B) {
+			nodes, jobs := scheduleBench(preemptible)
+			var res scheduler.Result
+			for b.Loop() {
+				res = scheduler.Schedule(nodes, jobs, scheduler.Quotas{}, false)
+			}
+			b.ReportMetric(float64(len(res.Placements)), "placements")
+			b.ReportMetric(float64(len(res.Reservations)), "reservations")
+			b.ReportMetric(float64(len(res.Preemptions)), "preemptions")
+			b.ReportMetric(float64(len(jobs)*b.N)/b.Elapsed().Seconds(), "jobs/s")
+		})
+	}
+}
+
+func scheduleBench(preemptible bool) ([]scheduler.Node, []scheduler.Job) {
 	r := rand.New(rand.NewPCG(7, 8))
+	pr := rand.New(rand.NewPCG(9, 10)) // its own, so that both cases get the same nodes and jobs
+	id := int64(1_000_000)
 	nodes := benchNodes(r, 10_000, func(r *rand.Rand, n *scheduler.Node) {
 		n.FreeCPUs = cpus(float64(r.IntN(3)) / 2)
 		n.FreeMem = gib(float64(r.IntN(3)))
@@ -87,6 +107,14 @@ func BenchmarkSchedule(b *testing.B) {
 		}
 		for range 1 + r.IntN(4) {
 			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute, CPUs: cpus(float64(1 + r.IntN(4))), Memory: gib(float64(1 + r.IntN(8)))})
+		}
+		if preemptible {
+			n.PreemptGrace = 30 * time.Second
+			for range 1 + pr.IntN(2) {
+				n.Running = append(n.Running, scheduler.Running{Job: id, Score: pr.Float64() * 1000, CPUs: cpus(float64(1 + pr.IntN(2))), Memory: gib(2),
+					Ran: time.Duration(pr.IntN(60)) * time.Second})
+				id++
+			}
 		}
 	})
 	jobs := benchJobs(r, 100_000)
@@ -98,13 +126,7 @@ func BenchmarkSchedule(b *testing.B) {
 		}
 		jobs[i].User = fmt.Sprintf("u%d", r.IntN(1000))
 	}
-	var res scheduler.Result
-	for b.Loop() {
-		res = scheduler.Schedule(nodes, jobs, scheduler.Quotas{}, false)
-	}
-	b.ReportMetric(float64(len(res.Placements)), "placements")
-	b.ReportMetric(float64(len(res.Reservations)), "reservations")
-	b.ReportMetric(float64(len(jobs)*b.N)/b.Elapsed().Seconds(), "jobs/s")
+	return nodes, jobs
 }
 
 // BenchmarkEstimate plans the starts of the first 200 jobs of each of two

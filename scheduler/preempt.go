@@ -75,18 +75,12 @@ type evictor struct {
 	p       *pool
 	free    []shape     // by rank: free after the walk, and claimed room taken off
 	pending []shape     // by rank: what evictions under way give back, unclaimed
-	running [][]Running // by rank: the preemptible attempts not chosen yet
-	grace   time.Duration
-	tries   int
+	running [][]Running // by rank: the preemptible attempts not chosen yet (the caller's until changed)
 }
 
-// evictor returns p's state for preemption, or nil when p runs nothing
-// preemptible.
+// evictor returns p's state for preemption; p runs preemptible work.
 func (p *pool) evictor() *evictor {
-	if p.preempt == nil {
-		return nil
-	}
-	v := &evictor{p: p, free: make([]shape, len(p.ids)), pending: make([]shape, len(p.ids)), running: p.preempt, grace: p.grace}
+	v := &evictor{p: p, free: make([]shape, len(p.ids)), pending: make([]shape, len(p.ids)), running: p.preempt}
 	for _, es := range p.byGPUs {
 		for _, e := range es {
 			v.free[e.rank] = shape{cpus: e.cpus, mem: e.mem, gpus: len(p.gpus[e.rank])}
@@ -96,7 +90,10 @@ func (p *pool) evictor() *evictor {
 		v.free[r.e.rank] = shape{cpus: r.e.cpus, mem: r.e.mem, gpus: len(p.gpus[r.e.rank])}
 	}
 	for rank, rs := range v.running {
-		kept := rs[:0:0]
+		if !slices.ContainsFunc(rs, func(r Running) bool { return r.Evicting }) {
+			continue
+		}
+		kept := make([]Running, 0, len(rs))
 		for _, r := range rs {
 			if r.Evicting {
 				v.pending[rank] = v.pending[rank].plus(r.shape())
@@ -110,24 +107,28 @@ func (p *pool) evictor() *evictor {
 }
 
 // mayPreempt reports whether j, which stays queued after the walk with
-// wait w, may look for victims.
-func (v *evictor) mayPreempt(j *Job, w Wait) bool {
-	if j.Preemptible || v.tries >= MaxPreemptors {
+// wait w, may look for victims in p, counting it against MaxPreemptors
+// if so.
+func (p *pool) mayPreempt(j *Job, w Wait) bool {
+	if p.preempt == nil || j.Preemptible || p.preemptors >= MaxPreemptors {
 		return false
 	}
+	ok := false
 	switch w.Kind {
 	case WaitResources, WaitReserved:
-		return true
+		ok = true
 	case WaitReservation:
-		return !w.StartKnown || w.Start > v.grace
+		ok = !w.StartKnown || w.Start > p.grace
 	}
-	return false
+	if ok {
+		p.preemptors++
+	}
+	return ok
 }
 
 // preempt finds the node where j fits with the fewest victims, claims the
 // room for j and returns the preemption, if j fits anywhere so.
 func (v *evictor) preempt(j *Job) (Preemption, bool) {
-	v.tries++
 	p := v.p
 	want := shape{cpus: j.CPUs, mem: j.Memory, gpus: j.GPUs}
 	reservedFor := map[int32]int64{}
@@ -144,11 +145,20 @@ func (v *evictor) preempt(j *Job) (Preemption, bool) {
 			continue
 		}
 		have := v.free[rank].plus(v.pending[rank])
+		if have.covers(want) { // no victim: no node does better
+			best, bestRank = nil, rank
+			break
+		}
 		cands = cands[:0]
+		all := have
 		for _, r := range v.running[rank] {
-			if r.Score < j.Score && r.Ran >= v.grace {
+			if r.Score < j.Score && r.Ran >= p.grace {
 				cands = append(cands, r)
+				all = all.plus(r.shape())
 			}
+		}
+		if !all.covers(want) {
+			continue
 		}
 		victims, ok := choose(have, want, cands)
 		if ok && (bestRank < 0 || fewer(victims, best)) {

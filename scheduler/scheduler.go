@@ -195,11 +195,10 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 		}
 	}
 	var r Result
-	// stays are the jobs that stay queued in pools that run preemptible
-	// work, with their waits (at: in r.Waits, -1 when not explained).
+	// stays are the jobs that stay queued and may preempt, with their
+	// waits (at: in r.Waits, -1 when not explained).
 	type stay struct {
 		j  *Job
-		w  Wait
 		at int
 	}
 	var stays []stay
@@ -209,8 +208,8 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 			at = len(r.Waits)
 			r.Waits = append(r.Waits, w)
 		}
-		if p != nil && p.preempt != nil {
-			stays = append(stays, stay{j: j, w: w, at: at})
+		if p != nil && p.mayPreempt(j, w) {
+			stays = append(stays, stay{j: j, at: at})
 		}
 	}
 	for _, i := range queue(jobs) {
@@ -260,9 +259,6 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 		if v == nil {
 			v = p.evictor()
 			evictors[p] = v
-		}
-		if !v.mayPreempt(st.j, st.w) {
-			continue
 		}
 		if pr, ok := v.preempt(st.j); ok {
 			r.Preemptions = append(r.Preemptions, pr)
@@ -363,8 +359,9 @@ type pool struct {
 	reserving bool // some job of the plan may reserve: track releases
 	// preempt[rank] is the preemptible work running on each node (nil:
 	// none on any), grace the pool's preemption grace.
-	preempt [][]Running
-	grace   time.Duration
+	preempt    [][]Running
+	grace      time.Duration
+	preemptors int // jobs that may look for victims, up to MaxPreemptors
 }
 
 // indexPools builds the working state of every pool that has nodes.
@@ -405,7 +402,7 @@ func newPool(nodes []Node, idx []int) *pool {
 			if p.preempt == nil {
 				p.preempt = make([][]Running, len(idx))
 			}
-			p.preempt[r] = slices.Clone(n.Running)
+			p.preempt[r] = n.Running // read only: the evictor copies what it changes
 		}
 		p.grace = max(p.grace, n.PreemptGrace)
 		start := len(flat)

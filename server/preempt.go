@@ -96,9 +96,18 @@ func (s *Server) addPreemptible(ctx context.Context, nodes []scheduler.Node, act
 // evict carries out the evictions of a plan: each victim is marked as
 // being preempted, in the store, then its agent stops it with the
 // attempt's preemption grace. A victim that ended or changed meanwhile is
-// left alone; the next pass plans again.
-func (s *Server) evict(ctx context.Context, res scheduler.Result, attempts map[int64]int) {
+// left alone; the next pass plans again. The evictions under way are sent
+// again, which their agents ignore unless the first was lost (a restart
+// of the control plane between the store and the push).
+func (s *Server) evict(ctx context.Context, res scheduler.Result, active []sqlite.ActiveJob) {
 	s.preempts.set(res.Preemptions, res.Placements, s.cfg.Now())
+	attempts := make(map[int64]int, len(active))
+	for _, j := range active {
+		attempts[j.ID] = j.Attempt
+		if j.State == dspool.JobRunning && j.Preempting {
+			s.hub.stop(j.Node, api.Kill{AttemptRef: api.AttemptRef{Job: j.ID, Attempt: j.Attempt}, Reason: dspool.ReasonPreempted})
+		}
+	}
 	for _, pr := range res.Preemptions {
 		for _, v := range pr.Victims {
 			j, err := s.db.PreemptJob(ctx, v, attempts[v])

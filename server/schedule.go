@@ -72,7 +72,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	// runs whether or not there are nodes.
 	res := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false)
 	plan := res.Placements
-	s.evict(ctx, res, attempts)
+	s.evict(ctx, res, active)
 	s.closed.set(queued, plan, why)
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
