@@ -108,6 +108,9 @@ type headroom struct {
 	cpus dspool.MilliCPU
 	mem  dspool.Bytes
 	gpus int
+	// preempt: the pool runs preemptible work, which a new job may evict:
+	// every submission starts a pass.
+	preempt bool
 }
 
 func headroomAfter(nodes []scheduler.Node, jobs []scheduler.Job, plan []scheduler.Placement) map[string]headroom {
@@ -135,6 +138,7 @@ func headroomAfter(nodes []scheduler.Node, jobs []scheduler.Job, plan []schedule
 	for _, n := range nodes {
 		h, f := out[n.Pool], left[n.ID]
 		h.cpus, h.mem, h.gpus = max(h.cpus, f.cpus), max(h.mem, f.mem), max(h.gpus, f.gpus)
+		h.preempt = h.preempt || len(n.Running) > 0
 		out[n.Pool] = h
 	}
 	return out
@@ -168,7 +172,7 @@ func (s *Server) setHeadroom(h map[string]headroom) {
 func (s *Server) submitted(pool string, cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) {
 	s.hmu.Lock()
 	h, known := s.headroom[pool]
-	fits := s.headroom == nil || known && cpus <= h.cpus && mem <= h.mem && gpus <= h.gpus
+	fits := s.headroom == nil || known && (h.preempt || cpus <= h.cpus && mem <= h.mem && gpus <= h.gpus)
 	if !fits {
 		s.skipped = true
 	}
