@@ -38,6 +38,14 @@ def test_a_script_and_its_directives(script):
                     "export": ["SDK_EXPORTED", "SDK_OTHER"]}
 
 
+def test_a_script_may_be_preemptible(tmp_path):
+    p = tmp_path / "ckpt.sh"
+    p.write_text("#!/bin/sh\n#DSPOOL --preemptible --pool spot\necho $DSPOOL_PREEMPT_GRACE\n")
+    _, words = _submit.batch_script(str(p), [])
+    assert words == ["--preemptible", "--pool", "spot"]
+    assert _submit.apply_directives({"preemptible": False, "pool": None}, str(p), words) == {"preemptible": True, "pool": "spot"}
+
+
 @pytest.mark.parametrize("text, want", [
     ("echo no interpreter\n", "is no batch script"),
     ("#!\necho\n", "names no interpreter"),
