@@ -97,6 +97,13 @@ func TestPreemption(t *testing.T) {
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitPreempting, Node: "n1"}, {Job: 2, Kind: scheduler.WaitPreempting, Node: "n1"},
 			{Job: 3, Kind: scheduler.WaitResources}},
 	}, {
+		name: "a GPU job evicts the GPU work it needs, not the cpu work beside it",
+		nodes: []scheduler.Node{busy(node("n1", 4, 28),
+			run(10, 2, 1), func() scheduler.Running { r := run(11, 1, 2); r.GPUs = 2; return r }())},
+		jobs:  []scheduler.Job{scored(job(1, 1, 1, 2), 10)},
+		want:  []scheduler.Preemption{{Job: 1, Node: "n1", Victims: []int64{11}}},
+		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitPreempting, Node: "n1"}},
+	}, {
 		name: "a node closed to the user is not used",
 		nodes: []scheduler.Node{func() scheduler.Node {
 			n := busy(node("n1", 0, 28), run(10, 4, 1))
