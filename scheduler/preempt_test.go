@@ -38,6 +38,7 @@ func TestPreemption(t *testing.T) {
 		jobs   []scheduler.Job
 		want   []scheduler.Preemption
 		placed []scheduler.Placement
+		res    []scheduler.Reservation
 		waits  []scheduler.Wait
 	}{{
 		name:  "the lowest score goes first, and only as many as needed",
@@ -82,11 +83,13 @@ func TestPreemption(t *testing.T) {
 		name:  "a reservation that starts within the grace is waited for",
 		nodes: []scheduler.Node{busy(releasing(node("n1", 0, 28), rel(10*time.Second, 4)), run(10, 4, 1))},
 		jobs:  []scheduler.Job{reserving(scored(job(1, 4, 1, 0), 10))},
+		res:   []scheduler.Reservation{{Job: 1, Node: "n1", Start: 10 * time.Second, StartKnown: true}},
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitReservation, Node: "n1", Start: 10 * time.Second, StartKnown: true}},
 	}, {
 		name:  "a reservation that starts later does not stop an eviction on its node",
 		nodes: []scheduler.Node{busy(releasing(node("n1", 0, 28), rel(time.Hour, 4)), run(10, 4, 1))},
 		jobs:  []scheduler.Job{reserving(scored(job(1, 4, 1, 0), 10))},
+		res:   []scheduler.Reservation{{Job: 1, Node: "n1", Start: time.Hour, StartKnown: true}},
 		want:  []scheduler.Preemption{{Job: 1, Node: "n1", Victims: []int64{10}}},
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitPreempting, Node: "n1"}},
 	}, {
@@ -115,15 +118,9 @@ func TestPreemption(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := scheduler.Schedule(tt.nodes, tt.jobs, scheduler.Quotas{}, true)
-			if !reflect.DeepEqual(r.Placements, tt.placed) {
-				t.Errorf("placements: got %+v, want %+v", r.Placements, tt.placed)
-			}
-			if !reflect.DeepEqual(r.Preemptions, tt.want) {
-				t.Errorf("preemptions: got %+v, want %+v", r.Preemptions, tt.want)
-			}
-			if !reflect.DeepEqual(r.Waits, tt.waits) {
-				t.Errorf("waits: got %+v, want %+v", r.Waits, tt.waits)
+			got := scheduler.Schedule(tt.nodes, tt.jobs, scheduler.Quotas{}, true)
+			if want := (scheduler.Result{Placements: tt.placed, Reservations: tt.res, Preemptions: tt.want, Waits: tt.waits}); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v\nwant %+v", got, want)
 			}
 		})
 	}
