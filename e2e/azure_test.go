@@ -1,0 +1,174 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/provider/azurevmss/armfake"
+	"github.com/dspool/dspool/yamljson"
+)
+
+// TestAzurePool runs a pool whose nodes are the instances of an Azure
+// scale set, against a local fake of Resource Manager: the control plane
+// signs in with Azure CLI's credential (a stand-in `az` on its PATH) and
+// trusts the fake's certificate. For each instance the fake makes, the
+// test does what the machine's cloud-init would: it runs the agent of the
+// instance's custom data, with the tokens of its file. A job submitted to
+// the empty pool runs; the idle node goes with deleteInstances of its own
+// instance id, and the capacity is never lowered by a PATCH.
+func TestAzurePool(t *testing.T) {
+	requireRoot(t)
+	fake := armfake.New()
+	t.Cleanup(fake.Close)
+	const sub, rg = "0b4a7c52-9f0e-4d7b-8f5c-2d2a7f0e9c11", "ml-pool"
+	set := fake.Add(sub, rg, &armfake.ScaleSet{Name: "cpu-nodes"})
+
+	// The control plane's view of Azure: the fake's certificate, and an
+	// `az` that hands out the fake's token.
+	dir := tempDir(t)
+	caFile := filepath.Join(dir, "armfake.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	azDir := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(azDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	az := "#!/bin/sh\necho '{\"accessToken\": \"armfake-token\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"tokenType\": \"Bearer\"}'\n"
+	if err := os.WriteFile(filepath.Join(azDir, "az"), []byte(az), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	up := startUp(t, upConfig{UIDBase: uidBase(187), Env: []string{"PATH=" + azDir + ":" + os.Getenv("PATH"),
+		"SSL_CERT_FILE=" + caFile, "AZURE_TOKEN_CREDENTIALS=AzureCLICredential"}})
+	cliOK(t, up.env(), "pool", "apply", "-f", writeFile(t, "pools-*.yaml", `pools:
+- name: az
+  provider: {name: azure-vmss, subscription: `+sub+`, resource_group: `+rg+`, scale_set: cpu-nodes, endpoint: `+fake.URL+`, share: `+up.Share+`}
+  node: {cpus: 1, memory: 512MiB}
+  work: [batch]
+  autoscale: {min: 0, max: 2, idle_timeout: 3s}
+`))
+
+	// The machines: an agent for each instance, from its custom data.
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { stop(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		booted := map[string]bool{}
+		for ctx.Err() == nil {
+			for _, in := range fake.Instances(set) {
+				if in.State != "Succeeded" || booted[in.ComputerName] {
+					continue
+				}
+				booted[in.ComputerName] = true
+				wg.Add(1)
+				go func() { defer wg.Done(); bootInstance(ctx, t, in, filepath.Join(dir, in.ComputerName)) }()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	id := submit(t, up.env(), "--pool", "az", "--", "true")
+	j := waitState(t, up.env(), id, dspool.JobSucceeded, 60*time.Second)
+	t.Logf("job submitted to an empty Azure pool -> running in %s", j.StartedAt.Sub(j.SubmittedAt).Round(time.Millisecond))
+	ins := fake.Instances(set)
+	if len(ins) != 1 {
+		t.Fatalf("the scale set has %d instances, want 1", len(ins))
+	}
+	var name string
+	for _, n := range up.poolNodes(t, "az") {
+		if n.ID == j.Node {
+			name = n.Name
+		}
+	}
+	if name != ins[0].ComputerName {
+		t.Fatalf("the job ran on node %q, want the instance's machine %s", name, ins[0].ComputerName)
+	}
+	if evs := up.events(t, "az"); !hasEvent(evs, dspool.EventScaleOut, "added 1 node") {
+		t.Fatalf("no scale_out event: %+v", evs)
+	}
+
+	eventually(t, 60*time.Second, "the idle node's instance to be deleted", func() bool { return len(fake.Instances(set)) == 0 })
+	var deletes []string
+	for _, c := range fake.Calls() {
+		switch {
+		case c.Method == http.MethodPost && strings.HasSuffix(c.Path, "/delete"):
+			deletes = append(deletes, string(c.Body))
+		case c.Method == http.MethodPatch && !strings.Contains(string(c.Body), `"capacity":1`):
+			t.Errorf("a PATCH other than the growth to 1: %s", c.Body)
+		case c.Status == http.StatusUnauthorized:
+			t.Errorf("a call without the token: %s %s", c.Method, c.Path)
+		}
+	}
+	if len(deletes) != 1 || !strings.Contains(deletes[0], `"instanceIds":["`+ins[0].ID+`"]`) {
+		t.Fatalf("deleteInstances calls %q, want one of instance %s", deletes, ins[0].ID)
+	}
+	if got := fake.Capacity(set); got != 0 {
+		t.Fatalf("capacity %d after the node went, want 0", got)
+	}
+}
+
+// bootInstance does what an instance's cloud-init does with its custom
+// data: it runs the agent's service command, with the tokens of its file
+// in the environment and its own state directory, until ctx ends.
+func bootInstance(ctx context.Context, t *testing.T, in armfake.Instance, dir string) {
+	raw, err := base64.StdEncoding.DecodeString(in.CustomData)
+	if err != nil {
+		t.Errorf("instance %s: custom data: %v", in.ComputerName, err)
+		return
+	}
+	js, err := yamljson.Convert(raw, yamljson.Limits{Nodes: 1000, Aliased: 10, Depth: 10})
+	if err != nil {
+		t.Errorf("instance %s: custom data is not YAML: %v", in.ComputerName, err)
+		return
+	}
+	var cc struct {
+		WriteFiles []struct{ Path, Content string } `json:"write_files"`
+	}
+	_ = json.Unmarshal(js, &cc)
+	var env []string
+	var args []string
+	for _, f := range cc.WriteFiles {
+		switch f.Path {
+		case "/etc/dspool/join.env":
+			env = strings.Split(strings.TrimSpace(f.Content), "\n")
+		case "/etc/systemd/system/dspool-agent.service":
+			for _, l := range strings.Split(f.Content, "\n") {
+				if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+					args = strings.Fields(strings.ReplaceAll(v, "%H", in.ComputerName))
+				}
+			}
+		}
+	}
+	if len(env) == 0 || len(args) < 2 {
+		t.Errorf("instance %s: custom data without the tokens' file or the agent's service:\n%s", in.ComputerName, raw)
+		return
+	}
+	for i := range args[:len(args)-1] {
+		if args[i] == "--state" {
+			args[i+1] = filepath.Join(dir, "state") // each machine its own disk
+		}
+	}
+	_ = os.MkdirAll(dir, 0o755)
+	cmd := exec.CommandContext(ctx, bin, args[1:]...)
+	cmd.Env = append(baseEnv(), env...)
+	out, _ := os.Create(filepath.Join(dir, "agent.log"))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 20 * time.Second
+	_ = cmd.Run()
+	out.Close()
+	removeNodeCgroups(filepath.Join(dir, "state"))
+}
