@@ -2,21 +2,16 @@ package e2e_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/provider/azurevmss/armfake"
-	"github.com/dspool/dspool/yamljson"
 )
 
 // TestAzurePool runs a pool whose nodes are the instances of an Azure
@@ -61,24 +56,17 @@ func TestAzurePool(t *testing.T) {
 
 	// The machines: an agent for each instance, from its custom data.
 	ctx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { stop(); wg.Wait() })
-	wg.Add(1)
+	machines := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		booted := map[string]bool{}
-		for ctx.Err() == nil {
-			for _, in := range fake.Instances(set) {
-				if in.State != "Succeeded" || booted[in.ComputerName] {
-					continue
-				}
-				booted[in.ComputerName] = true
-				wg.Add(1)
-				go func() { defer wg.Done(); bootInstance(ctx, t, in, filepath.Join(dir, in.ComputerName)) }()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		fake.Machines(ctx, set, bin, dir, baseEnv(), func(err error) { t.Errorf("a machine: %v", err) })
+		close(machines)
 	}()
+	t.Cleanup(func() {
+		stop()
+		<-machines
+		states, _ := filepath.Glob(filepath.Join(dir, "*", "state"))
+		removeNodeCgroups(states...)
+	})
 
 	id := submit(t, up.env(), "--pool", "az", "--", "true")
 	j := waitState(t, up.env(), id, dspool.JobSucceeded, 60*time.Second)
@@ -118,57 +106,4 @@ func TestAzurePool(t *testing.T) {
 	if got := fake.Capacity(set); got != 0 {
 		t.Fatalf("capacity %d after the node went, want 0", got)
 	}
-}
-
-// bootInstance does what an instance's cloud-init does with its custom
-// data: it runs the agent's service command, with the tokens of its file
-// in the environment and its own state directory, until ctx ends.
-func bootInstance(ctx context.Context, t *testing.T, in armfake.Instance, dir string) {
-	raw, err := base64.StdEncoding.DecodeString(in.CustomData)
-	if err != nil {
-		t.Errorf("instance %s: custom data: %v", in.ComputerName, err)
-		return
-	}
-	js, err := yamljson.Convert(raw, yamljson.Limits{Nodes: 1000, Aliased: 10, Depth: 10})
-	if err != nil {
-		t.Errorf("instance %s: custom data is not YAML: %v", in.ComputerName, err)
-		return
-	}
-	var cc struct {
-		WriteFiles []struct{ Path, Content string } `json:"write_files"`
-	}
-	_ = json.Unmarshal(js, &cc)
-	var env []string
-	var args []string
-	for _, f := range cc.WriteFiles {
-		switch f.Path {
-		case "/etc/dspool/join.env":
-			env = strings.Split(strings.TrimSpace(f.Content), "\n")
-		case "/etc/systemd/system/dspool-agent.service":
-			for _, l := range strings.Split(f.Content, "\n") {
-				if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
-					args = strings.Fields(strings.ReplaceAll(v, "%H", in.ComputerName))
-				}
-			}
-		}
-	}
-	if len(env) == 0 || len(args) < 2 {
-		t.Errorf("instance %s: custom data without the tokens' file or the agent's service:\n%s", in.ComputerName, raw)
-		return
-	}
-	for i := range args[:len(args)-1] {
-		if args[i] == "--state" {
-			args[i+1] = filepath.Join(dir, "state") // each machine its own disk
-		}
-	}
-	_ = os.MkdirAll(dir, 0o755)
-	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Env = append(baseEnv(), env...)
-	out, _ := os.Create(filepath.Join(dir, "agent.log"))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 20 * time.Second
-	_ = cmd.Run()
-	out.Close()
-	removeNodeCgroups(filepath.Join(dir, "state"))
 }
