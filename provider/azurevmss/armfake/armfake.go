@@ -39,6 +39,7 @@ type Server struct {
 
 // Call is one request the fake answered.
 type Call struct {
+	At                  time.Time
 	Method, Path, Query string
 	Body                []byte
 	Status              int
@@ -207,9 +208,10 @@ func (f *Server) serve(w http.ResponseWriter, r *http.Request) {
 		body, _ = io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	}
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	at := time.Now()
 	defer func() {
 		f.mu.Lock()
-		f.calls = append(f.calls, Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Status: rec.status})
+		f.calls = append(f.calls, Call{At: at, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body, Status: rec.status})
 		f.mu.Unlock()
 	}()
 	if r.Header.Get("Authorization") != "Bearer armfake-token" {
@@ -386,7 +388,6 @@ func (f *Server) operation(w http.ResponseWriter, id string) {
 	}
 	if o.polls > 0 && o.done != nil {
 		o.polls--
-		w.Header().Set("Retry-After", "0")
 		writeJSON(w, http.StatusOK, map[string]any{"name": id, "status": "InProgress", "startTime": time.Now().UTC()})
 		return
 	}
