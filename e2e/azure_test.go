@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"encoding/pem"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,20 +31,11 @@ func TestAzurePool(t *testing.T) {
 	// The control plane's view of Azure: the fake's certificate, and an
 	// `az` that hands out the fake's token.
 	dir := tempDir(t)
-	caFile := filepath.Join(dir, "armfake.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o644); err != nil {
+	azEnv, err := fake.ProcessEnv(dir, os.Getenv("PATH"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	azDir := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(azDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	az := "#!/bin/sh\necho '{\"accessToken\": \"armfake-token\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"tokenType\": \"Bearer\"}'\n"
-	if err := os.WriteFile(filepath.Join(azDir, "az"), []byte(az), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	up := startUp(t, upConfig{UIDBase: uidBase(187), Env: []string{"PATH=" + azDir + ":" + os.Getenv("PATH"),
-		"SSL_CERT_FILE=" + caFile, "AZURE_TOKEN_CREDENTIALS=AzureCLICredential"}})
+	up := startUp(t, upConfig{UIDBase: uidBase(187), Env: azEnv})
 	cliOK(t, up.env(), "pool", "apply", "-f", writeFile(t, "pools-*.yaml", `pools:
 - name: az
   provider: {name: azure-vmss, subscription: `+sub+`, resource_group: `+rg+`, scale_set: cpu-nodes, endpoint: `+fake.URL+`, share: `+up.Share+`}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +15,9 @@ import (
 var azureKinds = []string{"GET scale set", "PATCH scale set", "GET instances", "POST delete instances", "GET operation"}
 
 // azureEngine starts a local fake of Azure Resource Manager with one scale
-// set, and gives dspool what it needs to talk to it: the fake's
-// certificate (SSL_CERT_FILE) and Azure CLI's credential alone
-// (AZURE_TOKEN_CREDENTIALS), from an `az` first on the PATH that hands out
-// the fake's token. Its machines are agents started from each instance's
+// set, and gives dspool what it needs to talk to it (armfake's
+// ProcessEnv: its certificate, and Azure CLI's credential from an `az`
+// that hands out the fake's token). Its machines are agents started from each instance's
 // custom data once the fake has provisioned it (200 ms: the figures are
 // dspool's part, above a real machine's boot).
 func azureEngine() (*engine, string, error) {
@@ -31,20 +29,16 @@ func azureEngine() (*engine, string, error) {
 		fake.Close()
 		return nil, "", err
 	}
-	ca := filepath.Join(dir, "armfake.pem")
-	az := "#!/bin/sh\necho '{\"accessToken\": \"armfake-token\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"tokenType\": \"Bearer\"}'\n"
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fake.Certificate().Raw}), 0o644); err != nil {
-		fake.Close()
-		return nil, "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "az"), []byte(az), 0o755); err != nil {
-		fake.Close()
-		return nil, "", err
-	}
 	path := os.Getenv("PATH")
-	os.Setenv("PATH", dir+":"+path)
-	os.Setenv("SSL_CERT_FILE", ca)
-	os.Setenv("AZURE_TOKEN_CREDENTIALS", "AzureCLICredential")
+	env, err := fake.ProcessEnv(dir, path)
+	if err != nil {
+		fake.Close()
+		return nil, "", err
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
 	done := make(chan struct{})
 	started := false
 	return &engine{

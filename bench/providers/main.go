@@ -60,7 +60,7 @@ type Result struct {
 	// deleteInstances).
 	GrowP50Ms   float64 `json:"submit_to_grow_call_p50_ms"`
 	RemoveP50Ms float64 `json:"scale_in_to_remove_call_p50_ms"`
-	Load1        float64 `json:"load1_before"`
+	Load1       float64 `json:"load1_before"`
 }
 
 func main() {

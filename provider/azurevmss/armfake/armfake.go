@@ -11,10 +11,13 @@ package armfake
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -485,4 +488,26 @@ type recorder struct {
 func (r *recorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// ProcessEnv writes into dir what another process needs to reach the fake
+// through the Azure SDK's default credential chain, and returns its
+// variables: the fake's certificate as the only root (SSL_CERT_FILE),
+// Azure CLI's credential alone (AZURE_TOKEN_CREDENTIALS) and, first on
+// PATH, an `az` that prints the fake's token.
+func (f *Server) ProcessEnv(dir, path string) ([]string, error) {
+	ca := filepath.Join(dir, "armfake.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Certificate().Raw}), 0o644); err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	az := "#!/bin/sh\n# Azure CLI's `az account get-access-token`, as the fake takes it.\n" +
+		"echo '{\"accessToken\": \"armfake-token\", \"expiresOn\": \"2099-01-01 00:00:00.000000\", \"expires_on\": 4070908800, \"tokenType\": \"Bearer\"}'\n"
+	if err := os.WriteFile(filepath.Join(bin, "az"), []byte(az), 0o755); err != nil {
+		return nil, err
+	}
+	return []string{"PATH=" + bin + ":" + path, "SSL_CERT_FILE=" + ca, "AZURE_TOKEN_CREDENTIALS=AzureCLICredential"}, nil
 }
