@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -16,8 +17,9 @@ import (
 //go:embed templates
 var templateFS embed.FS
 
-// templates are the pages by name, each parsed with the layout.
-var templates = func() map[string]*template.Template {
+// templates are the pages by name, each parsed with the layout, at the
+// first page served: a CLI command that never serves one pays nothing.
+var templates = sync.OnceValue(func() map[string]*template.Template {
 	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
@@ -25,7 +27,7 @@ var templates = func() map[string]*template.Template {
 		out[name] = template.Must(template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return out
-}()
+})
 
 // page is what the layout shows around a page's own data.
 type page struct {
@@ -53,7 +55,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 		p.Nav = "admin"
 	}
 	var buf bytes.Buffer
-	if err := templates[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+	if err := templates()[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		d.o.Logger.Error("render dashboard page", "page", name, "err", err)
 		http.Error(w, "This page could not be drawn: reload it, and if it persists, tell your pool's admin.", http.StatusInternalServerError)
 		return
