@@ -139,18 +139,21 @@ func (d *Dashboard) rerun(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/jobs/"+url.PathEscape(ref), http.StatusSeeOther)
 }
 
-// queueData is the work waiting in the pools the user may use: their own
-// queued jobs (an admin's: everyone's), by pool, each with why it waits.
+// queueData is the work waiting in the pools, in the order the scheduler
+// takes it, as `dspool queue` shows it: every user's jobs (their names
+// where the pool shows them), each with its place, its score's factors,
+// why it waits and when it may start.
 type queueData struct {
+	Me    string
+	Admin bool
 	Pools []queuePool
-	// Why says why each job waits, by id.
-	Why map[int64]string
 }
 
 type queuePool struct {
 	Pool  *api.PoolDetail
 	Ready int
-	Jobs  []*dspool.Job
+	Jobs  []dspool.QueueEntry
+	Mine  int
 }
 
 func (d *Dashboard) queue(v *visit) (string, any, error) {
@@ -158,11 +161,11 @@ func (d *Dashboard) queue(v *visit) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	l, err := v.api.Jobs(v.r.Context(), api.JobQuery{States: []string{string(dspool.JobQueued)}, AllUsers: v.user.Admin, Limit: 1000})
+	q, err := v.api.Queue(v.r.Context(), "")
 	if err != nil {
 		return "", nil, err
 	}
-	data := queueData{Why: waitReasons(l.Jobs, pools)}
+	data := queueData{Me: v.user.Name, Admin: v.user.Admin}
 	for _, p := range pools {
 		qp := queuePool{Pool: p}
 		for _, n := range p.Nodes {
@@ -170,12 +173,14 @@ func (d *Dashboard) queue(v *visit) (string, any, error) {
 				qp.Ready++
 			}
 		}
-		for _, j := range l.Jobs {
-			if j.Pool == p.Name {
-				qp.Jobs = append(qp.Jobs, j)
+		for _, e := range q.Jobs {
+			if e.Pool == p.Name {
+				qp.Jobs = append(qp.Jobs, e)
+				if e.User == v.user.Name {
+					qp.Mine++
+				}
 			}
 		}
-		slices.Reverse(qp.Jobs) // the longest waiting first
 		data.Pools = append(data.Pools, qp)
 	}
 	return "Queue", data, nil

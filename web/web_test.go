@@ -252,10 +252,15 @@ func TestOthersJobsStayTheirs(t *testing.T) {
 		!strings.Contains(r.body, "your jobs are on the Jobs page") || strings.Contains(r.body, "dspool job") {
 		t.Errorf("bob opens ada's job: %d, want 404 without its name, saying where his jobs are (not a command)\n%s", r.status, r.body)
 	}
-	for _, path := range []string{"/jobs", "/jobs?all=true", "/queue", "/pools"} {
+	for _, path := range []string{"/jobs", "/jobs?all=true", "/pools"} {
 		if r := b.get(path); r.status != http.StatusOK || strings.Contains(r.body, "ada-secret-run") {
 			t.Errorf("bob's %s: %d, shows ada's job or fails\n%s", path, r.status, r.body)
 		}
+	}
+	// The queue shows every user's waiting work, as dspool queue does
+	// (names where the pool shows them), but no way into another's job.
+	if r := b.get("/queue"); r.status != http.StatusOK || strings.Contains(r.body, `href="/jobs/`+j.Ref()+`"`) || !strings.Contains(r.body, `data-job="`+j.Ref()+`"`) {
+		t.Errorf("bob's /queue: %d, links ada's job, leaves it out or fails\n%s", r.status, r.body)
 	}
 	if r := b.do("POST", "/jobs/"+j.Ref()+"/cancel", url.Values{"_xsrf": {b.xsrf()}}); r.status != http.StatusNotFound {
 		t.Errorf("bob cancels ada's job: %d, want 404\n%s", r.status, r.body)
