@@ -444,8 +444,9 @@ func tryLockDir(dir string) (f *os.File, holder string, err error) {
 }
 
 // ensureAdmin creates the first admin on a new store, with a uid that none
-// of host holds. It returns the admin.
-func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount) (*dspool.User, bool, error) {
+// of host holds. It returns the admin. local: this machine's agents will
+// run the admin's work (dspool up as root).
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount, local bool) (*dspool.User, bool, error) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return nil, false, err
@@ -453,6 +454,15 @@ func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.
 	for _, u := range users {
 		if u.Admin {
 			return u, false, nil
+		}
+	}
+	// Local agents as root run the admin's work as an account of that
+	// name, made with the admin's uid: one that exists with another uid
+	// (Debian's cloud images log in as admin) would stop it all.
+	if local {
+		if acct, err := user.Lookup(name); err == nil {
+			return nil, false, dspool.Invalid("--admin", "an account called %s already exists on this machine (uid %s), and the first admin of a new store gets a uid of its own: "+
+				"start the new store with --admin NAME, a name no account on this machine has", name, acct.Uid)
 		}
 	}
 	u, err := db.CreateUserAvoiding(ctx, name, true, host)
