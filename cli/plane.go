@@ -308,7 +308,7 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
 	scheme := "http"
 	if tlsConfig != nil {
-		p.ln = tls.NewListener(ln, tlsConfig)
+		p.ln = tls.NewListener(server.RedirectPlainHTTP(ln), tlsConfig)
 		scheme = "https"
 		p.ca, p.pin = link.caFile, link.pin
 	}
