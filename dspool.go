@@ -65,12 +65,17 @@ type Job struct {
 	Message  string   `json:"message,omitempty"`
 	// Attempt numbers executions from 1; it is the fencing token every report
 	// from an agent must carry.
-	Attempt         int               `json:"attempt"`
-	Node            string            `json:"node"`
-	CPUs            MilliCPU          `json:"cpus"`
-	Memory          Bytes             `json:"memory"`
-	GPUs            int               `json:"gpus"`
-	GPUIndices      []int             `json:"gpu_indices,omitempty"`
+	Attempt    int      `json:"attempt"`
+	Node       string   `json:"node"`
+	CPUs       MilliCPU `json:"cpus"`
+	Memory     Bytes    `json:"memory"`
+	GPUs       int      `json:"gpus"`
+	GPUType    string   `json:"gpu_type,omitempty"`
+	GPUMemory  Bytes    `json:"gpu_memory,omitempty"`
+	GPUIndices []int    `json:"gpu_indices,omitempty"`
+	// GPUsHeld describes the GPUs of GPUIndices, as the node reported them
+	// (filled where a job is shown on its own).
+	GPUsHeld        []GPU             `json:"gpus_held,omitempty"`
 	TimeLimit       Duration          `json:"time_limit,omitempty"`
 	Retries         int               `json:"retries"`
 	Priority        int               `json:"priority"`
@@ -176,6 +181,11 @@ type GPU struct {
 	Name   string `json:"name,omitempty"`
 	UUID   string `json:"uuid,omitempty"`
 	Memory Bytes  `json:"memory,omitempty"`
+	// MIG marks a MIG instance of GPU Parent: a unit scheduled on its own,
+	// named by its UUID (MIG-...) in CUDA_VISIBLE_DEVICES. Its Index is
+	// the node's own number for it, past those of the whole GPUs.
+	MIG    bool `json:"mig,omitempty"`
+	Parent int  `json:"parent,omitempty"`
 }
 
 // Inventory is what a node has to offer.

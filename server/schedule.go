@@ -47,7 +47,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	for _, j := range active {
 		if j.State == dspool.JobQueued {
 			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-				User: j.User, Team: j.Team})
+				User: j.User, Team: j.Team, GPUWant: j.GPUWant})
 			attempts[j.ID] = j.Attempt
 		}
 	}
@@ -191,6 +191,7 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 		for _, g := range inv.GPUs {
 			n.FreeGPUs = append(n.FreeGPUs, g.Index)
 		}
+		n.GPUs = inv.GPUs
 		byID[id] = n
 		ids = append(ids, id)
 	}

@@ -254,6 +254,9 @@ func (s *Server) explainWait(j *dspool.Job) {
 	if why := s.closed.why(j.ID); why != "" {
 		j.Waiting = strings.TrimPrefix(j.Waiting+"; "+why, "; ")
 	}
+	if why := s.gpuWaiting(j); why != "" {
+		j.Waiting = strings.TrimPrefix(j.Waiting+"; "+why, "; ")
+	}
 }
 
 // checkPoolTeams refuses pools granted to teams that do not exist.
