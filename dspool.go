@@ -186,6 +186,8 @@ type GPU struct {
 	// the node's own number for it, past those of the whole GPUs.
 	MIG    bool `json:"mig,omitempty"`
 	Parent int  `json:"parent,omitempty"`
+	// BusID is its PCI address as nvidia-smi gives it.
+	BusID string `json:"bus_id,omitempty"`
 }
 
 // Inventory is what a node has to offer.

@@ -52,7 +52,12 @@ type Config struct {
 	// Inventory overrides; zero means detect.
 	CPUs   dspool.MilliCPU
 	Memory dspool.Bytes
-	GPUs   int // -1: detect with nvidia-smi; N >= 0: declare N GPUs
+	// GPUs: -1 offers those nvidia-smi finds; N >= 0 offers N, the first
+	// N that nvidia-smi finds when it finds any, else N without a model.
+	GPUs int
+	// DevDir holds the GPUs' device nodes (nvidiaN; default /dev), which
+	// the devices cgroup denies to work that does not hold them.
+	DevDir string
 	Labels map[string]string
 	// EtcDir holds the account files (passwd, group) whose accounts the
 	// agent reports; default /etc (tests give others).
@@ -99,9 +104,10 @@ type Agent struct {
 	cgroups  *cgroups
 	accounts accounts
 	reporter accountReporter
-	runtime  string  // this node's runtime directory ("" when it could not be made)
-	caFile   string  // the server's CA for work, in runtime ("": work needs none)
-	podman   *podman // nil: no attempt in an image runs here (inv.ImagesWhy says why)
+	runtime  string         // this node's runtime directory ("" when it could not be made)
+	gpuDevs  map[int]devNum // each GPU's device node, by index (absent: none found)
+	caFile   string         // the server's CA for work, in runtime ("": work needs none)
+	podman   *podman        // nil: no attempt in an image runs here (inv.ImagesWhy says why)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt
@@ -181,9 +187,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.Memory == 0 {
 		ag.inv.Memory = MemTotal()
 	}
-	if cfg.GPUs < 0 {
-		ag.inv.GPUs = DetectGPUs(ctx)
-	} else {
+	ag.inv.GPUs = DetectGPUs(ctx)
+	if cfg.GPUs >= 0 && len(ag.inv.GPUs) > cfg.GPUs {
+		ag.inv.GPUs = ag.inv.GPUs[:cfg.GPUs]
+	}
+	if cfg.GPUs >= 0 && len(ag.inv.GPUs) == 0 {
 		for i := 0; i < cfg.GPUs; i++ {
 			ag.inv.GPUs = append(ag.inv.GPUs, dspool.GPU{Index: i, Name: "declared"})
 		}
@@ -191,6 +199,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.GPUs == nil {
 		ag.inv.GPUs = []dspool.GPU{}
 	}
+	if ag.cfg.DevDir == "" {
+		ag.cfg.DevDir = "/dev"
+	}
+	ag.gpuDevs = findGPUDevices(ag.cfg.DevDir, ag.inv.GPUs)
 	if len(cfg.SFTPServer) > 0 {
 		f, err := os.Open(cfg.SFTPServer[0])
 		if err != nil {
@@ -332,6 +344,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+	ag.warnGPUIsolation()
 	if err := ag.prepareRuntime(); err != nil {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)
