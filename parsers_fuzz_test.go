@@ -41,6 +41,11 @@ func FuzzInputParsers(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if w := (dspool.GPUWant{Type: s}); w.Validate("", 1) != nil {
+			named(t, "GPUWant.Validate", w.Validate("", 1))
+		} else if _, ok := hidesText(s); !ok || len(s) > dspool.MaxGPUTypeLen {
+			t.Fatalf("GPUWant.Validate took gpu_type %q", s)
+		}
 		if r, err := dspool.ParsePriorityRange("priority", s); err != nil {
 			named(t, "ParsePriorityRange", err)
 		} else if r.Min > r.Max || r.Min < -dspool.MaxPriority || r.Max > dspool.MaxPriority {
