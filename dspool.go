@@ -206,6 +206,9 @@ type Usage struct {
 	Load1    float64 `json:"load1"`
 	MemUsed  Bytes   `json:"mem_used"`
 	Attempts int     `json:"attempts"`
+	// GPUsBusy are the indices of the GPUs at work at the last sample
+	// (nvidia-smi, every few seconds).
+	GPUsBusy []int `json:"gpus_busy,omitempty"`
 	// The share's file system as the node sees it: its size and free room
 	// for users, and its inodes and free inodes; zero when unknown.
 	ShareSize      Bytes `json:"share_size,omitempty"`

@@ -106,8 +106,9 @@ type Agent struct {
 	reporter accountReporter
 	runtime  string         // this node's runtime directory ("" when it could not be made)
 	gpuDevs  map[int]devNum // each GPU's device node, by index (absent: none found)
-	caFile   string         // the server's CA for work, in runtime ("": work needs none)
-	podman   *podman        // nil: no attempt in an image runs here (inv.ImagesWhy says why)
+	gpuUse   gpuUse
+	caFile   string  // the server's CA for work, in runtime ("": work needs none)
+	podman   *podman // nil: no attempt in an image runs here (inv.ImagesWhy says why)
 
 	mu       sync.Mutex
 	attempts map[api.AttemptRef]*attempt

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -315,4 +317,70 @@ func (ag *Agent) warnGPUIsolation() {
 			ag.log.Warn("GPU without a device node: jobs that do not hold it can still reach it", "gpu", g.Index, "dir", ag.cfg.DevDir)
 		}
 	}
+}
+
+// ParseGPUUtil parses `nvidia-smi --query-gpu=index,utilization.gpu
+// --format=csv,noheader,nounits`: the indices of the GPUs at work (more
+// than 0%), ascending; lines it cannot read are skipped.
+func ParseGPUUtil(out string) []int {
+	var busy []int
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Split(line, ",")
+		if len(f) != 2 {
+			continue
+		}
+		idx, err1 := strconv.Atoi(strings.TrimSpace(f[0]))
+		pct, err2 := strconv.Atoi(strings.TrimSpace(f[1]))
+		if err1 != nil || err2 != nil || idx < 0 || idx >= dspool.MaxGPUs || pct <= 0 || slices.Contains(busy, idx) {
+			continue
+		}
+		busy = append(busy, idx)
+	}
+	slices.Sort(busy)
+	return busy
+}
+
+// gpuUse is the last sample of which GPUs are at work, for the idle culler
+// of sessions that hold GPUs. nvidia-smi runs in the background at most
+// every gpuSampleEvery: a heartbeat never waits for it.
+type gpuUse struct {
+	mu      sync.Mutex
+	busy    []int // unit indices (a MIG instance is busy with its GPU)
+	sampled time.Time
+	running bool
+}
+
+const gpuSampleEvery = 10 * time.Second
+
+// busyGPUs returns the last sample, starting a new one when it is old.
+func (ag *Agent) busyGPUs() []int {
+	u := &ag.gpuUse
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(ag.inv.GPUs) > 0 && !u.running && time.Since(u.sampled) > gpuSampleEvery {
+		u.running = true
+		go ag.sampleGPUs()
+	}
+	return u.busy
+}
+
+func (ag *Agent) sampleGPUs() {
+	var busy []int
+	if path, err := exec.LookPath("nvidia-smi"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := exec.CommandContext(ctx, path, "--query-gpu=index,utilization.gpu", "--format=csv,noheader,nounits").Output()
+		cancel()
+		if err == nil {
+			whole := ParseGPUUtil(string(out))
+			for _, g := range ag.inv.GPUs {
+				if slices.Contains(whole, g.Index) && !g.MIG || g.MIG && slices.Contains(whole, g.Parent) {
+					busy = append(busy, g.Index)
+				}
+			}
+		}
+	}
+	u := &ag.gpuUse
+	u.mu.Lock()
+	u.busy, u.sampled, u.running = busy, time.Now(), false
+	u.mu.Unlock()
 }

@@ -288,9 +288,12 @@ func MuxConfig() *yamux.Config {
 const StreamWindow = 2 << 20
 
 // NotebookStart is the body of POST /api/v1/notebook: the interactive pool
-// (empty: the default one).
+// (empty: the default one), and the size of the server's session: one of
+// the pool's session profiles, or a size inline (8cpu-64gib-1gpu); empty:
+// the pool's own.
 type NotebookStart struct {
-	Pool string `json:"pool,omitempty"`
+	Pool    string `json:"pool,omitempty"`
+	Profile string `json:"profile,omitempty"`
 }
 
 // NotebookSpec starts a user's Jupyter server in their session:

@@ -187,6 +187,17 @@ func (a *App) poolShowCmd() *cobra.Command {
 			if as := d.Autoscale; as != nil {
 				a.printAutoscale(as)
 			}
+			if d.Takes(dspool.WorkInteractive) {
+				set := d.SessionSettings()
+				fmt.Fprintf(a.Stdout, "\nSessions: %s, %s memory each", dspool.Plural(set.CPUs, "cpu"), set.Memory)
+				if set.Idle > 0 {
+					fmt.Fprintf(a.Stdout, "; ended after %s idle", time.Duration(set.Idle))
+				}
+				fmt.Fprintln(a.Stdout)
+				for _, z := range set.Profiles {
+					fmt.Fprintf(a.Stdout, "  profile %-10s %s\n", z.Name, sanitize(z.String()))
+				}
+			}
 			fmt.Fprintln(a.Stdout, "\nNodes:")
 			return a.printNodes(d.Nodes)
 		},

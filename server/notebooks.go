@@ -75,7 +75,7 @@ func (nbs *notebooks) set(nb *notebook, f func(*dspool.Notebook)) {
 
 // start starts the user's Jupyter server unless one is starting or ready;
 // cred is the credential that asks.
-func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, base, cred string) (dspool.Notebook, error) {
+func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, profile, remote, base, cred string) (dspool.Notebook, error) {
 	nbs.mu.Lock()
 	if nb := nbs.by[u.Name]; nb != nil && (nb.rec.State == dspool.NotebookStarting || nb.rec.State == dspool.NotebookReady) {
 		rec := nb.rec
@@ -90,8 +90,12 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 	if err != nil {
 		return dspool.Notebook{}, err
 	}
+	z, err := p.SessionSize(profile)
+	if err != nil {
+		return dspool.Notebook{}, err
+	}
 	url := base + "/user/" + u.Name + "/"
-	lease, err := nbs.s.placeSession(ctx, u, p, remote, dspool.SessionJupyter)
+	lease, err := nbs.s.placeSession(ctx, u, p, z, remote, dspool.SessionJupyter)
 	if nr := (noRoom{}); errors.As(err, &nr) && nbs.s.scaler.canWait(p) {
 		// The pool gets a node: wait for it in the background; the state
 		// says how the wait goes.
@@ -104,7 +108,7 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 		}
 		go func() {
 			defer cancel()
-			lease, err := nbs.s.awaitSession(wctx, u, p, remote, dspool.SessionJupyter, func(msg string) {
+			lease, err := nbs.s.awaitSession(wctx, u, p, z, remote, dspool.SessionJupyter, func(msg string) {
 				nbs.set(nb, func(r *dspool.Notebook) {
 					if r.State == dspool.NotebookStarting {
 						r.Message = msg
@@ -430,7 +434,7 @@ func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, s.client(r).Addr, s.baseURL(r), credFrom(r).label())
+	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, req.Profile, s.client(r).Addr, s.baseURL(r), credFrom(r).label())
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -199,6 +200,7 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 		if n := byID[id]; n != nil {
 			n.FreeCPUs -= r.CPUs
 			n.FreeMem -= r.Memory
+			n.FreeGPUs = slices.DeleteFunc(n.FreeGPUs, func(g int) bool { return slices.Contains(r.GPUs, g) })
 		}
 	}
 	for _, j := range active {

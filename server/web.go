@@ -191,6 +191,9 @@ type pageData struct {
 	NoPassword bool
 	// Next is where a login returns to: the page that asked for it.
 	Next string
+	// Profiles are the session profiles of the default interactive pool,
+	// which the page offers for the Jupyter server.
+	Profiles []dspool.SessionSize
 }
 
 // loginNext is where a login may return to: a user's Jupyter server
@@ -225,7 +228,11 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: why, Next: loginNext(r.URL.Query().Get("next"))}))
 		return
 	}
-	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf})
+	var profiles []dspool.SessionSize
+	if p, err := s.interactivePool(r.Context(), ""); err == nil {
+		profiles = p.SessionSettings().Profiles
+	}
+	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf, Profiles: profiles})
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -354,6 +361,8 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <p>State: <span id="state">…</span> <span id="where" class="muted"></span></p>
 <p id="progress" class="muted"></p>
 <p id="idle" class="error"></p>
+{{if .Profiles}}<label for="profile">Size</label><select id="profile"><option value="">the pool's own</option>
+{{range .Profiles}}<option value="{{.Name}}">{{.Name}}: {{.String}}{{if .Description}} ({{.Description}}){{end}}</option>{{end}}</select>{{end}}
 <p><button id="start">Start my server</button><button id="stop">Stop</button> <a id="open" hidden>Open</a></p>
 <pre id="message" hidden></pre>
 <form method="post" action="/logout"><input type="hidden" name="_xsrf" value="{{.XSRF}}"><button>Log out</button></form>
@@ -397,7 +406,13 @@ function show(nb) {
   }
 }
 async function api(method) {
-  const r = await fetch('/api/v1/notebook', {method, headers: {'X-XSRF-Token': xsrf}, credentials: 'same-origin'});
+  const opts = {method, headers: {'X-XSRF-Token': xsrf}, credentials: 'same-origin'};
+  const profile = $('profile');
+  if (method === 'POST' && profile && profile.value) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify({profile: profile.value});
+  }
+  const r = await fetch('/api/v1/notebook', opts);
   const body = await r.json();
   if (!r.ok) throw new Error(body.error ? body.error.message : r.statusText);
   return body;

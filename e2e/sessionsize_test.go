@@ -1,0 +1,113 @@
+package e2e_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// limitsProbe prints, from inside a session, the limits of the cgroups it
+// runs in (memory and cpu quota), what dspool tells it of its size, and
+// which of the fake GPUs in dev it can open.
+func limitsProbe(dev string) string {
+	return `cg() { awk -F: -v c="$1" '{n=split($2,a,","); for(i=1;i<=n;i++) if(a[i]==c) print $3}' /proc/self/cgroup; }
+echo "mem=$(cat /sys/fs/cgroup/memory$(cg memory)/memory.limit_in_bytes) quota=$(cat /sys/fs/cgroup/cpu$(cg cpu)/cpu.cfs_quota_us)"
+echo "env=$DSPOOL_CPUS/$DSPOOL_MEMORY/$CUDA_VISIBLE_DEVICES"
+for g in 0 1; do if head -c1 ` + dev + `/nvidia$g >/dev/null 2>&1; then echo "gpu$g:open"; else echo "gpu$g:denied"; fi; done`
+}
+
+// TestSizedSessions logs in through the real OpenSSH client with sessions
+// of the sizes the pool defines (USER+POOL+PROFILE) or that the login
+// names (USER+POOL+8cpu-...), and with dspool shell --cpus: each session's
+// processes run in a cgroup with its limits, hold only its GPUs, and the
+// login says where it landed.
+func TestSizedSessions(t *testing.T) {
+	requireRoot(t)
+	requireSSHClients(t)
+	bin, dev := fakeGPUs(t)
+	up := startUp(t, upConfig{UIDBase: uidBase(241),
+		Env: []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "DSPOOL_GPU_DEV_DIR=" + dev}})
+	u := up.sshUser(t, "e2esize241")
+	cliOK(t, up.env(), "pool", "apply", "-f", writeFile(t, "pools-*.yaml", `pools:
+- name: big
+  node: {cpus: 2, memory: 2GiB, gpus: 2}
+  count: 1
+  sessions:
+    cpus: 1
+    memory: 512MiB
+    idle: 1h
+    profiles:
+    - {name: large, cpus: 2, memory: 1GiB, description: for big data frames}
+    - {name: gpu, cpus: 1, memory: 768MiB, gpus: 1, gpu_type: a100}
+- name: brief
+  node: {cpus: 1, memory: 1GiB}
+  count: 1
+  work: [interactive]
+  sessions: {cpus: 1, memory: 256MiB, idle: 2s}
+`))
+	up.waitNodes(t, "big", 1)
+	up.waitNodes(t, "brief", 1)
+	probe := limitsProbe(dev)
+
+	for _, c := range []struct{ name, login, want string }{
+		{"the pool's own size", u.Name + "+big", "mem=536870912 quota=100000\nenv=1/536870912/\ngpu0:denied\ngpu1:denied\n"},
+		{"a profile", u.Name + "+big+large", "mem=1073741824 quota=200000\nenv=2/1073741824/\ngpu0:denied\ngpu1:denied\n"},
+		{"a size inline", u.Name + "+big+1cpu-768mib", "mem=805306368 quota=100000\nenv=1/805306368/\ngpu0:denied\ngpu1:denied\n"},
+		{"a profile with a GPU", u.Name + "+big+gpu", "mem=805306368 quota=100000\nenv=1/805306368/0\ngpu0:open\ngpu1:denied\n"},
+		{"a GPU inline", u.Name + "+big+1gpu", "mem=536870912 quota=100000\nenv=1/536870912/0\ngpu0:open\ngpu1:denied\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, errs, code := u.ssh(t, c.login, nil, probe)
+			if code != 0 || out != c.want {
+				t.Errorf("ssh %s: exit %d, stdout %q, stderr %q; want stdout %q", c.login, code, out, errs, c.want)
+			}
+		})
+	}
+
+	t.Run("dspool shell --cpus --memory --gpus", func(t *testing.T) {
+		env := append(up.userEnv(u.token), "DSPOOL_SSH_COMMAND=ssh "+strings.Join(u.sshOpts(up.SSHPort), " "))
+		out := cliOK(t, env, "shell", "--ssh", "127.0.0.1:"+up.SSHPort, "--pool", "big", "--cpus", "2", "--memory", "1536MiB", "--gpus", "2", "--time", "1h", "--", probe)
+		if want := "mem=1610612736 quota=200000\nenv=2/1610612736/0,1\ngpu0:open\ngpu1:open\n"; out != want {
+			t.Errorf("dspool shell printed %q, want %q", out, want)
+		}
+		_, errs, code := cli(t, env, "shell", "--ssh", "127.0.0.1:"+up.SSHPort, "--pool", "big", "--cpus", "1.5", "--", "true")
+		if code == 0 || !strings.Contains(errs, "--cpus") {
+			t.Errorf("dspool shell --cpus 1.5: exit %d, stderr %q; want a refusal naming --cpus", code, errs)
+		}
+	})
+
+	t.Run("the login says where it landed", func(t *testing.T) {
+		out, errs, code := u.ssh(t, u.Name+"+big+large", strings.NewReader("exit\n"), "-tt")
+		all := out + errs
+		for _, want := range []string{"node big-1 of pool big", "size large", "2 cpus, 1GiB memory", "Idle limit: 1h0m0s"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("ssh -tt %s+big+large: exit %d; the login does not say %q:\n%s", u.Name, code, want, all)
+			}
+		}
+	})
+
+	t.Run("a size the pool cannot give is refused with what it offers", func(t *testing.T) {
+		for _, c := range []struct{ size, says string }{
+			{"huge", "its profiles are large, gpu"},
+			{"8cpu", "8 cpus is more than a node of the pool has"},
+			{"3gpu", "more than a node of the pool has (2)"},
+		} {
+			_, errs, code := u.ssh(t, u.Name+"+big+"+c.size, nil, "true")
+			if code == 0 || !strings.Contains(errs, c.says) {
+				t.Errorf("ssh %s+big+%s: exit %d, stderr %q; want a refusal that says %q", u.Name, c.size, code, errs, c.says)
+			}
+		}
+	})
+
+	t.Run("an idle session is ended at the pool's idle limit", func(t *testing.T) {
+		began := time.Now()
+		_, errs, code := u.ssh(t, u.Name+"+brief", nil, "sleep 50")
+		if took := time.Since(began); code == 0 || took > 30*time.Second {
+			t.Errorf("an idle session of pool brief (idle 2s) ended after %s with exit %d (stderr %q): want it ended within seconds", took, code, errs)
+		}
+		if !strings.Contains(errs, "idle for 2s") {
+			t.Errorf("stderr %q does not say the session was idle", errs)
+		}
+	})
+}
