@@ -99,6 +99,9 @@ func ParseSessionSize(s string) (SessionSize, bool, error) {
 			return SessionSize{}, true, Invalid("size", "%s gives the %s twice: give each of cpu, gib, gpu and h once, e.g. 8cpu-64gib-1gpu-4h", quote(s), field)
 		}
 		seen[field] = true
+		if unit == "h" && n > int64(MaxTimeLimit/time.Hour) || unit == "min" && n > int64(MaxTimeLimit/time.Minute) || n > MaxCPUs*1000 && unit != "mib" {
+			return SessionSize{}, true, Invalid("size", "%s asks for %s beyond any node or time limit: ask for less", quote(s), quote(part))
+		}
 		switch unit {
 		case "cpu":
 			z.CPUs = MilliCPU(n * 1000)
