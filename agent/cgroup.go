@@ -178,7 +178,13 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 	for _, d := range deny {
 		limits["devices"] = append(limits["devices"], [2]string{"devices.deny", d.rule()})
 	}
-	for _, ctrl := range c.controllers() {
+	// The devices hierarchy only where there is a device to deny: a node
+	// without GPUs pays nothing for it.
+	ctrls := []string{"memory", "cpu", "pids"}
+	if c.devices && len(deny) > 0 {
+		ctrls = append(ctrls, "devices")
+	}
+	for _, ctrl := range ctrls {
 		dir := filepath.Join(c.root, ctrl, c.base, name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			g.remove()
