@@ -1,10 +1,13 @@
 package e2e_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dspool/dspool"
 )
 
 // limitsProbe prints, from inside a session, the limits of the cgroups it
@@ -74,6 +77,21 @@ func TestSizedSessions(t *testing.T) {
 		_, errs, code := cli(t, env, "shell", "--ssh", "127.0.0.1:"+up.SSHPort, "--pool", "big", "--cpus", "1.5", "--", "true")
 		if code == 0 || !strings.Contains(errs, "--cpus") {
 			t.Errorf("dspool shell --cpus 1.5: exit %d, stderr %q; want a refusal naming --cpus", code, errs)
+		}
+	})
+
+	t.Run("sessions are listed with their size and GPUs", func(t *testing.T) {
+		var ss []dspool.Session
+		cliJSON(t, up.userEnv(u.token), &ss, "session", "list", "--ended")
+		sizes := map[string][]int{}
+		for _, x := range ss {
+			sizes[x.Size] = x.GPUIndices
+		}
+		for size, gpus := range map[string][]int{"large": nil, "gpu": {0}, "1cpu-768mib": nil, "1cpu-512mib-1gpu": {0}} {
+			got, ok := sizes[size]
+			if !ok || fmt.Sprint(got) != fmt.Sprint(gpus) {
+				t.Errorf("session list --ended: size %q with GPUs %v (listed: %v); want it, with GPUs %v", size, got, ok, gpus)
+			}
 		}
 	})
 
