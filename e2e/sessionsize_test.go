@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,12 @@ func TestSizedSessions(t *testing.T) {
 	requireRoot(t)
 	requireSSHClients(t)
 	bin, dev := fakeGPUs(t)
+	// GPU 0 works from the start (the agents sample it as they start);
+	// the last subtest stops it.
+	util := filepath.Join(bin, "util")
+	if err := os.WriteFile(util, []byte("0, 87\n1, 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	up := startUp(t, upConfig{UIDBase: uidBase(241),
 		Env: []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "DSPOOL_GPU_DEV_DIR=" + dev}})
 	u := up.sshUser(t, "e2esize241")
@@ -48,9 +55,15 @@ func TestSizedSessions(t *testing.T) {
   count: 1
   work: [interactive]
   sessions: {cpus: 1, memory: 256MiB, idle: 2s}
+- name: briefgpu
+  node: {cpus: 1, memory: 1GiB, gpus: 2}
+  count: 1
+  work: [interactive]
+  sessions: {cpus: 1, memory: 256MiB, idle: 2s}
 `))
 	up.waitNodes(t, "big", 1)
 	up.waitNodes(t, "brief", 1)
+	up.waitNodes(t, "briefgpu", 1)
 	probe := limitsProbe(dev)
 
 	for _, c := range []struct{ name, login, want string }{
@@ -126,6 +139,37 @@ func TestSizedSessions(t *testing.T) {
 		}
 		if !strings.Contains(errs, "idle for 2s") {
 			t.Errorf("stderr %q does not say the session was idle", errs)
+		}
+	})
+
+	t.Run("a session is not idle while its GPU works, and is ended once it stops", func(t *testing.T) {
+		type result struct {
+			errs string
+			code int
+		}
+		done := make(chan result, 1)
+		began := time.Now()
+		go func() {
+			_, errs, code := u.ssh(t, u.Name+"+briefgpu+1gpu", nil, "sleep 55")
+			done <- result{errs, code}
+		}()
+		select {
+		case r := <-done:
+			t.Fatalf("a session whose GPU works ended after %s (exit %d, stderr %q): want it kept past its idle limit of 2s", time.Since(began), r.code, r.errs)
+		case <-time.After(12 * time.Second):
+		}
+		if err := os.Remove(util); err != nil {
+			t.Fatal(err)
+		}
+		stopped := time.Now()
+		select {
+		case r := <-done:
+			if r.code == 0 || !strings.Contains(r.errs, "idle for 2s") {
+				t.Errorf("the session ended with exit %d, stderr %q: want it ended for being idle", r.code, r.errs)
+			}
+			t.Logf("ended %s after its GPU stopped (samples every 10 s, checks every 5 s)", time.Since(stopped).Round(time.Second))
+		case <-time.After(35 * time.Second):
+			t.Fatalf("the session still runs %s after its GPU stopped: want it ended at its idle limit", time.Since(stopped))
 		}
 	})
 }

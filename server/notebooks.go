@@ -341,6 +341,7 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 	var act api.NotebookActivity
 	err := nbs.s.hub.callJSON(cctx, nb.lease.Node(), "/sessions/notebook/activity", api.NotebookRef{Session: nb.lease.ID()}, &act)
 	cancel()
+	gpus := nbs.s.hub.gpusBusy(nb.lease.Node(), nb.lease.rec.GPUIndices) // work on its GPUs is use
 	nbs.mu.Lock()
 	every := min(max(nb.idle/6, time.Second), 10*time.Second)
 	nb.nextCheck = now.Add(every)
@@ -348,7 +349,7 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 		// A kernel at work, or more cpu than an idle server and kernels
 		// use (1% of one cpu), is use.
 		wall := now.Sub(nb.lastCheck).Seconds()
-		if act.KernelsBusy > 0 || wall > 0 && act.CPUSeconds-nb.lastCPU > 0.01*wall {
+		if act.KernelsBusy > 0 || gpus || wall > 0 && act.CPUSeconds-nb.lastCPU > 0.01*wall {
 			nb.lastUse = now
 		}
 		nb.lastCPU, nb.lastCheck = act.CPUSeconds, now
