@@ -36,6 +36,14 @@ func TestSizedSessions(t *testing.T) {
 	if err := os.WriteFile(util, []byte("0, 87\n1, 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fake := filepath.Join(tempDir(t), "fake_jupyter.py")
+	src, err := os.ReadFile("testdata/fake_jupyter.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fake, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	up := startUp(t, upConfig{UIDBase: uidBase(241),
 		Env: []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "DSPOOL_GPU_DEV_DIR=" + dev}})
 	u := up.sshUser(t, "e2esize241")
@@ -47,6 +55,7 @@ func TestSizedSessions(t *testing.T) {
     cpus: 1
     memory: 512MiB
     idle: 1h
+    jupyter: [/usr/bin/python3, `+fake+`]
     profiles:
     - {name: large, cpus: 2, memory: 1GiB, description: for big data frames}
     - {name: gpu, cpus: 1, memory: 768MiB, gpus: 1, gpu_type: a100}
@@ -105,6 +114,30 @@ func TestSizedSessions(t *testing.T) {
 			if !ok || fmt.Sprint(got) != fmt.Sprint(gpus) {
 				t.Errorf("session list --ended: size %q with GPUs %v (listed: %v); want it, with GPUs %v", size, got, ok, gpus)
 			}
+		}
+	})
+
+	t.Run("a Jupyter server of a profile", func(t *testing.T) {
+		env := up.userEnv(u.token)
+		var nb dspool.Notebook
+		cliJSON(t, env, &nb, "notebook", "start", "--pool", "big", "--profile", "gpu", "--wait")
+		var ss []dspool.Session
+		cliJSON(t, env, &ss, "session", "list")
+		found := false
+		for _, x := range ss {
+			if x.ID == nb.Session {
+				found = true
+				if x.Kind != dspool.SessionJupyter || x.Size != "gpu" || x.CPUs != 1000 || x.Memory != 768<<20 || fmt.Sprint(x.GPUIndices) != "[0]" {
+					t.Errorf("the Jupyter server's session is %+v: want kind jupyter, size gpu, 1 cpu, 768MiB and GPU 0", x)
+				}
+			}
+		}
+		if !found || nb.State != dspool.NotebookReady {
+			t.Errorf("notebook start --profile gpu: %+v; its session listed: %v", nb, found)
+		}
+		cliOK(t, env, "notebook", "stop")
+		if _, errs, code := cli(t, env, "notebook", "start", "--pool", "big", "--profile", "huge"); code == 0 || !strings.Contains(errs, `size: pool big has no session profile "huge"`) {
+			t.Errorf("notebook start --profile huge: exit %d, stderr %q; want a refusal naming the size", code, errs)
 		}
 	})
 
