@@ -2,8 +2,13 @@ package e2e_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +60,7 @@ func TestSizedSessions(t *testing.T) {
     cpus: 1
     memory: 512MiB
     idle: 1h
+    default: true
     jupyter: [/usr/bin/python3, `+fake+`]
     profiles:
     - {name: large, cpus: 2, memory: 1GiB, description: for big data frames}
@@ -139,6 +145,53 @@ func TestSizedSessions(t *testing.T) {
 		if _, errs, code := cli(t, env, "notebook", "start", "--pool", "big", "--profile", "huge"); code == 0 || !strings.Contains(errs, `size: pool big has no session profile "huge"`) {
 			t.Errorf("notebook start --profile huge: exit %d, stderr %q; want a refusal naming the size", code, errs)
 		}
+	})
+
+	t.Run("the web page offers the default pool's profiles and starts one", func(t *testing.T) {
+		cmdIn(t, up.userEnv(u.token), "correct horse battery\n", "user", "passwd")
+		jar, _ := cookiejar.New(nil)
+		browser := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: testCAs.config()},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		do := func(method, path string, hdr map[string]string, body string) (int, string) {
+			t.Helper()
+			req, _ := http.NewRequest(method, up.URL+path, strings.NewReader(body))
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := browser.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, _ := do("POST", "/login", map[string]string{"Content-Type": "application/x-www-form-urlencoded"},
+			url.Values{"username": {u.Name}, "password": {"correct horse battery"}}.Encode()); code != http.StatusSeeOther {
+			t.Fatalf("web login: %d", code)
+		}
+		_, page := do("GET", "/", nil, "")
+		m := regexp.MustCompile(`<meta name="xsrf" content="([^"]+)">`).FindStringSubmatch(page)
+		if m == nil || !strings.Contains(page, `<option value="large">large: 2 cpus, 1GiB memory (for big data frames)</option>`) ||
+			!strings.Contains(page, `<option value="gpu">gpu: 1 cpu, 768MiB memory, 1 gpu of type a100</option>`) {
+			t.Fatalf("the page does not offer pool big's profiles:\n%s", page)
+		}
+		hdr := map[string]string{"X-XSRF-Token": m[1], "Content-Type": "application/json"}
+		code, body := do("POST", "/api/v1/notebook", hdr, `{"profile": "large"}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("the page's start with profile large: %d %s", code, body)
+		}
+		var nb dspool.Notebook
+		eventually(t, 30*time.Second, "the Jupyter server to serve", func() bool {
+			cliJSON(t, up.userEnv(u.token), &nb, "notebook", "status")
+			return nb.State == dspool.NotebookReady
+		})
+		var x dspool.Session
+		cliJSON(t, up.userEnv(u.token), &x, "session", "show", nb.Session)
+		if x.Size != "large" || x.CPUs != 2000 || x.Memory != 1<<30 {
+			t.Errorf("the page's Jupyter server runs in session %+v: want size large, 2 cpus, 1GiB", x)
+		}
+		cliOK(t, up.userEnv(u.token), "notebook", "stop")
 	})
 
 	t.Run("the login says where it landed", func(t *testing.T) {
