@@ -78,10 +78,8 @@ type Lease struct {
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
 	saved   atomic.Int64 // last value of last written to the store
 
-	// idle is the pool's sessions.idle for an SSH session (0: none);
-	// profile the size it was asked with.
-	idle    time.Duration
-	profile dspool.SessionSize
+	// idle is the pool's sessions.idle for an SSH session (0: none).
+	idle time.Duration
 }
 
 // ID is the session's id; Node and NodeName where it runs.
@@ -528,7 +526,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding,
 			Secrets:   s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name)),
 			WorkToken: s.workTokens.session(rec.ID, user.Name), GPUs: rec.GPUIndices},
-		idle: time.Duration(settings.Idle), profile: z}
+		idle: time.Duration(settings.Idle)}
 	l.setup.Image, l.setup.ImageFile, l.setup.ImageNetwork = sessionImage(p)
 	l.last.Store(now.UnixNano())
 	l.saved.Store(now.UnixNano())
