@@ -78,8 +78,10 @@ type Lease struct {
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
 	saved   atomic.Int64 // last value of last written to the store
 
-	// idle is the pool's sessions.idle for an SSH session (0: none).
-	idle time.Duration
+	// idle is the pool's sessions.idle for an SSH session (0: none);
+	// timer ends it at its time limit (guarded by sm.mu).
+	idle  time.Duration
+	timer *time.Timer
 }
 
 // ID is the session's id; Node and NodeName where it runs.
@@ -138,6 +140,9 @@ func (l *Lease) CloseWith(reason string) {
 
 // forget removes l from the maps; sm.mu is held.
 func (sm *sessions) forget(l *Lease) {
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	if sm.live[l.rec.ID] == l {
 		delete(sm.live, l.rec.ID)
 	}

@@ -30,19 +30,21 @@ func freeGPUs(gpus []dspool.GPU, w dspool.GPUWant, jobs, sessions []int) []int {
 	return out
 }
 
-// limitTime ends the session when its time runs out.
+// limitTime ends the session when its time runs out; forget stops the
+// timer of a session that ends first.
 func (sm *sessions) limitTime(l *Lease) {
 	if l.rec.EndsAt == nil {
 		return
 	}
 	left := l.rec.EndsAt.Sub(sm.s.cfg.Now())
-	t := time.AfterFunc(max(left, 0), func() {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.timer = time.AfterFunc(max(left, 0), func() {
 		sm.end(l, fmt.Sprintf("its time limit of %s ran out", l.rec.EndsAt.Sub(l.rec.StartedAt).Round(time.Second)))
 	})
-	go func() {
-		<-l.done
-		t.Stop()
-	}()
 }
 
 // cullIdle ends the SSH sessions that went without traffic longer than
