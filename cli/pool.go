@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -290,6 +291,19 @@ func (a *App) nodeCmd() *cobra.Command {
 						fmt.Fprintf(a.Stdout, "\nImages: podman %s\n", sanitize(n.Inventory.Podman))
 					case n.Inventory.ImagesWhy != "":
 						fmt.Fprintf(a.Stdout, "\nImages: none (%s)\n", sanitize(n.Inventory.ImagesWhy))
+					}
+					if len(n.Inventory.GPUs) > 0 {
+						fmt.Fprintln(a.Stdout, "\nGPUs:")
+						for _, g := range n.Inventory.GPUs {
+							state := "free"
+							if slices.Contains(n.Allocated.GPUs, g.Index) {
+								state = "held"
+							}
+							if slices.Contains(n.Usage.GPUsBusy, g.Index) {
+								state += ", at work"
+							}
+							fmt.Fprintf(a.Stdout, "  %-4d %s (%s)\n", g.Index, sanitize(gpuLine(g)), state)
+						}
 					}
 					if len(n.Accounts) > 0 {
 						fmt.Fprintf(a.Stdout, "\nAccounts in dspool's uid range that are not its users' (new users do not get their ids; users whose uid or gid they hold get no work here):\n")

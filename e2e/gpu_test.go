@@ -166,6 +166,11 @@ func TestGPUs(t *testing.T) {
 		if err := json.Unmarshal([]byte(cliOK(t, env, "job", "show", itoa(holder), "-o", "json")), &shown); err != nil || len(shown.GPUsHeld) != 1 || shown.GPUsHeld[0].UUID == "" {
 			t.Errorf("job show -o json: gpus_held %+v (%v), want the GPU held with its UUID", shown.GPUsHeld, err)
 		}
+		node := cliOK(t, up.env(), "node", "show", a100)
+		if !strings.Contains(node, "0    NVIDIA A100-SXM4-40GB, 40GiB, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77 (held)") ||
+			!strings.Contains(node, "1    NVIDIA A100-SXM4-40GB, 40GiB, GPU-b2a3f0a9-6c1e-7d4e-8a0f-2f6f3c1e9d10 (free)") {
+			t.Errorf("node show %s does not list its GPUs, GPU 0 held by job %d:\n%s", a100, holder, node)
+		}
 		cliOK(t, env, "job", "cancel", itoa(holder))
 	})
 }
