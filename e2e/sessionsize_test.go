@@ -217,6 +217,18 @@ func TestSizedSessions(t *testing.T) {
 		}
 	})
 
+	t.Run("a session's GPUs count against its user's limit, as a job's do", func(t *testing.T) {
+		cliOK(t, up.env(), "user", "limits", u.Name, "--gpus", "1")
+		defer cliOK(t, up.env(), "user", "limits", u.Name, "--gpus", "none")
+		if out, errs, code := u.ssh(t, u.Name+"+big+1gpu", nil, "echo $CUDA_VISIBLE_DEVICES"); code != 0 || out != "0\n" {
+			t.Errorf("a 1-GPU session under a 1-GPU limit: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		_, errs, code := u.ssh(t, u.Name+"+big+2gpu", nil, "true")
+		if code == 0 || !strings.Contains(errs, "a session (1 cpu, 512MiB, 2 gpus) would go over a limit") {
+			t.Errorf("a 2-GPU session over a 1-GPU limit: exit %d, stderr %q; want a refusal that names the limit", code, errs)
+		}
+	})
+
 	t.Run("an idle session is ended at the pool's idle limit", func(t *testing.T) {
 		began := time.Now()
 		_, errs, code := u.ssh(t, u.Name+"+brief", nil, "sleep 50")

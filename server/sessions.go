@@ -248,6 +248,7 @@ type hold struct {
 	user, team, node string
 	cpus             dspool.MilliCPU
 	mem              dspool.Bytes
+	gpus             int
 }
 
 // holds returns the reservations of live sessions.
@@ -256,7 +257,7 @@ func (sm *sessions) holds() []hold {
 	defer sm.mu.Unlock()
 	out := make([]hold, 0, len(sm.live))
 	for _, l := range sm.live {
-		out = append(out, hold{user: l.rec.User, team: l.team, node: l.rec.Node, cpus: l.rec.CPUs, mem: l.rec.Memory})
+		out = append(out, hold{user: l.rec.User, team: l.team, node: l.rec.Node, cpus: l.rec.CPUs, mem: l.rec.Memory, gpus: len(l.rec.GPUIndices)})
 	}
 	return out
 }
@@ -489,7 +490,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	cpus, mem := z.CPUs, z.Memory
 	// Over a limit, a login is refused at once rather than made to wait:
 	// room under a limit comes back only when other work ends.
-	team, err := s.sessionTeam(ctx, user, p, cpus, mem)
+	team, err := s.sessionTeam(ctx, user, p, cpus, mem, z.GPUs)
 	if err != nil {
 		return nil, err
 	}
