@@ -136,8 +136,8 @@ func (z *SessionSize) validate(prefix string, node NodeSize) error {
 	if err := z.GPUWant().Validate(prefix, z.GPUs); err != nil {
 		return err
 	}
-	if z.Time < 0 || time.Duration(z.Time) > MaxTimeLimit || z.Time > 0 && time.Duration(z.Time) < time.Minute {
-		return Invalid(prefix+"time", "%s is not between 1m and 8760h", time.Duration(z.Time))
+	if z.Time < 0 || time.Duration(z.Time) > MaxTimeLimit || z.Time > 0 && time.Duration(z.Time) < time.Second {
+		return Invalid(prefix+"time", "%s is not between 1s and 8760h", time.Duration(z.Time))
 	}
 	return ValidateText(prefix+"description", z.Description, 256)
 }

@@ -33,7 +33,7 @@ func TestSessionProfiles(t *testing.T) {
 		{"a GPU type without GPUs", dspool.SessionSize{Name: "t", GPUType: "a100"}, "sessions.profiles[0].gpu_type"},
 		{"a name that reads as a size", dspool.SessionSize{Name: "8cpu"}, "sessions.profiles[0].name"},
 		{"a name that is no name", dspool.SessionSize{Name: "Big One"}, "sessions.profiles[0].name"},
-		{"a time under a minute", dspool.SessionSize{Name: "quick", Time: dspool.Duration(time.Second)}, "sessions.profiles[0].time"},
+		{"a time under a second", dspool.SessionSize{Name: "quick", Time: dspool.Duration(time.Millisecond)}, "sessions.profiles[0].time"},
 	} {
 		p := gpuPool(tt.profile)
 		if got := field(p.Normalize("")); got != tt.field {

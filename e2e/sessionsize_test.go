@@ -65,6 +65,7 @@ func TestSizedSessions(t *testing.T) {
     profiles:
     - {name: large, cpus: 2, memory: 1GiB, description: for big data frames}
     - {name: gpu, cpus: 1, memory: 768MiB, gpus: 1, gpu_type: a100}
+    - {name: quick, time: 3s}
 - name: brief
   node: {cpus: 1, memory: 1GiB}
   count: 1
@@ -173,7 +174,8 @@ func TestSizedSessions(t *testing.T) {
 		_, page := do("GET", "/", nil, "")
 		m := regexp.MustCompile(`<meta name="xsrf" content="([^"]+)">`).FindStringSubmatch(page)
 		if m == nil || !strings.Contains(page, `<option value="large">large: 2 cpus, 1GiB memory (for big data frames)</option>`) ||
-			!strings.Contains(page, `<option value="gpu">gpu: 1 cpu, 768MiB memory, 1 gpu of type a100</option>`) {
+			!strings.Contains(page, `<option value="gpu">gpu: 1 cpu, 768MiB memory, 1 gpu of type a100</option>`) ||
+			!strings.Contains(page, `<option value="quick">quick: 1 cpu, 512MiB memory, for at most 3s</option>`) {
 			t.Fatalf("the page does not offer pool big's profiles:\n%s", page)
 		}
 		hdr := map[string]string{"X-XSRF-Token": m[1], "Content-Type": "application/json"}
@@ -226,6 +228,14 @@ func TestSizedSessions(t *testing.T) {
 		_, errs, code := u.ssh(t, u.Name+"+big+2gpu", nil, "true")
 		if code == 0 || !strings.Contains(errs, "a session (1 cpu, 512MiB, 2 gpus) would go over a limit") {
 			t.Errorf("a 2-GPU session over a 1-GPU limit: exit %d, stderr %q; want a refusal that names the limit", code, errs)
+		}
+	})
+
+	t.Run("a session is ended when its time runs out", func(t *testing.T) {
+		began := time.Now()
+		_, errs, code := u.ssh(t, u.Name+"+big+quick", nil, "sleep 50")
+		if took := time.Since(began); code == 0 || took > 30*time.Second || !strings.Contains(errs, "its time limit of 3s ran out") {
+			t.Errorf("a session of profile quick (time 3s) ended after %s with exit %d, stderr %q: want it ended at its time limit, saying so", took, code, errs)
 		}
 	})
 
