@@ -73,9 +73,11 @@ type Job struct {
 	GPUType    string   `json:"gpu_type,omitempty"`
 	GPUMemory  Bytes    `json:"gpu_memory,omitempty"`
 	GPUIndices []int    `json:"gpu_indices,omitempty"`
-	// GPUsHeld describes the GPUs of GPUIndices, as the node reported them
-	// (filled where a job is shown on its own).
+	// GPUsHeld describes the GPUs of GPUIndices, as the node reported them,
+	// and GPUsBusy those of them at work at the node's last sample (filled
+	// where a job is shown on its own).
 	GPUsHeld        []GPU             `json:"gpus_held,omitempty"`
+	GPUsBusy        []int             `json:"gpus_busy,omitempty"`
 	TimeLimit       Duration          `json:"time_limit,omitempty"`
 	Retries         int               `json:"retries"`
 	Priority        int               `json:"priority"`

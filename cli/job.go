@@ -317,7 +317,11 @@ func (a *App) jobShowCmd() *cobra.Command {
 			}
 			fmt.Fprintln(w)
 			for _, g := range j.GPUsHeld {
-				fmt.Fprintf(w, "  gpu %-7d %s\n", g.Index, sanitize(gpuLine(g)))
+				busy := ""
+				if slices.Contains(j.GPUsBusy, g.Index) {
+					busy = " (at work)"
+				}
+				fmt.Fprintf(w, "  gpu %-7d %s%s\n", g.Index, sanitize(gpuLine(g)), busy)
 			}
 			if len(j.Secrets) > 0 {
 				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,10 @@ func TestGPUs(t *testing.T) {
 		t.Skip("no cgroup v1 devices controller here")
 	}
 	bin, dev := fakeGPUs(t)
+	// GPU 0 of every node is at work (nvidia-smi's utilization.gpu).
+	if err := os.WriteFile(filepath.Join(bin, "util"), []byte("0, 87\n1, 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	up := startUp(t, upConfig{UIDBase: uidBase(240),
 		Env: []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "DSPOOL_GPU_DEV_DIR=" + dev}})
 	removeAccountAfter(t, "e2egpu240")
@@ -159,15 +164,15 @@ func TestGPUs(t *testing.T) {
 			t.Errorf("job %d holding no GPU printed %q, want %q", id, got, want)
 		}
 		show := cliOK(t, env, "job", "show", itoa(holder))
-		if !strings.Contains(show, "NVIDIA A100-SXM4-40GB, 40GiB, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77") || !strings.Contains(show, "of type a100") {
+		if !strings.Contains(show, "NVIDIA A100-SXM4-40GB, 40GiB, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77 (at work)") || !strings.Contains(show, "of type a100") {
 			t.Errorf("job show %d does not describe the GPU it holds:\n%s", holder, show)
 		}
 		var shown dspool.Job
-		if err := json.Unmarshal([]byte(cliOK(t, env, "job", "show", itoa(holder), "-o", "json")), &shown); err != nil || len(shown.GPUsHeld) != 1 || shown.GPUsHeld[0].UUID == "" {
-			t.Errorf("job show -o json: gpus_held %+v (%v), want the GPU held with its UUID", shown.GPUsHeld, err)
+		if err := json.Unmarshal([]byte(cliOK(t, env, "job", "show", itoa(holder), "-o", "json")), &shown); err != nil || len(shown.GPUsHeld) != 1 || shown.GPUsHeld[0].UUID == "" || fmt.Sprint(shown.GPUsBusy) != "[0]" {
+			t.Errorf("job show -o json: gpus_held %+v, gpus_busy %v (%v), want the GPU held with its UUID, at work", shown.GPUsHeld, shown.GPUsBusy, err)
 		}
 		node := cliOK(t, up.env(), "node", "show", a100)
-		if !strings.Contains(node, "0    NVIDIA A100-SXM4-40GB, 40GiB, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77 (held)") ||
+		if !strings.Contains(node, "0    NVIDIA A100-SXM4-40GB, 40GiB, GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77 (held, at work)") ||
 			!strings.Contains(node, "1    NVIDIA A100-SXM4-40GB, 40GiB, GPU-b2a3f0a9-6c1e-7d4e-8a0f-2f6f3c1e9d10 (free)") {
 			t.Errorf("node show %s does not list its GPUs, GPU 0 held by job %d:\n%s", a100, holder, node)
 		}

@@ -79,5 +79,8 @@ func (s *Server) describeGPUs(ctx context.Context, j *dspool.Job) {
 				j.GPUsHeld = append(j.GPUsHeld, g)
 			}
 		}
+		if j.State == dspool.JobRunning && s.hub.gpusBusy(j.Node, []int{idx}) {
+			j.GPUsBusy = append(j.GPUsBusy, idx)
+		}
 	}
 }

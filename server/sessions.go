@@ -411,7 +411,7 @@ func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.
 			return l, err
 		}
 		if w == nil {
-			w = &pendingSession{pool: p.Name, cpus: z.CPUs, mem: z.Memory, since: s.cfg.Now()}
+			w = &pendingSession{pool: p.Name, cpus: z.CPUs, mem: z.Memory, gpus: z.GPUs, since: s.cfg.Now()}
 			s.scaler.addPending(w)
 			timer := time.NewTimer(time.Duration(autoscale.Policy(p).WaitTimeout))
 			defer timer.Stop()
