@@ -188,7 +188,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.Memory == 0 {
 		ag.inv.Memory = MemTotal()
 	}
-	ag.inv.GPUs = DetectGPUs(ctx)
+	if cfg.GPUs != 0 {
+		ag.inv.GPUs = DetectGPUs(ctx)
+	}
 	if cfg.GPUs >= 0 && len(ag.inv.GPUs) > cfg.GPUs {
 		ag.inv.GPUs = ag.inv.GPUs[:cfg.GPUs]
 	}
