@@ -73,6 +73,9 @@ func TestGPUs(t *testing.T) {
 - name: mixed
   node: {cpus: 2, memory: 1GiB, gpus: 2}
   count: 2
+- name: later
+  node: {cpus: 2, memory: 1GiB, gpus: 2}
+  count: 0
 `))
 	nodes := up.waitNodes(t, "mixed", 2)
 	model := map[string]string{} // node id -> its GPUs' model
@@ -140,6 +143,15 @@ func TestGPUs(t *testing.T) {
 				t.Errorf("job submit %s: exit %d, stdout %q, stderr %q; want a refusal naming %s that says %q", strings.Join(c.args, " "), code, out, errs, c.field, c.says)
 			}
 		}
+	})
+
+	t.Run("in a pool with no node yet, a job of a model waits and says why", func(t *testing.T) {
+		id := submit(t, env, "--pool", "later", "--gpus", "1", "--gpu-type", "a100", "--", "true")
+		j := job(t, env, id)
+		if want := "no ready node of pool later has 1 GPU of type a100 (no ready node)"; j.State != dspool.JobQueued || !strings.Contains(j.Waiting, want) {
+			t.Errorf("job %d is %s, waiting %q; want queued, waiting with %q", id, j.State, j.Waiting, want)
+		}
+		cliOK(t, env, "job", "cancel", itoa(id))
 	})
 
 	t.Run("a job that unsets CUDA_VISIBLE_DEVICES cannot open another job's GPU", func(t *testing.T) {
