@@ -258,6 +258,11 @@ type Node struct {
 	Accounts  []HostAccount `json:"accounts,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
 	LastSeen  *time.Time    `json:"last_seen"`
+	// IdleSince is when a ready node last had work, while it has none: its
+	// pool's autoscaler removes it once it has been idle for the pool's
+	// idle_timeout, unless the pool would go below its minimum (nil: busy,
+	// or not known yet).
+	IdleSince *time.Time `json:"idle_since,omitempty"`
 }
 
 // Allocation is the part of a node's inventory held by running attempts.

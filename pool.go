@@ -128,6 +128,10 @@ type Pool struct {
 	Autoscale *Autoscale `json:"autoscale,omitempty" yaml:"autoscale"`
 	// Teams may use the pool; empty: every user may.
 	Teams []string `json:"teams,omitempty" yaml:"teams"`
+	// QueueNames says whether `dspool queue` shows users other users'
+	// names on the pool's queued work: shown (the default) or hidden.
+	// Admins always see them.
+	QueueNames string `json:"queue_names,omitempty" yaml:"queue_names"`
 	// PricePerNodeHour prices the pool's node time in `dspool usage`.
 	PricePerNodeHour float64           `json:"price_per_node_hour,omitempty" yaml:"price_per_node_hour"`
 	Labels           map[string]string `json:"labels,omitempty" yaml:"labels"`
@@ -139,6 +143,12 @@ type Pool struct {
 const (
 	ImageNetworkHost = "host"
 	ImageNetworkNone = "none"
+)
+
+// The settings of Pool.QueueNames.
+const (
+	QueueNamesShown  = "shown"
+	QueueNamesHidden = "hidden"
 )
 
 // Pool defaults and bounds.
@@ -220,6 +230,11 @@ func (p *Pool) Normalize(prefix string) error {
 	}
 	if err := ValidateImage(f("image"), p.Image); err != nil {
 		return err
+	}
+	switch p.QueueNames {
+	case "", QueueNamesShown, QueueNamesHidden: // "": shown
+	default:
+		return Invalid(f("queue_names"), "%s is not a setting of queue names: use shown or hidden", quote(p.QueueNames))
 	}
 	switch p.ImageNetwork {
 	case "", ImageNetworkHost, ImageNetworkNone: // "": host

@@ -143,6 +143,8 @@ func TestLimitsPriority(t *testing.T) {
 		{name: "a default out of its range", l: dspool.Limits{Priority: prange(-10, 10), DefaultPriority: ptr(20)},
 			fail: "default_priority: 20 is outside the priority range -10..10"},
 		{name: "a default past the bounds", l: dspool.Limits{DefaultPriority: ptr(2000)}, fail: "default_priority: 2000 is out of range: give -1000 to 1000"},
+		{name: "shares", l: dspool.Limits{GPUs: ptr(2), Shares: ptr(3)}, str: "2 gpus, 3 shares"},
+		{name: "negative shares", l: dspool.Limits{Shares: ptr(-1)}, fail: "shares: -1 is out of range: give 0 to 1000000 shares"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.l.Validate()

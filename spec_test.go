@@ -188,6 +188,8 @@ func TestPoolNormalize(t *testing.T) {
 		{"an image", func(p *dspool.Pool) { p.Image, p.ImageNetwork = "localhost/mini:1", "none" }, ""},
 		{"bad image", func(p *dspool.Pool) { p.Image = "-v /:/host" }, "pools[0].image"},
 		{"bad image network", func(p *dspool.Pool) { p.ImageNetwork = "bridge" }, "pools[0].image_network"},
+		{"names hidden in the queue", func(p *dspool.Pool) { p.QueueNames = dspool.QueueNamesHidden }, ""},
+		{"bad queue names", func(p *dspool.Pool) { p.QueueNames = "secret" }, "pools[0].queue_names"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

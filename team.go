@@ -48,18 +48,23 @@ type Limits struct {
 	Nodes           *int           `json:"nodes,omitempty"`
 	Priority        *PriorityRange `json:"priority,omitempty"`
 	DefaultPriority *int           `json:"default_priority,omitempty"`
+	// Shares is the raw fair share of a team among the teams with work,
+	// or of a user among the team's members with work (none: 1); a user
+	// who works for no team competes with the teams on their own shares.
+	Shares *int `json:"shares,omitempty"`
 }
 
 // Bounds of a limit.
 const (
 	MaxLimitGPUs = 1 << 20
+	MaxShares    = 1_000_000
 	// MaxPoolTeams bounds the teams one pool is granted to.
 	MaxPoolTeams = 256
 )
 
 // None reports whether l limits nothing.
 func (l Limits) None() bool {
-	return l.CPUs == nil && l.Memory == nil && l.GPUs == nil && l.Nodes == nil && l.Priority == nil && l.DefaultPriority == nil
+	return l.CPUs == nil && l.Memory == nil && l.GPUs == nil && l.Nodes == nil && l.Priority == nil && l.DefaultPriority == nil && l.Shares == nil
 }
 
 // Validate returns an EInvalid error naming the first field out of range.
@@ -75,6 +80,9 @@ func (l Limits) Validate() error {
 	}
 	if l.Nodes != nil && (*l.Nodes < 0 || *l.Nodes > MaxPoolCount) {
 		return Invalid("nodes", "%d is out of range: give 0 to %d nodes", *l.Nodes, MaxPoolCount)
+	}
+	if l.Shares != nil && (*l.Shares < 0 || *l.Shares > MaxShares) {
+		return Invalid("shares", "%d is out of range: give 0 to %d shares", *l.Shares, MaxShares)
 	}
 	if l.Priority != nil {
 		if err := l.Priority.Validate("priority"); err != nil {
@@ -113,6 +121,9 @@ func (l Limits) String() string {
 	}
 	if l.DefaultPriority != nil {
 		parts = append(parts, fmt.Sprintf("default priority %d", *l.DefaultPriority))
+	}
+	if l.Shares != nil {
+		parts = append(parts, Plural(*l.Shares, "share"))
 	}
 	if len(parts) == 0 {
 		return "none"

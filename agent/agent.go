@@ -270,7 +270,7 @@ func (ag *Agent) register(ctx context.Context) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("share %s: %w", ag.cfg.Share, err)
 	}
-	req := api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
+	req := api.RegisterRequest{Pool: ag.cfg.Pool,
 		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version, ShareID: shareID}
 	switch {
 	case shareID != "" && ag.root:
@@ -285,7 +285,16 @@ func (ag *Agent) register(ctx context.Context) error {
 		// files are all its own; the share need only take them.
 		req.ShareWritable = writable(ag.cfg.Share)
 	}
-	resp, err := ag.client().Register(ctx, req)
+	// Machines made together from one model (a scale set's custom data)
+	// are given the tokens of their growth, comma-separated: each joins
+	// with the first one not spent yet.
+	var resp *api.RegisterResponse
+	for _, tok := range strings.Split(ag.cfg.JoinToken, ",") {
+		req.JoinToken = strings.TrimSpace(tok)
+		if resp, err = ag.client().Register(ctx, req); dspool.ErrorCode(err) != dspool.EUnauthorized {
+			break
+		}
+	}
 	if err != nil {
 		if dspool.ErrorCode(err) == dspool.EInvalid {
 			var e *dspool.Error

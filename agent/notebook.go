@@ -30,6 +30,10 @@ type notebookProc struct {
 	token string
 	log   *tailLog
 	done  chan struct{} // closed when the process has exited
+	// ctr is the server's container, in a pool with an image (cmd is
+	// its podman run); the rest is nil without one.
+	ctr *notebookContainer
+	hc  *http.Client // to the server, on its address
 }
 
 // tailLog keeps the last lines a process printed.
@@ -117,10 +121,6 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 	}
 	env = append(env, h.secretEnv(spec.Secrets)...)
 	env = append(env, ag.workEnv(spec.WorkToken)...)
-	path, err := lookPath(spec.Command[0], envValue(env, "PATH"))
-	if err != nil {
-		return nil, fmt.Errorf("the pool's Jupyter command: %w", err)
-	}
 	// Requests come through the control plane with the Host the user asked
 	// for (Jupyter checks Origin against it), a name Jupyter would refuse
 	// as remote: its DNS-rebinding guard is the front door's to keep, which
@@ -130,19 +130,42 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 		"--ServerApp.ip=127.0.0.1", "--ServerApp.port="+strconv.Itoa(port), "--ServerApp.port_retries=0",
 		"--ServerApp.base_url="+spec.BaseURL, "--ServerApp.root_dir="+h.home, "--ServerApp.open_browser=False",
 		"--ServerApp.allow_remote_access=True")
+	var cmd *exec.Cmd
+	var ctr *notebookContainer
+	if h.ctr != nil {
+		// In the session's image: a container of its own beside the
+		// session's, in the session's cgroup, whose process tree ends
+		// with it.
+		if cmd, ctr, err = ag.notebookContainerCmd(ctx, h, env, args); err != nil {
+			return nil, err
+		}
+	} else {
+		path, err := lookPath(spec.Command[0], envValue(env, "PATH"))
+		if err != nil {
+			return nil, fmt.Errorf("the pool's Jupyter command: %w", err)
+		}
+		cmd = &exec.Cmd{Path: path, Args: args, Env: env, Dir: h.home, SysProcAttr: sysProcAttr(h.uid, h.gid, h.cg)}
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		ag.removeNotebookContainer(ctr)
 		return nil, err
 	}
-	cmd := &exec.Cmd{Path: path, Args: args, Env: env, Dir: h.home, Stdout: outW, Stderr: outW,
-		SysProcAttr: sysProcAttr(h.uid, h.gid, h.cg)}
-	err = spawn(cmd, h.cg)
+	cmd.Stdout, cmd.Stderr = outW, outW
+	if ctr != nil {
+		err = spawn(cmd, nil) // podman, as root, outside the session's cgroup
+	} else {
+		err = spawn(cmd, h.cg)
+	}
 	outW.Close()
 	if err != nil {
 		outR.Close()
+		ag.removeNotebookContainer(ctr)
 		return nil, fmt.Errorf("start the Jupyter server (%s): %w", spec.Command[0], unwrapExec(err))
 	}
-	nb := &notebookProc{cmd: cmd, port: port, base: spec.BaseURL, token: spec.Token, log: &tailLog{}, done: make(chan struct{})}
+	nb := &notebookProc{cmd: cmd, port: port, base: spec.BaseURL, token: spec.Token, log: &tailLog{}, done: make(chan struct{}), ctr: ctr}
+	nb.hc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return nb.dial(ctx) }}}
 	pgid := cmd.Process.Pid
 	h.mu.Lock()
 	h.nb = nb
@@ -164,6 +187,7 @@ func (ag *Agent) startNotebook(ctx context.Context, h *hosted, spec *api.Noteboo
 		case <-time.After(time.Second):
 		}
 		outR.Close()
+		ag.removeNotebookContainer(ctr)
 		h.mu.Lock()
 		delete(h.pgids, pgid)
 		if h.nb == nb {
@@ -194,19 +218,28 @@ func (ag *Agent) waitNotebook(ctx context.Context, nb *notebookProc, spec *api.N
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	url := fmt.Sprintf("http://127.0.0.1:%d%sapi/status", nb.port, spec.BaseURL)
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-		req.Header.Set("Authorization", "token "+spec.Token)
-		if resp, err := hc.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		// In an image, the container's init is found first: its process
+		// tree is the server's, and its network the one to dial.
+		if err := ag.locateNotebook(ctx, nb); err == nil {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			req, _ := http.NewRequestWithContext(rctx, "GET", url, nil)
+			req.Header.Set("Authorization", "token "+spec.Token)
+			if resp, err := nb.hc.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					cancel()
+					return nil
+				}
 			}
+			cancel()
 		}
 		select {
 		case <-nb.done:
+			if nb.ctr != nil {
+				return nb.ctr.startFailed(nb)
+			}
 			return fmt.Errorf("the Jupyter server exited while starting (%s); its last lines:\n%s", nb.cmd.ProcessState, nb.log)
 		case <-deadline.C:
 			return fmt.Errorf("the Jupyter server did not answer within %s; its last lines:\n%s", limit, nb.log)
@@ -217,7 +250,9 @@ func (ag *Agent) waitNotebook(ctx context.Context, nb *notebookProc, spec *api.N
 	}
 }
 
-// stop ends the server: SIGTERM to its process group, SIGKILL 5 s later.
+// stop ends the server: SIGTERM to its process group (in an image, podman
+// run passes it to the container's init), SIGKILL 5 s later (in an image,
+// the container is removed).
 func (nb *notebookProc) stop() {
 	pgid := nb.cmd.Process.Pid
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
@@ -227,6 +262,30 @@ func (nb *notebookProc) stop() {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-nb.done
 	}
+}
+
+// dial connects to the server: on the node's loopback, or on its
+// container's when the container has a network of its own.
+func (nb *notebookProc) dial(ctx context.Context) (net.Conn, error) {
+	addr := "127.0.0.1:" + strconv.Itoa(nb.port)
+	if nb.ctr != nil {
+		if ns := nb.ctr.netnsFile(); ns != nil {
+			return dialInNetns(ctx, ns, addr)
+		}
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// root is the process whose tree is the server's: the server itself, or
+// its container's init once found.
+func (nb *notebookProc) root() int {
+	if nb.ctr != nil {
+		if pid := nb.ctr.initPID(); pid > 0 {
+			return pid
+		}
+	}
+	return nb.cmd.Process.Pid
 }
 
 func freeLoopbackPort() (int, error) {
@@ -275,7 +334,9 @@ func (ag *Agent) serveNotebookConnect(w http.ResponseWriter, r *http.Request) {
 	if nb == nil {
 		return
 	}
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(nb.port), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	c, err := nb.dial(ctx)
+	cancel()
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) {
@@ -300,12 +361,12 @@ func (ag *Agent) serveNotebookActivity(w http.ResponseWriter, r *http.Request) {
 	if nb == nil {
 		return
 	}
-	act := api.NotebookActivity{CPUSeconds: treeCPU(nb.cmd.Process.Pid)}
+	act := api.NotebookActivity{CPUSeconds: treeCPU(nb.root())}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d%sapi/kernels", nb.port, nb.base), nil)
 	req.Header.Set("Authorization", "token "+nb.token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := nb.hc.Do(req)
 	if err != nil {
 		http.Error(w, "ask the Jupyter server for its kernels: "+err.Error(), http.StatusBadGateway)
 		return

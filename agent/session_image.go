@@ -41,14 +41,7 @@ func (ag *Agent) startSessionContainer(h *hosted) error {
 	if err != nil {
 		return err
 	}
-	var mounts []string
-	if h.secrets != "" {
-		mounts = append(mounts, h.secrets)
-	}
-	if ag.caFile != "" {
-		mounts = append(mounts, ag.caFile)
-	}
-	args := ag.runArgs(c, s.Session, o, h.cg, s.Memory, mounts)
+	args := ag.runArgs(c, s.Session, o, h.cg, s.Memory, ag.sessionMounts(h))
 	args = append(args, "--detach", "--log-driver", "none", "--workdir", h.home, "--", ref, "/run/podman-init", "-P")
 	if out, err := p.command(ctx, args...).CombinedOutput(); err != nil {
 		ag.removeContainer(c)
@@ -89,12 +82,19 @@ func (ag *Agent) execCmd(h *hosted, req *api.ChannelRequest, env []string) (*exe
 	return cmd, nil
 }
 
-// removeSessionContainer removes the container of a session that ended,
-// before its cgroup goes (conmon must see the container end).
+// removeSessionContainer removes the containers of a session that ended,
+// its Jupyter server's too, before its cgroup goes (conmon must see the
+// container end).
 func (ag *Agent) removeSessionContainer(h *hosted) {
 	sc := h.ctr
 	if sc == nil {
 		return
+	}
+	h.mu.Lock()
+	nb := h.nb
+	h.mu.Unlock()
+	if nb != nil {
+		ag.removeNotebookContainer(nb.ctr)
 	}
 	ag.removeContainer(sc.c)
 	h.mu.Lock()

@@ -6,6 +6,7 @@
 package api
 
 import (
+	"net/http"
 	"strings"
 	"time"
 
@@ -199,6 +200,28 @@ type NewToken struct {
 // ErrorBody is every error response.
 type ErrorBody struct {
 	Error *dspool.Error `json:"error"`
+}
+
+// HTTPStatus is the HTTP status of an answer that fails with an error of
+// code (dspool.EInvalid...): the one mapping of the server and the pages.
+func HTTPStatus(code string) int {
+	switch code {
+	case dspool.EInvalid:
+		return http.StatusBadRequest
+	case dspool.ENotFound:
+		return http.StatusNotFound
+	case dspool.EConflict:
+		return http.StatusConflict
+	case dspool.EUnauthorized:
+		return http.StatusUnauthorized
+	case dspool.EForbidden:
+		return http.StatusForbidden
+	case dspool.ETooLarge:
+		return http.StatusRequestEntityTooLarge
+	case dspool.EUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // Agent protocol. An agent registers once with a join token over plain

@@ -21,6 +21,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/gateway/sshgw"
 	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/internal/forwarded"
@@ -61,8 +62,12 @@ type planeOptions struct {
 	NodeGoneAfter dspool.Duration `json:"node_gone_after"`
 	KillGrace     dspool.Duration `json:"kill_grace"`
 	Heartbeat     dspool.Duration `json:"heartbeat"`
-	Admin         string          `json:"admin"`
-	UIDBase       int             `json:"uid_base"`
+	// FairShareHalfLife and ReserveAfter order the queue (server.Config's
+	// FairShare).
+	FairShareHalfLife dspool.Duration `json:"fair_share_half_life"`
+	ReserveAfter      dspool.Duration `json:"reserve_after"`
+	Admin             string          `json:"admin"`
+	UIDBase           int             `json:"uid_base"`
 	// OIDC is single sign-on for the web page (off without an issuer).
 	OIDC oidcOptions `json:"oidc"`
 	// Retention is how long the store keeps what has ended.
@@ -88,6 +93,8 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*durationFlag)(&o.NodeGoneAfter), "node-gone-after", "how long a node stays lost before it is gone, with a node_gone event (default 10m)")
 	f.Var((*durationFlag)(&o.KillGrace), "kill-grace", "time between SIGTERM and SIGKILL when a job is cancelled or times out (default 10s)")
 	f.Var((*durationFlag)(&o.Heartbeat), "heartbeat", "agent heartbeat interval (default 2s)")
+	f.Var((*durationFlag)(&o.FairShareHalfLife), "fair-share-half-life", "how long until a second of a user's or team's use counts half in their fair share (default 168h)")
+	f.Var((*durationFlag)(&o.ReserveAfter), "reserve-after", "how long a queued job waits before it goes first and reserves the node it needs, which smaller jobs then use only if they end before it starts (default 10m)")
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
 	o.OIDC.flags(c)
 }
@@ -282,7 +289,8 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	}
 	srv := server.New(server.Config{Kinds: kinds, JoinURL: joinURL(o, ln, link.cert != nil), SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention})
+		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention, SSHAddress: listenAddr(sln),
+		FairShare: fairshare.Config{HalfLife: time.Duration(o.FairShareHalfLife), ReserveAfter: time.Duration(o.ReserveAfter)}})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)
 	}
@@ -436,8 +444,9 @@ func tryLockDir(dir string) (f *os.File, holder string, err error) {
 }
 
 // ensureAdmin creates the first admin on a new store, with a uid that none
-// of host holds. It returns the admin.
-func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount) (*dspool.User, bool, error) {
+// of host holds. It returns the admin. local: this machine's agents will
+// run the admin's work (dspool up as root).
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount, local bool) (*dspool.User, bool, error) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return nil, false, err
@@ -445,6 +454,15 @@ func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.
 	for _, u := range users {
 		if u.Admin {
 			return u, false, nil
+		}
+	}
+	// Local agents as root run the admin's work as an account of that
+	// name, made with the admin's uid: one that exists with another uid
+	// (Debian's cloud images log in as admin) would stop it all.
+	if local {
+		if acct, err := user.Lookup(name); err == nil {
+			return nil, false, dspool.Invalid("--admin", "an account called %s already exists on this machine (uid %s), and the first admin of a new store gets a uid of its own: "+
+				"start the new store with --admin NAME, a name no account on this machine has", name, acct.Uid)
 		}
 	}
 	u, err := db.CreateUserAvoiding(ctx, name, true, host)
@@ -490,4 +508,12 @@ func joinURL(o planeOptions, ln net.Listener, https bool) string {
 		scheme = "https"
 	}
 	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// listenAddr is where ln listens ("" for none).
+func listenAddr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }

@@ -212,7 +212,7 @@ the team they ran for.`,
 // limitFlags are the flags that set limits: a value sets one, "none" takes
 // it away, and a flag not given leaves it as it is.
 type limitFlags struct {
-	cpus, memory, gpus, nodes, priority, defaultPriority string
+	cpus, memory, gpus, nodes, priority, defaultPriority, shares string
 }
 
 func (f *limitFlags) add(c *cobra.Command, whose string) {
@@ -222,10 +222,11 @@ func (f *limitFlags) add(c *cobra.Command, whose string) {
 	c.Flags().StringVar(&f.nodes, "nodes", "", "nodes autoscaling may add for its waiting work (0: none; none: no limit)")
 	c.Flags().StringVar(&f.priority, "priority", "", "priorities its jobs may be submitted with, MIN..MAX, e.g. -100..100 (none: 0 or below, any for admins)")
 	c.Flags().StringVar(&f.defaultPriority, "default-priority", "", "priority of its jobs submitted without one, within --priority (none: 0)")
+	c.Flags().StringVar(&f.shares, "shares", "", "its fair share, against the others' with work (none: 1)")
 }
 
 func (f *limitFlags) any() bool {
-	return f.cpus != "" || f.memory != "" || f.gpus != "" || f.nodes != "" || f.priority != "" || f.defaultPriority != ""
+	return f.cpus != "" || f.memory != "" || f.gpus != "" || f.nodes != "" || f.priority != "" || f.defaultPriority != "" || f.shares != ""
 }
 
 // apply changes l by the flags given.
@@ -256,7 +257,7 @@ func (f *limitFlags) apply(l *dspool.Limits) error {
 	for _, x := range []struct {
 		flag, val string
 		dst       **int
-	}{{"--gpus", f.gpus, &l.GPUs}, {"--nodes", f.nodes, &l.Nodes}} {
+	}{{"--gpus", f.gpus, &l.GPUs}, {"--nodes", f.nodes, &l.Nodes}, {"--shares", f.shares, &l.Shares}} {
 		if x.val == "" {
 			continue
 		}
@@ -295,7 +296,7 @@ func (f *limitFlags) apply(l *dspool.Limits) error {
 func (a *App) teamLimitsCmd() *cobra.Command {
 	var f limitFlags
 	c := &cobra.Command{
-		Use: "limits TEAM [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N]", Short: "Show or set a team's limits (setting: admin)",
+		Use: "limits TEAM [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N] [--shares N]", Short: "Show or set a team's limits (setting: admin)",
 		Args: args(1, 1, "one team name", "dspool team limits vision --gpus 8"),
 		Long: `Show or set what a team's work may hold at once: the cpus, memory and GPUs of
 its running jobs and of its members' sessions in its pools, and how many nodes
@@ -306,8 +307,10 @@ there anyway). A job over a limit waits in the queue (its waiting line says
 which limit); a login over a limit is refused with the reason. --priority
 bounds the priorities the team's jobs may be submitted with (with the
 user's own range, where set) and what its maintainers may raise a queued
-job to; --default-priority is the priority of a job given none.`,
-		Example: "  dspool team limits vision\n  dspool team limits vision --cpus 64 --gpus 8 --memory 512GiB --nodes 10\n  dspool team limits vision --gpus none\n  dspool team limits vision --priority -100..100 --default-priority 10",
+job to; --default-priority is the priority of a job given none. --shares is
+the team's fair share against the other teams with work (default 1; see
+dspool share).`,
+		Example: "  dspool team limits vision\n  dspool team limits vision --cpus 64 --gpus 8 --memory 512GiB --nodes 10\n  dspool team limits vision --gpus none\n  dspool team limits vision --priority -100..100 --default-priority 10\n  dspool team limits vision --shares 2",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()
 			if err != nil {
@@ -351,7 +354,7 @@ func limitNotes(whose string, l dspool.Limits) []string {
 func (a *App) userLimitsCmd() *cobra.Command {
 	var f limitFlags
 	c := &cobra.Command{
-		Use: "limits [USER] [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N]", Short: "Show a user's own limits (default: yours), or set them (admin)",
+		Use: "limits [USER] [--cpus N] [--memory SIZE] [--gpus N] [--nodes N] [--priority MIN..MAX] [--default-priority N] [--shares N]", Short: "Show a user's own limits (default: yours), or set them (admin)",
 		Args: args(0, 1, "at most one user name", "dspool user limits alice --gpus 2"),
 		Long: `Show or set what one user's work may hold at once, whichever team it runs
 for: the cpus, memory and GPUs of their running jobs and sessions, and how
@@ -360,7 +363,9 @@ own. A flag not given leaves that limit as it is; "none" takes it away; 0
 allows nothing (--nodes 0: autoscaling adds no node for their waiting work).
 Team limits apply as well. --priority bounds the priorities of their jobs
 (where the team has a range too, both apply); --default-priority is the
-priority of a job given none, before the team's.`,
+priority of a job given none, before the team's. --shares is their fair
+share against the others with work in their team, or, for work for no
+team, against the teams (default 1; see dspool share).`,
 		Example: "  dspool user limits\n  dspool user limits alice\n  dspool user limits alice --cpus 16 --gpus 2\n  dspool user limits alice --cpus none",
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			cl, err := a.client()

@@ -104,7 +104,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 			log.Warn("cannot read this machine's accounts", "err", err)
 		}
 	}
-	admin, _, err := ensureAdmin(ctx, p.db, o.Admin, host)
+	admin, _, err := ensureAdmin(ctx, p.db, o.Admin, host, os.Geteuid() == 0)
 	if err != nil {
 		p.close()
 		return err
@@ -181,9 +181,9 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 				name = u.Hostname()
 			}
 		}
-		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; sign in with %s)\n", p.url, name)
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (the dashboard: jobs and their logs, pools, usage, your Jupyter server; sign in with %s)\n", p.url, name)
 	} else {
-		fmt.Fprintf(a.Stdout, "  web:   %s/ (your Jupyter server; log in after %s user passwd)\n", p.url, self)
+		fmt.Fprintf(a.Stdout, "  web:   %s/ (the dashboard: jobs and their logs, pools, usage, your Jupyter server; log in after %s user passwd)\n", p.url, self)
 	}
 	if o.OIDC.Issuer != "" {
 		redirect := firstOf(o.OIDC.RedirectURL, p.url+server.OIDCCallbackPath)
@@ -337,6 +337,8 @@ func (a *App) serverCmd() *cobra.Command {
   node_gone_after: 10m       # a node lost this long is gone (it comes back if its agent does)
   kill_grace: 10s
   heartbeat: 2s              # agents' heartbeat interval
+  fair_share_half_life: 168h # a second of use counts half in fair share after this
+  reserve_after: 10m         # a job waiting this long reserves the node it needs
   uid_base: 20000            # first uid/gid of users on a new store
   oidc:                      # single sign-on on the web page (docs/guide.md)
     issuer: https://sso.example.com/realms/lab
@@ -403,7 +405,7 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		p.close()
 		return err
 	}
-	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil)
+	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil, false)
 	if err != nil {
 		p.close()
 		return err

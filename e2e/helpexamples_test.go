@@ -51,7 +51,7 @@ var helpOrder = []string{
 	"dspool_schedule_pause", "dspool_schedule_resume", "dspool_schedule_delete",
 	"dspool_session", "dspool_session_list", "dspool_session_show", "dspool_session_kill", "dspool_shell",
 	"dspool_token_create", "dspool_token", "dspool_token_list", "dspool_token_revoke",
-	"dspool_usage", "dspool_audit", "dspool_simulate",
+	"dspool_usage", "dspool_queue", "dspool_share", "dspool_audit", "dspool_simulate",
 	// What takes things away last.
 	"dspool_secret_delete", "dspool_secret_rotate-key",
 	"dspool_team_remove", "dspool_team_delete",

@@ -48,7 +48,7 @@ func TestWebLogin(t *testing.T) {
 		resp.Header.Get("Content-Security-Policy") == "" || strings.Contains(page, "<style") {
 		t.Fatalf("the login page: %d %q", resp.StatusCode, page)
 	}
-	if resp, css := do("GET", "/static/page.css", nil, ""); resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || css == "" {
+	if resp, css := do("GET", "/static/dash.css", nil, ""); resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") || css == "" {
 		t.Fatalf("the page's styles: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	// A browser opening a Jupyter URL without a login is sent to the page,

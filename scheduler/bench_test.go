@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/scheduler"
@@ -70,4 +71,67 @@ func benchJobs(r *rand.Rand, n int) []scheduler.Job {
 		jobs[i] = j
 	}
 	return jobs
+}
+
+// BenchmarkSchedule is BenchmarkPlan's nearly-full case with what fair
+// share and reservations add: scores, time limits on half the jobs, one
+// job in ten reserving, and running work on every node that ends by its
+// time limits within 4 hours.
+func BenchmarkSchedule(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	nodes := benchNodes(r, 10_000, func(r *rand.Rand, n *scheduler.Node) {
+		n.FreeCPUs = cpus(float64(r.IntN(3)) / 2)
+		n.FreeMem = gib(float64(r.IntN(3)))
+		if len(n.FreeGPUs) > 0 {
+			n.FreeGPUs = n.FreeGPUs[:r.IntN(2)]
+		}
+		for range 1 + r.IntN(4) {
+			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute, CPUs: cpus(float64(1 + r.IntN(4))), Memory: gib(float64(1 + r.IntN(8)))})
+		}
+	})
+	jobs := benchJobs(r, 100_000)
+	for i := range jobs {
+		jobs[i].Score = r.Float64() * 1000
+		jobs[i].Reserve = r.IntN(10) == 0
+		if r.IntN(2) == 0 {
+			jobs[i].TimeLimit = time.Duration(1+r.IntN(480)) * time.Minute
+		}
+		jobs[i].User = fmt.Sprintf("u%d", r.IntN(1000))
+	}
+	var res scheduler.Result
+	for b.Loop() {
+		res = scheduler.Schedule(nodes, jobs, scheduler.Quotas{}, false)
+	}
+	b.ReportMetric(float64(len(res.Placements)), "placements")
+	b.ReportMetric(float64(len(res.Reservations)), "reservations")
+	b.ReportMetric(float64(len(jobs)*b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// BenchmarkEstimate plans the starts of the first 200 jobs of each of two
+// pools of 5,000 nearly full nodes, as `dspool queue` does for its answer.
+func BenchmarkEstimate(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 8))
+	nodes := benchNodes(r, 10_000, func(r *rand.Rand, n *scheduler.Node) {
+		n.FreeCPUs = cpus(float64(r.IntN(3)) / 2)
+		n.FreeMem = gib(float64(r.IntN(3)))
+		for range 1 + r.IntN(4) {
+			n.Releases = append(n.Releases, scheduler.Release{After: time.Duration(r.IntN(240)) * time.Minute, CPUs: cpus(float64(1 + r.IntN(4))), Memory: gib(float64(1 + r.IntN(8)))})
+		}
+	})
+	jobs := benchJobs(r, 100_000)
+	for i := range jobs {
+		if r.IntN(2) == 0 {
+			jobs[i].TimeLimit = time.Duration(1+r.IntN(480)) * time.Minute
+		}
+	}
+	known := 0
+	for b.Loop() {
+		known = 0
+		for _, s := range scheduler.Estimate(nodes, jobs, 200) {
+			if s.Known {
+				known++
+			}
+		}
+	}
+	b.ReportMetric(float64(known), "known")
 }

@@ -1,10 +1,14 @@
 // Package scheduler places queued jobs on nodes. It is a pure function: no I/O,
-// no clock, no goroutines.
+// no clock, no goroutines. Times are durations from the moment of the plan,
+// which the caller chooses.
 //
-// Plan walks the queue once, highest Priority first and, within a priority,
-// lowest ID (oldest) first. Each job goes to the best node of its own pool
-// that fits it, and what it takes is subtracted from that node for the rest
-// of the plan.
+// Plan walks the queue once in queue order: jobs that hold a reservation
+// right (Job.Reserve) first, then highest Score first, then highest
+// Priority, then lowest ID (oldest). The caller computes Score (the server
+// combines priority, age and fair share, package fairshare); with every
+// Score 0 the order is priority, then age. Each job goes to the best node
+// of its own pool that fits it, and what it takes is subtracted from that
+// node for the rest of the plan.
 //
 // Fit: a node fits a job when FreeCPUs >= CPUs, FreeMem >= Memory and
 // len(FreeGPUs) >= GPUs. A job that asks for a GPU model or memory
@@ -12,7 +16,8 @@
 // it (dspool.GPUWant.Fits), and holds the lowest of those; such a job finds
 // its node by a linear walk of its pool in the order of the score rules, and
 // its shape is not remembered as one that fits nowhere (another model may be
-// free where this one is not).
+// free where this one is not). Backfill and reservations count GPUs, not
+// their models: such a job neither backfills nor reserves.
 //
 // Score: among the nodes that fit, the job takes the first by, in order:
 //
@@ -42,12 +47,25 @@
 // linear walk of its pool; a job that fits only closed nodes stays queued,
 // and its shape is not remembered as one that fits nowhere.
 //
-// Backfill: a job that fits no node is skipped, not waited for, and later
-// jobs, even of lower priority, may still be placed if they fit.
-// Nothing is reserved for a skipped job, so a large job can wait behind a
-// stream of small ones; the caller sees what stays queued and is the place
-// to act on it. A job asking for a negative amount of anything is never
-// placed.
+// Backfill and reservations: a job that fits no node is skipped, not waited
+// for, and later jobs, even of lower priority, may still be placed if they
+// fit. A skipped job that has waited long enough (the caller sets
+// Job.Reserve) reserves the node of its pool, open to its user, where it
+// can start soonest: the node's free resources plus what its running work
+// releases by its time limits (Node.Releases, and the jobs of this plan
+// that have a time limit) must cover the job. That moment is the
+// reservation's start; it is unknown when the node needs work without a
+// time limit to end. A reserved node leaves the pool's index: later jobs
+// go to the other nodes first, and to a reserved node only when nothing
+// else fits and either they end before its start (Job.TimeLimit <= start,
+// never when the start is unknown) or they fit in what the node has to
+// spare at the start beyond the reservation. So backfill never delays a
+// reservation that the time limits promise. A pool holds at most
+// MaxReservations at once; a reserving job past that waits as any other.
+// Schedule reports the reservations and why each job waits; Estimate says
+// when queued jobs should start, planning each in queue order on the
+// nodes' timelines as Slurm's backfill does. A job asking for a negative
+// amount of anything is never placed.
 //
 // Limits: PlanWithin is Plan under the limits of users and teams (Quotas:
 // each one's limits and what its running work holds now). In the same walk,
@@ -55,16 +73,18 @@
 // team and of its user, counting what they hold now plus the jobs placed
 // earlier in the plan; one that would take either over a limit in cpus,
 // memory or GPUs is skipped and reported as Held, with the reason, and does
-// not count as a shape that found no node. Plan is PlanWithin with no
-// limits. Admit walks the queue in the same order without nodes, charging
-// each job it lets through as though it ran: what it holds back is work no
-// new node should be added for, and its reasons are what queued jobs show.
+// not count as a shape that found no node (nor reserves anything). Plan is
+// PlanWithin with no limits. Admit walks the queue in the same order
+// without nodes, charging each job it lets through as though it ran: what
+// it holds back is work no new node should be added for, and its reasons
+// are what queued jobs show.
 package scheduler
 
 import (
 	"cmp"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/dspool/dspool"
 )
@@ -83,6 +103,17 @@ type Node struct {
 	GPUs []dspool.GPU
 	// Closed holds the users whose jobs may not run here (nil: none).
 	Closed map[string]bool
+	// Releases is what the node's running work gives back when it reaches
+	// its time limit; work without a time limit is not listed.
+	Releases []Release
+}
+
+// Release is what running work gives back After from now, at its time limit.
+type Release struct {
+	After  time.Duration
+	CPUs   dspool.MilliCPU
+	Memory dspool.Bytes
+	GPUs   int
 }
 
 // Job is a queued job.
@@ -101,6 +132,14 @@ type Job struct {
 	// Array is the array the job is a task of (0: none), whose cap in
 	// Quotas.Arrays it counts against.
 	Array int64
+	// Score orders the queue before Priority: higher first.
+	Score float64
+	// Reserve: the job has waited long enough to go first and, when it
+	// fits nowhere, to reserve a node.
+	Reserve bool
+	// TimeLimit is how long the job may run (0: no limit); backfill on a
+	// reserved node reads it.
+	TimeLimit time.Duration
 }
 
 // Placement puts one job on one node, holding the listed GPU indices.
@@ -115,8 +154,7 @@ type Placement struct {
 // Placements come in the order the jobs were considered. Their GPU slices are
 // Plan's own: they share no memory with nodes or with each other.
 func Plan(nodes []Node, jobs []Job) []Placement {
-	out, _ := plan(nodes, jobs, nil)
-	return out
+	return plan(nodes, jobs, nil, false).Placements
 }
 
 // PlanWithin is Plan under q's limits: it also returns the jobs held back
@@ -124,34 +162,91 @@ func Plan(nodes []Node, jobs []Job) []Placement {
 // order they were considered, each with the reason. It does not modify its
 // arguments.
 func PlanWithin(nodes []Node, jobs []Job, q Quotas) ([]Placement, []Held) {
-	return plan(nodes, jobs, newLedger(q))
+	r := plan(nodes, jobs, newLedger(q), false)
+	return r.Placements, r.Held
 }
 
-func plan(nodes []Node, jobs []Job, led *ledger) ([]Placement, []Held) {
+// Result is what Schedule decides.
+type Result struct {
+	Placements   []Placement
+	Held         []Held
+	Reservations []Reservation
+	// Waits says why each job that stays queued waits, in queue order;
+	// Schedule fills it only when asked to explain.
+	Waits []Wait
+}
+
+// Schedule is PlanWithin that also reports reservations and, with
+// explain, why each job that is not placed waits.
+func Schedule(nodes []Node, jobs []Job, q Quotas, explain bool) Result {
+	return plan(nodes, jobs, newLedger(q), explain)
+}
+
+func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 	pools := indexPools(nodes)
-	var out []Placement
-	var held []Held
+	for i := range jobs {
+		if jobs[i].Reserve {
+			for _, p := range pools {
+				p.reserving = true
+			}
+			break
+		}
+	}
+	var r Result
+	wait := func(w Wait) {
+		if explain {
+			r.Waits = append(r.Waits, w)
+		}
+	}
 	for _, i := range queue(jobs) {
 		j := &jobs[i]
 		p := pools[j.Pool]
 		if p == nil || j.CPUs < 0 || j.Memory < 0 || j.GPUs < 0 {
+			wait(Wait{Job: j.ID, Kind: WaitNoNode})
 			continue
 		}
 		if led != nil {
 			if why := led.over(j, false); why != "" {
-				held = append(held, Held{Job: j.ID, Reason: why})
+				r.Held = append(r.Held, Held{Job: j.ID, Reason: why})
+				wait(Wait{Job: j.ID, Kind: WaitLimit, Reason: why})
 				continue
 			}
 		}
-		if pl, ok := p.place(j); ok {
-			out = append(out, pl)
+		pl, ok := p.place(j)
+		var by *reserved
+		// Backfill and reservations count GPUs, not their models: a job
+		// that asks for a model neither backfills nor reserves (yet).
+		kind := j.GPUs > 0 && !j.GPUWant.Any()
+		if !ok && len(p.res) > 0 && !kind {
+			pl, by, ok = p.backfill(j)
+		}
+		if ok {
+			r.Placements = append(r.Placements, pl)
+			p.placed(j, pl.Node)
 			if led != nil {
 				led.charge(j, false)
 			}
+			continue
 		}
+		if j.Reserve && !kind {
+			if rv, ok := p.reserve(j); ok {
+				r.Reservations = append(r.Reservations, rv)
+				wait(Wait{Job: j.ID, Kind: WaitReservation, Node: rv.Node, Start: rv.Start, StartKnown: rv.StartKnown})
+				continue
+			}
+		}
+		if by != nil {
+			wait(Wait{Job: j.ID, Kind: WaitReserved, For: by.job, Node: p.ids[by.e.rank]})
+			continue
+		}
+		wait(Wait{Job: j.ID, Kind: WaitResources})
 	}
-	return out, held
+	return r
 }
+
+// Order returns the positions of jobs in queue order: the order Plan
+// considers them in.
+func Order(jobs []Job) []int { return queue(jobs) }
 
 // queue returns the positions of jobs in the order Plan considers them. The
 // position breaks ties between equal IDs, so even bad input has one order.
@@ -162,6 +257,15 @@ func queue(jobs []Job) []int {
 	}
 	slices.SortFunc(order, func(a, b int) int {
 		x, y := &jobs[a], &jobs[b]
+		if x.Reserve != y.Reserve {
+			if x.Reserve {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(y.Score, x.Score); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(y.Priority, x.Priority); c != 0 {
 			return c
 		}
@@ -221,6 +325,12 @@ type pool struct {
 	// node is closed to.
 	closed   []map[string]bool
 	closedTo map[string]bool
+	// releases[rank] is what the node's running work and the jobs placed
+	// on it in this plan give back at their time limits; res the nodes
+	// reserved in this plan (out of byGPUs).
+	releases  [][]Release
+	res       []*reserved
+	reserving bool // some job of the plan may reserve: track releases
 	// info[rank] is Node.GPUs of each node.
 	info [][]dspool.GPU
 }
@@ -253,10 +363,11 @@ func newPool(nodes []Node, idx []int) *pool {
 	}
 	flat := make([]int, 0, total)
 	p := &pool{ids: make([]string, len(idx)), gpus: make([][]int, len(idx)), closed: make([]map[string]bool, len(idx)),
-		info: make([][]dspool.GPU, len(idx))}
+		releases: make([][]Release, len(idx)), info: make([][]dspool.GPU, len(idx))}
 	for r, i := range idx {
 		n := &nodes[i]
 		p.ids[r] = n.ID
+		p.releases[r] = slices.Clip(n.Releases) // appends copy, never write the caller's array
 		p.info[r] = n.GPUs
 		p.close(r, n.Closed)
 		start := len(flat)

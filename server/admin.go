@@ -142,6 +142,9 @@ func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
 		byID[n.ID] = n
 		n.Allocated.GPUs = []int{}
 		s.hub.decorate(n)
+		if t, ok := s.scaler.idleSince(n.ID); ok {
+			n.IdleSince = &t
+		}
 	}
 	for _, j := range active {
 		if n := byID[j.Node]; n != nil && j.State == dspool.JobRunning {

@@ -107,6 +107,8 @@ var authzMatrix = map[string]authzRow{
 	"POST /api/v1/nodes/{name}/undrain": {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/{node}/undrain", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
 	"DELETE /api/v1/nodes/{name}":       {scope: dspool.ScopeAdmin, path: "/api/v1/nodes/{node}", fresh: true, anon: 401, other: 403, owner: 403, admin: 200},
 	"GET /api/v1/usage":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"GET /api/v1/queue":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
+	"GET /api/v1/share":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 	"GET /api/v1/nodes":                 {scope: dspool.ScopeRead, anon: 401, other: 200, owner: 200, admin: 200},
 
 	"GET /api/v1/users":                 {scope: dspool.ScopeAdmin, anon: 401, other: 403, owner: 403, admin: 200},

@@ -32,6 +32,7 @@ type scaler struct {
 	pools    map[string]*poolScale
 	pending  map[*pendingSession]struct{}
 	lastBusy map[string]time.Time // node id -> last pass that saw it with work
+	idle     map[string]time.Time // node id -> since when a ready node has had no work
 	removing map[string]bool      // node names being removed
 	noted    map[string]bool      // pools told they cannot scale here (pass only)
 	changed  chan struct{}        // closed when capacity may have changed
@@ -67,7 +68,7 @@ type pendingSession struct {
 
 func newScaler(s *Server, providers map[string]autoscale.Provider) *scaler {
 	return &scaler{s: s, providers: providers, poke: make(chan struct{}, 1), pools: map[string]*poolScale{},
-		pending: map[*pendingSession]struct{}{}, lastBusy: map[string]time.Time{}, removing: map[string]bool{}, noted: map[string]bool{},
+		pending: map[*pendingSession]struct{}{}, lastBusy: map[string]time.Time{}, idle: map[string]time.Time{}, removing: map[string]bool{}, noted: map[string]bool{},
 		changed: make(chan struct{}), started: s.cfg.Now()}
 }
 
@@ -180,7 +181,11 @@ func (sc *scaler) pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lim := s.passLimits(dir, pools, active, stored)
+	st, err := s.standing(ctx, dir, active, now)
+	if err != nil {
+		return err
+	}
+	lim := s.passLimits(dir, pools, active, s.queued(active, st), stored)
 	facts := s.hub.facts()
 	held := s.sessions.reserved()
 	sessions := s.sessions.perNode()
@@ -223,6 +228,11 @@ func (sc *scaler) pass(ctx context.Context) error {
 	for id := range sc.lastBusy {
 		if !live[id] {
 			delete(sc.lastBusy, id)
+		}
+	}
+	for id := range sc.idle {
+		if !live[id] {
+			delete(sc.idle, id)
 		}
 	}
 	sc.mu.Unlock()
@@ -323,6 +333,11 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 		}
 		if an.State == dspool.NodeLost && n.LastSeen != nil {
 			an.IdleSince = later(an.IdleSince, *n.LastSeen)
+		}
+		if an.State == dspool.NodeReady && an.Idle() {
+			sc.idle[n.ID] = an.IdleSince
+		} else {
+			delete(sc.idle, n.ID)
 		}
 		if an.State == dspool.NodeProvisioning {
 			ps.booting++
@@ -690,4 +705,13 @@ func (sc *scaler) listFailed(ctx context.Context, p *dspool.Pool, err error, now
 	if tell {
 		sc.s.event(ctx, p.Name, dspool.EventProviderError, nil, fmt.Sprintf("could not list the pool's nodes: %v", err))
 	}
+}
+
+// idleSince is since when node id, ready, has had no work as of the last
+// pass (false: it has work, or is not ready).
+func (sc *scaler) idleSince(id string) (time.Time, bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	t, ok := sc.idle[id]
+	return t, ok
 }

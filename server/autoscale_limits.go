@@ -23,19 +23,13 @@ type passLimits struct {
 // ownerKey names a team or user in budgets and messages.
 func ownerKey(kind, name string) string { return kind + " " + name }
 
-// passLimits works out which queued jobs a limit holds (scheduler.Admit),
-// and how many nodes each owner with a nodes limit may still get: its limit
-// less the nodes of pools that autoscale that its running jobs and sessions
-// are on.
-func (s *Server) passLimits(dir *teamDir, pools []*dspool.Pool, active []sqlite.ActiveJob, stored []*dspool.Node) *passLimits {
+// passLimits works out which queued jobs a limit holds (scheduler.Admit,
+// on queued: the queued jobs of active as the scheduler takes them), and
+// how many nodes each owner with a nodes limit may still get: its limit
+// less the nodes of pools that autoscale that its running jobs and
+// sessions are on.
+func (s *Server) passLimits(dir *teamDir, pools []*dspool.Pool, active []sqlite.ActiveJob, queued []scheduler.Job, stored []*dspool.Node) *passLimits {
 	pl := &passLimits{held: map[int64]bool{}, budgets: autoscale.Budgets{}, limit: map[string]int{}, waits: map[int64]limitWait{}}
-	var queued []scheduler.Job
-	for _, j := range active {
-		if j.State == dspool.JobQueued {
-			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-				User: j.User, Team: j.Team})
-		}
-	}
 	for _, h := range scheduler.Admit(queued, s.quotas(dir, active)) {
 		pl.held[h.Job] = true
 		pl.waits[h.Job] = limitWait{why: h.Reason, held: true}

@@ -367,7 +367,8 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		synced = time.Now()
 	}
 	buf := make([]byte, 32<<10)
-	var wrote bool
+	var wrote, done, woke bool
+	var checked time.Time
 	copyOut := func() bool {
 		for {
 			n, err := f.Read(buf)
@@ -410,13 +411,19 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 			wrote = true
 		}
 		_ = rc.Flush()
-		cur, err := s.db.Job(r.Context(), j.ID)
-		if err != nil {
-			return
+		// The file is read every logPoll, the job's state in the store
+		// every logStatePoll (and whenever it changes).
+		if !follow || woke || time.Since(checked) >= logStatePoll {
+			cur, err := s.db.Job(r.Context(), j.ID)
+			if err != nil {
+				return
+			}
+			// The attempt is over once the job moved past it; one more read
+			// after that catches the last bytes the agent wrote before
+			// reporting.
+			done = cur.Attempt != attempt || cur.State != dspool.JobRunning && cur.State != dspool.JobQueued
+			checked = time.Now()
 		}
-		// The attempt is over once the job moved past it; one more read after
-		// that catches the last bytes the agent wrote before reporting.
-		done := cur.Attempt != attempt || cur.State != dspool.JobRunning && cur.State != dspool.JobQueued
 		if !follow || done && f != nil {
 			if f != nil && done {
 				refresh()
@@ -428,9 +435,11 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c := s.watch(j.ID)
+		woke = false
 		select {
 		case <-c:
-		case <-time.After(250 * time.Millisecond):
+			woke = true
+		case <-time.After(logPoll):
 			s.unwatch(j.ID, c)
 		case <-r.Context().Done():
 			s.unwatch(j.ID, c)
@@ -438,6 +447,14 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// A followed log is read every logPoll (what a browser following it waits
+// at most for a line, past the share's own delay), and its job's state
+// looked up every logStatePoll.
+const (
+	logPoll      = 50 * time.Millisecond
+	logStatePoll = 250 * time.Millisecond
+)
 
 // shareOwner is the account whose files of user's work on the share are
 // theirs: the user's own ids when the control plane runs as root (its

@@ -19,7 +19,9 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/internal/forwarded"
+	"github.com/dspool/dspool/web"
 	"golang.org/x/oauth2"
 )
 
@@ -237,6 +239,9 @@ type ssoFlow struct {
 	Verifier string `json:"v"`
 	Redirect string `json:"r"`
 	Expires  int64  `json:"e"`
+	// Next is the page that asked for the login (loginNext), where the
+	// sign-in returns.
+	Next string `json:"x,omitempty"`
 }
 
 func (p *sso) seal(f ssoFlow) string {
@@ -289,21 +294,8 @@ func refuse(reason string, status int, format string, args ...any) *ssoRefusal {
 	return &ssoRefusal{reason: reason, status: status, msg: fmt.Sprintf(format, args...)}
 }
 
-// loginPage adds what the login form shows of single sign-on.
-func (s *Server) loginPage(d pageData) pageData {
-	if s.sso != nil {
-		d.SSO = s.sso.name
-		d.SSODown = !s.sso.ready()
-		d.NoPassword = s.sso.cfg.NoPasswordLogin
-	}
-	return d
-}
-
-func (s *Server) ssoPage(w http.ResponseWriter, status int, msg string) {
-	s.setSecurityHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg}))
+func (s *Server) ssoPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	s.dash.LoginPage(w, r, status, web.Login{Error: msg})
 }
 
 // ssoStart sends the browser to the provider.
@@ -314,15 +306,15 @@ func (s *Server) ssoStart(w http.ResponseWriter, r *http.Request) {
 	}
 	oc, _, _ := s.sso.client()
 	if oc == nil {
-		s.ssoPage(w, http.StatusServiceUnavailable, "Single sign-on is unavailable: the pool cannot reach "+s.sso.name+" right now. Try again in a minute.")
+		s.ssoPage(w, r, http.StatusServiceUnavailable, "Single sign-on is unavailable: the pool cannot reach "+s.sso.name+" right now. Try again in a minute.")
 		return
 	}
 	f := ssoFlow{State: newToken(), Nonce: newToken(), Verifier: oauth2.GenerateVerifier(), Redirect: s.sso.redirectURL(s.client(r)),
-		Expires: s.cfg.Now().Add(ssoFlowTTL).Unix()}
+		Expires: s.cfg.Now().Add(ssoFlowTTL).Unix(), Next: loginNext(r.URL.Query().Get("next"))}
 	http.SetCookie(w, s.sso.flowCookie(s.client(r), s.sso.seal(f), int(ssoFlowTTL/time.Second)))
 	c := *oc
 	c.RedirectURL = f.Redirect
-	s.setSecurityHeaders(w)
+	web.SetSecurityHeaders(w)
 	http.Redirect(w, r, c.AuthCodeURL(f.State, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)), http.StatusFound)
 }
 
@@ -351,10 +343,10 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("web login refused", attrs...)
 		s.recordSSO(r, nil, id, e.reason)
-		s.ssoPage(w, e.status, e.msg)
+		s.ssoPage(w, r, e.status, e.msg)
 		return
 	}
-	if err := s.startWebSession(w, r, u, ""); err != nil {
+	if err := s.startWebSession(w, r, u, id.next); err != nil {
 		s.log.Info("web login refused", "via", "oidc", "reason", "no_session", "user", u.Name, "remote", s.client(r).Addr, "err", err)
 		s.recordSSO(r, nil, id, "no_session")
 		why := "see the pool's log"
@@ -362,7 +354,7 @@ func (s *Server) ssoFinish(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &e) && e.Code != dspool.EInternal {
 			why = e.Message
 		}
-		s.ssoPage(w, statusOf[dspool.ErrorCode(err)], "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
+		s.ssoPage(w, r, api.HTTPStatus(dspool.ErrorCode(err)), "You are signed in at "+s.sso.name+", but the pool could not log you in: "+why+".")
 		return
 	}
 	s.log.Info("web login", "user", u.Name, "via", "oidc", "subject", id.subject, "remote", s.client(r).Addr)
@@ -375,6 +367,7 @@ type ssoIdentity struct {
 	subject, email string
 	emailVerified  bool
 	claims         map[string]any
+	next           string // where the sign-in returns (its flow's Next)
 }
 
 // ssoIdentity checks the callback against its flow and the provider's ID
@@ -446,7 +439,7 @@ func (s *Server) ssoIdentity(r *http.Request) (ssoIdentity, error) {
 		e.err = err
 		return id, e
 	}
-	id.subject = t.Subject
+	id.subject, id.next = t.Subject, flow.Next
 	id.email, _ = id.claims["email"].(string)
 	switch v := id.claims["email_verified"].(type) {
 	case bool:

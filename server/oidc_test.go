@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -190,7 +191,13 @@ func (b *browser) get(u string) page { return b.do("GET", u, nil, "") }
 // URL first.
 func (b *browser) signIn(edit func(q url.Values)) page {
 	b.t.Helper()
-	start := b.get("/login/oidc")
+	return b.signInFrom("/login/oidc", edit)
+}
+
+// signInFrom is signIn from the sign-in link path.
+func (b *browser) signInFrom(path string, edit func(q url.Values)) page {
+	b.t.Helper()
+	start := b.get(path)
 	if start.status != http.StatusFound || start.loc == "" {
 		b.t.Fatalf("GET /login/oidc: %d to %q, want a redirect to the provider\n%s", start.status, start.loc, start.body)
 	}
@@ -219,6 +226,26 @@ func (b *browser) signIn(edit func(q url.Values)) page {
 		cb.RawQuery = q.Encode()
 	}
 	return b.get(cb.String())
+}
+
+// TestSSOReturnsToTheDeepLink: a sign-in started from the login form of a
+// page that asked for a login returns to that page; one asked to return to
+// another site goes home.
+func TestSSOReturnsToTheDeepLink(t *testing.T) {
+	p := newSSOPool(t, nil, true)
+	p.user("ada", "Ada@Example.com")
+	b := newBrowser(t, p.URL)
+	form := b.get("/?next=" + url.QueryEscape("/jobs?state=running"))
+	link := regexp.MustCompile(`id="sso" href="([^"]+)"`).FindStringSubmatch(form.body)
+	if link == nil || !strings.Contains(link[1], "next=") {
+		t.Fatalf("the login form's sign-in link does not carry where to return:\n%s", form.body)
+	}
+	if res := b.signInFrom(html.UnescapeString(link[1]), nil); res.status != http.StatusSeeOther || res.loc != "/jobs?state=running" {
+		t.Errorf("a sign-in from a deep link: %d to %q, want back to /jobs?state=running", res.status, res.loc)
+	}
+	if res := newBrowser(t, p.URL).signInFrom("/login/oidc?next="+url.QueryEscape("//evil.example/"), nil); res.status != http.StatusSeeOther || res.loc != "/" {
+		t.Errorf("a sign-in asked to return to another site: %d to %q, want home", res.status, res.loc)
+	}
 }
 
 func loginCookie(p page) *http.Cookie {

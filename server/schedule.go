@@ -43,17 +43,12 @@ func (s *Server) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var queued []scheduler.Job
+	if !slices.ContainsFunc(active, func(j sqlite.ActiveJob) bool { return j.State == dspool.JobQueued }) {
+		return nil
+	}
 	attempts := map[int64]int{}
 	for _, j := range active {
-		if j.State == dspool.JobQueued {
-			queued = append(queued, scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-				User: j.User, Team: j.Team, GPUWant: j.GPUWant})
-			attempts[j.ID] = j.Attempt
-		}
-	}
-	if len(queued) == 0 {
-		return nil
+		attempts[j.ID] = j.Attempt
 	}
 	nodes, err := s.snapshotNodes(ctx, active)
 	if err != nil || len(nodes) == 0 {
@@ -67,9 +62,14 @@ func (s *Server) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	st, err := s.standing(ctx, dir, active, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	queued := s.queued(active, st)
 	// Jobs held by a limit are explained by the autoscaler's pass, which
 	// runs whether or not there are nodes.
-	plan, _ := scheduler.PlanWithin(nodes, queued, s.quotas(dir, active))
+	plan := scheduler.Schedule(nodes, queued, s.quotas(dir, active), false).Placements
 	s.closed.set(queued, plan, why)
 	s.setHeadroom(headroomAfter(nodes, queued, plan))
 	if len(plan) == 0 {
@@ -203,10 +203,14 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 			n.FreeGPUs = slices.DeleteFunc(n.FreeGPUs, func(g int) bool { return slices.Contains(r.GPUs, g) })
 		}
 	}
+	now := s.cfg.Now()
 	for _, j := range active {
 		n := byID[j.Node]
 		if n == nil || j.State != dspool.JobRunning {
 			continue
+		}
+		if r, ok := s.release(j, now); ok {
+			n.Releases = append(n.Releases, r)
 		}
 		n.FreeCPUs -= j.CPUs
 		n.FreeMem -= j.Memory

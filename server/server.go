@@ -27,9 +27,11 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -87,12 +89,18 @@ type Config struct {
 	// Retention is how long the store keeps what has ended (zero ages:
 	// the defaults); see retention.go.
 	Retention dspool.Retention
+	// FairShare orders the queue and says when a job reserves a node
+	// (zero fields: the defaults); see fair.go.
+	FairShare fairshare.Config
 	// TrustedProxies are the load balancers and reverse proxies whose
 	// X-Forwarded-For, -Proto and -Host headers are believed (none by
 	// default): see client.
 	TrustedProxies []netip.Prefix
-	Now            func() time.Time
-	Version        string
+	// SSHAddress is where the pool's SSH gateway listens ("host:port"; ""
+	// when there is none): the dashboard shows users their SSH command.
+	SSHAddress string
+	Now        func() time.Time
+	Version    string
 
 	// WorkTokenKey signs the API tokens that jobs and sessions get
 	// (worktokens.go); keep it across restarts, or running work loses its
@@ -122,7 +130,9 @@ type Server struct {
 	scaler    *scaler
 	teams     teamState
 	closed    closedWaits
+	fair      fairState
 	sso       *sso // nil without single sign-on
+	dash      *web.Dashboard
 	proxies   forwarded.Proxies
 	auth      authCache
 	tokenUse  tokenUse
@@ -175,6 +185,7 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	cfg.Retention = cfg.Retention.WithDefaults()
+	cfg.FairShare = cfg.FairShare.WithDefaults()
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
 		kick: make(chan struct{}, 1), depsKick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
@@ -197,6 +208,9 @@ func New(cfg Config) *Server {
 	s.metrics = newMetrics(s)
 	s.sso = newSSO(cfg.OIDC)
 	s.depsGen.Store(1) // what the store holds is not known to wait for nothing
+	apiMux := http.NewServeMux()
+	s.mountAPI(apiMux)
+	s.dash = web.New(web.Options{API: apiMux, Logins: webLogins{s}, SSH: cfg.SSHAddress, Logger: cfg.Logger, Now: cfg.Now})
 	return s
 }
 
@@ -231,23 +245,15 @@ func (s *Server) Run(ctx context.Context) {
 // /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, r := range s.routes() {
-		h := r.handler
-		if r.auth != authNone {
-			h = s.authenticate(r.auth, r.scope, h)
-		}
-		mux.Handle(r.method+" "+r.path, s.limitBody(h))
-	}
+	s.mountAPI(mux)
 	// Users' Jupyter servers. Bodies are theirs to bound (uploads of large
 	// files go through here), so no body limit.
 	mux.Handle("/user/{name}/", s.toLoginPage(s.authenticateWith(authUser, dspool.ScopeSessions, checkJupyterXSRF, s.serveUser)))
-	mux.HandleFunc("GET /{$}", s.servePage)
+	s.dash.Register(mux)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /login/oidc", s.ssoStart)
 	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
-	mux.HandleFunc("GET /static/page.js", s.serveScript)
-	mux.HandleFunc("GET /static/page.css", s.serveStyle)
 	mux.HandleFunc("GET /sdk/{$}", s.serveSDKIndex)
 	mux.HandleFunc("GET /sdk/{file}", s.serveSDK)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
@@ -255,6 +261,18 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// mountAPI mounts the API's routes (and the agents' and health checks') on
+// mux, each behind its authentication and body limit.
+func (s *Server) mountAPI(mux *http.ServeMux) {
+	for _, r := range s.routes() {
+		h := r.handler
+		if r.auth != authNone {
+			h = s.authenticate(r.auth, r.scope, h)
+		}
+		mux.Handle(r.method+" "+r.path, s.limitBody(h))
+	}
 }
 
 // NewHTTPServer wraps h with the timeouts and limits every listener of
@@ -330,6 +348,8 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/pools/{name}/join-tokens/{id}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeJoinTokens},
 		{"GET", "/api/v1/pools/{name}/events", authUser, dspool.ScopeRead, s.poolEvents},
 		{"GET", "/api/v1/usage", authUser, dspool.ScopeRead, s.usage},
+		{"GET", "/api/v1/queue", authUser, dspool.ScopeRead, s.queue},
+		{"GET", "/api/v1/share", authUser, dspool.ScopeRead, s.share},
 		{"GET", "/api/v1/nodes", authUser, dspool.ScopeRead, s.listNodes},
 		{"POST", "/api/v1/nodes/{name}/revoke", authAdmin, dspool.ScopeAdmin, s.revokeNode},
 		{"POST", "/api/v1/nodes/{name}/drain", authAdmin, dspool.ScopeAdmin, s.drainNodeAPI},
@@ -488,23 +508,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-var statusOf = map[string]int{
-	dspool.EInvalid:      http.StatusBadRequest,
-	dspool.ENotFound:     http.StatusNotFound,
-	dspool.EConflict:     http.StatusConflict,
-	dspool.EUnauthorized: http.StatusUnauthorized,
-	dspool.EForbidden:    http.StatusForbidden,
-	dspool.ETooLarge:     http.StatusRequestEntityTooLarge,
-	dspool.EUnavailable:  http.StatusServiceUnavailable,
-	dspool.EInternal:     http.StatusInternalServerError,
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	var e *dspool.Error
 	if !errors.As(err, &e) {
 		e = &dspool.Error{Code: dspool.EInternal, Message: "internal error: see the server log"}
 	}
-	writeJSON(w, statusOf[e.Code], api.ErrorBody{Error: e})
+	writeJSON(w, api.HTTPStatus(e.Code), api.ErrorBody{Error: e})
 }
 
 // fail logs internal errors once, here, and answers the request.

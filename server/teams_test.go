@@ -349,9 +349,11 @@ func TestLimitsAndAutoscaling(t *testing.T) {
 	}
 
 	// nlp may have one node added for its work: three jobs bring one.
+	// They go last in the queue: cy has used less than ann, and fair share
+	// would otherwise give cy the node ann's job leaves below.
 	var nlp []int64
 	for i := 0; i < 3; i++ {
-		nlp = append(nlp, submit(t, cy.c, dspool.JobSpec{Pool: "gpu", GPUs: 1, Memory: 64 << 20, Command: untilFile}).ID)
+		nlp = append(nlp, submit(t, cy.c, dspool.JobSpec{Pool: "gpu", GPUs: 1, Memory: 64 << 20, Priority: ptr(-dspool.MaxPriority), Command: untilFile}).ID)
 	}
 	waitJob(t, p, cy.c, nlp[0], "running", func(j *dspool.Job) bool { return j.State == dspool.JobRunning })
 	for _, id := range nlp[1:] {

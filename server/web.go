@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,11 +16,12 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/web"
 )
 
-// The browser front end: a login form (name and password), a page to start
-// and stop your Jupyter server, and the cookie that authenticates the page's
-// API calls and /user/NAME/.
+// Logins of browsers: the login form's answer (name and password), and the
+// cookie that authenticates the dashboard's pages (package web), their API
+// calls and /user/NAME/.
 //
 // The cookie is HttpOnly, SameSite=Lax, Secure under TLS, and only its hash
 // is stored. A request the cookie authenticates that changes something must
@@ -31,7 +31,7 @@ import (
 // requests that carry its token, which the proxy adds.
 
 const (
-	sessionCookie = "dspool_session"
+	sessionCookie = web.SessionCookie
 	webLoginTTL   = 7 * 24 * time.Hour
 )
 
@@ -170,84 +170,48 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	return err == nil && o.Host == s.client(r).Host
 }
 
-func (s *Server) setSecurityHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Cache-Control", "no-store")
-}
+// webLogins tells the dashboard (package web) who a browser is logged in
+// as, and how the login form lets users in.
+type webLogins struct{ s *Server }
 
-type pageData struct {
-	User  *dspool.User
-	XSRF  string
-	Error string
-	Name  string
-	// SSO names the identity provider of single sign-on ("" when off);
-	// SSODown says it cannot be reached now.
-	SSO        string
-	SSODown    bool
-	NoPassword bool
-	// Next is where a login returns to: the page that asked for it.
-	Next string
-	// Profiles are the session profiles of the default interactive pool,
-	// which the page offers for the Jupyter server.
-	Profiles []dspool.SessionSize
-}
-
-// loginNext is where a login may return to: a user's Jupyter server
-// (/user/NAME/...), the one page of the pool that sends a browser to log
-// in; anything else (another site, //host, a scheme) is "" and the login
-// goes to the pool's page.
-func loginNext(p string) string {
-	if len(p) > 2048 || !strings.HasPrefix(p, "/user/") || strings.ContainsAny(p, "\\\r\n\t") {
-		return ""
+func (l webLogins) WebLogin(r *http.Request) (*dspool.User, string, error) {
+	if r.Header.Get("Authorization") != "" {
+		return nil, "", dspool.Errorf(dspool.EUnauthorized, "the pool's pages take a browser's login, not an API token: log in")
 	}
-	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+	u, login, err := l.s.caller(r)
+	if err != nil {
+		return nil, "", err
+	}
+	return u, login.xsrf, nil
+}
+
+func (l webLogins) LoginOffer() web.Login {
+	var o web.Login
+	if sso := l.s.sso; sso != nil {
+		o.SSO, o.SSODown, o.NoPassword = sso.name, !sso.ready(), sso.cfg.NoPasswordLogin
+	}
+	return o
+}
+
+// loginNext is where a login may return to: a page of the dashboard or a
+// user's Jupyter server; anything else (another site, //host, a scheme,
+// the API) is "" and the login goes to the home page.
+func loginNext(p string) string {
+	if !web.Returnable(p) {
 		return ""
 	}
 	return p
 }
 
-func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		s.fail(w, r, dspool.Errorf(dspool.ENotFound, "no page %s: the pool's page is /", r.URL.Path))
-		return
-	}
-	s.setSecurityHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	u, login, err := s.caller(r)
-	if err != nil || login == nil {
-		// A login that ended says why, unless there was none.
-		why := ""
-		if _, cerr := r.Cookie(sessionCookie); cerr == nil && dspool.ErrorCode(err) == dspool.EUnauthorized {
-			why = sentence(dspool.Message(err))
-		}
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: why, Next: loginNext(r.URL.Query().Get("next"))}))
-		return
-	}
-	var profiles []dspool.SessionSize
-	if p, err := s.interactivePool(r.Context(), ""); err == nil {
-		profiles = p.SessionSettings().Profiles
-	}
-	_ = pageTmpl.Execute(w, pageData{User: u, XSRF: login.xsrf, Profiles: profiles})
-}
-
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	s.setSecurityHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// A login from another site's form would log the browser in as the
 	// attacker (login CSRF).
 	if !s.sameOrigin(r) {
-		w.WriteHeader(http.StatusForbidden)
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "This login form was sent from another site; use the pool's own page."}))
+		s.dash.LoginPage(w, r, http.StatusForbidden, web.Login{Error: "This login form was sent from another site; use the pool's own page."})
 		return
 	}
 	if s.sso != nil && s.sso.cfg.NoPasswordLogin {
-		w.WriteHeader(http.StatusForbidden)
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: "Password logins are off on this pool: sign in with " + s.sso.name + "."}))
+		s.dash.LoginPage(w, r, http.StatusForbidden, web.Login{Error: "Password logins are off on this pool: sign in with " + s.sso.name + "."})
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
@@ -275,8 +239,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		case u != nil && u.Disabled: // the right password: its owner may know why
 			msg = "Your account is disabled: ask an admin to enable it."
 		}
-		w.WriteHeader(status)
-		_ = pageTmpl.Execute(w, s.loginPage(pageData{Error: msg, Name: name, Next: next}))
+		s.dash.LoginPage(w, r, status, web.Login{Error: msg, Name: name, Next: next})
 		return
 	}
 	if err := s.startWebSession(w, r, u, next); err != nil {
@@ -327,114 +290,3 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true, Secure: s.client(r).Secure(), SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
-
-func (s *Server) serveScript(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write([]byte(pageScript))
-}
-
-// The page's styles are a file of their own: the Content-Security-Policy
-// allows no inline style.
-func (s *Server) serveStyle(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/css; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	_, _ = w.Write([]byte(pageStyle))
-}
-
-const pageStyle = `body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}
-h1{font-size:1.4rem} label{display:block;margin:.6rem 0 .2rem} input{font:inherit;padding:.3rem;width:16rem}
-button{font:inherit;padding:.35rem 1rem;margin:.6rem .4rem 0 0;cursor:pointer} .error{color:#a00}
-a.button{display:inline-block;padding:.35rem 1rem;border:1px solid #767676;border-radius:3px;background:#efefef;color:inherit;text-decoration:none}
-#state{font-weight:600} .muted{color:#666} pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;font-size:.8rem}
-`
-
-var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dspool</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-{{if .User}}<meta name="xsrf" content="{{.XSRF}}"><meta name="user" content="{{.User.Name}}">{{end}}
-<link rel="stylesheet" href="/static/page.css"></head><body>
-<h1>dspool</h1>
-{{if .User}}
-<p>Logged in as <b>{{.User.Name}}</b>.</p>
-<h2>Your Jupyter server</h2>
-<p>State: <span id="state">…</span> <span id="where" class="muted"></span></p>
-<p id="progress" class="muted"></p>
-<p id="idle" class="error"></p>
-{{if .Profiles}}<label for="profile">Size</label><select id="profile"><option value="">the pool's own</option>
-{{range .Profiles}}<option value="{{.Name}}">{{.Name}}: {{.String}}{{if .Description}} ({{.Description}}){{end}}</option>{{end}}</select>{{end}}
-<p><button id="start">Start my server</button><button id="stop">Stop</button> <a id="open" hidden>Open</a></p>
-<pre id="message" hidden></pre>
-<form method="post" action="/logout"><input type="hidden" name="_xsrf" value="{{.XSRF}}"><button>Log out</button></form>
-<script src="/static/page.js"></script>
-{{else}}
-{{if .Error}}<p class="error">{{.Error}}</p>{{end}}
-{{if .SSO}}{{if .SSODown}}<p class="muted">Single sign-on with {{.SSO}} is unavailable right now: try again in a minute.</p>
-{{else}}<p><a class="button" id="sso" href="/login/oidc">Sign in with {{.SSO}}</a></p>{{end}}{{end}}
-{{if not .NoPassword}}<form method="post" action="/login">
-<label for="username">User name</label><input id="username" name="username" value="{{.Name}}" autocomplete="username" required autofocus>
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-{{if .Next}}<input type="hidden" name="next" value="{{.Next}}">{{end}}
-<p><button>Log in</button></p>
-</form>{{end}}
-{{end}}
-</body></html>
-`))
-
-const pageScript = `"use strict";
-const xsrf = document.querySelector('meta[name=xsrf]').content;
-const $ = (id) => document.getElementById(id);
-let began = 0;
-function show(nb) {
-  $('state').textContent = nb.state;
-  $('where').textContent = nb.node_name ? 'on node ' + nb.node_name + ' of pool ' + nb.pool : '';
-  const running = nb.state === 'starting' || nb.state === 'ready';
-  $('start').disabled = running;
-  $('stop').disabled = !running;
-  $('open').hidden = nb.state !== 'ready';
-  $('open').href = nb.url;
-  $('progress').textContent = nb.state === 'starting' ? 'starting, ' + Math.round((Date.now() - began) / 1000) + ' s' : '';
-  $('message').hidden = !nb.message;
-  $('message').textContent = nb.message || '';
-  $('idle').textContent = '';
-  if (nb.state === 'ready' && nb.stops_at && nb.idle_since) {
-    const left = new Date(nb.stops_at) - Date.now(), period = new Date(nb.stops_at) - new Date(nb.idle_since);
-    if (left < Math.min(10 * 60 * 1000, period / 4)) {
-      $('idle').textContent = 'Unused since ' + new Date(nb.idle_since).toLocaleTimeString() +
-        ': it will be stopped in ' + Math.max(0, Math.round(left / 1000)) + ' s unless a kernel runs or you use it.';
-    }
-  }
-}
-async function api(method) {
-  const opts = {method, headers: {'X-XSRF-Token': xsrf}, credentials: 'same-origin'};
-  const profile = $('profile');
-  if (method === 'POST' && profile && profile.value) {
-    opts.headers['Content-Type'] = 'application/json';
-    opts.body = JSON.stringify({profile: profile.value});
-  }
-  const r = await fetch('/api/v1/notebook', opts);
-  const body = await r.json();
-  if (!r.ok) throw new Error(body.error ? body.error.message : r.statusText);
-  return body;
-}
-async function poll() {
-  try {
-    const nb = await api('GET');
-    show(nb);
-    setTimeout(poll, nb.state === 'starting' ? 500 : 5000);
-  } catch (e) {
-    $('message').hidden = false;
-    $('message').textContent = e.message;
-    setTimeout(poll, 5000); // the pool may be restarting: try again
-  }
-}
-$('start').onclick = async () => {
-  began = Date.now();
-  try { show(await api('POST')); poll(); } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
-};
-$('stop').onclick = async () => {
-  try { show(await api('DELETE')); } catch (e) { $('message').hidden = false; $('message').textContent = e.message; }
-};
-began = Date.now();
-poll();
-`

@@ -374,12 +374,18 @@ type ActiveJob struct {
 	// how many of its tasks may run at once (0: no cap).
 	Array    int64
 	ArrayMax int
+	// SubmittedAt and TimeLimit order the queue and plan reservations;
+	// StartedAt is when the running attempt started (nil: not yet).
+	SubmittedAt time.Time
+	StartedAt   *time.Time
+	TimeLimit   time.Duration
 	// GPUWant is what the job asks of each GPU (its model and memory).
 	GPUWant dspool.GPUWant
 }
 
 const activeJobs = `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
-	j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0), j.gpu_type, j.gpu_memory
+	j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0), j.submitted_at, j.started_at, j.time_limit,
+	j.gpu_type, j.gpu_memory
 	FROM jobs j INDEXED BY jobs_active JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
 	WHERE j.state IN ('queued', 'running') AND j.parked = 0 AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`
 
@@ -397,11 +403,14 @@ func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 	for rows.Next() {
 		var j ActiveJob
 		var gpus string
+		var submitted, limit int64
+		var started sql.NullInt64
 		if err := rows.Scan(&j.ID, &j.User, &j.Team, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus,
-			&j.Array, &j.ArrayMax, &j.GPUWant.Type, &j.GPUWant.Memory); err != nil {
+			&j.Array, &j.ArrayMax, &submitted, &started, &limit, &j.GPUWant.Type, &j.GPUWant.Memory); err != nil {
 			return nil, err
 		}
 		j.GPUIndices = parseInts(gpus)
+		j.SubmittedAt, j.StartedAt, j.TimeLimit = time.Unix(0, submitted), fromNano(started), time.Duration(limit)
 		out = append(out, j)
 	}
 	return out, rows.Err()

@@ -147,3 +147,38 @@ func (db *DB) sums(ctx context.Context, q string, n int, since, until time.Time,
 	}
 	return out, rows.Err()
 }
+
+// EndedAttempt is an attempt that ran and ended, with what its job held.
+type EndedAttempt struct {
+	Job        int64
+	Number     int
+	User, Team string
+	CPUs       dspool.MilliCPU
+	Memory     dspool.Bytes
+	GPUs       int
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// AttemptsEnded returns the attempts that started and ended after since,
+// in the order they ended: what fair share charges as they end.
+func (db *DB) AttemptsEnded(ctx context.Context, since time.Time) ([]EndedAttempt, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT a.job_id, a.number, u.name, j.team, j.cpus, j.memory, j.gpus, a.started_at, a.finished_at
+		FROM attempts a JOIN jobs j ON j.id = a.job_id JOIN users u ON u.id = j.user_id
+		WHERE a.finished_at > ? AND a.started_at IS NOT NULL ORDER BY a.finished_at`, unixNano(since))
+	if err != nil {
+		return nil, fmt.Errorf("attempts ended since %s: %w", since.Format(time.RFC3339), err)
+	}
+	defer rows.Close()
+	var out []EndedAttempt
+	for rows.Next() {
+		var a EndedAttempt
+		var started, finished int64
+		if err := rows.Scan(&a.Job, &a.Number, &a.User, &a.Team, &a.CPUs, &a.Memory, &a.GPUs, &started, &finished); err != nil {
+			return nil, err
+		}
+		a.StartedAt, a.FinishedAt = time.Unix(0, started), time.Unix(0, finished)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

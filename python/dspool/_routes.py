@@ -38,6 +38,8 @@ ROUTES = {
     "secret_set": _route("PUT", "/api/v1/secrets/{name}", body=("value", "team", "session_env", "session_file"), answer="Secret"),
     "secret_delete": _route("DELETE", "/api/v1/secrets/{name}", query=("team",), answer="Secret"),
     "usage": _route("GET", "/api/v1/usage", query=("since", "by"), answer="UsageReport"),
+    "queue": _route("GET", "/api/v1/queue", query=("pool",), answer="Queue"),
+    "share": _route("GET", "/api/v1/share", answer="ShareReport"),
 }
 
 # The fields of a job's spec the SDK sends (the schema JobSpec).

@@ -13,7 +13,7 @@ from . import _routes, _submit
 from ._http import Transport
 from ._progress import Progress
 from .errors import DspoolError, InvalidError, UnauthorizedError, UnavailableError, WaitTimeout
-from .types import JobDetail, Job, JobList, Notebook, Secret, UsageReport, User, format_duration
+from .types import JobDetail, Job, JobList, Notebook, Queue, Secret, ShareReport, UsageReport, User, format_duration
 
 __all__ = ["Client", "config_path"]
 
@@ -468,6 +468,16 @@ class Client:
         if since is not None and not isinstance(since, str):
             since = format_duration(since)
         return UsageReport.from_json(self._call("usage", query={"since": since, "by": by}))
+
+    def queue(self, pool=None):
+        """Every user's queued work (of one pool with pool=), in the order
+        the scheduler takes it: a Queue whose jobs say their position, the
+        factors of their score, why they wait and when they may start."""
+        return Queue.from_json(self._call("queue", query={"pool": pool}))
+
+    def share(self):
+        """Each team's and user's fair share, factor and decayed usage."""
+        return ShareReport.from_json(self._call("share"))
 
 
 def _array_id(array):

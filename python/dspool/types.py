@@ -25,6 +25,10 @@ __all__ = [
     "PoolUsage",
     "UserUsage",
     "UsageReport",
+    "QueueEntry",
+    "Queue",
+    "ShareAccount",
+    "ShareReport",
     "parse_time",
     "parse_duration",
     "format_duration",
@@ -384,6 +388,81 @@ class UsageReport(_Model):
     users: List[UserUsage] = field(default_factory=list)
 
 
+@dataclass
+class QueueEntry(_Model):
+    """One queued job in the order the scheduler takes it: its position in
+    its pool's queue, the factors of its score, why it waits (reason, and
+    detail in words) and when it is expected to start (None: unknown). user
+    and name are empty where the pool hides other users' names."""
+
+    SCHEMA: ClassVar[str] = "QueueEntry"
+    _READ: ClassVar[dict] = {"submitted_at": parse_time, "estimated_start": parse_time, "time_limit": parse_duration}
+    position: int = 0
+    job: str = ""
+    id: int = 0
+    name: str = ""
+    user: str = ""
+    team: str = ""
+    pool: str = ""
+    cpus: int = 0
+    memory: int = 0
+    gpus: int = 0
+    time_limit: Optional[datetime.timedelta] = None
+    score: float = 0
+    priority: int = 0
+    fair_share: float = 0
+    age: float = 0
+    reserving: bool = False
+    submitted_at: Optional[datetime.datetime] = None
+    reason: str = ""
+    detail: str = ""
+    estimated_start: Optional[datetime.datetime] = None
+    reserved_node: str = ""
+
+
+@dataclass
+class Queue(_Model):
+    """The queued work of every user, in the order the scheduler takes it."""
+
+    SCHEMA: ClassVar[str] = "Queue"
+    _READ: ClassVar[dict] = {"at": parse_time, "jobs": _list(QueueEntry)}
+    at: Optional[datetime.datetime] = None
+    jobs: List[QueueEntry] = field(default_factory=list)
+
+
+@dataclass
+class ShareAccount(_Model):
+    """A team's or user's fair share: raw shares, target (normalized among
+    those with work), usage (part of all recent use), effective usage, and
+    the factor 2^(-effective/target), with the decayed use behind it."""
+
+    SCHEMA: ClassVar[str] = "ShareAccount"
+    name: str = ""
+    team: str = ""
+    active: bool = False
+    shares: float = 0
+    target: float = 0
+    usage: float = 0
+    effective_usage: float = 0
+    factor: float = 0
+    cpu_seconds: float = 0
+    gpu_seconds: float = 0
+    memory_gib_seconds: float = 0
+
+
+@dataclass
+class ShareReport(_Model):
+    """Each team's and user's share, usage and fair-share factor."""
+
+    SCHEMA: ClassVar[str] = "ShareReport"
+    _READ: ClassVar[dict] = {"at": parse_time, "half_life": parse_duration, "teams": _list(ShareAccount),
+                             "users": _list(ShareAccount)}
+    at: Optional[datetime.datetime] = None
+    half_life: Optional[datetime.timedelta] = None
+    teams: List[ShareAccount] = field(default_factory=list)
+    users: List[ShareAccount] = field(default_factory=list)
+
+
 # Every result type, for the test that holds them to the API's document.
 MODELS = (SecretUse, ArraySummary, Job, Attempt, JobDetail, JobList, Secret, Notebook, User, PoolUsage, UserUsage,
-          UsageReport)
+          UsageReport, QueueEntry, Queue, ShareAccount, ShareReport)

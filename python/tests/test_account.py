@@ -43,3 +43,19 @@ def test_notebook(client):
     nb = client.notebook_start(wait=True, timeout=120)
     assert nb.state == "ready" and nb.url.endswith("/user/%s/" % nb.user) and nb.node_name
     assert client.notebook_stop().state == "stopped"
+
+
+def test_queue_and_share(client):
+    held = client.submit(["true"], cpus=0.1, hold=True)
+    try:
+        q = client.queue()
+        mine = [e for e in q.jobs if e.id == held.id]
+        assert len(mine) == 1 and mine[0].reason == "held" and mine[0].user == client.whoami().name, q
+        assert client.queue(pool="default").at is not None
+    finally:
+        client.cancel(held)
+    client.submit(["true"], cpus=0.1, wait=True)
+    me = client.whoami().name
+    rep = client.share()
+    assert rep.half_life is not None and me in [u.name for u in rep.users]
+    assert all(0 <= u.factor <= 1 for u in rep.users)
