@@ -148,7 +148,7 @@ func TestSizedSessions(t *testing.T) {
 		}
 	})
 
-	t.Run("the web page offers the default pool's profiles and starts one", func(t *testing.T) {
+	t.Run("the web page offers the pools' profiles and starts one", func(t *testing.T) {
 		cmdIn(t, up.userEnv(u.token), "correct horse battery\n", "user", "passwd")
 		jar, _ := cookiejar.New(nil)
 		browser := &http.Client{Jar: jar, Transport: &http.Transport{TLSClientConfig: testCAs.config()},
@@ -173,13 +173,13 @@ func TestSizedSessions(t *testing.T) {
 		}
 		_, page := do("GET", "/", nil, "")
 		m := regexp.MustCompile(`<meta name="xsrf" content="([^"]+)">`).FindStringSubmatch(page)
-		if m == nil || !strings.Contains(page, `<option value="large">large: 2 cpus, 1GiB memory (for big data frames)</option>`) ||
-			!strings.Contains(page, `<option value="gpu">gpu: 1 cpu, 768MiB memory, 1 gpu of type a100</option>`) ||
-			!strings.Contains(page, `<option value="quick">quick: 1 cpu, 512MiB memory, for at most 3s</option>`) {
+		if m == nil || !strings.Contains(page, `<option value="big+large">large in big: 2 cpus, 1GiB memory (for big data frames)</option>`) ||
+			!strings.Contains(page, `<option value="big+gpu">gpu in big: 1 cpu, 768MiB memory, 1 gpu of type a100</option>`) ||
+			!strings.Contains(page, `<option value="big+quick">quick in big: 1 cpu, 512MiB memory, for at most 3s</option>`) {
 			t.Fatalf("the page does not offer pool big's profiles:\n%s", page)
 		}
 		hdr := map[string]string{"X-XSRF-Token": m[1], "Content-Type": "application/json"}
-		code, body := do("POST", "/api/v1/notebook", hdr, `{"profile": "large"}`)
+		code, body := do("POST", "/api/v1/notebook", hdr, `{"pool": "big", "profile": "large"}`)
 		if code != http.StatusAccepted {
 			t.Fatalf("the page's start with profile large: %d %s", code, body)
 		}
