@@ -239,6 +239,9 @@ every array.`,
 			if err != nil {
 				return withFlags(err, map[string]string{"limit": "--limit", "before": "--before", "state": "--state"})
 			}
+			if ok, _ := a.json(); len(l.Jobs) == 0 && !ok && q.Before == 0 {
+				fmt.Fprintln(a.Stderr, noJobs(q))
+			}
 			if err := a.printJobs(l.Jobs); err != nil {
 				return err
 			}
@@ -513,4 +516,15 @@ func gpuLine(g dspool.GPU) string {
 		s += ", " + g.UUID
 	}
 	return s
+}
+
+// noJobs says why a job list came back empty, as a hint for people.
+func noJobs(q api.JobQuery) string {
+	switch {
+	case q.Schedule != "":
+		return "(no runs of schedule " + q.Schedule + " yet: `dspool schedule show " + q.Schedule + "` gives its next slot)"
+	case len(q.States) > 0 || q.Pool != "" || q.Array != 0:
+		return "(no jobs match: drop --state, --pool or --array to see all your jobs)"
+	}
+	return "(no jobs yet: submit one with `dspool job submit -- COMMAND`)"
 }

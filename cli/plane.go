@@ -266,7 +266,11 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 		db.Close()
 		return fail(err)
 	}
+	_, marked := share.ReadID(o.Share)
 	shareID, err := share.EnsureID(o.Share)
+	if err == nil {
+		err = claimShare(ctx, db, o.Share, shareID, marked == nil)
+	}
 	if err == nil {
 		err = share.Layout(o.Share)
 	}
@@ -441,6 +445,32 @@ func tryLockDir(dir string) (f *os.File, holder string, err error) {
 	_ = f.Truncate(0)
 	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, "", nil
+}
+
+// claimShare checks that the share with id is this store's. A share that
+// another store marked before (marked) is refused: the one this store
+// keeps is another, or this store is new (no user yet) and keeps none; two
+// stores on one share would give one uid to two users, and each would
+// find the other's files in the way. A share marked only now is new and
+// becomes this store's (a store restored beside a new share).
+func claimShare(ctx context.Context, db *sqlite.DB, dir, id string, marked bool) error {
+	kept, had, err := db.ClaimShare(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case had && kept != id && marked:
+		return dspool.Invalid("share", "%s is another store's share (its %s says %s; this store's is %s): give this store its own share (--share), or mount its share there",
+			dir, share.IDFile, id, kept)
+	case had && kept != id:
+		return db.SetShare(ctx, id)
+	case !had && marked:
+		if users, err := db.Users(ctx); err == nil && len(users) == 0 {
+			_ = db.SetShare(ctx, "") // the next start decides again
+			return dspool.Invalid("share", "%s is already the share of another store (it has %s), and this store is new: give it a share of its own (--share DIR, a new directory), or start the store that owns it (its --data)",
+				dir, share.IDFile)
+		}
+	}
+	return nil
 }
 
 // ensureAdmin creates the first admin on a new store, with a uid that none

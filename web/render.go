@@ -20,7 +20,7 @@ var templateFS embed.FS
 // templates are the pages by name, each parsed with the layout, at the
 // first page served: a CLI command that never serves one pays nothing.
 var templates = sync.OnceValue(func() map[string]*template.Template {
-	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL}
+	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL, "needs": needs, "node": node}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "home", "jobs", "job", "queue", "pools", "pool", "usage", "admin", "audit"} {
@@ -159,4 +159,29 @@ func hours(h float64) string {
 		return fmt.Sprintf("%.1f min", h*60)
 	}
 	return fmt.Sprintf("%.2f h", h)
+}
+
+// needs writes what work holds: "1 CPU, 2GiB", "0.5 CPUs, 8GiB, 2 GPUs".
+func needs(cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) string {
+	s := cpus.String() + " CPUs"
+	if cpus == 1000 {
+		s = "1 CPU"
+	}
+	s += ", " + mem.String()
+	switch {
+	case gpus == 1:
+		s += ", 1 GPU"
+	case gpus > 1:
+		s += fmt.Sprintf(", %d GPUs", gpus)
+	}
+	return s
+}
+
+// node writes a node by its name where names has it, else by its id (a
+// node removed since).
+func node(names map[string]string, id string) string {
+	if n := names[id]; n != "" {
+		return n
+	}
+	return id
 }

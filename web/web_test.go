@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -323,5 +324,27 @@ func TestAdminSeesThePool(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != 200 || !strings.Contains(cc, want) {
 			t.Errorf("GET %s: %d, Cache-Control %q, want %s", path, resp.StatusCode, cc, want)
 		}
+	}
+}
+
+// TestArrayPage: an array's id alone is the whole array's page, with its
+// tasks and their states; a task's ref is that task's own page.
+func TestArrayPage(t *testing.T) {
+	p := newPool(t, 49400)
+	j, err := p.ada.SubmitJob(context.Background(), &dspool.JobSpec{Name: "sweep", Command: []string{"true"}, Pool: "default", Array: "0-2"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, p.URL)
+	b.logIn("ada", password, "")
+	id := strconv.FormatInt(j.ID, 10)
+	r := b.get("/jobs/" + id)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "<title>Array "+id+": sweep") || !strings.Contains(r.body, `id="tasks"`) ||
+		!strings.Contains(r.body, `href="/jobs/`+id+`_2"`) || !strings.Contains(r.body, "3 queued") || !strings.Contains(r.body, "Cancel array "+id) {
+		t.Fatalf("GET /jobs/%s: %d, want the array's page with its 3 tasks queued\n%s", id, r.status, r.body)
+	}
+	r = b.get("/jobs/" + id + "_1")
+	if r.status != http.StatusOK || !strings.Contains(r.body, "<title>Job "+id+"_1: sweep") || strings.Contains(r.body, `id="tasks"`) {
+		t.Fatalf("GET /jobs/%s_1: %d, want task 1's own page\n%s", id, r.status, r.body)
 	}
 }
