@@ -312,10 +312,20 @@ func (a *App) jobShowCmd() *cobra.Command {
 			fmt.Fprintf(w, "  command:    %s\n", sanitize(strings.Join(quoteArgs(j.Command), " ")))
 			fmt.Fprintf(w, "  workdir:    %s\n", workdirOf(j.Job))
 			fmt.Fprintf(w, "  resources:  %s, %s memory, %s", dspool.Plural(j.CPUs, "cpu"), j.Memory, dspool.Plural(j.GPUs, "gpu"))
+			if gw := (dspool.GPUWant{Type: j.GPUType, Memory: j.GPUMemory}); !gw.Any() {
+				fmt.Fprintf(w, " %s", sanitize(gw.String()))
+			}
 			if len(j.GPUIndices) > 0 {
 				fmt.Fprintf(w, " (%v)", j.GPUIndices)
 			}
 			fmt.Fprintln(w)
+			for _, g := range j.GPUsHeld {
+				busy := ""
+				if slices.Contains(j.GPUsBusy, g.Index) {
+					busy = " (at work)"
+				}
+				fmt.Fprintf(w, "  gpu %-7d %s%s\n", g.Index, sanitize(gpuLine(g)), busy)
+			}
 			if len(j.Secrets) > 0 {
 				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))
 			}
@@ -494,6 +504,18 @@ func (a *App) jobWaitCmd() *cobra.Command {
 	}
 	c.Flags().Var((*durationFlag)(&timeout), "timeout", "give up after this long (default: wait forever)")
 	return c
+}
+
+// gpuLine describes a GPU a job holds: its model, memory and UUID.
+func gpuLine(g dspool.GPU) string {
+	s := g.Name
+	if g.Memory > 0 {
+		s += ", " + g.Memory.String()
+	}
+	if g.UUID != "" {
+		s += ", " + g.UUID
+	}
+	return s
 }
 
 // noJobs says why a job list came back empty, as a hint for people.

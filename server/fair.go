@@ -113,7 +113,7 @@ func (s *Server) queued(active []sqlite.ActiveJob, st *standing) []scheduler.Job
 		age := st.now.Sub(j.SubmittedAt)
 		f := st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor
 		sj := scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-			User: j.User, Team: j.Team, Score: st.cfg.Score(j.Priority, age, f), Reserve: st.cfg.Reserves(age)}
+			User: j.User, Team: j.Team, Score: st.cfg.Score(j.Priority, age, f), Reserve: st.cfg.Reserves(age), GPUWant: j.GPUWant}
 		if j.TimeLimit > 0 {
 			sj.TimeLimit = j.TimeLimit + s.cfg.KillGrace
 		}

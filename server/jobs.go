@@ -114,6 +114,9 @@ func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobS
 	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
 		return err
 	}
+	if err := s.checkGPUWant(ctx, pool.Name, spec.GPUs, spec.GPUWant()); err != nil {
+		return err
+	}
 	if spec.Team, err = s.jobTeam(ctx, u, pool, spec); err != nil {
 		return err
 	}
@@ -157,6 +160,7 @@ func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
 		return nil, notFound
 	}
 	s.explainWait(j)
+	s.describeGPUs(r.Context(), j)
 	return j, nil
 }
 
