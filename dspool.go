@@ -69,12 +69,19 @@ type Job struct {
 	Message  string   `json:"message,omitempty"`
 	// Attempt numbers executions from 1; it is the fencing token every report
 	// from an agent must carry.
-	Attempt         int               `json:"attempt"`
-	Node            string            `json:"node"`
-	CPUs            MilliCPU          `json:"cpus"`
-	Memory          Bytes             `json:"memory"`
-	GPUs            int               `json:"gpus"`
-	GPUIndices      []int             `json:"gpu_indices,omitempty"`
+	Attempt    int      `json:"attempt"`
+	Node       string   `json:"node"`
+	CPUs       MilliCPU `json:"cpus"`
+	Memory     Bytes    `json:"memory"`
+	GPUs       int      `json:"gpus"`
+	GPUType    string   `json:"gpu_type,omitempty"`
+	GPUMemory  Bytes    `json:"gpu_memory,omitempty"`
+	GPUIndices []int    `json:"gpu_indices,omitempty"`
+	// GPUsHeld describes the GPUs of GPUIndices, as the node reported them,
+	// and GPUsBusy those of them at work at the node's last sample (filled
+	// where a job is shown on its own).
+	GPUsHeld        []GPU             `json:"gpus_held,omitempty"`
+	GPUsBusy        []int             `json:"gpus_busy,omitempty"`
 	TimeLimit       Duration          `json:"time_limit,omitempty"`
 	Retries         int               `json:"retries"`
 	Priority        int               `json:"priority"`
@@ -186,6 +193,13 @@ type GPU struct {
 	Name   string `json:"name,omitempty"`
 	UUID   string `json:"uuid,omitempty"`
 	Memory Bytes  `json:"memory,omitempty"`
+	// MIG marks a MIG instance of GPU Parent: a unit scheduled on its own,
+	// named by its UUID (MIG-...) in CUDA_VISIBLE_DEVICES. Its Index is
+	// the node's own number for it, past those of the whole GPUs.
+	MIG    bool `json:"mig,omitempty"`
+	Parent int  `json:"parent,omitempty"`
+	// BusID is its PCI address as nvidia-smi gives it.
+	BusID string `json:"bus_id,omitempty"`
 }
 
 // Inventory is what a node has to offer.
@@ -204,6 +218,9 @@ type Usage struct {
 	Load1    float64 `json:"load1"`
 	MemUsed  Bytes   `json:"mem_used"`
 	Attempts int     `json:"attempts"`
+	// GPUsBusy are the indices of the GPUs at work at the last sample
+	// (nvidia-smi, every few seconds).
+	GPUsBusy []int `json:"gpus_busy,omitempty"`
 	// The share's file system as the node sees it: its size and free room
 	// for users, and its inodes and free inodes; zero when unknown.
 	ShareSize      Bytes `json:"share_size,omitempty"`

@@ -30,7 +30,7 @@ func FuzzInputParsers(f *testing.F) {
 	for _, s := range []string{"", "read,jobs", "admin", "7d", "30m", "2026-11-26T10:00:00Z", "a@b.c", "Ada@Example.ORG",
 		"vision/tmp", "tmp", "../x", "a/b/c", "user", "pool", "1w", "-5m", "\x00", "é@é.é", strings.Repeat("a", 300),
 		"gnp.\u202eexe", "a\u2066b\u2069", "ad\u200bmin", "a\u2028b", "\ufeffa", "a\u202e@b.c", "never", "0", "90d", "1.5d", "59m", "36500d",
-		"-100..100", "5", "10..-10", "-1000..1000", " -3 .. 7 ", "1001", "..", "1..2..3"} {
+		"-100..100", "5", "10..-10", "8cpu-64gib-1gpu-4h", "1cpu-1cpu", "999999999gpu", "30min", "large", "-1000..1000", " -3 .. 7 ", "1001", "..", "1..2..3"} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -41,6 +41,18 @@ func FuzzInputParsers(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if z, inline, err := dspool.ParseSessionSize(s); err != nil {
+			named(t, "ParseSessionSize", err)
+		} else if inline && (z.CPUs < 0 || z.Memory < 0 || z.GPUs < 0 || z.Time < 0) {
+			t.Fatalf("ParseSessionSize(%q) = %+v: want no negative amount", s, z)
+		} else if back, ok, err := dspool.ParseSessionSize(z.Key()); inline && z.Key() != "" && (!ok || err != nil || back.Key() != z.Key()) {
+			t.Fatalf("ParseSessionSize(%q) = %+v, whose key %q reads back as %+v, %v, %v", s, z, z.Key(), back, ok, err)
+		}
+		if w := (dspool.GPUWant{Type: s}); w.Validate("", 1) != nil {
+			named(t, "GPUWant.Validate", w.Validate("", 1))
+		} else if _, ok := hidesText(s); !ok || len(s) > dspool.MaxGPUTypeLen {
+			t.Fatalf("GPUWant.Validate took gpu_type %q", s)
+		}
 		if r, err := dspool.ParsePriorityRange("priority", s); err != nil {
 			named(t, "ParsePriorityRange", err)
 		} else if r.Min > r.Max || r.Min < -dspool.MaxPriority || r.Max > dspool.MaxPriority {

@@ -27,14 +27,20 @@ const (
 // connection of that user to the pool lands on the same node and shares the
 // session and its reservation, until the last one closes.
 type Session struct {
-	ID           string       `json:"id"`
-	User         string       `json:"user"`
-	Kind         SessionKind  `json:"kind"`
-	Pool         string       `json:"pool"`
-	Node         string       `json:"node"`
-	NodeName     string       `json:"node_name,omitempty"`
-	CPUs         MilliCPU     `json:"cpus"`
-	Memory       Bytes        `json:"memory"`
+	ID       string      `json:"id"`
+	User     string      `json:"user"`
+	Kind     SessionKind `json:"kind"`
+	Pool     string      `json:"pool"`
+	Node     string      `json:"node"`
+	NodeName string      `json:"node_name,omitempty"`
+	CPUs     MilliCPU    `json:"cpus"`
+	Memory   Bytes       `json:"memory"`
+	// Size names the size the session was asked with (a profile, or
+	// inline: SessionSize.Key); "" the pool's own. GPUIndices are the
+	// node's GPUs it holds; EndsAt when its time runs out (nil: none).
+	Size         string       `json:"size,omitempty"`
+	GPUIndices   []int        `json:"gpu_indices,omitempty"`
+	EndsAt       *time.Time   `json:"ends_at,omitempty"`
 	State        SessionState `json:"state"`
 	Remote       string       `json:"remote,omitempty"`
 	Connections  int          `json:"connections"`
@@ -83,6 +89,15 @@ type SessionSpec struct {
 	// JupyterIdle is how long a Jupyter server may go unused (no busy
 	// kernel, no traffic, no cpu) before it is stopped (default 1h).
 	JupyterIdle Duration `json:"jupyter_idle,omitempty" yaml:"jupyter_idle"`
+	// Idle is how long an SSH session may go without traffic (and, when it
+	// holds GPUs, without work on them) before it is ended (0: no limit;
+	// it ends when its last connection closes).
+	Idle Duration `json:"idle,omitempty" yaml:"idle"`
+	// Profiles are the sizes users may choose for their sessions and
+	// Jupyter servers besides the pool's own (cpus, memory above):
+	// `ssh USER+POOL+PROFILE@pool`, `dspool notebook start --profile`,
+	// the web page.
+	Profiles []SessionSize `json:"profiles,omitempty" yaml:"profiles"`
 }
 
 // DefaultJupyter runs Debian's jupyter-server with the system Python,
@@ -170,6 +185,12 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 	if s.JupyterIdle == 0 {
 		s.JupyterIdle = Duration(DefaultJupyterIdle)
 	}
+	if s.Idle < 0 || s.Idle > 0 && time.Duration(s.Idle) < time.Second || time.Duration(s.Idle) > 30*24*time.Hour {
+		return Invalid(prefix+"sessions.idle", "must be between 1s and 30 days, or 0 for no limit")
+	}
+	if err := s.normalizeProfiles(prefix, node); err != nil {
+		return err
+	}
 	switch s.Placement {
 	case "", PlacementSpread, PlacementPack:
 	default:
@@ -185,11 +206,13 @@ func (s *SessionSpec) normalize(prefix string, node NodeSize) error {
 	return nil
 }
 
-// Login is what an SSH login name asks for: USER, or USER+POOL to land in a
-// named interactive pool.
+// Login is what an SSH login name asks for: USER, USER+POOL to land in a
+// named interactive pool, or USER+POOL+SIZE for a session of a size the
+// pool offers (a profile's name, or inline: 8cpu-64gib-1gpu-4h).
 type Login struct {
 	User string
 	Pool string // empty: the default interactive pool
+	Size string // empty: the pool's own session size
 }
 
 // MaxLoginLen bounds an SSH login name.
@@ -201,23 +224,49 @@ func ParseLogin(s string) (Login, error) {
 	if len(s) > MaxLoginLen {
 		return Login{}, Invalid("login", "is %d bytes long: at most %d", len(s), MaxLoginLen)
 	}
-	user, pool, hasPool := strings.Cut(s, "+")
+	user, where, hasPool := strings.Cut(s, "+")
 	if err := ValidateName("login", user); err != nil {
-		return Login{}, Invalid("login", "%s: log in as USER or USER+POOL, where USER is a dspool user name", quote(user))
+		return Login{}, Invalid("login", "%s: log in as USER, USER+POOL or USER+POOL+SIZE, where USER is a dspool user name", quote(user))
 	}
+	pool, size, hasSize := strings.Cut(where, "+")
 	if hasPool {
 		if err := ValidateName("login", pool); err != nil {
-			return Login{}, Invalid("login", "pool %s in %s: log in as USER or USER+POOL, where POOL is an interactive pool", quote(pool), quote(s))
+			return Login{}, Invalid("login", "pool %s in %s: log in as USER, USER+POOL or USER+POOL+SIZE, where POOL is an interactive pool", quote(pool), quote(s))
 		}
 	}
-	return Login{User: user, Pool: pool}, nil
+	if hasSize {
+		if err := ValidateSizeName("login", size); err != nil {
+			return Login{}, Invalid("login", "size %s in %s: log in as USER+POOL+SIZE, where SIZE is a profile of the pool or a size such as 8cpu-64gib-1gpu-4h", quote(size), quote(s))
+		}
+	}
+	return Login{User: user, Pool: pool, Size: size}, nil
+}
+
+// ValidateSizeName checks that s may name a session size: a profile's
+// name, or an inline size (which may start with a digit).
+func ValidateSizeName(field, s string) error {
+	if ValidName(s) {
+		return nil
+	}
+	if _, inline, err := ParseSessionSize(s); inline && err == nil && ValidName("x"+s) {
+		return nil
+	}
+	return Invalid(field, "%s is not a session size: give a profile of the pool, or a size such as 8cpu-64gib-1gpu-4h", quote(s))
+}
+
+// Where is what the login names after USER+: POOL, or POOL+SIZE.
+func (l Login) Where() string {
+	if l.Size == "" {
+		return l.Pool
+	}
+	return l.Pool + "+" + l.Size
 }
 
 func (l Login) String() string {
-	if l.Pool == "" {
+	if l.Pool == "" && l.Size == "" {
 		return l.User
 	}
-	return fmt.Sprintf("%s+%s", l.User, l.Pool)
+	return fmt.Sprintf("%s+%s", l.User, l.Where())
 }
 
 // SessionSettings returns the pool's session settings, with the defaults

@@ -9,9 +9,11 @@ import (
 
 func TestParseLogin(t *testing.T) {
 	good := map[string]Login{
-		"ada":        {User: "ada"},
-		"ada+gpu":    {User: "ada", Pool: "gpu"},
-		"a-1+pool-2": {User: "a-1", Pool: "pool-2"},
+		"ada":                        {User: "ada"},
+		"ada+gpu":                    {User: "ada", Pool: "gpu"},
+		"a-1+pool-2":                 {User: "a-1", Pool: "pool-2"},
+		"ada+gpu+large":              {User: "ada", Pool: "gpu", Size: "large"},
+		"ada+gpu+8cpu-64gib-1gpu-4h": {User: "ada", Pool: "gpu", Size: "8cpu-64gib-1gpu-4h"},
 	}
 	for in, want := range good {
 		got, err := ParseLogin(in)
@@ -22,7 +24,7 @@ func TestParseLogin(t *testing.T) {
 			t.Errorf("Login%+v.String() = %q, want %q", got, got.String(), in)
 		}
 	}
-	for _, in := range []string{"", "+gpu", "ada+", "ada+gpu+x", "Ada", "root\x00", "ada gpu", "../ada", "ada@host",
+	for _, in := range []string{"", "+gpu", "ada+", "ada+gpu+", "ada+gpu+X", "ada+gpu+8cpu+x", "ada+gpu+-1", "ada+gpu+8cpu-8cpu", "ada++large", "Ada", "root\x00", "ada gpu", "../ada", "ada@host",
 		"ada+GPU", "-ada", strings.Repeat("a", 200), "ada\n", "ädå"} {
 		_, err := ParseLogin(in)
 		var e *Error
@@ -42,10 +44,10 @@ func FuzzParseLogin(f *testing.F) {
 			return
 		}
 		// What is accepted is a plain name (or two) and prints back as given.
-		if l.String() != s || !ValidName(l.User) || l.Pool != "" && !ValidName(l.Pool) || !utf8.ValidString(s) {
+		if l.String() != s || !ValidName(l.User) || l.Pool != "" && !ValidName(l.Pool) || l.Size != "" && ValidateSizeName("size", l.Size) != nil || !utf8.ValidString(s) {
 			t.Fatalf("ParseLogin(%q) accepted %+v", s, l)
 		}
-		if strings.ContainsAny(l.User+l.Pool, "/.\x00 @+:") {
+		if strings.ContainsAny(l.User+l.Pool+l.Size, "/.\x00 @+:") {
 			t.Fatalf("ParseLogin(%q) let a separator through: %+v", s, l)
 		}
 	})

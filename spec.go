@@ -21,6 +21,8 @@ type JobSpec struct {
 	CPUs           MilliCPU          `json:"cpus,omitempty"`
 	Memory         Bytes             `json:"memory,omitempty"`
 	GPUs           int               `json:"gpus,omitempty"`
+	GPUType        string            `json:"gpu_type,omitempty"`   // each GPU's model (GPUWant.Type)
+	GPUMemory      Bytes             `json:"gpu_memory,omitempty"` // each GPU's least memory
 	TimeLimit      Duration          `json:"time_limit,omitempty"`
 	Retries        int               `json:"retries,omitempty"`
 	Priority       *int              `json:"priority,omitempty"` // higher first; nil: the default of the limits (JobPriorityBounds)
@@ -112,6 +114,9 @@ func reservedEnvName(k string) bool {
 		strings.HasPrefix(k, "BASH_FUNC_") || strings.HasPrefix(k, "GCONV_")
 }
 
+// GPUWant is what the job asks of each of its GPUs.
+func (s *JobSpec) GPUWant() GPUWant { return GPUWant{Type: s.GPUType, Memory: s.GPUMemory} }
+
 // PriorityOrZero returns the priority given, or 0 when none was.
 func (s *JobSpec) PriorityOrZero() int {
 	if s.Priority == nil {
@@ -170,6 +175,10 @@ func (s *JobSpec) Normalize() error {
 	}
 	if s.GPUs < 0 || s.GPUs > MaxGPUs {
 		return Invalid("gpus", "%d is out of range: give 0 to %d gpus", s.GPUs, MaxGPUs)
+	}
+	s.GPUType = strings.TrimSpace(s.GPUType)
+	if err := s.GPUWant().Validate("", s.GPUs); err != nil {
+		return err
 	}
 	if s.TimeLimit < 0 || time.Duration(s.TimeLimit) > MaxTimeLimit {
 		return Invalid("time_limit", "%s is out of range: give a positive duration up to 8760h, or none", time.Duration(s.TimeLimit))

@@ -52,7 +52,12 @@ type Config struct {
 	// Inventory overrides; zero means detect.
 	CPUs   dspool.MilliCPU
 	Memory dspool.Bytes
-	GPUs   int // -1: detect with nvidia-smi; N >= 0: declare N GPUs
+	// GPUs: -1 offers those nvidia-smi finds; N >= 0 offers N, the first
+	// N that nvidia-smi finds when it finds any, else N without a model.
+	GPUs int
+	// DevDir holds the GPUs' device nodes (nvidiaN; default /dev), which
+	// the devices cgroup denies to work that does not hold them.
+	DevDir string
 	Labels map[string]string
 	// EtcDir holds the account files (passwd, group) whose accounts the
 	// agent reports; default /etc (tests give others).
@@ -99,7 +104,9 @@ type Agent struct {
 	cgroups  *cgroups
 	accounts accounts
 	reporter accountReporter
-	runtime  string  // this node's runtime directory ("" when it could not be made)
+	runtime  string         // this node's runtime directory ("" when it could not be made)
+	gpuDevs  map[int]devNum // each GPU's device node, by index (absent: none found)
+	gpuUse   gpuUse
 	caFile   string  // the server's CA for work, in runtime ("": work needs none)
 	podman   *podman // nil: no attempt in an image runs here (inv.ImagesWhy says why)
 
@@ -181,9 +188,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.Memory == 0 {
 		ag.inv.Memory = MemTotal()
 	}
-	if cfg.GPUs < 0 {
+	if cfg.GPUs != 0 {
 		ag.inv.GPUs = DetectGPUs(ctx)
-	} else {
+	}
+	if cfg.GPUs >= 0 && len(ag.inv.GPUs) > cfg.GPUs {
+		ag.inv.GPUs = ag.inv.GPUs[:cfg.GPUs]
+	}
+	if cfg.GPUs >= 0 && len(ag.inv.GPUs) == 0 {
 		for i := 0; i < cfg.GPUs; i++ {
 			ag.inv.GPUs = append(ag.inv.GPUs, dspool.GPU{Index: i, Name: "declared"})
 		}
@@ -191,6 +202,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if ag.inv.GPUs == nil {
 		ag.inv.GPUs = []dspool.GPU{}
 	}
+	if ag.cfg.DevDir == "" {
+		ag.cfg.DevDir = "/dev"
+	}
+	ag.gpuDevs = findGPUDevices(ag.cfg.DevDir, ag.inv.GPUs)
 	if len(cfg.SFTPServer) > 0 {
 		f, err := os.Open(cfg.SFTPServer[0])
 		if err != nil {
@@ -255,7 +270,7 @@ func (ag *Agent) register(ctx context.Context) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("share %s: %w", ag.cfg.Share, err)
 	}
-	req := api.RegisterRequest{JoinToken: ag.cfg.JoinToken, Pool: ag.cfg.Pool,
+	req := api.RegisterRequest{Pool: ag.cfg.Pool,
 		Name: ag.cfg.Name, Inventory: ag.inv, Labels: ag.cfg.Labels, Version: ag.cfg.Version, ShareID: shareID}
 	switch {
 	case shareID != "" && ag.root:
@@ -270,7 +285,16 @@ func (ag *Agent) register(ctx context.Context) error {
 		// files are all its own; the share need only take them.
 		req.ShareWritable = writable(ag.cfg.Share)
 	}
-	resp, err := ag.client().Register(ctx, req)
+	// Machines made together from one model (a scale set's custom data)
+	// are given the tokens of their growth, comma-separated: each joins
+	// with the first one not spent yet.
+	var resp *api.RegisterResponse
+	for _, tok := range strings.Split(ag.cfg.JoinToken, ",") {
+		req.JoinToken = strings.TrimSpace(tok)
+		if resp, err = ag.client().Register(ctx, req); dspool.ErrorCode(err) != dspool.EUnauthorized {
+			break
+		}
+	}
 	if err != nil {
 		if dspool.ErrorCode(err) == dspool.EInvalid {
 			var e *dspool.Error
@@ -332,6 +356,7 @@ func (ag *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+	ag.warnGPUIsolation()
 	if err := ag.prepareRuntime(); err != nil {
 		ag.runtime = ""
 		ag.log.Error("no runtime directory: work that asks for secrets in files cannot start here", "err", err)

@@ -21,6 +21,9 @@ type cgroups struct {
 	root string // v2 mount, or v1's parent of the controller mounts
 	v2   bool
 	base string // relative dir under each hierarchy: dspool/<node>
+	// devices: the v1 devices hierarchy is there too, and each cgroup
+	// denies the device nodes of the GPUs its work does not hold.
+	devices bool
 }
 
 func detectCgroups(node string) (*cgroups, error) {
@@ -49,7 +52,18 @@ func detectCgroups(node string) (*cgroups, error) {
 			return nil, err
 		}
 	}
+	if _, err := os.Stat(filepath.Join(mnt, "devices", "devices.deny")); err == nil {
+		c.devices = os.MkdirAll(filepath.Join(mnt, "devices", c.base), 0o755) == nil
+	}
 	return c, nil
+}
+
+// controllers are the v1 hierarchies the node's cgroups live in.
+func (c *cgroups) controllers() []string {
+	if c.devices {
+		return []string{"memory", "cpu", "pids", "devices"}
+	}
+	return []string{"memory", "cpu", "pids"}
 }
 
 // HostCaps are the limits on all dspool work on a machine together (the
@@ -118,7 +132,11 @@ type cgroup struct {
 	rel string
 }
 
-func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pids int) (*cgroup, error) {
+// create makes the cgroup called name with these limits, whose processes
+// cannot open the devices deny names (on cgroup v1 with its devices
+// hierarchy; v2 needs an eBPF program for it, which the agent does not
+// load: there deny is not enforced, and the agent said so at its start).
+func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pids int, deny []devNum) (*cgroup, error) {
 	g := &cgroup{v2: c.v2, dirFD: -1, rel: "/" + filepath.Join(c.base, name)}
 	write := func(dir, file, val string) error {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0); err != nil {
@@ -157,7 +175,16 @@ func (c *cgroups) create(name string, cpus dspool.MilliCPU, mem dspool.Bytes, pi
 		"cpu":    {{"cpu.cfs_period_us", "100000"}, {"cpu.cfs_quota_us", quota}},
 		"pids":   {{"pids.max", strconv.Itoa(pids)}},
 	}
-	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+	for _, d := range deny {
+		limits["devices"] = append(limits["devices"], [2]string{"devices.deny", d.rule()})
+	}
+	// The devices hierarchy only where there is a device to deny: a node
+	// without GPUs pays nothing for it.
+	ctrls := []string{"memory", "cpu", "pids"}
+	if c.devices && len(deny) > 0 {
+		ctrls = append(ctrls, "devices")
+	}
+	for _, ctrl := range ctrls {
 		dir := filepath.Join(c.root, ctrl, c.base, name)
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			g.remove()
@@ -376,7 +403,7 @@ func (c *cgroups) cleanup() {
 	if c.v2 {
 		parents = []string{filepath.Join(c.root, c.base)}
 	} else {
-		for _, ctrl := range []string{"memory", "cpu", "pids"} {
+		for _, ctrl := range c.controllers() {
 			parents = append(parents, filepath.Join(c.root, ctrl, c.base))
 		}
 	}

@@ -93,6 +93,7 @@ func (e *refusedHeartbeat) Error() string {
 
 func (ag *Agent) snapshot() *api.Heartbeat {
 	shareUse, trouble := ag.share.state(time.Second)
+	shareUse.GPUsBusy = ag.busyGPUs()
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
 	hb := &api.Heartbeat{Boot: ag.boot, State: ag.state, Message: ag.message, Inventory: ag.inv, Usage: usage(shareUse), Version: ag.cfg.Version,

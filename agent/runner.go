@@ -76,10 +76,6 @@ func (a *attempt) finish(r dspool.AttemptResult) {
 }
 
 func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
-	gpus := make([]string, len(s.GPUs))
-	for i, g := range s.GPUs {
-		gpus[i] = strconv.Itoa(g)
-	}
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + home, "USER=" + s.User.Name, "LOGNAME=" + s.User.Name, "SHELL=/bin/bash", "LANG=C.UTF-8",
@@ -87,8 +83,8 @@ func (ag *Agent) jobEnv(s *api.AttemptSpec, home string) []string {
 		"DSPOOL_ATTEMPT=" + strconv.Itoa(s.Attempt), "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName,
 		"DSPOOL_SHARE=" + ag.cfg.Share, "DSPOOL_JOB_DIR=" + filepath.Join(ag.cfg.Share, s.JobDir),
 		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
-		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
 	}
+	env = append(env, ag.gpuEnv(s.GPUs)...)
 	if s.PreemptGrace > 0 {
 		env = append(env, "DSPOOL_PREEMPT_GRACE="+strconv.Itoa(int(time.Duration(s.PreemptGrace)/time.Second)))
 	}
@@ -180,7 +176,7 @@ func (ag *Agent) start(a *attempt) (err error) {
 	}
 	if ag.cgroups != nil {
 		name := fmt.Sprintf("j%d-a%d", s.Job, s.Attempt)
-		cg, err := ag.cgroups.create(name, s.CPUs, s.Memory, ag.cfg.PidsLimit)
+		cg, err := ag.cgroups.create(name, s.CPUs, s.Memory, ag.cfg.PidsLimit, ag.deniedGPUs(s.GPUs))
 		if err != nil {
 			return fmt.Errorf("create cgroup: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,7 +86,7 @@ func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
 	// Variables come with each channel; files are written once, here.
 	h.setup.Secrets = nil
 	if ag.cgroups != nil {
-		cg, err := ag.cgroups.create(s.Session, s.CPUs, s.Memory, ag.cfg.PidsLimit)
+		cg, err := ag.cgroups.create(s.Session, s.CPUs, s.Memory, ag.cfg.PidsLimit, ag.deniedGPUs(s.GPUs))
 		if err != nil {
 			ag.removeRuntime(s.Session)
 			return nil, fmt.Errorf("create cgroup: %w", err)
@@ -268,7 +269,9 @@ func (ag *Agent) sessionEnv(h *hosted, req *api.ChannelRequest, shell string) []
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + h.home, "USER=" + s.User.Name, "LOGNAME=" + s.User.Name, "SHELL=" + shell, "LANG=C.UTF-8",
 		"DSPOOL_SESSION=" + s.Session, "DSPOOL_POOL=" + s.Pool, "DSPOOL_NODE=" + ag.nodeName, "DSPOOL_SHARE=" + ag.cfg.Share,
+		"DSPOOL_CPUS=" + s.CPUs.String(), "DSPOOL_MEMORY=" + strconv.FormatInt(int64(s.Memory), 10),
 	}
+	env = append(env, ag.gpuEnv(s.GPUs)...)
 	env = append(env, h.secretEnv(s.Secrets)...)
 	env = append(env, ag.workEnv(s.WorkToken)...)
 	if req.Client != "" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/dspool/dspool/api"
@@ -35,7 +36,9 @@ func (ag *Agent) trust(pinnedPEM string) error {
 		}
 		ag.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 	case "https":
-		_, pin := api.SplitJoinToken(ag.cfg.JoinToken)
+		// The tokens of one growth (comma-separated) carry one pin.
+		first, _, _ := strings.Cut(ag.cfg.JoinToken, ",")
+		_, pin := api.SplitJoinToken(first)
 		switch {
 		case pinnedPEM != "":
 			ca, err := tlsca.ParsePEM([]byte(pinnedPEM))

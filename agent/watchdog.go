@@ -212,7 +212,7 @@ func (c *cgroups) nodeDirs() []string {
 		return []string{filepath.Join(c.root, c.base)}
 	}
 	var out []string
-	for _, ctrl := range []string{"memory", "cpu", "pids"} {
+	for _, ctrl := range c.controllers() {
 		out = append(out, filepath.Join(c.root, ctrl, c.base))
 	}
 	return out

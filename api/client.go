@@ -456,6 +456,13 @@ func (c *Client) StartNotebook(ctx context.Context, pool string) (*dspool.Notebo
 	return &out, c.Do(ctx, "POST", "/api/v1/notebook", &NotebookStart{Pool: pool}, &out)
 }
 
+// StartNotebookProfile starts your Jupyter server in pool with a session
+// of the pool's profile (or a size inline, 8cpu-64gib-1gpu).
+func (c *Client) StartNotebookProfile(ctx context.Context, pool, profile string) (*dspool.Notebook, error) {
+	var out dspool.Notebook
+	return &out, c.Do(ctx, "POST", "/api/v1/notebook", &NotebookStart{Pool: pool, Profile: profile}, &out)
+}
+
 // Notebook returns your Jupyter server's state.
 func (c *Client) Notebook(ctx context.Context) (*dspool.Notebook, error) {
 	var out dspool.Notebook

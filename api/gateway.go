@@ -69,6 +69,8 @@ type GatewayConn struct {
 	ID       string `json:"id"`
 	Node     string `json:"node"`
 	NodeName string `json:"node_name"`
+	// Landed is what the login is told of where it landed.
+	Landed string `json:"landed,omitempty"`
 }
 
 // Dial asks an agent to carry a channel on connections it opens to a

@@ -99,7 +99,7 @@ func (c *Client) rerunArray(ctx context.Context, old *dspool.Job, spec *dspool.J
 func rerunSpec(j *dspool.Job) *dspool.JobSpec {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	return &dspool.JobSpec{Pool: j.Pool, Team: j.Team, Name: j.Name, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs,
+	return &dspool.JobSpec{Pool: j.Pool, Team: j.Team, Name: j.Name, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, GPUType: j.GPUType, GPUMemory: j.GPUMemory,
 		TimeLimit: j.TimeLimit, Retries: j.Retries, Priority: &j.Priority, Env: maps.Clone(j.Env), Workdir: j.Workdir,
 		Command: slices.Clone(j.Command), Secrets: slices.Clone(j.Secrets), Image: j.Image, IdempotencyKey: hex.EncodeToString(b)}
 }

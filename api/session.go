@@ -41,14 +41,17 @@ const SessionUpgrade = "dspool-session/1"
 // home on the share, and the reservation that bounds its processes. Every
 // channel request carries it, so the first one sets the session up.
 type SessionSetup struct {
-	Session    string          `json:"session"`
-	Pool       string          `json:"pool"`
-	User       RunAs           `json:"user"`
-	Home       string          `json:"home"`      // relative to the share
-	Notebooks  string          `json:"notebooks"` // relative to the share; linked at ~/notebooks/remote
-	CPUs       dspool.MilliCPU `json:"cpus"`
-	Memory     dspool.Bytes    `json:"memory"`
-	Forwarding string          `json:"forwarding"`
+	Session   string          `json:"session"`
+	Pool      string          `json:"pool"`
+	User      RunAs           `json:"user"`
+	Home      string          `json:"home"`      // relative to the share
+	Notebooks string          `json:"notebooks"` // relative to the share; linked at ~/notebooks/remote
+	CPUs      dspool.MilliCPU `json:"cpus"`
+	Memory    dspool.Bytes    `json:"memory"`
+	// GPUs are the indices of the node's GPUs the session holds: its
+	// processes can open no other.
+	GPUs       []int  `json:"gpus,omitempty"`
+	Forwarding string `json:"forwarding"`
 	// Secrets are the values of the secrets the user gives their
 	// sessions; the agent sets them up with the session.
 	Secrets []SecretValue `json:"secrets,omitempty"`
@@ -285,9 +288,12 @@ func MuxConfig() *yamux.Config {
 const StreamWindow = 2 << 20
 
 // NotebookStart is the body of POST /api/v1/notebook: the interactive pool
-// (empty: the default one).
+// (empty: the default one), and the size of the server's session: one of
+// the pool's session profiles, or a size inline (8cpu-64gib-1gpu); empty:
+// the pool's own.
 type NotebookStart struct {
-	Pool string `json:"pool,omitempty"`
+	Pool    string `json:"pool,omitempty"`
+	Profile string `json:"profile,omitempty"`
 }
 
 // NotebookSpec starts a user's Jupyter server in their session:

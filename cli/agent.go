@@ -70,6 +70,9 @@ agent stops its work and exits.`,
 			if cfg.ServerCA == "" {
 				cfg.ServerCA = a.Getenv("DSPOOL_CA")
 			}
+			if cfg.DevDir == "" {
+				cfg.DevDir = a.Getenv("DSPOOL_GPU_DEV_DIR")
+			}
 			if cfg.StateDir == "" {
 				if os.Geteuid() == 0 {
 					cfg.StateDir = "/var/lib/dspool/agent"
@@ -110,7 +113,8 @@ agent stops its work and exits.`,
 	f.StringVar(&cfg.RuntimeDir, "runtime-dir", "", "where jobs' and sessions' secret files live while they run, never on the share (default /run/dspool as root)")
 	f.StringVar(&cpus, "cpus", "", "cpus to offer (default: all)")
 	f.StringVar(&memory, "memory", "", "memory to offer, e.g. 64GiB (default: all)")
-	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer; -1: those nvidia-smi finds")
+	f.IntVar(&cfg.GPUs, "gpus", -1, "GPUs to offer: the first N that nvidia-smi finds (else N without a model); -1: all it finds")
+	f.StringVar(&cfg.DevDir, "gpu-dev-dir", "", "where the GPUs' device nodes (nvidiaN) are, which jobs that do not hold a GPU cannot open (or DSPOOL_GPU_DEV_DIR; default /dev)")
 	f.StringArrayVar(&labels, "label", nil, "node label K=V (repeatable)")
 	f.IntVar(&cfg.PidsLimit, "pids-limit", 4096, "most processes one job attempt may have")
 	f.BoolVar(&leave, "leave-on-stop", true, "when stopped on purpose, tell the server so that the node leaves the pool at once (false: it is lost after the server's grace)")

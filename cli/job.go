@@ -239,6 +239,9 @@ every array.`,
 			if err != nil {
 				return withFlags(err, map[string]string{"limit": "--limit", "before": "--before", "state": "--state"})
 			}
+			if ok, _ := a.json(); len(l.Jobs) == 0 && !ok && q.Before == 0 {
+				fmt.Fprintln(a.Stderr, noJobs(q))
+			}
 			if err := a.printJobs(l.Jobs); err != nil {
 				return err
 			}
@@ -309,10 +312,20 @@ func (a *App) jobShowCmd() *cobra.Command {
 			fmt.Fprintf(w, "  command:    %s\n", sanitize(strings.Join(quoteArgs(j.Command), " ")))
 			fmt.Fprintf(w, "  workdir:    %s\n", workdirOf(j.Job))
 			fmt.Fprintf(w, "  resources:  %s, %s memory, %s", dspool.Plural(j.CPUs, "cpu"), j.Memory, dspool.Plural(j.GPUs, "gpu"))
+			if gw := (dspool.GPUWant{Type: j.GPUType, Memory: j.GPUMemory}); !gw.Any() {
+				fmt.Fprintf(w, " %s", sanitize(gw.String()))
+			}
 			if len(j.GPUIndices) > 0 {
 				fmt.Fprintf(w, " (%v)", j.GPUIndices)
 			}
 			fmt.Fprintln(w)
+			for _, g := range j.GPUsHeld {
+				busy := ""
+				if slices.Contains(j.GPUsBusy, g.Index) {
+					busy = " (at work)"
+				}
+				fmt.Fprintf(w, "  gpu %-7d %s%s\n", g.Index, sanitize(gpuLine(g)), busy)
+			}
 			if len(j.Secrets) > 0 {
 				fmt.Fprintf(w, "  secrets:    %s\n", sanitize(secretUses(j.Secrets)))
 			}
@@ -494,4 +507,27 @@ func (a *App) jobWaitCmd() *cobra.Command {
 	}
 	c.Flags().Var((*durationFlag)(&timeout), "timeout", "give up after this long (default: wait forever)")
 	return c
+}
+
+// gpuLine describes a GPU a job holds: its model, memory and UUID.
+func gpuLine(g dspool.GPU) string {
+	s := g.Name
+	if g.Memory > 0 {
+		s += ", " + g.Memory.String()
+	}
+	if g.UUID != "" {
+		s += ", " + g.UUID
+	}
+	return s
+}
+
+// noJobs says why a job list came back empty, as a hint for people.
+func noJobs(q api.JobQuery) string {
+	switch {
+	case q.Schedule != "":
+		return "(no runs of schedule " + q.Schedule + " yet: `dspool schedule show " + q.Schedule + "` gives its next slot)"
+	case len(q.States) > 0 || q.Pool != "" || q.Array != 0:
+		return "(no jobs match: drop --state, --pool or --array to see all your jobs)"
+	}
+	return "(no jobs yet: submit one with `dspool job submit -- COMMAND`)"
 }

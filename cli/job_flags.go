@@ -16,6 +16,7 @@ import (
 type jobFlags struct {
 	spec                                 dspool.JobSpec
 	cpus, memory, envFile, sweep         string
+	gpuMemory                            string
 	env, secretEnv, secretFiles, exports []string
 	exportAll, login                     bool
 	// names are the flags' names: those a batch script's #DSPOOL lines
@@ -34,7 +35,9 @@ func (o *jobFlags) add(c *cobra.Command, usage string) {
 	f.StringVar(&o.spec.Name, "name", "", "job name (default: the command's base name)")
 	f.StringVar(&o.cpus, "cpus", "", "cpus to hold, e.g. 1, 0.5, 8 (default 1)")
 	f.StringVar(&o.memory, "memory", "", "memory limit, e.g. 512MiB, 16GiB (default 512MiB)")
-	f.IntVar(&o.spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES")
+	f.IntVar(&o.spec.GPUs, "gpus", 0, "GPUs to hold; the job sees them as CUDA_VISIBLE_DEVICES and can open no other")
+	f.StringVar(&o.spec.GPUType, "gpu-type", "", "GPU model, a word of its name as nvidia-smi shows it: a100, h100, t4, or a MIG profile such as 1g.10gb (default: any)")
+	f.StringVar(&o.gpuMemory, "gpu-memory", "", "least memory of each GPU, e.g. 40GiB (default: any)")
 	f.Var((*durationFlag)(&o.spec.TimeLimit), "time", "time limit, e.g. 30m, 2h (default none)")
 	f.IntVar(&o.spec.Retries, "retries", 0, "how many times to retry a failed attempt")
 	f.Var(priorityFlag{&o.spec.Priority}, "priority", "higher runs first, within your and your team's range (none set: 0 or below); default: your default priority, else your team's, else 0")
@@ -116,6 +119,11 @@ func (o *jobFlags) build(a *App, cmd *cobra.Command, args []string, dashed bool)
 		}
 		if spec.Memory == 0 {
 			return nil, dspool.Invalid("--memory", "must be more than 0")
+		}
+	}
+	if o.gpuMemory != "" {
+		if spec.GPUMemory, err = dspool.ParseBytes(o.gpuMemory); err != nil {
+			return nil, dspool.Invalid("--gpu-memory", "%v", err)
 		}
 	}
 	for _, kv := range o.env {

@@ -16,18 +16,18 @@ share as its notebook directory. It is reached through the pool's address at
 /user/NAME/ with your credentials; its own secret never leaves the pool.`,
 		Example: "  dspool notebook start --wait\n  dspool notebook status\n  dspool notebook stop",
 	}
-	var pool string
+	var pool, profile string
 	var wait bool
 	var timeout time.Duration
 	start := &cobra.Command{
-		Use: "start [--pool POOL] [--wait]", Short: "Start your Jupyter server", Args: cobra.NoArgs,
+		Use: "start [--pool POOL] [--profile NAME] [--wait]", Short: "Start your Jupyter server", Args: cobra.NoArgs,
 		Example: "  dspool notebook start --wait\n  dspool notebook start --pool highmem",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := a.client()
 			if err != nil {
 				return err
 			}
-			nb, err := cl.StartNotebook(cmd.Context(), pool)
+			nb, err := cl.StartNotebookProfile(cmd.Context(), pool, profile)
 			if err != nil {
 				return err
 			}
@@ -64,6 +64,7 @@ share as its notebook directory. It is reached through the pool's address at
 		},
 	}
 	start.Flags().StringVar(&pool, "pool", "", "interactive pool (default: the default interactive pool)")
+	start.Flags().StringVar(&profile, "profile", "", "the size of its session: a profile of the pool (small, large, gpu: dspool pool show POOL lists them), or 8cpu-64gib-1gpu (default: the pool's session size)")
 	start.Flags().BoolVar(&wait, "wait", false, "wait until it serves, showing progress")
 	start.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --wait: how long to wait")
 	status := &cobra.Command{

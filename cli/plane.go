@@ -266,7 +266,11 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 		db.Close()
 		return fail(err)
 	}
+	_, marked := share.ReadID(o.Share)
 	shareID, err := share.EnsureID(o.Share)
+	if err == nil {
+		err = claimShare(ctx, db, o.Share, shareID, marked == nil)
+	}
 	if err == nil {
 		err = share.Layout(o.Share)
 	}
@@ -304,7 +308,7 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	p := &plane{db: db, srv: srv, ln: ln, http: server.NewHTTPServer(srv.Handler(), log), lock: lock}
 	scheme := "http"
 	if tlsConfig != nil {
-		p.ln = tls.NewListener(ln, tlsConfig)
+		p.ln = tls.NewListener(server.RedirectPlainHTTP(ln), tlsConfig)
 		scheme = "https"
 		p.ca, p.pin = link.caFile, link.pin
 	}
@@ -443,9 +447,36 @@ func tryLockDir(dir string) (f *os.File, holder string, err error) {
 	return f, "", nil
 }
 
+// claimShare checks that the share with id is this store's. A share that
+// another store marked before (marked) is refused: the one this store
+// keeps is another, or this store is new (no user yet) and keeps none; two
+// stores on one share would give one uid to two users, and each would
+// find the other's files in the way. A share marked only now is new and
+// becomes this store's (a store restored beside a new share).
+func claimShare(ctx context.Context, db *sqlite.DB, dir, id string, marked bool) error {
+	kept, had, err := db.ClaimShare(ctx, id)
+	switch {
+	case err != nil:
+		return err
+	case had && kept != id && marked:
+		return dspool.Invalid("share", "%s is another store's share (its %s says %s; this store's is %s): give this store its own share (--share), or mount its share there",
+			dir, share.IDFile, id, kept)
+	case had && kept != id:
+		return db.SetShare(ctx, id)
+	case !had && marked:
+		if users, err := db.Users(ctx); err == nil && len(users) == 0 {
+			_ = db.SetShare(ctx, "") // the next start decides again
+			return dspool.Invalid("share", "%s is already the share of another store (it has %s), and this store is new: give it a share of its own (--share DIR, a new directory), or start the store that owns it (its --data)",
+				dir, share.IDFile)
+		}
+	}
+	return nil
+}
+
 // ensureAdmin creates the first admin on a new store, with a uid that none
-// of host holds. It returns the admin.
-func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount) (*dspool.User, bool, error) {
+// of host holds. It returns the admin. local: this machine's agents will
+// run the admin's work (dspool up as root).
+func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount, local bool) (*dspool.User, bool, error) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return nil, false, err
@@ -453,6 +484,15 @@ func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.
 	for _, u := range users {
 		if u.Admin {
 			return u, false, nil
+		}
+	}
+	// Local agents as root run the admin's work as an account of that
+	// name, made with the admin's uid: one that exists with another uid
+	// (Debian's cloud images log in as admin) would stop it all.
+	if local {
+		if acct, err := user.Lookup(name); err == nil {
+			return nil, false, dspool.Invalid("--admin", "an account called %s already exists on this machine (uid %s), and the first admin of a new store gets a uid of its own: "+
+				"start the new store with --admin NAME, a name no account on this machine has", name, acct.Uid)
 		}
 	}
 	u, err := db.CreateUserAvoiding(ctx, name, true, host)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,6 +188,17 @@ func (a *App) poolShowCmd() *cobra.Command {
 			if as := d.Autoscale; as != nil {
 				a.printAutoscale(as)
 			}
+			if d.Takes(dspool.WorkInteractive) {
+				set := d.SessionSettings()
+				fmt.Fprintf(a.Stdout, "\nSessions: %s, %s memory each", dspool.Plural(set.CPUs, "cpu"), set.Memory)
+				if set.Idle > 0 {
+					fmt.Fprintf(a.Stdout, "; ended after %s idle", time.Duration(set.Idle))
+				}
+				fmt.Fprintln(a.Stdout)
+				for _, z := range set.Profiles {
+					fmt.Fprintf(a.Stdout, "  profile %-10s %s\n", z.Name, sanitize(z.String()))
+				}
+			}
 			fmt.Fprintln(a.Stdout, "\nNodes:")
 			return a.printNodes(d.Nodes)
 		},
@@ -279,6 +291,19 @@ func (a *App) nodeCmd() *cobra.Command {
 						fmt.Fprintf(a.Stdout, "\nImages: podman %s\n", sanitize(n.Inventory.Podman))
 					case n.Inventory.ImagesWhy != "":
 						fmt.Fprintf(a.Stdout, "\nImages: none (%s)\n", sanitize(n.Inventory.ImagesWhy))
+					}
+					if len(n.Inventory.GPUs) > 0 {
+						fmt.Fprintln(a.Stdout, "\nGPUs:")
+						for _, g := range n.Inventory.GPUs {
+							state := "free"
+							if slices.Contains(n.Allocated.GPUs, g.Index) {
+								state = "held"
+							}
+							if slices.Contains(n.Usage.GPUsBusy, g.Index) {
+								state += ", at work"
+							}
+							fmt.Fprintf(a.Stdout, "  %-4d %s (%s)\n", g.Index, sanitize(gpuLine(g)), state)
+						}
 					}
 					if len(n.Accounts) > 0 {
 						fmt.Fprintf(a.Stdout, "\nAccounts in dspool's uid range that are not its users' (new users do not get their ids; users whose uid or gid they hold get no work here):\n")

@@ -50,6 +50,13 @@ A pool may hide other users' names (queue_names: hidden); admins see them.`,
 			if err != nil {
 				return err
 			}
+			if ok, _ := a.json(); len(q.Jobs) == 0 && !ok {
+				where := "any pool"
+				if pool != "" {
+					where = "pool " + pool
+				}
+				fmt.Fprintf(a.Stderr, "(nothing waits in %s: a job submitted now is placed at once where a node has room)\n", where)
+			}
 			return a.print(q, []string{"POS", "JOB", "USER", "POOL", "CPUS", "MEMORY", "GPUS", "TIME", "PRIORITY", "FAIRSHARE", "AGE", "SCORE", "REASON", "START"}, func(add func(...any)) {
 				for _, e := range q.Jobs {
 					pos, user, limit := "-", e.User, "-"
@@ -96,7 +103,8 @@ work for), with their raw SHARES (set with dspool team limits --shares and
 dspool user limits --shares; 1 by default), their TARGET part of the pools
 among those with work, their USAGE (their part of all recent use), and the
 FAIRSHARE factor it gives their jobs, from 1 (used nothing) through 0.5 (used
-exactly their target) towards 0.
+exactly their target) towards 0; TARGET and FAIRSHARE are "-" for an account
+with no queued or running work, which takes no part of the pools.
 
 Use is cpu-seconds, GPU-seconds and GiB-seconds of memory held by jobs, each
 second counting half after every half-life (the control plane's
@@ -124,11 +132,13 @@ of memory as one cpu. The table shows hours; -o json gives seconds.`,
 					if team == "" {
 						team = "-"
 					}
-					target := "-"
+					// Target and factor count among those with work:
+					// an account without any has neither.
+					target, factor := "-", "-"
 					if s.Active {
-						target = pct(s.Target)
+						target, factor = pct(s.Target), fmt.Sprintf("%.3f", s.Factor)
 					}
-					add(kind+" "+name, team, s.Shares, target, pct(s.Usage), pct(s.EffectiveUsage), fmt.Sprintf("%.3f", s.Factor),
+					add(kind+" "+name, team, s.Shares, target, pct(s.Usage), pct(s.EffectiveUsage), factor,
 						hours(s.CPUSeconds), hours(s.GPUSeconds), hours(s.GiBSeconds))
 				}
 				for _, t := range rep.Teams {

@@ -149,7 +149,7 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.notebookCmd(), a.sftpServerCmd(), a.agentWatchdogCmd(), a.gatewayCmd(), a.simulateCmd(), a.versionCmd())
+	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.shellCmd(), a.notebookCmd(), a.sftpServerCmd(), a.agentWatchdogCmd(), a.gatewayCmd(), a.simulateCmd(), a.versionCmd())
 	root.AddCommand(a.usageCmd(), a.loginCmd())
 	root.AddCommand(a.queueCmd(), a.shareCmd())
 	root.AddCommand(a.teamCmd())

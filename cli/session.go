@@ -174,7 +174,7 @@ closes.`,
 }
 
 func (a *App) printSessionsAs(v any, ss []*dspool.Session) error {
-	return a.print(v, []string{"ID", "USER", "KIND", "POOL", "NODE", "STATE", "CONNS", "CPUS", "MEMORY", "IN", "OUT", "STARTED", "LAST ACTIVE", "ENDED"}, func(add func(...any)) {
+	return a.print(v, []string{"ID", "USER", "KIND", "POOL", "SIZE", "NODE", "STATE", "CONNS", "CPUS", "MEMORY", "GPUS", "IN", "OUT", "STARTED", "LAST ACTIVE", "ENDED"}, func(add func(...any)) {
 		for _, s := range ss {
 			node := s.NodeName
 			if node == "" {
@@ -184,7 +184,11 @@ func (a *App) printSessionsAs(v any, ss []*dspool.Session) error {
 			if s.EndedAt != nil {
 				end = age(*s.EndedAt) + " ago: " + s.EndReason
 			}
-			add(s.ID, s.User, s.Kind, s.Pool, node, s.State, s.Connections, s.CPUs, s.Memory, dspool.Bytes(s.BytesIn), dspool.Bytes(s.BytesOut),
+			gpus := "-"
+			if len(s.GPUIndices) > 0 {
+				gpus = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(s.GPUIndices)), ","), "[]")
+			}
+			add(s.ID, s.User, s.Kind, s.Pool, dash(s.Size), node, s.State, s.Connections, s.CPUs, s.Memory, gpus, dspool.Bytes(s.BytesIn), dspool.Bytes(s.BytesOut),
 				age(s.StartedAt)+" ago", age(s.LastActivity)+" ago", end)
 		}
 	})

@@ -104,7 +104,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 			log.Warn("cannot read this machine's accounts", "err", err)
 		}
 	}
-	admin, _, err := ensureAdmin(ctx, p.db, o.Admin, host)
+	admin, _, err := ensureAdmin(ctx, p.db, o.Admin, host, os.Geteuid() == 0)
 	if err != nil {
 		p.close()
 		return err
@@ -405,7 +405,7 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		p.close()
 		return err
 	}
-	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil)
+	admin, created, err := ensureAdmin(ctx, p.db, o.Admin, nil, false)
 	if err != nil {
 		p.close()
 		return err

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -108,13 +107,17 @@ func TestDashboard(t *testing.T) {
 	}
 	p.screenshot(ctx, dir, "dashboard-job-cancelled.png")
 
-	// The queue says why the waiting job waits: what the API says, else
-	// what its pool lacks.
+	// The queue says why the waiting job waits, as `dspool queue` does.
 	w := job(t, env, waiter)
 	if w.State != dspool.JobQueued {
 		t.Fatalf("the job in the pool without machines is %s, want queued", w.State)
 	}
-	want := cmp.Or(w.Waiting, "pool hold has no node ready")
+	var q dspool.Queue
+	cliJSON(t, env, &q, "queue", "--pool", "hold")
+	if len(q.Jobs) != 1 || q.Jobs[0].ID != waiter {
+		t.Fatalf("dspool queue --pool hold: %+v, want job %d alone", q.Jobs, waiter)
+	}
+	want := q.Jobs[0].Reason + ": " + q.Jobs[0].Detail
 	p.navigate(ctx, up.URL+"/queue")
 	why := p.eval(ctx, `document.querySelector('tr[data-job="`+itoa(waiter)+`"] .why').textContent`)
 	if !strings.Contains(why, want) {

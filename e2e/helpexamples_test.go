@@ -49,7 +49,7 @@ var helpOrder = []string{
 	// names a job by its id.
 	"dspool_schedule_create", "dspool_schedule_list", "dspool_schedule_show", "dspool_schedule",
 	"dspool_schedule_pause", "dspool_schedule_resume", "dspool_schedule_delete",
-	"dspool_session", "dspool_session_list", "dspool_session_show", "dspool_session_kill",
+	"dspool_session", "dspool_session_list", "dspool_session_show", "dspool_session_kill", "dspool_shell",
 	"dspool_token_create", "dspool_token", "dspool_token_list", "dspool_token_revoke",
 	"dspool_usage", "dspool_queue", "dspool_share", "dspool_audit", "dspool_simulate",
 	// What takes things away last.
@@ -80,6 +80,9 @@ var helpNotRun = map[string]string{
 	"dspool restore /backups/dspool.db --data /var/lib/dspool-restored":                                                                                                       "restores a backup kept elsewhere",
 	"dspool session kill s-0123456789abcdef":                                                                                                                                  "needs a live SSH session's id, which each login draws at random",
 	"dspool session show s-0123456789abcdef -o json":                                                                                                                          "needs a live SSH session's id, which each login draws at random",
+	"dspool shell --cpus 8 --memory 64GiB --gpus 1 --time 4h":                                                                                                                 "needs an SSH login through the gateway at its port, and a node with a GPU and 8 cpus",
+	"dspool shell --pool gpu --profile large":                                                                                                                                 "needs an SSH login through the gateway at its port, and a pool gpu with a profile large",
+	"dspool shell --cpus 2 -- nproc":                                                                                                                                          "needs an SSH login through the gateway at its port (the harness's is not 2222) and a trusted host key",
 }
 
 // helpStdin is what a user types at the examples that ask for input on a

@@ -63,3 +63,21 @@ func TestShareBesideTheStore(t *testing.T) {
 		}
 	})
 }
+
+// TestOneShareOneStore: a new store is refused another store's share, with
+// a message that says what to give instead, and the store that owns the
+// share still starts on it.
+func TestOneShareOneStore(t *testing.T) {
+	first := startUp(t, upConfig{UIDBase: uidBase(50)})
+	first.Stop()
+	data := filepath.Join(tempDir(t), "second")
+	out, errs, code := cli(t, []string{"DSPOOL_CONFIG=" + filepath.Join(data+"-login", "login.json")},
+		"up", "--data", data, "--share", first.Share, "--listen", "127.0.0.1:0", "--ssh-listen", "off", "--admin", "e2eshare50", "--uid-base", itoa(int64(uidBase(50)+50)))
+	if code == 0 || !strings.Contains(errs, first.Share+" is already the share of another store") || !strings.Contains(errs, "--share DIR") {
+		t.Fatalf("dspool up of a new store on another store's share: exit %d, stdout %q, stderr %q; want a refusal saying to give it its own share", code, out, errs)
+	}
+	again := startUp(t, upConfig{Data: first.Data})
+	if again.Share != first.Share {
+		t.Fatalf("the first store came back with share %s, want %s", again.Share, first.Share)
+	}
+}

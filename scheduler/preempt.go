@@ -15,7 +15,8 @@ import (
 // placed by a later plan, once they have ended, as any other job.
 //
 // A job may preempt when it is not preemptible itself (so preemptible jobs,
-// whose scores cross as they age, never evict one another in turn), it
+// whose scores cross as they age, never evict one another in turn), asks
+// for no GPU model or memory (victims' GPUs are counted, not matched), it
 // was neither placed nor held by a limit, and it does not hold a
 // reservation that starts within the pool's grace (Node.PreemptGrace):
 // waiting for that is as quick as an eviction. Jobs try in queue order, at
@@ -110,7 +111,9 @@ func (p *pool) evictor() *evictor {
 // wait w, may look for victims in p, counting it against MaxPreemptors
 // if so.
 func (p *pool) mayPreempt(j *Job, w Wait) bool {
-	if p.preempt == nil || j.Preemptible || p.preemptors >= MaxPreemptors {
+	// A job that asks for a GPU model counts GPUs victims hold without
+	// their models: it does not preempt (yet), as it does not reserve.
+	if p.preempt == nil || j.Preemptible || p.preemptors >= MaxPreemptors || j.GPUs > 0 && !j.GPUWant.Any() {
 		return false
 	}
 	ok := false

@@ -107,6 +107,11 @@ func TestPreemption(t *testing.T) {
 		want:  []scheduler.Preemption{{Job: 1, Node: "n1", Victims: []int64{11}}},
 		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitPreempting, Node: "n1"}},
 	}, {
+		name:  "a job that asks for a GPU model evicts nothing",
+		nodes: []scheduler.Node{busy(node("n1", 4, 28), func() scheduler.Running { r := run(11, 1, 2); r.GPUs = 2; return r }())},
+		jobs:  []scheduler.Job{func() scheduler.Job { j := scored(job(1, 1, 1, 2), 10); j.GPUWant.Type = "a100"; return j }()},
+		waits: []scheduler.Wait{{Job: 1, Kind: scheduler.WaitResources}},
+	}, {
 		name: "a node closed to the user is not used",
 		nodes: []scheduler.Node{func() scheduler.Node {
 			n := busy(node("n1", 0, 28), run(10, 4, 1))

@@ -11,7 +11,13 @@
 // node for the rest of the plan.
 //
 // Fit: a node fits a job when FreeCPUs >= CPUs, FreeMem >= Memory and
-// len(FreeGPUs) >= GPUs.
+// len(FreeGPUs) >= GPUs. A job that asks for a GPU model or memory
+// (Job.GPUWant) counts only the free GPUs that Node.GPUs describes as fitting
+// it (dspool.GPUWant.Fits), and holds the lowest of those; such a job finds
+// its node by a linear walk of its pool in the order of the score rules, and
+// its shape is not remembered as one that fits nowhere (another model may be
+// free where this one is not). Backfill and reservations count GPUs, not
+// their models: such a job neither backfills nor reserves.
 //
 // Score: among the nodes that fit, the job takes the first by, in order:
 //
@@ -96,6 +102,9 @@ type Node struct {
 	FreeCPUs dspool.MilliCPU
 	FreeMem  dspool.Bytes
 	FreeGPUs []int // indices of GPUs not held by any attempt, ascending
+	// GPUs describes the node's GPUs (their model and memory), for jobs
+	// with a GPUWant; nil: none described, and no such job fits.
+	GPUs []dspool.GPU
 	// Closed holds the users whose jobs may not run here (nil: none).
 	Closed map[string]bool
 	// Releases is what the node's running work gives back when it reaches
@@ -123,6 +132,8 @@ type Job struct {
 	CPUs     dspool.MilliCPU
 	Memory   dspool.Bytes
 	GPUs     int
+	// GPUWant is what the job asks of each GPU; the zero value takes any.
+	GPUWant dspool.GPUWant
 	// User and Team are whose limits the job counts against in
 	// PlanWithin and Admit ("" Team: none).
 	User, Team string
@@ -228,7 +239,10 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 		}
 		pl, ok := p.place(j)
 		var by *reserved
-		if !ok && len(p.res) > 0 {
+		// Backfill and reservations count GPUs, not their models: a job
+		// that asks for a model neither backfills nor reserves (yet).
+		kind := j.GPUs > 0 && !j.GPUWant.Any()
+		if !ok && len(p.res) > 0 && !kind {
 			pl, by, ok = p.backfill(j)
 		}
 		if ok {
@@ -239,7 +253,7 @@ func plan(nodes []Node, jobs []Job, led *ledger, explain bool) Result {
 			}
 			continue
 		}
-		if j.Reserve {
+		if j.Reserve && !kind {
 			if rv, ok := p.reserve(j); ok {
 				r.Reservations = append(r.Reservations, rv)
 				wait(j, p, Wait{Job: j.ID, Kind: WaitReservation, Node: rv.Node, Start: rv.Start, StartKnown: rv.StartKnown})
@@ -362,6 +376,8 @@ type pool struct {
 	preempt    [][]Running
 	grace      time.Duration
 	preemptors int // jobs that may look for victims, up to MaxPreemptors
+	// info[rank] is Node.GPUs of each node.
+	info [][]dspool.GPU
 }
 
 // indexPools builds the working state of every pool that has nodes.
@@ -392,11 +408,12 @@ func newPool(nodes []Node, idx []int) *pool {
 	}
 	flat := make([]int, 0, total)
 	p := &pool{ids: make([]string, len(idx)), gpus: make([][]int, len(idx)), closed: make([]map[string]bool, len(idx)),
-		releases: make([][]Release, len(idx))}
+		releases: make([][]Release, len(idx)), info: make([][]dspool.GPU, len(idx))}
 	for r, i := range idx {
 		n := &nodes[i]
 		p.ids[r] = n.ID
 		p.releases[r] = slices.Clip(n.Releases) // appends copy, never write the caller's array
+		p.info[r] = n.GPUs
 		p.close(r, n.Closed)
 		if len(n.Running) > 0 {
 			if p.preempt == nil {
@@ -448,6 +465,9 @@ func (p *pool) place(j *Job) (Placement, bool) {
 		}
 	}
 	closed := p.closedTo[j.User]
+	if want.gpus > 0 && !j.GPUWant.Any() {
+		return p.placeKind(j, want)
+	}
 	// Buckets in rule 1 order: the first one with a fitting node has the best.
 	for k := want.gpus; k < len(p.byGPUs); k++ {
 		i, ok := 0, false
@@ -518,6 +538,61 @@ func (p *pool) take(k, i int, job int64, want shape) Placement {
 		copy(es[at+1:i+1], es[at:i])
 		es[at] = e
 	}
+	return Placement{Job: job, Node: p.ids[e.rank], GPUs: held}
+}
+
+// placeKind puts j, which asks for GPUs of a model or memory, on the first
+// node in score order with enough free GPUs that fit it, holding the lowest
+// of those.
+func (p *pool) placeKind(j *Job, want shape) (Placement, bool) {
+	for k := want.gpus; k < len(p.byGPUs); k++ {
+		for i, e := range p.byGPUs[k] {
+			if e.cpus < want.cpus || e.mem < want.mem || p.closed[e.rank][j.User] {
+				continue
+			}
+			if held := p.fitting(e.rank, j.GPUWant, want.gpus); held != nil {
+				return p.takeGPUs(k, i, j.ID, want, held), true
+			}
+		}
+	}
+	return Placement{}, false
+}
+
+// fitting returns the lowest n free GPUs of the node of rank r that w
+// takes, or nil when it has fewer.
+func (p *pool) fitting(r int32, w dspool.GPUWant, n int) []int {
+	var held []int
+	for _, idx := range p.gpus[r] {
+		for _, g := range p.info[r] {
+			if g.Index == idx && w.Fits(g) {
+				held = append(held, idx)
+				break
+			}
+		}
+		if len(held) == n {
+			return held
+		}
+	}
+	return nil
+}
+
+// takeGPUs gives node byGPUs[k][i] to the job, holding the GPUs held, and
+// moves it to its new bucket.
+func (p *pool) takeGPUs(k, i int, job int64, want shape, held []int) Placement {
+	e := p.byGPUs[k][i]
+	e.cpus -= want.cpus
+	e.mem -= want.mem
+	left := make([]int, 0, len(p.gpus[e.rank])-len(held))
+	for _, g := range p.gpus[e.rank] {
+		if !slices.Contains(held, g) {
+			left = append(left, g)
+		}
+	}
+	p.gpus[e.rank] = left
+	p.byGPUs[k] = slices.Delete(p.byGPUs[k], i, i+1)
+	b := p.byGPUs[k-len(held)]
+	at, _ := slices.BinarySearchFunc(b, e, compare)
+	p.byGPUs[k-len(held)] = slices.Insert(b, at, e)
 	return Placement{Job: job, Node: p.ids[e.rank], GPUs: held}
 }
 

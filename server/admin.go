@@ -158,6 +158,7 @@ func (s *Server) nodes(r *http.Request, pool string) ([]*dspool.Node, error) {
 		if n := byID[id]; n != nil {
 			n.Allocated.CPUs += r.CPUs
 			n.Allocated.Memory += r.Memory
+			n.Allocated.GPUs = append(n.Allocated.GPUs, r.GPUs...)
 		}
 	}
 	return nodes, nil

@@ -62,6 +62,7 @@ type pendingSession struct {
 	pool  string
 	cpus  dspool.MilliCPU
 	mem   dspool.Bytes
+	gpus  int
 	since time.Time
 }
 
@@ -284,7 +285,7 @@ func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instanc
 	st.Waiting = lim.capJobs(p, ids, st.Waiting)
 	for w := range sc.pending {
 		if w.pool == p.Name {
-			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindSession, CPUs: w.cpus, Memory: w.mem, Since: w.since})
+			st.Waiting = append(st.Waiting, autoscale.Demand{Kind: autoscale.KindSession, CPUs: w.cpus, Memory: w.mem, GPUs: w.gpus, Since: w.since})
 		}
 	}
 	registered := map[string]bool{}

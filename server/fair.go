@@ -111,7 +111,8 @@ func (s *Server) queued(active []sqlite.ActiveJob, st *standing) []scheduler.Job
 			continue
 		}
 		sj := scheduler.Job{ID: j.ID, Pool: j.Pool, Priority: j.Priority, CPUs: j.CPUs, Memory: j.Memory, GPUs: j.GPUs, Array: j.Array,
-			User: j.User, Team: j.Team, Score: s.score(j, st), Reserve: st.cfg.Reserves(st.now.Sub(j.SubmittedAt)), Preemptible: j.Preemptible}
+			User: j.User, Team: j.Team, Score: s.score(j, st), Reserve: st.cfg.Reserves(st.now.Sub(j.SubmittedAt)), GPUWant: j.GPUWant,
+			Preemptible: j.Preemptible}
 		if j.TimeLimit > 0 {
 			sj.TimeLimit = j.TimeLimit + s.cfg.KillGrace
 		}

@@ -167,7 +167,7 @@ func (s *Server) gatewayOpen(w http.ResponseWriter, r *http.Request) {
 		g.close(req.Gateway, req.Conn) // the gateway gave up on it
 		return
 	}
-	send(api.GatewayOpenEvent{Session: &api.GatewayConn{ID: l.ID(), Node: l.Node(), NodeName: l.NodeName()}})
+	send(api.GatewayOpenEvent{Session: &api.GatewayConn{ID: l.ID(), Node: l.Node(), NodeName: l.NodeName(), Landed: l.Landed()}})
 }
 
 // gatewayCredential is the credential of how a gateway's connection

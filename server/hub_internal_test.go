@@ -70,7 +70,8 @@ func TestEndedConnectionsLeaveTheNodesSessions(t *testing.T) {
 	if replaced := s.hub.attach(current); replaced != old {
 		t.Fatalf("attach replaced %p, want the old connection %p", replaced, old)
 	}
-	l, err := s.placeSession(ctx, user, pool, "test", dspool.SessionSSH)
+	z, _ := pool.SessionSize("")
+	l, err := s.placeSession(ctx, user, pool, z, "test", dspool.SessionSSH)
 	if err != nil {
 		t.Fatal(err)
 	}

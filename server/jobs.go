@@ -114,6 +114,9 @@ func (s *Server) checkJob(ctx context.Context, u *dspool.User, spec *dspool.JobS
 	if err := pool.Fits(spec.CPUs, spec.Memory, spec.GPUs); err != nil {
 		return err
 	}
+	if err := s.checkGPUWant(ctx, pool.Name, spec.GPUs, spec.GPUWant()); err != nil {
+		return err
+	}
 	if spec.Preemptible && pool.Preemption == nil {
 		return dspool.Invalid("preemptible", "pool %s does not allow preemptible jobs: submit without --preemptible, or ask an admin to set preemption in the pool's file", pool.Name)
 	}
@@ -160,6 +163,7 @@ func (s *Server) jobFor(r *http.Request) (*dspool.Job, error) {
 		return nil, notFound
 	}
 	s.explainWait(j)
+	s.describeGPUs(r.Context(), j)
 	return j, nil
 }
 

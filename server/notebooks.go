@@ -75,7 +75,7 @@ func (nbs *notebooks) set(nb *notebook, f func(*dspool.Notebook)) {
 
 // start starts the user's Jupyter server unless one is starting or ready;
 // cred is the credential that asks.
-func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, base, cred string) (dspool.Notebook, error) {
+func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, profile, remote, base, cred string) (dspool.Notebook, error) {
 	nbs.mu.Lock()
 	if nb := nbs.by[u.Name]; nb != nil && (nb.rec.State == dspool.NotebookStarting || nb.rec.State == dspool.NotebookReady) {
 		rec := nb.rec
@@ -90,8 +90,12 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 	if err != nil {
 		return dspool.Notebook{}, err
 	}
+	z, err := p.SessionSize(profile)
+	if err != nil {
+		return dspool.Notebook{}, err
+	}
 	url := base + "/user/" + u.Name + "/"
-	lease, err := nbs.s.placeSession(ctx, u, p, remote, dspool.SessionJupyter)
+	lease, err := nbs.s.placeSession(ctx, u, p, z, remote, dspool.SessionJupyter)
 	if nr := (noRoom{}); errors.As(err, &nr) && nbs.s.scaler.canWait(p) {
 		// The pool gets a node: wait for it in the background; the state
 		// says how the wait goes.
@@ -104,7 +108,7 @@ func (nbs *notebooks) start(ctx context.Context, u *dspool.User, pool, remote, b
 		}
 		go func() {
 			defer cancel()
-			lease, err := nbs.s.awaitSession(wctx, u, p, remote, dspool.SessionJupyter, func(msg string) {
+			lease, err := nbs.s.awaitSession(wctx, u, p, z, remote, dspool.SessionJupyter, func(msg string) {
 				nbs.set(nb, func(r *dspool.Notebook) {
 					if r.State == dspool.NotebookStarting {
 						r.Message = msg
@@ -337,6 +341,7 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 	var act api.NotebookActivity
 	err := nbs.s.hub.callJSON(cctx, nb.lease.Node(), "/sessions/notebook/activity", api.NotebookRef{Session: nb.lease.ID()}, &act)
 	cancel()
+	gpus := nbs.s.hub.gpusBusy(nb.lease.Node(), nb.lease.rec.GPUIndices) // work on its GPUs is use
 	nbs.mu.Lock()
 	every := min(max(nb.idle/6, time.Second), 10*time.Second)
 	nb.nextCheck = now.Add(every)
@@ -344,7 +349,7 @@ func (nbs *notebooks) check(ctx context.Context, nb *notebook, now time.Time) {
 		// A kernel at work, or more cpu than an idle server and kernels
 		// use (1% of one cpu), is use.
 		wall := now.Sub(nb.lastCheck).Seconds()
-		if act.KernelsBusy > 0 || wall > 0 && act.CPUSeconds-nb.lastCPU > 0.01*wall {
+		if act.KernelsBusy > 0 || gpus || wall > 0 && act.CPUSeconds-nb.lastCPU > 0.01*wall {
 			nb.lastUse = now
 		}
 		nb.lastCPU, nb.lastCheck = act.CPUSeconds, now
@@ -430,7 +435,7 @@ func (s *Server) startNotebook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, s.client(r).Addr, s.baseURL(r), credFrom(r).label())
+	rec, err := s.notebooks.start(r.Context(), userFrom(r), req.Pool, req.Profile, s.client(r).Addr, s.baseURL(r), credFrom(r).label())
 	if err != nil {
 		s.fail(w, r, err)
 		return

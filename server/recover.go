@@ -112,7 +112,8 @@ func (s *Server) recoverSession(ctx context.Context, rec *dspool.Session) (strin
 		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: u.Name, UID: u.UID, GID: u.GID},
 			Home: share.Home(u.Name), Notebooks: share.Notebooks(u.Name), CPUs: rec.CPUs, Memory: rec.Memory, Forwarding: settings.Forwarding,
 			Secrets:   s.sessionSecrets(ctx, u.Name, fmt.Sprintf("session %s on node %s", rec.ID, rec.NodeName)),
-			WorkToken: s.workTokens.session(rec.ID, u.Name)}}
+			WorkToken: s.workTokens.session(rec.ID, u.Name), GPUs: rec.GPUIndices},
+		idle: time.Duration(settings.Idle)}
 	l.setup.Image, l.setup.ImageFile, l.setup.ImageNetwork = sessionImage(p)
 	l.last.Store(rec.LastActivity.UnixNano())
 	l.saved.Store(rec.LastActivity.UnixNano())
@@ -120,8 +121,9 @@ func (s *Server) recoverSession(ctx context.Context, rec *dspool.Session) (strin
 	l.out.Store(rec.BytesOut)
 	sm.mu.Lock()
 	sm.live[rec.ID] = l
-	sm.byUser[[2]string{u.Name, p.Name}] = l
+	sm.byUser[sessionKey(u.Name, p.Name, rec.Size)] = l
 	sm.mu.Unlock()
+	sm.limitTime(l)
 	if rec.Kind == dspool.SessionJupyter {
 		s.notebooks.awaitReport(l, settings.JupyterIdle)
 	}

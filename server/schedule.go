@@ -203,6 +203,7 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 		for _, g := range inv.GPUs {
 			n.FreeGPUs = append(n.FreeGPUs, g.Index)
 		}
+		n.GPUs = inv.GPUs
 		byID[id] = n
 		ids = append(ids, id)
 	}
@@ -210,6 +211,7 @@ func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) (
 		if n := byID[id]; n != nil {
 			n.FreeCPUs -= r.CPUs
 			n.FreeMem -= r.Memory
+			n.FreeGPUs = slices.DeleteFunc(n.FreeGPUs, func(g int) bool { return slices.Contains(r.GPUs, g) })
 		}
 	}
 	now := s.cfg.Now()

@@ -77,6 +77,11 @@ type Lease struct {
 	in, out atomic.Int64
 	last    atomic.Int64 // unix nanoseconds of the last byte either way
 	saved   atomic.Int64 // last value of last written to the store
+
+	// idle is the pool's sessions.idle for an SSH session (0: none);
+	// timer ends it at its time limit (guarded by sm.mu).
+	idle  time.Duration
+	timer *time.Timer
 }
 
 // ID is the session's id; Node and NodeName where it runs.
@@ -135,10 +140,13 @@ func (l *Lease) CloseWith(reason string) {
 
 // forget removes l from the maps; sm.mu is held.
 func (sm *sessions) forget(l *Lease) {
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	if sm.live[l.rec.ID] == l {
 		delete(sm.live, l.rec.ID)
 	}
-	k := [2]string{l.rec.User, l.rec.Pool}
+	k := sessionKey(l.rec.User, l.rec.Pool, l.rec.Size)
 	if sm.byUser[k] == l {
 		delete(sm.byUser, k)
 	}
@@ -229,6 +237,7 @@ func (sm *sessions) reserved() map[string]sqlite.NodeLoad {
 		r := out[l.rec.Node]
 		r.CPUs += l.rec.CPUs
 		r.Memory += l.rec.Memory
+		r.GPUs = append(r.GPUs, l.rec.GPUIndices...)
 		out[l.rec.Node] = r
 	}
 	return out
@@ -239,6 +248,7 @@ type hold struct {
 	user, team, node string
 	cpus             dspool.MilliCPU
 	mem              dspool.Bytes
+	gpus             int
 }
 
 // holds returns the reservations of live sessions.
@@ -247,7 +257,7 @@ func (sm *sessions) holds() []hold {
 	defer sm.mu.Unlock()
 	out := make([]hold, 0, len(sm.live))
 	for _, l := range sm.live {
-		out = append(out, hold{user: l.rec.User, team: l.team, node: l.rec.Node, cpus: l.rec.CPUs, mem: l.rec.Memory})
+		out = append(out, hold{user: l.rec.User, team: l.team, node: l.rec.Node, cpus: l.rec.CPUs, mem: l.rec.Memory, gpus: len(l.rec.GPUIndices)})
 	}
 	return out
 }
@@ -286,6 +296,7 @@ func (sm *sessions) recordLoop(ctx context.Context) {
 		case <-t.C:
 			sm.record(ctx)
 			sm.releaseHolds(sm.s.cfg.Now())
+			sm.cullIdle(sm.s.cfg.Now())
 		}
 	}
 }
@@ -335,19 +346,26 @@ func (s *Server) interactivePool(ctx context.Context, name string) (*dspool.Pool
 }
 
 // OpenSession gives a connection of user a lease on a session in the pool
-// named (empty: the default interactive pool): the user's existing session
-// there, or a new one on the least-loaded ready node with room for it.
+// named (empty: the default interactive pool), where is POOL or POOL+SIZE
+// as the login gives them (dspool.Login.Where): the user's existing session
+// of that size there, or a new one on the least-loaded ready node with
+// room for it.
 // When no node has room and the pool can get one (it autoscales, or a node
 // is starting), it waits up to the pool's wait_timeout, calling progress
 // (when not nil) with how the wait is going. cred is how the connection
 // authenticated (KeyCredential, PasswordCredential): removing it ends the
 // connection.
-func (s *Server) OpenSession(ctx context.Context, user *dspool.User, pool, remote, cred string, progress func(string)) (*ConnLease, error) {
+func (s *Server) OpenSession(ctx context.Context, user *dspool.User, where, remote, cred string, progress func(string)) (*ConnLease, error) {
+	pool, size, _ := strings.Cut(where, "+")
 	p, err := s.interactivePool(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
-	l, err := s.awaitSession(ctx, user, p, remote, dspool.SessionSSH, progress)
+	z, err := p.SessionSize(size)
+	if err != nil {
+		return nil, err
+	}
+	l, err := s.awaitSession(ctx, user, p, z, remote, dspool.SessionSSH, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -377,14 +395,14 @@ func (sc *scaler) canWait(p *dspool.Pool) bool {
 
 // awaitSession places a session in p, waiting for a node when there is no
 // room and the pool can get one.
-func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.Pool, remote string, kind dspool.SessionKind, progress func(string)) (*Lease, error) {
+func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.Pool, z dspool.SessionSize, remote string, kind dspool.SessionKind, progress func(string)) (*Lease, error) {
 	var w *pendingSession
 	var deadline <-chan time.Time
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		wake := s.scaler.wait()
-		l, err := s.placeSession(ctx, user, p, remote, kind)
+		l, err := s.placeSession(ctx, user, p, z, remote, kind)
 		var nr noRoom
 		if err == nil || !errors.As(err, &nr) || (w == nil && !s.scaler.canWait(p)) {
 			if w != nil {
@@ -393,8 +411,7 @@ func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.
 			return l, err
 		}
 		if w == nil {
-			set := p.SessionSettings()
-			w = &pendingSession{pool: p.Name, cpus: set.CPUs, mem: set.Memory, since: s.cfg.Now()}
+			w = &pendingSession{pool: p.Name, cpus: z.CPUs, mem: z.Memory, gpus: z.GPUs, since: s.cfg.Now()}
 			s.scaler.addPending(w)
 			timer := time.NewTimer(time.Duration(autoscale.Policy(p).WaitTimeout))
 			defer timer.Stop()
@@ -418,10 +435,10 @@ func (s *Server) awaitSession(ctx context.Context, user *dspool.User, p *dspool.
 	}
 }
 
-// placeSession places a session of user in p now: the user's existing one,
-// or a new one on the least-loaded ready node with room. It fails with
-// noRoom when no node has room.
-func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.Pool, remote string, kind dspool.SessionKind) (*Lease, error) {
+// placeSession places a session of user and size z in p now: the user's
+// existing one of that size, or a new one on the least-loaded ready node
+// with room. It fails with noRoom when no node has room.
+func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.Pool, z dspool.SessionSize, remote string, kind dspool.SessionKind) (*Lease, error) {
 	sm := s.sessions
 	// Placing a session and a scheduling pass must not both count the same
 	// free capacity.
@@ -437,7 +454,7 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 
 	ready := s.hub.ready()
 	sm.mu.Lock()
-	if l := sm.byUser[[2]string{user.Name, p.Name}]; l != nil {
+	if l := sm.byUser[sessionKey(user.Name, p.Name, z.Key())]; l != nil {
 		if l.pending {
 			sm.mu.Unlock()
 			return nil, dspool.Errorf(dspool.EUnavailable, "your session on node %s waits for its node to reconnect after a control plane restart: try again in a few seconds", l.rec.NodeName)
@@ -462,20 +479,26 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 			continue
 		}
 		l, r := load[id], held[id]
+		if z.GPUs > 0 && len(freeGPUs(n.inv.GPUs, z.GPUWant(), l.GPUs, r.GPUs)) < z.GPUs {
+			continue
+		}
 		nodes = append(nodes, scheduler.SessionNode{Node: scheduler.Node{ID: id, Pool: n.pool, CPUs: n.inv.CPUs, Memory: n.inv.Memory,
 			FreeCPUs: n.inv.CPUs - l.CPUs - r.CPUs, FreeMem: n.inv.Memory - l.Memory - r.Memory}, Sessions: counts[id]})
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
 	settings := p.SessionSettings()
-	cpus, mem := settings.CPUs, settings.Memory
+	cpus, mem := z.CPUs, z.Memory
 	// Over a limit, a login is refused at once rather than made to wait:
 	// room under a limit comes back only when other work ends.
-	team, err := s.sessionTeam(ctx, user, p, cpus, mem)
+	team, err := s.sessionTeam(ctx, user, p, cpus, mem, z.GPUs)
 	if err != nil {
 		return nil, err
 	}
 	id, _, ok := scheduler.Route(nodes, "", cpus, mem, settings.Placement)
 	if !ok {
+		if len(nodes) == 0 && z.GPUs > 0 {
+			return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "no ready node of pool %s has %s %s free for your session right now: try again later, or ask for fewer", p.Name, dspool.Plural(z.GPUs, "GPU"), z.GPUWant())}
+		}
 		if len(nodes) == 0 {
 			return nil, noRoom{err: dspool.Errorf(dspool.EUnavailable, "pool %s has no ready node for your session right now: try again in a minute, or ask an admin to add nodes (`dspool node list`)", p.Name)}
 		}
@@ -493,7 +516,14 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	now := s.cfg.Now().UTC()
 	rec := dspool.Session{ID: newSessionID(), User: user.Name, Kind: kind, Pool: p.Name,
 		Node: id, NodeName: node.Name, CPUs: cpus, Memory: mem, State: dspool.SessionActive, Remote: remote,
-		Connections: 1, StartedAt: now, LastActivity: now}
+		Connections: 1, StartedAt: now, LastActivity: now, Size: z.Key()}
+	if z.GPUs > 0 {
+		rec.GPUIndices = freeGPUs(ready[id].inv.GPUs, z.GPUWant(), load[id].GPUs, held[id].GPUs)[:z.GPUs]
+	}
+	if z.Time > 0 {
+		ends := now.Add(time.Duration(z.Time))
+		rec.EndsAt = &ends
+	}
 	if err := s.db.CreateSession(ctx, &rec); err != nil {
 		return nil, err
 	}
@@ -501,7 +531,8 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 		setup: api.SessionSetup{Session: rec.ID, Pool: p.Name, User: api.RunAs{Name: user.Name, UID: user.UID, GID: user.GID},
 			Home: share.Home(user.Name), Notebooks: share.Notebooks(user.Name), CPUs: cpus, Memory: mem, Forwarding: settings.Forwarding,
 			Secrets:   s.sessionSecrets(ctx, user.Name, fmt.Sprintf("session %s on node %s", rec.ID, node.Name)),
-			WorkToken: s.workTokens.session(rec.ID, user.Name)}}
+			WorkToken: s.workTokens.session(rec.ID, user.Name), GPUs: rec.GPUIndices},
+		idle: time.Duration(settings.Idle)}
 	l.setup.Image, l.setup.ImageFile, l.setup.ImageNetwork = sessionImage(p)
 	l.last.Store(now.UnixNano())
 	l.saved.Store(now.UnixNano())
@@ -509,8 +540,9 @@ func (s *Server) placeSession(ctx context.Context, user *dspool.User, p *dspool.
 	s.makeUserDir(ctx, user.Name, l.setup.Notebooks, 0o700)
 	sm.mu.Lock()
 	sm.live[rec.ID] = l
-	sm.byUser[[2]string{user.Name, p.Name}] = l
+	sm.byUser[sessionKey(user.Name, p.Name, rec.Size)] = l
 	sm.mu.Unlock()
+	sm.limitTime(l)
 	s.log.Info("session started", "session", rec.ID, "user", user.Name, "pool", p.Name, "node", id)
 	return l, nil
 }

@@ -129,7 +129,7 @@ func (s *Server) quotas(dir *teamDir, active []sqlite.ActiveJob) scheduler.Quota
 		}
 	}
 	for _, h := range s.sessions.holds() {
-		use(h.user, h.team, scheduler.Usage{CPUs: h.cpus, Memory: h.mem})
+		use(h.user, h.team, scheduler.Usage{CPUs: h.cpus, Memory: h.mem, GPUs: h.gpus})
 	}
 	return q
 }
@@ -184,7 +184,7 @@ func (s *Server) jobTeam(ctx context.Context, u *dspool.User, p *dspool.Pool, sp
 // team it counts against: the first of the user's teams that may use p (by
 // name) under whose limits, and the user's own, the session's reservation
 // fits; none when the user is in no such team.
-func (s *Server) sessionTeam(ctx context.Context, user *dspool.User, p *dspool.Pool, cpus dspool.MilliCPU, mem dspool.Bytes) (string, error) {
+func (s *Server) sessionTeam(ctx context.Context, user *dspool.User, p *dspool.Pool, cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) (string, error) {
 	dir, err := s.teamDirectory(ctx)
 	if err != nil {
 		return "", err
@@ -208,7 +208,7 @@ func (s *Server) sessionTeam(ctx context.Context, user *dspool.User, p *dspool.P
 	}
 	first, see := "", ""
 	for _, t := range teams {
-		why, userLimit := q.Check(user.Name, t, scheduler.Usage{CPUs: cpus, Memory: mem})
+		why, userLimit := q.Check(user.Name, t, scheduler.Usage{CPUs: cpus, Memory: mem, GPUs: gpus})
 		if why == "" {
 			return t, nil
 		}
@@ -219,8 +219,12 @@ func (s *Server) sessionTeam(ctx context.Context, user *dspool.User, p *dspool.P
 			}
 		}
 	}
-	return "", dspool.Errorf(dspool.EUnavailable, "a session (%s, %s) would go over a limit: %s; end some of that work, or ask an admin to raise the limit (`%s`)",
-		dspool.Plural(cpus, "cpu"), mem, first, see)
+	size := fmt.Sprintf("%s, %s", dspool.Plural(cpus, "cpu"), mem)
+	if gpus > 0 {
+		size += ", " + dspool.Plural(gpus, "gpu")
+	}
+	return "", dspool.Errorf(dspool.EUnavailable, "a session (%s) would go over a limit: %s; end some of that work, or ask an admin to raise the limit (`%s`)",
+		size, first, see)
 }
 
 // setLimitWaits publishes why queued jobs wait on limits.
@@ -252,6 +256,9 @@ func (s *Server) explainWait(j *dspool.Job) {
 		j.Waiting = w.why
 	}
 	if why := s.closed.why(j.ID); why != "" {
+		j.Waiting = strings.TrimPrefix(j.Waiting+"; "+why, "; ")
+	}
+	if why := s.gpuWaiting(j); why != "" {
 		j.Waiting = strings.TrimPrefix(j.Waiting+"; "+why, "; ")
 	}
 }

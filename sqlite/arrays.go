@@ -86,8 +86,9 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 		// The first task is inserted alone, for the id that names the
 		// array; the others go in statements of many rows each.
 		const cols = `INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-			retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold, array_id, array_index, parked, image, preemptible) VALUES `
-		const row = `(?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			retries, priority, env, workdir, command, idem_key, submitted_at, secrets, deps, after_met, on_hold, array_id, array_index, parked, image, gpu_type, gpu_memory,
+			preemptible) VALUES `
+		const row = `(?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 		now := unixNano(db.now())
 		var arrayID int64
 		args := func(buf []any, k int) []any {
@@ -107,7 +108,7 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 			}
 			return append(buf, userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit),
 				s.Retries, s.PriorityOrZero(), env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold),
-				arrayID, s.Tasks.Indices[k], boolInt(k >= arrayWindow), s.Image, boolInt(s.Preemptible))
+				arrayID, s.Tasks.Indices[k], boolInt(k >= arrayWindow), s.Image, s.GPUType, int64(s.GPUMemory), boolInt(s.Preemptible))
 		}
 		res, err := tx.ExecContext(ctx, cols+row, args(nil, 0)...)
 		if err != nil {
@@ -126,7 +127,7 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 			return err
 		}
 		defer stmt.Close()
-		buf := make([]any, 0, 25*perStmt)
+		buf := make([]any, 0, 27*perStmt)
 		for k := 1; k < len(s.Tasks.Indices); k += perStmt {
 			n := min(perStmt, len(s.Tasks.Indices)-k)
 			buf = buf[:0]

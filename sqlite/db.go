@@ -161,6 +161,12 @@ var migrations = []string{
 	ALTER TABLE join_tokens ADD COLUMN used_at INTEGER;`,
 	// images (docs/decisions/0026-images.md): the image a job asked for.
 	`ALTER TABLE jobs ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
+	// GPUs by model and memory (docs/decisions/0032-gpus-and-session-sizes.md).
+	`ALTER TABLE jobs ADD COLUMN gpu_type TEXT NOT NULL DEFAULT '';
+	ALTER TABLE jobs ADD COLUMN gpu_memory INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE sessions ADD COLUMN size TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN gpu_indices TEXT NOT NULL DEFAULT '';
+	ALTER TABLE sessions ADD COLUMN ends_at INTEGER;`,
 	// preemption (docs/decisions/0034-preemption.md).
 	`ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;

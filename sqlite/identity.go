@@ -251,3 +251,31 @@ func (db *DB) DeleteWebSession(ctx context.Context, hash []byte) error {
 	_, err := db.exec(ctx, `DELETE FROM web_sessions WHERE hash = ?`, hash)
 	return err
 }
+
+// ClaimShare records id as the share of this store where it has none yet
+// (a store made before stores kept it, or a new one), and returns the id
+// the store keeps, with whether it had one before. Control planes of one
+// store claim the same share.
+func (db *DB) ClaimShare(ctx context.Context, id string) (string, bool, error) {
+	var kept string
+	had := true
+	err := db.tx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRow(`SELECT value FROM meta WHERE key = 'share_id'`).Scan(&kept)
+		if errors.Is(err, sql.ErrNoRows) {
+			had, kept = false, id
+			_, err = tx.Exec(`INSERT INTO meta (key, value) VALUES ('share_id', ?)`, id)
+		}
+		return err
+	})
+	return kept, had, err
+}
+
+// SetShare replaces the share id the store keeps ("": none).
+func (db *DB) SetShare(ctx context.Context, id string) error {
+	if id == "" {
+		_, err := db.w.ExecContext(ctx, `DELETE FROM meta WHERE key = 'share_id'`)
+		return err
+	}
+	_, err := db.w.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('share_id', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, id)
+	return err
+}

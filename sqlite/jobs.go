@@ -16,7 +16,7 @@ import (
 const jobCols = `j.id, u.name, j.team, j.name, j.pool, j.state, j.reason, j.exit_code, j.message, j.attempt, j.node,
 	j.cpus, j.memory, j.gpus, j.gpu_indices, j.time_limit, j.retries, j.priority, j.env, j.workdir, j.command,
 	j.cancel_requested, j.submitted_at, j.started_at, j.finished_at, j.secrets, j.schedule, j.slot,
-	j.array_id, j.array_index, j.deps, j.after_met, j.on_hold, j.image,
+	j.array_id, j.array_index, j.deps, j.after_met, j.on_hold, j.image, j.gpu_type, j.gpu_memory,
 	j.preemptible, j.preemptions, j.preempt_requested`
 
 type scanner interface{ Scan(...any) error }
@@ -31,7 +31,7 @@ func scanJob(s scanner) (*dspool.Job, error) {
 	if err := s.Scan(&j.ID, &j.User, &j.Team, &j.Name, &j.Pool, &j.State, &j.Reason, &exit, &j.Message, &j.Attempt, &j.Node,
 		&j.CPUs, &j.Memory, &j.GPUs, &gpus, &timeLimit, &j.Retries, &j.Priority, &env, &j.Workdir, &cmd,
 		&cancel, &submitted, &started, &finished, &secrets, &j.Schedule, &slot,
-		&j.ArrayID, &index, &j.After, &afterMet, &hold, &j.Image,
+		&j.ArrayID, &index, &j.After, &afterMet, &hold, &j.Image, &j.GPUType, &j.GPUMemory,
 		&preemptible, &j.Preemptions, &preempting); err != nil {
 		return nil, err
 	}
@@ -215,11 +215,12 @@ func insertJob(tx *sql.Tx, userID int64, s *dspool.JobSpec, link jobLink, now ti
 	}
 	var id int64
 	err = tx.QueryRow(`INSERT INTO jobs (user_id, team, name, pool, state, attempt, cpus, memory, gpus, time_limit,
-		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, schedule, slot, deps, after_met, on_hold, image, preemptible)
-		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		retries, priority, env, workdir, command, idem_key, submitted_at, secrets, schedule, slot, deps, after_met, on_hold, image,
+		gpu_type, gpu_memory, preemptible)
+		VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		userID, s.Team, s.Name, s.Pool, int64(s.CPUs), int64(s.Memory), s.GPUs, int64(s.TimeLimit), s.Retries, s.PriorityOrZero(),
 		string(env), s.Workdir, string(cmd), s.IdempotencyKey, unixNano(now), secrets, link.schedule, nullTime(link.slot),
-		s.After, boolInt(len(deps) == 0), boolInt(s.Hold), s.Image, boolInt(s.Preemptible)).Scan(&id)
+		s.After, boolInt(len(deps) == 0), boolInt(s.Hold), s.Image, s.GPUType, int64(s.GPUMemory), boolInt(s.Preemptible)).Scan(&id)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert job: %w", err)
 	}
@@ -381,6 +382,8 @@ type ActiveJob struct {
 	SubmittedAt time.Time
 	StartedAt   *time.Time
 	TimeLimit   time.Duration
+	// GPUWant is what the job asks of each GPU (its model and memory).
+	GPUWant dspool.GPUWant
 	// Preemptible: a job of a higher score may evict it; Preempting: an
 	// eviction is under way.
 	Preemptible, Preempting bool
@@ -388,7 +391,7 @@ type ActiveJob struct {
 
 const activeJobs = `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
 	j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0), j.submitted_at, j.started_at, j.time_limit,
-	j.preemptible, j.preempt_requested
+	j.gpu_type, j.gpu_memory, j.preemptible, j.preempt_requested
 	FROM jobs j INDEXED BY jobs_active JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
 	WHERE j.state IN ('queued', 'running') AND j.parked = 0 AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`
 
@@ -409,7 +412,7 @@ func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
 		var submitted, limit int64
 		var started sql.NullInt64
 		if err := rows.Scan(&j.ID, &j.User, &j.Team, &j.Pool, &j.State, &j.Priority, &j.Attempt, &j.CPUs, &j.Memory, &j.GPUs, &j.Node, &gpus,
-			&j.Array, &j.ArrayMax, &submitted, &started, &limit, &j.Preemptible, &j.Preempting); err != nil {
+			&j.Array, &j.ArrayMax, &submitted, &started, &limit, &j.GPUWant.Type, &j.GPUWant.Memory, &j.Preemptible, &j.Preempting); err != nil {
 			return nil, err
 		}
 		j.GPUIndices = parseInts(gpus)

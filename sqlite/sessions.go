@@ -115,17 +115,20 @@ func (db *DB) TouchKey(ctx context.Context, id int64, at time.Time) error {
 }
 
 const sessionCols = `s.id, u.name, s.kind, s.pool, s.node, COALESCE(n.name, ''), s.cpus, s.memory, s.state, s.remote,
-	s.connections, s.started_at, s.last_activity, s.ended_at, s.end_reason, s.bytes_in, s.bytes_out`
+	s.connections, s.started_at, s.last_activity, s.ended_at, s.end_reason, s.bytes_in, s.bytes_out, s.size, s.gpu_indices, s.ends_at`
 
 const sessionFrom = ` FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN nodes n ON n.id = s.node`
 
 func scanSession(s scanner) (*dspool.Session, error) {
 	var x dspool.Session
-	var started, last, ended sql.NullInt64
+	var started, last, ended, ends sql.NullInt64
+	var gpus string
 	if err := s.Scan(&x.ID, &x.User, &x.Kind, &x.Pool, &x.Node, &x.NodeName, &x.CPUs, &x.Memory, &x.State, &x.Remote,
-		&x.Connections, &started, &last, &ended, &x.EndReason, &x.BytesIn, &x.BytesOut); err != nil {
+		&x.Connections, &started, &last, &ended, &x.EndReason, &x.BytesIn, &x.BytesOut, &x.Size, &gpus, &ends); err != nil {
 		return nil, err
 	}
+	x.GPUIndices = parseInts(gpus)
+	x.EndsAt = fromNano(ends)
 	x.StartedAt = *fromNano(started)
 	x.LastActivity = *fromNano(last)
 	x.EndedAt = fromNano(ended)
@@ -134,10 +137,14 @@ func scanSession(s scanner) (*dspool.Session, error) {
 
 // CreateSession records a new session.
 func (db *DB) CreateSession(ctx context.Context, s *dspool.Session) error {
+	var ends any
+	if s.EndsAt != nil {
+		ends = unixNano(*s.EndsAt)
+	}
 	_, err := db.exec(ctx, `INSERT INTO sessions (id, user_id, kind, pool, node, cpus, memory, state, remote,
-		started_at, last_activity, connections) SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM users WHERE name = ?`,
+		started_at, last_activity, connections, size, gpu_indices, ends_at) SELECT ?, id, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM users WHERE name = ?`,
 		s.ID, s.Kind, s.Pool, s.Node, s.CPUs, s.Memory, s.State, s.Remote,
-		unixNano(s.StartedAt), unixNano(s.LastActivity), s.Connections, s.User)
+		unixNano(s.StartedAt), unixNano(s.LastActivity), s.Connections, s.Size, formatInts(s.GPUIndices), ends, s.User)
 	if err != nil {
 		return fmt.Errorf("record session: %w", err)
 	}

@@ -31,9 +31,11 @@ const (
 		WHERE (finished_at IS NULL OR finished_at > ?1) AND started_at IS NOT NULL AND started_at < ?2) a
 		JOIN jobs j ON j.id = a.job_id JOIN users u ON u.id = j.user_id
 		WHERE ?3 = '' OR u.name = ?3 GROUP BY u.name`
-	sessionUsageQuery = `SELECT u.name, total(max(0, min(COALESCE(s.ended_at, ?2), ?2) - max(s.started_at, ?1)))
-		FROM sessions s JOIN users u ON u.id = s.user_id
-		WHERE (s.ended_at IS NULL OR s.ended_at > ?1) AND s.started_at < ?2 AND (?3 = '' OR u.name = ?3)
+	sessionUsageQuery = `SELECT u.name, total(d), total(d * CASE WHEN gpus = '' THEN 0 ELSE length(gpus) - length(replace(gpus, ',', '')) + 1 END) FROM (
+		SELECT s.user_id, s.gpu_indices AS gpus, max(0, min(COALESCE(s.ended_at, ?2), ?2) - max(s.started_at, ?1)) AS d
+		FROM sessions s WHERE (s.ended_at IS NULL OR s.ended_at > ?1) AND s.started_at < ?2) s
+		JOIN users u ON u.id = s.user_id
+		WHERE ?3 = '' OR u.name = ?3
 		GROUP BY u.name`
 )
 
@@ -89,7 +91,7 @@ func (db *DB) userUsage(ctx context.Context, since, until time.Time, user string
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := db.sums(ctx, sessionUsageQuery, 1, since, until, user)
+	sessions, err := db.sums(ctx, sessionUsageQuery, 2, since, until, user)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +113,7 @@ func (db *DB) userUsage(ctx context.Context, since, until time.Time, user string
 		}
 		if s := sessions[n]; s != nil {
 			u.SessionSeconds = s[0]
+			u.GPUSeconds += s[1] // GPUs a session held count as a job's do
 		}
 		out = append(out, u)
 	}

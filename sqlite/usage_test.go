@@ -113,16 +113,16 @@ func newUsageFixture(t *testing.T) *usageFixture {
 	_, err = db.Place(ctx, []sqlite.Placement{{Job: job("carol", 1000, 0, 0), Attempt: 1, Node: "id-a2"}})
 	must(err)
 
-	session := func(id, user string, start, end float64) {
+	session := func(id, user string, start, end float64, gpus ...int) {
 		t.Helper()
 		must(db.CreateSession(ctx, &dspool.Session{ID: id, User: user, Kind: dspool.SessionSSH, Pool: "a", Node: "id-a2",
-			CPUs: 1000, Memory: 1 << 30, State: dspool.SessionActive, StartedAt: h(start), LastActivity: h(start)}))
+			CPUs: 1000, Memory: 1 << 30, State: dspool.SessionActive, StartedAt: h(start), LastActivity: h(start), GPUIndices: gpus}))
 		if end > 0 {
 			must(db.EndSession(ctx, sqlite.SessionActivity{ID: id, LastActivity: h(end)}, "logged out", h(end)))
 		}
 	}
 	session("s1", "alice", 9, 10.5)
-	session("s2", "bob", 19.5, 0)
+	session("s2", "bob", 19.5, 0, 0, 1) // a session holding 2 GPUs: they count as a job's do
 	return &usageFixture{db: db, since: h(10), until: h(20)}
 }
 
@@ -166,17 +166,17 @@ func TestUsageByUser(t *testing.T) {
 	}{
 		{"every user", "", f.since, f.until, map[string]row{
 			"alice": {job: 1 + 1 + 2, cpu: 2*(1+1) + 0.5*2, gpu: 1 + 1, session: 0.5},
-			"bob":   {session: 0.5},
+			"bob":   {session: 0.5, gpu: 2 * 0.5},
 		}},
-		{"one user", "bob", f.since, f.until, map[string]row{"bob": {session: 0.5}}},
+		{"one user", "bob", f.since, f.until, map[string]row{"bob": {session: 0.5, gpu: 2 * 0.5}}},
 		{"a user with nothing has a row of zeros", "carol", f.since, f.until, map[string]row{"carol": {}}},
 		{"the whole history", "", f.since.Add(-10 * time.Hour), f.until.Add(10 * time.Hour), map[string]row{
 			"alice": {job: 3 + 11 + 2, cpu: 2*(3+11) + 0.5*2, gpu: 3 + 11, session: 1.5},
-			"bob":   {job: 1, cpu: 1, session: 10.5},
+			"bob":   {job: 1, cpu: 1, session: 10.5, gpu: 2 * 10.5},
 		}},
 		{"a later window: only what is still open", "", f.until.Add(5 * time.Hour), f.until.Add(6 * time.Hour), map[string]row{
 			"alice": {job: 1, cpu: 2, gpu: 1},
-			"bob":   {session: 1},
+			"bob":   {session: 1, gpu: 2},
 		}},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
@@ -12,7 +13,16 @@ type homeData struct {
 	// Pools are those that take interactive work: where a Jupyter server
 	// may start, with their node size.
 	Pools []*api.PoolDetail
-	SSH   string
+	// Profiles are those pools' session profiles: the sizes a server may
+	// have there besides the pool's own.
+	Profiles []profileChoice
+	SSH      string
+}
+
+// profileChoice is a session profile of a pool, as the page offers it.
+type profileChoice struct {
+	Pool string
+	Size dspool.SessionSize
 }
 
 func (d *Dashboard) home(v *visit) (string, any, error) {
@@ -28,6 +38,9 @@ func (d *Dashboard) home(v *visit) (string, any, error) {
 	for _, p := range pools {
 		if p.Takes(dspool.WorkInteractive) {
 			data.Pools = append(data.Pools, p)
+			for _, z := range p.SessionSettings().Profiles {
+				data.Profiles = append(data.Profiles, profileChoice{Pool: p.Name, Size: z})
+			}
 		}
 	}
 	if d.o.SSH != "" {
@@ -43,7 +56,12 @@ func (d *Dashboard) startNotebook(w http.ResponseWriter, r *http.Request) {
 	if v == nil {
 		return
 	}
-	if _, err := v.api.StartNotebook(r.Context(), r.PostFormValue("pool")); err != nil {
+	// A profile comes as POOL+PROFILE, and names the pool too.
+	pool, profile := r.PostFormValue("pool"), ""
+	if p, name, ok := strings.Cut(r.PostFormValue("profile"), "+"); ok {
+		pool, profile = p, name
+	}
+	if _, err := v.api.StartNotebookProfile(r.Context(), pool, profile); err != nil {
 		d.fail(w, r, v, err)
 		return
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,6 +30,8 @@ type jobsData struct {
 	Live  bool
 	// Why says why each queued job waits, by id.
 	Why map[int64]string
+	// Nodes are the names of the pools' nodes, by id.
+	Nodes map[string]string
 	// Self is the page's own address, which it refreshes from.
 	Self string
 }
@@ -61,7 +64,7 @@ func (d *Dashboard) jobs(v *visit) (string, any, error) {
 	for _, p := range pools {
 		data.Pools = append(data.Pools, p.Name)
 	}
-	data.Why = waitReasons(l.Jobs, pools)
+	data.Why, data.Nodes = waitReasons(l.Jobs, pools), nodeNames(pools...)
 	data.Jobs, data.Live, data.Self = l.Jobs, jq.Before == 0, v.r.URL.RequestURI()
 	data.Older = older(v.r.URL, l.Next)
 	return "Jobs", data, nil
@@ -69,13 +72,20 @@ func (d *Dashboard) jobs(v *visit) (string, any, error) {
 
 type jobData struct {
 	*api.JobDetail
-	Mine bool
+	// ArrayView: the page is the whole array's (its id without a task),
+	// whose first task JobDetail is.
+	ArrayView bool
+	// Rerunnable: the array has failed or cancelled tasks to run again.
+	Rerunnable bool
+	Mine       bool
 	// Attempt is the attempt whose log the page shows (the latest).
 	Attempt int
 	// Tasks are an array's tasks (the first page of them).
 	Tasks []*dspool.Job
 	// Why says why the job waits, while it is queued.
 	Why string
+	// Nodes are the names of its pool's nodes, by id.
+	Nodes map[string]string
 }
 
 func (d *Dashboard) job(v *visit) (string, any, error) {
@@ -88,25 +98,45 @@ func (d *Dashboard) job(v *visit) (string, any, error) {
 	if a, err := strconv.Atoi(v.r.URL.Query().Get("attempt")); err == nil && a >= 1 && a <= j.Attempt {
 		data.Attempt = a
 	}
-	if j.Array != nil && j.ArrayIndex == nil {
-		l, err := v.api.Jobs(v.r.Context(), api.JobQuery{Array: j.ID, Limit: jobsPage, AllUsers: j.User != v.user.Name})
+	// An array's id alone names the whole array: its page lists the tasks.
+	data.ArrayView = j.Array != nil && !strings.Contains(ref, "_")
+	if data.ArrayView {
+		l, err := v.api.Jobs(v.r.Context(), api.JobQuery{Array: j.Array.ID, Limit: jobsPage, AllUsers: j.User != v.user.Name})
 		if err != nil {
 			return "", nil, err
 		}
 		data.Tasks = l.Jobs
+		data.Rerunnable = j.Array.Counts[dspool.JobFailed]+j.Array.Counts[dspool.JobCancelled] > 0
+	}
+	p, err := v.api.Pool(v.r.Context(), j.Pool)
+	if err != nil && dspool.ErrorCode(err) != dspool.ENotFound {
+		return "", nil, err
+	}
+	if p != nil {
+		data.Nodes = nodeNames(p)
 	}
 	if j.State == dspool.JobQueued {
-		p, err := v.api.Pool(v.r.Context(), j.Pool)
-		if err != nil && dspool.ErrorCode(err) != dspool.ENotFound {
-			return "", nil, err
-		}
 		data.Why = waitReason(j.Job, p)
 	}
 	title := "Job " + j.Ref()
+	if data.ArrayView {
+		title = fmt.Sprintf("Array %d", j.Array.ID)
+	}
 	if j.Name != "" {
 		title += ": " + j.Name
 	}
 	return title, data, nil
+}
+
+// nodeNames are the names of the pools' nodes, by id.
+func nodeNames(pools ...*api.PoolDetail) map[string]string {
+	out := map[string]string{}
+	for _, p := range pools {
+		for _, n := range p.Nodes {
+			out[n.ID] = n.Name
+		}
+	}
+	return out
 }
 
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request) {
@@ -139,18 +169,21 @@ func (d *Dashboard) rerun(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/jobs/"+url.PathEscape(ref), http.StatusSeeOther)
 }
 
-// queueData is the work waiting in the pools the user may use: their own
-// queued jobs (an admin's: everyone's), by pool, each with why it waits.
+// queueData is the work waiting in the pools, in the order the scheduler
+// takes it, as `dspool queue` shows it: every user's jobs (their names
+// where the pool shows them), each with its place, its score's factors,
+// why it waits and when it may start.
 type queueData struct {
+	Me    string
+	Admin bool
 	Pools []queuePool
-	// Why says why each job waits, by id.
-	Why map[int64]string
 }
 
 type queuePool struct {
 	Pool  *api.PoolDetail
 	Ready int
-	Jobs  []*dspool.Job
+	Jobs  []dspool.QueueEntry
+	Mine  int
 }
 
 func (d *Dashboard) queue(v *visit) (string, any, error) {
@@ -158,11 +191,11 @@ func (d *Dashboard) queue(v *visit) (string, any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	l, err := v.api.Jobs(v.r.Context(), api.JobQuery{States: []string{string(dspool.JobQueued)}, AllUsers: v.user.Admin, Limit: 1000})
+	q, err := v.api.Queue(v.r.Context(), "")
 	if err != nil {
 		return "", nil, err
 	}
-	data := queueData{Why: waitReasons(l.Jobs, pools)}
+	data := queueData{Me: v.user.Name, Admin: v.user.Admin}
 	for _, p := range pools {
 		qp := queuePool{Pool: p}
 		for _, n := range p.Nodes {
@@ -170,12 +203,14 @@ func (d *Dashboard) queue(v *visit) (string, any, error) {
 				qp.Ready++
 			}
 		}
-		for _, j := range l.Jobs {
-			if j.Pool == p.Name {
-				qp.Jobs = append(qp.Jobs, j)
+		for _, e := range q.Jobs {
+			if e.Pool == p.Name {
+				qp.Jobs = append(qp.Jobs, e)
+				if e.User == v.user.Name {
+					qp.Mine++
+				}
 			}
 		}
-		slices.Reverse(qp.Jobs) // the longest waiting first
 		data.Pools = append(data.Pools, qp)
 	}
 	return "Queue", data, nil

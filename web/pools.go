@@ -25,8 +25,16 @@ type nodeView struct {
 	// stays).
 	Idle string
 	// Jobs are the running jobs on the node that the user may see (their
-	// own; an admin's: everyone's).
-	Jobs []*dspool.Job
+	// own; an admin's: everyone's), Sessions the SSH sessions and Jupyter
+	// servers likewise.
+	Jobs     []*dspool.Job
+	Sessions []*dspool.Session
+}
+
+// work is what runs that the user may see, by pool.
+type work struct {
+	jobs     map[string][]*dspool.Job
+	sessions map[string][]*dspool.Session
 }
 
 func (d *Dashboard) pools(v *visit) (string, any, error) {
@@ -70,20 +78,30 @@ func (d *Dashboard) pool(v *visit) (string, any, error) {
 	return "Pool " + name, pv, nil
 }
 
-// running returns the running jobs the user may see, of pool ("": all).
-func (d *Dashboard) running(v *visit, pool string) (map[string][]*dspool.Job, error) {
+// running returns the running jobs and live sessions the user may see, of
+// pool ("": all).
+func (d *Dashboard) running(v *visit, pool string) (work, error) {
+	w := work{jobs: map[string][]*dspool.Job{}, sessions: map[string][]*dspool.Session{}}
 	l, err := v.api.Jobs(v.r.Context(), api.JobQuery{States: []string{string(dspool.JobRunning)}, Pool: pool, AllUsers: v.user.Admin, Limit: 1000, Tasks: true})
 	if err != nil {
-		return nil, err
+		return w, err
 	}
-	out := map[string][]*dspool.Job{}
 	for _, j := range l.Jobs {
-		out[j.Pool] = append(out[j.Pool], j)
+		w.jobs[j.Pool] = append(w.jobs[j.Pool], j)
 	}
-	return out, nil
+	ss, err := v.api.Sessions(v.r.Context(), v.user.Admin, false)
+	if err != nil {
+		return w, err
+	}
+	for _, s := range ss {
+		if pool == "" || s.Pool == pool {
+			w.sessions[s.Pool] = append(w.sessions[s.Pool], s)
+		}
+	}
+	return w, nil
 }
 
-func (d *Dashboard) poolView(p *api.PoolDetail, running map[string][]*dspool.Job) poolView {
+func (d *Dashboard) poolView(p *api.PoolDetail, running work) poolView {
 	pv := poolView{PoolDetail: p}
 	ready := 0
 	for _, n := range p.Nodes {
@@ -93,9 +111,14 @@ func (d *Dashboard) poolView(p *api.PoolDetail, running map[string][]*dspool.Job
 	}
 	for _, n := range p.Nodes {
 		nv := nodeView{Node: n, Idle: idleCountdown(p.Pool, n, ready, d.o.Now())}
-		for _, j := range running[p.Name] {
+		for _, j := range running.jobs[p.Name] {
 			if j.Node == n.ID || j.Node == n.Name {
 				nv.Jobs = append(nv.Jobs, j)
+			}
+		}
+		for _, s := range running.sessions[p.Name] {
+			if s.Node == n.ID {
+				nv.Sessions = append(nv.Sessions, s)
 			}
 		}
 		pv.Nodes = append(pv.Nodes, nv)

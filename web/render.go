@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -16,16 +17,17 @@ import (
 //go:embed templates
 var templateFS embed.FS
 
-// templates are the pages by name, each parsed with the layout.
-var templates = func() map[string]*template.Template {
-	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL}
+// templates are the pages by name, each parsed with the layout, at the
+// first page served: a CLI command that never serves one pays nothing.
+var templates = sync.OnceValue(func() map[string]*template.Template {
+	funcs := template.FuncMap{"when": when, "dur": dur, "cmdline": cmdline, "took": took, "ago": ago, "expired": expired, "hours": hours, "asset": assetURL, "needs": needs, "node": node}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
 	for _, name := range []string{"login", "error", "home", "jobs", "job", "queue", "pools", "pool", "usage", "admin", "audit"} {
 		out[name] = template.Must(template.Must(layout.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return out
-}()
+})
 
 // page is what the layout shows around a page's own data.
 type page struct {
@@ -53,7 +55,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, n
 		p.Nav = "admin"
 	}
 	var buf bytes.Buffer
-	if err := templates[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+	if err := templates()[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
 		d.o.Logger.Error("render dashboard page", "page", name, "err", err)
 		http.Error(w, "This page could not be drawn: reload it, and if it persists, tell your pool's admin.", http.StatusInternalServerError)
 		return
@@ -157,4 +159,29 @@ func hours(h float64) string {
 		return fmt.Sprintf("%.1f min", h*60)
 	}
 	return fmt.Sprintf("%.2f h", h)
+}
+
+// needs writes what work holds: "1 CPU, 2GiB", "0.5 CPUs, 8GiB, 2 GPUs".
+func needs(cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) string {
+	s := cpus.String() + " CPUs"
+	if cpus == 1000 {
+		s = "1 CPU"
+	}
+	s += ", " + mem.String()
+	switch {
+	case gpus == 1:
+		s += ", 1 GPU"
+	case gpus > 1:
+		s += fmt.Sprintf(", %d GPUs", gpus)
+	}
+	return s
+}
+
+// node writes a node by its name where names has it, else by its id (a
+// node removed since).
+func node(names map[string]string, id string) string {
+	if n := names[id]; n != "" {
+		return n
+	}
+	return id
 }

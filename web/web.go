@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -83,7 +84,8 @@ func New(o Options) *Dashboard {
 // assets are the embedded files by name, each with a hash of its content
 // that the pages put in its address (/static/NAME?v=HASH, see assetURL):
 // such an address is cached for good, so pages load without asking again.
-var assets = func() map[string]asset {
+// They are hashed at their first use.
+var assets = sync.OnceValue(func() map[string]asset {
 	out := map[string]asset{}
 	_ = fs.WalkDir(staticFS, "static", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
@@ -98,11 +100,11 @@ var assets = func() map[string]asset {
 		return nil
 	})
 	return out
-}()
+})
 
 // assetURL is the address of the embedded file name, with its hash.
 func assetURL(name string) string {
-	return "/static/" + name + "?v=" + assets[name].hash
+	return "/static/" + name + "?v=" + assets()[name].hash
 }
 
 func contentType(p string) string {
@@ -177,21 +179,21 @@ func Returnable(p string) bool {
 	if strings.HasPrefix(u.Path, "/user/") {
 		return true
 	}
-	_, pattern := pageMux.Handler(&http.Request{Method: "GET", URL: u, Host: "x"})
+	_, pattern := pageMux().Handler(&http.Request{Method: "GET", URL: u, Host: "x"})
 	return pattern != ""
 }
 
 // pageMux matches the paths of the pages, for Returnable.
-var pageMux = func() *http.ServeMux {
+var pageMux = sync.OnceValue(func() *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, p := range pages {
 		mux.HandleFunc(p.pattern, func(http.ResponseWriter, *http.Request) {})
 	}
 	return mux
-}()
+})
 
 func (d *Dashboard) serveStatic(w http.ResponseWriter, r *http.Request) {
-	a, ok := assets[r.PathValue("file")]
+	a, ok := assets()[r.PathValue("file")]
 	if !ok {
 		http.NotFound(w, r)
 		return

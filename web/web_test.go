@@ -7,6 +7,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -252,10 +253,15 @@ func TestOthersJobsStayTheirs(t *testing.T) {
 		!strings.Contains(r.body, "your jobs are on the Jobs page") || strings.Contains(r.body, "dspool job") {
 		t.Errorf("bob opens ada's job: %d, want 404 without its name, saying where his jobs are (not a command)\n%s", r.status, r.body)
 	}
-	for _, path := range []string{"/jobs", "/jobs?all=true", "/queue", "/pools"} {
+	for _, path := range []string{"/jobs", "/jobs?all=true", "/pools"} {
 		if r := b.get(path); r.status != http.StatusOK || strings.Contains(r.body, "ada-secret-run") {
 			t.Errorf("bob's %s: %d, shows ada's job or fails\n%s", path, r.status, r.body)
 		}
+	}
+	// The queue shows every user's waiting work, as dspool queue does
+	// (names where the pool shows them), but no way into another's job.
+	if r := b.get("/queue"); r.status != http.StatusOK || strings.Contains(r.body, `href="/jobs/`+j.Ref()+`"`) || !strings.Contains(r.body, `data-job="`+j.Ref()+`"`) {
+		t.Errorf("bob's /queue: %d, links ada's job, leaves it out or fails\n%s", r.status, r.body)
 	}
 	if r := b.do("POST", "/jobs/"+j.Ref()+"/cancel", url.Values{"_xsrf": {b.xsrf()}}); r.status != http.StatusNotFound {
 		t.Errorf("bob cancels ada's job: %d, want 404\n%s", r.status, r.body)
@@ -318,5 +324,27 @@ func TestAdminSeesThePool(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); resp.StatusCode != 200 || !strings.Contains(cc, want) {
 			t.Errorf("GET %s: %d, Cache-Control %q, want %s", path, resp.StatusCode, cc, want)
 		}
+	}
+}
+
+// TestArrayPage: an array's id alone is the whole array's page, with its
+// tasks and their states; a task's ref is that task's own page.
+func TestArrayPage(t *testing.T) {
+	p := newPool(t, 49400)
+	j, err := p.ada.SubmitJob(context.Background(), &dspool.JobSpec{Name: "sweep", Command: []string{"true"}, Pool: "default", Array: "0-2"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, p.URL)
+	b.logIn("ada", password, "")
+	id := strconv.FormatInt(j.ID, 10)
+	r := b.get("/jobs/" + id)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "<title>Array "+id+": sweep") || !strings.Contains(r.body, `id="tasks"`) ||
+		!strings.Contains(r.body, `href="/jobs/`+id+`_2"`) || !strings.Contains(r.body, "3 queued") || !strings.Contains(r.body, "Cancel array "+id) {
+		t.Fatalf("GET /jobs/%s: %d, want the array's page with its 3 tasks queued\n%s", id, r.status, r.body)
+	}
+	r = b.get("/jobs/" + id + "_1")
+	if r.status != http.StatusOK || !strings.Contains(r.body, "<title>Job "+id+"_1: sweep") || strings.Contains(r.body, `id="tasks"`) {
+		t.Fatalf("GET /jobs/%s_1: %d, want task 1's own page\n%s", id, r.status, r.body)
 	}
 }

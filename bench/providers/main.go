@@ -1,16 +1,17 @@
-// Command providers measures what a provider costs its engine, against a
-// private Slurm cluster on this machine (Debian's slurm-wlm, as root): the
-// Slurm commands (sbatch, squeue, scancel, scontrol) a pool runs per minute
-// while it churns and while nothing changes, how long from the decision to
-// the command that carries it out, and a job submitted to an empty Slurm
-// pool -> running. Each Slurm command the control plane runs is counted by
-// a wrapper on its PATH that logs the call, then runs the real one. It
-// prints why and exits 0 where it cannot run (not root, no Slurm). See
+// Command providers measures what a provider costs its engine: the calls a
+// pool makes per minute while it churns and while nothing changes, how
+// long from the decision to the call that carries it out, and a job
+// submitted to an empty pool -> running. Two engines: a private Slurm
+// cluster on this machine (Debian's slurm-wlm, as root), whose commands
+// the control plane runs are counted by wrappers on its PATH that log each
+// call, then run the real one; and a local fake of Azure Resource Manager
+// (provider/azurevmss/armfake), which records every request, with an agent
+// started for each instance from its custom data, as its cloud-init would.
+// An engine that cannot run here says why and is skipped. See
 // bench/README.md.
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -25,7 +26,6 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/bench/internal/host"
-	"github.com/dspool/dspool/provider/slurm/slurmtest"
 )
 
 // Sizes are how much each measurement does.
@@ -35,69 +35,86 @@ type Sizes struct {
 	Quiet      time.Duration `json:"quiet_ns"`
 }
 
-// Result is everything measured.
+// Result is everything measured on one engine.
 type Result struct {
-	Sizes Sizes `json:"sizes"`
+	Engine string   `json:"engine"`
+	Kinds  []string `json:"call_kinds"`
+	Sizes  Sizes    `json:"sizes"`
 	// ColdStartS: a job submitted to the Slurm pool at zero nodes ->
 	// running, seconds, each run.
 	ColdStartS   []float64 `json:"cold_start_s"`
 	ColdStartP50 float64   `json:"cold_start_p50_s"`
-	// ChurnPerMin and QuietPerMin are Slurm commands per minute, by
-	// command, while jobs come and go and nodes with them, and while one
+	// ChurnPerMin and QuietPerMin are calls to the engine per minute, by
+	// kind (Slurm: its command; Azure: the request's method and what it
+	// is about), while jobs come and go and nodes with them, and while one
 	// idle node stays and nothing changes (the loop passes 60 times a
 	// minute).
 	ChurnPerMin map[string]float64 `json:"churn_calls_per_min"`
 	QuietPerMin map[string]float64 `json:"quiet_calls_per_min"`
 	ChurnJobs   int                `json:"churn_jobs"`
 	ChurnNodes  int                `json:"churn_nodes_added"`
-	// SbatchP50Ms: a job submitted to a pool with no room -> its sbatch
-	// starts (the decision, its join token, the command). ScancelP50Ms:
-	// the scale-in decision (its event) -> scancel starts.
-	SbatchP50Ms  float64 `json:"submit_to_sbatch_p50_ms"`
-	ScancelP50Ms float64 `json:"scale_in_to_scancel_p50_ms"`
-	Load1        float64 `json:"load1_before"`
+	// GrowP50Ms: a job submitted to a pool with no room -> the call that
+	// asks for a machine (sbatch; the scale set's PATCH) starts (the
+	// decision, its join token, the call). RemoveP50Ms: the scale-in
+	// decision (its event) -> the call that removes it (scancel;
+	// deleteInstances).
+	GrowP50Ms   float64 `json:"submit_to_grow_call_p50_ms"`
+	RemoveP50Ms float64 `json:"scale_in_to_remove_call_p50_ms"`
+	Load1       float64 `json:"load1_before"`
 }
 
 func main() {
 	short := flag.Bool("short", false, "small sizes: a quick check that everything works")
-	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log, the call log)")
+	keep := flag.Bool("keep", false, "keep the temporary directories (dspool's data and log, the call logs)")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
+	only := flag.String("engine", "", "run one engine only: slurm or azure")
 	flag.Parse()
 	n := Sizes{ColdStarts: 7, Churn: 3 * time.Minute, Quiet: time.Minute}
 	if *short {
 		n = Sizes{ColdStarts: 2, Churn: 40 * time.Second, Quiet: 20 * time.Second}
 	}
-	r, why, err := run(context.Background(), n, *keep)
-	if why != "" {
-		fmt.Println("providers: skipped:", why)
-		return
+	results := map[string]*Result{}
+	for _, e := range []struct {
+		name string
+		make func() (*engine, string, error)
+	}{{"slurm", slurmEngine}, {"azure", azureEngine}} {
+		if *only != "" && *only != e.name {
+			continue
+		}
+		r, why, err := measure(context.Background(), n, *keep, e.name, e.make)
+		if why != "" {
+			fmt.Printf("providers: %s skipped: %s\n", e.name, why)
+			continue
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", e.name+":", err)
+			os.Exit(1)
+		}
+		report(r)
+		results[e.name] = r
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-	report(r)
 	if *jsonOut != "" {
-		if err := host.WriteJSON(*jsonOut, r); err != nil {
+		if err := host.WriteJSON(*jsonOut, results); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 	}
 }
 
-var commands = []string{"sbatch", "squeue", "scancel", "scontrol"}
-
-// wrappers writes a wrapper for each Slurm command into dir that logs
-// "UNIXTIME COMMAND" to log, then runs the real command.
-func wrappers(dir, log string) error {
-	for _, c := range commands {
-		real := filepath.Join("/usr/bin", c)
-		body := fmt.Sprintf("#!/bin/sh\nprintf '%%s %s\\n' \"$(date +%%s.%%N)\" >> %s\nexec %s \"$@\"\n", c, log, real)
-		if err := os.WriteFile(filepath.Join(dir, c), []byte(body), 0o755); err != nil {
-			return err
-		}
-	}
-	return nil
+// engine is what the measurement needs of an engine: the provider block of
+// its pool, the calls made to it so far, and the kinds of call that grow
+// and shrink a pool.
+type engine struct {
+	name     string
+	kinds    []string
+	grow     string // the kind of call that asks for a machine
+	remove   string // the kind of call that removes one
+	settings func(bin, share, tmp string) (dspool.ProviderSpec, error)
+	calls    func() []call
+	// start runs what stands in for the engine's machines, if anything,
+	// once dspool runs; stop ends it all.
+	start func(ctx context.Context, bin, tmp string)
+	stop  func()
 }
 
 type call struct {
@@ -105,29 +122,11 @@ type call struct {
 	cmd string
 }
 
-func calls(log string) []call {
-	f, err := os.Open(log)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []call
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		ts, cmd, ok := strings.Cut(sc.Text(), " ")
-		sec, err := strconv.ParseFloat(ts, 64)
-		if ok && err == nil {
-			out = append(out, call{time.Unix(0, int64(sec*1e9)), cmd})
-		}
-	}
-	return out
-}
-
-// perMinute counts calls in [from, to) by command, per minute.
-func perMinute(cs []call, from, to time.Time) map[string]float64 {
+// perMinute counts calls in [from, to) by kind, per minute.
+func perMinute(kinds []string, cs []call, from, to time.Time) map[string]float64 {
 	out := map[string]float64{}
-	for _, c := range commands {
-		out[c] = 0
+	for _, k := range kinds {
+		out[k] = 0
 	}
 	for _, c := range cs {
 		if !c.at.Before(from) && c.at.Before(to) {
@@ -140,19 +139,16 @@ func perMinute(cs []call, from, to time.Time) map[string]float64 {
 	return out
 }
 
-func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
+func measure(ctx context.Context, n Sizes, keep bool, short string, make func() (*engine, string, error)) (*Result, string, error) {
 	if os.Geteuid() != 0 {
-		return nil, "needs root: munged and slurmd run as root here", nil
+		return nil, "needs root: the agents run jobs as their users (and munged and slurmd run as root)", nil
 	}
-	if _, err := os.Stat("/usr/bin/sbatch"); err != nil {
-		return nil, "Slurm is not installed (apt-get install slurm-wlm munge)", nil
-	}
-	r := &Result{Sizes: n, Load1: host.Load1()}
-	cluster, why, err := slurmtest.Start(2, 2)
-	if cluster == nil {
+	eng, why, err := make()
+	if eng == nil {
 		return nil, why, err
 	}
-	defer cluster.Stop()
+	defer eng.stop()
+	r := &Result{Engine: eng.name, Kinds: eng.kinds, Sizes: n, Load1: host.Load1()}
 	tmp, done, err := host.TempDir("dspool-bench-providers-", keep)
 	if err != nil {
 		return nil, "", err
@@ -165,39 +161,36 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	wrap := filepath.Join(tmp, "slurm-bin")
-	log := filepath.Join(tmp, "slurm-calls.log")
-	if err := os.MkdirAll(wrap, 0o755); err != nil {
-		return nil, "", err
-	}
-	if err := wrappers(wrap, log); err != nil {
-		return nil, "", err
-	}
-	os.Setenv("PATH", wrap+":"+os.Getenv("PATH"))
-	os.Setenv("SLURM_CONF", cluster.Conf)
 	data := filepath.Join(tmp, "data")
+	admin := "dspool" + short
 	up, err := host.StartUp(ctx, bin, tmp, []string{"--data", data, "--listen", "127.0.0.1:0", "--ssh-listen", "off",
-		"--heartbeat", "200ms", "--nodes", "0", "--admin", "dspoolslurm", "--uid-base", strconv.Itoa(host.FreeUIDBase(62000))},
+		"--heartbeat", "200ms", "--nodes", "0", "--admin", admin, "--uid-base", strconv.Itoa(host.FreeUIDBase(62000))},
 		func(*api.Client) bool { return true })
 	if err != nil {
 		return nil, "", err
 	}
 	defer up.Stop()
-	if !host.UserExists("dspoolslurm") {
-		defer host.RemoveUser("dspoolslurm")
+	if !host.UserExists(admin) {
+		defer host.RemoveUser(admin)
 	}
 	cl := up.Client
-	settings := map[string]json.RawMessage{"partition": q(cluster.Partition), "dspool": q(bin), "share": q(data + "-share"),
-		"state": q(filepath.Join(tmp, "agents")), "logs": q(tmp), "time": q("1h")}
-	pool := &dspool.Pool{Name: "hpc", Provider: dspool.ProviderSpec{Name: "slurm", Settings: settings}, Work: []dspool.Work{dspool.WorkBatch},
+	spec, err := eng.settings(bin, data+"-share", tmp)
+	if err != nil {
+		return nil, "", err
+	}
+	pool := &dspool.Pool{Name: "hpc", Provider: spec, Work: []dspool.Work{dspool.WorkBatch},
 		Node:      dspool.NodeSize{CPUs: 1000, Memory: 256 << 20},
 		Autoscale: &dspool.Autoscale{Max: 4, IdleTimeout: dspool.Duration(2 * time.Second)}}
 	if _, err := cl.ApplyPools(ctx, []*dspool.Pool{pool}); err != nil {
 		return nil, "", err
 	}
+	mctx, stopMachines := context.WithCancel(ctx)
+	defer stopMachines()
+	eng.start(mctx, bin, tmp)
+	calls := eng.calls
 
 	// 1. Cold starts: the pool at zero, a job -> running.
-	var toSbatch []float64
+	var toGrow []float64
 	for i := range n.ColdStarts {
 		if err := host.Poll(ctx, 2*time.Minute, 100*time.Millisecond, func() (bool, error) {
 			ns, err := cl.Nodes(ctx, pool.Name)
@@ -205,9 +198,9 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 		}); err != nil {
 			return nil, "", fmt.Errorf("cold start %d: the pool did not return to zero nodes: %w", i+1, err)
 		}
-		// Past the last scancel, and its squeue.
+		// Past the last removal, and the list after it.
 		time.Sleep(3 * time.Second)
-		before := len(calls(log))
+		before := len(calls())
 		j, err := cl.SubmitJob(ctx, &dspool.JobSpec{Pool: pool.Name, CPUs: 1000, Memory: 64 << 20, Command: []string{"true"}}, 0)
 		if err != nil {
 			return nil, "", err
@@ -222,9 +215,9 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 		}
 		s := j.StartedAt.Sub(j.SubmittedAt).Seconds()
 		r.ColdStartS = append(r.ColdStartS, s)
-		for _, c := range calls(log)[before:] {
-			if c.cmd == "sbatch" {
-				toSbatch = append(toSbatch, float64(c.at.Sub(j.SubmittedAt).Microseconds())/1000)
+		for _, c := range calls()[before:] {
+			if c.cmd == eng.grow {
+				toGrow = append(toGrow, float64(c.at.Sub(j.SubmittedAt).Microseconds())/1000)
 				break
 			}
 		}
@@ -271,15 +264,15 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 		}
 	}
 	r.ChurnJobs = len(ids)
-	r.ChurnPerMin = perMinute(calls(log), from, to)
+	r.ChurnPerMin = perMinute(eng.kinds, calls(), from, to)
 
-	// Decision -> scancel: each scale_in event to the next scancel.
+	// Decision -> removal: each scale_in event to the next removing call.
 	evs, err := cl.PoolEvents(ctx, pool.Name, time.Hour, 1000)
 	if err != nil {
 		return nil, "", err
 	}
-	all := calls(log)
-	var toScancel []float64
+	all := calls()
+	var toRemove []float64
 	for _, e := range evs {
 		switch e.Kind {
 		case dspool.EventScaleOut:
@@ -288,14 +281,14 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 			}
 		case dspool.EventScaleIn:
 			for _, c := range all {
-				if c.cmd == "scancel" && !c.at.Before(e.At.Add(-50*time.Millisecond)) {
-					toScancel = append(toScancel, float64(c.at.Sub(e.At).Microseconds())/1000)
+				if c.cmd == eng.remove && !c.at.Before(e.At.Add(-50*time.Millisecond)) {
+					toRemove = append(toRemove, float64(c.at.Sub(e.At).Microseconds())/1000)
 					break
 				}
 			}
 		}
 	}
-	r.SbatchP50Ms, r.ScancelP50Ms = p50(toSbatch), p50(toScancel)
+	r.GrowP50Ms, r.RemoveP50Ms = p50(toGrow), p50(toRemove)
 
 	// 3. Quiet: one idle node that stays (min 1), nothing else happens.
 	pool.Autoscale.Min = 1
@@ -313,7 +306,7 @@ func run(ctx context.Context, n Sizes, keep bool) (*Result, string, error) {
 	host.Logf("quiet: %s", n.Quiet)
 	qfrom := time.Now()
 	time.Sleep(n.Quiet)
-	r.QuietPerMin = perMinute(calls(log), qfrom, time.Now())
+	r.QuietPerMin = perMinute(eng.kinds, calls(), qfrom, time.Now())
 	return r, "", nil
 }
 
@@ -328,17 +321,17 @@ func p50(xs []float64) float64 {
 }
 
 func report(r *Result) {
-	fmt.Printf("providers: Slurm (Debian slurm-wlm, 2 nodes x 2 cpus on this machine), load %.2f before\n", r.Load1)
-	fmt.Printf("  job submitted to an empty Slurm pool -> running: p50 %.2f s (%d runs: %v)\n", r.ColdStartP50, len(r.ColdStartS), r.ColdStartS)
-	fmt.Printf("  decision -> API call: submit -> sbatch p50 %.0f ms; scale-in decision -> scancel p50 %.0f ms\n", r.SbatchP50Ms, r.ScancelP50Ms)
+	fmt.Printf("providers: %s, load %.2f before\n", r.Engine, r.Load1)
+	fmt.Printf("  job submitted to an empty pool -> running: p50 %.2f s (%d runs: %v)\n", r.ColdStartP50, len(r.ColdStartS), r.ColdStartS)
+	fmt.Printf("  decision -> API call: submit -> the call that grows p50 %.0f ms; scale-in decision -> the call that removes p50 %.0f ms\n", r.GrowP50Ms, r.RemoveP50Ms)
 	line := func(what string, m map[string]float64) {
 		var parts []string
 		total := 0.0
-		for _, c := range commands {
-			parts = append(parts, fmt.Sprintf("%s %.1f", c, m[c]))
-			total += m[c]
+		for _, k := range r.Kinds {
+			parts = append(parts, fmt.Sprintf("%s %.1f", k, m[k]))
+			total += m[k]
 		}
-		fmt.Printf("  %s: %.1f Slurm calls/min (%s)\n", what, total, strings.Join(parts, ", "))
+		fmt.Printf("  %s: %.1f calls/min (%s)\n", what, total, strings.Join(parts, ", "))
 	}
 	line(fmt.Sprintf("churn (%d jobs, %d nodes added, %s)", r.ChurnJobs, r.ChurnNodes, r.Sizes.Churn), r.ChurnPerMin)
 	line(fmt.Sprintf("quiet (1 idle node, %s; the loop passes 60 times a minute)", r.Sizes.Quiet), r.QuietPerMin)

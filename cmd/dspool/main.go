@@ -12,6 +12,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/dspool/dspool/cli"
+	"github.com/dspool/dspool/provider/azurevmss"
 	"github.com/dspool/dspool/provider/slurm"
 )
 
@@ -19,7 +20,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The providers the control plane runs besides local and static,
 	// registered here and nowhere else.
-	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}))
+	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}), azurevmss.Kind(azurevmss.Options{}))
 	stop()
 	os.Exit(code)
 }

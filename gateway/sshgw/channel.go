@@ -226,6 +226,11 @@ func (c *channel) start(r *ssh.Request, req api.ChannelRequest) bool {
 		return false
 	}
 	_ = r.Reply(true, nil)
+	if req.Kind == api.ChannelShell {
+		if msg := sess.Landed(); msg != "" {
+			_, _ = fmt.Fprintf(c.ch.Stderr(), "%s\r\n", msg)
+		}
+	}
 	go c.input()
 	go c.output()
 	return true

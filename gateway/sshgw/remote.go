@@ -257,7 +257,7 @@ func (r *Remote) OpenSession(ctx context.Context, u *dspool.User, pool, remote, 
 		case e.Error != nil:
 			return nil, e.Error
 		case e.Session != nil:
-			s := &remoteSession{r: r, conn: conn, id: e.Session.ID, node: e.Session.NodeName, user: u.Name, how: how, done: make(chan struct{})}
+			s := &remoteSession{r: r, conn: conn, id: e.Session.ID, node: e.Session.NodeName, landed: e.Session.Landed, user: u.Name, how: how, done: make(chan struct{})}
 			r.mu.Lock()
 			r.conns[conn] = s
 			r.mu.Unlock()
@@ -356,7 +356,7 @@ func (r *Remote) heartbeat() error {
 type remoteSession struct {
 	r                  *Remote
 	conn, id, node     string
-	user, how          string
+	user, how, landed  string
 	in, out            atomic.Int64 // bytes not yet reported
 	done               chan struct{}
 	endOnce, closeOnce sync.Once
@@ -365,6 +365,7 @@ type remoteSession struct {
 
 func (s *remoteSession) ID() string       { return s.id }
 func (s *remoteSession) NodeName() string { return s.node }
+func (s *remoteSession) Landed() string   { return s.landed }
 func (s *remoteSession) In(n int)         { s.in.Add(int64(n)) }
 func (s *remoteSession) Out(n int)        { s.out.Add(int64(n)) }
 

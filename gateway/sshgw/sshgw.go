@@ -29,6 +29,9 @@ import (
 type Session interface {
 	ID() string
 	NodeName() string
+	// Landed says where the login landed: node, pool, what the session
+	// holds, how long it may last and idle. A shell shows it first.
+	Landed() string
 	// Channel starts a process; it returns the stream of its frames and,
 	// when the node opened one, the connection of its stdin and stdout.
 	Channel(ctx context.Context, req api.ChannelRequest) (net.Conn, net.Conn, error)
@@ -228,7 +231,7 @@ func (g *Gateway) password(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, 
 
 func permissions(u *dspool.User, login dspool.Login, how string) *ssh.Permissions {
 	return &ssh.Permissions{Extensions: map[string]string{
-		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Pool, extKey: how,
+		extUser: u.Name, extUID: strconv.Itoa(u.UID), extGID: strconv.Itoa(u.GID), extPool: login.Where(), extKey: how,
 	}}
 }
 

@@ -32,7 +32,7 @@ ROUTES = {
     "wait": _route("GET", "/api/v1/jobs/{id}/wait", query=("timeout",), answer="Job"),
     "logs": _route("GET", "/api/v1/jobs/{id}/logs", query=("attempt", "follow")),
     "notebook_status": _route("GET", "/api/v1/notebook", answer="Notebook"),
-    "notebook_start": _route("POST", "/api/v1/notebook", body=("pool",), answer="Notebook"),
+    "notebook_start": _route("POST", "/api/v1/notebook", body=("pool", "profile"), answer="Notebook"),
     "notebook_stop": _route("DELETE", "/api/v1/notebook", answer="Notebook"),
     "secrets": _route("GET", "/api/v1/secrets", answer="secrets:Secret[]"),
     "secret_set": _route("PUT", "/api/v1/secrets/{name}", body=("value", "team", "session_env", "session_file"), answer="Secret"),
@@ -43,7 +43,7 @@ ROUTES = {
 }
 
 # The fields of a job's spec the SDK sends (the schema JobSpec).
-JOB_SPEC_FIELDS = ("pool", "team", "name", "cpus", "memory", "gpus", "time_limit", "retries", "priority",
+JOB_SPEC_FIELDS = ("pool", "team", "name", "cpus", "memory", "gpus", "gpu_type", "gpu_memory", "time_limit", "retries", "priority",
                    "env", "workdir", "image", "command", "idempotency_key", "secrets", "array", "sweep", "after", "hold",
                    "preemptible")
 # The fields of one secret a job asks for (the schema SecretUse).

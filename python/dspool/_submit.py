@@ -21,7 +21,8 @@ MAX_SCRIPT = 128 * 1024 - 1024
 # option takes each value given; export also splits them on commas.
 DIRECTIVES = {
     "pool": ("pool", str), "team": ("team", str), "name": ("name", str), "cpus": ("cpus", str),
-    "memory": ("memory", str), "gpus": ("gpus", int), "time": ("time_limit", str), "retries": ("retries", int),
+    "memory": ("memory", str), "gpus": ("gpus", int), "gpu-type": ("gpu_type", str), "gpu-memory": ("gpu_memory", str),
+    "time": ("time_limit", str), "retries": ("retries", int),
     "priority": ("priority", int), "workdir": ("workdir", str), "image": ("image", str), "env": ("env", list), "secret": ("secrets", list),
     "secret-file": ("secret_files", list), "export": ("export", list), "export-all": ("export_all", bool),
     "env-file": ("env_file", str), "login": ("login", bool), "array": ("array", str), "sweep": ("sweep", str),

@@ -132,8 +132,8 @@ class Client:
     # Jobs.
 
     def submit(self, command=None, *, script=None, args=(), pool=None, team=None, name=None, cpus=None, memory=None,
-               gpus=None, time_limit=None, retries=None, priority=None, env=None, export=None, export_all=False,
-               env_file=None, login=False, secrets=None, secret_files=None, workdir=None, image=None, array=None, sweep=None,
+               gpus=None, gpu_type=None, gpu_memory=None, time_limit=None, retries=None, priority=None, env=None,
+               export=None, export_all=False, env_file=None, login=False, secrets=None, secret_files=None, workdir=None, image=None, array=None, sweep=None,
                after=None, hold=False, preemptible=False, idempotency_key=None, wait=False, wait_timeout=None, progress=None):
         """Submits a batch job, or an array of tasks, and returns it (with
         wait, once it has ended: for an array, every task).
@@ -144,7 +144,9 @@ class Client:
         job to run with args; its #DSPOOL lines (#DSPOOL --cpus 4 --time 2h)
         give the options this call does not. The options are those of
         `dspool job submit`: cpus (a number, 0.5), memory (bytes, or a size
-        with its unit, "4GiB"), gpus, time_limit ("2h", seconds, or a
+        with its unit, "4GiB"), gpus, gpu_type (each GPU's model: "a100", or
+        a MIG profile "1g.10gb"), gpu_memory (each GPU's least memory,
+        "40GiB"), time_limit ("2h", seconds, or a
         timedelta), retries, priority (-1000 to 1000, within the range of
         your and your team's limits; left out: their default), env (a dict, or
         "K=V" strings), export (names of variables here the job gets too),
@@ -185,12 +187,14 @@ class Client:
                 raise InvalidError("give a command or a script, not both", field="script")
             command, words = _submit.batch_script(script, args)
             o = _submit.apply_directives(dict(
-                pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, time_limit=time_limit,
+                pool=pool, team=team, name=name, cpus=cpus, memory=memory, gpus=gpus, gpu_type=gpu_type,
+                gpu_memory=gpu_memory, time_limit=time_limit,
                 retries=retries, priority=priority, workdir=workdir, image=image, env=env, secrets=secrets,
                 secret_files=secret_files, export=export, export_all=export_all, env_file=env_file, login=login,
                 array=array, sweep=sweep, after=after, hold=hold, preemptible=preemptible),
                 script, words)
             pool, team, name, cpus, memory, gpus = o["pool"], o["team"], o["name"], o["cpus"], o["memory"], o["gpus"]
+            gpu_type, gpu_memory = o["gpu_type"], o["gpu_memory"]
             time_limit, retries, priority, workdir, env = o["time_limit"], o["retries"], o["priority"], o["workdir"], o["env"]
             image = o["image"]
             secrets, secret_files, export, export_all = o["secrets"], o["secret_files"], o["export"], o["export_all"]
@@ -209,7 +213,7 @@ class Client:
         if login:
             command = _submit.login_command(command)
         spec = {"command": command}
-        for key, val in (("pool", pool), ("team", team), ("name", name), ("gpus", gpus), ("retries", retries),
+        for key, val in (("pool", pool), ("team", team), ("name", name), ("gpus", gpus), ("gpu_type", gpu_type), ("retries", retries),
                          ("priority", priority), ("workdir", workdir), ("image", image)):
             if val is not None:
                 spec[key] = val
@@ -217,6 +221,8 @@ class Client:
             spec["cpus"] = _positive("cpus", cpus, float)
         if memory is not None:
             spec["memory"] = _positive("memory", memory, int) if not isinstance(memory, str) else memory
+        if gpu_memory is not None:
+            spec["gpu_memory"] = _positive("gpu_memory", gpu_memory, int) if not isinstance(gpu_memory, str) else gpu_memory
         if time_limit is not None:
             spec["time_limit"] = _duration("time_limit", time_limit)
         if variables:
@@ -396,11 +402,15 @@ class Client:
 
     # Notebooks.
 
-    def notebook_start(self, pool=None, wait=False, timeout=300, progress=None):
+    def notebook_start(self, pool=None, wait=False, timeout=300, progress=None, profile=None):
         """Starts your Jupyter server (in pool; by default the default
-        interactive pool), or returns the one starting or running. With
+        interactive pool), or returns the one starting or running. profile
+        is the size of its session: one of the pool's session profiles
+        ("small", "large", "gpu": pool(NAME).sessions["profiles"]), or a
+        size inline ("8cpu-64gib-1gpu"); by default the pool's own. With
         wait, returns once it serves, or raises with why it did not."""
-        nb = Notebook.from_json(self._call("notebook_start", body={"pool": pool} if pool else {}))
+        body = {k: v for k, v in (("pool", pool), ("profile", profile)) if v}
+        nb = Notebook.from_json(self._call("notebook_start", body=body))
         if not wait:
             return nb
         show = Progress(sys.stderr) if progress is True else progress

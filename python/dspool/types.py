@@ -202,7 +202,11 @@ class Job(_Model):
     cpus: float = 0
     memory: int = 0
     gpus: int = 0
+    gpu_type: str = ""  # each GPU's model, as asked ("": any)
+    gpu_memory: int = 0  # each GPU's least memory, bytes, as asked (0: any)
     gpu_indices: List[int] = field(default_factory=list)
+    gpus_held: List[dict] = field(default_factory=list)  # the GPUs held, as the node describes them (job show)
+    gpus_busy: List[int] = field(default_factory=list)  # those of them at work at the last sample (job show)
     time_limit: Optional[datetime.timedelta] = None
     retries: int = 0
     priority: int = 0

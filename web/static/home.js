@@ -52,8 +52,10 @@ async function poll() {
 $('start-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
   began = Date.now();
-  const pool = $('pool') ? $('pool').value : '';
-  try { show(await api('POST', {pool})); poll(); } catch (e) { problem(e); }
+  let pool = $('pool') ? $('pool').value : '', profile = '';
+  const size = $('profile') ? $('profile').value : '';
+  if (size) { [pool, profile] = size.split('+'); } // a profile names its pool
+  try { show(await api('POST', {pool, profile})); poll(); } catch (e) { problem(e); }
 });
 $('stop-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();

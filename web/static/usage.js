@@ -6,10 +6,13 @@
   function draw(el, bars) {
     const spec = JSON.parse(el.dataset.chart);
     const width = () => Math.max(280, el.clientWidth);
+    // Bars side by side for one or two series; more would overlap: lines.
+    bars = bars && spec.series.length <= 2;
     const series = [{label: 'Day', value: (u, v) => v == null ? '' : new Date(v * 1000).toISOString().slice(0, 10)}];
     spec.series.forEach((name, i) => series.push({
-      label: name, stroke: colours[i % colours.length], fill: colours[i % colours.length] + '55', width: 2,
-      paths: bars && uPlot.paths.bars ? uPlot.paths.bars({size: [0.6 / spec.series.length, 60], align: i === 0 ? -1 : 1}) : undefined,
+      label: name, stroke: colours[i % colours.length], fill: bars ? colours[i % colours.length] + '55' : undefined, width: 2,
+      points: {show: true},
+      paths: bars && uPlot.paths.bars ? uPlot.paths.bars({size: [0.3, 60], align: i === 0 ? -1 : 1}) : undefined,
       value: (u, v) => v == null ? '' : v.toFixed(2) + ' h',
     }));
     const plot = new uPlot({width: width(), height: 260, series, axes: [{}, {label: 'hours'}], scales: {x: {time: true}}}, spec.data, el);
