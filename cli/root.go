@@ -375,7 +375,7 @@ func (a *App) tuneGC() {
 // woken on other CPUs, the ones the SSH client, the session's process and
 // the other hops are using: on 2 CPUs a bulk SSH transfer through the
 // gateway went 1.6 times as fast with one (decision 0008), and one over
-// the TLS link spent 10-15% less cpu per GiB with an agent on one
+// the TLS link spent 9-14% less cpu per GiB with an agent on one
 // (decision 0035). GOMAXPROCS in the environment wins.
 func (a *App) shareCPUs() {
 	if a.process && os.Getenv("GOMAXPROCS") == "" {
