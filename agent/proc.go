@@ -53,15 +53,26 @@ func socketFile(c net.Conn) *os.File {
 	return f
 }
 
-// startProc starts cmd with its stdio: a terminal with t, else pipes, but
-// stdin from the given file when there is one (the process gets it in
-// blocking mode, and so does the connection it comes from).
-func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, error) {
+// procCgroup is the cgroup cmd starts in: h's, unless it is podman exec
+// as root, whose process joins the container (in h's cgroup) itself.
+func procCgroup(cmd *exec.Cmd, h *hosted) *cgroup {
+	if cmd.SysProcAttr.Credential == nil && h.ctr != nil {
+		return nil
+	}
+	return h.cg
+}
+
+// startProc starts cmd with its stdio from sp (prepared in
+// procCgroup(cmd, h)): a terminal with t, else pipes, but stdin from the
+// given file when there is one (the process gets it in blocking mode, and
+// so does the connection it comes from).
+func startProc(sp *spawner, cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, error) {
 	p := &proc{cmd: cmd, h: h}
 	var child []*os.File
 	if t != nil {
 		ptmx, tty, err := pty.Open()
 		if err != nil {
+			sp.cancel()
 			return nil, fmt.Errorf("open a terminal: %w", err)
 		}
 		_ = pty.Setsize(ptmx, &pty.Winsize{Cols: uint16(min(t.Cols, 1<<15)), Rows: uint16(min(t.Rows, 1<<15))})
@@ -85,6 +96,7 @@ func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, err
 				for _, f := range pipes[:i] {
 					closeFiles(f[:]...)
 				}
+				sp.cancel()
 				return nil, err
 			}
 			pipes[i] = [2]*os.File{r, w}
@@ -105,11 +117,7 @@ func startProc(cmd *exec.Cmd, h *hosted, t *api.PTY, stdin *os.File) (*proc, err
 		}
 		child = append(child, pipes[1][1], pipes[2][1])
 	}
-	cg := h.cg
-	if cmd.SysProcAttr.Credential == nil && h.ctr != nil {
-		cg = nil // podman exec, as root: the process it runs joins the container, in h.cg
-	}
-	err := spawn(cmd, cg)
+	err := sp.start(cmd)
 	for _, f := range child {
 		f.Close()
 	}

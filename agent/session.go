@@ -356,6 +356,9 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	if req.Kind == api.ChannelSubsystem {
 		cmd.ExtraFiles = []*os.File{ag.sftpExe}
 	}
+	// The thread that will start the process joins its cgroups (on v1, a
+	// wait for the kernel) while the data connection is opened.
+	sp := prepareSpawn(procCgroup(cmd, h))
 	// stdin and stdout on a connection of their own, when the control
 	// plane asks; without it, they go in frames. Without a terminal, the
 	// process reads its stdin from that socket itself; its stdout goes from
@@ -383,7 +386,7 @@ func (ag *Agent) serveChannel(w http.ResponseWriter, r *http.Request) {
 	if data != nil && req.PTY == nil {
 		stdin = socketFile(data)
 	}
-	p, err := startProc(cmd, h, req.PTY, stdin)
+	p, err := startProc(sp, cmd, h, req.PTY, stdin)
 	if stdin != nil {
 		stdin.Close()
 	}

@@ -28,50 +28,90 @@ import (
 // nothing for an agent that is already root. If it cannot move back, it is
 // never unlocked, and the runtime ends it rather than leave the agent in a
 // job's cgroup.
-func spawn(cmd *exec.Cmd, cg *cgroup) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			errc <- fmt.Errorf("set no_new_privs: %w", err)
-			return
+func spawn(cmd *exec.Cmd, cg *cgroup) error { return prepareSpawn(cg).start(cmd) }
+
+// spawner is spawn in two steps: a thread made ready to fork into a
+// cgroup, then the fork. On cgroup v1 a thread's first move into a new
+// cgroup waits for the kernel (an RCU grace period after a pause in cgroup
+// moves: 5-20 ms on a busy machine), which a session's channel can spend
+// opening its data connection to the control plane (its TLS handshake)
+// rather than after it.
+type spawner struct {
+	cmds chan *exec.Cmd // the command to start; closed to cancel
+	errc chan error
+}
+
+// prepareSpawn readies a thread to start a process in cg. Exactly one of
+// start and cancel must follow.
+func prepareSpawn(cg *cgroup) *spawner {
+	s := &spawner{cmds: make(chan *exec.Cmd), errc: make(chan error, 1)}
+	go s.run(cg)
+	return s
+}
+
+// start starts cmd from the prepared thread.
+func (s *spawner) start(cmd *exec.Cmd) error {
+	s.cmds <- cmd
+	return <-s.errc
+}
+
+// cancel gives the thread back to the runtime without starting anything.
+func (s *spawner) cancel() { close(s.cmds) }
+
+func (s *spawner) run(cg *cgroup) {
+	runtime.LockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		s.fail(fmt.Errorf("set no_new_privs: %w", err))
+		return
+	}
+	if cg == nil || cg.v2 {
+		if cmd, ok := <-s.cmds; ok {
+			s.errc <- cmd.Start()
 		}
-		if cg == nil || cg.v2 {
-			errc <- cmd.Start()
-			runtime.UnlockOSThread()
-			return
-		}
-		tid := strconv.Itoa(unix.Gettid())
-		home, err := threadCgroups(tid, cg.tasks)
-		if err != nil {
-			errc <- err
-			return
-		}
-		restore := func() bool {
-			ok := true
-			for _, t := range home {
-				if err := os.WriteFile(t, []byte(tid), 0); err != nil {
-					ok = false
-				}
-			}
-			return ok
-		}
-		for _, t := range cg.tasks {
+		runtime.UnlockOSThread()
+		return
+	}
+	tid := strconv.Itoa(unix.Gettid())
+	home, err := threadCgroups(tid, cg.tasks)
+	if err != nil {
+		s.fail(err)
+		return
+	}
+	restore := func() bool {
+		ok := true
+		for _, t := range home {
 			if err := os.WriteFile(t, []byte(tid), 0); err != nil {
-				if restore() {
-					runtime.UnlockOSThread()
-				}
-				errc <- fmt.Errorf("join cgroup %s: %w", filepath.Dir(t), err)
-				return
+				ok = false
 			}
 		}
-		err = cmd.Start()
-		if restore() {
-			runtime.UnlockOSThread()
+		return ok
+	}
+	for _, t := range cg.tasks {
+		if err := os.WriteFile(t, []byte(tid), 0); err != nil {
+			if restore() {
+				runtime.UnlockOSThread()
+			}
+			s.fail(fmt.Errorf("join cgroup %s: %w", filepath.Dir(t), err))
+			return
 		}
-		errc <- err
-	}()
-	return <-errc
+	}
+	cmd, ok := <-s.cmds
+	if ok {
+		err = cmd.Start()
+	}
+	if restore() {
+		runtime.UnlockOSThread()
+	}
+	if ok {
+		s.errc <- err
+	}
+}
+
+// fail answers the start that follows (if one does) with err.
+func (s *spawner) fail(err error) {
+	if _, ok := <-s.cmds; ok {
+		s.errc <- err
+	}
 }
 
 // threadCgroups returns, for each v1 tasks file of the job's cgroups, the

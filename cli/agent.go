@@ -87,6 +87,7 @@ agent stops its work and exits.`,
 			}
 			cfg.StayOnStop = !leave
 			a.tuneGC()
+			a.shareCPUs()
 			cfg.Logger = logger(os.Stderr)
 			cfg.Version = Version
 			if exe, err := os.Executable(); err == nil {

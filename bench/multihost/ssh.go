@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -228,8 +229,8 @@ func sshPhase(ctx context.Context, c *cluster, n Sizes, cipher string, r *Result
 		live = append(live, t)
 	}
 	host.Logf("connect+exec: %d rounds of `ssh ... true` on %d targets in turn", n.Runs, len(live))
-	for range n.Runs {
-		for _, t := range live {
+	for i := range n.Runs {
+		for _, t := range inTurn(live, i) {
 			if t.Error != "" || ctx.Err() != nil {
 				continue
 			}
@@ -242,8 +243,8 @@ func sshPhase(ctx context.Context, c *cluster, n Sizes, cipher string, r *Result
 		}
 	}
 	host.Logf("throughput: %d rounds of %d MiB into `ssh -c %s ... 'cat >/dev/null'` on %d targets in turn", n.TputRuns, n.MiB, cipher, len(live))
-	for range n.TputRuns {
-		for _, t := range live {
+	for i := range n.TputRuns {
+		for _, t := range inTurn(live, i) {
 			if t.Error == "" && t.Tput.Error == "" && ctx.Err() == nil {
 				data, wall, cpu, err := transferCPU(ctx, c, t, n.MiB, cipher)
 				if t.Tput.Add(data, wall, err); err == nil {
@@ -264,4 +265,19 @@ func sshPhase(ctx context.Context, c *cluster, n Sizes, cipher string, r *Result
 				t.Tput.MiBPerS, t.Tput.Spread(n.MiB), median(t.CPUPerGiB))
 		}
 	}
+}
+
+// inTurn is the order of the targets in round i: the list, reversed every
+// other round, so that no target always follows the same one. What one
+// leaves behind can speed up the next: on cgroup v1 a node's first
+// process after a pause pays a wait for the kernel (an RCU grace period
+// when its thread joins the session's cgroups), one that follows another
+// dspool node's rarely does.
+func inTurn(ts []*SSHTarget, i int) []*SSHTarget {
+	if i%2 == 0 {
+		return ts
+	}
+	r := slices.Clone(ts)
+	slices.Reverse(r)
+	return r
 }
