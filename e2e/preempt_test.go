@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool"
+	"github.com/dspool/dspool/api"
 )
 
 // checkpointing is a batch script that counts in tenths of a second from
@@ -65,7 +67,13 @@ func TestPreemption(t *testing.T) {
 	time.Sleep(3 * time.Second)
 
 	high := submit(t, ann, "--pool", "pre", "--cpus", "2", "--memory", "64MiB", "--priority", "100", "--", "sleep", "2")
-	h := waitState(t, ann, high, dspool.JobRunning, 20*time.Second)
+	// Running is set when the job is placed; its start time once its
+	// process runs.
+	var h *api.JobDetail
+	eventually(t, 20*time.Second, fmt.Sprintf("job %d to start", high), func() bool {
+		h = job(t, ann, high)
+		return h.StartedAt != nil
+	})
 	var termAt float64
 	var grace string
 	for _, line := range strings.Split(trace(), "\n") {
