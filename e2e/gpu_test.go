@@ -22,13 +22,7 @@ import (
 // refused by the devices cgroup, as it would be on a GPU machine.
 func fakeGPUs(t *testing.T) (bin, dev string) {
 	t.Helper()
-	dir := tempDir(t)
-	bin, dev = filepath.Join(dir, "bin"), filepath.Join(dir, "dev")
-	for _, d := range []string{bin, dev} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin, dev = gpuDirs(t, 5, 7) // /dev/zero, /dev/full
 	for _, f := range []string{"nvidia-smi", "a100.query", "t4.query"} {
 		b, err := os.ReadFile(filepath.Join("testdata", "nvidia-smi", f))
 		if err != nil {
@@ -38,7 +32,22 @@ func fakeGPUs(t *testing.T) (bin, dev string) {
 			t.Fatal(err)
 		}
 	}
-	for i, minor := range []uint32{5, 7} { // /dev/zero, /dev/full
+	return bin, dev
+}
+
+// gpuDirs makes a directory for a stand-in nvidia-smi (bin) and one of
+// device nodes nvidia0, nvidia1... (dev), one for each of minors: the
+// machine's memory devices (major 1) under GPUs' names.
+func gpuDirs(t *testing.T, minors ...uint32) (bin, dev string) {
+	t.Helper()
+	dir := tempDir(t)
+	bin, dev = filepath.Join(dir, "bin"), filepath.Join(dir, "dev")
+	for _, d := range []string{bin, dev} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, minor := range minors {
 		p := filepath.Join(dev, "nvidia"+itoa(int64(i)))
 		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, minor))); err != nil {
 			t.Skipf("cannot make device nodes here: %v", err)

@@ -1,13 +1,10 @@
 package e2e_test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/dspool/dspool"
 )
@@ -17,13 +14,7 @@ import (
 // machine's /dev/zero under other names), for DSPOOL_GPU_DEV_DIR.
 func fourGPUs(t *testing.T) (bin, dev string) {
 	t.Helper()
-	dir := tempDir(t)
-	bin, dev = filepath.Join(dir, "bin"), filepath.Join(dir, "dev")
-	for _, d := range []string{bin, dev} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin, dev = gpuDirs(t, 5, 5, 5, 5) // /dev/zero
 	smi := `#!/bin/sh
 # Four A100s on every node, with UUIDs of the node's own (its agent's --name).
 name=$(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n '/^--name$/{n;p;}')
@@ -37,15 +28,6 @@ done
 `
 	if err := os.WriteFile(filepath.Join(bin, "nvidia-smi"), []byte(smi), 0o755); err != nil {
 		t.Fatal(err)
-	}
-	for i := range 4 {
-		p := filepath.Join(dev, fmt.Sprintf("nvidia%d", i))
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 5))); err != nil {
-			t.Skipf("cannot make device nodes here: %v", err)
-		}
-		if err := os.Chmod(p, 0o666); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return bin, dev
 }

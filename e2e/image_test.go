@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"debug/elf"
 	"encoding/hex"
@@ -277,6 +278,14 @@ func staticBusybox(t *testing.T) string {
 // run, and removes the image when the test ends.
 func importBusyboxImage(t *testing.T, busybox string) string {
 	t.Helper()
+	root := busyboxRoot(t, busybox, "busybox image", "sh", "id", "cat", "echo", "dd", "sleep", "pwd", "true", "ls", "grep")
+	return podmanImport(t, "busybox", "-C", root, ".")
+}
+
+// busyboxRoot makes a root file system of busybox, its commands cmds and
+// /etc/dspool-e2e-marker, which holds marker.
+func busyboxRoot(t *testing.T, busybox, marker string, cmds ...string) string {
+	t.Helper()
 	root := filepath.Join(t.TempDir(), "rootfs")
 	for _, d := range []string{"bin", "etc", "tmp", "var/tmp", "proc", "sys", "dev"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -290,24 +299,35 @@ func importBusyboxImage(t *testing.T, busybox string) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{"sh", "id", "cat", "echo", "dd", "sleep", "pwd", "true", "ls", "grep"} {
+	for _, c := range cmds {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", c)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "etc", "dspool-e2e-marker"), []byte("busybox image\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(root, "etc", "dspool-e2e-marker"), []byte(marker+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return root
+}
+
+// podmanImport imports into the node's podman store the root file system
+// that tar, with tarArgs, writes, under a name of this run
+// (localhost/dspool-e2e-KIND:RANDOM), and removes the image when the test
+// ends.
+func podmanImport(t *testing.T, kind string, tarArgs ...string) string {
+	t.Helper()
 	rb := make([]byte, 4)
 	_, _ = rand.Read(rb)
-	name := "localhost/dspool-e2e-busybox:" + hex.EncodeToString(rb)
-	tar := exec.Command("tar", "-C", root, "-c", ".")
+	name := "localhost/dspool-e2e-" + kind + ":" + hex.EncodeToString(rb)
+	tar := exec.Command("tar", append([]string{"-c"}, tarArgs...)...)
 	imp := exec.Command("podman", "import", "--quiet", "-", name)
 	imp.Env = podmanEnv(t)
 	pipe, err := tar.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var tarErr bytes.Buffer
+	tar.Stderr = &tarErr
 	imp.Stdin = pipe
 	if err := tar.Start(); err != nil {
 		t.Fatal(err)
@@ -316,7 +336,7 @@ func importBusyboxImage(t *testing.T, busybox string) string {
 		t.Fatalf("podman import: %v: %s", err, out)
 	}
 	if err := tar.Wait(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("tar of the image's root file system: %v: %s", err, tarErr.Bytes())
 	}
 	t.Cleanup(func() { _ = exec.Command("podman", "rmi", "--force", name).Run() })
 	return name

@@ -54,18 +54,7 @@ func TestNotebook(t *testing.T) {
 	base := nb.URL
 	do := func(method, path, token, body string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return notebookDo(t, base, method, path, token, body)
 	}
 
 	// A notebook made through the proxy is a file of ada's on the share.

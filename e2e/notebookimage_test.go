@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -130,11 +128,13 @@ func jupyterContainers(t *testing.T) []string {
 }
 
 // notebookDo sends a request to a Jupyter server through the control
-// plane, as the holder of token.
+// plane, as the holder of token ("": with no credentials).
 func notebookDo(t *testing.T, base, method, path, token, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -180,28 +180,10 @@ func importJupyterImage(t *testing.T, busybox string) string {
 			files[m[1]] = true
 		}
 	}
-	root := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "etc", "tmp", "var/tmp", "proc", "sys", "dev"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("busybox", filepath.Join(root, "bin", "sh")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "etc", "dspool-e2e-marker"), []byte("jupyter image\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root := busyboxRoot(t, busybox, "jupyter image", "sh")
 	// Paths relative to /, links followed: /lib may be a link to usr/lib
 	// here, and a library's name a link to its file.
-	args := []string{"-c", "--dereference", "--exclude", strings.TrimPrefix(trees[0], "/") + "/test", "-C", "/"}
+	args := []string{"--dereference", "--exclude", strings.TrimPrefix(trees[0], "/") + "/test", "-C", "/"}
 	for _, p := range trees {
 		args = append(args, strings.TrimPrefix(p, "/"))
 	}
@@ -211,28 +193,5 @@ func importJupyterImage(t *testing.T, busybox string) string {
 	}
 	sort.Strings(names)
 	args = append(append(args, names...), "-C", root, ".")
-	rb := make([]byte, 4)
-	_, _ = rand.Read(rb)
-	name := "localhost/dspool-e2e-jupyter:" + hex.EncodeToString(rb)
-	tar := exec.Command("tar", args...)
-	imp := exec.Command("podman", "import", "--quiet", "-", name)
-	imp.Env = podmanEnv(t)
-	pipe, err := tar.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tarErr bytes.Buffer
-	tar.Stderr = &tarErr
-	imp.Stdin = pipe
-	if err := tar.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := imp.CombinedOutput(); err != nil {
-		t.Fatalf("podman import: %v: %s", err, out)
-	}
-	if err := tar.Wait(); err != nil {
-		t.Fatalf("tar of the image's root file system: %v: %s", err, tarErr.Bytes())
-	}
-	t.Cleanup(func() { _ = exec.Command("podman", "rmi", "--force", name).Run() })
-	return name
+	return podmanImport(t, "jupyter", args...)
 }

@@ -101,13 +101,7 @@ func measure(ctx context.Context, r *Result, bin, dir string) error {
 	// The jobs run as the admin `up` creates; as root its agent creates
 	// that account, which is removed once `up` has stopped (deferred
 	// before its stop, so run after it), if it is new.
-	if os.Geteuid() == 0 && !host.UserExists(benchAdmin) {
-		defer func() {
-			if host.UserExists(benchAdmin) {
-				host.RemoveUser(benchAdmin)
-			}
-		}()
-	}
+	defer host.NewAccount(benchAdmin)()
 	up, err := startUp(ctx, bin, dir)
 	if err != nil {
 		return err

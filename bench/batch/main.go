@@ -129,9 +129,7 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	r := &Result{}
 	// The jobs run as the admin `up` creates; as root its agents create
 	// that account, which is removed once they have stopped, if it is new.
-	if os.Geteuid() == 0 && !host.UserExists(benchAdmin) {
-		defer host.RemoveUser(benchAdmin)
-	}
+	defer host.NewAccount(benchAdmin)()
 	up, err := startUp(ctx, bin, dir)
 	if err != nil {
 		return nil, err

@@ -107,13 +107,7 @@ func run(ctx context.Context, n, runs int, bin, jsonOut string, keep bool) error
 	}
 	defer pr.Done()
 	res.Version = pr.Version
-	if os.Geteuid() == 0 && !host.UserExists(benchAdmin) {
-		defer func() {
-			if host.UserExists(benchAdmin) {
-				host.RemoveUser(benchAdmin)
-			}
-		}()
-	}
+	defer host.NewAccount(benchAdmin)()
 	up, err := host.StartUp(ctx, pr.Bin, pr.Dir, []string{"--data", filepath.Join(pr.Dir, "data"), "--listen", "127.0.0.1:0",
 		"--ssh-listen", "off", "--nodes", "1", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.FreeUIDBase(61000) + uidOffset)},
 		func(cl *api.Client) bool {

@@ -141,13 +141,7 @@ func run(ctx context.Context, n int, image, bin, jsonOut string, keep bool) erro
 		defer func() { _, _ = pm.run(context.Background(), nil, "rmi", "--force", image) }()
 	}
 	r.Image = image
-	if !host.UserExists(benchAdmin) {
-		defer func() {
-			if host.UserExists(benchAdmin) {
-				host.RemoveUser(benchAdmin)
-			}
-		}()
-	}
+	defer host.NewAccount(benchAdmin)()
 	share := filepath.Join(pr.Dir, "share")
 	up, err := host.StartUp(ctx, pr.Bin, pr.Dir, []string{"--data", filepath.Join(pr.Dir, "data"), "--share", share,
 		"--listen", "127.0.0.1:0", "--ssh-listen", "off", "--nodes", "1", "--admin", benchAdmin,

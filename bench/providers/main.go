@@ -163,6 +163,7 @@ func measure(ctx context.Context, n Sizes, keep bool, short string, make func() 
 	}
 	data := filepath.Join(tmp, "data")
 	admin := "dspool" + short
+	defer host.NewAccount(admin)() // after up's stop
 	up, err := host.StartUp(ctx, bin, tmp, []string{"--data", data, "--listen", "127.0.0.1:0", "--ssh-listen", "off",
 		"--heartbeat", "200ms", "--nodes", "0", "--admin", admin, "--uid-base", strconv.Itoa(host.FreeUIDBase(62000))},
 		func(*api.Client) bool { return true })
@@ -170,9 +171,6 @@ func measure(ctx context.Context, n Sizes, keep bool, short string, make func() 
 		return nil, "", err
 	}
 	defer up.Stop()
-	if !host.UserExists(admin) {
-		defer host.RemoveUser(admin)
-	}
 	cl := up.Client
 	spec, err := eng.settings(bin, data+"-share", tmp)
 	if err != nil {

@@ -153,3 +153,19 @@ func RSSMiB(pid int) float64 {
 	}
 	return 0
 }
+
+// NewAccount returns what removes the account name once the benchmark is
+// done with it, if this run made it: as root, the agents of the `dspool
+// up` it starts make the accounts of its users, the first admin's among
+// them. An account there before is left alone. Defer it before the stop of
+// `dspool up`, so that it runs after.
+func NewAccount(name string) (remove func()) {
+	if os.Geteuid() != 0 || UserExists(name) {
+		return func() {}
+	}
+	return func() {
+		if UserExists(name) {
+			RemoveUser(name)
+		}
+	}
+}
