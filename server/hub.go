@@ -292,7 +292,7 @@ func batchWrites(c net.Conn) net.Conn {
 	if !ok {
 		return c
 	}
-	lc, ok := tc.NetConn().(*limitConn)
+	lc, ok := limitConnOf(tc)
 	if !ok {
 		return c
 	}

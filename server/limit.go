@@ -257,10 +257,20 @@ func (c *limitConn) CloseWrite() error {
 // exemptFromSource takes an authenticated agent's connection (hijacked
 // from the HTTP server, perhaps under TLS) off its source's count.
 func exemptFromSource(c net.Conn) {
+	if lc, ok := limitConnOf(c); ok {
+		lc.exempt()
+	}
+}
+
+// limitConnOf returns the limitConn beneath c: under TLS, and under the
+// look at its first byte (RedirectPlainHTTP).
+func limitConnOf(c net.Conn) (*limitConn, bool) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if lc, ok := c.(*limitConn); ok {
-		lc.exempt()
+	if sc, ok := c.(*sniffConn); ok {
+		c = sc.Conn
 	}
+	lc, ok := c.(*limitConn)
+	return lc, ok
 }

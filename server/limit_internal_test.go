@@ -2,12 +2,15 @@ package server
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/dspool/dspool/tlsca"
 )
 
 // dialFrom connects to addr from the loopback address local.
@@ -138,5 +141,33 @@ func TestLimitListenerAnswersBusy(t *testing.T) {
 	case c := <-accepted:
 		t.Errorf("the refused connection from %s reached Accept", c.RemoteAddr())
 	default:
+	}
+}
+
+// The limit sees through the TLS and the look at the first byte that the
+// control plane puts over it: an exempted agent's connection, and one
+// whose writes are batched, are found beneath both.
+func TestLimitConnBeneathTLS(t *testing.T) {
+	inner := listenLoopback(t)
+	cert, _, err := tlsca.Ephemeral()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := tls.NewListener(RedirectPlainHTTP(LimitListener(inner, Limits{Total: 10, PerSource: 1})), &tls.Config{Certificates: []tls.Certificate{cert}})
+	accepted := acceptAll(t, ln)
+	addr := inner.Addr().String()
+	go func() {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	c := <-accepted
+	defer c.Close()
+	if _, ok := limitConnOf(c); !ok {
+		t.Fatalf("no limitConn beneath %T", c)
+	}
+	if _, ok := batchWrites(&bufConn{Conn: c}).(*batchedConn); !ok {
+		t.Fatal("the writes of a TLS connection over the limit are not batched")
 	}
 }
