@@ -122,8 +122,10 @@ func TestReservationBackfill(t *testing.T) {
 		return submit(t, bob, "--pool", "big", "--cpus", "1", "--memory", "64MiB", "--time", limit, "--", "sleep", secs)
 	}
 	// Best fit puts a long and a short job on each node: the short ones
-	// end at once and leave one cpu free on each.
-	long1, _, long2, _ := small("30s", "12"), small("30s", "0.1"), small("30s", "12"), small("30s", "0.1")
+	// end at once and leave one cpu free on each. The first node's long
+	// job has the shorter time limit and ends first too, so the large job
+	// reserves that node and it is the first with room for it.
+	long1, _, long2, _ := small("20s", "8"), small("30s", "0.1"), small("40s", "16"), small("30s", "0.1")
 	for _, id := range []int64{long1, long2} {
 		waitState(t, bob, id, dspool.JobRunning, 30*time.Second)
 	}

@@ -59,12 +59,14 @@ func TestGPUReservation(t *testing.T) {
 		return submit(t, bob, "--pool", "gpu", "--gpus", "1", "--cpus", "1", "--memory", "64MiB", "--time", limit, "--", "sleep", secs)
 	}
 	// Best fit fills one node's four GPUs with the 1-hour jobs, and the
-	// fifth, of 20 s, goes to the other: no node has four free.
+	// fifth, of 20 s, goes to the other: no node has four free. The fifth
+	// also ends well before the others, so the node it frees is the first
+	// with room for the 4-GPU job.
 	var first []int64
 	for range 4 {
-		first = append(first, one("1h", "8"))
+		first = append(first, one("1h", "14"))
 	}
-	fifth := one("20s", "8")
+	fifth := one("20s", "4")
 	for _, id := range append(first, fifth) {
 		waitState(t, bob, id, dspool.JobRunning, 30*time.Second)
 	}
