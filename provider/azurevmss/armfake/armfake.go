@@ -406,7 +406,20 @@ func (f *Server) operation(w http.ResponseWriter, id string) {
 const pageSize = 2
 
 func (f *Server) list(w http.ResponseWriter, s *ScaleSet, r *http.Request) {
-	start, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
+	// The token is the last instance id of the page before: ids only
+	// grow, so a page holds what comes after it even when instances were
+	// deleted in between.
+	after := -1
+	if tok := r.URL.Query().Get("$skiptoken"); tok != "" {
+		after, _ = strconv.Atoi(tok)
+	}
+	start := len(s.instances)
+	for i, in := range s.instances {
+		if id, _ := strconv.Atoi(in.ID); id > after {
+			start = i
+			break
+		}
+	}
 	expand := r.URL.Query().Get("$expand") == "instanceView"
 	var page []map[string]any
 	end := min(start+pageSize, len(s.instances))
@@ -434,7 +447,7 @@ func (f *Server) list(w http.ResponseWriter, s *ScaleSet, r *http.Request) {
 	out := map[string]any{"value": page}
 	if end < len(s.instances) {
 		q := r.URL.Query()
-		q.Set("$skiptoken", strconv.Itoa(end))
+		q.Set("$skiptoken", s.instances[end-1].ID)
 		out["nextLink"] = "https://" + r.Host + r.URL.Path + "?" + q.Encode()
 	}
 	writeJSON(w, http.StatusOK, out)
