@@ -62,6 +62,10 @@ func (a *accounts) ensureOnce(u api.RunAs, home string) error {
 		return nil
 	}
 	if byName, err := user.Lookup(u.Name); err == nil {
+		if byName.Uid == uid {
+			// Another agent of this host made it between the two lookups.
+			return nil
+		}
 		return &mismatchError{fmt.Sprintf("account %q exists on this node with uid %s, but dspool gives it uid %d, and a user's uid must be the same on every node: if it is left from an earlier dspool, remove it (userdel %s); otherwise give the dspool user another name", u.Name, byName.Uid, u.UID, u.Name)}
 	}
 	if g, err := user.LookupGroupId(gid); err != nil {
