@@ -12,7 +12,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/internal/atomicfile"
 	"github.com/dspool/dspool/secrets"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"github.com/spf13/cobra"
 )
 
@@ -64,7 +64,7 @@ and the SSH host key DATA/ssh_host_ed25519_key (docs/guide.md).`,
 			if err != nil {
 				return fmt.Errorf("back up to %s: %w", file, err)
 			}
-			info, err := sqlite.CheckBackup(cmd.Context(), out.Name())
+			info, err := store.CheckBackup(cmd.Context(), out.Name())
 			if err != nil {
 				return fmt.Errorf("back up to %s: the copy does not check, and %s is left as it was: %w", file, file, err)
 			}
@@ -83,8 +83,8 @@ and the SSH host key DATA/ssh_host_ed25519_key (docs/guide.md).`,
 // backupData copies the store in the data directory dir to file, holding
 // dir's lock meanwhile so that no control plane starts on it.
 func backupData(ctx context.Context, dir, file string) error {
-	store := filepath.Join(dir, "dspool.db")
-	if _, err := os.Stat(store); err != nil {
+	dbPath := filepath.Join(dir, "dspool.db")
+	if _, err := os.Stat(dbPath); err != nil {
 		return fmt.Errorf("no store in %s: %w", dir, err)
 	}
 	lock, holder, err := tryLockDir(dir)
@@ -96,7 +96,7 @@ func backupData(ctx context.Context, dir, file string) error {
 	}
 	defer lock.Close()
 	// VACUUM INTO writes only into an empty file: the one made for it is.
-	return sqlite.BackupFile(ctx, store, file)
+	return store.BackupFile(ctx, dbPath, file)
 }
 
 func (a *App) restoreCmd() *cobra.Command {
@@ -132,12 +132,12 @@ known_hosts hold).`,
 				return dspool.Invalid("--data", "a control plane (pid %s) is running on %s: restore into a new data directory", holder, data)
 			}
 			defer lock.Close()
-			store := filepath.Join(data, "dspool.db")
-			info, err := sqlite.Restore(cmd.Context(), argv[0], store)
+			dbPath := filepath.Join(data, "dspool.db")
+			info, err := store.Restore(cmd.Context(), argv[0], dbPath)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Stdout, "restored %s into %s: %s\n", argv[0], store, holds(info))
+			fmt.Fprintf(a.Stdout, "restored %s into %s: %s\n", argv[0], dbPath, holds(info))
 			a.restoreNotes(data, info)
 			return nil
 		},
@@ -148,7 +148,7 @@ known_hosts hold).`,
 
 // restoreNotes says what the restored store needs beside it before it
 // starts, and what it has.
-func (a *App) restoreNotes(data string, info *sqlite.BackupInfo) {
+func (a *App) restoreNotes(data string, info *store.BackupInfo) {
 	have := func(name string) bool {
 		_, err := os.Lstat(filepath.Join(data, name))
 		return err == nil
@@ -184,6 +184,6 @@ func (a *App) restoreNotes(data string, info *sqlite.BackupInfo) {
 }
 
 // holds says what a copy of the store holds.
-func holds(info *sqlite.BackupInfo) string {
+func holds(info *store.BackupInfo) string {
 	return fmt.Sprintf("%s, %s, %s", dspool.Plural(info.Users, "user"), dspool.Plural(info.Jobs, "job"), dspool.Plural(info.Secrets, "secret"))
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/dspooltest"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func TestBackupAndRestore(t *testing.T) {
@@ -53,7 +53,7 @@ func TestBackupAndRestore(t *testing.T) {
 		!strings.Contains(out, "tls/") || !strings.Contains(out, "then: dspool up --data "+data) {
 		t.Fatalf("restore: exit %d\n%s%s", code, out, errs)
 	}
-	if _, err := sqlite.CheckBackup(ctx, filepath.Join(data, "dspool.db")); err != nil {
+	if _, err := store.CheckBackup(ctx, filepath.Join(data, "dspool.db")); err != nil {
 		t.Error(err)
 	}
 	_, errs, code = run(t, p, p.Admin, "restore", file, "--data", data)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/dspooltest"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // TestListPages: every list that grows without bound prints a JSON array,
@@ -26,7 +26,7 @@ func TestListPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{})
+	es, err := p.DB.Audit(ctx, store.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

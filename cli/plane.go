@@ -28,7 +28,7 @@ import (
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
 	"github.com/dspool/dspool/share"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"github.com/spf13/cobra"
 )
 
@@ -146,7 +146,7 @@ func logger(w *os.File) *slog.Logger {
 
 // plane is a running control plane.
 type plane struct {
-	db   *sqlite.DB
+	db   *store.DB
 	srv  *server.Server
 	http *http.Server
 	url  string
@@ -243,7 +243,7 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 		}
 	}
 	dbPath := filepath.Join(o.Data, "dspool.db")
-	db, err := sqlite.Open(ctx, dbPath, sqlite.Options{UIDBase: o.UIDBase})
+	db, err := store.Open(ctx, dbPath, store.Options{UIDBase: o.UIDBase})
 	if err != nil {
 		return fail(err)
 	}
@@ -399,7 +399,7 @@ func (p *plane) close() {
 // no secret. The variable is also dropped from this process's Go
 // environment, so that the agents and setup scripts it starts never see it
 // (guardProcess has already kept it out of the environment block).
-func secretsKeyring(ctx context.Context, db *sqlite.DB, data, env string, log *slog.Logger) (*secrets.Keyring, error) {
+func secretsKeyring(ctx context.Context, db *store.DB, data, env string, log *slog.Logger) (*secrets.Keyring, error) {
 	inUse, err := db.SecretKeyIDs(ctx)
 	if err != nil {
 		return nil, err
@@ -453,7 +453,7 @@ func tryLockDir(dir string) (f *os.File, holder string, err error) {
 // stores on one share would give one uid to two users, and each would
 // find the other's files in the way. A share marked only now is new and
 // becomes this store's (a store restored beside a new share).
-func claimShare(ctx context.Context, db *sqlite.DB, dir, id string, marked bool) error {
+func claimShare(ctx context.Context, db *store.DB, dir, id string, marked bool) error {
 	kept, had, err := db.ClaimShare(ctx, id)
 	switch {
 	case err != nil:
@@ -476,7 +476,7 @@ func claimShare(ctx context.Context, db *sqlite.DB, dir, id string, marked bool)
 // ensureAdmin creates the first admin on a new store, with a uid that none
 // of host holds. It returns the admin. local: this machine's agents will
 // run the admin's work (dspool up as root).
-func ensureAdmin(ctx context.Context, db *sqlite.DB, name string, host []dspool.HostAccount, local bool) (*dspool.User, bool, error) {
+func ensureAdmin(ctx context.Context, db *store.DB, name string, host []dspool.HostAccount, local bool) (*dspool.User, bool, error) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return nil, false, err

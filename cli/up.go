@@ -15,7 +15,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/provider/local"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"github.com/dspool/dspool/yamljson"
 	"github.com/spf13/cobra"
 )
@@ -207,7 +207,7 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 // resumeLocal starts again the agents of local pools' nodes from the last
 // run, which kept their state, or adopts those still running, and retires
 // the nodes that have none.
-func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data string, log *slog.Logger) error {
+func resumeLocal(ctx context.Context, db *store.DB, prov *local.Provider, data string, log *slog.Logger) error {
 	pools, err := db.Pools(ctx)
 	if err != nil {
 		return err
@@ -243,7 +243,7 @@ func resumeLocal(ctx context.Context, db *sqlite.DB, prov *local.Provider, data 
 // it while that is a size up gives (an equal part of the machine for some
 // count): a size an admin set with `dspool pool apply` is theirs and kept.
 // Local pools that advertise more than the machine has are warned of.
-func (a *App) defaultPool(ctx context.Context, db *sqlite.DB, nodes int, nodesSet bool, log *slog.Logger) error {
+func (a *App) defaultPool(ctx context.Context, db *store.DB, nodes int, nodesSet bool, log *slog.Logger) error {
 	m := thisMachine()
 	pools, err := db.Pools(ctx)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // What `dspool up` checks of this machine at start: that the accounts on
@@ -19,7 +19,7 @@ import (
 // hostAccounts returns this machine's accounts and groups in the store's
 // uid range: the local agents will report them, but the first admin of a
 // new store is made before they join, so it must avoid them itself.
-func hostAccounts(ctx context.Context, db *sqlite.DB) ([]dspool.HostAccount, error) {
+func hostAccounts(ctx context.Context, db *store.DB) ([]dspool.HostAccount, error) {
 	r, err := db.UIDRange(ctx)
 	if err != nil {
 		return nil, err
@@ -30,7 +30,7 @@ func hostAccounts(ctx context.Context, db *sqlite.DB) ([]dspool.HostAccount, err
 // warnHostClashes says which accounts on this machine hold uids of the
 // store's range that are not its users' own, and suggests a --uid-base
 // that is free here for a new store.
-func warnHostClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
+func warnHostClashes(ctx context.Context, db *store.DB, log *slog.Logger) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return
@@ -71,7 +71,7 @@ func freeUIDBase(accts []dspool.HostAccount, users int) int {
 // warnAccountClashes says which dspool users have an account on this
 // machine with another uid: local agents cannot run their work until it is
 // removed (a leftover from an earlier store, most often).
-func warnAccountClashes(ctx context.Context, db *sqlite.DB, log *slog.Logger) {
+func warnAccountClashes(ctx context.Context, db *store.DB, log *slog.Logger) {
 	users, err := db.Users(ctx)
 	if err != nil {
 		return

@@ -28,7 +28,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -71,7 +71,7 @@ type Pool struct {
 	t      testing.TB
 	URL    string
 	Share  string
-	DB     *sqlite.DB
+	DB     *store.DB
 	Server *server.Server
 	// Admin is a client authenticated as the first admin.
 	Admin *api.Client
@@ -132,7 +132,7 @@ func New(t testing.TB, opts Options) *Pool {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "dspool.db"), sqlite.Options{UIDBase: opts.UIDBase, Reserve: opts.Reserve})
+	db, err := store.Open(ctx, filepath.Join(dir, "dspool.db"), store.Options{UIDBase: opts.UIDBase, Reserve: opts.Reserve})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // user creates a user and returns a client with a new token of every scope.
@@ -149,7 +149,7 @@ func TestRevokedTokenIsRefusedAtOnce(t *testing.T) {
 	if again, err := ada.RevokeToken(ctx, tok.ID); err != nil || !again.RevokedAt.Equal(*got.RevokedAt) {
 		t.Errorf("revoke again: %+v, %v; want the same revocation", again, err)
 	}
-	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{Action: dspool.AuditTokenRevoke})
+	es, err := p.DB.Audit(ctx, store.AuditFilter{Action: dspool.AuditTokenRevoke})
 	if err != nil || len(es) != 1 || es[0].Actor != "ada" || es[0].Target != "token "+itoa(tok.ID) {
 		t.Errorf("audit of the revocation: %+v, %v; want one entry by ada", es, err)
 	}
@@ -313,7 +313,7 @@ func TestDisabledUserIsRefusedEverywhere(t *testing.T) {
 	if got, body := cookieBody(t, p, cookie, "/api/v1/whoami"); got != http.StatusUnauthorized || !strings.Contains(body, "your login has ended: log in again") {
 		t.Errorf("ada's old web login after enable: %d %s, want 401 (enabling ended it), saying to log in again", got, body)
 	}
-	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{User: "ada"})
+	es, err := p.DB.Audit(ctx, store.AuditFilter{User: "ada"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +532,7 @@ func TestAuditOfAdminActions(t *testing.T) {
 	if _, err := p.Admin.KillSession(ctx, "s-00000000000000bb"); err != nil {
 		t.Fatal(err)
 	}
-	es, err := p.DB.Audit(ctx, sqlite.AuditFilter{})
+	es, err := p.DB.Audit(ctx, store.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

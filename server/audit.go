@@ -7,7 +7,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // The audit log: who did what to whom, for the actions that decide who may
@@ -77,7 +77,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := sqlite.AuditFilter{User: q.Get("user"), Action: q.Get("action"), Limit: pg.limit, Before: pg.before}
+	f := store.AuditFilter{User: q.Get("user"), Action: q.Get("action"), Limit: pg.limit, Before: pg.before}
 	if f.Action != "" {
 		if err := dspool.CheckAuditAction("action", f.Action); err != nil {
 			s.fail(w, r, err)

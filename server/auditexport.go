@@ -23,7 +23,7 @@ import (
 // more than the longest entry (AddAudit cuts its fields).
 const exportTail = 64 << 10
 
-// exportAudit appends es (in the order sqlite.OldAudit gives them) to
+// exportAudit appends es (in the order store.OldAudit gives them) to
 // file, and syncs it.
 func exportAudit(file string, es []*dspool.AuditEntry) error {
 	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)

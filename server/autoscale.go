@@ -11,7 +11,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // scaler is the loop around autoscale.Decide: every second, and at once
@@ -243,7 +243,7 @@ func (sc *scaler) pass(ctx context.Context) error {
 // store's nodes of p and the provider's instances: an instance that has not
 // registered yet is provisioning.
 func (sc *scaler) state(p *dspool.Pool, now time.Time, insts []autoscale.Instance, stored []*dspool.Node,
-	active []sqlite.ActiveJob, facts map[string]nodeFacts, held map[string]sqlite.NodeLoad, sessions map[string]int, lim *passLimits) *autoscale.State {
+	active []store.ActiveJob, facts map[string]nodeFacts, held map[string]store.NodeLoad, sessions map[string]int, lim *passLimits) *autoscale.State {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	ps := sc.poolState(p.Name)

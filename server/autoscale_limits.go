@@ -6,7 +6,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // passLimits is what one autoscaler pass knows of limits. Work that a limit
@@ -28,7 +28,7 @@ func ownerKey(kind, name string) string { return kind + " " + name }
 // how many nodes each owner with a nodes limit may still get: its limit
 // less the nodes of pools that autoscale that its running jobs and
 // sessions are on.
-func (s *Server) passLimits(dir *teamDir, pools []*dspool.Pool, active []sqlite.ActiveJob, queued []scheduler.Job, stored []*dspool.Node) *passLimits {
+func (s *Server) passLimits(dir *teamDir, pools []*dspool.Pool, active []store.ActiveJob, queued []scheduler.Job, stored []*dspool.Node) *passLimits {
 	pl := &passLimits{held: map[int64]bool{}, budgets: autoscale.Budgets{}, limit: map[string]int{}, waits: map[int64]limitWait{}}
 	for _, h := range scheduler.Admit(queued, s.quotas(dir, active)) {
 		pl.held[h.Job] = true

@@ -9,7 +9,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func TestBackupThroughTheAPI(t *testing.T) {
@@ -28,7 +28,7 @@ func TestBackupThroughTheAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := sqlite.CheckBackup(ctx, file)
+	info, err := store.CheckBackup(ctx, file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // endedLag is how far back each pass looks again for attempts that ended:
@@ -42,7 +42,7 @@ func rate(cpus dspool.MilliCPU, mem dspool.Bytes, gpus int) fairshare.Rate {
 // out the standing of the accounts with work in active. The first call
 // reads the attempts of the last ten half-lives (what still counts more
 // than a thousandth).
-func (s *Server) standing(ctx context.Context, dir *teamDir, active []sqlite.ActiveJob, now time.Time) (*standing, error) {
+func (s *Server) standing(ctx context.Context, dir *teamDir, active []store.ActiveJob, now time.Time) (*standing, error) {
 	cfg := s.cfg.FairShare
 	f := &s.fair
 	f.mu.Lock()
@@ -104,7 +104,7 @@ func (d *teamDir) shares() fairshare.Shares {
 // queued returns the queued jobs of active as the scheduler takes them,
 // scored by st. A job's time limit counts with the kill grace that may
 // follow it.
-func (s *Server) queued(active []sqlite.ActiveJob, st *standing) []scheduler.Job {
+func (s *Server) queued(active []store.ActiveJob, st *standing) []scheduler.Job {
 	var out []scheduler.Job
 	for _, j := range active {
 		if j.State != dspool.JobQueued {
@@ -124,13 +124,13 @@ func (s *Server) queued(active []sqlite.ActiveJob, st *standing) []scheduler.Job
 // score is job j's place in the queue by st: its priority, its age since
 // submission (which an eviction does not reset) and its fair share. Running
 // preemptible jobs are scored so too, to choose which to evict.
-func (s *Server) score(j sqlite.ActiveJob, st *standing) float64 {
+func (s *Server) score(j store.ActiveJob, st *standing) float64 {
 	return st.cfg.Score(j.Priority, st.now.Sub(j.SubmittedAt), st.Users[fairshare.Key{Team: j.Team, User: j.User}].Factor)
 }
 
 // release returns what running job j gives back at its time limit (and
 // the kill grace after it), from now, and whether it has a time limit.
-func (s *Server) release(j sqlite.ActiveJob, now time.Time) (scheduler.Release, bool) {
+func (s *Server) release(j store.ActiveJob, now time.Time) (scheduler.Release, bool) {
 	if j.TimeLimit <= 0 {
 		return scheduler.Release{}, false
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/password"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // clock is a test's time: it moves only when the test advances it.
@@ -34,11 +34,11 @@ func (c *clock) Advance(d time.Duration) {
 
 // clockedServer is a control plane on a test's clock, serving HTTP, with
 // the user ada whose password is "right one".
-func clockedServer(t *testing.T) (*server.Server, *sqlite.DB, *clock, string) {
+func clockedServer(t *testing.T) (*server.Server, *store.DB, *clock, string) {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 40000})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), store.Options{UIDBase: 40000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +158,9 @@ func TestRefusedLoginsAggregatedInAuditLog(t *testing.T) {
 	}
 }
 
-func loginAudit(t *testing.T, db *sqlite.DB) []*dspool.AuditEntry {
+func loginAudit(t *testing.T, db *store.DB) []*dspool.AuditEntry {
 	t.Helper()
-	es, err := db.Audit(context.Background(), sqlite.AuditFilter{Action: "login"})
+	es, err := db.Audit(context.Background(), store.AuditFilter{Action: "login"})
 	if err != nil {
 		t.Fatal(err)
 	}

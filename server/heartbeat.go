@@ -10,7 +10,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // Heartbeats: each agent reports its state, inventory, usage and attempts
@@ -127,7 +127,7 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		}
 		reply.Pool = p
 	}
-	running, err := h.s.db.ListJobs(ctx, sqlite.JobFilter{Node: ac.node, States: []dspool.JobState{dspool.JobRunning}})
+	running, err := h.s.db.ListJobs(ctx, store.JobFilter{Node: ac.node, States: []dspool.JobState{dspool.JobRunning}})
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		current[j.ID] = j
 	}
 	reported := map[int64]bool{}
-	var reports []sqlite.Report
+	var reports []store.Report
 	ended := false
 	for _, a := range hb.Attempts {
 		j := current[a.Job]
@@ -148,12 +148,12 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 			if fenced || j.CancelRequested {
 				reply.Kill = append(reply.Kill, a.AttemptRef)
 			} else if j.StartedAt == nil && a.StartedAt != nil {
-				reports = append(reports, sqlite.Report{Job: a.Job, Attempt: a.Attempt, StartedAt: a.StartedAt})
+				reports = append(reports, store.Report{Job: a.Job, Attempt: a.Attempt, StartedAt: a.StartedAt})
 			}
 			continue
 		}
 		if !fenced && a.Result != nil {
-			r := sqlite.Report{Job: a.Job, Attempt: a.Attempt, Result: a.Result, At: now}
+			r := store.Report{Job: a.Job, Attempt: a.Attempt, Result: a.Result, At: now}
 			if a.FinishedAt != nil {
 				r.At = *a.FinishedAt
 			}
@@ -181,11 +181,11 @@ func (h *hub) heartbeat(ctx context.Context, ac *agentConn, hb *api.Heartbeat) (
 		switch {
 		case j.StartedAt != nil:
 			// The agent had started it and no longer knows it: it restarted.
-			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+			reports = append(reports, store.Report{Job: j.ID, Attempt: j.Attempt, At: now,
 				Result: &dspool.AttemptResult{Reason: dspool.ReasonNodeLost, Message: "the node's agent restarted and lost this attempt"}})
 			ended = true
 		case j.CancelRequested:
-			reports = append(reports, sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: now,
+			reports = append(reports, store.Report{Job: j.ID, Attempt: j.Attempt, At: now,
 				Result: &dspool.AttemptResult{Message: "cancelled before it started"}})
 		default:
 			spec, err := h.spec(ctx, j)
@@ -259,7 +259,7 @@ func plainAccountName(s string) bool {
 
 // applyReports records what an agent reported of its attempts; ended says
 // some ended, which frees room for the scheduler.
-func (h *hub) applyReports(ctx context.Context, ac *agentConn, reports []sqlite.Report, ended bool) error {
+func (h *hub) applyReports(ctx context.Context, ac *agentConn, reports []store.Report, ended bool) error {
 	if len(reports) == 0 {
 		return nil
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/share"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"github.com/hashicorp/yamux"
 )
 
@@ -527,7 +527,7 @@ func resolveImage(image, base string, p *dspool.Pool) (string, bool, string) {
 // the push repairs (a secret it asks for is gone), as the agent would.
 func (h *hub) startFailed(ctx context.Context, j *dspool.Job, why string) {
 	h.logStartError(ctx, j, why)
-	changed, err := h.s.db.ApplyReports(ctx, j.Node, []sqlite.Report{startFailure(j, why, h.s.cfg.Now())})
+	changed, err := h.s.db.ApplyReports(ctx, j.Node, []store.Report{startFailure(j, why, h.s.cfg.Now())})
 	if err != nil {
 		h.s.log.Error("record an attempt that could not start", "job", j.ID, "attempt", j.Attempt, "err", err)
 		return
@@ -558,8 +558,8 @@ func (h *hub) logStartError(ctx context.Context, j *dspool.Job, why string) {
 	}
 }
 
-func startFailure(j *dspool.Job, why string, at time.Time) sqlite.Report {
-	return sqlite.Report{Job: j.ID, Attempt: j.Attempt, At: at,
+func startFailure(j *dspool.Job, why string, at time.Time) store.Report {
+	return store.Report{Job: j.ID, Attempt: j.Attempt, At: at,
 		Result: &dspool.AttemptResult{Reason: dspool.ReasonStartError, Message: why}}
 }
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // hubServer is a server on a real store with a ready node of pool default
@@ -22,7 +22,7 @@ import (
 func hubServer(t *testing.T) (*Server, *dspool.Node) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 47750, Reserve: 1})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), store.Options{UIDBase: 47750, Reserve: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

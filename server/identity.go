@@ -12,7 +12,7 @@ import (
 )
 
 // One identity across machines: the accounts agents report (heartbeat.go)
-// keep new users off the uids they hold (sqlite.CreateUser), and what is
+// keep new users off the uids they hold (store.CreateUser), and what is
 // left to warn of is said here.
 
 // userWarnings says what may stop u's work on some node, and which uids u

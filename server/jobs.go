@@ -15,7 +15,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/share"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
@@ -52,9 +52,9 @@ func (s *Server) submitJob(w http.ResponseWriter, r *http.Request) {
 
 // submit stores a job of spec for u, once checkJob passes it. With fire,
 // the job is the one of a schedule's slot, stored with the slot's record
-// (sqlite.FireSchedule); created is false when the job existed already
+// (store.FireSchedule); created is false when the job existed already
 // (its idempotency key was used) or the slot had fired.
-func (s *Server) submit(ctx context.Context, u *dspool.User, spec *dspool.JobSpec, fire *sqlite.Firing) (job *dspool.Job, created bool, err error) {
+func (s *Server) submit(ctx context.Context, u *dspool.User, spec *dspool.JobSpec, fire *store.Firing) (job *dspool.Job, created bool, err error) {
 	// While the store is short of room, its reserve is for the work that
 	// runs: new work waits until there is room.
 	if err := s.db.Room(); err != nil {
@@ -189,7 +189,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := sqlite.JobFilter{User: u.Name, Pool: q.Get("pool"), Schedule: q.Get("schedule"), Limit: pg.limit, Before: pg.before,
+	f := store.JobFilter{User: u.Name, Pool: q.Get("pool"), Schedule: q.Get("schedule"), Limit: pg.limit, Before: pg.before,
 		Arrays: q.Get("tasks") != "true"}
 	if a := q.Get("array"); a != "" {
 		ref, err := dspool.ParseTaskRef("array", a)

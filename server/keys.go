@@ -10,7 +10,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/password"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -156,7 +156,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	f := sqlite.SessionFilter{User: u.Name, Active: r.URL.Query().Get("ended") != "true", Limit: pg.limit, Before: pg.before}
+	f := store.SessionFilter{User: u.Name, Active: r.URL.Query().Get("ended") != "true", Limit: pg.limit, Before: pg.before}
 	if r.URL.Query().Get("all") == "true" {
 		if !u.Admin {
 			s.fail(w, r, dspool.Errorf(dspool.EForbidden, "only an admin lists every user's sessions"))

@@ -13,7 +13,7 @@ import (
 // /api/v1/nodes/{name}/revoke), which cuts the node off at once.
 
 // rotate gives the authenticated node a new credential. The old one stays
-// good until the new one is first used (sqlite.RotateNodeCredential), so an
+// good until the new one is first used (store.RotateNodeCredential), so an
 // agent that dies before keeping it still gets in.
 func (h *hub) rotate(w http.ResponseWriter, r *http.Request) {
 	node, err := h.s.db.NodeByCredential(r.Context(), HashSecret(bearer(r)))

@@ -23,7 +23,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/internal/oidctest"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // ssoPool is a control plane with single sign-on against a test provider,
@@ -31,7 +31,7 @@ import (
 type ssoPool struct {
 	t     *testing.T
 	URL   string
-	DB    *sqlite.DB
+	DB    *store.DB
 	IdP   *oidctest.Provider
 	Admin *api.Client
 
@@ -80,7 +80,7 @@ func newSSOPoolBehind(t *testing.T, proxies []netip.Prefix, edit func(*server.OI
 	t.Helper()
 	p := &ssoPool{t: t, IdP: oidctest.New(t, oidctest.Options{})}
 	ctx, cancel := context.WithCancel(context.Background())
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{UIDBase: 46000})
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), store.Options{UIDBase: 46000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func newSSOPoolBehind(t *testing.T, proxies []netip.Prefix, edit func(*server.OI
 // lastAudit is the newest sign-in in the audit log.
 func (p *ssoPool) lastAudit() *dspool.AuditEntry {
 	p.t.Helper()
-	es, err := p.DB.Audit(context.Background(), sqlite.AuditFilter{Action: dspool.AuditLoginOIDC})
+	es, err := p.DB.Audit(context.Background(), store.AuditFilter{Action: dspool.AuditLoginOIDC})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestSSOCreateUsers(t *testing.T) {
 	if err != nil || grace.Name != "grace-hopper" || grace.UID != taken.UID+1 || grace.Admin {
 		t.Fatalf("created user: %+v %v; want grace-hopper, uid %d, not admin", grace, err, taken.UID+1)
 	}
-	created, err := p.DB.Audit(context.Background(), sqlite.AuditFilter{Action: dspool.AuditUserCreate, User: "grace-hopper"})
+	created, err := p.DB.Audit(context.Background(), store.AuditFilter{Action: dspool.AuditUserCreate, User: "grace-hopper"})
 	if err != nil || len(created) != 1 || created[0].Actor != dspool.AuditSystem || created[0].Target != "user grace-hopper" ||
 		created[0].Detail != "created by single sign-on with Example SSO, subject g-1, email grace.hopper+pool@example.com" {
 		t.Errorf("the user's creation in the audit log: %+v %v", created, err)

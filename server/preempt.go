@@ -8,7 +8,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // preempting is what the scheduling passes have decided about evictions
@@ -62,7 +62,7 @@ func (p *preempting) placed(id int64) (time.Time, bool) {
 // addPreemptible adds to nodes the preemptible attempts running on them,
 // scored as the queue is, and the preemption grace of their pools. Pools
 // that do not allow preemption (any more) evict nothing.
-func (s *Server) addPreemptible(ctx context.Context, nodes []scheduler.Node, active []sqlite.ActiveJob, st *standing) {
+func (s *Server) addPreemptible(ctx context.Context, nodes []scheduler.Node, active []store.ActiveJob, st *standing) {
 	byID := make(map[string]*scheduler.Node, len(nodes))
 	for i := range nodes {
 		byID[nodes[i].ID] = &nodes[i]
@@ -99,7 +99,7 @@ func (s *Server) addPreemptible(ctx context.Context, nodes []scheduler.Node, act
 // left alone; the next pass plans again. The evictions under way are sent
 // again, which their agents ignore unless the first was lost (a restart
 // of the control plane between the store and the push).
-func (s *Server) evict(ctx context.Context, res scheduler.Result, active []sqlite.ActiveJob) {
+func (s *Server) evict(ctx context.Context, res scheduler.Result, active []store.ActiveJob) {
 	s.preempts.set(res.Preemptions, res.Placements, s.cfg.Now())
 	attempts := make(map[int64]int, len(active))
 	for _, j := range active {

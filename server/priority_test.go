@@ -9,7 +9,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // TestPriorityBounds: a submission outside the range of its user and team
@@ -121,7 +121,7 @@ func TestPriorityBounds(t *testing.T) {
 	_, err = set(ann.c, fmt.Sprint(done.ID), 5)
 	wantCode(t, "a job that ended", err, dspool.EConflict, "only a queued job's priority can change")
 
-	entries, err := p.DB.Audit(ctx, sqlite.AuditFilter{Action: "job.priority"})
+	entries, err := p.DB.Audit(ctx, store.AuditFilter{Action: "job.priority"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/password"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // The tests' requests come from 127.0.0.1: trusting it makes the test a
@@ -63,7 +63,7 @@ func postLogin(t *testing.T, base, name, pw string, hdr map[string]string) *http
 	return resp
 }
 
-func lastLogin(t *testing.T, db *sqlite.DB) *dspool.AuditEntry {
+func lastLogin(t *testing.T, db *store.DB) *dspool.AuditEntry {
 	t.Helper()
 	es := loginAudit(t, db)
 	if len(es) == 0 {
@@ -247,7 +247,7 @@ func cookieNamed(cs []*http.Cookie, name string) *http.Cookie {
 // the same with the store closed), so a health check every second costs
 // no query and no write.
 func TestReadyzForLoadBalancers(t *testing.T) {
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{})
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "dspool.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // Calls the server makes to agents over their connections: starts and
@@ -30,7 +30,7 @@ type pushMark struct {
 
 // pushMarks marks the connections of the nodes of ps; call it before the
 // placements are committed.
-func (h *hub) pushMarks(ps []sqlite.Placement) map[string]pushMark {
+func (h *hub) pushMarks(ps []store.Placement) map[string]pushMark {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := make(map[string]pushMark, len(ps))

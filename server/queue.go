@@ -12,7 +12,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // queue answers GET /api/v1/queue[?pool=P]: every queued job, of every
@@ -102,7 +102,7 @@ const waitStarting scheduler.WaitKind = "starting"
 
 // queueView is what an answer about the queue is made from.
 type queueView struct {
-	active []sqlite.ActiveJob
+	active []store.ActiveJob
 	nodes  []scheduler.Node
 	dir    *teamDir
 	st     *standing
@@ -132,7 +132,7 @@ func (s *Server) queueInputs(ctx context.Context, pool string) (*queueView, erro
 		in.st, err = s.standing(ctx, in.dir, active, s.cfg.Now())
 	}
 	if err == nil {
-		in.listed, err = s.db.ListJobs(ctx, sqlite.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
+		in.listed, err = s.db.ListJobs(ctx, store.JobFilter{States: []dspool.JobState{dspool.JobQueued}, Pool: pool})
 	}
 	var pools []*dspool.Pool
 	if err == nil {

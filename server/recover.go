@@ -9,7 +9,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/share"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // Sessions outlive the control plane
@@ -48,7 +48,7 @@ func (s *Server) ShuttingDown() { s.sessions.stopping.Store(true) }
 // ends.
 func (s *Server) recoverSessions(ctx context.Context) {
 	defer s.sessions.tookUp()
-	recs, err := s.db.Sessions(ctx, sqlite.SessionFilter{Active: true, Limit: 1 << 30})
+	recs, err := s.db.Sessions(ctx, store.SessionFilter{Active: true, Limit: 1 << 30})
 	if err != nil {
 		s.log.Error("take up the sessions of the previous run", "err", err)
 		return
@@ -63,7 +63,7 @@ func (s *Server) recoverSessions(ctx context.Context) {
 			continue
 		}
 		if why != "" {
-			a := sqlite.SessionActivity{ID: rec.ID, LastActivity: rec.LastActivity, BytesIn: rec.BytesIn, BytesOut: rec.BytesOut}
+			a := store.SessionActivity{ID: rec.ID, LastActivity: rec.LastActivity, BytesIn: rec.BytesIn, BytesOut: rec.BytesOut}
 			if err := s.db.EndSession(ctx, a, why, s.cfg.Now()); err != nil {
 				s.log.Error("record session end", "session", rec.ID, "err", err)
 			}

@@ -13,14 +13,14 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/cron"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // The loop that fires schedules. The store is the truth about each one's
 // next slot; the loop sleeps until the earliest (or a second, whichever
 // comes first, so a clock that moves is followed), fires what is due and
 // sleeps again. A slot fires once: its record and its job are one fenced
-// transaction (sqlite.FireSchedule), so a control plane killed at any
+// transaction (store.FireSchedule), so a control plane killed at any
 // point, restarted, fires it on start if it had not, and never twice. A
 // control plane down across several slots runs the latest alone, once
 // (as a Kubernetes CronJob does), and says so on the schedule.
@@ -107,14 +107,14 @@ func (s *Server) fire(ctx context.Context, sc *dspool.Schedule, now time.Time) e
 	if err != nil {
 		// It parsed at creation; a version of dspool that reads it
 		// otherwise stops it, saying why, rather than fail each pass.
-		return s.noRun(ctx, sqlite.Firing{Schedule: sc.ID, Expect: expect, Slot: expect},
+		return s.noRun(ctx, store.Firing{Schedule: sc.ID, Expect: expect, Slot: expect},
 			fmt.Sprintf("stopped: its cron expression no longer reads: %s; delete it and create it again", dspool.Message(err)))
 	}
 	slot, following, ok := c.Due(expect, now)
 	if !ok {
 		return nil
 	}
-	f := sqlite.Firing{Schedule: sc.ID, Expect: expect, Slot: slot, Following: following}
+	f := store.Firing{Schedule: sc.ID, Expect: expect, Slot: slot, Following: following}
 	at := slot.In(sc.Location()).Format(time.DateTime + " MST")
 	missed := ""
 	if slot.After(expect) {
@@ -142,7 +142,7 @@ func (s *Server) fire(ctx context.Context, sc *dspool.Schedule, now time.Time) e
 	if err := s.checkJob(ctx, u, &spec); err != nil {
 		return s.refused(ctx, f, missed, at, err)
 	}
-	active, err := s.db.ListJobs(ctx, sqlite.JobFilter{User: sc.User, Schedule: sc.Name, States: []dspool.JobState{dspool.JobQueued, dspool.JobRunning}})
+	active, err := s.db.ListJobs(ctx, store.JobFilter{User: sc.User, Schedule: sc.Name, States: []dspool.JobState{dspool.JobQueued, dspool.JobRunning}})
 	if err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (s *Server) fire(ctx context.Context, sc *dspool.Schedule, now time.Time) e
 	}
 	j, _, err := s.submit(ctx, u, &spec, &f)
 	switch {
-	case errors.Is(err, sqlite.ErrSlotFired):
+	case errors.Is(err, store.ErrSlotFired):
 		return nil
 	case err != nil:
 		return s.refused(ctx, f, missed, at, err)
@@ -175,7 +175,7 @@ func (s *Server) fire(ctx context.Context, sc *dspool.Schedule, now time.Time) e
 // good (the owner may no longer use the pool, a secret is gone); a refusal
 // worth another try (the store is short of room or unavailable) is
 // returned instead, and the slot stays due.
-func (s *Server) refused(ctx context.Context, f sqlite.Firing, missed, at string, err error) error {
+func (s *Server) refused(ctx context.Context, f store.Firing, missed, at string, err error) error {
 	switch dspool.ErrorCode(err) {
 	case dspool.EInvalid, dspool.EForbidden, dspool.ENotFound, dspool.EConflict, dspool.ETooLarge:
 		return s.noRun(ctx, f, fmt.Sprintf("%sslot %s not run: %s", missed, at, dspool.Message(err)))
@@ -184,10 +184,10 @@ func (s *Server) refused(ctx context.Context, f sqlite.Firing, missed, at string
 }
 
 // noRun records f's slot as fired with no job, saying why.
-func (s *Server) noRun(ctx context.Context, f sqlite.Firing, why string) error {
+func (s *Server) noRun(ctx context.Context, f store.Firing, why string) error {
 	f.Job, f.Message = nil, why
 	_, err := s.db.FireSchedule(ctx, f)
-	if errors.Is(err, sqlite.ErrSlotFired) {
+	if errors.Is(err, store.ErrSlotFired) {
 		return nil
 	}
 	if err == nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // recurring is a control plane on a clock the test moves, with no agent
@@ -22,7 +22,7 @@ import (
 // not run: the test fires schedules with FireSchedules.
 type recurring struct {
 	t           testing.TB
-	db          *sqlite.DB
+	db          *store.DB
 	srv         *server.Server
 	ada, admin  *api.Client
 	mu          sync.Mutex
@@ -34,7 +34,7 @@ type recurring struct {
 func newRecurring(t testing.TB) *recurring {
 	t.Helper()
 	r := &recurring{t: t, ctx: context.Background(), now: time.Date(2030, 1, 10, 12, 0, 1, 0, time.UTC)}
-	db, err := sqlite.Open(r.ctx, filepath.Join(t.TempDir(), "dspool.db"), sqlite.Options{Now: r.clock, Reserve: -1})
+	db, err := store.Open(r.ctx, filepath.Join(t.TempDir(), "dspool.db"), store.Options{Now: r.clock, Reserve: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,14 +11,14 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/server"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func TestPruneByRetention(t *testing.T) {
 	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
 	dir := t.TempDir()
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "dspool.db"), sqlite.Options{Now: clock})
+	db, err := store.Open(context.Background(), filepath.Join(dir, "dspool.db"), store.Options{Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestPruneByRetention(t *testing.T) {
 		if err := db.CreateSession(ctx, &dspool.Session{ID: "s-" + tag, User: "ada", Kind: "ssh", Pool: "default", Node: "n", State: "active", StartedAt: now, LastActivity: now}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.EndSession(ctx, sqlite.SessionActivity{ID: "s-" + tag, LastActivity: now}, "logged out", now); err != nil {
+		if err := db.EndSession(ctx, store.SessionActivity{ID: "s-" + tag, LastActivity: now}, "logged out", now); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.AddPoolEvent(ctx, &dspool.PoolEvent{Pool: "default", Kind: "scale_out", Message: tag}); err != nil {
@@ -75,10 +75,10 @@ func TestPruneByRetention(t *testing.T) {
 	if want := (server.Pruned{Jobs: 620, Events: 1, Audit: 3}); p != want {
 		t.Errorf("pruned %+v, want %+v", p, want)
 	}
-	if jobs, _ := db.ListJobs(ctx, sqlite.JobFilter{}); len(jobs) != 2 {
+	if jobs, _ := db.ListJobs(ctx, store.JobFilter{}); len(jobs) != 2 {
 		t.Errorf("%d jobs left, want the 2 new", len(jobs))
 	}
-	if ss, _ := db.Sessions(ctx, sqlite.SessionFilter{}); len(ss) != 2 {
+	if ss, _ := db.Sessions(ctx, store.SessionFilter{}); len(ss) != 2 {
 		t.Errorf("%d sessions left, want both (kept forever)", len(ss))
 	}
 	f, err := os.Open(export)
@@ -100,7 +100,7 @@ func TestPruneByRetention(t *testing.T) {
 	if fi, _ := f.Stat(); fi.Mode().Perm() != 0o600 {
 		t.Errorf("export mode %v, want 0600", fi.Mode().Perm())
 	}
-	es, _ := db.Audit(ctx, sqlite.AuditFilter{})
+	es, _ := db.Audit(ctx, store.AuditFilter{})
 	last := es[len(es)-1]
 	if len(es) != 4 || last.Action != dspool.AuditAuditPrune || last.Actor != dspool.AuditSystem || last.Detail != "3 entries from before 2030-07-01T12:00:00Z, exported to "+export {
 		t.Errorf("audit after the prune: %+v; want the 3 new entries and the prune's own", last)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func (s *Server) scheduleLoop(ctx context.Context) {
@@ -43,7 +43,7 @@ func (s *Server) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !slices.ContainsFunc(active, func(j sqlite.ActiveJob) bool { return j.State == dspool.JobQueued }) {
+	if !slices.ContainsFunc(active, func(j store.ActiveJob) bool { return j.State == dspool.JobQueued }) {
 		return nil
 	}
 	attempts := map[int64]int{}
@@ -78,9 +78,9 @@ func (s *Server) schedule(ctx context.Context) error {
 	if len(plan) == 0 {
 		return nil
 	}
-	ps := make([]sqlite.Placement, len(plan))
+	ps := make([]store.Placement, len(plan))
 	for i, p := range plan {
-		ps[i] = sqlite.Placement{Job: p.Job, Attempt: attempts[p.Job], Node: p.Node, GPUs: p.GPUs}
+		ps[i] = store.Placement{Job: p.Job, Attempt: attempts[p.Job], Node: p.Node, GPUs: p.GPUs}
 	}
 	marks := s.hub.pushMarks(ps)
 	placed, err := s.db.Place(ctx, ps)
@@ -186,7 +186,7 @@ func (s *Server) submitted(pool string, cpus dspool.MilliCPU, mem dspool.Bytes, 
 
 // snapshotNodes returns the ready nodes of pools that take batch work, with
 // what running attempts leave free on them.
-func (s *Server) snapshotNodes(ctx context.Context, active []sqlite.ActiveJob) ([]scheduler.Node, error) {
+func (s *Server) snapshotNodes(ctx context.Context, active []store.ActiveJob) ([]scheduler.Node, error) {
 	ready := s.hub.ready()
 	byID := map[string]*scheduler.Node{}
 	var ids []string

@@ -8,7 +8,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/cron"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // Schedules (recurring jobs) through the API: a user creates, sees, pauses,
@@ -123,7 +123,7 @@ func (s *Server) getSchedule(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	runs, err := s.db.ListJobs(r.Context(), sqlite.JobFilter{User: sc.User, Schedule: sc.Name, Limit: scheduleRuns})
+	runs, err := s.db.ListJobs(r.Context(), store.JobFilter{User: sc.User, Schedule: sc.Name, Limit: scheduleRuns})
 	if err != nil {
 		s.fail(w, r, err)
 		return

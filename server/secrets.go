@@ -10,7 +10,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/secrets"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // Secrets. A value arrives in a PUT, is sealed under the keyring's key and
@@ -82,13 +82,13 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	in := &sqlite.SealedSecret{Secret: dspool.Secret{Name: name, SessionEnv: req.SessionEnv, SessionFile: req.SessionFile, CreatedBy: u.Name}}
+	in := &store.SealedSecret{Secret: dspool.Secret{Name: name, SessionEnv: req.SessionEnv, SessionFile: req.SessionFile, CreatedBy: u.Name}}
 	if kind == secrets.OwnerTeam {
 		in.Team = owner
 	} else {
 		in.User = owner
 	}
-	var out *sqlite.SealedSecret
+	var out *store.SealedSecret
 	var created bool
 	err = kr.Use(func(k *secrets.Key) error {
 		sealed, err := k.Seal(req.Value, secrets.AAD(kind, owner, name))
@@ -140,7 +140,7 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
 	u := userFrom(r)
 	team := r.URL.Query().Get("team")
 	kind, owner, err := s.secretOwner(r.Context(), u, team)
-	var x *sqlite.SealedSecret
+	var x *store.SealedSecret
 	if err == nil {
 		x, err = s.db.SecretOf(r.Context(), kind, owner, name)
 	}
@@ -172,7 +172,7 @@ func (s *Server) rotateSecretsKey(w http.ResponseWriter, r *http.Request) {
 	}
 	old := kr.KeyID()
 	next, n, err := kr.Rotate(func(old, next *secrets.Key) (int, error) {
-		return s.db.ResealSecrets(r.Context(), func(x *sqlite.SealedSecret) error {
+		return s.db.ResealSecrets(r.Context(), func(x *store.SealedSecret) error {
 			kind, owner := x.Owner()
 			aad := secrets.AAD(kind, owner, x.Name)
 			p, err := old.Open(secrets.Sealed{KeyID: x.KeyID, Nonce: x.Nonce, Ciphertext: x.Ciphertext}, aad)
@@ -226,7 +226,7 @@ func (s *Server) checkSecrets(ctx context.Context, u *dspool.User, uses []dspool
 
 // findSecret returns the secret ref names for user: their own (NAME), or
 // one of a team they are a member of (TEAM/NAME).
-func (s *Server) findSecret(ctx context.Context, user, ref string) (*sqlite.SealedSecret, error) {
+func (s *Server) findSecret(ctx context.Context, user, ref string) (*store.SealedSecret, error) {
 	team, name, err := dspool.ParseSecretRef("secret", ref)
 	if err != nil {
 		return nil, err

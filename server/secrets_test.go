@@ -18,7 +18,7 @@ import (
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
 	"github.com/dspool/dspool/secrets"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 func randomSecret(t *testing.T) string {
@@ -141,7 +141,7 @@ func TestSecretsReachJobsAlone(t *testing.T) {
 	})
 
 	t.Run("every write and read is audited, by name", func(t *testing.T) {
-		entries, err := p.DB.Audit(ctx, sqlite.AuditFilter{Action: "secret"})
+		entries, err := p.DB.Audit(ctx, store.AuditFilter{Action: "secret"})
 		if err != nil {
 			t.Fatal(err)
 		}

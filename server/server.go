@@ -30,7 +30,7 @@ import (
 	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/internal/forwarded"
 	"github.com/dspool/dspool/secrets"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"github.com/dspool/dspool/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,7 +38,7 @@ import (
 
 // Config configures a Server. Zero values mean the defaults.
 type Config struct {
-	Store *sqlite.DB
+	Store *store.DB
 	// Share is the path where this machine mounts the share; the server
 	// reads job logs from it.
 	Share string
@@ -119,7 +119,7 @@ const DefaultNodeGoneAfter = 10 * time.Minute
 // Server is the control plane.
 type Server struct {
 	cfg Config
-	db  *sqlite.DB
+	db  *store.DB
 	log *slog.Logger
 	hub *hub
 	// sessions are the live interactive sessions; placeMu serializes

@@ -18,7 +18,7 @@ import (
 	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/scheduler"
 	"github.com/dspool/dspool/share"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // sessions holds the live interactive sessions. A session is a user's
@@ -110,8 +110,8 @@ func (l *Lease) Out(n int) {
 	l.last.Store(time.Now().UnixNano())
 }
 
-func (l *Lease) activity() sqlite.SessionActivity {
-	return sqlite.SessionActivity{ID: l.rec.ID, LastActivity: time.Unix(0, l.last.Load()), BytesIn: l.in.Load(), BytesOut: l.out.Load()}
+func (l *Lease) activity() store.SessionActivity {
+	return store.SessionActivity{ID: l.rec.ID, LastActivity: time.Unix(0, l.last.Load()), BytesIn: l.in.Load(), BytesOut: l.out.Load()}
 }
 
 // Close gives the lease back; the last one ends the session.
@@ -229,10 +229,10 @@ func (sm *sessions) nodeGone(node, reason string) {
 }
 
 // reserved sums the reservations of live sessions by node.
-func (sm *sessions) reserved() map[string]sqlite.NodeLoad {
+func (sm *sessions) reserved() map[string]store.NodeLoad {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
-	out := map[string]sqlite.NodeLoad{}
+	out := map[string]store.NodeLoad{}
 	for _, l := range sm.live {
 		r := out[l.rec.Node]
 		r.CPUs += l.rec.CPUs
@@ -271,7 +271,7 @@ func (sm *sessions) count() int {
 // record writes the counters of sessions with new activity.
 func (sm *sessions) record(ctx context.Context) {
 	sm.mu.Lock()
-	var acts []sqlite.SessionActivity
+	var acts []store.SessionActivity
 	for _, l := range sm.live {
 		if last := l.last.Load(); last != l.saved.Load() {
 			a := l.activity()

@@ -12,7 +12,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/scheduler"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // teamState is what the control plane keeps of teams and limits: the
@@ -96,7 +96,7 @@ func hasCaps(l dspool.Limits) bool { return l.CPUs != nil || l.Memory != nil || 
 
 // quotas returns the limits in force with what running attempts (from
 // active) and live sessions hold now. It is empty when nothing is limited.
-func (s *Server) quotas(dir *teamDir, active []sqlite.ActiveJob) scheduler.Quotas {
+func (s *Server) quotas(dir *teamDir, active []store.ActiveJob) scheduler.Quotas {
 	q := scheduler.Quotas{Users: map[string]scheduler.Quota{}, Teams: map[string]scheduler.Quota{}}
 	for name, t := range dir.teams {
 		if hasCaps(t.Limits) {
@@ -136,7 +136,7 @@ func (s *Server) quotas(dir *teamDir, active []sqlite.ActiveJob) scheduler.Quota
 
 // arrayCaps returns the caps of the arrays with tasks in active, and how
 // many of their tasks run.
-func arrayCaps(active []sqlite.ActiveJob) map[int64]scheduler.ArrayCap {
+func arrayCaps(active []store.ActiveJob) map[int64]scheduler.ArrayCap {
 	var caps map[int64]scheduler.ArrayCap
 	for _, j := range active {
 		if j.Array == 0 || j.ArrayMax == 0 {

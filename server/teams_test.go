@@ -12,7 +12,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/dspooltest"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 // member is a user who is not an admin, with a client of their own.
@@ -298,7 +298,7 @@ func TestTeamMaintainers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	entries, err := p.DB.Audit(ctx, sqlite.AuditFilter{Action: "team"})
+	entries, err := p.DB.Audit(ctx, store.AuditFilter{Action: "team"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestTeamMaintainers(t *testing.T) {
 	if n := strings.Count(strings.Join(got, "\n"), "ann team.member_add team vision member bob"); n != 1 {
 		t.Errorf("bob's addition is in the audit log %d times, want once (adding him again changed nothing):\n%s", n, strings.Join(got, "\n"))
 	}
-	if entries, _ := p.DB.Audit(ctx, sqlite.AuditFilter{Action: "user.limits"}); len(entries) != 1 || entries[0].Detail != "2 gpus" {
+	if entries, _ := p.DB.Audit(ctx, store.AuditFilter{Action: "user.limits"}); len(entries) != 1 || entries[0].Detail != "2 gpus" {
 		t.Errorf("audit log of user limits: %+v", entries)
 	}
 }

@@ -27,7 +27,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/bench/internal/host"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 )
 
 const (
@@ -137,7 +137,7 @@ func seed(ctx context.Context, path string, uidBase, rows int) (Seeded, error) {
 	s := Seeded{Jobs: rows * 4 / 10, Sessions: rows / 10, Events: rows / 20}
 	s.Attempts = s.Jobs
 	s.Audit = rows - s.Jobs - s.Attempts - s.Sessions - s.Events
-	db, err := sqlite.Open(ctx, path, sqlite.Options{UIDBase: uidBase})
+	db, err := store.Open(ctx, path, store.Options{UIDBase: uidBase})
 	if err != nil {
 		return s, err
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/gateway/sshgw"
-	"github.com/dspool/dspool/sqlite"
+	"github.com/dspool/dspool/store"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -42,7 +42,7 @@ func logins(t *testing.T, f *fixture, n int) []*dspool.AuditEntry {
 	var es []*dspool.AuditEntry
 	f.p.Eventually(5*time.Second, func() bool {
 		var err error
-		es, err = f.p.DB.Audit(context.Background(), sqlite.AuditFilter{Action: dspool.AuditLoginSSH})
+		es, err = f.p.DB.Audit(context.Background(), store.AuditFilter{Action: dspool.AuditLoginSSH})
 		return err == nil && len(es) >= n
 	}, "%d ssh logins in the audit log", n)
 	if n >= 0 && len(es) != n {
@@ -109,7 +109,7 @@ func removingAKey(t *testing.T, f *fixture) {
 	if e := es[0]; e.Outcome != dspool.AuditSuccess || e.Actor != "gwada" || !strings.HasPrefix(e.Detail, "key SHA256:") {
 		t.Errorf("a login: %+v", e)
 	}
-	if es, _ := f.p.DB.Audit(ctx, sqlite.AuditFilter{Action: dspool.AuditKeyRemove}); len(es) != 1 || es[0].Target != "key "+k2.Fingerprint {
+	if es, _ := f.p.DB.Audit(ctx, store.AuditFilter{Action: dspool.AuditKeyRemove}); len(es) != 1 || es[0].Target != "key "+k2.Fingerprint {
 		t.Errorf("the key's removal in the audit log: %+v", es)
 	}
 }
