@@ -14,9 +14,9 @@ import (
 // clock is a fake store clock that tests move by hand.
 type clock struct{ t time.Time }
 
-func (c *clock) now() time.Time                { return c.t }
-func (c *clock) advance(d time.Duration)       { c.t = c.t.Add(d) }
-func newClock() *clock                         { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+func (c *clock) now() time.Time               { return c.t }
+func (c *clock) advance(d time.Duration)      { c.t = c.t.Add(d) }
+func newClock() *clock                        { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
 func openAt(t *testing.T, c *clock) *store.DB { return openWith(t, store.Options{Now: c.now}) }
 
 func openWith(t *testing.T, opts store.Options) *store.DB {
