@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -112,11 +111,7 @@ func TestAuditIsAppendOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not even a writer that goes around dspool can change or remove it.
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := store.RawAt(t, path)
 	for _, q := range []string{`UPDATE audit SET actor = 'mallory'`, `DELETE FROM audit`} {
 		if _, err := raw.Exec(q); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s: %v, want the trigger's refusal", q, err)
@@ -129,7 +124,7 @@ func TestAuditIsAppendOnly(t *testing.T) {
 
 func TestAuditFilter(t *testing.T) {
 	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.Options{Now: func() time.Time { return now }})
+	db, err := store.OpenAt(t, filepath.Join(t.TempDir(), "s.db"), store.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

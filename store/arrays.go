@@ -110,12 +110,8 @@ func (db *DB) SubmitArray(ctx context.Context, userID int64, s *dspool.JobSpec) 
 				s.Retries, s.PriorityOrZero(), env, s.Workdir, string(cmd), key, now, secrets, s.After, boolInt(len(deps) == 0), boolInt(s.Hold),
 				arrayID, s.Tasks.Indices[k], boolInt(k >= arrayWindow), s.Image, s.GPUType, int64(s.GPUMemory), boolInt(s.Preemptible))
 		}
-		res, err := tx.ExecContext(ctx, cols+row, args(nil, 0)...)
-		if err != nil {
+		if err := tx.QueryRowContext(ctx, cols+row+` RETURNING id`, args(nil, 0)...).Scan(&arrayID); err != nil {
 			return fmt.Errorf("insert task %d: %w", s.Tasks.Indices[0], err)
-		}
-		if arrayID, err = res.LastInsertId(); err != nil {
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET array_id = ? WHERE id = ?`, arrayID, arrayID); err != nil {
 			return err
@@ -195,7 +191,7 @@ func (db *DB) Unpark(ctx context.Context) (int, bool, error) {
 				left = `0 * ?`
 			}
 			var still int
-			if err := tx.QueryRowContext(ctx, `UPDATE job_arrays SET parked = max(0, `+left+`) WHERE id = ? RETURNING parked`, len(got), a).Scan(&still); err != nil {
+			if err := tx.QueryRowContext(ctx, `UPDATE job_arrays SET parked = `+db.sql("max", "GREATEST")+`(0, `+left+`) WHERE id = ? RETURNING parked`, len(got), a).Scan(&still); err != nil {
 				return err
 			}
 			more = more || still > 0
@@ -257,7 +253,7 @@ func findDeps(tx *sql.Tx, userID int64, ds []dspool.Dependency) ([]dep, error) {
 
 func insertDeps(tx *sql.Tx, waiter int64, array bool, deps []dep) error {
 	for _, d := range deps {
-		if _, err := tx.Exec(`INSERT OR IGNORE INTO job_deps (waiter, waiter_array, kind, on_job, on_array) VALUES (?, ?, ?, ?, ?)`,
+		if _, err := tx.Exec(`INSERT INTO job_deps (waiter, waiter_array, kind, on_job, on_array) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			waiter, boolInt(array), d.kind, d.onJob, d.onArray); err != nil {
 			return fmt.Errorf("insert dependency: %w", err)
 		}
@@ -409,7 +405,7 @@ type Resolved struct {
 func (db *DB) ResolveDeps(ctx context.Context) (Resolved, error) {
 	var out Resolved
 	var open int
-	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM job_deps WHERE done = 0 LIMIT 1)`).Scan(&open)
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM job_deps WHERE done = 0 LIMIT 1) open`).Scan(&open)
 	if err != nil || open == 0 {
 		return out, err
 	}
@@ -425,7 +421,7 @@ func (db *DB) ResolveDeps(ctx context.Context) (Resolved, error) {
 			}
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM job_deps WHERE done = 0 LIMIT 1)`).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM job_deps WHERE done = 0 LIMIT 1) open`).Scan(&n); err != nil {
 			return err
 		}
 		out.Waiting = n > 0

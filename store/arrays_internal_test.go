@@ -15,7 +15,7 @@ import (
 // none of the parked tasks.
 func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "dspool.db"), Options{})
+	db, err := OpenAt(t, filepath.Join(t.TempDir(), "dspool.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,10 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	active, _ := db.ActiveJobs(ctx)
+	active, err := db.ActiveJobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(active) != arrayWindow {
 		t.Fatalf("the queue holds %d tasks, want a window of %d", len(active), arrayWindow)
 	}
@@ -69,6 +72,9 @@ func TestLargeArrayStaysOutOfTheQueue(t *testing.T) {
 		t.Fatalf("the array still has %d parked after its cancel and an unpark", parked)
 	}
 
+	if OnPostgres() {
+		return // the plans below are SQLite's
+	}
 	list := func(f JobFilter) string { q, _, _ := listQuery(f); return q }
 	for name, q := range map[string]string{
 		"ActiveJobs":            activeJobs,

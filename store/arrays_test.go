@@ -162,7 +162,7 @@ func TestDependencies(t *testing.T) {
 
 func TestArrayPrunedWithItsTasks(t *testing.T) {
 	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), store.Options{Now: func() time.Time { return now }})
+	db, err := store.OpenAt(t, filepath.Join(t.TempDir(), "s.db"), store.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,7 @@ func (db *DB) audit(ctx context.Context, f AuditFilter) ([]*dspool.AuditEntry, e
 		q += ` AND id < ?`
 		args = append(args, f.Before)
 	}
-	q = `SELECT * FROM (` + q + ` ORDER BY id DESC LIMIT ?) ORDER BY id`
+	q = `SELECT * FROM (` + q + ` ORDER BY id DESC LIMIT ?) newest ORDER BY id`
 	args = append(args, f.Limit)
 	rows, err := db.r.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 )
 
 func TestBackupWhileWritingThenRestore(t *testing.T) {
+	store.SkipOnPostgres(t, "dspool backup copies SQLite stores; PostgreSQL's have pg_dump")
 	dir := t.TempDir()
 	db := open(t, filepath.Join(dir, "data", "dspool.db"))
 	ctx := context.Background()
@@ -113,6 +114,7 @@ func TestBackupWhileWritingThenRestore(t *testing.T) {
 }
 
 func TestCheckBackupRefuses(t *testing.T) {
+	store.SkipOnPostgres(t, "dspool backup copies SQLite stores; PostgreSQL's have pg_dump")
 	dir := t.TempDir()
 	ctx := context.Background()
 	db := open(t, filepath.Join(dir, "dspool.db"))

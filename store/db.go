@@ -30,6 +30,9 @@ type DB struct {
 	now    func() time.Time
 	events eventCounts
 	room   *room
+	// pg: the store is a PostgreSQL database (postgres.go), not an
+	// SQLite file.
+	pg bool
 }
 
 // Options configures Open.
@@ -208,16 +211,21 @@ CREATE TABLE attempts (
 	PRIMARY KEY (job_id, number));
 `
 
-// Open opens (creating if needed) the store at path. A file that is not a
-// dspool store, or one from a newer version, is refused with an error that
-// names it.
-func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+// Open opens (creating if needed) the store at where: an SQLite file, or a
+// PostgreSQL database named by a postgres:// URL. A file or database that
+// is not a dspool store, or one from a newer version, is refused with an
+// error that names it.
+func Open(ctx context.Context, where string, opts Options) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.UIDBase == 0 {
 		opts.UIDBase = 20000
 	}
+	if IsPostgres(where) {
+		return openPostgres(ctx, where, opts)
+	}
+	path := where
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/dspool/dspool"
 )
@@ -35,7 +34,7 @@ func (db *DB) UserByEmail(ctx context.Context, email string) (*dspool.User, erro
 func (db *DB) SetUserEmail(ctx context.Context, name, email string) error {
 	res, err := db.exec(ctx, `UPDATE users SET email = ? WHERE name = ?`, email, name)
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE") {
+		if isUnique(err) {
 			return dspool.Errorf(dspool.EConflict, "another user has the email %s: see `dspool user list`", email)
 		}
 		return fmt.Errorf("set email of %s: %w", name, err)

@@ -38,12 +38,8 @@ func (db *DB) AddPoolEvent(ctx context.Context, ev *dspool.PoolEvent) error {
 	defer db.events.mu.Unlock()
 	n, counted := db.events.n[ev.Pool]
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO pool_events (pool, at, kind, nodes, message) VALUES (?, ?, ?, ?, ?)`,
-			ev.Pool, unixNano(ev.At), ev.Kind, nodes, ev.Message)
-		if err != nil {
-			return err
-		}
-		if ev.ID, err = res.LastInsertId(); err != nil {
+		if err := tx.QueryRow(`INSERT INTO pool_events (pool, at, kind, nodes, message) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			ev.Pool, unixNano(ev.At), ev.Kind, nodes, ev.Message).Scan(&ev.ID); err != nil {
 			return err
 		}
 		n++
@@ -95,7 +91,7 @@ func (db *DB) poolEvents(ctx context.Context, pool string, since time.Time, befo
 		before = math.MaxInt64
 	}
 	rows, err := db.r.QueryContext(ctx, `SELECT id, pool, at, kind, nodes, message FROM (
-		SELECT * FROM pool_events WHERE pool = ? AND at >= ? AND id < ? ORDER BY id DESC LIMIT ?) ORDER BY id`, pool, from, before, limit)
+		SELECT * FROM pool_events WHERE pool = ? AND at >= ? AND id < ? ORDER BY id DESC LIMIT ?) newest ORDER BY id`, pool, from, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list events of pool %s: %w", pool, err)
 	}

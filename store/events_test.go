@@ -21,7 +21,7 @@ func openAt(t *testing.T, c *clock) *store.DB { return openWith(t, store.Options
 
 func openWith(t *testing.T, opts store.Options) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), opts)
+	db, err := store.OpenAt(t, filepath.Join(t.TempDir(), "s.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestPoolEventsArePruned(t *testing.T) {
 	}
 	c := newClock()
 	path := filepath.Join(t.TempDir(), "s.db")
-	db, err := store.Open(context.Background(), path, store.Options{Now: c.now})
+	db, err := store.OpenAt(t, path, store.Options{Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}

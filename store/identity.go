@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -54,7 +53,7 @@ func (db *DB) CreateUserAvoiding(ctx context.Context, name string, admin bool, h
 		_, err = tx.Exec(`INSERT INTO users (name, uid, gid, admin, created_at) VALUES (?, ?, ?, ?, ?)`,
 			name, uid, uid, a, unixNano(db.now()))
 		if err != nil {
-			if strings.Contains(err.Error(), "UNIQUE") {
+			if isUnique(err) {
 				return dspool.Errorf(dspool.EConflict, "user %s already exists", name)
 			}
 			return fmt.Errorf("create user: %w", err)

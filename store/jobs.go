@@ -389,10 +389,15 @@ type ActiveJob struct {
 	Preemptible, Preempting bool
 }
 
+// indexedByJobsActive holds SQLite to the index of active jobs, which its
+// planner would otherwise pass over for a scan of jobs_queue; PostgreSQL's
+// planner weighs them by their statistics.
+const indexedByJobsActive = `INDEXED BY jobs_active`
+
 const activeJobs = `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.attempt, j.cpus, j.memory,
 	j.gpus, j.node, j.gpu_indices, j.array_id, COALESCE(a.max_running, 0), j.submitted_at, j.started_at, j.time_limit,
 	j.gpu_type, j.gpu_memory, j.preemptible, j.preempt_requested
-	FROM jobs j INDEXED BY jobs_active JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
+	FROM jobs j ` + indexedByJobsActive + ` JOIN users u ON u.id = j.user_id LEFT JOIN job_arrays a ON a.id = j.array_id AND j.array_id != 0
 	WHERE j.state IN ('queued', 'running') AND j.parked = 0 AND (j.state = 'running' OR j.on_hold = 0 AND j.after_met = 1) ORDER BY j.id`
 
 // ActiveJobs returns every running job and every queued job that may run
@@ -400,7 +405,7 @@ const activeJobs = `SELECT j.id, u.name, j.team, j.pool, j.state, j.priority, j.
 // of the queue and of what holds node resources. It reads only the columns
 // placement needs.
 func (db *DB) ActiveJobs(ctx context.Context) ([]ActiveJob, error) {
-	rows, err := db.r.QueryContext(ctx, activeJobs)
+	rows, err := db.r.QueryContext(ctx, db.sql(activeJobs, strings.Replace(activeJobs, indexedByJobsActive, "", 1)))
 	if err != nil {
 		return nil, fmt.Errorf("active jobs: %w", err)
 	}

@@ -25,13 +25,8 @@ func (db *DB) CreateJoinToken(ctx context.Context, pool string, hash []byte) err
 func (db *DB) AddJoinToken(ctx context.Context, pool string, hash []byte, by string, expires *time.Time) (*dspool.JoinToken, error) {
 	t := &dspool.JoinToken{Pool: pool, CreatedAt: db.now().UTC(), CreatedBy: by, ExpiresAt: expires}
 	err := db.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.Exec(`INSERT INTO join_tokens (hash, pool, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?)`,
-			hash, pool, unixNano(t.CreatedAt), by, nullTime(expires))
-		if err != nil {
-			return err
-		}
-		t.ID, err = res.LastInsertId()
-		return err
+		return tx.QueryRow(`INSERT INTO join_tokens (hash, pool, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING rowid`,
+			hash, pool, unixNano(t.CreatedAt), by, nullTime(expires)).Scan(&t.ID)
 	})
 	if err != nil {
 		return nil, err

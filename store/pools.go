@@ -83,7 +83,7 @@ const nodeCols = `id, name, pool, state, message, inventory, labels, version, cr
 // agent connection the second: they must use the indexes (plan test).
 const (
 	nodeByIDOrName   = `SELECT ` + nodeCols + ` FROM nodes WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1`
-	nodeByCredential = `SELECT id, COALESCE(next_cred_hash = ?, 0), cred_revoked_at, removed_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`
+	nodeByCredential = `SELECT id, CASE WHEN next_cred_hash = ? THEN 1 ELSE 0 END, cred_revoked_at, removed_at FROM nodes WHERE cred_hash = ? OR next_cred_hash = ?`
 )
 
 // scanNode reads the columns nodeCols, then into extra those that follow.
@@ -244,7 +244,7 @@ func (db *DB) updateNode(tx *sql.Tx, n *dspool.Node) error {
 		goneAt = unixNano(db.now())
 	}
 	_, err := tx.Exec(`UPDATE nodes SET state = ?, message = ?, inventory = ?, version = ?, last_seen = ?,
-			gone_at = CASE WHEN ? IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END, accounts = ? WHERE id = ? AND removed_at IS NULL`,
+			gone_at = CASE WHEN CAST(? AS BIGINT) IS NULL THEN NULL ELSE COALESCE(gone_at, ?) END, accounts = ? WHERE id = ? AND removed_at IS NULL`,
 		string(n.State), n.Message, string(inv), n.Version, nullTime(n.LastSeen), goneAt, goneAt, string(accts), n.ID)
 	return err
 }

@@ -127,7 +127,9 @@ func (db *DB) PruneAudit(ctx context.Context, before time.Time, ids []int64) (in
 	var n int64
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('audit_pruned_before', ?)
-			ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`,
+			ON CONFLICT (key) DO UPDATE SET value = `+db.sql(
+			`max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`,
+			`CAST(GREATEST(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT)) AS TEXT)`),
 			fmt.Sprint(unixNano(before))); err != nil {
 			return err
 		}

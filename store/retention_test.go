@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,7 +32,7 @@ func pruneAll(t *testing.T, prune func(limit int) (int, error)) int {
 func TestPrune(t *testing.T) {
 	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "s.db")
-	db, err := store.Open(context.Background(), path, store.Options{Now: func() time.Time { return now }})
+	db, err := store.OpenAt(t, path, store.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,15 +169,11 @@ func TestPrune(t *testing.T) {
 		t.Errorf("audit left: %+v; want 4 from entry %d", rest, es[2].ID)
 	}
 	// Newer entries still cannot go, nor the mark move back, whoever asks.
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := store.RawAt(t, path)
 	for _, q := range []string{
 		`DELETE FROM audit`,
 		`UPDATE meta SET value = '0' WHERE key = 'audit_pruned_before'`,
-		`UPDATE meta SET value = '99999999999999999999' WHERE key = 'audit_pruned_before'; DELETE FROM meta WHERE key = 'audit_pruned_before'`,
+		`UPDATE meta SET value = '999999999999999999' WHERE key = 'audit_pruned_before'; DELETE FROM meta WHERE key = 'audit_pruned_before'`,
 		`DELETE FROM meta WHERE key = 'audit_pruned_before'`,
 	} {
 		if _, err := raw.Exec(q); err == nil || !strings.Contains(err.Error(), "append-only") {
@@ -198,20 +193,16 @@ func TestPrune(t *testing.T) {
 func TestPrunedEventsCountedAgain(t *testing.T) {
 	now := time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)
 	path := filepath.Join(t.TempDir(), "s.db")
-	db, err := store.Open(context.Background(), path, store.Options{Now: func() time.Time { return now }})
+	db, err := store.OpenAt(t, path, store.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	ctx := context.Background()
 	// A full pool of events, 10 of them old, written in one go.
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := store.RawAt(t, path)
 	if _, err := raw.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-		INSERT INTO pool_events (pool, at, kind, message) SELECT 'p', CASE WHEN i <= 10 THEN ? ELSE ? END, 'waiting', 'm' FROM n`,
+		INSERT INTO pool_events (pool, at, kind, message) SELECT 'p', CASE WHEN i <= 10 THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END, 'waiting', 'm' FROM n`,
 		dspool.MaxPoolEvents-1, now.Add(-48*time.Hour).UnixNano(), now.UnixNano()); err != nil {
 		t.Fatal(err)
 	}

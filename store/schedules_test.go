@@ -27,7 +27,7 @@ func newSchedule(t *testing.T, name string) *dspool.ScheduleSpec {
 func TestScheduleSlotFiresOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	ctx := context.Background()
-	db, err := store.Open(ctx, path, store.Options{})
+	db, err := store.OpenAt(t, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -46,15 +45,15 @@ func (db *DB) AddKey(ctx context.Context, k *dspool.SSHKey) (*dspool.SSHKey, err
 		if n >= MaxKeysPerUser {
 			return dspool.Errorf(dspool.EConflict, "user %s already has %d keys, the most allowed: remove one with `dspool key remove`", k.User, n)
 		}
-		res, err := tx.Exec(`INSERT INTO ssh_keys (user_id, fingerprint, type, key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			uid, k.Fingerprint, k.Type, k.Key, k.Comment, unixNano(db.now()))
+		var id int64
+		err := tx.QueryRow(`INSERT INTO ssh_keys (user_id, fingerprint, type, key, comment, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+			uid, k.Fingerprint, k.Type, k.Key, k.Comment, unixNano(db.now())).Scan(&id)
 		if err != nil {
-			if strings.Contains(err.Error(), "UNIQUE") {
+			if isUnique(err) {
 				return dspool.Errorf(dspool.EConflict, "key %s is already registered: a key logs in one user; make a new one with ssh-keygen -t ed25519", k.Fingerprint)
 			}
 			return fmt.Errorf("add key: %w", err)
 		}
-		id, _ := res.LastInsertId()
 		out, err = scanKey(tx.QueryRow(`SELECT `+keyCols+` FROM ssh_keys k JOIN users u ON u.id = k.user_id WHERE k.id = ?`, id))
 		return err
 	})

@@ -16,7 +16,7 @@ import (
 
 func open(t *testing.T, path string) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), path, store.Options{})
+	db, err := store.OpenAt(t, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func open(t *testing.T, path string) *store.DB {
 
 func TestSubmitConcurrentIsDurableAndIdempotent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	db, err := store.Open(context.Background(), path, store.Options{})
+	db, err := store.OpenAt(t, path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,12 +118,13 @@ func TestFencedTransitions(t *testing.T) {
 }
 
 func TestRefusesForeignOrDamagedFile(t *testing.T) {
+	store.SkipOnPostgres(t, "files; TestRefusesForeignDatabase is PostgreSQL's")
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk.db")
 	if err := os.WriteFile(junk, []byte(strings.Repeat("not a database ", 1000)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.Open(context.Background(), junk, store.Options{})
+	_, err := store.OpenAt(t, junk, store.Options{})
 	if err == nil || !strings.Contains(err.Error(), junk) {
 		t.Errorf("opening a non-database: got %v, want an error naming %s", err, junk)
 	}

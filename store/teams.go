@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/dspool/dspool"
 )
@@ -20,7 +19,7 @@ func (db *DB) CreateTeam(ctx context.Context, name string) (*dspool.Team, error)
 	var t *dspool.Team
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO teams (name, created_at) VALUES (?, ?)`, name, unixNano(db.now())); err != nil {
-			if strings.Contains(err.Error(), "UNIQUE") {
+			if isUnique(err) {
 				return dspool.Errorf(dspool.EConflict, "team %s already exists", name)
 			}
 			return fmt.Errorf("create team: %w", err)

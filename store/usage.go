@@ -11,33 +11,60 @@ import (
 
 // Intervals are clipped to the window in SQL, on integer nanoseconds: an
 // interval [start, end) adds max(0, min(end, until) - max(start, since)), an
-// open one ending at until. Sums are total() (floating point), which cannot
-// overflow as sum() of nanoseconds can.
+// open one ending at until. Sums are in floating point (SQLite's total()),
+// which cannot overflow as a sum of nanoseconds can.
 
 // nodeEnd is when a node stopped counting: when it went, for one that is
 // gone (its last contact, or its creation, when that is not known), else
 // the end of the window (?2).
 const nodeEnd = `CASE WHEN state = 'gone' THEN COALESCE(gone_at, last_seen, created_at) ELSE ?2 END`
 
-const poolUsageQuery = `SELECT pool, total(max(0, min(` + nodeEnd + `, ?2) - max(created_at, ?1)))
-	FROM nodes WHERE created_at < ?2 AND ` + nodeEnd + ` > ?1 GROUP BY pool`
+// usageQueries are the queries of a usage report in one store's SQL: sum,
+// greatest and least write its floating-point sum and its two-argument max
+// and min.
+type usageQueries struct{ pools, jobs, sessions string }
 
-// attempts and sessions of the window (?1, ?2), of one user (?3) or of
-// every user (?3 empty); the OR terms let SQLite use the finished_at and
-// ended_at indexes.
-const (
-	jobUsageQuery = `SELECT u.name, total(d), total(d * j.cpus / 1000.0), total(d * j.gpus) FROM (
-		SELECT job_id, max(0, min(COALESCE(finished_at, ?2), ?2) - max(started_at, ?1)) AS d FROM attempts
-		WHERE (finished_at IS NULL OR finished_at > ?1) AND started_at IS NOT NULL AND started_at < ?2) a
-		JOIN jobs j ON j.id = a.job_id JOIN users u ON u.id = j.user_id
-		WHERE ?3 = '' OR u.name = ?3 GROUP BY u.name`
-	sessionUsageQuery = `SELECT u.name, total(d), total(d * CASE WHEN gpus = '' THEN 0 ELSE length(gpus) - length(replace(gpus, ',', '')) + 1 END) FROM (
-		SELECT s.user_id, s.gpu_indices AS gpus, max(0, min(COALESCE(s.ended_at, ?2), ?2) - max(s.started_at, ?1)) AS d
-		FROM sessions s WHERE (s.ended_at IS NULL OR s.ended_at > ?1) AND s.started_at < ?2) s
-		JOIN users u ON u.id = s.user_id
-		WHERE ?3 = '' OR u.name = ?3
-		GROUP BY u.name`
+var liteUsage, pgUsage = newUsageQueries(
+	func(x string) string { return "total(" + x + ")" },
+	func(a, b string) string { return "max(" + a + ", " + b + ")" },
+	func(a, b string) string { return "min(" + a + ", " + b + ")" },
+), newUsageQueries(
+	func(x string) string { return "COALESCE(SUM(CAST(" + x + " AS DOUBLE PRECISION)), 0)" },
+	func(a, b string) string { return "GREATEST(" + a + ", " + b + ")" },
+	func(a, b string) string { return "LEAST(" + a + ", " + b + ")" },
 )
+
+// newUsageQueries writes the queries: the pools' node time; and the
+// attempts and sessions of the window (?1, ?2), of one user (?3) or of
+// every user (?3 empty), where the OR terms let the store use the
+// finished_at and ended_at indexes.
+func newUsageQueries(sum func(string) string, greatest, least func(a, b string) string) usageQueries {
+	clip := func(end, start string) string {
+		return greatest("0", least(end, "?2")+" - "+greatest(start, "?1"))
+	}
+	return usageQueries{
+		pools: `SELECT pool, ` + sum(clip(nodeEnd, "created_at")) + `
+			FROM nodes WHERE created_at < ?2 AND ` + nodeEnd + ` > ?1 GROUP BY pool`,
+		jobs: `SELECT u.name, ` + sum("d") + `, ` + sum("d * j.cpus / 1000.0") + `, ` + sum("d * j.gpus") + ` FROM (
+			SELECT job_id, ` + clip("COALESCE(finished_at, ?2)", "started_at") + ` AS d FROM attempts
+			WHERE (finished_at IS NULL OR finished_at > ?1) AND started_at IS NOT NULL AND started_at < ?2) a
+			JOIN jobs j ON j.id = a.job_id JOIN users u ON u.id = j.user_id
+			WHERE ?3 = '' OR u.name = ?3 GROUP BY u.name`,
+		sessions: `SELECT u.name, ` + sum("d") + `, ` + sum("d * CASE WHEN gpus = '' THEN 0 ELSE length(gpus) - length(replace(gpus, ',', '')) + 1 END") + ` FROM (
+			SELECT s.user_id, s.gpu_indices AS gpus, ` + clip("COALESCE(s.ended_at, ?2)", "s.started_at") + ` AS d
+			FROM sessions s WHERE (s.ended_at IS NULL OR s.ended_at > ?1) AND s.started_at < ?2) s
+			JOIN users u ON u.id = s.user_id
+			WHERE ?3 = '' OR u.name = ?3
+			GROUP BY u.name`,
+	}
+}
+
+func (db *DB) usageQueries() usageQueries {
+	if db.pg {
+		return pgUsage
+	}
+	return liteUsage
+}
 
 // Usage reports the use of the window [since, until], grouped by. By pool,
 // it has every pool that exists and every pool with node time in the
@@ -61,7 +88,7 @@ func (db *DB) Usage(ctx context.Context, since, until time.Time, by dspool.Usage
 }
 
 func (db *DB) poolUsage(ctx context.Context, since, until time.Time) ([]dspool.PoolUsage, error) {
-	secs, err := db.sums(ctx, poolUsageQuery, 1, since, until)
+	secs, err := db.sums(ctx, db.usageQueries().pools, 1, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +114,11 @@ func (db *DB) poolUsage(ctx context.Context, since, until time.Time) ([]dspool.P
 }
 
 func (db *DB) userUsage(ctx context.Context, since, until time.Time, user string) ([]dspool.UserUsage, error) {
-	jobs, err := db.sums(ctx, jobUsageQuery, 3, since, until, user)
+	jobs, err := db.sums(ctx, db.usageQueries().jobs, 3, since, until, user)
 	if err != nil {
 		return nil, err
 	}
-	sessions, err := db.sums(ctx, sessionUsageQuery, 2, since, until, user)
+	sessions, err := db.sums(ctx, db.usageQueries().sessions, 2, since, until, user)
 	if err != nil {
 		return nil, err
 	}
