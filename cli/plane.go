@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -54,10 +55,13 @@ type planeOptions struct {
 	// machine's name and addresses).
 	Advertise []string `json:"advertise"`
 	// InsecureHTTP serves plain HTTP instead of HTTPS, on loopback only.
-	InsecureHTTP bool            `json:"insecure_http"`
-	Data         string          `json:"data"`
-	Share        string          `json:"share"`
-	NodeGrace    dspool.Duration `json:"node_grace"`
+	InsecureHTTP bool   `json:"insecure_http"`
+	Data         string `json:"data"`
+	// Store is where the store is: a postgres:// URL, or "" for the SQLite
+	// file DATA/dspool.db.
+	Store     string          `json:"store"`
+	Share     string          `json:"share"`
+	NodeGrace dspool.Duration `json:"node_grace"`
 	// NodeGoneAfter is how long a node stays lost before it is gone.
 	NodeGoneAfter dspool.Duration `json:"node_gone_after"`
 	KillGrace     dspool.Duration `json:"kill_grace"`
@@ -96,7 +100,50 @@ func (o *planeOptions) flags(c *cobra.Command) {
 	f.Var((*durationFlag)(&o.FairShareHalfLife), "fair-share-half-life", "how long until a second of a user's or team's use counts half in their fair share (default 168h)")
 	f.Var((*durationFlag)(&o.ReserveAfter), "reserve-after", "how long a queued job waits before it goes first and reserves the node it needs, which smaller jobs then use only if they end before it starts (default 10m)")
 	f.IntVar(&o.UIDBase, "uid-base", 0, "first uid/gid given to users on a new store (default 20000)")
+	storeFlag(c, &o.Store)
 	o.OIDC.flags(c)
+}
+
+// storeFlag is --store, the store's PostgreSQL database.
+func storeFlag(c *cobra.Command, v *string) {
+	c.Flags().Var((*storeValue)(v), "store", "the store: a postgres:// URL of a database of its own (password in PGPASSWORD or a pgpass file, PGPASSFILE); default the SQLite file DATA/dspool.db")
+}
+
+// storeValue is --store. It is checked by checkStoreFlag, whose errors do
+// not repeat it, as flag errors do.
+type storeValue string
+
+func (v *storeValue) String() string { return store.Redact(string(*v)) }
+func (v *storeValue) Type() string   { return "url" }
+func (v *storeValue) Set(s string) error {
+	*v = storeValue(s)
+	return nil
+}
+
+// checkStoreFlag checks --store: a PostgreSQL URL with no password in it,
+// as a command line is seen by everyone on the machine (ps).
+func checkStoreFlag(s string) error {
+	if s == "" {
+		return nil
+	}
+	if err := checkStore(s); err != nil {
+		return dspool.Invalid("--store", "%v", err)
+	}
+	if store.Redact(s) != s {
+		return dspool.Invalid("--store", "a password on the command line is seen by everyone on this machine (ps): give it in PGPASSWORD, or in a pgpass file (PGPASSFILE), or in the server config's store")
+	}
+	return nil
+}
+
+// checkStore checks a store's URL before anything is started.
+func checkStore(s string) error {
+	if !store.IsPostgres(s) {
+		return fmt.Errorf("%q is not a postgres:// URL: give one, e.g. postgres://dspool@db.example.com/dspool, or leave it out for the SQLite file in the data directory", store.Redact(s))
+	}
+	if _, err := url.Parse(s); err != nil {
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	return nil
 }
 
 const trustedProxyHelp = "a load balancer (address or network, e.g. 10.0.0.0/8) whose X-Forwarded-For/Proto/Host headers are believed"
@@ -242,13 +289,20 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 			return fail(fmt.Errorf("share: %w", err))
 		}
 	}
-	dbPath := filepath.Join(o.Data, "dspool.db")
-	db, err := store.Open(ctx, dbPath, store.Options{UIDBase: o.UIDBase})
+	where := o.Store
+	if where == "" {
+		where = filepath.Join(o.Data, "dspool.db")
+	}
+	db, err := store.Open(ctx, where, store.Options{UIDBase: o.UIDBase})
 	if err != nil {
 		return fail(err)
 	}
-	for _, f := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
-		_ = os.Chmod(f, 0o600)
+	if o.Store == "" {
+		for _, f := range []string{where, where + "-wal", where + "-shm"} {
+			_ = os.Chmod(f, 0o600)
+		}
+	} else {
+		log.Info("the store is a PostgreSQL database", "store", store.Redact(where))
 	}
 	if o.UIDBase != 0 {
 		if base, err := db.UIDBase(ctx); err == nil && base != o.UIDBase {

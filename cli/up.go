@@ -51,6 +51,9 @@ and running it again on the same directory takes them over.`,
 			if nodes < 0 || nodes > maxUpNodes {
 				return dspool.Invalid("--nodes", "must be between 0 and %d", maxUpNodes)
 			}
+			if err := checkStoreFlag(o.Store); err != nil {
+				return err
+			}
 			if o.Share == "" {
 				var inside bool
 				o.Share, inside = defaultShareDir(o.Data, defaultData && os.Geteuid() == 0)
@@ -309,7 +312,7 @@ func (a *App) login(ctx context.Context, p *plane, admin *dspool.User) (string, 
 }
 
 func (a *App) serverCmd() *cobra.Command {
-	var file string
+	var file, storeURL string
 	var proxies, advertise []string
 	var keep retentionFlags
 	c := &cobra.Command{
@@ -330,7 +333,8 @@ func (a *App) serverCmd() *cobra.Command {
   tls_cert: /etc/dspool/tls.crt
   tls_key: /etc/dspool/tls.key
   insecure_http: false       # true: plain HTTP, on a loopback listen address only
-  data: /var/lib/dspool      # the store
+  data: /var/lib/dspool      # keys, certificates and (without store) the SQLite store
+  store: postgres://dspool@db.example.com/dspool  # or none: DATA/dspool.db (PGPASSWORD or PGPASSFILE for the password)
   share: /mnt/dspool         # where this machine mounts the share (to read job logs)
   admin: admin               # first admin, created on a new store
   node_grace: 30s
@@ -376,6 +380,17 @@ DATA/admin-token (mode 0600).`,
 			if o.Share == "" {
 				return dspool.Invalid("share", "%s: give the directory where this machine mounts the share", file)
 			}
+			if err := checkStoreFlag(storeURL); err != nil {
+				return err
+			}
+			if storeURL != "" {
+				o.Store = storeURL
+			}
+			if o.Store != "" {
+				if err := checkStore(o.Store); err != nil {
+					return dspool.Invalid("store", "%s: %v", file, err)
+				}
+			}
 			o.TrustedProxies = append(o.TrustedProxies, proxies...)
 			o.Advertise = append(o.Advertise, advertise...)
 			keep.apply(cmd, &o.Retention)
@@ -383,6 +398,7 @@ DATA/admin-token (mode 0600).`,
 		},
 	}
 	c.Flags().StringVar(&file, "config", "", "server config file (YAML)")
+	storeFlag(c, &storeURL)
 	c.Flags().Var((*proxiesFlag)(&proxies), "trusted-proxy", trustedProxyHelp+", besides the config's trusted_proxies; repeat for more")
 	c.Flags().StringSliceVar(&advertise, "advertise", nil, "names and addresses agents and users reach the API by, besides the config's advertise")
 	keep.add(c)

@@ -44,6 +44,10 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		return // the caller left
 	}
 	defer s.backups.release()
+	if s.db.Postgres() {
+		s.fail(w, r, dspool.Errorf(dspool.EInvalid, "the store is a PostgreSQL database, which dspool backup does not copy: back it up with pg_dump --format=custom (docs/guide.md, \"Backup and restore\"), with DATA's keys beside it"))
+		return
+	}
 	store := s.db.Path()
 	dir := filepath.Dir(store)
 	stale, _ := filepath.Glob(store + backupSuffix + "*")

@@ -40,6 +40,21 @@ func (db *DB) CreateUserAvoiding(ctx context.Context, name string, admin bool, h
 	if err := dspool.ValidateName("name", name); err != nil {
 		return nil, err
 	}
+	// Another control plane on the same database may take the uid picked
+	// here before this one commits: its unique index refuses the second,
+	// which picks again.
+	for try := 0; ; try++ {
+		u, err := db.createUser(ctx, name, admin, host)
+		if !errors.Is(err, errUIDTaken) || try == 20 {
+			return u, err
+		}
+	}
+}
+
+// errUIDTaken is a new user's uid taken by another writer meanwhile.
+var errUIDTaken = errors.New("the uid picked for the new user was taken meanwhile")
+
+func (db *DB) createUser(ctx context.Context, name string, admin bool, host []dspool.HostAccount) (*dspool.User, error) {
 	var u *dspool.User
 	err := db.tx(ctx, func(tx *sql.Tx) error {
 		uid, err := freeUID(tx, name, host)
@@ -53,8 +68,11 @@ func (db *DB) CreateUserAvoiding(ctx context.Context, name string, admin bool, h
 		_, err = tx.Exec(`INSERT INTO users (name, uid, gid, admin, created_at) VALUES (?, ?, ?, ?, ?)`,
 			name, uid, uid, a, unixNano(db.now()))
 		if err != nil {
-			if isUnique(err) {
+			if isUniqueOn(err, "users", "name") {
 				return dspool.Errorf(dspool.EConflict, "user %s already exists", name)
+			}
+			if isUniqueOn(err, "users", "uid") {
+				return errUIDTaken
 			}
 			return fmt.Errorf("create user: %w", err)
 		}

@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/dspool/dspool"
@@ -49,5 +52,53 @@ func TestCreateUserSkipsHeldUIDs(t *testing.T) {
 	r, err := db.UIDRange(ctx)
 	if err != nil || r != (dspool.UIDRange{From: 30000, To: 31501}) {
 		t.Errorf("UIDRange = %+v %v, want 30000-31501", r, err)
+	}
+}
+
+// TestCreateUsersFromManyWriters: control planes on one store make users
+// at once; each user gets a uid of its own, and none fails.
+func TestCreateUsersFromManyWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	var dbs [4]*store.DB
+	for i := range dbs {
+		db, err := store.OpenAt(t, path, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		dbs[i] = db
+	}
+	const each = 25
+	var wg sync.WaitGroup
+	errs := make(chan error, len(dbs)*each)
+	for i, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range each {
+				if _, err := db.CreateUser(context.Background(), fmt.Sprintf("w%du%d", i, k), false); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	users, err := dbs[0].Users(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := map[int]string{}
+	for _, u := range users {
+		if other, ok := uids[u.UID]; ok {
+			t.Errorf("users %s and %s share uid %d", other, u.Name, u.UID)
+		}
+		uids[u.UID] = u.Name
+	}
+	if len(users) != len(dbs)*each {
+		t.Errorf("%d users, want %d", len(users), len(dbs)*each)
 	}
 }

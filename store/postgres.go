@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// PostgreSQL (docs/decisions/0036-postgresql-store.md) runs the same
+// PostgreSQL (docs/decisions/0037-postgresql-store.md) runs the same
 // statements as SQLite: they are written in the SQL both understand, with
 // SQLite's ? placeholders, which the connection below numbers for
 // PostgreSQL. The few that differ are chosen by db.sql. The schema is
@@ -250,6 +250,19 @@ func isUnique(err error) bool {
 		return pe.Code == "23505"
 	}
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// Postgres says whether the store is a PostgreSQL database.
+func (db *DB) Postgres() bool { return db.pg }
+
+// isUniqueOn says whether err is a write refused by the unique index of
+// table's column.
+func isUniqueOn(err error, table, column string) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505" && pe.ConstraintName == table+"_"+column+"_key"
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed: "+table+"."+column)
 }
 
 // sql picks the statement for the store's database: lite for SQLite, pg
