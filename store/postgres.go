@@ -25,7 +25,7 @@ import (
 // pgSchemaVersion is the schema version pgSchema is at. A migration after
 // it is written for both stores: migrations for SQLite, pgMigrations for
 // PostgreSQL.
-const pgSchemaVersion = 24
+const pgSchemaVersion = 20
 
 // pgMigrations[i] upgrades a PostgreSQL store from version
 // pgSchemaVersion+i to pgSchemaVersion+i+1.

@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestSchemasAgree: the PostgreSQL schema has the tables, columns, and
+// indexes that SQLite's migrations make, each column as nullable, so that
+// one set of statements serves both.
+func TestSchemasAgree(t *testing.T) {
+	if !OnPostgres() {
+		t.Skip("runs with the PostgreSQL run of these tests")
+	}
+	ctx := context.Background()
+	lite, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lite.Close()
+	pg, err := OpenAt(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if v := schemaVersion; v != pgSchemaVersion+len(pgMigrations) {
+		t.Fatalf("SQLite's schema is at version %d, PostgreSQL's at %d: write the migration for PostgreSQL too (pgMigrations)", v, pgSchemaVersion+len(pgMigrations))
+	}
+
+	columns := func(db *DB, q string) []string {
+		rows, err := db.r.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var table, col string
+			var notNull bool
+			if err := rows.Scan(&table, &col, &notNull); err != nil {
+				t.Fatal(err)
+			}
+			if table == "sqlite_sequence" || col == "rowid" && db.pg {
+				continue
+			}
+			out = append(out, table+"."+col+map[bool]string{true: " NOT NULL", false: ""}[notNull])
+		}
+		slices.Sort(out)
+		return out
+	}
+	l := columns(lite, `SELECT m.name, p.name, p."notnull" OR p.pk > 0 FROM sqlite_master m, pragma_table_info(m.name) p WHERE m.type = 'table'`)
+	p := columns(pg, `SELECT table_name, column_name, is_nullable = 'NO' FROM information_schema.columns WHERE table_schema = current_schema()`)
+	if !slices.Equal(l, p) {
+		t.Errorf("the schemas differ:\nonly SQLite's: %s\nonly PostgreSQL's: %s", strings.Join(minus(l, p), ", "), strings.Join(minus(p, l), ", "))
+	}
+
+	names := func(db *DB, q string) []string {
+		rows, err := db.r.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, n)
+		}
+		slices.Sort(out)
+		return out
+	}
+	li := names(lite, `SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL`)
+	pi := names(pg, `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexdef LIKE 'CREATE INDEX%' OR schemaname = current_schema() AND indexname IN (`+quoted(li)+`)`)
+	if !slices.Equal(li, pi) {
+		t.Errorf("the indexes differ:\nonly SQLite's: %s\nonly PostgreSQL's: %s", strings.Join(minus(li, pi), ", "), strings.Join(minus(pi, li), ", "))
+	}
+}
+
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func quoted(s []string) string {
+	q := make([]string, len(s))
+	for i, x := range s {
+		q[i] = "'" + x + "'"
+	}
+	return strings.Join(q, ", ")
+}
