@@ -98,3 +98,34 @@ func quoted(s []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// TestRefusesForeignDatabase: a PostgreSQL database with tables of
+// something else, or with a dspool schema newer than this dspool's, is
+// refused with an error that says so.
+func TestRefusesForeignDatabase(t *testing.T) {
+	if !OnPostgres() {
+		t.Skip("runs with the PostgreSQL run of these tests")
+	}
+	ctx := context.Background()
+	foreign := filepath.Join(t.TempDir(), "foreign")
+	raw := RawAt(t, foreign)
+	if _, err := raw.ExecContext(ctx, `CREATE TABLE invoices (id BIGINT)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAt(t, foreign, Options{}); err == nil || !strings.Contains(err.Error(), "a database of its own") {
+		t.Errorf("open a database with another's tables: %v, want a refusal asking for a database of its own", err)
+	}
+
+	newer := filepath.Join(t.TempDir(), "newer")
+	db, err := OpenAt(t, newer, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := RawAt(t, newer).ExecContext(ctx, `UPDATE meta SET value = '1000' WHERE key = 'schema_version'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenAt(t, newer, Options{}); err == nil || !strings.Contains(err.Error(), "upgrade dspool") {
+		t.Errorf("open a store of a newer dspool: %v, want a refusal saying to upgrade dspool", err)
+	}
+}
