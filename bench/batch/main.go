@@ -22,6 +22,7 @@ import (
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
 	"github.com/dspool/dspool/bench/internal/host"
+	"github.com/dspool/dspool/internal/pgtest"
 )
 
 const (
@@ -82,6 +83,7 @@ func main() {
 	noPeer := flag.Bool("no-peer", false, "do not run the Slurm peer")
 	peer := flag.String("peer", "bench/peers/slurm.sh", "the Slurm peer's script")
 	keep := flag.Bool("keep", false, "keep the temporary directory (dspool's data and log)")
+	pg := flag.Bool("postgres", false, "also measure submissions, makespan and latency with dspool's store on PostgreSQL (a throwaway cluster of Debian's, fsync on), beside SQLite")
 	flag.Parse()
 	n := Sizes{API: 10000, CLI: 200, Makespan: 1000, Latency: 50, Array: 1000, Chain: 100, BigArray: 100000, Preempt: 5}
 	if *short {
@@ -89,13 +91,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, n, *bin, *jsonOut, *peer, *noPeer, *keep); err != nil {
+	if err := run(ctx, n, *bin, *jsonOut, *peer, *noPeer, *keep, *pg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep bool) error {
+func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep, pg bool) error {
 	load := host.Load1()
 	tmp, done, err := host.TempDir("dspool-bench-", keep)
 	if err != nil {
@@ -107,11 +109,32 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 			return err
 		}
 	}
-	res, err := benchDspool(ctx, bin, tmp, n)
+	res, err := benchDspool(ctx, bin, tmp, n, "")
 	if err != nil {
 		return fmt.Errorf("dspool: %w (its log: %s; keep it with -keep)", err, filepath.Join(tmp, "up.log"))
 	}
 	res.Load1Before = load
+	if pg {
+		dir := filepath.Join(tmp, "postgres")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		c, err := pgtest.Start(true)
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		where, err := pgtest.NewDatabaseURL(c.URL)
+		if err != nil {
+			return err
+		}
+		host.Logf("the same on a PostgreSQL store")
+		on, err := benchDspool(ctx, bin, dir, n, where)
+		if err != nil {
+			return fmt.Errorf("dspool on PostgreSQL: %w (its log: %s; keep it with -keep)", err, filepath.Join(dir, "up.log"))
+		}
+		defer reportStores(os.Stdout, res, on)
+	}
 
 	var slurm map[string]any
 	peerNote := "skipped (-no-peer)"
@@ -124,13 +147,15 @@ func run(ctx context.Context, n Sizes, bin, jsonOut, peer string, noPeer, keep b
 	return report(os.Stdout, jsonOut, n, res, slurm, peerNote)
 }
 
-// benchDspool starts `dspool up` with the two pools and runs every measurement.
-func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error) {
+// benchDspool starts `dspool up` with the two pools and runs every
+// measurement; with store (a PostgreSQL URL) it runs on that store, and
+// only the submissions, the makespan and the latency.
+func benchDspool(ctx context.Context, bin, dir string, n Sizes, store string) (*Result, error) {
 	r := &Result{}
 	// The jobs run as the admin `up` creates; as root its agents create
 	// that account, which is removed once they have stopped, if it is new.
 	defer host.NewAccount(benchAdmin)()
-	up, err := startUp(ctx, bin, dir)
+	up, err := startUp(ctx, bin, dir, store)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +237,9 @@ func benchDspool(ctx context.Context, bin, dir string, n Sizes) (*Result, error)
 	r.LatencyP50Ms, r.LatencyP90Ms = lat[(len(lat)+1)/2-1], lat[(9*len(lat)+9)/10-1]
 	r.LatencyMinMs, r.LatencyMaxMs = lat[0], lat[len(lat)-1]
 	host.Logf("latency: min %.1f p50 %.1f p90 %.1f max %.1f ms", r.LatencyMinMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyMaxMs)
+	if store != "" {
+		return r, nil
+	}
 	if err := benchArrays(ctx, up, n, r); err != nil {
 		return nil, err
 	}
@@ -230,7 +258,7 @@ type upProc struct {
 	done   chan struct{}
 }
 
-func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
+func startUp(ctx context.Context, bin, dir, store string) (*upProc, error) {
 	log, err := os.Create(filepath.Join(dir, "up.log"))
 	if err != nil {
 		return nil, err
@@ -238,6 +266,9 @@ func startUp(ctx context.Context, bin, dir string) (*upProc, error) {
 	u := &upProc{config: filepath.Join(dir, "config.json"), done: make(chan struct{})}
 	u.cmd = exec.Command(bin, "up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--ssh-listen", "off",
 		"--heartbeat", "200ms", "--nodes", "0", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase()))
+	if store != "" {
+		u.cmd.Args = append(u.cmd.Args, "--store", store)
+	}
 	u.cmd.Env = append(os.Environ(), "DSPOOL_CONFIG="+u.config)
 	u.cmd.Stdout, u.cmd.Stderr = log, log
 	if err := u.cmd.Start(); err != nil {

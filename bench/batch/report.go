@@ -148,3 +148,25 @@ func num(f float64) string {
 	}
 	return fmt.Sprintf("%.3g", f)
 }
+
+// reportStores prints the figures measured on both stores side by side.
+func reportStores(w io.Writer, lite, pg *Result) {
+	fmt.Fprintln(w, "\nthe store: SQLite (the default) against PostgreSQL, same run")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "figure\tSQLite\tPostgreSQL\tPostgreSQL/SQLite\t")
+	row := func(name string, a, b float64, higherBetter bool) {
+		ratio := b / a
+		if !higherBetter {
+			ratio = a / b
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f×\t\n", name, a, b, ratio)
+	}
+	row("API submissions/s", lite.APISubmitPerS, pg.APISubmitPerS, true)
+	row("API cancels/s", lite.APICancelPerS, pg.APICancelPerS, true)
+	row("CLI submissions/s", lite.CLISubmitPerS, pg.CLISubmitPerS, true)
+	row("makespan s", lite.MakespanS, pg.MakespanS, false)
+	row("submit -> start p50 ms", lite.LatencyP50Ms, pg.LatencyP50Ms, false)
+	row("submit -> start p90 ms", lite.LatencyP90Ms, pg.LatencyP90Ms, false)
+	tw.Flush()
+	fmt.Fprintln(w, "(the last column is PostgreSQL's speed as a share of SQLite's: 1.00× is as fast, target ≥ 0.50×)")
+}
