@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -33,6 +34,9 @@ type DB struct {
 	// pg: the store is a PostgreSQL database (postgres.go), not an
 	// SQLite file.
 	pg bool
+	// fence is the term of the lease this store writes under; 0 for none
+	// (lease.go).
+	fence atomic.Int64
 }
 
 // Options configures Open.
@@ -174,6 +178,8 @@ var migrations = []string{
 	`ALTER TABLE jobs ADD COLUMN preemptible INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE jobs ADD COLUMN preempt_requested INTEGER NOT NULL DEFAULT 0;`,
+	// the leader's lease among control planes on one database (lease.go).
+	leasesMigration,
 }
 
 const schema = `
@@ -350,13 +356,33 @@ func (db *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return db.written(db.commit(ctx, fn))
 }
 
-// exec is one write outside a transaction.
+// exec is one write outside a transaction: in one of its own where the
+// store is fenced.
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if db.fence.Load() != 0 {
+		var res sql.Result
+		err := db.tx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, err = tx.ExecContext(ctx, query, args...)
+			return err
+		})
+		return res, err
+	}
 	res, err := db.w.ExecContext(ctx, query, args...)
 	return res, db.written(err)
 }
 
 func (db *DB) commit(ctx context.Context, fn func(*sql.Tx) error) error {
+	return db.commitUnfenced(ctx, func(tx *sql.Tx) error {
+		if err := db.leading(ctx, tx); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// commitUnfenced runs fn in a write transaction whoever leads.
+func (db *DB) commitUnfenced(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -29,7 +29,10 @@ const pgSchemaVersion = 20
 
 // pgMigrations[i] upgrades a PostgreSQL store from version
 // pgSchemaVersion+i to pgSchemaVersion+i+1.
-var pgMigrations = []string{}
+var pgMigrations = []string{
+	// 21: the leader's lease among control planes (lease.go).
+	leasesMigration,
+}
 
 // IsPostgres says whether where names a PostgreSQL database (a postgres://
 // or postgresql:// URL) rather than an SQLite file.
