@@ -79,6 +79,9 @@ type planeOptions struct {
 	// getenv reads the environment, and the secrets guardProcess moved
 	// out of it.
 	getenv func(string) string
+	// lead is the lease this control plane leads under, with its store
+	// (PostgreSQL; nil for none).
+	lead *leadership
 }
 
 func (o *planeOptions) flags(c *cobra.Command) {
@@ -293,8 +296,10 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	if where == "" {
 		where = filepath.Join(o.Data, "dspool.db")
 	}
-	db, err := store.Open(ctx, where, store.Options{UIDBase: o.UIDBase})
-	if err != nil {
+	var db *store.DB
+	if o.lead != nil {
+		db = o.lead.db
+	} else if db, err = store.Open(ctx, where, store.Options{UIDBase: o.UIDBase}); err != nil {
 		return fail(err)
 	}
 	if o.Store == "" {

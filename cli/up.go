@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -413,9 +414,27 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.Store != "" {
+		if o.lead, err = awaitLead(ctx, o, log); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while standing by
+			}
+			return err
+		}
+	}
 	p, err := startPlane(ctx, o, kinds, log)
 	if err != nil {
+		if o.lead != nil {
+			o.lead.db.Close()
+		}
 		return err
+	}
+	var lost atomic.Bool
+	if o.lead != nil {
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		go o.lead.keep(ctx, log, func() { lost.Store(true); stop() })
 	}
 	if err := p.startProviders(kinds, o, log); err != nil {
 		p.close()
@@ -453,6 +472,9 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 		}
 	}
 	p.serve(ctx)
+	if lost.Load() {
+		return errLostLead
+	}
 	return nil
 }
 
