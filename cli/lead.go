@@ -20,7 +20,7 @@ import (
 )
 
 // Control planes on one PostgreSQL store take turns at leading
-// (docs/decisions/0038-leading-control-planes.md): `dspool server` stands by
+// (docs/decisions/0039-leading-control-planes.md): `dspool server` stands by
 // until it holds the store's lease, then starts as after a restart, and
 // stops when it cannot renew the lease in time, as another may then lead.
 

@@ -414,6 +414,7 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 	if err != nil {
 		return err
 	}
+	var lost atomic.Bool
 	if o.Store != "" {
 		if o.lead, err = awaitLead(ctx, o, log); err != nil {
 			if ctx.Err() != nil {
@@ -421,20 +422,21 @@ func (a *App) serve(ctx context.Context, o planeOptions) error {
 			}
 			return err
 		}
+		// The lease is kept from now on, while the control plane starts.
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		go o.lead.keep(ctx, log, func() { lost.Store(true); stop() })
 	}
 	p, err := startPlane(ctx, o, kinds, log)
 	if err != nil {
 		if o.lead != nil {
 			o.lead.db.Close()
 		}
+		if lost.Load() {
+			return errLostLead
+		}
 		return err
-	}
-	var lost atomic.Bool
-	if o.lead != nil {
-		var stop context.CancelFunc
-		ctx, stop = context.WithCancel(ctx)
-		defer stop()
-		go o.lead.keep(ctx, log, func() { lost.Store(true); stop() })
 	}
 	if err := p.startProviders(kinds, o, log); err != nil {
 		p.close()

@@ -37,6 +37,9 @@ type DB struct {
 	// fence is the term of the lease this store writes under; 0 for none
 	// (lease.go).
 	fence atomic.Int64
+	// lw is the connection the lease is kept on, apart from the writer's
+	// (PostgreSQL; db.w on SQLite), so that no write delays a renewal.
+	lw *sql.DB
 }
 
 // Options configures Open.
@@ -342,6 +345,9 @@ func (db *DB) Close() error {
 	err := db.w.Close()
 	if err2 := db.r.Close(); err == nil {
 		err = err2
+	}
+	if db.lw != nil {
+		db.lw.Close()
 	}
 	return err
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // Control planes on one PostgreSQL database take turns (docs/decisions/
-// 0038-leading-control-planes.md): one leads while it holds the lease and
+// 0039-leading-control-planes.md): one leads while it holds the lease and
 // renews it; the others stand by and take it once it has expired. Each
 // taking raises the lease's term, the fencing token: a store fenced at a
 // term (Fence) writes only while that term leads, checked in the write's
@@ -51,7 +51,7 @@ func (db *DB) dbNow() string {
 // taking raises the term. Either way it returns the lease as it is.
 func (db *DB) Campaign(ctx context.Context, holder, address string, ttl time.Duration) (l Lease, led bool, err error) {
 	now := db.dbNow()
-	err = db.commitUnfenced(ctx, func(tx *sql.Tx) error {
+	err = db.leaseTx(ctx, func(tx *sql.Tx) error {
 		var term int64
 		err := tx.QueryRowContext(ctx, `INSERT INTO leases (name, holder, address, term, expires_at)
 			VALUES ('leader', ?, ?, 1, `+now+` + ?)
@@ -75,7 +75,7 @@ func (db *DB) Campaign(ctx context.Context, holder, address string, ttl time.Dur
 // Renew extends the lease of term, held by holder, by ttl from now. It
 // fails with ErrLostLead once another has taken it.
 func (db *DB) Renew(ctx context.Context, term int64, holder string, ttl time.Duration) error {
-	return db.commitUnfenced(ctx, func(tx *sql.Tx) error {
+	return db.leaseTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = `+db.dbNow()+` + ? WHERE name = 'leader' AND term = ? AND holder = ?`,
 			ttl.Nanoseconds(), term, holder)
 		if err != nil {
@@ -91,7 +91,7 @@ func (db *DB) Renew(ctx context.Context, term int64, holder string, ttl time.Dur
 // Resign gives the lease of term up, so that a control plane standing by
 // takes it at once.
 func (db *DB) Resign(ctx context.Context, term int64, holder string) error {
-	return db.commitUnfenced(ctx, func(tx *sql.Tx) error {
+	return db.leaseTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = 0 WHERE name = 'leader' AND term = ? AND holder = ?`, term, holder)
 		return err
 	})
@@ -137,4 +137,20 @@ func (db *DB) leading(ctx context.Context, tx *sql.Tx) error {
 		return ErrLostLead
 	}
 	return err
+}
+
+// leaseTx runs fn in a transaction on the lease's connection.
+func (db *DB) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if db.lw == nil {
+		return db.commitUnfenced(ctx, fn)
+	}
+	tx, err := db.lw.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

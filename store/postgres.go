@@ -79,11 +79,14 @@ func openPostgres(ctx context.Context, where string, opts Options) (*DB, error) 
 	r := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	db := &DB{w: w, r: r, path: "", pg: true, submit: make(chan *submitReq, 1024), done: make(chan struct{}), now: opts.Now,
+	lw := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	lw.SetMaxOpenConns(1)
+	db := &DB{w: w, r: r, lw: lw, path: "", pg: true, submit: make(chan *submitReq, 1024), done: make(chan struct{}), now: opts.Now,
 		room: newRoom("", 0)}
 	if err := db.migratePostgres(ctx, opts.UIDBase); err != nil {
 		w.Close()
 		r.Close()
+		lw.Close()
 		return nil, fmt.Errorf("store %s: %w", Redact(where), err)
 	}
 	go db.submitLoop()
