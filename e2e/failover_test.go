@@ -256,30 +256,7 @@ func newReadyBalancer(t *testing.T, backends []string) *readyBalancer {
 			}
 		}
 	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				to := lb.ready()
-				if to == "" {
-					return
-				}
-				b, err := net.Dial("tcp", to)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				both := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(b, c); both <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, b); both <- struct{}{} }()
-				<-both
-			}()
-		}
-	}()
+	go forward(ln, lb.ready)
 	if !lb.waitReady(backends[0], 15*time.Second) {
 		t.Fatalf("no backend of the balancer became ready")
 	}

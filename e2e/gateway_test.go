@@ -239,27 +239,34 @@ func tcpBalancer(t *testing.T, ports []string) string {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
+	go forward(ln, func() string { return "127.0.0.1:" + ports[int(n.Add(1))%len(ports)] })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// forward accepts connections on ln until it is closed, and joins each to
+// a connection to the address pick gives ("": none, and it is closed).
+func forward(ln net.Listener, pick func() string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		to := pick()
+		go func() {
+			defer c.Close()
+			if to == "" {
+				return
+			}
+			b, err := net.Dial("tcp", to)
 			if err != nil {
 				return
 			}
-			port := ports[int(n.Add(1))%len(ports)]
-			go func() {
-				defer c.Close()
-				b, err := net.Dial("tcp", "127.0.0.1:"+port)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				done := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(b, c); done <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, b); done <- struct{}{} }()
-				<-done
-			}()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
+			defer b.Close()
+			done := make(chan struct{}, 2)
+			go func() { _, _ = io.Copy(b, c); done <- struct{}{} }()
+			go func() { _, _ = io.Copy(c, b); done <- struct{}{} }()
+			<-done
+		}()
+	}
 }

@@ -389,7 +389,12 @@ func (db *DB) commit(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // commitUnfenced runs fn in a write transaction whoever leads.
 func (db *DB) commitUnfenced(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.w.BeginTx(ctx, nil)
+	return commitOn(ctx, db.w, fn)
+}
+
+// commitOn runs fn in a transaction on c.
+func commitOn(ctx context.Context, c *sql.DB, fn func(*sql.Tx) error) error {
+	tx, err := c.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}

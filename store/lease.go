@@ -144,13 +144,5 @@ func (db *DB) leaseTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if db.lw == nil {
 		return db.commitUnfenced(ctx, fn)
 	}
-	tx, err := db.lw.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return commitOn(ctx, db.lw, fn)
 }
