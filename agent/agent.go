@@ -24,8 +24,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspool/dspool"
@@ -93,6 +95,9 @@ type Config struct {
 
 // Agent is a running node agent.
 type Agent struct {
+	// term is the highest term of a leading control plane this agent has
+	// been answered by (api.LeaderTermHeader).
+	term     atomic.Int64
 	cfg      Config
 	log      *slog.Logger
 	root     bool
@@ -488,6 +493,14 @@ func (ag *Agent) session(ctx context.Context) error {
 	conn, br, hdr, err := ag.dial(ctx)
 	if err != nil {
 		return err
+	}
+	if t := hdr.Get(api.LeaderTermHeader); t != "" {
+		term, _ := strconv.ParseInt(t, 10, 64)
+		if seen := ag.term.Load(); term < seen {
+			conn.Close()
+			return fmt.Errorf("the control plane that answered leads under term %d, and another has led since (term %d): it no longer leads; connecting again", term, seen)
+		}
+		ag.term.Store(term)
 	}
 	grace, _ := time.ParseDuration(hdr.Get(api.NodeGraceHeader))
 	ag.connected(grace)

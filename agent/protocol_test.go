@@ -30,6 +30,9 @@ type scriptedPlane struct {
 	beats   chan *api.Heartbeat
 	replies chan *api.HeartbeatReply
 	sess    chan *yamux.Session
+	// terms, when set, are the leader's terms the n-th connection is
+	// answered with (api.LeaderTermHeader), one per connection.
+	terms chan string
 }
 
 func newScriptedPlane(t *testing.T) *scriptedPlane {
@@ -40,7 +43,11 @@ func newScriptedPlane(t *testing.T) *scriptedPlane {
 		if err != nil {
 			return
 		}
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n%s: 1h\r\n\r\n", api.AgentUpgrade, api.NodeGraceHeader)
+		term := ""
+		if p.terms != nil {
+			term = fmt.Sprintf("%s: %s\r\n", api.LeaderTermHeader, <-p.terms)
+		}
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n%s: 1h\r\n%s\r\n", api.AgentUpgrade, api.NodeGraceHeader, term)
 		_ = brw.Flush()
 		sess, err := yamux.Server(&bufConn{Conn: conn, r: brw.Reader}, api.MuxConfig())
 		if err != nil {
@@ -203,4 +210,35 @@ func TestStalePushDoesNotStartAgain(t *testing.T) {
 	if b, _ := os.ReadFile(ran); strings.Count(string(b), "ran") != 1 {
 		t.Errorf("the attempt ran %d times, want once", strings.Count(string(b), "ran"))
 	}
+}
+
+// TestAgentRefusesAnOlderLeader: once answered by a control plane leading
+// under a term, an agent refuses a connection answered under an older one
+// (a control plane that lost the lead and does not know it yet) and
+// connects again, to the newer.
+func TestAgentRefusesAnOlderLeader(t *testing.T) {
+	p := newScriptedPlane(t)
+	p.terms = make(chan string, 3)
+	for _, term := range []string{"5", "4", "6"} {
+		p.terms <- term
+	}
+	scriptedAgent(t, p)
+	first := <-p.sess
+	p.beat()
+	p.reply(&api.HeartbeatReply{Interval: dspool.Duration(time.Hour), Seq: 1})
+	first.Close()
+
+	older := <-p.sess
+	select {
+	case <-older.CloseChan():
+	case hb := <-p.beats:
+		t.Fatalf("the agent sent a heartbeat (%+v) on a connection of term 4 after one of term 5", hb)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent kept a connection of term 4 after one of term 5")
+	}
+
+	newer := <-p.sess
+	p.beat()
+	p.reply(&api.HeartbeatReply{Interval: dspool.Duration(time.Hour), Seq: 2})
+	newer.Close()
 }

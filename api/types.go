@@ -409,6 +409,13 @@ const AgentUpgrade = "dspool-agent/1"
 // docs/decisions/0014-an-attempt-never-runs-beside-its-retry.md).
 const NodeGraceHeader = "Dspool-Node-Grace"
 
+// LeaderTermHeader, in the server's answer to the agent connection, is the
+// term of the lease the control plane leads under, where control planes
+// take turns on one store (docs/decisions/0039-leading-control-planes.md).
+// An agent refuses a connection answered with a term below the highest it
+// has seen: that control plane no longer leads.
+const LeaderTermHeader = "Dspool-Leader-Term"
+
 // HeardHeader is set on every answer of the server's heartbeat handler,
 // errors included, once it has recorded the contact: the agent counts
 // only such answers as contact when it fences itself.

@@ -44,6 +44,14 @@ type leadership struct {
 	term   int64
 }
 
+// termOf is the lease's term; 0 for none.
+func (ld *leadership) termOf() int64 {
+	if ld == nil {
+		return 0
+	}
+	return ld.term
+}
+
 // awaitLead opens the store and stands by, answering the API with where
 // the leader is, until it takes the lead. The store it returns is fenced
 // at the lease's term.

@@ -352,7 +352,7 @@ func startPlane(ctx context.Context, o planeOptions, kinds *autoscale.Registry, 
 	}
 	srv := server.New(server.Config{Kinds: kinds, JoinURL: joinURL(o, ln, link.cert != nil), SSHHostKey: hostKey, SSHCiphers: o.SSHCiphers, SSHPasswordAuth: o.SSHPasswordAuth, Store: db, Share: o.Share, ShareID: shareID, CAPin: link.pin, Logger: log, NodeGrace: time.Duration(o.NodeGrace),
 		NodeGoneAfter: time.Duration(o.NodeGoneAfter), KillGrace: time.Duration(o.KillGrace), Heartbeat: time.Duration(o.Heartbeat), Version: Version, OIDC: oidc, Secrets: keys,
-		TrustedProxies: proxies, WorkTokenKey: workKey, Retention: o.Retention, SSHAddress: listenAddr(sln),
+		TrustedProxies: proxies, WorkTokenKey: workKey, LeaderTerm: o.lead.termOf(), Retention: o.Retention, SSHAddress: listenAddr(sln),
 		FairShare: fairshare.Config{HalfLife: time.Duration(o.FairShareHalfLife), ReserveAfter: time.Duration(o.ReserveAfter)}})
 	if len(proxies) > 0 {
 		log.Info("X-Forwarded-For, -Proto and -Host are believed from the trusted proxies alone", "trusted_proxies", proxies)

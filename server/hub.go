@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -185,6 +186,9 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(api.NodeGraceHeader, h.s.cfg.NodeGrace.String())
+	if h.s.cfg.LeaderTerm > 0 {
+		w.Header().Set(api.LeaderTermHeader, strconv.FormatInt(h.s.cfg.LeaderTerm, 10))
+	}
 	conn, err := h.s.switchProtocols(w, r, api.AgentUpgrade)
 	if err != nil {
 		return

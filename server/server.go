@@ -59,6 +59,9 @@ type Config struct {
 	// NodeGrace is how long a node may be silent before its attempts are
 	// marked node_lost (default 30s).
 	NodeGrace time.Duration
+	// LeaderTerm is the term of the store's lease this control plane leads
+	// under, which agents are told; 0 where it is the only one.
+	LeaderTerm int64
 	// NodeGoneAfter is how long a node stays lost before it is gone
 	// (default 10m); it comes back if its agent connects again.
 	NodeGoneAfter time.Duration
