@@ -128,9 +128,21 @@ heartbeat: 200ms
 		}()
 	}
 
+	// Before each kill a job starts that runs through the failover: it
+	// must end as its first attempt, not be run again.
+	var through []int64
 	var failovers []time.Duration
 	leader := 0
 	for kill := range *failoverKills {
+		long, err := cl.SubmitJob(ctx, &dspool.JobSpec{Command: []string{"sh", "-c", "echo $DSPOOL_JOB_ID >> ran; sleep 4"},
+			CPUs: 100, Memory: 32 << 20, IdempotencyKey: fmt.Sprintf("e2e-failover-long-%d", kill)}, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		through = append(through, long.ID)
+		mu.Lock()
+		acked[long.ID] = "long"
+		mu.Unlock()
 		time.Sleep(1500 * time.Millisecond)
 		if lb.ready() != addrs[leader] {
 			t.Fatalf("kill %d: the balancer sends to %q, want the leader %s", kill+1, lb.ready(), addrs[leader])
@@ -181,6 +193,11 @@ heartbeat: 200ms
 		if n := strings.Count(string(b), "\n"); n != 1 {
 			twice++
 			t.Errorf("job %d ran %d times, want once", id, n)
+		}
+	}
+	for _, id := range through {
+		if j := all[id]; j != nil && j.Attempt != 1 {
+			t.Errorf("job %d, running when the leader was killed, ended as attempt %d, want its first to run on", id, j.Attempt)
 		}
 	}
 	slices.Sort(failovers)
