@@ -7,7 +7,8 @@
 // first and hands it over: the child inherits the locked descriptor, so the
 // lock is held from before the fork until the agent exits, whatever happens
 // to the provider meanwhile. The agent keeps the descriptor it was handed
-// and records itself in STATE/agent.pid (pid, start time, boot, executable).
+// and records itself in STATE/agent.pid (pid, start time, boot, executable),
+// then writes its pid in the lock file, which held "starting" until then.
 // A later provider that finds the lock held therefore knows that an agent of
 // the directory runs or is about to, and waits for its record rather than
 // starting a second one. Both files are in the state directory, which only
@@ -54,9 +55,14 @@ type Record struct {
 	Exe string `json:"exe,omitempty"`
 }
 
+// starting is what the lock file holds from TryLock until the agent it was
+// handed to writes its pid there.
+const starting = "starting"
+
 // TryLock takes the lock of the state directory dir for an agent about to
-// be started, which HandOver gives it. It returns a nil file and no error
-// when another process holds the lock: an agent of dir runs, or is starting.
+// be started, which HandOver gives it, and marks it as held for an agent on
+// its way (Starting). It returns a nil file and no error when another
+// process holds the lock: an agent of dir runs, or is starting.
 func TryLock(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, LockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -69,7 +75,23 @@ func TryLock(dir string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
 	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(starting+"\n"), 0)
 	return f, nil
+}
+
+// Starting says whether the lock of dir, held, was taken by TryLock for an
+// agent that has not yet written its pid there (nor its record, which it
+// writes first). Otherwise its holder is an agent that wrote its pid:
+// recorded if it was handed its lock, not if it was started otherwise (by
+// hand, or by an earlier version).
+func Starting(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, LockName))
+	if err != nil {
+		return false
+	}
+	s := strings.TrimSpace(string(b))
+	return s == starting || s == "" // "": between a truncation and a write
 }
 
 // HandOver makes cmd's process inherit lock, from TryLock, as the lock of
@@ -136,14 +158,16 @@ func Take(dir string, handed *os.File) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("%s is running with state directory %s: it is this node's agent already; stop it first, or give this one its own --state", holder, dir)
 	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The record first: a pid in the lock tells a provider that the
+	// record, if any is coming, is there.
 	if handed != nil {
 		if err := Write(dir, os.Getpid()); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("record the agent in %s: %w", dir, err)
 		}
 	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return f, nil
 }
 

@@ -47,10 +47,12 @@ func recordAgent(state string, pid int) error { return agentlock.Write(state, pi
 // findOrLock returns the agent running for the state directory state (see
 // findAgent), or the directory's lock, taken for the agent the caller is
 // to start and hand it to. While another process holds the lock and no
-// running agent is recorded, an agent is starting there (a run that started
-// it died before it could record it; the agent records itself as soon as
-// it runs): it waits for its record, or for the lock, up to wait. Then, and
-// on other errors, it returns neither, and an error.
+// running agent is recorded, and the lock says that it was taken for an
+// agent on its way, that agent is starting there (a run that started it
+// died before it could record it; the agent records itself as soon as it
+// runs): it waits for its record, or for the lock, up to wait. Then, when
+// the holder wrote its pid without a record, and on other errors, it
+// returns neither, and an error.
 func findOrLock(state string, args []string, wait time.Duration) (*liveAgent, *os.File, error) {
 	deadline := time.Now().Add(wait)
 	for {
@@ -64,11 +66,21 @@ func findOrLock(state string, args []string, wait time.Duration) (*liveAgent, *o
 			// says: an agent holds it from before its start to its end.
 			return nil, lock, err
 		}
+		if !agentlock.Starting(state) {
+			// An agent that wrote its pid in the lock but no record
+			// of itself: started by hand, or by an earlier version
+			// whose pid file was lost. Unless it has recorded itself
+			// meanwhile, this run's agent is refused while it runs.
+			if live, _ := findAgent(state, args); live != nil {
+				return live, nil, nil
+			}
+			return nil, nil, fmt.Errorf("another agent holds the lock of %s, and no pid file names it", state)
+		}
 		if time.Now().After(deadline) {
 			if ferr != nil {
 				return nil, nil, ferr
 			}
-			return nil, nil, fmt.Errorf("a process holds the lock of %s, and no agent recorded itself there for %s", state, wait)
+			return nil, nil, fmt.Errorf("a process holds the lock of %s for an agent that has not started in %s", state, wait)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -131,3 +131,31 @@ func TestAgentStartedJustBeforeACrash(t *testing.T) {
 		})
 	}
 }
+
+// TestFindOrLockWaitsOnlyForAnAgentOnItsWay: a lock taken for an agent
+// about to start is waited for; one held by an agent that wrote its pid but
+// no record (started by hand) is not, and neither is taken.
+func TestFindOrLockWaitsOnlyForAnAgentOnItsWay(t *testing.T) {
+	state := t.TempDir()
+	handed, err := agentlock.TryLock(state)
+	if err != nil || handed == nil {
+		t.Fatal(handed, err)
+	}
+	began := time.Now()
+	live, lock, err := findOrLock(state, nil, 300*time.Millisecond)
+	if live != nil || lock != nil || err == nil || time.Since(began) < 300*time.Millisecond {
+		t.Fatalf("a lock held for an agent on its way: %v, %v, %v after %s; want an error after the wait", live, lock, err, time.Since(began))
+	}
+	handed.Close()
+
+	byHand, err := agentlock.Take(state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byHand.Close()
+	began = time.Now()
+	live, lock, err = findOrLock(state, nil, 10*time.Second)
+	if live != nil || lock != nil || err == nil || time.Since(began) > 5*time.Second {
+		t.Fatalf("a lock held by an agent started by hand: %v, %v, %v after %s; want an error at once", live, lock, err, time.Since(began))
+	}
+}
