@@ -82,7 +82,9 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 		return w, false, nil
 	}
 	defer s.hub.pauseHeartbeats(id)()
-	s.hub.setState(id, dspool.NodeDraining)
+	// The store first, then the connection: a connection attached
+	// meanwhile reads the store after its attach (hub.settle), so that one
+	// or the other tells it (placeMu keeps the scheduler out until both).
 	_, err = s.db.ChangeNode(ctx, id, func(n *dspool.Node) bool {
 		if n.State == dspool.NodeDraining || n.State == dspool.NodeGone {
 			return false
@@ -90,6 +92,7 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 		n.State = dspool.NodeDraining
 		return true
 	})
+	s.hub.setState(id, dspool.NodeDraining)
 	if err != nil {
 		return w, false, err
 	}
