@@ -49,6 +49,10 @@ type Config struct {
 	Name      string // node name; default the hostname
 	// StateDir keeps the node's identity and credential (mode 0600).
 	StateDir string
+	// StateLock is the lock of StateDir that the process which started
+	// the agent took for it and handed over (agentlock.Inherited), or nil:
+	// the agent then takes it itself.
+	StateLock *os.File
 	// Share is where this machine mounts the share.
 	Share string
 	// Inventory overrides; zero means detect.
@@ -221,7 +225,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
-	lock, err := lockState(cfg.StateDir)
+	lock, err := lockState(cfg.StateDir, cfg.StateLock)
 	if err != nil {
 		return nil, err
 	}

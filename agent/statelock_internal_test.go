@@ -12,11 +12,11 @@ import (
 // the directory is free again.
 func TestLockState(t *testing.T) {
 	dir := t.TempDir()
-	first, err := lockState(dir)
+	first, err := lockState(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = lockState(dir)
+	_, err = lockState(dir, nil)
 	if err == nil {
 		t.Fatal("a second lock on a state directory in use was granted")
 	}
@@ -26,7 +26,7 @@ func TestLockState(t *testing.T) {
 		}
 	}
 	first.Close()
-	again, err := lockState(dir)
+	again, err := lockState(dir, nil)
 	if err != nil {
 		t.Fatalf("the state directory is still locked after its agent went: %v", err)
 	}

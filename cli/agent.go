@@ -10,6 +10,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/agent"
+	"github.com/dspool/dspool/internal/agentlock"
 	"github.com/spf13/cobra"
 )
 
@@ -40,7 +41,13 @@ agent stops its work and exits.`,
 			if err := a.guardProcess(); err != nil {
 				return err
 			}
-			var err error
+			// The lock of the state directory that `dspool up` took for
+			// this agent before starting it, if it did.
+			lock, err := agentlock.Inherited()
+			if err != nil {
+				return err
+			}
+			cfg.StateLock = lock
 			if cpus != "" {
 				if cfg.CPUs, err = dspool.ParseCPU(cpus); err != nil {
 					return dspool.Invalid("--cpus", "%v", err)

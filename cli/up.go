@@ -150,7 +150,11 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 		tokens[pool] = t
 		return t, nil
 	}
-	prov := local.New(local.Options{Exe: exe, Server: p.agentURL, DataDir: o.Data, Share: o.Share, Logger: log, JoinToken: joinToken})
+	localOpts := local.Options{Exe: exe, Server: p.agentURL, DataDir: o.Data, Share: o.Share, Logger: log, JoinToken: joinToken}
+	if localTestHooks != nil {
+		localTestHooks(&localOpts)
+	}
+	prov := local.New(localOpts)
 	if err := resumeLocal(ctx, p.db, prov, o.Data, log); err != nil {
 		p.close()
 		return err
@@ -207,6 +211,10 @@ func (a *App) up(ctx context.Context, o planeOptions, nodes int, nodesSet bool) 
 	<-served
 	return nil
 }
+
+// localTestHooks, nil but in a binary built for the end-to-end tests (the
+// build tag dspool_testhooks), sets the local provider's test hooks.
+var localTestHooks func(*local.Options)
 
 // resumeLocal starts again the agents of local pools' nodes from the last
 // run, which kept their state, or adopts those still running, and retires

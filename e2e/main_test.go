@@ -55,7 +55,8 @@ func run(m *testing.M) int {
 	}
 	root := filepath.Dir(string(bytes.TrimSpace(out)))
 	bin = filepath.Join(dir, "dspool")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/dspool")
+	// With the test hooks that only tests use (cli/testhooks.go).
+	build := exec.Command("go", "build", "-tags", "dspool_testhooks", "-o", bin, "./cmd/dspool")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build dspool: %v\n%s", err, out)

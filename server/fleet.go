@@ -82,7 +82,9 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 		return w, false, nil
 	}
 	defer s.hub.pauseHeartbeats(id)()
-	s.hub.setState(id, dspool.NodeDraining)
+	// The store first, then the connection: a connection attached
+	// meanwhile reads the store after its attach (hub.settle), so that one
+	// or the other tells it (placeMu keeps the scheduler out until both).
 	_, err = s.db.ChangeNode(ctx, id, func(n *dspool.Node) bool {
 		if n.State == dspool.NodeDraining || n.State == dspool.NodeGone {
 			return false
@@ -90,6 +92,7 @@ func (s *Server) drainNode(ctx context.Context, id string, idleOnly bool) (nodeW
 		n.State = dspool.NodeDraining
 		return true
 	})
+	s.hub.setState(id, dspool.NodeDraining)
 	if err != nil {
 		return w, false, err
 	}
@@ -356,14 +359,17 @@ func (s *Server) goNode(ctx context.Context, n *dspool.Node, kind, msg, sessionM
 }
 
 // goneAfterLost marks gone the nodes of nodes that have been silent for
-// the grace and NodeGoneAfter beyond it: lost ones, and failed ones.
+// NodeGoneAfter beyond the moment they were lost (lostAfter): lost ones,
+// and failed ones. Counted from the node grace instead, a node gone after
+// less than the kill grace and the margin was gone at the first pass after
+// it was lost.
 func (s *Server) goneAfterLost(ctx context.Context, nodes []*dspool.Node, now time.Time) {
 	for _, n := range nodes {
 		if n.State != dspool.NodeLost && n.State != dspool.NodeFailed {
 			continue
 		}
 		last, connected := s.lastContact(n)
-		if connected || now.Sub(last) <= s.cfg.NodeGrace+s.cfg.NodeGoneAfter {
+		if connected || now.Sub(last) <= s.lostAfter()+s.cfg.NodeGoneAfter {
 			continue
 		}
 		msg := fmt.Sprintf("no heartbeat since %s: %s for %s, so it is gone; it comes back if its agent connects again",

@@ -49,12 +49,15 @@ type agentConn struct {
 	hbMu   sync.Mutex // heartbeats of one agent are handled one at a time
 	// begun counts the heartbeats begun on this connection: it numbers
 	// their replies, and pushes carry it (pushMark).
-	begun   atomic.Uint64
-	boot    string
-	state   dspool.NodeState
-	inv     dspool.Inventory
-	usage   dspool.Usage
-	sentHdr bool
+	begun atomic.Uint64
+	boot  string
+	state dspool.NodeState
+	// stateSet: setState changed state since the connection was
+	// attached, which the store's state read after it must not undo.
+	stateSet bool
+	inv      dspool.Inventory
+	usage    dspool.Usage
+	sentHdr  bool
 	// accounts are the node's (dspool.Node.Accounts), for the scheduler.
 	accounts []dspool.HostAccount
 }
@@ -211,6 +214,9 @@ func (h *hub) connect(w http.ResponseWriter, r *http.Request) {
 	if old := h.attach(ac); old != nil {
 		old.sess.Close()
 	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	h.settle(sctx, ac)
+	cancel()
 	h.s.metrics.connects.Inc()
 	h.s.log.Info("agent connected", "node", node.ID, "name", node.Name, "remote", h.s.client(r).Addr)
 	_ = ac.srv.Serve(sess)
@@ -225,6 +231,24 @@ func (h *hub) attach(ac *agentConn) *agentConn {
 	h.conns[ac.node] = ac
 	h.seen[ac.node] = h.s.cfg.Now()
 	return old
+}
+
+// settle gives ac, just attached, the node's state as the store has it now:
+// the state it was made with was read before the connection was set up,
+// and a drain in between (while the node had no connection, so that the
+// drain's setState reached none) would otherwise let the scheduler place
+// work on the drained node until the agent's first report. A setState
+// since the attach is newer, and kept.
+func (h *hub) settle(ctx context.Context, ac *agentConn) {
+	n, err := h.s.db.Node(ctx, ac.node)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !ac.stateSet {
+		ac.state = n.State
+	}
 }
 
 // detach forgets ac, which has ended.
@@ -583,7 +607,7 @@ func (h *hub) setState(id string, st dspool.NodeState) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ac := h.conns[id]; ac != nil {
-		ac.state = st
+		ac.state, ac.stateSet = st, true
 	}
 }
 

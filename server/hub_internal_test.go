@@ -237,3 +237,31 @@ func TestAReportBeforeTheSessionsAreTakenUp(t *testing.T) {
 type roundTrip func(*http.Request) (*http.Response, error)
 
 func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDrainWhileAConnectionIsSetUp: a node drained while its agent
+// (re)connects, after the connection read the node and before it was
+// attached, takes no work on the new connection; and a change that reached
+// the attached connection is not undone by an older state of the store.
+func TestDrainWhileAConnectionIsSetUp(t *testing.T) {
+	s, n := hubServer(t)
+	ctx := context.Background()
+	ac := testConn(n) // made from the node as read before the drain: ready
+	if _, _, err := s.drainNode(ctx, n.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	s.hub.attach(ac)
+	s.hub.settle(ctx, ac)
+	if _, ok := s.hub.ready()[n.ID]; ok {
+		t.Fatal("a node drained while its connection was set up takes work over it")
+	}
+
+	// The store still says draining, as it did when the next connection
+	// read it; the connection has since been told ready.
+	bc := testConn(n)
+	s.hub.attach(bc)
+	s.hub.setState(n.ID, dspool.NodeReady)
+	s.hub.settle(ctx, bc)
+	if _, ok := s.hub.ready()[n.ID]; !ok {
+		t.Fatal("the store's older state undid a change made on the attached connection")
+	}
+}

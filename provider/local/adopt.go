@@ -2,62 +2,88 @@ package local
 
 // Adopting agents: a `dspool up` that crashed (or was killed with SIGKILL)
 // leaves its agents running, with their work. The next one finds each by the
-// pid file the provider wrote in the node's state directory when it started
-// it, and takes it over instead of starting a second agent for the node.
-// Since the agent is not its child, it watches it through a pidfd, and
-// believes a pid only when /proc shows the same process: the same boot, the
-// same start time, the same executable, and an agent's command line for
-// this state directory. A pid reused by another process is never taken for
-// the agent, and never signalled.
+// pid file in the node's state directory, and takes it over instead of
+// starting a second agent for the node. Since the agent is not its child,
+// it watches it through a pidfd, and believes a pid only when /proc shows
+// the same process: the same boot, the same start time, the same
+// executable, and an agent's command line for this state directory. A pid
+// reused by another process is never taken for the agent, and never
+// signalled.
+//
+// The provider writes the pid file once the agent has started, which a
+// crash can forestall: the agent runs from the fork on. So the provider
+// takes the state directory's lock before it starts an agent, and hands it
+// over (internal/agentlock): no agent of its runs without holding that lock,
+// and an agent handed its lock writes the pid file itself once it runs.
+// A lock held with no agent in the pid file is an agent on its way: the
+// next run waits for its record, and never starts a second agent beside it.
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
-	"github.com/dspool/dspool/internal/atomicfile"
+	"github.com/dspool/dspool/internal/agentlock"
 	"golang.org/x/sys/unix"
 )
 
 // pidFileName is the file, in a node's state directory, that names the
 // agent process running for it.
-const pidFileName = "agent.pid"
+const pidFileName = agentlock.RecordName
 
-// pidFile is what the provider records of an agent it started.
-type pidFile struct {
-	PID int `json:"pid"`
-	// Start is the process's start time, in clock ticks after boot
-	// (field 22 of /proc/PID/stat): with Boot, it tells the process from
-	// a later one given the same pid.
-	Start uint64 `json:"start"`
-	Boot  string `json:"boot"`
-	// Exe is where /proc/PID/exe pointed when it started ("" when /proc
-	// did not say).
-	Exe string `json:"exe,omitempty"`
-}
+// pidFile is what is recorded of an agent: by the provider that started
+// it, and by the agent itself once it holds its state directory's lock.
+type pidFile = agentlock.Record
 
 // recordAgent writes the pid file of the agent pid, just started in state.
 // The process is this one's child, not yet waited for, so its pid cannot
 // have been reused.
-func recordAgent(state string, pid int) error {
-	start, err := procStart(pid)
-	if err != nil {
-		return err
+func recordAgent(state string, pid int) error { return agentlock.Write(state, pid) }
+
+// findOrLock returns the agent running for the state directory state (see
+// findAgent), or the directory's lock, taken for the agent the caller is
+// to start and hand it to. While another process holds the lock and no
+// running agent is recorded, and the lock says that it was taken for an
+// agent on its way, that agent is starting there (a run that started it
+// died before it could record it; the agent records itself as soon as it
+// runs): it waits for its record, or for the lock, up to wait. Then, when
+// the holder wrote its pid without a record, and on other errors, it
+// returns neither, and an error.
+func findOrLock(state string, args []string, wait time.Duration) (*liveAgent, *os.File, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		live, ferr := findAgent(state, args)
+		if live != nil {
+			return live, nil, nil
+		}
+		lock, err := agentlock.TryLock(state)
+		if err != nil || lock != nil {
+			// Free, the lock says no agent runs, whatever the pid file
+			// says: an agent holds it from before its start to its end.
+			return nil, lock, err
+		}
+		if !agentlock.Starting(state) {
+			// An agent that wrote its pid in the lock but no record
+			// of itself: started by hand, or by an earlier version
+			// whose pid file was lost. Unless it has recorded itself
+			// meanwhile, this run's agent is refused while it runs.
+			if live, _ := findAgent(state, args); live != nil {
+				return live, nil, nil
+			}
+			return nil, nil, fmt.Errorf("another agent holds the lock of %s, and no pid file names it", state)
+		}
+		if time.Now().After(deadline) {
+			if ferr != nil {
+				return nil, nil, ferr
+			}
+			return nil, nil, fmt.Errorf("a process holds the lock of %s for an agent that has not started in %s", state, wait)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	boot, err := bootID()
-	if err != nil {
-		return err
-	}
-	exe, _ := procExe(pid)
-	b, _ := json.Marshal(pidFile{PID: pid, Start: start, Boot: boot, Exe: exe})
-	return atomicfile.Write(filepath.Join(state, pidFileName), append(b, '\n'), 0o600)
 }
 
 // liveAgent is an agent process found running for a state directory.
@@ -75,18 +101,14 @@ type liveAgent struct {
 // arguments (after the program) the provider starts the agent with now;
 // nil accepts any agent of this state directory.
 func findAgent(state string, args []string) (*liveAgent, error) {
-	b, err := os.ReadFile(filepath.Join(state, pidFileName))
+	pf, err := agentlock.Read(state)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var pf pidFile
-	if err := json.Unmarshal(b, &pf); err != nil || pf.PID <= 1 {
-		return nil, fmt.Errorf("%s: not a pid file", filepath.Join(state, pidFileName))
-	}
-	if boot, err := bootID(); err != nil || boot != pf.Boot {
+	if boot, err := agentlock.BootID(); err != nil || boot != pf.Boot {
 		return nil, err // an earlier boot's: nothing of it runs
 	}
 	// The pidfd first, then /proc: if the process at the pid is still the
@@ -109,7 +131,7 @@ func findAgent(state string, args []string) (*liveAgent, error) {
 // isAgent says whether the process pf names is still the agent that pf
 // recorded, running with state, and whether its arguments are args.
 func isAgent(pf pidFile, state string, args []string) (same, ok bool) {
-	start, err := procStart(pf.PID)
+	start, err := agentlock.ProcStart(pf.PID)
 	if err != nil || start != pf.Start {
 		return false, false
 	}
@@ -117,7 +139,7 @@ func isAgent(pf pidFile, state string, args []string) (same, ok bool) {
 	// dumpable) hides its executable from another user than root; the
 	// start time has already told it from any later process.
 	if pf.Exe != "" {
-		if exe, err := procExe(pf.PID); err == nil && exe != pf.Exe {
+		if exe, err := agentlock.ProcExe(pf.PID); err == nil && exe != pf.Exe {
 			return false, false
 		}
 	}
@@ -141,38 +163,6 @@ func hasPair(argv []string, flag, value string) bool {
 		}
 	}
 	return slices.Contains(argv, flag+"="+value)
-}
-
-// procStart is field 22 of /proc/PID/stat, the process's start time in
-// clock ticks after boot.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold any byte:
-	// the fields that follow start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the command name", pid, len(f))
-	}
-	return strconv.ParseUint(f[19], 10, 64) // field 3 is f[0]
-}
-
-// procExe is the executable of pid, as /proc shows it; a file replaced
-// since it started (an upgrade) still counts as the same path.
-func procExe(pid int) (string, error) {
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return strings.TrimSuffix(exe, " (deleted)"), err
-}
-
-func bootID() (string, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	return strings.TrimSpace(string(b)), err
 }
 
 // waitPidfd blocks until the process of fd has exited.

@@ -20,7 +20,7 @@ import (
 
 // stayingAgent stands in for `dspool agent` where adoption is tested: it
 // keeps its program and command line (no exec), and exits on SIGTERM.
-const stayingAgent = `trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 600 & wait`
+const stayingAgent = `trap 'kill $! 2>/dev/null; exit 0' TERM; sleep 600 3>&- & wait`
 
 // crash makes p forget its agents without stopping them, as a `dspool up`
 // killed with SIGKILL does; its agents keep running.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/internal/agentlock"
 	"github.com/dspool/dspool/internal/secretenv"
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +46,16 @@ type Options struct {
 	// RestartDelay is the least time between two starts of an agent that
 	// keeps exiting (default 2s).
 	RestartDelay time.Duration
+	// AdoptWait is how long a start waits for an agent that holds its
+	// state directory's lock to record itself, before it starts one anyway
+	// (which the lock refuses while the other runs; default 15s).
+	AdoptWait time.Duration
+	// Started is for tests alone: called right after an agent has started,
+	// before anything is recorded of it, where a crash of this process
+	// leaves an agent that only its lock tells of. True makes the start
+	// end there, the agent running and forgotten, as if this process had
+	// died.
+	Started func(name string, pid int) bool
 }
 
 // Provider runs agent processes; it implements autoscale.Provider.
@@ -88,6 +99,9 @@ func New(opts Options) *Provider {
 	}
 	if opts.RestartDelay == 0 {
 		opts.RestartDelay = 2 * time.Second
+	}
+	if opts.AdoptWait == 0 {
+		opts.AdoptWait = 15 * time.Second
 	}
 	return &Provider{opts: opts, procs: map[string]*proc{}}
 }
@@ -207,7 +221,11 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 		// The pool comes back as it was when `dspool up` starts again.
 		"--leave-on-stop=false"}
 	args = append(args, p.opts.ExtraArgs...)
-	live, err := findAgent(state, args)
+	// The agent an earlier run left, or the lock for the one started
+	// here: the lock is held from before the fork, and the agent keeps it,
+	// so that a run that dies before it has recorded the agent leaves the
+	// next run an agent it finds, never one it cannot see.
+	live, lock, err := findOrLock(state, args, p.opts.AdoptWait)
 	if err != nil {
 		p.opts.Logger.Warn("cannot tell whether an agent of an earlier run still runs for this node; starting one", "node", name, "err", err)
 	}
@@ -215,11 +233,19 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 		p.adopt(name, pool, token, live)
 		return nil
 	}
+	if lock != nil {
+		// Ours closes once the agent has started: the lock is the
+		// agent's from then on.
+		defer lock.Close()
+	}
 	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(p.opts.Exe, args...)
+	if lock != nil {
+		agentlock.HandOver(cmd, lock)
+	}
 	// The token reaches the agent in a sealed memory file, never in its
 	// environment block.
 	tokf, err := secretenv.Pass(cmd, map[string]string{"DSPOOL_JOIN_TOKEN": token})
@@ -237,6 +263,10 @@ func (p *Provider) start(name string, pool *dspool.Pool, token string, old *proc
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start local agent %s: %w", name, err)
+	}
+	if p.opts.Started != nil && p.opts.Started(name, cmd.Process.Pid) {
+		logf.Close()
+		return nil
 	}
 	if err := recordAgent(state, cmd.Process.Pid); err != nil {
 		p.opts.Logger.Warn("no pid file for the local agent: should this process crash, the next run cannot adopt it", "node", name, "err", err)
@@ -296,7 +326,10 @@ func (p *Provider) StopStrays(ctx context.Context) {
 		if !e.IsDir() || p.procs[e.Name()] != nil {
 			continue
 		}
-		live, err := findAgent(filepath.Join(dir, e.Name()), nil)
+		live, lock, err := findOrLock(filepath.Join(dir, e.Name()), nil, p.opts.AdoptWait)
+		if lock != nil {
+			lock.Close() // no agent runs there
+		}
 		if err != nil {
 			p.opts.Logger.Warn("cannot tell whether an agent of an earlier run still runs", "node", e.Name(), "err", err)
 		}
