@@ -287,12 +287,23 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 			t.Skip("the harness has no pool whose machines queue")
 		}
 		names := grow(t, h, h.Queued, 1)
-		inst, err := h.Provider.List(ctx, h.Queued)
-		if err != nil || len(inst) != 1 || inst[0].Name != names[0] {
-			t.Fatalf("List after growing a queued pool = %+v, %v", inst, err)
-		}
-		if in := inst[0]; in.State != autoscale.InstanceCreating || in.Err == nil || in.Err.Message == "" || in.Err.Class == "" {
-			t.Fatalf("a queued machine lists as %+v (err %v): want creating, with what it waits for", in, in.Err)
+		// An engine may tell why a machine waits a moment after it took
+		// it (a Kubernetes scheduler marks a pod unschedulable once it
+		// tried to place it): a few seconds' grace.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			inst, err := h.Provider.List(ctx, h.Queued)
+			if err != nil || len(inst) != 1 || inst[0].Name != names[0] {
+				t.Fatalf("List after growing a queued pool = %+v, %v", inst, err)
+			}
+			in := inst[0]
+			if in.State == autoscale.InstanceCreating && in.Err != nil && in.Err.Message != "" && in.Err.Class != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a queued machine lists as %+v (err %v): want creating, with what it waits for", in, in.Err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 	t.Run("the list policy bounds how often the engine is listed", func(t *testing.T) {

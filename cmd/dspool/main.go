@@ -13,6 +13,7 @@ import (
 
 	"github.com/dspool/dspool/cli"
 	"github.com/dspool/dspool/provider/azurevmss"
+	"github.com/dspool/dspool/provider/kubernetes"
 	"github.com/dspool/dspool/provider/slurm"
 )
 
@@ -20,7 +21,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The providers the control plane runs besides local and static,
 	// registered here and nowhere else.
-	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}), azurevmss.Kind(azurevmss.Options{}))
+	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}), azurevmss.Kind(azurevmss.Options{}),
+		kubernetes.Kind(kubernetes.Options{}))
 	stop()
 	os.Exit(code)
 }

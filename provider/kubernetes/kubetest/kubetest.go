@@ -1,0 +1,268 @@
+// Package kubetest runs a real Kubernetes API server for tests: Debian's
+// etcd and a kube-apiserver built from the Go module proxy
+// (.ci/kube-apiserver.sh), both on loopback, with no scheduler, controller
+// manager or kubelet. Kubelet stands in for the last two: it places pods
+// on its one node (or says why it cannot, as the scheduler would) and runs
+// each placed pod's command as a process of this machine. Where the
+// binaries are missing the tests skip, unless DSPOOL_REQUIRE_KUBERNETES=1
+// (CI), where that is a failure.
+package kubetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dspool/dspool/provider/kubernetes"
+)
+
+// Version is the kube-apiserver .ci/kube-apiserver.sh builds.
+const Version = "v1.37.2"
+
+// Cluster is an etcd and a kube-apiserver on loopback.
+type Cluster struct {
+	// URL is the API server's; Kubeconfig a file that reaches it as an
+	// admin (system:masters) with a token; Client a client of it.
+	URL, Kubeconfig string
+	Client          *kubernetes.Client
+	Token           string
+	dir             string
+	etcd, kapi      *exec.Cmd
+}
+
+// APIServer finds the kube-apiserver binary: $DSPOOL_KUBE_APISERVER,
+// where .ci/kube-apiserver.sh keeps it, or on the PATH ("" if none).
+func APIServer() string {
+	if p := os.Getenv("DSPOOL_KUBE_APISERVER"); p != "" {
+		return p
+	}
+	dir := os.Getenv("DSPOOL_KUBE_CACHE")
+	if dir == "" {
+		dir = "/var/cache/dspool-ci"
+	}
+	if p := filepath.Join(dir, "kube-apiserver-"+Version); isExec(p) {
+		return p
+	}
+	p, _ := exec.LookPath("kube-apiserver")
+	return p
+}
+
+func isExec(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode()&0o111 != 0
+}
+
+// Start starts a cluster. A nil cluster with a reason says what is
+// missing to run one.
+func Start() (*Cluster, string, error) {
+	kapi := APIServer()
+	if kapi == "" {
+		return nil, "no kube-apiserver: build one with .ci/kube-apiserver.sh, or set DSPOOL_KUBE_APISERVER", nil
+	}
+	etcd, err := exec.LookPath("etcd")
+	if err != nil {
+		return nil, "no etcd: apt-get install etcd-server", nil
+	}
+	base := ""
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		base = "/dev/shm" // etcd fsyncs each write: memory makes that cheap
+	}
+	dir, err := os.MkdirTemp(base, "dspool-kube-")
+	if err != nil {
+		return nil, "", err
+	}
+	c := &Cluster{dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Stop()
+		}
+	}()
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, "", err
+	}
+	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	c.etcd = exec.Command(etcd, "--name", "kubetest", "--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "kubetest="+peer,
+		"--log-level", "warn")
+	if err := start(c.etcd, filepath.Join(dir, "etcd.log")); err != nil {
+		return nil, "", err
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, "", err
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err := os.WriteFile(filepath.Join(dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
+		return nil, "", err
+	}
+	var tok [16]byte
+	_, _ = rand.Read(tok[:])
+	c.Token = hex.EncodeToString(tok[:])
+	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(c.Token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return nil, "", err
+	}
+	port := strconv.Itoa(ports[2])
+	c.URL = "https://127.0.0.1:" + port
+	// Without a controller manager no "default" service account exists,
+	// which the ServiceAccount admission plugin would require of every
+	// pod; a loopback advertise address needs no endpoint reconciler.
+	c.kapi = exec.Command(kapi, "--etcd-servers="+client, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port="+port, "--cert-dir="+filepath.Join(dir, "certs"),
+		"--service-account-issuer="+c.URL, "--service-account-key-file="+filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"), "--authorization-mode=RBAC",
+		"--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount",
+		"--service-cluster-ip-range=10.96.0.0/24", "--watch-cache=true")
+	if err := start(c.kapi, filepath.Join(dir, "kube-apiserver.log")); err != nil {
+		return nil, "", err
+	}
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: kubetest, cluster: {server: %q, certificate-authority: certs/apiserver.crt}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: kubetest, context: {cluster: kubetest, user: admin, namespace: default}}]
+current-context: kubetest
+`, c.URL, c.Token)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "certs", "apiserver.crt")); err == nil {
+			if err := os.WriteFile(c.Kubeconfig, []byte(kc), 0o600); err != nil {
+				return nil, "", err
+			}
+			if c.Client, err = kubernetes.NewClient(kubernetes.Config{Kubeconfig: c.Kubeconfig}); err == nil {
+				var b []byte
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err = c.Client.Do(ctx, http.MethodGet, "/readyz", nil, &b)
+				cancel()
+				if err == nil && string(b) == "ok" {
+					break
+				}
+			}
+		}
+		if c.kapi.ProcessState != nil || time.Now().After(deadline) {
+			return nil, "", fmt.Errorf("kube-apiserver did not become ready: %s", tail(filepath.Join(dir, "kube-apiserver.log")))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ok = true
+	return c, "", nil
+}
+
+func start(cmd *exec.Cmd, log string) error {
+	f, err := os.Create(log)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Start()
+	f.Close()
+	if err != nil {
+		return err
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// Log returns the end of the API server's log.
+func (c *Cluster) Log() string { return tail(filepath.Join(c.dir, "kube-apiserver.log")) }
+
+// Stop stops the API server and etcd and removes their files.
+func (c *Cluster) Stop() {
+	for _, cmd := range []*exec.Cmd{c.kapi, c.etcd} {
+		if cmd == nil || cmd.Process == nil {
+			continue
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		deadline := time.Now().Add(10 * time.Second)
+		for cmd.ProcessState == nil && processAlive(cmd.Process.Pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = cmd.Process.Kill()
+	}
+	os.RemoveAll(c.dir)
+}
+
+func processAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// Namespace makes a namespace.
+func (c *Cluster) Namespace(ctx context.Context, name string) error {
+	return c.Client.Do(ctx, http.MethodPost, "/api/v1/namespaces", map[string]any{
+		"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name}}, nil)
+}
+
+// Quota makes a ResourceQuota that allows no pod in namespace ns, with
+// the status a quota controller would give it.
+func (c *Cluster) Quota(ctx context.Context, ns string) error {
+	path := "/api/v1/namespaces/" + ns + "/resourcequotas"
+	if err := c.Client.Do(ctx, http.MethodPost, path, map[string]any{"apiVersion": "v1", "kind": "ResourceQuota",
+		"metadata": map[string]any{"name": "no-pods"}, "spec": map[string]any{"hard": map[string]string{"pods": "0"}}}, nil); err != nil {
+		return err
+	}
+	return c.Client.Do(ctx, http.MethodPatch, path+"/no-pods/status", map[string]any{"status": map[string]any{
+		"hard": map[string]string{"pods": "0"}, "used": map[string]string{"pods": "0"}}}, nil)
+}
+
+// Skip skips t for want of a cluster, or fails it where
+// DSPOOL_REQUIRE_KUBERNETES=1.
+func Skip(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("DSPOOL_REQUIRE_KUBERNETES") == "1" {
+		t.Fatalf("DSPOOL_REQUIRE_KUBERNETES=1, but %s", why)
+	}
+	t.Skip(why)
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
