@@ -179,7 +179,7 @@ func TestConformance(t *testing.T) {
 func TestPodSpec(t *testing.T) {
 	s := map[string]any{"namespace": "ml", "image": "registry.example/dspool:1", "command": []string{"/usr/local/bin/dspool", "agent"},
 		"node_selector": map[string]string{"accelerator": "a100"}, "share_claim": "dspool-share", "share": "/mnt/dspool",
-		"tolerations": []map[string]any{{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}},
+		"tolerations":    []map[string]any{{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}},
 		"priority_class": "batch", "image_pull_secrets": []string{"regcred"}}
 	pool := newPool(t, s, dspool.NodeSize{CPUs: 1500, Memory: 8 << 30, GPUs: 2})
 	var set kubernetes.Settings
@@ -252,8 +252,8 @@ func TestSettings(t *testing.T) {
 		{"image only", map[string]any{"image": "dspool:1"}, ""},
 		{"all", map[string]any{"image": "dspool:1", "namespace": "ml", "kubeconfig": "/etc/dspool/kubeconfig", "context": "prod",
 			"command": []string{"/bin/dspool", "agent"}, "image_pull_policy": "Always", "image_pull_secrets": []string{"reg"},
-			"node_selector": map[string]string{"node.kubernetes.io/instance-type": "g5.xlarge"},
-			"tolerations":   []map[string]any{{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}},
+			"node_selector":  map[string]string{"node.kubernetes.io/instance-type": "g5.xlarge"},
+			"tolerations":    []map[string]any{{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}},
 			"priority_class": "high", "service_account": "dspool-agent", "share": "/mnt/d", "share_claim": "share", "state": "/var/lib/d", "privileged": true}, ""},
 		{"no image", map[string]any{}, "pools[0].provider.image"},
 		{"unknown setting", map[string]any{"image": "d", "zone": "x"}, "pools[0].provider.zone"},
