@@ -67,6 +67,17 @@ func (k *Kubelet) StartedAt(name string) time.Time {
 	return k.Started[name]
 }
 
+// StartedTimes returns when each pod was marked Running.
+func (k *Kubelet) StartedTimes() []time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]time.Time, 0, len(k.Started))
+	for _, at := range k.Started {
+		out = append(out, at)
+	}
+	return out
+}
+
 // Serve does the node's work until ctx ends, then stops every process it
 // started.
 func (k *Kubelet) Serve(ctx context.Context) {

@@ -12,17 +12,23 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,3 +272,62 @@ func freePorts(n int) ([]int, error) {
 	}
 	return out, nil
 }
+
+// Call is one request a Recorder passed on.
+type Call struct {
+	At     time.Time
+	Method string // WATCH for a watch
+	Path   string
+}
+
+// Recorder is a proxy in front of the API server that records every
+// request, for counting what a client asks of it.
+type Recorder struct {
+	// Kubeconfig reaches the API server through the proxy, as the admin.
+	Kubeconfig string
+	srv        *httptest.Server
+	mu         sync.Mutex
+	calls      []Call
+}
+
+// Record starts a recording proxy.
+func (c *Cluster) Record() (*Recorder, error) {
+	target, _ := url.Parse(c.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // loopback, to the server's self-signed certificate
+	rp.FlushInterval = -1                                                                  // watches stream
+	r := &Recorder{}
+	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		m := req.Method
+		if req.URL.Query().Get("watch") == "1" || req.URL.Query().Get("watch") == "true" {
+			m = "WATCH"
+		}
+		r.mu.Lock()
+		r.calls = append(r.calls, Call{At: time.Now(), Method: m, Path: req.URL.Path})
+		r.mu.Unlock()
+		rp.ServeHTTP(w, req)
+	}))
+	r.Kubeconfig = filepath.Join(c.dir, fmt.Sprintf("kubeconfig-recorder-%d", time.Now().UnixNano()))
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: recorder, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: recorder, context: {cluster: recorder, user: admin}}]
+current-context: recorder
+`, r.srv.URL, c.Token)
+	if err := os.WriteFile(r.Kubeconfig, []byte(kc), 0o600); err != nil {
+		r.srv.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Calls returns the requests so far.
+func (r *Recorder) Calls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+// Close stops the proxy.
+func (r *Recorder) Close() { r.srv.CloseClientConnections(); r.srv.Close() }
