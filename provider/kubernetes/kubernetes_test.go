@@ -459,3 +459,63 @@ echo '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","s
 		t.Errorf("namespace %q, want the context's", c.Namespace())
 	}
 }
+
+// TestMinimalRBAC: the Role the guide and decision 0036 give is all the
+// provider needs: a user with only it grows, lists, watches and removes.
+func TestMinimalRBAC(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	const ns = "rbac"
+	if err := cluster.Namespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	rbac := "/apis/rbac.authorization.k8s.io/v1/namespaces/" + ns
+	role := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": map[string]any{"name": "dspool-pools"},
+		"rules": []map[string]any{
+			{"apiGroups": []string{""}, "resources": []string{"pods"}, "verbs": []string{"create", "delete", "list", "watch"}},
+			{"apiGroups": []string{""}, "resources": []string{"secrets"}, "verbs": []string{"create", "delete", "patch"}}}}
+	binding := map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": map[string]any{"name": "dspool-pools"},
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "dspool-pools"},
+		"subjects": []map[string]any{{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dspool"}}}
+	prov := kubernetes.New(kubernetes.Options{Share: "/srv/share", Timeout: 20 * time.Second})
+	t.Cleanup(prov.Close)
+	pool := newPool(t, map[string]any{"namespace": ns, "kubeconfig": cluster.UserKubeconfig}, small)
+	// Without the Role: refused, in the API server's words, with what to do.
+	_, err := prov.Grow(ctx, providertest.Request(pool, 1))
+	if err == nil || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), "0036") {
+		t.Fatalf("Grow without the Role: %v, want forbidden, naming the decision with the Role", err)
+	}
+	if err := cluster.Client.Do(ctx, http.MethodPost, rbac+"/roles", role, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Client.Do(ctx, http.MethodPost, rbac+"/rolebindings", binding, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The API server's authorizer learns of the binding through its own
+	// watch: a moment.
+	var names []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if names, err = prov.Grow(ctx, providertest.Request(pool, 2)); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("Grow with the Role: %v", err)
+	}
+	in, err := prov.List(ctx, pool)
+	if err != nil || len(in) != 2 {
+		t.Fatalf("List with the Role: %+v, %v", in, err)
+	}
+	if err := prov.Remove(ctx, pool, names); err != nil {
+		t.Fatalf("Remove with the Role: %v", err)
+	}
+	in, err = prov.List(ctx, pool)
+	if err != nil || len(in) != 0 {
+		t.Fatalf("List after Remove: %+v, %v", in, err)
+	}
+	for _, n := range names {
+		if _, err := getSecret(t, ns, n); !kubernetes.IsNotFound(err) {
+			t.Errorf("Secret %s after Remove: %v", n, err)
+		}
+	}
+}

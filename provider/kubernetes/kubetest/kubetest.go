@@ -45,6 +45,9 @@ type Cluster struct {
 	URL, Kubeconfig string
 	Client          *kubernetes.Client
 	Token           string
+	// UserKubeconfig reaches the API server as user "dspool", who may
+	// do nothing until a Role allows it.
+	UserKubeconfig string
 	dir             string
 	etcd, kapi      *exec.Cmd
 }
@@ -121,10 +124,12 @@ func Start() (*Cluster, string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
 		return nil, "", err
 	}
-	var tok [16]byte
+	var tok, utok [16]byte
 	_, _ = rand.Read(tok[:])
+	_, _ = rand.Read(utok[:])
 	c.Token = hex.EncodeToString(tok[:])
-	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(c.Token+",admin,admin,system:masters\n"), 0o600); err != nil {
+	userToken := hex.EncodeToString(utok[:])
+	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(c.Token+",admin,admin,system:masters\n"+userToken+",dspool,dspool\n"), 0o600); err != nil {
 		return nil, "", err
 	}
 	port := strconv.Itoa(ports[2])
@@ -150,6 +155,10 @@ users: [{name: admin, user: {token: %q}}]
 contexts: [{name: kubetest, context: {cluster: kubetest, user: admin, namespace: default}}]
 current-context: kubetest
 `, c.URL, c.Token)
+	c.UserKubeconfig = filepath.Join(dir, "kubeconfig-user")
+	if err := os.WriteFile(c.UserKubeconfig, []byte(strings.Replace(kc, c.Token, userToken, 1)), 0o600); err != nil {
+		return nil, "", err
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "certs", "apiserver.crt")); err == nil {
