@@ -48,8 +48,8 @@ type Cluster struct {
 	// UserKubeconfig reaches the API server as user "dspool", who may
 	// do nothing until a Role allows it.
 	UserKubeconfig string
-	dir             string
-	etcd, kapi      *exec.Cmd
+	dir            string
+	etcd, kapi     *exec.Cmd
 }
 
 // APIServer finds the kube-apiserver binary: $DSPOOL_KUBE_APISERVER,
