@@ -47,8 +47,9 @@ type Config struct {
 	Kubeconfig, Context string
 }
 
-// inCluster is where Kubernetes mounts a pod's service account.
-const inCluster = "/var/run/secrets/kubernetes.io/serviceaccount"
+// inCluster is where Kubernetes mounts a pod's service account (a
+// variable for tests).
+var inCluster = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // NewClient returns a client of the cluster cfg names.
 func NewClient(cfg Config) (*Client, error) {

@@ -519,3 +519,64 @@ func TestMinimalRBAC(t *testing.T) {
 		}
 	}
 }
+
+// TestInCluster: in a pod (KUBERNETES_SERVICE_HOST set, a service account
+// mounted), a pool with no kubeconfig reaches the API server with the
+// pod's token and CA, in the pod's namespace.
+func TestInCluster(t *testing.T) {
+	need(t)
+	dir := t.TempDir()
+	ca, err := os.ReadFile(filepath.Join(filepath.Dir(cluster.Kubeconfig), "certs", "apiserver.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"token": cluster.Token + "\n", "ca.crt": string(ca), "namespace": nsPods} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer kubernetes.SetInCluster(dir)()
+	host, port, _ := strings.Cut(strings.TrimPrefix(cluster.URL, "https://"), ":")
+	t.Setenv("KUBERNETES_SERVICE_HOST", host)
+	t.Setenv("KUBERNETES_SERVICE_PORT", port)
+	t.Setenv("KUBECONFIG", "/nonexistent")
+	prov := kubernetes.New(kubernetes.Options{Share: "/srv/share", Timeout: 20 * time.Second})
+	t.Cleanup(prov.Close)
+	pool := newPool(t, map[string]any{}, small) // the namespace is the pod's
+	ctx := context.Background()
+	names, err := prov.Grow(ctx, providertest.Request(pool, 1))
+	if err != nil {
+		t.Fatalf("Grow in the cluster: %v", err)
+	}
+	if _, err := getPod(t, nsPods, names[0]); err != nil {
+		t.Fatalf("the pod is not in the pod's namespace %s: %v", nsPods, err)
+	}
+	if err := prov.Remove(ctx, pool, names); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestartFindsItsPods: a control plane started again lists the pods
+// its predecessor made, and removes them.
+func TestRestartFindsItsPods(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	pool := newPool(t, map[string]any{"namespace": nsPods}, small)
+	before := newProvider(t, nil)
+	names, err := before.Grow(ctx, providertest.Request(pool, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Close()
+	after := newProvider(t, nil)
+	in, err := after.List(ctx, pool)
+	if err != nil || len(in) != 2 {
+		t.Fatalf("a new provider lists %+v, %v; want the 2 pods %v", in, err, names)
+	}
+	if err := after.Remove(ctx, pool, names); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := after.List(ctx, pool); err != nil || len(in) != 0 {
+		t.Fatalf("after Remove: %+v, %v", in, err)
+	}
+}
