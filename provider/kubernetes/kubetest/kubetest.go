@@ -49,7 +49,7 @@ type Cluster struct {
 	// do nothing until a Role allows it.
 	UserKubeconfig string
 	dir            string
-	etcd, kapi     *exec.Cmd
+	procs          []*process // the API server, then etcd
 }
 
 // APIServer finds the kube-apiserver binary: $DSPOOL_KUBE_APISERVER,
@@ -106,13 +106,15 @@ func Start() (*Cluster, string, error) {
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	c.etcd = exec.Command(etcd, "--name", "kubetest", "--data-dir", filepath.Join(dir, "etcd"),
+	etcdCmd := exec.Command(etcd, "--name", "kubetest", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "kubetest="+peer,
 		"--log-level", "warn")
-	if err := start(c.etcd, filepath.Join(dir, "etcd.log")); err != nil {
+	etcdProc, err := start(etcdCmd, filepath.Join(dir, "etcd.log"))
+	if err != nil {
 		return nil, "", err
 	}
+	c.procs = append(c.procs, etcdProc)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, "", err
@@ -137,16 +139,18 @@ func Start() (*Cluster, string, error) {
 	// Without a controller manager no "default" service account exists,
 	// which the ServiceAccount admission plugin would require of every
 	// pod; a loopback advertise address needs no endpoint reconciler.
-	c.kapi = exec.Command(kapi, "--etcd-servers="+client, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+	kapiCmd := exec.Command(kapi, "--etcd-servers="+client, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port="+port, "--cert-dir="+filepath.Join(dir, "certs"),
 		"--service-account-issuer="+c.URL, "--service-account-key-file="+filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
 		"--token-auth-file="+filepath.Join(dir, "tokens.csv"), "--authorization-mode=RBAC",
 		"--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount",
 		"--service-cluster-ip-range=10.96.0.0/24", "--watch-cache=true")
-	if err := start(c.kapi, filepath.Join(dir, "kube-apiserver.log")); err != nil {
+	kapiProc, err := start(kapiCmd, filepath.Join(dir, "kube-apiserver.log"))
+	if err != nil {
 		return nil, "", err
 	}
+	c.procs = append([]*process{kapiProc}, c.procs...)
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -175,7 +179,7 @@ current-context: kubetest
 				}
 			}
 		}
-		if c.kapi.ProcessState != nil || time.Now().After(deadline) {
+		if kapiProc.ended() || time.Now().After(deadline) {
 			return nil, "", fmt.Errorf("kube-apiserver did not become ready: %s", tail(filepath.Join(dir, "kube-apiserver.log")))
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -184,19 +188,35 @@ current-context: kubetest
 	return c, "", nil
 }
 
-func start(cmd *exec.Cmd, log string) error {
+// process is a command started in the background.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *process) ended() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func start(cmd *exec.Cmd, log string) (*process, error) {
 	f, err := os.Create(log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = f, f
 	err = cmd.Start()
 	f.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	go func() { _ = cmd.Wait() }()
-	return nil
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
 }
 
 func tail(path string) string {
@@ -212,27 +232,17 @@ func (c *Cluster) Log() string { return tail(filepath.Join(c.dir, "kube-apiserve
 
 // Stop stops the API server and etcd and removes their files.
 func (c *Cluster) Stop() {
-	for _, cmd := range []*exec.Cmd{c.kapi, c.etcd} {
-		if cmd == nil || cmd.Process == nil {
-			continue
+	for _, p := range c.procs {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
 		}
-		_ = cmd.Process.Signal(os.Interrupt)
-		deadline := time.Now().Add(10 * time.Second)
-		for cmd.ProcessState == nil && processAlive(cmd.Process.Pid) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		_ = cmd.Process.Kill()
 	}
+	c.procs = nil
 	os.RemoveAll(c.dir)
-}
-
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
 }
 
 // Namespace makes a namespace.
