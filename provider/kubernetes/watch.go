@@ -66,10 +66,21 @@ func (w *podWatch) relist(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	w.pods = map[string]*corev1.Pod{}
+	listed := map[types.UID]bool{}
 	for i := range list.Items {
 		pod := &list.Items[i]
+		listed[pod.UID] = true
 		if !w.gone[pod.UID] {
 			w.pods[pod.Name] = pod
+		}
+	}
+	// What is no longer listed is gone: its DELETED event may have been
+	// missed while the watch was down.
+	for _, m := range []map[types.UID]bool{w.gone, w.deleted} {
+		for uid := range m {
+			if !listed[uid] {
+				delete(m, uid)
+			}
 		}
 	}
 	w.rv = list.ResourceVersion
