@@ -379,48 +379,67 @@ func TestListIsTheWatch(t *testing.T) {
 	}
 }
 
-// TestFailedPod: a pod whose agent could not start lists as failed, in
-// the kubelet's words and class image, and is deleted.
+// TestFailedPod: a pod whose agent could not start, or whose image cannot
+// be pulled, lists as failed, in the kubelet's words and class image, and
+// is deleted.
 func TestFailedPod(t *testing.T) {
 	need(t)
-	prov := newProvider(t, nil)
-	pool := newPool(t, map[string]any{"namespace": nsPods}, small)
 	ctx := context.Background()
-	names, err := prov.Grow(ctx, providertest.Request(pool, 1))
-	if err != nil {
+	const ns = "nokubelet" // no kubelet stand-in: the test is the kubelet
+	if err := cluster.Namespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	err = cluster.Client.Do(ctx, http.MethodPatch, "/api/v1/namespaces/"+nsPods+"/pods/"+names[0]+"/status", map[string]any{"status": corev1.PodStatus{
-		Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: "agent", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-			ExitCode: 128, Reason: "StartError", Message: `exec: "dspool": executable file not found in $PATH`}}}}}}, nil)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		status corev1.PodStatus
+		words  string
+	}{
+		{"agent cannot start", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: []corev1.ContainerStatus{{Name: "agent",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 128, Reason: "StartError",
+				Message: `exec: "dspool": executable file not found in $PATH`}}}}}, "executable file not found"},
+		{"image cannot be pulled", corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "agent",
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+				Message: `Back-off pulling image "registry.example/dspool:test"`}}}}}, "ImagePullBackOff: Back-off pulling image"},
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		in, err := prov.List(ctx, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(in) == 1 && in[0].State == autoscale.InstanceFailed {
-			if e := in[0].Err; e == nil || e.Class != autoscale.ClassImage || !strings.Contains(e.Message, "executable file not found") {
-				t.Fatalf("failed pod's error: %v", e)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prov := newProvider(t, nil)
+			pool := newPool(t, map[string]any{"namespace": ns}, small)
+			names, err := prov.Grow(ctx, providertest.Request(pool, 1))
+			if err != nil {
+				t.Fatal(err)
 			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pod did not list as failed: %+v", in)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for {
-		if _, err := getPod(t, nsPods, names[0]); kubernetes.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the failed pod was not deleted")
-		}
-		time.Sleep(50 * time.Millisecond)
+			err = cluster.Client.Do(ctx, http.MethodPatch, "/api/v1/namespaces/"+ns+"/pods/"+names[0]+"/status", map[string]any{"status": tt.status}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				in, err := prov.List(ctx, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(in) == 1 && in[0].State == autoscale.InstanceFailed {
+					if e := in[0].Err; e == nil || e.Class != autoscale.ClassImage || !strings.Contains(e.Message, tt.words) {
+						t.Fatalf("failed pod's error: %v", e)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the pod did not list as failed: %+v", in)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for {
+				if _, err := getPod(t, ns, names[0]); kubernetes.IsNotFound(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the failed pod was not deleted")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
 
