@@ -81,6 +81,9 @@ func Start() (*Cluster, string, error) {
 	if kapi == "" {
 		return nil, "no kube-apiserver: build one with .ci/kube-apiserver.sh, or set DSPOOL_KUBE_APISERVER", nil
 	}
+	if !isExec(kapi) {
+		return nil, "no kube-apiserver at " + kapi + " (DSPOOL_KUBE_APISERVER): build one with .ci/kube-apiserver.sh", nil
+	}
 	etcd, err := exec.LookPath("etcd")
 	if err != nil {
 		return nil, "no etcd: apt-get install etcd-server", nil
