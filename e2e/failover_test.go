@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -95,6 +96,39 @@ heartbeat: 200ms
 			"--cpus", "2", "--memory", "2GiB")
 	}
 	waitAPINodes(t, ctx, cl, 2)
+
+	// A Jupyter server with a kernel that holds a variable: the session
+	// must go on through every failover.
+	var kernelWS string
+	nbEnv := []string{"DSPOOL_SERVER=" + cl.Server, "DSPOOL_TOKEN=" + cl.Token, "DSPOOL_CA=" + filepath.Join(data0, "tls", "ca.crt"),
+		"DSPOOL_CONFIG=" + filepath.Join(dir, "none.json")}
+	if haveJupyter() {
+		var nb dspool.Notebook
+		cliJSON(t, nbEnv, &nb, "notebook", "start", "--wait")
+		if nb.State != dspool.NotebookReady {
+			t.Fatalf("notebook start --wait: %+v", nb)
+		}
+		req, _ := http.NewRequest("POST", nb.URL+"api/kernels", strings.NewReader(`{"name":"python3"}`))
+		req.Header.Set("Authorization", "Bearer "+cl.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var kernel struct{ ID string }
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &kernel) != nil || kernel.ID == "" {
+			t.Fatalf("start a kernel: %d %s", resp.StatusCode, b)
+		}
+		kernelWS = "ws" + strings.TrimPrefix(nb.URL, "http") + "api/kernels/" + kernel.ID + "/channels"
+		kctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if got := runInKernel(kctx, t, nil, kernelWS, cl.Token, admin, "x = 41\nprint(x)"); got != "41\n" {
+			t.Fatalf("the kernel printed %q, want 41", got)
+		}
+		cancel()
+	} else {
+		t.Log("no Jupyter session through the failovers: " + noJupyter)
+	}
 
 	// Submitters: each job appends a line to its own file; every submission
 	// has its own idempotency key and is retried until acknowledged.
@@ -194,6 +228,18 @@ heartbeat: 200ms
 			twice++
 			t.Errorf("job %d ran %d times, want once", id, n)
 		}
+	}
+	if kernelWS != "" {
+		var nb dspool.Notebook
+		eventually(t, time.Minute, "the Jupyter server to be taken up by the last leader", func() bool {
+			cliJSON(t, nbEnv, &nb, "notebook", "status")
+			return nb.State == dspool.NotebookReady
+		})
+		kctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if got := runInKernel(kctx, t, nil, kernelWS, cl.Token, admin, "print(x + 1)"); got != "42\n" {
+			t.Errorf("the kernel printed %q after %d failovers, want 42 (its state kept)", got, len(failovers))
+		}
+		cancel()
 	}
 	for _, id := range through {
 		if j := all[id]; j != nil && j.Attempt != 1 {
