@@ -12,6 +12,8 @@
 package share
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -301,18 +303,9 @@ func walkFrom(fd int, rel string, create bool, o Owner, perm os.FileMode) (int, 
 	for _, part := range strings.Split(rel, "/") {
 		next, err := unix.Openat(fd, part, dirFlags|unix.O_PATH, 0)
 		if err == unix.ENOENT && create {
-			if err = unix.Mkdirat(fd, part, uint32(perm)); err != nil && err != unix.EEXIST {
+			if next, err = mkdirOwned(fd, part, o, perm); err != nil && next == -2 {
 				unix.Close(fd)
 				return -1, fmt.Errorf("create %s in the share: %w", rel, err)
-			}
-			created := err == nil
-			if !created {
-				next, err = unix.Openat(fd, part, dirFlags|unix.O_PATH, 0)
-			} else if next, err = unix.Openat(fd, part, dirFlags|unix.O_RDONLY, 0); err == nil {
-				// Made here: ours to hand over.
-				if err = chown(next, o); err == nil {
-					err = unix.Fchmod(next, uint32(perm))
-				}
 			}
 		}
 		unix.Close(fd)
@@ -325,6 +318,67 @@ func walkFrom(fd int, rel string, create bool, o Owner, perm os.FileMode) (int, 
 		fd = next
 	}
 	return fd, nil
+}
+
+// mkdirOwned makes the directory name beneath fd, o's with mode perm, and
+// opens it; another's directory made meanwhile is opened instead. One made
+// for another owner than this process appears only once it is theirs: it
+// is made under a name of its own, handed over, and renamed into place, so
+// that no one finds it this process's in between (a user's job directory
+// that the control plane, reading a log as the user, finds root's refuses
+// it). A failure to make it returns -2 with the error.
+func mkdirOwned(fd int, name string, o Owner, perm os.FileMode) (int, error) {
+	const dirFlags = unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
+	inPlace := func() (int, error) {
+		err := unix.Mkdirat(fd, name, uint32(perm))
+		if err != nil && err != unix.EEXIST {
+			return -2, err
+		}
+		if err == unix.EEXIST {
+			return unix.Openat(fd, name, dirFlags|unix.O_PATH, 0)
+		}
+		next, err := unix.Openat(fd, name, dirFlags|unix.O_RDONLY, 0)
+		if err == nil {
+			// Made here: ours to hand over.
+			if err = chown(next, o); err == nil {
+				err = unix.Fchmod(next, uint32(perm))
+			}
+		}
+		return next, err
+	}
+	if o == Self() {
+		return inPlace()
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	tmp := ".dspool-new-" + hex.EncodeToString(b)
+	if err := unix.Mkdirat(fd, tmp, 0o700); err != nil {
+		return inPlace()
+	}
+	next, err := unix.Openat(fd, tmp, dirFlags|unix.O_RDONLY, 0)
+	if err == nil {
+		if err = chown(next, o); err == nil {
+			err = unix.Fchmod(next, uint32(perm))
+		}
+	}
+	if err == nil {
+		switch err = unix.Renameat2(fd, tmp, fd, name, unix.RENAME_NOREPLACE); err {
+		case nil:
+			return next, nil
+		case unix.EEXIST:
+			unix.Close(next)
+			_ = unix.Unlinkat(fd, tmp, unix.AT_REMOVEDIR)
+			return unix.Openat(fd, name, dirFlags|unix.O_PATH, 0)
+		}
+	}
+	// A file system that cannot rename without replacing (or hand the
+	// directory over under its own name): made in place, as there is no
+	// better.
+	if next >= 0 {
+		unix.Close(next)
+	}
+	_ = unix.Unlinkat(fd, tmp, unix.AT_REMOVEDIR)
+	return inPlace()
 }
 
 // UserDir makes a user's directory rel (home/ann, jobs/7) beneath root when

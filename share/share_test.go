@@ -2,6 +2,7 @@ package share_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -334,5 +335,60 @@ func TestUserDirHandsOverWhatRootMadeFirst(t *testing.T) {
 	}
 	if st, _ := os.Stat(filepath.Join(root, "jobs", "7")); st.Mode().Perm() != 0o700 {
 		t.Fatalf("a user's directory changed mode to %v", st.Mode().Perm())
+	}
+}
+
+// TestUserDirIsNeverRootsOnTheWay: a job directory the control plane makes
+// for a user is never seen root's: the user (or the control plane reading
+// a log as the user) finds it missing, or theirs, never forbidden.
+func TestUserDirIsNeverRootsOnTheWay(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a directory for another user needs root")
+	}
+	root, _, o := setup(t)
+	if err := share.MkdirAll(root, "jobs", share.Self(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const dirs = 300
+	var denied atomic.Int32
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i = (i + 1) % dirs {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = share.As(o.UID, o.GID, func() error {
+				f, err := share.Open(root, fmt.Sprintf("jobs/%d/attempt-1.log", i), o)
+				if errors.Is(err, os.ErrPermission) {
+					denied.Add(1)
+				}
+				if f != nil {
+					f.Close()
+				}
+				return nil
+			})
+		}
+	}()
+	for i := range dirs {
+		if err := share.UserDir(root, fmt.Sprintf("jobs/%d", i), o, 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if n := denied.Load(); n > 0 {
+		t.Errorf("reading in a job directory as its user was refused %d times while the directories were made", n)
+	}
+	st, err := os.Stat(filepath.Join(root, "jobs", "7"))
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != uint32(o.UID) || st.Mode().Perm() != 0o750 {
+		t.Errorf("jobs/7: %v %v, want the user's, 0750", st, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "jobs", ".dspool-new-*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
