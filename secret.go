@@ -53,13 +53,15 @@ const (
 	MaxJobSecrets  = 64
 )
 
-var secretNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+// secretNameRE leaves the bound of length to ValidateSecretName, as nameRE
+// does.
+var secretNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
 // ValidateSecretName returns an EInvalid error naming field unless s can
 // name a secret: 1-64 letters, digits, '_' and '-', starting with a letter.
 // It is also the name of the secret's file, so it never holds '/' or '.'.
 func ValidateSecretName(field, s string) error {
-	if !secretNameRE.MatchString(s) {
+	if len(s) > 64 || !secretNameRE.MatchString(s) {
 		return Invalid(field, "%s is not a valid secret name: use 1-64 letters, digits, '_' and '-', starting with a letter", quote(s))
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -73,7 +74,11 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 
 // Run runs one command line.
 func (a *App) Run(ctx context.Context, args []string) int {
-	root := a.Root()
+	var name string
+	if len(args) > 0 {
+		name = args[0]
+	}
+	root := a.root(name)
 	root.SetArgs(args)
 	root.SetOut(a.Stdout)
 	root.SetErr(a.Stderr)
@@ -130,8 +135,14 @@ const (
 	tokenFromConfig = "the saved login's, in "
 )
 
-// Root builds the command tree.
-func (a *App) Root() *cobra.Command {
+// Root builds the whole command tree.
+func (a *App) Root() *cobra.Command { return a.root("") }
+
+// root builds the command tree; when name is that of a top-level command,
+// with that command's branch alone: a command line pays for building its
+// own command's flags and subcommands, not those of every other (decision
+// 0038). Help, completion and a mistyped name get the whole tree.
+func (a *App) root(name string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dspool",
 		Short: "A self-hosted shared compute pool for data-science teams",
@@ -149,16 +160,35 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.shellCmd(), a.notebookCmd(), a.sftpServerCmd(), a.agentWatchdogCmd(), a.gatewayCmd(), a.simulateCmd(), a.versionCmd())
-	root.AddCommand(a.usageCmd(), a.loginCmd())
-	root.AddCommand(a.queueCmd(), a.shareCmd())
-	root.AddCommand(a.teamCmd())
-	root.AddCommand(a.auditCmd())
-	root.AddCommand(a.secretCmd())
-	root.AddCommand(a.scheduleCmd())
-	root.AddCommand(a.backupCmd(), a.restoreCmd())
+	cmds := a.commands()
+	if i := slices.IndexFunc(cmds, func(c command) bool { return c.name == name }); i >= 0 {
+		cmds = cmds[i : i+1]
+	}
+	for _, c := range cmds {
+		root.AddCommand(c.build())
+	}
 	refuseUnknownSubcommands(root)
 	return root
+}
+
+// command is a top-level command: its name and what builds it with its
+// subcommands.
+type command struct {
+	name  string
+	build func() *cobra.Command
+}
+
+// commands are the top-level commands.
+func (a *App) commands() []command {
+	return []command{
+		{"up", a.upCmd}, {"server", a.serverCmd}, {"agent", a.agentCmd}, {"watchdog", a.agentWatchdogCmd},
+		{"gateway", a.gatewayCmd}, {"sftp-server", a.sftpServerCmd}, {"backup", a.backupCmd}, {"restore", a.restoreCmd},
+		{"job", a.jobCmd}, {"queue", a.queueCmd}, {"schedule", a.scheduleCmd}, {"pool", a.poolCmd}, {"node", a.nodeCmd},
+		{"session", a.sessionCmd}, {"shell", a.shellCmd}, {"notebook", a.notebookCmd}, {"share", a.shareCmd},
+		{"user", a.userCmd}, {"team", a.teamCmd}, {"token", a.tokenCmd}, {"key", a.keyCmd}, {"secret", a.secretCmd},
+		{"login", a.loginCmd}, {"usage", a.usageCmd}, {"audit", a.auditCmd}, {"simulate", a.simulateCmd},
+		{"version", a.versionCmd},
+	}
 }
 
 // refuseUnknownSubcommands makes a command that only groups others (`dspool

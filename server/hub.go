@@ -80,7 +80,9 @@ func newHub(s *Server) *hub {
 		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}, data: map[string]*pendingData{}}
 }
 
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+// nodeNameRE leaves the bound of length (63) to register: a counted
+// repetition would be compiled at every start of the binary (decision 0038).
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	var req api.RegisterRequest
@@ -106,7 +108,7 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	if req.Name == "" {
 		req.Name = "node"
 	}
-	if !nodeNameRE.MatchString(req.Name) {
+	if len(req.Name) > 63 || !nodeNameRE.MatchString(req.Name) {
 		h.s.fail(w, r, dspool.Invalid("name", "%q is not a valid node name: letters, digits, '.', '_' and '-', at most 63", req.Name))
 		return
 	}
