@@ -2,9 +2,10 @@ package dspool
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // Secret is what is known of a secret besides its value, which never leaves
@@ -55,7 +56,7 @@ const (
 
 // secretNameRE leaves the bound of length to ValidateSecretName, as nameRE
 // does.
-var secretNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]*$`)
+var secretNameRE = lazyregexp.New(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
 // ValidateSecretName returns an EInvalid error naming field unless s can
 // name a secret: 1-64 letters, digits, '_' and '-', starting with a letter.

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // notebookProc is a user's Jupyter server, a process of their session,
@@ -69,7 +69,7 @@ func (t *tailLog) String() string {
 
 // notebookTokenRE leaves the bounds of length (32 to 128) to
 // serveNotebook, as sessionIDRE does.
-var notebookTokenRE = regexp.MustCompile(`^[0-9a-f]+$`)
+var notebookTokenRE = lazyregexp.New(`^[0-9a-f]+$`)
 
 // serveNotebook starts the session's Jupyter server (or finds it running)
 // and answers once it serves requests, with its port.

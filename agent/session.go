@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/tlsca"
 )
@@ -52,10 +52,9 @@ type hosted struct {
 	ended bool
 }
 
-// sessionIDRE leaves the bound of length (40 after "s-") to hostSession:
-// a counted repetition would be compiled at every start of the binary
-// (decision 0038).
-var sessionIDRE = regexp.MustCompile(`^s-[a-z0-9]+$`)
+// sessionIDRE leaves the bound of length (40 after "s-") to hostSession,
+// as dspool.ValidName does.
+var sessionIDRE = lazyregexp.New(`^s-[a-z0-9]+$`)
 
 // hostSession returns the session, setting it up the first time: the
 // user's account, home (0700) and notebook link on the share, and the cgroup.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/sqlite"
 	"github.com/hashicorp/yamux"
@@ -80,9 +80,9 @@ func newHub(s *Server) *hub {
 		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}, data: map[string]*pendingData{}}
 }
 
-// nodeNameRE leaves the bound of length (63) to register: a counted
-// repetition would be compiled at every start of the binary (decision 0038).
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// nodeNameRE leaves the bound of length (63) to register, as
+// dspool.ValidName does.
+var nodeNameRE = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	var req api.RegisterRequest

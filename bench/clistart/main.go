@@ -36,19 +36,19 @@ const (
 
 // Result is everything measured.
 type Result struct {
-	Runs       int     `json:"runs"`
-	Hello      Cost    `json:"hello"`       // a Go hello world, static
-	Version    Cost    `json:"version"`     // dspool version
-	SubmitHelp Cost    `json:"submit_help"` // dspool job submit --help
-	Submit     *Cost   `json:"submit"`      // dspool job submit, one after another
+	Runs       int   `json:"runs"`
+	Hello      Cost  `json:"hello"`       // a Go hello world, static
+	Version    Cost  `json:"version"`     // dspool version
+	SubmitHelp Cost  `json:"submit_help"` // dspool job submit --help
+	Submit     *Cost `json:"submit"`      // dspool job submit, one after another
 	// The same of the binary -baseline names, measured in turn with
 	// this one's.
-	BaseVersion    *Cost `json:"baseline_version,omitempty"`
-	BaseSubmitHelp *Cost `json:"baseline_submit_help,omitempty"`
-	BaseSubmit     *Cost `json:"baseline_submit,omitempty"`
-	ServerMs   float64 `json:"server_cpu_ms_per_submit"`
-	Load1      float64 `json:"load1_before"`
-	Load1After float64 `json:"load1_after"`
+	BaseVersion    *Cost   `json:"baseline_version,omitempty"`
+	BaseSubmitHelp *Cost   `json:"baseline_submit_help,omitempty"`
+	BaseSubmit     *Cost   `json:"baseline_submit,omitempty"`
+	ServerMs       float64 `json:"server_cpu_ms_per_submit"`
+	Load1          float64 `json:"load1_before"`
+	Load1After     float64 `json:"load1_after"`
 }
 
 // Cost is what one process cost, over the runs: CPU (user + system) in
