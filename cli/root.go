@@ -163,6 +163,8 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	cmds := a.commands()
 	if i := slices.IndexFunc(cmds, func(c command) bool { return c.name == name }); i >= 0 {
 		cmds = cmds[i : i+1]
+		// Nor is `completion` what the command line asks for.
+		root.CompletionOptions.DisableDefaultCmd = true
 	}
 	for _, c := range cmds {
 		root.AddCommand(c.build())
