@@ -47,8 +47,10 @@ type Result struct {
 	BaseSubmitHelp *Cost   `json:"baseline_submit_help,omitempty"`
 	BaseSubmit     *Cost   `json:"baseline_submit,omitempty"`
 	ServerMs       float64 `json:"server_cpu_ms_per_submit"`
-	Load1          float64 `json:"load1_before"`
-	Load1After     float64 `json:"load1_after"`
+	// Parallel are the rounds of submissions 8 at a time, beside sbatch's.
+	Parallel   []Round `json:"parallel,omitempty"`
+	Load1      float64 `json:"load1_before"`
+	Load1After float64 `json:"load1_after"`
 }
 
 // Cost is what one process cost, over the runs: CPU (user + system) in
@@ -71,21 +73,35 @@ func main() {
 	bin := flag.String("dspool", "", "dspool binary to measure (default: build ./cmd/dspool)")
 	baseline := flag.String("baseline", "", "another dspool binary (e.g. of an earlier commit) to measure in turn with it")
 	noUp := flag.Bool("no-up", false, "skip `dspool job submit` (it starts `dspool up`)")
+	rounds := flag.Int("rounds", 3, "rounds of submissions 8 at a time")
+	perRound := flag.Int("parallel", 200, "submissions of each round")
+	noPeer := flag.Bool("no-peer", false, "no sbatch beside the rounds (the Slurm peer)")
+	peer := flag.String("peer", "bench/peers/slurm.sh", "the Slurm peer's script")
 	jsonOut := flag.String("json", "", "also write the results as JSON to this file")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	flag.Parse()
 	if *short {
-		*runs = 20
+		*runs, *rounds, *perRound = 20, 1, 40
+	}
+	if *noPeer {
+		*peer = ""
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *runs, *bin, *baseline, *jsonOut, *noUp, *keep); err != nil {
+	if err := run(ctx, *runs, *bin, *baseline, *jsonOut, *noUp, *keep, parallelSizes{*rounds, *perRound, *peer}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, runs int, bin, baseline, jsonOut string, noUp, keep bool) error {
+// parallelSizes are the rounds of submissions 8 at a time, and the Slurm
+// peer's script ("" for none).
+type parallelSizes struct {
+	rounds, n int
+	peer      string
+}
+
+func run(ctx context.Context, runs int, bin, baseline, jsonOut string, noUp, keep bool, par parallelSizes) error {
 	pr, err := host.Prepare(ctx, "dspool-bench-cli-", bin, keep)
 	if err != nil {
 		return err
@@ -121,7 +137,7 @@ func run(ctx context.Context, runs int, bin, baseline, jsonOut string, noUp, kee
 		r.BaseVersion, r.BaseSubmitHelp = &v, &s
 	}
 	if !noUp {
-		if err := benchSubmit(ctx, pr, baseline, runs, r); err != nil {
+		if err := benchSubmit(ctx, pr, baseline, runs, par, r); err != nil {
 			return err
 		}
 	}
@@ -132,8 +148,9 @@ func run(ctx context.Context, runs int, bin, baseline, jsonOut string, noUp, kee
 
 // benchSubmit starts `dspool up` with a pool whose jobs never start and
 // submits runs jobs to it with the CLI, one after another: the CLI's cost
-// and what the control plane spent per submission.
-func benchSubmit(ctx context.Context, pr *host.Prepared, baseline string, runs int, r *Result) error {
+// and what the control plane spent per submission; then rounds of
+// submissions 8 at a time, beside sbatch's.
+func benchSubmit(ctx context.Context, pr *host.Prepared, baseline string, runs int, par parallelSizes, r *Result) error {
 	defer host.NewAccount(benchAdmin)()
 	up, err := host.StartUp(ctx, pr.Bin, pr.Dir, []string{"--data", filepath.Join(pr.Dir, "data"), "--listen", "127.0.0.1:0",
 		"--ssh-listen", "off", "--nodes", "0", "--admin", benchAdmin, "--uid-base", strconv.Itoa(host.UIDBase() + uidOffset)},
@@ -176,7 +193,21 @@ func benchSubmit(ctx context.Context, pr *host.Prepared, baseline string, runs i
 		b := summarize(xs[1])
 		r.BaseSubmit = &b
 	}
-	return nil
+	if par.rounds == 0 {
+		return nil
+	}
+	var slurmConf string
+	if par.peer != "" {
+		conf, down, err := startSlurm(ctx, par.peer, filepath.Join(pr.Dir, "slurm"))
+		if err != nil {
+			return fmt.Errorf("the Slurm peer: %w", err)
+		}
+		defer down()
+		slurmConf = conf
+	}
+	host.Logf("8 at a time: %d rounds of %d submissions", par.rounds, par.n)
+	r.Parallel, err = benchParallel(ctx, bins, env, slurmConf, par.n, par.rounds)
+	return err
 }
 
 // sample is one process's cost.

@@ -42,4 +42,10 @@ func report(r *Result) {
 		fmt.Printf("dspool job submit: %.2f ms of CPU in the CLI, %.2f ms in the control plane per submission\n",
 			r.Submit.CPUP50Ms, r.ServerMs)
 	}
+	if len(r.Parallel) > 0 {
+		fmt.Printf("\nsubmissions/s, %d processes at a time (jobs that never run: a pool without machines, sbatch -H)\n", procs)
+		for i, rd := range r.Parallel {
+			fmt.Printf("  round %d: %s\n", i+1, rd)
+		}
+	}
 }
