@@ -11,12 +11,14 @@ import (
 	"github.com/dspool/dspool/autoscale"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -46,8 +48,11 @@ type App struct {
 	// tokenFrom says where the token of client() came from; "" before.
 	tokenFrom string
 	// process is set when the App is the dspool process itself (Main), not
-	// a caller in the same process: only then does it tune the Go runtime.
+	// a caller in the same process: only then does it tune the Go runtime
+	// and handle signals.
 	process bool
+	// stopSignals ends the signal handling of the command that runs.
+	stopSignals context.CancelFunc
 }
 
 // Config is the CLI's saved login, written by `dspool up` (mode 0600).
@@ -83,6 +88,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	root.SetOut(a.Stdout)
 	root.SetErr(a.Stderr)
 	err := root.ExecuteContext(ctx)
+	if a.stopSignals != nil {
+		a.stopSignals()
+	}
 	if err == nil {
 		return 0
 	}
@@ -154,6 +162,13 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 		Example:       "  dspool up\n  dspool job submit --wait -- echo hello",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			if cmd.Annotations[noSignals] == "" {
+				var ctx context.Context
+				ctx, a.stopSignals = a.withSignals(cmd.Context())
+				cmd.SetContext(ctx)
+			}
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", "", "control plane URL (default: DSPOOL_SERVER, then the saved login)")
@@ -171,6 +186,23 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 	}
 	refuseUnknownSubcommands(root)
 	return root
+}
+
+// noSignals marks a command that ends within a request or two: at SIGINT
+// or SIGTERM its process may end as any program's does, so it installs no
+// handler, whose goroutine and thread cost about a millisecond of CPU at
+// each start (decision 0038). Such a command that goes on to wait (job
+// submit --wait) calls withSignals itself.
+const noSignals = "dspool/no-signals"
+
+// withSignals returns ctx, cancelled at SIGINT or SIGTERM when the App is
+// the process, so that the command stops cleanly: a control plane closes
+// its store, a wait restores the terminal.
+func (a *App) withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !a.process {
+		return context.WithCancel(ctx)
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
 // command is a top-level command: its name and what builds it with its
@@ -221,7 +253,8 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 func (a *App) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "version", Short: "Print the version", Args: cobra.NoArgs,
-		Example: "  dspool version",
+		Example:     "  dspool version",
+		Annotations: map[string]string{noSignals: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(a.Stdout, "dspool", Version)
 			return nil
