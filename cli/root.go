@@ -90,6 +90,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	err := root.ExecuteContext(ctx)
 	if a.stopSignals != nil {
 		a.stopSignals()
+		a.stopSignals = nil
 	}
 	if err == nil {
 		return 0
