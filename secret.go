@@ -2,9 +2,10 @@ package dspool
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // Secret is what is known of a secret besides its value, which never leaves
@@ -53,13 +54,15 @@ const (
 	MaxJobSecrets  = 64
 )
 
-var secretNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+// secretNameRE leaves the bound of length to ValidateSecretName, as nameRE
+// does.
+var secretNameRE = lazyregexp.New(`^[A-Za-z][A-Za-z0-9_-]*$`)
 
 // ValidateSecretName returns an EInvalid error naming field unless s can
 // name a secret: 1-64 letters, digits, '_' and '-', starting with a letter.
 // It is also the name of the secret's file, so it never holds '/' or '.'.
 func ValidateSecretName(field, s string) error {
-	if !secretNameRE.MatchString(s) {
+	if len(s) > 64 || !secretNameRE.MatchString(s) {
 		return Invalid(field, "%s is not a valid secret name: use 1-64 letters, digits, '_' and '-', starting with a letter", quote(s))
 	}
 	return nil

@@ -3,13 +3,14 @@ package dspool
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // JobSpec is what a user submits. Zero values mean the defaults filled in by
@@ -74,12 +75,15 @@ const (
 	MaxPathLen   = 1024
 )
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+// The patterns are compiled at their first use, and leave their bounds of
+// length to the code: regexp compiles a counted repetition ({0,62}) into as
+// many copies (decision 0038).
+var nameRE = lazyregexp.New(`^[a-z][a-z0-9-]*$`)
+var envNameRE = lazyregexp.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // ValidName reports whether s can name a pool or a user: lowercase letters,
 // digits and '-', starting with a letter, at most 63 characters.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+func ValidName(s string) bool { return len(s) <= 63 && nameRE.MatchString(s) }
 
 // ValidateName returns an EInvalid error naming field when s is not a valid
 // pool or user name.
@@ -297,7 +301,7 @@ func (s *JobSpec) normalizeArray() error {
 // MaxImageLen bounds an image's name or file path.
 const MaxImageLen = 512
 
-var imageRefRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
+var imageRefRE = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$`)
 
 // ImageIsFile reports whether an image is given as a file (an archive
 // made by podman save or docker save) rather than by name: its name ends

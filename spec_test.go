@@ -268,3 +268,28 @@ func TestShareFull(t *testing.T) {
 		})
 	}
 }
+
+// TestNameBounds checks the bounds of length that the code keeps beside
+// the patterns of names.
+func TestNameBounds(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"pool name of 63", dspool.ValidateName("pool", "p"+strings.Repeat("a", 62)), true},
+		{"pool name of 64", dspool.ValidateName("pool", "p"+strings.Repeat("a", 63)), false},
+		{"pool name starting with a digit", dspool.ValidateName("pool", "1pool"), false},
+		{"empty pool name", dspool.ValidateName("pool", ""), false},
+		{"secret name of 64", dspool.ValidateSecretName("secret", "S"+strings.Repeat("_", 63)), true},
+		{"secret name of 65", dspool.ValidateSecretName("secret", "S"+strings.Repeat("_", 64)), false},
+		{"secret name with a dot", dspool.ValidateSecretName("secret", "a.b"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err == nil; got != tt.want {
+				t.Errorf("got accepted %v (%v), want %v", got, tt.err, tt.want)
+			}
+		})
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // notebookProc is a user's Jupyter server, a process of their session,
@@ -67,7 +67,9 @@ func (t *tailLog) String() string {
 	return strings.Join(t.lines, "\n")
 }
 
-var notebookTokenRE = regexp.MustCompile(`^[0-9a-f]{32,128}$`)
+// notebookTokenRE leaves the bounds of length (32 to 128) to
+// serveNotebook, as sessionIDRE does.
+var notebookTokenRE = lazyregexp.New(`^[0-9a-f]+$`)
 
 // serveNotebook starts the session's Jupyter server (or finds it running)
 // and answers once it serves requests, with its port.
@@ -77,7 +79,7 @@ func (ag *Agent) serveNotebook(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad notebook request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if spec.BaseURL != "/user/"+spec.User.Name+"/" || !notebookTokenRE.MatchString(spec.Token) || len(spec.Command) == 0 {
+	if spec.BaseURL != "/user/"+spec.User.Name+"/" || len(spec.Token) < 32 || len(spec.Token) > 128 || !notebookTokenRE.MatchString(spec.Token) || len(spec.Command) == 0 {
 		http.Error(w, "malformed notebook request", http.StatusBadRequest)
 		return
 	}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/tlsca"
 )
@@ -52,12 +52,14 @@ type hosted struct {
 	ended bool
 }
 
-var sessionIDRE = regexp.MustCompile(`^s-[a-z0-9]{1,40}$`)
+// sessionIDRE leaves the bound of length (40 after "s-") to hostSession,
+// as dspool.ValidName does.
+var sessionIDRE = lazyregexp.New(`^s-[a-z0-9]+$`)
 
 // hostSession returns the session, setting it up the first time: the
 // user's account, home (0700) and notebook link on the share, and the cgroup.
 func (ag *Agent) hostSession(s api.SessionSetup) (*hosted, error) {
-	if !sessionIDRE.MatchString(s.Session) || !dspool.ValidName(s.User.Name) ||
+	if len(s.Session) > len("s-")+40 || !sessionIDRE.MatchString(s.Session) || !dspool.ValidName(s.User.Name) ||
 		s.Home != share.Home(s.User.Name) || s.Notebooks != share.Notebooks(s.User.Name) {
 		return nil, fmt.Errorf("malformed session %q for user %q", s.Session, s.User.Name)
 	}

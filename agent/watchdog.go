@@ -23,7 +23,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,11 +30,12 @@ import (
 	"time"
 
 	"github.com/dspool/dspool/internal/backoff"
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // attemptCgroup matches the names of attempts' cgroups (sessions' are
 // another's business).
-var attemptCgroup = regexp.MustCompile(`^j[0-9]+-a[0-9]+$`)
+var attemptCgroup = lazyregexp.New(`^j[0-9]+-a[0-9]+$`)
 
 // watchdog is the agent's handle on its watchdog process. A nil one does
 // nothing (an agent in a test process, with no program to run).

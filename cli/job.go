@@ -52,7 +52,8 @@ loads) applies.`,
   dspool job submit --cpus 1 --memory 2GiB --time 2h --workdir project -- python3 train.py --epochs 10
   dspool job submit --after ok:3 --workdir project -- python3 evaluate.py
   dspool job submit --array 0-3%2 --cpus 0.5 --workdir project -- sh -c 'python3 train.py --lr 1e-$DSPOOL_ARRAY_INDEX'`,
-		Args: args(1, -1, "the command to run after --", "dspool job submit -- python3 train.py"),
+		Args:        args(1, -1, "the command to run after --", "dspool job submit -- python3 train.py"),
+		Annotations: map[string]string{noSignals: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.spec.IdempotencyKey == "" {
 				b := make([]byte, 16)
@@ -87,7 +88,9 @@ loads) applies.`,
 			} else {
 				fmt.Fprintf(a.Stderr, "submitted job %d\n", j.ID)
 			}
-			return a.waitSubmitted(cmd.Context(), cl, j, time.Duration(waitTimeout))
+			ctx, stop := a.withSignals(cmd.Context())
+			defer stop()
+			return a.waitSubmitted(ctx, cl, j, time.Duration(waitTimeout))
 		},
 	}
 	o.add(c, "dspool job submit [flags] -- COMMAND [ARGS...]")

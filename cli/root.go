@@ -11,11 +11,14 @@ import (
 	"github.com/dspool/dspool/autoscale"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,8 +48,11 @@ type App struct {
 	// tokenFrom says where the token of client() came from; "" before.
 	tokenFrom string
 	// process is set when the App is the dspool process itself (Main), not
-	// a caller in the same process: only then does it tune the Go runtime.
+	// a caller in the same process: only then does it tune the Go runtime
+	// and handle signals.
 	process bool
+	// stopSignals ends the signal handling of the command that runs.
+	stopSignals context.CancelFunc
 }
 
 // Config is the CLI's saved login, written by `dspool up` (mode 0600).
@@ -73,11 +79,19 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code
 
 // Run runs one command line.
 func (a *App) Run(ctx context.Context, args []string) int {
-	root := a.Root()
+	var name string
+	if len(args) > 0 {
+		name = args[0]
+	}
+	root := a.root(name)
 	root.SetArgs(args)
 	root.SetOut(a.Stdout)
 	root.SetErr(a.Stderr)
 	err := root.ExecuteContext(ctx)
+	if a.stopSignals != nil {
+		a.stopSignals()
+		a.stopSignals = nil
+	}
 	if err == nil {
 		return 0
 	}
@@ -130,8 +144,14 @@ const (
 	tokenFromConfig = "the saved login's, in "
 )
 
-// Root builds the command tree.
-func (a *App) Root() *cobra.Command {
+// Root builds the whole command tree.
+func (a *App) Root() *cobra.Command { return a.root("") }
+
+// root builds the command tree; when name is that of a top-level command,
+// with that command's branch alone: a command line pays for building its
+// own command's flags and subcommands, not those of every other (decision
+// 0038). Help, completion and a mistyped name get the whole tree.
+func (a *App) root(name string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "dspool",
 		Short: "A self-hosted shared compute pool for data-science teams",
@@ -143,22 +163,67 @@ another terminal with ` + "`dspool job submit -- COMMAND`" + `.`,
 		Example:       "  dspool up\n  dspool job submit --wait -- echo hello",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			if cmd.Annotations[noSignals] == "" {
+				var ctx context.Context
+				ctx, a.stopSignals = a.withSignals(cmd.Context())
+				cmd.SetContext(ctx)
+			}
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", "", "control plane URL (default: DSPOOL_SERVER, then the saved login)")
 	pf.StringVar(&a.token, "token", "", "API token (default: DSPOOL_TOKEN, then the saved login)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.StringVar(&a.configPath, "config-file", "", "CLI login file (default: DSPOOL_CONFIG, then $XDG_CONFIG_HOME/dspool/config.json)")
-	root.AddCommand(a.upCmd(), a.serverCmd(), a.agentCmd(), a.jobCmd(), a.poolCmd(), a.nodeCmd(), a.userCmd(), a.tokenCmd(), a.keyCmd(), a.sessionCmd(), a.shellCmd(), a.notebookCmd(), a.sftpServerCmd(), a.agentWatchdogCmd(), a.gatewayCmd(), a.simulateCmd(), a.versionCmd())
-	root.AddCommand(a.usageCmd(), a.loginCmd())
-	root.AddCommand(a.queueCmd(), a.shareCmd())
-	root.AddCommand(a.teamCmd())
-	root.AddCommand(a.auditCmd())
-	root.AddCommand(a.secretCmd())
-	root.AddCommand(a.scheduleCmd())
-	root.AddCommand(a.backupCmd(), a.restoreCmd())
+	cmds := a.commands()
+	if i := slices.IndexFunc(cmds, func(c command) bool { return c.name == name }); i >= 0 {
+		cmds = cmds[i : i+1]
+		// Nor is `completion` what the command line asks for.
+		root.CompletionOptions.DisableDefaultCmd = true
+	}
+	for _, c := range cmds {
+		root.AddCommand(c.build())
+	}
 	refuseUnknownSubcommands(root)
 	return root
+}
+
+// noSignals marks a command that ends within a request or two: at SIGINT
+// or SIGTERM its process may end as any program's does, so it installs no
+// handler, whose goroutine and thread cost about a millisecond of CPU at
+// each start (decision 0038). Such a command that goes on to wait (job
+// submit --wait) calls withSignals itself.
+const noSignals = "dspool/no-signals"
+
+// withSignals returns ctx, cancelled at SIGINT or SIGTERM when the App is
+// the process, so that the command stops cleanly: a control plane closes
+// its store, a wait restores the terminal.
+func (a *App) withSignals(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !a.process {
+		return context.WithCancel(ctx)
+	}
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}
+
+// command is a top-level command: its name and what builds it with its
+// subcommands.
+type command struct {
+	name  string
+	build func() *cobra.Command
+}
+
+// commands are the top-level commands.
+func (a *App) commands() []command {
+	return []command{
+		{"up", a.upCmd}, {"server", a.serverCmd}, {"agent", a.agentCmd}, {"watchdog", a.agentWatchdogCmd},
+		{"gateway", a.gatewayCmd}, {"sftp-server", a.sftpServerCmd}, {"backup", a.backupCmd}, {"restore", a.restoreCmd},
+		{"job", a.jobCmd}, {"queue", a.queueCmd}, {"schedule", a.scheduleCmd}, {"pool", a.poolCmd}, {"node", a.nodeCmd},
+		{"session", a.sessionCmd}, {"shell", a.shellCmd}, {"notebook", a.notebookCmd}, {"share", a.shareCmd},
+		{"user", a.userCmd}, {"team", a.teamCmd}, {"token", a.tokenCmd}, {"key", a.keyCmd}, {"secret", a.secretCmd},
+		{"login", a.loginCmd}, {"usage", a.usageCmd}, {"audit", a.auditCmd}, {"simulate", a.simulateCmd},
+		{"version", a.versionCmd},
+	}
 }
 
 // refuseUnknownSubcommands makes a command that only groups others (`dspool
@@ -189,7 +254,8 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 func (a *App) versionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "version", Short: "Print the version", Args: cobra.NoArgs,
-		Example: "  dspool version",
+		Example:     "  dspool version",
+		Annotations: map[string]string{noSignals: "yes"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintln(a.Stdout, "dspool", Version)
 			return nil

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -251,7 +251,7 @@ func (a *App) printSecretsAs(v any, l []*dspool.Secret) error {
 
 // secretIndex finds "secrets[3]" and what follows it (".secret") in a
 // field or message.
-var secretIndex = regexp.MustCompile(`secrets\[(\d+)\](\.[a-z]+)?`)
+var secretIndex = lazyregexp.New(`secrets\[(\d+)\](\.[a-z]+)?`)
 
 // secretFlags names, in an error about the job's secrets ("secrets[1].env"),
 // the flag the user gave it with ("--secret-file gcp-key"): the spec lists

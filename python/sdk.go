@@ -13,9 +13,10 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"sync"
 	"time"
+
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // tree is what the archive holds: what pip needs to build the SDK.
@@ -26,7 +27,7 @@ var tree embed.FS
 // epoch is the time of every entry of the archive.
 var epoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 
-var versionRE = regexp.MustCompile(`(?m)^__version__ = "([^"]+)"$`)
+var versionRE = lazyregexp.New(`(?m)^__version__ = "([^"]+)"$`)
 
 // Version is the SDK's version, from dspool/_version.py.
 func Version() string {

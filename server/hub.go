@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/api"
+	"github.com/dspool/dspool/internal/lazyregexp"
 	"github.com/dspool/dspool/share"
 	"github.com/dspool/dspool/store"
 	"github.com/hashicorp/yamux"
@@ -84,7 +84,9 @@ func newHub(s *Server) *hub {
 		users: map[string]*dspool.User{}, pools: map[string]*dspool.Pool{}, data: map[string]*pendingData{}}
 }
 
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+// nodeNameRE leaves the bound of length (63) to register, as
+// dspool.ValidName does.
+var nodeNameRE = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	var req api.RegisterRequest
@@ -110,7 +112,7 @@ func (h *hub) register(w http.ResponseWriter, r *http.Request) {
 	if req.Name == "" {
 		req.Name = "node"
 	}
-	if !nodeNameRE.MatchString(req.Name) {
+	if len(req.Name) > 63 || !nodeNameRE.MatchString(req.Name) {
 		h.s.fail(w, r, dspool.Invalid("name", "%q is not a valid node name: letters, digits, '.', '_' and '-', at most 63", req.Name))
 		return
 	}

@@ -29,11 +29,10 @@ import (
 	"github.com/dspool/dspool/autoscale"
 	"github.com/dspool/dspool/fairshare"
 	"github.com/dspool/dspool/internal/forwarded"
+	"github.com/dspool/dspool/internal/metrics"
 	"github.com/dspool/dspool/secrets"
 	"github.com/dspool/dspool/store"
 	"github.com/dspool/dspool/web"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config configures a Server. Zero values mean the defaults.
@@ -151,8 +150,8 @@ type Server struct {
 	depsGen, depsIdle atomic.Uint64
 
 	recurWake chan struct{} // wakes the loop that fires schedules
-	metrics   *metrics
-	reg       *prometheus.Registry
+	metrics   *serverMetrics
+	reg       *metrics.Registry
 	started   time.Time
 
 	workTokens workTokens // the tokens of jobs and sessions
@@ -193,7 +192,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg: cfg, db: cfg.Store, log: cfg.Logger,
 		kick: make(chan struct{}, 1), depsKick: make(chan struct{}, 1), recurWake: make(chan struct{}, 1), waiters: map[int64][]chan struct{}{},
-		reg: prometheus.NewRegistry(), started: cfg.Now(),
+		reg: &metrics.Registry{}, started: cfg.Now(),
 	}
 	s.guesses = newGuesses(cfg.Now)
 	s.proxies = forwarded.New(cfg.TrustedProxies)
@@ -260,7 +259,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+ssoCallback, s.ssoFinish)
 	mux.HandleFunc("GET /sdk/{$}", s.serveSDKIndex)
 	mux.HandleFunc("GET /sdk/{file}", s.serveSDK)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.reg)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, dspool.Errorf(dspool.ENotFound, "no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path))
 	})

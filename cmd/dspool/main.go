@@ -5,8 +5,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 	// Pool schedules name time zones; hosts without a zone database
 	// (minimal containers) still know them.
 	_ "time/tzdata"
@@ -18,11 +16,10 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The providers the control plane runs besides local and static,
-	// registered here and nowhere else.
-	code := cli.Main(ctx, os.Args[1:], slurm.Kind(slurm.Options{}), azurevmss.Kind(azurevmss.Options{}),
+	// registered here and nowhere else. The commands that must stop
+	// cleanly at SIGINT or SIGTERM handle them (cli.App.withSignals).
+	code := cli.Main(context.Background(), os.Args[1:], slurm.Kind(slurm.Options{}), azurevmss.Kind(azurevmss.Options{}),
 		kubernetes.Kind(kubernetes.Options{}))
-	stop()
 	os.Exit(code)
 }

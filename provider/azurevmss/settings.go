@@ -2,13 +2,12 @@ package azurevmss
 
 import (
 	"net/url"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
+	"github.com/dspool/dspool/internal/lazyregexp"
 )
 
 // Settings are an Azure scale set pool's provider block:
@@ -59,34 +58,30 @@ const DefaultEndpoint = "https://management.azure.com"
 // The patterns are compiled at their first use: every dspool command
 // links this package, few check a pool.
 var (
-	guidRE  = lazyRE(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	groupRE = lazyRE(`^[-\w.()]{1,90}$`)
-	setRE   = lazyRE(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	mountRE = lazyRE(`^[^\s'"\\]{1,1000}$`)
+	guidRE  = lazyregexp.New(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	groupRE = lazyregexp.New(`^[-\w.()]{1,90}$`)
+	setRE   = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	mountRE = lazyregexp.New(`^[^\s'"\\]{1,1000}$`)
 )
-
-func lazyRE(expr string) func() *regexp.Regexp {
-	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
-}
 
 // Check validates the settings of pool p and fills their defaults.
 func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 	f := func(name string) string { return prefix + "provider." + name }
 	switch {
-	case !guidRE().MatchString(s.Subscription):
+	case !guidRE.MatchString(s.Subscription):
 		return dspool.Invalid(f("subscription"), "%q is not an Azure subscription id: give its GUID (az account show --query id)", s.Subscription)
-	case !groupRE().MatchString(s.ResourceGroup) || strings.HasSuffix(s.ResourceGroup, "."):
+	case !groupRE.MatchString(s.ResourceGroup) || strings.HasSuffix(s.ResourceGroup, "."):
 		return dspool.Invalid(f("resource_group"), "%q is not a resource group name: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'", s.ResourceGroup)
-	case !setRE().MatchString(s.ScaleSet):
+	case !setRE.MatchString(s.ScaleSet):
 		return dspool.Invalid(f("scale_set"), "%q is not a scale set name: 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit", s.ScaleSet)
 	}
 	for _, v := range []struct{ name, value string }{{"dspool", s.Dspool}, {"share", s.Share}, {"state", s.State}} {
-		if v.value != "" && (!strings.HasPrefix(v.value, "/") || !mountRE().MatchString(v.value)) {
+		if v.value != "" && (!strings.HasPrefix(v.value, "/") || !mountRE.MatchString(v.value)) {
 			return dspool.Invalid(f(v.name), "%q must be an absolute path without spaces or quotes", v.value)
 		}
 	}
 	if m := s.Mount; m != nil {
-		if !mountRE().MatchString(m.Source) {
+		if !mountRE.MatchString(m.Source) {
 			return dspool.Invalid(f("mount.source"), "%q is not a mount source: one word, no quotes", m.Source)
 		}
 		switch m.Type {
@@ -94,7 +89,7 @@ func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 		default:
 			return dspool.Invalid(f("mount.type"), "%q is not a file system type the provider mounts: use nfs, nfs4, cifs, fuse.sshfs or virtiofs", m.Type)
 		}
-		if m.Options != "" && !mountRE().MatchString(m.Options) {
+		if m.Options != "" && !mountRE.MatchString(m.Options) {
 			return dspool.Invalid(f("mount.options"), "%q are not mount options: comma-separated, no spaces or quotes", m.Options)
 		}
 	}

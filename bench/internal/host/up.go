@@ -68,6 +68,9 @@ func StartUp(ctx context.Context, bin, dir string, args []string, ready func(*ap
 	return u, nil
 }
 
+// PID is the process id of `dspool up`, the control plane.
+func (u *Up) PID() int { return u.cmd.Process.Pid }
+
 // Stop sends the Ctrl-C that `dspool up` expects; it kills it after 45s.
 func (u *Up) Stop() {
 	_ = u.cmd.Process.Signal(os.Interrupt)
