@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dspool/dspool/provider/kubernetes/kapi"
 	"io"
 	"net/http"
 	"net/url"
@@ -20,8 +21,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/dspool/dspool/yamljson"
 )
@@ -347,7 +346,7 @@ func (c *Client) Namespace() string { return c.namespace }
 // its Status object.
 type APIError struct {
 	Code    int
-	Reason  metav1.StatusReason
+	Reason  kapi.StatusReason
 	Message string
 }
 
@@ -449,7 +448,7 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 			continue
 		}
 		e := &APIError{Code: resp.StatusCode, Message: strings.TrimSpace(string(b))}
-		var st metav1.Status
+		var st kapi.Status
 		if json.Unmarshal(b, &st) == nil && st.Message != "" {
 			e.Reason, e.Message = st.Reason, st.Message
 		}
@@ -528,7 +527,7 @@ func (c *Client) Watch(ctx context.Context, path, selector, rv string, timeout t
 			return err
 		}
 		if ev.Type == "ERROR" {
-			var st metav1.Status
+			var st kapi.Status
 			_ = json.Unmarshal(ev.Object, &st)
 			return &APIError{Code: int(st.Code), Reason: st.Reason, Message: st.Message}
 		}

@@ -28,9 +28,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"github.com/dspool/dspool/provider/kubernetes/kapi"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
@@ -47,7 +45,7 @@ const (
 	// TokenKey is the Secret's key that holds the join token.
 	TokenKey = "token"
 	// GPU is the extended resource GPUs are asked for as.
-	GPU = corev1.ResourceName("nvidia.com/gpu")
+	GPU = kapi.ResourceName("nvidia.com/gpu")
 )
 
 // Options configures a Provider.
@@ -205,13 +203,13 @@ func labels(pool, name string) map[string]string {
 
 func (p *Provider) create(ctx context.Context, pl *pool, dp *dspool.Pool, name string, j autoscale.Join) error {
 	base := "/api/v1/namespaces/" + pl.ns
-	secret := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: pl.ns, Labels: labels(dp.Name, name)},
-		Type:       corev1.SecretTypeOpaque, Data: map[string][]byte{TokenKey: []byte(j.Token)}}
+	secret := &kapi.Secret{TypeMeta: kapi.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: kapi.ObjectMeta{Name: name, Namespace: pl.ns, Labels: labels(dp.Name, name)},
+		Type:       kapi.SecretTypeOpaque, Data: map[string][]byte{TokenKey: []byte(j.Token)}}
 	if err := pl.c.Do(ctx, http.MethodPost, base+"/secrets", secret, nil); err != nil {
 		return classify(err, pl.ns)
 	}
-	var made corev1.Pod
+	var made kapi.Pod
 	if err := pl.c.Do(ctx, http.MethodPost, base+"/pods", Pod(dp, pl.s, pl.ns, name, j.Server), &made); err != nil {
 		if derr := pl.c.Do(ctx, http.MethodDelete, base+"/secrets/"+name, nil, nil); derr != nil && !IsNotFound(derr) {
 			p.opts.Logger.Warn("kubernetes: delete the Secret of a pod that was refused", "pool", dp.Name, "secret", name, "err", derr)
@@ -221,7 +219,7 @@ func (p *Provider) create(ctx context.Context, pl *pool, dp *dspool.Pool, name s
 	pl.w.add(&made)
 	// The pod owns its Secret: Kubernetes' garbage collector deletes the
 	// Secret with the pod, whoever deletes it.
-	patch := map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{{
+	patch := map[string]any{"metadata": map[string]any{"ownerReferences": []kapi.OwnerReference{{
 		APIVersion: "v1", Kind: "Pod", Name: name, UID: made.UID}}}}
 	if err := pl.c.Do(ctx, http.MethodPatch, base+"/secrets/"+name, patch, nil); err != nil {
 		p.opts.Logger.Warn("kubernetes: make a pod the owner of its Secret", "pool", dp.Name, "pod", name, "err", err)
@@ -231,53 +229,53 @@ func (p *Provider) create(ctx context.Context, pl *pool, dp *dspool.Pool, name s
 
 // Pod is the pod of node name of pool dp: the agent, with the join token
 // from the Secret of the same name.
-func Pod(dp *dspool.Pool, s *Settings, ns, name, server string) *corev1.Pod {
-	res := corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewMilliQuantity(int64(dp.Node.CPUs), resource.DecimalSI),
-		corev1.ResourceMemory: *resource.NewQuantity(int64(dp.Node.Memory), resource.BinarySI),
+func Pod(dp *dspool.Pool, s *Settings, ns, name, server string) *kapi.Pod {
+	res := kapi.ResourceList{
+		kapi.ResourceCPU:    kapi.MilliQuantity(int64(dp.Node.CPUs)),
+		kapi.ResourceMemory: kapi.BinaryQuantity(int64(dp.Node.Memory)),
 	}
 	if dp.Node.GPUs > 0 {
-		res[GPU] = *resource.NewQuantity(int64(dp.Node.GPUs), resource.DecimalSI)
+		res[GPU] = kapi.DecimalQuantity(int64(dp.Node.GPUs))
 	}
 	share := s.Share
 	args := []string{"--server", server, "--name", name, "--pool", dp.Name, "--share", share, "--state", s.State,
 		"--cpus", dp.Node.CPUs.String(), "--memory", strconv.FormatInt(int64(dp.Node.Memory), 10), "--gpus", strconv.Itoa(dp.Node.GPUs)}
-	c := corev1.Container{
+	c := kapi.Container{
 		Name: "agent", Image: s.Image, Command: s.Command, Args: args,
-		ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
-		Env: []corev1.EnvVar{{Name: "DSPOOL_JOIN_TOKEN", ValueFrom: &corev1.EnvVarSource{
-			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: TokenKey}}}},
-		Resources:    corev1.ResourceRequirements{Requests: res, Limits: res},
-		VolumeMounts: []corev1.VolumeMount{{Name: "state", MountPath: s.State}},
+		ImagePullPolicy: kapi.PullPolicy(s.ImagePullPolicy),
+		Env: []kapi.EnvVar{{Name: "DSPOOL_JOIN_TOKEN", ValueFrom: &kapi.EnvVarSource{
+			SecretKeyRef: &kapi.SecretKeySelector{LocalObjectReference: kapi.LocalObjectReference{Name: name}, Key: TokenKey}}}},
+		Resources:    kapi.ResourceRequirements{Requests: res, Limits: res},
+		VolumeMounts: []kapi.VolumeMount{{Name: "state", MountPath: s.State}},
 	}
 	if s.Privileged {
-		c.SecurityContext = &corev1.SecurityContext{Privileged: &s.Privileged}
+		c.SecurityContext = &kapi.SecurityContext{Privileged: &s.Privileged}
 	}
-	vols := []corev1.Volume{{Name: "state", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	vols := []kapi.Volume{{Name: "state", VolumeSource: kapi.VolumeSource{EmptyDir: &kapi.EmptyDirVolumeSource{}}}}
 	switch {
 	case s.ShareClaim != "":
-		vols = append(vols, corev1.Volume{Name: "share", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: s.ShareClaim}}})
+		vols = append(vols, kapi.Volume{Name: "share", VolumeSource: kapi.VolumeSource{
+			PersistentVolumeClaim: &kapi.PersistentVolumeClaimVolumeSource{ClaimName: s.ShareClaim}}})
 	case s.ShareHostPath != "":
-		dir := corev1.HostPathDirectory
-		vols = append(vols, corev1.Volume{Name: "share", VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: s.ShareHostPath, Type: &dir}}})
+		dir := kapi.HostPathDirectory
+		vols = append(vols, kapi.Volume{Name: "share", VolumeSource: kapi.VolumeSource{
+			HostPath: &kapi.HostPathVolumeSource{Path: s.ShareHostPath, Type: &dir}}})
 	}
 	if len(vols) > 1 {
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "share", MountPath: share})
+		c.VolumeMounts = append(c.VolumeMounts, kapi.VolumeMount{Name: "share", MountPath: share})
 	}
 	no := false
 	grace := int64(30)
-	pod := &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels(dp.Name, name)},
-		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{c}, Volumes: vols, RestartPolicy: corev1.RestartPolicyNever,
+	pod := &kapi.Pod{TypeMeta: kapi.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: kapi.ObjectMeta{Name: name, Namespace: ns, Labels: labels(dp.Name, name)},
+		Spec: kapi.PodSpec{
+			Containers: []kapi.Container{c}, Volumes: vols, RestartPolicy: kapi.RestartPolicyNever,
 			NodeSelector: s.NodeSelector, Tolerations: s.Tolerations, PriorityClassName: s.PriorityClass,
 			ServiceAccountName: s.ServiceAccount, AutomountServiceAccountToken: &no,
 			TerminationGracePeriodSeconds: &grace, EnableServiceLinks: &no,
 		}}
 	for _, ps := range s.PullSecrets {
-		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: ps})
+		pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, kapi.LocalObjectReference{Name: ps})
 	}
 	return pod
 }
@@ -309,11 +307,11 @@ func (p *Provider) Remove(ctx context.Context, dp *dspool.Pool, names []string) 
 	return nil
 }
 
-func (p *Provider) delete(ctx context.Context, c *Client, ns string, pod *corev1.Pod) error {
+func (p *Provider) delete(ctx context.Context, c *Client, ns string, pod *kapi.Pod) error {
 	base := "/api/v1/namespaces/" + ns
 	uid := pod.UID
-	opts := &metav1.DeleteOptions{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "DeleteOptions"},
-		Preconditions: &metav1.Preconditions{UID: &uid}}
+	opts := &kapi.DeleteOptions{TypeMeta: kapi.TypeMeta{APIVersion: "v1", Kind: "DeleteOptions"},
+		Preconditions: &kapi.Preconditions{UID: &uid}}
 	err := c.Do(ctx, http.MethodDelete, base+"/pods/"+pod.Name, opts, nil)
 	var ae *APIError
 	if err != nil && !IsNotFound(err) && !(errors.As(err, &ae) && ae.Code == http.StatusConflict) {
@@ -333,7 +331,7 @@ func (p *Provider) List(ctx context.Context, dp *dspool.Pool) ([]autoscale.Insta
 	}
 	pods, err := pl.w.list()
 	var out []autoscale.Instance
-	var ended []*corev1.Pod
+	var ended []*kapi.Pod
 	for _, pod := range pods {
 		in, gone := instance(pod)
 		if in.State == autoscale.InstanceFailed || gone && pod.DeletionTimestamp == nil {
@@ -363,27 +361,27 @@ func (p *Provider) List(ctx context.Context, dp *dspool.Pool) ([]autoscale.Insta
 
 // instance is how the autoscaler sees a pod; gone: not at all (being
 // deleted, or ended well).
-func instance(pod *corev1.Pod) (in autoscale.Instance, gone bool) {
+func instance(pod *kapi.Pod) (in autoscale.Instance, gone bool) {
 	in = autoscale.Instance{Name: pod.Name, Created: pod.CreationTimestamp.Time, State: autoscale.InstanceRunning}
 	if in.Created.IsZero() {
 		in.Created = time.Now()
 	}
 	st := pod.Status
 	switch {
-	case pod.DeletionTimestamp != nil, st.Phase == corev1.PodSucceeded:
+	case pod.DeletionTimestamp != nil, st.Phase == kapi.PodSucceeded:
 		return in, true
-	case st.Phase == corev1.PodFailed:
+	case st.Phase == kapi.PodFailed:
 		in.State = autoscale.InstanceFailed
 		in.Err = ended(pod)
 		return in, false
-	case st.Phase == corev1.PodRunning:
+	case st.Phase == kapi.PodRunning:
 		return in, false
-	case st.Phase == corev1.PodUnknown:
+	case st.Phase == kapi.PodUnknown:
 		return in, false
 	}
 	in.State = autoscale.InstanceCreating
 	for _, c := range st.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason != "" {
+		if c.Type == kapi.PodScheduled && c.Status == kapi.ConditionFalse && c.Reason != "" {
 			in.Err = &autoscale.Error{Class: autoscale.ClassUnschedulable, Engine: engine,
 				Message: fmt.Sprintf("pod %s is %s: %s", pod.Name, strings.ToLower(c.Reason), c.Message)}
 			return in, false
@@ -409,7 +407,7 @@ func instance(pod *corev1.Pod) (in autoscale.Instance, gone bool) {
 }
 
 // ended says why a failed pod failed, in Kubernetes' words.
-func ended(pod *corev1.Pod) *autoscale.Error {
+func ended(pod *kapi.Pod) *autoscale.Error {
 	e := &autoscale.Error{Class: autoscale.ClassOther, Engine: engine}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if t := cs.State.Terminated; t != nil {
@@ -459,8 +457,8 @@ func classify(err error, ns string) error {
 }
 
 // decodePod reads a pod of a watch event.
-func decodePod(raw json.RawMessage) (*corev1.Pod, error) {
-	var pod corev1.Pod
+func decodePod(raw json.RawMessage) (*kapi.Pod, error) {
+	var pod kapi.Pod
 	if err := json.Unmarshal(raw, &pod); err != nil {
 		return nil, err
 	}

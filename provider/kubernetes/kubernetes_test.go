@@ -186,14 +186,18 @@ func TestPodSpec(t *testing.T) {
 	if err := autoscale.DecodeSettings(pool, &set); err != nil {
 		t.Fatal(err)
 	}
-	pod := kubernetes.Pod(pool, &set, "ml", pool.Name+"-0a1b2c3d", "https://10.0.0.1:8080")
-	b, _ := json.Marshal(pod)
+	// The pod as Kubernetes' own types read it.
+	b, _ := json.Marshal(kubernetes.Pod(pool, &set, "ml", pool.Name+"-0a1b2c3d", "https://10.0.0.1:8080"))
 	if strings.Contains(string(b), "dspj_") {
 		t.Fatalf("the pod has a join token: %s", b)
 	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(b, &pod); err != nil {
+		t.Fatalf("the pod's JSON, as k8s.io/api reads it: %v: %s", err, b)
+	}
 	c := pod.Spec.Containers[0]
 	for _, r := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
-		cpu, mem, gpu := r[corev1.ResourceCPU], r[corev1.ResourceMemory], r[kubernetes.GPU]
+		cpu, mem, gpu := r[corev1.ResourceCPU], r[corev1.ResourceMemory], r[corev1.ResourceName(kubernetes.GPU)]
 		if cpu.String() != "1500m" || mem.String() != "8Gi" || gpu.String() != "2" {
 			t.Errorf("resources cpu %s memory %s gpu %s, want 1500m 8Gi 2", cpu.String(), mem.String(), gpu.String())
 		}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/dspool/dspool/provider/kubernetes/kapi"
 
 	"github.com/dspool/dspool"
 	"github.com/dspool/dspool/autoscale"
@@ -38,8 +38,8 @@ type Settings struct {
 	ImagePullPolicy string   `json:"image_pull_policy,omitempty"`
 	PullSecrets     []string `json:"image_pull_secrets,omitempty"`
 	// NodeSelector and Tolerations place the pods on the cluster's nodes.
-	NodeSelector map[string]string   `json:"node_selector,omitempty"`
-	Tolerations  []corev1.Toleration `json:"tolerations,omitempty"`
+	NodeSelector map[string]string `json:"node_selector,omitempty"`
+	Tolerations  []kapi.Toleration `json:"tolerations,omitempty"`
 	// PriorityClass and ServiceAccount are the pods' (""; the agent
 	// needs no access to the Kubernetes API: no token is mounted).
 	PriorityClass  string `json:"priority_class,omitempty"`
@@ -99,7 +99,7 @@ func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 		return dspool.Invalid(f("kubeconfig"), "%q must be an absolute path", s.Kubeconfig)
 	}
 	switch s.ImagePullPolicy {
-	case "", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever):
+	case "", string(kapi.PullAlways), string(kapi.PullIfNotPresent), string(kapi.PullNever):
 	default:
 		return dspool.Invalid(f("image_pull_policy"), "%q is not a pull policy: Always, IfNotPresent or Never", s.ImagePullPolicy)
 	}
@@ -130,19 +130,19 @@ func (s *Settings) Check(prefix string, p *dspool.Pool) error {
 			return dspool.Invalid(field+".key", "%q is not a taint key", t.Key)
 		}
 		switch t.Operator {
-		case "", corev1.TolerationOpEqual:
-		case corev1.TolerationOpExists:
+		case "", kapi.TolerationOpEqual:
+		case kapi.TolerationOpExists:
 			if t.Value != "" {
 				return dspool.Invalid(field+".value", "must be empty with operator Exists")
 			}
 		default:
 			return dspool.Invalid(field+".operator", "%q is not an operator: Equal or Exists", t.Operator)
 		}
-		if t.Key == "" && t.Operator != corev1.TolerationOpExists {
+		if t.Key == "" && t.Operator != kapi.TolerationOpExists {
 			return dspool.Invalid(field+".key", "is required unless the operator is Exists")
 		}
 		switch t.Effect {
-		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		case "", kapi.TaintEffectNoSchedule, kapi.TaintEffectPreferNoSchedule, kapi.TaintEffectNoExecute:
 		default:
 			return dspool.Invalid(field+".effect", "%q is not an effect: NoSchedule, PreferNoSchedule or NoExecute", t.Effect)
 		}

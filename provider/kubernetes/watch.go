@@ -8,8 +8,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
+	"github.com/dspool/dspool/provider/kubernetes/kapi"
 
 	"github.com/dspool/dspool/autoscale"
 )
@@ -25,9 +24,9 @@ type podWatch struct {
 	selector string
 
 	mu      sync.Mutex
-	pods    map[string]*corev1.Pod
-	gone    map[types.UID]bool // deleted by Remove; events still in flight do not bring them back
-	deleted map[types.UID]bool // ended pods being deleted
+	pods    map[string]*kapi.Pod
+	gone    map[kapi.UID]bool // deleted by Remove; events still in flight do not bring them back
+	deleted map[kapi.UID]bool // ended pods being deleted
 	rv      string
 	down    time.Time // since when the watch fails (zero: it works)
 	err     error
@@ -44,7 +43,7 @@ func (p *Provider) watch(ctx context.Context, c *Client, ns, pool string) (*podW
 		return w, nil
 	}
 	w = &podWatch{p: p, c: c, ns: ns, pool: pool, path: "/api/v1/namespaces/" + ns + "/pods", selector: LabelPool + "=" + pool,
-		pods: map[string]*corev1.Pod{}, gone: map[types.UID]bool{}, deleted: map[types.UID]bool{}}
+		pods: map[string]*kapi.Pod{}, gone: map[kapi.UID]bool{}, deleted: map[kapi.UID]bool{}}
 	if err := w.relist(ctx); err != nil {
 		return nil, classify(err, ns)
 	}
@@ -60,13 +59,13 @@ func (p *Provider) watch(ctx context.Context, c *Client, ns, pool string) (*podW
 }
 
 func (w *podWatch) relist(ctx context.Context) error {
-	var list corev1.PodList
+	var list kapi.PodList
 	if err := w.c.List(ctx, w.path, w.selector, &list); err != nil {
 		return err
 	}
 	w.mu.Lock()
-	w.pods = map[string]*corev1.Pod{}
-	listed := map[types.UID]bool{}
+	w.pods = map[string]*kapi.Pod{}
+	listed := map[kapi.UID]bool{}
 	for i := range list.Items {
 		pod := &list.Items[i]
 		listed[pod.UID] = true
@@ -76,7 +75,7 @@ func (w *podWatch) relist(ctx context.Context) error {
 	}
 	// What is no longer listed is gone: its DELETED event may have been
 	// missed while the watch was down.
-	for _, m := range []map[types.UID]bool{w.gone, w.deleted} {
+	for _, m := range []map[kapi.UID]bool{w.gone, w.deleted} {
 		for uid := range m {
 			if !listed[uid] {
 				delete(m, uid)
@@ -171,7 +170,7 @@ func (w *podWatch) apply(ev WatchEvent) error {
 }
 
 // add records a pod the provider made (its watch event may come later).
-func (w *podWatch) add(pod *corev1.Pod) {
+func (w *podWatch) add(pod *kapi.Pod) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if old := w.pods[pod.Name]; old == nil || old.UID != pod.UID {
@@ -180,14 +179,14 @@ func (w *podWatch) add(pod *corev1.Pod) {
 }
 
 // get returns the pod called name of the pool, or nil.
-func (w *podWatch) get(name string) *corev1.Pod {
+func (w *podWatch) get(name string) *kapi.Pod {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.pods[name]
 }
 
 // removed forgets a pod that Remove deleted.
-func (w *podWatch) removed(pod *corev1.Pod) {
+func (w *podWatch) removed(pod *kapi.Pod) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.gone[pod.UID] = true
@@ -196,7 +195,7 @@ func (w *podWatch) removed(pod *corev1.Pod) {
 
 // ending reports whether an ended pod is yet to be deleted, and marks it
 // as being deleted.
-func (w *podWatch) ending(pod *corev1.Pod) bool {
+func (w *podWatch) ending(pod *kapi.Pod) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.deleted[pod.UID] {
@@ -208,14 +207,14 @@ func (w *podWatch) ending(pod *corev1.Pod) bool {
 
 // list returns the pool's pods by name; an error once the watch has
 // failed for more than a minute (with the pods as last seen).
-func (w *podWatch) list() ([]*corev1.Pod, error) {
+func (w *podWatch) list() ([]*kapi.Pod, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]*corev1.Pod, 0, len(w.pods))
+	out := make([]*kapi.Pod, 0, len(w.pods))
 	for _, pod := range w.pods {
 		out = append(out, pod)
 	}
-	slices.SortFunc(out, func(a, b *corev1.Pod) int {
+	slices.SortFunc(out, func(a, b *kapi.Pod) int {
 		if a.Name < b.Name {
 			return -1
 		}

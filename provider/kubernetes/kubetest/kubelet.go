@@ -234,7 +234,7 @@ func (k *Kubelet) fits(pod *corev1.Pod) string {
 		}
 	}
 	for _, c := range pod.Spec.Containers {
-		if q, ok := c.Resources.Requests[kubernetes.GPU]; ok && q.Value() > int64(k.GPUs) {
+		if q, ok := c.Resources.Requests[corev1.ResourceName(kubernetes.GPU)]; ok && q.Value() > int64(k.GPUs) {
 			return "1 Insufficient " + string(kubernetes.GPU)
 		}
 	}
