@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os/exec"
 	"strings"
@@ -25,16 +26,37 @@ func TestCLIWaitsOutTheConnectionCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two idle connections hold this address's share of the API.
+	// Two idle connections hold this address's share of the API: each is
+	// one the server answered 200 on, and keeps open. One that came while
+	// the agent's own connection was still counted is turned away, and
+	// another takes its place.
 	var held []net.Conn
-	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", u.Host)
+	eventually(t, 10*time.Second, "two connections held at the server", func() bool {
+		c, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
-			t.Fatal(err)
+			return false
 		}
-		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: holder\r\n\r\n"); err != nil {
+			c.Close()
+			return false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			c.Close()
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		_ = c.SetDeadline(time.Time{})
 		held = append(held, c)
-	}
+		return len(held) == 2
+	})
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
 	// The server counts a connection once it has accepted it: wait until
 	// a third one is turned away, so that the CLI's is too.
 	eventually(t, 10*time.Second, "the server to count the held connections", func() bool {
