@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -42,11 +43,18 @@ func (db *DB) CreateUserAvoiding(ctx context.Context, name string, admin bool, h
 	}
 	// Another control plane on the same database may take the uid picked
 	// here before this one commits: its unique index refuses the second,
-	// which picks again.
+	// which picks again, after a pause that grows and differs between
+	// writers, so that writers racing for the next uid take turns.
 	for try := 0; ; try++ {
 		u, err := db.createUser(ctx, name, admin, host)
-		if !errors.Is(err, errUIDTaken) || try == 20 {
+		if !errors.Is(err, errUIDTaken) || try == 50 {
 			return u, err
+		}
+		pause := time.Duration(rand.Int64N(int64(min(try+1, 20)) * int64(time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
 		}
 	}
 }
