@@ -336,4 +336,3 @@ func (lb *readyBalancer) waitReady(want string, within time.Duration) bool {
 	}
 	return false
 }
-
