@@ -16,8 +16,6 @@ package kubernetes
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,17 +161,6 @@ func (p *Provider) pool(ctx context.Context, dp *dspool.Pool) (*pool, error) {
 	return &pool{s: &s, c: c, ns: ns, w: w}, nil
 }
 
-// nodeName makes a new node name, which is its pod's: the pool's, and a
-// random suffix (pool names are DNS labels already).
-func nodeName(pool string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	if len(pool) > 54 {
-		pool = pool[:54]
-	}
-	return pool + "-" + hex.EncodeToString(b[:])
-}
-
 // Grow makes one Secret and one pod per join.
 func (p *Provider) Grow(ctx context.Context, req autoscale.GrowRequest) ([]string, error) {
 	if req.N() == 0 {
@@ -187,7 +174,7 @@ func (p *Provider) Grow(ctx context.Context, req autoscale.GrowRequest) ([]strin
 	}
 	var names []string
 	for _, j := range req.Joins {
-		name := nodeName(req.Pool.Name)
+		name := autoscale.NodeName(req.Pool.Name)
 		if err := p.create(ctx, pl, req.Pool, name, j); err != nil {
 			return names, err
 		}

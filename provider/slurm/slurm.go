@@ -11,8 +11,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,16 +80,6 @@ func (p *Provider) Calls() map[string]int64 {
 // dot, so one pool's jobs never match another's.
 func jobName(pool, name string) string { return "dspool." + pool + "." + name }
 
-// nodeName makes a new node name: the pool's, and a random suffix.
-func nodeName(pool string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	if len(pool) > 54 {
-		pool = pool[:54]
-	}
-	return pool + "-" + hex.EncodeToString(b[:])
-}
-
 // Grow submits one batch job per join.
 func (p *Provider) Grow(ctx context.Context, req autoscale.GrowRequest) ([]string, error) {
 	if req.N() == 0 {
@@ -109,7 +97,7 @@ func (p *Provider) Grow(ctx context.Context, req autoscale.GrowRequest) ([]strin
 	}
 	var names []string
 	for _, j := range req.Joins {
-		name := nodeName(req.Pool.Name)
+		name := autoscale.NodeName(req.Pool.Name)
 		id, err := p.submit(ctx, req.Pool, &s, name, j)
 		if err != nil {
 			return names, err
